@@ -1,0 +1,364 @@
+//! One vCPU: a Unicorn engine stepping real x86-64 code from its private view
+//! (DESIGN.md §2.5, reference/unicorn.md §1–§4).
+//!
+//! A step fetches (the view catches up unit by unit as far as the instruction needs, asking the
+//! chooser where more than one epoch is possible), invalidates exactly the translated blocks
+//! whose bytes changed on this engine, decodes the instruction with iced-x86 (so the oracles
+//! know precisely which bytes and epochs ran), and executes it with `emu_start(rip, 0, 0, 1)`.
+//! The engine is only ever run with count=1 (mixing modes flushes every TB, §1).
+//!
+//! Outcomes: a normal step; an INT3 trap (Unicorn's interrupt hook with intno 3 and
+//! RIP = INT3 address + 1, exactly the `regs->ip` the kernel's handler sees); a serializing
+//! CPUID; or a [`Fault`] — any other interrupt, an invalid or unsupported instruction, or an
+//! unmapped access — which the machine reports as a guest fault.
+
+use std::cell::Cell;
+use std::fmt;
+use std::rc::Rc;
+
+use iced_x86::{Code, Decoder, DecoderOptions};
+use unicorn_engine::unicorn_const::{uc_error, Prot};
+use unicorn_engine::{RegisterX86, Unicorn};
+
+use crate::engine::new_engine;
+use crate::error::UcContext;
+use crate::view::{Chooser, Epoch, Truth, View};
+use crate::{CpuError, FetchModel, Layout, Regs, SharedRegion};
+
+/// The longest x86 instruction.
+pub const MAX_INSN_LEN: usize = 15;
+
+/// The instruction a step fetched: its address, bytes, and the store epoch each byte came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ExecutedInsn {
+    /// Address of the first byte.
+    pub addr: u64,
+    /// Decoded length, or 0 if the bytes do not decode to a valid instruction (then `bytes`
+    /// holds the whole fetch window).
+    pub len: u8,
+    /// Number of valid entries in `bytes`/`epochs`.
+    pub window: u8,
+    /// The fetched bytes.
+    pub bytes: [u8; MAX_INSN_LEN],
+    /// For each byte, the epoch of the store it came from (0 = initial image).
+    pub epochs: [Epoch; MAX_INSN_LEN],
+    /// iced-x86's instruction code.
+    pub code: Code,
+}
+
+impl ExecutedInsn {
+    /// The bytes of the instruction (or of the whole window when it did not decode).
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes[..self.shown_len()]
+    }
+
+    /// The epochs of [`ExecutedInsn::bytes`].
+    pub fn epochs(&self) -> &[Epoch] {
+        &self.epochs[..self.shown_len()]
+    }
+
+    fn shown_len(&self) -> usize {
+        if self.len == 0 {
+            self.window as usize
+        } else {
+            self.len as usize
+        }
+    }
+
+    /// True if the bytes decoded to a valid instruction.
+    pub fn is_valid(&self) -> bool {
+        self.len != 0
+    }
+}
+
+/// A guest fault: the step did not complete as a normal instruction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Fault {
+    /// The fetched bytes do not decode (#UD).
+    InvalidOpcode,
+    /// A valid instruction the model refuses to run (hlt, syscall, int n, ud2, iret, …).
+    Unsupported(Code),
+    /// An exception or software interrupt other than INT3 (vector number).
+    Interrupt(u32),
+    /// Unicorn stopped with an error (unmapped or protected fetch/read/write, …).
+    Engine(uc_error),
+    /// RIP left the text region.
+    OutsideText(u64),
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Fault::InvalidOpcode => f.write_str("invalid opcode"),
+            Fault::Unsupported(code) => write!(f, "unsupported instruction {code:?}"),
+            Fault::Interrupt(n) => write!(f, "interrupt vector {n}"),
+            Fault::Engine(e) => write!(f, "engine error {e:?}"),
+            Fault::OutsideText(rip) => write!(f, "RIP {rip:#x} outside the text"),
+        }
+    }
+}
+
+/// What one guest step did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StepOutcome {
+    /// A normal instruction.
+    Normal,
+    /// INT3 trapped; `regs` is the saved register file with `rip` = INT3 address + 1.
+    Int3(Regs),
+    /// A serializing instruction (CPUID) ran; the view is exact now.
+    Serialized,
+    /// The step faulted.
+    Fault(Fault),
+}
+
+/// One emulated CPU.
+pub struct Vcpu {
+    // Field order is drop order: the engine must go before the buffers it maps.
+    uc: Unicorn<'static, ()>,
+    view: View,
+    data: Rc<SharedRegion>,
+    tsc: Box<Cell<u64>>,
+    trap: Rc<Cell<Option<u32>>>,
+    layout: Layout,
+    id: usize,
+    rip: u64,
+    steps: u64,
+    invalidations: u64,
+    changed: Vec<(u64, u64)>,
+}
+
+impl fmt::Debug for Vcpu {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Vcpu").field("id", &self.id).field("rip", &self.rip).field("steps", &self.steps).finish()
+    }
+}
+
+impl Vcpu {
+    /// A vCPU whose view starts as `text` (the truth at epoch 0), sharing `data`, with the
+    /// initial register file `regs`.
+    pub fn new(
+        id: usize,
+        layout: Layout,
+        text: &[u8],
+        data: Rc<SharedRegion>,
+        model: FetchModel,
+        regs: &Regs,
+    ) -> Result<Self, CpuError> {
+        layout.validate()?;
+        if text.len() as u64 != layout.text_len || data.len() != layout.data_len || data.base() != layout.data_base {
+            return Err(CpuError::Layout("text or data buffer does not match the layout".into()));
+        }
+        let tsc = Box::new(Cell::new(0));
+        let mut uc = new_engine(&tsc)?;
+        let view = View::new(layout.text_base, text, model);
+        // SAFETY: the view buffer and the data region are page aligned, exactly the mapped
+        // size, and outlive the engine (`uc` is the first field, so it is dropped first, and
+        // the data region is held by this struct's `Rc`).
+        unsafe {
+            uc.mem_map_ptr(layout.text_base, layout.text_len, Prot::READ | Prot::EXEC, view.host_ptr().cast())
+                .ctx("mem_map_ptr(text)")?;
+            uc.mem_map_ptr(layout.data_base, layout.data_len, Prot::READ | Prot::WRITE, data.host_ptr().cast())
+                .ctx("mem_map_ptr(data)")?;
+        }
+        let trap = Rc::new(Cell::new(None));
+        let hook_trap = Rc::clone(&trap);
+        uc.add_intr_hook(move |uc, intno| {
+            hook_trap.set(Some(intno));
+            // count=1 already stops after this instruction; stopping explicitly also covers
+            // faults that would otherwise re-execute (e.g. #DE leaves RIP on the instruction).
+            let _ = uc.emu_stop();
+        })
+        .ctx("add_intr_hook")?;
+        regs.write_to(&mut uc)?;
+        Ok(Self {
+            uc,
+            view,
+            data,
+            tsc,
+            trap,
+            layout,
+            id,
+            rip: regs.rip,
+            steps: 0,
+            invalidations: 0,
+            changed: Vec::new(),
+        })
+    }
+
+    /// This vCPU's index.
+    pub fn id(&self) -> usize {
+        self.id
+    }
+
+    /// Current instruction pointer.
+    pub fn rip(&self) -> u64 {
+        self.rip
+    }
+
+    /// Guest steps executed.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// Translation-block invalidations done on this engine.
+    pub fn invalidations(&self) -> u64 {
+        self.invalidations
+    }
+
+    /// The private instruction view.
+    pub fn view(&self) -> &View {
+        &self.view
+    }
+
+    /// The shared data region.
+    pub fn data(&self) -> &SharedRegion {
+        &self.data
+    }
+
+    /// Reads the full register file.
+    pub fn regs(&self) -> Result<Regs, CpuError> {
+        Regs::read_from(&self.uc)
+    }
+
+    /// Replaces the register file (the handler's IRET).
+    pub fn set_regs(&mut self, regs: &Regs) -> Result<(), CpuError> {
+        regs.write_to(&mut self.uc)?;
+        self.rip = regs.rip;
+        Ok(())
+    }
+
+    /// Serializes the instruction stream (`sync_core()`, IRET, CPUID): the view becomes exact.
+    pub fn serialize(&mut self, truth: &dyn Truth) -> Result<(), CpuError> {
+        let mut changed = std::mem::take(&mut self.changed);
+        changed.clear();
+        self.view.serialize(truth, &mut changed);
+        let r = self.invalidate(&changed);
+        self.changed = changed;
+        r
+    }
+
+    /// Drops the translated blocks overlapping each changed range, on this engine only
+    /// (the rule of reference/unicorn.md §2), and nothing when nothing changed.
+    fn invalidate(&mut self, changed: &[(u64, u64)]) -> Result<(), CpuError> {
+        for &(s, e) in changed {
+            self.uc.ctl_remove_cache(s, e).ctx("ctl_remove_cache")?;
+            self.invalidations += 1;
+        }
+        Ok(())
+    }
+
+    /// Decodes the instruction at `rip` from the view.
+    fn decode(&self, rip: u64) -> ExecutedInsn {
+        let mut bytes = [0u8; MAX_INSN_LEN];
+        let window = self.view.read(rip, &mut bytes);
+        let mut decoder = Decoder::with_ip(64, &bytes[..window], rip, DecoderOptions::NONE);
+        let insn = decoder.decode();
+        let len = if insn.is_invalid() { 0 } else { insn.len() as u8 };
+        let mut epochs = [0; MAX_INSN_LEN];
+        for (i, e) in epochs.iter_mut().enumerate().take(window) {
+            *e = self.view.shown(rip + i as u64).1;
+        }
+        ExecutedInsn { addr: rip, len, window: window as u8, bytes, epochs, code: insn.code() }
+    }
+
+    /// Lets the view catch up for a fetch at `rip`, unit by unit, only as far as the
+    /// instruction's bytes reach (units beyond it keep their snapshot: staying is always
+    /// allowed, and asking would only add decisions that change nothing).
+    fn fetch(&mut self, rip: u64, truth: &dyn Truth, chooser: &mut dyn Chooser) -> Result<ExecutedInsn, CpuError> {
+        let limit = (rip + MAX_INSN_LEN as u64).min(self.layout.text_base + self.layout.text_len);
+        if self.view.is_exact(truth) {
+            return Ok(self.decode(rip));
+        }
+        let mut changed = std::mem::take(&mut self.changed);
+        changed.clear();
+        let mut refreshed_to = rip;
+        let mut need = rip + 1;
+        let insn = loop {
+            while refreshed_to < need {
+                refreshed_to = self.view.refresh_unit(refreshed_to, truth, chooser, &mut changed);
+            }
+            let insn = self.decode(rip);
+            need = if insn.is_valid() { rip + insn.len as u64 } else { limit };
+            if need <= refreshed_to {
+                break insn;
+            }
+        };
+        let r = self.invalidate(&changed);
+        self.changed = changed;
+        r.map(|_| insn)
+    }
+
+    /// Executes one guest instruction.
+    pub fn step(&mut self, truth: &dyn Truth, chooser: &mut dyn Chooser) -> Result<(ExecutedInsn, StepOutcome), CpuError> {
+        let rip = self.rip;
+        if !self.layout.in_text(rip) {
+            let insn = ExecutedInsn {
+                addr: rip,
+                len: 0,
+                window: 0,
+                bytes: [0; MAX_INSN_LEN],
+                epochs: [0; MAX_INSN_LEN],
+                code: Code::INVALID,
+            };
+            return Ok((insn, StepOutcome::Fault(Fault::OutsideText(rip))));
+        }
+        self.view.note_step(truth.now());
+        let insn = self.fetch(rip, truth, chooser)?;
+        if !insn.is_valid() {
+            return Ok((insn, StepOutcome::Fault(Fault::InvalidOpcode)));
+        }
+        if refused(insn.code) {
+            return Ok((insn, StepOutcome::Fault(Fault::Unsupported(insn.code))));
+        }
+        self.steps += 1;
+        self.tsc.set(self.steps * 16);
+        self.trap.set(None);
+        let result = self.uc.emu_start(rip, 0, 0, 1);
+        self.rip = self.uc.reg_read(RegisterX86::RIP).ctx("reg_read(RIP)")?;
+        if let Err(e) = result {
+            return Ok((insn, StepOutcome::Fault(Fault::Engine(e))));
+        }
+        let outcome = match self.trap.take() {
+            Some(3) if insn.code == Code::Int3 => {
+                debug_assert_eq!(self.rip, rip + 1, "INT3 trap must leave RIP after the INT3");
+                StepOutcome::Int3(self.regs()?)
+            }
+            Some(n) => StepOutcome::Fault(Fault::Interrupt(n)),
+            None if insn.code == Code::Cpuid => {
+                self.serialize(truth)?;
+                StepOutcome::Serialized
+            }
+            None => StepOutcome::Normal,
+        };
+        Ok((insn, outcome))
+    }
+}
+
+/// Instructions a guest may not run: they would stop the engine silently (hlt), act as no-ops
+/// (syscall without a hook), need an IDT the model does not have (int n, into, int1), or are
+/// defined to fault (ud0/1/2). IRET is refused because only the modelled handler returns from
+/// a trap.
+fn refused(code: Code) -> bool {
+    matches!(
+        code,
+        Code::Hlt
+            | Code::Syscall
+            | Code::Sysenter
+            | Code::Sysretd
+            | Code::Sysretq
+            | Code::Sysexitd
+            | Code::Sysexitq
+            | Code::Int_imm8
+            | Code::Int1
+            | Code::Into
+            | Code::Ud0
+            | Code::Ud0_r32_rm32
+            | Code::Ud0_r64_rm64
+            | Code::Ud1_r32_rm32
+            | Code::Ud1_r64_rm64
+            | Code::Ud2
+            | Code::Iretw
+            | Code::Iretd
+            | Code::Iretq
+    )
+}
