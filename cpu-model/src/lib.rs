@@ -15,6 +15,7 @@
 //! - [`ReferenceExecutor`]: a scratch engine that runs one instruction from a given register
 //!   state, the independent reference of the emulation oracle.
 
+pub mod baseline;
 mod engine;
 mod error;
 mod fetch;

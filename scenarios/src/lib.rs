@@ -1,0 +1,18 @@
+//! # scenarios — what pokesim runs, and the `pokesim` program
+//!
+//! - [`workload`]: guest workloads, real x86-64 machine code assembled with iced-x86, each
+//!   with its invariant and patch rounds (DESIGN.md §2.8);
+//! - [`scenario`]: a complete run description (workload, vCPUs, protocol, mutants, fetch
+//!   model, strategy, seed, budget) and the function that runs it;
+//! - [`check`]: the built-in scenarios behind `pokesim check`, with their expected verdicts;
+//! - [`bench`]: the throughput benchmark behind `pokesim bench`.
+//!
+//! The command line itself is `src/bin/pokesim.rs`.
+
+pub mod bench;
+pub mod check;
+pub mod scenario;
+pub mod workload;
+
+pub use scenario::Scenario;
+pub use workload::{SitePlacement, WorkloadKind, WorkloadSpec};

@@ -1,0 +1,44 @@
+//! # sim-core — the pokesim machine
+//!
+//! A run is a pure function `run(scenario, decisions) -> outcome` (DESIGN.md §2.1). This crate
+//! holds everything between the vCPUs of `cpu-model` and the file formats and command line of
+//! `scenarios`:
+//! - [`text`]: the text truth and its store log (what the patcher wrote, when);
+//! - [`decision`]: the decision source (ChaCha-seeded or a recorded list) — every choice of a
+//!   run goes through it;
+//! - [`sched`]: scheduling strategies over the enabled events, one per module;
+//! - [`patcher`] and [`handler`]: the patching CPU and the INT3 handler as step machines, the
+//!   kernel code of each protocol version spelled out as operations and micro-steps;
+//! - [`protocol`]: the catalogue of protocol versions and mutants;
+//! - [`ipi`]: IPI broadcast, delivery and acknowledgement (`on_each_cpu(do_sync_core, …, 1)`);
+//! - [`oracle`]: the seven oracles of DESIGN.md §2.7 and the violations they report;
+//! - [`machine`]: the run loop that ties them together; [`outcome`] and [`trace`]: its results.
+
+pub mod config;
+pub mod decision;
+pub mod emulate;
+pub mod error;
+pub mod event;
+pub mod handler;
+pub mod ipi;
+pub mod machine;
+pub mod oracle;
+pub mod outcome;
+pub mod patcher;
+pub mod patching;
+pub mod protocol;
+pub mod sched;
+pub mod text;
+pub mod trace;
+pub mod workload;
+
+pub use config::RunConfig;
+pub use decision::{Decision, Decisions};
+pub use error::SimError;
+pub use machine::{run, Machine};
+pub use oracle::{Violation, ViolationKind};
+pub use outcome::{Outcome, Stats, Verdict};
+pub use protocol::{Mutant, Protocol};
+pub use workload::{GuestImage, Invariant, PokeRequest};
+
+pub use cpu_model::{FetchModel, FetchUnit, Staleness, StoreGranularity};

@@ -1,0 +1,39 @@
+//! The events a tick can run (DESIGN.md §2.2). At every tick the machine lists the enabled
+//! events in this canonical order — guest steps, handler steps, IPI deliveries by vCPU index,
+//! then the patcher — and the scheduler picks one.
+
+use std::fmt;
+
+/// One schedulable event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Event {
+    /// vCPU i fetches and executes one instruction.
+    GuestStep(usize),
+    /// vCPU i runs the next micro-step of the INT3 handler it is in.
+    HandlerStep(usize),
+    /// The pending sync IPI is delivered to vCPU i: `sync_core()` and acknowledge.
+    IpiDeliver(usize),
+    /// The patcher runs its next operation.
+    Patcher,
+}
+
+impl Event {
+    /// The vCPU the event belongs to, if any.
+    pub fn cpu(self) -> Option<usize> {
+        match self {
+            Event::GuestStep(i) | Event::HandlerStep(i) | Event::IpiDeliver(i) => Some(i),
+            Event::Patcher => None,
+        }
+    }
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Event::GuestStep(i) => write!(f, "cpu{i} step"),
+            Event::HandlerStep(i) => write!(f, "cpu{i} handler"),
+            Event::IpiDeliver(i) => write!(f, "cpu{i} ipi"),
+            Event::Patcher => f.write_str("patcher"),
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! The oracles of DESIGN.md §2.7 and the violations they report.
+//!
+//! | kind | oracle |
+//! |---|---|
+//! | `torn-fetch` | [`torn`]: executed bytes are not an instruction of a legitimate image |
+//! | `unclaimed-int3` | the handler and every owner declined a trap (a stale INT3) |
+//! | `emulation-mismatch` | [`emulation`]: the handler's effect differs from executing the old or new instruction |
+//! | `guest-fault` | a guest step faulted |
+//! | `handler-fault` | the handler dereferenced a NULL/freed vector, read past it, or hit `BUG()` |
+//! | `workload-invariant` | the workload's guest-side check failed |
+//! | `liveness` | the patcher did not finish within the budget, or a vCPU ran an old image after the final sync |
+
+pub mod emulation;
+pub mod torn;
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// The closed set of violation kinds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ViolationKind {
+    /// Executed bytes are no legitimate instruction.
+    TornFetch,
+    /// An INT3 nobody consumed.
+    UnclaimedInt3,
+    /// The handler's emulation differs from the real instruction.
+    EmulationMismatch,
+    /// Guest code faulted.
+    GuestFault,
+    /// The handler faulted.
+    HandlerFault,
+    /// The workload's invariant failed.
+    WorkloadInvariant,
+    /// No progress, or an old image after the final sync.
+    Liveness,
+}
+
+impl ViolationKind {
+    /// Every kind.
+    pub const ALL: [ViolationKind; 7] = [
+        ViolationKind::TornFetch,
+        ViolationKind::UnclaimedInt3,
+        ViolationKind::EmulationMismatch,
+        ViolationKind::GuestFault,
+        ViolationKind::HandlerFault,
+        ViolationKind::WorkloadInvariant,
+        ViolationKind::Liveness,
+    ];
+
+    /// The kebab-case name used in reports and files.
+    pub fn name(self) -> &'static str {
+        match self {
+            ViolationKind::TornFetch => "torn-fetch",
+            ViolationKind::UnclaimedInt3 => "unclaimed-int3",
+            ViolationKind::EmulationMismatch => "emulation-mismatch",
+            ViolationKind::GuestFault => "guest-fault",
+            ViolationKind::HandlerFault => "handler-fault",
+            ViolationKind::WorkloadInvariant => "workload-invariant",
+            ViolationKind::Liveness => "liveness",
+        }
+    }
+}
+
+impl fmt::Display for ViolationKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for ViolationKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        ViolationKind::ALL.into_iter().find(|k| k.name() == s).ok_or_else(|| {
+            let names: Vec<_> = ViolationKind::ALL.iter().map(|k| k.name()).collect();
+            format!("unknown violation kind '{s}' (valid: {})", names.join(", "))
+        })
+    }
+}
+
+/// One executed byte and the store epoch it came from (0 = the initial image).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ByteEpoch {
+    /// The byte.
+    pub byte: u8,
+    /// The epoch of the store that wrote it.
+    pub epoch: u32,
+}
+
+/// A violation found by an oracle.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Violation {
+    /// What went wrong.
+    pub kind: ViolationKind,
+    /// The vCPU involved, if any.
+    pub cpu: Option<usize>,
+    /// The tick at which it was detected.
+    pub tick: u64,
+    /// The guest instruction address involved (for a trap: the INT3 address).
+    pub rip: Option<u64>,
+    /// The executed bytes, each with its store epoch.
+    pub bytes: Vec<ByteEpoch>,
+    /// The patcher's protocol phase at that moment.
+    pub phase: String,
+    /// A human-readable explanation.
+    pub message: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} at tick {}", self.kind, self.tick)?;
+        if let Some(cpu) = self.cpu {
+            write!(f, " on cpu{cpu}")?;
+        }
+        if let Some(rip) = self.rip {
+            write!(f, " rip={rip:#x}")?;
+        }
+        if !self.bytes.is_empty() {
+            f.write_str(" bytes=[")?;
+            for (i, b) in self.bytes.iter().enumerate() {
+                let sep = if i == 0 { "" } else { " " };
+                write!(f, "{sep}{:02x}@{}", b.byte, b.epoch)?;
+            }
+            f.write_str("]")?;
+        }
+        write!(f, " phase={}: {}", self.phase, self.message)
+    }
+}

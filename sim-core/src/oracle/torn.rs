@@ -1,0 +1,172 @@
+//! Oracle 1, torn fetch (DESIGN.md §2.7, reference/x86-cmc.md §5.3).
+//!
+//! The executed bytes E at address x are legitimate iff some legitimate image of the text has
+//! an instruction boundary at x and holds exactly E there. For a site with old instruction O
+//! and new N the images are O, CC·O[1..], CC·N[1..] and N; boundaries come from decoding each
+//! image from the site's start (an image that starts with INT3 has only that boundary: the
+//! trap never falls through). Anything else — mixed bytes, a different length, execution
+//! starting inside a replaced instruction — is torn.
+//!
+//! Every round of every site contributes its images, so a vCPU that was preempted inside a
+//! multi-instruction range (bug B2) is legitimate exactly as long as it resumes into bytes of
+//! an image that has a boundary there.
+
+use iced_x86::{Decoder, DecoderOptions};
+
+use cpu_model::{ExecutedInsn, Layout};
+
+use crate::protocol::loc::INT3;
+use crate::workload::PokeRequest;
+use crate::SimError;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Image {
+    bytes: Vec<u8>,
+    /// Offsets (from the site start) where an instruction of this image begins.
+    boundaries: Vec<usize>,
+}
+
+#[derive(Clone, Debug)]
+struct Site {
+    addr: u64,
+    len: usize,
+    images: Vec<Image>,
+    /// The bytes after the last batch: the only image allowed after the final sync.
+    last: Vec<u8>,
+}
+
+/// The legitimate images of every patched site.
+#[derive(Clone, Debug)]
+pub struct TornOracle {
+    base: u64,
+    sites: Vec<Site>,
+    /// Per text byte: index into `sites` + 1, or 0 if the byte is never patched.
+    site_of: Vec<u16>,
+}
+
+fn boundaries(addr: u64, bytes: &[u8]) -> Vec<usize> {
+    if bytes.first() == Some(&INT3) {
+        return vec![0];
+    }
+    let mut decoder = Decoder::with_ip(64, bytes, addr, DecoderOptions::NONE);
+    let mut out = Vec::new();
+    let mut off = 0;
+    while off < bytes.len() {
+        out.push(off);
+        let insn = decoder.decode();
+        if insn.is_invalid() {
+            break;
+        }
+        off += insn.len();
+    }
+    out
+}
+
+impl TornOracle {
+    /// Collects the images of every site the batches patch, starting from `text`.
+    pub fn new(layout: &Layout, text: &[u8], batches: &[Vec<PokeRequest>]) -> Result<Self, SimError> {
+        let base = layout.text_base;
+        let mut copy = text.to_vec();
+        let mut sites: Vec<Site> = Vec::new();
+        let mut site_of = vec![0u16; text.len()];
+        for req in batches.iter().flatten() {
+            let len = req.new.len();
+            let off = req
+                .addr
+                .checked_sub(base)
+                .map(|o| o as usize)
+                .filter(|o| o + len <= text.len())
+                .ok_or_else(|| SimError::BadInput(format!("site {:#x}+{len} does not fit the text", req.addr)))?;
+            let idx = match sites.iter().position(|s| s.addr == req.addr) {
+                Some(i) if sites[i].len == len => i,
+                Some(i) => {
+                    return Err(SimError::BadInput(format!(
+                        "site {:#x} is patched with lengths {} and {len}",
+                        req.addr, sites[i].len
+                    )))
+                }
+                None => {
+                    if site_of[off..off + len].iter().any(|&s| s != 0) {
+                        return Err(SimError::BadInput(format!("site {:#x} overlaps another site", req.addr)));
+                    }
+                    sites.push(Site { addr: req.addr, len, images: Vec::new(), last: Vec::new() });
+                    let id = sites.len() as u16;
+                    site_of[off..off + len].iter_mut().for_each(|s| *s = id);
+                    sites.len() - 1
+                }
+            };
+            let old = copy[off..off + len].to_vec();
+            let new = req.new.clone();
+            let mut cc_old = old.clone();
+            cc_old[0] = INT3;
+            let mut cc_new = new.clone();
+            cc_new[0] = INT3;
+            for bytes in [old, cc_old, cc_new, new.clone()] {
+                let image = Image { boundaries: boundaries(req.addr, &bytes), bytes };
+                if !sites[idx].images.contains(&image) {
+                    sites[idx].images.push(image);
+                }
+            }
+            copy[off..off + len].copy_from_slice(&new);
+            sites[idx].last = new;
+        }
+        Ok(Self { base, sites, site_of })
+    }
+
+    fn site_touched(&self, insn: &ExecutedInsn) -> Option<&Site> {
+        let start = insn.addr.checked_sub(self.base)? as usize;
+        let n = insn.bytes().len().max(1);
+        let end = (start + n).min(self.site_of.len());
+        (start..end).find_map(|o| match self.site_of[o] {
+            0 => None,
+            id => Some(&self.sites[id as usize - 1]),
+        })
+    }
+
+    /// True if `addr` lies inside a patched site.
+    pub fn in_site(&self, addr: u64) -> bool {
+        addr.checked_sub(self.base).and_then(|o| self.site_of.get(o as usize)).is_some_and(|&s| s != 0)
+    }
+
+    /// `Err(explanation)` if the executed instruction is torn.
+    pub fn check(&self, insn: &ExecutedInsn) -> Result<(), String> {
+        let Some(site) = self.site_touched(insn) else { return Ok(()) };
+        let e = insn.bytes();
+        if !insn.is_valid() {
+            return Err(format!("bytes {e:02x?} at {:#x} do not decode (site {:#x})", insn.addr, site.addr));
+        }
+        if insn.addr < site.addr {
+            return Err(format!("instruction at {:#x} runs into site {:#x}", insn.addr, site.addr));
+        }
+        let off = (insn.addr - site.addr) as usize;
+        let legit = site
+            .images
+            .iter()
+            .any(|img| img.boundaries.contains(&off) && img.bytes.get(off..off + e.len()) == Some(e));
+        if legit {
+            Ok(())
+        } else {
+            Err(format!(
+                "bytes {e:02x?} at site {:#x}+{off} match no legitimate image (images: {})",
+                site.addr,
+                site.images.iter().map(|i| format!("{:02x?}", i.bytes)).collect::<Vec<_>>().join(" ")
+            ))
+        }
+    }
+
+    /// `Err(explanation)` if, after the final sync, the instruction shows anything but the
+    /// final image of the site it touches.
+    pub fn check_final(&self, insn: &ExecutedInsn) -> Result<(), String> {
+        let Some(site) = self.site_touched(insn) else { return Ok(()) };
+        let off = insn.addr.saturating_sub(site.addr) as usize;
+        let e = insn.bytes();
+        if site.last.get(off..off + e.len()) == Some(e) {
+            Ok(())
+        } else {
+            Err(format!(
+                "after the final sync, site {:#x} still executes {e:02x?} instead of {:02x?}",
+                site.addr, site.last
+            ))
+        }
+    }
+}

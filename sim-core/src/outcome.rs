@@ -1,0 +1,72 @@
+//! The result of a run: verdict, violations, statistics, trace hash, and the decisions that
+//! reproduce it. Nothing here depends on the host clock, so two runs of the same scenario
+//! with the same decisions produce equal outcomes in any process.
+
+use serde::{Deserialize, Serialize};
+
+use crate::decision::Decision;
+use crate::oracle::Violation;
+use crate::trace::TraceEvent;
+
+/// Pass or violation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// No oracle fired.
+    Pass,
+    /// At least one oracle fired.
+    Violation,
+}
+
+/// Counters of a run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Stats {
+    /// Ticks (scheduled events).
+    pub ticks: u64,
+    /// Guest instructions executed (INT3 traps included).
+    pub guest_steps: u64,
+    /// INT3 traps taken.
+    pub int3_traps: u64,
+    /// Batches the patcher completed.
+    pub patch_rounds: u64,
+    /// Syncs (`on_each_cpu(do_sync_core)`) completed.
+    pub syncs: u64,
+    /// IPIs delivered.
+    pub ipis: u64,
+    /// Handler micro-steps.
+    pub handler_steps: u64,
+    /// Text store events.
+    pub stores: u64,
+    /// Handler emulations checked against the reference executor.
+    pub emulation_checks: u64,
+    /// Decisions drawn (scheduling and fetch).
+    pub decisions: u64,
+    /// Translation-block invalidations over all engines.
+    pub invalidations: u64,
+}
+
+/// Everything a run produced.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outcome {
+    /// The verdict.
+    pub verdict: Verdict,
+    /// The violations (a run stops at the first).
+    pub violations: Vec<Violation>,
+    /// Counters.
+    pub stats: Stats,
+    /// Hash over every event of the run (xxh3-64, hex).
+    pub trace_hash: String,
+    /// The decisions drawn; replaying them reproduces the run.
+    #[serde(skip)]
+    pub decisions: Vec<Decision>,
+    /// The trace events, if the run kept them.
+    #[serde(skip)]
+    pub trace: Vec<TraceEvent>,
+}
+
+impl Outcome {
+    /// The first violation, if any.
+    pub fn violation(&self) -> Option<&Violation> {
+        self.violations.first()
+    }
+}

@@ -1,0 +1,107 @@
+//! The text truth (DESIGN.md §2.3): the code as the patcher last wrote it, and the log of
+//! store events that produced it. `text_poke(addr, bytes)` reaches here already split into
+//! store events by the fetch model's `stores` parameter; each store is one epoch.
+//!
+//! Per byte, the truth keeps its history `(epoch, value)`, so the fetch model can show any
+//! byte as of any epoch (`View::refresh_unit`) without replaying the log.
+
+use cpu_model::{Epoch, Layout, Truth};
+
+/// One store event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Store {
+    /// First byte written.
+    pub addr: u64,
+    /// Bytes written.
+    pub bytes: Vec<u8>,
+}
+
+/// The text as the patcher wrote it.
+#[derive(Clone, Debug)]
+pub struct TextMemory {
+    base: u64,
+    initial: Vec<u8>,
+    current: Vec<u8>,
+    log: Vec<Store>,
+    /// Per byte offset: the stores to it, `(epoch, value)` in epoch order. Empty = never
+    /// written (the initial value, epoch 0).
+    history: Vec<Vec<(Epoch, u8)>>,
+}
+
+impl TextMemory {
+    /// The initial text of `layout`.
+    pub fn new(layout: &Layout, initial: Vec<u8>) -> Self {
+        assert_eq!(initial.len() as u64, layout.text_len, "text image must fill the text region");
+        let n = initial.len();
+        Self { base: layout.text_base, current: initial.clone(), initial, log: Vec::new(), history: vec![Vec::new(); n] }
+    }
+
+    /// The initial image.
+    pub fn initial(&self) -> &[u8] {
+        &self.initial
+    }
+
+    /// Bytes `[addr, addr+len)` as of now.
+    pub fn read(&self, addr: u64, len: usize) -> &[u8] {
+        let off = (addr - self.base) as usize;
+        &self.current[off..off + len]
+    }
+
+    /// Applies one store event; returns its epoch.
+    pub fn store(&mut self, addr: u64, bytes: &[u8]) -> Epoch {
+        let off = (addr - self.base) as usize;
+        assert!(off + bytes.len() <= self.current.len(), "store outside the text");
+        self.log.push(Store { addr, bytes: bytes.to_vec() });
+        let epoch = self.log.len() as Epoch;
+        for (i, &b) in bytes.iter().enumerate() {
+            self.current[off + i] = b;
+            self.history[off + i].push((epoch, b));
+        }
+        epoch
+    }
+
+    /// The store log.
+    pub fn log(&self) -> &[Store] {
+        &self.log
+    }
+}
+
+impl Truth for TextMemory {
+    fn now(&self) -> Epoch {
+        self.log.len() as Epoch
+    }
+
+    fn store_range(&self, epoch: Epoch) -> (u64, u64) {
+        let s = &self.log[epoch as usize - 1];
+        (s.addr, s.bytes.len() as u64)
+    }
+
+    fn byte_at(&self, addr: u64, epoch: Epoch) -> (u8, Epoch) {
+        let off = (addr - self.base) as usize;
+        let h = &self.history[off];
+        // Histories are short (a few stores per patch round): scan from the newest.
+        match h.iter().rev().find(|(e, _)| *e <= epoch) {
+            Some(&(e, v)) => (v, e),
+            None => (self.initial[off], 0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_history_answers_any_epoch() {
+        let layout = Layout { text_base: 0x1000, text_len: 0x1000, data_base: 0x10000, data_len: 0x1000 };
+        let mut t = TextMemory::new(&layout, vec![0x90; 0x1000]);
+        assert_eq!(t.store(0x1010, &[0xcc]), 1);
+        assert_eq!(t.store(0x1010, &[0xe8, 1, 2]), 2);
+        assert_eq!(t.byte_at(0x1010, 0), (0x90, 0));
+        assert_eq!(t.byte_at(0x1010, 1), (0xcc, 1));
+        assert_eq!(t.byte_at(0x1011, 1), (0x90, 0));
+        assert_eq!(t.byte_at(0x1011, 2), (0x01, 2));
+        assert_eq!(t.store_range(2), (0x1010, 3));
+        assert_eq!(t.read(0x1010, 3), &[0xe8, 1, 2]);
+    }
+}
