@@ -60,7 +60,8 @@ pub enum StoreGranularity {
 
 impl StoreGranularity {
     /// All values, in the order the command line lists them.
-    pub const ALL: [StoreGranularity; 3] = [StoreGranularity::Byte, StoreGranularity::Aligned8, StoreGranularity::Whole];
+    pub const ALL: [StoreGranularity; 3] =
+        [StoreGranularity::Byte, StoreGranularity::Aligned8, StoreGranularity::Whole];
 
     /// The name used on the command line and in files.
     pub fn name(self) -> &'static str {

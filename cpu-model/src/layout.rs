@@ -23,7 +23,7 @@ impl Layout {
     /// Checks alignment, sizes and that the regions are disjoint and within the low 2 GiB
     /// (so that rel32 branches and sign-extended imm32 addresses reach everything).
     pub fn validate(&self) -> Result<(), CpuError> {
-        let aligned = |v: u64| v % PAGE_SIZE == 0;
+        let aligned = |v: u64| v.is_multiple_of(PAGE_SIZE);
         if !aligned(self.text_base) || !aligned(self.data_base) {
             return Err(CpuError::Layout("region bases must be page aligned".into()));
         }

@@ -21,7 +21,7 @@ pub(crate) struct PageBuf {
 
 impl PageBuf {
     pub(crate) fn new(len: usize) -> Self {
-        assert!(len > 0 && len as u64 % PAGE_SIZE == 0, "PageBuf length must be whole pages");
+        assert!(len > 0 && (len as u64).is_multiple_of(PAGE_SIZE), "PageBuf length must be whole pages");
         let layout = AllocLayout::from_size_align(len, PAGE_SIZE as usize).expect("valid page layout");
         // SAFETY: the layout has non-zero size; a null return is handled below.
         let raw = unsafe { alloc_zeroed(layout) };

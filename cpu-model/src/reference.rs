@@ -70,7 +70,13 @@ impl ReferenceExecutor {
 
     /// Executes the instruction `bytes` at `addr` from `regs` (whose `rip` is ignored), with
     /// `stack_top` as the qword at `[rsp]` (what a RET would pop).
-    pub fn execute(&mut self, addr: u64, bytes: &[u8], regs: &Regs, stack_top: u64) -> Result<ReferenceResult, CpuError> {
+    pub fn execute(
+        &mut self,
+        addr: u64,
+        bytes: &[u8],
+        regs: &Regs,
+        stack_top: u64,
+    ) -> Result<ReferenceResult, CpuError> {
         if !self.layout.in_text(addr) || !self.layout.in_text(addr + bytes.len() as u64 - 1) {
             return Err(CpuError::Layout(format!("reference instruction at {addr:#x} is outside the text")));
         }

@@ -12,23 +12,64 @@ use crate::CpuError;
 #[repr(u8)]
 #[allow(missing_docs)]
 pub enum Reg {
-    Rax, Rcx, Rdx, Rbx, Rsp, Rbp, Rsi, Rdi, R8, R9, R10, R11, R12, R13, R14, R15,
+    Rax,
+    Rcx,
+    Rdx,
+    Rbx,
+    Rsp,
+    Rbp,
+    Rsi,
+    Rdi,
+    R8,
+    R9,
+    R10,
+    R11,
+    R12,
+    R13,
+    R14,
+    R15,
 }
 
 impl Reg {
     /// All sixteen, in encoding order.
     pub const ALL: [Reg; 16] = [
-        Reg::Rax, Reg::Rcx, Reg::Rdx, Reg::Rbx, Reg::Rsp, Reg::Rbp, Reg::Rsi, Reg::Rdi,
-        Reg::R8, Reg::R9, Reg::R10, Reg::R11, Reg::R12, Reg::R13, Reg::R14, Reg::R15,
+        Reg::Rax,
+        Reg::Rcx,
+        Reg::Rdx,
+        Reg::Rbx,
+        Reg::Rsp,
+        Reg::Rbp,
+        Reg::Rsi,
+        Reg::Rdi,
+        Reg::R8,
+        Reg::R9,
+        Reg::R10,
+        Reg::R11,
+        Reg::R12,
+        Reg::R13,
+        Reg::R14,
+        Reg::R15,
     ];
 
     fn unicorn(self) -> RegisterX86 {
         use RegisterX86 as U;
         match self {
-            Reg::Rax => U::RAX, Reg::Rcx => U::RCX, Reg::Rdx => U::RDX, Reg::Rbx => U::RBX,
-            Reg::Rsp => U::RSP, Reg::Rbp => U::RBP, Reg::Rsi => U::RSI, Reg::Rdi => U::RDI,
-            Reg::R8 => U::R8, Reg::R9 => U::R9, Reg::R10 => U::R10, Reg::R11 => U::R11,
-            Reg::R12 => U::R12, Reg::R13 => U::R13, Reg::R14 => U::R14, Reg::R15 => U::R15,
+            Reg::Rax => U::RAX,
+            Reg::Rcx => U::RCX,
+            Reg::Rdx => U::RDX,
+            Reg::Rbx => U::RBX,
+            Reg::Rsp => U::RSP,
+            Reg::Rbp => U::RBP,
+            Reg::Rsi => U::RSI,
+            Reg::Rdi => U::RDI,
+            Reg::R8 => U::R8,
+            Reg::R9 => U::R9,
+            Reg::R10 => U::R10,
+            Reg::R11 => U::R11,
+            Reg::R12 => U::R12,
+            Reg::R13 => U::R13,
+            Reg::R14 => U::R14,
+            Reg::R15 => U::R15,
         }
     }
 }

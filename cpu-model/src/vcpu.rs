@@ -289,7 +289,11 @@ impl Vcpu {
     }
 
     /// Executes one guest instruction.
-    pub fn step(&mut self, truth: &dyn Truth, chooser: &mut dyn Chooser) -> Result<(ExecutedInsn, StepOutcome), CpuError> {
+    pub fn step(
+        &mut self,
+        truth: &dyn Truth,
+        chooser: &mut dyn Chooser,
+    ) -> Result<(ExecutedInsn, StepOutcome), CpuError> {
         let rip = self.rip;
         if !self.layout.in_text(rip) {
             let insn = ExecutedInsn {

@@ -19,7 +19,7 @@ pub struct Decision {
 }
 
 enum Source {
-    Seeded(ChaCha8Rng),
+    Seeded(Box<ChaCha8Rng>),
     Recorded { list: Vec<Decision>, next: usize },
 }
 
@@ -40,7 +40,7 @@ impl std::fmt::Debug for Decisions {
 impl Decisions {
     /// Choices drawn from ChaCha8 seeded with `seed`.
     pub fn seeded(seed: u64) -> Self {
-        Self { source: Source::Seeded(ChaCha8Rng::seed_from_u64(seed)), log: Vec::new(), stale: None }
+        Self { source: Source::Seeded(Box::new(ChaCha8Rng::seed_from_u64(seed))), log: Vec::new(), stale: None }
     }
 
     /// Choices replayed from a recorded list. When the list runs out, remaining choices take
@@ -61,12 +61,8 @@ impl Decisions {
                 Some(d) => {
                     *next += 1;
                     if d.of as usize != n && self.stale.is_none() {
-                        self.stale = Some(format!(
-                            "decision {} offered {} options when recorded, {} now",
-                            *next - 1,
-                            d.of,
-                            n
-                        ));
+                        self.stale =
+                            Some(format!("decision {} offered {} options when recorded, {} now", *next - 1, d.of, n));
                     }
                     (d.choice as usize).min(n - 1)
                 }

@@ -187,7 +187,11 @@ impl Handler {
                     other => return HandlerStep::Fault(format!("poke_int3_handler: BUG(): opcode {other:#04x}")),
                 };
                 self.pc = HandlerPc::Iret;
-                return HandlerStep::Emulated { array: self.vec.expect("entry() succeeded"), entry: self.found, emulation };
+                return HandlerStep::Emulated {
+                    array: self.vec.expect("entry() succeeded"),
+                    entry: self.found,
+                    emulation,
+                };
             }
             HandlerPc::Iret => return HandlerStep::Iret(self.regs),
         }

@@ -141,7 +141,14 @@ impl Machine {
         self.patcher.current().map_or("done", |op| op.name())
     }
 
-    fn report(&mut self, kind: ViolationKind, cpu: Option<usize>, rip: Option<u64>, insn: Option<&ExecutedInsn>, message: String) {
+    fn report(
+        &mut self,
+        kind: ViolationKind,
+        cpu: Option<usize>,
+        rip: Option<u64>,
+        insn: Option<&ExecutedInsn>,
+        message: String,
+    ) {
         if self.violation.is_some() {
             return;
         }
@@ -281,7 +288,10 @@ impl Machine {
                 // No other INT3 owner is registered: the kernel would oops ("int3" die()).
                 let (byte, epoch) = self.vcpus[i].view().shown(ip);
                 let insn = single_byte(ip, byte, epoch);
-                let msg = format!("INT3 at {ip:#x} not claimed by the patching handler (nr_entries={})", self.state.nr_entries);
+                let msg = format!(
+                    "INT3 at {ip:#x} not claimed by the patching handler (nr_entries={})",
+                    self.state.nr_entries
+                );
                 self.report(ViolationKind::UnclaimedInt3, Some(i), Some(ip), Some(&insn), msg);
             }
             HandlerStep::Fault(msg) => self.report(ViolationKind::HandlerFault, Some(i), Some(ip), None, msg),
@@ -299,7 +309,9 @@ impl Machine {
                 }
                 self.stats.emulation_checks += 1;
                 let site = loc.addr;
-                if let Err(msg) = emulation::check(&mut self.reference, site, &candidates, &trapped, stack_top, &emulation)? {
+                if let Err(msg) =
+                    emulation::check(&mut self.reference, site, &candidates, &trapped, stack_top, &emulation)?
+                {
                     self.report(ViolationKind::EmulationMismatch, Some(i), Some(site), None, msg);
                     return Ok(());
                 }

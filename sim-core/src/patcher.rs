@@ -105,7 +105,8 @@ impl Patcher {
 
     /// True if the next step can run: not done, and not waiting for acknowledgements.
     pub fn enabled(&self, ipi: &Ipi) -> bool {
-        !self.done() && !(self.waiting && ipi.outstanding() > 0)
+        let blocked = self.waiting && ipi.outstanding() > 0;
+        !self.done() && !blocked
     }
 
     /// True while a sync waits for acknowledgements.

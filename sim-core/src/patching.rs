@@ -35,7 +35,9 @@ impl std::fmt::Display for AccessFault {
         match self {
             AccessFault::NullVec => f.write_str("NULL pointer dereference of bp_patching.vec"),
             AccessFault::UseAfterFree(b) => write!(f, "use after free of the text_poke_loc array of batch {b}"),
-            AccessFault::PastEnd { index, len } => write!(f, "read of vec[{index}] past the end of a {len}-entry vector"),
+            AccessFault::PastEnd { index, len } => {
+                write!(f, "read of vec[{index}] past the end of a {len}-entry vector")
+            }
         }
     }
 }

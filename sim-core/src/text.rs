@@ -33,7 +33,13 @@ impl TextMemory {
     pub fn new(layout: &Layout, initial: Vec<u8>) -> Self {
         assert_eq!(initial.len() as u64, layout.text_len, "text image must fill the text region");
         let n = initial.len();
-        Self { base: layout.text_base, current: initial.clone(), initial, log: Vec::new(), history: vec![Vec::new(); n] }
+        Self {
+            base: layout.text_base,
+            current: initial.clone(),
+            initial,
+            log: Vec::new(),
+            history: vec![Vec::new(); n],
+        }
     }
 
     /// The initial image.

@@ -1,0 +1,58 @@
+//! Shared pieces of pokesim's integration tests: proptest strategies over scenarios and small
+//! helpers to run them. The tests themselves are in `tests/`.
+
+use cpu_model::FetchModel;
+use proptest::prelude::*;
+use scenarios::workload::{SitePlacement, WorkloadKind, WorkloadSpec};
+use scenarios::Scenario;
+use sim_core::sched::Strategy as SchedStrategy;
+use sim_core::{Mutant, Outcome, Protocol, RunConfig};
+
+/// A scenario on `ftrace` with the given parameters.
+pub fn ftrace(
+    protocol: Protocol,
+    mutants: &[Mutant],
+    cpus: usize,
+    seed: u64,
+    site: SitePlacement,
+    preset: &str,
+) -> Scenario {
+    Scenario {
+        workload: WorkloadSpec { site, ..WorkloadSpec::new(WorkloadKind::Ftrace) },
+        config: RunConfig {
+            cpus,
+            protocol,
+            mutants: mutants.to_vec(),
+            fetch: FetchModel::preset(preset).expect("known preset"),
+            ..RunConfig::default()
+        },
+        strategy: SchedStrategy::Random,
+        seed,
+    }
+}
+
+/// Runs a scenario, panicking on simulator errors (not on violations).
+pub fn run(s: &Scenario) -> Outcome {
+    s.run().unwrap_or_else(|e| panic!("{}: {e}", s.label()))
+}
+
+/// Site placements: the named ones (aligned, crossing 16, crossing 64, crossing a page) and
+/// any offset within a line.
+pub fn placement() -> impl Strategy<Value = SitePlacement> {
+    prop_oneof![
+        3 => proptest::sample::select(SitePlacement::NAMED.to_vec()),
+        1 => (0u8..64).prop_map(SitePlacement::LineOffset),
+    ]
+}
+
+/// Fetch presets.
+pub fn preset() -> impl Strategy<Value = &'static str> {
+    proptest::sample::select(FetchModel::PRESETS.to_vec())
+}
+
+/// Generated ftrace scenarios for `protocol` + `mutants`: 2–8 vCPUs, any seed below 2^32,
+/// any placement, any preset.
+pub fn scenario(protocol: Protocol, mutants: Vec<Mutant>) -> impl Strategy<Value = Scenario> {
+    (2usize..=8, 0u64..(1 << 32), placement(), preset())
+        .prop_map(move |(cpus, seed, site, preset)| ftrace(protocol, &mutants, cpus, seed, site, preset))
+}

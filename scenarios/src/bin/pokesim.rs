@@ -184,7 +184,14 @@ fn scenario_report(s: &Scenario) -> ScenarioReport {
 }
 
 fn print_outcome(s: &Scenario, o: &Outcome) {
-    println!("scenario   {} cpus={} fetch={} site={} seed={}", s.label(), s.config.cpus, s.config.fetch, s.workload.site, s.seed);
+    println!(
+        "scenario   {} cpus={} fetch={} site={} seed={}",
+        s.label(),
+        s.config.cpus,
+        s.config.fetch,
+        s.workload.site,
+        s.seed
+    );
     println!("verdict    {}", if o.verdict == Verdict::Pass { "pass" } else { "violation" });
     for v in &o.violations {
         println!("violation  {v}");
@@ -270,7 +277,10 @@ fn cmd_bench(a: &BenchArgs) -> Result<ExitCode, SimError> {
         println!("{}", serde_json::to_string_pretty(&r).expect("report serializes"));
     } else {
         println!("raw unicorn, 4 engines round-robin, count=1   {:>12.0} steps/s", r.raw_unicorn_steps_per_s);
-        println!("pokesim ftrace 4 vCPUs, quiet                 {:>12.0} steps/s  ({:.2} of raw)", r.quiet_steps_per_s, r.quiet_ratio);
+        println!(
+            "pokesim ftrace 4 vCPUs, quiet                 {:>12.0} steps/s  ({:.2} of raw)",
+            r.quiet_steps_per_s, r.quiet_ratio
+        );
         println!(
             "pokesim ftrace 4 vCPUs, patching              {:>12.0} steps/s  ({:.2} of raw; {:.0} traps/s, {:.0} rounds/s)",
             r.patching_steps_per_s, r.patching_ratio, r.patching_traps_per_s, r.patching_rounds_per_s

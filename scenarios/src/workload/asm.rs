@@ -22,7 +22,11 @@ impl Text {
     }
 
     /// Assembles `build`'s code at `addr` and copies it into the image.
-    pub fn place(&mut self, addr: u64, build: impl FnOnce(&mut CodeAssembler) -> Result<(), iced_x86::IcedError>) -> Result<u64, SimError> {
+    pub fn place(
+        &mut self,
+        addr: u64,
+        build: impl FnOnce(&mut CodeAssembler) -> Result<(), iced_x86::IcedError>,
+    ) -> Result<u64, SimError> {
         let mut a = CodeAssembler::new(64).map_err(asm_error)?;
         build(&mut a).map_err(asm_error)?;
         let code = a.assemble(addr).map_err(asm_error)?;

@@ -111,10 +111,17 @@ impl Invariant for FtraceInvariant {
         let now = Counters::read(data, cpu);
         let before = std::mem::replace(&mut self.seen[cpu], now);
         if regs.sp() != stack_top(cpu) {
-            return Err(format!("stack unbalanced at the loop head: rsp={:#x}, expected {:#x}", regs.sp(), stack_top(cpu)));
+            return Err(format!(
+                "stack unbalanced at the loop head: rsp={:#x}, expected {:#x}",
+                regs.sp(),
+                stack_top(cpu)
+            ));
         }
         if now.bad_returns != 0 {
-            return Err(format!("the tracer was called with a return address other than site+5 ({:#x})", self.site + 5));
+            return Err(format!(
+                "the tracer was called with a return address other than site+5 ({:#x})",
+                self.site + 5
+            ));
         }
         if now.func != now.iterations {
             return Err(format!("{} iterations but {} calls of the patched function", now.iterations, now.func));

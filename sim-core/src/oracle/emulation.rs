@@ -34,12 +34,7 @@ pub fn check(
         if same {
             return Ok(Ok(()));
         }
-        seen.push(format!(
-            "{bytes:02x?} gives rip={:#x} rsp={:#x} pushed={:x?}",
-            r.regs.rip,
-            r.regs.sp(),
-            r.pushed
-        ));
+        seen.push(format!("{bytes:02x?} gives rip={:#x} rsp={:#x} pushed={:x?}", r.regs.rip, r.regs.sp(), r.pushed));
     }
     Ok(Err(format!(
         "handler emulation gives rip={:#x} rsp={:#x} pushed={:x?}, but {}",

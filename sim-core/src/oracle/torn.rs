@@ -139,10 +139,8 @@ impl TornOracle {
             return Err(format!("instruction at {:#x} runs into site {:#x}", insn.addr, site.addr));
         }
         let off = (insn.addr - site.addr) as usize;
-        let legit = site
-            .images
-            .iter()
-            .any(|img| img.boundaries.contains(&off) && img.bytes.get(off..off + e.len()) == Some(e));
+        let legit =
+            site.images.iter().any(|img| img.boundaries.contains(&off) && img.bytes.get(off..off + e.len()) == Some(e));
         if legit {
             Ok(())
         } else {

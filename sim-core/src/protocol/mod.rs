@@ -81,7 +81,8 @@ pub enum Mutant {
 
 impl Mutant {
     /// Every mutant.
-    pub const ALL: [Mutant; 4] = [Mutant::NoSyncAfterInt3, Mutant::NoSyncAfterTail, Mutant::NoSyncAfterFirst, Mutant::NoInt3];
+    pub const ALL: [Mutant; 4] =
+        [Mutant::NoSyncAfterInt3, Mutant::NoSyncAfterTail, Mutant::NoSyncAfterFirst, Mutant::NoInt3];
 
     /// Name on the command line and in files.
     pub fn name(self) -> &'static str {

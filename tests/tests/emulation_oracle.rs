@@ -1,0 +1,100 @@
+//! The emulation oracle is independent (DESIGN.md §2.7, oracle 3): for every instruction the
+//! seed's handler emulates — CALL, JMP32, JMP8, NOP2 and NOP5 (as JMP +0) — the handler's
+//! effect from a random register state equals executing the real bytes on a scratch Unicorn
+//! engine, and a deliberately wrong effect is reported as a mismatch.
+
+use cpu_model::{ReferenceExecutor, Reg, Regs};
+use proptest::prelude::*;
+use scenarios::workload::{layout, DATA_BASE, TEXT_BASE, TEXT_LEN};
+use sim_core::emulate::Emulation;
+use sim_core::handler::{Handler, HandlerStep};
+use sim_core::oracle::emulation;
+use sim_core::patching::{PatchState, PokeArray};
+use sim_core::protocol::loc::{NOP2, NOP5};
+use sim_core::protocol::text_poke_loc_init;
+
+/// An instruction the seed handler supports.
+fn instruction() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        any::<i32>().prop_map(|r| [vec![0xe8], r.to_le_bytes().to_vec()].concat()),
+        any::<i32>().prop_map(|r| [vec![0xe9], r.to_le_bytes().to_vec()].concat()),
+        any::<i8>().prop_map(|r| vec![0xeb, r as u8]),
+        Just(NOP2.to_vec()),
+        Just(NOP5.to_vec()),
+    ]
+}
+
+/// A random register file with the stack inside the data region.
+fn registers() -> impl Strategy<Value = Regs> {
+    let data_len = layout(1).data_len;
+    (proptest::array::uniform16(any::<u64>()), 16u64..data_len - 16, any::<u64>()).prop_map(move |(gpr, sp, flags)| {
+        let mut regs = Regs { gpr, rip: 0, rflags: (flags & emulation::ARITH_FLAGS) | 0x202 };
+        regs.set(Reg::Rsp, DATA_BASE + sp);
+        regs
+    })
+}
+
+/// Runs the seed's `poke_int3_handler` for a trap at `site` until it emulates.
+fn handler_emulation(site: u64, bytes: &[u8], trapped: &Regs, stack_top: u64) -> Emulation {
+    let loc = text_poke_loc_init(site, bytes, None).expect("supported instruction");
+    let state = PatchState {
+        vec: Some(0),
+        nr_entries: 1,
+        arrays: vec![PokeArray { locs: vec![loc], old: vec![bytes.to_vec()], live: true }],
+    };
+    let mut h = Handler::new(*trapped, stack_top);
+    for _ in 0..16 {
+        match h.step(&state) {
+            HandlerStep::Continue => {}
+            HandlerStep::Emulated { emulation, .. } => return emulation,
+            other => panic!("handler did not emulate: {other:?}"),
+        }
+    }
+    panic!("handler did not finish");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn handler_emulation_matches_real_execution(
+        bytes in instruction(),
+        offset in 0u64..TEXT_LEN - 8,
+        regs in registers(),
+        stack_top in any::<u64>(),
+    ) {
+        let site = TEXT_BASE + offset;
+        let mut trapped = regs;
+        trapped.rip = site + 1; // what the INT3 trap leaves in regs->ip
+        let emu = handler_emulation(site, &bytes, &trapped, stack_top);
+        let mut reference = ReferenceExecutor::new(layout(1)).unwrap();
+        let verdict = emulation::check(&mut reference, site, &[&bytes], &trapped, stack_top, &emu).unwrap();
+        prop_assert!(verdict.is_ok(), "{:02x?} at {:#x}: {:?}", bytes, site, verdict);
+
+        // The oracle is not a tautology: a handler that lands one byte off, or pushes the
+        // wrong return address, is caught.
+        let mut off_by_one = emu;
+        off_by_one.regs.rip = off_by_one.regs.rip.wrapping_add(1);
+        let verdict = emulation::check(&mut reference, site, &[&bytes], &trapped, stack_top, &off_by_one).unwrap();
+        prop_assert!(verdict.is_err());
+        if let Some((addr, value)) = emu.push {
+            let mut wrong_push = emu;
+            wrong_push.push = Some((addr, value + 1));
+            let verdict = emulation::check(&mut reference, site, &[&bytes], &trapped, stack_top, &wrong_push).unwrap();
+            prop_assert!(verdict.is_err());
+        }
+    }
+}
+
+#[test]
+fn a_call_emulated_as_a_jump_is_a_mismatch() {
+    // bug B1's shape: the detour handler treats a CALL as a jump and misses the push.
+    let site = TEXT_BASE + 0x800;
+    let call = [0xe8, 0x10, 0, 0, 0];
+    let mut trapped = Regs { rip: site + 1, rflags: 0x202, ..Regs::default() };
+    trapped.set(Reg::Rsp, DATA_BASE + 0x800);
+    let as_jump = sim_core::emulate::int3_emulate_jmp(&trapped, site + 5 + 0x10);
+    let mut reference = ReferenceExecutor::new(layout(1)).unwrap();
+    let verdict = emulation::check(&mut reference, site, &[&call], &trapped, 0, &as_jump).unwrap();
+    assert!(verdict.unwrap_err().contains("pushed"));
+}
