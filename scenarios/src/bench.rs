@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 use sim_core::sched::Strategy;
-use sim_core::{Machine, RunConfig, SimError};
+use sim_core::{RunConfig, SimError};
 
 use crate::scenario::Scenario;
 use crate::workload::{WorkloadKind, WorkloadSpec};
@@ -29,14 +29,29 @@ pub struct BenchReport {
     pub patching_traps_per_s: f64,
     /// Patch rounds per second while patching.
     pub patching_rounds_per_s: f64,
-    /// Resident memory per vCPU, KiB (engine, view, translation buffer).
+    /// Peak resident memory per vCPU during a 32-vCPU run, KiB (engine, translation buffer,
+    /// view, handler and oracle state).
     pub rss_per_vcpu_kib: f64,
 }
 
-fn rss_kib() -> Option<u64> {
+fn status_kib(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Peak resident memory added per vCPU by a complete run with `cpus` vCPUs: the peak counter
+/// is reset first (`/proc/self/clear_refs`), so the figure covers engines, views, translation
+/// buffers in use, handler state and the oracles' scratch engines while the run executes.
+fn rss_per_vcpu_kib(cpus: usize, scenario: &Scenario) -> Result<f64, SimError> {
+    let before = status_kib("VmRSS:");
+    let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
+    scenario.run()?;
+    let peak = status_kib("VmHWM:");
+    Ok(match (before, peak, reset) {
+        (Some(b), Some(p), true) => p.saturating_sub(b) as f64 / cpus as f64,
+        _ => f64::NAN,
+    })
 }
 
 fn steps_per_s(scenario: &Scenario) -> Result<(f64, f64, f64), SimError> {
@@ -52,30 +67,25 @@ fn steps_per_s(scenario: &Scenario) -> Result<(f64, f64, f64), SimError> {
 
 /// Runs the benchmark with about `steps` guest steps per measurement.
 pub fn run(steps: u64) -> Result<BenchReport, SimError> {
-    let (elapsed, _) = cpu_model::baseline::raw_round_robin(4, steps)?;
-    let raw = steps as f64 / elapsed.as_secs_f64();
+    // Memory first, before other runs leave freed memory in the allocator for it to reuse.
     let base = |rounds: u32, drain: u64| Scenario {
         workload: WorkloadSpec { rounds, ..WorkloadSpec::new(WorkloadKind::Ftrace) },
         config: RunConfig { cpus: 4, drain_steps: drain, max_ticks: u64::MAX, ..RunConfig::default() },
         strategy: Strategy::Random,
         seed: 1,
     };
+    let cpus = 32;
+    let mut wide = base(4, 0);
+    wide.config.cpus = cpus;
+    let rss_per_vcpu_kib = rss_per_vcpu_kib(cpus, &wide)?;
+    let (elapsed, _) = cpu_model::baseline::raw_round_robin(4, steps)?;
+    let raw = steps as f64 / elapsed.as_secs_f64();
     // Quiet: no patch rounds; every vCPU runs steps/4 drain steps.
     let (quiet, _, _) = steps_per_s(&base(0, steps / 4))?;
     // Patching: enough rounds to keep the patcher busy for about `steps` guest steps
     // (a round takes ~70 guest steps with 4 vCPUs under the random scheduler).
     let rounds = (steps / 70).max(1) as u32;
     let (patching, traps, rounds_per_s) = steps_per_s(&base(rounds, 0))?;
-    let cpus = 32;
-    let before = rss_kib();
-    let image = base(0, 0).workload.build(cpus)?;
-    let machine = Machine::new(&RunConfig { cpus, ..RunConfig::default() }, image)?;
-    let after = rss_kib();
-    drop(machine);
-    let rss_per_vcpu_kib = match (before, after) {
-        (Some(b), Some(a)) => a.saturating_sub(b) as f64 / cpus as f64,
-        _ => f64::NAN,
-    };
     Ok(BenchReport {
         raw_unicorn_steps_per_s: raw,
         quiet_steps_per_s: quiet,
