@@ -80,8 +80,8 @@ struct RunArgs {
 
 #[derive(Args)]
 struct CheckArgs {
-    /// Seeds per built-in scenario.
-    #[arg(long, default_value_t = 48)]
+    /// Seeds per built-in scenario (the default takes about a minute on 2 cores).
+    #[arg(long, default_value_t = 6000)]
     runs: u64,
     /// Worker threads (default: all cores).
     #[arg(long)]
@@ -239,12 +239,12 @@ fn cmd_check(a: &CheckArgs) -> Result<ExitCode, SimError> {
         println!("{}", serde_json::to_string_pretty(&rows).expect("rows serialize"));
     } else {
         println!(
-            "{:<44} {:<16} {:<10} {:<16} {:>5} {:>6} {:>7} {:>8}  result",
+            "{:<44} {:<28} {:<10} {:<16} {:>5} {:>6} {:>8} {:>8}  result",
             "scenario", "expected", "verdict", "kind", "runs", "seed", "traps", "time"
         );
         for r in &rows {
             println!(
-                "{:<44} {:<16} {:<10} {:<16} {:>5} {:>6} {:>7} {:>7.1}s  {}",
+                "{:<44} {:<28} {:<10} {:<16} {:>5} {:>6} {:>8} {:>7.1}s  {}",
                 r.scenario,
                 r.expect.to_string(),
                 if r.verdict == Verdict::Pass { "pass" } else { "violation" },
