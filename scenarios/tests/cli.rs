@@ -1,5 +1,8 @@
 //! The `pokesim` binary: exit statuses, JSON shape, determinism across processes, and clear
 //! errors with status 2 for bad input.
+//!
+//! These tests live in the `scenarios` package, not in `tests/`, because Cargo exposes a
+//! package's binaries (`CARGO_BIN_EXE_pokesim`) only to that package's own integration tests.
 
 use assert_cmd::Command;
 use serde_json::Value;
