@@ -1,0 +1,139 @@
+//! A vCPU on hand-written code: trap delivery, faults, serialization, the simulated TSC, and
+//! the private view (a store to the truth is invisible until the view catches up).
+
+use std::rc::Rc;
+
+use cpu_model::{
+    Chooser, Epoch, Fault, FetchModel, Layout, Reg, Regs, SharedRegion, StepOutcome, Truth, Vcpu, PAGE_SIZE,
+};
+
+const TEXT: u64 = 0x10_0000;
+const DATA: u64 = 0x20_0000;
+
+fn layout() -> Layout {
+    Layout { text_base: TEXT, text_len: PAGE_SIZE, data_base: DATA, data_len: PAGE_SIZE }
+}
+
+/// Truth = the initial text plus a log of stores.
+struct Log {
+    init: Vec<u8>,
+    stores: Vec<(u64, Vec<u8>)>,
+}
+
+impl Truth for Log {
+    fn now(&self) -> Epoch {
+        self.stores.len() as Epoch
+    }
+    fn store_range(&self, e: Epoch) -> (u64, u64) {
+        let (a, b) = &self.stores[e as usize - 1];
+        (*a, b.len() as u64)
+    }
+    fn byte_at(&self, addr: u64, epoch: Epoch) -> (u8, Epoch) {
+        let mut v = (self.init[(addr - TEXT) as usize], 0);
+        for (i, (a, b)) in self.stores.iter().enumerate().take(epoch as usize) {
+            if addr >= *a && addr < a + b.len() as u64 {
+                v = (b[(addr - a) as usize], i as Epoch + 1);
+            }
+        }
+        v
+    }
+}
+
+struct Pick(usize);
+impl Chooser for Pick {
+    fn choose(&mut self, n: usize) -> usize {
+        self.0.min(n - 1)
+    }
+}
+
+fn vcpu(code: &[u8]) -> (Vcpu, Log) {
+    let mut text = vec![0xcc; PAGE_SIZE as usize];
+    text[..code.len()].copy_from_slice(code);
+    let data = Rc::new(SharedRegion::new(DATA, PAGE_SIZE));
+    let mut regs = Regs { rip: TEXT, rflags: 0x202, ..Regs::default() };
+    regs.set(Reg::Rsp, DATA + 0x800);
+    let v = Vcpu::new(0, layout(), &text, data, FetchModel::PESSIMISTIC, &regs).unwrap();
+    (v, Log { init: text, stores: Vec::new() })
+}
+
+#[test]
+fn int3_traps_with_rip_after_the_int3() {
+    let (mut v, t) = vcpu(&[0x90, 0xcc]);
+    assert_eq!(v.step(&t, &mut Pick(0)).unwrap().1, StepOutcome::Normal);
+    let (insn, out) = v.step(&t, &mut Pick(0)).unwrap();
+    assert_eq!(insn.bytes(), &[0xcc]);
+    match out {
+        StepOutcome::Int3(regs) => assert_eq!(regs.rip, TEXT + 2),
+        other => panic!("expected an INT3 trap, got {other:?}"),
+    }
+}
+
+#[test]
+fn faults_are_reported_not_run() {
+    for (code, want) in [
+        (&[0xf4][..], "Unsupported"),                             // hlt
+        (&[0x0f, 0x0b][..], "Unsupported"),                       // ud2
+        (&[0x0f, 0x05][..], "Unsupported"),                       // syscall
+        (&[0xcd, 0x80][..], "Unsupported"),                       // int 0x80
+        (&[0x06][..], "InvalidOpcode"),                           // push es: invalid in 64-bit mode
+        (&[0x48, 0x8b, 0x04, 0x25, 0, 0, 0, 0x50][..], "Engine"), // mov rax, [0x50000000]: unmapped
+    ] {
+        let (mut v, t) = vcpu(code);
+        let (_, out) = v.step(&t, &mut Pick(0)).unwrap();
+        let StepOutcome::Fault(f) = out else { panic!("{code:02x?}: expected a fault, got {out:?}") };
+        assert!(format!("{f:?}").starts_with(want), "{code:02x?}: {f:?}");
+    }
+    // Divide by zero reaches the interrupt hook as vector 0.
+    let (mut v, t) = vcpu(&[0x31, 0xc9, 0xf7, 0xf1]); // xor ecx, ecx; div ecx
+    v.step(&t, &mut Pick(0)).unwrap();
+    assert_eq!(v.step(&t, &mut Pick(0)).unwrap().1, StepOutcome::Fault(Fault::Interrupt(0)));
+}
+
+#[test]
+fn rdtsc_returns_the_simulated_counter() {
+    // nop; nop; rdtsc — the counter is 16 per own step, never the host clock.
+    let (mut v, t) = vcpu(&[0x90, 0x90, 0x0f, 0x31]);
+    for _ in 0..3 {
+        v.step(&t, &mut Pick(0)).unwrap();
+    }
+    let regs = v.regs().unwrap();
+    assert_eq!((regs.get(Reg::Rax), regs.get(Reg::Rdx)), (48, 0));
+}
+
+#[test]
+fn the_view_stays_stale_until_it_catches_up_or_serializes() {
+    // mov eax, 1; jmp back to it.
+    let (mut v, mut t) = vcpu(&[0xb8, 1, 0, 0, 0, 0xeb, 0xf9]);
+    v.step(&t, &mut Pick(0)).unwrap();
+    assert_eq!(v.regs().unwrap().get(Reg::Rax), 1);
+    v.step(&t, &mut Pick(0)).unwrap(); // jmp
+                                       // The patcher stores imm = 2. Choice 0 keeps the unit at its old snapshot.
+    t.stores.push((TEXT + 1, vec![2]));
+    let (insn, _) = v.step(&t, &mut Pick(0)).unwrap();
+    assert_eq!(insn.bytes(), &[0xb8, 1, 0, 0, 0]);
+    assert_eq!(v.regs().unwrap().get(Reg::Rax), 1, "the stale view executed the old immediate");
+    v.step(&t, &mut Pick(0)).unwrap(); // jmp
+                                       // Choosing the newest epoch shows the store: the engine's cached block was invalidated.
+    let (insn, _) = v.step(&t, &mut Pick(1)).unwrap();
+    assert_eq!(insn.bytes(), &[0xb8, 2, 0, 0, 0]);
+    assert_eq!(insn.epochs(), &[0, 1, 0, 0, 0]);
+    assert_eq!(v.regs().unwrap().get(Reg::Rax), 2);
+    // Another store, then serialization: the next fetch needs no decision and sees it.
+    t.stores.push((TEXT + 1, vec![3]));
+    v.serialize(&t).unwrap();
+    v.step(&t, &mut Pick(0)).unwrap(); // jmp
+    v.step(&t, &mut Pick(0)).unwrap();
+    assert_eq!(v.regs().unwrap().get(Reg::Rax), 3);
+}
+
+#[test]
+fn cpuid_serializes() {
+    // cpuid; mov eax, 1 — the store to the immediate lands before cpuid completes.
+    let (mut v, mut t) = vcpu(&[0x0f, 0xa2, 0xb8, 1, 0, 0, 0]);
+    t.stores.push((TEXT + 3, vec![7]));
+    let (_, out) = v.step(&t, &mut Pick(0)).unwrap();
+    assert_eq!(out, StepOutcome::Serialized);
+    assert!(v.view().is_exact(&t));
+    v.step(&t, &mut Pick(0)).unwrap();
+    assert_eq!(v.regs().unwrap().get(Reg::Rax), 7);
+}
