@@ -27,6 +27,8 @@ pub struct RunConfig {
     pub drain_steps: u64,
     /// Keep every trace event in the outcome (for `pokesim trace`); the hash is always kept.
     pub keep_trace: bool,
+    /// Allow replacing more than one instruction (bug B2), which the kernel refuses.
+    pub unsafe_multi_insn: bool,
 }
 
 impl Default for RunConfig {
@@ -39,6 +41,7 @@ impl Default for RunConfig {
             max_ticks: 1_000_000,
             drain_steps: 32,
             keep_trace: false,
+            unsafe_multi_insn: false,
         }
     }
 }

@@ -1,53 +1,63 @@
 //! The INT3 handler as micro-steps (DESIGN.md §2.5). Each step is one shared-memory access or
-//! one action of the kernel code, so the patcher can interleave between any two of them.
-//!
-//! `poke_int3_handler()` of the seed (reference/kernel-protocol.md §1.1):
+//! one action of the kernel code, so the patcher can interleave between any two of them. The
+//! version decides the first steps (how the handler finds the patching state and whether it
+//! takes a reference) and the emulation; the lookup is common to all:
 //!
 //! ```text
-//! smp_rmb();
-//! if (likely(!bp_patching.nr_entries)) return 0;          // CheckNr
-//! if (user_mode(regs)) return 0;                           // (kernel text only here)
-//! ip = (void *) regs->ip - INT3_INSN_SIZE;
-//! if (unlikely(bp_patching.nr_entries > 1)) {              // BranchNr
-//!         tp = bsearch(ip, bp_patching.vec, bp_patching.nr_entries, …);   // BsearchArgs, Probe*
-//!         if (!tp) return 0;
-//! } else {
-//!         tp = bp_patching.vec;                            // LoadVec
-//!         if (tp->addr != ip) return 0;                    // CompareSingle
-//! }
-//! ip += tp->len;                                           // Emulate
-//! switch (tp->opcode) {
-//! case INT3_INSN_OPCODE: return 0;                         // not consumed
-//! case CALL_INSN_OPCODE: int3_emulate_call(regs, ip + tp->rel32); break;
-//! case JMP32_INSN_OPCODE: case JMP8_INSN_OPCODE: int3_emulate_jmp(regs, ip + tp->rel32); break;
-//! default: BUG();
-//! }
-//! return 1;                                                // then IRET (serializing)
+//! Entry      5.4/seed/5.5: smp_rmb(); if (!bp_patching.nr_entries) return 0;
+//!            5.6:          smp_rmb(); desc = READ_ONCE(bp_desc); if (!desc) return 0;
+//!            6.0:          smp_rmb(); if (!arch_atomic_inc_not_zero(&bp_desc.refs)) return 0;
+//!            6.16:         smp_rmb(); if (!raw_atomic_inc_not_zero(this_cpu refs)) return 0;
+//! IncRef     5.6:          if (!atomic_inc_not_zero(&desc->refs)) return 0;
+//! ip = regs->ip - INT3_INSN_SIZE;
+//! BranchNr   if (unlikely(nr_entries > 1)) {
+//! BsearchArgs    tp = bsearch(ip, vec, nr_entries, sizeof(*tp), patch_cmp);
+//! Probe*         if (!tp) goto out_put;
+//!            } else {
+//! LoadVec        tp = vec;
+//! Compare        if (text_poke_addr(tp) != ip) goto out_put;
+//!            }
+//! Emulate    ip += tp->len; switch (tp->opcode) { INT3: goto out_put; RET; CALL; JMP32/JMP8; Jcc; default: BUG(); }
+//!            (5.4: regs->ip = tp->detour)
+//! Put        out_put: put_desc(desc) / raw_atomic_dec(this_cpu refs)   (5.6, 6.16)
+//! Iret       return 1 → IRET (serializing)
 //! ```
+//!
+//! A handler that returns 0 hands the trap on: the machine gives it to the INT3's owner (a
+//! kprobe, [`HandlerPc::Owner`]) or reports it unclaimed, as `do_int3()` would oops.
 
-use cpu_model::Regs;
+use cpu_model::{Regs, SharedRegion};
 
-use crate::emulate::{int3_emulate_call, int3_emulate_jmp, Emulation, INT3_INSN_SIZE};
-use crate::patching::PatchState;
-use crate::protocol::loc::{CALL, INT3, JMP32, JMP8};
+use crate::emulate::{
+    int3_emulate_call, int3_emulate_jcc, int3_emulate_jmp, int3_emulate_ret, Emulation, INT3_INSN_SIZE,
+};
+use crate::patching::{AccessFault, PatchState, VecRef};
+use crate::protocol::loc::{text_poke_loc_init, LocRules, CALL, INT3, JMP32, JMP8, RET};
+use crate::protocol::{HandlerKind, Mutant, TextPokeLoc};
 
 /// Where the handler is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum HandlerPc {
-    /// `smp_rmb(); if (!bp_patching.nr_entries) return 0;`
-    CheckNr,
-    /// `if (bp_patching.nr_entries > 1)`
+    /// The version's first load (or reference).
+    Entry,
+    /// `atomic_inc_not_zero(&desc->refs)` (5.6).
+    IncRef,
+    /// `if (nr_entries > 1)`.
     BranchNr,
-    /// Loads `bp_patching.vec` and `bp_patching.nr_entries` as bsearch's arguments.
+    /// Loads the vector and count as bsearch's arguments.
     BsearchArgs,
     /// One `patch_cmp` probe of the binary search.
     Probe,
-    /// `tp = bp_patching.vec`
+    /// `tp = vec`.
     LoadVec,
-    /// `if (tp->addr != ip) return 0;`
+    /// `if (text_poke_addr(tp) != ip)`.
     CompareSingle,
-    /// Reads `tp->len`, `tp->opcode`, `tp->rel32` and emulates.
+    /// Reads the entry and emulates (or detours).
     Emulate,
+    /// Drops the reference taken at entry.
+    Put,
+    /// The INT3's owner (a kprobe handler) handles the trap.
+    Owner,
     /// Return from the exception: IRET, which serializes.
     Iret,
 }
@@ -56,13 +66,16 @@ impl HandlerPc {
     /// Short name for traces.
     pub fn name(self) -> &'static str {
         match self {
-            HandlerPc::CheckNr => "check-nr",
+            HandlerPc::Entry => "entry",
+            HandlerPc::IncRef => "inc-ref",
             HandlerPc::BranchNr => "branch-nr",
             HandlerPc::BsearchArgs => "bsearch-args",
             HandlerPc::Probe => "probe",
             HandlerPc::LoadVec => "load-vec",
             HandlerPc::CompareSingle => "compare",
             HandlerPc::Emulate => "emulate",
+            HandlerPc::Put => "put",
+            HandlerPc::Owner => "kprobe-handler",
             HandlerPc::Iret => "iret",
         }
     }
@@ -73,15 +86,29 @@ impl HandlerPc {
 pub enum HandlerStep {
     /// More steps follow.
     Continue,
-    /// The instruction of `vec[entry]` of array `array` was emulated; the machine checks it
-    /// against the reference and applies it.
+    /// The entry `(array, index)` was emulated; the machine checks it against the reference
+    /// executor and applies it.
     Emulated { array: usize, entry: usize, emulation: Emulation },
-    /// `return 0`: the trap is not this handler's; it goes to the next owner.
+    /// The patching handler returned 0: the trap is not its.
     Declined,
     /// IRET with these registers.
     Iret(Regs),
-    /// The handler faulted (an oops): NULL or freed vector, read past it, or `BUG()`.
+    /// The handler faulted (an oops): NULL or freed data, a read past the vector, or `BUG()`.
     Fault(String),
+}
+
+/// What a handler step may touch.
+pub struct HandlerCtx<'a> {
+    /// Which version's handler.
+    pub kind: HandlerKind,
+    /// The version's `text_poke_loc_init` rules (for `emulate-old`).
+    pub rules: LocRules,
+    /// Mutants of the run (only handler edits matter here).
+    pub mutants: &'a [Mutant],
+    /// The patching state.
+    pub state: &'a mut PatchState,
+    /// The data region (the stack a RET pops from).
+    pub data: &'a SharedRegion,
 }
 
 /// One vCPU's activation of the handler.
@@ -91,17 +118,37 @@ pub struct Handler {
     pub regs: Regs,
     /// The qword at `[rsp]` when the trap was taken (for the reference executor).
     pub stack_top: u64,
+    cpu: usize,
     pc: HandlerPc,
-    vec: Option<usize>,
+    vec: Option<VecRef>,
+    desc: Option<usize>,
+    got_ref: bool,
+    declined: bool,
     base: usize,
     num: usize,
     found: usize,
 }
 
+fn fault(what: &str, e: AccessFault) -> HandlerStep {
+    HandlerStep::Fault(format!("INT3 handler: {what}: {e}"))
+}
+
 impl Handler {
-    /// Entry with the trapped register file.
-    pub fn new(regs: Regs, stack_top: u64) -> Self {
-        Self { regs, stack_top, pc: HandlerPc::CheckNr, vec: None, base: 0, num: 0, found: 0 }
+    /// Entry on vCPU `cpu` with the trapped register file.
+    pub fn new(cpu: usize, regs: Regs, stack_top: u64) -> Self {
+        Self {
+            regs,
+            stack_top,
+            cpu,
+            pc: HandlerPc::Entry,
+            vec: None,
+            desc: None,
+            got_ref: false,
+            declined: false,
+            base: 0,
+            num: 0,
+            found: 0,
+        }
     }
 
     /// The next micro-step.
@@ -114,40 +161,116 @@ impl Handler {
         self.regs.rip - INT3_INSN_SIZE
     }
 
-    /// Records that the machine applied an emulation; the next step is IRET.
+    /// Records that the machine applied an emulation.
     pub fn emulated(&mut self, emulation: &Emulation) {
-        debug_assert_eq!(self.pc, HandlerPc::Iret);
         self.regs = emulation.regs;
     }
 
-    /// Runs one micro-step of `poke_int3_handler()` against the shared patching state.
-    pub fn step(&mut self, state: &PatchState) -> HandlerStep {
+    /// Hands a declined trap to its owner, a kprobe whose handler resumes at `resume` (the
+    /// out-of-line copy of the probed instruction).
+    pub fn hand_to_owner(&mut self, resume: u64) {
+        debug_assert!(self.declined || self.pc == HandlerPc::Entry || !self.got_ref);
+        self.regs.rip = resume;
+        self.pc = HandlerPc::Owner;
+    }
+
+    /// `return 0`, through `out_put` if a reference is held.
+    fn decline(&mut self) -> HandlerStep {
+        if self.got_ref {
+            self.declined = true;
+            self.pc = HandlerPc::Put;
+            HandlerStep::Continue
+        } else {
+            HandlerStep::Declined
+        }
+    }
+
+    fn desc_nr(&self, state: &PatchState) -> Result<usize, AccessFault> {
+        let id = self.desc.expect("5.6 handler holds a desc");
+        state.desc_array(id).map(|a| a.locs.len())
+    }
+
+    /// Runs one micro-step.
+    pub fn step(&mut self, ctx: &mut HandlerCtx<'_>) -> HandlerStep {
         let ip = self.ip();
+        let state = &mut *ctx.state;
         match self.pc {
-            HandlerPc::CheckNr => {
-                if state.nr_entries == 0 {
+            HandlerPc::Entry => match ctx.kind {
+                HandlerKind::Detour | HandlerKind::Emulate => {
+                    if state.nr_entries == 0 {
+                        return HandlerStep::Declined;
+                    }
+                    self.pc = HandlerPc::BranchNr;
+                }
+                HandlerKind::Desc => match state.desc {
+                    None => return HandlerStep::Declined,
+                    Some(id) => {
+                        self.desc = Some(id);
+                        self.pc = HandlerPc::IncRef;
+                    }
+                },
+                HandlerKind::PerCpuRefs => {
+                    if state.percpu_refs[self.cpu] == 0 {
+                        return HandlerStep::Declined;
+                    }
+                    state.percpu_refs[self.cpu] += 1;
+                    self.got_ref = true;
+                    self.pc = HandlerPc::BranchNr;
+                }
+                HandlerKind::GlobalRefs => {
+                    if state.global_refs == 0 {
+                        return HandlerStep::Declined;
+                    }
+                    state.global_refs += 1;
+                    self.got_ref = true;
+                    self.pc = HandlerPc::BranchNr;
+                }
+            },
+            HandlerPc::IncRef => {
+                let id = self.desc.expect("5.6 handler holds a desc");
+                if let Err(e) = state.desc_array(id) {
+                    return fault("try_get_desc", e);
+                }
+                if state.arrays[id].refs == 0 {
                     return HandlerStep::Declined;
                 }
+                state.arrays[id].refs += 1;
+                self.got_ref = true;
                 self.pc = HandlerPc::BranchNr;
             }
             HandlerPc::BranchNr => {
-                self.pc = if state.nr_entries > 1 { HandlerPc::BsearchArgs } else { HandlerPc::LoadVec };
+                let nr = match ctx.kind {
+                    HandlerKind::Desc => match self.desc_nr(state) {
+                        Ok(n) => n,
+                        Err(e) => return fault("desc->nr_entries", e),
+                    },
+                    _ => state.nr_entries,
+                };
+                self.pc = if nr > 1 { HandlerPc::BsearchArgs } else { HandlerPc::LoadVec };
             }
             HandlerPc::BsearchArgs => {
-                self.vec = state.vec;
-                self.base = 0;
-                self.num = state.nr_entries;
+                let (vec, num) = match ctx.kind {
+                    HandlerKind::Detour | HandlerKind::Emulate | HandlerKind::GlobalRefs => {
+                        (state.vec.map(VecRef::Array), state.nr_entries)
+                    }
+                    HandlerKind::Desc => match self.desc_nr(state) {
+                        Ok(n) => (self.desc.map(VecRef::Array), n),
+                        Err(e) => return fault("desc->vec", e),
+                    },
+                    HandlerKind::PerCpuRefs => (Some(VecRef::Static), state.nr_entries),
+                };
+                (self.vec, self.base, self.num) = (vec, 0, num);
                 self.pc = HandlerPc::Probe;
             }
             HandlerPc::Probe => {
                 // lib/bsearch.c: pivot = base + (num >> 1); cmp; narrow.
                 if self.num == 0 {
-                    return HandlerStep::Declined;
+                    return self.decline();
                 }
                 let pivot = self.base + (self.num >> 1);
                 let addr = match state.entry(self.vec, pivot) {
-                    Ok(loc) => loc.addr,
-                    Err(e) => return HandlerStep::Fault(format!("poke_int3_handler: bsearch: {e}")),
+                    Ok((loc, _)) => loc.addr,
+                    Err(e) => return fault("bsearch", e),
                 };
                 if ip == addr {
                     self.found = pivot;
@@ -161,40 +284,98 @@ impl Handler {
                 }
             }
             HandlerPc::LoadVec => {
-                self.vec = state.vec;
+                self.vec = match ctx.kind {
+                    HandlerKind::Detour | HandlerKind::Emulate | HandlerKind::GlobalRefs => {
+                        state.vec.map(VecRef::Array)
+                    }
+                    HandlerKind::Desc => match self.desc_nr(state) {
+                        Ok(_) => self.desc.map(VecRef::Array),
+                        Err(e) => return fault("desc->vec", e),
+                    },
+                    HandlerKind::PerCpuRefs => Some(VecRef::Static),
+                };
                 self.pc = HandlerPc::CompareSingle;
             }
             HandlerPc::CompareSingle => match state.entry(self.vec, 0) {
-                Ok(loc) if loc.addr == ip => {
+                Ok((loc, _)) if loc.addr == ip => {
                     self.found = 0;
                     self.pc = HandlerPc::Emulate;
                 }
-                Ok(_) => return HandlerStep::Declined,
-                Err(e) => return HandlerStep::Fault(format!("poke_int3_handler: tp->addr: {e}")),
+                Ok(_) => return self.decline(),
+                Err(e) => return fault("text_poke_addr(tp)", e),
             },
-            HandlerPc::Emulate => {
-                let loc = match state.entry(self.vec, self.found) {
-                    Ok(loc) => loc,
-                    Err(e) => return HandlerStep::Fault(format!("poke_int3_handler: emulate: {e}")),
-                };
-                let next = ip.wrapping_add(loc.len as u64);
-                let target = next.wrapping_add(loc.rel32 as i64 as u64);
-                let emulation = match loc.opcode {
-                    // Someone poked an explicit INT3; they'll want to handle it: do not consume.
-                    INT3 => return HandlerStep::Declined,
-                    CALL => int3_emulate_call(&self.regs, target),
-                    JMP32 | JMP8 => int3_emulate_jmp(&self.regs, target),
-                    other => return HandlerStep::Fault(format!("poke_int3_handler: BUG(): opcode {other:#04x}")),
-                };
+            HandlerPc::Emulate => return self.emulate(ctx),
+            HandlerPc::Put => {
+                match ctx.kind {
+                    HandlerKind::Desc => {
+                        let id = self.desc.expect("5.6 handler holds a desc");
+                        if let Err(e) = ctx.state.desc_array(id) {
+                            return fault("put_desc", e);
+                        }
+                        ctx.state.arrays[id].refs -= 1;
+                    }
+                    HandlerKind::PerCpuRefs => ctx.state.percpu_refs[self.cpu] -= 1,
+                    HandlerKind::GlobalRefs => ctx.state.global_refs -= 1,
+                    HandlerKind::Detour | HandlerKind::Emulate => unreachable!("no reference to put"),
+                }
+                self.got_ref = false;
+                if self.declined {
+                    return HandlerStep::Declined;
+                }
                 self.pc = HandlerPc::Iret;
-                return HandlerStep::Emulated {
-                    array: self.vec.expect("entry() succeeded"),
-                    entry: self.found,
-                    emulation,
-                };
             }
+            HandlerPc::Owner => self.pc = HandlerPc::Iret,
             HandlerPc::Iret => return HandlerStep::Iret(self.regs),
         }
         HandlerStep::Continue
+    }
+
+    fn emulate(&mut self, ctx: &mut HandlerCtx<'_>) -> HandlerStep {
+        let ip = self.ip();
+        let has = |m: Mutant| ctx.mutants.contains(&m);
+        let (loc, (array, entry)) = match ctx.state.entry(self.vec, self.found) {
+            Ok((loc, at)) => (loc.clone(), at),
+            Err(e) => return fault("emulate", e),
+        };
+        let loc: TextPokeLoc = if has(Mutant::EmulateOld) {
+            let old = ctx.state.arrays[array].old[entry].clone();
+            if old.first() == Some(&INT3) {
+                return self.decline();
+            }
+            match text_poke_loc_init(ctx.rules, loc.addr, &old, None, None) {
+                Ok(l) => l,
+                Err(e) => return HandlerStep::Fault(format!("INT3 handler (emulate-old): {e}")),
+            }
+        } else {
+            loc
+        };
+        let next = ip.wrapping_add(loc.len as u64);
+        let target = next.wrapping_add(loc.disp as i64 as u64);
+        let emulation = if ctx.kind == HandlerKind::Detour {
+            // regs->ip = (unsigned long) tp->detour;
+            int3_emulate_jmp(&self.regs, loc.detour)
+        } else if has(Mutant::DetourHandler) {
+            int3_emulate_jmp(&self.regs, next)
+        } else {
+            let modern = ctx.kind == HandlerKind::PerCpuRefs;
+            let ret_ok = modern || ctx.kind == HandlerKind::GlobalRefs;
+            match loc.opcode {
+                // Someone poked an explicit INT3; they'll want to handle it: do not consume.
+                INT3 => return self.decline(),
+                RET if ret_ok => match int3_emulate_ret(&self.regs, ctx.data) {
+                    Ok(e) => e,
+                    Err(msg) => return HandlerStep::Fault(format!("INT3 handler: {msg}")),
+                },
+                CALL => int3_emulate_call(&self.regs, target),
+                JMP32 | JMP8 => int3_emulate_jmp(&self.regs, target),
+                cc @ 0x70..=0x7f if modern => {
+                    let cc = if has(Mutant::JccNoInvert) { (cc & 0xf) & !1 } else { cc & 0xf };
+                    int3_emulate_jcc(&self.regs, cc, next, loc.disp as i64)
+                }
+                other => return HandlerStep::Fault(format!("INT3 handler: BUG(): opcode {other:#04x}")),
+            }
+        };
+        self.pc = if self.got_ref { HandlerPc::Put } else { HandlerPc::Iret };
+        HandlerStep::Emulated { array, entry, emulation }
     }
 }

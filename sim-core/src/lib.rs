@@ -39,6 +39,6 @@ pub use machine::{run, Machine};
 pub use oracle::{Violation, ViolationKind};
 pub use outcome::{Outcome, Stats, Verdict};
 pub use protocol::{Mutant, Protocol};
-pub use workload::{GuestImage, Invariant, PokeRequest};
+pub use workload::{GuestImage, Invariant, Kprobe, PatchAction, PokeRequest};
 
 pub use cpu_model::{FetchModel, FetchUnit, Staleness, StoreGranularity};

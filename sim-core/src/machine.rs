@@ -7,6 +7,7 @@
 //! which any old image of a site is a liveness violation: the final sync must have reached
 //! everyone).
 
+use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use cpu_model::{ExecutedInsn, ReferenceExecutor, SharedRegion, StepOutcome, Truth, Vcpu};
@@ -14,19 +15,19 @@ use cpu_model::{ExecutedInsn, ReferenceExecutor, SharedRegion, StepOutcome, Trut
 use crate::config::RunConfig;
 use crate::decision::Decisions;
 use crate::event::Event;
-use crate::handler::{Handler, HandlerStep};
+use crate::handler::{Handler, HandlerCtx, HandlerStep};
 use crate::ipi::Ipi;
 use crate::oracle::torn::TornOracle;
 use crate::oracle::{emulation, ByteEpoch, Violation, ViolationKind};
 use crate::outcome::{Outcome, Stats, Verdict};
-use crate::patcher::{Patcher, PatcherEffect};
-use crate::patching::{PatchState, PokeArray};
-use crate::protocol::loc::INT3;
-use crate::protocol::text_poke_loc_init;
+use crate::patcher::{Op, Patcher, PatcherEffect};
+use crate::patching::{PatchState, PokeArray, TEXT_POKE_ARRAY_MAX};
+use crate::protocol::loc::{INT3, JMP32};
+use crate::protocol::{text_poke_loc_init, Protocol};
 use crate::sched::Scheduler;
 use crate::text::TextMemory;
 use crate::trace::Trace;
-use crate::workload::{GuestImage, Invariant};
+use crate::workload::{GuestImage, Invariant, PatchAction, PokeRequest};
 use crate::SimError;
 
 /// A machine ready to run one scenario.
@@ -43,6 +44,7 @@ pub struct Machine {
     reference: ReferenceExecutor,
     invariant: Box<dyn Invariant>,
     loop_head: u64,
+    owners: BTreeMap<u64, u64>,
     stats: Stats,
     trace: Trace,
     tick: u64,
@@ -57,23 +59,113 @@ impl std::fmt::Debug for Machine {
     }
 }
 
-/// Builds the `text_poke_loc` array of one batch, sorted by address as `bsearch` needs.
-fn poke_array(batch: &[crate::PokeRequest]) -> Result<PokeArray, SimError> {
-    let mut locs = batch
-        .iter()
-        .map(|r| text_poke_loc_init(r.addr, &r.new, r.emulate.as_deref()))
-        .collect::<Result<Vec<_>, _>>()?;
-    locs.sort_by_key(|l| l.addr);
-    if let Some(w) = locs.windows(2).find(|w| w[0].addr == w[1].addr) {
-        return Err(SimError::BadInput(format!("site {:#x} appears twice in one batch", w[0].addr)));
+/// Splits one batch of requests into the arrays the version's patcher handles, in order:
+/// callers of `text_poke_bp_batch()` sort their vector (jump_label sorts its entries) and
+/// flush at `TP_VEC_MAX`; `smp_text_poke_batch_add()` flushes when the vector is full or an
+/// address arrives out of order.
+fn split_batch(protocol: Protocol, reqs: &[PokeRequest]) -> Result<Vec<Vec<PokeRequest>>, SimError> {
+    if reqs.is_empty() {
+        return Err(SimError::BadInput("a batch must have at least one site".into()));
     }
-    let n = locs.len();
-    Ok(PokeArray { locs, old: vec![Vec::new(); n], live: false })
+    let mut groups: Vec<Vec<PokeRequest>> = Vec::new();
+    if protocol.batch_add() {
+        for r in reqs {
+            match groups.last_mut() {
+                Some(g) if g.len() < TEXT_POKE_ARRAY_MAX && g.last().is_some_and(|l| l.addr <= r.addr) => {
+                    g.push(r.clone())
+                }
+                _ => groups.push(vec![r.clone()]),
+            }
+        }
+    } else {
+        let mut sorted = reqs.to_vec();
+        sorted.sort_by_key(|r| r.addr);
+        groups = sorted.chunks(TEXT_POKE_ARRAY_MAX).map(|c| c.to_vec()).collect();
+    }
+    for g in &groups {
+        if let Some(w) = g.windows(2).find(|w| w[0].addr == w[1].addr) {
+            return Err(SimError::BadInput(format!("site {:#x} appears twice in one batch", w[0].addr)));
+        }
+    }
+    Ok(groups)
+}
+
+/// B2's precondition (text-patching.h: "no thread can be preempted in the instructions being
+/// modified"): the bytes a request replaces must be exactly one instruction of its length, or
+/// start with an INT3 that already stops every CPU there (an armed kprobe). Replacing more
+/// than one instruction needs the explicit unsafe override.
+fn check_single_instruction(copy: &[u8], base: u64, req: &PokeRequest) -> Result<(), SimError> {
+    let off = (req.addr - base) as usize;
+    let old = &copy[off..off + req.new.len()];
+    if old[0] == INT3 {
+        return Ok(());
+    }
+    let mut decoder = iced_x86::Decoder::with_ip(64, old, req.addr, iced_x86::DecoderOptions::NONE);
+    let insn = decoder.decode();
+    // A RET/JMP padded with INT3 (26c44b776dba) is one instruction: the padding never runs.
+    let padded = !insn.is_invalid()
+        && matches!(insn.flow_control(), iced_x86::FlowControl::Return | iced_x86::FlowControl::UnconditionalBranch)
+        && old[insn.len().min(old.len())..].iter().all(|&b| b == INT3);
+    if insn.is_invalid() || (insn.len() != old.len() && !padded) {
+        return Err(SimError::BadInput(format!(
+            "site {:#x}: the {} bytes replaced ({old:02x?}) are not exactly one instruction; a CPU preempted \
+             inside them resumes into the new bytes (bug B2). Set the unsafe multi-instruction override to \
+             simulate it anyway",
+            req.addr,
+            old.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Registers kprobes: an out-of-line copy of each probed instruction followed by
+/// `jmp addr+len` in the OOL area, and the INT3 of each armed one. Returns owner → resume.
+fn install_kprobes(image: &mut GuestImage) -> Result<BTreeMap<u64, u64>, SimError> {
+    let base = image.layout.text_base;
+    let (mut slot, end) = (image.ool_area.0, image.ool_area.0 + image.ool_area.1);
+    let mut owners = BTreeMap::new();
+    for kp in image.kprobes.clone() {
+        let off = kp
+            .addr
+            .checked_sub(base)
+            .map(|o| o as usize)
+            .filter(|&o| o < image.text.len())
+            .ok_or_else(|| SimError::BadInput(format!("kprobe {:#x} is outside the text", kp.addr)))?;
+        let window = &image.text[off..(off + 15).min(image.text.len())];
+        let mut decoder = iced_x86::Decoder::with_ip(64, window, kp.addr, iced_x86::DecoderOptions::NONE);
+        let insn = decoder.decode();
+        if insn.is_invalid() || insn.is_ip_rel_memory_operand() || insn.flow_control() != iced_x86::FlowControl::Next {
+            return Err(SimError::BadInput(format!(
+                "kprobe {:#x}: {:02x?} cannot be single-stepped out of line (invalid, RIP-relative or a branch)",
+                kp.addr,
+                &window[..insn.len().max(1)]
+            )));
+        }
+        let len = insn.len();
+        if owners.contains_key(&kp.addr) || slot + len as u64 + 5 > end {
+            return Err(SimError::BadInput(format!(
+                "kprobe {:#x}: duplicate, or no room left for its OOL copy",
+                kp.addr
+            )));
+        }
+        let s = (slot - base) as usize;
+        let copy = image.text[off..off + len].to_vec();
+        image.text[s..s + len].copy_from_slice(&copy);
+        let back = (kp.addr + len as u64).wrapping_sub(slot + len as u64 + 5) as i32;
+        image.text[s + len] = JMP32;
+        image.text[s + len + 1..s + len + 5].copy_from_slice(&back.to_le_bytes());
+        owners.insert(kp.addr, slot);
+        if kp.armed {
+            image.text[off] = INT3;
+        }
+        slot += (len as u64 + 5).next_multiple_of(16);
+    }
+    Ok(owners)
 }
 
 impl Machine {
     /// Builds the machine for `image` under `config`.
-    pub fn new(config: &RunConfig, image: GuestImage) -> Result<Self, SimError> {
+    pub fn new(config: &RunConfig, mut image: GuestImage) -> Result<Self, SimError> {
         config.validate()?;
         if image.cpu_regs.len() != config.cpus {
             return Err(SimError::BadInput(format!(
@@ -88,13 +180,44 @@ impl Machine {
         if image.text.len() as u64 != layout.text_len {
             return Err(SimError::BadInput("workload text does not fill its text region".into()));
         }
-        let torn = TornOracle::new(&layout, &image.text, &image.batches)?;
-        let arrays = image.batches.iter().map(|b| poke_array(b)).collect::<Result<Vec<_>, _>>()?;
-        let program = arrays
-            .iter()
-            .enumerate()
-            .flat_map(|(b, a)| config.protocol.batch_program(&config.mutants, b, a.locs.len()))
-            .collect();
+        let owners = install_kprobes(&mut image)?;
+        let torn = TornOracle::new(&layout, &image.text, &image.actions)?;
+        let (protocol, rules) = (config.protocol, config.protocol.loc_rules());
+        let mut arrays = Vec::new();
+        let mut program = Vec::new();
+        let mut plain = Vec::new();
+        let mut copy = image.text.clone();
+        for action in &image.actions {
+            match action {
+                PatchAction::Batch(reqs) => {
+                    for group in split_batch(protocol, reqs)? {
+                        let mut locs = Vec::with_capacity(group.len());
+                        for r in &group {
+                            if !config.unsafe_multi_insn {
+                                check_single_instruction(&copy, layout.text_base, r)?;
+                            }
+                            let loc = text_poke_loc_init(rules, r.addr, &r.new, r.emulate.as_deref(), r.detour)
+                                .map_err(|e| SimError::BadInput(format!("protocol {protocol}: {e}")))?;
+                            locs.push(loc);
+                        }
+                        for r in &group {
+                            let off = (r.addr - layout.text_base) as usize;
+                            copy[off..off + r.new.len()].copy_from_slice(&r.new);
+                        }
+                        let id = arrays.len();
+                        program.extend(protocol.batch_program(&config.mutants, id, locs.len(), config.cpus));
+                        arrays.push(PokeArray::new(locs));
+                    }
+                }
+                PatchAction::Poke { addr, bytes } => {
+                    let off = (addr - layout.text_base) as usize;
+                    copy[off..off + bytes.len()].copy_from_slice(bytes);
+                    program.push(Op::PokePlain(plain.len()));
+                    plain.push((*addr, bytes.clone()));
+                }
+                PatchAction::Sync => program.push(Op::Sync),
+            }
+        }
         let data = Rc::new(SharedRegion::new(layout.data_base, layout.data_len));
         let vcpus = image
             .cpu_regs
@@ -105,12 +228,13 @@ impl Machine {
         Ok(Self {
             handlers: vec![None; config.cpus],
             text: TextMemory::new(&layout, image.text),
-            state: PatchState { vec: None, nr_entries: 0, arrays },
-            patcher: Patcher::new(program, config.fetch.stores),
+            state: PatchState::new(arrays, config.cpus),
+            patcher: Patcher::new(program, plain, config.fetch.stores),
             ipi: Ipi::new(config.cpus),
             reference: ReferenceExecutor::new(layout)?,
             invariant: image.invariant,
             loop_head: image.loop_head,
+            owners,
             stats: Stats::default(),
             trace: Trace::new(config.keep_trace),
             tick: 0,
@@ -130,7 +254,7 @@ impl Machine {
         match self.patcher.current() {
             _ if self.patcher.done() => format!("done ({total} rounds)"),
             Some(op) => {
-                let wait = if self.patcher.waiting() { " (waiting for acks)" } else { "" };
+                let wait = self.patcher.waiting().map_or(String::new(), |w| format!(" ({w})"));
                 format!("round {}/{total} {}{wait}", self.stats.patch_rounds + 1, op.name())
             }
             None => "between operations".into(),
@@ -168,7 +292,7 @@ impl Machine {
                 self.enabled.push(Event::IpiDeliver(i));
             }
         }
-        if self.patcher.enabled(&self.ipi) {
+        if self.patcher.enabled(&self.ipi, &self.state) {
             self.enabled.push(Event::Patcher);
         }
     }
@@ -265,7 +389,7 @@ impl Machine {
             StepOutcome::Int3(regs) => {
                 self.stats.int3_traps += 1;
                 let stack_top = self.data.read_u64(regs.sp()).unwrap_or(0);
-                self.handlers[i] = Some(Handler::new(regs, stack_top));
+                self.handlers[i] = Some(Handler::new(i, regs, stack_top));
             }
             StepOutcome::Fault(fault) => {
                 let msg = format!("{fault} executing {:02x?}", insn.bytes());
@@ -279,21 +403,31 @@ impl Machine {
         let handler = self.handlers[i].as_mut().expect("handler step without a handler");
         let pc = handler.pc();
         let ip = handler.ip();
-        let step = handler.step(&self.state);
+        let mut ctx = HandlerCtx {
+            kind: self.config.protocol.handler(),
+            rules: self.config.protocol.loc_rules(),
+            mutants: &self.config.mutants,
+            state: &mut self.state,
+            data: &self.data,
+        };
+        let step = handler.step(&mut ctx);
         self.stats.handler_steps += 1;
         self.trace.record(self.tick, event, pc.name(), Some(ip), &[], &[], self.op_name());
         match step {
             HandlerStep::Continue => {}
-            HandlerStep::Declined => {
-                // No other INT3 owner is registered: the kernel would oops ("int3" die()).
-                let (byte, epoch) = self.vcpus[i].view().shown(ip);
-                let insn = single_byte(ip, byte, epoch);
-                let msg = format!(
-                    "INT3 at {ip:#x} not claimed by the patching handler (nr_entries={})",
-                    self.state.nr_entries
-                );
-                self.report(ViolationKind::UnclaimedInt3, Some(i), Some(ip), Some(&insn), msg);
-            }
+            HandlerStep::Declined => match self.owners.get(&ip) {
+                // do_int3(): the patching handler first, then kprobe_int3_handler().
+                Some(&resume) => {
+                    self.stats.kprobe_hits += 1;
+                    self.handlers[i].as_mut().expect("handler present").hand_to_owner(resume);
+                }
+                None => {
+                    let (byte, epoch) = self.vcpus[i].view().shown(ip);
+                    let insn = single_byte(ip, byte, epoch);
+                    let msg = format!("INT3 at {ip:#x} claimed by no handler and no kprobe (the kernel would oops)");
+                    self.report(ViolationKind::UnclaimedInt3, Some(i), Some(ip), Some(&insn), msg);
+                }
+            },
             HandlerStep::Fault(msg) => self.report(ViolationKind::HandlerFault, Some(i), Some(ip), None, msg),
             HandlerStep::Emulated { array, entry, emulation } => {
                 let handler = self.handlers[i].as_ref().expect("handler present");

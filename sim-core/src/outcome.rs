@@ -35,6 +35,8 @@ pub struct Stats {
     pub ipis: u64,
     /// Handler micro-steps.
     pub handler_steps: u64,
+    /// Traps handed to a kprobe after the patching handler declined them.
+    pub kprobe_hits: u64,
     /// Text store events.
     pub stores: u64,
     /// Handler emulations checked against the reference executor.

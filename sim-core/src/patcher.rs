@@ -1,47 +1,75 @@
 //! The patching CPU as a step machine (DESIGN.md §2.6): a program of operations, one per step.
 //! A `text_poke` becomes one or more store events (split by the fetch model's `stores`
 //! parameter), each its own step; a sync broadcasts the IPI in one step and completes in a
-//! later one, and is disabled in between until every vCPU has acknowledged.
+//! later one, disabled in between until every vCPU has acknowledged; a reference-count wait
+//! is disabled until the count drains.
 //!
-//! The operations are named for the kernel statements they mirror; protocol versions are
-//! sequences of them (see [`crate::protocol`]), so a mutant is an edit of a sequence.
+//! The operations are named for the kernel statements they mirror; each protocol version is a
+//! sequence of them (see [`crate::protocol`]), so a mutant is an edit of a sequence.
+
+use std::collections::VecDeque;
 
 use cpu_model::StoreGranularity;
 
 use crate::ipi::Ipi;
-use crate::patching::PatchState;
+use crate::patching::{PatchState, TEXT_POKE_ARRAY_MAX};
 use crate::protocol::loc::INT3;
 use crate::text::TextMemory;
 
 /// One patcher operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Op {
-    /// `bp_patching.vec = tp` (the array of batch b becomes live and published).
+    /// The batch's array (5.x: the caller's `tp[]`; 5.6: the on-stack descriptor with
+    /// `refs = ATOMIC_INIT(1)`) comes into existence.
+    BeginBatch(usize),
+    /// `bp_patching.vec = tp`.
     SetVec(usize),
-    /// `bp_patching.nr_entries = nr_entries` of batch b.
+    /// `bp_patching.nr_entries = nr_entries`.
     SetNr(usize),
+    /// `smp_store_release(&bp_desc, &desc)` (5.6).
+    PublishDesc(usize),
+    /// `text_poke_array.vec[text_poke_array.nr_entries++] = …` (6.16 `smp_text_poke_batch_add`).
+    AddEntry { batch: usize, entry: usize },
+    /// `atomic_set_release(per_cpu_ptr(&text_poke_array_refs, cpu), 1)` (6.16).
+    SetRefs(usize),
+    /// `atomic_set_release(&bp_desc.refs, 1)` (6.0).
+    SetGlobalRefs,
+    /// `if (!atomic_dec_and_test(&bp_desc.refs)) atomic_cond_read_acquire(&bp_desc.refs, !VAL)` (6.0).
+    DecGlobalRefs { wait: bool },
     /// `smp_wmb()` — a no-op under the sequentially consistent data model, kept as a step so
     /// that reorderings around it are expressible.
     Wmb,
-    /// `text_poke(addr, &int3, 1)`.
+    /// `text_poke(addr, &int3, 1)` (after saving the old bytes).
     PokeInt3 { batch: usize, entry: usize },
     /// `if (len > 1) { text_poke(addr + 1, text + 1, len - 1); do_sync++; }`.
     PokeTail { batch: usize, entry: usize },
-    /// `if (text[0] != INT3) { text_poke(addr, text, 1); do_sync++; }`.
+    /// `if (text[0] != INT3) { text_poke(addr, text, 1); do_sync++; }` (seed onwards).
     PokeFirst { batch: usize, entry: usize },
+    /// `text_poke(addr, opcode, 1)` unconditionally (linux-5.4).
+    PokeFirstAlways { batch: usize, entry: usize },
     /// `text_poke(addr, text, len)` — the whole instruction at once (mutant `no-int3`).
     PokeWhole { batch: usize, entry: usize },
+    /// A plain `text_poke()` outside the INT3 protocol (kprobe arm/disarm), by index into
+    /// the patcher's plain-poke table.
+    PokePlain(usize),
     /// `do_sync = 0`.
     ResetDoSync,
-    /// `on_each_cpu(do_sync_core, NULL, 1)`.
+    /// `on_each_cpu(do_sync_core, NULL, 1)` / `text_poke_sync()`.
     Sync,
     /// `if (do_sync) on_each_cpu(do_sync_core, NULL, 1)`.
     SyncIfDoSync,
     /// `bp_patching.vec = NULL`.
     ClearVec,
-    /// `bp_patching.nr_entries = 0`.
+    /// `bp_patching.nr_entries = 0` / `text_poke_array.nr_entries = 0`.
     ClearNr,
-    /// `text_poke_bp_batch()` returns: the array goes out of scope.
+    /// `WRITE_ONCE(bp_desc, NULL)` (5.6).
+    ClearDesc,
+    /// `if (!atomic_dec_and_test(&desc.refs)) atomic_cond_read_acquire(&desc.refs, !VAL)` (5.6);
+    /// without `wait` the patcher returns at once (mutant `skip-refs-wait`).
+    PutDesc { batch: usize, wait: bool },
+    /// `if (!atomic_dec_and_test(refs)) atomic_cond_read_acquire(refs, !VAL)` for one CPU (6.16).
+    DecRefs { cpu: usize, wait: bool },
+    /// The batch call returns: a caller's array or on-stack descriptor is gone.
     EndBatch(usize),
 }
 
@@ -49,18 +77,28 @@ impl Op {
     /// Short name for traces and reports.
     pub fn name(&self) -> &'static str {
         match self {
+            Op::BeginBatch(_) => "begin-batch",
             Op::SetVec(_) => "set-vec",
             Op::SetNr(_) => "set-nr",
+            Op::PublishDesc(_) => "publish-desc",
+            Op::AddEntry { .. } => "batch-add",
+            Op::SetRefs(_) => "set-refs",
+            Op::SetGlobalRefs => "set-refs",
+            Op::DecGlobalRefs { .. } => "dec-refs",
             Op::Wmb => "wmb",
             Op::PokeInt3 { .. } => "poke-int3",
             Op::PokeTail { .. } => "poke-tail",
-            Op::PokeFirst { .. } => "poke-first",
+            Op::PokeFirst { .. } | Op::PokeFirstAlways { .. } => "poke-first",
             Op::PokeWhole { .. } => "poke-whole",
+            Op::PokePlain(_) => "text-poke",
             Op::ResetDoSync => "reset-do-sync",
             Op::Sync => "sync",
             Op::SyncIfDoSync => "sync-if-do-sync",
             Op::ClearVec => "clear-vec",
             Op::ClearNr => "clear-nr",
+            Op::ClearDesc => "clear-desc",
+            Op::PutDesc { .. } => "put-desc",
+            Op::DecRefs { .. } => "dec-refs",
             Op::EndBatch(_) => "end-batch",
         }
     }
@@ -81,42 +119,75 @@ pub enum PatcherEffect {
     BatchDone,
 }
 
+/// What the patcher is blocked on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Wait {
+    Acks,
+    DescRefs(usize),
+    CpuRefs(usize),
+    GlobalRefs,
+}
+
 /// The patcher's program and position.
 #[derive(Clone, Debug)]
 pub struct Patcher {
     program: Vec<Op>,
+    plain: Vec<(u64, Vec<u8>)>,
     pc: usize,
-    stores: std::collections::VecDeque<(u64, Vec<u8>)>,
-    waiting: bool,
+    stores: VecDeque<(u64, Vec<u8>)>,
+    waiting: Option<Wait>,
     do_sync: u32,
     granularity: StoreGranularity,
 }
 
 impl Patcher {
-    /// A patcher that will run `program`, splitting pokes by `granularity`.
-    pub fn new(program: Vec<Op>, granularity: StoreGranularity) -> Self {
-        Self { program, pc: 0, stores: Default::default(), waiting: false, do_sync: 0, granularity }
+    /// A patcher that will run `program` (plain pokes indexed into `plain`), splitting pokes
+    /// by `granularity`.
+    pub fn new(program: Vec<Op>, plain: Vec<(u64, Vec<u8>)>, granularity: StoreGranularity) -> Self {
+        Self { program, plain, pc: 0, stores: VecDeque::new(), waiting: None, do_sync: 0, granularity }
     }
 
     /// True when every operation has completed.
     pub fn done(&self) -> bool {
-        self.pc == self.program.len() && self.stores.is_empty() && !self.waiting
+        self.pc == self.program.len() && self.stores.is_empty() && self.waiting.is_none()
     }
 
-    /// True if the next step can run: not done, and not waiting for acknowledgements.
-    pub fn enabled(&self, ipi: &Ipi) -> bool {
-        let blocked = self.waiting && ipi.outstanding() > 0;
+    /// True if the next step can run: not done, and not blocked on acknowledgements or on a
+    /// reference count.
+    pub fn enabled(&self, ipi: &Ipi, state: &PatchState) -> bool {
+        let blocked = match self.waiting {
+            None => false,
+            Some(Wait::Acks) => ipi.outstanding() > 0,
+            Some(Wait::DescRefs(b)) => state.arrays[b].refs != 0,
+            Some(Wait::CpuRefs(c)) => state.percpu_refs[c] != 0,
+            Some(Wait::GlobalRefs) => state.global_refs != 0,
+        };
         !self.done() && !blocked
     }
 
     /// True while a sync waits for acknowledgements.
-    pub fn waiting(&self) -> bool {
-        self.waiting
+    pub fn waiting_for_acks(&self) -> bool {
+        self.waiting == Some(Wait::Acks)
+    }
+
+    /// A description of what the patcher waits for, if anything.
+    pub fn waiting(&self) -> Option<&'static str> {
+        match self.waiting? {
+            Wait::Acks => Some("waiting for acks"),
+            Wait::DescRefs(_) => Some("waiting for desc.refs to drain"),
+            Wait::CpuRefs(_) => Some("waiting for text_poke_array_refs to drain"),
+            Wait::GlobalRefs => Some("waiting for bp_desc.refs to drain"),
+        }
     }
 
     /// The operation in progress (or next), for reports.
     pub fn current(&self) -> Option<&Op> {
         self.program.get(self.pc)
+    }
+
+    /// The whole program.
+    pub fn program(&self) -> &[Op] {
+        &self.program
     }
 
     fn queue(&mut self, addr: u64, bytes: &[u8]) {
@@ -134,7 +205,7 @@ impl Patcher {
 
     /// Runs one step. Must only be called when [`Patcher::enabled`].
     pub fn step(&mut self, state: &mut PatchState, text: &mut TextMemory, ipi: &mut Ipi) -> PatcherEffect {
-        debug_assert!(self.enabled(ipi));
+        debug_assert!(self.enabled(ipi, state));
         if let Some((addr, bytes)) = self.stores.pop_front() {
             let epoch = text.store(addr, &bytes);
             if self.stores.is_empty() {
@@ -142,21 +213,34 @@ impl Patcher {
             }
             return PatcherEffect::Store(epoch);
         }
-        if self.waiting {
-            assert_eq!(ipi.outstanding(), 0, "a sync completes only when every CPU acknowledged");
-            self.waiting = false;
+        if let Some(wait) = self.waiting.take() {
             self.pc += 1;
-            return PatcherEffect::SyncDone;
+            return if wait == Wait::Acks { PatcherEffect::SyncDone } else { PatcherEffect::Other };
         }
         let op = self.program[self.pc];
         let mut effect = PatcherEffect::Other;
-        let mut advance = true;
         match op {
-            Op::SetVec(b) => {
+            Op::BeginBatch(b) => {
                 state.arrays[b].live = true;
-                state.vec = Some(b);
+                state.arrays[b].refs = 1;
             }
+            Op::SetVec(b) => state.vec = Some(b),
             Op::SetNr(b) => state.nr_entries = state.arrays[b].locs.len(),
+            Op::PublishDesc(b) => state.desc = Some(b),
+            Op::AddEntry { batch, entry } => {
+                assert!(state.nr_entries < TEXT_POKE_ARRAY_MAX, "batch_add flushes before the array is full");
+                state.static_vec[state.nr_entries] = Some((batch, entry));
+                state.nr_entries += 1;
+            }
+            Op::SetRefs(cpu) => state.percpu_refs[cpu] = 1,
+            Op::SetGlobalRefs => state.global_refs = 1,
+            Op::DecGlobalRefs { wait } => {
+                state.global_refs -= 1;
+                if wait && state.global_refs != 0 {
+                    self.waiting = Some(Wait::GlobalRefs);
+                    return effect;
+                }
+            }
             Op::Wmb => {}
             Op::ResetDoSync => self.do_sync = 0,
             Op::PokeInt3 { batch, entry } => {
@@ -172,10 +256,11 @@ impl Patcher {
                     self.do_sync += 1;
                 }
             }
-            Op::PokeFirst { batch, entry } => {
+            Op::PokeFirst { batch, entry } | Op::PokeFirstAlways { batch, entry } => {
                 let loc = &state.arrays[batch].locs[entry];
-                if loc.text[0] != INT3 {
-                    let (addr, first) = (loc.addr, loc.text[0]);
+                let always = matches!(op, Op::PokeFirstAlways { .. });
+                if always || loc.first_byte() != INT3 {
+                    let (addr, first) = (loc.addr, loc.first_byte());
                     self.queue(addr, &[first]);
                     self.do_sync += 1;
                 }
@@ -186,22 +271,33 @@ impl Patcher {
                 let (addr, bytes) = (loc.addr, loc.text.clone());
                 self.queue(addr, &bytes);
             }
-            Op::Sync => {
+            Op::PokePlain(i) => {
+                let (addr, bytes) = self.plain[i].clone();
+                self.queue(addr, &bytes);
+            }
+            Op::Sync | Op::SyncIfDoSync if op == Op::Sync || self.do_sync > 0 => {
                 ipi.broadcast();
-                self.waiting = true;
-                advance = false;
-                effect = PatcherEffect::Broadcast;
+                self.waiting = Some(Wait::Acks);
+                return PatcherEffect::Broadcast;
             }
-            Op::SyncIfDoSync => {
-                if self.do_sync > 0 {
-                    ipi.broadcast();
-                    self.waiting = true;
-                    advance = false;
-                    effect = PatcherEffect::Broadcast;
-                }
-            }
+            Op::SyncIfDoSync | Op::Sync => {}
             Op::ClearVec => state.vec = None,
             Op::ClearNr => state.nr_entries = 0,
+            Op::ClearDesc => state.desc = None,
+            Op::PutDesc { batch, wait } => {
+                state.arrays[batch].refs -= 1;
+                if wait && state.arrays[batch].refs != 0 {
+                    self.waiting = Some(Wait::DescRefs(batch));
+                    return effect;
+                }
+            }
+            Op::DecRefs { cpu, wait } => {
+                state.percpu_refs[cpu] -= 1;
+                if wait && state.percpu_refs[cpu] != 0 {
+                    self.waiting = Some(Wait::CpuRefs(cpu));
+                    return effect;
+                }
+            }
             Op::EndBatch(b) => {
                 state.arrays[b].live = false;
                 effect = PatcherEffect::BatchDone;
@@ -215,9 +311,7 @@ impl Patcher {
             }
             effect = PatcherEffect::Store(epoch);
         }
-        if advance {
-            self.pc += 1;
-        }
+        self.pc += 1;
         effect
     }
 }

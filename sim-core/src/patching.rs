@@ -1,40 +1,64 @@
-//! The patching state shared by the patcher and the INT3 handlers (DESIGN.md §2.3): the
-//! seed's global `bp_patching { vec, nr_entries }` and the `text_poke_loc` arrays it points
-//! to. Every load and store of it by the patcher or a handler is its own event, so a handler
-//! can read `nr_entries != 0` and then find `vec == NULL` (bug B3).
+//! The patching state shared by the patcher and the INT3 handlers (DESIGN.md §2.3). Every
+//! load, store or atomic on it by the patcher or a handler is its own event, so a handler can
+//! read `nr_entries != 0` and then find `vec == NULL` (bug B3), or take a reference just as
+//! the patcher drops its own.
 //!
-//! An array lives for one batch: in the kernel it is the caller's (often on its stack), so a
-//! handler that dereferences it after the batch returned reads freed memory.
+//! Three generations of kernel data live here side by side; each protocol uses its own:
+//! - `bp_patching { vec, nr_entries }` (linux-5.4, the seed, linux-5.5): a global pointing
+//!   at the caller's `text_poke_loc` array, which lives for one `text_poke_bp_batch()` call;
+//! - `bp_desc` (linux-5.6, 1f676247f36a): a global pointing at a descriptor
+//!   `{ vec, nr_entries, refs }` on the patcher's stack, freed when the batch returns;
+//! - `text_poke_array { vec[TEXT_POKE_ARRAY_MAX], nr_entries }` and per-CPU
+//!   `text_poke_array_refs` (linux-6.16): static, so stale entries stay readable.
 
 use crate::protocol::TextPokeLoc;
 
-/// One batch's `struct text_poke_loc tp[]`.
+/// `TEXT_POKE_ARRAY_MAX = PAGE_SIZE / sizeof(struct smp_text_poke_loc)` (also the 5.x
+/// callers' `TP_VEC_MAX`).
+pub const TEXT_POKE_ARRAY_MAX: usize = 256;
+
+/// One batch's `struct text_poke_loc tp[]` (and, for linux-5.6, the descriptor around it).
 #[derive(Clone, Debug)]
 pub struct PokeArray {
     /// The entries, sorted by address as `bsearch` requires.
     pub locs: Vec<TextPokeLoc>,
     /// The bytes each entry replaced, captured when its first store was issued.
     pub old: Vec<Vec<u8>>,
-    /// False before the batch starts and after it returned.
+    /// False before the batch starts and after it returned (stack memory gone).
     pub live: bool,
+    /// `desc.refs` (linux-5.6).
+    pub refs: i32,
+}
+
+impl PokeArray {
+    /// A not-yet-live array of `locs`.
+    pub fn new(locs: Vec<TextPokeLoc>) -> Self {
+        let n = locs.len();
+        Self { locs, old: vec![Vec::new(); n], live: false, refs: 0 }
+    }
 }
 
 /// Why a handler's access to the patching state is invalid — the handler faults (an oops).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AccessFault {
-    /// `bp_patching.vec` was NULL.
-    NullVec,
-    /// The array belongs to a batch that already returned.
+    /// A NULL pointer (`bp_patching.vec`, `bp_desc`).
+    Null(&'static str),
+    /// Memory of a batch that already returned.
     UseAfterFree(usize),
-    /// Index past the end of the array.
-    PastEnd { index: usize, len: usize },
+    /// Index past the end of the vector.
+    PastEnd {
+        /// Index read.
+        index: usize,
+        /// Vector length.
+        len: usize,
+    },
 }
 
 impl std::fmt::Display for AccessFault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            AccessFault::NullVec => f.write_str("NULL pointer dereference of bp_patching.vec"),
-            AccessFault::UseAfterFree(b) => write!(f, "use after free of the text_poke_loc array of batch {b}"),
+            AccessFault::Null(what) => write!(f, "NULL pointer dereference of {what}"),
+            AccessFault::UseAfterFree(b) => write!(f, "use after free of the patch array of batch {b}"),
             AccessFault::PastEnd { index, len } => {
                 write!(f, "read of vec[{index}] past the end of a {len}-entry vector")
             }
@@ -42,25 +66,71 @@ impl std::fmt::Display for AccessFault {
     }
 }
 
-/// `bp_patching` plus the arrays.
+/// Where a handler found its vector: which memory it reads entries from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum VecRef {
+    /// A batch's own array (5.4/seed/5.5 `vec`, 5.6 `desc->vec`).
+    Array(usize),
+    /// The static `text_poke_array.vec` (6.16).
+    Static,
+}
+
+/// All patching state.
 #[derive(Clone, Debug, Default)]
 pub struct PatchState {
     /// `bp_patching.vec`: the array id, or NULL.
     pub vec: Option<usize>,
-    /// `bp_patching.nr_entries`.
+    /// `bp_patching.nr_entries` (5.x) or `text_poke_array.nr_entries` (6.16).
     pub nr_entries: usize,
+    /// `bp_desc` (5.6): the array id of the descriptor, or NULL.
+    pub desc: Option<usize>,
     /// Every batch's array, by batch id.
     pub arrays: Vec<PokeArray>,
+    /// `text_poke_array.vec` (6.16): slots keep whatever was last written to them.
+    pub static_vec: Vec<Option<(usize, usize)>>,
+    /// Per-CPU `text_poke_array_refs` (6.16).
+    pub percpu_refs: Vec<i32>,
+    /// The static `bp_desc.refs` (6.0; its `vec` and `nr_entries` are the fields above).
+    pub global_refs: i32,
 }
 
 impl PatchState {
-    /// Dereferences `vec[index]` as a handler would.
-    pub fn entry(&self, vec: Option<usize>, index: usize) -> Result<&TextPokeLoc, AccessFault> {
-        let id = vec.ok_or(AccessFault::NullVec)?;
-        let array = &self.arrays[id];
-        if !array.live {
-            return Err(AccessFault::UseAfterFree(id));
+    /// Empty state for `arrays` and `cpus` vCPUs.
+    pub fn new(arrays: Vec<PokeArray>, cpus: usize) -> Self {
+        Self { arrays, percpu_refs: vec![0; cpus], static_vec: vec![None; TEXT_POKE_ARRAY_MAX], ..Self::default() }
+    }
+
+    /// Dereferences `vec[index]` as a handler would; returns the entry and where it lives
+    /// (`(array, entry)`).
+    pub fn entry(&self, vec: Option<VecRef>, index: usize) -> Result<(&TextPokeLoc, (usize, usize)), AccessFault> {
+        match vec.ok_or(AccessFault::Null("bp_patching.vec"))? {
+            VecRef::Array(id) => {
+                let array = &self.arrays[id];
+                if !array.live {
+                    return Err(AccessFault::UseAfterFree(id));
+                }
+                let loc = array.locs.get(index).ok_or(AccessFault::PastEnd { index, len: array.locs.len() })?;
+                Ok((loc, (id, index)))
+            }
+            VecRef::Static => {
+                let slot =
+                    self.static_vec.get(index).ok_or(AccessFault::PastEnd { index, len: TEXT_POKE_ARRAY_MAX })?;
+                // A never-written slot is zeroed static memory: address 0 matches nothing.
+                match slot {
+                    Some((a, e)) => Ok((&self.arrays[*a].locs[*e], (*a, *e))),
+                    None => Err(AccessFault::PastEnd { index, len: 0 }),
+                }
+            }
         }
-        array.locs.get(index).ok_or(AccessFault::PastEnd { index, len: array.locs.len() })
+    }
+
+    /// The desc a 5.6 handler holds: `Err` if it was freed.
+    pub fn desc_array(&self, id: usize) -> Result<&PokeArray, AccessFault> {
+        let array = &self.arrays[id];
+        if array.live {
+            Ok(array)
+        } else {
+            Err(AccessFault::UseAfterFree(id))
+        }
     }
 }

@@ -1,20 +1,57 @@
 //! What a workload hands the machine (DESIGN.md §2.8): the guest image — text, layout,
 //! initial registers per vCPU, the loop head where the invariant is checked — the patch
-//! rounds the patcher applies, and the workload's own invariant. Workloads themselves
-//! (machine code assembled with iced-x86) live in the `scenarios` crate.
+//! actions the patcher carries out, the kprobes it registers, and the workload's own
+//! invariant. Workloads themselves (machine code assembled with iced-x86) live in the
+//! `scenarios` crate.
 
 use cpu_model::{Layout, Regs, SharedRegion};
 
-/// One `text_poke_bp(addr, opcode, len, emulate)` request.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// One `text_poke_bp(addr, opcode, len, emulate)` request (or `smp_text_poke_batch_add`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct PokeRequest {
     /// Address of the instruction to replace.
     pub addr: u64,
-    /// The new instruction bytes (`opcode`, `len` = its length).
+    /// The new instruction bytes (`opcode`, `len` = their length).
     pub new: Vec<u8>,
     /// The instruction the handler emulates, when it differs from `new`
     /// (`arch_unoptimize_kprobe`); `None` = emulate `new`.
     pub emulate: Option<Vec<u8>>,
+    /// linux-5.4's detour (where its handler sends a trapping CPU); `None` = `addr + len`.
+    pub detour: Option<u64>,
+}
+
+impl PokeRequest {
+    /// A request with no explicit `emulate` or detour.
+    pub fn new(addr: u64, new: Vec<u8>) -> Self {
+        Self { addr, new, emulate: None, detour: None }
+    }
+}
+
+/// One step of a workload's patching script.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum PatchAction {
+    /// A batch through the INT3 protocol (`text_poke_bp_batch` / `smp_text_poke_batch_*`).
+    Batch(Vec<PokeRequest>),
+    /// A plain `text_poke(addr, bytes)` (kprobe arm/disarm).
+    Poke {
+        /// First byte written.
+        addr: u64,
+        /// Bytes written.
+        bytes: Vec<u8>,
+    },
+    /// `text_poke_sync()` on its own.
+    Sync,
+}
+
+/// A kprobe: an INT3 owner. Its handler (`kprobe_int3_handler`, reached only after the
+/// patching handler declined) resumes the trapping CPU at the out-of-line copy of the probed
+/// instruction, which jumps back after it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Kprobe {
+    /// The probed instruction.
+    pub addr: u64,
+    /// Armed (INT3 written) from the start; otherwise the script arms it.
+    pub armed: bool,
 }
 
 /// The guest-side check of a workload, run whenever a vCPU is about to execute its loop head.
@@ -35,10 +72,22 @@ pub struct GuestImage {
     pub cpu_regs: Vec<Regs>,
     /// Where each vCPU's loop starts; the invariant runs there.
     pub loop_head: u64,
-    /// Patch rounds, in order; each is one batch (`text_poke_bp_batch`).
-    pub batches: Vec<Vec<PokeRequest>>,
+    /// The patching script, in order.
+    pub actions: Vec<PatchAction>,
+    /// Kprobes registered for the whole run: the machine copies each probed instruction to an
+    /// out-of-line slot in `ool_area` and, if armed, writes its INT3 before the run starts.
+    pub kprobes: Vec<Kprobe>,
+    /// Free text `(start, len)` for out-of-line copies of probed instructions.
+    pub ool_area: (u64, u64),
     /// The workload invariant.
     pub invariant: Box<dyn Invariant>,
+}
+
+impl GuestImage {
+    /// Number of INT3-protocol batches in the script.
+    pub fn batches(&self) -> usize {
+        self.actions.iter().filter(|a| matches!(a, PatchAction::Batch(_))).count()
+    }
 }
 
 impl std::fmt::Debug for GuestImage {
@@ -46,7 +95,7 @@ impl std::fmt::Debug for GuestImage {
         f.debug_struct("GuestImage")
             .field("name", &self.name)
             .field("cpus", &self.cpu_regs.len())
-            .field("batches", &self.batches.len())
+            .field("actions", &self.actions.len())
             .finish()
     }
 }

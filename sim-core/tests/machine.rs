@@ -5,7 +5,7 @@
 use cpu_model::{Layout, Reg, Regs, SharedRegion, PAGE_SIZE};
 use sim_core::event::Event;
 use sim_core::sched::{RandomScheduler, Scheduler};
-use sim_core::{Decisions, GuestImage, Invariant, PokeRequest, RunConfig, Verdict};
+use sim_core::{Decisions, GuestImage, Invariant, PatchAction, PokeRequest, RunConfig, Verdict};
 
 const TEXT: u64 = 0x10_0000;
 const DATA: u64 = 0x20_0000;
@@ -28,10 +28,10 @@ fn tiny(cpus: usize, rounds: usize) -> GuestImage {
             r
         })
         .collect();
-    let batches = (0..rounds)
+    let actions = (0..rounds)
         .map(|r| {
             let new = if r % 2 == 0 { vec![0xe9, 0, 0, 0, 0] } else { vec![0x0f, 0x1f, 0x44, 0x00, 0x00] };
-            vec![PokeRequest { addr: TEXT, new, emulate: None }]
+            PatchAction::Batch(vec![PokeRequest::new(TEXT, new)])
         })
         .collect();
     GuestImage {
@@ -45,7 +45,9 @@ fn tiny(cpus: usize, rounds: usize) -> GuestImage {
         text,
         cpu_regs,
         loop_head: TEXT,
-        batches,
+        actions,
+        kprobes: Vec::new(),
+        ool_area: (TEXT + 0xf00, 0x100),
         invariant: Box::new(Nothing),
     }
 }

@@ -3,15 +3,20 @@
 //! effect from a random register state equals executing the real bytes on a scratch Unicorn
 //! engine, and a deliberately wrong effect is reported as a mismatch.
 
-use cpu_model::{ReferenceExecutor, Reg, Regs};
+use cpu_model::{Layout, ReferenceExecutor, Reg, Regs, SharedRegion};
 use proptest::prelude::*;
-use scenarios::workload::{layout, DATA_BASE, TEXT_BASE, TEXT_LEN};
+use scenarios::workload::{DATA_BASE, TEXT_BASE, TEXT_LEN};
 use sim_core::emulate::Emulation;
-use sim_core::handler::{Handler, HandlerStep};
+use sim_core::handler::{Handler, HandlerCtx, HandlerStep};
 use sim_core::oracle::emulation;
 use sim_core::patching::{PatchState, PokeArray};
 use sim_core::protocol::loc::{NOP2, NOP5};
-use sim_core::protocol::text_poke_loc_init;
+use sim_core::protocol::{text_poke_loc_init, HandlerKind, LocRules};
+
+/// The guest layout the scratch engines mirror: two text pages, one data page of stack.
+fn layout() -> Layout {
+    Layout { text_base: TEXT_BASE, text_len: TEXT_LEN, data_base: DATA_BASE, data_len: 0x1000 }
+}
 
 /// An instruction the seed handler supports.
 fn instruction() -> impl Strategy<Value = Vec<u8>> {
@@ -26,7 +31,7 @@ fn instruction() -> impl Strategy<Value = Vec<u8>> {
 
 /// A random register file with the stack inside the data region.
 fn registers() -> impl Strategy<Value = Regs> {
-    let data_len = layout(1).data_len;
+    let data_len = layout().data_len;
     (proptest::array::uniform16(any::<u64>()), 16u64..data_len - 16, any::<u64>()).prop_map(move |(gpr, sp, flags)| {
         let mut regs = Regs { gpr, rip: 0, rflags: (flags & emulation::ARITH_FLAGS) | 0x202 };
         regs.set(Reg::Rsp, DATA_BASE + sp);
@@ -36,15 +41,18 @@ fn registers() -> impl Strategy<Value = Regs> {
 
 /// Runs the seed's `poke_int3_handler` for a trap at `site` until it emulates.
 fn handler_emulation(site: u64, bytes: &[u8], trapped: &Regs, stack_top: u64) -> Emulation {
-    let loc = text_poke_loc_init(site, bytes, None).expect("supported instruction");
-    let state = PatchState {
-        vec: Some(0),
-        nr_entries: 1,
-        arrays: vec![PokeArray { locs: vec![loc], old: vec![bytes.to_vec()], live: true }],
-    };
-    let mut h = Handler::new(*trapped, stack_top);
+    let loc = text_poke_loc_init(LocRules::Seed, site, bytes, None, None).expect("supported instruction");
+    let mut array = PokeArray::new(vec![loc]);
+    array.live = true;
+    let mut state = PatchState::new(vec![array], 1);
+    state.vec = Some(0);
+    state.nr_entries = 1;
+    let data = SharedRegion::new(DATA_BASE, 0x1000);
+    let mut ctx =
+        HandlerCtx { kind: HandlerKind::Emulate, rules: LocRules::Seed, mutants: &[], state: &mut state, data: &data };
+    let mut h = Handler::new(0, *trapped, stack_top);
     for _ in 0..16 {
-        match h.step(&state) {
+        match h.step(&mut ctx) {
             HandlerStep::Continue => {}
             HandlerStep::Emulated { emulation, .. } => return emulation,
             other => panic!("handler did not emulate: {other:?}"),
@@ -67,7 +75,7 @@ proptest! {
         let mut trapped = regs;
         trapped.rip = site + 1; // what the INT3 trap leaves in regs->ip
         let emu = handler_emulation(site, &bytes, &trapped, stack_top);
-        let mut reference = ReferenceExecutor::new(layout(1)).unwrap();
+        let mut reference = ReferenceExecutor::new(layout()).unwrap();
         let verdict = emulation::check(&mut reference, site, &[&bytes], &trapped, stack_top, &emu).unwrap();
         prop_assert!(verdict.is_ok(), "{:02x?} at {:#x}: {:?}", bytes, site, verdict);
 
@@ -94,7 +102,7 @@ fn a_call_emulated_as_a_jump_is_a_mismatch() {
     let mut trapped = Regs { rip: site + 1, rflags: 0x202, ..Regs::default() };
     trapped.set(Reg::Rsp, DATA_BASE + 0x800);
     let as_jump = sim_core::emulate::int3_emulate_jmp(&trapped, site + 5 + 0x10);
-    let mut reference = ReferenceExecutor::new(layout(1)).unwrap();
+    let mut reference = ReferenceExecutor::new(layout()).unwrap();
     let verdict = emulation::check(&mut reference, site, &[&call], &trapped, 0, &as_jump).unwrap();
     assert!(verdict.unwrap_err().contains("pushed"));
 }

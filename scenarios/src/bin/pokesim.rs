@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use cpu_model::{FetchModel, FetchUnit, Staleness, StoreGranularity};
 use scenarios::check;
-use scenarios::workload::{SitePlacement, WorkloadKind, WorkloadSpec};
+use scenarios::workload::{SiteOrder, SitePlacement, WorkloadKind, WorkloadSpec};
 use scenarios::Scenario;
 use serde::Serialize;
 use sim_core::sched::Strategy;
@@ -23,7 +23,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run one scenario from a seed.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Run the built-in scenarios and print a verdict table (the main job).
     Check(CheckArgs),
     /// Measure throughput: raw Unicorn vs pokesim, quiet and while patching.
@@ -70,6 +70,21 @@ struct RunArgs {
     /// Patch rounds.
     #[arg(long)]
     rounds: Option<u32>,
+    /// batch: number of sites (1..=300).
+    #[arg(long)]
+    sites: Option<u32>,
+    /// batch: queueing order: ascending, descending, interleaved.
+    #[arg(long)]
+    order: Option<String>,
+    /// static_call: patch only the call site, not the tail-call trampoline (no RET needed).
+    #[arg(long)]
+    no_tail: bool,
+    /// Register a foreign kprobe (an INT3 owner) on the loop head, outside the patched sites.
+    #[arg(long)]
+    kprobe: bool,
+    /// Allow replacing more than one instruction (bug B2), which the kernel refuses.
+    #[arg(long)]
+    unsafe_multi_insn: bool,
     /// Tick budget.
     #[arg(long, value_name = "MAX")]
     steps: Option<u64>,
@@ -133,6 +148,14 @@ fn scenario(a: &RunArgs) -> Result<Scenario, SimError> {
     if let Some(r) = a.rounds {
         workload.rounds = r;
     }
+    if let Some(n) = a.sites {
+        workload.sites = n;
+    }
+    if let Some(o) = &a.order {
+        workload.order = o.parse::<SiteOrder>()?;
+    }
+    workload.tail = !a.no_tail;
+    workload.kprobe = a.kprobe;
     let defaults = RunConfig::default();
     let config = RunConfig {
         cpus: a.cpus,
@@ -140,6 +163,7 @@ fn scenario(a: &RunArgs) -> Result<Scenario, SimError> {
         mutants: a.mutants.iter().map(|m| m.parse::<Mutant>()).collect::<Result<_, _>>()?,
         fetch: fetch_model(a)?,
         max_ticks: a.steps.unwrap_or(defaults.max_ticks),
+        unsafe_multi_insn: a.unsafe_multi_insn,
         ..defaults
     };
     config.validate()?;
@@ -293,20 +317,21 @@ fn cmd_bench(a: &BenchArgs) -> Result<ExitCode, SimError> {
 fn cmd_list() -> ExitCode {
     println!("workloads:");
     for w in WorkloadKind::ALL {
-        println!("  {:<22} {}", w.name(), w.description());
+        println!("  {:<26} {}", w.name(), w.description());
     }
     println!("protocols:");
     for p in Protocol::ALL {
-        println!("  {:<22} {}", p.name(), p.description());
+        println!("  {:<26} {}", p.name(), p.description());
     }
-    println!("mutants:");
+    println!("mutants (applies to; description):");
     for m in Mutant::ALL {
-        println!("  {:<22} {}", m.name(), m.description());
+        let on: Vec<_> = Protocol::ALL.iter().filter(|p| m.applies_to(**p)).map(|p| p.name()).collect();
+        println!("  {:<26} [{}] {}", m.name(), on.join(" "), m.description());
     }
     println!("fetch presets:");
     for p in FetchModel::PRESETS {
         let m = FetchModel::preset(p).expect("preset exists");
-        println!("  {:<22} fetch={} stores={} monotone unbounded", p, m.fetch.name(), m.stores.name());
+        println!("  {:<26} fetch={} stores={} monotone unbounded", p, m.fetch.name(), m.stores.name());
     }
     println!("violation kinds:");
     for k in ViolationKind::ALL {

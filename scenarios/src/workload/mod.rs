@@ -1,49 +1,93 @@
-//! Guest workloads (DESIGN.md §2.8). Each builds a [`GuestImage`]: text assembled with
-//! iced-x86 at its final addresses, one stack and one counter block per vCPU in the shared
-//! data region, the patch rounds, and the workload's invariant.
+//! Guest workloads (DESIGN.md §2.8), one module each, mirroring the kernel's users of the
+//! INT3 protocol. Each builds a [`GuestImage`]: text assembled with iced-x86 at its final
+//! addresses (canonical NOPs written as exact bytes), a counter block and a stack per vCPU in
+//! the shared data region, the patching script, and an invariant over the guest's counters.
+//!
+//! Every workload's loop starts with `inc qword [rbx]` at [`TEXT_BASE`] (the iteration
+//! count, `rbx` = the vCPU's counter block); a foreign kprobe, when asked for, is registered
+//! on that instruction — outside every patched site, so its traps reach the patching handler
+//! first and are handed on, exactly as in the kernel.
 
 mod asm;
+pub mod batch;
 pub mod ftrace;
+pub mod jcc;
+pub mod jump_label;
+pub mod multi_insn;
+pub mod optprobe;
+pub mod static_call;
 
 use std::fmt;
 use std::str::FromStr;
 
-use cpu_model::{Layout, PAGE_SIZE};
-use sim_core::{GuestImage, SimError};
+use cpu_model::{Layout, Reg, Regs, SharedRegion, PAGE_SIZE};
+use sim_core::{GuestImage, Invariant, Kprobe, PatchAction, SimError};
+
+pub(crate) use asm::Text;
 
 /// Where the text starts in every workload.
 pub const TEXT_BASE: u64 = 0x0040_0000;
-/// Text size: two pages, so a site can cross a page boundary.
+/// Default text size: two pages, so a site can cross a page boundary.
 pub const TEXT_LEN: u64 = 2 * PAGE_SIZE;
 /// Where the data region starts.
 pub const DATA_BASE: u64 = 0x0060_0000;
+/// Size of the out-of-line area for kprobe copies, at the end of the text.
+pub const OOL_LEN: u64 = 0x100;
 
 /// The workloads.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum WorkloadKind {
-    /// ftrace: a function entry NOP5 toggled to `CALL tracer` and back.
+    /// Function-entry NOP5 ⇄ `CALL tracer`.
     Ftrace,
+    /// `CALL f1` ⇄ `CALL f2`; trampoline `JMP f3` ⇄ `RET`.
+    StaticCall,
+    /// NOP2 ⇄ JMP8 and NOP5 ⇄ JMP32.
+    JumpLabel,
+    /// A conditional tail call through Jcc.d32 retargeted.
+    Jcc,
+    /// A kprobe INT3 optimized into a JMP32 to a detour and back.
+    Optprobe,
+    /// Many sites in one batch.
+    Batch,
+    /// Five one-byte NOPs replaced as one (refused unless overridden).
+    MultiInsn,
 }
 
 impl WorkloadKind {
     /// Every workload.
-    pub const ALL: [WorkloadKind; 1] = [WorkloadKind::Ftrace];
+    pub const ALL: [WorkloadKind; 7] = [
+        WorkloadKind::Ftrace,
+        WorkloadKind::StaticCall,
+        WorkloadKind::JumpLabel,
+        WorkloadKind::Jcc,
+        WorkloadKind::Optprobe,
+        WorkloadKind::Batch,
+        WorkloadKind::MultiInsn,
+    ];
 
     /// Name on the command line and in files.
     pub fn name(self) -> &'static str {
         match self {
             WorkloadKind::Ftrace => "ftrace",
+            WorkloadKind::StaticCall => "static_call",
+            WorkloadKind::JumpLabel => "jump_label",
+            WorkloadKind::Jcc => "jcc",
+            WorkloadKind::Optprobe => "optprobe",
+            WorkloadKind::Batch => "batch",
+            WorkloadKind::MultiInsn => "multi_insn",
         }
     }
 
     /// One-line description.
     pub fn description(self) -> &'static str {
         match self {
-            WorkloadKind::Ftrace => {
-                "every vCPU loops calling a function whose entry is a 5-byte NOP; the patcher turns it \
-                 into CALL tracer and back; guest counters check each pass calls the tracer at most once \
-                 and returns to site+5"
-            }
+            WorkloadKind::Ftrace => ftrace::DESCRIPTION,
+            WorkloadKind::StaticCall => static_call::DESCRIPTION,
+            WorkloadKind::JumpLabel => jump_label::DESCRIPTION,
+            WorkloadKind::Jcc => jcc::DESCRIPTION,
+            WorkloadKind::Optprobe => optprobe::DESCRIPTION,
+            WorkloadKind::Batch => batch::DESCRIPTION,
+            WorkloadKind::MultiInsn => multi_insn::DESCRIPTION,
         }
     }
 }
@@ -64,12 +108,12 @@ impl FromStr for WorkloadKind {
     }
 }
 
-/// Where the patched site sits relative to fetch blocks, cache lines and pages.
+/// Where the (first) patched site sits relative to fetch blocks, cache lines and pages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SitePlacement {
     /// At this byte offset within a 64-byte line (0..=63).
     LineOffset(u8),
-    /// Across the boundary between the two text pages.
+    /// Across the boundary between the first two text pages.
     CrossPage,
 }
 
@@ -125,43 +169,210 @@ impl FromStr for SitePlacement {
     }
 }
 
+/// The order in which the `batch` workload queues its sites.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SiteOrder {
+    /// By address (what jump_label's sorted entries give).
+    Ascending,
+    /// Highest address first: every add is out of order for `smp_text_poke_batch_add()`.
+    Descending,
+    /// Even-numbered sites, then odd-numbered ones: one out-of-order add halfway.
+    Interleaved,
+}
+
+impl SiteOrder {
+    /// Every order.
+    pub const ALL: [SiteOrder; 3] = [SiteOrder::Ascending, SiteOrder::Descending, SiteOrder::Interleaved];
+
+    /// Name on the command line and in files.
+    pub fn name(self) -> &'static str {
+        match self {
+            SiteOrder::Ascending => "ascending",
+            SiteOrder::Descending => "descending",
+            SiteOrder::Interleaved => "interleaved",
+        }
+    }
+}
+
+impl FromStr for SiteOrder {
+    type Err = SimError;
+    fn from_str(s: &str) -> Result<Self, SimError> {
+        SiteOrder::ALL.into_iter().find(|o| o.name() == s).ok_or_else(|| {
+            SimError::BadInput(format!("order: unknown order '{s}' (valid: ascending, descending, interleaved)"))
+        })
+    }
+}
+
 /// A workload and its parameters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct WorkloadSpec {
     /// Which workload.
     pub kind: WorkloadKind,
-    /// Site placement.
+    /// Placement of the (first) site.
     pub site: SitePlacement,
-    /// Patch rounds (batches) the patcher applies.
+    /// Patch rounds.
     pub rounds: u32,
+    /// `batch`: number of sites (1..=300).
+    pub sites: u32,
+    /// `batch`: the order sites are queued in.
+    pub order: SiteOrder,
+    /// `static_call`: also retarget the tail-call trampoline JMP ⇄ RET (needs RET emulation).
+    pub tail: bool,
+    /// Register a foreign kprobe on the loop head's counter increment.
+    pub kprobe: bool,
 }
+
+/// The largest `batch` workload.
+pub const MAX_BATCH_SITES: u32 = 300;
 
 impl WorkloadSpec {
     /// The default parameters of `kind`.
     pub fn new(kind: WorkloadKind) -> Self {
-        Self { kind, site: SitePlacement::ALIGNED, rounds: 24 }
+        Self {
+            kind,
+            site: SitePlacement::ALIGNED,
+            rounds: 24,
+            sites: 16,
+            order: SiteOrder::Ascending,
+            tail: true,
+            kprobe: false,
+        }
     }
 
     /// Builds the guest for `cpus` vCPUs.
     pub fn build(&self, cpus: usize) -> Result<GuestImage, SimError> {
-        match self.kind {
+        if self.kind == WorkloadKind::Batch && !(1..=MAX_BATCH_SITES).contains(&self.sites) {
+            return Err(SimError::BadInput(format!("sites: {} is out of range (1..={MAX_BATCH_SITES})", self.sites)));
+        }
+        let mut image = match self.kind {
             WorkloadKind::Ftrace => ftrace::build(self, cpus),
+            WorkloadKind::StaticCall => static_call::build(self, cpus),
+            WorkloadKind::JumpLabel => jump_label::build(self, cpus),
+            WorkloadKind::Jcc => jcc::build(self, cpus),
+            WorkloadKind::Optprobe => optprobe::build(self, cpus),
+            WorkloadKind::Batch => batch::build(self, cpus),
+            WorkloadKind::MultiInsn => multi_insn::build(self, cpus),
+        }?;
+        if self.kprobe {
+            image.kprobes.push(Kprobe { addr: image.loop_head, armed: true });
+        }
+        Ok(image)
+    }
+}
+
+/// The pieces every workload shares: text, layout, per-vCPU counters and stacks.
+pub(crate) struct Guest {
+    pub text: Text,
+    pub layout: Layout,
+    /// Bytes of counters per vCPU (a multiple of 64).
+    block: u64,
+    /// Pages of counter blocks before the stacks.
+    counter_pages: u64,
+}
+
+impl Guest {
+    /// A guest with `text_len` bytes of text and `counters` 8-byte counters per vCPU.
+    pub fn new(cpus: usize, text_len: u64, counters: u64) -> Self {
+        let block = (counters * 8).next_multiple_of(64);
+        let counter_pages = (cpus as u64 * block).div_ceil(PAGE_SIZE);
+        let layout = Layout {
+            text_base: TEXT_BASE,
+            text_len,
+            data_base: DATA_BASE,
+            data_len: (counter_pages + cpus as u64) * PAGE_SIZE,
+        };
+        Self { text: Text::new(TEXT_BASE, text_len), layout, block, counter_pages }
+    }
+
+    /// Guest address of vCPU `cpu`'s counter block.
+    pub fn counters(&self, cpu: usize) -> u64 {
+        DATA_BASE + cpu as u64 * self.block
+    }
+
+    /// Initial stack pointer of vCPU `cpu`: 64 bytes below the top of its own page.
+    pub fn stack_top(&self, cpu: usize) -> u64 {
+        DATA_BASE + (self.counter_pages + cpu as u64 + 1) * PAGE_SIZE - 64
+    }
+
+    /// The standard loop head at [`TEXT_BASE`]: `inc qword [rbx]; jmp body`.
+    pub fn loop_head(&mut self, body: u64) -> Result<u64, SimError> {
+        use iced_x86::code_asm::{qword_ptr, rbx};
+        self.text.place(TEXT_BASE, |a| {
+            a.inc(qword_ptr(rbx))?;
+            a.jmp(body)
+        })?;
+        Ok(TEXT_BASE)
+    }
+
+    /// Finishes the image.
+    pub fn image(
+        self,
+        name: &str,
+        cpus: usize,
+        actions: Vec<PatchAction>,
+        kprobes: Vec<Kprobe>,
+        invariant: Box<dyn Invariant>,
+    ) -> GuestImage {
+        let cpu_regs = (0..cpus)
+            .map(|i| {
+                let mut regs = Regs { rip: TEXT_BASE, rflags: 0x202, ..Regs::default() };
+                regs.set(Reg::Rbx, self.counters(i));
+                regs.set(Reg::Rsp, self.stack_top(i));
+                regs
+            })
+            .collect();
+        let layout = self.layout;
+        GuestImage {
+            name: name.into(),
+            ool_area: (layout.text_base + layout.text_len - OOL_LEN, OOL_LEN),
+            layout,
+            text: self.text.into_bytes(),
+            cpu_regs,
+            loop_head: TEXT_BASE,
+            actions,
+            kprobes,
+            invariant,
         }
     }
 }
 
-/// The data layout every workload uses: page 0 holds a 64-byte counter block per vCPU, page
-/// i+1 is vCPU i's stack.
-pub fn layout(cpus: usize) -> Layout {
-    Layout { text_base: TEXT_BASE, text_len: TEXT_LEN, data_base: DATA_BASE, data_len: (cpus as u64 + 1) * PAGE_SIZE }
+/// The invariant shape every workload shares: at each loop head the stack is balanced, and
+/// a workload-specific check holds over the vCPU's counters now and at its previous loop head.
+pub(crate) struct CounterInvariant<F> {
+    n: usize,
+    blocks: Vec<u64>,
+    tops: Vec<u64>,
+    seen: Vec<Vec<u64>>,
+    check: F,
 }
 
-/// Guest address of vCPU `cpu`'s counter block.
-pub fn counters(cpu: usize) -> u64 {
-    DATA_BASE + cpu as u64 * 64
+impl Guest {
+    /// The invariant over `n` counters per vCPU; `check(now, before)` returns the violation.
+    pub fn invariant<F>(&self, cpus: usize, n: usize, check: F) -> Box<dyn Invariant>
+    where
+        F: FnMut(&[u64], &[u64]) -> Result<(), String> + 'static,
+    {
+        Box::new(CounterInvariant {
+            n,
+            blocks: (0..cpus).map(|i| self.counters(i)).collect(),
+            tops: (0..cpus).map(|i| self.stack_top(i)).collect(),
+            seen: vec![vec![0; n]; cpus],
+            check,
+        })
+    }
 }
 
-/// Initial stack pointer of vCPU `cpu` (below the top of its page, 16-byte aligned).
-pub fn stack_top(cpu: usize) -> u64 {
-    DATA_BASE + (cpu as u64 + 2) * PAGE_SIZE - 64
+impl<F: FnMut(&[u64], &[u64]) -> Result<(), String>> Invariant for CounterInvariant<F> {
+    fn at_loop_head(&mut self, cpu: usize, regs: &Regs, data: &SharedRegion) -> Result<(), String> {
+        let top = self.tops[cpu];
+        if regs.sp() != top {
+            return Err(format!("stack unbalanced at the loop head: rsp={:#x}, expected {top:#x}", regs.sp()));
+        }
+        let base = self.blocks[cpu];
+        let now: Vec<u64> = (0..self.n as u64)
+            .map(|i| data.read_u64(base + 8 * i).expect("counter block is in the data region"))
+            .collect();
+        let before = std::mem::replace(&mut self.seen[cpu], now.clone());
+        (self.check)(&now, &before)
+    }
 }

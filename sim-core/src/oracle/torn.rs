@@ -11,12 +11,12 @@
 //! multi-instruction range (bug B2) is legitimate exactly as long as it resumes into bytes of
 //! an image that has a boundary there.
 
-use iced_x86::{Decoder, DecoderOptions};
+use iced_x86::{Decoder, DecoderOptions, FlowControl};
 
 use cpu_model::{ExecutedInsn, Layout};
 
 use crate::protocol::loc::INT3;
-use crate::workload::PokeRequest;
+use crate::workload::PatchAction;
 use crate::SimError;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,16 +45,19 @@ pub struct TornOracle {
 }
 
 fn boundaries(addr: u64, bytes: &[u8]) -> Vec<usize> {
-    if bytes.first() == Some(&INT3) {
-        return vec![0];
-    }
     let mut decoder = Decoder::with_ip(64, bytes, addr, DecoderOptions::NONE);
     let mut out = Vec::new();
     let mut off = 0;
     while off < bytes.len() {
         out.push(off);
         let insn = decoder.decode();
-        if insn.is_invalid() {
+        // Nothing after an instruction that does not fall through is reachable from the
+        // site's start: not the tail behind an INT3, not the INT3 padding after a RET/JMP.
+        let falls_through = matches!(
+            insn.flow_control(),
+            FlowControl::Next | FlowControl::ConditionalBranch | FlowControl::Call | FlowControl::IndirectCall
+        );
+        if insn.is_invalid() || insn.code() == iced_x86::Code::Int3 || !falls_through {
             break;
         }
         off += insn.len();
@@ -62,55 +65,115 @@ fn boundaries(addr: u64, bytes: &[u8]) -> Vec<usize> {
     out
 }
 
+fn text_offset(base: u64, text_len: usize, addr: u64, len: usize) -> Result<usize, SimError> {
+    addr.checked_sub(base)
+        .map(|o| o as usize)
+        .filter(|o| o + len <= text_len && len > 0)
+        .ok_or_else(|| SimError::BadInput(format!("site {addr:#x}+{len} does not fit the text")))
+}
+
+/// Registers site `[addr, addr+len)` unless it exists with the same length.
+fn add_site(
+    base: u64,
+    text_len: usize,
+    addr: u64,
+    len: usize,
+    sites: &mut Vec<Site>,
+    site_of: &mut [u16],
+) -> Result<(), SimError> {
+    let off = text_offset(base, text_len, addr, len)?;
+    if let Some(s) = sites.iter().find(|s| s.addr == addr) {
+        if s.len != len {
+            return Err(SimError::BadInput(format!("site {addr:#x} is patched with lengths {} and {len}", s.len)));
+        }
+        return Ok(());
+    }
+    if site_of[off..off + len].iter().any(|&s| s != 0) {
+        return Err(SimError::BadInput(format!("site {addr:#x}+{len} overlaps another site")));
+    }
+    sites.push(Site { addr, len, images: Vec::new(), last: Vec::new() });
+    let id = sites.len() as u16;
+    site_of[off..off + len].iter_mut().for_each(|s| *s = id);
+    Ok(())
+}
+
 impl TornOracle {
-    /// Collects the images of every site the batches patch, starting from `text`.
-    pub fn new(layout: &Layout, text: &[u8], batches: &[Vec<PokeRequest>]) -> Result<Self, SimError> {
+    /// Collects the images of every site the script writes, starting from `text`. Sites are
+    /// the ranges of batch requests; a plain poke inside a site adds its before/after images
+    /// to that site, one outside every site becomes a site of its own.
+    pub fn new(layout: &Layout, text: &[u8], actions: &[PatchAction]) -> Result<Self, SimError> {
         let base = layout.text_base;
-        let mut copy = text.to_vec();
         let mut sites: Vec<Site> = Vec::new();
         let mut site_of = vec![0u16; text.len()];
-        for req in batches.iter().flatten() {
-            let len = req.new.len();
-            let off = req
-                .addr
-                .checked_sub(base)
-                .map(|o| o as usize)
-                .filter(|o| o + len <= text.len())
-                .ok_or_else(|| SimError::BadInput(format!("site {:#x}+{len} does not fit the text", req.addr)))?;
-            let idx = match sites.iter().position(|s| s.addr == req.addr) {
-                Some(i) if sites[i].len == len => i,
-                Some(i) => {
-                    return Err(SimError::BadInput(format!(
-                        "site {:#x} is patched with lengths {} and {len}",
-                        req.addr, sites[i].len
-                    )))
-                }
-                None => {
-                    if site_of[off..off + len].iter().any(|&s| s != 0) {
-                        return Err(SimError::BadInput(format!("site {:#x} overlaps another site", req.addr)));
-                    }
-                    sites.push(Site { addr: req.addr, len, images: Vec::new(), last: Vec::new() });
-                    let id = sites.len() as u16;
-                    site_of[off..off + len].iter_mut().for_each(|s| *s = id);
-                    sites.len() - 1
-                }
-            };
-            let old = copy[off..off + len].to_vec();
-            let new = req.new.clone();
-            let mut cc_old = old.clone();
-            cc_old[0] = INT3;
-            let mut cc_new = new.clone();
-            cc_new[0] = INT3;
-            for bytes in [old, cc_old, cc_new, new.clone()] {
-                let image = Image { boundaries: boundaries(req.addr, &bytes), bytes };
-                if !sites[idx].images.contains(&image) {
-                    sites[idx].images.push(image);
+        for action in actions {
+            if let PatchAction::Batch(reqs) = action {
+                for r in reqs {
+                    add_site(base, text.len(), r.addr, r.new.len(), &mut sites, &mut site_of)?;
                 }
             }
-            copy[off..off + len].copy_from_slice(&new);
-            sites[idx].last = new;
         }
-        Ok(Self { base, sites, site_of })
+        for action in actions {
+            if let PatchAction::Poke { addr, bytes } = action {
+                let off = text_offset(base, text.len(), *addr, bytes.len())?;
+                match site_of[off] {
+                    0 => add_site(base, text.len(), *addr, bytes.len(), &mut sites, &mut site_of)?,
+                    id => {
+                        let s = &sites[id as usize - 1];
+                        if *addr + bytes.len() as u64 > s.addr + s.len as u64 {
+                            return Err(SimError::BadInput(format!(
+                                "text_poke at {addr:#x} runs past site {:#x}",
+                                s.addr
+                            )));
+                        }
+                    }
+                }
+            }
+        }
+        let mut oracle = Self { base, sites, site_of };
+        oracle.collect_images(text, actions);
+        Ok(oracle)
+    }
+
+    fn collect_images(&mut self, text: &[u8], actions: &[PatchAction]) {
+        let base = self.base;
+        let mut copy = text.to_vec();
+        let add = |site: &mut Site, bytes: Vec<u8>| {
+            let image = Image { boundaries: boundaries(site.addr, &bytes), bytes };
+            if !site.images.contains(&image) {
+                site.images.push(image);
+            }
+        };
+        for action in actions {
+            match action {
+                PatchAction::Batch(reqs) => {
+                    for r in reqs {
+                        let site = self.sites.iter_mut().find(|s| s.addr == r.addr).expect("batch sites collected");
+                        let off = (r.addr - base) as usize;
+                        let old = copy[off..off + site.len].to_vec();
+                        let mut cc_old = old.clone();
+                        cc_old[0] = INT3;
+                        let mut cc_new = r.new.clone();
+                        cc_new[0] = INT3;
+                        for bytes in [old, cc_old, cc_new, r.new.clone()] {
+                            add(site, bytes);
+                        }
+                        copy[off..off + site.len].copy_from_slice(&r.new);
+                        site.last = r.new.clone();
+                    }
+                }
+                PatchAction::Poke { addr, bytes } => {
+                    let id = self.site_of[(*addr - base) as usize] as usize;
+                    let site = &mut self.sites[id - 1];
+                    let (s, p) = ((site.addr - base) as usize, (*addr - base) as usize);
+                    add(site, copy[s..s + site.len].to_vec());
+                    copy[p..p + bytes.len()].copy_from_slice(bytes);
+                    let after = copy[s..s + site.len].to_vec();
+                    add(site, after.clone());
+                    site.last = after;
+                }
+                PatchAction::Sync => {}
+            }
+        }
     }
 
     fn site_touched(&self, insn: &ExecutedInsn) -> Option<&Site> {

@@ -1,7 +1,22 @@
-//! The protocol catalogue (DESIGN.md §2.6): each kernel version is a patcher program
-//! (see [`crate::patcher`]) plus an INT3 handler (see [`crate::handler`]); a mutant is a named
-//! edit of either. Programs are built per batch from the kernel function they mirror.
+//! The protocol catalogue (DESIGN.md §2.6, reference/kernel-protocol.md §1–§3): each kernel
+//! version is a patcher program (a sequence of [`Op`]s per batch, built by the version's
+//! module) plus an INT3 handler (micro-steps in [`crate::handler`], shaped by
+//! [`HandlerKind`]); a [`Mutant`] is a named edit of either.
+//!
+//! | version | module | kernel functions |
+//! |---|---|---|
+//! | `linux-5.4` | [`linux_5_4`] | `text_poke_bp_batch()` with a detour, `poke_int3_handler()` jumping to it |
+//! | `seed` | [`seed`] | the seed patch: emulating `poke_int3_handler()`, conditional last sync |
+//! | `linux-5.5` | [`linux_5_5`] | the seed + "Sync bp_patching update for avoiding NULL pointer exception" |
+//! | `linux-5.6` | [`linux_5_6`] | `bp_desc` with `try_get_desc()`/`put_desc()` and the refs wait |
+//! | `linux-6.0` | [`linux_6_0`] | the static `bp_desc` of efd608fa7403 (the `try_get_desc()` race fixed) |
+//! | `linux-6.16` | [`linux_6_16`] | `smp_text_poke_batch_add()`/`_finish()`, per-CPU refs, RET and Jcc |
 
+pub mod linux_5_4;
+pub mod linux_5_5;
+pub mod linux_5_6;
+pub mod linux_6_0;
+pub mod linux_6_16;
 pub mod loc;
 pub mod seed;
 
@@ -11,41 +26,128 @@ use std::str::FromStr;
 use crate::patcher::Op;
 use crate::SimError;
 
-pub use loc::{text_poke_loc_init, TextPokeLoc};
+pub use loc::{text_poke_loc_init, LocRules, TextPokeLoc};
 
 /// A protocol version.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Protocol {
-    /// The seed patch ("x86/alternatives: Teach text_poke_bp() to emulate instructions",
-    /// v3 1/6, Peter Zijlstra, 2019): emulating handler, three syncs, the last conditional.
+    /// Before the seed: the handler jumps to a detour address.
+    Linux54,
+    /// The seed patch ("x86/alternatives: Teach text_poke_bp() to emulate instructions").
     Seed,
+    /// The seed plus the B3 fix: `nr_entries = 0; text_poke_sync(); vec = NULL`.
+    Linux55,
+    /// Reference-counted descriptor on the patcher's stack (1f676247f36a).
+    Linux56,
+    /// The descriptor made a static global (efd608fa7403).
+    Linux60,
+    /// The 2025 `smp_text_poke_*` rewrite with per-CPU refs, RET and Jcc emulation.
+    Linux616,
+}
+
+/// How a version's INT3 handler finds its entry and what it does with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HandlerKind {
+    /// `bp_patching { vec, nr_entries }`, then `regs->ip = tp->detour` (5.4).
+    Detour,
+    /// `bp_patching { vec, nr_entries }`, then emulate (seed, 5.5).
+    Emulate,
+    /// `try_get_desc(&bp_desc)`, emulate, `put_desc()` (5.6).
+    Desc,
+    /// `try_get_desc()` on the static `bp_desc.refs`, emulate incl. RET, put (6.0).
+    GlobalRefs,
+    /// `try_get_text_poke_array()` on this CPU's refs, emulate incl. RET/Jcc, put (6.16).
+    PerCpuRefs,
 }
 
 impl Protocol {
-    /// Every version.
-    pub const ALL: [Protocol; 1] = [Protocol::Seed];
+    /// Every version, oldest first.
+    pub const ALL: [Protocol; 6] = [
+        Protocol::Linux54,
+        Protocol::Seed,
+        Protocol::Linux55,
+        Protocol::Linux56,
+        Protocol::Linux60,
+        Protocol::Linux616,
+    ];
 
     /// Name on the command line and in files.
     pub fn name(self) -> &'static str {
         match self {
+            Protocol::Linux54 => "linux-5.4",
             Protocol::Seed => "seed",
+            Protocol::Linux55 => "linux-5.5",
+            Protocol::Linux56 => "linux-5.6",
+            Protocol::Linux60 => "linux-6.0",
+            Protocol::Linux616 => "linux-6.16",
         }
     }
 
     /// One-line description.
     pub fn description(self) -> &'static str {
         match self {
+            Protocol::Linux54 => {
+                "v5.3/5.4 text_poke_bp_batch: three syncs, the handler sets regs->ip = detour \
+                 (cannot emulate a CALL: bug B1)"
+            }
             Protocol::Seed => {
-                "the seed patch (v3 1/6, 2019): text_poke_bp_batch with INT3/tail/first-byte syncs, \
-                 the last conditional on do_sync; poke_int3_handler emulates CALL/JMP32/JMP8/NOP2/NOP5"
+                "the seed patch (v3 1/6, 2019): poke_int3_handler emulates CALL/JMP32/JMP8/NOP2/NOP5, \
+                 last sync conditional on do_sync, vec cleared before nr_entries without a sync (bug B3)"
+            }
+            Protocol::Linux55 => "the seed + 285a54efe386: nr_entries = 0; text_poke_sync(); vec = NULL",
+            Protocol::Linux56 => {
+                "1f676247f36a: on-stack bp_desc with refs; try_get_desc/put_desc in the handler, \
+                 the patcher waits for refs to drain"
+            }
+            Protocol::Linux60 => {
+                "efd608fa7403 (2022): bp_desc is a static global {vec, nr_entries, refs}, refs set with \
+                 release before the first INT3 and awaited at the end (fixes 5.6's try_get_desc() use \
+                 after free); RET emulation and INT3 padding"
+            }
+            Protocol::Linux616 => {
+                "smp_text_poke_batch_add/_finish: per-CPU refs set before the first INT3, sorted vector \
+                 of at most 256 entries (flushed when full or out of order), bsearch, RET and Jcc \
+                 emulation, Jcc.d32 as 6 bytes, RET/JMP padded with INT3"
             }
         }
     }
 
-    /// The patcher program for one batch of `n` entries (array id `batch`).
-    pub fn batch_program(self, mutants: &[Mutant], batch: usize, n: usize) -> Vec<Op> {
+    /// The INT3 handler this version runs.
+    pub fn handler(self) -> HandlerKind {
         match self {
+            Protocol::Linux54 => HandlerKind::Detour,
+            Protocol::Seed | Protocol::Linux55 => HandlerKind::Emulate,
+            Protocol::Linux56 => HandlerKind::Desc,
+            Protocol::Linux60 => HandlerKind::GlobalRefs,
+            Protocol::Linux616 => HandlerKind::PerCpuRefs,
+        }
+    }
+
+    /// Which `text_poke_loc_init` checks apply.
+    pub fn loc_rules(self) -> LocRules {
+        match self {
+            Protocol::Linux54 => LocRules::Detour,
+            Protocol::Seed | Protocol::Linux55 | Protocol::Linux56 => LocRules::Seed,
+            Protocol::Linux60 => LocRules::RetPadding,
+            Protocol::Linux616 => LocRules::Modern,
+        }
+    }
+
+    /// True if batches go through `smp_text_poke_batch_add()`, which flushes on a full or
+    /// out-of-order vector, rather than a caller-sorted array.
+    pub fn batch_add(self) -> bool {
+        self == Protocol::Linux616
+    }
+
+    /// The patcher program for one batch: array id `batch`, `n` entries, `cpus` vCPUs.
+    pub fn batch_program(self, mutants: &[Mutant], batch: usize, n: usize, cpus: usize) -> Vec<Op> {
+        match self {
+            Protocol::Linux54 => linux_5_4::text_poke_bp_batch(mutants, batch, n),
             Protocol::Seed => seed::text_poke_bp_batch(mutants, batch, n),
+            Protocol::Linux55 => linux_5_5::text_poke_bp_batch(mutants, batch, n),
+            Protocol::Linux56 => linux_5_6::text_poke_bp_batch(mutants, batch, n),
+            Protocol::Linux60 => linux_6_0::text_poke_bp_batch(mutants, batch, n),
+            Protocol::Linux616 => linux_6_16::smp_text_poke_batch(mutants, batch, n, cpus),
         }
     }
 }
@@ -71,18 +173,52 @@ impl FromStr for Protocol {
 pub enum Mutant {
     /// Drop the sync after writing the INT3s.
     NoSyncAfterInt3,
-    /// Drop the (conditional) sync after writing the tails.
+    /// Drop the sync after writing the tails.
     NoSyncAfterTail,
-    /// Drop the (conditional) sync after writing the first bytes.
+    /// Drop the sync after writing the first bytes.
     NoSyncAfterFirst,
     /// Write each new instruction directly, without the INT3 step.
     NoInt3,
+    /// Write the tails before the INT3s.
+    TailBeforeInt3,
+    /// Publish the patching state (vec/nr, desc, per-CPU refs) after writing the INT3s.
+    PublishAfterInt3,
+    /// The handler jumps past the instruction instead of emulating it.
+    DetourHandler,
+    /// 5.5: clear `vec` before `nr_entries` (the sync stays between them).
+    ClearVecBeforeNr,
+    /// 5.5: drop the sync between `nr_entries = 0` and `vec = NULL` (undo the B3 fix).
+    NoSyncBeforeVecClear,
+    /// 5.6/6.16: do not wait for the handlers' references to drain.
+    SkipRefsWait,
+    /// The handler emulates the old instruction instead of the new one.
+    EmulateOld,
+    /// Drop the patcher's `smp_wmb()` after publishing.
+    NoWmb,
+    /// Drop the handler's `smp_rmb()`.
+    NoRmb,
+    /// 6.16: `int3_emulate_jcc` ignores the inversion bit of the condition code.
+    JccNoInvert,
 }
 
 impl Mutant {
     /// Every mutant.
-    pub const ALL: [Mutant; 4] =
-        [Mutant::NoSyncAfterInt3, Mutant::NoSyncAfterTail, Mutant::NoSyncAfterFirst, Mutant::NoInt3];
+    pub const ALL: [Mutant; 14] = [
+        Mutant::NoSyncAfterInt3,
+        Mutant::NoSyncAfterTail,
+        Mutant::NoSyncAfterFirst,
+        Mutant::NoInt3,
+        Mutant::TailBeforeInt3,
+        Mutant::PublishAfterInt3,
+        Mutant::DetourHandler,
+        Mutant::ClearVecBeforeNr,
+        Mutant::NoSyncBeforeVecClear,
+        Mutant::SkipRefsWait,
+        Mutant::EmulateOld,
+        Mutant::NoWmb,
+        Mutant::NoRmb,
+        Mutant::JccNoInvert,
+    ];
 
     /// Name on the command line and in files.
     pub fn name(self) -> &'static str {
@@ -91,35 +227,95 @@ impl Mutant {
             Mutant::NoSyncAfterTail => "no-sync-after-tail",
             Mutant::NoSyncAfterFirst => "no-sync-after-first",
             Mutant::NoInt3 => "no-int3",
+            Mutant::TailBeforeInt3 => "tail-before-int3",
+            Mutant::PublishAfterInt3 => "publish-after-int3",
+            Mutant::DetourHandler => "detour-handler",
+            Mutant::ClearVecBeforeNr => "clear-vec-before-nr",
+            Mutant::NoSyncBeforeVecClear => "no-sync-before-vec-clear",
+            Mutant::SkipRefsWait => "skip-refs-wait",
+            Mutant::EmulateOld => "emulate-old",
+            Mutant::NoWmb => "no-wmb",
+            Mutant::NoRmb => "no-rmb",
+            Mutant::JccNoInvert => "jcc-no-invert",
         }
     }
 
-    /// One-line description of the edit and what the kernel says about it.
+    /// One-line description of the edit and of what defends the original.
     pub fn description(self) -> &'static str {
         match self {
             Mutant::NoSyncAfterInt3 => {
-                "drop on_each_cpu(do_sync_core) after the INT3 writes: a CPU may still fetch the old \
-                 first byte together with a new tail"
+                "drop the sync after the INT3 writes: a CPU may still fetch the old first byte together \
+                 with a new tail"
             }
             Mutant::NoSyncAfterTail => {
                 "drop the sync after the tail writes (\"According to Intel, this core syncing is very \
                  likely not necessary\"): a CPU may fetch the new first byte with an old tail"
             }
             Mutant::NoSyncAfterFirst => {
-                "drop the sync after the first-byte writes: a CPU may still fetch the INT3 after \
-                 bp_patching is cleared (an unclaimed, stale INT3)"
+                "drop the sync after the first-byte writes: a CPU may still fetch the INT3 after the \
+                 patching state is torn down (a stale INT3)"
             }
             Mutant::NoInt3 => {
-                "write the new instruction with text_poke alone, no INT3 step (what text_poke_bp \
-                 exists to avoid): a CPU may fetch a half-written instruction"
+                "write the new instruction with text_poke alone, no INT3 step (what text_poke_bp exists \
+                 to avoid): a CPU may fetch a half-written instruction"
+            }
+            Mutant::TailBeforeInt3 => {
+                "write the tails before the INT3s: a CPU that has not seen the INT3 runs the old first \
+                 byte with the new tail"
+            }
+            Mutant::PublishAfterInt3 => {
+                "publish vec/nr_entries (bp_desc, per-CPU refs) after writing the INT3s, against the \
+                 \"nr_entries != 0 / WMB / write INT3\" ordering comment: a trap finds nothing"
+            }
+            Mutant::DetourHandler => {
+                "the handler sets regs->ip past the instruction instead of emulating it (bug B1: a CALL's \
+                 push is lost)"
+            }
+            Mutant::ClearVecBeforeNr => {
+                "clear bp_patching.vec before nr_entries: a handler that saw nr_entries != 0 reads \
+                 a NULL vector (bug B3's order)"
+            }
+            Mutant::NoSyncBeforeVecClear => {
+                "drop text_poke_sync() between nr_entries = 0 and vec = NULL (285a54efe386 undone): a \
+                 handler in flight reads a NULL vector"
+            }
+            Mutant::SkipRefsWait => {
+                "return without atomic_cond_read_acquire(refs, !VAL): a handler in flight keeps using \
+                 the patch data after the patcher moved on"
+            }
+            Mutant::EmulateOld => {
+                "the handler emulates the old instruction instead of the new: BENIGN — the trapping CPU \
+                 behaves as if it executed just before the patch, a legal linearization"
+            }
+            Mutant::NoWmb => {
+                "drop smp_wmb() after publishing: BENIGN on x86 — stores are not reordered with older \
+                 stores (x86-TSO), smp_wmb() is only a compiler barrier there, and the model's data \
+                 memory is sequentially consistent"
+            }
+            Mutant::NoRmb => {
+                "drop the handler's smp_rmb(): BENIGN on x86 — loads are not reordered with older loads \
+                 (x86-TSO), and the model's data memory is sequentially consistent"
+            }
+            Mutant::JccNoInvert => {
+                "int3_emulate_jcc ignores cc & 1 (jne emulated as je): the emulation oracle must see it"
             }
         }
     }
 
-    /// Whether this edit makes sense on `protocol`.
+    /// Why this mutant is expected to go uncaught, if it is.
+    pub fn benign(self) -> bool {
+        matches!(self, Mutant::EmulateOld | Mutant::NoWmb | Mutant::NoRmb)
+    }
+
+    /// Whether this edit exists on `protocol`.
     pub fn applies_to(self, protocol: Protocol) -> bool {
-        match protocol {
-            Protocol::Seed => true,
+        use Protocol::*;
+        match self {
+            Mutant::DetourHandler | Mutant::EmulateOld => protocol != Linux54,
+            Mutant::ClearVecBeforeNr | Mutant::NoSyncBeforeVecClear => protocol == Linux55,
+            Mutant::SkipRefsWait => matches!(protocol, Linux56 | Linux60 | Linux616),
+            Mutant::JccNoInvert => protocol == Linux616,
+            _ => true,
         }
     }
 }
@@ -137,5 +333,104 @@ impl FromStr for Mutant {
             let names: Vec<_> = Mutant::ALL.iter().map(|m| m.name()).collect();
             SimError::BadInput(format!("unknown mutant '{s}' (valid: {})", names.join(", ")))
         })
+    }
+}
+
+/// The INT3 phases every version shares — INT3s, sync, tails, sync if any, first bytes, sync
+/// if any — with the publication ops placed before the INT3s, and every phase-level mutant
+/// applied. `legacy` selects 5.4's unconditional first-byte write and last sync.
+pub(crate) fn int3_phases(mutants: &[Mutant], batch: usize, n: usize, publish: Vec<Op>, legacy: bool) -> Vec<Op> {
+    let has = |m: Mutant| mutants.contains(&m);
+    let wmb: Vec<Op> = if has(Mutant::NoWmb) { vec![] } else { vec![Op::Wmb] };
+    let mut ops = Vec::new();
+    let late_publish = has(Mutant::PublishAfterInt3);
+    if !late_publish {
+        ops.extend(publish.iter().copied());
+        ops.extend(wmb.iter().copied());
+    }
+    if has(Mutant::NoInt3) {
+        ops.extend((0..n).map(|entry| Op::PokeWhole { batch, entry }));
+        if late_publish {
+            ops.extend(publish);
+        }
+        ops.push(Op::Sync);
+        return ops;
+    }
+    let int3s = (0..n).map(|entry| Op::PokeInt3 { batch, entry });
+    let mut tails = vec![Op::ResetDoSync];
+    tails.extend((0..n).map(|entry| Op::PokeTail { batch, entry }));
+    if !has(Mutant::NoSyncAfterTail) {
+        tails.push(Op::SyncIfDoSync);
+    }
+    let mut firsts = vec![Op::ResetDoSync];
+    if legacy {
+        firsts.extend((0..n).map(|entry| Op::PokeFirstAlways { batch, entry }));
+    } else {
+        firsts.extend((0..n).map(|entry| Op::PokeFirst { batch, entry }));
+    }
+    if !has(Mutant::NoSyncAfterFirst) {
+        firsts.push(if legacy { Op::Sync } else { Op::SyncIfDoSync });
+    }
+    if has(Mutant::TailBeforeInt3) {
+        ops.extend(tails.iter().copied());
+    }
+    ops.extend(int3s);
+    if late_publish {
+        ops.extend(publish);
+        ops.extend(wmb);
+    }
+    if !has(Mutant::NoSyncAfterInt3) {
+        ops.push(Op::Sync);
+    }
+    if !has(Mutant::TailBeforeInt3) {
+        ops.extend(tails);
+    }
+    ops.extend(firsts);
+    ops
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn syncs(ops: &[Op]) -> usize {
+        ops.iter().filter(|o| matches!(o, Op::Sync | Op::SyncIfDoSync)).count()
+    }
+
+    #[test]
+    fn every_version_syncs_three_times_around_the_int3s_and_each_sync_mutant_drops_one() {
+        for p in Protocol::ALL {
+            let base = syncs(&p.batch_program(&[], 0, 2, 2));
+            let extra = if p == Protocol::Linux55 { 1 } else { 0 };
+            assert_eq!(base, 3 + extra, "{p}");
+            for m in [Mutant::NoSyncAfterInt3, Mutant::NoSyncAfterTail, Mutant::NoSyncAfterFirst] {
+                assert_eq!(syncs(&p.batch_program(&[m], 0, 2, 2)), 2 + extra, "{p} {m}");
+            }
+        }
+    }
+
+    #[test]
+    fn publication_precedes_the_first_int3_unless_mutated() {
+        for p in Protocol::ALL {
+            let is_publish =
+                |o: &Op| matches!(o, Op::SetNr(_) | Op::PublishDesc(_) | Op::SetRefs(_) | Op::SetGlobalRefs);
+            let first_int3 = |ops: &[Op]| ops.iter().position(|o| matches!(o, Op::PokeInt3 { .. })).unwrap();
+            let ops = p.batch_program(&[], 0, 1, 2);
+            assert!(ops.iter().rposition(is_publish).unwrap() < first_int3(&ops), "{p}");
+            let ops = p.batch_program(&[Mutant::PublishAfterInt3], 0, 1, 2);
+            assert!(ops.iter().position(is_publish).unwrap() > first_int3(&ops), "{p}");
+        }
+    }
+
+    #[test]
+    fn names_round_trip_and_unknown_names_list_the_valid_ones() {
+        for m in Mutant::ALL {
+            assert_eq!(m.name().parse::<Mutant>().unwrap(), m);
+        }
+        for p in Protocol::ALL {
+            assert_eq!(p.name().parse::<Protocol>().unwrap(), p);
+        }
+        let e = "linux-4.0".parse::<Protocol>().unwrap_err().to_string();
+        assert!(e.contains("linux-5.4, seed, linux-5.5, linux-5.6, linux-6.0, linux-6.16"), "{e}");
     }
 }

@@ -1,0 +1,90 @@
+//! `batch`: many sites in one batch — jump_label's `arch_jump_label_transform_apply()` with a
+//! full vector, or a module load — so the handler's bsearch runs, and (6.16) the vector
+//! bound of 256 and the out-of-order flush of `smp_text_poke_batch_add()` are exercised.
+//!
+//! Site i (16-byte stride from [`BASE`]):
+//!
+//! ```text
+//! site_i:   nop5                       ; NOP5 <-> JMP32 taken_i
+//!           inc qword [rbx + 8+16i]    ; not taken
+//!           (nops up to site_{i+1})
+//! taken_i:  inc qword [rbx + 16+16i]   ; taken
+//!           jmp site_{i+1}
+//! ```
+//!
+//! after the last site: `jmp loop_head`. Invariant: every pass takes exactly one side of
+//! every site.
+
+use iced_x86::code_asm::{qword_ptr, rbx};
+use sim_core::protocol::loc::{JMP32, NOP5};
+use sim_core::{GuestImage, PatchAction, PokeRequest, SimError};
+
+use super::{Guest, SiteOrder, WorkloadSpec, TEXT_BASE};
+
+/// One-line description.
+pub const DESCRIPTION: &str = "N NOP5 <-> JMP32 sites (default 16, up to 300) in one batch, queued in \
+     ascending, descending or interleaved order; each pass takes one side of every site";
+
+/// Where the first site is.
+pub const BASE: u64 = TEXT_BASE + 0x100;
+const STRIDE: u64 = 16;
+
+/// Builds the batch guest.
+pub fn build(spec: &WorkloadSpec, cpus: usize) -> Result<GuestImage, SimError> {
+    let n = spec.sites as u64;
+    let taken_base = (BASE + n * STRIDE + 5).next_multiple_of(0x100);
+    let text_len = (taken_base + n * STRIDE + 0x100 - TEXT_BASE).next_multiple_of(0x1000).max(0x2000);
+    let mut g = Guest::new(cpus, text_len, 1 + 2 * n);
+    g.loop_head(BASE)?;
+    let site = |i: u64| BASE + i * STRIDE;
+    let taken = |i: u64| taken_base + i * STRIDE;
+    for i in 0..n {
+        let next = site(i + 1);
+        g.text
+            .place(site(i), |a| {
+                a.db(&NOP5)?;
+                a.inc(qword_ptr(rbx + (8 + 16 * i) as i32))?;
+                Ok(())
+            })
+            .and_then(|end| g.text.place(end, |a| a.db(&vec![0x90; (next - end) as usize])))?;
+        g.text.place(taken(i), |a| {
+            a.inc(qword_ptr(rbx + (16 + 16 * i) as i32))?;
+            a.jmp(next)
+        })?;
+    }
+    g.text.place(site(n), |a| a.jmp(TEXT_BASE))?;
+    let order: Vec<u64> = match spec.order {
+        SiteOrder::Ascending => (0..n).collect(),
+        SiteOrder::Descending => (0..n).rev().collect(),
+        SiteOrder::Interleaved => (0..n).step_by(2).chain((1..n).step_by(2)).collect(),
+    };
+    let jmp = |i: u64| {
+        let rel = (taken(i) as i64 - (site(i) as i64 + 5)) as i32;
+        [&[JMP32][..], &rel.to_le_bytes()].concat()
+    };
+    let actions = (0..spec.rounds)
+        .map(|r| {
+            let reqs = order
+                .iter()
+                .map(|&i| PokeRequest::new(site(i), if r % 2 == 0 { jmp(i) } else { NOP5.to_vec() }))
+                .collect();
+            PatchAction::Batch(reqs)
+        })
+        .collect();
+    // [0] iterations, then per site [1+2i] not taken, [2+2i] taken.
+    let invariant = g.invariant(cpus, 1 + 2 * n as usize, move |c, _| {
+        for i in 0..n as usize {
+            if c[1 + 2 * i] + c[2 + 2 * i] != c[0] {
+                return Err(format!(
+                    "site {i} ({:#x}): {} passes but {} not taken + {} taken",
+                    site(i as u64),
+                    c[0],
+                    c[1 + 2 * i],
+                    c[2 + 2 * i]
+                ));
+            }
+        }
+        Ok(())
+    });
+    Ok(g.image("batch", cpus, actions, Vec::new(), invariant))
+}

@@ -1,0 +1,28 @@
+//! linux-5.3/5.4 `text_poke_bp_batch()` (Daniel Bristot's batching, c0213b0ac03c), before the
+//! seed (reference/kernel-protocol.md §1.0):
+//!
+//! ```text
+//! bp_patching.vec = tp; bp_patching.nr_entries = nr_entries; smp_wmb();
+//! for each entry: text_poke(addr, &int3, sizeof(int3));
+//! on_each_cpu(do_sync_core, NULL, 1);
+//! for each entry: if (len - 1 > 0) { text_poke(addr + 1, opcode + 1, len - 1); patched_all_but_first++; }
+//! if (patched_all_but_first) on_each_cpu(do_sync_core, NULL, 1);
+//! for each entry: text_poke(addr, opcode, sizeof(int3));
+//! on_each_cpu(do_sync_core, NULL, 1);
+//! bp_patching.vec = NULL; bp_patching.nr_entries = 0;
+//! ```
+//!
+//! `poke_int3_handler()` finds the entry like the seed does and then only sets
+//! `regs->ip = tp->detour` ([`super::HandlerKind::Detour`]): a plain jump, which cannot
+//! perform a CALL's push (bug B1).
+
+use super::{int3_phases, Mutant};
+use crate::patcher::Op;
+
+/// The operations of one `text_poke_bp_batch(tp, n)` call on array `batch`.
+pub fn text_poke_bp_batch(mutants: &[Mutant], batch: usize, n: usize) -> Vec<Op> {
+    let mut ops = vec![Op::BeginBatch(batch)];
+    ops.extend(int3_phases(mutants, batch, n, vec![Op::SetVec(batch), Op::SetNr(batch)], true));
+    ops.extend([Op::ClearVec, Op::ClearNr, Op::EndBatch(batch)]);
+    ops
+}

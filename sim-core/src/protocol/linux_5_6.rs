@@ -1,0 +1,28 @@
+//! linux-5.6: "x86/alternatives: Use a descriptor with a reference count" — Peter Zijlstra,
+//! 1f676247f36a (reference/kernel-protocol.md §1.2, B4):
+//!
+//! ```text
+//! struct bp_patching_desc desc = { .vec = tp, .nr_entries = nr_entries, .refs = ATOMIC_INIT(1) };
+//! smp_store_release(&bp_desc, &desc);      /* rcu_assign_pointer */
+//! ...                                      // INT3s, sync, tails, sync if any, firsts, sync if any
+//! WRITE_ONCE(bp_desc, NULL);
+//! if (!atomic_dec_and_test(&desc.refs))
+//!         atomic_cond_read_acquire(&desc.refs, !VAL);
+//! ```
+//!
+//! Handler ([`super::HandlerKind::Desc`]): `desc = try_get_desc(&bp_desc)` — `READ_ONCE`, then
+//! `atomic_inc_not_zero(&desc->refs)` — look up, emulate, `put_desc(desc)`
+//! (`smp_mb__before_atomic(); atomic_dec(&desc->refs)`). The descriptor lives on the patcher's
+//! stack: once the batch returns, touching it is a use after free.
+
+use super::{int3_phases, Mutant};
+use crate::patcher::Op;
+
+/// The operations of one `text_poke_bp_batch(tp, n)` call on array `batch`.
+pub fn text_poke_bp_batch(mutants: &[Mutant], batch: usize, n: usize) -> Vec<Op> {
+    let wait = !mutants.contains(&Mutant::SkipRefsWait);
+    let mut ops = vec![Op::BeginBatch(batch)];
+    ops.extend(int3_phases(mutants, batch, n, vec![Op::PublishDesc(batch)], false));
+    ops.extend([Op::ClearDesc, Op::PutDesc { batch, wait }, Op::EndBatch(batch)]);
+    ops
+}
