@@ -10,6 +10,7 @@
 //! The command line itself is `src/bin/pokesim.rs`.
 
 pub mod bench;
+pub mod catalogue;
 pub mod check;
 pub mod scenario;
 pub mod workload;

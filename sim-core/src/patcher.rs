@@ -20,7 +20,8 @@ use crate::text::TextMemory;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Op {
     /// The batch's array (5.x: the caller's `tp[]`; 5.6: the on-stack descriptor with
-    /// `refs = ATOMIC_INIT(1)`) comes into existence.
+    /// `refs = ATOMIC_INIT(1)`) comes into existence; the bytes each entry will replace are
+    /// recorded (for the emulation oracle and `emulate-old`).
     BeginBatch(usize),
     /// `bp_patching.vec = tp`.
     SetVec(usize),
@@ -39,7 +40,7 @@ pub enum Op {
     /// `smp_wmb()` — a no-op under the sequentially consistent data model, kept as a step so
     /// that reorderings around it are expressible.
     Wmb,
-    /// `text_poke(addr, &int3, 1)` (after saving the old bytes).
+    /// `text_poke(addr, &int3, 1)`.
     PokeInt3 { batch: usize, entry: usize },
     /// `if (len > 1) { text_poke(addr + 1, text + 1, len - 1); do_sync++; }`.
     PokeTail { batch: usize, entry: usize },
@@ -223,11 +224,15 @@ impl Patcher {
             Op::BeginBatch(b) => {
                 state.arrays[b].live = true;
                 state.arrays[b].refs = 1;
+                for entry in 0..state.arrays[b].locs.len() {
+                    Self::capture_old(state, text, b, entry);
+                }
             }
             Op::SetVec(b) => state.vec = Some(b),
             Op::SetNr(b) => state.nr_entries = state.arrays[b].locs.len(),
             Op::PublishDesc(b) => state.desc = Some(b),
             Op::AddEntry { batch, entry } => {
+                Self::capture_old(state, text, batch, entry);
                 assert!(state.nr_entries < TEXT_POKE_ARRAY_MAX, "batch_add flushes before the array is full");
                 state.static_vec[state.nr_entries] = Some((batch, entry));
                 state.nr_entries += 1;
@@ -244,7 +249,6 @@ impl Patcher {
             Op::Wmb => {}
             Op::ResetDoSync => self.do_sync = 0,
             Op::PokeInt3 { batch, entry } => {
-                Self::capture_old(state, text, batch, entry);
                 let addr = state.arrays[batch].locs[entry].addr;
                 self.queue(addr, &[INT3]);
             }
@@ -266,7 +270,6 @@ impl Patcher {
                 }
             }
             Op::PokeWhole { batch, entry } => {
-                Self::capture_old(state, text, batch, entry);
                 let loc = &state.arrays[batch].locs[entry];
                 let (addr, bytes) = (loc.addr, loc.text.clone());
                 self.queue(addr, &bytes);

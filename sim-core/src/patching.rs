@@ -22,7 +22,7 @@ pub const TEXT_POKE_ARRAY_MAX: usize = 256;
 pub struct PokeArray {
     /// The entries, sorted by address as `bsearch` requires.
     pub locs: Vec<TextPokeLoc>,
-    /// The bytes each entry replaced, captured when its first store was issued.
+    /// The bytes each entry replaces, captured when the batch starts (or the entry is added).
     pub old: Vec<Vec<u8>>,
     /// False before the batch starts and after it returned (stack memory gone).
     pub live: bool,

@@ -7,7 +7,7 @@
 //! ```text
 //! site_i:   nop5                       ; NOP5 <-> JMP32 taken_i
 //!           inc qword [rbx + 8+16i]    ; not taken
-//!           (nops up to site_{i+1})
+//!           jmp site_{i+1}
 //! taken_i:  inc qword [rbx + 16+16i]   ; taken
 //!           jmp site_{i+1}
 //! ```
@@ -40,13 +40,13 @@ pub fn build(spec: &WorkloadSpec, cpus: usize) -> Result<GuestImage, SimError> {
     let taken = |i: u64| taken_base + i * STRIDE;
     for i in 0..n {
         let next = site(i + 1);
-        g.text
-            .place(site(i), |a| {
-                a.db(&NOP5)?;
-                a.inc(qword_ptr(rbx + (8 + 16 * i) as i32))?;
-                Ok(())
-            })
-            .and_then(|end| g.text.place(end, |a| a.db(&vec![0x90; (next - end) as usize])))?;
+        // The jump ends the translation block: straight-line code through every site would make
+        // Unicorn retranslate one long block each time any site's bytes change in a view.
+        g.text.place(site(i), |a| {
+            a.db(&NOP5)?;
+            a.inc(qword_ptr(rbx + (8 + 16 * i) as i32))?;
+            a.jmp(next)
+        })?;
         g.text.place(taken(i), |a| {
             a.inc(qword_ptr(rbx + (16 + 16 * i) as i32))?;
             a.jmp(next)
