@@ -84,6 +84,11 @@ fn bad_input_exits_2_with_a_message_naming_the_problem() {
         (&["--steps", "0"], "steps: the tick budget must be at least 1"),
         (&["--staleness", "0"], "staleness: a bound must be at least 1"),
         (&["--cpus", "many"], "invalid value 'many'"),
+        (&["--workload", "jcc", "--protocol", "linux-5.5"], "Jcc.d32, which this version cannot patch"),
+        (&["--workload", "static_call", "--protocol", "seed"], "RET emulation arrived with c43a43e439e0"),
+        (&["--workload", "multi_insn"], "not exactly one instruction"),
+        (&["--workload", "batch", "--sites", "0"], "sites: 0 is out of range"),
+        (&["--workload", "batch", "--order", "random"], "order: unknown order 'random'"),
     ];
     for (args, message) in cases {
         let out = pokesim().arg("run").args(*args).output().unwrap();
@@ -106,10 +111,43 @@ fn check_runs_the_builtin_scenarios_and_all_are_as_expected() {
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
     let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
     let rows = rows.as_array().unwrap();
-    assert_eq!(rows.len(), 10, "seed + 4 mutants, under pessimistic and snapshot");
     assert!(rows.iter().all(|r| r["ok"] == true));
     let names: Vec<&str> = rows.iter().map(|r| r["scenario"].as_str().unwrap()).collect();
-    assert!(names.contains(&"ftrace/seed+no-sync-after-first@pessimistic"), "{names:?}");
+    for name in [
+        "ftrace/seed+no-sync-after-first@pessimistic",
+        "ftrace/seed+no-sync-after-tail@snapshot",
+        "static_call/linux-5.4@pessimistic",
+        "ftrace+kprobe/seed@pessimistic",
+        "ftrace+kprobe/linux-5.6@pessimistic",
+        "jcc/linux-6.16@pessimistic",
+        "multi_insn/linux-6.16@pessimistic",
+    ] {
+        assert!(names.contains(&name), "{name} missing from {names:?}");
+    }
+    let unique: std::collections::BTreeSet<_> = names.iter().collect();
+    assert_eq!(unique.len(), names.len(), "duplicate rows");
+}
+
+#[test]
+fn the_catalogue_is_reachable_from_the_command_line() {
+    let (code, j) = run_json(&[
+        "--workload",
+        "multi_insn",
+        "--unsafe-multi-insn",
+        "--protocol",
+        "linux-6.16",
+        "--cpus",
+        "4",
+        "--seed",
+        "1",
+    ]);
+    assert_eq!((code, j["violations"][0]["kind"].as_str()), (1, Some("torn-fetch")));
+    let (code, j) = run_json(&["--workload", "ftrace", "--kprobe", "--protocol", "linux-6.0", "--cpus", "4"]);
+    assert_eq!(code, 0, "{j}");
+    assert!(j["stats"]["kprobe_hits"].as_u64().unwrap() > 0);
+    let (code, _) =
+        run_json(&["--workload", "batch", "--sites", "40", "--order", "descending", "--protocol", "linux-6.16"]);
+    assert_eq!(code, 0);
 }
 
 #[test]

@@ -96,7 +96,7 @@ struct RunArgs {
 #[derive(Args)]
 struct CheckArgs {
     /// Seeds per built-in scenario (the default takes about a minute on 2 cores).
-    #[arg(long, default_value_t = 6000)]
+    #[arg(long, default_value_t = check::DEFAULT_RUNS)]
     runs: u64,
     /// Worker threads (default: all cores).
     #[arg(long)]
@@ -263,12 +263,12 @@ fn cmd_check(a: &CheckArgs) -> Result<ExitCode, SimError> {
         println!("{}", serde_json::to_string_pretty(&rows).expect("rows serialize"));
     } else {
         println!(
-            "{:<44} {:<28} {:<10} {:<16} {:>5} {:>6} {:>8} {:>8}  result",
+            "{:<52} {:<36} {:<10} {:<18} {:>5} {:>5} {:>8} {:>7}  result",
             "scenario", "expected", "verdict", "kind", "runs", "seed", "traps", "time"
         );
         for r in &rows {
             println!(
-                "{:<44} {:<28} {:<10} {:<16} {:>5} {:>6} {:>8} {:>7.1}s  {}",
+                "{:<52} {:<36} {:<10} {:<18} {:>5} {:>5} {:>8} {:>6.1}s  {}",
                 r.scenario,
                 r.expect.to_string(),
                 if r.verdict == Verdict::Pass { "pass" } else { "violation" },
