@@ -73,6 +73,7 @@ pub fn run(steps: u64) -> Result<BenchReport, SimError> {
         config: RunConfig { cpus: 4, drain_steps: drain, max_ticks: u64::MAX, ..RunConfig::default() },
         strategy: Strategy::Random,
         seed: 1,
+        kprobes: Vec::new(),
     };
     let cpus = 32;
     let mut wide = base(4, 0);

@@ -58,6 +58,7 @@ pub fn scenario(protocol: Protocol, mutants: &[Mutant], spec: WorkloadSpec, pres
         },
         strategy: Strategy::Random,
         seed: k,
+        kprobes: Vec::new(),
     }
 }
 

@@ -9,10 +9,15 @@
 //!
 //! The command line itself is `src/bin/pokesim.rs`.
 
+pub mod artifact;
 pub mod bench;
 pub mod catalogue;
 pub mod check;
+pub mod corpus;
+pub mod file;
+pub mod report;
 pub mod scenario;
+pub mod shrink;
 pub mod workload;
 
 pub use scenario::Scenario;

@@ -3,7 +3,7 @@
 //! function that runs it.
 
 use sim_core::sched::Strategy;
-use sim_core::{Decision, Decisions, Outcome, RunConfig, SimError};
+use sim_core::{Decision, Decisions, Kprobe, Outcome, RunConfig, SimError};
 
 use crate::workload::WorkloadSpec;
 
@@ -18,6 +18,8 @@ pub struct Scenario {
     pub strategy: Strategy,
     /// Seed of the decision stream.
     pub seed: u64,
+    /// Foreign INT3 owners (kprobes) registered at these instructions.
+    pub kprobes: Vec<Kprobe>,
 }
 
 impl Scenario {
@@ -31,9 +33,11 @@ impl Scenario {
         self.run_with(Decisions::replay(decisions))
     }
 
-    fn run_with(&self, decisions: Decisions) -> Result<Outcome, SimError> {
+    /// Runs the scenario with `decisions` (seeded or recorded).
+    pub fn run_with(&self, decisions: Decisions) -> Result<Outcome, SimError> {
         self.config.validate()?;
-        let image = self.workload.build(self.config.cpus)?;
+        let mut image = self.workload.build(self.config.cpus)?;
+        image.kprobes.extend(self.kprobes.iter().copied());
         let mut scheduler = self.strategy.scheduler();
         sim_core::run(&self.config, image, scheduler.as_mut(), decisions)
     }

@@ -3,6 +3,7 @@
 
 use cpu_model::FetchModel;
 
+use crate::program::OpTemplate;
 use crate::protocol::{Mutant, Protocol};
 use crate::SimError;
 
@@ -29,6 +30,11 @@ pub struct RunConfig {
     pub keep_trace: bool,
     /// Allow replacing more than one instruction (bug B2), which the kernel refuses.
     pub unsafe_multi_insn: bool,
+    /// A custom patcher program (one batch's operations), replacing the protocol's own; the
+    /// protocol still chooses the handler and the `text_poke_loc_init` rules.
+    pub program: Option<Vec<OpTemplate>>,
+    /// Record a state hash after every tick (for `replay --check-determinism`).
+    pub step_hashes: bool,
 }
 
 impl Default for RunConfig {
@@ -42,6 +48,8 @@ impl Default for RunConfig {
             drain_steps: 32,
             keep_trace: false,
             unsafe_multi_insn: false,
+            program: None,
+            step_hashes: false,
         }
     }
 }
@@ -57,6 +65,12 @@ impl RunConfig {
         }
         if let cpu_model::Staleness::Bounded(0) = self.fetch.staleness {
             return Err(SimError::BadInput("staleness: a bound must be at least 1 step".into()));
+        }
+        if let Some(p) = &self.program {
+            crate::program::validate(p)?;
+            if !self.mutants.is_empty() {
+                return Err(SimError::BadInput("mutants: a custom program cannot also take mutants".into()));
+            }
         }
         for m in &self.mutants {
             if !m.applies_to(self.protocol) {

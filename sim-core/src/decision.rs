@@ -20,7 +20,7 @@ pub struct Decision {
 
 enum Source {
     Seeded(Box<ChaCha8Rng>),
-    Recorded { list: Vec<Decision>, next: usize },
+    Recorded { list: Vec<Decision>, next: usize, strict: bool },
 }
 
 /// Answers and records choices.
@@ -46,7 +46,14 @@ impl Decisions {
     /// Choices replayed from a recorded list. When the list runs out, remaining choices take
     /// option 0 (the shrinker relies on this: a shortened list is still a complete run).
     pub fn replay(list: Vec<Decision>) -> Self {
-        Self { source: Source::Recorded { list, next: 0 }, log: Vec::new(), stale: None }
+        Self { source: Source::Recorded { list, next: 0, strict: true }, log: Vec::new(), stale: None }
+    }
+
+    /// Like [`Decisions::replay`], but a choice recorded with a different number of options is
+    /// taken modulo the new count instead of being reported stale: the shrinker's edited lists
+    /// shift decisions around on purpose.
+    pub fn replay_lenient(list: Vec<Decision>) -> Self {
+        Self { source: Source::Recorded { list, next: 0, strict: false }, log: Vec::new(), stale: None }
     }
 
     /// Picks one of `n` options (`n >= 1`; a single option is not recorded).
@@ -57,7 +64,11 @@ impl Decisions {
         }
         let choice = match &mut self.source {
             Source::Seeded(rng) => rng.random_range(0..n),
-            Source::Recorded { list, next } => match list.get(*next) {
+            Source::Recorded { list, next, strict } => match list.get(*next) {
+                Some(d) if !*strict => {
+                    *next += 1;
+                    d.choice as usize % n
+                }
                 Some(d) => {
                     *next += 1;
                     if d.of as usize != n && self.stale.is_none() {

@@ -51,6 +51,7 @@ pub struct Machine {
     drain_until: Option<Vec<u64>>,
     enabled: Vec<Event>,
     violation: Option<Violation>,
+    step_hashes: Vec<u64>,
 }
 
 impl std::fmt::Debug for Machine {
@@ -205,7 +206,12 @@ impl Machine {
                             copy[off..off + r.new.len()].copy_from_slice(&r.new);
                         }
                         let id = arrays.len();
-                        program.extend(protocol.batch_program(&config.mutants, id, locs.len(), config.cpus));
+                        match &config.program {
+                            Some(t) => program.extend(crate::program::expand(t, id, locs.len(), config.cpus)),
+                            None => {
+                                program.extend(protocol.batch_program(&config.mutants, id, locs.len(), config.cpus))
+                            }
+                        }
                         arrays.push(PokeArray::new(locs));
                     }
                 }
@@ -241,6 +247,7 @@ impl Machine {
             drain_until: None,
             enabled: Vec::with_capacity(2 * config.cpus + 1),
             violation: None,
+            step_hashes: Vec::new(),
             config: config.clone(),
             vcpus,
             torn,
@@ -259,6 +266,19 @@ impl Machine {
             }
             None => "between operations".into(),
         }
+    }
+
+    /// A digest of the machine after a tick: every event so far (the trace hash), where each
+    /// vCPU is, the text epoch and the patcher's position (for `--check-determinism`).
+    fn state_hash(&self) -> u64 {
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        h.update(&self.trace.digest().to_le_bytes());
+        for v in &self.vcpus {
+            h.update(&v.rip().to_le_bytes());
+        }
+        h.update(&self.text.now().to_le_bytes());
+        h.update(self.op_name().as_bytes());
+        h.digest()
     }
 
     fn op_name(&self) -> &'static str {
@@ -340,6 +360,9 @@ impl Machine {
                 }
                 Event::Patcher => self.patcher_step(event),
             }
+            if self.config.step_hashes {
+                self.step_hashes.push(self.state_hash());
+            }
             self.tick += 1;
         }
         decisions.check()?;
@@ -354,6 +377,7 @@ impl Machine {
             trace_hash: self.trace.hash(),
             decisions: decisions.into_log(),
             trace: self.trace.into_events(),
+            step_hashes: self.step_hashes,
         })
     }
 

@@ -64,6 +64,9 @@ pub struct Outcome {
     /// The trace events, if the run kept them.
     #[serde(skip)]
     pub trace: Vec<TraceEvent>,
+    /// A state hash after every tick, if the run recorded them.
+    #[serde(skip)]
+    pub step_hashes: Vec<u64>,
 }
 
 impl Outcome {

@@ -91,6 +91,11 @@ impl Trace {
         }
     }
 
+    /// The hash so far.
+    pub fn digest(&self) -> u64 {
+        self.hasher.digest()
+    }
+
     /// The hash so far, as 16 hex digits.
     pub fn hash(&self) -> String {
         format!("{:016x}", self.hasher.digest())

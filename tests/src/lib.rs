@@ -28,6 +28,7 @@ pub fn ftrace(
         },
         strategy: SchedStrategy::Random,
         seed,
+        kprobes: Vec::new(),
     }
 }
 

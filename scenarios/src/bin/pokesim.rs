@@ -2,11 +2,15 @@
 //! `check`, every built-in scenario as expected), 1 = violation (or an unexpected result),
 //! 2 = bad input or usage, 3 = internal simulator failure.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use cpu_model::{FetchModel, FetchUnit, Staleness, StoreGranularity};
+use scenarios::artifact::Artifact;
 use scenarios::check;
+use scenarios::corpus::{self, EntryStatus};
+use scenarios::file::{Expectation, FileError, ScenarioFile};
 use scenarios::workload::{SiteOrder, SitePlacement, WorkloadKind, WorkloadSpec};
 use scenarios::Scenario;
 use serde::Serialize;
@@ -22,8 +26,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run one scenario from a seed.
+    /// Run one scenario: from a scenario file, or from flags and a seed.
     Run(Box<RunArgs>),
+    /// Replay a failure artifact from its decision list.
+    Replay(ReplayArgs),
+    /// Shrink a failure artifact to the smallest failing run.
+    Shrink(ShrinkArgs),
+    /// Print the fixed-column trace of a failure artifact.
+    Trace(TraceArgs),
+    /// Run the regression corpus (or add an artifact to it).
+    Corpus(CorpusArgs),
     /// Run the built-in scenarios and print a verdict table (the main job).
     Check(CheckArgs),
     /// Measure throughput: raw Unicorn vs pokesim, quiet and while patching.
@@ -33,7 +45,72 @@ enum Command {
 }
 
 #[derive(Args)]
+struct ArtifactOpts {
+    /// Do not write a failure artifact.
+    #[arg(long)]
+    no_artifact: bool,
+    /// Where failure artifacts go.
+    #[arg(long, value_name = "DIR", default_value = "pokesim-artifacts")]
+    artifact_dir: PathBuf,
+}
+
+#[derive(Args)]
+struct ReplayArgs {
+    /// The artifact (JSON).
+    artifact: PathBuf,
+    /// Replay twice and compare a state hash after every step.
+    #[arg(long)]
+    check_determinism: bool,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct ShrinkArgs {
+    /// The artifact (JSON).
+    artifact: PathBuf,
+    /// Where to write the shrunk artifact.
+    #[arg(short, long, value_name = "OUT")]
+    output: PathBuf,
+    /// Test runs the shrinker may spend.
+    #[arg(long, default_value_t = 20_000)]
+    max_runs: u64,
+}
+
+#[derive(Args)]
+struct TraceArgs {
+    /// The artifact (JSON).
+    artifact: PathBuf,
+    /// Show only ticks around this one.
+    #[arg(long, value_name = "TICK")]
+    around: Option<u64>,
+    /// Ticks either side of --around.
+    #[arg(long, default_value_t = 40)]
+    window: u64,
+}
+
+#[derive(Args)]
+struct CorpusArgs {
+    /// The corpus directory (default: the corpus shipped with pokesim).
+    dir: Option<PathBuf>,
+    /// Add this artifact to the corpus instead of running it.
+    #[arg(long, value_name = "ARTIFACT")]
+    add: Option<PathBuf>,
+    /// Name of the added entry (default: the artifact's file stem).
+    #[arg(long)]
+    name: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
 struct RunArgs {
+    /// A scenario file (TOML); other scenario flags are then not allowed.
+    file: Option<PathBuf>,
+    #[command(flatten)]
+    artifacts: ArtifactOpts,
     /// Workload.
     #[arg(long, default_value = "ftrace")]
     workload: String,
@@ -167,7 +244,7 @@ fn scenario(a: &RunArgs) -> Result<Scenario, SimError> {
         ..defaults
     };
     config.validate()?;
-    Ok(Scenario { workload, config, strategy: Strategy::Random, seed: a.seed })
+    Ok(Scenario { workload, config, strategy: Strategy::Random, seed: a.seed, kprobes: Vec::new() })
 }
 
 /// The JSON object of `pokesim run --json`.
@@ -178,6 +255,8 @@ struct RunReport<'a> {
     stats: Stats,
     trace_hash: &'a str,
     scenario: ScenarioReport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    artifact: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -228,33 +307,216 @@ fn print_outcome(s: &Scenario, o: &Outcome) {
     println!("trace_hash {}", o.trace_hash);
 }
 
-fn cmd_run(a: &RunArgs) -> Result<ExitCode, SimError> {
-    let s = scenario(a)?;
-    let o = s.run()?;
-    if a.json {
+/// Writes the artifact of a violating run unless told not to; returns its path.
+fn write_artifact(opts: &ArtifactOpts, name: &str, s: &Scenario, o: &Outcome) -> Result<Option<PathBuf>, Failure> {
+    let (false, Some(v)) = (opts.no_artifact, o.violation()) else { return Ok(None) };
+    let artifact = Artifact::new(name, s, o).expect("a violating outcome has an artifact");
+    let path = Artifact::default_path(&opts.artifact_dir, s, v);
+    artifact.save(&path).map_err(|e| Failure::Internal(format!("writing {}: {e}", path.display())))?;
+    Ok(Some(path))
+}
+
+fn report_run(json: bool, s: &Scenario, o: &Outcome, artifact: Option<&Path>) {
+    if json {
         let report = RunReport {
             verdict: o.verdict,
             violations: &o.violations,
             stats: o.stats,
             trace_hash: &o.trace_hash,
-            scenario: scenario_report(&s),
+            scenario: scenario_report(s),
+            artifact: artifact.map(|p| p.display().to_string()),
         };
         println!("{}", serde_json::to_string_pretty(&report).expect("reports serialize"));
     } else {
-        print_outcome(&s, &o);
+        print_outcome(s, o);
+        if let Some(p) = artifact {
+            println!("artifact   {}", p.display());
+            println!("replay     pokesim replay {}", p.display());
+        }
+    }
+}
+
+fn cmd_run(a: &RunArgs) -> Result<ExitCode, Failure> {
+    let Some(path) = &a.file else {
+        let s = scenario(a)?;
+        let o = s.run()?;
+        let artifact = write_artifact(&a.artifacts, &s.label().replace('/', "-"), &s, &o)?;
+        report_run(a.json, &s, &o, artifact.as_deref());
+        return Ok(if o.verdict == Verdict::Pass { ExitCode::SUCCESS } else { ExitCode::from(1) });
+    };
+    let file = ScenarioFile::load(path)?;
+    let mut last = None;
+    for k in 0..file.runs {
+        let mut s = file.scenario.clone();
+        s.seed += k;
+        let o = match &file.decisions {
+            Some(list) => s.replay(list.clone())?,
+            None => s.run()?,
+        };
+        let violated = o.verdict == Verdict::Violation;
+        last = Some((s, o));
+        if violated || file.decisions.is_some() {
+            break;
+        }
+    }
+    let (s, o) = last.expect("a scenario file runs at least once");
+    let artifact = write_artifact(&a.artifacts, &file.name, &s, &o)?;
+    report_run(a.json, &s, &o, artifact.as_deref());
+    if !a.json {
+        let got = o.violation().map(|v| Expectation::Violation(v.kind)).unwrap_or(Expectation::Pass);
+        let verdict = if got == file.expect { "as expected" } else { "UNEXPECTED" };
+        println!("expected   {} ({verdict})", file.expect);
     }
     Ok(if o.verdict == Verdict::Pass { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
-fn cmd_check(a: &CheckArgs) -> Result<ExitCode, SimError> {
+fn load_artifact(path: &Path) -> Result<(Artifact, ScenarioFile), Failure> {
+    let a = Artifact::load(path)?;
+    let file = a.scenario_file(path)?;
+    Ok((a, file))
+}
+
+fn cmd_replay(a: &ReplayArgs) -> Result<ExitCode, Failure> {
+    let (art, file) = load_artifact(&a.artifact)?;
+    let mut s = file.scenario.clone();
+    if a.check_determinism {
+        s.config.step_hashes = true;
+    }
+    let o = s.replay(art.decision_list())?;
+    let same = o.violation() == Some(&art.violation) && o.trace_hash == art.trace_hash;
+    if a.check_determinism {
+        let again = s.replay(art.decision_list())?;
+        match o.step_hashes.iter().zip(&again.step_hashes).position(|(x, y)| x != y) {
+            Some(tick) => {
+                return Err(Failure::Internal(format!("nondeterminism: the two replays diverge at tick {tick}")));
+            }
+            None if o.step_hashes.len() != again.step_hashes.len() => {
+                return Err(Failure::Internal("nondeterminism: the two replays have different lengths".into()));
+            }
+            None => println!("deterministic: two replays agree on all {} per-step state hashes", o.step_hashes.len()),
+        }
+    }
+    if a.json {
+        let j = serde_json::json!({
+            "reproduced": same,
+            "verdict": o.verdict,
+            "violations": o.violations,
+            "trace_hash": o.trace_hash,
+            "stats": o.stats,
+        });
+        println!("{}", serde_json::to_string_pretty(&j).expect("json"));
+    } else {
+        print_outcome(&s, &o);
+    }
+    if !same {
+        let got = o.violation().map_or("no violation".to_string(), |v| v.to_string());
+        return Err(Failure::Stale(format!(
+            "{}: the artifact does not reproduce: recorded {} (trace {}), got {got} (trace {})",
+            a.artifact.display(),
+            art.violation,
+            art.trace_hash,
+            o.trace_hash
+        )));
+    }
+    if !a.json {
+        println!("reproduced {} at tick {} (trace {})", art.violation.kind, art.violation.tick, art.trace_hash);
+    }
+    Ok(ExitCode::from(1))
+}
+
+fn cmd_shrink(a: &ShrinkArgs) -> Result<ExitCode, Failure> {
+    let (art, file) = load_artifact(&a.artifact)?;
+    let kind = art.violation.kind;
+    let (s, list, r) = scenarios::shrink::shrink(&file.scenario, art.decision_list(), kind, a.max_runs)?;
+    let o = s.replay(list)?;
+    let shrunk = Artifact::new(&file.name, &s, &o).expect("the shrunk run violates");
+    shrunk.save(&a.output).map_err(|e| Failure::Internal(format!("writing {}: {e}", a.output.display())))?;
+    println!("decisions  {} -> {}", r.decisions_before, r.decisions_after);
+    println!("cpus       {} -> {}", r.cpus.0, r.cpus.1);
+    println!("rounds     {} -> {}", r.rounds.0, r.rounds.1);
+    println!("ticks      {} -> {}", art.ticks, shrunk.ticks);
+    println!("test runs  {}", r.runs);
+    println!("violation  {}", shrunk.violation);
+    println!("written    {}", a.output.display());
+    Ok(ExitCode::from(1))
+}
+
+fn cmd_trace(a: &TraceArgs) -> Result<ExitCode, Failure> {
+    let (art, file) = load_artifact(&a.artifact)?;
+    let mut s = file.scenario.clone();
+    s.config.keep_trace = true;
+    let o = s.replay(art.decision_list())?;
+    print!("{}", scenarios::report::trace_table(&o.trace, o.violation(), a.around.map(|t| (t, a.window))));
+    Ok(if o.verdict == Verdict::Pass { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn cmd_corpus(a: &CorpusArgs) -> Result<ExitCode, Failure> {
+    let dir = a.dir.clone().unwrap_or_else(corpus::default_dir);
+    if let Some(path) = &a.add {
+        let (art, mut file) = load_artifact(path)?;
+        let name = a
+            .name
+            .clone()
+            .unwrap_or_else(|| path.file_stem().map_or("entry".into(), |s| s.to_string_lossy().to_string()));
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.') {
+            return Err(Failure::Bad(format!("name: '{name}' must be letters, digits, '-', '_' or '.'")));
+        }
+        file.name = name.clone();
+        file.decisions = Some(art.decision_list());
+        let out = dir.join(format!("{name}.toml"));
+        std::fs::create_dir_all(&dir).map_err(|e| Failure::Bad(format!("{}: {e}", dir.display())))?;
+        std::fs::write(&out, file.to_toml()).map_err(|e| Failure::Bad(format!("{}: {e}", out.display())))?;
+        println!("added {} (expect {}, {} decisions)", out.display(), file.expect, art.decisions.len());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let start = std::time::Instant::now();
+    let rows = corpus::run_dir(&dir).map_err(Failure::Bad)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&rows).expect("rows serialize"));
+    } else {
+        println!("{:<44} {:<20} {:<20} {:<8} {:>5} {:>7}  result", "entry", "expected", "got", "mode", "runs", "time");
+        for r in &rows {
+            let status = match r.status {
+                EntryStatus::Ok => "ok".to_string(),
+                EntryStatus::Unexpected => format!("UNEXPECTED ({})", r.detail.as_deref().unwrap_or("")),
+                EntryStatus::Stale => format!("STALE ({})", r.detail.as_deref().unwrap_or("")),
+            };
+            let mode = if r.replayed { "replay" } else { "seeds" };
+            println!(
+                "{:<44} {:<20} {:<20} {:<8} {:>5} {:>6.2}s  {status}",
+                r.name,
+                r.expect,
+                r.got,
+                mode,
+                r.runs,
+                r.time.as_secs_f64()
+            );
+        }
+        let bad = rows.iter().filter(|r| r.status != EntryStatus::Ok).count();
+        println!(
+            "
+{} entries, {} ok, {} not ok, {:.1}s",
+            rows.len(),
+            rows.len() - bad,
+            bad,
+            start.elapsed().as_secs_f64()
+        );
+    }
+    Ok(if rows.iter().all(|r| r.status == EntryStatus::Ok) { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn cmd_check(a: &CheckArgs) -> Result<ExitCode, Failure> {
     if a.runs == 0 {
-        return Err(bad("runs: must be at least 1".into()));
+        return Err(Failure::Bad("runs: must be at least 1".into()));
     }
     if let Some(j) = a.jobs {
         if j == 0 {
-            return Err(bad("jobs: must be at least 1".into()));
+            return Err(Failure::Bad("jobs: must be at least 1".into()));
         }
-        rayon::ThreadPoolBuilder::new().num_threads(j).build_global().map_err(|e| bad(format!("jobs: {e}")))?;
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(j)
+            .build_global()
+            .map_err(|e| Failure::Bad(format!("jobs: {e}")))?;
     }
     let start = std::time::Instant::now();
     let rows = check::check_all(a.runs)?;
@@ -292,9 +554,9 @@ fn cmd_check(a: &CheckArgs) -> Result<ExitCode, SimError> {
     Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
-fn cmd_bench(a: &BenchArgs) -> Result<ExitCode, SimError> {
+fn cmd_bench(a: &BenchArgs) -> Result<ExitCode, Failure> {
     if a.steps < 1000 {
-        return Err(bad("steps: must be at least 1000".into()));
+        return Err(Failure::Bad("steps: must be at least 1000".into()));
     }
     let r = scenarios::bench::run(a.steps)?;
     if a.json {
@@ -340,22 +602,60 @@ fn cmd_list() -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Why a command failed: bad input (exit 2), an artifact that no longer fits (exit 2), or the
+/// simulator itself (exit 3).
+enum Failure {
+    Bad(String),
+    Stale(String),
+    Internal(String),
+}
+
+impl From<SimError> for Failure {
+    fn from(e: SimError) -> Self {
+        match e {
+            SimError::BadInput(m) => Failure::Bad(m),
+            SimError::StaleDecisions(m) => Failure::Stale(format!("stale decision list: {m}")),
+            SimError::Cpu(e) => Failure::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<FileError> for Failure {
+    fn from(e: FileError) -> Self {
+        Failure::Bad(e.to_string())
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
-        Command::Run(a) => cmd_run(a),
+        Command::Run(a) => {
+            if a.file.is_some()
+                && std::env::args().skip(3).any(|x| {
+                    x.starts_with("--") && !matches!(x.as_str(), "--json" | "--no-artifact" | "--artifact-dir")
+                })
+            {
+                Err(Failure::Bad("run: a scenario file cannot be combined with scenario flags".into()))
+            } else {
+                cmd_run(a)
+            }
+        }
+        Command::Replay(a) => cmd_replay(a),
+        Command::Shrink(a) => cmd_shrink(a),
+        Command::Trace(a) => cmd_trace(a),
+        Command::Corpus(a) => cmd_corpus(a),
         Command::Check(a) => cmd_check(a),
         Command::Bench(a) => cmd_bench(a),
         Command::List => Ok(cmd_list()),
     };
     match result {
         Ok(code) => code,
-        Err(e @ (SimError::BadInput(_) | SimError::StaleDecisions(_))) => {
-            eprintln!("pokesim: error: {e}");
+        Err(Failure::Bad(m)) | Err(Failure::Stale(m)) => {
+            eprintln!("pokesim: error: {m}");
             ExitCode::from(2)
         }
-        Err(e) => {
-            eprintln!("pokesim: internal error: {e}");
+        Err(Failure::Internal(m)) => {
+            eprintln!("pokesim: internal error: {m}");
             ExitCode::from(3)
         }
     }

@@ -1,0 +1,238 @@
+//! Patcher programs spelled out operation by operation (DESIGN.md §2.6: "Scenario files may
+//! also spell out a custom patcher program, so a user can test a protocol idea without
+//! writing Rust"). A template is the sequence of operations of one batch; per-entry
+//! operations (`poke-int3`, `batch-add`, …) expand over the batch's entries and per-CPU ones
+//! (`set-refs`, `dec-refs`) over the vCPUs. The handler is the one of the scenario's protocol
+//! version.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::patcher::Op;
+use crate::SimError;
+
+/// One step of a program template.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OpTemplate {
+    /// [`Op::BeginBatch`].
+    BeginBatch,
+    /// [`Op::SetVec`].
+    SetVec,
+    /// [`Op::SetNr`].
+    SetNr,
+    /// [`Op::PublishDesc`].
+    PublishDesc,
+    /// [`Op::AddEntry`] for every entry.
+    BatchAdd,
+    /// [`Op::SetRefs`] for every vCPU.
+    SetRefs,
+    /// [`Op::SetGlobalRefs`].
+    SetGlobalRefs,
+    /// [`Op::Wmb`].
+    Wmb,
+    /// [`Op::PokeInt3`] for every entry.
+    PokeInt3,
+    /// [`Op::PokeTail`] for every entry.
+    PokeTail,
+    /// [`Op::PokeFirst`] for every entry.
+    PokeFirst,
+    /// [`Op::PokeFirstAlways`] for every entry.
+    PokeFirstAlways,
+    /// [`Op::PokeWhole`] for every entry.
+    PokeWhole,
+    /// [`Op::ResetDoSync`].
+    ResetDoSync,
+    /// [`Op::Sync`].
+    Sync,
+    /// [`Op::SyncIfDoSync`].
+    SyncIfDoSync,
+    /// [`Op::ClearVec`].
+    ClearVec,
+    /// [`Op::ClearNr`].
+    ClearNr,
+    /// [`Op::ClearDesc`].
+    ClearDesc,
+    /// [`Op::PutDesc`] with the wait.
+    PutDesc,
+    /// [`Op::PutDesc`] without the wait.
+    PutDescNoWait,
+    /// [`Op::DecRefs`] for every vCPU, with the wait.
+    DecRefs,
+    /// [`Op::DecRefs`] for every vCPU, without the wait.
+    DecRefsNoWait,
+    /// [`Op::DecGlobalRefs`] with the wait.
+    DecGlobalRefs,
+    /// [`Op::DecGlobalRefs`] without the wait.
+    DecGlobalRefsNoWait,
+    /// [`Op::EndBatch`].
+    EndBatch,
+}
+
+impl OpTemplate {
+    /// Every template operation.
+    pub const ALL: [OpTemplate; 26] = [
+        OpTemplate::BeginBatch,
+        OpTemplate::SetVec,
+        OpTemplate::SetNr,
+        OpTemplate::PublishDesc,
+        OpTemplate::BatchAdd,
+        OpTemplate::SetRefs,
+        OpTemplate::SetGlobalRefs,
+        OpTemplate::Wmb,
+        OpTemplate::PokeInt3,
+        OpTemplate::PokeTail,
+        OpTemplate::PokeFirst,
+        OpTemplate::PokeFirstAlways,
+        OpTemplate::PokeWhole,
+        OpTemplate::ResetDoSync,
+        OpTemplate::Sync,
+        OpTemplate::SyncIfDoSync,
+        OpTemplate::ClearVec,
+        OpTemplate::ClearNr,
+        OpTemplate::ClearDesc,
+        OpTemplate::PutDesc,
+        OpTemplate::PutDescNoWait,
+        OpTemplate::DecRefs,
+        OpTemplate::DecRefsNoWait,
+        OpTemplate::DecGlobalRefs,
+        OpTemplate::DecGlobalRefsNoWait,
+        OpTemplate::EndBatch,
+    ];
+
+    /// The name used in scenario files.
+    pub fn name(self) -> &'static str {
+        match self {
+            OpTemplate::BeginBatch => "begin-batch",
+            OpTemplate::SetVec => "set-vec",
+            OpTemplate::SetNr => "set-nr",
+            OpTemplate::PublishDesc => "publish-desc",
+            OpTemplate::BatchAdd => "batch-add",
+            OpTemplate::SetRefs => "set-refs",
+            OpTemplate::SetGlobalRefs => "set-global-refs",
+            OpTemplate::Wmb => "wmb",
+            OpTemplate::PokeInt3 => "poke-int3",
+            OpTemplate::PokeTail => "poke-tail",
+            OpTemplate::PokeFirst => "poke-first",
+            OpTemplate::PokeFirstAlways => "poke-first-always",
+            OpTemplate::PokeWhole => "poke-whole",
+            OpTemplate::ResetDoSync => "reset-do-sync",
+            OpTemplate::Sync => "sync",
+            OpTemplate::SyncIfDoSync => "sync-if-do-sync",
+            OpTemplate::ClearVec => "clear-vec",
+            OpTemplate::ClearNr => "clear-nr",
+            OpTemplate::ClearDesc => "clear-desc",
+            OpTemplate::PutDesc => "put-desc",
+            OpTemplate::PutDescNoWait => "put-desc-nowait",
+            OpTemplate::DecRefs => "dec-refs",
+            OpTemplate::DecRefsNoWait => "dec-refs-nowait",
+            OpTemplate::DecGlobalRefs => "dec-global-refs",
+            OpTemplate::DecGlobalRefsNoWait => "dec-global-refs-nowait",
+            OpTemplate::EndBatch => "end-batch",
+        }
+    }
+
+    fn expand(self, batch: usize, n: usize, cpus: usize, out: &mut Vec<Op>) {
+        let per_entry = |f: fn(usize, usize) -> Op, out: &mut Vec<Op>| out.extend((0..n).map(|e| f(batch, e)));
+        match self {
+            OpTemplate::BeginBatch => out.push(Op::BeginBatch(batch)),
+            OpTemplate::SetVec => out.push(Op::SetVec(batch)),
+            OpTemplate::SetNr => out.push(Op::SetNr(batch)),
+            OpTemplate::PublishDesc => out.push(Op::PublishDesc(batch)),
+            OpTemplate::BatchAdd => per_entry(|batch, entry| Op::AddEntry { batch, entry }, out),
+            OpTemplate::SetRefs => out.extend((0..cpus).map(Op::SetRefs)),
+            OpTemplate::SetGlobalRefs => out.push(Op::SetGlobalRefs),
+            OpTemplate::Wmb => out.push(Op::Wmb),
+            OpTemplate::PokeInt3 => per_entry(|batch, entry| Op::PokeInt3 { batch, entry }, out),
+            OpTemplate::PokeTail => per_entry(|batch, entry| Op::PokeTail { batch, entry }, out),
+            OpTemplate::PokeFirst => per_entry(|batch, entry| Op::PokeFirst { batch, entry }, out),
+            OpTemplate::PokeFirstAlways => per_entry(|batch, entry| Op::PokeFirstAlways { batch, entry }, out),
+            OpTemplate::PokeWhole => per_entry(|batch, entry| Op::PokeWhole { batch, entry }, out),
+            OpTemplate::ResetDoSync => out.push(Op::ResetDoSync),
+            OpTemplate::Sync => out.push(Op::Sync),
+            OpTemplate::SyncIfDoSync => out.push(Op::SyncIfDoSync),
+            OpTemplate::ClearVec => out.push(Op::ClearVec),
+            OpTemplate::ClearNr => out.push(Op::ClearNr),
+            OpTemplate::ClearDesc => out.push(Op::ClearDesc),
+            OpTemplate::PutDesc => out.push(Op::PutDesc { batch, wait: true }),
+            OpTemplate::PutDescNoWait => out.push(Op::PutDesc { batch, wait: false }),
+            OpTemplate::DecRefs => out.extend((0..cpus).map(|cpu| Op::DecRefs { cpu, wait: true })),
+            OpTemplate::DecRefsNoWait => out.extend((0..cpus).map(|cpu| Op::DecRefs { cpu, wait: false })),
+            OpTemplate::DecGlobalRefs => out.push(Op::DecGlobalRefs { wait: true }),
+            OpTemplate::DecGlobalRefsNoWait => out.push(Op::DecGlobalRefs { wait: false }),
+            OpTemplate::EndBatch => out.push(Op::EndBatch(batch)),
+        }
+    }
+}
+
+impl fmt::Display for OpTemplate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for OpTemplate {
+    type Err = SimError;
+    fn from_str(s: &str) -> Result<Self, SimError> {
+        OpTemplate::ALL.into_iter().find(|o| o.name() == s).ok_or_else(|| {
+            let names: Vec<_> = OpTemplate::ALL.iter().map(|o| o.name()).collect();
+            SimError::BadInput(format!("unknown program operation '{s}' (valid: {})", names.join(", ")))
+        })
+    }
+}
+
+/// Checks a template: it must end the batch exactly once, as its last operation, and every
+/// reference wait must have a matching set.
+pub fn validate(template: &[OpTemplate]) -> Result<(), SimError> {
+    let ends = template.iter().filter(|o| **o == OpTemplate::EndBatch).count();
+    if ends != 1 || template.last() != Some(&OpTemplate::EndBatch) {
+        return Err(SimError::BadInput("program: must end with 'end-batch', exactly once".into()));
+    }
+    let pairs = [
+        (&[OpTemplate::PutDesc, OpTemplate::PutDescNoWait][..], OpTemplate::BeginBatch, "put-desc needs begin-batch"),
+        (&[OpTemplate::DecRefs, OpTemplate::DecRefsNoWait][..], OpTemplate::SetRefs, "dec-refs needs set-refs"),
+        (
+            &[OpTemplate::DecGlobalRefs, OpTemplate::DecGlobalRefsNoWait][..],
+            OpTemplate::SetGlobalRefs,
+            "dec-global-refs needs set-global-refs",
+        ),
+    ];
+    for (uses, needs, msg) in pairs {
+        if template.iter().any(|o| uses.contains(o)) && !template.contains(&needs) {
+            return Err(SimError::BadInput(format!("program: {msg}")));
+        }
+    }
+    Ok(())
+}
+
+/// The operations of one batch from a template.
+pub fn expand(template: &[OpTemplate], batch: usize, n: usize, cpus: usize) -> Vec<Op> {
+    let mut out = Vec::new();
+    for t in template {
+        t.expand(batch, n, cpus, &mut out);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{Mutant, Protocol};
+
+    #[test]
+    fn the_seed_spelled_out_equals_the_seed() {
+        let names = "begin-batch set-vec set-nr wmb poke-int3 sync reset-do-sync poke-tail sync-if-do-sync \
+                     reset-do-sync poke-first sync-if-do-sync clear-vec clear-nr end-batch";
+        let t: Vec<OpTemplate> = names.split_whitespace().map(|n| n.parse().unwrap()).collect();
+        validate(&t).unwrap();
+        assert_eq!(expand(&t, 3, 2, 4), Protocol::Seed.batch_program(&[], 3, 2, 4));
+        let _ = Mutant::ALL;
+    }
+
+    #[test]
+    fn templates_are_validated() {
+        assert!(validate(&[OpTemplate::Sync]).is_err());
+        assert!(validate(&[OpTemplate::DecRefs, OpTemplate::EndBatch]).is_err());
+        let e = "poke-everything".parse::<OpTemplate>().unwrap_err().to_string();
+        assert!(e.contains("valid: begin-batch"), "{e}");
+    }
+}
