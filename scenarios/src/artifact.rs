@@ -50,6 +50,7 @@ impl Artifact {
             scenario: scenario.clone(),
             runs: 1,
             decisions: None,
+            trace_hash: None,
         };
         Some(Artifact {
             format: FORMAT,

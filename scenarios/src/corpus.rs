@@ -85,7 +85,14 @@ pub fn run_entry(entry: &ScenarioFile, file: &Path) -> Result<EntryResult, SimEr
     if let Some(list) = &entry.decisions {
         r.runs = 1;
         match entry.scenario.run_with(Decisions::replay(list.clone())) {
-            Ok(o) => kind = o.violation().map(|v| v.kind),
+            Ok(o) => {
+                kind = o.violation().map(|v| v.kind);
+                if let Some(want) = entry.trace_hash.as_ref().filter(|h| **h != o.trace_hash) {
+                    r.status = EntryStatus::Stale;
+                    r.got = "stale".into();
+                    r.detail = Some(format!("the replay's trace hash is {}, the entry recorded {want}", o.trace_hash));
+                }
+            }
             Err(SimError::StaleDecisions(msg)) => {
                 r.status = EntryStatus::Stale;
                 r.got = "stale".into();

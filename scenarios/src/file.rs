@@ -16,6 +16,7 @@
 //! unsafe_multi_insn = false
 //! program = ["begin-batch", "..."]   # optional custom patcher program (one batch)
 //! decisions = [[3, 2], [2, 0]]       # optional: replay exactly these choices ([options, choice])
+//! trace_hash = "3ab66d7520a36451"    # optional: the replay must produce exactly this trace
 //!
 //! [workload]
 //! kind = "ftrace"                    # ftrace, static_call, jump_label, jcc, optprobe, batch, multi_insn
@@ -125,6 +126,8 @@ pub struct ScenarioFile {
     pub runs: u64,
     /// A recorded decision list to replay instead of the seed.
     pub decisions: Option<Vec<Decision>>,
+    /// The trace hash the replay must reproduce, bit for bit.
+    pub trace_hash: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -145,6 +148,7 @@ struct Raw {
     unsafe_multi_insn: bool,
     program: Option<Vec<Spanned<String>>>,
     decisions: Option<Spanned<Vec<(i64, i64)>>>,
+    trace_hash: Option<Spanned<String>>,
     workload: Spanned<RawWorkload>,
     #[serde(default)]
     fetch: RawFetch,
@@ -334,6 +338,15 @@ impl ScenarioFile {
                 Some(list)
             }
         };
+        if let Some(h) = &raw.trace_hash {
+            let ok = h.get_ref().len() == 16 && h.get_ref().chars().all(|c| c.is_ascii_hexdigit());
+            if !ok {
+                return Err(loc.err(Some(h.span()), "trace_hash", "must be 16 hex digits"));
+            }
+            if decisions.is_none() {
+                return Err(loc.err(Some(h.span()), "trace_hash", "needs `decisions` (a seed run has no fixed trace)"));
+            }
+        }
         let mut kprobes = Vec::new();
         for k in &raw.kprobes {
             let r = k.get_ref();
@@ -350,6 +363,7 @@ impl ScenarioFile {
             scenario,
             runs,
             decisions,
+            trace_hash: raw.trace_hash.map(|h| h.into_inner()),
         })
     }
 
@@ -383,6 +397,9 @@ impl ScenarioFile {
                 out.push_str(&chunk.join(", "));
             }
             out.push_str("\n]\n");
+        }
+        if let Some(h) = &self.trace_hash {
+            out.push_str(&format!("trace_hash = {}\n", q(h)));
         }
         let w = &s.workload;
         out.push_str(&format!(
@@ -457,7 +474,7 @@ mod tests {
     #[test]
     fn to_toml_round_trips() {
         let src = "name = \"x\"\nexpect = \"torn-fetch\"\nprotocol = \"linux-6.16\"\ncpus = 3\nmutants = [\"no-sync-after-int3\"]\n\
-                   seed = 9\nruns = 4\ndecisions = [[2, 1], [3, 0]]\n[workload]\nkind = \"batch\"\nsite = \"cross64\"\nsites = 20\n\
+                   seed = 9\nruns = 4\ndecisions = [[2, 1], [3, 0]]\ntrace_hash = \"00112233445566ff\"\n[workload]\nkind = \"batch\"\nsite = \"cross64\"\nsites = 20\n\
                    order = \"interleaved\"\nkprobe = true\n[fetch]\npreset = \"line64\"\nstaleness = 7\n[[kprobes]]\naddr = 0x400040\n";
         let f = ScenarioFile::parse("x.toml", src, "x").unwrap();
         let again = ScenarioFile::parse("y.toml", &f.to_toml(), "y").unwrap();

@@ -353,6 +353,13 @@ fn cmd_run(a: &RunArgs) -> Result<ExitCode, Failure> {
             Some(list) => s.replay(list.clone())?,
             None => s.run()?,
         };
+        if let Some(want) = file.trace_hash.as_ref().filter(|h| **h != o.trace_hash) {
+            return Err(Failure::Stale(format!(
+                "{}: the replay's trace hash is {}, the file recorded {want}",
+                path.display(),
+                o.trace_hash
+            )));
+        }
         let violated = o.verdict == Verdict::Violation;
         last = Some((s, o));
         if violated || file.decisions.is_some() {
@@ -463,6 +470,7 @@ fn cmd_corpus(a: &CorpusArgs) -> Result<ExitCode, Failure> {
         }
         file.name = name.clone();
         file.decisions = Some(art.decision_list());
+        file.trace_hash = Some(art.trace_hash.clone());
         let out = dir.join(format!("{name}.toml"));
         std::fs::create_dir_all(&dir).map_err(|e| Failure::Bad(format!("{}: {e}", dir.display())))?;
         std::fs::write(&out, file.to_toml()).map_err(|e| Failure::Bad(format!("{}: {e}", out.display())))?;

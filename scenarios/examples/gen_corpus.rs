@@ -1,0 +1,142 @@
+//! Regenerates the regression corpus in `scenarios/corpus/`:
+//!
+//! ```sh
+//! cargo run --release -p scenarios --example gen_corpus
+//! ```
+//!
+//! - `pass-<version>-<workload>.toml`: every version × workload variant it supports and passes,
+//!   4 vCPUs, 3 seeds;
+//! - `bug-*.toml`: the historic bugs on their buggy versions, shrunk;
+//! - `mutant-<mutant>-<version>.toml`: each mutant on the first workload that catches it on
+//!   each version, shrunk (the decision list replays in milliseconds).
+//!
+//! Entries that are shrunk record the original decision count in their description.
+
+use std::path::Path;
+
+use scenarios::catalogue::{self, known_bug, supported, variants, Variant};
+use scenarios::file::{Expectation, ScenarioFile};
+use scenarios::workload::{WorkloadKind, WorkloadSpec};
+use scenarios::Scenario;
+use sim_core::{Mutant, Protocol};
+
+fn write(dir: &Path, f: &ScenarioFile) {
+    std::fs::write(dir.join(format!("{}.toml", f.name)), f.to_toml()).expect("write corpus entry");
+    println!("{}", f.name);
+}
+
+/// Finds a violating seed (cycling vCPUs and placements), shrinks it, and writes the entry.
+fn shrunk_entry(
+    dir: &Path,
+    name: &str,
+    what: &str,
+    mutant: Option<Mutant>,
+    p: Protocol,
+    spec: WorkloadSpec,
+    multi: bool,
+) -> bool {
+    for k in 0..60 {
+        let mut s: Scenario = catalogue::scenario(p, &mutant.into_iter().collect::<Vec<_>>(), spec, "pessimistic", k);
+        s.config.unsafe_multi_insn = multi;
+        let Ok(o) = s.run() else { return false };
+        let Some(v) = o.violation() else { continue };
+        let kind = v.kind;
+        let before = o.decisions.len();
+        let (small, list, _) = scenarios::shrink::shrink(&s, o.decisions.clone(), kind, 20_000).expect("shrinks");
+        let trace_hash = small.replay(list.clone()).expect("replays").trace_hash;
+        write(
+            dir,
+            &ScenarioFile {
+                name: name.to_string(),
+                description: Some(format!(
+                    "{what}; shrunk from {before} decisions (seed {k}, {} vCPUs)",
+                    s.config.cpus
+                )),
+                expect: Expectation::Violation(kind),
+                scenario: small,
+                runs: 1,
+                decisions: Some(list),
+                trace_hash: Some(trace_hash),
+            },
+        );
+        return true;
+    }
+    false
+}
+
+fn main() {
+    let dir = catalogue_dir();
+    for old in std::fs::read_dir(&dir).expect("corpus dir").flatten() {
+        if old.path().extension().is_some_and(|x| x == "toml") {
+            std::fs::remove_file(old.path()).expect("remove old entry");
+        }
+    }
+    for p in Protocol::ALL {
+        for v in variants() {
+            if supported(p, v.spec).is_err() || known_bug(p, &v).is_some() {
+                continue;
+            }
+            let mut s = catalogue::scenario(p, &[], v.spec, "pessimistic", 0);
+            s.config.cpus = 4;
+            write(
+                &dir,
+                &ScenarioFile {
+                    name: format!("pass-{}-{}", p, v.name),
+                    description: Some(format!("{} passes {}", p, v.name)),
+                    expect: Expectation::Pass,
+                    scenario: s,
+                    runs: 3,
+                    decisions: None,
+                    trace_hash: None,
+                },
+            );
+        }
+    }
+    let no_tail = WorkloadSpec { tail: false, ..WorkloadSpec::new(WorkloadKind::StaticCall) };
+    let kprobe = WorkloadSpec { kprobe: true, ..WorkloadSpec::new(WorkloadKind::Ftrace) };
+    let bugs = [
+        (
+            "bug-b1-linux-5.4-static-call",
+            "B1: the 5.4 detour handler loses a CALL's push",
+            Protocol::Linux54,
+            no_tail,
+            false,
+        ),
+        (
+            "bug-b2-multi-insn-linux-6.16",
+            "B2: a vCPU preempted inside a multi-instruction range",
+            Protocol::Linux616,
+            WorkloadSpec::new(WorkloadKind::MultiInsn),
+            true,
+        ),
+        ("bug-b3-seed-kprobe", "B3: the seed's handler reads a cleared vector", Protocol::Seed, kprobe, false),
+        (
+            "bug-try-get-desc-linux-5.6-kprobe",
+            "the 5.6 try_get_desc() use after free (fixed by efd608fa7403)",
+            Protocol::Linux56,
+            kprobe,
+            false,
+        ),
+    ];
+    for (name, what, p, spec, multi) in bugs {
+        assert!(shrunk_entry(&dir, name, what, None, p, spec, multi), "{name} not reproduced");
+    }
+    for m in Mutant::ALL.into_iter().filter(|m| !m.benign()) {
+        for p in Protocol::ALL.into_iter().filter(|p| m.applies_to(*p)) {
+            let candidates: Vec<Variant> =
+                variants().into_iter().filter(|v| supported(p, v.spec).is_ok() && known_bug(p, v).is_none()).collect();
+            let what = format!("{m} on {p}");
+            let name = format!("mutant-{m}-{p}");
+            if !candidates
+                .iter()
+                .any(|v| shrunk_entry(&dir, &name, &format!("{what} ({})", v.name), Some(m), p, v.spec, false))
+            {
+                println!("# {what}: not caught on any workload (see the mutant matrix)");
+            }
+        }
+    }
+}
+
+fn catalogue_dir() -> std::path::PathBuf {
+    scenarios::corpus::default_dir()
+}
