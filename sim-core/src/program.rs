@@ -166,7 +166,7 @@ impl OpTemplate {
 
 impl fmt::Display for OpTemplate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        f.pad(self.name())
     }
 }
 

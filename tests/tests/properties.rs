@@ -1,29 +1,20 @@
 //! Property tests over generated scenarios (vCPU count 2–8, seed, site placement including
 //! sites that cross a 16-byte block, a 64-byte line and a page, fetch preset): the seed
 //! protocol never violates an oracle, and the same property run on a mutant is found false
-//! and shrunk by proptest to a smaller failing scenario.
+//! and shrunk by proptest to a smaller failing scenario, whose failure message names its
+//! artifact and the `pokesim replay` command.
 
-use proptest::test_runner::{Config, TestCaseError, TestError, TestRunner};
 use std::cell::RefCell;
+use std::path::{Path, PathBuf};
 
+use proptest::test_runner::{Config, FileFailurePersistence, TestError, TestRunner};
+use scenarios::artifact::Artifact;
 use scenarios::Scenario;
 use sim_core::{Mutant, Protocol, Verdict};
-use tests::{run, scenario};
+use tests::{no_violation, run, scenario};
 
-/// The property: a run of the scenario finds no violation.
-fn no_violation(s: &Scenario) -> Result<(), TestCaseError> {
-    let o = run(s);
-    match o.violation() {
-        None => Ok(()),
-        Some(v) => Err(TestCaseError::fail(format!(
-            "{} cpus={} site={} fetch={} seed={}: {v}",
-            s.label(),
-            s.config.cpus,
-            s.workload.site,
-            s.config.fetch,
-            s.seed
-        ))),
-    }
+fn artifacts() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("proptest-artifacts")
 }
 
 proptest::proptest! {
@@ -31,7 +22,7 @@ proptest::proptest! {
 
     #[test]
     fn the_seed_protocol_holds_on_generated_scenarios(s in scenario(Protocol::Seed, vec![])) {
-        no_violation(&s)?;
+        no_violation(&s, &artifacts())?;
     }
 }
 
@@ -42,10 +33,14 @@ fn size(s: &Scenario) -> (usize, u64) {
 
 #[test]
 fn proptest_finds_and_shrinks_a_mutant_failure() {
-    let mut runner = TestRunner::new(Config { cases: 64, failure_persistence: None, ..Config::default() });
+    // The failing seed is persisted (and committed), as proptest recommends: later runs try it
+    // first, so this test keeps finding the failure at once.
+    let persistence = FileFailurePersistence::Direct("proptest-regressions/mutant_shrink.txt");
+    let mut runner =
+        TestRunner::new(Config { cases: 64, failure_persistence: Some(Box::new(persistence)), ..Config::default() });
     let failures: RefCell<Vec<Scenario>> = RefCell::new(Vec::new());
     let result = runner.run(&scenario(Protocol::Seed, vec![Mutant::NoSyncAfterInt3]), |s| {
-        let r = no_violation(&s);
+        let r = no_violation(&s, &artifacts());
         if r.is_err() {
             failures.borrow_mut().push(s.clone());
         }
@@ -53,7 +48,15 @@ fn proptest_finds_and_shrinks_a_mutant_failure() {
     });
     let minimal = match result {
         Err(TestError::Fail(reason, minimal)) => {
-            assert!(reason.message().contains("torn-fetch") || reason.message().contains("violation"), "{reason}");
+            let msg = reason.message();
+            assert!(msg.contains("torn-fetch"), "{reason}");
+            // The message names the shrunk case's artifact and how to replay it.
+            let path = msg.split("reproduce: pokesim replay ").nth(1).expect("replay command in the message").trim();
+            let artifact = Artifact::load(Path::new(path)).expect("the named artifact exists");
+            let file = artifact.scenario_file(Path::new(path)).unwrap();
+            assert_eq!(file.scenario.config.cpus, minimal.config.cpus, "the artifact is the shrunk case's");
+            let replay = file.scenario.replay(artifact.decision_list()).unwrap();
+            assert_eq!(replay.violation(), Some(&artifact.violation));
             minimal
         }
         other => panic!("the mutant's property should fail, got {other:?}"),

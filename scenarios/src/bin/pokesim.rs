@@ -435,8 +435,10 @@ fn cmd_shrink(a: &ShrinkArgs) -> Result<ExitCode, Failure> {
     let (art, file) = load_artifact(&a.artifact)?;
     let kind = art.violation.kind;
     let (s, list, r) = scenarios::shrink::shrink(&file.scenario, art.decision_list(), kind, a.max_runs)?;
-    let o = s.replay(list)?;
-    let shrunk = Artifact::new(&file.name, &s, &o).expect("the shrunk run violates");
+    let o = s.replay(list.clone())?;
+    let mut shrunk = Artifact::new(&file.name, &s, &o).expect("the shrunk run violates");
+    // Store the trimmed list: the zeros the run consumed after it are implied.
+    shrunk.decisions = list.iter().map(|d| (d.of, d.choice)).collect();
     shrunk.save(&a.output).map_err(|e| Failure::Internal(format!("writing {}: {e}", a.output.display())))?;
     println!("decisions  {} -> {}", r.decisions_before, r.decisions_after);
     println!("cpus       {} -> {}", r.cpus.0, r.cpus.1);

@@ -1,0 +1,37 @@
+//! Shrinking (DESIGN.md §2.10): for every mutant the kernel calls necessary, a failing run is
+//! shrunk to at most a tenth of its decisions (or under 200), and the shrunk list replays —
+//! strictly, in the smaller scenario — to a violation of the same kind.
+
+use scenarios::catalogue::{known_bug, scenario, supported, variants};
+use sim_core::{Mutant, Protocol};
+
+#[test]
+fn every_caught_mutant_shrinks_to_a_small_replayable_run() {
+    for m in Mutant::ALL.into_iter().filter(|m| !m.benign()) {
+        // The first failing run over versions, workloads and seeds.
+        let found = Protocol::ALL
+            .into_iter()
+            .filter(|p| m.applies_to(*p))
+            .flat_map(|p| variants().into_iter().map(move |v| (p, v)))
+            .filter(|(p, v)| supported(*p, v.spec).is_ok() && known_bug(*p, v).is_none())
+            .find_map(|(p, v)| {
+                (0..30).find_map(|k| {
+                    let s = scenario(p, &[m], v.spec, "pessimistic", k);
+                    let o = s.run().ok()?;
+                    o.violation().map(|viol| (s.clone(), o.decisions.clone(), viol.kind))
+                })
+            });
+        let (s, decisions, kind) = found.unwrap_or_else(|| panic!("{m} is never caught"));
+        let before = decisions.len();
+        let (small, list, report) = scenarios::shrink::shrink(&s, decisions, kind, 5_000).expect("shrinks");
+        assert!(list.len() * 10 <= before || list.len() < 200, "{m}: {before} -> {} decisions", list.len());
+        assert_eq!(report.decisions_after, list.len());
+        assert!(small.config.cpus <= s.config.cpus && small.workload.rounds <= s.workload.rounds);
+        let replay = small.replay(list).expect("a shrunk list replays strictly");
+        assert_eq!(replay.violation().map(|v| v.kind), Some(kind), "{m}");
+        eprintln!(
+            "{m:<26} {kind:<18} {before:>6} -> {:>4} decisions, {} -> {} vCPUs",
+            report.decisions_after, s.config.cpus, small.config.cpus
+        );
+    }
+}
