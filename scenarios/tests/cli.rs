@@ -12,7 +12,9 @@ fn pokesim() -> Command {
 }
 
 fn run_json(args: &[&str]) -> (i32, Value) {
-    let out = pokesim().arg("run").args(args).arg("--json").output().expect("pokesim runs");
+    let dir = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli-artifacts");
+    let out =
+        pokesim().arg("run").args(args).arg("--json").arg("--artifact-dir").arg(&dir).output().expect("pokesim runs");
     let json: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!("not JSON ({e}): {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
     });
