@@ -18,6 +18,9 @@ use rayon::prelude::*;
 use serde::Serialize;
 use sim_core::{Mutant, Protocol, SimError, Verdict, ViolationKind};
 
+use std::path::PathBuf;
+
+use crate::artifact::Artifact;
 use crate::catalogue;
 use crate::scenario::Scenario;
 use crate::workload::{WorkloadKind, WorkloadSpec};
@@ -185,6 +188,9 @@ pub struct CheckRow {
     /// Wall time (not part of any run's outcome).
     #[serde(skip)]
     pub time: Duration,
+    /// The failure artifact of the first violation, if any.
+    #[serde(skip)]
+    pub artifact: Option<(Artifact, PathBuf)>,
 }
 
 /// Runs one built-in scenario over seeds `0..runs`.
@@ -201,9 +207,11 @@ pub fn check_one(b: &BuiltIn, runs: u64) -> Result<CheckRow, SimError> {
         patch_rounds: 0,
         ok: false,
         time: Duration::ZERO,
+        artifact: None,
     };
     for k in 0..runs {
-        let outcome = b.scenario(k).run()?;
+        let scenario = b.scenario(k);
+        let outcome = scenario.run()?;
         row.runs += 1;
         row.int3_traps += outcome.stats.int3_traps;
         row.patch_rounds += outcome.stats.patch_rounds;
@@ -211,6 +219,9 @@ pub fn check_one(b: &BuiltIn, runs: u64) -> Result<CheckRow, SimError> {
             row.verdict = Verdict::Violation;
             row.kind = Some(v.kind);
             row.seed = Some(k);
+            let name = b.name().replace(['/', '@', '+'], "-");
+            row.artifact =
+                Artifact::new(&name, &scenario, &outcome).map(|a| (a, PathBuf::from(format!("{name}.json"))));
             break;
         }
     }

@@ -10,6 +10,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 use sim_core::{Decisions, SimError, Verdict, ViolationKind};
 
+use crate::artifact::Artifact;
 use crate::file::{Expectation, FileError, ScenarioFile};
 
 /// The corpus shipped with pokesim.
@@ -51,6 +52,9 @@ pub struct EntryResult {
     /// Wall time.
     #[serde(skip)]
     pub time: Duration,
+    /// The failure artifact of the violation, if any.
+    #[serde(skip)]
+    pub artifact: Option<Artifact>,
 }
 
 /// The `*.toml` files of `dir`, sorted by name.
@@ -80,6 +84,7 @@ pub fn run_entry(entry: &ScenarioFile, file: &Path) -> Result<EntryResult, SimEr
         status: EntryStatus::Ok,
         detail: None,
         time: Duration::ZERO,
+        artifact: None,
     };
     let mut kind: Option<ViolationKind> = None;
     if let Some(list) = &entry.decisions {
@@ -87,6 +92,7 @@ pub fn run_entry(entry: &ScenarioFile, file: &Path) -> Result<EntryResult, SimEr
         match entry.scenario.run_with(Decisions::replay(list.clone())) {
             Ok(o) => {
                 kind = o.violation().map(|v| v.kind);
+                r.artifact = Artifact::new(&entry.name, &entry.scenario, &o);
                 if let Some(want) = entry.trace_hash.as_ref().filter(|h| **h != o.trace_hash) {
                     r.status = EntryStatus::Stale;
                     r.got = "stale".into();
@@ -108,6 +114,7 @@ pub fn run_entry(entry: &ScenarioFile, file: &Path) -> Result<EntryResult, SimEr
             r.runs += 1;
             if o.verdict == Verdict::Violation {
                 kind = o.violation().map(|v| v.kind);
+                r.artifact = Artifact::new(&entry.name, &s, &o);
                 break;
             }
         }

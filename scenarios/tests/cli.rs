@@ -109,7 +109,7 @@ fn a_budget_too_small_for_the_patcher_is_a_liveness_violation() {
 
 #[test]
 fn check_runs_the_builtin_scenarios_and_all_are_as_expected() {
-    let out = pokesim().args(["check", "--runs", "6", "--json"]).output().unwrap();
+    let out = pokesim().args(["check", "--runs", "6", "--json", "--no-artifact"]).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
     let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
     let rows = rows.as_array().unwrap();

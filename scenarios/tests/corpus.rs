@@ -50,7 +50,7 @@ fn an_entry_whose_decisions_no_longer_fit_is_stale() {
     let comma = i + text[i..].find(',').unwrap();
     let edited = format!("{}9{}", &text[..i], &text[comma..]);
     std::fs::write(dir.join("stale.toml"), edited).unwrap();
-    let out = pokesim().arg("corpus").arg(&dir).output().unwrap();
+    let out = pokesim().arg("corpus").arg(&dir).arg("--no-artifact").output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("STALE"), "{stdout}");
