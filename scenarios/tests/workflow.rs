@@ -114,11 +114,11 @@ fn file_artifact_replay_shrink_trace_corpus() {
     let arts = dir.join("corpus-artifacts");
     let (code, stdout, _) = out(pokesim().arg("corpus").arg(&corpus).arg("--artifact-dir").arg(&arts));
     assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("tail") && stdout.contains("replay") && stdout.contains("1 ok"), "{stdout}");
     assert!(arts.join("corpus-tail.json").exists(), "the corpus run writes the artifact of its violation");
     let (code, stdout, _) = out(pokesim().arg("replay").arg(corpus.join("tail.toml")));
     assert_eq!(code, 1, "{stdout}");
     assert!(stdout.contains("reproduced torn-fetch"), "{stdout}");
-    assert!(stdout.contains("tail") && stdout.contains("replay") && stdout.contains("1 ok"), "{stdout}");
 }
 
 #[test]
