@@ -14,6 +14,7 @@ pub mod bench;
 pub mod catalogue;
 pub mod check;
 pub mod corpus;
+pub mod explore;
 pub mod file;
 pub mod report;
 pub mod scenario;

@@ -2,7 +2,7 @@
 //! (vCPUs, protocol, mutants, fetch model, budget), the strategy and the seed — and the
 //! function that runs it.
 
-use sim_core::sched::Strategy;
+use sim_core::sched::{Scheduler, Strategy};
 use sim_core::{Decision, Decisions, Kprobe, Outcome, RunConfig, SimError};
 
 use crate::workload::WorkloadSpec;
@@ -33,13 +33,24 @@ impl Scenario {
         self.run_with(Decisions::replay(decisions))
     }
 
-    /// Runs the scenario with `decisions` (seeded or recorded).
+    /// Runs the scenario with `decisions` (seeded or recorded) under its own strategy.
     pub fn run_with(&self, decisions: Decisions) -> Result<Outcome, SimError> {
-        self.config.validate()?;
-        let mut image = self.workload.build(self.config.cpus)?;
+        let mut scheduler = self.strategy.scheduler_for(self.seed, sim_core::sched::pct::DEFAULT_EXPECTED_TICKS);
+        self.run_custom(scheduler.as_mut(), decisions, &self.config)
+    }
+
+    /// Runs the scenario under `config` (this scenario's, possibly adjusted) with a given
+    /// scheduler and decision source.
+    pub fn run_custom(
+        &self,
+        scheduler: &mut dyn Scheduler,
+        decisions: Decisions,
+        config: &RunConfig,
+    ) -> Result<Outcome, SimError> {
+        config.validate()?;
+        let mut image = self.workload.build(config.cpus)?;
         image.kprobes.extend(self.kprobes.iter().copied());
-        let mut scheduler = self.strategy.scheduler();
-        sim_core::run(&self.config, image, scheduler.as_mut(), decisions)
+        sim_core::run(config, image, scheduler, decisions)
     }
 
     /// A short label: workload, protocol, mutants, fetch model, vCPUs.

@@ -35,6 +35,9 @@ pub struct RunConfig {
     pub program: Option<Vec<OpTemplate>>,
     /// Record a state hash after every tick (for `replay --check-determinism`).
     pub step_hashes: bool,
+    /// Record a path-independent hash of the whole machine after every tick (exhaustive
+    /// search counts distinct states with it; it reads every register, so it is slow).
+    pub state_hashes: bool,
 }
 
 impl Default for RunConfig {
@@ -50,6 +53,7 @@ impl Default for RunConfig {
             unsafe_multi_insn: false,
             program: None,
             step_hashes: false,
+            state_hashes: false,
         }
     }
 }

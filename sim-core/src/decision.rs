@@ -20,7 +20,17 @@ pub struct Decision {
 
 enum Source {
     Seeded(Box<ChaCha8Rng>),
-    Recorded { list: Vec<Decision>, next: usize, strict: bool },
+    Recorded {
+        list: Vec<Decision>,
+        next: usize,
+        strict: bool,
+    },
+    /// Exhaustive search: a forced prefix, then every choice takes its default — the
+    /// strategy's preference for scheduling, the newest epoch for a fetch.
+    Guided {
+        prefix: Vec<u32>,
+        next: usize,
+    },
 }
 
 /// Answers and records choices.
@@ -56,14 +66,51 @@ impl Decisions {
         Self { source: Source::Recorded { list, next: 0, strict: false }, log: Vec::new(), stale: None }
     }
 
+    /// Choices forced by `prefix`, then defaults (exhaustive search).
+    pub fn guided(prefix: Vec<u32>) -> Self {
+        Self { source: Source::Guided { prefix, next: 0 }, log: Vec::new(), stale: None }
+    }
+
+    /// True while a recorded list or a forced prefix still dictates the choices.
+    pub fn forced(&self) -> bool {
+        match &self.source {
+            Source::Seeded(_) => false,
+            Source::Recorded { list, next, .. } => *next < list.len(),
+            Source::Guided { prefix, next } => *next < prefix.len(),
+        }
+    }
+
+    /// A choice the strategy makes deterministically (`preferred`), recorded like any other,
+    /// so that replaying the list reproduces it whatever strategy replays it. Under a recorded
+    /// list or a forced prefix the recorded choice wins.
+    pub fn decide(&mut self, n: usize, preferred: usize) -> usize {
+        debug_assert!(preferred < n);
+        self.pick(n, Some(preferred))
+    }
+
     /// Picks one of `n` options (`n >= 1`; a single option is not recorded).
     pub fn choose(&mut self, n: usize) -> usize {
+        self.pick(n, None)
+    }
+
+    fn pick(&mut self, n: usize, preferred: Option<usize>) -> usize {
         debug_assert!(n >= 1, "a choice needs at least one option");
         if n == 1 {
             return 0;
         }
         let choice = match &mut self.source {
-            Source::Seeded(rng) => rng.random_range(0..n),
+            Source::Seeded(rng) => match preferred {
+                Some(p) => p,
+                None => rng.random_range(0..n),
+            },
+            Source::Guided { prefix, next } => {
+                let c = match prefix.get(*next) {
+                    Some(&c) => (c as usize).min(n - 1),
+                    None => preferred.unwrap_or(n - 1),
+                };
+                *next += 1;
+                c
+            }
             Source::Recorded { list, next, strict } => match list.get(*next) {
                 Some(d) if !*strict => {
                     *next += 1;

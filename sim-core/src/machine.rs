@@ -24,7 +24,7 @@ use crate::patcher::{Op, Patcher, PatcherEffect};
 use crate::patching::{PatchState, PokeArray, TEXT_POKE_ARRAY_MAX};
 use crate::protocol::loc::{INT3, JMP32};
 use crate::protocol::{text_poke_loc_init, Protocol};
-use crate::sched::Scheduler;
+use crate::sched::{SchedView, Scheduler};
 use crate::text::TextMemory;
 use crate::trace::Trace;
 use crate::workload::{GuestImage, Invariant, PatchAction, PokeRequest};
@@ -52,6 +52,12 @@ pub struct Machine {
     enabled: Vec<Event>,
     violation: Option<Violation>,
     step_hashes: Vec<u64>,
+    state_hashes: Vec<u64>,
+    /// Events run per actor (vCPUs, then the patcher).
+    progress: Vec<u64>,
+    /// Per enabled event: whether it is a local guest step (see `compute_locality`).
+    local: Vec<bool>,
+    pruned: bool,
 }
 
 impl std::fmt::Debug for Machine {
@@ -248,6 +254,10 @@ impl Machine {
             enabled: Vec::with_capacity(2 * config.cpus + 1),
             violation: None,
             step_hashes: Vec::new(),
+            state_hashes: Vec::new(),
+            progress: vec![0; config.cpus + 1],
+            local: Vec::new(),
+            pruned: false,
             config: config.clone(),
             vcpus,
             torn,
@@ -279,6 +289,71 @@ impl Machine {
         h.update(&self.text.now().to_le_bytes());
         h.update(self.op_name().as_bytes());
         h.digest()
+    }
+
+    /// Marks each enabled guest step that is *local*: its next instruction lies outside every
+    /// patched site and is not an INT3, so it fetches no patched byte, takes no decision, does
+    /// not trap, and touches only its own registers, stack and counters. Such a step commutes
+    /// with every event of another actor (the reduction of exhaustive search).
+    fn compute_locality(&mut self) {
+        self.local.clear();
+        for &e in &self.enabled {
+            let local = match e {
+                Event::GuestStep(i) => {
+                    let v = &self.vcpus[i];
+                    let rip = v.rip();
+                    let view = v.view();
+                    let inside = |a: u64| a >= view.base() && a < view.base() + view.len();
+                    inside(rip)
+                        && (rip..rip + cpu_model::MAX_INSN_LEN as u64).all(|a| !inside(a) || !self.torn.in_site(a))
+                        && view.shown(rip).0 != INT3
+                        && !self.owners.contains_key(&rip)
+                }
+                _ => false,
+            };
+            self.local.push(local);
+        }
+    }
+
+    /// A hash of the machine state that does not depend on how it was reached: every vCPU's
+    /// registers, mode and view, the text, the patching state, the patcher's position, pending
+    /// IPIs and the data pages (exhaustive search counts distinct states with it).
+    fn structural_hash(&self) -> Result<u64, SimError> {
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        for (i, v) in self.vcpus.iter().enumerate() {
+            let regs = v.regs()?;
+            for g in regs.gpr {
+                h.update(&g.to_le_bytes());
+            }
+            h.update(&regs.rip.to_le_bytes());
+            h.update(&(regs.rflags & crate::oracle::emulation::ARITH_FLAGS).to_le_bytes());
+            // A view differs from the truth only at patched bytes.
+            for (addr, len) in self.torn.site_ranges() {
+                for a in addr..addr + len as u64 {
+                    h.update(&[v.view().shown(a).0]);
+                }
+            }
+            match &self.handlers[i] {
+                Some(hd) => h.update(format!("{:?}{:?}", hd.pc(), hd.regs).as_bytes()),
+                None => h.update(b"-"),
+            }
+            h.update(&[self.ipi.pending(i) as u8]);
+        }
+        h.update(&self.text.now().to_le_bytes());
+        h.update(format!("{:?}", self.patcher.current()).as_bytes());
+        h.update(self.patcher.waiting().unwrap_or("").as_bytes());
+        let st = &self.state;
+        h.update(
+            format!("{:?}{}{:?}{:?}{}", st.vec, st.nr_entries, st.desc, st.percpu_refs, st.global_refs).as_bytes(),
+        );
+        for a in &st.arrays {
+            h.update(&[a.live as u8]);
+            h.update(&a.refs.to_le_bytes());
+        }
+        let mut data = vec![0u8; self.data.len() as usize];
+        self.data.read(self.data.base(), &mut data);
+        h.update(&data);
+        Ok(h.digest())
     }
 
     fn op_name(&self) -> &'static str {
@@ -346,8 +421,17 @@ impl Machine {
                 self.report(ViolationKind::Liveness, None, None, None, "deadlock: no event is enabled".into());
                 break;
             }
-            let pick = scheduler.pick(self.tick, &self.enabled, &mut decisions);
+            if scheduler.wants_locality() {
+                self.compute_locality();
+            }
+            let view = SchedView { progress: &self.progress, local: &self.local };
+            let Some(pick) = scheduler.pick_with(self.tick, &self.enabled, &view, &mut decisions) else {
+                // The strategy cut this run: its remaining states are reached another way.
+                self.pruned = true;
+                break;
+            };
             let event = self.enabled[pick];
+            self.progress[crate::sched::actor(event, self.vcpus.len())] += 1;
             match event {
                 Event::GuestStep(i) => self.guest_step(i, event, &mut decisions)?,
                 Event::HandlerStep(i) => self.handler_step(i, event)?,
@@ -362,6 +446,10 @@ impl Machine {
             }
             if self.config.step_hashes {
                 self.step_hashes.push(self.state_hash());
+            }
+            if self.config.state_hashes {
+                let h = self.structural_hash()?;
+                self.state_hashes.push(h);
             }
             self.tick += 1;
         }
@@ -378,6 +466,8 @@ impl Machine {
             decisions: decisions.into_log(),
             trace: self.trace.into_events(),
             step_hashes: self.step_hashes,
+            state_hashes: self.state_hashes,
+            pruned: self.pruned,
         })
     }
 

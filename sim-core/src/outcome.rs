@@ -67,6 +67,12 @@ pub struct Outcome {
     /// A state hash after every tick, if the run recorded them.
     #[serde(skip)]
     pub step_hashes: Vec<u64>,
+    /// A path-independent machine hash after every tick, if the run recorded them.
+    #[serde(skip)]
+    pub state_hashes: Vec<u64>,
+    /// True if the strategy cut the run short (exhaustive search's reduction).
+    #[serde(skip)]
+    pub pruned: bool,
 }
 
 impl Outcome {

@@ -186,6 +186,11 @@ impl TornOracle {
         })
     }
 
+    /// Every site as `(address, length)`.
+    pub fn site_ranges(&self) -> impl Iterator<Item = (u64, usize)> + '_ {
+        self.sites.iter().map(|s| (s.addr, s.len))
+    }
+
     /// True if `addr` lies inside a patched site.
     pub fn in_site(&self, addr: u64) -> bool {
         addr.checked_sub(self.base).and_then(|o| self.site_of.get(o as usize)).is_some_and(|&s| s != 0)

@@ -4,6 +4,8 @@
 //! run. It draws every random choice from the run's [`Decisions`], so the recorded decision
 //! list — not the strategy — is what replays a run.
 
+pub mod exhaustive;
+pub mod pct;
 pub mod random;
 
 use std::fmt;
@@ -14,50 +16,107 @@ use crate::event::Event;
 
 pub use random::RandomScheduler;
 
+/// What a scheduler may look at besides the enabled events.
+#[derive(Clone, Copy, Debug)]
+pub struct SchedView<'a> {
+    /// Per actor (vCPUs by index, then the patcher): events it has run.
+    pub progress: &'a [u64],
+    /// Per enabled event: true if it is a guest step that touches no patched text and no
+    /// patching state (so it commutes with every event of another actor).
+    pub local: &'a [bool],
+}
+
 /// Picks the next event.
 pub trait Scheduler {
     /// Index into `enabled` (never empty) of the event to run at `tick`.
     fn pick(&mut self, tick: u64, enabled: &[Event], decisions: &mut Decisions) -> usize;
+
+    /// Like [`Scheduler::pick`], with the machine's view; the default ignores it.
+    fn pick_with(
+        &mut self,
+        tick: u64,
+        enabled: &[Event],
+        view: &SchedView<'_>,
+        decisions: &mut Decisions,
+    ) -> Option<usize> {
+        let _ = view;
+        Some(self.pick(tick, enabled, decisions))
+    }
+
+    /// Whether [`SchedView::local`] must be computed (it costs a little per tick).
+    fn wants_locality(&self) -> bool {
+        false
+    }
 }
 
-/// The strategies by name.
+/// The actor an event belongs to: vCPU index, or `cpus` for the patcher.
+pub fn actor(event: Event, cpus: usize) -> usize {
+    event.cpu().unwrap_or(cpus)
+}
+
+/// The per-run strategies by name (exhaustive search drives many runs; see [`exhaustive`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Strategy {
     /// Uniform over enabled events.
     Random,
+    /// Probabilistic concurrency testing with bug depth `d`.
+    Pct {
+        /// Bug depth: `d - 1` priority change points.
+        depth: u32,
+    },
+    /// Follow a recorded decision list (uniform where it runs out).
+    Replay,
 }
 
 impl Strategy {
-    /// All strategies.
-    pub const ALL: [Strategy; 1] = [Strategy::Random];
+    /// The strategies a campaign can use (PCT at depth 3).
+    pub const ALL: [Strategy; 3] = [Strategy::Random, Strategy::Pct { depth: 3 }, Strategy::Replay];
 
     /// Command-line name.
     pub fn name(self) -> &'static str {
         match self {
             Strategy::Random => "random",
+            Strategy::Pct { .. } => "pct",
+            Strategy::Replay => "replay",
         }
     }
 
-    /// A fresh scheduler of this strategy.
-    pub fn scheduler(self) -> Box<dyn Scheduler> {
+    /// A fresh scheduler of this strategy for a run from `seed`, expected to take about
+    /// `expected_ticks` ticks (PCT spreads its change points over that length).
+    pub fn scheduler_for(self, seed: u64, expected_ticks: u64) -> Box<dyn Scheduler> {
         match self {
-            Strategy::Random => Box::new(RandomScheduler),
+            Strategy::Random | Strategy::Replay => Box::new(RandomScheduler),
+            Strategy::Pct { depth } => Box::new(pct::PctScheduler::new(seed, depth, expected_ticks)),
         }
+    }
+
+    /// A fresh scheduler with the default length estimate.
+    pub fn scheduler(self) -> Box<dyn Scheduler> {
+        self.scheduler_for(0, pct::DEFAULT_EXPECTED_TICKS)
     }
 }
 
 impl fmt::Display for Strategy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(self.name())
+        match self {
+            Strategy::Pct { depth } => write!(f, "pct:{depth}"),
+            other => f.pad(other.name()),
+        }
     }
 }
 
 impl FromStr for Strategy {
     type Err = String;
+    /// `random`, `replay`, `pct` (depth 3) or `pct:D`.
     fn from_str(s: &str) -> Result<Self, String> {
-        Strategy::ALL
-            .into_iter()
-            .find(|v| v.name() == s)
-            .ok_or_else(|| format!("unknown strategy '{s}' (valid: random)"))
+        match s {
+            "random" => Ok(Strategy::Random),
+            "replay" => Ok(Strategy::Replay),
+            "pct" => Ok(Strategy::Pct { depth: 3 }),
+            _ => match s.strip_prefix("pct:").map(str::parse::<u32>) {
+                Some(Ok(d)) if (1..=64).contains(&d) => Ok(Strategy::Pct { depth: d }),
+                _ => Err(format!("unknown strategy '{s}' (valid: random, pct, pct:D with D in 1..=64, replay)")),
+            },
+        }
     }
 }

@@ -1,0 +1,224 @@
+//! Bounded exhaustive search (DESIGN.md §2.9): a stateless depth-first search over every
+//! decision of a run — which event runs next *and* which store epoch a stale fetch shows —
+//! re-executing the scenario from the start for each path, as loom and CHESS do.
+//!
+//! - **Bound.** Every decision has a default: for scheduling, the enabled event of the actor
+//!   that has run least (a pending IPI before a guest step, then canonical order — a fair
+//!   scheduler that depends only on the machine state); for a fetch, the newest epoch. A path
+//!   costs one per decision that deviates from its default, and the search explores every path
+//!   of cost at most `bound` — delay-bounded search (Emmi, Qadeer, Rakamarić, POPL 2011)
+//!   extended to the fetch model's staleness choices. "No violation within bound" means: no
+//!   run that deviates from the fair, always-fresh schedule in at most `bound` places — where
+//!   to preempt, whom to run, which byte to show stale — leads to a violation.
+//! - **Reduction.** Sleep sets (Godefroid 1996) over an independence relation: a guest step
+//!   that fetches no patched byte, does not trap and touches no patching state (it reads
+//!   unpatched text and writes only its own registers, stack and counters) commutes with every
+//!   event of another actor. After exploring event `a` at a node, `a` sleeps in the subtrees
+//!   of its later siblings for as long as only events independent of it run, and the search
+//!   does not branch to a sleeping event (that order was explored in the sibling's subtree).
+//!   Runs still take their defaults, so the reduced search explores a subset of the unreduced
+//!   one's runs; `tests/` checks that both reach the same verdicts on small scenarios.
+//!
+//! The driver ([`Dfs`]) keeps the decision stack between runs; each run's scheduler
+//! ([`DfsScheduler`]) replays the forced prefix, then chooses defaults and records the
+//! branching points.
+
+use std::collections::BTreeMap;
+
+use super::{actor, SchedView, Scheduler};
+use crate::config::MAX_CPUS;
+use crate::decision::{Decision, Decisions};
+use crate::event::Event;
+
+/// A scheduling node recorded by a run.
+#[derive(Clone, Debug)]
+pub struct SchedNode {
+    /// The enabled events, canonical order.
+    pub events: Vec<Event>,
+    /// Locality of each enabled event.
+    pub local: Vec<bool>,
+    /// The sleep set at this node.
+    pub sleep: Vec<Event>,
+    /// The default choice here.
+    pub default: u32,
+}
+
+fn independent(a: Event, a_local: bool, b: Event, b_local: bool) -> bool {
+    actor(a, MAX_CPUS) != actor(b, MAX_CPUS) && (a_local || b_local)
+}
+
+/// The scheduler of one run of the search.
+#[derive(Debug)]
+pub struct DfsScheduler {
+    reduce: bool,
+    sleep: Vec<(Event, bool)>,
+    started: bool,
+    /// Scheduling nodes by decision index.
+    pub nodes: BTreeMap<usize, SchedNode>,
+    /// True if the run was cut because every enabled event was asleep.
+    pub pruned: bool,
+}
+
+impl DfsScheduler {
+    /// A scheduler for one run; `initial_sleep` is the sleep set where the forced prefix ends.
+    pub fn new(reduce: bool, initial_sleep: Vec<(Event, bool)>) -> Self {
+        Self { reduce, sleep: initial_sleep, started: false, nodes: BTreeMap::new(), pruned: false }
+    }
+}
+
+impl Scheduler for DfsScheduler {
+    fn pick(&mut self, _tick: u64, enabled: &[Event], decisions: &mut Decisions) -> usize {
+        decisions.decide(enabled.len(), 0)
+    }
+
+    fn wants_locality(&self) -> bool {
+        true
+    }
+
+    fn pick_with(
+        &mut self,
+        _tick: u64,
+        enabled: &[Event],
+        view: &SchedView<'_>,
+        decisions: &mut Decisions,
+    ) -> Option<usize> {
+        let index = decisions.log().len();
+        if decisions.forced() {
+            return Some(decisions.decide(enabled.len(), 0));
+        }
+        // Sleeping events must still be enabled; an actor whose event changed is awake.
+        let awake_sleep: Vec<(Event, bool)> = self.sleep.iter().copied().filter(|(e, _)| enabled.contains(e)).collect();
+        // Default: the least-progressed actor's event; a pending IPI is taken before the
+        // vCPU's next instruction (as hardware takes an interrupt at the next boundary), which
+        // also keeps every sync moving. The default never depends on the sleep set, so the
+        // reduced search explores a subset of the runs of the unreduced one.
+        let preferred = (0..enabled.len())
+            .min_by_key(|&i| {
+                let guest = matches!(enabled[i], Event::GuestStep(_));
+                (view.progress[actor(enabled[i], view.progress.len() - 1)], guest, i)
+            })
+            .expect("at least one event is enabled");
+        self.started = true;
+        let choice = decisions.decide(enabled.len(), preferred);
+        if enabled.len() > 1 {
+            self.nodes.insert(
+                index,
+                SchedNode {
+                    events: enabled.to_vec(),
+                    local: view.local.to_vec(),
+                    sleep: awake_sleep.iter().map(|(e, _)| *e).collect(),
+                    default: preferred as u32,
+                },
+            );
+        }
+        let (c, c_local) = (enabled[choice], view.local[choice]);
+        self.sleep = awake_sleep.into_iter().filter(|&(e, l)| independent(e, l, c, c_local)).collect();
+        Some(choice)
+    }
+}
+
+/// One branching point of the search stack.
+#[derive(Clone, Debug)]
+struct Frame {
+    of: u32,
+    chosen: u32,
+    default: u32,
+    tried: Vec<u32>,
+    sched: Option<SchedNode>,
+    /// For a fetch frame: the sleep set the run carried there (that of the next scheduling
+    /// node; a fetch choice does not change which event ran).
+    carry: Vec<(Event, bool)>,
+}
+
+/// The depth-first driver.
+#[derive(Debug, Default)]
+pub struct Dfs {
+    frames: Vec<Frame>,
+    /// Runs executed.
+    pub executions: u64,
+    /// Runs cut by the reduction.
+    pub pruned: u64,
+}
+
+/// What the next run must follow.
+#[derive(Clone, Debug)]
+pub struct NextRun {
+    /// Forced choices.
+    pub prefix: Vec<u32>,
+    /// Sleep set where the prefix ends.
+    pub sleep: Vec<(Event, bool)>,
+}
+
+impl Dfs {
+    /// The first run: no prefix.
+    pub fn first() -> NextRun {
+        NextRun { prefix: Vec::new(), sleep: Vec::new() }
+    }
+
+    /// Records a finished run (its decision log and the scheduler's nodes) and returns the
+    /// next run to execute, or `None` when the bounded tree is exhausted.
+    pub fn next(&mut self, log: &[Decision], sched: &DfsScheduler, bound: usize) -> Option<NextRun> {
+        self.executions += 1;
+        self.pruned += sched.pruned as u64;
+        // Extend the stack with this run's branching points beyond the forced prefix.
+        for (i, d) in log.iter().enumerate().skip(self.frames.len()) {
+            let node = sched.nodes.get(&i).cloned();
+            let default = node.as_ref().map_or(d.of - 1, |n| n.default);
+            let carry = match &node {
+                Some(_) => Vec::new(),
+                None => sched
+                    .nodes
+                    .range(i + 1..)
+                    .next()
+                    .map(|(_, n)| {
+                        n.sleep
+                            .iter()
+                            .map(|e| (*e, n.events.iter().position(|x| x == e).is_some_and(|j| n.local[j])))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            };
+            self.frames.push(Frame { of: d.of, chosen: d.choice, default, tried: vec![d.choice], sched: node, carry });
+        }
+        // Backtrack to the deepest frame with an untried, awake alternative within the bound.
+        let mut cost: usize = self.frames.iter().filter(|f| f.chosen != f.default).count();
+        while let Some(f) = self.frames.last_mut() {
+            cost -= (f.chosen != f.default) as usize;
+            if cost >= bound {
+                // Any alternative here would deviate once more than the bound allows.
+                self.frames.pop();
+                continue;
+            }
+            let alternative = (0..f.of).find(|c| {
+                !f.tried.contains(c)
+                    && f.sched.as_ref().is_none_or(|n| !(sched.reduce && n.sleep.contains(&n.events[*c as usize])))
+            });
+            let Some(c) = alternative else {
+                self.frames.pop();
+                continue;
+            };
+            f.tried.push(c);
+            f.chosen = c;
+            let sleep = match &f.sched {
+                Some(n) if sched.reduce => {
+                    // Siblings explored before `c`, and what already slept here, keep sleeping
+                    // in `c`'s subtree while independent of it.
+                    let (ce, cl) = (n.events[c as usize], n.local[c as usize]);
+                    let mut s: Vec<(Event, bool)> = Vec::new();
+                    for (i, e) in n.events.iter().enumerate() {
+                        let earlier = f.tried[..f.tried.len() - 1].contains(&(i as u32));
+                        if (earlier || n.sleep.contains(e)) && independent(*e, n.local[i], ce, cl) {
+                            s.push((*e, n.local[i]));
+                        }
+                    }
+                    s
+                }
+                Some(_) => Vec::new(),
+                None => f.carry.clone(),
+            };
+            let prefix = self.frames.iter().map(|f| f.chosen).collect();
+            return Some(NextRun { prefix, sleep });
+        }
+        None
+    }
+}
