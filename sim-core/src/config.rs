@@ -38,6 +38,9 @@ pub struct RunConfig {
     /// Record a path-independent hash of the whole machine after every tick (exhaustive
     /// search counts distinct states with it; it reads every register, so it is slow).
     pub state_hashes: bool,
+    /// Each vCPU stops after this many passes through its loop (it still takes IPIs). Finite
+    /// guests make exhaustive search meaningful; `None` loops until the patcher is done.
+    pub max_iterations: Option<u64>,
 }
 
 impl Default for RunConfig {
@@ -54,6 +57,7 @@ impl Default for RunConfig {
             program: None,
             step_hashes: false,
             state_hashes: false,
+            max_iterations: None,
         }
     }
 }
@@ -63,6 +67,9 @@ impl RunConfig {
     pub fn validate(&self) -> Result<(), SimError> {
         if self.cpus == 0 || self.cpus > MAX_CPUS {
             return Err(SimError::BadInput(format!("cpus: {} is out of range (1..={MAX_CPUS})", self.cpus)));
+        }
+        if self.max_iterations == Some(0) {
+            return Err(SimError::BadInput("iterations: must be at least 1".into()));
         }
         if self.max_ticks == 0 {
             return Err(SimError::BadInput("steps: the tick budget must be at least 1".into()));

@@ -55,6 +55,9 @@ pub struct Machine {
     state_hashes: Vec<u64>,
     /// Events run per actor (vCPUs, then the patcher).
     progress: Vec<u64>,
+    /// Loop-head arrivals per vCPU, and whether it has stopped (`max_iterations`).
+    iterations: Vec<u64>,
+    finished: Vec<bool>,
     /// Per enabled event: whether it is a local guest step (see `compute_locality`).
     local: Vec<bool>,
     pruned: bool,
@@ -256,6 +259,8 @@ impl Machine {
             step_hashes: Vec::new(),
             state_hashes: Vec::new(),
             progress: vec![0; config.cpus + 1],
+            iterations: vec![0; config.cpus],
+            finished: vec![false; config.cpus],
             local: Vec::new(),
             pruned: false,
             config: config.clone(),
@@ -380,7 +385,11 @@ impl Machine {
     fn collect_enabled(&mut self) {
         self.enabled.clear();
         for (i, h) in self.handlers.iter().enumerate() {
-            self.enabled.push(if h.is_some() { Event::HandlerStep(i) } else { Event::GuestStep(i) });
+            if h.is_some() {
+                self.enabled.push(Event::HandlerStep(i));
+            } else if !self.finished[i] {
+                self.enabled.push(Event::GuestStep(i));
+            }
         }
         for (i, h) in self.handlers.iter().enumerate() {
             if self.ipi.pending(i) && h.is_none() {
@@ -399,7 +408,13 @@ impl Machine {
         }
         let drain = self.config.drain_steps;
         let targets = self.drain_until.get_or_insert_with(|| self.vcpus.iter().map(|v| v.steps() + drain).collect());
-        self.vcpus.iter().zip(targets.iter()).zip(&self.handlers).all(|((v, &t), h)| v.steps() >= t && h.is_none())
+        let finished = &self.finished;
+        self.vcpus
+            .iter()
+            .zip(targets.iter())
+            .zip(&self.handlers)
+            .enumerate()
+            .all(|(i, ((v, &t), h))| (v.steps() >= t || finished[i]) && h.is_none())
     }
 
     /// Runs to the end; `scheduler` picks events, `decisions` answers every choice.
@@ -476,6 +491,13 @@ impl Machine {
             let regs = self.vcpus[i].regs()?;
             if let Err(msg) = self.invariant.at_loop_head(i, &regs, &self.data) {
                 self.report(ViolationKind::WorkloadInvariant, Some(i), Some(regs.rip), None, msg);
+                return Ok(());
+            }
+            self.iterations[i] += 1;
+            if self.config.max_iterations.is_some_and(|k| self.iterations[i] > k) {
+                // Done: this vCPU takes no more steps (a finite guest), but still takes IPIs.
+                self.finished[i] = true;
+                self.trace.record(self.tick, event, "finished", Some(self.loop_head), &[], &[], self.op_name());
                 return Ok(());
             }
         }

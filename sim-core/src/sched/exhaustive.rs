@@ -2,14 +2,14 @@
 //! decision of a run — which event runs next *and* which store epoch a stale fetch shows —
 //! re-executing the scenario from the start for each path, as loom and CHESS do.
 //!
-//! - **Bound.** Every decision has a default: for scheduling, the enabled event of the actor
-//!   that has run least (a pending IPI before a guest step, then canonical order — a fair
-//!   scheduler that depends only on the machine state); for a fetch, the newest epoch. A path
-//!   costs one per decision that deviates from its default, and the search explores every path
-//!   of cost at most `bound` — delay-bounded search (Emmi, Qadeer, Rakamarić, POPL 2011)
-//!   extended to the fetch model's staleness choices. "No violation within bound" means: no
-//!   run that deviates from the fair, always-fresh schedule in at most `bound` places — where
-//!   to preempt, whom to run, which byte to show stale — leads to a violation.
+//! - **Bound.** Preemption bounding (CHESS, Musuvathi and Qadeer 2007) extended to the fetch
+//!   model: the default is to keep running the actor that ran last (its pending IPI first);
+//!   switching away from an actor that could continue is a *preemption* and costs one, while
+//!   switching when it cannot (it waits for acknowledgements, or its guest has finished) is
+//!   free; a fetch's default is the newest epoch, and showing an older one costs one. The
+//!   search explores every path of cost at most `bound`. It is meant for finite guests
+//!   (`max_iterations`): "no violation within bound" then means no run with at most `bound`
+//!   preemptions plus stale choices — anywhere in the run — violates.
 //! - **Reduction.** Sleep sets (Godefroid 1996) over an independence relation: a guest step
 //!   that fetches no patched byte, does not trap and touches no patching state (it reads
 //!   unpatched text and writes only its own registers, stack and counters) commutes with every
@@ -41,6 +41,8 @@ pub struct SchedNode {
     pub sleep: Vec<Event>,
     /// The default choice here.
     pub default: u32,
+    /// What each choice costs against the bound (0 or 1).
+    pub cost: Vec<u8>,
 }
 
 fn independent(a: Event, a_local: bool, b: Event, b_local: bool) -> bool {
@@ -51,6 +53,7 @@ fn independent(a: Event, a_local: bool, b: Event, b_local: bool) -> bool {
 #[derive(Debug)]
 pub struct DfsScheduler {
     reduce: bool,
+    last: Option<usize>,
     sleep: Vec<(Event, bool)>,
     started: bool,
     /// Scheduling nodes by decision index.
@@ -62,7 +65,7 @@ pub struct DfsScheduler {
 impl DfsScheduler {
     /// A scheduler for one run; `initial_sleep` is the sleep set where the forced prefix ends.
     pub fn new(reduce: bool, initial_sleep: Vec<(Event, bool)>) -> Self {
-        Self { reduce, sleep: initial_sleep, started: false, nodes: BTreeMap::new(), pruned: false }
+        Self { reduce, last: None, sleep: initial_sleep, started: false, nodes: BTreeMap::new(), pruned: false }
     }
 }
 
@@ -83,8 +86,13 @@ impl Scheduler for DfsScheduler {
         decisions: &mut Decisions,
     ) -> Option<usize> {
         let index = decisions.log().len();
+        let cpus = view.progress.len() - 1;
         if decisions.forced() {
-            return Some(decisions.decide(enabled.len(), 0));
+            let c = decisions.decide(enabled.len(), 0);
+            if !matches!(enabled[c], Event::IpiDeliver(_)) {
+                self.last = Some(actor(enabled[c], cpus));
+            }
+            return Some(c);
         }
         // Sleeping events must still be enabled; an actor whose event changed is awake.
         let awake_sleep: Vec<(Event, bool)> = self.sleep.iter().copied().filter(|(e, _)| enabled.contains(e)).collect();
@@ -92,12 +100,28 @@ impl Scheduler for DfsScheduler {
         // vCPU's next instruction (as hardware takes an interrupt at the next boundary), which
         // also keeps every sync moving. The default never depends on the sleep set, so the
         // reduced search explores a subset of the runs of the unreduced one.
+        let runs_on = self.last.filter(|&a| enabled.iter().any(|&e| actor(e, cpus) == a));
         let preferred = (0..enabled.len())
             .min_by_key(|&i| {
                 let guest = matches!(enabled[i], Event::GuestStep(_));
-                (view.progress[actor(enabled[i], view.progress.len() - 1)], guest, i)
+                let other = runs_on.is_some_and(|a| actor(enabled[i], cpus) != a);
+                (other, view.progress[actor(enabled[i], cpus)], guest, i)
             })
             .expect("at least one event is enabled");
+        // Leaving an actor that could go on is a preemption, and so is running a vCPU's next
+        // instruction before its pending IPI; when the last actor cannot go on, choosing whom
+        // to run next is free.
+        let ipi_pending = |a: usize| enabled.iter().any(|&e| matches!(e, Event::IpiDeliver(i) if i == a));
+        let cost: Vec<u8> = enabled
+            .iter()
+            .enumerate()
+            .map(|(i, &e)| {
+                let a = actor(e, cpus);
+                let delays_ipi = matches!(e, Event::GuestStep(_)) && ipi_pending(a);
+                let preempts = runs_on.is_some_and(|r| r != a);
+                (i != preferred && (preempts || delays_ipi)) as u8
+            })
+            .collect();
         self.started = true;
         let choice = decisions.decide(enabled.len(), preferred);
         if enabled.len() > 1 {
@@ -108,10 +132,15 @@ impl Scheduler for DfsScheduler {
                     local: view.local.to_vec(),
                     sleep: awake_sleep.iter().map(|(e, _)| *e).collect(),
                     default: preferred as u32,
+                    cost,
                 },
             );
         }
         let (c, c_local) = (enabled[choice], view.local[choice]);
+        // Taking an IPI interrupts a vCPU; it does not make it the running actor.
+        if !matches!(c, Event::IpiDeliver(_)) {
+            self.last = Some(actor(c, cpus));
+        }
         self.sleep = awake_sleep.into_iter().filter(|&(e, l)| independent(e, l, c, c_local)).collect();
         Some(choice)
     }
@@ -122,7 +151,8 @@ impl Scheduler for DfsScheduler {
 struct Frame {
     of: u32,
     chosen: u32,
-    default: u32,
+    /// Cost of each choice (scheduling: preemptions; fetch: all but the newest cost one).
+    cost: Vec<u8>,
     tried: Vec<u32>,
     sched: Option<SchedNode>,
     /// For a fetch frame: the sleep set the run carried there (that of the next scheduling
@@ -163,7 +193,10 @@ impl Dfs {
         // Extend the stack with this run's branching points beyond the forced prefix.
         for (i, d) in log.iter().enumerate().skip(self.frames.len()) {
             let node = sched.nodes.get(&i).cloned();
-            let default = node.as_ref().map_or(d.of - 1, |n| n.default);
+            let cost = match &node {
+                Some(n) => n.cost.clone(),
+                None => (0..d.of).map(|c| (c != d.of - 1) as u8).collect(),
+            };
             let carry = match &node {
                 Some(_) => Vec::new(),
                 None => sched
@@ -178,19 +211,15 @@ impl Dfs {
                     })
                     .unwrap_or_default(),
             };
-            self.frames.push(Frame { of: d.of, chosen: d.choice, default, tried: vec![d.choice], sched: node, carry });
+            self.frames.push(Frame { of: d.of, chosen: d.choice, cost, tried: vec![d.choice], sched: node, carry });
         }
         // Backtrack to the deepest frame with an untried, awake alternative within the bound.
-        let mut cost: usize = self.frames.iter().filter(|f| f.chosen != f.default).count();
+        let mut cost: usize = self.frames.iter().map(|f| f.cost[f.chosen as usize] as usize).sum();
         while let Some(f) = self.frames.last_mut() {
-            cost -= (f.chosen != f.default) as usize;
-            if cost >= bound {
-                // Any alternative here would deviate once more than the bound allows.
-                self.frames.pop();
-                continue;
-            }
+            cost -= f.cost[f.chosen as usize] as usize;
             let alternative = (0..f.of).find(|c| {
-                !f.tried.contains(c)
+                cost + f.cost[*c as usize] as usize <= bound
+                    && !f.tried.contains(c)
                     && f.sched.as_ref().is_none_or(|n| !(sched.reduce && n.sleep.contains(&n.events[*c as usize])))
             });
             let Some(c) = alternative else {
