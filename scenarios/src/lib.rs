@@ -16,6 +16,7 @@ pub mod check;
 pub mod corpus;
 pub mod explore;
 pub mod file;
+pub mod matrix;
 pub mod report;
 pub mod scenario;
 pub mod shrink;

@@ -36,6 +36,12 @@ enum Command {
     Trace(TraceArgs),
     /// Run the regression corpus (or add an artifact to it).
     Corpus(CorpusArgs),
+    /// Run many seeds of a scenario in parallel (random or PCT), sharded if asked.
+    Explore(ExploreArgs),
+    /// Explore every interleaving and stale view of a small scenario within a bound.
+    Exhaust(ExhaustArgs),
+    /// The sync-necessity matrix: every mutant x version x workload x fetch preset.
+    Mutants(MutantsArgs),
     /// Run the built-in scenarios and print a verdict table (the main job).
     Check(CheckArgs),
     /// Measure throughput: raw Unicorn vs pokesim, quiet and while patching.
@@ -88,6 +94,81 @@ struct TraceArgs {
     /// Ticks either side of --around.
     #[arg(long, default_value_t = 40)]
     window: u64,
+}
+
+#[derive(Args)]
+struct ExploreArgs {
+    /// The scenario file (TOML).
+    scenario: PathBuf,
+    #[command(flatten)]
+    artifacts: ArtifactOpts,
+    /// Strategy: random or pct.
+    #[arg(long, default_value = "random")]
+    strategy: String,
+    /// PCT bug depth.
+    #[arg(long, default_value_t = 3)]
+    depth: u32,
+    /// Stop after this many runs (deterministic).
+    #[arg(long, conflicts_with = "time")]
+    runs: Option<u64>,
+    /// Stop after this many seconds (the run count then depends on the machine).
+    #[arg(long)]
+    time: Option<f64>,
+    /// Worker threads (default: all cores); the result does not depend on it.
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Run only shard I of N of the seed space (seeds congruent to I modulo N).
+    #[arg(long, value_name = "I/N")]
+    shard: Option<String>,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct ExhaustArgs {
+    /// The scenario file (TOML); keep it small: 2 vCPUs, one site, one round.
+    scenario: PathBuf,
+    #[command(flatten)]
+    artifacts: ArtifactOpts,
+    /// Preemptions plus stale-fetch choices allowed per run.
+    #[arg(long, default_value_t = 2)]
+    bound: usize,
+    /// Loop iterations per vCPU (a finite guest).
+    #[arg(long, default_value_t = 1)]
+    iterations: u64,
+    /// Disable the sleep-set reduction.
+    #[arg(long)]
+    no_reduction: bool,
+    /// Give up after this many executions.
+    #[arg(long, default_value_t = 5_000_000)]
+    max_executions: u64,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct MutantsArgs {
+    /// Only this workload variant (ftrace, ftrace+kprobe, static_call, static_call-no-tail,
+    /// jump_label, jcc, optprobe, batch, batch-interleaved).
+    #[arg(long)]
+    workload: Option<String>,
+    /// Only this protocol version.
+    #[arg(long)]
+    version: Option<String>,
+    /// Only this fetch preset (repeatable; default all four).
+    #[arg(long = "preset")]
+    presets: Vec<String>,
+    /// Runs per strategy per cell.
+    #[arg(long, default_value_t = 20)]
+    runs: u64,
+    /// Worker threads.
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Print every cell as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -693,6 +774,241 @@ fn cmd_list() -> ExitCode {
     ExitCode::SUCCESS
 }
 
+fn set_jobs(jobs: Option<usize>) -> Result<(), Failure> {
+    if let Some(j) = jobs {
+        if j == 0 {
+            return Err(Failure::Bad("jobs: must be at least 1".into()));
+        }
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(j)
+            .build_global()
+            .map_err(|e| Failure::Bad(format!("jobs: {e}")))?;
+    }
+    Ok(())
+}
+
+fn cmd_explore(a: &ExploreArgs) -> Result<ExitCode, Failure> {
+    use scenarios::explore::{campaign, Budget, Shard};
+    let file = ScenarioFile::load(&a.scenario)?;
+    let strategy = match a.strategy.as_str() {
+        "random" => Strategy::Random,
+        "pct" => {
+            if a.depth == 0 || a.depth > 64 {
+                return Err(Failure::Bad(format!("depth: {} is out of range (1..=64)", a.depth)));
+            }
+            Strategy::Pct { depth: a.depth }
+        }
+        other => return Err(Failure::Bad(format!("strategy: unknown strategy '{other}' (valid: random, pct)"))),
+    };
+    let budget = match (a.runs, a.time) {
+        (Some(0), _) => return Err(Failure::Bad("runs: must be at least 1".into())),
+        (Some(n), _) => Budget::Runs(n),
+        (None, Some(t)) if t > 0.0 && t.is_finite() => Budget::Time(std::time::Duration::from_secs_f64(t)),
+        (None, Some(t)) => return Err(Failure::Bad(format!("time: {t} is not a positive number of seconds"))),
+        (None, None) => Budget::Runs(1000),
+    };
+    let shard = match &a.shard {
+        Some(sh) => sh.parse::<Shard>().map_err(Failure::Bad)?,
+        None => Shard::ALL,
+    };
+    set_jobs(a.jobs)?;
+    let total = match budget {
+        Budget::Runs(n) => n,
+        Budget::Time(_) => 0,
+    };
+    let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) && !a.json {
+        let b = indicatif::ProgressBar::new(total);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} runs {per_sec}")
+                .expect("valid template"),
+        );
+        Some(b)
+    } else {
+        None
+    };
+    let r = campaign(&file.scenario, strategy, budget, shard, |n| {
+        if let Some(b) = &bar {
+            b.set_position(n);
+        }
+    })?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let artifact = match &r.found {
+        Some((s, o)) => write_artifact(&a.artifacts, &file.name, s, o)?,
+        None => None,
+    };
+    let (seed, violation) = match &r.found {
+        Some((s, o)) => (Some(s.seed), o.violation().cloned()),
+        None => (None, None),
+    };
+    if a.json {
+        let j = serde_json::json!({
+            "strategy": strategy.to_string(),
+            "shard": format!("{}/{}", shard.index, shard.count),
+            "runs": r.runs,
+            "verdict": if violation.is_some() { "violation" } else { "pass" },
+            "seed": seed,
+            "violation": violation,
+            "artifact": artifact.as_ref().map(|p| p.display().to_string()),
+        });
+        println!("{}", serde_json::to_string_pretty(&j).expect("json"));
+    } else {
+        println!("strategy   {strategy} shard {}/{}", shard.index, shard.count);
+        println!(
+            "runs       {} in {:.1}s ({:.0} runs/s)",
+            r.runs,
+            r.elapsed.as_secs_f64(),
+            r.runs as f64 / r.elapsed.as_secs_f64()
+        );
+        match (&violation, seed) {
+            (Some(v), Some(sd)) => {
+                println!("violation  seed {sd}: {v}");
+                if let Some(p) = &artifact {
+                    println!("artifact   {}\nreplay     pokesim replay {}", p.display(), p.display());
+                }
+            }
+            _ => println!("verdict    no violation in {} runs", r.runs),
+        }
+    }
+    Ok(if violation.is_some() { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+fn cmd_exhaust(a: &ExhaustArgs) -> Result<ExitCode, Failure> {
+    let file = ScenarioFile::load(&a.scenario)?;
+    if a.iterations == 0 {
+        return Err(Failure::Bad("iterations: must be at least 1".into()));
+    }
+    let mut s = file.scenario.clone();
+    s.config.max_iterations = Some(a.iterations);
+    let r = scenarios::explore::exhaust(&s, a.bound, !a.no_reduction, a.max_executions)?;
+    let secs = r.elapsed.as_secs_f64().max(1e-9);
+    let artifact = match &r.violation {
+        Some(o) => write_artifact(&a.artifacts, &file.name, &s, o)?,
+        None => None,
+    };
+    let verdict = match (&r.violation, r.complete) {
+        (Some(_), _) => "violation",
+        (None, true) => "no violation within bound",
+        (None, false) => "incomplete: execution limit reached",
+    };
+    if a.json {
+        let j = serde_json::json!({
+            "verdict": verdict,
+            "bound": a.bound,
+            "iterations": a.iterations,
+            "reduction": !a.no_reduction,
+            "executions": r.executions,
+            "states": r.states,
+            "complete": r.complete,
+            "violation": r.violation.as_ref().and_then(|o| o.violation().cloned()),
+            "artifact": artifact.as_ref().map(|p| p.display().to_string()),
+        });
+        println!("{}", serde_json::to_string_pretty(&j).expect("json"));
+    } else {
+        println!(
+            "scenario   {} cpus={} bound={} iterations={} reduction={}",
+            s.label(),
+            s.config.cpus,
+            a.bound,
+            a.iterations,
+            !a.no_reduction
+        );
+        println!(
+            "explored   {} executions, {} distinct states in {:.1}s ({:.0} executions/s, {:.0} states/s)",
+            r.executions,
+            r.states,
+            secs,
+            r.executions as f64 / secs,
+            r.states as f64 / secs
+        );
+        match &r.violation {
+            Some(o) => {
+                println!("violation  {}", o.violation().expect("violating"));
+                if let Some(p) = &artifact {
+                    println!("artifact   {}\nreplay     pokesim replay {}", p.display(), p.display());
+                }
+            }
+            None => println!("verdict    {verdict}"),
+        }
+    }
+    Ok(match (&r.violation, r.complete) {
+        (Some(_), _) => ExitCode::from(1),
+        (None, true) => ExitCode::SUCCESS,
+        (None, false) => ExitCode::from(3),
+    })
+}
+
+fn cmd_mutants(a: &MutantsArgs) -> Result<ExitCode, Failure> {
+    use scenarios::matrix::{matrix, Filter};
+    let protocol = a.version.as_deref().map(|v| v.parse::<Protocol>()).transpose()?;
+    for p in &a.presets {
+        if FetchModel::preset(p).is_none() {
+            return Err(Failure::Bad(format!(
+                "preset: unknown preset '{p}' (valid: {})",
+                FetchModel::PRESETS.join(", ")
+            )));
+        }
+    }
+    let names: Vec<&str> = scenarios::catalogue::variants().iter().map(|v| v.name).collect();
+    if let Some(w) = &a.workload {
+        if !names.contains(&w.as_str()) {
+            return Err(Failure::Bad(format!(
+                "workload: unknown workload variant '{w}' (valid: {})",
+                names.join(", ")
+            )));
+        }
+    }
+    if a.runs == 0 {
+        return Err(Failure::Bad("runs: must be at least 1".into()));
+    }
+    set_jobs(a.jobs)?;
+    let filter = Filter { workload: a.workload.clone(), protocol, presets: a.presets.clone() };
+    let (cells, elapsed) = matrix(&filter, a.runs)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&cells).expect("cells serialize"));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let presets: Vec<String> = if a.presets.is_empty() {
+        FetchModel::PRESETS.iter().map(|p| p.to_string()).collect()
+    } else {
+        a.presets.clone()
+    };
+    print!("{:<26}", "mutant (caught/cells)");
+    for p in &presets {
+        print!(" {p:>14}");
+    }
+    println!("   kinds; median runs random/pct; median shrunk decisions");
+    for m in Mutant::ALL {
+        let mine: Vec<_> = cells.iter().filter(|c| c.mutant == m.name()).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        print!("{:<26}", format!("{}{}", m.name(), if m.benign() { " (benign)" } else { "" }));
+        for p in &presets {
+            let col: Vec<_> = mine.iter().filter(|c| &c.preset == p).collect();
+            print!(" {:>14}", format!("{}/{}", col.iter().filter(|c| c.caught).count(), col.len()));
+        }
+        let mut kinds: Vec<String> = mine.iter().filter_map(|c| c.kind.map(|k| k.to_string())).collect();
+        kinds.sort();
+        kinds.dedup();
+        let med = |mut v: Vec<u64>| {
+            if v.is_empty() {
+                "-".to_string()
+            } else {
+                v.sort_unstable();
+                v[v.len() / 2].to_string()
+            }
+        };
+        let r = med(mine.iter().filter_map(|c| c.random_runs).collect());
+        let q = med(mine.iter().filter_map(|c| c.pct_runs).collect());
+        let sh = med(mine.iter().filter_map(|c| c.shrunk_decisions.map(|d| d as u64)).collect());
+        println!("   {}; {r}/{q}; {sh}", if kinds.is_empty() { "-".to_string() } else { kinds.join(",") });
+    }
+    println!("\n{} cells, {} runs per strategy per cell, {:.1}s", cells.len(), a.runs, elapsed.as_secs_f64());
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Why a command failed: bad input (exit 2), an artifact that no longer fits (exit 2), or the
 /// simulator itself (exit 3).
 enum Failure {
@@ -735,6 +1051,9 @@ fn main() -> ExitCode {
         Command::Shrink(a) => cmd_shrink(a),
         Command::Trace(a) => cmd_trace(a),
         Command::Corpus(a) => cmd_corpus(a),
+        Command::Explore(a) => cmd_explore(a),
+        Command::Exhaust(a) => cmd_exhaust(a),
+        Command::Mutants(a) => cmd_mutants(a),
         Command::Check(a) => cmd_check(a),
         Command::Bench(a) => cmd_bench(a),
         Command::List => Ok(cmd_list()),

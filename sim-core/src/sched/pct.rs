@@ -4,11 +4,13 @@
 //! expected run length, the running actor drops below every initial priority. A bug of depth
 //! `d` is then found with probability at least `1 / (n k^(d-1))` per run.
 //!
-//! One adaptation: guest vCPUs loop forever, so strict priorities would starve everyone below
-//! the top actor (PCT assumes threads that finish). An actor therefore runs for a random
-//! quantum of at most [`QUANTUM`] ticks and then yields — drops below the other initial
-//! priorities but stays above the change-point priorities — which keeps every actor moving
-//! while preserving PCT's "few, randomly placed preemptions" character.
+//! One adaptation: guest vCPUs loop forever, so strict priorities would starve every actor
+//! below the top one (PCT assumes threads that finish) — and a starved vCPU never takes the
+//! sync IPI, which would look like a patcher deadlock. An actor therefore runs for a random
+//! quantum of at most [`QUANTUM`] ticks and then yields, and a change point demotes the
+//! running actor: both move it below every actor that has not yet yielded or been demoted
+//! (the most recent lowest), so every actor eventually runs again, while the schedule keeps
+//! PCT's "long bursts, few randomly placed preemptions" character.
 //!
 //! The priorities and change points come from a ChaCha stream of the run's seed, not from the
 //! decision list; each pick is recorded with [`Decisions::decide`], so a PCT run replays from
@@ -35,10 +37,9 @@ pub struct PctScheduler {
     priority: Vec<u64>,
     /// Ticks at which the running actor is demoted, sorted; invariant: length is depth - 1.
     change_points: Vec<u64>,
-    /// Next demotion priority for a change point (d-1, d-2, …, 1: below everything).
-    demote: u64,
-    /// Next priority for a yielding actor (below initial priorities, above demotions).
-    yield_floor: u64,
+    /// Next priority for a demoted or yielding actor: below every initial priority, and
+    /// decreasing, so the most recently demoted actor is the lowest.
+    next_low: u64,
     last: Option<usize>,
     burst: u64,
     quantum: u64,
@@ -52,16 +53,7 @@ impl PctScheduler {
         let mut change_points: Vec<u64> = (1..depth).map(|_| rng.random_range(1..k)).collect();
         change_points.sort_unstable();
         let quantum = rng.random_range(1..=QUANTUM);
-        Self {
-            rng,
-            priority: vec![0; MAX_CPUS + 1],
-            change_points,
-            demote: depth.max(1) as u64 - 1,
-            yield_floor: 1 << 40,
-            last: None,
-            burst: 0,
-            quantum,
-        }
+        Self { rng, priority: vec![0; MAX_CPUS + 1], change_points, next_low: 1 << 40, last: None, burst: 0, quantum }
     }
 
     fn key(e: Event) -> usize {
@@ -82,15 +74,16 @@ impl Scheduler for PctScheduler {
         while self.change_points.first().is_some_and(|&c| c <= tick) {
             self.change_points.remove(0);
             if let Some(last) = self.last {
-                self.priority[last] = self.demote.max(1);
-                self.demote = self.demote.saturating_sub(1);
+                self.priority[last] = self.next_low;
+                self.next_low -= 1;
+                self.burst = 0;
             }
         }
         // A burst longer than the quantum yields.
         if let Some(last) = self.last {
-            if self.burst >= self.quantum && self.priority[last] > self.yield_floor {
-                self.priority[last] = self.yield_floor;
-                self.yield_floor -= 1;
+            if self.burst >= self.quantum {
+                self.priority[last] = self.next_low;
+                self.next_low -= 1;
                 self.burst = 0;
                 self.quantum = self.rng.random_range(1..=QUANTUM);
             }

@@ -1,0 +1,150 @@
+//! The sync-necessity matrix (`pokesim mutants`): every mutant × version it applies to ×
+//! workload variant that version passes × fetch preset — caught or not, by which strategy,
+//! after how many runs and how much time, and how small its counterexample shrinks. Read down
+//! a preset's column to see which protocol steps that hardware assumption makes unnecessary.
+
+use std::time::{Duration, Instant};
+
+use cpu_model::FetchModel;
+use rayon::prelude::*;
+use serde::Serialize;
+use sim_core::sched::Strategy;
+use sim_core::{Mutant, Protocol, SimError, ViolationKind};
+
+use crate::catalogue::{self, known_bug, supported, variants, Variant};
+use crate::explore::expected_ticks;
+
+/// One cell.
+#[derive(Clone, Debug, Serialize)]
+pub struct Cell {
+    /// Mutant.
+    pub mutant: String,
+    /// Whether the mutant is argued benign.
+    pub benign: bool,
+    /// Protocol version.
+    pub protocol: String,
+    /// Workload variant.
+    pub workload: String,
+    /// Fetch preset.
+    pub preset: String,
+    /// Caught?
+    pub caught: bool,
+    /// Violation kind of the first counterexample.
+    pub kind: Option<ViolationKind>,
+    /// The strategy that needed fewer runs (`random` on a tie).
+    pub strategy: Option<String>,
+    /// Runs random needed (None: not within the budget).
+    pub random_runs: Option<u64>,
+    /// Runs PCT needed.
+    pub pct_runs: Option<u64>,
+    /// Decisions of the shrunk counterexample.
+    pub shrunk_decisions: Option<usize>,
+    /// Wall time of the cell, milliseconds.
+    pub millis: u64,
+}
+
+/// Which cells to compute.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    /// Only this workload variant (by name, e.g. `ftrace` or `ftrace+kprobe`).
+    pub workload: Option<String>,
+    /// Only this version.
+    pub protocol: Option<Protocol>,
+    /// Only these presets (default: all four).
+    pub presets: Vec<String>,
+}
+
+/// The cells selected by `filter`.
+pub fn cells(filter: &Filter) -> Vec<(Mutant, Protocol, Variant, String)> {
+    let presets: Vec<String> = if filter.presets.is_empty() {
+        FetchModel::PRESETS.iter().map(|p| p.to_string()).collect()
+    } else {
+        filter.presets.clone()
+    };
+    let mut out = Vec::new();
+    for p in Protocol::ALL.into_iter().filter(|p| filter.protocol.is_none_or(|f| f == *p)) {
+        for v in variants() {
+            if filter.workload.as_ref().is_some_and(|w| w != v.name) {
+                continue;
+            }
+            if supported(p, v.spec).is_err() || known_bug(p, &v).is_some() {
+                continue;
+            }
+            for m in Mutant::ALL.into_iter().filter(|m| m.applies_to(p)) {
+                for preset in &presets {
+                    out.push((m, p, v, preset.clone()));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn first_violation(
+    m: Mutant,
+    p: Protocol,
+    v: &Variant,
+    preset: &str,
+    strategy: Strategy,
+    runs: u64,
+) -> Result<Option<(u64, crate::Scenario, sim_core::Outcome)>, SimError> {
+    let base = catalogue::scenario(p, &[m], v.spec, preset, 0);
+    let k = expected_ticks(&base);
+    for i in 0..runs {
+        let mut s = catalogue::scenario(p, &[m], v.spec, preset, i);
+        s.strategy = strategy;
+        let mut sched = strategy.scheduler_for(s.seed, k);
+        let o = s.run_custom(sched.as_mut(), sim_core::Decisions::seeded(s.seed), &s.config)?;
+        if o.violation().is_some() {
+            return Ok(Some((i + 1, s, o)));
+        }
+    }
+    Ok(None)
+}
+
+/// Computes one cell with `runs` runs per strategy.
+pub fn cell(m: Mutant, p: Protocol, v: &Variant, preset: &str, runs: u64) -> Result<Cell, SimError> {
+    let start = Instant::now();
+    let random = first_violation(m, p, v, preset, Strategy::Random, runs)?;
+    let pct = first_violation(m, p, v, preset, Strategy::Pct { depth: 3 }, runs)?;
+    let (random_runs, pct_runs) = (random.as_ref().map(|r| r.0), pct.as_ref().map(|r| r.0));
+    let best = match (&random, &pct) {
+        (Some(r), Some(q)) if q.0 < r.0 => Some(("pct", q)),
+        (Some(r), _) => Some(("random", r)),
+        (None, Some(q)) => Some(("pct", q)),
+        (None, None) => None,
+    };
+    let mut c = Cell {
+        mutant: m.name().into(),
+        benign: m.benign(),
+        protocol: p.name().into(),
+        workload: v.name.into(),
+        preset: preset.into(),
+        caught: best.is_some(),
+        kind: None,
+        strategy: None,
+        random_runs,
+        pct_runs,
+        shrunk_decisions: None,
+        millis: 0,
+    };
+    if let Some((name, (_, s, o))) = best {
+        let kind = o.violation().expect("a counterexample violates").kind;
+        c.kind = Some(kind);
+        c.strategy = Some(name.into());
+        let (_, list, _) = crate::shrink::shrink(s, o.decisions.clone(), kind, 3_000)?;
+        c.shrunk_decisions = Some(list.len());
+    }
+    c.millis = start.elapsed().as_millis() as u64;
+    Ok(c)
+}
+
+/// Computes every selected cell, in parallel.
+pub fn matrix(filter: &Filter, runs: u64) -> Result<(Vec<Cell>, Duration), SimError> {
+    let start = Instant::now();
+    let cells = cells(filter)
+        .par_iter()
+        .map(|(m, p, v, preset)| cell(*m, *p, v, preset, runs))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((cells, start.elapsed()))
+}
