@@ -50,9 +50,13 @@ fn handler_emulation(site: u64, bytes: &[u8], trapped: &Regs, stack_top: u64) ->
     let data = SharedRegion::new(DATA_BASE, 0x1000);
     let mut ctx =
         HandlerCtx { kind: HandlerKind::Emulate, rules: LocRules::Seed, mutants: &[], state: &mut state, data: &data };
-    let mut h = Handler::new(0, *trapped, stack_top);
+    until_emulated(Handler::new(0, *trapped, stack_top), &mut ctx)
+}
+
+/// Steps a handler activation until it emulates.
+fn until_emulated(mut h: Handler, ctx: &mut HandlerCtx<'_>) -> Emulation {
     for _ in 0..16 {
-        match h.step(&mut ctx) {
+        match h.step(ctx) {
             HandlerStep::Continue => {}
             HandlerStep::Emulated { emulation, .. } => return emulation,
             other => panic!("handler did not emulate: {other:?}"),
@@ -116,15 +120,7 @@ fn modern_emulation(site: u64, bytes: &[u8], trapped: &Regs, data: &SharedRegion
     state.percpu_refs[0] = 1;
     let mut ctx =
         HandlerCtx { kind: HandlerKind::PerCpuRefs, rules: LocRules::Modern, mutants: &[], state: &mut state, data };
-    let mut h = Handler::new(0, *trapped, 0);
-    for _ in 0..16 {
-        match h.step(&mut ctx) {
-            HandlerStep::Continue => {}
-            HandlerStep::Emulated { emulation, .. } => return emulation,
-            other => panic!("handler did not emulate: {other:?}"),
-        }
-    }
-    panic!("handler did not finish");
+    until_emulated(Handler::new(0, *trapped, 0), &mut ctx)
 }
 
 /// RET (optionally padded with INT3, 26c44b776dba), Jcc.d8 and Jcc.d32 for any condition.

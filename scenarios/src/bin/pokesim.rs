@@ -676,15 +676,7 @@ fn cmd_check(a: &CheckArgs) -> Result<ExitCode, Failure> {
     if a.runs == 0 {
         return Err(Failure::Bad("runs: must be at least 1".into()));
     }
-    if let Some(j) = a.jobs {
-        if j == 0 {
-            return Err(Failure::Bad("jobs: must be at least 1".into()));
-        }
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(j)
-            .build_global()
-            .map_err(|e| Failure::Bad(format!("jobs: {e}")))?;
-    }
+    set_jobs(a.jobs)?;
     let start = std::time::Instant::now();
     let rows = check::check_all(a.runs)?;
     let all_ok = rows.iter().all(|r| r.ok);
