@@ -57,7 +57,7 @@ impl Artifact {
             pokesim_version: env!("CARGO_PKG_VERSION").to_string(),
             scenario: file.to_toml(),
             seed: scenario.seed,
-            strategy: scenario.strategy.name().to_string(),
+            strategy: scenario.strategy.to_string(),
             decisions: outcome.decisions.iter().map(|d| (d.of, d.choice)).collect(),
             violation,
             trace_hash: outcome.trace_hash.clone(),

@@ -11,7 +11,7 @@
 //! mutants = []                       # names from `pokesim list`
 //! seed = 0                           # first seed
 //! runs = 1                           # seeds seed..seed+runs
-//! strategy = "random"
+//! strategy = "random"                # random, pct (depth 3), pct:D, replay
 //! steps = 1000000                    # tick budget
 //! unsafe_multi_insn = false
 //! program = ["begin-batch", "..."]   # optional custom patcher program (one batch)
@@ -383,7 +383,7 @@ impl ScenarioFile {
         let mutants: Vec<String> = c.mutants.iter().map(|m| q(m.name())).collect();
         out.push_str(&format!("mutants = [{}]\n", mutants.join(", ")));
         out.push_str(&format!("seed = {}\nruns = {}\n", s.seed, self.runs));
-        out.push_str(&format!("strategy = {}\nsteps = {}\n", q(s.strategy.name()), c.max_ticks));
+        out.push_str(&format!("strategy = {}\nsteps = {}\n", q(&s.strategy.to_string()), c.max_ticks));
         out.push_str(&format!("unsafe_multi_insn = {}\n", c.unsafe_multi_insn));
         if let Some(p) = &c.program {
             let ops: Vec<String> = p.iter().map(|o| q(o.name())).collect();
@@ -474,7 +474,7 @@ mod tests {
     #[test]
     fn to_toml_round_trips() {
         let src = "name = \"x\"\nexpect = \"torn-fetch\"\nprotocol = \"linux-6.16\"\ncpus = 3\nmutants = [\"no-sync-after-int3\"]\n\
-                   seed = 9\nruns = 4\ndecisions = [[2, 1], [3, 0]]\ntrace_hash = \"00112233445566ff\"\n[workload]\nkind = \"batch\"\nsite = \"cross64\"\nsites = 20\n\
+                   seed = 9\nruns = 4\nstrategy = \"pct:5\"\ndecisions = [[2, 1], [3, 0]]\ntrace_hash = \"00112233445566ff\"\n[workload]\nkind = \"batch\"\nsite = \"cross64\"\nsites = 20\n\
                    order = \"interleaved\"\nkprobe = true\n[fetch]\npreset = \"line64\"\nstaleness = 7\n[[kprobes]]\naddr = 0x400040\n";
         let f = ScenarioFile::parse("x.toml", src, "x").unwrap();
         let again = ScenarioFile::parse("y.toml", &f.to_toml(), "y").unwrap();
