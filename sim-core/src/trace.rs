@@ -63,17 +63,26 @@ impl Trace {
             Event::IpiDeliver(i) => (2, i as u64),
             Event::Patcher => (3, u64::MAX),
         };
-        let h = &mut self.hasher;
-        h.update(&tick.to_le_bytes());
-        h.update(&[tag]);
-        h.update(&who.to_le_bytes());
-        h.update(what.as_bytes());
-        h.update(&rip.unwrap_or(u64::MAX).to_le_bytes());
-        h.update(&[bytes.len() as u8]);
-        h.update(bytes);
+        // One contiguous record per event: xxh3's streaming update has a fixed cost per call,
+        // and this runs on every tick.
+        let mut buf = [0u8; 128];
+        let mut n = 0;
+        let mut put = |bytes: &[u8]| {
+            let end = (n + bytes.len()).min(buf.len());
+            buf[n..end].copy_from_slice(&bytes[..end - n]);
+            n = end;
+        };
+        put(&tick.to_le_bytes());
+        put(&[tag]);
+        put(&who.to_le_bytes());
+        put(&rip.unwrap_or(u64::MAX).to_le_bytes());
+        put(&[bytes.len() as u8, what.len() as u8]);
+        put(bytes);
         for e in epochs {
-            h.update(&e.to_le_bytes());
+            put(&e.to_le_bytes());
         }
+        self.hasher.update(&buf[..n]);
+        self.hasher.update(what.as_bytes());
         if self.keep {
             let actor = match event.cpu() {
                 Some(i) => format!("cpu{i}"),
