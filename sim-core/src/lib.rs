@@ -44,3 +44,12 @@ pub use protocol::{Mutant, Protocol};
 pub use workload::{GuestImage, Invariant, Kprobe, PatchAction, PokeRequest};
 
 pub use cpu_model::{FetchModel, FetchUnit, Staleness, StoreGranularity};
+
+/// Parses one of a closed set of names: `Err` says which `what` was unknown and lists the
+/// valid names (every name-based `FromStr` of the catalogue goes through here).
+pub fn parse_name<T: Copy>(what: &str, s: &str, all: &[T], name: impl Fn(T) -> &'static str) -> Result<T, String> {
+    all.iter().copied().find(|&v| name(v) == s).ok_or_else(|| {
+        let names: Vec<&str> = all.iter().map(|&v| name(v)).collect();
+        format!("unknown {what} '{s}' (valid: {})", names.join(", "))
+    })
+}

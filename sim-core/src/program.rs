@@ -173,10 +173,7 @@ impl fmt::Display for OpTemplate {
 impl FromStr for OpTemplate {
     type Err = SimError;
     fn from_str(s: &str) -> Result<Self, SimError> {
-        OpTemplate::ALL.into_iter().find(|o| o.name() == s).ok_or_else(|| {
-            let names: Vec<_> = OpTemplate::ALL.iter().map(|o| o.name()).collect();
-            SimError::BadInput(format!("unknown program operation '{s}' (valid: {})", names.join(", ")))
-        })
+        crate::parse_name("program operation", s, &OpTemplate::ALL, OpTemplate::name).map_err(SimError::BadInput)
     }
 }
 

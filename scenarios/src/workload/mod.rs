@@ -101,10 +101,7 @@ impl fmt::Display for WorkloadKind {
 impl FromStr for WorkloadKind {
     type Err = SimError;
     fn from_str(s: &str) -> Result<Self, SimError> {
-        WorkloadKind::ALL.into_iter().find(|w| w.name() == s).ok_or_else(|| {
-            let names: Vec<_> = WorkloadKind::ALL.iter().map(|w| w.name()).collect();
-            SimError::BadInput(format!("unknown workload '{s}' (valid: {})", names.join(", ")))
-        })
+        sim_core::parse_name("workload", s, &WorkloadKind::ALL, WorkloadKind::name).map_err(SimError::BadInput)
     }
 }
 
@@ -197,9 +194,8 @@ impl SiteOrder {
 impl FromStr for SiteOrder {
     type Err = SimError;
     fn from_str(s: &str) -> Result<Self, SimError> {
-        SiteOrder::ALL.into_iter().find(|o| o.name() == s).ok_or_else(|| {
-            SimError::BadInput(format!("order: unknown order '{s}' (valid: ascending, descending, interleaved)"))
-        })
+        sim_core::parse_name("order", s, &SiteOrder::ALL, SiteOrder::name)
+            .map_err(|e| SimError::BadInput(format!("order: {e}")))
     }
 }
 

@@ -72,10 +72,7 @@ impl fmt::Display for ViolationKind {
 impl std::str::FromStr for ViolationKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        ViolationKind::ALL.into_iter().find(|k| k.name() == s).ok_or_else(|| {
-            let names: Vec<_> = ViolationKind::ALL.iter().map(|k| k.name()).collect();
-            format!("unknown violation kind '{s}' (valid: {})", names.join(", "))
-        })
+        crate::parse_name("violation kind", s, &ViolationKind::ALL, ViolationKind::name)
     }
 }
 

@@ -161,10 +161,7 @@ impl fmt::Display for Protocol {
 impl FromStr for Protocol {
     type Err = SimError;
     fn from_str(s: &str) -> Result<Self, SimError> {
-        Protocol::ALL.into_iter().find(|p| p.name() == s).ok_or_else(|| {
-            let names: Vec<_> = Protocol::ALL.iter().map(|p| p.name()).collect();
-            SimError::BadInput(format!("unknown protocol '{s}' (valid: {})", names.join(", ")))
-        })
+        crate::parse_name("protocol", s, &Protocol::ALL, Protocol::name).map_err(SimError::BadInput)
     }
 }
 
@@ -329,10 +326,7 @@ impl fmt::Display for Mutant {
 impl FromStr for Mutant {
     type Err = SimError;
     fn from_str(s: &str) -> Result<Self, SimError> {
-        Mutant::ALL.into_iter().find(|m| m.name() == s).ok_or_else(|| {
-            let names: Vec<_> = Mutant::ALL.iter().map(|m| m.name()).collect();
-            SimError::BadInput(format!("unknown mutant '{s}' (valid: {})", names.join(", ")))
-        })
+        crate::parse_name("mutant", s, &Mutant::ALL, Mutant::name).map_err(SimError::BadInput)
     }
 }
 
