@@ -23,6 +23,7 @@ mod layout;
 mod memory;
 mod reference;
 mod regs;
+pub mod testing;
 mod vcpu;
 mod view;
 

@@ -258,44 +258,12 @@ impl View {
 mod tests {
     use super::*;
     use crate::fetch::{FetchModel, StoreGranularity};
+    use crate::testing::{LogTruth, Pick};
 
-    /// A tiny truth: a base image plus a store log.
-    struct Log {
-        base: u64,
-        init: Vec<u8>,
-        stores: Vec<(u64, Vec<u8>)>,
-    }
-
-    impl Truth for Log {
-        fn now(&self) -> Epoch {
-            self.stores.len() as Epoch
-        }
-        fn store_range(&self, e: Epoch) -> (u64, u64) {
-            let (a, b) = &self.stores[e as usize - 1];
-            (*a, b.len() as u64)
-        }
-        fn byte_at(&self, addr: u64, epoch: Epoch) -> (u8, Epoch) {
-            let mut v = (self.init[(addr - self.base) as usize], 0);
-            for (i, (a, b)) in self.stores.iter().enumerate().take(epoch as usize) {
-                if addr >= *a && addr < a + b.len() as u64 {
-                    v = (b[(addr - a) as usize], i as Epoch + 1);
-                }
-            }
-            v
-        }
-    }
-
-    struct Always(usize);
-    impl Chooser for Always {
-        fn choose(&mut self, n: usize) -> usize {
-            self.0.min(n - 1)
-        }
-    }
-
-    fn truth() -> Log {
+    fn truth() -> LogTruth {
         let mut init = vec![0x90; 4096];
         init[0x10..0x15].copy_from_slice(&[0x0f, 0x1f, 0x44, 0x00, 0x00]);
-        let mut log = Log { base: 0x1000, init, stores: Vec::new() };
+        let mut log = LogTruth { base: 0x1000, init, stores: Vec::new() };
         log.stores.push((0x1010, vec![0xcc]));
         for (a, _) in StoreGranularity::Byte.split(0x1011, 4) {
             log.stores.push((a, vec![0x11]));
@@ -309,13 +277,13 @@ mod tests {
         let mut v = View::new(0x1000, &t.init, FetchModel::PESSIMISTIC);
         let mut changed = Vec::new();
         // Unit 0x1010 stays at epoch 0 (choice 0 = floor), unit 0x1011 jumps to the newest.
-        v.refresh_unit(0x1010, &t, &mut Always(0), &mut changed);
-        v.refresh_unit(0x1011, &t, &mut Always(9), &mut changed);
+        v.refresh_unit(0x1010, &t, &mut Pick(0), &mut changed);
+        v.refresh_unit(0x1011, &t, &mut Pick(9), &mut changed);
         assert_eq!(v.shown(0x1010), (0x0f, 0));
         assert_eq!(v.shown(0x1011), (0x11, 2));
         assert_eq!(changed, vec![(0x1011, 0x1012)]);
         // Monotone: once shown, the new byte never goes back.
-        v.refresh_unit(0x1011, &t, &mut Always(0), &mut changed);
+        v.refresh_unit(0x1011, &t, &mut Pick(0), &mut changed);
         assert_eq!(v.shown(0x1011), (0x11, 2));
     }
 
@@ -324,7 +292,7 @@ mod tests {
         let t = truth();
         let mut v = View::new(0x1000, &t.init, FetchModel::PESSIMISTIC);
         let mut changed = Vec::new();
-        v.refresh_unit(0x1012, &t, &mut Always(1), &mut changed);
+        v.refresh_unit(0x1012, &t, &mut Pick(1), &mut changed);
         v.serialize(&t, &mut changed);
         assert!(v.is_exact(&t));
         for addr in 0x1010..0x1015 {
@@ -339,7 +307,7 @@ mod tests {
         let model = FetchModel::preset("snapshot").unwrap();
         for pick in 0..6 {
             let mut v = View::new(0x1000, &t.init, model);
-            v.refresh_unit(0x1010, &t, &mut Always(pick), &mut Vec::new());
+            v.refresh_unit(0x1010, &t, &mut Pick(pick), &mut Vec::new());
             // Epoch `pick` shows exactly the first `pick` stores.
             for addr in 0x1010..0x1015 {
                 assert_eq!(v.shown(addr).0, t.byte_at(addr, pick as Epoch).0, "pick {pick} addr {addr:#x}");
@@ -355,7 +323,7 @@ mod tests {
         // Two own steps ago the truth was already at epoch 5: the unit may not show less.
         v.note_step(5);
         v.note_step(5);
-        v.refresh_unit(0x1010, &t, &mut Always(0), &mut Vec::new());
+        v.refresh_unit(0x1010, &t, &mut Pick(0), &mut Vec::new());
         assert_eq!(v.shown(0x1010), (0xcc, 1));
     }
 }

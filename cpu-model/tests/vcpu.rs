@@ -3,9 +3,8 @@
 
 use std::rc::Rc;
 
-use cpu_model::{
-    Chooser, Epoch, Fault, FetchModel, Layout, Reg, Regs, SharedRegion, StepOutcome, Truth, Vcpu, PAGE_SIZE,
-};
+use cpu_model::testing::{LogTruth, Pick};
+use cpu_model::{Fault, FetchModel, Layout, Reg, Regs, SharedRegion, StepOutcome, Vcpu, PAGE_SIZE};
 
 const TEXT: u64 = 0x10_0000;
 const DATA: u64 = 0x20_0000;
@@ -14,46 +13,14 @@ fn layout() -> Layout {
     Layout { text_base: TEXT, text_len: PAGE_SIZE, data_base: DATA, data_len: PAGE_SIZE }
 }
 
-/// Truth = the initial text plus a log of stores.
-struct Log {
-    init: Vec<u8>,
-    stores: Vec<(u64, Vec<u8>)>,
-}
-
-impl Truth for Log {
-    fn now(&self) -> Epoch {
-        self.stores.len() as Epoch
-    }
-    fn store_range(&self, e: Epoch) -> (u64, u64) {
-        let (a, b) = &self.stores[e as usize - 1];
-        (*a, b.len() as u64)
-    }
-    fn byte_at(&self, addr: u64, epoch: Epoch) -> (u8, Epoch) {
-        let mut v = (self.init[(addr - TEXT) as usize], 0);
-        for (i, (a, b)) in self.stores.iter().enumerate().take(epoch as usize) {
-            if addr >= *a && addr < a + b.len() as u64 {
-                v = (b[(addr - a) as usize], i as Epoch + 1);
-            }
-        }
-        v
-    }
-}
-
-struct Pick(usize);
-impl Chooser for Pick {
-    fn choose(&mut self, n: usize) -> usize {
-        self.0.min(n - 1)
-    }
-}
-
-fn vcpu(code: &[u8]) -> (Vcpu, Log) {
+fn vcpu(code: &[u8]) -> (Vcpu, LogTruth) {
     let mut text = vec![0xcc; PAGE_SIZE as usize];
     text[..code.len()].copy_from_slice(code);
     let data = Rc::new(SharedRegion::new(DATA, PAGE_SIZE));
     let mut regs = Regs { rip: TEXT, rflags: 0x202, ..Regs::default() };
     regs.set(Reg::Rsp, DATA + 0x800);
     let v = Vcpu::new(0, layout(), &text, data, FetchModel::PESSIMISTIC, &regs).unwrap();
-    (v, Log { init: text, stores: Vec::new() })
+    (v, LogTruth { base: TEXT, init: text, stores: Vec::new() })
 }
 
 #[test]
