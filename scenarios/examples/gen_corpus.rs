@@ -14,6 +14,7 @@
 
 use std::path::Path;
 
+use scenarios::campaign::{Campaign, Shard};
 use scenarios::catalogue::{self, known_bug, supported, variants, Variant};
 use scenarios::file::{Expectation, ScenarioFile};
 use scenarios::workload::{WorkloadKind, WorkloadSpec};
@@ -35,33 +36,34 @@ fn shrunk_entry(
     spec: WorkloadSpec,
     multi: bool,
 ) -> bool {
-    for k in 0..60 {
+    let at = |k| {
         let mut s: Scenario = catalogue::scenario(p, &mutant.into_iter().collect::<Vec<_>>(), spec, "pessimistic", k);
         s.config.unsafe_multi_insn = multi;
-        let Ok(o) = s.run() else { return false };
-        let Some(v) = o.violation() else { continue };
-        let kind = v.kind;
-        let before = o.decisions.len();
-        let (small, list, _) = scenarios::shrink::shrink(&s, o.decisions.clone(), kind, 20_000).expect("shrinks");
-        let trace_hash = small.replay(list.clone()).expect("replays").trace_hash;
-        write(
-            dir,
-            &ScenarioFile {
-                name: name.to_string(),
-                description: Some(format!(
-                    "{what}; shrunk from {before} decisions (seed {k}, {} vCPUs)",
-                    s.config.cpus
-                )),
-                expect: Expectation::Violation(kind),
-                scenario: small,
-                runs: 1,
-                decisions: Some(list),
-                trace_hash: Some(trace_hash),
-            },
-        );
-        return true;
-    }
-    false
+        s
+    };
+    let campaign = Campaign { scenario_at: &at, runs: 60, shard: Shard::ALL, time: None };
+    let Ok(result) = campaign.run(&|_| {}) else { return false };
+    let Some(found) = result.found else { return false };
+    let Some(kind) = found.outcome.violation().map(|v| v.kind) else { return false };
+    let (s, o) = (&found.scenario, &found.outcome);
+    let before = o.decisions.len();
+    let shrunk = scenarios::shrink::shrink(s, o.decisions.clone(), kind, 20_000).expect("shrinks");
+    write(
+        dir,
+        &ScenarioFile {
+            name: name.to_string(),
+            description: Some(format!(
+                "{what}; shrunk from {before} decisions (seed {}, {} vCPUs)",
+                s.seed, s.config.cpus
+            )),
+            expect: Expectation::violation(kind),
+            scenario: shrunk.scenario,
+            runs: 1,
+            decisions: Some(shrunk.decisions),
+            trace_hash: Some(shrunk.outcome.trace_hash),
+        },
+    );
+    true
 }
 
 fn main() {
@@ -138,5 +140,5 @@ fn main() {
 }
 
 fn catalogue_dir() -> std::path::PathBuf {
-    scenarios::corpus::default_dir()
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("corpus")
 }

@@ -7,8 +7,9 @@
 //! ```
 
 use rayon::prelude::*;
+use scenarios::campaign::first_violation;
 use scenarios::catalogue::{known_bug, scenario, supported, variants};
-use scenarios::explore::runs_to_find;
+use scenarios::Scenario;
 use sim_core::sched::Strategy;
 use sim_core::{Mutant, Protocol};
 
@@ -50,7 +51,8 @@ fn main() {
                     // One patch round per run: each run gets one chance, so strategies differ.
                     s.workload.rounds = 1;
                     s.seed = c * 100_003;
-                    runs_to_find(&s, strategy, MAX_RUNS).expect("runs").unwrap_or(MAX_RUNS + 1)
+                    let found = first_violation(&Scenario { strategy, ..s }, MAX_RUNS).expect("runs");
+                    found.map_or(MAX_RUNS + 1, |f| f.index + 1)
                 })
                 .collect()
         };

@@ -1,19 +1,31 @@
-//! Failure artifacts (DESIGN.md §2.10): a versioned JSON file holding everything needed to
-//! reproduce a violation — the pokesim version, the scenario inline (as scenario-file TOML),
-//! seed and strategy, the complete decision list, the violation and the trace hash. Replay
-//! follows the decisions, not the seed, so an artifact keeps reproducing after the RNG or a
-//! strategy changes; if the simulator itself changed under it, replay says it is stale.
+//! Failure artifacts (DESIGN.md §2.10) and everything that replays them.
+//!
+//! An artifact is a versioned JSON file holding everything needed to reproduce a violation —
+//! the pokesim version, the scenario inline (as scenario-file TOML), seed and strategy, the
+//! complete decision list, the violation and the trace hash. Replay follows the decisions,
+//! not the seed, so an artifact keeps reproducing after the RNG or a strategy changes; if the
+//! simulator itself changed under it, replay says it is stale.
+//!
+//! [`Replayable`] is the one loader and the one validity check behind `replay`, `shrink` and
+//! `trace`: a failure artifact or a corpus entry with recorded decisions, replayed strictly
+//! and compared with what it recorded. The same file is valid for all three or for none.
+//!
+//! Artifacts are written after the report is printed, to a temporary name and renamed, so a
+//! full or read-only disk never loses a verdict and never leaves a truncated artifact; names
+//! carry the scenario, strategy, seed, kind and a hash of the whole scenario, so two different
+//! runs never share a name.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sim_core::{Decision, Outcome, Violation};
+use sim_core::{Decision, Outcome, Recorded, Violation};
 
-use crate::file::{Expectation, FileError, ScenarioFile};
+use crate::file::{Expectation, ScenarioFile};
+use crate::input::{read_input, InputError, MAX_ARTIFACT_BYTES};
 use crate::scenario::Scenario;
 
 /// The artifact format this pokesim reads and writes.
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
 
 /// A failure artifact.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,8 +41,10 @@ pub struct Artifact {
     pub seed: u64,
     /// The strategy that drew them.
     pub strategy: String,
-    /// Every decision of the run, `[options, choice]`.
+    /// The decisions of the run up to its last nonzero choice, `[options, choice]`.
     pub decisions: Vec<(u32, u32)>,
+    /// Then this many choices of option 0, and the run ends.
+    pub zeros_after: u64,
     /// The violation.
     pub violation: Violation,
     /// Trace hash of the run.
@@ -40,98 +54,210 @@ pub struct Artifact {
 }
 
 impl Artifact {
-    /// The artifact of a violating run of `scenario` named `name`.
+    /// The artifact of a violating run of `scenario` named `name`; `None` if the outcome has
+    /// no violation or did not keep its decisions.
     pub fn new(name: &str, scenario: &Scenario, outcome: &Outcome) -> Option<Self> {
         let violation = outcome.violation()?.clone();
+        if outcome.decisions.len() as u64 != outcome.stats.decisions {
+            return None;
+        }
         let file = ScenarioFile {
             name: name.to_string(),
             description: None,
-            expect: Expectation::Violation(violation.kind),
+            expect: Expectation::violation(violation.kind),
             scenario: scenario.clone(),
             runs: 1,
             decisions: None,
             trace_hash: None,
         };
+        let recorded = Recorded::from_log(outcome.decisions.clone());
         Some(Artifact {
             format: FORMAT,
             pokesim_version: env!("CARGO_PKG_VERSION").to_string(),
             scenario: file.to_toml(),
             seed: scenario.seed,
             strategy: scenario.strategy.to_string(),
-            decisions: outcome.decisions.iter().map(|d| (d.of, d.choice)).collect(),
+            decisions: recorded.prefix.iter().map(|d| (d.of, d.choice)).collect(),
+            zeros_after: recorded.zeros_after,
             violation,
             trace_hash: outcome.trace_hash.clone(),
             ticks: outcome.stats.ticks,
         })
     }
 
-    /// Reads an artifact, refusing corrupt, truncated or incompatible files.
-    pub fn load(path: &Path) -> Result<Self, FileError> {
-        let file = path.display().to_string();
-        let err = |line: Option<usize>, field: Option<&str>, message: String| FileError {
-            file: file.clone(),
+    /// Parses an artifact, refusing corrupt, truncated, incompatible or future files; `file`
+    /// names it in errors.
+    pub fn parse(file: &str, text: &str) -> Result<Self, InputError> {
+        let err = |line: Option<usize>, field: Option<&str>, message: String| InputError {
+            file: file.to_string(),
             line,
             field: field.map(str::to_string),
+            flag: None,
             message,
         };
-        let text = std::fs::read_to_string(path).map_err(|e| err(None, None, e.to_string()))?;
         // Look at the format first, so that a future format is reported as such rather than as
         // a field mismatch.
-        let value: serde_json::Value = serde_json::from_str(&text)
+        let value: serde_json::Value = serde_json::from_str(text)
             .map_err(|e| err(Some(e.line()), None, format!("corrupt or truncated artifact: {e}")))?;
         match value.get("format").and_then(|f| f.as_u64()) {
             Some(f) if f == FORMAT as u64 => {}
             Some(f) => {
-                return Err(err(
-                    None,
-                    Some("format"),
-                    format!("artifact format {f} is not supported (this pokesim reads format {FORMAT})"),
-                ))
+                let msg = format!("artifact format {f} is not supported (this pokesim reads format {FORMAT})");
+                return Err(err(None, Some("format"), msg));
             }
             None => return Err(err(None, Some("format"), "missing: not a pokesim artifact".into())),
         }
         let a: Artifact =
             serde_json::from_value(value).map_err(|e| err(None, None, format!("corrupt artifact: {e}")))?;
+        check_version(&a.pokesim_version).map_err(|m| err(None, Some("pokesim_version"), m))?;
         if let Some((i, (of, choice))) = a.decisions.iter().enumerate().find(|(_, (of, c))| *of < 2 || c >= of) {
-            return Err(err(
-                None,
-                Some("decisions"),
-                format!("entry {i} [{of}, {choice}] is not [options >= 2, choice < options]"),
-            ));
+            let msg = format!("entry {i} [{of}, {choice}] is not [options >= 2, choice < options]");
+            return Err(err(None, Some("decisions"), msg));
         }
         Ok(a)
     }
 
-    /// The scenario file inside.
-    pub fn scenario_file(&self, path: &Path) -> Result<ScenarioFile, FileError> {
-        ScenarioFile::parse(&format!("{} (scenario)", path.display()), &self.scenario, "artifact")
-    }
-
     /// The decision list.
-    pub fn decision_list(&self) -> Vec<Decision> {
-        self.decisions.iter().map(|&(of, choice)| Decision { of, choice }).collect()
+    pub fn recorded(&self) -> Recorded {
+        let prefix = self.decisions.iter().map(|&(of, choice)| Decision { of, choice }).collect();
+        Recorded { prefix, zeros_after: self.zeros_after }
     }
 
-    /// Writes the artifact as pretty JSON.
+    /// Writes the artifact as JSON, atomically: to a temporary name in the same directory,
+    /// then renamed, so a failed write never leaves a truncated artifact.
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        if let Some(dir) = path.parent() {
-            if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(dir)?;
-            }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
         }
-        let mut json = serde_json::to_string(self).expect("artifacts serialize");
+        let mut json = serde_json::to_string(self).map_err(std::io::Error::other)?;
         json.push('\n');
-        std::fs::write(path, json)
+        let tmp = path.with_extension(format!("json.tmp{}", std::process::id()));
+        let written = std::fs::write(&tmp, json).and_then(|()| std::fs::rename(&tmp, path));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written
     }
 
-    /// A file name that says what failed: workload, protocol, mutants, vCPUs, seed, kind.
-    pub fn default_path(dir: &Path, scenario: &Scenario, violation: &Violation) -> PathBuf {
-        let mut name = format!("{}-{}", scenario.workload.kind, scenario.config.protocol);
-        for m in &scenario.config.mutants {
-            name.push('-');
-            name.push_str(m.name());
+    /// A file name that says what failed — workload, protocol, mutants (or a custom
+    /// program), vCPUs, strategy, seed, kind — and ends in a hash of the whole scenario, so
+    /// that two different runs never share a name.
+    pub fn file_name(scenario: &Scenario, violation: &Violation) -> String {
+        let toml = ScenarioFile {
+            name: String::new(),
+            description: None,
+            expect: Expectation::violation(violation.kind),
+            scenario: scenario.clone(),
+            runs: 1,
+            decisions: None,
+            trace_hash: None,
         }
-        name.push_str(&format!("-cpus{}-seed{}-{}.json", scenario.config.cpus, scenario.seed, violation.kind));
-        dir.join(name)
+        .to_toml();
+        let hash = xxhash_rust::xxh3::xxh3_64(toml.as_bytes()) as u32;
+        let label = scenario.label().replace(['/', '+'], "-");
+        let strategy = scenario.strategy.to_string().replace(':', "");
+        let (cpus, seed, kind) = (scenario.config.cpus, scenario.seed, violation.kind);
+        format!("{label}-cpus{cpus}-{strategy}-seed{seed}-{kind}-{hash:08x}.json")
     }
+
+    /// [`Artifact::file_name`] under `dir`.
+    pub fn default_path(dir: &Path, scenario: &Scenario, violation: &Violation) -> PathBuf {
+        dir.join(Self::file_name(scenario, violation))
+    }
+}
+
+/// Refuses an artifact written by a newer pokesim (it may use meanings this one lacks).
+fn check_version(v: &str) -> Result<(), String> {
+    let parse = |s: &str| -> Option<Vec<u64>> {
+        let parts: Vec<u64> = s.split('.').map(|p| p.parse().ok()).collect::<Option<_>>()?;
+        (parts.len() == 3).then_some(parts)
+    };
+    let ours = env!("CARGO_PKG_VERSION");
+    match (parse(v), parse(ours)) {
+        (Some(theirs), Some(mine)) if theirs <= mine => Ok(()),
+        (Some(_), _) => Err(format!("written by pokesim {v}, newer than this pokesim {ours}")),
+        (None, _) => Err(format!("'{v}' is not a version (MAJOR.MINOR.PATCH)")),
+    }
+}
+
+/// What `replay`, `shrink` and `trace` load: a failure artifact (JSON) or a corpus entry with
+/// recorded decisions (TOML), with what its replay must reproduce.
+#[derive(Clone, Debug)]
+pub struct Replayable {
+    /// The file, for messages.
+    pub file: String,
+    /// Its name (the artifact's scenario name or the entry's name).
+    pub name: String,
+    /// The scenario.
+    pub scenario: Scenario,
+    /// The recorded decisions.
+    pub decisions: Recorded,
+    /// What the run must end in.
+    pub expect: Expectation,
+    /// The exact violation recorded (artifacts only).
+    pub violation: Option<Violation>,
+    /// The trace hash recorded, if any.
+    pub trace_hash: Option<String>,
+}
+
+impl Replayable {
+    /// Loads an artifact (`.json`) or a recorded corpus entry (`.toml`).
+    pub fn load(path: &Path) -> Result<Self, InputError> {
+        let file = path.display().to_string();
+        if path.extension().is_some_and(|x| x == "toml") {
+            let f = ScenarioFile::load(path)?;
+            let Some(decisions) = f.decisions else {
+                let msg = "missing: only entries with recorded decisions replay (run the file with `pokesim run`)";
+                return Err(InputError { field: Some("decisions".into()), ..InputError::file(&file, msg) });
+            };
+            let (name, expect, trace_hash) = (f.name, f.expect, f.trace_hash);
+            return Ok(Self { file, name, scenario: f.scenario, decisions, expect, violation: None, trace_hash });
+        }
+        let art = Artifact::parse(&file, &read_input(path, MAX_ARTIFACT_BYTES)?)?;
+        let inner = ScenarioFile::parse(&format!("{file} (scenario)"), &art.scenario, "artifact")?;
+        Ok(Self {
+            file,
+            name: inner.name,
+            scenario: inner.scenario,
+            decisions: art.recorded(),
+            expect: Expectation::violation(art.violation.kind),
+            violation: Some(art.violation),
+            trace_hash: Some(art.trace_hash),
+        })
+    }
+
+    /// Replays strictly under `scenario` (this one's, possibly with tracing switched on) and
+    /// checks that the run is the recorded one: the decisions fit exactly, and the recorded
+    /// violation (artifacts) and trace hash are the same. Anything else is a stale recording.
+    /// Whether a corpus entry's run meets its `expect` is the caller's question.
+    pub fn reproduce(&self, scenario: &Scenario) -> Result<Outcome, ReplayError> {
+        let stale = |field: &str, message: String| {
+            ReplayError::Stale(InputError { field: Some(field.into()), ..InputError::file(&self.file, message) })
+        };
+        let o = match scenario.replay(self.decisions.clone()) {
+            Ok(o) => o,
+            Err(sim_core::SimError::StaleDecisions(m)) => {
+                return Err(stale("decisions", format!("{m}: the recording no longer fits this pokesim")))
+            }
+            Err(e) => return Err(ReplayError::Sim(e)),
+        };
+        if let Some(want) = self.violation.as_ref().filter(|v| o.violation() != Some(*v)) {
+            let got = o.violation().map_or_else(|| o.verdict.to_string(), |v| v.to_string());
+            return Err(stale("violation", format!("does not reproduce: recorded {want}, got {got}")));
+        }
+        if let Some(want) = self.trace_hash.as_ref().filter(|h| **h != o.trace_hash) {
+            let msg = format!("does not reproduce: the replay's trace hash is {}, recorded {want}", o.trace_hash);
+            return Err(stale("trace_hash", msg));
+        }
+        Ok(o)
+    }
+}
+
+/// Why a replay failed: the recording is stale (bad input, exit 2), or the simulator failed.
+#[derive(Debug)]
+pub enum ReplayError {
+    /// The recording does not reproduce.
+    Stale(InputError),
+    /// A simulator error.
+    Sim(sim_core::SimError),
 }

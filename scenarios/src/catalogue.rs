@@ -1,12 +1,10 @@
 //! The catalogue as data: the workload variants every version is run against, which of them a
-//! version supports, the historic bugs with their buggy and fixed versions, and the
-//! mutant-detection matrix (each mutant × version × workload it applies to, under a fetch
-//! preset: caught or not, by which violation, after how many runs).
+//! version supports, and the historic bugs with their buggy and fixed versions. The
+//! mutant-detection matrix over it is [`crate::matrix`].
 
 use cpu_model::FetchModel;
-use serde::Serialize;
 use sim_core::sched::Strategy;
-use sim_core::{Mutant, Protocol, RunConfig, SimError, ViolationKind};
+use sim_core::{Mutant, Protocol, RunConfig, SimError};
 
 use crate::scenario::Scenario;
 use crate::workload::{SiteOrder, SitePlacement, WorkloadKind, WorkloadSpec};
@@ -18,6 +16,12 @@ pub struct Variant {
     pub name: &'static str,
     /// The workload.
     pub spec: WorkloadSpec,
+}
+
+impl std::fmt::Display for Variant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.name)
+    }
 }
 
 fn spec(kind: WorkloadKind) -> WorkloadSpec {
@@ -44,6 +48,26 @@ pub fn variants() -> Vec<Variant> {
     ]
 }
 
+/// A workload by name: a variant of [`variants`] (`ftrace+kprobe`, `static_call-no-tail`,
+/// `batch-interleaved`, ...) or any plain workload (`multi_insn`).
+pub fn variant(name: &str) -> Result<Variant, String> {
+    if let Some(v) = variants().into_iter().find(|v| v.name == name) {
+        return Ok(v);
+    }
+    match name.parse::<WorkloadKind>() {
+        Ok(kind) => Ok(Variant { name: kind.name(), spec: spec(kind) }),
+        Err(_) => {
+            let mut names: Vec<&str> = variants().iter().map(|v| v.name).collect();
+            for k in WorkloadKind::ALL {
+                if !names.contains(&k.name()) {
+                    names.push(k.name());
+                }
+            }
+            Err(format!("unknown workload '{name}' (valid: {})", names.join(", ")))
+        }
+    }
+}
+
 /// The scenario for seed index `k` of a campaign: vCPUs cycle 2, 4, 8 and the site placement
 /// cycles aligned, crossing 16, crossing 64, crossing a page.
 pub fn scenario(protocol: Protocol, mutants: &[Mutant], spec: WorkloadSpec, preset: &str, k: u64) -> Scenario {
@@ -64,8 +88,7 @@ pub fn scenario(protocol: Protocol, mutants: &[Mutant], spec: WorkloadSpec, pres
 
 /// Whether `protocol` can run `spec` at all: `Err` with the kernel's reason if not.
 pub fn supported(protocol: Protocol, spec: WorkloadSpec) -> Result<(), SimError> {
-    let s = scenario(protocol, &[], WorkloadSpec { rounds: 2, ..spec }, "pessimistic", 0);
-    s.run().map(|_| ())
+    scenario(protocol, &[], spec, "pessimistic", 0).plan().map(|_| ())
 }
 
 /// Whether a version is known to fail a variant even unmutated, and why (its historic bug).
@@ -83,69 +106,4 @@ pub fn known_bug(protocol: Protocol, variant: &Variant) -> Option<&'static str> 
         }
         _ => None,
     }
-}
-
-/// One cell of the mutant matrix.
-#[derive(Clone, Debug, Serialize)]
-pub struct MatrixCell {
-    /// Mutant.
-    pub mutant: String,
-    /// Protocol version.
-    pub protocol: String,
-    /// Workload variant.
-    pub workload: String,
-    /// Fetch preset.
-    pub preset: String,
-    /// The first violation's kind, if caught.
-    pub caught: Option<ViolationKind>,
-    /// Runs done (up to and including the catching one).
-    pub runs: u64,
-}
-
-/// Runs `mutant` on `protocol` × `variant` for up to `seeds` seeds, stopping at the first
-/// violation.
-pub fn mutant_cell(
-    mutant: Mutant,
-    protocol: Protocol,
-    variant: &Variant,
-    preset: &str,
-    seeds: u64,
-) -> Result<MatrixCell, SimError> {
-    let mut cell = MatrixCell {
-        mutant: mutant.name().into(),
-        protocol: protocol.name().into(),
-        workload: variant.name.into(),
-        preset: preset.into(),
-        caught: None,
-        runs: 0,
-    };
-    for k in 0..seeds {
-        let o = scenario(protocol, &[mutant], variant.spec, preset, k).run()?;
-        cell.runs += 1;
-        if let Some(v) = o.violation() {
-            cell.caught = Some(v.kind);
-            break;
-        }
-    }
-    Ok(cell)
-}
-
-/// The cells of the matrix: every mutant × version it applies to × variant that version
-/// supports and passes unmutated (a variant a version already fails says nothing about a
-/// mutant).
-pub fn matrix_cells() -> Vec<(Mutant, Protocol, Variant)> {
-    let mut out = Vec::new();
-    for p in Protocol::ALL {
-        for v in variants() {
-            if supported(p, v.spec).is_err() || known_bug(p, &v).is_some() {
-                continue;
-            }
-            for m in Mutant::ALL {
-                if m.applies_to(p) {
-                    out.push((m, p, v));
-                }
-            }
-        }
-    }
-    out
 }

@@ -8,46 +8,18 @@
 //! preset follow reference/x86-cmc.md §5.4: with one consistent snapshot per fetch, the syncs
 //! after the INT3 and after the tail are unnecessary, the last one is not.
 //!
-//! Scenarios run in parallel (rayon); every run builds its own engines on its own thread, and
-//! each scenario's result depends only on its seeds, so the table is the same for any number
-//! of jobs.
+//! Each row is one campaign ([`crate::campaign`]); rows run in parallel and every row's result
+//! depends only on its seeds, so the table is the same for any number of jobs.
 
-use std::time::{Duration, Instant};
-
-use rayon::prelude::*;
 use serde::Serialize;
 use sim_core::{Mutant, Protocol, SimError, Verdict, ViolationKind};
 
-use std::path::PathBuf;
-
 use crate::artifact::Artifact;
+use crate::campaign::{Campaign, Shard};
 use crate::catalogue;
+use crate::file::{Expectation, KindSet};
 use crate::scenario::Scenario;
 use crate::workload::{WorkloadKind, WorkloadSpec};
-
-/// What a built-in scenario must produce.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case", tag = "verdict", content = "kinds")]
-pub enum Expect {
-    /// No violation on any seed.
-    Pass,
-    /// A violation on some seed; the first violation found must be one of these kinds (the
-    /// first listed is the primary failure, the others are consequences the mutant can also
-    /// reach).
-    Violation(&'static [ViolationKind]),
-}
-
-impl std::fmt::Display for Expect {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Expect::Pass => f.write_str("pass"),
-            Expect::Violation(kinds) => {
-                let names: Vec<_> = kinds.iter().map(|k| k.name()).collect();
-                f.write_str(&names.join("|"))
-            }
-        }
-    }
-}
 
 /// A built-in scenario family.
 #[derive(Clone, Debug)]
@@ -65,7 +37,7 @@ pub struct BuiltIn {
     /// Run with the unsafe multi-instruction override.
     pub unsafe_multi_insn: bool,
     /// Expected result.
-    pub expect: Expect,
+    pub expect: Expectation,
     /// Why this expectation (the historic bug or hardware assumption), if not a plain pass.
     pub why: Option<&'static str>,
 }
@@ -86,7 +58,7 @@ impl BuiltIn {
     }
 }
 
-fn ftrace_row(mutant: Option<Mutant>, preset: &'static str, expect: Expect, why: Option<&'static str>) -> BuiltIn {
+fn ftrace_row(mutant: Option<Mutant>, preset: &'static str, expect: Expectation, why: Option<&'static str>) -> BuiltIn {
     BuiltIn {
         variant: "ftrace",
         spec: WorkloadSpec::new(WorkloadKind::Ftrace),
@@ -110,19 +82,23 @@ pub fn builtins() -> Vec<BuiltIn> {
     let mut out = Vec::new();
     for preset in ["pessimistic", "snapshot"] {
         let snapshot = preset == "snapshot";
-        out.push(ftrace_row(None, preset, Expect::Pass, None));
+        out.push(ftrace_row(None, preset, Expectation::Pass, None));
         for m in [Mutant::NoSyncAfterInt3, Mutant::NoSyncAfterTail, Mutant::NoSyncAfterFirst, Mutant::NoInt3] {
             let (expect, why) = match m {
-                Mutant::NoSyncAfterInt3 | Mutant::NoSyncAfterTail if snapshot => {
-                    (Expect::Pass, Some("one consistent snapshot per fetch never mixes store epochs (x86-cmc §5.4)"))
-                }
+                Mutant::NoSyncAfterInt3 | Mutant::NoSyncAfterTail if snapshot => (
+                    Expectation::Pass,
+                    Some("one consistent snapshot per fetch never mixes store epochs (x86-cmc §5.4)"),
+                ),
                 Mutant::NoSyncAfterInt3 | Mutant::NoSyncAfterTail | Mutant::NoInt3 => {
-                    (Expect::Violation(&[TornFetch]), None)
+                    (Expectation::Violation(KindSet::of(&[TornFetch])), None)
                 }
                 // A stale INT3 after bp_patching is cleared is unclaimed; one that traps between
                 // `vec = NULL` and `nr_entries = 0` makes the handler dereference NULL — bug B3,
                 // which the dropped sync had been hiding for the patching INT3 itself.
-                _ => (Expect::Violation(&[UnclaimedInt3, HandlerFault]), Some("stale INT3; or B3 exposed")),
+                _ => (
+                    Expectation::Violation(KindSet::of(&[UnclaimedInt3, HandlerFault])),
+                    Some("stale INT3; or B3 exposed"),
+                ),
             };
             out.push(ftrace_row(Some(m), preset, expect, why));
         }
@@ -135,9 +111,11 @@ pub fn builtins() -> Vec<BuiltIn> {
             }
             let why = catalogue::known_bug(protocol, &v);
             let expect = match why {
-                None => Expect::Pass,
-                Some(b) if b.starts_with("B1") => Expect::Violation(&[EmulationMismatch, WorkloadInvariant]),
-                Some(_) => Expect::Violation(&[HandlerFault]),
+                None => Expectation::Pass,
+                Some(b) if b.starts_with("B1") => {
+                    Expectation::Violation(KindSet::of(&[EmulationMismatch, WorkloadInvariant]))
+                }
+                Some(_) => Expectation::Violation(KindSet::of(&[HandlerFault])),
             };
             out.push(BuiltIn {
                 variant: v.name,
@@ -157,7 +135,7 @@ pub fn builtins() -> Vec<BuiltIn> {
             mutant: None,
             preset: "pessimistic",
             unsafe_multi_insn: true,
-            expect: Expect::Violation(&[TornFetch]),
+            expect: Expectation::Violation(KindSet::of(&[TornFetch])),
             why: Some("B2: a CPU preempted inside the replaced range resumes into new bytes"),
         });
     }
@@ -170,7 +148,7 @@ pub struct CheckRow {
     /// Scenario name.
     pub scenario: String,
     /// Expected result.
-    pub expect: Expect,
+    pub expect: Expectation,
     /// What happened.
     pub verdict: Verdict,
     /// Violation kind, if any.
@@ -179,63 +157,45 @@ pub struct CheckRow {
     pub seed: Option<u64>,
     /// Runs done.
     pub runs: u64,
+    /// Runs that spent their tick budget without a verdict.
+    pub exhausted: u64,
     /// INT3 traps over all runs (shows the protocol was exercised).
     pub int3_traps: u64,
     /// Patch rounds over all runs.
     pub patch_rounds: u64,
     /// True if the result matches the expectation.
     pub ok: bool,
-    /// Wall time (not part of any run's outcome).
-    #[serde(skip)]
-    pub time: Duration,
+    /// Wall time in milliseconds (not part of any run's outcome).
+    pub millis: u64,
     /// The failure artifact of the first violation, if any.
     #[serde(skip)]
-    pub artifact: Option<(Artifact, PathBuf)>,
+    pub artifact: Option<(Artifact, String)>,
 }
 
-/// Runs one built-in scenario over seeds `0..runs`.
+/// Runs one built-in scenario over seed indices `0..runs` (one campaign).
 pub fn check_one(b: &BuiltIn, runs: u64) -> Result<CheckRow, SimError> {
-    let start = Instant::now();
-    let mut row = CheckRow {
+    let at = |k| b.scenario(k);
+    let c = Campaign { scenario_at: &at, runs, shard: Shard::ALL, time: None }.run(&|_| {})?;
+    let violation = c.found.as_ref().and_then(|f| f.outcome.violation().map(|v| (f, v)));
+    let kind = violation.map(|(_, v)| v.kind);
+    let ok = b.expect.met_by(kind) && c.verdict() != Verdict::BudgetExhausted;
+    let name = b.name().replace(['/', '@', '+'], "-");
+    Ok(CheckRow {
         scenario: b.name(),
         expect: b.expect,
-        verdict: Verdict::Pass,
-        kind: None,
-        seed: None,
-        runs: 0,
-        int3_traps: 0,
-        patch_rounds: 0,
-        ok: false,
-        time: Duration::ZERO,
-        artifact: None,
-    };
-    for k in 0..runs {
-        let scenario = b.scenario(k);
-        let outcome = scenario.run()?;
-        row.runs += 1;
-        row.int3_traps += outcome.stats.int3_traps;
-        row.patch_rounds += outcome.stats.patch_rounds;
-        if let Some(v) = outcome.violation() {
-            row.verdict = Verdict::Violation;
-            row.kind = Some(v.kind);
-            row.seed = Some(k);
-            let name = b.name().replace(['/', '@', '+'], "-");
-            row.artifact =
-                Artifact::new(&name, &scenario, &outcome).map(|a| (a, PathBuf::from(format!("{name}.json"))));
-            break;
-        }
-    }
-    row.ok = match b.expect {
-        Expect::Pass => row.verdict == Verdict::Pass,
-        Expect::Violation(kinds) => row.kind.is_some_and(|k| kinds.contains(&k)),
-    };
-    row.time = start.elapsed();
-    Ok(row)
-}
-
-/// Runs every built-in scenario, in parallel, over `runs` seeds each.
-pub fn check_all(runs: u64) -> Result<Vec<CheckRow>, SimError> {
-    builtins().par_iter().map(|b| check_one(b, runs)).collect()
+        verdict: c.verdict(),
+        kind,
+        seed: c.found.as_ref().map(|f| f.scenario.seed),
+        runs: c.runs,
+        exhausted: c.exhausted,
+        int3_traps: c.totals.int3_traps,
+        patch_rounds: c.totals.patch_rounds,
+        ok,
+        millis: c.elapsed.as_millis() as u64,
+        artifact: violation.and_then(|(f, v)| {
+            Artifact::new(&name, &f.scenario, &f.outcome).map(|a| (a, Artifact::file_name(&f.scenario, v)))
+        }),
+    })
 }
 
 /// The seeds of one campaign: pass rows run them all, violation rows stop at the first.

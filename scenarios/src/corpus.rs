@@ -1,21 +1,23 @@
 //! The regression corpus (DESIGN.md §2.10–2.11): a directory of scenario files, each with its
-//! expected verdict. An entry with a recorded decision list replays it exactly (a shrunk race
-//! replays in milliseconds); one without runs its seeds. An entry whose decisions no longer
-//! fit the simulator is reported as stale — never passed silently.
+//! expected verdict — or the corpus shipped inside pokesim ([`builtin`]). An entry with a
+//! recorded decision list replays it exactly (a shrunk race replays in milliseconds); one
+//! without runs its seeds as a campaign. An entry whose decisions no longer fit the simulator
+//! is reported stale, and a file that does not load is reported invalid — each as its own row:
+//! one broken entry never stops the rest, and nothing is ever passed silently.
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Instant;
 
-use rayon::prelude::*;
 use serde::Serialize;
-use sim_core::{Decisions, SimError, Verdict, ViolationKind};
+use sim_core::{SimError, Verdict};
 
-use crate::artifact::Artifact;
-use crate::file::{Expectation, FileError, ScenarioFile};
+use crate::artifact::{Artifact, ReplayError, Replayable};
+use crate::campaign::{Campaign, Shard};
+use crate::file::ScenarioFile;
+use crate::input::{read_input, InputError, MAX_SCENARIO_BYTES};
 
-/// The corpus shipped with pokesim.
-pub fn default_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("corpus")
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/builtin_corpus.rs"));
 }
 
 /// How one entry fared.
@@ -28,6 +30,10 @@ pub enum EntryStatus {
     Unexpected,
     /// Its recorded decisions no longer fit the simulator.
     Stale,
+    /// The file does not load (its row names the file, line and field).
+    Invalid,
+    /// A run spent its tick budget: no verdict.
+    BudgetExhausted,
 }
 
 /// One corpus row.
@@ -39,7 +45,7 @@ pub struct EntryResult {
     pub file: String,
     /// Expected.
     pub expect: String,
-    /// What happened: `pass` or the violation kind.
+    /// What happened: `pass`, the violation kind, `budget-exhausted`, `stale` or `invalid`.
     pub got: String,
     /// Replayed decisions (true) or ran seeds (false).
     pub replayed: bool,
@@ -47,100 +53,137 @@ pub struct EntryResult {
     pub runs: u64,
     /// Status.
     pub status: EntryStatus,
-    /// Detail for stale or unexpected entries.
+    /// Detail for entries that are not ok.
     pub detail: Option<String>,
-    /// Wall time.
-    #[serde(skip)]
-    pub time: Duration,
+    /// Wall time in milliseconds.
+    pub millis: u64,
     /// The failure artifact of the violation, if any.
     #[serde(skip)]
     pub artifact: Option<Artifact>,
 }
 
-/// The `*.toml` files of `dir`, sorted by name.
-pub fn entries(dir: &Path) -> Result<Vec<PathBuf>, FileError> {
-    let read = std::fs::read_dir(dir).map_err(|e| FileError {
-        file: dir.display().to_string(),
-        line: None,
-        field: None,
-        message: format!("cannot read corpus directory: {e}"),
-    })?;
-    let mut files: Vec<PathBuf> =
-        read.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "toml")).collect();
-    files.sort();
-    Ok(files)
+/// One entry's source: its file name (for messages) and its text, or why it cannot be read.
+#[derive(Clone, Debug)]
+pub struct EntrySource {
+    /// The file, as messages name it.
+    pub file: String,
+    /// The entry's default name (the file stem).
+    pub stem: String,
+    /// The text.
+    pub text: Result<String, InputError>,
 }
 
-/// Runs one entry.
-pub fn run_entry(entry: &ScenarioFile, file: &Path) -> Result<EntryResult, SimError> {
-    let start = Instant::now();
-    let mut r = EntryResult {
-        name: entry.name.clone(),
-        file: file.display().to_string(),
-        expect: entry.expect.to_string(),
-        got: "pass".into(),
-        replayed: entry.decisions.is_some(),
+/// The corpus shipped with pokesim, embedded in the binary.
+pub fn builtin() -> Vec<EntrySource> {
+    embedded::BUILTIN
+        .iter()
+        .map(|(name, text)| EntrySource {
+            file: format!("<built-in corpus>/{name}"),
+            stem: name.trim_end_matches(".toml").to_string(),
+            text: Ok(text.to_string()),
+        })
+        .collect()
+}
+
+/// The `*.toml` files of `dir`, sorted by name (a file that cannot be read is still an entry:
+/// it becomes an invalid row).
+pub fn entries(dir: &Path) -> Result<Vec<EntrySource>, InputError> {
+    let read = std::fs::read_dir(dir)
+        .map_err(|e| InputError::file(dir.display().to_string(), format!("cannot read corpus directory: {e}")))?;
+    let mut files: Vec<_> =
+        read.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "toml")).collect();
+    files.sort();
+    Ok(files
+        .iter()
+        .map(|p| EntrySource {
+            file: p.display().to_string(),
+            stem: p.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default(),
+            text: read_input(p, MAX_SCENARIO_BYTES),
+        })
+        .collect())
+}
+
+fn row(src: &EntrySource, name: &str, expect: String, replayed: bool) -> EntryResult {
+    EntryResult {
+        name: name.to_string(),
+        file: src.file.clone(),
+        expect,
+        got: String::new(),
+        replayed,
         runs: 0,
         status: EntryStatus::Ok,
         detail: None,
-        time: Duration::ZERO,
+        millis: 0,
         artifact: None,
-    };
-    let mut kind: Option<ViolationKind> = None;
-    if let Some(list) = &entry.decisions {
-        r.runs = 1;
-        match entry.scenario.run_with(Decisions::replay(list.clone())) {
-            Ok(o) => {
-                kind = o.violation().map(|v| v.kind);
-                r.artifact = Artifact::new(&entry.name, &entry.scenario, &o);
-                if let Some(want) = entry.trace_hash.as_ref().filter(|h| **h != o.trace_hash) {
-                    r.status = EntryStatus::Stale;
-                    r.got = "stale".into();
-                    r.detail = Some(format!("the replay's trace hash is {}, the entry recorded {want}", o.trace_hash));
-                }
-            }
-            Err(SimError::StaleDecisions(msg)) => {
-                r.status = EntryStatus::Stale;
-                r.got = "stale".into();
-                r.detail = Some(msg);
-            }
-            Err(e) => return Err(e),
-        }
-    } else {
-        for k in 0..entry.runs {
-            let mut s = entry.scenario.clone();
-            s.seed = entry.scenario.seed + k;
-            let o = s.run()?;
-            r.runs += 1;
-            if o.verdict == Verdict::Violation {
-                kind = o.violation().map(|v| v.kind);
-                r.artifact = Artifact::new(&entry.name, &s, &o);
-                break;
-            }
-        }
     }
-    if r.status != EntryStatus::Stale {
+}
+
+/// Runs one entry. `Err` only for a simulator failure; every problem with the entry itself is
+/// a row.
+pub fn run_entry(src: &EntrySource) -> Result<EntryResult, SimError> {
+    let start = Instant::now();
+    let loaded = src.text.clone().and_then(|t| ScenarioFile::parse(&src.file, &t, &src.stem));
+    let entry = match loaded {
+        Ok(e) => e,
+        Err(e) => {
+            let mut r = row(src, &src.stem, "-".into(), false);
+            (r.status, r.got, r.detail) = (EntryStatus::Invalid, "invalid".into(), Some(e.to_string()));
+            return Ok(r);
+        }
+    };
+    let mut r = row(src, &entry.name, entry.expect.to_string(), entry.decisions.is_some());
+    let kind = match &entry.decisions {
+        Some(_) => replay_entry(src, &entry, &mut r)?,
+        None => seeds_entry(&entry, &mut r)?,
+    };
+    if r.status == EntryStatus::Ok {
         r.got = kind.map_or("pass".into(), |k| k.to_string());
-        let ok = match entry.expect {
-            Expectation::Pass => kind.is_none(),
-            Expectation::Violation(want) => kind == Some(want),
-        };
-        if !ok {
+        if !entry.expect.met_by(kind) {
             r.status = EntryStatus::Unexpected;
             r.detail = Some(format!("expected {}, got {}", entry.expect, r.got));
         }
     }
-    r.time = start.elapsed();
+    r.millis = start.elapsed().as_millis() as u64;
     Ok(r)
 }
 
-/// Loads every entry of `dir` (bad files are errors) and runs them in parallel.
-pub fn run_dir(dir: &Path) -> Result<Vec<EntryResult>, String> {
-    let files = entries(dir).map_err(|e| e.to_string())?;
-    let loaded = files
-        .iter()
-        .map(|f| ScenarioFile::load(f).map(|e| (e, f.clone())))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| e.to_string())?;
-    loaded.par_iter().map(|(e, f)| run_entry(e, f).map_err(|err| format!("{}: {err}", f.display()))).collect()
+fn replay_entry(
+    src: &EntrySource,
+    entry: &ScenarioFile,
+    r: &mut EntryResult,
+) -> Result<Option<sim_core::ViolationKind>, SimError> {
+    let replayable = Replayable {
+        file: src.file.clone(),
+        name: entry.name.clone(),
+        scenario: entry.scenario.clone(),
+        decisions: entry.decisions.clone().unwrap_or_default(),
+        expect: entry.expect,
+        violation: None,
+        trace_hash: entry.trace_hash.clone(),
+    };
+    r.runs = 1;
+    match replayable.reproduce(&entry.scenario) {
+        Ok(o) => {
+            r.artifact = Artifact::new(&entry.name, &entry.scenario, &o);
+            Ok(o.violation().map(|v| v.kind))
+        }
+        Err(ReplayError::Stale(e)) => {
+            (r.status, r.got, r.detail) = (EntryStatus::Stale, "stale".into(), Some(e.message));
+            Ok(None)
+        }
+        Err(ReplayError::Sim(e)) => Err(e),
+    }
+}
+
+fn seeds_entry(entry: &ScenarioFile, r: &mut EntryResult) -> Result<Option<sim_core::ViolationKind>, SimError> {
+    let at = Campaign::seeds(&entry.scenario);
+    let c = Campaign { scenario_at: &at, runs: entry.runs, shard: Shard::ALL, time: None }.run(&|_| {})?;
+    r.runs = c.runs;
+    if c.verdict() == Verdict::BudgetExhausted {
+        (r.status, r.got) = (EntryStatus::BudgetExhausted, "budget-exhausted".into());
+        r.detail = Some(format!("{} of {} runs spent their tick budget", c.exhausted, c.runs));
+    }
+    let Some(found) = c.found else { return Ok(None) };
+    r.artifact = Artifact::new(&entry.name, &found.scenario, &found.outcome);
+    Ok(found.outcome.violation().map(|v| v.kind))
 }

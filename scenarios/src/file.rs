@@ -1,6 +1,8 @@
 //! Scenario files (TOML): everything `pokesim run` can express, plus an expected verdict and,
 //! for corpus entries, a recorded decision list. Unknown fields are errors, and every error
-//! names the file, the line and the field.
+//! names the file, the line and the field. A file is read into a [`ScenarioSpec`] (each value
+//! tagged with its line) and validated by [`ScenarioSpec::build`], the one validation every
+//! input goes through.
 //!
 //! ```toml
 //! name = "b3-seed-kprobe"            # optional
@@ -12,14 +14,17 @@
 //! seed = 0                           # first seed
 //! runs = 1                           # seeds seed..seed+runs
 //! strategy = "random"                # random, pct (depth 3), pct:D, replay
-//! steps = 1000000                    # tick budget
+//! steps = 1000000                    # tick budget (default: grows with the scenario)
+//! iterations = 1                     # optional: each vCPU stops after this many loop passes
+//! drain = 32                         # guest steps per vCPU after the patcher finished
 //! unsafe_multi_insn = false
 //! program = ["begin-batch", "..."]   # optional custom patcher program (one batch)
-//! decisions = [[3, 2], [2, 0]]       # optional: replay exactly these choices ([options, choice])
+//! decisions = [[3, 2], [2, 1]]       # optional: replay exactly these choices ([options, choice])
+//! zeros_after = 40                   # then option 0 at each of the next 40 choices, and stop
 //! trace_hash = "3ab66d7520a36451"    # optional: the replay must produce exactly this trace
 //!
 //! [workload]
-//! kind = "ftrace"                    # ftrace, static_call, jump_label, jcc, optprobe, batch, multi_insn
+//! kind = "ftrace"                    # a workload or a variant (`pokesim list`): ftrace, ftrace+kprobe, ...
 //! site = "aligned"                   # aligned, cross16, cross64, cross-page, or a line offset "0".."63"
 //! rounds = 24
 //! sites = 16                         # batch
@@ -46,72 +51,105 @@ use std::str::FromStr;
 
 use cpu_model::{FetchModel, FetchUnit, Staleness, StoreGranularity};
 use serde::Deserialize;
-use sim_core::config::MAX_CPUS;
 use sim_core::program::OpTemplate;
 use sim_core::sched::Strategy;
-use sim_core::{Decision, Kprobe, Mutant, Protocol, RunConfig, SimError, ViolationKind};
+use sim_core::{Kprobe, Mutant, Protocol, Recorded, ViolationKind};
 use toml::Spanned;
 
+use crate::catalogue;
+use crate::input::{read_input, InputError, Origin, MAX_SCENARIO_BYTES};
 use crate::scenario::Scenario;
-use crate::workload::{SiteOrder, SitePlacement, WorkloadKind, WorkloadSpec};
+use crate::spec::{Given, ScenarioSpec};
+use crate::workload::{SiteOrder, SitePlacement, WorkloadKind};
 
-/// A problem with a scenario file, located.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileError {
-    /// The file (or `<inline>`).
-    pub file: String,
-    /// 1-based line, when known.
-    pub line: Option<usize>,
-    /// The field, when known.
-    pub field: Option<String>,
-    /// What is wrong.
-    pub message: String,
-}
+/// A set of violation kinds (what an expectation accepts).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct KindSet(u16);
 
-impl fmt::Display for FileError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file)?;
-        if let Some(l) = self.line {
-            write!(f, ":{l}")?;
+impl KindSet {
+    /// The set of `kinds`.
+    pub const fn of(kinds: &[ViolationKind]) -> Self {
+        let mut bits = 0u16;
+        let mut i = 0;
+        while i < kinds.len() {
+            bits |= 1 << kinds[i] as u16;
+            i += 1;
         }
-        if let Some(field) = &self.field {
-            write!(f, ": field `{field}`")?;
-        }
-        write!(f, ": {}", self.message)
+        KindSet(bits)
+    }
+
+    /// True if `kind` is in the set.
+    pub fn contains(self, kind: ViolationKind) -> bool {
+        self.0 & (1 << kind as u16) != 0
+    }
+
+    /// The kinds, in [`ViolationKind::ALL`] order.
+    pub fn kinds(self) -> impl Iterator<Item = ViolationKind> {
+        ViolationKind::ALL.into_iter().filter(move |k| self.contains(*k))
     }
 }
-
-impl std::error::Error for FileError {}
 
 /// What a scenario expects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Expectation {
     /// No violation on any of its seeds.
     Pass,
-    /// A violation of this kind.
-    Violation(ViolationKind),
+    /// A violation of one of these kinds (the first listed is the primary failure, the others
+    /// consequences the scenario can also reach).
+    Violation(KindSet),
+}
+
+impl Expectation {
+    /// A violation of exactly `kind`.
+    pub fn violation(kind: ViolationKind) -> Self {
+        Expectation::Violation(KindSet::of(&[kind]))
+    }
+
+    /// True if a campaign that ended in `kind` (or in a pass, `None`) meets the expectation.
+    pub fn met_by(self, kind: Option<ViolationKind>) -> bool {
+        match (self, kind) {
+            (Expectation::Pass, None) => true,
+            (Expectation::Violation(set), Some(k)) => set.contains(k),
+            _ => false,
+        }
+    }
 }
 
 impl fmt::Display for Expectation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Expectation::Pass => f.write_str("pass"),
-            Expectation::Violation(k) => write!(f, "{k}"),
+            Expectation::Pass => f.pad("pass"),
+            Expectation::Violation(set) => {
+                let names: Vec<&str> = set.kinds().map(ViolationKind::name).collect();
+                f.pad(&names.join("|"))
+            }
         }
     }
 }
 
 impl FromStr for Expectation {
     type Err = String;
+    /// `pass`, a violation kind, or several joined by `|`.
     fn from_str(s: &str) -> Result<Self, String> {
         if s == "pass" {
             return Ok(Expectation::Pass);
         }
-        s.parse::<ViolationKind>().map(Expectation::Violation).map_err(|e| format!("{e}, or pass"))
+        let mut bits = 0u16;
+        for part in s.split('|') {
+            let k = part.trim().parse::<ViolationKind>().map_err(|e| format!("{e}, or pass"))?;
+            bits |= 1 << k as u16;
+        }
+        Ok(Expectation::Violation(KindSet(bits)))
     }
 }
 
-/// A parsed scenario file.
+impl serde::Serialize for Expectation {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// A validated scenario file (or the scenario the command-line flags describe).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ScenarioFile {
     /// Name (defaults to the file stem).
@@ -125,7 +163,7 @@ pub struct ScenarioFile {
     /// Seeds to run (`seed..seed+runs`).
     pub runs: u64,
     /// A recorded decision list to replay instead of the seed.
-    pub decisions: Option<Vec<Decision>>,
+    pub decisions: Option<Recorded>,
     /// The trace hash the replay must reproduce, bit for bit.
     pub trace_hash: Option<String>,
 }
@@ -133,25 +171,25 @@ pub struct ScenarioFile {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Raw {
-    name: Option<String>,
-    description: Option<String>,
+    name: Option<Spanned<String>>,
+    description: Option<Spanned<String>>,
     expect: Option<Spanned<String>>,
     protocol: Option<Spanned<String>>,
     cpus: Option<Spanned<i64>>,
-    #[serde(default)]
-    mutants: Vec<Spanned<String>>,
+    mutants: Option<Spanned<Vec<Spanned<String>>>>,
     seed: Option<Spanned<i64>>,
     runs: Option<Spanned<i64>>,
     strategy: Option<Spanned<String>>,
     steps: Option<Spanned<i64>>,
-    #[serde(default)]
-    unsafe_multi_insn: bool,
-    program: Option<Vec<Spanned<String>>>,
+    iterations: Option<Spanned<i64>>,
+    drain: Option<Spanned<i64>>,
+    unsafe_multi_insn: Option<Spanned<bool>>,
+    program: Option<Spanned<Vec<Spanned<String>>>>,
     decisions: Option<Spanned<Vec<(i64, i64)>>>,
+    zeros_after: Option<Spanned<i64>>,
     trace_hash: Option<Spanned<String>>,
-    workload: Spanned<RawWorkload>,
-    #[serde(default)]
-    fetch: RawFetch,
+    workload: Option<Spanned<RawWorkload>>,
+    fetch: Option<RawFetch>,
     #[serde(default)]
     kprobes: Vec<Spanned<RawKprobe>>,
 }
@@ -159,13 +197,13 @@ struct Raw {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawWorkload {
-    kind: Spanned<String>,
+    kind: Option<Spanned<String>>,
     site: Option<Spanned<String>>,
     rounds: Option<Spanned<i64>>,
     sites: Option<Spanned<i64>>,
     order: Option<Spanned<String>>,
-    tail: Option<bool>,
-    kprobe: Option<bool>,
+    tail: Option<Spanned<bool>>,
+    kprobe: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -174,7 +212,7 @@ struct RawFetch {
     preset: Option<Spanned<String>>,
     unit: Option<Spanned<String>>,
     stores: Option<Spanned<String>>,
-    monotone: Option<bool>,
+    monotone: Option<Spanned<bool>>,
     staleness: Option<Spanned<i64>>,
 }
 
@@ -190,181 +228,145 @@ fn yes() -> bool {
     true
 }
 
-struct Locator<'a> {
+/// Turns spans into lines and parse failures into located errors.
+struct Lines<'a> {
     file: &'a str,
     src: &'a str,
 }
 
-impl Locator<'_> {
+impl Lines<'_> {
     fn line(&self, span: Range<usize>) -> usize {
         self.src[..span.start.min(self.src.len())].matches('\n').count() + 1
     }
 
-    fn err(&self, span: Option<Range<usize>>, field: &str, message: impl Into<String>) -> FileError {
-        FileError {
-            file: self.file.to_string(),
-            line: span.map(|s| self.line(s)),
-            field: Some(field.to_string()),
-            message: message.into(),
-        }
+    fn origin<T>(&self, v: &Spanned<T>) -> Origin {
+        Origin::Line(self.line(v.span()))
     }
 
-    /// Parses a spanned string with `FromStr`, locating the error.
+    /// A spanned value as given.
+    fn given<T: Clone>(&self, v: &Option<Spanned<T>>) -> Option<Given<T>> {
+        v.as_ref().map(|v| Given::new(v.get_ref().clone(), self.origin(v)))
+    }
+
+    /// A spanned string parsed with `FromStr`, the error located at its line.
     fn parse<T, E: fmt::Display>(
         &self,
-        v: &Spanned<String>,
+        v: &Option<Spanned<String>>,
         field: &str,
         f: impl Fn(&str) -> Result<T, E>,
-    ) -> Result<T, FileError> {
-        f(v.get_ref()).map_err(|e| self.err(Some(v.span()), field, e.to_string()))
-    }
-
-    fn range(&self, v: &Spanned<i64>, field: &str, lo: i64, hi: i64) -> Result<i64, FileError> {
-        let x = *v.get_ref();
-        if x < lo || x > hi {
-            return Err(self.err(Some(v.span()), field, format!("{x} is out of range ({lo}..={hi})")));
+    ) -> Result<Option<Given<T>>, InputError> {
+        let Some(v) = v else { return Ok(None) };
+        let origin = self.origin(v);
+        match f(v.get_ref()) {
+            Ok(x) => Ok(Some(Given::new(x, origin))),
+            Err(e) => Err(InputError::at(self.file, &origin, field, e.to_string())),
         }
-        Ok(x)
     }
 }
 
-fn sim(e: SimError) -> String {
-    e.to_string()
+/// Reads a scenario file into a spec (not yet validated): the command line lays its flags
+/// over it before [`ScenarioSpec::build`].
+pub fn read_spec(path: &Path) -> Result<ScenarioSpec, InputError> {
+    let src = read_input(path, MAX_SCENARIO_BYTES)?;
+    parse_spec(&path.display().to_string(), &src)
+}
+
+/// Parses scenario TOML into a spec; `file` names it in errors.
+pub fn parse_spec(file: &str, src: &str) -> Result<ScenarioSpec, InputError> {
+    let l = Lines { file, src };
+    let raw: Raw = toml::from_str(src).map_err(|e| InputError {
+        file: file.into(),
+        line: e.span().map(|s| l.line(s)),
+        field: None,
+        flag: None,
+        message: e.message().trim().to_string(),
+    })?;
+    let mut spec = ScenarioSpec {
+        name: l.given(&raw.name),
+        description: l.given(&raw.description),
+        expect: l.parse(&raw.expect, "expect", str::parse::<Expectation>)?,
+        protocol: l.parse(&raw.protocol, "protocol", str::parse::<Protocol>)?,
+        cpus: l.given(&raw.cpus),
+        seed: l.given(&raw.seed),
+        runs: l.given(&raw.runs),
+        strategy: l.parse(&raw.strategy, "strategy", str::parse::<Strategy>)?,
+        steps: l.given(&raw.steps),
+        iterations: l.given(&raw.iterations),
+        drain: l.given(&raw.drain),
+        unsafe_multi_insn: l.given(&raw.unsafe_multi_insn),
+        decisions: l.given(&raw.decisions),
+        zeros_after: l.given(&raw.zeros_after),
+        trace_hash: l.given(&raw.trace_hash),
+        ..ScenarioSpec::default()
+    };
+    if let Some(list) = &raw.mutants {
+        spec.mutants_origin = Some(l.origin(list));
+        for m in list.get_ref() {
+            spec.mutants.extend(l.parse(&Some(m.clone()), "mutants", str::parse::<Mutant>)?);
+        }
+    }
+    if let Some(ops) = &raw.program {
+        let mut program = Vec::new();
+        for o in ops.get_ref() {
+            program.extend(l.parse(&Some(o.clone()), "program", str::parse::<OpTemplate>)?.map(|g| g.value));
+        }
+        spec.program = Some(Given::new(program, l.origin(ops)));
+    }
+    workload(&l, &raw, &mut spec)?;
+    fetch(&l, raw.fetch.unwrap_or_default(), &mut spec)?;
+    for k in &raw.kprobes {
+        let addr = u64::try_from(k.get_ref().addr).map_err(|_| {
+            InputError::at(file, &l.origin(k), "kprobes.addr", "must be a guest address (not negative)")
+        })?;
+        spec.kprobes.push(Given::new(Kprobe { addr, armed: k.get_ref().armed }, l.origin(k)));
+    }
+    Ok(spec)
+}
+
+fn workload(l: &Lines<'_>, raw: &Raw, spec: &mut ScenarioSpec) -> Result<(), InputError> {
+    let Some(w) = &raw.workload else {
+        let msg = "missing: a scenario needs a [workload] table with a `kind`";
+        return Err(InputError::at(l.file, &Origin::Default, "workload", msg));
+    };
+    let (origin, w) = (l.origin(w), w.get_ref());
+    let Some(kind) = &w.kind else {
+        return Err(InputError::at(l.file, &origin, "workload.kind", "missing: name a workload (see `pokesim list`)"));
+    };
+    let f = &mut spec.workload;
+    f.kind = l.parse(&Some(kind.clone()), "workload.kind", catalogue::variant)?;
+    f.site = l.parse(&w.site, "workload.site", str::parse::<SitePlacement>)?;
+    f.rounds = l.given(&w.rounds);
+    f.sites = l.given(&w.sites);
+    f.order = l.parse(&w.order, "workload.order", str::parse::<SiteOrder>)?;
+    f.tail = l.given(&w.tail);
+    f.kprobe = l.given(&w.kprobe);
+    Ok(())
+}
+
+fn fetch(l: &Lines<'_>, f: RawFetch, spec: &mut ScenarioSpec) -> Result<(), InputError> {
+    let preset = |s: &str| {
+        FetchModel::preset(s).ok_or_else(|| format!("unknown preset '{s}' (valid: {})", FetchModel::PRESETS.join(", ")))
+    };
+    let out = &mut spec.fetch;
+    out.preset = l.parse(&f.preset, "fetch.preset", preset)?;
+    out.unit = l.parse(&f.unit, "fetch.unit", str::parse::<FetchUnit>)?;
+    out.stores = l.parse(&f.stores, "fetch.stores", str::parse::<StoreGranularity>)?;
+    out.monotone = l.given(&f.monotone);
+    out.staleness = l.given(&f.staleness);
+    Ok(())
 }
 
 impl ScenarioFile {
-    /// Reads and parses a scenario file.
-    pub fn load(path: &Path) -> Result<Self, FileError> {
-        let file = path.display().to_string();
-        let src = std::fs::read_to_string(path).map_err(|e| FileError {
-            file: file.clone(),
-            line: None,
-            field: None,
-            message: e.to_string(),
-        })?;
+    /// Reads, parses and validates a scenario file.
+    pub fn load(path: &Path) -> Result<Self, InputError> {
         let stem = path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
-        Self::parse(&file, &src, &stem)
+        read_spec(path)?.build(&path.display().to_string(), &stem)
     }
 
-    /// Parses scenario TOML; `file` names it in errors, `default_name` is used without `name`.
-    pub fn parse(file: &str, src: &str, default_name: &str) -> Result<Self, FileError> {
-        let loc = Locator { file, src };
-        let raw: Raw = toml::from_str(src).map_err(|e| {
-            let line = e.span().map(|s| loc.line(s));
-            FileError { file: file.into(), line, field: None, message: e.message().trim().to_string() }
-        })?;
-        let w = raw.workload.get_ref();
-        let kind = loc.parse(&w.kind, "workload.kind", |s| s.parse::<WorkloadKind>().map_err(sim))?;
-        let mut workload = WorkloadSpec::new(kind);
-        if let Some(s) = &w.site {
-            workload.site = loc.parse(s, "workload.site", |s| s.parse::<SitePlacement>().map_err(sim))?;
-        }
-        if let Some(r) = &w.rounds {
-            workload.rounds = loc.range(r, "workload.rounds", 0, 100_000)? as u32;
-        }
-        if let Some(n) = &w.sites {
-            workload.sites = loc.range(n, "workload.sites", 1, crate::workload::MAX_BATCH_SITES as i64)? as u32;
-        }
-        if let Some(o) = &w.order {
-            workload.order = loc.parse(o, "workload.order", |s| s.parse::<SiteOrder>().map_err(sim))?;
-        }
-        workload.tail = w.tail.unwrap_or(workload.tail);
-        workload.kprobe = w.kprobe.unwrap_or(false);
-
-        let mut config = RunConfig::default();
-        if let Some(p) = &raw.protocol {
-            config.protocol = loc.parse(p, "protocol", |s| s.parse::<Protocol>().map_err(sim))?;
-        }
-        if let Some(c) = &raw.cpus {
-            config.cpus = loc.range(c, "cpus", 1, MAX_CPUS as i64)? as usize;
-        }
-        for m in &raw.mutants {
-            let mutant = loc.parse(m, "mutants", |s| s.parse::<Mutant>().map_err(sim))?;
-            if !mutant.applies_to(config.protocol) {
-                return Err(loc.err(
-                    Some(m.span()),
-                    "mutants",
-                    format!("'{mutant}' does not apply to {}", config.protocol),
-                ));
-            }
-            config.mutants.push(mutant);
-        }
-        if let Some(s) = &raw.steps {
-            config.max_ticks = loc.range(s, "steps", 1, i64::MAX)? as u64;
-        }
-        config.unsafe_multi_insn = raw.unsafe_multi_insn;
-        if let Some(ops) = &raw.program {
-            let t = ops
-                .iter()
-                .map(|o| loc.parse(o, "program", |s| s.parse::<OpTemplate>().map_err(sim)))
-                .collect::<Result<Vec<_>, _>>()?;
-            sim_core::program::validate(&t).map_err(|e| loc.err(ops.first().map(|o| o.span()), "program", sim(e)))?;
-            if !config.mutants.is_empty() {
-                return Err(loc.err(None, "program", "a custom program cannot also take mutants"));
-            }
-            config.program = Some(t);
-        }
-        config.fetch = fetch(&loc, &raw.fetch)?;
-        let strategy = match &raw.strategy {
-            Some(s) => loc.parse(s, "strategy", |s| s.parse::<Strategy>())?,
-            None => Strategy::Random,
-        };
-        let seed = match &raw.seed {
-            Some(s) => loc.range(s, "seed", 0, i64::MAX)? as u64,
-            None => 0,
-        };
-        let runs = match &raw.runs {
-            Some(r) => loc.range(r, "runs", 1, 1_000_000)? as u64,
-            None => 1,
-        };
-        let expect = match &raw.expect {
-            Some(e) => loc.parse(e, "expect", |s| s.parse::<Expectation>())?,
-            None => Expectation::Pass,
-        };
-        let decisions = match &raw.decisions {
-            None => None,
-            Some(d) => {
-                let mut list = Vec::with_capacity(d.get_ref().len());
-                for &(of, choice) in d.get_ref() {
-                    if of < 2 || of > u32::MAX as i64 || choice < 0 || choice >= of {
-                        return Err(loc.err(
-                            Some(d.span()),
-                            "decisions",
-                            format!("[{of}, {choice}] is not [options >= 2, choice < options]"),
-                        ));
-                    }
-                    list.push(Decision { of: of as u32, choice: choice as u32 });
-                }
-                Some(list)
-            }
-        };
-        if let Some(h) = &raw.trace_hash {
-            let ok = h.get_ref().len() == 16 && h.get_ref().chars().all(|c| c.is_ascii_hexdigit());
-            if !ok {
-                return Err(loc.err(Some(h.span()), "trace_hash", "must be 16 hex digits"));
-            }
-            if decisions.is_none() {
-                return Err(loc.err(Some(h.span()), "trace_hash", "needs `decisions` (a seed run has no fixed trace)"));
-            }
-        }
-        let mut kprobes = Vec::new();
-        for k in &raw.kprobes {
-            let r = k.get_ref();
-            if r.addr < 0 {
-                return Err(loc.err(Some(k.span()), "kprobes.addr", "must be a guest address"));
-            }
-            kprobes.push(Kprobe { addr: r.addr as u64, armed: r.armed });
-        }
-        let scenario = Scenario { workload, config, strategy, seed, kprobes };
-        Ok(ScenarioFile {
-            name: raw.name.unwrap_or_else(|| default_name.to_string()),
-            description: raw.description,
-            expect,
-            scenario,
-            runs,
-            decisions,
-            trace_hash: raw.trace_hash.map(|h| h.into_inner()),
-        })
+    /// Parses and validates scenario TOML; `file` names it in errors, `default_name` is used
+    /// without `name`.
+    pub fn parse(file: &str, src: &str, default_name: &str) -> Result<Self, InputError> {
+        parse_spec(file, src)?.build(file, default_name)
     }
 
     /// The file as TOML (what `load` reads back to an equal value).
@@ -383,20 +385,30 @@ impl ScenarioFile {
         let mutants: Vec<String> = c.mutants.iter().map(|m| q(m.name())).collect();
         out.push_str(&format!("mutants = [{}]\n", mutants.join(", ")));
         out.push_str(&format!("seed = {}\nruns = {}\n", s.seed, self.runs));
-        out.push_str(&format!("strategy = {}\nsteps = {}\n", q(&s.strategy.to_string()), c.max_ticks));
+        out.push_str(&format!("strategy = {}\n", q(&s.strategy.to_string())));
+        if let Some(t) = c.max_ticks {
+            out.push_str(&format!("steps = {t}\n"));
+        }
+        if let Some(k) = c.max_iterations {
+            out.push_str(&format!("iterations = {k}\n"));
+        }
+        if c.drain_steps != sim_core::config::DEFAULT_DRAIN {
+            out.push_str(&format!("drain = {}\n", c.drain_steps));
+        }
         out.push_str(&format!("unsafe_multi_insn = {}\n", c.unsafe_multi_insn));
         if let Some(p) = &c.program {
             let ops: Vec<String> = p.iter().map(|o| q(o.name())).collect();
             out.push_str(&format!("program = [{}]\n", ops.join(", ")));
         }
         if let Some(d) = &self.decisions {
-            let items: Vec<String> = d.iter().map(|d| format!("[{}, {}]", d.of, d.choice)).collect();
+            let items: Vec<String> = d.prefix.iter().map(|d| format!("[{}, {}]", d.of, d.choice)).collect();
             out.push_str("decisions = [");
             for (i, chunk) in items.chunks(16).enumerate() {
                 out.push_str(if i == 0 { "\n    " } else { ",\n    " });
                 out.push_str(&chunk.join(", "));
             }
             out.push_str("\n]\n");
+            out.push_str(&format!("zeros_after = {}\n", d.zeros_after));
         }
         if let Some(h) = &self.trace_hash {
             out.push_str(&format!("trace_hash = {}\n", q(h)));
@@ -432,29 +444,6 @@ impl ScenarioFile {
     }
 }
 
-fn fetch(loc: &Locator<'_>, f: &RawFetch) -> Result<FetchModel, FileError> {
-    let mut m = match &f.preset {
-        Some(p) => loc.parse(p, "fetch.preset", |s| {
-            FetchModel::preset(s)
-                .ok_or_else(|| format!("unknown preset '{s}' (valid: {})", FetchModel::PRESETS.join(", ")))
-        })?,
-        None => FetchModel::PESSIMISTIC,
-    };
-    if let Some(u) = &f.unit {
-        m.fetch = loc.parse(u, "fetch.unit", |s| s.parse::<FetchUnit>())?;
-    }
-    if let Some(s) = &f.stores {
-        m.stores = loc.parse(s, "fetch.stores", |s| s.parse::<StoreGranularity>())?;
-    }
-    if let Some(mono) = f.monotone {
-        m.monotone = mono;
-    }
-    if let Some(k) = &f.staleness {
-        m.staleness = Staleness::Bounded(loc.range(k, "fetch.staleness", 1, u32::MAX as i64)? as u32);
-    }
-    Ok(m)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -474,8 +463,9 @@ mod tests {
     #[test]
     fn to_toml_round_trips() {
         let src = "name = \"x\"\nexpect = \"torn-fetch\"\nprotocol = \"linux-6.16\"\ncpus = 3\nmutants = [\"no-sync-after-int3\"]\n\
-                   seed = 9\nruns = 4\nstrategy = \"pct:5\"\ndecisions = [[2, 1], [3, 0]]\ntrace_hash = \"00112233445566ff\"\n[workload]\nkind = \"batch\"\nsite = \"cross64\"\nsites = 20\n\
-                   order = \"interleaved\"\nkprobe = true\n[fetch]\npreset = \"line64\"\nstaleness = 7\n[[kprobes]]\naddr = 0x400040\n";
+                   seed = 9\nruns = 1\nstrategy = \"pct:5\"\ndecisions = [[2, 1], [3, 0]]\nzeros_after = 12\n\
+                   trace_hash = \"00112233445566ff\"\niterations = 3\ndrain = 7\n[workload]\nkind = \"batch\"\nsite = \"cross64\"\n\
+                   sites = 20\norder = \"interleaved\"\n[fetch]\npreset = \"line64\"\nstaleness = 7\n[[kprobes]]\naddr = 0x400000\n";
         let f = ScenarioFile::parse("x.toml", src, "x").unwrap();
         let again = ScenarioFile::parse("y.toml", &f.to_toml(), "y").unwrap();
         assert_eq!(f, again);

@@ -11,15 +11,19 @@
 
 pub mod artifact;
 pub mod bench;
+pub mod campaign;
 pub mod catalogue;
 pub mod check;
 pub mod corpus;
-pub mod explore;
+pub mod exhaust;
 pub mod file;
+pub mod input;
 pub mod matrix;
 pub mod report;
 pub mod scenario;
 pub mod shrink;
+pub mod spec;
+pub mod stream;
 pub mod workload;
 
 pub use scenario::Scenario;

@@ -3,16 +3,16 @@
 //! after how many runs and how much time, and how small its counterexample shrinks. Read down
 //! a preset's column to see which protocol steps that hardware assumption makes unnecessary.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use cpu_model::FetchModel;
-use rayon::prelude::*;
 use serde::Serialize;
 use sim_core::sched::Strategy;
 use sim_core::{Mutant, Protocol, SimError, ViolationKind};
 
+use crate::campaign::{Campaign, Found, Shard};
 use crate::catalogue::{self, known_bug, supported, variants, Variant};
-use crate::explore::expected_ticks;
+use crate::scenario::Scenario;
 
 /// One cell.
 #[derive(Clone, Debug, Serialize)]
@@ -54,7 +54,7 @@ pub struct Filter {
     pub presets: Vec<String>,
 }
 
-/// The cells selected by `filter`.
+/// The cells selected by `filter`, grouped by mutant.
 pub fn cells(filter: &Filter) -> Vec<(Mutant, Protocol, Variant, String)> {
     let presets: Vec<String> = if filter.presets.is_empty() {
         FetchModel::PRESETS.iter().map(|p| p.to_string()).collect()
@@ -77,9 +77,14 @@ pub fn cells(filter: &Filter) -> Vec<(Mutant, Protocol, Variant, String)> {
             }
         }
     }
+    // One mutant's cells together (a table row per mutant can be printed as soon as its
+    // cells are done); the sort is stable, so versions and workloads keep their order.
+    out.sort_by_key(|c| c.0);
     out
 }
 
+/// The first violation of `m` on `p` × `v` under `preset` with `strategy` within `runs` seed
+/// indices (one campaign over the catalogue's cycling scenarios): how many runs it took.
 fn first_violation(
     m: Mutant,
     p: Protocol,
@@ -87,26 +92,19 @@ fn first_violation(
     preset: &str,
     strategy: Strategy,
     runs: u64,
-) -> Result<Option<(u64, crate::Scenario, sim_core::Outcome)>, SimError> {
-    let base = catalogue::scenario(p, &[m], v.spec, preset, 0);
-    let k = expected_ticks(&base);
-    for i in 0..runs {
-        let mut s = catalogue::scenario(p, &[m], v.spec, preset, i);
-        s.strategy = strategy;
-        let mut sched = strategy.scheduler_for(s.seed, k);
-        let o = s.run_custom(sched.as_mut(), sim_core::Decisions::seeded(s.seed), &s.config)?;
-        if o.violation().is_some() {
-            return Ok(Some((i + 1, s, o)));
-        }
-    }
-    Ok(None)
+) -> Result<Option<(u64, Found)>, SimError> {
+    let at = |k| Scenario { strategy, ..catalogue::scenario(p, &[m], v.spec, preset, k) };
+    let c = Campaign { scenario_at: &at, runs, shard: Shard::ALL, time: None }.run(&|_| {})?;
+    Ok(c.found.map(|f| (f.index + 1, f)))
 }
 
 /// Computes one cell with `runs` runs per strategy.
-pub fn cell(m: Mutant, p: Protocol, v: &Variant, preset: &str, runs: u64) -> Result<Cell, SimError> {
+/// With `shrink`, the counterexample is shrunk and its size reported; `pct` adds a PCT
+/// campaign next to the random one.
+pub fn cell(m: Mutant, p: Protocol, v: &Variant, preset: &str, runs: u64, opts: CellOptions) -> Result<Cell, SimError> {
     let start = Instant::now();
     let random = first_violation(m, p, v, preset, Strategy::Random, runs)?;
-    let pct = first_violation(m, p, v, preset, Strategy::Pct { depth: 3 }, runs)?;
+    let pct = if opts.pct { first_violation(m, p, v, preset, Strategy::Pct { depth: 3 }, runs)? } else { None };
     let (random_runs, pct_runs) = (random.as_ref().map(|r| r.0), pct.as_ref().map(|r| r.0));
     let best = match (&random, &pct) {
         (Some(r), Some(q)) if q.0 < r.0 => Some(("pct", q)),
@@ -128,23 +126,31 @@ pub fn cell(m: Mutant, p: Protocol, v: &Variant, preset: &str, runs: u64) -> Res
         shrunk_decisions: None,
         millis: 0,
     };
-    if let Some((name, (_, s, o))) = best {
-        let kind = o.violation().expect("a counterexample violates").kind;
-        c.kind = Some(kind);
+    if let Some((name, (_, found))) = best {
+        let kind = found.outcome.violation().map(|v| v.kind);
+        c.kind = kind;
         c.strategy = Some(name.into());
-        let (_, list, _) = crate::shrink::shrink(s, o.decisions.clone(), kind, 3_000)?;
-        c.shrunk_decisions = Some(list.len());
+        if let (true, Some(kind)) = (opts.shrink, kind) {
+            let shrunk = crate::shrink::shrink(&found.scenario, found.outcome.decisions.clone(), kind, 3_000)?;
+            c.shrunk_decisions = Some(shrunk.decisions.prefix.len());
+        }
     }
     c.millis = start.elapsed().as_millis() as u64;
     Ok(c)
 }
 
-/// Computes every selected cell, in parallel.
-pub fn matrix(filter: &Filter, runs: u64) -> Result<(Vec<Cell>, Duration), SimError> {
-    let start = Instant::now();
-    let cells = cells(filter)
-        .par_iter()
-        .map(|(m, p, v, preset)| cell(*m, *p, v, preset, runs))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok((cells, start.elapsed()))
+/// What a cell computes besides the random campaign.
+#[derive(Clone, Copy, Debug)]
+pub struct CellOptions {
+    /// Also run a PCT (depth 3) campaign.
+    pub pct: bool,
+    /// Shrink the counterexample and report its size.
+    pub shrink: bool,
+}
+
+impl CellOptions {
+    /// What `pokesim mutants` computes: random and PCT, shrunk.
+    pub const FULL: CellOptions = CellOptions { pct: true, shrink: true };
+    /// Random only, not shrunk: whether the mutant is caught at all.
+    pub const CAUGHT: CellOptions = CellOptions { pct: false, shrink: false };
 }

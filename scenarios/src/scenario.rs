@@ -1,9 +1,14 @@
 //! A scenario: everything one run needs — workload and parameters, the run configuration
-//! (vCPUs, protocol, mutants, fetch model, budget), the strategy and the seed — and the
-//! function that runs it.
+//! (vCPUs, protocol, mutants, fetch model, budget), the strategy, the seed and the kprobes the
+//! scenario registers — and the functions that check and run it.
+//!
+//! A scenario is a pure description: the same scenario with the same decisions is the same
+//! run, in any process, whichever command runs it. In particular the PCT scheduler's horizon
+//! (the run length it spreads its change points over) is derived from the scenario's plan, not
+//! measured, so `run --strategy pct --seed S` repeats what `explore` found at seed S.
 
 use sim_core::sched::{Scheduler, Strategy};
-use sim_core::{Decision, Decisions, Kprobe, Outcome, RunConfig, SimError};
+use sim_core::{Decisions, Kprobe, Machine, Outcome, Plan, Recorded, RunConfig, SimError};
 
 use crate::workload::WorkloadSpec;
 
@@ -23,39 +28,60 @@ pub struct Scenario {
 }
 
 impl Scenario {
-    /// Runs the scenario from its seed.
+    /// Checks everything about the scenario that can be checked without running it — the
+    /// configuration, the workload, what the protocol can patch, the kprobes against the
+    /// decoded text — and returns the run's plan. Every invalid-input error names its
+    /// [`sim_core::Subject`].
+    pub fn plan(&self) -> Result<Plan, SimError> {
+        self.plan_with(&self.config)
+    }
+
+    fn plan_with(&self, config: &RunConfig) -> Result<Plan, SimError> {
+        config.validate()?;
+        let image = self.workload.build(config.cpus)?;
+        Plan::new(config, image, &self.kprobes)
+    }
+
+    /// Runs the scenario from its seed, keeping the decisions (to write an artifact).
     pub fn run(&self) -> Result<Outcome, SimError> {
         self.run_with(Decisions::seeded(self.seed))
     }
 
-    /// Runs the scenario answering choices from a recorded list.
-    pub fn replay(&self, decisions: Vec<Decision>) -> Result<Outcome, SimError> {
-        self.run_with(Decisions::replay(decisions))
+    /// Runs the scenario from its seed without keeping its decisions: memory does not grow
+    /// with the run's length. [`Scenario::run`] repeats it with the decisions kept.
+    pub fn run_unrecorded(&self) -> Result<Outcome, SimError> {
+        self.run_with(Decisions::seeded(self.seed).keeping(false))
+    }
+
+    /// Replays a recorded decision list strictly: it must fit the run exactly.
+    pub fn replay(&self, recorded: Recorded) -> Result<Outcome, SimError> {
+        self.run_with(Decisions::replay(recorded))
     }
 
     /// Runs the scenario with `decisions` (seeded or recorded) under its own strategy.
     pub fn run_with(&self, decisions: Decisions) -> Result<Outcome, SimError> {
-        let mut scheduler = self.strategy.scheduler_for(self.seed, sim_core::sched::pct::DEFAULT_EXPECTED_TICKS);
-        self.run_custom(scheduler.as_mut(), decisions, &self.config)
+        let machine = Machine::new(self.plan()?)?;
+        let mut scheduler = self.strategy.scheduler_for(self.seed, machine.expected_ticks());
+        machine.run(scheduler.as_mut(), decisions)
     }
 
     /// Runs the scenario under `config` (this scenario's, possibly adjusted) with a given
-    /// scheduler and decision source.
+    /// scheduler and decision source (exhaustive search drives its own scheduler).
     pub fn run_custom(
         &self,
         scheduler: &mut dyn Scheduler,
         decisions: Decisions,
         config: &RunConfig,
     ) -> Result<Outcome, SimError> {
-        config.validate()?;
-        let mut image = self.workload.build(config.cpus)?;
-        image.kprobes.extend(self.kprobes.iter().copied());
-        sim_core::run(config, image, scheduler, decisions)
+        Machine::new(self.plan_with(config)?)?.run(scheduler, decisions)
     }
 
-    /// A short label: workload, protocol, mutants, fetch model, vCPUs.
+    /// A short label: workload, protocol, mutants (or `custom` for a custom program).
     pub fn label(&self) -> String {
         let mut s = format!("{}/{}", self.workload.kind, self.config.protocol);
+        if self.config.program.is_some() {
+            s.push_str("+custom-program");
+        }
         for m in &self.config.mutants {
             s.push('+');
             s.push_str(m.name());

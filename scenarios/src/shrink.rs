@@ -5,9 +5,22 @@
 //! trimmed decision list that replays exactly.
 
 use sim_core::shrink::{ddmin, trim, Budget};
-use sim_core::{Decision, Decisions, Outcome, SimError, ViolationKind};
+use sim_core::{Decision, Decisions, Outcome, Recorded, SimError, ViolationKind};
 
 use crate::scenario::Scenario;
+
+/// The result of shrinking: the smaller scenario, its strict decision list, and the sizes.
+#[derive(Clone, Debug)]
+pub struct Shrunk {
+    /// The smaller scenario.
+    pub scenario: Scenario,
+    /// Its decision list, which replays strictly.
+    pub decisions: Recorded,
+    /// Its outcome (decisions kept).
+    pub outcome: Outcome,
+    /// Sizes before and after.
+    pub report: ShrinkReport,
+}
 
 /// Sizes before and after.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,24 +47,26 @@ fn reproduces(s: &Scenario, list: &[Decision], kind: ViolationKind) -> Option<Ou
 }
 
 /// Shrinks `decisions` (a failing list for `scenario`, violation `kind`) within `max_runs`
-/// test runs. Returns the smaller scenario and its strict, trimmed decision list.
+/// test runs. Returns the smaller scenario and its strict decision list; `Err` (invalid
+/// decisions) if the list does not reproduce a `kind` violation to begin with.
 pub fn shrink(
     scenario: &Scenario,
     decisions: Vec<Decision>,
     kind: ViolationKind,
     max_runs: u64,
-) -> Result<(Scenario, Vec<Decision>, ShrinkReport), SimError> {
+) -> Result<Shrunk, SimError> {
     let mut budget = Budget { runs: max_runs };
     let before = (decisions.len(), scenario.config.cpus, scenario.workload.rounds);
     let mut best = scenario.clone();
     let Some(original) = reproduces(&best, &decisions, kind) else {
-        return Err(SimError::BadInput(format!("the artifact's decisions do not reproduce a {kind} violation")));
+        let msg = format!("do not reproduce a {kind} violation");
+        return Err(SimError::invalid(sim_core::Subject::Decisions, msg));
     };
     // A candidate that has not failed by twice the original length never will in a useful way
     // (an exhausted list answers 0, which can starve the patcher until the tick budget). A
     // liveness failure *is* the budget running out, so it keeps its budget.
     if kind != ViolationKind::Liveness {
-        best.config.max_ticks = best.config.max_ticks.min((original.stats.ticks * 2).max(2_000));
+        best.config.max_ticks = Some(original.budget.min((original.stats.ticks * 2).max(2_000)));
     }
     let mut list = trim(original.decisions);
     // Fewer vCPUs: with another count every scheduling index means something else, so the
@@ -103,18 +118,23 @@ pub fn shrink(
         }
     }
     list = ddmin(list, &mut budget, |l| reproduces(&best, l, kind).map(|o| trim(o.decisions)));
-    // Normalise: the strict list this scenario consumes, trimmed; it must replay exactly.
-    let o = reproduces(&best, &list, kind).expect("the shrunk list reproduces");
-    let list = trim(o.decisions);
+    // Normalise: the strict list this scenario consumes, with the original budget; it must
+    // replay exactly (a lenient run that reproduced always yields such a list).
     best.config.max_ticks = scenario.config.max_ticks;
-    let check = best.replay(list.clone())?;
-    assert_eq!(check.violation().map(|v| v.kind), Some(kind), "a normalised list replays strictly");
+    let Some(lenient) = reproduces(&best, &list, kind) else {
+        return Err(SimError::Internal(format!("the shrunk {kind} run no longer reproduces")));
+    };
+    let recorded = Recorded::from_log(lenient.decisions);
+    let outcome = best.replay(recorded.clone())?;
+    if outcome.violation().map(|v| v.kind) != Some(kind) {
+        return Err(SimError::Internal(format!("the shrunk {kind} list does not replay strictly")));
+    }
     let report = ShrinkReport {
         decisions_before: before.0,
-        decisions_after: list.len(),
+        decisions_after: recorded.prefix.len(),
         cpus: (before.1, best.config.cpus),
         rounds: (before.2, best.workload.rounds),
         runs: max_runs - budget.runs,
     };
-    Ok((best, list, report))
+    Ok(Shrunk { scenario: best, decisions: recorded, outcome, report })
 }

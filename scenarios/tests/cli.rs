@@ -41,7 +41,9 @@ fn a_violation_exits_1_and_reports_kind_cpu_tick_rip_bytes_and_epochs() {
     assert_eq!(j["verdict"], "violation");
     let v = &j["violations"][0];
     assert_eq!(v["kind"], "torn-fetch");
-    assert!(v["cpu"].as_u64().is_some() && v["tick"].as_u64().is_some() && v["rip"].as_u64().is_some());
+    assert!(v["cpu"].as_u64().is_some() && v["tick"].as_u64().is_some());
+    assert!(v["rip"].as_str().is_some_and(|r| r.starts_with("0x")), "rip is hex, as in messages: {v}");
+    assert_eq!(j["format"], 1, "every JSON output carries its format version");
     let bytes = v["bytes"].as_array().expect("bytes");
     assert!(!bytes.is_empty());
     assert!(bytes.iter().all(|b| b["byte"].is_u64() && b["epoch"].is_u64()));
@@ -79,18 +81,18 @@ fn bad_input_exits_2_with_a_message_naming_the_problem() {
         (&["--workload", "nope"], "unknown workload 'nope'"),
         (&["--cpus", "0"], "cpus: 0 is out of range"),
         (&["--cpus", "65"], "cpus: 65 is out of range"),
-        (&["--fetch", "cacheline"], "fetch: unknown fetch unit 'cacheline'"),
-        (&["--stores", "dword"], "stores: unknown store granularity 'dword'"),
-        (&["--preset", "optimistic"], "preset: unknown preset 'optimistic'"),
-        (&["--site", "64"], "site: '64' is not a placement"),
-        (&["--steps", "0"], "steps: the tick budget must be at least 1"),
-        (&["--staleness", "0"], "staleness: a bound must be at least 1"),
+        (&["--fetch", "cacheline"], "'--fetch <U>': unknown fetch unit 'cacheline'"),
+        (&["--stores", "dword"], "'--stores <G>': unknown store granularity 'dword'"),
+        (&["--preset", "optimistic"], "'--preset <P>': unknown preset 'optimistic'"),
+        (&["--site", "64"], "'--site <PLACE>': '64' is not a placement"),
+        (&["--steps", "0"], "--steps: 0 is out of range"),
+        (&["--staleness", "0"], "--staleness: 0 is out of range"),
         (&["--cpus", "many"], "invalid value 'many'"),
         (&["--workload", "jcc", "--protocol", "linux-5.5"], "Jcc.d32, which this version cannot patch"),
         (&["--workload", "static_call", "--protocol", "seed"], "RET emulation arrived with c43a43e439e0"),
         (&["--workload", "multi_insn"], "not exactly one instruction"),
-        (&["--workload", "batch", "--sites", "0"], "sites: 0 is out of range"),
-        (&["--workload", "batch", "--order", "random"], "order: unknown order 'random'"),
+        (&["--workload", "batch", "--sites", "0"], "--sites: 0 is out of range"),
+        (&["--workload", "batch", "--order", "random"], "unknown order 'random'"),
     ];
     for (args, message) in cases {
         let out = pokesim().arg("run").args(*args).output().unwrap();
@@ -101,18 +103,24 @@ fn bad_input_exits_2_with_a_message_naming_the_problem() {
 }
 
 #[test]
-fn a_budget_too_small_for_the_patcher_is_a_liveness_violation() {
+fn a_budget_too_small_for_the_patcher_is_no_verdict_and_exits_4() {
     let (code, j) = run_json(&["--steps", "50"]);
-    assert_eq!(code, 1);
-    assert_eq!(j["violations"][0]["kind"], "liveness");
+    assert_eq!(code, 4, "{j}");
+    assert_eq!(j["verdict"], "budget-exhausted");
+    assert_eq!(j["violations"].as_array().map(Vec::len), Some(0));
 }
 
 #[test]
 fn check_runs_the_builtin_scenarios_and_all_are_as_expected() {
     let out = pokesim().args(["check", "--runs", "6", "--json", "--no-artifact"]).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
-    let rows: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let rows = rows.as_array().unwrap();
+    let lines: Vec<Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(lines.iter().all(|l| l["format"] == 1));
+    let rows: Vec<&Value> = lines.iter().filter(|l| l["command"] == "check").collect();
+    let summary = lines.last().unwrap();
+    assert_eq!(summary["command"], "check-summary");
+    assert_eq!(summary["rows"].as_u64(), Some(rows.len() as u64));
     assert!(rows.iter().all(|r| r["ok"] == true));
     let names: Vec<&str> = rows.iter().map(|r| r["scenario"].as_str().unwrap()).collect();
     for name in [

@@ -3,6 +3,7 @@
 
 use cpu_model::FetchModel;
 
+use crate::error::Subject;
 use crate::program::OpTemplate;
 use crate::protocol::{Mutant, Protocol};
 use crate::SimError;
@@ -10,6 +11,13 @@ use crate::SimError;
 /// The largest vCPU count a run accepts (one bit per vCPU in the IPI masks of real kernels
 /// is not the limit here; this bounds memory and keeps runs meaningful).
 pub const MAX_CPUS: usize = 64;
+
+/// The largest tick budget a run accepts (a budget is a bound on work, not on memory: a run
+/// keeps no per-tick state unless it records its decisions or its trace).
+pub const MAX_TICKS: u64 = 100_000_000_000;
+
+/// The most drain steps per vCPU a run accepts.
+pub const MAX_DRAIN: u64 = 100_000_000;
 
 /// Parameters of one run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,8 +30,10 @@ pub struct RunConfig {
     pub mutants: Vec<Mutant>,
     /// Instruction-fetch model.
     pub fetch: FetchModel,
-    /// Tick budget: a run whose patcher has not finished by then is a liveness violation.
-    pub max_ticks: u64,
+    /// Tick budget: a run whose patcher has not finished by then ends with the verdict
+    /// [`crate::Verdict::BudgetExhausted`] — not a violation. `None`: a budget that grows with
+    /// the scenario ([`crate::Machine::default_budget`]).
+    pub max_ticks: Option<u64>,
     /// Guest steps every vCPU runs after the patcher finished (the final-image check).
     pub drain_steps: u64,
     /// Keep every trace event in the outcome (for `pokesim trace`); the hash is always kept.
@@ -43,6 +53,9 @@ pub struct RunConfig {
     pub max_iterations: Option<u64>,
 }
 
+/// Drain steps per vCPU by default.
+pub const DEFAULT_DRAIN: u64 = 32;
+
 impl Default for RunConfig {
     fn default() -> Self {
         Self {
@@ -50,8 +63,8 @@ impl Default for RunConfig {
             protocol: Protocol::Seed,
             mutants: Vec::new(),
             fetch: FetchModel::PESSIMISTIC,
-            max_ticks: 1_000_000,
-            drain_steps: 32,
+            max_ticks: None,
+            drain_steps: DEFAULT_DRAIN,
             keep_trace: false,
             unsafe_multi_insn: false,
             program: None,
@@ -63,33 +76,36 @@ impl Default for RunConfig {
 }
 
 impl RunConfig {
-    /// Rejects impossible parameters with a message naming the field.
+    /// Rejects impossible parameters, naming the part of the scenario at fault.
     pub fn validate(&self) -> Result<(), SimError> {
+        let bad = |subject, msg: String| Err(SimError::invalid(subject, msg));
         if self.cpus == 0 || self.cpus > MAX_CPUS {
-            return Err(SimError::BadInput(format!("cpus: {} is out of range (1..={MAX_CPUS})", self.cpus)));
+            return bad(Subject::Cpus, format!("{} is out of range (1..={MAX_CPUS})", self.cpus));
         }
-        if self.max_iterations == Some(0) {
-            return Err(SimError::BadInput("iterations: must be at least 1".into()));
+        if let Some(k) = self.max_iterations.filter(|&k| k == 0) {
+            return bad(Subject::Iterations, format!("{k} is out of range (at least 1)"));
         }
-        if self.max_ticks == 0 {
-            return Err(SimError::BadInput("steps: the tick budget must be at least 1".into()));
+        if let Some(t) = self.max_ticks.filter(|&t| t == 0 || t > MAX_TICKS) {
+            return bad(Subject::Steps, format!("{t} is out of range (1..={MAX_TICKS})"));
+        }
+        if self.drain_steps > MAX_DRAIN {
+            return bad(Subject::Drain, format!("{} is out of range (0..={MAX_DRAIN})", self.drain_steps));
         }
         if let cpu_model::Staleness::Bounded(0) = self.fetch.staleness {
-            return Err(SimError::BadInput("staleness: a bound must be at least 1 step".into()));
+            return bad(Subject::Fetch, "staleness: a bound must be at least 1 step".into());
         }
         if let Some(p) = &self.program {
             crate::program::validate(p)?;
             if !self.mutants.is_empty() {
-                return Err(SimError::BadInput("mutants: a custom program cannot also take mutants".into()));
+                return bad(Subject::Mutants, "a custom program cannot also take mutants".into());
             }
         }
-        for m in &self.mutants {
+        for (i, m) in self.mutants.iter().enumerate() {
+            if self.mutants[..i].contains(m) {
+                return bad(Subject::Mutants, format!("'{m}' is listed twice"));
+            }
             if !m.applies_to(self.protocol) {
-                return Err(SimError::BadInput(format!(
-                    "mutant '{}' does not apply to protocol '{}'",
-                    m.name(),
-                    self.protocol.name()
-                )));
+                return bad(Subject::Mutants, format!("'{m}' does not apply to protocol '{}'", self.protocol));
             }
         }
         Ok(())

@@ -26,6 +26,7 @@ pub mod oracle;
 pub mod outcome;
 pub mod patcher;
 pub mod patching;
+pub mod plan;
 pub mod program;
 pub mod protocol;
 pub mod sched;
@@ -35,11 +36,12 @@ pub mod trace;
 pub mod workload;
 
 pub use config::RunConfig;
-pub use decision::{Decision, Decisions};
-pub use error::SimError;
+pub use decision::{Decision, Decisions, Recorded};
+pub use error::{SimError, Subject};
 pub use machine::{run, Machine};
 pub use oracle::{Violation, ViolationKind};
 pub use outcome::{Outcome, Stats, Verdict};
+pub use plan::Plan;
 pub use protocol::{Mutant, Protocol};
 pub use workload::{GuestImage, Invariant, Kprobe, PatchAction, PokeRequest};
 

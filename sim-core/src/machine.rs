@@ -20,14 +20,14 @@ use crate::ipi::Ipi;
 use crate::oracle::torn::TornOracle;
 use crate::oracle::{emulation, ByteEpoch, Violation, ViolationKind};
 use crate::outcome::{Outcome, Stats, Verdict};
-use crate::patcher::{Op, Patcher, PatcherEffect};
-use crate::patching::{PatchState, PokeArray, TEXT_POKE_ARRAY_MAX};
-use crate::protocol::loc::{INT3, JMP32};
-use crate::protocol::{text_poke_loc_init, Protocol};
+use crate::patcher::{Patcher, PatcherEffect};
+use crate::patching::PatchState;
+use crate::plan::Plan;
+use crate::protocol::loc::INT3;
 use crate::sched::{SchedView, Scheduler};
 use crate::text::TextMemory;
 use crate::trace::Trace;
-use crate::workload::{GuestImage, Invariant, PatchAction, PokeRequest};
+use crate::workload::{GuestImage, Invariant};
 use crate::SimError;
 
 /// A machine ready to run one scenario.
@@ -48,6 +48,8 @@ pub struct Machine {
     stats: Stats,
     trace: Trace,
     tick: u64,
+    budget: u64,
+    expected_ticks: u64,
     drain_until: Option<Vec<u64>>,
     enabled: Vec<Event>,
     violation: Option<Violation>,
@@ -69,170 +71,14 @@ impl std::fmt::Debug for Machine {
     }
 }
 
-/// Splits one batch of requests into the arrays the version's patcher handles, in order:
-/// callers of `text_poke_bp_batch()` sort their vector (jump_label sorts its entries) and
-/// flush at `TP_VEC_MAX`; `smp_text_poke_batch_add()` flushes when the vector is full or an
-/// address arrives out of order.
-fn split_batch(protocol: Protocol, reqs: &[PokeRequest]) -> Result<Vec<Vec<PokeRequest>>, SimError> {
-    if reqs.is_empty() {
-        return Err(SimError::BadInput("a batch must have at least one site".into()));
-    }
-    let mut groups: Vec<Vec<PokeRequest>> = Vec::new();
-    if protocol.batch_add() {
-        for r in reqs {
-            match groups.last_mut() {
-                Some(g) if g.len() < TEXT_POKE_ARRAY_MAX && g.last().is_some_and(|l| l.addr <= r.addr) => {
-                    g.push(r.clone())
-                }
-                _ => groups.push(vec![r.clone()]),
-            }
-        }
-    } else {
-        let mut sorted = reqs.to_vec();
-        sorted.sort_by_key(|r| r.addr);
-        groups = sorted.chunks(TEXT_POKE_ARRAY_MAX).map(|c| c.to_vec()).collect();
-    }
-    for g in &groups {
-        if let Some(w) = g.windows(2).find(|w| w[0].addr == w[1].addr) {
-            return Err(SimError::BadInput(format!("site {:#x} appears twice in one batch", w[0].addr)));
-        }
-    }
-    Ok(groups)
-}
-
-/// B2's precondition (text-patching.h: "no thread can be preempted in the instructions being
-/// modified"): the bytes a request replaces must be exactly one instruction of its length, or
-/// start with an INT3 that already stops every CPU there (an armed kprobe). Replacing more
-/// than one instruction needs the explicit unsafe override.
-fn check_single_instruction(copy: &[u8], base: u64, req: &PokeRequest) -> Result<(), SimError> {
-    let off = (req.addr - base) as usize;
-    let old = &copy[off..off + req.new.len()];
-    if old[0] == INT3 {
-        return Ok(());
-    }
-    let mut decoder = iced_x86::Decoder::with_ip(64, old, req.addr, iced_x86::DecoderOptions::NONE);
-    let insn = decoder.decode();
-    // A RET/JMP padded with INT3 (26c44b776dba) is one instruction: the padding never runs.
-    let padded = !insn.is_invalid()
-        && matches!(insn.flow_control(), iced_x86::FlowControl::Return | iced_x86::FlowControl::UnconditionalBranch)
-        && old[insn.len().min(old.len())..].iter().all(|&b| b == INT3);
-    if insn.is_invalid() || (insn.len() != old.len() && !padded) {
-        return Err(SimError::BadInput(format!(
-            "site {:#x}: the {} bytes replaced ({old:02x?}) are not exactly one instruction; a CPU preempted \
-             inside them resumes into the new bytes (bug B2). Set the unsafe multi-instruction override to \
-             simulate it anyway",
-            req.addr,
-            old.len()
-        )));
-    }
-    Ok(())
-}
-
-/// Registers kprobes: an out-of-line copy of each probed instruction followed by
-/// `jmp addr+len` in the OOL area, and the INT3 of each armed one. Returns owner → resume.
-fn install_kprobes(image: &mut GuestImage) -> Result<BTreeMap<u64, u64>, SimError> {
-    let base = image.layout.text_base;
-    let (mut slot, end) = (image.ool_area.0, image.ool_area.0 + image.ool_area.1);
-    let mut owners = BTreeMap::new();
-    for kp in image.kprobes.clone() {
-        let off = kp
-            .addr
-            .checked_sub(base)
-            .map(|o| o as usize)
-            .filter(|&o| o < image.text.len())
-            .ok_or_else(|| SimError::BadInput(format!("kprobe {:#x} is outside the text", kp.addr)))?;
-        let window = &image.text[off..(off + 15).min(image.text.len())];
-        let mut decoder = iced_x86::Decoder::with_ip(64, window, kp.addr, iced_x86::DecoderOptions::NONE);
-        let insn = decoder.decode();
-        if insn.is_invalid() || insn.is_ip_rel_memory_operand() || insn.flow_control() != iced_x86::FlowControl::Next {
-            return Err(SimError::BadInput(format!(
-                "kprobe {:#x}: {:02x?} cannot be single-stepped out of line (invalid, RIP-relative or a branch)",
-                kp.addr,
-                &window[..insn.len().max(1)]
-            )));
-        }
-        let len = insn.len();
-        if owners.contains_key(&kp.addr) || slot + len as u64 + 5 > end {
-            return Err(SimError::BadInput(format!(
-                "kprobe {:#x}: duplicate, or no room left for its OOL copy",
-                kp.addr
-            )));
-        }
-        let s = (slot - base) as usize;
-        let copy = image.text[off..off + len].to_vec();
-        image.text[s..s + len].copy_from_slice(&copy);
-        let back = (kp.addr + len as u64).wrapping_sub(slot + len as u64 + 5) as i32;
-        image.text[s + len] = JMP32;
-        image.text[s + len + 1..s + len + 5].copy_from_slice(&back.to_le_bytes());
-        owners.insert(kp.addr, slot);
-        if kp.armed {
-            image.text[off] = INT3;
-        }
-        slot += (len as u64 + 5).next_multiple_of(16);
-    }
-    Ok(owners)
-}
-
 impl Machine {
-    /// Builds the machine for `image` under `config`.
-    pub fn new(config: &RunConfig, mut image: GuestImage) -> Result<Self, SimError> {
-        config.validate()?;
-        if image.cpu_regs.len() != config.cpus {
-            return Err(SimError::BadInput(format!(
-                "workload {} was built for {} vCPUs, the run asks for {}",
-                image.name,
-                image.cpu_regs.len(),
-                config.cpus
-            )));
-        }
+    /// Builds the machine of a validated plan: one vCPU per configured CPU, each with its own
+    /// engine and view of the text.
+    pub fn new(plan: Plan) -> Result<Self, SimError> {
+        let budget = plan.budget();
+        let expected_ticks = plan.expected_ticks();
+        let Plan { config, image, owners, torn, arrays, program, plain } = plan;
         let layout = image.layout;
-        layout.validate().map_err(|e| SimError::BadInput(e.to_string()))?;
-        if image.text.len() as u64 != layout.text_len {
-            return Err(SimError::BadInput("workload text does not fill its text region".into()));
-        }
-        let owners = install_kprobes(&mut image)?;
-        let torn = TornOracle::new(&layout, &image.text, &image.actions)?;
-        let (protocol, rules) = (config.protocol, config.protocol.loc_rules());
-        let mut arrays = Vec::new();
-        let mut program = Vec::new();
-        let mut plain = Vec::new();
-        let mut copy = image.text.clone();
-        for action in &image.actions {
-            match action {
-                PatchAction::Batch(reqs) => {
-                    for group in split_batch(protocol, reqs)? {
-                        let mut locs = Vec::with_capacity(group.len());
-                        for r in &group {
-                            if !config.unsafe_multi_insn {
-                                check_single_instruction(&copy, layout.text_base, r)?;
-                            }
-                            let loc = text_poke_loc_init(rules, r.addr, &r.new, r.emulate.as_deref(), r.detour)
-                                .map_err(|e| SimError::BadInput(format!("protocol {protocol}: {e}")))?;
-                            locs.push(loc);
-                        }
-                        for r in &group {
-                            let off = (r.addr - layout.text_base) as usize;
-                            copy[off..off + r.new.len()].copy_from_slice(&r.new);
-                        }
-                        let id = arrays.len();
-                        match &config.program {
-                            Some(t) => program.extend(crate::program::expand(t, id, locs.len(), config.cpus)),
-                            None => {
-                                program.extend(protocol.batch_program(&config.mutants, id, locs.len(), config.cpus))
-                            }
-                        }
-                        arrays.push(PokeArray::new(locs));
-                    }
-                }
-                PatchAction::Poke { addr, bytes } => {
-                    let off = (addr - layout.text_base) as usize;
-                    copy[off..off + bytes.len()].copy_from_slice(bytes);
-                    program.push(Op::PokePlain(plain.len()));
-                    plain.push((*addr, bytes.clone()));
-                }
-                PatchAction::Sync => program.push(Op::Sync),
-            }
-        }
         let data = Rc::new(SharedRegion::new(layout.data_base, layout.data_len));
         let vcpus = image
             .cpu_regs
@@ -253,6 +99,8 @@ impl Machine {
             stats: Stats::default(),
             trace: Trace::new(config.keep_trace),
             tick: 0,
+            budget,
+            expected_ticks,
             drain_until: None,
             enabled: Vec::with_capacity(2 * config.cpus + 1),
             violation: None,
@@ -263,11 +111,22 @@ impl Machine {
             finished: vec![false; config.cpus],
             local: Vec::new(),
             pruned: false,
-            config: config.clone(),
+            config,
             vcpus,
             torn,
             data,
         })
+    }
+
+    /// About how many ticks a uniformly scheduled run of this machine takes
+    /// ([`Plan::expected_ticks`]); PCT spreads its change points over it.
+    pub fn expected_ticks(&self) -> u64 {
+        self.expected_ticks
+    }
+
+    /// The tick budget of this run ([`Plan::budget`]).
+    pub fn budget(&self) -> u64 {
+        self.budget
     }
 
     /// The patcher's phase, for reports: round and operation.
@@ -417,23 +276,20 @@ impl Machine {
             .all(|(i, ((v, &t), h))| (v.steps() >= t || finished[i]) && h.is_none())
     }
 
-    /// Runs to the end; `scheduler` picks events, `decisions` answers every choice.
+    /// Runs to the end; `scheduler` picks events, `decisions` answers every choice. The run
+    /// ends at the first violation, when every vCPU has drained after the patcher finished
+    /// (a pass), when the tick budget is spent first (budget exhausted: no verdict), or when
+    /// a strictly replayed decision list stops fitting (an error).
     pub fn run(mut self, scheduler: &mut dyn Scheduler, mut decisions: Decisions) -> Result<Outcome, SimError> {
-        while self.violation.is_none() && !self.drained() {
-            if self.tick >= self.config.max_ticks {
-                if !self.patcher.done() {
-                    let msg = format!(
-                        "the patcher did not finish within {} ticks (waiting for cpus {:?})",
-                        self.config.max_ticks,
-                        self.ipi.waiting_for()
-                    );
-                    self.report(ViolationKind::Liveness, None, None, None, msg);
-                }
+        let mut exhausted = false;
+        while self.violation.is_none() && !self.drained() && !decisions.is_stale() {
+            if self.tick >= self.budget {
+                exhausted = true;
                 break;
             }
             self.collect_enabled();
-            if self.enabled.is_empty() {
-                self.report(ViolationKind::Liveness, None, None, None, "deadlock: no event is enabled".into());
+            if let Some(msg) = self.deadlock() {
+                self.report(ViolationKind::Liveness, None, None, None, msg);
                 break;
             }
             if scheduler.wants_locality() {
@@ -445,37 +301,70 @@ impl Machine {
                 self.pruned = true;
                 break;
             };
-            let event = self.enabled[pick];
-            self.progress[crate::sched::actor(event, self.vcpus.len())] += 1;
-            match event {
-                Event::GuestStep(i) => self.guest_step(i, event, &mut decisions)?,
-                Event::HandlerStep(i) => self.handler_step(i, event)?,
-                Event::IpiDeliver(i) => {
-                    self.vcpus[i].serialize(&self.text)?;
-                    self.ipi.acknowledge(i);
-                    self.stats.ipis += 1;
-                    let rip = self.vcpus[i].rip();
-                    self.trace.record(self.tick, event, "ipi sync_core", Some(rip), &[], &[], self.op_name());
-                }
-                Event::Patcher => self.patcher_step(event),
-            }
-            if self.config.step_hashes {
-                self.step_hashes.push(self.state_hash());
-            }
-            if self.config.state_hashes {
-                let h = self.structural_hash()?;
-                self.state_hashes.push(h);
-            }
-            self.tick += 1;
+            self.run_event(self.enabled[pick], &mut decisions)?;
+            self.after_tick()?;
         }
         decisions.check()?;
+        Ok(self.finish(decisions, exhausted))
+    }
+
+    /// Why no event can ever run again, if so: nothing is enabled, or the patcher waits for a
+    /// reference count to drain while no handler holds a reference (a leaked reference).
+    fn deadlock(&self) -> Option<String> {
+        if self.enabled.is_empty() {
+            return Some("deadlock: no event is enabled".into());
+        }
+        let refs_wait = self.patcher.waiting_for_refs() && !self.patcher.enabled(&self.ipi, &self.state);
+        if refs_wait && self.handlers.iter().all(Option::is_none) {
+            let what = self.patcher.waiting().unwrap_or("waiting");
+            return Some(format!("deadlock: the patcher is {what}, but no INT3 handler holds a reference"));
+        }
+        None
+    }
+
+    fn run_event(&mut self, event: Event, decisions: &mut Decisions) -> Result<(), SimError> {
+        self.progress[crate::sched::actor(event, self.vcpus.len())] += 1;
+        match event {
+            Event::GuestStep(i) => self.guest_step(i, event, decisions)?,
+            Event::HandlerStep(i) => self.handler_step(i, event)?,
+            Event::IpiDeliver(i) => {
+                self.vcpus[i].serialize(&self.text)?;
+                self.ipi.acknowledge(i);
+                self.stats.ipis += 1;
+                let rip = self.vcpus[i].rip();
+                self.trace.record(self.tick, event, "ipi sync_core", Some(rip), &[], &[], self.op_name());
+            }
+            Event::Patcher => self.patcher_step(event),
+        }
+        Ok(())
+    }
+
+    fn after_tick(&mut self) -> Result<(), SimError> {
+        if self.config.step_hashes {
+            self.step_hashes.push(self.state_hash());
+        }
+        if self.config.state_hashes {
+            let h = self.structural_hash()?;
+            self.state_hashes.push(h);
+        }
+        self.tick += 1;
+        Ok(())
+    }
+
+    fn finish(mut self, decisions: Decisions, exhausted: bool) -> Outcome {
         self.stats.ticks = self.tick;
-        self.stats.decisions = decisions.log().len() as u64;
+        self.stats.decisions = decisions.made();
         self.stats.invalidations = self.vcpus.iter().map(|v| v.invalidations()).sum();
         let violations: Vec<Violation> = self.violation.into_iter().collect();
-        Ok(Outcome {
-            verdict: if violations.is_empty() { Verdict::Pass } else { Verdict::Violation },
+        let verdict = match (violations.is_empty(), exhausted) {
+            (false, _) => Verdict::Violation,
+            (true, true) => Verdict::BudgetExhausted,
+            (true, false) => Verdict::Pass,
+        };
+        Outcome {
+            verdict,
             violations,
+            budget: self.budget,
             stats: self.stats,
             trace_hash: self.trace.hash(),
             decisions: decisions.into_log(),
@@ -483,7 +372,7 @@ impl Machine {
             step_hashes: self.step_hashes,
             state_hashes: self.state_hashes,
             pruned: self.pruned,
-        })
+        }
     }
 
     fn guest_step(&mut self, i: usize, event: Event, decisions: &mut Decisions) -> Result<(), SimError> {
@@ -639,5 +528,5 @@ pub fn run(
     scheduler: &mut dyn Scheduler,
     decisions: Decisions,
 ) -> Result<Outcome, SimError> {
-    Machine::new(config, image)?.run(scheduler, decisions)
+    Machine::new(Plan::new(config, image, &[])?)?.run(scheduler, decisions)
 }

@@ -10,12 +10,32 @@ use crate::trace::TraceEvent;
 
 /// Pass or violation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Verdict {
     /// No oracle fired.
     Pass,
     /// At least one oracle fired.
     Violation,
+    /// The tick budget ran out before the run reached its end: nothing was established (not
+    /// a pass, not a violation). A bigger budget (`steps`) may decide it.
+    BudgetExhausted,
+}
+
+impl Verdict {
+    /// The name used in reports and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Violation => "violation",
+            Verdict::BudgetExhausted => "budget-exhausted",
+        }
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.name())
+    }
 }
 
 /// Counters of a run.
@@ -47,6 +67,24 @@ pub struct Stats {
     pub invalidations: u64,
 }
 
+impl Stats {
+    /// Adds another run's counters to these.
+    pub fn add(&mut self, o: &Stats) {
+        self.ticks += o.ticks;
+        self.guest_steps += o.guest_steps;
+        self.int3_traps += o.int3_traps;
+        self.patch_rounds += o.patch_rounds;
+        self.syncs += o.syncs;
+        self.ipis += o.ipis;
+        self.handler_steps += o.handler_steps;
+        self.kprobe_hits += o.kprobe_hits;
+        self.stores += o.stores;
+        self.emulation_checks += o.emulation_checks;
+        self.decisions += o.decisions;
+        self.invalidations += o.invalidations;
+    }
+}
+
 /// Everything a run produced.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Outcome {
@@ -54,11 +92,13 @@ pub struct Outcome {
     pub verdict: Verdict,
     /// The violations (a run stops at the first).
     pub violations: Vec<Violation>,
+    /// The tick budget the run had.
+    pub budget: u64,
     /// Counters.
     pub stats: Stats,
     /// Hash over every event of the run (xxh3-64, hex).
     pub trace_hash: String,
-    /// The decisions drawn; replaying them reproduces the run.
+    /// The decisions drawn, if the run kept them; replaying them reproduces the run.
     #[serde(skip)]
     pub decisions: Vec<Decision>,
     /// The trace events, if the run kept them.

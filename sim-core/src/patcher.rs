@@ -166,6 +166,11 @@ impl Patcher {
         !self.done() && !blocked
     }
 
+    /// True while the patcher waits for a reference count to drain.
+    pub fn waiting_for_refs(&self) -> bool {
+        matches!(self.waiting, Some(Wait::DescRefs(_) | Wait::CpuRefs(_) | Wait::GlobalRefs))
+    }
+
     /// True while a sync waits for acknowledgements.
     pub fn waiting_for_acks(&self) -> bool {
         self.waiting == Some(Wait::Acks)
@@ -233,9 +238,12 @@ impl Patcher {
             Op::PublishDesc(b) => state.desc = Some(b),
             Op::AddEntry { batch, entry } => {
                 Self::capture_old(state, text, batch, entry);
-                assert!(state.nr_entries < TEXT_POKE_ARRAY_MAX, "batch_add flushes before the array is full");
-                state.static_vec[state.nr_entries] = Some((batch, entry));
-                state.nr_entries += 1;
+                // The plan refuses programs that overflow the vector (`check_vector_bound`).
+                debug_assert!(state.nr_entries < TEXT_POKE_ARRAY_MAX, "batch_add flushes before the array is full");
+                if let Some(slot) = state.static_vec.get_mut(state.nr_entries) {
+                    *slot = Some((batch, entry));
+                    state.nr_entries += 1;
+                }
             }
             Op::SetRefs(cpu) => state.percpu_refs[cpu] = 1,
             Op::SetGlobalRefs => state.global_refs = 1,

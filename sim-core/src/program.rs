@@ -8,6 +8,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::error::Subject;
 use crate::patcher::Op;
 use crate::SimError;
 
@@ -171,18 +172,26 @@ impl fmt::Display for OpTemplate {
 }
 
 impl FromStr for OpTemplate {
-    type Err = SimError;
-    fn from_str(s: &str) -> Result<Self, SimError> {
-        crate::parse_name("program operation", s, &OpTemplate::ALL, OpTemplate::name).map_err(SimError::BadInput)
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        crate::parse_name("program operation", s, &OpTemplate::ALL, OpTemplate::name)
     }
 }
 
-/// Checks a template: it must end the batch exactly once, as its last operation, and every
-/// reference wait must have a matching set.
+/// Checks a template: it must end the batch exactly once, as its last operation, write the
+/// new instruction somewhere (a program that never does patches nothing), and every reference
+/// wait must have a matching set.
 pub fn validate(template: &[OpTemplate]) -> Result<(), SimError> {
+    let bad = |msg: String| Err(SimError::invalid(Subject::Program, msg));
     let ends = template.iter().filter(|o| **o == OpTemplate::EndBatch).count();
     if ends != 1 || template.last() != Some(&OpTemplate::EndBatch) {
-        return Err(SimError::BadInput("program: must end with 'end-batch', exactly once".into()));
+        return bad("must end with 'end-batch', exactly once".into());
+    }
+    let writes = [OpTemplate::PokeFirst, OpTemplate::PokeFirstAlways, OpTemplate::PokeWhole];
+    if !template.iter().any(|o| writes.contains(o)) {
+        return bad("never writes the new instruction (no poke-first, poke-first-always or poke-whole): \
+                    the program patches nothing"
+            .into());
     }
     let pairs = [
         (&[OpTemplate::PutDesc, OpTemplate::PutDescNoWait][..], OpTemplate::BeginBatch, "put-desc needs begin-batch"),
@@ -195,7 +204,7 @@ pub fn validate(template: &[OpTemplate]) -> Result<(), SimError> {
     ];
     for (uses, needs, msg) in pairs {
         if template.iter().any(|o| uses.contains(o)) && !template.contains(&needs) {
-            return Err(SimError::BadInput(format!("program: {msg}")));
+            return bad(msg.into());
         }
     }
     Ok(())

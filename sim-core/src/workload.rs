@@ -68,14 +68,19 @@ pub struct GuestImage {
     pub layout: Layout,
     /// Initial text (exactly `layout.text_len` bytes).
     pub text: Vec<u8>,
+    /// Where the workload's code was assembled, as `(start, len)` ranges: decoding each range
+    /// from its start gives every instruction boundary (the rest of the text is padding).
+    pub code: Vec<(u64, u64)>,
     /// Initial register file of each vCPU (its length is the vCPU count).
     pub cpu_regs: Vec<Regs>,
     /// Where each vCPU's loop starts; the invariant runs there.
     pub loop_head: u64,
     /// The patching script, in order.
     pub actions: Vec<PatchAction>,
-    /// Kprobes registered for the whole run: the machine copies each probed instruction to an
-    /// out-of-line slot in `ool_area` and, if armed, writes its INT3 before the run starts.
+    /// The workload's own kprobes, registered for the whole run (a scenario's kprobes are
+    /// added by [`crate::plan::Plan::new`], which checks them): each probed instruction is
+    /// copied to an out-of-line slot in `ool_area` and, if armed, its INT3 written before the
+    /// run starts.
     pub kprobes: Vec<Kprobe>,
     /// Free text `(start, len)` for out-of-line copies of probed instructions.
     pub ool_area: (u64, u64),

@@ -5,7 +5,7 @@
 use cpu_model::{Layout, Reg, Regs, SharedRegion, PAGE_SIZE};
 use sim_core::event::Event;
 use sim_core::sched::{RandomScheduler, Scheduler};
-use sim_core::{Decisions, GuestImage, Invariant, PatchAction, PokeRequest, RunConfig, Verdict};
+use sim_core::{Decisions, GuestImage, Invariant, PatchAction, PokeRequest, Recorded, RunConfig, Verdict};
 
 const TEXT: u64 = 0x10_0000;
 const DATA: u64 = 0x20_0000;
@@ -42,6 +42,7 @@ fn tiny(cpus: usize, rounds: usize) -> GuestImage {
             data_base: DATA,
             data_len: (cpus as u64 + 1) * PAGE_SIZE,
         },
+        code: vec![(TEXT, 16)],
         text,
         cpu_regs,
         loop_head: TEXT,
@@ -92,8 +93,13 @@ fn a_vcpu_in_the_int3_handler_cannot_acknowledge_the_sync() {
 fn a_recorded_decision_list_replays_the_same_run() {
     let config = RunConfig { cpus: 3, ..RunConfig::default() };
     let first = sim_core::run(&config, tiny(3, 6), &mut RandomScheduler, Decisions::seeded(11)).unwrap();
-    let again =
-        sim_core::run(&config, tiny(3, 6), &mut RandomScheduler, Decisions::replay(first.decisions.clone())).unwrap();
+    let again = sim_core::run(
+        &config,
+        tiny(3, 6),
+        &mut RandomScheduler,
+        Decisions::replay(Recorded::from_log(first.decisions.clone())),
+    )
+    .unwrap();
     assert_eq!(first, again);
     assert!(!first.decisions.is_empty());
 }
@@ -103,6 +109,8 @@ fn a_list_recorded_under_another_scenario_is_stale() {
     let config = RunConfig { cpus: 3, ..RunConfig::default() };
     let first = sim_core::run(&config, tiny(3, 6), &mut RandomScheduler, Decisions::seeded(11)).unwrap();
     let fewer = RunConfig { cpus: 2, ..RunConfig::default() };
-    let err = sim_core::run(&fewer, tiny(2, 6), &mut RandomScheduler, Decisions::replay(first.decisions)).unwrap_err();
+    let err =
+        sim_core::run(&fewer, tiny(2, 6), &mut RandomScheduler, Decisions::replay(Recorded::from_log(first.decisions)))
+            .unwrap_err();
     assert!(err.to_string().contains("stale decision list"), "{err}");
 }

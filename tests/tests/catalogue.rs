@@ -64,7 +64,7 @@ fn linux_6_16_passes_every_workload() {
 
 fn refusal(protocol: Protocol, spec: WorkloadSpec) -> String {
     match supported(protocol, spec) {
-        Err(SimError::BadInput(msg)) => msg,
+        Err(SimError::Invalid { message, .. }) => message,
         other => panic!("{protocol} should refuse {spec:?}, got {other:?}"),
     }
 }

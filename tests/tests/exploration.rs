@@ -1,8 +1,9 @@
 //! Exploration (DESIGN.md §2.9): each strategy, the bounded exhaustive search and its
 //! reduction, and sharding.
 
+use scenarios::campaign::{first_violation, Campaign, Shard};
 use scenarios::catalogue::scenario;
-use scenarios::explore::{campaign, exhaust, runs_to_find, Budget, Shard};
+use scenarios::exhaust::{exhaust, ExhaustResult};
 use scenarios::workload::{WorkloadKind, WorkloadSpec};
 use scenarios::Scenario;
 use sim_core::sched::Strategy;
@@ -15,7 +16,7 @@ fn small(mutant: Option<Mutant>) -> Scenario {
     let mut s = scenario(Protocol::Linux55, &mutant.into_iter().collect::<Vec<_>>(), spec, "pessimistic", 0);
     s.config.cpus = 2;
     s.config.max_iterations = Some(1);
-    s.config.max_ticks = 5_000;
+    s.config.max_ticks = Some(5_000);
     s
 }
 
@@ -52,8 +53,7 @@ fn the_reduction_agrees_with_the_full_search_and_saves_executions() {
     ] {
         let reduced = exhaust(&small(m), 1, true, 1_000_000).unwrap();
         let full = exhaust(&small(m), 1, false, 1_000_000).unwrap();
-        let kind =
-            |r: &scenarios::explore::ExhaustResult| r.violation.as_ref().and_then(|o| o.violation()).map(|v| v.kind);
+        let kind = |r: &ExhaustResult| r.violation.as_ref().and_then(|o| o.violation()).map(|v| v.kind);
         assert_eq!(kind(&reduced), kind(&full), "{m:?}: verdicts differ");
         assert!(reduced.executions <= full.executions, "{m:?}: the reduction explored more");
         saved += full.executions - reduced.executions;
@@ -68,9 +68,11 @@ fn pct_finds_what_random_misses_on_a_batch() {
     let spec = WorkloadSpec::new(WorkloadKind::Batch);
     let mut s = scenario(Protocol::Linux55, &[Mutant::NoSyncAfterTail], spec, "pessimistic", 0);
     s.config.cpus = 4;
-    let pct = runs_to_find(&s, Strategy::Pct { depth: 3 }, 40).unwrap();
+    let runs_to_find =
+        |strategy| first_violation(&Scenario { strategy, ..s.clone() }, 40).unwrap().map(|f| f.index + 1);
+    let pct = runs_to_find(Strategy::Pct { depth: 3 });
     assert!(pct.is_some(), "PCT did not find the stale tail in 40 runs");
-    let random = runs_to_find(&s, Strategy::Random, 40).unwrap();
+    let random = runs_to_find(Strategy::Random);
     assert!(random.is_none_or(|r| r > pct.unwrap()), "random {random:?} vs pct {pct:?}");
 }
 
@@ -79,30 +81,29 @@ fn a_pct_counterexample_replays_under_the_replay_strategy() {
     let spec = WorkloadSpec::new(WorkloadKind::Batch);
     let mut s = scenario(Protocol::Linux55, &[Mutant::NoSyncAfterTail], spec, "pessimistic", 0);
     s.config.cpus = 4;
-    let r = campaign(&s, Strategy::Pct { depth: 3 }, Budget::Runs(64), Shard::ALL, |_| {}).unwrap();
-    let (found, o) = r.found.expect("PCT finds it");
-    let mut replayer = found.clone();
+    s.strategy = Strategy::Pct { depth: 3 };
+    let found = first_violation(&s, 64).unwrap().expect("PCT finds it");
+    let o = &found.outcome;
+    let mut replayer = found.scenario.clone();
     replayer.strategy = "replay".parse().unwrap();
-    let again = replayer.replay(o.decisions.clone()).unwrap();
+    let again = replayer.replay(sim_core::Recorded::from_log(o.decisions.clone())).unwrap();
     assert_eq!(again.violation(), o.violation());
     assert_eq!(again.trace_hash, o.trace_hash);
 }
 
 #[test]
 fn shards_partition_the_seed_space_and_find_the_same_first_violation() {
-    let shards: Vec<Shard> = (0..3).map(|i| Shard { index: i, count: 3 }).collect();
-    let mut union: Vec<u64> = shards.iter().flat_map(|sh| (0..10).map(move |k| sh.seed(0, k))).collect();
-    union.sort_unstable();
-    assert_eq!(union, (0..30).collect::<Vec<_>>(), "the shards' seeds are exactly the whole's");
-    // A campaign over the whole finds the smallest violating seed; so does the shard holding it.
+    // A campaign over the whole finds the smallest violating seed; so does the shard holding
+    // it, and the shards of a campaign of `runs` seeds run exactly those seeds between them.
     let spec = WorkloadSpec { rounds: 2, ..WorkloadSpec::new(WorkloadKind::Ftrace) };
     let s = scenario(Protocol::Linux55, &[Mutant::NoSyncAfterTail], spec, "pessimistic", 0);
-    let whole = campaign(&s, Strategy::Random, Budget::Runs(48), Shard::ALL, |_| {}).unwrap();
-    let first = whole.found.as_ref().expect("found in 48 runs").0.seed;
-    let per_shard: Vec<Option<u64>> = shards
-        .iter()
-        .map(|sh| campaign(&s, Strategy::Random, Budget::Runs(16), *sh, |_| {}).unwrap().found.map(|f| f.0.seed))
-        .collect();
+    let at = Campaign::seeds(&s);
+    let run = |runs, shard| Campaign { scenario_at: &at, runs, shard, time: None }.run(&|_| {}).unwrap();
+    let whole = run(48, Shard::ALL);
+    let first = whole.found.as_ref().expect("found in 48 runs").scenario.seed;
+    let shards: Vec<Shard> = (0..3).map(|i| Shard { index: i, count: 3 }).collect();
+    assert_eq!(shards.iter().map(|sh| sh.share(48)).sum::<u64>(), 48);
+    let per_shard: Vec<Option<u64>> = shards.iter().map(|sh| run(48, *sh).found.map(|f| f.scenario.seed)).collect();
     assert_eq!(per_shard.iter().flatten().min(), Some(&first), "{per_shard:?} vs {first}");
     assert_eq!(per_shard[(first % 3) as usize], Some(first));
 }

@@ -8,24 +8,28 @@
 use std::collections::BTreeMap;
 
 use rayon::prelude::*;
-use scenarios::catalogue::{matrix_cells, mutant_cell, MatrixCell};
+use scenarios::matrix::{cell, cells, Cell, CellOptions, Filter};
 use sim_core::{Mutant, Protocol, ViolationKind};
 
 const SEEDS: u64 = 30;
 
 #[test]
 fn every_necessary_mutant_is_caught_and_every_benign_one_is_not() {
-    let cells: Vec<MatrixCell> = matrix_cells()
+    let filter = Filter { presets: vec!["pessimistic".into()], ..Filter::default() };
+    let cells: Vec<Cell> = cells(&filter)
         .par_iter()
-        .map(|(m, p, v)| mutant_cell(*m, *p, v, "pessimistic", SEEDS).expect("matrix cells are runnable"))
+        .map(|(m, p, v, preset)| {
+            cell(*m, *p, v, preset, SEEDS, CellOptions::CAUGHT).expect("matrix cells are runnable")
+        })
         .collect();
     let mut by_mutant: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
     for c in &cells {
-        let caught = c.caught.map_or("-".to_string(), |k| k.to_string());
-        eprintln!("{:<26} {:<11} {:<20} {:<20} {:>3}", c.mutant, c.protocol, c.workload, caught, c.runs);
+        let caught = c.kind.map_or("-".to_string(), |k| k.to_string());
+        let runs = c.random_runs.map_or("-".to_string(), |r| r.to_string());
+        eprintln!("{:<26} {:<11} {:<20} {:<20} {:>3}", c.mutant, c.protocol, c.workload, caught, runs);
         let e = by_mutant.entry(c.mutant.as_str()).or_default();
         e.0 += 1;
-        e.1 += c.caught.is_some() as usize;
+        e.1 += c.caught as usize;
     }
     for m in Mutant::ALL {
         let (cells, caught) = by_mutant.get(m.name()).copied().unwrap_or_default();
@@ -41,10 +45,10 @@ fn every_necessary_mutant_is_caught_and_every_benign_one_is_not() {
         for p in Protocol::ALL {
             let c = cells.iter().find(|c| c.mutant == m.name() && c.protocol == p.name() && c.workload == "ftrace");
             let c = c.unwrap_or_else(|| panic!("no ftrace cell for {m} on {p}"));
-            assert!(c.caught.is_some(), "{m} on {p} ftrace not caught in {SEEDS} seeds");
+            assert!(c.caught, "{m} on {p} ftrace not caught in {SEEDS} seeds");
         }
     }
     // The emulation oracle catches an emulation bug the workload alone might miss.
     let jcc = cells.iter().find(|c| c.mutant == "jcc-no-invert" && c.workload == "jcc").expect("jcc cell");
-    assert_eq!(jcc.caught, Some(ViolationKind::EmulationMismatch));
+    assert_eq!(jcc.kind, Some(ViolationKind::EmulationMismatch));
 }

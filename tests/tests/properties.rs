@@ -8,7 +8,7 @@ use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 
 use proptest::test_runner::{Config, FileFailurePersistence, TestError, TestRunner};
-use scenarios::artifact::Artifact;
+use scenarios::artifact::Replayable;
 use scenarios::Scenario;
 use sim_core::{Mutant, Protocol, Verdict};
 use tests::{no_violation, run, scenario};
@@ -52,11 +52,10 @@ fn proptest_finds_and_shrinks_a_mutant_failure() {
             assert!(msg.contains("torn-fetch"), "{reason}");
             // The message names the shrunk case's artifact and how to replay it.
             let path = msg.split("reproduce: pokesim replay ").nth(1).expect("replay command in the message").trim();
-            let artifact = Artifact::load(Path::new(path)).expect("the named artifact exists");
-            let file = artifact.scenario_file(Path::new(path)).unwrap();
-            assert_eq!(file.scenario.config.cpus, minimal.config.cpus, "the artifact is the shrunk case's");
-            let replay = file.scenario.replay(artifact.decision_list()).unwrap();
-            assert_eq!(replay.violation(), Some(&artifact.violation));
+            let artifact = Replayable::load(Path::new(path)).expect("the named artifact exists");
+            assert_eq!(artifact.scenario.config.cpus, minimal.config.cpus, "the artifact is the shrunk case's");
+            let replay = artifact.reproduce(&artifact.scenario).expect("the artifact replays");
+            assert_eq!(replay.violation(), artifact.violation.as_ref());
             minimal
         }
         other => panic!("the mutant's property should fail, got {other:?}"),

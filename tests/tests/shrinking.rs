@@ -23,11 +23,13 @@ fn every_caught_mutant_shrinks_to_a_small_replayable_run() {
             });
         let (s, decisions, kind) = found.unwrap_or_else(|| panic!("{m} is never caught"));
         let before = decisions.len();
-        let (small, list, report) = scenarios::shrink::shrink(&s, decisions, kind, 5_000).expect("shrinks");
-        assert!(list.len() * 10 <= before || list.len() < 200, "{m}: {before} -> {} decisions", list.len());
-        assert_eq!(report.decisions_after, list.len());
+        let shrunk = scenarios::shrink::shrink(&s, decisions, kind, 5_000).expect("shrinks");
+        let (small, list, report) = (&shrunk.scenario, &shrunk.decisions, &shrunk.report);
+        let n = list.prefix.len();
+        assert!(n * 10 <= before || n < 200, "{m}: {before} -> {n} decisions");
+        assert_eq!(report.decisions_after, n);
         assert!(small.config.cpus <= s.config.cpus && small.workload.rounds <= s.workload.rounds);
-        let replay = small.replay(list).expect("a shrunk list replays strictly");
+        let replay = small.replay(list.clone()).expect("a shrunk list replays strictly");
         assert_eq!(replay.violation().map(|v| v.kind), Some(kind), "{m}");
         eprintln!(
             "{m:<26} {kind:<18} {before:>6} -> {:>4} decisions, {} -> {} vCPUs",

@@ -3,22 +3,24 @@
 //! assembler's choice of encoding.
 
 use iced_x86::code_asm::CodeAssembler;
-use sim_core::SimError;
+use sim_core::{SimError, Subject};
 
 fn asm_error(e: iced_x86::IcedError) -> SimError {
-    SimError::BadInput(format!("assembling guest code: {e}"))
+    SimError::invalid(Subject::Workload, format!("assembling guest code: {e}"))
 }
 
 /// A text image being filled.
 pub struct Text {
     base: u64,
     bytes: Vec<u8>,
+    /// Where code was placed, `(start, len)`.
+    code: Vec<(u64, u64)>,
 }
 
 impl Text {
     /// `len` bytes of INT3 at `base` (padding that traps if ever executed).
     pub fn new(base: u64, len: u64) -> Self {
-        Self { base, bytes: vec![0xcc; len as usize] }
+        Self { base, bytes: vec![0xcc; len as usize], code: Vec::new() }
     }
 
     /// Assembles `build`'s code at `addr` and copies it into the image.
@@ -30,17 +32,17 @@ impl Text {
         let mut a = CodeAssembler::new(64).map_err(asm_error)?;
         build(&mut a).map_err(asm_error)?;
         let code = a.assemble(addr).map_err(asm_error)?;
-        let off = addr
-            .checked_sub(self.base)
-            .map(|o| o as usize)
-            .filter(|o| o + code.len() <= self.bytes.len())
-            .ok_or_else(|| SimError::BadInput(format!("guest code at {addr:#x} does not fit the text")))?;
+        let off =
+            addr.checked_sub(self.base).map(|o| o as usize).filter(|o| o + code.len() <= self.bytes.len()).ok_or_else(
+                || SimError::invalid(Subject::Workload, format!("guest code at {addr:#x} does not fit the text")),
+            )?;
         self.bytes[off..off + code.len()].copy_from_slice(&code);
+        self.code.push((addr, code.len() as u64));
         Ok(addr + code.len() as u64)
     }
 
-    /// The finished image.
-    pub fn into_bytes(self) -> Vec<u8> {
-        self.bytes
+    /// The finished image and where its code is.
+    pub fn finish(self) -> (Vec<u8>, Vec<(u64, u64)>) {
+        (self.bytes, self.code)
     }
 }

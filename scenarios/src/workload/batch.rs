@@ -2,7 +2,9 @@
 //! full vector, or a module load — so the handler's bsearch runs, and (6.16) the vector
 //! bound of 256 and the out-of-order flush of `smp_text_poke_batch_add()` are exercised.
 //!
-//! Site i (16-byte stride from [`BASE`]):
+//! Site i (16-byte stride from the first site, which sits at [`BASE`] plus the placement's
+//! line offset — so `cross16` makes every site cross a 16-byte fetch block — or straddles the
+//! page boundary for `cross-page`):
 //!
 //! ```text
 //! site_i:   nop5                       ; NOP5 <-> JMP32 taken_i
@@ -19,24 +21,30 @@ use iced_x86::code_asm::{qword_ptr, rbx};
 use sim_core::protocol::loc::{JMP32, NOP5};
 use sim_core::{GuestImage, PatchAction, PokeRequest, SimError};
 
-use super::{Guest, SiteOrder, WorkloadSpec, TEXT_BASE};
+use cpu_model::PAGE_SIZE;
+
+use super::{Guest, SiteOrder, SitePlacement, WorkloadSpec, TEXT_BASE};
 
 /// One-line description.
 pub const DESCRIPTION: &str = "N NOP5 <-> JMP32 sites (default 16, up to 300) in one batch, queued in \
      ascending, descending or interleaved order; each pass takes one side of every site";
 
-/// Where the first site is.
+/// Where the first site is when aligned.
 pub const BASE: u64 = TEXT_BASE + 0x100;
 const STRIDE: u64 = 16;
 
 /// Builds the batch guest.
 pub fn build(spec: &WorkloadSpec, cpus: usize) -> Result<GuestImage, SimError> {
     let n = spec.sites as u64;
-    let taken_base = (BASE + n * STRIDE + 5).next_multiple_of(0x100);
+    let first = match spec.site {
+        SitePlacement::LineOffset(off) => BASE + off as u64,
+        SitePlacement::CrossPage => TEXT_BASE + PAGE_SIZE - 2,
+    };
+    let taken_base = (first + n * STRIDE + 5).next_multiple_of(0x100);
     let text_len = (taken_base + n * STRIDE + 0x100 - TEXT_BASE).next_multiple_of(0x1000).max(0x2000);
     let mut g = Guest::new(cpus, text_len, 1 + 2 * n);
-    g.loop_head(BASE)?;
-    let site = |i: u64| BASE + i * STRIDE;
+    g.loop_head(first)?;
+    let site = move |i: u64| first + i * STRIDE;
     let taken = |i: u64| taken_base + i * STRIDE;
     for i in 0..n {
         let next = site(i + 1);

@@ -21,7 +21,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use cpu_model::{Layout, Reg, Regs, SharedRegion, PAGE_SIZE};
-use sim_core::{GuestImage, Invariant, Kprobe, PatchAction, SimError};
+use sim_core::{GuestImage, Invariant, Kprobe, PatchAction, SimError, Subject};
 
 pub(crate) use asm::Text;
 
@@ -99,9 +99,9 @@ impl fmt::Display for WorkloadKind {
 }
 
 impl FromStr for WorkloadKind {
-    type Err = SimError;
-    fn from_str(s: &str) -> Result<Self, SimError> {
-        sim_core::parse_name("workload", s, &WorkloadKind::ALL, WorkloadKind::name).map_err(SimError::BadInput)
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        sim_core::parse_name("workload", s, &WorkloadKind::ALL, WorkloadKind::name)
     }
 }
 
@@ -149,8 +149,8 @@ impl fmt::Display for SitePlacement {
 }
 
 impl FromStr for SitePlacement {
-    type Err = SimError;
-    fn from_str(s: &str) -> Result<Self, SimError> {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "aligned" => Ok(SitePlacement::ALIGNED),
             "cross16" => Ok(SitePlacement::CROSS16),
@@ -158,9 +158,9 @@ impl FromStr for SitePlacement {
             "cross-page" => Ok(SitePlacement::CrossPage),
             _ => match s.parse::<u8>() {
                 Ok(n) if n < 64 => Ok(SitePlacement::LineOffset(n)),
-                _ => Err(SimError::BadInput(format!(
-                    "site: '{s}' is not a placement (valid: aligned, cross16, cross64, cross-page, or a line offset 0..=63)"
-                ))),
+                _ => Err(format!(
+                    "'{s}' is not a placement (valid: aligned, cross16, cross64, cross-page, or a line offset 0..=63)"
+                )),
             },
         }
     }
@@ -191,11 +191,16 @@ impl SiteOrder {
     }
 }
 
+impl fmt::Display for SiteOrder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.name())
+    }
+}
+
 impl FromStr for SiteOrder {
-    type Err = SimError;
-    fn from_str(s: &str) -> Result<Self, SimError> {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
         sim_core::parse_name("order", s, &SiteOrder::ALL, SiteOrder::name)
-            .map_err(|e| SimError::BadInput(format!("order: {e}")))
     }
 }
 
@@ -220,6 +225,11 @@ pub struct WorkloadSpec {
 
 /// The largest `batch` workload.
 pub const MAX_BATCH_SITES: u32 = 300;
+/// The most patch rounds a workload runs.
+pub const MAX_ROUNDS: u32 = 100_000;
+/// The most patch requests (rounds × sites) a workload's script may hold: the script is built
+/// in full before the run starts.
+pub const MAX_REQUESTS: u64 = 200_000;
 
 impl WorkloadSpec {
     /// The default parameters of `kind`.
@@ -235,11 +245,34 @@ impl WorkloadSpec {
         }
     }
 
+    /// Rejects parameters out of range, before anything is allocated.
+    pub fn validate(&self) -> Result<(), SimError> {
+        if !(1..=MAX_ROUNDS).contains(&self.rounds) {
+            return Err(SimError::invalid(
+                Subject::Rounds,
+                format!("{} is out of range (1..={MAX_ROUNDS})", self.rounds),
+            ));
+        }
+        if self.kind == WorkloadKind::Batch {
+            if !(1..=MAX_BATCH_SITES).contains(&self.sites) {
+                let msg = format!("{} is out of range (1..={MAX_BATCH_SITES})", self.sites);
+                return Err(SimError::invalid(Subject::Sites, msg));
+            }
+            let requests = self.rounds as u64 * self.sites as u64;
+            if requests > MAX_REQUESTS {
+                let msg = format!(
+                    "{} rounds of {} sites are {requests} patch requests, more than {MAX_REQUESTS}",
+                    self.rounds, self.sites
+                );
+                return Err(SimError::invalid(Subject::Rounds, msg));
+            }
+        }
+        Ok(())
+    }
+
     /// Builds the guest for `cpus` vCPUs.
     pub fn build(&self, cpus: usize) -> Result<GuestImage, SimError> {
-        if self.kind == WorkloadKind::Batch && !(1..=MAX_BATCH_SITES).contains(&self.sites) {
-            return Err(SimError::BadInput(format!("sites: {} is out of range (1..={MAX_BATCH_SITES})", self.sites)));
-        }
+        self.validate()?;
         let mut image = match self.kind {
             WorkloadKind::Ftrace => ftrace::build(self, cpus),
             WorkloadKind::StaticCall => static_call::build(self, cpus),
@@ -318,11 +351,13 @@ impl Guest {
             })
             .collect();
         let layout = self.layout;
+        let (text, code) = self.text.finish();
         GuestImage {
             name: name.into(),
             ool_area: (layout.text_base + layout.text_len - OOL_LEN, OOL_LEN),
             layout,
-            text: self.text.into_bytes(),
+            text,
+            code,
             cpu_regs,
             loop_head: TEXT_BASE,
             actions,

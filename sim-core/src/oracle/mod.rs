@@ -94,7 +94,9 @@ pub struct Violation {
     pub cpu: Option<usize>,
     /// The tick at which it was detected.
     pub tick: u64,
-    /// The guest instruction address involved (for a trap: the INT3 address).
+    /// The guest instruction address involved (for a trap: the INT3 address); JSON writes it
+    /// as a hex string (`"0x400800"`), as messages do.
+    #[serde(with = "hex_addr")]
     pub rip: Option<u64>,
     /// The executed bytes, each with its store epoch.
     pub bytes: Vec<ByteEpoch>,
@@ -102,6 +104,24 @@ pub struct Violation {
     pub phase: String,
     /// A human-readable explanation.
     pub message: String,
+}
+
+/// `Option<u64>` addresses as `"0x…"` strings (or `null`) in JSON.
+mod hex_addr {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(a) => s.collect_str(&format_args!("{a:#x}")),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+        let Some(text) = Option::<String>::deserialize(d)? else { return Ok(None) };
+        let digits = text.strip_prefix("0x").ok_or_else(|| serde::de::Error::custom("an address is \"0x…\""))?;
+        u64::from_str_radix(digits, 16).map(Some).map_err(serde::de::Error::custom)
+    }
 }
 
 impl fmt::Display for Violation {

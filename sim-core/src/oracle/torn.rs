@@ -15,6 +15,7 @@ use iced_x86::{Decoder, DecoderOptions, FlowControl};
 
 use cpu_model::{ExecutedInsn, Layout};
 
+use crate::error::Subject;
 use crate::protocol::loc::INT3;
 use crate::workload::PatchAction;
 use crate::SimError;
@@ -69,7 +70,7 @@ fn text_offset(base: u64, text_len: usize, addr: u64, len: usize) -> Result<usiz
     addr.checked_sub(base)
         .map(|o| o as usize)
         .filter(|o| o + len <= text_len && len > 0)
-        .ok_or_else(|| SimError::BadInput(format!("site {addr:#x}+{len} does not fit the text")))
+        .ok_or_else(|| SimError::invalid(Subject::Workload, format!("site {addr:#x}+{len} does not fit the text")))
 }
 
 /// Registers site `[addr, addr+len)` unless it exists with the same length.
@@ -84,12 +85,15 @@ fn add_site(
     let off = text_offset(base, text_len, addr, len)?;
     if let Some(s) = sites.iter().find(|s| s.addr == addr) {
         if s.len != len {
-            return Err(SimError::BadInput(format!("site {addr:#x} is patched with lengths {} and {len}", s.len)));
+            return Err(SimError::invalid(
+                Subject::Workload,
+                format!("site {addr:#x} is patched with lengths {} and {len}", s.len),
+            ));
         }
         return Ok(());
     }
     if site_of[off..off + len].iter().any(|&s| s != 0) {
-        return Err(SimError::BadInput(format!("site {addr:#x}+{len} overlaps another site")));
+        return Err(SimError::invalid(Subject::Workload, format!("site {addr:#x}+{len} overlaps another site")));
     }
     sites.push(Site { addr, len, images: Vec::new(), last: Vec::new() });
     let id = sites.len() as u16;
@@ -120,10 +124,10 @@ impl TornOracle {
                     id => {
                         let s = &sites[id as usize - 1];
                         if *addr + bytes.len() as u64 > s.addr + s.len as u64 {
-                            return Err(SimError::BadInput(format!(
-                                "text_poke at {addr:#x} runs past site {:#x}",
-                                s.addr
-                            )));
+                            return Err(SimError::invalid(
+                                Subject::Workload,
+                                format!("text_poke at {addr:#x} runs past site {:#x}", s.addr),
+                            ));
                         }
                     }
                 }

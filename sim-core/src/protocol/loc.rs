@@ -13,6 +13,7 @@
 
 use iced_x86::{Decoder, DecoderOptions};
 
+use crate::error::Subject;
 use crate::SimError;
 
 /// `INT3_INSN_OPCODE`.
@@ -79,7 +80,7 @@ fn bug(rules: LocRules, addr: u64, what: String) -> SimError {
         LocRules::Seed | LocRules::RetPadding => "text_poke_loc_init",
         LocRules::Modern => "__smp_text_poke_batch_add",
     };
-    SimError::BadInput(format!("{who} at {addr:#x}: {what} (the kernel would BUG())"))
+    SimError::invalid(Subject::Workload, format!("{who} at {addr:#x}: {what} (the kernel would BUG())"))
 }
 
 /// Skips legacy and REX prefixes: the kernel's `insn.opcode.bytes[0]`.
@@ -213,7 +214,7 @@ mod tests {
     fn the_kernels_bug_cases_are_bad_input() {
         // Two instructions (nop; nop), a non-canonical NOP5, an unemulatable instruction.
         for bytes in [&[0x90, 0x90][..], &[0x0f, 0x1f, 0x40, 0x00, 0x90][..], &[0x48, 0x89, 0xc3][..]] {
-            assert!(matches!(seed(bytes), Err(SimError::BadInput(_))), "{bytes:02x?}");
+            assert!(matches!(seed(bytes), Err(SimError::Invalid { subject: Subject::Workload, .. })), "{bytes:02x?}");
         }
         let e = seed(&[0x0f, 0x1f, 0x40, 0x00]).unwrap_err().to_string();
         assert!(e.contains("canonical") || e.contains("cannot be emulated"), "{e}");

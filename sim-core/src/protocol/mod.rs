@@ -24,7 +24,6 @@ use std::fmt;
 use std::str::FromStr;
 
 use crate::patcher::Op;
-use crate::SimError;
 
 pub use loc::{text_poke_loc_init, LocRules, TextPokeLoc};
 
@@ -159,9 +158,9 @@ impl fmt::Display for Protocol {
 }
 
 impl FromStr for Protocol {
-    type Err = SimError;
-    fn from_str(s: &str) -> Result<Self, SimError> {
-        crate::parse_name("protocol", s, &Protocol::ALL, Protocol::name).map_err(SimError::BadInput)
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        crate::parse_name("protocol", s, &Protocol::ALL, Protocol::name)
     }
 }
 
@@ -324,9 +323,9 @@ impl fmt::Display for Mutant {
 }
 
 impl FromStr for Mutant {
-    type Err = SimError;
-    fn from_str(s: &str) -> Result<Self, SimError> {
-        crate::parse_name("mutant", s, &Mutant::ALL, Mutant::name).map_err(SimError::BadInput)
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        crate::parse_name("mutant", s, &Mutant::ALL, Mutant::name)
     }
 }
 

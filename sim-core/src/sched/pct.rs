@@ -138,7 +138,7 @@ mod tests {
         let switches = picks.windows(2).filter(|w| w[0] != w[1]).count();
         assert!(switches < 200, "{switches} switches");
         // Every pick was recorded, so the list replays it under any strategy.
-        let mut replay = Decisions::replay(d.into_log());
+        let mut replay = Decisions::replay(crate::decision::Recorded::from_log(d.into_log()));
         let mut random = crate::sched::RandomScheduler;
         let again: Vec<usize> = (0..600).map(|t| random.pick(t, &enabled, &mut replay)).collect();
         assert_eq!(picks, again);

@@ -1,0 +1,278 @@
+//! The command-line options every command shares, parsed into the library's own types
+//! (clap value parsers over their `FromStr`), and the scenario flags laid over a scenario
+//! file: a flag given with a file overrides that field wherever it appears on the command
+//! line, and the output says which fields were overridden.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use cpu_model::{FetchModel, FetchUnit, StoreGranularity};
+use scenarios::catalogue::Variant;
+use scenarios::file::{read_spec, Expectation, ScenarioFile};
+use scenarios::input::{InputError, Origin};
+use scenarios::spec::{Given, ScenarioSpec};
+use scenarios::workload::{SiteOrder, SitePlacement};
+use sim_core::sched::Strategy;
+use sim_core::{Kprobe, Mutant, Protocol};
+
+use crate::out::Failure;
+
+/// The most worker threads a command starts.
+pub const MAX_JOBS: usize = 256;
+
+fn parse<T: std::str::FromStr<Err = String>>(s: &str) -> Result<T, String> {
+    s.parse()
+}
+
+fn preset(s: &str) -> Result<FetchModel, String> {
+    FetchModel::preset(s).ok_or_else(|| format!("unknown preset '{s}' (valid: {})", FetchModel::PRESETS.join(", ")))
+}
+
+fn variant(s: &str) -> Result<Variant, String> {
+    scenarios::catalogue::variant(s)
+}
+
+fn address(s: &str) -> Result<u64, String> {
+    let parsed = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => s.parse(),
+    };
+    parsed.map_err(|e| format!("'{s}' is not an address: {e}"))
+}
+
+/// `--json` and `--quiet`.
+#[derive(Args, Clone, Copy, Debug)]
+pub struct OutputOpts {
+    /// Print JSON (one object per line, each with a "format" version) instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress bar or periodic status line on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// `--jobs`.
+#[derive(Args, Clone, Copy, Debug)]
+pub struct JobsOpt {
+    /// Worker threads [default: all cores; at most 256]. Results do not depend on it.
+    #[arg(long, value_name = "J", value_parser = clap::value_parser!(u64).range(1..=MAX_JOBS as u64))]
+    pub jobs: Option<u64>,
+}
+
+impl JobsOpt {
+    /// Sizes the worker pool.
+    pub fn apply(self) -> Result<(), Failure> {
+        if let Some(j) = self.jobs {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(j as usize)
+                .build_global()
+                .map_err(|e| Failure::Internal(format!("--jobs: {e}")))?;
+        }
+        Ok(())
+    }
+}
+
+/// Where failure artifacts go.
+#[derive(Args, Clone, Debug)]
+pub struct ArtifactOpts {
+    /// Do not write failure artifacts.
+    #[arg(long)]
+    pub no_artifact: bool,
+    /// Where failure artifacts go.
+    #[arg(long, value_name = "DIR", default_value = "pokesim-artifacts")]
+    pub artifact_dir: PathBuf,
+}
+
+/// A scenario: a file, flags, or flags over a file.
+#[derive(Args, Clone, Debug)]
+pub struct ScenarioArgs {
+    /// A scenario file (TOML). Flags given with it override its fields.
+    pub file: Option<PathBuf>,
+    /// Workload, or a variant such as ftrace+kprobe (`pokesim list`) [default: ftrace].
+    #[arg(long, value_parser = variant, value_name = "W")]
+    pub workload: Option<Variant>,
+    /// Protocol version [default: seed].
+    #[arg(long, value_parser = parse::<Protocol>, value_name = "P")]
+    pub protocol: Option<Protocol>,
+    /// Mutant to apply (repeatable; replaces the file's list).
+    #[arg(long = "mutant", value_parser = parse::<Mutant>, value_name = "M")]
+    pub mutants: Vec<Mutant>,
+    /// Number of vCPUs, 1..=64 [default: 2].
+    #[arg(long, value_name = "N")]
+    pub cpus: Option<u64>,
+    /// First seed [default: 0].
+    #[arg(long, value_name = "S")]
+    pub seed: Option<u64>,
+    /// Seeds in the campaign: seed, seed+1, ... (with --shard: of the whole campaign).
+    #[arg(long, value_name = "N")]
+    pub runs: Option<u64>,
+    /// Strategy: random, pct (depth 3) or pct:D [default: random].
+    #[arg(long, value_parser = parse::<Strategy>, value_name = "S")]
+    pub strategy: Option<Strategy>,
+    /// PCT bug depth (1..=64; the same as --strategy pct:D).
+    #[arg(long, value_name = "D", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub depth: Option<u32>,
+    /// Fetch preset: pessimistic, block16, line64, snapshot [default: pessimistic].
+    #[arg(long, value_parser = preset, value_name = "P")]
+    pub preset: Option<FetchModel>,
+    /// Fetch refresh unit: byte, block16, line64, snapshot (refines the preset).
+    #[arg(long, value_parser = parse::<FetchUnit>, value_name = "U")]
+    pub fetch: Option<FetchUnit>,
+    /// Store granularity of text_poke: byte, aligned8, whole (refines the preset).
+    #[arg(long, value_parser = parse::<StoreGranularity>, value_name = "G")]
+    pub stores: Option<StoreGranularity>,
+    /// Let a unit go back to an older snapshot (not before the last serialization).
+    #[arg(long)]
+    pub non_monotone: bool,
+    /// Bound staleness to K own guest steps.
+    #[arg(long, value_name = "K")]
+    pub staleness: Option<u64>,
+    /// Site placement: aligned, cross16, cross64, cross-page, or a line offset 0..=63.
+    #[arg(long, value_parser = parse::<SitePlacement>, value_name = "PLACE")]
+    pub site: Option<SitePlacement>,
+    /// Patch rounds, 1..=100000 [default: 24].
+    #[arg(long, value_name = "R")]
+    pub rounds: Option<u64>,
+    /// batch: number of sites, 1..=300 [default: 16].
+    #[arg(long, value_name = "N")]
+    pub sites: Option<u64>,
+    /// batch: queueing order: ascending, descending, interleaved.
+    #[arg(long, value_parser = parse::<SiteOrder>, value_name = "O")]
+    pub order: Option<SiteOrder>,
+    /// static_call: patch only the call site, not the tail-call trampoline.
+    #[arg(long)]
+    pub no_tail: bool,
+    /// Register a foreign kprobe on the loop head (outside the patched sites).
+    #[arg(long)]
+    pub kprobe: bool,
+    /// Register a kprobe at this instruction address (repeatable; replaces the file's).
+    #[arg(long = "kprobe-at", value_parser = address, value_name = "ADDR")]
+    pub kprobe_at: Vec<u64>,
+    /// Allow replacing more than one instruction (bug B2), which the kernel refuses.
+    #[arg(long)]
+    pub unsafe_multi_insn: bool,
+    /// Tick budget [default: grows with vCPUs, sites and rounds].
+    #[arg(long, value_name = "MAX")]
+    pub steps: Option<u64>,
+    /// Expected result: pass, or violation kinds joined by | [default: pass].
+    #[arg(long, value_parser = parse::<Expectation>, value_name = "E")]
+    pub expect: Option<Expectation>,
+}
+
+fn num(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// Records the flags laid over a file's fields.
+struct Layer {
+    from_file: bool,
+    /// The file replays recorded decisions: no scenario flag may change it.
+    recorded: bool,
+    overrides: Vec<String>,
+    refused: Option<&'static str>,
+}
+
+impl Layer {
+    /// `flag` was given; `had` is the file's value it replaces, if the file had one.
+    fn note(&mut self, flag: &'static str, had: Option<String>) {
+        if self.recorded && self.refused.is_none() {
+            self.refused = Some(flag);
+        }
+        if let (true, Some(had)) = (self.from_file, had) {
+            self.overrides.push(format!("{flag} (the file had {had})"));
+        }
+    }
+
+    fn set<T: std::fmt::Display>(&mut self, slot: &mut Option<Given<T>>, value: Option<T>, flag: &'static str) {
+        let Some(value) = value else { return };
+        let had = slot.as_ref().filter(|g| matches!(g.origin, Origin::Line(_))).map(|g| g.value.to_string());
+        self.note(flag, had);
+        *slot = Some(Given::new(value, Origin::Flag(flag)));
+    }
+}
+
+impl ScenarioArgs {
+    /// The scenario these arguments describe, which file fields the flags overrode, and
+    /// whether the number of runs was given (by the file or a flag).
+    pub fn scenario(&self) -> Result<(ScenarioFile, Vec<String>, bool), Failure> {
+        let (mut spec, name, stem) = match &self.file {
+            Some(p) => {
+                let stem = p.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+                (read_spec(p)?, p.display().to_string(), stem)
+            }
+            None => (ScenarioSpec::default(), "command line".to_string(), String::new()),
+        };
+        let mut layer = Layer {
+            from_file: self.file.is_some(),
+            recorded: spec.decisions.is_some(),
+            overrides: Vec::new(),
+            refused: None,
+        };
+        self.lay(&mut spec, &mut layer)?;
+        if let Some(flag) = layer.refused {
+            return Err(Failure::Bad(format!(
+                "{flag}: {name} replays recorded decisions; changing its scenario would make them meaningless"
+            )));
+        }
+        if spec.workload.kind.is_none() && self.file.is_none() {
+            let v = scenarios::catalogue::variant("ftrace").map_err(Failure::Bad)?;
+            spec.workload.kind = Some(Given::new(v, Origin::Default));
+        }
+        let default_name = if stem.is_empty() { "command-line" } else { &stem };
+        let runs_given = spec.runs.is_some();
+        Ok((spec.build(&name, default_name).map_err(located)?, layer.overrides, runs_given))
+    }
+
+    fn lay(&self, spec: &mut ScenarioSpec, l: &mut Layer) -> Result<(), Failure> {
+        l.set(&mut spec.workload.kind, self.workload, "--workload");
+        l.set(&mut spec.protocol, self.protocol, "--protocol");
+        if !self.mutants.is_empty() {
+            let had: Vec<String> = spec.mutants.iter().map(|m| m.value.to_string()).collect();
+            l.note("--mutant", spec.mutants_origin.as_ref().map(|_| format!("{had:?}")));
+            spec.mutants = self.mutants.iter().map(|m| Given::new(*m, Origin::Flag("--mutant"))).collect();
+            spec.mutants_origin = Some(Origin::Flag("--mutant"));
+        }
+        l.set(&mut spec.cpus, self.cpus.map(num), "--cpus");
+        l.set(&mut spec.seed, self.seed.map(num), "--seed");
+        l.set(&mut spec.runs, self.runs.map(num), "--runs");
+        l.set(&mut spec.strategy, self.strategy()?, "--strategy");
+        l.set(&mut spec.fetch.preset, self.preset, "--preset");
+        l.set(&mut spec.fetch.unit, self.fetch, "--fetch");
+        l.set(&mut spec.fetch.stores, self.stores, "--stores");
+        l.set(&mut spec.fetch.monotone, self.non_monotone.then_some(false), "--non-monotone");
+        l.set(&mut spec.fetch.staleness, self.staleness.map(num), "--staleness");
+        l.set(&mut spec.workload.site, self.site, "--site");
+        l.set(&mut spec.workload.rounds, self.rounds.map(num), "--rounds");
+        l.set(&mut spec.workload.sites, self.sites.map(num), "--sites");
+        l.set(&mut spec.workload.order, self.order, "--order");
+        l.set(&mut spec.workload.tail, self.no_tail.then_some(false), "--no-tail");
+        l.set(&mut spec.workload.kprobe, self.kprobe.then_some(true), "--kprobe");
+        if !self.kprobe_at.is_empty() {
+            let had: Vec<String> = spec.kprobes.iter().map(|k| format!("{:#x}", k.value.addr)).collect();
+            l.note("--kprobe-at", (!had.is_empty()).then(|| format!("{had:?}")));
+            spec.kprobes = self
+                .kprobe_at
+                .iter()
+                .map(|&addr| Given::new(Kprobe { addr, armed: true }, Origin::Flag("--kprobe-at")))
+                .collect();
+        }
+        l.set(&mut spec.unsafe_multi_insn, self.unsafe_multi_insn.then_some(true), "--unsafe-multi-insn");
+        l.set(&mut spec.steps, self.steps.map(num), "--steps");
+        l.set(&mut spec.expect, self.expect, "--expect");
+        Ok(())
+    }
+
+    /// `--strategy`, refined by `--depth`.
+    fn strategy(&self) -> Result<Option<Strategy>, Failure> {
+        match (self.strategy, self.depth) {
+            (s, None) => Ok(s),
+            (Some(Strategy::Pct { .. }), Some(depth)) => Ok(Some(Strategy::Pct { depth })),
+            (_, Some(_)) => Err(Failure::Bad("--depth: applies to --strategy pct only".into())),
+        }
+    }
+}
+
+/// A build error, as the user sees it.
+fn located(e: InputError) -> Failure {
+    Failure::Bad(e.to_string())
+}

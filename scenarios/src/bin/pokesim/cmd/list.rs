@@ -1,0 +1,113 @@
+//! `pokesim list` (the catalogue: workloads and their variants, protocols, mutants, fetch
+//! presets, program operations, violation kinds) and `pokesim bench` (throughput).
+
+use clap::Args;
+use cpu_model::FetchModel;
+use scenarios::catalogue;
+use scenarios::workload::WorkloadKind;
+use serde::Serialize;
+use sim_core::program::OpTemplate;
+use sim_core::{Mutant, Protocol, ViolationKind};
+
+use crate::args::OutputOpts;
+use crate::out::{self, Failure, Status};
+
+/// `pokesim list`.
+#[derive(Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    output: OutputOpts,
+}
+
+/// `pokesim bench`.
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Guest steps per measurement.
+    #[arg(long, default_value_t = 2_000_000, value_parser = clap::value_parser!(u64).range(1000..=1_000_000_000))]
+    steps: u64,
+    #[command(flatten)]
+    output: OutputOpts,
+}
+
+#[derive(Serialize)]
+struct Named {
+    name: String,
+    description: String,
+}
+
+#[derive(Serialize)]
+struct Catalogue {
+    command: &'static str,
+    workloads: Vec<Named>,
+    variants: Vec<String>,
+    protocols: Vec<Named>,
+    mutants: Vec<Named>,
+    presets: Vec<Named>,
+    program_operations: Vec<String>,
+    violation_kinds: Vec<String>,
+}
+
+fn catalogue() -> Catalogue {
+    let named = |name: &str, description: String| Named { name: name.to_string(), description };
+    Catalogue {
+        command: "list",
+        workloads: WorkloadKind::ALL.iter().map(|w| named(w.name(), w.description().to_string())).collect(),
+        variants: catalogue::variants().iter().map(|v| v.name.to_string()).collect(),
+        protocols: Protocol::ALL.iter().map(|p| named(p.name(), p.description().to_string())).collect(),
+        mutants: Mutant::ALL
+            .iter()
+            .map(|m| {
+                let on: Vec<_> = Protocol::ALL.iter().filter(|p| m.applies_to(**p)).map(|p| p.name()).collect();
+                named(m.name(), format!("[{}] {}", on.join(" "), m.description()))
+            })
+            .collect(),
+        presets: FetchModel::PRESETS
+            .iter()
+            .filter_map(|p| FetchModel::preset(p).map(|m| (p, m)))
+            .map(|(p, m)| named(p, format!("fetch={} stores={} monotone unbounded", m.fetch, m.stores)))
+            .collect(),
+        program_operations: OpTemplate::ALL.iter().map(|o| o.name().to_string()).collect(),
+        violation_kinds: ViolationKind::ALL.iter().map(|k| k.name().to_string()).collect(),
+    }
+}
+
+/// `pokesim list`.
+pub fn list(a: &ListArgs) -> Result<Status, Failure> {
+    let c = catalogue();
+    if a.output.json {
+        out::json(&c)?;
+        return Ok(Status::Expected);
+    }
+    let section = |title: &str, items: &[Named]| -> Result<(), Failure> {
+        out::line(format!("{title}:"))?;
+        items.iter().try_for_each(|n| out::line(format!("  {:<26} {}", n.name, n.description)))
+    };
+    section("workloads", &c.workloads)?;
+    out::line(format!("workload variants (--workload): {}", c.variants.join(", ")))?;
+    section("protocols", &c.protocols)?;
+    section("mutants (applies to; description)", &c.mutants)?;
+    section("fetch presets", &c.presets)?;
+    out::line(format!("program operations (docs/programs.md): {}", c.program_operations.join(", ")))?;
+    out::line(format!("violation kinds: {}", c.violation_kinds.join(", ")))?;
+    Ok(Status::Expected)
+}
+
+/// `pokesim bench`.
+pub fn bench(a: &BenchArgs) -> Result<Status, Failure> {
+    let r = scenarios::bench::run(a.steps)?;
+    if a.output.json {
+        out::json(&r)?;
+        return Ok(Status::Expected);
+    }
+    out::line(format!("raw unicorn, 4 engines round-robin, count=1   {:>12.0} steps/s", r.raw_unicorn_steps_per_s))?;
+    out::line(format!(
+        "pokesim ftrace 4 vCPUs, quiet                 {:>12.0} steps/s  ({:.2} of raw)",
+        r.quiet_steps_per_s, r.quiet_ratio
+    ))?;
+    out::line(format!(
+        "pokesim ftrace 4 vCPUs, patching              {:>12.0} steps/s  ({:.2} of raw; {:.0} traps/s, {:.0} rounds/s)",
+        r.patching_steps_per_s, r.patching_ratio, r.patching_traps_per_s, r.patching_rounds_per_s
+    ))?;
+    out::line(format!("resident memory per vCPU                      {:>12.0} KiB", r.rss_per_vcpu_kib))?;
+    Ok(Status::Expected)
+}

@@ -1,0 +1,105 @@
+//! The commands, one module per family, and what they share: how a scenario is described in
+//! reports and how a failure artifact is written (after the verdict, atomically, a failure
+//! to write being a warning that never changes the verdict's exit status).
+
+pub mod check;
+pub mod corpus;
+pub mod exhaust;
+pub mod list;
+pub mod replay;
+pub mod run;
+
+use std::path::PathBuf;
+
+use scenarios::artifact::Artifact;
+use scenarios::Scenario;
+use serde::Serialize;
+
+use crate::args::ArtifactOpts;
+use crate::out::{self, Failure};
+
+/// A scenario as reports show it.
+#[derive(Serialize)]
+pub struct ScenarioReport {
+    workload: String,
+    site: String,
+    rounds: u32,
+    protocol: String,
+    mutants: Vec<String>,
+    custom_program: bool,
+    cpus: usize,
+    fetch: String,
+    strategy: String,
+    seed: u64,
+}
+
+impl ScenarioReport {
+    /// The report of `s`.
+    pub fn of(s: &Scenario) -> Self {
+        ScenarioReport {
+            workload: s.workload.kind.to_string(),
+            site: s.workload.site.to_string(),
+            rounds: s.workload.rounds,
+            protocol: s.config.protocol.to_string(),
+            mutants: s.config.mutants.iter().map(|m| m.to_string()).collect(),
+            custom_program: s.config.program.is_some(),
+            cpus: s.config.cpus,
+            fetch: s.config.fetch.to_string(),
+            strategy: s.strategy.to_string(),
+            seed: s.seed,
+        }
+    }
+
+    /// One line of text.
+    pub fn line(s: &Scenario) -> String {
+        format!(
+            "{} cpus={} fetch={} site={} strategy={} seed={}",
+            s.label(),
+            s.config.cpus,
+            s.config.fetch,
+            s.workload.site,
+            s.strategy,
+            s.seed
+        )
+    }
+}
+
+/// What became of an artifact.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Saved {
+    /// Where it was written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<String>,
+    /// Why it could not be written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub artifact_error: Option<String>,
+}
+
+impl Saved {
+    /// Writes `artifact` as `name` under the artifact directory, unless told not to. A failure
+    /// is reported on stderr and in the result; it never changes the verdict.
+    pub fn write(opts: &ArtifactOpts, artifact: Option<&Artifact>, name: &str) -> Saved {
+        let (false, Some(artifact)) = (opts.no_artifact, artifact) else { return Saved::default() };
+        let path: PathBuf = opts.artifact_dir.join(name);
+        match artifact.save(&path) {
+            Ok(()) => Saved { artifact: Some(path.display().to_string()), artifact_error: None },
+            Err(e) => {
+                let msg = format!("could not write the artifact {}: {e}", path.display());
+                out::warn(&format!("warning: {msg}"));
+                Saved { artifact: None, artifact_error: Some(msg) }
+            }
+        }
+    }
+
+    /// The text lines for it.
+    pub fn print(&self) -> Result<(), Failure> {
+        if let Some(p) = &self.artifact {
+            out::line(format!("artifact   {p}"))?;
+            out::line(format!("replay     pokesim replay {p}"))?;
+        }
+        if let Some(e) = &self.artifact_error {
+            out::line(format!("artifact   not written: {e}"))?;
+        }
+        Ok(())
+    }
+}

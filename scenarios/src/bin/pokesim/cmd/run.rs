@@ -1,0 +1,239 @@
+//! `pokesim run` and `pokesim explore`: one scenario over a range of seeds — one campaign.
+//! `run` runs the scenario's own seeds (`runs`, default 1); `explore` defaults to 1000 runs,
+//! can stop after a wall time, shows progress, and runs one shard of a campaign split across
+//! machines. A scenario file with recorded decisions replays them instead.
+
+use std::time::Duration;
+
+use clap::Args;
+use scenarios::artifact::{Artifact, Replayable};
+use scenarios::campaign::{Campaign, CampaignResult, Shard};
+use scenarios::file::{Expectation, ScenarioFile};
+use serde::Serialize;
+use sim_core::{Outcome, Stats, Verdict, Violation};
+
+use super::{Saved, ScenarioReport};
+use crate::args::{ArtifactOpts, JobsOpt, OutputOpts, ScenarioArgs};
+use crate::out::{self, Failure, Status};
+use crate::progress::Progress;
+
+/// The longest `--time` (a year): a bound on the input, not a promise.
+const MAX_TIME_S: f64 = 365.0 * 24.0 * 3600.0;
+
+/// `pokesim run`.
+#[derive(Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    scenario: ScenarioArgs,
+    #[command(flatten)]
+    artifacts: ArtifactOpts,
+    #[command(flatten)]
+    output: OutputOpts,
+    #[command(flatten)]
+    jobs: JobsOpt,
+}
+
+/// `pokesim explore`.
+#[derive(Args)]
+pub struct ExploreArgs {
+    #[command(flatten)]
+    scenario: ScenarioArgs,
+    /// Stop starting runs after this many seconds (the run count then depends on the machine).
+    #[arg(long, value_name = "SECONDS")]
+    time: Option<f64>,
+    /// Run only shard I of N of the campaign (seed indices congruent to I modulo N).
+    #[arg(long, value_name = "I/N", value_parser = |s: &str| s.parse::<Shard>())]
+    shard: Option<Shard>,
+    #[command(flatten)]
+    artifacts: ArtifactOpts,
+    #[command(flatten)]
+    output: OutputOpts,
+    #[command(flatten)]
+    jobs: JobsOpt,
+}
+
+/// The JSON object of `run` and `explore`.
+#[derive(Serialize)]
+struct Report<'a> {
+    command: &'static str,
+    verdict: Verdict,
+    expect: Expectation,
+    expected: bool,
+    runs: u64,
+    exhausted: u64,
+    shard: String,
+    /// The seed of the run the violations, trace hash and stats are from.
+    seed: Option<u64>,
+    violations: &'a [Violation],
+    trace_hash: Option<&'a str>,
+    stats: Stats,
+    scenario: ScenarioReport,
+    overrides: &'a [String],
+    #[serde(flatten)]
+    saved: Saved,
+}
+
+/// `pokesim run`.
+pub fn run(a: &RunArgs) -> Result<Status, Failure> {
+    a.jobs.apply()?;
+    let (file, overrides, _) = a.scenario.scenario()?;
+    if file.decisions.is_some() {
+        return replay_file(&file, &a.scenario, &a.artifacts, a.output);
+    }
+    let c = Campaign { scenario_at: &Campaign::seeds(&file.scenario), runs: file.runs, shard: Shard::ALL, time: None };
+    let result = c.run(&|_| {})?;
+    report("run", &file, &overrides, &result, Shard::ALL, &a.artifacts, a.output)
+}
+
+/// `pokesim explore`.
+pub fn explore(a: &ExploreArgs) -> Result<Status, Failure> {
+    a.jobs.apply()?;
+    let (mut file, overrides, runs_given) = a.scenario.scenario()?;
+    if file.decisions.is_some() {
+        return Err(Failure::Bad(format!("{}: replays recorded decisions; use `pokesim replay`", file.name)));
+    }
+    let time = match a.time {
+        Some(t) if t > 0.0 && t <= MAX_TIME_S => Some(Duration::from_secs_f64(t)),
+        Some(t) => return Err(Failure::Bad(format!("--time: {t} is not a number of seconds in (0, {MAX_TIME_S}]"))),
+        None => None,
+    };
+    if !runs_given {
+        file.runs = if time.is_some() { scenarios::spec::MAX_RUNS } else { 1000 };
+    }
+    let shard = a.shard.unwrap_or(Shard::ALL);
+    let total = if time.is_some() && !runs_given { 0 } else { shard.share(file.runs) };
+    let progress = Progress::new("explore", total, "runs", a.output.quiet || a.output.json);
+    let c = Campaign { scenario_at: &Campaign::seeds(&file.scenario), runs: file.runs, shard, time };
+    let result = c.run(&|n| progress.set(n))?;
+    progress.finish();
+    report("explore", &file, &overrides, &result, shard, &a.artifacts, a.output)
+}
+
+/// The outcome a report shows: the violating run, or the only run, or none (a campaign of
+/// many passing runs shows its totals).
+fn shown<'a>(file: &ScenarioFile, r: &'a CampaignResult) -> (Option<u64>, Option<&'a Outcome>) {
+    match (&r.found, &r.last) {
+        (Some(f), _) => (Some(f.scenario.seed), Some(&f.outcome)),
+        (None, Some((k, o))) if file.runs == 1 => (Some(file.scenario.seed.wrapping_add(*k)), Some(o)),
+        _ => (None, None),
+    }
+}
+
+fn report(
+    command: &'static str,
+    file: &ScenarioFile,
+    overrides: &[String],
+    r: &CampaignResult,
+    shard: Shard,
+    artifacts: &ArtifactOpts,
+    output: OutputOpts,
+) -> Result<Status, Failure> {
+    let (seed, outcome) = shown(file, r);
+    let kind = r.found.as_ref().and_then(|f| f.outcome.violation()).map(|v| v.kind);
+    let expected = file.expect.met_by(kind) && r.verdict() != Verdict::BudgetExhausted;
+    let status = status(expected, r.verdict());
+    if !output.json {
+        text(file, overrides, r, shard, outcome, seed)?;
+        out::line(format!("expected   {} ({})", file.expect, if expected { "met" } else { "NOT met" }))?;
+    }
+    let saved = save(file, r, artifacts);
+    if output.json {
+        out::json(&Report {
+            command,
+            verdict: r.verdict(),
+            expect: file.expect,
+            expected,
+            runs: r.runs,
+            exhausted: r.exhausted,
+            shard: shard.to_string(),
+            seed,
+            violations: outcome.map_or(&[], |o| &o.violations),
+            trace_hash: outcome.map(|o| o.trace_hash.as_str()),
+            stats: outcome.map_or(r.totals, |o| o.stats),
+            scenario: ScenarioReport::of(&file.scenario),
+            overrides,
+            saved,
+        })?;
+    } else {
+        saved.print()?;
+    }
+    Ok(status)
+}
+
+/// The exit status of an outcome given whether it met the expectation.
+pub fn status(expected: bool, verdict: Verdict) -> Status {
+    match (expected, verdict) {
+        (true, _) => Status::Expected,
+        (false, Verdict::BudgetExhausted) => Status::BudgetExhausted,
+        (false, _) => Status::Unexpected,
+    }
+}
+
+fn text(
+    file: &ScenarioFile,
+    overrides: &[String],
+    r: &CampaignResult,
+    shard: Shard,
+    outcome: Option<&Outcome>,
+    seed: Option<u64>,
+) -> Result<(), Failure> {
+    out::line(format!("scenario   {}", ScenarioReport::line(&file.scenario)))?;
+    if !overrides.is_empty() {
+        out::line(format!("overrides  {}", overrides.join(", ")))?;
+    }
+    let secs = r.elapsed.as_secs_f64().max(1e-9);
+    out::line(format!("runs       {} (shard {shard}) in {secs:.1}s ({:.0} runs/s)", r.runs, r.runs as f64 / secs))?;
+    let mut verdict = r.verdict().to_string();
+    if r.exhausted > 0 {
+        verdict.push_str(&format!(
+            " ({} runs spent their tick budget, the first at seed {}; raise --steps)",
+            r.exhausted,
+            file.scenario.seed.wrapping_add(r.first_exhausted.unwrap_or(0))
+        ));
+    }
+    out::line(format!("verdict    {verdict}"))?;
+    if let (Some(o), Some(seed)) = (outcome, seed) {
+        for v in &o.violations {
+            out::line(format!("violation  seed {seed}: {v}"))?;
+        }
+    }
+    let st = outcome.map_or(r.totals, |o| o.stats);
+    let of = if outcome.is_some() { "" } else { " (all runs)" };
+    out::line(format!(
+        "stats      ticks={} guest_steps={} int3_traps={} patch_rounds={} syncs={} ipis={} stores={} decisions={}{of}",
+        st.ticks, st.guest_steps, st.int3_traps, st.patch_rounds, st.syncs, st.ipis, st.stores, st.decisions
+    ))?;
+    if let Some(o) = outcome {
+        out::line(format!("trace_hash {}", o.trace_hash))?;
+    }
+    Ok(())
+}
+
+fn save(file: &ScenarioFile, r: &CampaignResult, artifacts: &ArtifactOpts) -> Saved {
+    let Some(f) = &r.found else { return Saved::default() };
+    let Some(v) = f.outcome.violation() else { return Saved::default() };
+    let artifact = Artifact::new(&file.name, &f.scenario, &f.outcome);
+    Saved::write(artifacts, artifact.as_ref(), &Artifact::file_name(&f.scenario, v))
+}
+
+/// `run FILE` where the file records decisions: replay them strictly.
+fn replay_file(
+    file: &ScenarioFile,
+    args: &ScenarioArgs,
+    artifacts: &ArtifactOpts,
+    output: OutputOpts,
+) -> Result<Status, Failure> {
+    let path = args.file.as_ref().map_or(String::new(), |p| p.display().to_string());
+    let r = Replayable {
+        file: path,
+        name: file.name.clone(),
+        scenario: file.scenario.clone(),
+        decisions: file.decisions.clone().unwrap_or_default(),
+        expect: file.expect,
+        violation: None,
+        trace_hash: file.trace_hash.clone(),
+    };
+    let o = r.reproduce(&file.scenario)?;
+    let result = CampaignResult::single(o, &file.scenario);
+    report("run", file, &[], &result, Shard::ALL, artifacts, output)
+}

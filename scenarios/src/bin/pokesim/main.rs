@@ -1,0 +1,105 @@
+//! `pokesim`: the command line (DESIGN.md §2.11). Every command parses its arguments into the
+//! library's types, builds its scenario through the one validating path
+//! (`scenarios::spec`), runs through the one campaign primitive (`scenarios::campaign`),
+//! prints its result (text, or JSON lines with a `format` version) before writing any
+//! artifact, and ends with one of the documented exit statuses ([`EXIT_STATUS`]).
+
+mod args;
+mod cmd;
+mod out;
+mod progress;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// The exit statuses, as every `--help` shows them.
+pub const EXIT_STATUS: &str = "\
+Exit status:
+  0    as expected (the scenario's `expect` met, replay reproduced, shrink succeeded)
+  1    an unexpected outcome (a violation where a pass was expected, or the reverse)
+  2    bad input: usage, a scenario file or artifact (named with its line and field), or a
+       recording that no longer reproduces
+  3    a pokesim bug (the simulator failed or contradicted itself)
+  4    a run spent its tick budget before reaching a verdict (raise --steps)
+  141  stdout was closed (a pipe reader went away)";
+
+const EXAMPLES: &str = "\
+Examples:
+  pokesim check                                    # every built-in scenario, as CI runs it
+  pokesim run --workload ftrace --protocol seed --cpus 4 --seed 7
+  pokesim run --mutant no-sync-after-int3 --cpus 2 --json
+  pokesim run examples/race.toml --cpus 8          # a file, one field overridden
+  pokesim explore examples/race.toml --runs 10000 --strategy pct
+  pokesim replay pokesim-artifacts/A.json          # reproduce a failure bit for bit
+  pokesim shrink A.json -o small.json && pokesim trace small.json
+  pokesim corpus                                   # the regression corpus shipped with pokesim";
+
+#[derive(Parser)]
+#[command(
+    name = "pokesim",
+    version,
+    about = "Deterministic multi-CPU x86-64 simulator for live code patching",
+    after_help = format!("{EXAMPLES}\n\n{EXIT_STATUS}"),
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one scenario (a file, flags, or flags over a file) over its seeds.
+    #[command(after_help = EXIT_STATUS)]
+    Run(Box<cmd::run::RunArgs>),
+    /// Run a campaign of many seeds in parallel (random or PCT), sharded if asked.
+    #[command(after_help = EXIT_STATUS)]
+    Explore(Box<cmd::run::ExploreArgs>),
+    /// Explore every interleaving and stale view of a small scenario within a bound.
+    #[command(after_help = EXIT_STATUS)]
+    Exhaust(Box<cmd::exhaust::ExhaustArgs>),
+    /// Replay a failure artifact or a recorded corpus entry from its decisions.
+    #[command(after_help = EXIT_STATUS)]
+    Replay(cmd::replay::ReplayArgs),
+    /// Shrink a failure artifact to a smaller failing run.
+    #[command(after_help = EXIT_STATUS)]
+    Shrink(cmd::replay::ShrinkArgs),
+    /// Print the trace of a failure artifact around its violation.
+    #[command(after_help = EXIT_STATUS)]
+    Trace(cmd::replay::TraceArgs),
+    /// Run the regression corpus (the shipped one, or a directory), or add an artifact to it.
+    #[command(after_help = EXIT_STATUS)]
+    Corpus(cmd::corpus::CorpusArgs),
+    /// The sync-necessity matrix: every mutant x protocol x workload x fetch preset.
+    #[command(after_help = EXIT_STATUS)]
+    Mutants(cmd::check::MutantsArgs),
+    /// Run the built-in scenarios and print a verdict table (the main job).
+    #[command(after_help = EXIT_STATUS)]
+    Check(cmd::check::CheckArgs),
+    /// Measure throughput: raw Unicorn vs pokesim, quiet and while patching.
+    #[command(after_help = EXIT_STATUS)]
+    Bench(cmd::list::BenchArgs),
+    /// List workloads, protocols, mutants, fetch presets, program operations and violation kinds.
+    List(cmd::list::ListArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Run(a) => cmd::run::run(a),
+        Command::Explore(a) => cmd::run::explore(a),
+        Command::Exhaust(a) => cmd::exhaust::exhaust(a),
+        Command::Replay(a) => cmd::replay::replay(a),
+        Command::Shrink(a) => cmd::replay::shrink(a),
+        Command::Trace(a) => cmd::replay::trace(a),
+        Command::Corpus(a) => cmd::corpus::corpus(a),
+        Command::Mutants(a) => cmd::check::mutants(a),
+        Command::Check(a) => cmd::check::check(a),
+        Command::Bench(a) => cmd::list::bench(a),
+        Command::List(a) => cmd::list::list(a),
+    };
+    match result {
+        Ok(status) => status.code(),
+        Err(failure) => failure.exit(),
+    }
+}

@@ -1,0 +1,225 @@
+//! The one campaign primitive (DESIGN.md §2.9): run the scenarios of a seed range until the
+//! first violation or the budget, in parallel across cores. `run`, `explore`, `check`,
+//! `corpus`, `mutants`, the corpus generator and the tests all go through [`Campaign::run`],
+//! so the same scenario, strategy and seed give the same run whichever command runs it.
+//!
+//! A campaign runs the seed indices of its shard in fixed batches of [`BATCH`]; each batch
+//! runs in parallel (every worker builds its own engines: Unicorn is not `Send`), and the
+//! campaign stops after the first batch that contains a violation, reporting the violation of
+//! the *smallest* index. The result therefore depends only on the scenarios and the indices —
+//! never on the number of workers. Runs keep no decision log (memory does not grow with a
+//! run's length); the violating run is repeated with its decisions kept, and must reproduce
+//! bit for bit.
+//!
+//! A shard `i/n` of a campaign of `runs` seeds runs the indices `k < runs` with
+//! `k % n == i`: `runs` is the size of the whole campaign, so `n` machines (a CI matrix,
+//! Kubernetes indexed jobs, a Slurm array) split it without overlap, and their union is what
+//! one machine would have run.
+
+use std::time::{Duration, Instant};
+
+use rayon::prelude::*;
+use sim_core::{Outcome, SimError, Stats, Verdict};
+
+use crate::scenario::Scenario;
+
+/// Seed indices per batch (fixed, so results do not depend on the number of workers).
+pub const BATCH: u64 = 16;
+
+/// A shard of the seed indices: `k` with `k % count == index`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    /// This shard (0-based).
+    pub index: u64,
+    /// Number of shards.
+    pub count: u64,
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+    /// `I/N` with `I < N`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (i, n) = s.split_once('/').ok_or_else(|| format!("'{s}' is not I/N"))?;
+        let (index, count) = (
+            i.trim().parse::<u64>().map_err(|e| format!("'{s}': {e}"))?,
+            n.trim().parse::<u64>().map_err(|e| format!("'{s}': {e}"))?,
+        );
+        if count == 0 || index >= count {
+            return Err(format!("'{s}' needs 0 <= I < N"));
+        }
+        Ok(Shard { index, count })
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+impl Shard {
+    /// The whole seed range.
+    pub const ALL: Shard = Shard { index: 0, count: 1 };
+
+    /// How many of the first `runs` indices belong to this shard.
+    pub fn share(self, runs: u64) -> u64 {
+        runs.saturating_sub(self.index).div_ceil(self.count)
+    }
+}
+
+/// A campaign: which scenario each seed index runs, how many indices, which shard of them,
+/// and an optional wall-time limit (with one, the number of runs depends on the machine).
+pub struct Campaign<'a> {
+    /// The scenario of seed index `k` (for a plain campaign: the base scenario with seed
+    /// `base.seed + k`; `check` also cycles vCPUs and site placements with `k`).
+    pub scenario_at: &'a (dyn Fn(u64) -> Scenario + Sync),
+    /// Seed indices of the whole campaign (all shards).
+    pub runs: u64,
+    /// The shard this process runs.
+    pub shard: Shard,
+    /// Stop starting batches after this much wall time.
+    pub time: Option<Duration>,
+}
+
+/// The violating run a campaign found.
+#[derive(Clone, Debug)]
+pub struct Found {
+    /// Its seed index.
+    pub index: u64,
+    /// Its scenario.
+    pub scenario: Scenario,
+    /// Its outcome, with the decisions kept.
+    pub outcome: Outcome,
+}
+
+/// What a campaign established.
+#[derive(Clone, Debug)]
+pub struct CampaignResult {
+    /// Runs done.
+    pub runs: u64,
+    /// The violating run with the smallest index, if any.
+    pub found: Option<Found>,
+    /// Runs that spent their tick budget before reaching their end (no verdict).
+    pub exhausted: u64,
+    /// The smallest index of such a run.
+    pub first_exhausted: Option<u64>,
+    /// True if every index of the shard ran (false: a violation or the time limit stopped it).
+    pub complete: bool,
+    /// The run of the largest index done, and that index (its outcome without decisions).
+    pub last: Option<(u64, Outcome)>,
+    /// Counters summed over every run.
+    pub totals: Stats,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+impl CampaignResult {
+    /// The result of one run of `scenario` (seed index 0): a campaign of one.
+    pub fn single(outcome: Outcome, scenario: &Scenario) -> Self {
+        let mut r = CampaignResult {
+            runs: 1,
+            found: None,
+            exhausted: 0,
+            first_exhausted: None,
+            complete: true,
+            last: None,
+            totals: outcome.stats,
+            elapsed: Duration::ZERO,
+        };
+        if outcome.verdict == Verdict::BudgetExhausted {
+            (r.exhausted, r.first_exhausted) = (1, Some(0));
+        }
+        if outcome.verdict == Verdict::Violation {
+            r.found = Some(Found { index: 0, scenario: scenario.clone(), outcome: outcome.clone() });
+        }
+        r.last = Some((0, outcome));
+        r
+    }
+
+    /// The campaign's verdict: a violation if one was found; otherwise budget-exhausted if
+    /// any run ran out of ticks; otherwise a pass.
+    pub fn verdict(&self) -> Verdict {
+        match (&self.found, self.exhausted) {
+            (Some(_), _) => Verdict::Violation,
+            (None, 0) => Verdict::Pass,
+            (None, _) => Verdict::BudgetExhausted,
+        }
+    }
+}
+
+/// The smallest-index violating run among seeds `base.seed .. base.seed + runs` (a campaign of
+/// the whole range): its index + 1 is the number of runs a strategy needed to find it.
+pub fn first_violation(base: &Scenario, runs: u64) -> Result<Option<Found>, SimError> {
+    let at = Campaign::seeds(base);
+    Ok(Campaign { scenario_at: &at, runs, shard: Shard::ALL, time: None }.run(&|_| {})?.found)
+}
+
+impl Campaign<'_> {
+    /// A campaign over `runs` seeds of `base` (seed `base.seed + k` for index `k`).
+    pub fn seeds(base: &Scenario) -> impl Fn(u64) -> Scenario + Sync + '_ {
+        move |k| Scenario { seed: base.seed.wrapping_add(k), ..base.clone() }
+    }
+
+    /// Runs the campaign; `progress(runs_done)` is called after every batch.
+    pub fn run(&self, progress: &(dyn Fn(u64) + Sync)) -> Result<CampaignResult, SimError> {
+        let start = Instant::now();
+        let total = self.shard.share(self.runs);
+        let mut r = CampaignResult {
+            runs: 0,
+            found: None,
+            exhausted: 0,
+            first_exhausted: None,
+            complete: false,
+            last: None,
+            totals: Stats::default(),
+            elapsed: Duration::ZERO,
+        };
+        while r.runs < total {
+            if self.time.is_some_and(|t| start.elapsed() >= t) {
+                break;
+            }
+            let take = BATCH.min(total - r.runs);
+            let indices: Vec<u64> = (r.runs..r.runs + take).map(|j| j * self.shard.count + self.shard.index).collect();
+            let outcomes = indices
+                .par_iter()
+                .map(|&k| (self.scenario_at)(k).run_unrecorded().map(|o| (k, o)))
+                .collect::<Result<Vec<_>, _>>()?;
+            r.runs += take;
+            progress(r.runs);
+            if let Some(found) = self.account(&mut r, outcomes)? {
+                r.found = Some(found);
+                r.elapsed = start.elapsed();
+                return Ok(r);
+            }
+        }
+        r.complete = r.runs == total;
+        r.elapsed = start.elapsed();
+        Ok(r)
+    }
+
+    /// Adds a batch to the totals; returns its smallest violating run, repeated with its
+    /// decisions kept.
+    fn account(&self, r: &mut CampaignResult, outcomes: Vec<(u64, Outcome)>) -> Result<Option<Found>, SimError> {
+        if let Some((k, o)) = outcomes.last() {
+            r.last = Some((*k, o.clone()));
+        }
+        for (k, o) in &outcomes {
+            r.totals.add(&o.stats);
+            if o.verdict == Verdict::BudgetExhausted {
+                r.exhausted += 1;
+                r.first_exhausted = Some(r.first_exhausted.map_or(*k, |f| f.min(*k)));
+            }
+        }
+        let Some((index, first)) = outcomes.into_iter().find(|(_, o)| o.verdict == Verdict::Violation) else {
+            return Ok(None);
+        };
+        let scenario = (self.scenario_at)(index);
+        let outcome = scenario.run()?;
+        if outcome.trace_hash != first.trace_hash || outcome.violations != first.violations {
+            return Err(SimError::Internal(format!(
+                "nondeterminism: seed index {index} ran twice with different results"
+            )));
+        }
+        Ok(Some(Found { index, scenario, outcome }))
+    }
+}
