@@ -219,7 +219,7 @@ struct RawFetch {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawKprobe {
-    addr: i64,
+    addr: Spanned<i64>,
     #[serde(default = "yes")]
     armed: bool,
 }
@@ -237,6 +237,26 @@ struct Lines<'a> {
 impl Lines<'_> {
     fn line(&self, span: Range<usize>) -> usize {
         self.src[..span.start.min(self.src.len())].matches('\n').count() + 1
+    }
+
+    /// The dotted key whose value covers `span` (`workload.rounds`), read from the source:
+    /// the key on the span's line, under the last `[table]` header before it.
+    fn key_at(&self, span: Range<usize>) -> Option<String> {
+        let start = span.start.min(self.src.len());
+        let line_start = self.src[..start].rfind('\n').map_or(0, |i| i + 1);
+        let line = self.src[line_start..].lines().next()?;
+        let key = line.split_once('=')?.0.trim();
+        if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.') {
+            return None;
+        }
+        let table = self.src[..line_start].lines().rev().find_map(|l| {
+            let t = l.trim();
+            t.starts_with('[').then(|| t.trim_matches(|c| c == '[' || c == ']').trim().to_string())
+        });
+        Some(match table {
+            Some(t) if !t.is_empty() => format!("{t}.{key}"),
+            _ => key.to_string(),
+        })
     }
 
     fn origin<T>(&self, v: &Spanned<T>) -> Origin {
@@ -276,8 +296,8 @@ pub fn parse_spec(file: &str, src: &str) -> Result<ScenarioSpec, InputError> {
     let l = Lines { file, src };
     let raw: Raw = toml::from_str(src).map_err(|e| InputError {
         file: file.into(),
-        line: e.span().map(|s| l.line(s)),
-        field: None,
+        line: e.span().map(|s| l.line(s.clone())),
+        field: e.span().and_then(|s| l.key_at(s)),
         flag: None,
         message: e.message().trim().to_string(),
     })?;
@@ -314,11 +334,12 @@ pub fn parse_spec(file: &str, src: &str) -> Result<ScenarioSpec, InputError> {
     }
     workload(&l, &raw, &mut spec)?;
     fetch(&l, raw.fetch.unwrap_or_default(), &mut spec)?;
-    for k in &raw.kprobes {
-        let addr = u64::try_from(k.get_ref().addr).map_err(|_| {
-            InputError::at(file, &l.origin(k), "kprobes.addr", "must be a guest address (not negative)")
+    for (i, k) in raw.kprobes.iter().enumerate() {
+        let at = l.origin(&k.get_ref().addr);
+        let addr = u64::try_from(*k.get_ref().addr.get_ref()).map_err(|_| {
+            InputError::at(file, &at, format!("kprobes[{i}]"), "must be a guest address (not negative)")
         })?;
-        spec.kprobes.push(Given::new(Kprobe { addr, armed: k.get_ref().armed }, l.origin(k)));
+        spec.kprobes.push(Given::new(Kprobe { addr, armed: k.get_ref().armed }, at));
     }
     Ok(spec)
 }

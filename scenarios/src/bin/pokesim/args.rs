@@ -98,14 +98,14 @@ pub struct ScenarioArgs {
     #[arg(long = "mutant", value_parser = parse::<Mutant>, value_name = "M")]
     pub mutants: Vec<Mutant>,
     /// Number of vCPUs, 1..=64 [default: 2].
-    #[arg(long, value_name = "N")]
-    pub cpus: Option<u64>,
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub cpus: Option<i64>,
     /// First seed [default: 0].
-    #[arg(long, value_name = "S")]
-    pub seed: Option<u64>,
+    #[arg(long, value_name = "S", allow_negative_numbers = true)]
+    pub seed: Option<i64>,
     /// Seeds in the campaign: seed, seed+1, ... (with --shard: of the whole campaign).
-    #[arg(long, value_name = "N")]
-    pub runs: Option<u64>,
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub runs: Option<i64>,
     /// Strategy: random, pct (depth 3) or pct:D [default: random].
     #[arg(long, value_parser = parse::<Strategy>, value_name = "S")]
     pub strategy: Option<Strategy>,
@@ -125,17 +125,17 @@ pub struct ScenarioArgs {
     #[arg(long)]
     pub non_monotone: bool,
     /// Bound staleness to K own guest steps.
-    #[arg(long, value_name = "K")]
-    pub staleness: Option<u64>,
+    #[arg(long, value_name = "K", allow_negative_numbers = true)]
+    pub staleness: Option<i64>,
     /// Site placement: aligned, cross16, cross64, cross-page, or a line offset 0..=63.
     #[arg(long, value_parser = parse::<SitePlacement>, value_name = "PLACE")]
     pub site: Option<SitePlacement>,
     /// Patch rounds, 1..=100000 [default: 24].
-    #[arg(long, value_name = "R")]
-    pub rounds: Option<u64>,
+    #[arg(long, value_name = "R", allow_negative_numbers = true)]
+    pub rounds: Option<i64>,
     /// batch: number of sites, 1..=300 [default: 16].
-    #[arg(long, value_name = "N")]
-    pub sites: Option<u64>,
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub sites: Option<i64>,
     /// batch: queueing order: ascending, descending, interleaved.
     #[arg(long, value_parser = parse::<SiteOrder>, value_name = "O")]
     pub order: Option<SiteOrder>,
@@ -152,15 +152,11 @@ pub struct ScenarioArgs {
     #[arg(long)]
     pub unsafe_multi_insn: bool,
     /// Tick budget [default: grows with vCPUs, sites and rounds].
-    #[arg(long, value_name = "MAX")]
-    pub steps: Option<u64>,
+    #[arg(long, value_name = "MAX", allow_negative_numbers = true)]
+    pub steps: Option<i64>,
     /// Expected result: pass, or violation kinds joined by | [default: pass].
     #[arg(long, value_parser = parse::<Expectation>, value_name = "E")]
     pub expect: Option<Expectation>,
-}
-
-fn num(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 /// Records the flags laid over a file's fields.
@@ -232,18 +228,18 @@ impl ScenarioArgs {
             spec.mutants = self.mutants.iter().map(|m| Given::new(*m, Origin::Flag("--mutant"))).collect();
             spec.mutants_origin = Some(Origin::Flag("--mutant"));
         }
-        l.set(&mut spec.cpus, self.cpus.map(num), "--cpus");
-        l.set(&mut spec.seed, self.seed.map(num), "--seed");
-        l.set(&mut spec.runs, self.runs.map(num), "--runs");
+        l.set(&mut spec.cpus, self.cpus, "--cpus");
+        l.set(&mut spec.seed, self.seed, "--seed");
+        l.set(&mut spec.runs, self.runs, "--runs");
         l.set(&mut spec.strategy, self.strategy()?, "--strategy");
         l.set(&mut spec.fetch.preset, self.preset, "--preset");
         l.set(&mut spec.fetch.unit, self.fetch, "--fetch");
         l.set(&mut spec.fetch.stores, self.stores, "--stores");
         l.set(&mut spec.fetch.monotone, self.non_monotone.then_some(false), "--non-monotone");
-        l.set(&mut spec.fetch.staleness, self.staleness.map(num), "--staleness");
+        l.set(&mut spec.fetch.staleness, self.staleness, "--staleness");
         l.set(&mut spec.workload.site, self.site, "--site");
-        l.set(&mut spec.workload.rounds, self.rounds.map(num), "--rounds");
-        l.set(&mut spec.workload.sites, self.sites.map(num), "--sites");
+        l.set(&mut spec.workload.rounds, self.rounds, "--rounds");
+        l.set(&mut spec.workload.sites, self.sites, "--sites");
         l.set(&mut spec.workload.order, self.order, "--order");
         l.set(&mut spec.workload.tail, self.no_tail.then_some(false), "--no-tail");
         l.set(&mut spec.workload.kprobe, self.kprobe.then_some(true), "--kprobe");
@@ -257,7 +253,7 @@ impl ScenarioArgs {
                 .collect();
         }
         l.set(&mut spec.unsafe_multi_insn, self.unsafe_multi_insn.then_some(true), "--unsafe-multi-insn");
-        l.set(&mut spec.steps, self.steps.map(num), "--steps");
+        l.set(&mut spec.steps, self.steps, "--steps");
         l.set(&mut spec.expect, self.expect, "--expect");
         Ok(())
     }

@@ -20,6 +20,14 @@ use crate::progress::Progress;
 /// The longest `--time` (a year): a bound on the input, not a promise.
 const MAX_TIME_S: f64 = 365.0 * 24.0 * 3600.0;
 
+/// A positive, finite number of seconds of at most a year.
+fn seconds(s: &str) -> Result<Duration, String> {
+    match s.parse::<f64>() {
+        Ok(t) if t > 0.0 && t <= MAX_TIME_S => Ok(Duration::from_secs_f64(t)),
+        _ => Err(format!("'{s}' is not a number of seconds in (0, {MAX_TIME_S}]")),
+    }
+}
+
 /// `pokesim run`.
 #[derive(Args)]
 pub struct RunArgs {
@@ -39,8 +47,8 @@ pub struct ExploreArgs {
     #[command(flatten)]
     scenario: ScenarioArgs,
     /// Stop starting runs after this many seconds (the run count then depends on the machine).
-    #[arg(long, value_name = "SECONDS")]
-    time: Option<f64>,
+    #[arg(long, value_name = "SECONDS", value_parser = seconds, allow_negative_numbers = true)]
+    time: Option<Duration>,
     /// Run only shard I of N of the campaign (seed indices congruent to I modulo N).
     #[arg(long, value_name = "I/N", value_parser = |s: &str| s.parse::<Shard>())]
     shard: Option<Shard>,
@@ -67,6 +75,8 @@ struct Report<'a> {
     violations: &'a [Violation],
     trace_hash: Option<&'a str>,
     stats: Stats,
+    /// The tick budget of the shown run.
+    budget: Option<u64>,
     scenario: ScenarioReport,
     overrides: &'a [String],
     #[serde(flatten)]
@@ -92,11 +102,7 @@ pub fn explore(a: &ExploreArgs) -> Result<Status, Failure> {
     if file.decisions.is_some() {
         return Err(Failure::Bad(format!("{}: replays recorded decisions; use `pokesim replay`", file.name)));
     }
-    let time = match a.time {
-        Some(t) if t > 0.0 && t <= MAX_TIME_S => Some(Duration::from_secs_f64(t)),
-        Some(t) => return Err(Failure::Bad(format!("--time: {t} is not a number of seconds in (0, {MAX_TIME_S}]"))),
-        None => None,
-    };
+    let time = a.time;
     if !runs_given {
         file.runs = if time.is_some() { scenarios::spec::MAX_RUNS } else { 1000 };
     }
@@ -150,6 +156,7 @@ fn report(
             violations: outcome.map_or(&[], |o| &o.violations),
             trace_hash: outcome.map(|o| o.trace_hash.as_str()),
             stats: outcome.map_or(r.totals, |o| o.stats),
+            budget: outcome.map(|o| o.budget),
             scenario: ScenarioReport::of(&file.scenario),
             overrides,
             saved,
