@@ -47,7 +47,7 @@ fn shrunk_entry(
     let Some(kind) = found.outcome.violation().map(|v| v.kind) else { return false };
     let (s, o) = (&found.scenario, &found.outcome);
     let before = o.decisions.len();
-    let shrunk = scenarios::shrink::shrink(s, o.decisions.clone(), kind, 20_000).expect("shrinks");
+    let shrunk = scenarios::shrink::shrink(s, o.decisions.clone(), kind, 20_000, &|_| {}).expect("shrinks");
     write(
         dir,
         &ScenarioFile {

@@ -38,12 +38,13 @@ pub struct ExhaustResult {
 }
 
 /// Explores every decision sequence of `scenario` that deviates from the default schedule in
-/// at most `bound` decisions.
+/// at most `bound` decisions, calling `progress(executions)` after each execution.
 pub fn exhaust(
     scenario: &Scenario,
     bound: usize,
     reduce: bool,
     max_executions: u64,
+    progress: &dyn Fn(u64),
 ) -> Result<ExhaustResult, SimError> {
     let start = Instant::now();
     let mut searched = scenario.clone();
@@ -69,6 +70,7 @@ pub fn exhaust(
         }
         let mut sched = DfsScheduler::new(reduce, run.sleep);
         let o = searched.run_custom(&mut sched, Decisions::guided(run.prefix), &config)?;
+        progress(dfs.executions + 1);
         states.extend(o.state_hashes.iter().copied());
         if o.violation().is_some() {
             dfs.executions += 1;

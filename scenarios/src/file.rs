@@ -495,7 +495,7 @@ mod tests {
     #[test]
     fn errors_name_the_file_line_and_field() {
         let cases = [
-            ("[workload]\nkind = \"ftrace\"\nbogus = 1\n", 3, None, "unknown field `bogus`"),
+            ("[workload]\nkind = \"ftrace\"\nbogus = 1\n", 3, Some("workload.bogus"), "unknown field `bogus`"),
             ("cpus = 0\n[workload]\nkind = \"ftrace\"\n", 1, Some("cpus"), "0 is out of range (1..=64)"),
             ("cpus = 65\n[workload]\nkind = \"ftrace\"\n", 1, Some("cpus"), "65 is out of range"),
             ("mutants = [\"nope\"]\n[workload]\nkind = \"ftrace\"\n", 1, Some("mutants"), "valid: no-sync-after-int3"),
@@ -506,7 +506,7 @@ mod tests {
             ("[workload]\nkind = \"ftrace\"\n[fetch]\nunit = \"word\"\n", 4, Some("fetch.unit"), "unknown fetch unit"),
             ("decisions = [[1, 0]]\n[workload]\nkind = \"ftrace\"\n", 1, Some("decisions"), "not [options >= 2"),
             ("program = [\"sync\"]\n[workload]\nkind = \"ftrace\"\n", 1, Some("program"), "end with 'end-batch'"),
-            ("cpus = \n", 1, None, ""),
+            ("cpus = \n", 1, Some("cpus"), ""),
         ];
         for (src, line, field, msg) in cases {
             let e = ScenarioFile::parse("f.toml", src, "f").unwrap_err();

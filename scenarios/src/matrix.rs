@@ -131,7 +131,7 @@ pub fn cell(m: Mutant, p: Protocol, v: &Variant, preset: &str, runs: u64, opts: 
         c.kind = kind;
         c.strategy = Some(name.into());
         if let (true, Some(kind)) = (opts.shrink, kind) {
-            let shrunk = crate::shrink::shrink(&found.scenario, found.outcome.decisions.clone(), kind, 3_000)?;
+            let shrunk = crate::shrink::shrink(&found.scenario, found.outcome.decisions.clone(), kind, 3_000, &|_| {})?;
             c.shrunk_decisions = Some(shrunk.decisions.prefix.len());
         }
     }

@@ -102,7 +102,7 @@ fn a_kprobe_must_start_a_plain_instruction_outside_the_patched_sites() {
         &dir,
         "inside.toml",
         &format!("{head}[[kprobes]]\naddr = 0x400001\n"),
-        &["inside.toml:4: field `kprobes[0]`", "splits the instruction `inc qword ptr [rbx]` (48 ff 03) at 0x400000"],
+        &["inside.toml:5: field `kprobes[0]`", "splits the instruction `inc qword ptr [rbx]` (48 ff 03) at 0x400000"],
     );
     refused(
         &dir,

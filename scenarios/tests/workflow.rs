@@ -167,7 +167,11 @@ fn bad_files_and_artifacts_exit_2_naming_file_line_and_field() {
     let base = "[workload]\nkind = \"ftrace\"\n";
     let cases: Vec<(&str, String, &str)> = vec![
         ("malformed.toml", "cpus = = 3\n".into(), "malformed.toml:1"),
-        ("unknown.toml", format!("{base}colour = \"red\"\n"), "unknown.toml:3: unknown field `colour`"),
+        (
+            "unknown.toml",
+            format!("{base}colour = \"red\"\n"),
+            "unknown.toml:3: field `workload.colour`: unknown field `colour`",
+        ),
         (
             "workload.toml",
             "[workload]\nkind = \"kpatch\"\n".into(),
@@ -188,7 +192,7 @@ fn bad_files_and_artifacts_exit_2_naming_file_line_and_field() {
         (
             "site.toml",
             format!("{base}[[kprobes]]\naddr = 0x900000\n"),
-            "site.toml:3: field `kprobes[0]`: 0x900000 is outside the text",
+            "site.toml:4: field `kprobes[0]`: 0x900000 is outside the text",
         ),
         ("multi.toml", "[workload]\nkind = \"multi_insn\"\n".into(), "not exactly one instruction"),
     ];

@@ -88,7 +88,14 @@ pub enum HandlerStep {
     Continue,
     /// The entry `(array, index)` was emulated; the machine checks it against the reference
     /// executor and applies it.
-    Emulated { array: usize, entry: usize, emulation: Emulation },
+    Emulated {
+        /// The patch array of the entry.
+        array: usize,
+        /// The entry within it.
+        entry: usize,
+        /// What the handler did to the registers and stack.
+        emulation: Emulation,
+    },
     /// The patching handler returned 0: the trap is not its.
     Declined,
     /// IRET with these registers.

@@ -190,7 +190,7 @@ impl Machine {
                 h.update(&g.to_le_bytes());
             }
             h.update(&regs.rip.to_le_bytes());
-            h.update(&(regs.rflags & crate::oracle::emulation::ARITH_FLAGS).to_le_bytes());
+            h.update(&(regs.rflags & emulation::ARITH_FLAGS).to_le_bytes());
             // A view differs from the truth only at patched bytes.
             for (addr, len) in self.torn.site_ranges() {
                 for a in addr..addr + len as u64 {

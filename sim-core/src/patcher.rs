@@ -30,26 +30,59 @@ pub enum Op {
     /// `smp_store_release(&bp_desc, &desc)` (5.6).
     PublishDesc(usize),
     /// `text_poke_array.vec[text_poke_array.nr_entries++] = …` (6.16 `smp_text_poke_batch_add`).
-    AddEntry { batch: usize, entry: usize },
+    AddEntry {
+        /// The batch (patch array) it belongs to.
+        batch: usize,
+        /// The entry of that batch.
+        entry: usize,
+    },
     /// `atomic_set_release(per_cpu_ptr(&text_poke_array_refs, cpu), 1)` (6.16).
     SetRefs(usize),
     /// `atomic_set_release(&bp_desc.refs, 1)` (6.0).
     SetGlobalRefs,
     /// `if (!atomic_dec_and_test(&bp_desc.refs)) atomic_cond_read_acquire(&bp_desc.refs, !VAL)` (6.0).
-    DecGlobalRefs { wait: bool },
+    DecGlobalRefs {
+        /// Whether it waits for the count to drain (false: the `-nowait` edit).
+        wait: bool,
+    },
     /// `smp_wmb()` — a no-op under the sequentially consistent data model, kept as a step so
     /// that reorderings around it are expressible.
     Wmb,
     /// `text_poke(addr, &int3, 1)`.
-    PokeInt3 { batch: usize, entry: usize },
+    PokeInt3 {
+        /// The batch (patch array) it belongs to.
+        batch: usize,
+        /// The entry of that batch.
+        entry: usize,
+    },
     /// `if (len > 1) { text_poke(addr + 1, text + 1, len - 1); do_sync++; }`.
-    PokeTail { batch: usize, entry: usize },
+    PokeTail {
+        /// The batch (patch array) it belongs to.
+        batch: usize,
+        /// The entry of that batch.
+        entry: usize,
+    },
     /// `if (text[0] != INT3) { text_poke(addr, text, 1); do_sync++; }` (seed onwards).
-    PokeFirst { batch: usize, entry: usize },
+    PokeFirst {
+        /// The batch (patch array) it belongs to.
+        batch: usize,
+        /// The entry of that batch.
+        entry: usize,
+    },
     /// `text_poke(addr, opcode, 1)` unconditionally (linux-5.4).
-    PokeFirstAlways { batch: usize, entry: usize },
+    PokeFirstAlways {
+        /// The batch (patch array) it belongs to.
+        batch: usize,
+        /// The entry of that batch.
+        entry: usize,
+    },
     /// `text_poke(addr, text, len)` — the whole instruction at once (mutant `no-int3`).
-    PokeWhole { batch: usize, entry: usize },
+    PokeWhole {
+        /// The batch (patch array) it belongs to.
+        batch: usize,
+        /// The entry of that batch.
+        entry: usize,
+    },
     /// A plain `text_poke()` outside the INT3 protocol (kprobe arm/disarm), by index into
     /// the patcher's plain-poke table.
     PokePlain(usize),
@@ -67,9 +100,19 @@ pub enum Op {
     ClearDesc,
     /// `if (!atomic_dec_and_test(&desc.refs)) atomic_cond_read_acquire(&desc.refs, !VAL)` (5.6);
     /// without `wait` the patcher returns at once (mutant `skip-refs-wait`).
-    PutDesc { batch: usize, wait: bool },
+    PutDesc {
+        /// The batch (patch array) it belongs to.
+        batch: usize,
+        /// Whether it waits for the count to drain (false: the `-nowait` edit).
+        wait: bool,
+    },
     /// `if (!atomic_dec_and_test(refs)) atomic_cond_read_acquire(refs, !VAL)` for one CPU (6.16).
-    DecRefs { cpu: usize, wait: bool },
+    DecRefs {
+        /// The vCPU whose reference it drops.
+        cpu: usize,
+        /// Whether it waits for the count to drain (false: the `-nowait` edit).
+        wait: bool,
+    },
     /// The batch call returns: a caller's array or on-stack descriptor is gone.
     EndBatch(usize),
 }

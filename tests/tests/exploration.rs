@@ -22,7 +22,7 @@ fn small(mutant: Option<Mutant>) -> Scenario {
 
 #[test]
 fn exhaustive_search_proves_the_bound_and_finds_the_mutants() {
-    let clean = exhaust(&small(None), 1, true, 1_000_000).unwrap();
+    let clean = exhaust(&small(None), 1, true, 1_000_000, &|_| {}).unwrap();
     assert!(clean.complete && clean.violation.is_none(), "{clean:?}");
     assert!(
         clean.executions > 1_000 && clean.states > 1_000,
@@ -35,7 +35,7 @@ fn exhaustive_search_proves_the_bound_and_finds_the_mutants() {
         (Mutant::NoSyncAfterFirst, 1, ViolationKind::UnclaimedInt3),
         (Mutant::NoSyncAfterTail, 2, ViolationKind::TornFetch),
     ] {
-        let r = exhaust(&small(Some(m)), bound, true, 1_000_000).unwrap();
+        let r = exhaust(&small(Some(m)), bound, true, 1_000_000, &|_| {}).unwrap();
         let found = r.violation.as_ref().and_then(|o| o.violation()).map(|v| v.kind);
         assert_eq!(found, Some(kind), "{m} within bound {bound}: {} executions", r.executions);
     }
@@ -51,8 +51,8 @@ fn the_reduction_agrees_with_the_full_search_and_saves_executions() {
         Some(Mutant::NoSyncAfterFirst),
         Some(Mutant::NoInt3),
     ] {
-        let reduced = exhaust(&small(m), 1, true, 1_000_000).unwrap();
-        let full = exhaust(&small(m), 1, false, 1_000_000).unwrap();
+        let reduced = exhaust(&small(m), 1, true, 1_000_000, &|_| {}).unwrap();
+        let full = exhaust(&small(m), 1, false, 1_000_000, &|_| {}).unwrap();
         let kind = |r: &ExhaustResult| r.violation.as_ref().and_then(|o| o.violation()).map(|v| v.kind);
         assert_eq!(kind(&reduced), kind(&full), "{m:?}: verdicts differ");
         assert!(reduced.executions <= full.executions, "{m:?}: the reduction explored more");

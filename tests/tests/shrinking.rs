@@ -23,7 +23,7 @@ fn every_caught_mutant_shrinks_to_a_small_replayable_run() {
             });
         let (s, decisions, kind) = found.unwrap_or_else(|| panic!("{m} is never caught"));
         let before = decisions.len();
-        let shrunk = scenarios::shrink::shrink(&s, decisions, kind, 5_000).expect("shrinks");
+        let shrunk = scenarios::shrink::shrink(&s, decisions, kind, 5_000, &|_| {}).expect("shrinks");
         let (small, list, report) = (&shrunk.scenario, &shrunk.decisions, &shrunk.report);
         let n = list.prefix.len();
         assert!(n * 10 <= before || n < 200, "{m}: {before} -> {n} decisions");

@@ -10,6 +10,7 @@ use sim_core::{Verdict, Violation};
 use super::{Saved, ScenarioReport};
 use crate::args::{ArtifactOpts, OutputOpts, ScenarioArgs};
 use crate::out::{self, Failure, Status};
+use crate::progress::Progress;
 
 /// `pokesim exhaust`.
 #[derive(Args)]
@@ -67,7 +68,10 @@ pub fn exhaust(a: &ExhaustArgs) -> Result<Status, Failure> {
     let (file, overrides, _) = a.scenario.scenario()?;
     let mut s = file.scenario.clone();
     s.config.max_iterations = a.iterations.or(s.config.max_iterations).or(Some(1));
-    let r = scenarios::exhaust::exhaust(&s, a.bound as usize, !a.no_reduction, a.max_executions)?;
+    let progress = Progress::new("exhaust", a.max_executions, "executions", a.output.quiet || a.output.json);
+    let r = scenarios::exhaust::exhaust(&s, a.bound as usize, !a.no_reduction, a.max_executions, &|n| progress.set(n));
+    progress.finish();
+    let r = r?;
     let violation = r.violation.as_ref().and_then(|o| o.violation());
     let verdict = match (violation, r.complete) {
         (Some(_), _) => "violation",

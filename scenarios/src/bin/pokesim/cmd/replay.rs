@@ -12,6 +12,7 @@ use sim_core::{Outcome, Stats, Verdict, Violation};
 use super::ScenarioReport;
 use crate::args::OutputOpts;
 use crate::out::{self, Failure, Status};
+use crate::progress::Progress;
 
 /// `pokesim replay`.
 #[derive(Args)]
@@ -135,7 +136,11 @@ pub fn shrink(a: &ShrinkArgs) -> Result<Status, Failure> {
     let Some(v) = original.violation() else {
         return Err(Failure::Bad(format!("{}: records a pass; there is no violation to shrink", r.file)));
     };
-    let shrunk = scenarios::shrink::shrink(&r.scenario, original.decisions.clone(), v.kind, a.max_runs)?;
+    let progress = Progress::new("shrink", a.max_runs, "test runs", a.out.quiet || a.out.json);
+    let shrunk =
+        scenarios::shrink::shrink(&r.scenario, original.decisions.clone(), v.kind, a.max_runs, &|n| progress.set(n));
+    progress.finish();
+    let shrunk = shrunk?;
     let Some(artifact) = Artifact::new(&r.name, &shrunk.scenario, &shrunk.outcome) else {
         return Err(Failure::Internal("the shrunk run has no violation".into()));
     };
