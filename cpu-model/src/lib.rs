@@ -33,5 +33,5 @@ pub use layout::{Layout, PAGE_SIZE};
 pub use memory::SharedRegion;
 pub use reference::{ReferenceExecutor, ReferenceResult};
 pub use regs::{Flag, Reg, Regs};
-pub use vcpu::{ExecutedInsn, Fault, StepOutcome, Vcpu, MAX_INSN_LEN};
-pub use view::{Chooser, Epoch, Truth, View};
+pub use vcpu::{ExecutedInsn, Fault, StepOutcome, Vcpu, VcpuState, MAX_INSN_LEN};
+pub use view::{Chooser, Epoch, Truth, View, ViewState};

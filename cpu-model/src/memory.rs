@@ -127,4 +127,12 @@ impl SharedRegion {
         self.buf.read(off, out);
         Some(())
     }
+
+    /// Copies `bytes` to guest address `addr`; `None` if outside the region.
+    pub fn write(&self, addr: u64, bytes: &[u8]) -> Option<()> {
+        let off = self.offset(addr, bytes.len())?;
+        self.buf.write(off, bytes);
+        self.host_writes.set(self.host_writes.get() + 1);
+        Some(())
+    }
 }

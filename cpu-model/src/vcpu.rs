@@ -111,6 +111,17 @@ pub enum StepOutcome {
     Fault(Fault),
 }
 
+/// A saved vCPU ([`Vcpu::save`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VcpuState {
+    /// The register file.
+    pub regs: Regs,
+    /// The view's saved units.
+    pub view: crate::view::ViewState,
+    /// Guest steps executed.
+    pub steps: u64,
+}
+
 /// One emulated CPU.
 pub struct Vcpu {
     // Field order is drop order: the engine must go before the buffers it maps.
@@ -227,6 +238,32 @@ impl Vcpu {
         Ok(())
     }
 
+    /// The state of this vCPU that state-space search saves: registers, the view's units that
+    /// hold patched bytes, and the step count (which only feeds `rdtsc`).
+    pub fn save(&self, units: &[usize]) -> Result<VcpuState, CpuError> {
+        Ok(VcpuState { regs: self.regs()?, view: self.view.save(units), steps: self.steps })
+    }
+
+    /// Restores a saved state: registers, the view (the bytes of `ranges` rewritten where
+    /// they differ, and exactly those translated blocks invalidated), the step count.
+    pub fn restore(
+        &mut self,
+        state: &VcpuState,
+        units: &[usize],
+        ranges: &[(u64, u64)],
+        truth: &dyn Truth,
+    ) -> Result<(), CpuError> {
+        self.set_regs(&state.regs)?;
+        self.steps = state.steps;
+        self.tsc.set(self.steps * 16);
+        let mut changed = std::mem::take(&mut self.changed);
+        changed.clear();
+        self.view.restore(&state.view, units, ranges, truth, &mut changed);
+        let r = self.invalidate(&changed);
+        self.changed = changed;
+        r
+    }
+
     /// Serializes the instruction stream (`sync_core()`, IRET, CPUID): the view becomes exact.
     pub fn serialize(&mut self, truth: &dyn Truth) -> Result<(), CpuError> {
         let mut changed = std::mem::take(&mut self.changed);
@@ -262,8 +299,9 @@ impl Vcpu {
     }
 
     /// Lets the view catch up for a fetch at `rip`, unit by unit, only as far as the
-    /// instruction's bytes reach (units beyond it keep their snapshot: staying is always
-    /// allowed, and asking would only add decisions that change nothing).
+    /// instruction's bytes reach, and only for units whose patchable bytes the instruction
+    /// reads (units beyond it, or holding only bytes no store writes, keep their snapshot:
+    /// staying is always allowed, and asking would only add decisions that change nothing).
     fn fetch(&mut self, rip: u64, truth: &dyn Truth, chooser: &mut dyn Chooser) -> Result<ExecutedInsn, CpuError> {
         let limit = (rip + MAX_INSN_LEN as u64).min(self.layout.text_base + self.layout.text_len);
         if self.view.is_exact(truth) {
@@ -271,21 +309,33 @@ impl Vcpu {
         }
         let mut changed = std::mem::take(&mut self.changed);
         changed.clear();
-        let mut refreshed_to = rip;
-        let mut need = rip + 1;
+        let mut refreshed: [usize; MAX_INSN_LEN] = [usize::MAX; MAX_INSN_LEN];
+        let mut n = 0;
+        let (mut checked, mut need) = (rip, rip + 1);
         let insn = loop {
-            while refreshed_to < need {
-                refreshed_to = self.view.refresh_unit(refreshed_to, truth, chooser, &mut changed);
+            for addr in checked..need {
+                let unit = self.view.unit_index(addr);
+                if self.view.is_patchable(addr) && !refreshed[..n].contains(&unit) {
+                    self.view.refresh_unit(addr, truth, chooser, &mut changed);
+                    refreshed[n] = unit;
+                    n += 1;
+                }
             }
+            checked = need;
             let insn = self.decode(rip);
             need = if insn.is_valid() { rip + insn.len as u64 } else { limit };
-            if need <= refreshed_to {
+            if need <= checked {
                 break insn;
             }
         };
         let r = self.invalidate(&changed);
         self.changed = changed;
         r.map(|_| insn)
+    }
+
+    /// Declares the bytes stores can ever write ([`View::set_patchable`]).
+    pub fn set_patchable(&mut self, ranges: &[(u64, u64)]) {
+        self.view.set_patchable(ranges);
     }
 
     /// Executes one guest instruction.

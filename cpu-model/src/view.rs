@@ -37,6 +37,19 @@ pub trait Chooser {
     fn choose(&mut self, n: usize) -> usize;
 }
 
+/// What a view's future depends on, for the units that hold patched bytes (every other byte
+/// is never written, so it always shows the initial text): saved and restored by state-space
+/// search.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ViewState {
+    /// Epoch of the last serialization.
+    pub last_sync: Epoch,
+    /// The raw snapshot epoch of each saved unit, in the order of the units asked for.
+    pub snap: Vec<Epoch>,
+    /// Truth epochs at the start of the last own steps (bounded staleness only).
+    pub recent: Vec<Epoch>,
+}
+
 /// A private, possibly stale copy of the text.
 #[derive(Debug)]
 pub struct View {
@@ -54,6 +67,9 @@ pub struct View {
     recent: VecDeque<Epoch>,
     /// Scratch buffer of candidate epochs, reused across fetches.
     candidates: Vec<Epoch>,
+    /// Per byte: whether any store can ever write it (the patched sites). Every other byte
+    /// shows the initial text forever, so a fetch of such bytes needs no refresh.
+    patchable: Vec<bool>,
 }
 
 impl View {
@@ -76,7 +92,35 @@ impl View {
             shown: vec![0; initial.len()],
             recent: VecDeque::new(),
             candidates: Vec::new(),
+            patchable: vec![true; initial.len()],
         }
+    }
+
+    /// Declares which bytes stores can ever write (`(addr, len)` ranges): the view then leaves
+    /// a unit alone when an instruction reads none of its patchable bytes. Refreshing it would
+    /// only advance the unit's snapshot, and a later fetch of a patchable byte can still choose
+    /// any epoch the earlier refresh could have shown (views are monotone or floored at the
+    /// last serialization), so no behaviour is lost — the "lazy view" argument of the SPIN
+    /// anchor model. Without a declaration every byte counts as patchable.
+    pub fn set_patchable(&mut self, ranges: &[(u64, u64)]) {
+        self.patchable.iter_mut().for_each(|p| *p = false);
+        for &(a, l) in ranges {
+            for addr in a..a + l {
+                if let Some(p) = self.patchable.get_mut((addr - self.base) as usize) {
+                    *p = true;
+                }
+            }
+        }
+    }
+
+    /// True if a store can ever write the byte at `addr`.
+    pub fn is_patchable(&self, addr: u64) -> bool {
+        addr.checked_sub(self.base).and_then(|o| self.patchable.get(o as usize)).is_some_and(|&p| p)
+    }
+
+    /// The refresh unit holding `addr`, as an index.
+    pub fn unit_index(&self, addr: u64) -> usize {
+        self.unit_of(addr)
     }
 
     /// Guest address of the first text byte.
@@ -232,6 +276,54 @@ impl View {
                     Some(last) if last.1 == addr => last.1 = addr + 1,
                     _ => changed.push((addr, addr + 1)),
                 }
+            }
+        }
+    }
+
+    /// The refresh units that hold any byte of `ranges` (`(addr, len)`), sorted, each once.
+    pub fn units_of(&self, ranges: &[(u64, u64)]) -> Vec<usize> {
+        let mut units: Vec<usize> = ranges.iter().flat_map(|&(a, l)| (a..a + l).map(|x| self.unit_of(x))).collect();
+        units.sort_unstable();
+        units.dedup();
+        units
+    }
+
+    /// The state of `units` (from [`View::units_of`]).
+    pub fn save(&self, units: &[usize]) -> ViewState {
+        ViewState {
+            last_sync: self.last_sync,
+            snap: units.iter().map(|&u| self.snap[u]).collect(),
+            recent: self.recent.iter().copied().collect(),
+        }
+    }
+
+    /// The effective snapshot epoch of each of `units`: with the last serialization (and,
+    /// for a non-monotone view, the floor), all a view's future depends on.
+    pub fn effective<'a>(&'a self, units: &'a [usize]) -> impl Iterator<Item = Epoch> + 'a {
+        units.iter().map(move |&u| self.snap[u].max(self.last_sync))
+    }
+
+    /// Restores a saved state of `units`, rewriting the bytes of `ranges` (the patched bytes
+    /// those units hold) to show the truth as of each unit's snapshot; pushes the changed
+    /// ranges. The truth must be at or past every epoch in `state`.
+    pub fn restore(
+        &mut self,
+        state: &ViewState,
+        units: &[usize],
+        ranges: &[(u64, u64)],
+        truth: &dyn Truth,
+        changed: &mut Vec<(u64, u64)>,
+    ) {
+        self.last_sync = state.last_sync;
+        for (&u, &e) in units.iter().zip(&state.snap) {
+            self.snap[u] = e;
+        }
+        self.recent.clear();
+        self.recent.extend(state.recent.iter().copied());
+        for &(a, l) in ranges {
+            for addr in a..a + l {
+                let eff = self.snap[self.unit_of(addr)].max(self.last_sync);
+                self.sync_bytes(addr, addr + 1, eff, truth, changed);
             }
         }
     }

@@ -1,6 +1,9 @@
-//! Bounded exhaustive search (DESIGN.md §2.9): every decision sequence of a small scenario
-//! that deviates from the default schedule in at most `bound` decisions, explored depth-first
-//! by re-executing the scenario ([`sim_core::sched::exhaustive`]).
+//! Exhaustive search (DESIGN.md §2.9), in two modes:
+//! - [`complete`]: every reachable state of the scenario, by state-space search with saved
+//!   and restored machine states ([`sim_core::search`]); vCPUs may loop forever;
+//! - [`exhaust`] (bounded): every decision sequence of a small scenario that deviates from the
+//!   default schedule in at most `bound` decisions, explored depth-first by re-executing the
+//!   scenario ([`sim_core::sched::exhaustive`]); needs a finite guest.
 //!
 //! The scenario an exhaustive search runs is the scenario it reports: the drain it shortens
 //! and the finite-guest iteration limit are part of the scenario's configuration, so the
@@ -9,8 +12,10 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use sim_core::config::MAX_DRAIN;
 use sim_core::sched::exhaustive::{Dfs, DfsScheduler};
-use sim_core::{Decisions, Outcome, SimError};
+use sim_core::search::{Options, SearchResult};
+use sim_core::{Decisions, Machine, Outcome, Recorded, SimError};
 
 use crate::scenario::Scenario;
 
@@ -95,4 +100,48 @@ pub fn exhaust(
         complete: true,
         elapsed: start.elapsed(),
     })
+}
+
+/// What a complete search found ([`complete`]).
+#[derive(Clone, Debug)]
+pub struct CompleteResult {
+    /// The search's counts and verdict.
+    pub search: SearchResult,
+    /// The violating run, replayed as an ordinary run from the counterexample's decisions
+    /// (what its artifact records), if the search found one.
+    pub violation: Option<Outcome>,
+    /// The scenario the counterexample replays under: the input, with a drain long enough
+    /// for the counterexample.
+    pub scenario: Scenario,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+/// Searches every reachable state of `scenario` ([`sim_core::search`]): vCPUs loop forever
+/// (or stop after `iterations`, if the scenario has them), and the answer is either complete
+/// or a shortest counterexample, replayed as an ordinary run.
+pub fn complete(scenario: &Scenario, opts: Options, progress: &dyn Fn(u64)) -> Result<CompleteResult, SimError> {
+    let start = Instant::now();
+    let mut searched = scenario.clone();
+    searched.config.reset_counters = true;
+    let mut machine = Machine::new(searched.plan()?)?;
+    let search = sim_core::search::search(&mut machine, opts, false, progress)?;
+    let mut replayed = scenario.clone();
+    let violation = match &search.found {
+        None => None,
+        Some(c) => {
+            // The ordinary run must not end (drained) before the counterexample does.
+            replayed.config.drain_steps = (c.violation.tick + 1).clamp(replayed.config.drain_steps, MAX_DRAIN);
+            let o = replayed.replay(Recorded::from_log(c.decisions.clone()))?;
+            if o.violation().map(|v| v.kind) != Some(c.violation.kind) {
+                return Err(SimError::Internal(format!(
+                    "the search's {} counterexample replays as {}",
+                    c.violation.kind,
+                    o.violation().map_or_else(|| o.verdict.to_string(), |v| v.to_string())
+                )));
+            }
+            Some(o)
+        }
+    };
+    Ok(CompleteResult { search, violation, scenario: replayed, elapsed: start.elapsed() })
 }

@@ -51,6 +51,10 @@ pub struct RunConfig {
     /// Each vCPU stops after this many passes through its loop (it still takes IPIs). Finite
     /// guests make exhaustive search meaningful; `None` loops until the patcher is done.
     pub max_iterations: Option<u64>,
+    /// Start each vCPU's workload counters over at every loop head, after the invariant
+    /// accepted them (state-space search: a guest that loops forever then has finitely many
+    /// states). The guest never reads its counters, so no step changes.
+    pub reset_counters: bool,
 }
 
 /// Drain steps per vCPU by default.
@@ -71,6 +75,7 @@ impl Default for RunConfig {
             step_hashes: false,
             state_hashes: false,
             max_iterations: None,
+            reset_counters: false,
         }
     }
 }

@@ -69,6 +69,13 @@ enum Source {
         prefix: Vec<u32>,
         next: usize,
     },
+    /// State-space search: a forced prefix, then option 0; every choice made is kept in
+    /// `taken` (apart from the log), so the search can step to the next sibling.
+    Enumerate {
+        prefix: Vec<u32>,
+        next: usize,
+        taken: Vec<Decision>,
+    },
 }
 
 /// Answers and records choices.
@@ -127,6 +134,31 @@ impl Decisions {
         Self::new(Source::Guided { prefix, next: 0 })
     }
 
+    /// Choices forced by `prefix`, then option 0 (state-space search enumerates every
+    /// sequence of choices of one transition; [`Decisions::enumerated`] lists those made).
+    pub fn enumerate(prefix: Vec<u32>) -> Self {
+        Self::new(Source::Enumerate { prefix, next: 0, taken: Vec::new() })
+    }
+
+    /// The choices an enumerating source made (empty for other sources).
+    pub fn enumerated(&self) -> &[Decision] {
+        match &self.source {
+            Source::Enumerate { taken, .. } => taken,
+            _ => &[],
+        }
+    }
+
+    /// Records a choice made outside this source (a scheduling pick state-space search makes
+    /// itself), so that the log replays the run.
+    pub fn note(&mut self, of: usize, choice: usize) {
+        if of > 1 {
+            self.made += 1;
+            if self.keep {
+                self.log.push(Decision { of: of as u32, choice: choice as u32 });
+            }
+        }
+    }
+
     /// Keeps (default) or forgets the choices made.
     pub fn keeping(mut self, keep: bool) -> Self {
         self.keep = keep;
@@ -138,7 +170,7 @@ impl Decisions {
         match &self.source {
             Source::Seeded(_) => false,
             Source::Recorded { list, next, .. } => *next < list.len(),
-            Source::Guided { prefix, next } => *next < prefix.len(),
+            Source::Guided { prefix, next } | Source::Enumerate { prefix, next, .. } => *next < prefix.len(),
         }
     }
 
@@ -172,6 +204,12 @@ impl Decisions {
                     None => preferred.unwrap_or(n - 1),
                 };
                 *next += 1;
+                c
+            }
+            Source::Enumerate { prefix, next, taken } => {
+                let c = prefix.get(*next).map_or(0, |&c| (c as usize).min(n - 1));
+                *next += 1;
+                taken.push(Decision { of: n as u32, choice: c as u32 });
                 c
             }
             Source::Recorded { list, next, zeros_left, strict, .. } => {

@@ -158,6 +158,16 @@ impl Handler {
         }
     }
 
+    /// Feeds everything the handler's future depends on into `h` — all but the vCPU index
+    /// (state-space search compares handlers across vCPUs) — with its saved registers as
+    /// `rel` presents them.
+    pub fn hash_state(&self, h: &mut impl std::hash::Hasher, rel: impl Fn(&Regs) -> Regs) {
+        use std::hash::Hash;
+        rel(&self.regs).hash(h);
+        (self.stack_top, self.pc, self.vec, self.desc, self.got_ref, self.declined).hash(h);
+        (self.base, self.num, self.found).hash(h);
+    }
+
     /// The next micro-step.
     pub fn pc(&self) -> HandlerPc {
         self.pc

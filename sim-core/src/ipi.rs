@@ -45,6 +45,11 @@ impl Ipi {
         self.outstanding
     }
 
+    /// Acknowledgements outstanding and the IPIs delivered, as saved by state-space search.
+    pub fn counts(&self) -> (usize, u64) {
+        (self.outstanding, self.delivered)
+    }
+
     /// IPIs delivered so far.
     pub fn delivered(&self) -> u64 {
         self.delivered

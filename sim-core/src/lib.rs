@@ -30,6 +30,7 @@ pub mod plan;
 pub mod program;
 pub mod protocol;
 pub mod sched;
+pub mod search;
 pub mod shrink;
 pub mod text;
 pub mod trace;

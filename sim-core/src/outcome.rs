@@ -110,9 +110,6 @@ pub struct Outcome {
     /// A path-independent machine hash after every tick, if the run recorded them.
     #[serde(skip)]
     pub state_hashes: Vec<u64>,
-    /// True if the strategy cut the run short (exhaustive search's reduction).
-    #[serde(skip)]
-    pub pruned: bool,
 }
 
 impl Outcome {

@@ -164,7 +164,7 @@ pub enum PatcherEffect {
 }
 
 /// What the patcher is blocked on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Wait {
     Acks,
     DescRefs(usize),
@@ -175,8 +175,8 @@ enum Wait {
 /// The patcher's program and position.
 #[derive(Clone, Debug)]
 pub struct Patcher {
-    program: Vec<Op>,
-    plain: Vec<(u64, Vec<u8>)>,
+    program: std::rc::Rc<[Op]>,
+    plain: std::rc::Rc<[(u64, Vec<u8>)]>,
     pc: usize,
     stores: VecDeque<(u64, Vec<u8>)>,
     waiting: Option<Wait>,
@@ -188,7 +188,15 @@ impl Patcher {
     /// A patcher that will run `program` (plain pokes indexed into `plain`), splitting pokes
     /// by `granularity`.
     pub fn new(program: Vec<Op>, plain: Vec<(u64, Vec<u8>)>, granularity: StoreGranularity) -> Self {
-        Self { program, plain, pc: 0, stores: VecDeque::new(), waiting: None, do_sync: 0, granularity }
+        Self {
+            program: program.into(),
+            plain: plain.into(),
+            pc: 0,
+            stores: VecDeque::new(),
+            waiting: None,
+            do_sync: 0,
+            granularity,
+        }
     }
 
     /// True when every operation has completed.
@@ -207,6 +215,12 @@ impl Patcher {
             Some(Wait::GlobalRefs) => state.global_refs != 0,
         };
         !self.done() && !blocked
+    }
+
+    /// Feeds the patcher's position into `h` (its program never changes during a run).
+    pub fn hash_state(&self, h: &mut impl std::hash::Hasher) {
+        use std::hash::Hash;
+        (self.pc, &self.stores, self.waiting, self.do_sync).hash(h);
     }
 
     /// True while the patcher waits for a reference count to drain.
@@ -246,12 +260,6 @@ impl Patcher {
         }
     }
 
-    fn capture_old(state: &mut PatchState, text: &TextMemory, batch: usize, entry: usize) {
-        let loc = &state.arrays[batch].locs[entry];
-        let old = text.read(loc.addr, loc.len).to_vec();
-        state.arrays[batch].old[entry] = old;
-    }
-
     /// Runs one step. Must only be called when [`Patcher::enabled`].
     pub fn step(&mut self, state: &mut PatchState, text: &mut TextMemory, ipi: &mut Ipi) -> PatcherEffect {
         debug_assert!(self.enabled(ipi, state));
@@ -272,19 +280,18 @@ impl Patcher {
             Op::BeginBatch(b) => {
                 state.arrays[b].live = true;
                 state.arrays[b].refs = 1;
-                for entry in 0..state.arrays[b].locs.len() {
-                    Self::capture_old(state, text, b, entry);
-                }
             }
             Op::SetVec(b) => state.vec = Some(b),
             Op::SetNr(b) => state.nr_entries = state.arrays[b].locs.len(),
             Op::PublishDesc(b) => state.desc = Some(b),
             Op::AddEntry { batch, entry } => {
-                Self::capture_old(state, text, batch, entry);
                 // The plan refuses programs that overflow the vector (`check_vector_bound`).
                 debug_assert!(state.nr_entries < TEXT_POKE_ARRAY_MAX, "batch_add flushes before the array is full");
-                if let Some(slot) = state.static_vec.get_mut(state.nr_entries) {
-                    *slot = Some((batch, entry));
+                if state.nr_entries < TEXT_POKE_ARRAY_MAX {
+                    if state.static_vec.len() <= state.nr_entries {
+                        state.static_vec.resize(state.nr_entries + 1, None);
+                    }
+                    state.static_vec[state.nr_entries] = Some((batch, entry));
                     state.nr_entries += 1;
                 }
             }

@@ -21,9 +21,10 @@ pub const TEXT_POKE_ARRAY_MAX: usize = 256;
 #[derive(Clone, Debug)]
 pub struct PokeArray {
     /// The entries, sorted by address as `bsearch` requires.
-    pub locs: Vec<TextPokeLoc>,
-    /// The bytes each entry replaces, captured when the batch starts (or the entry is added).
-    pub old: Vec<Vec<u8>>,
+    pub locs: std::rc::Rc<[TextPokeLoc]>,
+    /// The bytes each entry replaces: the text as the patcher's earlier batches left it (the
+    /// patcher's program is fixed, so this is known before the run).
+    pub old: std::rc::Rc<[Vec<u8>]>,
     /// False before the batch starts and after it returned (stack memory gone).
     pub live: bool,
     /// `desc.refs` (linux-5.6).
@@ -31,10 +32,9 @@ pub struct PokeArray {
 }
 
 impl PokeArray {
-    /// A not-yet-live array of `locs`.
-    pub fn new(locs: Vec<TextPokeLoc>) -> Self {
-        let n = locs.len();
-        Self { locs, old: vec![Vec::new(); n], live: false, refs: 0 }
+    /// A not-yet-live array of `locs`, replacing `old`.
+    pub fn new(locs: Vec<TextPokeLoc>, old: Vec<Vec<u8>>) -> Self {
+        Self { locs: locs.into(), old: old.into(), live: false, refs: 0 }
     }
 }
 
@@ -86,7 +86,9 @@ pub struct PatchState {
     pub desc: Option<usize>,
     /// Every batch's array, by batch id.
     pub arrays: Vec<PokeArray>,
-    /// `text_poke_array.vec` (6.16): slots keep whatever was last written to them.
+    /// `text_poke_array.vec` (6.16): slots keep whatever was last written to them; slots never
+    /// written (past the end of this vector, up to [`TEXT_POKE_ARRAY_MAX`]) are zeroed static
+    /// memory.
     pub static_vec: Vec<Option<(usize, usize)>>,
     /// Per-CPU `text_poke_array_refs` (6.16).
     pub percpu_refs: Vec<i32>,
@@ -97,7 +99,7 @@ pub struct PatchState {
 impl PatchState {
     /// Empty state for `arrays` and `cpus` vCPUs.
     pub fn new(arrays: Vec<PokeArray>, cpus: usize) -> Self {
-        Self { arrays, percpu_refs: vec![0; cpus], static_vec: vec![None; TEXT_POKE_ARRAY_MAX], ..Self::default() }
+        Self { arrays, percpu_refs: vec![0; cpus], ..Self::default() }
     }
 
     /// Dereferences `vec[index]` as a handler would; returns the entry and where it lives
@@ -113,14 +115,26 @@ impl PatchState {
                 Ok((loc, (id, index)))
             }
             VecRef::Static => {
-                let slot =
-                    self.static_vec.get(index).ok_or(AccessFault::PastEnd { index, len: TEXT_POKE_ARRAY_MAX })?;
+                if index >= TEXT_POKE_ARRAY_MAX {
+                    return Err(AccessFault::PastEnd { index, len: TEXT_POKE_ARRAY_MAX });
+                }
                 // A never-written slot is zeroed static memory: address 0 matches nothing.
-                match slot {
-                    Some((a, e)) => Ok((&self.arrays[*a].locs[*e], (*a, *e))),
+                match self.static_vec.get(index).copied().flatten() {
+                    Some((a, e)) => Ok((&self.arrays[a].locs[e], (a, e))),
                     None => Err(AccessFault::PastEnd { index, len: 0 }),
                 }
             }
+        }
+    }
+
+    /// Feeds the shared patching state into `h` — all but the per-CPU reference counts, which
+    /// belong to each vCPU's part of a state (the arrays' entries and old bytes follow from
+    /// the patcher's position).
+    pub fn hash_shared(&self, h: &mut impl std::hash::Hasher) {
+        use std::hash::Hash;
+        (self.vec, self.nr_entries, self.desc, self.global_refs, &self.static_vec).hash(h);
+        for a in &self.arrays {
+            (a.live, a.refs).hash(h);
         }
     }
 

@@ -309,6 +309,10 @@ fn patcher_program(config: &RunConfig, image: &GuestImage) -> Result<Program, Si
                             })?;
                         locs.push(loc);
                     }
+                    let old: Vec<Vec<u8>> = group
+                        .iter()
+                        .map(|r| copy[(r.addr - base) as usize..(r.addr - base) as usize + r.new.len()].to_vec())
+                        .collect();
                     for r in &group {
                         let off = (r.addr - base) as usize;
                         copy[off..off + r.new.len()].copy_from_slice(&r.new);
@@ -318,7 +322,7 @@ fn patcher_program(config: &RunConfig, image: &GuestImage) -> Result<Program, Si
                         Some(t) => program.extend(crate::program::expand(t, id, locs.len(), config.cpus)),
                         None => program.extend(protocol.batch_program(&config.mutants, id, locs.len(), config.cpus)),
                     }
-                    arrays.push(PokeArray::new(locs));
+                    arrays.push(PokeArray::new(locs, old));
                 }
             }
             PatchAction::Poke { addr, bytes } => {

@@ -23,6 +23,9 @@ pub struct TextMemory {
     initial: Vec<u8>,
     current: Vec<u8>,
     log: Vec<Store>,
+    /// Stores undone by [`TextMemory::set_epoch`], newest last popped first: the patcher's
+    /// stores are the same on every path, so going forward again re-applies them.
+    redo: Vec<Store>,
     /// Per byte offset: the stores to it, `(epoch, value)` in epoch order. Empty = never
     /// written (the initial value, epoch 0).
     history: Vec<Vec<(Epoch, u8)>>,
@@ -38,6 +41,7 @@ impl TextMemory {
             current: initial.clone(),
             initial,
             log: Vec::new(),
+            redo: Vec::new(),
             history: vec![Vec::new(); n],
         }
     }
@@ -57,6 +61,13 @@ impl TextMemory {
     pub fn store(&mut self, addr: u64, bytes: &[u8]) -> Epoch {
         let off = (addr - self.base) as usize;
         assert!(off + bytes.len() <= self.current.len(), "store outside the text");
+        match self.redo.last() {
+            Some(r) if r.addr == addr && r.bytes == bytes => {
+                self.redo.pop();
+            }
+            Some(_) => self.redo.clear(),
+            None => {}
+        }
         self.log.push(Store { addr, bytes: bytes.to_vec() });
         let epoch = self.log.len() as Epoch;
         for (i, &b) in bytes.iter().enumerate() {
@@ -64,6 +75,27 @@ impl TextMemory {
             self.history[off + i].push((epoch, b));
         }
         epoch
+    }
+
+    /// Moves the truth to `epoch` (state-space search restores saved states): later stores
+    /// are undone, and stores undone before are re-applied. Returns false if `epoch` lies
+    /// beyond every store ever made.
+    pub fn set_epoch(&mut self, epoch: Epoch) -> bool {
+        while self.log.len() as Epoch > epoch {
+            let s = self.log.pop().expect("epoch below the log length");
+            let off = (s.addr - self.base) as usize;
+            for i in 0..s.bytes.len() {
+                let h = &mut self.history[off + i];
+                h.pop();
+                self.current[off + i] = h.last().map_or(self.initial[off + i], |&(_, v)| v);
+            }
+            self.redo.push(s);
+        }
+        while (self.log.len() as Epoch) < epoch {
+            let Some(s) = self.redo.last().cloned() else { return false };
+            self.store(s.addr, &s.bytes);
+        }
+        true
     }
 
     /// The store log.
@@ -109,5 +141,12 @@ mod tests {
         assert_eq!(t.byte_at(0x1011, 2), (0x01, 2));
         assert_eq!(t.store_range(2), (0x1010, 3));
         assert_eq!(t.read(0x1010, 3), &[0xe8, 1, 2]);
+        t.set_epoch(1);
+        assert_eq!((t.now(), t.read(0x1010, 3)), (1, &[0xcc, 0x90, 0x90][..]));
+        t.set_epoch(0);
+        assert_eq!(t.read(0x1010, 1), &[0x90]);
+        assert!(t.set_epoch(2), "undone stores are re-applied");
+        assert_eq!(t.read(0x1010, 3), &[0xe8, 1, 2]);
+        assert!(!t.set_epoch(3));
     }
 }

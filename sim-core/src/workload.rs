@@ -58,6 +58,22 @@ pub struct Kprobe {
 pub trait Invariant {
     /// `Err(message)` if what the guest observed is impossible under a correct protocol.
     fn at_loop_head(&mut self, cpu: usize, regs: &Regs, data: &SharedRegion) -> Result<(), String>;
+
+    /// Starts vCPU `cpu`'s counters over (state-space search calls it after every successful
+    /// check, so that a guest that loops forever has finitely many states). The guest never
+    /// reads its counters, so resetting them changes no step of the run.
+    fn reset(&mut self, cpu: usize, data: &SharedRegion);
+}
+
+/// One vCPU's private part of the data region.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CpuData {
+    /// The counter block: address and length.
+    pub counters: (u64, u64),
+    /// The top of the vCPU's stack: its initial stack pointer; the live stack is `[rsp, top)`.
+    pub stack_top: u64,
+    /// The lowest address the stack may reach (the bottom of its page).
+    pub stack_floor: u64,
 }
 
 /// A guest ready to run.
@@ -86,6 +102,10 @@ pub struct GuestImage {
     pub ool_area: (u64, u64),
     /// The workload invariant.
     pub invariant: Box<dyn Invariant>,
+    /// Each vCPU's own data: its counter block `(address, length)` and the top of its stack
+    /// (the bytes below the initial stack pointer it may use). Everything a vCPU writes in the
+    /// data region lies there; state-space search saves and compares exactly these bytes.
+    pub cpu_data: Vec<CpuData>,
 }
 
 impl GuestImage {

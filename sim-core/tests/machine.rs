@@ -5,6 +5,7 @@
 use cpu_model::{Layout, Reg, Regs, SharedRegion, PAGE_SIZE};
 use sim_core::event::Event;
 use sim_core::sched::{RandomScheduler, Scheduler};
+use sim_core::workload::CpuData;
 use sim_core::{Decisions, GuestImage, Invariant, PatchAction, PokeRequest, Recorded, RunConfig, Verdict};
 
 const TEXT: u64 = 0x10_0000;
@@ -15,6 +16,8 @@ impl Invariant for Nothing {
     fn at_loop_head(&mut self, _: usize, _: &Regs, _: &SharedRegion) -> Result<(), String> {
         Ok(())
     }
+
+    fn reset(&mut self, _: usize, _: &SharedRegion) {}
 }
 
 /// `site: nop5; jmp site`, patched NOP5 <-> JMP32 +0 for `rounds` rounds.
@@ -50,6 +53,13 @@ fn tiny(cpus: usize, rounds: usize) -> GuestImage {
         kprobes: Vec::new(),
         ool_area: (TEXT + 0xf00, 0x100),
         invariant: Box::new(Nothing),
+        cpu_data: (0..cpus as u64)
+            .map(|i| CpuData {
+                counters: (DATA, 0),
+                stack_top: DATA + (i + 2) * PAGE_SIZE - 64,
+                stack_floor: DATA + (i + 1) * PAGE_SIZE,
+            })
+            .collect(),
     }
 }
 

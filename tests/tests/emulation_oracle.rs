@@ -42,7 +42,8 @@ fn registers() -> impl Strategy<Value = Regs> {
 /// Runs the seed's `poke_int3_handler` for a trap at `site` until it emulates.
 fn handler_emulation(site: u64, bytes: &[u8], trapped: &Regs, stack_top: u64) -> Emulation {
     let loc = text_poke_loc_init(LocRules::Seed, site, bytes, None, None).expect("supported instruction");
-    let mut array = PokeArray::new(vec![loc]);
+    let old = vec![Vec::new()];
+    let mut array = PokeArray::new(vec![loc], old);
     array.live = true;
     let mut state = PatchState::new(vec![array], 1);
     state.vec = Some(0);
@@ -114,8 +115,9 @@ fn a_call_emulated_as_a_jump_is_a_mismatch() {
 /// Runs linux-6.16's `smp_text_poke_int3_handler` for a trap at `site` until it emulates.
 fn modern_emulation(site: u64, bytes: &[u8], trapped: &Regs, data: &SharedRegion) -> Emulation {
     let loc = text_poke_loc_init(LocRules::Modern, site, bytes, None, None).expect("supported instruction");
-    let mut state = PatchState::new(vec![PokeArray::new(vec![loc])], 1);
-    state.static_vec[0] = Some((0, 0));
+    let old = vec![Vec::new()];
+    let mut state = PatchState::new(vec![PokeArray::new(vec![loc], old)], 1);
+    state.static_vec = vec![Some((0, 0))];
     state.nr_entries = 1;
     state.percpu_refs[0] = 1;
     let mut ctx =

@@ -32,7 +32,9 @@ fn exhaustive_search_proves_the_bound_and_finds_the_mutants() {
     );
     for (m, bound, kind) in [
         (Mutant::NoInt3, 1, ViolationKind::TornFetch),
-        (Mutant::NoSyncAfterFirst, 1, ViolationKind::UnclaimedInt3),
+        // One stale fetch costs exactly one: the first byte shown from before the INT3 store.
+        (Mutant::NoSyncAfterInt3, 1, ViolationKind::TornFetch),
+        (Mutant::NoSyncAfterFirst, 2, ViolationKind::UnclaimedInt3),
         (Mutant::NoSyncAfterTail, 2, ViolationKind::TornFetch),
     ] {
         let r = exhaust(&small(Some(m)), bound, true, 1_000_000, &|_| {}).unwrap();

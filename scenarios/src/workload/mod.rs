@@ -21,6 +21,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use cpu_model::{Layout, Reg, Regs, SharedRegion, PAGE_SIZE};
+use sim_core::workload::CpuData;
 use sim_core::{GuestImage, Invariant, Kprobe, PatchAction, SimError, Subject};
 
 pub(crate) use asm::Text;
@@ -351,6 +352,13 @@ impl Guest {
             })
             .collect();
         let layout = self.layout;
+        let cpu_data = (0..cpus)
+            .map(|i| CpuData {
+                counters: (self.counters(i), self.block),
+                stack_top: self.stack_top(i),
+                stack_floor: DATA_BASE + (self.counter_pages + i as u64) * PAGE_SIZE,
+            })
+            .collect();
         let (text, code) = self.text.finish();
         GuestImage {
             name: name.into(),
@@ -363,6 +371,7 @@ impl Guest {
             actions,
             kprobes,
             invariant,
+            cpu_data,
         }
     }
 }
@@ -405,5 +414,13 @@ impl<F: FnMut(&[u64], &[u64]) -> Result<(), String>> Invariant for CounterInvari
             .collect();
         let before = std::mem::replace(&mut self.seen[cpu], now.clone());
         (self.check)(&now, &before)
+    }
+
+    fn reset(&mut self, cpu: usize, data: &SharedRegion) {
+        let base = self.blocks[cpu];
+        for i in 0..self.n as u64 {
+            let _ = data.write_u64(base + 8 * i, 0);
+        }
+        self.seen[cpu].iter_mut().for_each(|c| *c = 0);
     }
 }

@@ -11,7 +11,12 @@
 //! | `liveness` | the patcher did not finish within the budget, or a vCPU ran an old image after the final sync |
 
 pub mod emulation;
+pub mod guest_fault;
+pub mod handler_fault;
+pub mod invariant;
+pub mod liveness;
 pub mod torn;
+pub mod unclaimed;
 
 use std::fmt;
 

@@ -6,7 +6,9 @@
 //!   model: the default is to keep running the actor that ran last (its pending IPI first);
 //!   switching away from an actor that could continue is a *preemption* and costs one, while
 //!   switching when it cannot (it waits for acknowledgements, or its guest has finished) is
-//!   free; a fetch's default is the newest epoch, and showing an older one costs one. The
+//!   free, and so is a vCPU running instructions before taking its pending IPI (its own
+//!   timing); a fetch's default is the newest epoch, and showing an older one costs one. One
+//!   preemption or one stale fetch therefore costs exactly one. The
 //!   search explores every path of cost at most `bound`. It is meant for finite guests
 //!   (`max_iterations`): "no violation within bound" then means no run with at most `bound`
 //!   preemptions plus stale choices — anywhere in the run — violates.
@@ -25,7 +27,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{actor, SchedView, Scheduler};
+use super::{actor, Probe, Scheduler};
 use crate::config::MAX_CPUS;
 use crate::decision::{Decision, Decisions};
 use crate::event::Event;
@@ -60,12 +62,22 @@ pub struct DfsScheduler {
     pub nodes: BTreeMap<usize, SchedNode>,
     /// True if the run was cut because every enabled event was asleep.
     pub pruned: bool,
+    /// Events run per actor (vCPUs by index, then the patcher at `MAX_CPUS`).
+    progress: Vec<u64>,
 }
 
 impl DfsScheduler {
     /// A scheduler for one run; `initial_sleep` is the sleep set where the forced prefix ends.
     pub fn new(reduce: bool, initial_sleep: Vec<(Event, bool)>) -> Self {
-        Self { reduce, last: None, sleep: initial_sleep, started: false, nodes: BTreeMap::new(), pruned: false }
+        Self {
+            reduce,
+            last: None,
+            sleep: initial_sleep,
+            started: false,
+            nodes: BTreeMap::new(),
+            pruned: false,
+            progress: vec![0; MAX_CPUS + 1],
+        }
     }
 }
 
@@ -74,19 +86,33 @@ impl Scheduler for DfsScheduler {
         decisions.decide(enabled.len(), 0)
     }
 
-    fn wants_locality(&self) -> bool {
-        true
-    }
-
     fn pick_with(
         &mut self,
         _tick: u64,
         enabled: &[Event],
-        view: &SchedView<'_>,
+        probe: &dyn Probe,
         decisions: &mut Decisions,
     ) -> Option<usize> {
         let index = decisions.log().len();
-        let cpus = view.progress.len() - 1;
+        let cpus = MAX_CPUS;
+        let local: Vec<bool> = enabled.iter().map(|&e| probe.is_local(e)).collect();
+        let pick = self.choose(enabled, &local, index, cpus, decisions);
+        if let Some(c) = pick {
+            self.progress[actor(enabled[c], cpus)] += 1;
+        }
+        pick
+    }
+}
+
+impl DfsScheduler {
+    fn choose(
+        &mut self,
+        enabled: &[Event],
+        local: &[bool],
+        index: usize,
+        cpus: usize,
+        decisions: &mut Decisions,
+    ) -> Option<usize> {
         if decisions.forced() {
             let c = decisions.decide(enabled.len(), 0);
             if !matches!(enabled[c], Event::IpiDeliver(_)) {
@@ -96,30 +122,34 @@ impl Scheduler for DfsScheduler {
         }
         // Sleeping events must still be enabled; an actor whose event changed is awake.
         let awake_sleep: Vec<(Event, bool)> = self.sleep.iter().copied().filter(|(e, _)| enabled.contains(e)).collect();
-        // Default: the least-progressed actor's event; a pending IPI is taken before the
-        // vCPU's next instruction (as hardware takes an interrupt at the next boundary), which
-        // also keeps every sync moving. The default never depends on the sleep set, so the
-        // reduced search explores a subset of the runs of the unreduced one.
+        // An IPI commutes with its vCPU's local steps, so delivering it before a local step
+        // is the same as delivering it at the vCPU's next non-local step (or when it stops):
+        // that choice is not offered.
+        let guest_local = |a: usize| enabled.iter().zip(local).any(|(&e, &l)| e == Event::GuestStep(a) && l);
+        let excluded: Vec<bool> =
+            enabled.iter().map(|&e| matches!(e, Event::IpiDeliver(a) if guest_local(a))).collect();
+        // Default: the least-progressed actor's event, a pending IPI before the vCPU's next
+        // (non-local) instruction. The default never depends on the sleep set, so the reduced
+        // search explores a subset of the runs of the unreduced one.
         let runs_on = self.last.filter(|&a| enabled.iter().any(|&e| actor(e, cpus) == a));
         let preferred = (0..enabled.len())
+            .filter(|&i| !excluded[i])
             .min_by_key(|&i| {
                 let guest = matches!(enabled[i], Event::GuestStep(_));
                 let other = runs_on.is_some_and(|a| actor(enabled[i], cpus) != a);
-                (other, view.progress[actor(enabled[i], cpus)], guest, i)
+                (other, self.progress[actor(enabled[i], cpus)], guest, i)
             })
-            .expect("at least one event is enabled");
-        // Leaving an actor that could go on is a preemption, and so is running a vCPU's next
-        // instruction before its pending IPI; when the last actor cannot go on, choosing whom
-        // to run next is free.
-        let ipi_pending = |a: usize| enabled.iter().any(|&e| matches!(e, Event::IpiDeliver(i) if i == a));
+            .expect("some event is offered");
+        // Leaving an actor that could go on is a preemption and costs one; when the last actor
+        // cannot go on, choosing whom to run next is free, and so is whether a vCPU takes its
+        // pending IPI before or after its next instruction (the IPI is asynchronous). One
+        // preemption, or one stale fetch, therefore costs exactly one.
         let cost: Vec<u8> = enabled
             .iter()
             .enumerate()
-            .map(|(i, &e)| {
-                let a = actor(e, cpus);
-                let delays_ipi = matches!(e, Event::GuestStep(_)) && ipi_pending(a);
-                let preempts = runs_on.is_some_and(|r| r != a);
-                (i != preferred && (preempts || delays_ipi)) as u8
+            .map(|(i, &e)| match excluded[i] {
+                true => u8::MAX,
+                false => (i != preferred && runs_on.is_some_and(|r| r != actor(e, cpus))) as u8,
             })
             .collect();
         self.started = true;
@@ -129,14 +159,14 @@ impl Scheduler for DfsScheduler {
                 index,
                 SchedNode {
                     events: enabled.to_vec(),
-                    local: view.local.to_vec(),
+                    local: local.to_vec(),
                     sleep: awake_sleep.iter().map(|(e, _)| *e).collect(),
                     default: preferred as u32,
                     cost,
                 },
             );
         }
-        let (c, c_local) = (enabled[choice], view.local[choice]);
+        let (c, c_local) = (enabled[choice], local[choice]);
         // Taking an IPI interrupts a vCPU; it does not make it the running actor.
         if !matches!(c, Event::IpiDeliver(_)) {
             self.last = Some(actor(c, cpus));

@@ -16,14 +16,11 @@ use crate::event::Event;
 
 pub use random::RandomScheduler;
 
-/// What a scheduler may look at besides the enabled events.
-#[derive(Clone, Copy, Debug)]
-pub struct SchedView<'a> {
-    /// Per actor (vCPUs by index, then the patcher): events it has run.
-    pub progress: &'a [u64],
-    /// Per enabled event: true if it is a guest step that touches no patched text and no
-    /// patching state (so it commutes with every event of another actor).
-    pub local: &'a [bool],
+/// What a scheduler may ask the machine besides the enabled events.
+pub trait Probe {
+    /// True if `event` is a local guest step: it commutes with every event of every other
+    /// actor (see `Machine::local_step`).
+    fn is_local(&self, event: Event) -> bool;
 }
 
 /// Picks the next event.
@@ -31,21 +28,17 @@ pub trait Scheduler {
     /// Index into `enabled` (never empty) of the event to run at `tick`.
     fn pick(&mut self, tick: u64, enabled: &[Event], decisions: &mut Decisions) -> usize;
 
-    /// Like [`Scheduler::pick`], with the machine's view; the default ignores it.
+    /// Like [`Scheduler::pick`], with the machine to ask; `None` cuts the run short (its
+    /// remaining states are reached another way). The default ignores the machine.
     fn pick_with(
         &mut self,
         tick: u64,
         enabled: &[Event],
-        view: &SchedView<'_>,
+        probe: &dyn Probe,
         decisions: &mut Decisions,
     ) -> Option<usize> {
-        let _ = view;
+        let _ = probe;
         Some(self.pick(tick, enabled, decisions))
-    }
-
-    /// Whether [`SchedView::local`] must be computed (it costs a little per tick).
-    fn wants_locality(&self) -> bool {
-        false
     }
 }
 

@@ -19,7 +19,7 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::{actor, SchedView, Scheduler};
+use super::{actor, Probe, Scheduler};
 use crate::config::MAX_CPUS;
 use crate::decision::Decisions;
 use crate::event::Event;
@@ -114,7 +114,7 @@ impl Scheduler for PctScheduler {
         &mut self,
         tick: u64,
         enabled: &[Event],
-        _view: &SchedView<'_>,
+        _probe: &dyn Probe,
         decisions: &mut Decisions,
     ) -> Option<usize> {
         Some(self.pick(tick, enabled, decisions))

@@ -1,0 +1,243 @@
+//! Phases 3–5 of a tick: run the picked event ([`Machine::dispatch`]), ask the oracles about
+//! what it did ([`Machine::judge`]), and carry out what follows ([`Machine::apply`]) — each
+//! recorded in the trace and the statistics as it happens.
+
+use cpu_model::{ExecutedInsn, Regs, StepOutcome, Truth};
+
+use super::Machine;
+use crate::decision::Decisions;
+use crate::emulate::Emulation;
+use crate::event::Event;
+use crate::handler::{Handler, HandlerCtx, HandlerStep};
+use crate::oracle::{emulation, guest_fault, handler_fault, invariant, liveness, unclaimed, ViolationKind};
+use crate::patcher::PatcherEffect;
+use crate::protocol::loc::INT3;
+use crate::SimError;
+
+/// What one event did.
+#[derive(Debug)]
+pub enum Effect {
+    /// The vCPU's invariant failed at its loop head (no instruction ran).
+    Invariant {
+        /// The vCPU.
+        cpu: usize,
+        /// Its registers.
+        regs: Regs,
+        /// The invariant's explanation.
+        message: String,
+    },
+    /// The vCPU finished its last iteration (a finite guest) and takes no more steps.
+    Finished,
+    /// The vCPU executed one guest instruction.
+    Stepped {
+        /// The vCPU.
+        cpu: usize,
+        /// The instruction as fetched.
+        insn: ExecutedInsn,
+        /// What the step did.
+        outcome: StepOutcome,
+    },
+    /// One micro-step of a vCPU's INT3 handler.
+    Handler {
+        /// The vCPU.
+        cpu: usize,
+        /// The trapping INT3's address.
+        ip: u64,
+        /// What the micro-step did.
+        step: HandlerStep,
+    },
+    /// An IPI was delivered (`sync_core()` and acknowledge), or the patcher ran an operation.
+    Other,
+}
+
+impl Machine {
+    /// Phase 3: runs `event`.
+    pub(super) fn dispatch(&mut self, event: Event, decisions: &mut Decisions) -> Result<Effect, SimError> {
+        match event {
+            Event::GuestStep(i) => self.guest_step(i, event, decisions),
+            Event::HandlerStep(i) => Ok(self.handler_step(i, event)),
+            Event::IpiDeliver(i) => {
+                self.vcpus[i].serialize(&self.text)?;
+                self.ipi.acknowledge(i);
+                self.stats.ipis += 1;
+                let rip = self.vcpus[i].rip();
+                self.trace.record(self.tick, event, "ipi sync_core", Some(rip), &[], &[], self.op_name());
+                Ok(Effect::Other)
+            }
+            Event::Patcher => {
+                self.patcher_step(event);
+                Ok(Effect::Other)
+            }
+        }
+    }
+
+    fn guest_step(&mut self, i: usize, event: Event, decisions: &mut Decisions) -> Result<Effect, SimError> {
+        if self.vcpus[i].rip() == self.loop_head {
+            let regs = self.vcpus[i].regs()?;
+            let reset = self.config.reset_counters;
+            if let Err(message) = invariant::at_loop_head(self.invariant.as_mut(), i, &regs, &self.data, reset) {
+                return Ok(Effect::Invariant { cpu: i, regs, message });
+            }
+            self.iterations[i] += 1;
+            if self.config.max_iterations.is_some_and(|k| self.iterations[i] > k) {
+                // Done: this vCPU takes no more steps (a finite guest), but still takes IPIs.
+                self.finished[i] = true;
+                self.trace.record(self.tick, event, "finished", Some(self.loop_head), &[], &[], self.op_name());
+                return Ok(Effect::Finished);
+            }
+        }
+        let (insn, outcome) = self.vcpus[i].step(&self.text, decisions)?;
+        self.stats.guest_steps += 1;
+        let what = match outcome {
+            StepOutcome::Normal => "step",
+            StepOutcome::Int3(_) => "int3 trap",
+            StepOutcome::Serialized => "step (serializing)",
+            StepOutcome::Fault(_) => "fault",
+        };
+        self.trace.record(self.tick, event, what, Some(insn.addr), insn.bytes(), insn.epochs(), self.op_name());
+        Ok(Effect::Stepped { cpu: i, insn, outcome })
+    }
+
+    fn handler_step(&mut self, i: usize, event: Event) -> Effect {
+        let Some(handler) = self.handlers[i].as_mut() else { return Effect::Other };
+        let (pc, ip) = (handler.pc(), handler.ip());
+        let mut ctx = HandlerCtx {
+            kind: self.config.protocol.handler(),
+            rules: self.config.protocol.loc_rules(),
+            mutants: &self.config.mutants,
+            state: &mut self.state,
+            data: &self.data,
+        };
+        let step = handler.step(&mut ctx);
+        self.stats.handler_steps += 1;
+        self.trace.record(self.tick, event, pc.name(), Some(ip), &[], &[], self.op_name());
+        Effect::Handler { cpu: i, ip, step }
+    }
+
+    fn patcher_step(&mut self, event: Event) {
+        let name = self.op_name();
+        let effect = self.patcher.step(&mut self.state, &mut self.text, &mut self.ipi);
+        match effect {
+            PatcherEffect::Store(epoch) => {
+                self.stats.stores += 1;
+                let (addr, len) = self.text.store_range(epoch);
+                let bytes = self.text.log()[epoch as usize - 1].bytes.clone();
+                let epochs = vec![epoch; len as usize];
+                self.trace.record(self.tick, event, name, Some(addr), &bytes, &epochs, name);
+                return;
+            }
+            PatcherEffect::SyncDone => self.stats.syncs += 1,
+            PatcherEffect::BatchDone => self.stats.patch_rounds += 1,
+            PatcherEffect::Broadcast | PatcherEffect::Other => {}
+        }
+        self.trace.record(self.tick, event, name, None, &[], &[], name);
+    }
+
+    /// Phase 4: asks the oracles about `effect`; true if one reported a violation.
+    pub(super) fn judge(&mut self, effect: &Effect) -> Result<bool, SimError> {
+        match effect {
+            Effect::Invariant { cpu, regs, message } => {
+                self.report(ViolationKind::WorkloadInvariant, Some(*cpu), Some(regs.rip), None, message.clone());
+            }
+            Effect::Stepped { cpu, insn, outcome } => self.judge_step(*cpu, insn, outcome),
+            Effect::Handler { cpu, ip, step } => self.judge_handler(*cpu, *ip, step)?,
+            Effect::Finished | Effect::Other => {}
+        }
+        Ok(self.violation.is_some())
+    }
+
+    fn judge_step(&mut self, i: usize, insn: &ExecutedInsn, outcome: &StepOutcome) {
+        if let Err(msg) = self.torn.check(insn) {
+            self.report(ViolationKind::TornFetch, Some(i), Some(insn.addr), Some(insn), msg);
+        } else if let Some(Err(msg)) = self.patcher.done().then(|| liveness::final_image(&self.torn, insn)) {
+            self.report(ViolationKind::Liveness, Some(i), Some(insn.addr), Some(insn), msg);
+        } else if let Some(msg) = guest_fault::check(insn, outcome) {
+            self.report(ViolationKind::GuestFault, Some(i), Some(insn.addr), Some(insn), msg);
+        }
+    }
+
+    fn judge_handler(&mut self, i: usize, ip: u64, step: &HandlerStep) -> Result<(), SimError> {
+        match step {
+            HandlerStep::Declined if !self.owners.contains_key(&ip) => {
+                let (byte, epoch) = self.vcpus[i].view().shown(ip);
+                let (insn, msg) = unclaimed::report(ip, byte, epoch);
+                self.report(ViolationKind::UnclaimedInt3, Some(i), Some(ip), Some(&insn), msg);
+            }
+            HandlerStep::Fault(msg) => self.report(ViolationKind::HandlerFault, Some(i), Some(ip), None, msg.clone()),
+            HandlerStep::Emulated { array, entry, emulation } => self.judge_emulation(i, *array, *entry, emulation)?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The emulation oracle: the handler's effect against really executing the old, the new
+    /// (or the explicitly emulated) instruction from the trapped state.
+    fn judge_emulation(&mut self, i: usize, array: usize, entry: usize, em: &Emulation) -> Result<(), SimError> {
+        let Some(handler) = self.handlers[i].as_ref() else { return Ok(()) };
+        let (trapped, stack_top) = (handler.regs, handler.stack_top);
+        let loc = &self.state.arrays[array].locs[entry];
+        let old = &self.state.arrays[array].old[entry];
+        let mut candidates: Vec<&[u8]> = Vec::with_capacity(3);
+        for c in [old.as_slice(), loc.text.as_slice(), loc.emulate.as_slice()] {
+            // An INT3 is never a reference: it is not an instruction anyone emulates.
+            if !c.is_empty() && c[0] != INT3 && !candidates.contains(&c) {
+                candidates.push(c);
+            }
+        }
+        self.stats.emulation_checks += 1;
+        let site = loc.addr;
+        if let Err(msg) = emulation::check(&mut self.reference, site, &candidates, &trapped, stack_top, em)? {
+            self.report(ViolationKind::EmulationMismatch, Some(i), Some(site), None, msg);
+        } else if let Some((addr, _)) = em.push.filter(|&(a, _)| self.data.read_u64(a).is_none()) {
+            self.report(
+                ViolationKind::HandlerFault,
+                Some(i),
+                Some(site),
+                None,
+                handler_fault::push_outside_stack(addr),
+            );
+        }
+        Ok(())
+    }
+
+    /// Phase 5: what follows an event the oracles accepted.
+    pub(super) fn apply(&mut self, effect: Effect) -> Result<(), SimError> {
+        match effect {
+            Effect::Stepped { cpu, outcome: StepOutcome::Int3(regs), .. } => {
+                self.stats.int3_traps += 1;
+                let stack_top = self.data.read_u64(regs.sp()).unwrap_or(0);
+                self.handlers[cpu] = Some(Handler::new(cpu, regs, stack_top));
+            }
+            Effect::Handler { cpu, ip, step } => self.apply_handler(cpu, ip, step)?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn apply_handler(&mut self, i: usize, ip: u64, step: HandlerStep) -> Result<(), SimError> {
+        match step {
+            // do_int3(): the patching handler first, then kprobe_int3_handler().
+            HandlerStep::Declined => {
+                if let (Some(&resume), Some(h)) = (self.owners.get(&ip), self.handlers[i].as_mut()) {
+                    self.stats.kprobe_hits += 1;
+                    h.hand_to_owner(resume);
+                }
+            }
+            HandlerStep::Emulated { emulation, .. } => {
+                if let Some((addr, value)) = emulation.push {
+                    let _ = self.data.write_u64(addr, value);
+                }
+                if let Some(h) = self.handlers[i].as_mut() {
+                    h.emulated(&emulation);
+                }
+            }
+            HandlerStep::Iret(regs) => {
+                self.vcpus[i].set_regs(&regs)?;
+                self.vcpus[i].serialize(&self.text)?;
+                self.handlers[i] = None;
+            }
+            HandlerStep::Continue | HandlerStep::Fault(_) => {}
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,406 @@
+//! The machine and its run loop (DESIGN.md §2.1–§2.7).
+//!
+//! A tick is five named phases: [`Machine::collect_enabled`] lists the enabled events in
+//! canonical order ([`crate::event`]); the scheduler picks one through the decision source;
+//! [`Machine::dispatch`] runs it and says what happened (an [`Effect`]); [`Machine::judge`]
+//! asks the oracles ([`crate::oracle`]) about it; [`Machine::apply`] carries out what follows
+//! (a trap enters the handler, an emulation is applied, an IRET resumes the guest); and the
+//! tick is recorded. The run ends at the first violation, when the tick budget is spent
+//! (budget exhausted: no verdict), or when the patcher has finished and every vCPU has run its
+//! drain steps (during which any old image of a site is a liveness violation).
+//!
+//! The machine's state is one value that can be saved, restored and hashed ([`state`]), so
+//! that state-space search ([`crate::search`]) pays one event per transition instead of a
+//! replay from the start.
+
+mod dispatch;
+pub mod state;
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use cpu_model::{ExecutedInsn, ReferenceExecutor, SharedRegion, Vcpu};
+
+use crate::config::RunConfig;
+use crate::decision::Decisions;
+use crate::event::Event;
+use crate::handler::Handler;
+use crate::ipi::Ipi;
+use crate::oracle::torn::TornOracle;
+use crate::oracle::{liveness, ByteEpoch, Violation, ViolationKind};
+use crate::outcome::{Outcome, Stats, Verdict};
+use crate::patcher::Patcher;
+use crate::patching::PatchState;
+use crate::plan::Plan;
+use crate::sched::{Probe, Scheduler};
+use crate::text::TextMemory;
+use crate::trace::Trace;
+use crate::workload::{CpuData, GuestImage, Invariant};
+use crate::SimError;
+
+pub use dispatch::Effect;
+pub use state::Snapshot;
+
+/// A machine ready to run one scenario.
+pub struct Machine {
+    // What a run never changes.
+    config: RunConfig,
+    torn: TornOracle,
+    owners: BTreeMap<u64, u64>,
+    loop_head: u64,
+    budget: u64,
+    expected_ticks: u64,
+    cpu_data: Vec<CpuData>,
+    /// The data region's parts a snapshot saves ([`Machine::data_windows`]).
+    windows: Vec<(u64, u64)>,
+    initial_regs: Vec<cpu_model::Regs>,
+    /// The bytes stores can ever write, and the view units that hold them.
+    sites: Vec<(u64, u64)>,
+    site_units: Vec<usize>,
+    reference: ReferenceExecutor,
+    invariant: Box<dyn Invariant>,
+    // The state: what `Snapshot` saves and restores.
+    vcpus: Vec<Vcpu>,
+    data: Rc<SharedRegion>,
+    text: TextMemory,
+    handlers: Vec<Option<Handler>>,
+    state: PatchState,
+    patcher: Patcher,
+    ipi: Ipi,
+    /// Loop-head arrivals per vCPU, and whether it has stopped (`max_iterations`).
+    iterations: Vec<u64>,
+    finished: Vec<bool>,
+    /// Per vCPU, its state as last saved or restored with that state's version, while no
+    /// event has touched the vCPU since (state-space search restores only the others).
+    known: Vec<Option<(u64, cpu_model::VcpuState)>>,
+    versions: u64,
+    /// Scratch buffer for canonical hashing.
+    scratch: Vec<u8>,
+    // The run's record.
+    stats: Stats,
+    trace: Trace,
+    tick: u64,
+    drain_until: Option<Vec<u64>>,
+    enabled: Vec<Event>,
+    violation: Option<Violation>,
+    step_hashes: Vec<u64>,
+    state_hashes: Vec<u64>,
+}
+
+impl std::fmt::Debug for Machine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Machine").field("cpus", &self.vcpus.len()).field("tick", &self.tick).finish()
+    }
+}
+
+impl Machine {
+    /// Builds the machine of a validated plan: one vCPU per configured CPU, each with its own
+    /// engine and view of the text.
+    pub fn new(plan: Plan) -> Result<Self, SimError> {
+        let budget = plan.budget();
+        let expected_ticks = plan.expected_ticks();
+        let Plan { config, image, owners, torn, arrays, program, plain } = plan;
+        let GuestImage { layout, text, cpu_regs, loop_head, invariant, cpu_data, .. } = image;
+        let data = Rc::new(SharedRegion::new(layout.data_base, layout.data_len));
+        let sites: Vec<(u64, u64)> = torn.site_ranges().map(|(a, l)| (a, l as u64)).collect();
+        let mut vcpus = cpu_regs
+            .iter()
+            .enumerate()
+            .map(|(i, regs)| Vcpu::new(i, layout, &text, Rc::clone(&data), config.fetch, regs))
+            .collect::<Result<Vec<_>, _>>()?;
+        vcpus.iter_mut().for_each(|v| v.set_patchable(&sites));
+        let site_units = vcpus.first().map(|v| v.view().units_of(&sites)).unwrap_or_default();
+        let mut machine = Self {
+            windows: Vec::new(),
+            handlers: vec![None; config.cpus],
+            text: TextMemory::new(&layout, text),
+            state: PatchState::new(arrays, config.cpus),
+            patcher: Patcher::new(program, plain, config.fetch.stores),
+            ipi: Ipi::new(config.cpus),
+            reference: ReferenceExecutor::new(layout)?,
+            invariant,
+            loop_head,
+            owners,
+            cpu_data,
+            initial_regs: cpu_regs,
+            sites,
+            site_units,
+            stats: Stats::default(),
+            trace: Trace::new(config.keep_trace),
+            tick: 0,
+            budget,
+            expected_ticks,
+            drain_until: None,
+            enabled: Vec::with_capacity(2 * config.cpus + 1),
+            violation: None,
+            step_hashes: Vec::new(),
+            state_hashes: Vec::new(),
+            iterations: vec![0; config.cpus],
+            finished: vec![false; config.cpus],
+            known: vec![None; config.cpus],
+            versions: 0,
+            scratch: Vec::new(),
+            config,
+            vcpus,
+            torn,
+            data,
+        };
+        machine.windows = machine.data_windows();
+        Ok(machine)
+    }
+
+    /// About how many ticks a uniformly scheduled run of this machine takes
+    /// ([`Plan::expected_ticks`]); PCT spreads its change points over it.
+    pub fn expected_ticks(&self) -> u64 {
+        self.expected_ticks
+    }
+
+    /// The tick budget of this run ([`Plan::budget`]).
+    pub fn budget(&self) -> u64 {
+        self.budget
+    }
+
+    /// The violation found so far, if any.
+    pub fn violation(&self) -> Option<&Violation> {
+        self.violation.as_ref()
+    }
+
+    /// The patcher's phase, for reports: round and operation.
+    fn phase(&self) -> String {
+        let total = self.state.arrays.len();
+        match self.patcher.current() {
+            _ if self.patcher.done() => format!("done ({total} rounds)"),
+            Some(op) => {
+                let wait = self.patcher.waiting().map_or(String::new(), |w| format!(" ({w})"));
+                format!("round {}/{total} {}{wait}", self.stats.patch_rounds + 1, op.name())
+            }
+            None => "between operations".into(),
+        }
+    }
+
+    fn op_name(&self) -> &'static str {
+        self.patcher.current().map_or("done", |op| op.name())
+    }
+
+    fn report(
+        &mut self,
+        kind: ViolationKind,
+        cpu: Option<usize>,
+        rip: Option<u64>,
+        insn: Option<&ExecutedInsn>,
+        message: String,
+    ) {
+        if self.violation.is_some() {
+            return;
+        }
+        let bytes = insn
+            .map(|i| i.bytes().iter().zip(i.epochs()).map(|(&byte, &epoch)| ByteEpoch { byte, epoch }).collect())
+            .unwrap_or_default();
+        self.violation = Some(Violation { kind, cpu, tick: self.tick, rip, bytes, phase: self.phase(), message });
+    }
+
+    /// Phase 1: the enabled events, in canonical order — each vCPU's guest or handler step,
+    /// then the IPI deliveries (at an instruction boundary, never inside the handler), then
+    /// the patcher unless it waits.
+    fn collect_enabled(&mut self) {
+        self.enabled.clear();
+        for (i, h) in self.handlers.iter().enumerate() {
+            if h.is_some() {
+                self.enabled.push(Event::HandlerStep(i));
+            } else if !self.finished[i] {
+                self.enabled.push(Event::GuestStep(i));
+            }
+        }
+        for (i, h) in self.handlers.iter().enumerate() {
+            if self.ipi.pending(i) && h.is_none() {
+                self.enabled.push(Event::IpiDeliver(i));
+            }
+        }
+        if self.patcher.enabled(&self.ipi, &self.state) {
+            self.enabled.push(Event::Patcher);
+        }
+    }
+
+    /// The liveness oracle on the enabled events: reports a deadlock and returns true.
+    fn judge_deadlock(&mut self) -> bool {
+        let refs = self.patcher.waiting_for_refs() && !self.patcher.enabled(&self.ipi, &self.state);
+        let waiting = if refs { self.patcher.waiting() } else { None };
+        let running = self.handlers.iter().any(Option::is_some);
+        // Nothing enabled after the patcher finished is the end of a finite guest, not a deadlock.
+        let stuck = self.enabled.is_empty() && !self.patcher.done();
+        match liveness::deadlock(stuck, waiting, running) {
+            Some(msg) => {
+                self.report(ViolationKind::Liveness, None, None, None, msg);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// True once the patcher is done and every vCPU ran its drain steps outside a handler.
+    fn drained(&mut self) -> bool {
+        if !self.patcher.done() {
+            return false;
+        }
+        let drain = self.config.drain_steps;
+        let targets = self.drain_until.get_or_insert_with(|| self.vcpus.iter().map(|v| v.steps() + drain).collect());
+        let finished = &self.finished;
+        self.vcpus
+            .iter()
+            .zip(targets.iter())
+            .zip(&self.handlers)
+            .enumerate()
+            .all(|(i, ((v, &t), h))| (v.steps() >= t || finished[i]) && h.is_none())
+    }
+
+    /// Runs to the end; `scheduler` picks events, `decisions` answers every choice. The run
+    /// ends at the first violation, when every vCPU has drained after the patcher finished
+    /// (a pass), when the tick budget is spent first (budget exhausted: no verdict), or when
+    /// a strictly replayed decision list stops fitting (an error).
+    pub fn run(mut self, scheduler: &mut dyn Scheduler, mut decisions: Decisions) -> Result<Outcome, SimError> {
+        let mut exhausted = false;
+        while self.violation.is_none() && !self.drained() && !decisions.is_stale() {
+            if self.tick >= self.budget {
+                exhausted = true;
+                break;
+            }
+            self.collect_enabled();
+            if self.judge_deadlock() {
+                break;
+            }
+            let enabled = std::mem::take(&mut self.enabled);
+            let pick = scheduler.pick_with(self.tick, &enabled, &self, &mut decisions);
+            self.enabled = enabled;
+            // No pick: the strategy cut this run (its remaining states are reached another way).
+            let Some(pick) = pick else { break };
+            self.tick(self.enabled[pick], &mut decisions)?;
+        }
+        decisions.check()?;
+        Ok(self.finish(decisions, exhausted))
+    }
+
+    /// Phases 3–5 for one picked event: dispatch, judge, apply, record.
+    fn tick(&mut self, event: Event, decisions: &mut Decisions) -> Result<(), SimError> {
+        if let Some(cpu) = event.cpu() {
+            self.known[cpu] = None;
+        }
+        let effect = self.dispatch(event, decisions)?;
+        if !self.judge(&effect)? {
+            self.apply(effect)?;
+        }
+        self.after_tick()
+    }
+
+    fn after_tick(&mut self) -> Result<(), SimError> {
+        if self.config.step_hashes {
+            self.step_hashes.push(self.step_hash());
+        }
+        if self.config.state_hashes {
+            let canon = self.canon();
+            let h = self.canonical_hash(&canon)? as u64;
+            self.state_hashes.push(h);
+        }
+        self.tick += 1;
+        Ok(())
+    }
+
+    /// A digest of the machine after a tick: every event so far (the trace hash), where each
+    /// vCPU is, the text epoch and the patcher's position (for `--check-determinism`).
+    fn step_hash(&self) -> u64 {
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        h.update(&self.trace.digest().to_le_bytes());
+        for v in &self.vcpus {
+            h.update(&v.rip().to_le_bytes());
+        }
+        h.update(&cpu_model::Truth::now(&self.text).to_le_bytes());
+        h.update(self.op_name().as_bytes());
+        h.digest()
+    }
+
+    fn finish(mut self, decisions: Decisions, exhausted: bool) -> Outcome {
+        self.stats.ticks = self.tick;
+        self.stats.decisions = decisions.made();
+        self.stats.invalidations = self.vcpus.iter().map(|v| v.invalidations()).sum();
+        let violations: Vec<Violation> = self.violation.into_iter().collect();
+        let verdict = match (violations.is_empty(), exhausted) {
+            (false, _) => Verdict::Violation,
+            (true, true) => Verdict::BudgetExhausted,
+            (true, false) => Verdict::Pass,
+        };
+        Outcome {
+            verdict,
+            violations,
+            budget: self.budget,
+            stats: self.stats,
+            trace_hash: self.trace.hash(),
+            decisions: decisions.into_log(),
+            trace: self.trace.into_events(),
+            step_hashes: self.step_hashes,
+            state_hashes: self.state_hashes,
+        }
+    }
+}
+
+/// The most local steps state-space search runs as one transition (a guard against a guest
+/// that loops without ever reaching a patched byte; the transition then simply ends there).
+pub const MAX_LOCAL_RUN: usize = 100_000;
+
+impl Machine {
+    /// The events enabled in the current state, in canonical order (state-space search).
+    pub fn enabled_events(&mut self) -> Vec<Event> {
+        self.collect_enabled();
+        self.enabled.clone()
+    }
+
+    /// Reports a deadlock if no event can ever run again in the current state (after
+    /// [`Machine::enabled_events`]); true if it did.
+    pub fn check_deadlock(&mut self) -> bool {
+        self.judge_deadlock()
+    }
+
+    /// True once the patcher has finished its program.
+    pub fn patcher_done(&self) -> bool {
+        self.patcher.done()
+    }
+
+    /// One transition of state-space search: runs `event` (which must be enabled), answering
+    /// its choices from `decisions`, and — with `merge_local` — every local step of the same
+    /// vCPU that follows it ([`Machine::local_step`]: they commute with everything else, so
+    /// running them at once loses no behaviour and stores no state in between). Each tick's
+    /// scheduling pick is noted in `decisions`, so its log replays the transition.
+    pub fn transition(&mut self, event: Event, decisions: &mut Decisions, merge_local: bool) -> Result<(), SimError> {
+        let mut event = event;
+        for _ in 0..MAX_LOCAL_RUN {
+            self.collect_enabled();
+            let Some(index) = self.enabled.iter().position(|&e| e == event) else {
+                return Err(SimError::Internal(format!("transition: {event} is not enabled")));
+            };
+            decisions.note(self.enabled.len(), index);
+            self.tick(event, decisions)?;
+            let Some(cpu) = event.cpu() else { break };
+            let next = Event::GuestStep(cpu);
+            if self.violation.is_some() || !merge_local || !self.local_step(next) {
+                break;
+            }
+            event = next;
+        }
+        Ok(())
+    }
+}
+
+impl Probe for Machine {
+    fn is_local(&self, event: Event) -> bool {
+        self.local_step(event)
+    }
+}
+
+/// Runs `image` under `config`, scheduling with `scheduler` and answering choices from
+/// `decisions`: the pure function `run(scenario, decisions) -> outcome` of DESIGN.md §2.1.
+pub fn run(
+    config: &RunConfig,
+    image: GuestImage,
+    scheduler: &mut dyn Scheduler,
+    decisions: Decisions,
+) -> Result<Outcome, SimError> {
+    Machine::new(Plan::new(config, image, &[])?)?.run(scheduler, decisions)
+}

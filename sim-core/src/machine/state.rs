@@ -1,0 +1,382 @@
+//! The machine's state as one value: what state-space search saves, restores and compares.
+//!
+//! A [`Snapshot`] holds everything that can influence the future of a run and nothing that
+//! only describes its past: the text truth (as an epoch: the patcher's stores are the same on
+//! every path), every vCPU's registers, its view of the patched bytes and its step count, the
+//! data region (stacks and counters), the handlers, the patching state, the patcher's
+//! position, the IPIs, and the finite-guest counters. The run's record (trace, statistics,
+//! tick) is not part of it.
+//!
+//! [`Snapshot::canonical_hash`] identifies states up to what cannot matter: the views' raw
+//! epochs collapse to the effective snapshot of each patched unit, the data region to each
+//! vCPU's counters and live stack (`[rsp, top)`), the registers that hold a vCPU's own
+//! addresses to offsets from their initial values — and, when the scenario treats every vCPU
+//! alike, the vCPUs' order (symmetry reduction: the per-vCPU parts are sorted).
+
+use std::hash::{Hash, Hasher};
+
+use cpu_model::{Epoch, Reg, Regs, Truth, VcpuState};
+
+use super::Machine;
+use crate::event::Event;
+use crate::handler::Handler;
+use crate::ipi::Ipi;
+use crate::oracle::emulation::ARITH_FLAGS;
+use crate::patcher::{Op, Patcher};
+use crate::patching::PatchState;
+use crate::protocol::loc::INT3;
+use crate::SimError;
+
+/// How much of each vCPU's stack a snapshot saves, below the stack's top: the workloads'
+/// call depth needs a few dozen bytes; saving a state whose stack reaches deeper is an error.
+pub const STACK_WINDOW: u64 = 1024;
+
+/// Collects what a state is made of as bytes, hashed once at the end (xxh3's streaming
+/// interface costs more per tiny write than the bytes themselves).
+#[derive(Default)]
+struct Bytes(Vec<u8>);
+
+impl Hasher for Bytes {
+    fn finish(&self) -> u64 {
+        xxhash_rust::xxh3::xxh3_64(&self.0)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.extend_from_slice(bytes);
+    }
+}
+
+impl Bytes {
+    fn digest128(&self) -> u128 {
+        xxhash_rust::xxh3::xxh3_128(&self.0)
+    }
+}
+
+/// A saved machine state.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    epoch: Epoch,
+    tick: u64,
+    /// Each vCPU's state and its version (equal versions are equal states).
+    vcpus: Vec<(u64, VcpuState)>,
+    /// The bytes of the data windows ([`Machine::data_windows`]), one after another.
+    data: Vec<u8>,
+    handlers: Vec<Option<Handler>>,
+    state: PatchState,
+    patcher: Patcher,
+    ipi: Ipi,
+    iterations: Vec<u64>,
+    finished: Vec<bool>,
+}
+
+/// What canonical hashing needs to know about the machine: where each vCPU's own data is,
+/// how its view is saved, and whether vCPUs may be permuted.
+#[derive(Clone, Debug)]
+pub struct Canon {
+    /// Per vCPU: initial `rbx` and `rsp` (offsets are taken from them), counter block, stack top.
+    cpus: Vec<CpuCanon>,
+    /// The data windows a snapshot saves, `(address, length)`.
+    windows: Vec<(u64, u64)>,
+    site_units: usize,
+    monotone: bool,
+    finite: bool,
+    /// True if the vCPUs are interchangeable: the same code, and no per-CPU state in the
+    /// patcher's program or the handler (6.16's per-CPU references break it).
+    pub symmetric: bool,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct CpuCanon {
+    rbx: u64,
+    rsp: u64,
+    counters: (u64, u64),
+    stack_top: u64,
+}
+
+impl Snapshot {
+    /// The text epoch of this state.
+    pub fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+
+    /// A hash of the state up to what cannot influence the future (see the module note);
+    /// with `canon.symmetric`, also up to the order of the vCPUs. 128 bits: for 10⁹ states
+    /// the chance of any collision is below 10⁻²⁰.
+    pub fn canonical_hash(&self, canon: &Canon) -> u128 {
+        let parts = Parts {
+            epoch: self.epoch,
+            vcpus: self.vcpus.iter().map(|(_, v)| v).collect(),
+            handlers: &self.handlers,
+            state: &self.state,
+            patcher: &self.patcher,
+            ipi: &self.ipi,
+            iterations: &self.iterations,
+            finished: &self.finished,
+            data: Data::Saved(&self.data),
+        };
+        parts.canonical_hash(canon, &mut Vec::new())
+    }
+}
+
+/// Where the data windows' bytes are: in a snapshot, or in the live data region.
+enum Data<'a> {
+    Saved(&'a [u8]),
+    Live(&'a cpu_model::SharedRegion),
+}
+
+/// The parts of a state canonical hashing reads, borrowed from a snapshot or a live machine.
+struct Parts<'a> {
+    epoch: Epoch,
+    vcpus: Vec<&'a VcpuState>,
+    handlers: &'a [Option<Handler>],
+    state: &'a PatchState,
+    patcher: &'a Patcher,
+    ipi: &'a Ipi,
+    iterations: &'a [u64],
+    finished: &'a [bool],
+    data: Data<'a>,
+}
+
+impl Parts<'_> {
+    /// Appends the data bytes `[addr, addr + len)` (inside one data window) to `out`.
+    fn data_into(&self, canon: &Canon, addr: u64, len: u64, out: &mut Vec<u8>) {
+        match &self.data {
+            Data::Live(region) => {
+                let at = out.len();
+                out.resize(at + len as usize, 0);
+                let _ = region.read(addr, &mut out[at..]);
+            }
+            Data::Saved(bytes) => {
+                let mut at = 0usize;
+                for &(w, wl) in &canon.windows {
+                    if addr >= w && addr + len <= w + wl {
+                        let off = at + (addr - w) as usize;
+                        out.extend_from_slice(&bytes[off..off + len as usize]);
+                        return;
+                    }
+                    at += wl as usize;
+                }
+            }
+        }
+    }
+
+    /// vCPU `i`'s part of the state, with its own addresses as offsets.
+    fn cpu_hash(&self, canon: &Canon, i: usize, scratch: &mut Vec<u8>) -> u128 {
+        let c = canon.cpus[i];
+        let rel = |r: &Regs| {
+            let mut r = *r;
+            r.set(Reg::Rbx, r.get(Reg::Rbx).wrapping_sub(c.rbx));
+            r.set(Reg::Rsp, r.get(Reg::Rsp).wrapping_sub(c.rsp));
+            r.rflags &= ARITH_FLAGS;
+            r
+        };
+        let v = self.vcpus[i];
+        scratch.clear();
+        let mut h = Bytes(std::mem::take(scratch));
+        rel(&v.regs).hash(&mut h);
+        let snap = &v.view.snap[..canon.site_units.min(v.view.snap.len())];
+        snap.iter().map(|&e| e.max(v.view.last_sync)).for_each(|e| e.hash(&mut h));
+        if !canon.monotone {
+            v.view.last_sync.hash(&mut h);
+        }
+        v.view.recent.hash(&mut h);
+        match &self.handlers[i] {
+            Some(hd) => {
+                1u8.hash(&mut h);
+                hd.hash_state(&mut h, rel);
+            }
+            None => 0u8.hash(&mut h),
+        }
+        (self.ipi.pending(i), self.state.percpu_refs.get(i)).hash(&mut h);
+        if canon.finite {
+            (self.iterations[i], self.finished[i]).hash(&mut h);
+        }
+        self.data_into(canon, c.counters.0, c.counters.1, &mut h.0);
+        let sp = v.regs.get(Reg::Rsp);
+        self.data_into(canon, sp, c.stack_top.saturating_sub(sp), &mut h.0);
+        let digest = h.digest128();
+        *scratch = h.0;
+        digest
+    }
+
+    fn canonical_hash(&self, canon: &Canon, scratch: &mut Vec<u8>) -> u128 {
+        let mut cpus: Vec<u128> = (0..self.vcpus.len()).map(|i| self.cpu_hash(canon, i, scratch)).collect();
+        if canon.symmetric {
+            cpus.sort_unstable();
+        }
+        scratch.clear();
+        let mut h = Bytes(std::mem::take(scratch));
+        self.epoch.hash(&mut h);
+        self.patcher.hash_state(&mut h);
+        self.state.hash_shared(&mut h);
+        self.ipi.counts().0.hash(&mut h);
+        cpus.hash(&mut h);
+        let digest = h.digest128();
+        *scratch = h.0;
+        digest
+    }
+}
+
+impl Machine {
+    /// What canonical hashing needs about this machine.
+    pub fn canon(&self) -> Canon {
+        let cpus = self
+            .vcpus
+            .iter()
+            .zip(&self.cpu_data)
+            .zip(&self.initial_regs)
+            .map(|((_, d), r)| CpuCanon {
+                rbx: r.get(Reg::Rbx),
+                rsp: r.get(Reg::Rsp),
+                counters: d.counters,
+                stack_top: d.stack_top,
+            })
+            .collect();
+        let per_cpu_ops = self.patcher.program().iter().any(|op| matches!(op, Op::SetRefs(_) | Op::DecRefs { .. }));
+        let per_cpu_handler = self.config.protocol.handler() == crate::protocol::HandlerKind::PerCpuRefs;
+        Canon {
+            cpus,
+            windows: self.windows.clone(),
+            site_units: self.site_units.len(),
+            monotone: self.config.fetch.monotone,
+            finite: self.config.max_iterations.is_some(),
+            symmetric: !per_cpu_ops && !per_cpu_handler,
+        }
+    }
+
+    /// The parts of the data region a snapshot saves: each vCPU's counter block, and the
+    /// bottom [`STACK_WINDOW`] bytes of its stack up to (and including the slack above) its
+    /// top — everything a vCPU or its handler ever writes.
+    pub(super) fn data_windows(&self) -> Vec<(u64, u64)> {
+        let mut w = Vec::with_capacity(2 * self.cpu_data.len());
+        for d in &self.cpu_data {
+            w.push(d.counters);
+            let lo = d.stack_top.saturating_sub(STACK_WINDOW).max(d.stack_floor);
+            let hi = (d.stack_top + 64).min(self.data.base() + self.data.len());
+            w.push((lo, hi.saturating_sub(lo)));
+        }
+        w
+    }
+
+    /// Reads the state of every vCPU an event touched since the last save or restore.
+    fn know_vcpus(&mut self) -> Result<(), SimError> {
+        for i in 0..self.vcpus.len() {
+            if self.known[i].is_none() {
+                self.versions += 1;
+                self.known[i] = Some((self.versions, self.vcpus[i].save(&self.site_units)?));
+            }
+        }
+        Ok(())
+    }
+
+    /// The canonical hash of the current state ([`Snapshot::canonical_hash`] of what
+    /// [`Machine::save`] would return), without building a snapshot.
+    pub fn canonical_hash(&mut self, canon: &Canon) -> Result<u128, SimError> {
+        self.know_vcpus()?;
+        let parts = Parts {
+            epoch: self.text.now(),
+            vcpus: self.known.iter().map(|k| &k.as_ref().expect("known").1).collect(),
+            handlers: &self.handlers,
+            state: &self.state,
+            patcher: &self.patcher,
+            ipi: &self.ipi,
+            iterations: &self.iterations,
+            finished: &self.finished,
+            data: Data::Live(&self.data),
+        };
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let h = parts.canonical_hash(canon, &mut scratch);
+        self.scratch = scratch;
+        Ok(h)
+    }
+
+    /// Saves the current state. A vCPU no event touched since the last save or restore is
+    /// not read again from its engine: its state and version are known.
+    pub fn save(&mut self) -> Result<Snapshot, SimError> {
+        let mut data = vec![0u8; self.windows.iter().map(|w| w.1 as usize).sum()];
+        let mut at = 0;
+        for &(addr, len) in &self.windows {
+            self.data.read(addr, &mut data[at..at + len as usize]);
+            at += len as usize;
+        }
+        self.know_vcpus()?;
+        let vcpus: Vec<(u64, VcpuState)> = self.known.iter().map(|k| k.clone().expect("known")).collect();
+        for (i, (_, v)) in vcpus.iter().enumerate() {
+            let sp = self.handlers[i].as_ref().map_or(v.regs.sp(), |h| h.regs.sp().min(v.regs.sp()));
+            if sp < self.windows[2 * i + 1].0 + 64 {
+                return Err(SimError::Internal(format!("cpu{i}: the stack reached {sp:#x}, below the saved window")));
+            }
+        }
+        Ok(Snapshot {
+            epoch: self.text.now(),
+            tick: self.tick,
+            vcpus,
+            data,
+            handlers: self.handlers.clone(),
+            state: self.state.clone(),
+            patcher: self.patcher.clone(),
+            ipi: self.ipi.clone(),
+            iterations: self.iterations.clone(),
+            finished: self.finished.clone(),
+        })
+    }
+
+    /// Restores a saved state (of this machine): the truth moves to its epoch, each vCPU gets
+    /// its registers back and its view's patched bytes rewritten where they differ (with
+    /// exactly those translated blocks invalidated), and the rest is copied back. The run's
+    /// violation is cleared.
+    pub fn restore(&mut self, s: &Snapshot) -> Result<(), SimError> {
+        if !self.text.set_epoch(s.epoch) {
+            return Err(SimError::Internal(format!("restore: text epoch {} was never reached", s.epoch)));
+        }
+        for (i, (version, st)) in s.vcpus.iter().enumerate() {
+            // A vCPU already in the saved state (same version, untouched since) stays as is.
+            if self.known[i].as_ref().is_some_and(|(v, _)| v == version) {
+                continue;
+            }
+            self.vcpus[i].restore(st, &self.site_units, &self.sites, &self.text)?;
+            self.known[i] = Some((*version, st.clone()));
+        }
+        let mut at = 0;
+        for &(addr, len) in &self.windows {
+            self.data.write(addr, &s.data[at..at + len as usize]);
+            at += len as usize;
+        }
+        self.handlers.clone_from(&s.handlers);
+        self.state.clone_from(&s.state);
+        self.patcher.clone_from(&s.patcher);
+        self.ipi.clone_from(&s.ipi);
+        self.iterations.clone_from(&s.iterations);
+        self.finished.clone_from(&s.finished);
+        self.tick = s.tick;
+        self.violation = None;
+        self.drain_until = None;
+        Ok(())
+    }
+
+    /// True if `event` is a *local* guest step: the vCPU's next instruction reads no byte a
+    /// store can write, is not an INT3 or a kprobe's address, and does not serialize — so it
+    /// takes no decision, does not trap, reads nothing another actor writes and writes only
+    /// its own registers, stack and counters. Such a step commutes with every event of every
+    /// other actor, and with its own vCPU's IPI delivery (which only rewrites patchable bytes
+    /// of the view). State-space search runs local steps right after the step before them.
+    pub fn local_step(&self, event: Event) -> bool {
+        let Event::GuestStep(i) = event else { return false };
+        if self.handlers[i].is_some() || self.finished[i] {
+            return false;
+        }
+        let v = &self.vcpus[i];
+        let (rip, view) = (v.rip(), v.view());
+        if rip < view.base() || rip >= view.base() + view.len() || self.owners.contains_key(&rip) {
+            return false;
+        }
+        let mut bytes = [0u8; cpu_model::MAX_INSN_LEN];
+        let n = view.read(rip, &mut bytes);
+        if bytes[0] == INT3 || view.is_patchable(rip) {
+            return false;
+        }
+        let insn = iced_x86::Decoder::with_ip(64, &bytes[..n], rip, iced_x86::DecoderOptions::NONE).decode();
+        !insn.is_invalid()
+            && insn.code() != iced_x86::Code::Cpuid
+            && (rip..rip + insn.len() as u64).all(|a| !view.is_patchable(a) && !self.owners.contains_key(&a))
+    }
+}
