@@ -73,7 +73,9 @@ fn every_reduction_keeps_the_verdicts_and_the_states_of_a_plain_search() {
 /// The main table of the SPIN anchor (`bench/spin/table.md`), 2-CPU rows: protocol (the
 /// model's `base` is linux-5.5, `SEED_CLEAR` the seed), mutant, fetch preset, foreign INT3,
 /// and every violation kind reachable.
-fn spin_rows() -> Vec<(Protocol, Option<Mutant>, &'static str, bool, &'static [ViolationKind])> {
+type SpinRow = (Protocol, Option<Mutant>, &'static str, bool, &'static [ViolationKind]);
+
+fn spin_rows() -> Vec<SpinRow> {
     use ViolationKind::*;
     let mut rows = Vec::new();
     for preset in ["pessimistic", "snapshot"] {
