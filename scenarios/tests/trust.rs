@@ -376,6 +376,7 @@ fn every_command_that_writes_an_artifact_writes_one_that_replays() {
         ("run", vec!["run".into(), f.display().to_string()]),
         ("explore", vec!["explore".into(), f.display().to_string(), "--strategy".into(), "pct".into()]),
         ("exhaust", vec!["exhaust".into(), small.display().to_string(), "--bound".into(), "1".into()]),
+        ("exhaust-complete", vec!["exhaust".into(), f.display().to_string()]),
         ("check", vec!["check".into(), "--runs".into(), "2".into()]),
         ("corpus", vec!["corpus".into()]),
     ];
