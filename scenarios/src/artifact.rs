@@ -126,17 +126,9 @@ impl Artifact {
     /// Writes the artifact as JSON, atomically: to a temporary name in the same directory,
     /// then renamed, so a failed write never leaves a truncated artifact.
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
-        }
         let mut json = serde_json::to_string(self).map_err(std::io::Error::other)?;
         json.push('\n');
-        let tmp = path.with_extension(format!("json.tmp{}", std::process::id()));
-        let written = std::fs::write(&tmp, json).and_then(|()| std::fs::rename(&tmp, path));
-        if written.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        written
+        crate::output::write_atomic(path, json.as_bytes())
     }
 
     /// A file name that says what failed — workload, protocol, mutants (or a custom

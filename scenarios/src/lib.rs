@@ -5,7 +5,8 @@
 //! - [`scenario`]: a complete run description (workload, vCPUs, protocol, mutants, fetch
 //!   model, strategy, seed, budget) and the function that runs it;
 //! - [`check`]: the built-in scenarios behind `pokesim check`, with their expected verdicts;
-//! - [`bench`]: the throughput benchmark behind `pokesim bench`.
+//! - [`bench`]: the throughput benchmark behind `pokesim bench`;
+//! - [`render`]: a run as text, Perfetto JSON, SVG or an HTML report (`pokesim trace`).
 //!
 //! The command line itself is `src/bin/pokesim.rs`.
 
@@ -19,7 +20,8 @@ pub mod exhaust;
 pub mod file;
 pub mod input;
 pub mod matrix;
-pub mod report;
+pub mod output;
+pub mod render;
 pub mod scenario;
 pub mod shrink;
 pub mod spec;

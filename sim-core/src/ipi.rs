@@ -12,12 +12,14 @@ pub struct Ipi {
     pending: Vec<bool>,
     outstanding: usize,
     delivered: u64,
+    /// Broadcasts so far: the current sync's number.
+    generation: u64,
 }
 
 impl Ipi {
     /// No IPI pending on `cpus` vCPUs.
     pub fn new(cpus: usize) -> Self {
-        Self { pending: vec![false; cpus], outstanding: 0, delivered: 0 }
+        Self { pending: vec![false; cpus], outstanding: 0, delivered: 0, generation: 0 }
     }
 
     /// Sends the IPI to every vCPU.
@@ -25,6 +27,7 @@ impl Ipi {
         assert_eq!(self.outstanding, 0, "on_each_cpu() calls do not nest");
         self.pending.iter_mut().for_each(|p| *p = true);
         self.outstanding = self.pending.len();
+        self.generation += 1;
     }
 
     /// True if vCPU `cpu` has an IPI waiting.
@@ -48,6 +51,11 @@ impl Ipi {
     /// Acknowledgements outstanding and the IPIs delivered, as saved by state-space search.
     pub fn counts(&self) -> (usize, u64) {
         (self.outstanding, self.delivered)
+    }
+
+    /// The number of the latest broadcast (1-based; 0 before any).
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// IPIs delivered so far.

@@ -1,11 +1,39 @@
 //! Traces (DESIGN.md §2.12): every event of a run is folded into an xxh3 hash (the
 //! `trace_hash` of an outcome, which two runs share iff they did the same thing) and, on
-//! request, kept as fixed-column records for `pokesim trace`.
+//! request, kept as records for `pokesim trace` — with what a reader needs and the hash does
+//! not: the decoded instruction, the kernel statement a patcher operation or handler step
+//! mirrors, which sync an IPI belongs to, the patch round.
 
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::event::Event;
+
+/// What kind of event a trace record is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TraceKind {
+    /// A guest instruction executed.
+    Step,
+    /// A guest INT3 trapped.
+    Trap,
+    /// A guest instruction faulted.
+    Fault,
+    /// A vCPU finished its last iteration.
+    Finished,
+    /// One micro-step of the INT3 handler.
+    Handler,
+    /// An IPI delivered: `sync_core()` and acknowledge.
+    Ipi,
+    /// A patcher operation that neither stores nor syncs.
+    Patcher,
+    /// A text store.
+    Store,
+    /// A sync's IPI broadcast.
+    Broadcast,
+    /// A sync completed: every vCPU acknowledged.
+    SyncDone,
+}
 
 /// One event as the trace shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -14,16 +42,49 @@ pub struct TraceEvent {
     pub tick: u64,
     /// `cpuN` or `patcher`.
     pub actor: String,
+    /// The vCPU, or `None` for the patcher.
+    pub cpu: Option<usize>,
+    /// What kind of event.
+    pub kind: TraceKind,
     /// What happened.
     pub event: String,
-    /// Guest RIP, if a vCPU acted.
+    /// Guest RIP (for a store: the first byte written).
+    #[serde(with = "crate::oracle::hex_addr")]
     pub rip: Option<u64>,
     /// Bytes executed or stored.
     pub bytes: Vec<u8>,
     /// Store epoch of each byte.
     pub epochs: Vec<u32>,
+    /// The decoded instruction (Intel syntax), for a guest step.
+    pub insn: Option<String>,
+    /// The kernel function and statement the event mirrors.
+    pub kernel: Option<String>,
+    /// Which sync (the patcher's `n`-th broadcast, 1-based) an IPI, broadcast or completion
+    /// belongs to.
+    pub sync: Option<u64>,
+    /// The patch round (batch) in progress, 1-based.
+    pub round: u64,
     /// The patcher's protocol phase.
     pub phase: String,
+}
+
+/// Decodes one instruction at `addr` (Intel syntax); `(bad)` if the bytes are no instruction.
+pub fn disassemble(addr: u64, bytes: &[u8]) -> String {
+    use iced_x86::{Decoder, DecoderOptions, Formatter, IntelFormatter};
+    let insn = Decoder::with_ip(64, bytes, addr, DecoderOptions::NONE).decode();
+    if insn.is_invalid() {
+        return "(bad)".into();
+    }
+    let mut text = String::new();
+    let mut f = IntelFormatter::new();
+    let o = f.options_mut();
+    o.set_hex_prefix("0x");
+    o.set_hex_suffix("");
+    o.set_uppercase_hex(false);
+    o.set_branch_leading_zeros(false);
+    o.set_space_after_operand_separator(true);
+    f.format(&insn, &mut text);
+    text
 }
 
 /// The running hash and optional event log.
@@ -45,12 +106,25 @@ impl Trace {
         Self { hasher: Xxh3::new(), keep, events: Vec::new() }
     }
 
+    /// True if records are kept (callers compute details only then).
+    pub fn keeps(&self) -> bool {
+        self.keep
+    }
+
+    /// Adds details to the last kept record (a no-op unless records are kept).
+    pub fn annotate(&mut self, f: impl FnOnce(&mut TraceEvent)) {
+        if let Some(e) = self.events.last_mut().filter(|_| self.keep) {
+            f(e);
+        }
+    }
+
     /// Folds one event in. `what` names the outcome; `rip`, `bytes` and `epochs` describe it.
     #[allow(clippy::too_many_arguments)]
     pub fn record(
         &mut self,
         tick: u64,
         event: Event,
+        kind: TraceKind,
         what: &str,
         rip: Option<u64>,
         bytes: &[u8],
@@ -91,10 +165,16 @@ impl Trace {
             self.events.push(TraceEvent {
                 tick,
                 actor,
+                cpu: event.cpu(),
+                kind,
                 event: what.to_string(),
                 rip,
                 bytes: bytes.to_vec(),
                 epochs: epochs.to_vec(),
+                insn: None,
+                kernel: None,
+                sync: None,
+                round: 0,
                 phase: phase.to_string(),
             });
         }

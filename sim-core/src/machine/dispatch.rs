@@ -11,7 +11,9 @@ use crate::event::Event;
 use crate::handler::{Handler, HandlerCtx, HandlerStep};
 use crate::oracle::{emulation, guest_fault, handler_fault, invariant, liveness, unclaimed, ViolationKind};
 use crate::patcher::PatcherEffect;
+use crate::protocol::kernel;
 use crate::protocol::loc::INT3;
+use crate::trace::{disassemble, TraceKind};
 use crate::SimError;
 
 /// What one event did.
@@ -61,7 +63,23 @@ impl Machine {
                 self.ipi.acknowledge(i);
                 self.stats.ipis += 1;
                 let rip = self.vcpus[i].rip();
-                self.trace.record(self.tick, event, "ipi sync_core", Some(rip), &[], &[], self.op_name());
+                self.trace.record(
+                    self.tick,
+                    event,
+                    TraceKind::Ipi,
+                    "ipi sync_core",
+                    Some(rip),
+                    &[],
+                    &[],
+                    self.op_name(),
+                );
+                let (sync, round) = (self.ipi.generation(), self.round());
+                self.trace.annotate(|e| {
+                    e.sync = Some(sync);
+                    e.round = round;
+                    e.kernel =
+                        Some("do_sync_core(): sync_core(); /* the IPI of on_each_cpu(), then acknowledge */".into());
+                });
                 Ok(Effect::Other)
             }
             Event::Patcher => {
@@ -82,19 +100,30 @@ impl Machine {
             if self.config.max_iterations.is_some_and(|k| self.iterations[i] > k) {
                 // Done: this vCPU takes no more steps (a finite guest), but still takes IPIs.
                 self.finished[i] = true;
-                self.trace.record(self.tick, event, "finished", Some(self.loop_head), &[], &[], self.op_name());
+                let (head, op) = (self.loop_head, self.op_name());
+                self.trace.record(self.tick, event, TraceKind::Finished, "finished", Some(head), &[], &[], op);
                 return Ok(Effect::Finished);
             }
         }
         let (insn, outcome) = self.vcpus[i].step(&self.text, decisions)?;
         self.stats.guest_steps += 1;
-        let what = match outcome {
-            StepOutcome::Normal => "step",
-            StepOutcome::Int3(_) => "int3 trap",
-            StepOutcome::Serialized => "step (serializing)",
-            StepOutcome::Fault(_) => "fault",
+        let (kind, what) = match outcome {
+            StepOutcome::Normal => (TraceKind::Step, "step"),
+            StepOutcome::Int3(_) => (TraceKind::Trap, "int3 trap"),
+            StepOutcome::Serialized => (TraceKind::Step, "step (serializing)"),
+            StepOutcome::Fault(_) => (TraceKind::Fault, "fault"),
         };
-        self.trace.record(self.tick, event, what, Some(insn.addr), insn.bytes(), insn.epochs(), self.op_name());
+        let op = self.op_name();
+        self.trace.record(self.tick, event, kind, what, Some(insn.addr), insn.bytes(), insn.epochs(), op);
+        if self.trace.keeps() {
+            let (text, round) = (disassemble(insn.addr, insn.bytes()), self.round());
+            let trap = matches!(outcome, StepOutcome::Int3(_)).then(|| self.kernel_trap());
+            self.trace.annotate(|e| {
+                e.insn = Some(text);
+                e.round = round;
+                e.kernel = trap;
+            });
+        }
         Ok(Effect::Stepped { cpu: i, insn, outcome })
     }
 
@@ -110,27 +139,66 @@ impl Machine {
         };
         let step = handler.step(&mut ctx);
         self.stats.handler_steps += 1;
-        self.trace.record(self.tick, event, pc.name(), Some(ip), &[], &[], self.op_name());
+        let op = self.op_name();
+        self.trace.record(self.tick, event, TraceKind::Handler, pc.name(), Some(ip), &[], &[], op);
+        if self.trace.keeps() {
+            let (statement, round) = (kernel::handler(self.config.protocol.handler(), pc), self.round());
+            self.trace.annotate(|e| {
+                e.kernel = Some(statement.to_string());
+                e.round = round;
+            });
+        }
         Effect::Handler { cpu: i, ip, step }
     }
 
     fn patcher_step(&mut self, event: Event) {
         let name = self.op_name();
+        let (statement, round) =
+            (self.patcher.current().map(|op| kernel::patcher(self.config.protocol, op)), self.round());
         let effect = self.patcher.step(&mut self.state, &mut self.text, &mut self.ipi);
-        match effect {
+        let kind = match effect {
             PatcherEffect::Store(epoch) => {
                 self.stats.stores += 1;
                 let (addr, len) = self.text.store_range(epoch);
                 let bytes = self.text.log()[epoch as usize - 1].bytes.clone();
                 let epochs = vec![epoch; len as usize];
-                self.trace.record(self.tick, event, name, Some(addr), &bytes, &epochs, name);
-                return;
+                self.trace.record(self.tick, event, TraceKind::Store, name, Some(addr), &bytes, &epochs, name);
+                None
             }
-            PatcherEffect::SyncDone => self.stats.syncs += 1,
-            PatcherEffect::BatchDone => self.stats.patch_rounds += 1,
-            PatcherEffect::Broadcast | PatcherEffect::Other => {}
+            PatcherEffect::SyncDone => {
+                self.stats.syncs += 1;
+                Some(TraceKind::SyncDone)
+            }
+            PatcherEffect::BatchDone => {
+                self.stats.patch_rounds += 1;
+                Some(TraceKind::Patcher)
+            }
+            PatcherEffect::Broadcast => Some(TraceKind::Broadcast),
+            PatcherEffect::Other => Some(TraceKind::Patcher),
+        };
+        if let Some(kind) = kind {
+            self.trace.record(self.tick, event, kind, name, None, &[], &[], name);
         }
-        self.trace.record(self.tick, event, name, None, &[], &[], name);
+        let sync = matches!(kind, Some(TraceKind::Broadcast | TraceKind::SyncDone)).then(|| self.ipi.generation());
+        self.trace.annotate(|e| {
+            e.kernel = statement.map(|s| s.to_string());
+            e.round = round;
+            e.sync = sync;
+        });
+    }
+
+    /// The patch round in progress (1-based), for traces.
+    fn round(&self) -> u64 {
+        self.stats.patch_rounds + 1
+    }
+
+    /// What the kernel does on an INT3 trap, for the trace.
+    fn kernel_trap(&self) -> String {
+        let handler = match self.config.protocol.handler() {
+            crate::protocol::HandlerKind::PerCpuRefs => "smp_text_poke_int3_handler()",
+            _ => "poke_int3_handler()",
+        };
+        format!("exc_int3() -> do_int3(): {handler} first, then kprobe_int3_handler()")
     }
 
     /// Phase 4: asks the oracles about `effect`; true if one reported a violation.

@@ -112,7 +112,7 @@ pub struct Violation {
 }
 
 /// `Option<u64>` addresses as `"0x…"` strings (or `null`) in JSON.
-mod hex_addr {
+pub(crate) mod hex_addr {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(v: &Option<u64>, s: S) -> Result<S::Ok, S::Error> {

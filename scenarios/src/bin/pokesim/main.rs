@@ -33,6 +33,7 @@ Examples:
   pokesim explore examples/race.toml --runs 10000 --strategy pct
   pokesim replay pokesim-artifacts/A.json          # reproduce a failure bit for bit
   pokesim shrink A.json -o small.json && pokesim trace small.json
+  pokesim trace small.json --format html -o race.html   # a zoomable timeline in a browser
   pokesim corpus                                   # the regression corpus shipped with pokesim";
 
 #[derive(Parser)]
@@ -64,9 +65,12 @@ enum Command {
     /// Shrink a failure artifact to a smaller failing run.
     #[command(after_help = EXIT_STATUS)]
     Shrink(cmd::replay::ShrinkArgs),
-    /// Print the trace of a failure artifact around its violation.
+    /// Show a recorded run: text around its violation, Perfetto JSON, an SVG or an HTML report.
     #[command(after_help = EXIT_STATUS)]
-    Trace(cmd::replay::TraceArgs),
+    Trace(cmd::trace::TraceArgs),
+    /// Print the kernel statement each patcher operation and handler step mirrors, per version.
+    #[command(after_help = EXIT_STATUS)]
+    Kernel(cmd::trace::KernelArgs),
     /// Run the regression corpus (the shipped one, or a directory), or add an artifact to it.
     #[command(after_help = EXIT_STATUS)]
     Corpus(cmd::corpus::CorpusArgs),
@@ -91,7 +95,8 @@ fn main() -> ExitCode {
         Command::Exhaust(a) => cmd::exhaust::exhaust(a),
         Command::Replay(a) => cmd::replay::replay(a),
         Command::Shrink(a) => cmd::replay::shrink(a),
-        Command::Trace(a) => cmd::replay::trace(a),
+        Command::Trace(a) => cmd::trace::trace(a),
+        Command::Kernel(a) => cmd::trace::kernel(a),
         Command::Corpus(a) => cmd::corpus::corpus(a),
         Command::Mutants(a) => cmd::check::mutants(a),
         Command::Check(a) => cmd::check::check(a),

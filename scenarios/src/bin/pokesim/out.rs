@@ -107,13 +107,28 @@ pub fn line(text: impl std::fmt::Display) -> Result<(), Failure> {
     }
 }
 
-/// Prints `value` as one line of JSON with `"format": JSON_FORMAT` first.
+/// Prints `value` as one line of JSON with a `"format": JSON_FORMAT` field.
 pub fn json(value: &impl Serialize) -> Result<(), Failure> {
+    line(json_line(value)?)
+}
+
+/// `value` as one line of JSON (no newline) with a `"format": JSON_FORMAT` field.
+pub fn json_line(value: &impl Serialize) -> Result<String, Failure> {
     let mut v = serde_json::to_value(value).map_err(|e| Failure::Internal(format!("JSON: {e}")))?;
     if let serde_json::Value::Object(map) = &mut v {
         map.insert("format".into(), JSON_FORMAT.into());
     }
-    line(v)
+    Ok(v.to_string())
+}
+
+/// Prints `text` as it is (a whole document).
+pub fn text(text: &str) -> Result<(), Failure> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(Failure::BrokenPipe),
+        Err(e) => Err(Failure::Internal(format!("writing to stdout: {e}"))),
+    }
 }
 
 /// Writes a line to stderr, ignoring failure (there is nowhere left to report it).

@@ -8,6 +8,7 @@ pub mod exhaust;
 pub mod list;
 pub mod replay;
 pub mod run;
+pub mod trace;
 
 use std::path::PathBuf;
 

@@ -1,6 +1,6 @@
-//! `pokesim replay`, `shrink` and `trace`: everything that starts from a recording. All three
-//! load it with [`Replayable::load`] and accept it only if [`Replayable::reproduce`] does, so
-//! a file is valid for all three or for none.
+//! `pokesim replay` and `shrink`: what starts from a recording (with `trace`, in its own
+//! module). All three load it with [`Replayable::load`] and accept it only if
+//! [`Replayable::reproduce`] does, so a file is valid for all three or for none.
 
 use std::path::PathBuf;
 
@@ -39,24 +39,6 @@ pub struct ShrinkArgs {
     max_runs: u64,
     #[command(flatten)]
     out: OutputOpts,
-}
-
-/// `pokesim trace`.
-#[derive(Args)]
-pub struct TraceArgs {
-    /// The artifact (JSON), or a recorded corpus entry (TOML).
-    artifact: PathBuf,
-    /// Show the ticks around this one [default: the violation's tick].
-    #[arg(long, value_name = "TICK")]
-    around: Option<u64>,
-    /// Ticks either side of --around.
-    #[arg(long, default_value_t = 40)]
-    window: u64,
-    /// Show every tick of the run.
-    #[arg(long, conflicts_with = "around")]
-    all: bool,
-    #[command(flatten)]
-    output: OutputOpts,
 }
 
 #[derive(Serialize)]
@@ -178,28 +160,4 @@ fn print_shrink(r: &ShrinkReport<'_>, json: bool) -> Result<(), Failure> {
         out::line(format!("written    {w}"))?;
     }
     Ok(())
-}
-
-/// `pokesim trace`: the run's events around its violation (or `--around`, or `--all`).
-pub fn trace(a: &TraceArgs) -> Result<Status, Failure> {
-    let r = Replayable::load(&a.artifact)?;
-    let mut s = r.scenario.clone();
-    s.config.keep_trace = true;
-    let o = r.reproduce(&s)?;
-    let window = match (a.all, a.around, o.violation()) {
-        (true, _, _) => None,
-        (false, Some(t), _) => Some((t, a.window)),
-        (false, None, Some(v)) => Some((v.tick, a.window)),
-        (false, None, None) => None,
-    };
-    if a.output.json {
-        for e in o.trace.iter().filter(|e| window.is_none_or(|(t, w)| e.tick + w >= t && e.tick <= t + w)) {
-            out::json(e)?;
-        }
-    } else {
-        for line in scenarios::report::trace_table(&o.trace, o.violation(), window).lines() {
-            out::line(line)?;
-        }
-    }
-    Ok(super::run::status(r.expect.met_by(o.violation().map(|v| v.kind)), o.verdict))
 }

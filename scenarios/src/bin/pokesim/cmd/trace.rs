@@ -1,0 +1,178 @@
+//! `pokesim trace` (a recording replayed and shown as text, Perfetto JSON, SVG or an HTML
+//! report; `scenarios::render`) and `pokesim kernel` (the kernel statement each patcher
+//! operation and handler micro-step mirrors, per version; `sim_core::protocol::kernel`).
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use scenarios::artifact::Replayable;
+use scenarios::render::{self, timeline::Layout, Run};
+use serde::Serialize;
+use sim_core::protocol::kernel;
+use sim_core::Protocol;
+
+use crate::args::OutputOpts;
+use crate::out::{self, Failure, Status};
+
+/// What `pokesim trace` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Fixed columns with decoded instructions, kernel statements and a legend.
+    Text,
+    /// Chrome trace-event JSON for ui.perfetto.dev or chrome://tracing (the whole run).
+    Perfetto,
+    /// One self-contained HTML report with a zoomable timeline (the whole run).
+    Html,
+    /// A static SVG timeline (the window around the violation, or --all).
+    Svg,
+}
+
+/// `pokesim trace`.
+#[derive(Args)]
+pub struct TraceArgs {
+    /// The artifact (JSON), or a recorded corpus entry (TOML).
+    artifact: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+    /// Write to this file (atomically) instead of stdout.
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Text and SVG: show the ticks around this one [default: the violation's tick].
+    #[arg(long, value_name = "TICK")]
+    around: Option<u64>,
+    /// Text and SVG: ticks either side of --around [default: 40].
+    #[arg(long, value_name = "TICKS")]
+    window: Option<u64>,
+    /// Text and SVG: show every tick of the run.
+    #[arg(long, conflicts_with_all = ["around", "window"])]
+    all: bool,
+    #[command(flatten)]
+    out: OutputOpts,
+}
+
+impl TraceArgs {
+    /// Rejects combinations that would otherwise be ignored.
+    fn check(&self) -> Result<(), Failure> {
+        let windowed = self.around.is_some() || self.window.is_some() || self.all;
+        if windowed && matches!(self.format, Format::Perfetto | Format::Html) {
+            return Err(Failure::Bad(
+                "--around, --window and --all apply to --format text and svg; perfetto and html always hold the whole run"
+                    .into(),
+            ));
+        }
+        if self.out.json && self.format != Format::Text {
+            return Err(Failure::Bad("--json writes the events as JSON lines (the text format's data); it cannot be combined with --format perfetto, html or svg".into()));
+        }
+        Ok(())
+    }
+}
+
+/// The events in `window` as JSON lines.
+fn json_lines(run: &Run, window: Option<(u64, u64)>) -> Result<String, Failure> {
+    let mut text = String::new();
+    for e in run.events.iter().filter(|e| window.is_none_or(|(lo, hi)| e.tick >= lo && e.tick <= hi)) {
+        text.push_str(&out::json_line(e)?);
+        text.push('\n');
+    }
+    Ok(text)
+}
+
+#[derive(Serialize)]
+struct Written {
+    command: &'static str,
+    format: String,
+    file: String,
+    bytes: usize,
+    events: usize,
+}
+
+/// `pokesim trace`: the run's events around its violation (or `--around`, or `--all`), in
+/// the chosen format.
+pub fn trace(a: &TraceArgs) -> Result<Status, Failure> {
+    a.check()?;
+    let r = Replayable::load(&a.artifact)?;
+    let mut s = r.scenario.clone();
+    s.config.keep_trace = true;
+    let o = r.reproduce(&s)?;
+    let status = super::run::status(r.expect.met_by(o.violation().map(|v| v.kind)), o.verdict);
+    let run = Run::new(&s, &o)?;
+    let window = if a.all { None } else { run.window(a.around, a.window.unwrap_or(40)) };
+    let text = match a.format {
+        Format::Text if a.out.json => json_lines(&run, window)?,
+        Format::Text => render::text::render(&run, window),
+        Format::Perfetto => render::perfetto::render(&run),
+        Format::Html => render::html::render(&run),
+        Format::Svg => render::timeline::render(&run, Layout::fit(&run, window)),
+    };
+    let Some(path) = &a.output else {
+        out::text(&text)?;
+        return Ok(status);
+    };
+    scenarios::output::write_atomic(path, text.as_bytes())
+        .map_err(|e| Failure::Bad(format!("{}: cannot write: {e}", path.display())))?;
+    let format = if a.out.json { "json".to_string() } else { format!("{:?}", a.format).to_lowercase() };
+    let w = Written {
+        command: "trace",
+        format,
+        file: path.display().to_string(),
+        bytes: text.len(),
+        events: run.events.len(),
+    };
+    if a.out.quiet {
+        return Ok(status);
+    }
+    if a.out.json {
+        out::json(&w)?;
+    } else {
+        out::line(format!("wrote {} ({}, {} bytes, {} events)", w.file, w.format, w.bytes, w.events))?;
+    }
+    Ok(status)
+}
+
+/// `pokesim kernel`.
+#[derive(Args)]
+pub struct KernelArgs {
+    /// Only this protocol version [default: every version].
+    #[arg(long, alias = "version", value_parser = |s: &str| s.parse::<Protocol>(), value_name = "P")]
+    protocol: Option<Protocol>,
+    #[command(flatten)]
+    output: OutputOpts,
+}
+
+#[derive(Serialize)]
+struct KernelRow<'a> {
+    command: &'static str,
+    protocol: &'a str,
+    step: &'a str,
+    function: &'a str,
+    code: &'a str,
+}
+
+/// `pokesim kernel`: each version's table of what its steps mirror.
+pub fn kernel(a: &KernelArgs) -> Result<Status, Failure> {
+    let protocols: Vec<Protocol> = a.protocol.map_or_else(|| Protocol::ALL.to_vec(), |p| vec![p]);
+    for p in protocols {
+        let rows = kernel::table(p);
+        if !a.output.json {
+            out::line(format!("{} ({})", p.name(), p.description()))?;
+        }
+        for (step, st) in &rows {
+            if a.output.json {
+                out::json(&KernelRow {
+                    command: "kernel",
+                    protocol: p.name(),
+                    step,
+                    function: st.function,
+                    code: st.code,
+                })?;
+            } else {
+                out::line(format!("  {step:<22} {:<30} {}", st.function, st.code))?;
+            }
+        }
+        if !a.output.json {
+            out::line("")?;
+        }
+    }
+    Ok(Status::Expected)
+}

@@ -1,0 +1,267 @@
+//! What a failing (or passing) run looks like to a reader (DESIGN.md §2.12): the model every
+//! rendering shares — the run's events, its sites, the stores that built each site's history,
+//! the violation — and one module per format:
+//! - [`text`]: the fixed-column trace, readable by someone who knows
+//!   `arch/x86/kernel/alternative.c` (decoded instructions, site names, the kernel statement of
+//!   every patcher operation and handler step, a legend);
+//! - [`perfetto`]: Chrome trace-event JSON that ui.perfetto.dev and chrome://tracing open;
+//! - [`timeline`]: an SVG timeline (a lane per vCPU and one for the patcher, the patcher's
+//!   phases as bands across all lanes), static or inside the HTML report;
+//! - [`html`]: one self-contained HTML file with the interactive timeline and the store
+//!   history of every patched byte.
+//!
+//! Every format is a pure function of the run: the same artifact gives byte-identical files.
+
+pub mod html;
+pub mod perfetto;
+pub mod text;
+pub mod timeline;
+
+use sim_core::trace::{TraceEvent, TraceKind};
+use sim_core::{Outcome, SimError, Violation};
+
+use crate::scenario::Scenario;
+
+/// A patched site.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Site {
+    /// Its name in traces: `site0`, `site1`, ... in address order.
+    pub name: String,
+    /// First byte.
+    pub addr: u64,
+    /// Length.
+    pub len: u64,
+}
+
+/// One store to the text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Store {
+    /// Its epoch (the `n`-th store of the run; epoch 0 is the initial text).
+    pub epoch: u32,
+    /// First byte written.
+    pub addr: u64,
+    /// The bytes.
+    pub bytes: Vec<u8>,
+    /// The tick it happened at.
+    pub tick: u64,
+    /// The patch round.
+    pub round: u64,
+    /// The patcher operation that made it.
+    pub op: String,
+}
+
+/// A run as the renderings see it.
+#[derive(Clone, Debug)]
+pub struct Run {
+    /// A one-line description of the scenario.
+    pub title: String,
+    /// Number of vCPUs.
+    pub cpus: usize,
+    /// Every event.
+    pub events: Vec<TraceEvent>,
+    /// The patched sites, in address order.
+    pub sites: Vec<Site>,
+    /// Every store, in epoch order.
+    pub stores: Vec<Store>,
+    /// The initial text of the sites' bytes: `(address, value)`.
+    pub initial: Vec<(u64, u8)>,
+    /// The violation, if the run ended in one.
+    pub violation: Option<Violation>,
+}
+
+impl Run {
+    /// The run of `scenario` whose outcome `outcome` kept its trace.
+    pub fn new(scenario: &Scenario, outcome: &Outcome) -> Result<Self, SimError> {
+        let plan = scenario.plan()?;
+        let mut ranges: Vec<(u64, usize)> = plan.torn.site_ranges().collect();
+        ranges.sort_unstable();
+        let sites: Vec<Site> = ranges
+            .iter()
+            .enumerate()
+            .map(|(i, &(addr, len))| Site { name: format!("site{i}"), addr, len: len as u64 })
+            .collect();
+        let base = plan.image.layout.text_base;
+        let initial = sites
+            .iter()
+            .flat_map(|s| (s.addr..s.addr + s.len).map(|a| (a, plan.image.text[(a - base) as usize])))
+            .collect();
+        let stores = outcome
+            .trace
+            .iter()
+            .filter(|e| e.kind == TraceKind::Store)
+            .map(|e| Store {
+                epoch: e.epochs.first().copied().unwrap_or(0),
+                addr: e.rip.unwrap_or(0),
+                bytes: e.bytes.clone(),
+                tick: e.tick,
+                round: e.round,
+                op: e.event.clone(),
+            })
+            .collect();
+        let mut title = format!(
+            "{} · {} vCPUs · fetch {} · site {}",
+            scenario.label(),
+            scenario.config.cpus,
+            scenario.config.fetch,
+            scenario.workload.site
+        );
+        if let Some(v) = outcome.violation() {
+            title.push_str(&format!(" · {} at tick {}", v.kind, v.tick));
+        }
+        Ok(Self {
+            title,
+            cpus: scenario.config.cpus,
+            events: outcome.trace.clone(),
+            sites,
+            stores,
+            initial,
+            violation: outcome.violation().cloned(),
+        })
+    }
+
+    /// The site holding `addr`, if any.
+    pub fn site_of(&self, addr: u64) -> Option<&Site> {
+        self.sites.iter().find(|s| addr >= s.addr && addr < s.addr + s.len)
+    }
+
+    /// `site0+2` for an address inside a site, else the address in hex.
+    pub fn place(&self, addr: u64) -> String {
+        match self.site_of(addr) {
+            Some(s) if addr == s.addr => s.name.clone(),
+            Some(s) => format!("{}+{}", s.name, addr - s.addr),
+            None => format!("{addr:#x}"),
+        }
+    }
+
+    /// The store of epoch `epoch` (`None` for the initial text, epoch 0).
+    pub fn store(&self, epoch: u32) -> Option<&Store> {
+        self.stores.iter().find(|s| s.epoch == epoch)
+    }
+
+    /// Where a byte shown from `epoch` came from, in words.
+    pub fn origin(&self, epoch: u32) -> String {
+        match self.store(epoch) {
+            None => "the initial text (epoch 0)".into(),
+            Some(s) => format!("store {} (tick {}, round {}, {})", s.epoch, s.tick, s.round, s.op),
+        }
+    }
+
+    /// The violating fetch byte by byte: `(address, byte, epoch)`, and the instruction those
+    /// bytes decode to (empty if the violation fetched nothing).
+    pub fn torn(&self) -> (Vec<(u64, u8, u32)>, String) {
+        let Some(v) = self.violation.as_ref().filter(|v| !v.bytes.is_empty()) else {
+            return (Vec::new(), String::new());
+        };
+        let addr = v.rip.unwrap_or(0);
+        let bytes: Vec<u8> = v.bytes.iter().map(|b| b.byte).collect();
+        let each = v.bytes.iter().enumerate().map(|(i, b)| (addr + i as u64, b.byte, b.epoch)).collect();
+        (each, sim_core::trace::disassemble(addr, &bytes))
+    }
+
+    /// True if the event's bytes touch a patched site.
+    pub fn touches_site(&self, e: &TraceEvent) -> bool {
+        e.rip.is_some_and(|r| (r..r + e.bytes.len().max(1) as u64).any(|a| self.site_of(a).is_some()))
+    }
+
+    /// The tick of the last event (0 for an empty run).
+    pub fn last_tick(&self) -> u64 {
+        self.events.last().map_or(0, |e| e.tick)
+    }
+
+    /// The ticks to show by default: around the violation (`window` either side), or all.
+    pub fn window(&self, around: Option<u64>, window: u64) -> Option<(u64, u64)> {
+        let t = around.or(self.violation.as_ref().map(|v| v.tick))?;
+        Some((t.saturating_sub(window), (t + window).min(self.last_tick()).max(t)))
+    }
+}
+
+/// Each INT3 handler run: `(vCPU, first tick, end tick)`, from the trap to its IRET (or the end
+/// of the run).
+pub fn handler_spans(run: &Run) -> Vec<(usize, u64, u64)> {
+    let mut open: Vec<Option<u64>> = vec![None; run.cpus];
+    let mut runs = Vec::new();
+    for e in &run.events {
+        match (e.kind, e.cpu) {
+            (TraceKind::Trap, Some(i)) => open[i] = Some(e.tick + 1),
+            (TraceKind::Handler, Some(i)) if e.event == "iret" => {
+                if let Some(start) = open[i].take() {
+                    runs.push((i, start, e.tick + 1));
+                }
+            }
+            _ => {}
+        }
+    }
+    let end = run.last_tick() + 1;
+    runs.extend(open.iter().enumerate().filter_map(|(i, o)| o.map(|start| (i, start, end))));
+    runs
+}
+
+/// The patcher's phases: `(name, round, first tick, end tick)`, consecutive operations of one
+/// phase merged, bookkeeping (`do_sync = 0`, `smp_wmb()`) joined to the phase it prepares.
+/// A phase lasts until the next one starts (a sync spans its wait for acknowledgements).
+pub fn phases(run: &Run) -> Vec<(String, u64, u64, u64)> {
+    let mut out: Vec<(String, u64, u64, u64)> = Vec::new();
+    let mut prepared: Option<u64> = None;
+    for e in run.events.iter().filter(|e| e.cpu.is_none()) {
+        let Some(name) = phase_of(&e.event) else {
+            prepared = prepared.or(Some(e.tick));
+            continue;
+        };
+        let start = prepared.take().unwrap_or(e.tick);
+        match out.last_mut() {
+            Some(last) if last.0 == name && last.1 == e.round => last.3 = e.tick + 1,
+            _ => out.push((name.to_string(), e.round, start, e.tick + 1)),
+        }
+    }
+    for i in 0..out.len().saturating_sub(1) {
+        out[i].3 = out[i + 1].2;
+    }
+    out
+}
+
+/// The phase of the patcher an operation (by its name, `Op::name`) belongs to — the bands of
+/// the timeline — or `None` for bookkeeping that joins the next phase.
+pub fn phase_of(op: &str) -> Option<&'static str> {
+    Some(match op {
+        "poke-int3" => "write INT3",
+        "poke-tail" => "write tails",
+        "poke-first" => "write first bytes",
+        "poke-whole" | "text-poke" => "write whole",
+        "sync" | "sync-if-do-sync" => "sync",
+        "begin-batch" | "set-vec" | "set-nr" | "publish-desc" | "batch-add" | "set-refs" => "publish",
+        "clear-vec" | "clear-nr" | "clear-desc" | "put-desc" | "dec-refs" | "end-batch" => "teardown",
+        "wmb" | "reset-do-sync" => return None,
+        _ => "other",
+    })
+}
+
+/// Escapes text for XML and HTML.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// What an event did, in words: its name, except for the two ends of a sync, which share
+/// the operation's name.
+pub fn label(e: &TraceEvent) -> String {
+    match e.kind {
+        TraceKind::Broadcast => format!("{}: send IPIs", e.event),
+        TraceKind::SyncDone => format!("{}: all acked", e.event),
+        _ => e.event.clone(),
+    }
+}
+
+/// `0f@0 fb@2` — bytes with their epochs.
+pub fn bytes_with_epochs(e: &TraceEvent) -> String {
+    e.bytes.iter().zip(&e.epochs).map(|(b, ep)| format!("{b:02x}@{ep}")).collect::<Vec<_>>().join(" ")
+}
