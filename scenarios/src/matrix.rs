@@ -8,7 +8,7 @@ use std::time::Instant;
 use cpu_model::FetchModel;
 use serde::Serialize;
 use sim_core::sched::Strategy;
-use sim_core::{Mutant, Protocol, SimError, ViolationKind};
+use sim_core::{Mutant, Protocol, Recorded, SimError, ViolationKind};
 
 use crate::campaign::{Campaign, Found, Shard};
 use crate::catalogue::{self, known_bug, supported, variants, Variant};
@@ -41,6 +41,19 @@ pub struct Cell {
     pub shrunk_decisions: Option<usize>,
     /// Wall time of the cell, milliseconds.
     pub millis: u64,
+    /// The counterexample (shrunk when the cell was shrunk), for reports
+    /// ([`crate::render::matrix`]); not part of the JSON line.
+    #[serde(skip)]
+    pub counterexample: Option<Counterexample>,
+}
+
+/// A caught cell's failing run: a scenario and the decisions that replay it strictly.
+#[derive(Clone, Debug)]
+pub struct Counterexample {
+    /// The scenario.
+    pub scenario: Scenario,
+    /// Its decisions.
+    pub decisions: Recorded,
 }
 
 /// Which cells to compute.
@@ -125,14 +138,18 @@ pub fn cell(m: Mutant, p: Protocol, v: &Variant, preset: &str, runs: u64, opts: 
         pct_runs,
         shrunk_decisions: None,
         millis: 0,
+        counterexample: None,
     };
     if let Some((name, (_, found))) = best {
         let kind = found.outcome.violation().map(|v| v.kind);
         c.kind = kind;
         c.strategy = Some(name.into());
+        let decisions = Recorded::from_log(found.outcome.decisions.clone());
+        c.counterexample = Some(Counterexample { scenario: found.scenario.clone(), decisions });
         if let (true, Some(kind)) = (opts.shrink, kind) {
             let shrunk = crate::shrink::shrink(&found.scenario, found.outcome.decisions.clone(), kind, 3_000, &|_| {})?;
             c.shrunk_decisions = Some(shrunk.decisions.prefix.len());
+            c.counterexample = Some(Counterexample { scenario: shrunk.scenario, decisions: shrunk.decisions });
         }
     }
     c.millis = start.elapsed().as_millis() as u64;

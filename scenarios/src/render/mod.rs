@@ -8,11 +8,14 @@
 //! - [`timeline`]: an SVG timeline (a lane per vCPU and one for the patcher, the patcher's
 //!   phases as bands across all lanes), static or inside the HTML report;
 //! - [`html`]: one self-contained HTML file with the interactive timeline and the store
-//!   history of every patched byte.
+//!   history of every patched byte;
+//! - [`matrix`]: the sync-necessity matrix as a page, with the report of every caught cell's
+//!   counterexample embedded.
 //!
 //! Every format is a pure function of the run: the same artifact gives byte-identical files.
 
 pub mod html;
+pub mod matrix;
 pub mod perfetto;
 pub mod text;
 pub mod timeline;
@@ -98,13 +101,15 @@ impl Run {
                 op: e.event.clone(),
             })
             .collect();
-        let mut title = format!(
-            "{} · {} vCPUs · fetch {} · site {}",
-            scenario.label(),
-            scenario.config.cpus,
-            scenario.config.fetch,
-            scenario.workload.site
-        );
+        let cpus = scenario.config.cpus;
+        let mut title = format!("{} · {cpus} vCPU{}", scenario.label(), if cpus == 1 { "" } else { "s" });
+        let mut kprobes: Vec<u64> = scenario.kprobes.iter().chain(&plan.image.kprobes).map(|k| k.addr).collect();
+        kprobes.sort_unstable();
+        kprobes.dedup();
+        for k in kprobes {
+            title.push_str(&format!(" · kprobe at {k:#x}"));
+        }
+        title.push_str(&format!(" · fetch {} · site {}", scenario.config.fetch, scenario.workload.site));
         if let Some(v) = outcome.violation() {
             title.push_str(&format!(" · {} at tick {}", v.kind, v.tick));
         }
@@ -215,6 +220,11 @@ pub fn phases(run: &Run) -> Vec<(String, u64, u64, u64)> {
     }
     for i in 0..out.len().saturating_sub(1) {
         out[i].3 = out[i + 1].2;
+    }
+    // A sync still waiting for acknowledgements when the run ended lasts to the end.
+    let last = run.events.iter().rev().find(|e| e.cpu.is_none());
+    if let (Some(phase), Some(TraceKind::Broadcast)) = (out.last_mut(), last.map(|e| e.kind)) {
+        phase.3 = phase.3.max(run.last_tick() + 1);
     }
     out
 }

@@ -19,18 +19,22 @@ const PID: u64 = 1;
 pub fn render(run: &Run) -> String {
     let patcher = run.cpus as u64;
     let mut events: Vec<Value> = Vec::new();
-    events.push(json!({"ph": "M", "pid": PID, "tid": 0, "name": "process_name", "args": {"name": run.title}}));
+    events.push(json!({"ph": "M", "ts": 0, "pid": PID, "tid": 0, "name": "process_name", "args": {"name": run.title}}));
     for cpu in 0..run.cpus {
         let tid = cpu as u64;
         events.push(
-            json!({"ph": "M", "pid": PID, "tid": tid, "name": "thread_name", "args": {"name": format!("cpu{cpu}")}}),
+            json!({"ph": "M", "ts": 0, "pid": PID, "tid": tid, "name": "thread_name", "args": {"name": format!("cpu{cpu}")}}),
         );
         events.push(
-            json!({"ph": "M", "pid": PID, "tid": tid, "name": "thread_sort_index", "args": {"sort_index": tid + 1}}),
+            json!({"ph": "M", "ts": 0, "pid": PID, "tid": tid, "name": "thread_sort_index", "args": {"sort_index": tid + 1}}),
         );
     }
-    events.push(json!({"ph": "M", "pid": PID, "tid": patcher, "name": "thread_name", "args": {"name": "patcher"}}));
-    events.push(json!({"ph": "M", "pid": PID, "tid": patcher, "name": "thread_sort_index", "args": {"sort_index": 0}}));
+    events.push(
+        json!({"ph": "M", "ts": 0, "pid": PID, "tid": patcher, "name": "thread_name", "args": {"name": "patcher"}}),
+    );
+    events.push(
+        json!({"ph": "M", "ts": 0, "pid": PID, "tid": patcher, "name": "thread_sort_index", "args": {"sort_index": 0}}),
+    );
     events.extend(spans(run, patcher));
     let completed: Vec<u64> =
         run.events.iter().filter(|e| e.kind == TraceKind::SyncDone).filter_map(|e| e.sync).collect();

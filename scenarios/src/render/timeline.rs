@@ -23,7 +23,10 @@ const TOP: f64 = 70.0;
 const LANE: f64 = 40.0;
 const GAP: f64 = 8.0;
 const RIGHT: f64 = 24.0;
-const LEGEND_WIDTH: f64 = 1100.0;
+/// The narrowest static picture (its legend wraps to fit).
+const MIN_WIDTH: f64 = 640.0;
+/// The height of a legend row.
+const LEGEND_ROW: f64 = 16.0;
 
 /// How much each mark carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -133,8 +136,8 @@ impl Canvas<'_> {
     /// Room right of the plot: for the violation's label, and in a static picture for the legend.
     fn width(&self) -> f64 {
         let label = self.run.violation.as_ref().map_or(0.0, |v| 7.0 * violation_label(v).len() as f64 + 12.0);
-        let legend = if self.layout.detail == Detail::Inline { LEGEND_WIDTH } else { 0.0 };
-        (self.plot_end() + RIGHT.max(label)).max(legend)
+        let least = if self.layout.detail == Detail::Inline { MIN_WIDTH } else { 0.0 };
+        (self.plot_end() + RIGHT.max(label)).max(least)
     }
 
     /// The baseline of the tick axis, under the last lane.
@@ -143,7 +146,13 @@ impl Canvas<'_> {
     }
 
     fn height(&self) -> f64 {
-        let legend = if self.layout.detail == Detail::Inline { 22.0 } else { 0.0 };
+        let legend = match self.layout.detail {
+            Detail::Inline => {
+                let rows = legend_layout(self.width()).last().map_or(0, |l| l.3 + 1);
+                6.0 + LEGEND_ROW * rows as f64
+            }
+            Detail::Index => 0.0,
+        };
         self.axis_y() + 12.0 + legend
     }
 
@@ -348,12 +357,25 @@ fn violation_label(v: &sim_core::Violation) -> String {
     format!("{} at tick {}", v.kind, v.tick)
 }
 
-/// A one-line legend under the axis (static pictures; the HTML report has its own).
-fn legend(c: &Canvas<'_>, s: &mut String) {
-    let y = c.axis_y() + 18.0;
-    let mut x = 8.0;
-    s.push_str(r#"<g id="legend">"#);
+/// The static legend's entries, wrapped into rows that fit `width`: `(class, what, x, row)`.
+fn legend_layout(width: f64) -> Vec<(&'static str, &'static str, f64, usize)> {
+    let (mut x, mut row, mut out) = (8.0, 0, Vec::new());
     for (class, what) in LEGEND.iter().filter(|(class, _)| *class != "patcher") {
+        let w = 12.0 + 6.6 * what.len() as f64 + 14.0;
+        if x > 8.0 && x + w > width {
+            (x, row) = (8.0, row + 1);
+        }
+        out.push((*class, *what, x, row));
+        x += w;
+    }
+    out
+}
+
+/// The legend under the axis (static pictures; the HTML report has its own).
+fn legend(c: &Canvas<'_>, s: &mut String) {
+    s.push_str(r#"<g id="legend">"#);
+    for (class, what, x, row) in legend_layout(c.width()) {
+        let y = c.axis_y() + 18.0 + LEGEND_ROW * row as f64;
         let _ = write!(
             s,
             r#"<rect class="ev {class}" x="{x:.0}" y="{:.0}" width="9" height="9"/><text x="{:.0}" y="{y:.0}">{}</text>"#,
@@ -361,7 +383,6 @@ fn legend(c: &Canvas<'_>, s: &mut String) {
             x + 12.0,
             escape(what)
         );
-        x += 12.0 + 6.6 * what.len() as f64 + 14.0;
     }
     s.push_str("</g>\n");
 }

@@ -3,6 +3,7 @@
 //! before it are done — so a piped or interrupted run keeps every finished row.
 
 use std::ops::ControlFlow;
+use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Args;
@@ -47,6 +48,10 @@ pub struct MutantsArgs {
     /// Seeds per strategy per cell.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     runs: u64,
+    /// Also write the matrix as one self-contained HTML page, with the report of every
+    /// caught cell's shrunk counterexample embedded.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
     #[command(flatten)]
     output: OutputOpts,
     #[command(flatten)]
@@ -157,6 +162,13 @@ struct CellLine<'a> {
 /// `pokesim mutants`: the matrix, one JSON line per cell or one text row per mutant.
 pub fn mutants(a: &MutantsArgs) -> Result<Status, Failure> {
     a.jobs.apply()?;
+    if let Some(path) = &a.html {
+        // Refused now rather than after the whole matrix has run.
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        if !dir.is_dir() {
+            return Err(Failure::Bad(format!("--html {}: directory {} does not exist", path.display(), dir.display())));
+        }
+    }
     let start = Instant::now();
     let filter =
         Filter { workload: a.workload.map(|v| v.name.to_string()), protocol: a.protocol, presets: a.presets.clone() };
@@ -174,7 +186,7 @@ pub fn mutants(a: &MutantsArgs) -> Result<Status, Failure> {
         ))?;
     }
     let progress = Progress::new("mutants", cells.len() as u64, "cells", a.output.quiet || a.output.json);
-    let (mut done, mut failure) = (Vec::new(), None);
+    let (mut done, mut failure, mut all) = (Vec::new(), None, Vec::new());
     scenarios::stream::in_order(
         cells.len(),
         |i| {
@@ -185,6 +197,9 @@ pub fn mutants(a: &MutantsArgs) -> Result<Status, Failure> {
             progress.set(i as u64 + 1);
             let step = cell.map_err(Failure::from).and_then(|c| {
                 let next = cells.get(i + 1).map(|c| c.0);
+                if a.html.is_some() {
+                    all.push(c.clone());
+                }
                 emit_cell(a, &presets, &mut done, c, next)
             });
             match step {
@@ -204,7 +219,38 @@ pub fn mutants(a: &MutantsArgs) -> Result<Status, Failure> {
         let secs = start.elapsed().as_secs_f64();
         out::line(format!("\n{} cells, {} runs per strategy per cell, {secs:.1}s", cells.len(), a.runs))?;
     }
+    if let Some(path) = &a.html {
+        write_page(a, path, &all, &presets)?;
+    }
     Ok(Status::Expected)
+}
+
+#[derive(Serialize)]
+struct Page {
+    command: &'static str,
+    file: String,
+    bytes: usize,
+    reports: usize,
+}
+
+/// `--html`: the matrix page, every caught cell's report replayed and embedded.
+fn write_page(a: &MutantsArgs, path: &std::path::Path, cells: &[Cell], presets: &[String]) -> Result<(), Failure> {
+    let page = scenarios::render::matrix::render(cells, presets, a.runs)?;
+    scenarios::output::write_atomic(path, page.as_bytes())
+        .map_err(|e| Failure::Bad(format!("{}: cannot write: {e}", path.display())))?;
+    let p = Page {
+        command: "mutants-html",
+        file: path.display().to_string(),
+        bytes: page.len(),
+        reports: cells.iter().filter(|c| c.counterexample.is_some()).count(),
+    };
+    if a.output.json {
+        out::json(&p)
+    } else if a.output.quiet {
+        Ok(())
+    } else {
+        out::line(format!("wrote {} (html, {} bytes, {} reports)", p.file, p.bytes, p.reports))
+    }
 }
 
 /// Prints a cell (JSON) or, once a mutant's cells are all done, its row (text).
