@@ -84,7 +84,7 @@ fn every_event_appears_exactly_once_in_every_format() {
             .lines()
             .filter(|l| l.len() > 8 && (l.starts_with("  ") || l.starts_with(">>")))
             .filter_map(|l| {
-                let tick = l[2..7].trim().parse::<u64>().ok()?;
+                let tick = l.get(2..7)?.trim().parse::<u64>().ok()?;
                 let mut cols = l[8..].split_whitespace();
                 let actor = cols.next()?;
                 let track = actor.strip_prefix("cpu").map_or(run.cpus as u64, |c| c.parse().unwrap());

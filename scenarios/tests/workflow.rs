@@ -99,12 +99,16 @@ fn file_artifact_replay_shrink_trace_corpus() {
     let tick = small["violation"]["tick"].as_u64().unwrap();
     let (code, stdout, _) = out(pokesim().arg("trace").arg(&shrunk).arg("--all"));
     assert_eq!(code, 0);
-    assert!(stdout.lines().next().unwrap().contains("tick") && stdout.contains("epochs") && stdout.contains("phase"));
-    assert!(stdout.contains(&format!(">>{tick:>6}")), "{stdout}");
+    let header = stdout.lines().find(|l| !l.starts_with('#')).unwrap();
+    assert!(header.contains("tick") && header.contains("bytes@epoch") && header.contains("round/phase"), "{header}");
+    assert!(stdout.contains("legend:"), "{stdout}");
+    assert!(stdout.contains(&format!(">>{tick:>5} ")), "{stdout}");
     let (_, around, _) =
         out(pokesim().arg("trace").arg(&shrunk).args(["--around", &tick.to_string(), "--window", "2"]));
     assert!(around.lines().count() < stdout.lines().count());
-    assert!(around.lines().filter(|l| l.starts_with("  ") || l.starts_with(">>")).count() <= 5 + 1);
+    // Event rows: a mark (`>>` or two spaces), then the tick.
+    let rows = around.lines().filter(|l| l.get(2..7).is_some_and(|t| t.trim().parse::<u64>().is_ok())).count();
+    assert!((1..=5).contains(&rows), "{around}");
 
     // Add it to a corpus, and the corpus runs it as expected.
     let corpus = dir.join("corpus");
