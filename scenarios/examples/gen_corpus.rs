@@ -8,7 +8,10 @@
 //!   4 vCPUs, 3 seeds;
 //! - `bug-*.toml`: the historic bugs on their buggy versions, shrunk;
 //! - `mutant-<mutant>-<version>.toml`: each mutant on the first workload that catches it on
-//!   each version, shrunk (the decision list replays in milliseconds).
+//!   each version, shrunk (the decision list replays in milliseconds), on the default kernel
+//!   configuration (x86_64_defconfig: `CONFIG_KPROBES=y`); `no-sync-after-first`, whose
+//!   consequence goes through `do_int3()`'s fallback to `kprobe_int3_handler()`, also on
+//!   `CONFIG_KPROBES=n` (`-nokprobes`).
 //!
 //! Entries that are shrunk record the original decision count in their description.
 
@@ -19,26 +22,31 @@ use scenarios::catalogue::{self, known_bug, supported, variants, Variant};
 use scenarios::file::{Expectation, ScenarioFile};
 use scenarios::workload::{WorkloadKind, WorkloadSpec};
 use scenarios::Scenario;
-use sim_core::{Mutant, Protocol};
+use sim_core::{KernelConfig, Mutant, Protocol};
 
 fn write(dir: &Path, f: &ScenarioFile) {
     std::fs::write(dir.join(format!("{}.toml", f.name)), f.to_toml()).expect("write corpus entry");
     println!("{}", f.name);
 }
 
-/// Finds a violating seed (cycling vCPUs and placements), shrinks it, and writes the entry.
-fn shrunk_entry(
-    dir: &Path,
-    name: &str,
-    what: &str,
+/// What one shrunk entry is.
+struct Entry<'a> {
+    name: &'a str,
+    what: &'a str,
     mutant: Option<Mutant>,
-    p: Protocol,
+    protocol: Protocol,
     spec: WorkloadSpec,
     multi: bool,
-) -> bool {
+    kernel: KernelConfig,
+}
+
+/// Finds a violating seed (cycling vCPUs and placements), shrinks it, and writes the entry.
+fn shrunk_entry(dir: &Path, e: &Entry<'_>) -> bool {
     let at = |k| {
-        let mut s: Scenario = catalogue::scenario(p, &mutant.into_iter().collect::<Vec<_>>(), spec, "pessimistic", k);
-        s.config.unsafe_multi_insn = multi;
+        let mutants: Vec<Mutant> = e.mutant.into_iter().collect();
+        let mut s: Scenario = catalogue::scenario(e.protocol, &mutants, e.spec, "pessimistic", k);
+        s.config.unsafe_multi_insn = e.multi;
+        s.config.kernel = e.kernel;
         s
     };
     let campaign = Campaign { scenario_at: &at, runs: 60, shard: Shard::ALL, time: None };
@@ -51,10 +59,10 @@ fn shrunk_entry(
     write(
         dir,
         &ScenarioFile {
-            name: name.to_string(),
+            name: e.name.to_string(),
             description: Some(format!(
-                "{what}; shrunk from {before} decisions (seed {}, {} vCPUs)",
-                s.seed, s.config.cpus
+                "{}; shrunk from {before} decisions (seed {}, {} vCPUs)",
+                e.what, s.seed, s.config.cpus
             )),
             expect: Expectation::violation(kind),
             scenario: shrunk.scenario,
@@ -121,19 +129,35 @@ fn main() {
         ),
     ];
     for (name, what, p, spec, multi) in bugs {
-        assert!(shrunk_entry(&dir, name, what, None, p, spec, multi), "{name} not reproduced");
+        let entry = Entry { name, what, mutant: None, protocol: p, spec, multi, kernel: KernelConfig::DEFCONFIG };
+        assert!(shrunk_entry(&dir, &entry), "{name} not reproduced");
     }
     for m in Mutant::ALL.into_iter().filter(|m| !m.benign()) {
         for p in Protocol::ALL.into_iter().filter(|p| m.applies_to(*p)) {
             let candidates: Vec<Variant> =
                 variants().into_iter().filter(|v| supported(p, v.spec).is_ok() && known_bug(p, v).is_none()).collect();
-            let what = format!("{m} on {p}");
-            let name = format!("mutant-{m}-{p}");
-            if !candidates
-                .iter()
-                .any(|v| shrunk_entry(&dir, &name, &format!("{what} ({})", v.name), Some(m), p, v.spec, false))
-            {
-                println!("# {what}: not caught on any workload (see the mutant matrix)");
+            let kernels: &[KernelConfig] =
+                if m == Mutant::NoSyncAfterFirst { &KernelConfig::ALL } else { &[KernelConfig::DEFCONFIG] };
+            for &kernel in kernels {
+                let what = format!("{m} on {p} ({kernel})");
+                let suffix =
+                    if kernel == KernelConfig::DEFCONFIG { String::new() } else { format!("-{}", kernel.tag()) };
+                let name = format!("mutant-{m}-{p}{suffix}");
+                if !candidates.iter().any(|v| {
+                    let what = format!("{what}, {}", v.name);
+                    let entry = Entry {
+                        name: &name,
+                        what: &what,
+                        mutant: Some(m),
+                        protocol: p,
+                        spec: v.spec,
+                        multi: false,
+                        kernel,
+                    };
+                    shrunk_entry(&dir, &entry)
+                }) {
+                    println!("# {what}: not caught on any workload (see the mutant matrix)");
+                }
             }
         }
     }

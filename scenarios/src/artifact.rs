@@ -149,7 +149,8 @@ impl Artifact {
         let label = scenario.label().replace(['/', '+'], "-");
         let strategy = scenario.strategy.to_string().replace(':', "");
         let (cpus, seed, kind) = (scenario.config.cpus, scenario.seed, violation.kind);
-        format!("{label}-cpus{cpus}-{strategy}-seed{seed}-{kind}-{hash:08x}.json")
+        let kernel = scenario.config.kernel.tag();
+        format!("{label}-{kernel}-cpus{cpus}-{strategy}-seed{seed}-{kind}-{hash:08x}.json")
     }
 
     /// [`Artifact::file_name`] under `dir`.

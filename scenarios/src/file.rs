@@ -39,6 +39,9 @@
 //! monotone = true
 //! staleness = 8                      # own steps; omit for unbounded
 //!
+//! [kernel]                           # the kernel configuration (default: x86_64_defconfig)
+//! CONFIG_KPROBES = true              # do_int3() asks kprobe_int3_handler() after the patching handler
+//!
 //! [[kprobes]]                        # foreign INT3 owners at any instruction
 //! addr = 0x400000
 //! armed = true
@@ -190,8 +193,16 @@ struct Raw {
     trace_hash: Option<Spanned<String>>,
     workload: Option<Spanned<RawWorkload>>,
     fetch: Option<RawFetch>,
+    kernel: Option<RawKernel>,
     #[serde(default)]
     kprobes: Vec<Spanned<RawKprobe>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawKernel {
+    #[serde(rename = "CONFIG_KPROBES")]
+    kprobes: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize)]
@@ -334,6 +345,10 @@ pub fn parse_spec(file: &str, src: &str) -> Result<ScenarioSpec, InputError> {
     }
     workload(&l, &raw, &mut spec)?;
     fetch(&l, raw.fetch.unwrap_or_default(), &mut spec)?;
+    let kernel = raw.kernel.unwrap_or_default();
+    if let Some(g) = l.given(&kernel.kprobes) {
+        spec.kernel.options.push(Given::new(("CONFIG_KPROBES".to_string(), g.value), g.origin));
+    }
     for (i, k) in raw.kprobes.iter().enumerate() {
         let at = l.origin(&k.get_ref().addr);
         let addr = u64::try_from(*k.get_ref().addr.get_ref()).map_err(|_| {
@@ -458,6 +473,7 @@ impl ScenarioFile {
         if let Staleness::Bounded(k) = f.staleness {
             out.push_str(&format!("staleness = {k}\n"));
         }
+        out.push_str(&format!("\n[kernel]\nCONFIG_KPROBES = {}\n", c.kernel.kprobes));
         for k in &s.kprobes {
             out.push_str(&format!("\n[[kprobes]]\naddr = {:#x}\narmed = {}\n", k.addr, k.armed));
         }

@@ -1,5 +1,5 @@
 //! The sync-necessity matrix (`pokesim mutants`): every mutant × version it applies to ×
-//! workload variant that version passes × fetch preset — caught or not, by which strategy,
+//! workload variant that version passes × kernel configuration × fetch preset — caught or not, by which strategy,
 //! after how many runs and how much time, and how small its counterexample shrinks. Read down
 //! a preset's column to see which protocol steps that hardware assumption makes unnecessary.
 
@@ -8,7 +8,7 @@ use std::time::Instant;
 use cpu_model::FetchModel;
 use serde::Serialize;
 use sim_core::sched::Strategy;
-use sim_core::{Mutant, Protocol, Recorded, SimError, ViolationKind};
+use sim_core::{KernelConfig, Mutant, Protocol, Recorded, SimError, ViolationKind};
 
 use crate::campaign::{Campaign, Found, Shard};
 use crate::catalogue::{self, known_bug, supported, variants, Variant};
@@ -25,6 +25,8 @@ pub struct Cell {
     pub protocol: String,
     /// Workload variant.
     pub workload: String,
+    /// Kernel configuration (`CONFIG_KPROBES=y`).
+    pub kernel: String,
     /// Fetch preset.
     pub preset: String,
     /// Caught?
@@ -65,15 +67,33 @@ pub struct Filter {
     pub protocol: Option<Protocol>,
     /// Only these presets (default: all four).
     pub presets: Vec<String>,
+    /// Only these kernel configurations (default: all).
+    pub kernels: Vec<KernelConfig>,
 }
 
-/// The cells selected by `filter`, grouped by mutant.
-pub fn cells(filter: &Filter) -> Vec<(Mutant, Protocol, Variant, String)> {
+/// One cell's coordinates.
+#[derive(Clone, Debug)]
+pub struct Coords {
+    /// The mutant.
+    pub mutant: Mutant,
+    /// The version.
+    pub protocol: Protocol,
+    /// The workload variant.
+    pub variant: Variant,
+    /// The kernel configuration.
+    pub kernel: KernelConfig,
+    /// The fetch preset.
+    pub preset: String,
+}
+
+/// The cells selected by `filter`, grouped by mutant and kernel configuration.
+pub fn cells(filter: &Filter) -> Vec<Coords> {
     let presets: Vec<String> = if filter.presets.is_empty() {
         FetchModel::PRESETS.iter().map(|p| p.to_string()).collect()
     } else {
         filter.presets.clone()
     };
+    let kernels = if filter.kernels.is_empty() { KernelConfig::ALL.to_vec() } else { filter.kernels.clone() };
     let mut out = Vec::new();
     for p in Protocol::ALL.into_iter().filter(|p| filter.protocol.is_none_or(|f| f == *p)) {
         for v in variants() {
@@ -83,30 +103,34 @@ pub fn cells(filter: &Filter) -> Vec<(Mutant, Protocol, Variant, String)> {
             if supported(p, v.spec).is_err() || known_bug(p, &v).is_some() {
                 continue;
             }
-            for m in Mutant::ALL.into_iter().filter(|m| m.applies_to(p)) {
-                for preset in &presets {
-                    out.push((m, p, v, preset.clone()));
+            for &kernel in &kernels {
+                // A workload with its own kprobe needs CONFIG_KPROBES.
+                if !kernel.kprobes && (v.spec.kprobe || v.spec.kind == crate::workload::WorkloadKind::Optprobe) {
+                    continue;
+                }
+                for m in Mutant::ALL.into_iter().filter(|m| m.applies_to(p)) {
+                    for preset in &presets {
+                        out.push(Coords { mutant: m, protocol: p, variant: v, kernel, preset: preset.clone() });
+                    }
                 }
             }
         }
     }
-    // One mutant's cells together (a table row per mutant can be printed as soon as its
-    // cells are done); the sort is stable, so versions and workloads keep their order.
-    out.sort_by_key(|c| c.0);
+    // One mutant's cells together, one kernel configuration after the other (a table row per
+    // mutant and configuration can be printed as soon as its cells are done); the sort is
+    // stable, so versions and workloads keep their order.
+    out.sort_by_key(|c| (c.mutant, std::cmp::Reverse(c.kernel)));
     out
 }
 
 /// The first violation of `m` on `p` × `v` under `preset` with `strategy` within `runs` seed
 /// indices (one campaign over the catalogue's cycling scenarios): how many runs it took.
-fn first_violation(
-    m: Mutant,
-    p: Protocol,
-    v: &Variant,
-    preset: &str,
-    strategy: Strategy,
-    runs: u64,
-) -> Result<Option<(u64, Found)>, SimError> {
-    let at = |k| Scenario { strategy, ..catalogue::scenario(p, &[m], v.spec, preset, k) };
+fn first_violation(c: &Coords, strategy: Strategy, runs: u64) -> Result<Option<(u64, Found)>, SimError> {
+    let at = |k| {
+        let mut s = catalogue::scenario(c.protocol, &[c.mutant], c.variant.spec, &c.preset, k);
+        s.config.kernel = c.kernel;
+        Scenario { strategy, ..s }
+    };
     let c = Campaign { scenario_at: &at, runs, shard: Shard::ALL, time: None }.run(&|_| {})?;
     Ok(c.found.map(|f| (f.index + 1, f)))
 }
@@ -114,10 +138,10 @@ fn first_violation(
 /// Computes one cell with `runs` runs per strategy.
 /// With `shrink`, the counterexample is shrunk and its size reported; `pct` adds a PCT
 /// campaign next to the random one.
-pub fn cell(m: Mutant, p: Protocol, v: &Variant, preset: &str, runs: u64, opts: CellOptions) -> Result<Cell, SimError> {
+pub fn cell(c: &Coords, runs: u64, opts: CellOptions) -> Result<Cell, SimError> {
     let start = Instant::now();
-    let random = first_violation(m, p, v, preset, Strategy::Random, runs)?;
-    let pct = if opts.pct { first_violation(m, p, v, preset, Strategy::Pct { depth: 3 }, runs)? } else { None };
+    let random = first_violation(c, Strategy::Random, runs)?;
+    let pct = if opts.pct { first_violation(c, Strategy::Pct { depth: 3 }, runs)? } else { None };
     let (random_runs, pct_runs) = (random.as_ref().map(|r| r.0), pct.as_ref().map(|r| r.0));
     let best = match (&random, &pct) {
         (Some(r), Some(q)) if q.0 < r.0 => Some(("pct", q)),
@@ -125,12 +149,13 @@ pub fn cell(m: Mutant, p: Protocol, v: &Variant, preset: &str, runs: u64, opts: 
         (None, Some(q)) => Some(("pct", q)),
         (None, None) => None,
     };
-    let mut c = Cell {
-        mutant: m.name().into(),
-        benign: m.benign(),
-        protocol: p.name().into(),
-        workload: v.name.into(),
-        preset: preset.into(),
+    let mut cell = Cell {
+        mutant: c.mutant.name().into(),
+        benign: c.mutant.benign(),
+        protocol: c.protocol.name().into(),
+        workload: c.variant.name.into(),
+        kernel: c.kernel.to_string(),
+        preset: c.preset.clone(),
         caught: best.is_some(),
         kind: None,
         strategy: None,
@@ -142,18 +167,18 @@ pub fn cell(m: Mutant, p: Protocol, v: &Variant, preset: &str, runs: u64, opts: 
     };
     if let Some((name, (_, found))) = best {
         let kind = found.outcome.violation().map(|v| v.kind);
-        c.kind = kind;
-        c.strategy = Some(name.into());
+        cell.kind = kind;
+        cell.strategy = Some(name.into());
         let decisions = Recorded::from_log(found.outcome.decisions.clone());
-        c.counterexample = Some(Counterexample { scenario: found.scenario.clone(), decisions });
+        cell.counterexample = Some(Counterexample { scenario: found.scenario.clone(), decisions });
         if let (true, Some(kind)) = (opts.shrink, kind) {
             let shrunk = crate::shrink::shrink(&found.scenario, found.outcome.decisions.clone(), kind, 3_000, &|_| {})?;
-            c.shrunk_decisions = Some(shrunk.decisions.prefix.len());
-            c.counterexample = Some(Counterexample { scenario: shrunk.scenario, decisions: shrunk.decisions });
+            cell.shrunk_decisions = Some(shrunk.decisions.prefix.len());
+            cell.counterexample = Some(Counterexample { scenario: shrunk.scenario, decisions: shrunk.decisions });
         }
     }
-    c.millis = start.elapsed().as_millis() as u64;
-    Ok(c)
+    cell.millis = start.elapsed().as_millis() as u64;
+    Ok(cell)
 }
 
 /// What a cell computes besides the random campaign.

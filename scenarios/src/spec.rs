@@ -8,7 +8,7 @@
 use cpu_model::{FetchModel, FetchUnit, Staleness, StoreGranularity};
 use sim_core::program::OpTemplate;
 use sim_core::sched::Strategy;
-use sim_core::{Decision, Kprobe, Mutant, Protocol, Recorded, RunConfig, SimError, Subject};
+use sim_core::{Decision, KernelConfig, Kprobe, Mutant, Protocol, Recorded, RunConfig, SimError, Subject};
 
 use crate::catalogue::Variant;
 use crate::file::{Expectation, ScenarioFile};
@@ -73,6 +73,13 @@ pub struct FetchFields {
     pub staleness: Opt<i64>,
 }
 
+/// The `[kernel]` fields: `CONFIG_*` options by name, each with its origin.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KernelFields {
+    /// `(option, value)`, in the order given.
+    pub options: Vec<Given<(String, bool)>>,
+}
+
 /// A scenario as given, field by field.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ScenarioSpec {
@@ -116,6 +123,8 @@ pub struct ScenarioSpec {
     pub workload: WorkloadFields,
     /// `[fetch]`.
     pub fetch: FetchFields,
+    /// `[kernel]`.
+    pub kernel: KernelFields,
     /// `[[kprobes]]`, each with its origin.
     pub kprobes: Vec<Given<Kprobe>>,
 }
@@ -246,8 +255,18 @@ impl ScenarioSpec {
         config.unsafe_multi_insn = val(&self.unsafe_multi_insn).unwrap_or(false);
         config.program = val(&self.program);
         config.fetch = self.fetch_model(loc)?;
+        config.kernel = self.kernel_config(loc)?;
         config.validate().map_err(|e| self.locate(loc, e))?;
         Ok(config)
+    }
+
+    fn kernel_config(&self, loc: &Locate<'_>) -> Result<KernelConfig, InputError> {
+        let mut k = KernelConfig::DEFCONFIG;
+        for g in &self.kernel.options {
+            let (name, value) = &g.value;
+            k.set(name, *value).map_err(|m| InputError::at(loc.file, &g.origin, format!("kernel.{name}"), m))?;
+        }
+        Ok(k)
     }
 
     fn fetch_model(&self, loc: &Locate<'_>) -> Result<FetchModel, InputError> {
@@ -326,6 +345,10 @@ impl ScenarioSpec {
             }
             Subject::Kprobe(i) => (format!("kprobes[{i}]"), of(self.kprobes.get(i).map(|g| &g.origin))),
             Subject::Decisions => ("decisions".into(), of(self.decisions.as_ref().map(|g| &g.origin))),
+            Subject::Kernel => {
+                let first = self.kernel.options.first().map(|g| (format!("kernel.{}", g.value.0), g.origin.clone()));
+                first.unwrap_or_else(|| ("kernel".into(), Origin::Default))
+            }
             Subject::Workload => ("workload".into(), of(w.kind.as_ref().map(|g| &g.origin))),
         };
         InputError::at(loc.file, &at, field, message)

@@ -21,7 +21,7 @@ struct Case {
 const VALID: &str = "name = \"valid\"\nexpect = \"pass\"\nprotocol = \"linux-5.5\"\ncpus = 2\nmutants = []\nseed = 0\n\
 runs = 1\nstrategy = \"random\"\nsteps = 100000\nunsafe_multi_insn = false\n\n[workload]\nkind = \"ftrace\"\n\
 site = \"aligned\"\nrounds = 2\nkprobe = false\n\n[fetch]\npreset = \"pessimistic\"\nmonotone = true\n\n\
-[[kprobes]]\naddr = 0x400000\narmed = true\n";
+[kernel]\nCONFIG_KPROBES = true\n\n[[kprobes]]\naddr = 0x400000\narmed = true\n";
 
 /// `VALID` with `key`'s line replaced by `key = value` (or the line added to `table`).
 fn with(key: &str, value: &str) -> String {
@@ -130,6 +130,9 @@ fn field_cases() -> Vec<Case> {
         ("kprobes.addr", &["0x400001", "0x400800", "0x900000", "-1", "\"x\"", "0x400040"]),
         ("kprobes.armed", &["\"x\""]),
         ("kprobes.when", &["1"]),
+        // `false` too: the file registers a kprobe, which needs CONFIG_KPROBES.
+        ("kernel.CONFIG_KPROBES", &["\"y\"", "1", "false"]),
+        ("kernel.CONFIG_FOO", &["true"]),
     ];
     let mut out = Vec::new();
     for (key, values) in bad {
@@ -321,6 +324,9 @@ fn flag_cases() -> Vec<Case> {
             ("--depth", "0"),
             ("--jobs", "0"),
             ("--jobs", "100000"),
+            ("--kernel", "CONFIG_KPROBES=maybe"),
+            ("--kernel", "CONFIG_FOO=y"),
+            ("--kernel", "KPROBES"),
         ] {
             out.push(flag_case(&format!("{cmd}{flag}={v}"), &[cmd, &format!("{flag}={v}")], flag));
         }
@@ -338,6 +344,11 @@ fn flag_cases() -> Vec<Case> {
         out.push(flag_case(&format!("{cmd}-directory"), &[cmd, "."], "a directory"));
         out.push(flag_case(&format!("{cmd}-unknown-flag"), &[cmd, "--colour", "red"], "--colour"));
         out.push(flag_case(&format!("{cmd}-multi-insn"), &[cmd, "--workload", "multi_insn"], "--workload"));
+        out.push(flag_case(
+            &format!("{cmd}-kprobe-without-kprobes"),
+            &[cmd, "--kprobe", "--kernel", "CONFIG_KPROBES=n"],
+            "--kernel",
+        ));
     }
     for (name, args, want) in [
         ("explore-shard-3/3", &["explore", "ok.toml", "--shard", "3/3"][..], "--shard"),
@@ -359,6 +370,7 @@ fn flag_cases() -> Vec<Case> {
         ("mutants-workload", &["mutants", "--workload", "kpatch"], "--workload"),
         ("mutants-preset", &["mutants", "--preset", "fast"], "--preset"),
         ("mutants-runs", &["mutants", "--runs", "0"], "--runs"),
+        ("mutants-kernel", &["mutants", "--kernel", "CONFIG_KPROBES=2"], "--kernel"),
         ("corpus-missing", &["corpus", "no-such-dir"], "no-such-dir"),
         ("corpus-add-name", &["corpus", ".", "--add", "ok.toml", "--name", "a b"], "ok.toml"),
         ("corpus-add-missing", &["corpus", ".", "--add", "missing.json"], "missing.json"),

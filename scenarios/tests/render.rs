@@ -12,12 +12,12 @@ use std::sync::OnceLock;
 use common::{out, pokesim, tempdir, HANG_GUARD};
 use scenarios::artifact::Replayable;
 use scenarios::catalogue;
-use scenarios::matrix::{self, CellOptions, Counterexample};
+use scenarios::matrix::{self, CellOptions, Coords, Counterexample};
 use scenarios::render::{self, label, timeline::Layout, Run};
 use serde_json::Value;
 use sim_core::protocol::kernel;
 use sim_core::trace::TraceKind;
-use sim_core::{Mutant, Outcome, Protocol, ViolationKind};
+use sim_core::{KernelConfig, Mutant, Outcome, Protocol, ViolationKind};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -315,9 +315,15 @@ fn the_html_report_works_offline_in_a_real_browser() {
 
 #[test]
 fn the_mutants_page_embeds_the_report_of_every_caught_cell() {
-    let ftrace = catalogue::variant("ftrace").unwrap();
-    let caught = matrix::cell(Mutant::NoInt3, Protocol::Linux55, &ftrace, "pessimistic", 5, CellOptions::FULL).unwrap();
-    let benign = matrix::cell(Mutant::NoWmb, Protocol::Linux55, &ftrace, "pessimistic", 2, CellOptions::FULL).unwrap();
+    let at = |mutant| Coords {
+        mutant,
+        protocol: Protocol::Linux55,
+        variant: catalogue::variant("ftrace").unwrap(),
+        kernel: KernelConfig::DEFCONFIG,
+        preset: "pessimistic".into(),
+    };
+    let caught = matrix::cell(&at(Mutant::NoInt3), 5, CellOptions::FULL).unwrap();
+    let benign = matrix::cell(&at(Mutant::NoWmb), 2, CellOptions::FULL).unwrap();
     assert!(caught.caught && !benign.caught);
     let presets = vec!["pessimistic".to_string()];
     let page = render::matrix::render(&[caught.clone(), benign], &presets, 5).unwrap();

@@ -4,6 +4,7 @@
 use cpu_model::FetchModel;
 
 use crate::error::Subject;
+use crate::kconfig::KernelConfig;
 use crate::program::OpTemplate;
 use crate::protocol::{Mutant, Protocol};
 use crate::SimError;
@@ -26,6 +27,8 @@ pub struct RunConfig {
     pub cpus: usize,
     /// Protocol version of the patcher and handler.
     pub protocol: Protocol,
+    /// The kernel configuration (`CONFIG_KPROBES`, ...).
+    pub kernel: KernelConfig,
     /// Mutants applied to the protocol.
     pub mutants: Vec<Mutant>,
     /// Instruction-fetch model.
@@ -65,6 +68,7 @@ impl Default for RunConfig {
         Self {
             cpus: 2,
             protocol: Protocol::Seed,
+            kernel: KernelConfig::DEFCONFIG,
             mutants: Vec::new(),
             fetch: FetchModel::PESSIMISTIC,
             max_ticks: None,

@@ -46,6 +46,8 @@ pub enum Subject {
     Kprobe(usize),
     /// A recorded decision list.
     Decisions,
+    /// The kernel configuration (`[kernel]`).
+    Kernel,
 }
 
 impl Subject {
@@ -67,6 +69,7 @@ impl Subject {
             Subject::UnsafeMultiInsn => "unsafe_multi_insn",
             Subject::Kprobe(_) => "kprobes",
             Subject::Decisions => "decisions",
+            Subject::Kernel => "kernel",
         }
     }
 }

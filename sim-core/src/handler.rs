@@ -23,8 +23,24 @@
 //! Iret       return 1 → IRET (serializing)
 //! ```
 //!
-//! A handler that returns 0 hands the trap on: the machine gives it to the INT3's owner (a
-//! kprobe, [`HandlerPc::Owner`]) or reports it unclaimed, as `do_int3()` would oops.
+//! A handler that returns 0 hands the trap on, as `do_int3()` does (`arch/x86/kernel/traps.c`).
+//! With `CONFIG_KPROBES` ([`crate::kconfig`]) it calls `kprobe_int3_handler()`
+//! (`arch/x86/kernel/kprobes/core.c`), two more micro-steps:
+//!
+//! ```text
+//! KprobeGet      p = get_kprobe(addr);  if (p) { ... setup_singlestep(p, regs, kcb, 0); return 1; }
+//! Owner              (the probed instruction runs out of line: regs->ip = its copy)
+//! KprobeVanished } else if (*addr != INT3_INSN_OPCODE) {    (up to 6.0; gone in 6.3)
+//!                    /* The breakpoint instruction was removed right after we hit it. */
+//!                    regs->ip = (unsigned long)addr; return 1;      → IRET, retry
+//!                }  return 0;
+//! ```
+//!
+//! `*addr` is a data load: it reads the text as the patcher last wrote it, not the vCPU's
+//! instruction view. A trap nobody claims goes on to `notify_die(DIE_INT3)`, which nothing
+//! modelled claims, and `die("int3")`: the unclaimed-INT3 oracle ([`HandlerStep::Declined`]).
+
+use std::collections::BTreeMap;
 
 use cpu_model::{Regs, SharedRegion};
 
@@ -34,6 +50,7 @@ use crate::emulate::{
 use crate::patching::{AccessFault, PatchState, VecRef};
 use crate::protocol::loc::{text_poke_loc_init, LocRules, CALL, INT3, JMP32, JMP8, RET};
 use crate::protocol::{HandlerKind, Mutant, TextPokeLoc};
+use crate::text::TextMemory;
 
 /// Where the handler is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -56,8 +73,12 @@ pub enum HandlerPc {
     Emulate,
     /// Drops the reference taken at entry.
     Put,
+    /// `kprobe_int3_handler()`: `p = get_kprobe(addr)`.
+    KprobeGet,
     /// The INT3's owner (a kprobe handler) handles the trap.
     Owner,
+    /// `kprobe_int3_handler()`: `*addr != INT3_INSN_OPCODE` — a vanished breakpoint.
+    KprobeVanished,
     /// Return from the exception: IRET, which serializes.
     Iret,
 }
@@ -75,7 +96,9 @@ impl HandlerPc {
             HandlerPc::CompareSingle => "compare",
             HandlerPc::Emulate => "emulate",
             HandlerPc::Put => "put",
+            HandlerPc::KprobeGet => "get-kprobe",
             HandlerPc::Owner => "kprobe-handler",
+            HandlerPc::KprobeVanished => "vanished-int3",
             HandlerPc::Iret => "iret",
         }
     }
@@ -96,8 +119,10 @@ pub enum HandlerStep {
         /// What the handler did to the registers and stack.
         emulation: Emulation,
     },
-    /// The patching handler returned 0: the trap is not its.
+    /// Every handler `do_int3()` asks declined the trap: it would `die("int3")`.
     Declined,
+    /// `kprobe_int3_handler()` found the INT3's kprobe: more steps follow.
+    KprobeHit,
     /// IRET with these registers.
     Iret(Regs),
     /// The handler faulted (an oops): NULL or freed data, a read past the vector, or `BUG()`.
@@ -116,6 +141,14 @@ pub struct HandlerCtx<'a> {
     pub state: &'a mut PatchState,
     /// The data region (the stack a RET pops from).
     pub data: &'a SharedRegion,
+    /// With `CONFIG_KPROBES`: the registered kprobes, INT3 address → the out-of-line copy of
+    /// the probed instruction. `None`: a kernel without kprobes.
+    pub kprobes: Option<&'a BTreeMap<u64, u64>>,
+    /// The text as the patcher last wrote it (what `*addr` loads).
+    pub text: &'a TextMemory,
+    /// The version's `kprobe_int3_handler()` backs up over a vanished INT3
+    /// ([`crate::Protocol::kprobe_recovers_vanished_int3`]).
+    pub recovers_vanished_int3: bool,
 }
 
 /// One vCPU's activation of the handler.
@@ -183,23 +216,55 @@ impl Handler {
         self.regs = emulation.regs;
     }
 
-    /// Hands a declined trap to its owner, a kprobe whose handler resumes at `resume` (the
-    /// out-of-line copy of the probed instruction).
-    pub fn hand_to_owner(&mut self, resume: u64) {
-        debug_assert!(self.declined || self.pc == HandlerPc::Entry || !self.got_ref);
-        self.regs.rip = resume;
-        self.pc = HandlerPc::Owner;
-    }
-
     /// `return 0`, through `out_put` if a reference is held.
-    fn decline(&mut self) -> HandlerStep {
+    fn decline(&mut self, ctx: &HandlerCtx<'_>) -> HandlerStep {
         if self.got_ref {
             self.declined = true;
             self.pc = HandlerPc::Put;
             HandlerStep::Continue
         } else {
+            self.next_handler(ctx)
+        }
+    }
+
+    /// The patching handler returned 0: `do_int3()` asks `kprobe_int3_handler()` next (with
+    /// `CONFIG_KPROBES`), else `notify_die()`, which nothing claims.
+    fn next_handler(&mut self, ctx: &HandlerCtx<'_>) -> HandlerStep {
+        if ctx.kprobes.is_some() {
+            self.pc = HandlerPc::KprobeGet;
+            HandlerStep::Continue
+        } else {
             HandlerStep::Declined
         }
+    }
+
+    /// `kprobe_int3_handler()`, the lookup: a registered kprobe takes the trap.
+    fn get_kprobe(&mut self, ctx: &HandlerCtx<'_>) -> HandlerStep {
+        match ctx.kprobes.and_then(|k| k.get(&self.ip())) {
+            Some(&resume) => {
+                self.regs.rip = resume;
+                self.pc = HandlerPc::Owner;
+                HandlerStep::KprobeHit
+            }
+            None if ctx.recovers_vanished_int3 => {
+                self.pc = HandlerPc::KprobeVanished;
+                HandlerStep::Continue
+            }
+            // 6.3+: `return 0;` — notify_die(), then die("int3").
+            None => HandlerStep::Declined,
+        }
+    }
+
+    /// `kprobe_int3_handler()`, no kprobe: if the INT3 is gone from memory, back up over it
+    /// and return 1 (IRET, which serializes; the CPU fetches the instruction again).
+    fn vanished(&mut self, ctx: &HandlerCtx<'_>) -> HandlerStep {
+        let ip = self.ip();
+        if ctx.text.read(ip, 1)[0] == INT3 {
+            return HandlerStep::Declined;
+        }
+        self.regs.rip = ip;
+        self.pc = HandlerPc::Iret;
+        HandlerStep::Continue
     }
 
     fn desc_nr(&self, state: &PatchState) -> Result<usize, AccessFault> {
@@ -215,12 +280,12 @@ impl Handler {
             HandlerPc::Entry => match ctx.kind {
                 HandlerKind::Detour | HandlerKind::Emulate => {
                     if state.nr_entries == 0 {
-                        return HandlerStep::Declined;
+                        return self.next_handler(ctx);
                     }
                     self.pc = HandlerPc::BranchNr;
                 }
                 HandlerKind::Desc => match state.desc {
-                    None => return HandlerStep::Declined,
+                    None => return self.next_handler(ctx),
                     Some(id) => {
                         self.desc = Some(id);
                         self.pc = HandlerPc::IncRef;
@@ -228,7 +293,7 @@ impl Handler {
                 },
                 HandlerKind::PerCpuRefs => {
                     if state.percpu_refs[self.cpu] == 0 {
-                        return HandlerStep::Declined;
+                        return self.next_handler(ctx);
                     }
                     state.percpu_refs[self.cpu] += 1;
                     self.got_ref = true;
@@ -236,7 +301,7 @@ impl Handler {
                 }
                 HandlerKind::GlobalRefs => {
                     if state.global_refs == 0 {
-                        return HandlerStep::Declined;
+                        return self.next_handler(ctx);
                     }
                     state.global_refs += 1;
                     self.got_ref = true;
@@ -249,7 +314,7 @@ impl Handler {
                     return fault("try_get_desc", e);
                 }
                 if state.arrays[id].refs == 0 {
-                    return HandlerStep::Declined;
+                    return self.next_handler(ctx);
                 }
                 state.arrays[id].refs += 1;
                 self.got_ref = true;
@@ -282,7 +347,7 @@ impl Handler {
             HandlerPc::Probe => {
                 // lib/bsearch.c: pivot = base + (num >> 1); cmp; narrow.
                 if self.num == 0 {
-                    return self.decline();
+                    return self.decline(ctx);
                 }
                 let pivot = self.base + (self.num >> 1);
                 let addr = match state.entry(self.vec, pivot) {
@@ -318,7 +383,7 @@ impl Handler {
                     self.found = 0;
                     self.pc = HandlerPc::Emulate;
                 }
-                Ok(_) => return self.decline(),
+                Ok(_) => return self.decline(ctx),
                 Err(e) => return fault("text_poke_addr(tp)", e),
             },
             HandlerPc::Emulate => return self.emulate(ctx),
@@ -337,11 +402,13 @@ impl Handler {
                 }
                 self.got_ref = false;
                 if self.declined {
-                    return HandlerStep::Declined;
+                    return self.next_handler(ctx);
                 }
                 self.pc = HandlerPc::Iret;
             }
+            HandlerPc::KprobeGet => return self.get_kprobe(ctx),
             HandlerPc::Owner => self.pc = HandlerPc::Iret,
+            HandlerPc::KprobeVanished => return self.vanished(ctx),
             HandlerPc::Iret => return HandlerStep::Iret(self.regs),
         }
         HandlerStep::Continue
@@ -357,7 +424,7 @@ impl Handler {
         let loc: TextPokeLoc = if has(Mutant::EmulateOld) {
             let old = ctx.state.arrays[array].old[entry].clone();
             if old.first() == Some(&INT3) {
-                return self.decline();
+                return self.decline(ctx);
             }
             match text_poke_loc_init(ctx.rules, loc.addr, &old, None, None) {
                 Ok(l) => l,
@@ -378,7 +445,7 @@ impl Handler {
             let ret_ok = modern || ctx.kind == HandlerKind::GlobalRefs;
             match loc.opcode {
                 // Someone poked an explicit INT3; they'll want to handle it: do not consume.
-                INT3 => return self.decline(),
+                INT3 => return self.decline(ctx),
                 RET if ret_ok => match int3_emulate_ret(&self.regs, ctx.data) {
                     Ok(e) => e,
                     Err(msg) => return HandlerStep::Fault(format!("INT3 handler: {msg}")),

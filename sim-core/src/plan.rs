@@ -21,8 +21,8 @@ use iced_x86::{Decoder, DecoderOptions, FlowControl, Formatter, Instruction, Int
 use crate::config::{RunConfig, MAX_TICKS};
 use crate::error::Subject;
 use crate::oracle::torn::TornOracle;
-use crate::patcher::Op;
 use crate::patching::{PokeArray, TEXT_POKE_ARRAY_MAX};
+use crate::program::Op;
 use crate::protocol::loc::{INT3, JMP32};
 use crate::protocol::{text_poke_loc_init, Protocol};
 use crate::workload::{GuestImage, Kprobe, PatchAction, PokeRequest};
@@ -84,6 +84,11 @@ impl Plan {
         }
         let mut all = kprobes.to_vec();
         all.extend(image.kprobes.iter().copied());
+        if !all.is_empty() && !config.kernel.kprobes {
+            // register_kprobe() does not exist without CONFIG_KPROBES.
+            let who = if kprobes.is_empty() { "the workload's kprobe" } else { "a [[kprobes]] entry" };
+            return Err(SimError::invalid(Subject::Kernel, format!("{who} needs CONFIG_KPROBES=y")));
+        }
         let owners = install_kprobes(&mut image, &all, kprobes.len())?;
         let (arrays, program, plain) = patcher_program(config, &image)?;
         check_vector_bound(&arrays, &program)?;

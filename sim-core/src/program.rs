@@ -4,13 +4,124 @@
 //! operations (`poke-int3`, `batch-add`, …) expand over the batch's entries and per-CPU ones
 //! (`set-refs`, `dec-refs`) over the vCPUs. The handler is the one of the scenario's protocol
 //! version.
+//!
+//! [`Op`] is one concrete operation of a run (which batch, entry or vCPU); [`OpTemplate`] is
+//! its step in a program. Every operation's name is its template step's name: one name table.
 
 use std::fmt;
 use std::str::FromStr;
 
 use crate::error::Subject;
-use crate::patcher::Op;
 use crate::SimError;
+
+/// One patcher operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// The batch's array (5.x: the caller's `tp[]`; 5.6: the on-stack descriptor with
+    /// `refs = ATOMIC_INIT(1)`) comes into existence; the bytes each entry will replace are
+    /// recorded (for the emulation oracle and `emulate-old`).
+    BeginBatch(usize),
+    /// `bp_patching.vec = tp`.
+    SetVec(usize),
+    /// `bp_patching.nr_entries = nr_entries`.
+    SetNr(usize),
+    /// `smp_store_release(&bp_desc, &desc)` (5.6).
+    PublishDesc(usize),
+    /// `text_poke_array.vec[text_poke_array.nr_entries++] = …` (6.16 `smp_text_poke_batch_add`).
+    AddEntry {
+        /// The batch (patch array) it belongs to.
+        batch: usize,
+        /// The entry of that batch.
+        entry: usize,
+    },
+    /// `atomic_set_release(per_cpu_ptr(&text_poke_array_refs, cpu), 1)` (6.16).
+    SetRefs(usize),
+    /// `atomic_set_release(&bp_desc.refs, 1)` (6.0).
+    SetGlobalRefs,
+    /// `if (!atomic_dec_and_test(&bp_desc.refs)) atomic_cond_read_acquire(&bp_desc.refs, !VAL)` (6.0).
+    DecGlobalRefs {
+        /// Whether it waits for the count to drain (false: the `-nowait` edit).
+        wait: bool,
+    },
+    /// `smp_wmb()` — a no-op under the sequentially consistent data model, kept as a step so
+    /// that reorderings around it are expressible.
+    Wmb,
+    /// `text_poke(addr, &int3, 1)`.
+    PokeInt3 {
+        /// The batch (patch array) it belongs to.
+        batch: usize,
+        /// The entry of that batch.
+        entry: usize,
+    },
+    /// `if (len > 1) { text_poke(addr + 1, text + 1, len - 1); do_sync++; }`.
+    PokeTail {
+        /// The batch (patch array) it belongs to.
+        batch: usize,
+        /// The entry of that batch.
+        entry: usize,
+    },
+    /// `if (text[0] != INT3) { text_poke(addr, text, 1); do_sync++; }` (seed onwards).
+    PokeFirst {
+        /// The batch (patch array) it belongs to.
+        batch: usize,
+        /// The entry of that batch.
+        entry: usize,
+    },
+    /// `text_poke(addr, opcode, 1)` unconditionally (linux-5.4).
+    PokeFirstAlways {
+        /// The batch (patch array) it belongs to.
+        batch: usize,
+        /// The entry of that batch.
+        entry: usize,
+    },
+    /// `text_poke(addr, text, len)` — the whole instruction at once (mutant `no-int3`).
+    PokeWhole {
+        /// The batch (patch array) it belongs to.
+        batch: usize,
+        /// The entry of that batch.
+        entry: usize,
+    },
+    /// A plain `text_poke()` outside the INT3 protocol (kprobe arm/disarm), by index into
+    /// the patcher's plain-poke table.
+    PokePlain(usize),
+    /// `do_sync = 0`.
+    ResetDoSync,
+    /// `on_each_cpu(do_sync_core, NULL, 1)` / `text_poke_sync()`.
+    Sync,
+    /// `if (do_sync) on_each_cpu(do_sync_core, NULL, 1)`.
+    SyncIfDoSync,
+    /// `bp_patching.vec = NULL`.
+    ClearVec,
+    /// `bp_patching.nr_entries = 0` / `text_poke_array.nr_entries = 0`.
+    ClearNr,
+    /// `WRITE_ONCE(bp_desc, NULL)` (5.6).
+    ClearDesc,
+    /// `if (!atomic_dec_and_test(&desc.refs)) atomic_cond_read_acquire(&desc.refs, !VAL)` (5.6);
+    /// without `wait` the patcher returns at once (mutant `skip-refs-wait`).
+    PutDesc {
+        /// The batch (patch array) it belongs to.
+        batch: usize,
+        /// Whether it waits for the count to drain (false: the `-nowait` edit).
+        wait: bool,
+    },
+    /// `if (!atomic_dec_and_test(refs)) atomic_cond_read_acquire(refs, !VAL)` for one CPU (6.16).
+    DecRefs {
+        /// The vCPU whose reference it drops.
+        cpu: usize,
+        /// Whether it waits for the count to drain (false: the `-nowait` edit).
+        wait: bool,
+    },
+    /// The batch call returns: a caller's array or on-stack descriptor is gone.
+    EndBatch(usize),
+}
+
+impl Op {
+    /// Its name in traces, reports and scenario files: the name of its [`OpTemplate`] (the one
+    /// name table), or `text-poke` for a plain `text_poke()` outside the INT3 protocol.
+    pub fn name(&self) -> &'static str {
+        OpTemplate::of(self).map_or("text-poke", OpTemplate::name)
+    }
+}
 
 /// One step of a program template.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -132,6 +243,40 @@ impl OpTemplate {
         }
     }
 
+    /// The template step an operation belongs to; `None` for a plain `text_poke()`
+    /// ([`Op::PokePlain`]), which is not a step of the INT3 protocol.
+    pub fn of(op: &Op) -> Option<OpTemplate> {
+        Some(match *op {
+            Op::BeginBatch(_) => OpTemplate::BeginBatch,
+            Op::SetVec(_) => OpTemplate::SetVec,
+            Op::SetNr(_) => OpTemplate::SetNr,
+            Op::PublishDesc(_) => OpTemplate::PublishDesc,
+            Op::AddEntry { .. } => OpTemplate::BatchAdd,
+            Op::SetRefs(_) => OpTemplate::SetRefs,
+            Op::SetGlobalRefs => OpTemplate::SetGlobalRefs,
+            Op::DecGlobalRefs { wait: true } => OpTemplate::DecGlobalRefs,
+            Op::DecGlobalRefs { wait: false } => OpTemplate::DecGlobalRefsNoWait,
+            Op::Wmb => OpTemplate::Wmb,
+            Op::PokeInt3 { .. } => OpTemplate::PokeInt3,
+            Op::PokeTail { .. } => OpTemplate::PokeTail,
+            Op::PokeFirst { .. } => OpTemplate::PokeFirst,
+            Op::PokeFirstAlways { .. } => OpTemplate::PokeFirstAlways,
+            Op::PokeWhole { .. } => OpTemplate::PokeWhole,
+            Op::PokePlain(_) => return None,
+            Op::ResetDoSync => OpTemplate::ResetDoSync,
+            Op::Sync => OpTemplate::Sync,
+            Op::SyncIfDoSync => OpTemplate::SyncIfDoSync,
+            Op::ClearVec => OpTemplate::ClearVec,
+            Op::ClearNr => OpTemplate::ClearNr,
+            Op::ClearDesc => OpTemplate::ClearDesc,
+            Op::PutDesc { wait: true, .. } => OpTemplate::PutDesc,
+            Op::PutDesc { wait: false, .. } => OpTemplate::PutDescNoWait,
+            Op::DecRefs { wait: true, .. } => OpTemplate::DecRefs,
+            Op::DecRefs { wait: false, .. } => OpTemplate::DecRefsNoWait,
+            Op::EndBatch(_) => OpTemplate::EndBatch,
+        })
+    }
+
     fn expand(self, batch: usize, n: usize, cpus: usize, out: &mut Vec<Op>) {
         let per_entry = |f: fn(usize, usize) -> Op, out: &mut Vec<Op>| out.extend((0..n).map(|e| f(batch, e)));
         match self {
@@ -210,6 +355,12 @@ pub fn validate(template: &[OpTemplate]) -> Result<(), SimError> {
     Ok(())
 }
 
+/// The template of a built-in program: one batch of it with one entry and one vCPU, each
+/// operation named by its template step. `None` if the program has a plain `text_poke()`.
+pub fn template_of(one_batch: &[Op]) -> Option<Vec<OpTemplate>> {
+    one_batch.iter().map(OpTemplate::of).collect()
+}
+
 /// The operations of one batch from a template.
 pub fn expand(template: &[OpTemplate], batch: usize, n: usize, cpus: usize) -> Vec<Op> {
     let mut out = Vec::new();
@@ -231,7 +382,32 @@ mod tests {
         let t: Vec<OpTemplate> = names.split_whitespace().map(|n| n.parse().unwrap()).collect();
         validate(&t).unwrap();
         assert_eq!(expand(&t, 3, 2, 4), Protocol::Seed.batch_program(&[], 3, 2, 4));
-        let _ = Mutant::ALL;
+    }
+
+    /// Every built-in program, with each mutant that edits it, is its own template expanded:
+    /// `pokesim program` prints something a scenario can run as the same operations.
+    #[test]
+    fn every_builtin_program_is_its_template_expanded() {
+        for p in Protocol::ALL {
+            let mut sets = vec![vec![]];
+            sets.extend(Mutant::ALL.into_iter().filter(|m| m.applies_to(p)).map(|m| vec![m]));
+            for mutants in sets {
+                let Ok(t) = p.program_template(&mutants) else {
+                    assert_eq!(mutants.len(), 1, "{p}: the unmutated program is a template");
+                    continue;
+                };
+                validate(&t).unwrap_or_else(|e| panic!("{p} {mutants:?}: {e}"));
+                for (batch, n, cpus) in [(0, 1, 1), (0, 3, 2), (2, 2, 4), (1, 5, 3)] {
+                    assert_eq!(
+                        expand(&t, batch, n, cpus),
+                        p.batch_program(&mutants, batch, n, cpus),
+                        "{p} {mutants:?}"
+                    );
+                }
+            }
+        }
+        let refused = Protocol::Linux55.program_template(&[Mutant::DetourHandler]).unwrap_err().to_string();
+        assert!(refused.contains("edits the INT3 handler"), "{refused}");
     }
 
     #[test]

@@ -12,6 +12,7 @@ use sim_core::oracle::emulation;
 use sim_core::patching::{PatchState, PokeArray};
 use sim_core::protocol::loc::{NOP2, NOP5};
 use sim_core::protocol::{text_poke_loc_init, HandlerKind, LocRules};
+use sim_core::text::TextMemory;
 
 /// The guest layout the scratch engines mirror: two text pages, one data page of stack.
 fn layout() -> Layout {
@@ -39,6 +40,11 @@ fn registers() -> impl Strategy<Value = Regs> {
     })
 }
 
+/// The text the handler's `*addr` loads would read (the emulation path never loads it).
+fn text() -> TextMemory {
+    TextMemory::new(&layout(), vec![0x90; layout().text_len as usize])
+}
+
 /// Runs the seed's `poke_int3_handler` for a trap at `site` until it emulates.
 fn handler_emulation(site: u64, bytes: &[u8], trapped: &Regs, stack_top: u64) -> Emulation {
     let loc = text_poke_loc_init(LocRules::Seed, site, bytes, None, None).expect("supported instruction");
@@ -49,8 +55,17 @@ fn handler_emulation(site: u64, bytes: &[u8], trapped: &Regs, stack_top: u64) ->
     state.vec = Some(0);
     state.nr_entries = 1;
     let data = SharedRegion::new(DATA_BASE, 0x1000);
-    let mut ctx =
-        HandlerCtx { kind: HandlerKind::Emulate, rules: LocRules::Seed, mutants: &[], state: &mut state, data: &data };
+    let text = text();
+    let mut ctx = HandlerCtx {
+        kind: HandlerKind::Emulate,
+        rules: LocRules::Seed,
+        mutants: &[],
+        state: &mut state,
+        data: &data,
+        kprobes: None,
+        text: &text,
+        recovers_vanished_int3: true,
+    };
     until_emulated(Handler::new(0, *trapped, stack_top), &mut ctx)
 }
 
@@ -120,8 +135,17 @@ fn modern_emulation(site: u64, bytes: &[u8], trapped: &Regs, data: &SharedRegion
     state.static_vec = vec![Some((0, 0))];
     state.nr_entries = 1;
     state.percpu_refs[0] = 1;
-    let mut ctx =
-        HandlerCtx { kind: HandlerKind::PerCpuRefs, rules: LocRules::Modern, mutants: &[], state: &mut state, data };
+    let text = text();
+    let mut ctx = HandlerCtx {
+        kind: HandlerKind::PerCpuRefs,
+        rules: LocRules::Modern,
+        mutants: &[],
+        state: &mut state,
+        data,
+        kprobes: None,
+        text: &text,
+        recovers_vanished_int3: false,
+    };
     until_emulated(Handler::new(0, *trapped, 0), &mut ctx)
 }
 

@@ -69,7 +69,7 @@ pub fn render(cells: &[Cell], presets: &[String], runs: u64) -> Result<String, S
 
 /// `no-sync-after-int3 · linux-5.5 · ftrace · pessimistic — torn-fetch, 12 decisions, random after 3 runs`.
 fn summary(c: &Cell) -> String {
-    let mut s = format!("{} · {} · {} · {}", c.mutant, c.protocol, c.workload, c.preset);
+    let mut s = format!("{} · {} · {} · {} · {}", c.mutant, c.protocol, c.workload, c.kernel, c.preset);
     if let Some(k) = c.kind {
         let _ = write!(s, " — {k}");
     }
@@ -88,17 +88,24 @@ fn summary(c: &Cell) -> String {
 
 /// The matrix: a row per mutant (in the cells' order), a column per preset.
 fn table(cells: &[Cell], presets: &[String], s: &mut String) {
-    s.push_str("<table id=\"matrix\"><tr><th>mutant</th>");
+    s.push_str("<table id=\"matrix\"><tr><th>mutant</th><th>kernel</th>");
     for p in presets {
         let _ = write!(s, "<th>{}</th>", escape(p));
     }
     s.push_str("</tr>\n");
-    let mut mutants: Vec<&str> = cells.iter().map(|c| c.mutant.as_str()).collect();
-    mutants.dedup();
-    for m in mutants {
-        let mine: Vec<(usize, &Cell)> = cells.iter().enumerate().filter(|(_, c)| c.mutant == m).collect();
+    let mut rows: Vec<(&str, &str)> = cells.iter().map(|c| (c.mutant.as_str(), c.kernel.as_str())).collect();
+    rows.dedup();
+    for (m, k) in rows {
+        let mine: Vec<(usize, &Cell)> =
+            cells.iter().enumerate().filter(|(_, c)| c.mutant == m && c.kernel == k).collect();
         let benign = mine.first().is_some_and(|(_, c)| c.benign);
-        let _ = write!(s, "<tr><th>{}{}</th>", escape(m), if benign { " <i>(benign)</i>" } else { "" });
+        let _ = write!(
+            s,
+            "<tr><th>{}{}</th><td>{}</td>",
+            escape(m),
+            if benign { " <i>(benign)</i>" } else { "" },
+            escape(k)
+        );
         for p in presets {
             let col: Vec<&(usize, &Cell)> = mine.iter().filter(|(_, c)| &c.preset == p).collect();
             let n = col.iter().filter(|(_, c)| c.caught).count();

@@ -237,9 +237,21 @@ pub fn phase_of(op: &str) -> Option<&'static str> {
         "poke-tail" => "write tails",
         "poke-first" => "write first bytes",
         "poke-whole" | "text-poke" => "write whole",
+        "poke-first-always" => "write first bytes",
         "sync" | "sync-if-do-sync" => "sync",
-        "begin-batch" | "set-vec" | "set-nr" | "publish-desc" | "batch-add" | "set-refs" => "publish",
-        "clear-vec" | "clear-nr" | "clear-desc" | "put-desc" | "dec-refs" | "end-batch" => "teardown",
+        "begin-batch" | "set-vec" | "set-nr" | "publish-desc" | "batch-add" | "set-refs" | "set-global-refs" => {
+            "publish"
+        }
+        "clear-vec"
+        | "clear-nr"
+        | "clear-desc"
+        | "put-desc"
+        | "put-desc-nowait"
+        | "dec-refs"
+        | "dec-refs-nowait"
+        | "dec-global-refs"
+        | "dec-global-refs-nowait"
+        | "end-batch" => "teardown",
         "wmb" | "reset-do-sync" => return None,
         _ => "other",
     })

@@ -136,6 +136,9 @@ impl Machine {
             mutants: &self.config.mutants,
             state: &mut self.state,
             data: &self.data,
+            kprobes: self.config.kernel.kprobes.then_some(&self.owners),
+            text: &self.text,
+            recovers_vanished_int3: self.config.protocol.kprobe_recovers_vanished_int3(),
         };
         let step = handler.step(&mut ctx);
         self.stats.handler_steps += 1;
@@ -194,11 +197,17 @@ impl Machine {
 
     /// What the kernel does on an INT3 trap, for the trace.
     fn kernel_trap(&self) -> String {
+        use crate::protocol::{HandlerKind, Protocol};
         let handler = match self.config.protocol.handler() {
-            crate::protocol::HandlerKind::PerCpuRefs => "smp_text_poke_int3_handler()",
+            HandlerKind::PerCpuRefs => "smp_text_poke_int3_handler()",
             _ => "poke_int3_handler()",
         };
-        format!("exc_int3() -> do_int3(): {handler} first, then kprobe_int3_handler()")
+        let entry = match self.config.protocol {
+            Protocol::Linux60 | Protocol::Linux616 => "exc_int3() -> do_int3()",
+            _ => "do_int3()",
+        };
+        let then = if self.config.kernel.kprobes { "kprobe_int3_handler(), then " } else { "" };
+        format!("{entry}: {handler} first, then {then}notify_die(DIE_INT3); unclaimed: die(\"int3\")")
     }
 
     /// Phase 4: asks the oracles about `effect`; true if one reported a violation.
@@ -226,9 +235,9 @@ impl Machine {
 
     fn judge_handler(&mut self, i: usize, ip: u64, step: &HandlerStep) -> Result<(), SimError> {
         match step {
-            HandlerStep::Declined if !self.owners.contains_key(&ip) => {
+            HandlerStep::Declined => {
                 let (byte, epoch) = self.vcpus[i].view().shown(ip);
-                let (insn, msg) = unclaimed::report(ip, byte, epoch);
+                let (insn, msg) = unclaimed::report(ip, byte, epoch, self.config.kernel.kprobes);
                 self.report(ViolationKind::UnclaimedInt3, Some(i), Some(ip), Some(&insn), msg);
             }
             HandlerStep::Fault(msg) => self.report(ViolationKind::HandlerFault, Some(i), Some(ip), None, msg.clone()),
@@ -276,21 +285,15 @@ impl Machine {
                 let stack_top = self.data.read_u64(regs.sp()).unwrap_or(0);
                 self.handlers[cpu] = Some(Handler::new(cpu, regs, stack_top));
             }
-            Effect::Handler { cpu, ip, step } => self.apply_handler(cpu, ip, step)?,
+            Effect::Handler { cpu, step, .. } => self.apply_handler(cpu, step)?,
             _ => {}
         }
         Ok(())
     }
 
-    fn apply_handler(&mut self, i: usize, ip: u64, step: HandlerStep) -> Result<(), SimError> {
+    fn apply_handler(&mut self, i: usize, step: HandlerStep) -> Result<(), SimError> {
         match step {
-            // do_int3(): the patching handler first, then kprobe_int3_handler().
-            HandlerStep::Declined => {
-                if let (Some(&resume), Some(h)) = (self.owners.get(&ip), self.handlers[i].as_mut()) {
-                    self.stats.kprobe_hits += 1;
-                    h.hand_to_owner(resume);
-                }
-            }
+            HandlerStep::KprobeHit => self.stats.kprobe_hits += 1,
             HandlerStep::Emulated { emulation, .. } => {
                 if let Some((addr, value)) = emulation.push {
                     let _ = self.data.write_u64(addr, value);
@@ -304,7 +307,7 @@ impl Machine {
                 self.vcpus[i].serialize(&self.text)?;
                 self.handlers[i] = None;
             }
-            HandlerStep::Continue | HandlerStep::Fault(_) => {}
+            HandlerStep::Continue | HandlerStep::Declined | HandlerStep::Fault(_) => {}
         }
         Ok(())
     }

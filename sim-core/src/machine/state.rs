@@ -22,8 +22,9 @@ use crate::event::Event;
 use crate::handler::Handler;
 use crate::ipi::Ipi;
 use crate::oracle::emulation::ARITH_FLAGS;
-use crate::patcher::{Op, Patcher};
+use crate::patcher::Patcher;
 use crate::patching::PatchState;
+use crate::program::Op;
 use crate::protocol::loc::INT3;
 use crate::SimError;
 

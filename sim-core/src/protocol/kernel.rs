@@ -5,7 +5,7 @@
 
 use super::{HandlerKind, Protocol};
 use crate::handler::HandlerPc;
-use crate::patcher::Op;
+use crate::program::Op;
 
 /// A place in the kernel source.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -120,9 +120,17 @@ pub fn handler(kind: HandlerKind, pc: HandlerPc) -> Statement {
             HandlerKind::PerCpuRefs => "out_put: raw_atomic_dec(this_cpu_ptr(&text_poke_array_refs));",
             _ => "out_put: put_desc(desc); /* smp_mb__before_atomic(); atomic_dec(&desc->refs) */",
         }),
+        HandlerPc::KprobeGet => Statement {
+            function: "kprobe_int3_handler()",
+            code: "addr = (kprobe_opcode_t *)(regs->ip - sizeof(kprobe_opcode_t)); p = get_kprobe(addr); if (p) { ... } /* none: 6.3+ returns 0 here */",
+        },
         HandlerPc::Owner => Statement {
             function: "kprobe_int3_handler()",
-            code: "setup_singlestep(p, regs, kcb, 0); /* the probed instruction runs out of line */",
+            code: "if (!p->pre_handler || !p->pre_handler(p, regs)) setup_singlestep(p, regs, kcb, 0); return 1; /* the probed instruction runs out of line */",
+        },
+        HandlerPc::KprobeVanished => Statement {
+            function: "kprobe_int3_handler()",
+            code: "} else if (*addr != INT3_INSN_OPCODE) { /* removed right after we hit it */ regs->ip = (unsigned long)addr; return 1; }",
         },
         HandlerPc::Iret => s("return 1; /* exc_int3() returns: IRET, which serializes */"),
     }
@@ -149,13 +157,16 @@ pub fn table(p: Protocol) -> Vec<(String, Statement)> {
         HandlerPc::CompareSingle,
         HandlerPc::Emulate,
         HandlerPc::Put,
+        HandlerPc::KprobeGet,
         HandlerPc::Owner,
+        HandlerPc::KprobeVanished,
         HandlerPc::Iret,
     ];
     for pc in pcs {
         let used = match pc {
             HandlerPc::IncRef => kind == HandlerKind::Desc,
             HandlerPc::Put => matches!(kind, HandlerKind::Desc | HandlerKind::GlobalRefs | HandlerKind::PerCpuRefs),
+            HandlerPc::KprobeVanished => p.kprobe_recovers_vanished_int3(),
             _ => true,
         };
         if used {

@@ -17,7 +17,7 @@
 //! perform a CALL's push (bug B1).
 
 use super::{int3_phases, Mutant};
-use crate::patcher::Op;
+use crate::program::Op;
 
 /// The operations of one `text_poke_bp_batch(tp, n)` call on array `batch`.
 pub fn text_poke_bp_batch(mutants: &[Mutant], batch: usize, n: usize) -> Vec<Op> {

@@ -17,7 +17,7 @@
 //! off), which is what makes the extra sync a barrier against handlers.
 
 use super::{int3_phases, Mutant};
-use crate::patcher::Op;
+use crate::program::Op;
 
 /// The operations of one `text_poke_bp_batch(tp, n)` call on array `batch`.
 pub fn text_poke_bp_batch(mutants: &[Mutant], batch: usize, n: usize) -> Vec<Op> {

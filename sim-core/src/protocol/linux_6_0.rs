@@ -22,7 +22,7 @@
 //! reported as a `handler-fault` (use after free in `try_get_desc`), `linux-6.0` passes.
 
 use super::{int3_phases, Mutant};
-use crate::patcher::Op;
+use crate::program::Op;
 
 /// The operations of one `text_poke_bp_batch(tp, n)` call on array `batch`.
 pub fn text_poke_bp_batch(mutants: &[Mutant], batch: usize, n: usize) -> Vec<Op> {

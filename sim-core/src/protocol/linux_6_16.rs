@@ -32,7 +32,7 @@
 //! `int3_emulate_jcc`; put (`smp_mb__before_atomic(); raw_atomic_dec`).
 
 use super::{int3_phases, Mutant};
-use crate::patcher::Op;
+use crate::program::Op;
 
 /// `smp_text_poke_batch_add()` of the `n` entries of group `batch`, then
 /// `smp_text_poke_batch_finish()`.

@@ -24,7 +24,9 @@ pub mod seed;
 use std::fmt;
 use std::str::FromStr;
 
-use crate::patcher::Op;
+use crate::error::Subject;
+use crate::program::{template_of, Op, OpTemplate};
+use crate::SimError;
 
 pub use loc::{text_poke_loc_init, LocRules, TextPokeLoc};
 
@@ -120,6 +122,43 @@ impl Protocol {
             Protocol::Linux56 => HandlerKind::Desc,
             Protocol::Linux60 => HandlerKind::GlobalRefs,
             Protocol::Linux616 => HandlerKind::PerCpuRefs,
+        }
+    }
+
+    /// This version's program with `mutants` applied, as a template a scenario's `program`
+    /// can spell out (`pokesim program`). Refused if a mutant does not apply to the version or
+    /// edits the handler rather than the program (a custom program keeps the version's handler).
+    pub fn program_template(self, mutants: &[Mutant]) -> Result<Vec<OpTemplate>, SimError> {
+        let bad = |m: &Mutant, why: &str| Err(SimError::invalid(Subject::Mutants, format!("'{m}' {why}")));
+        for (i, m) in mutants.iter().enumerate() {
+            if !m.applies_to(self) {
+                return bad(m, &format!("does not apply to protocol '{self}'"));
+            }
+            if mutants[..i].contains(m) {
+                return bad(m, "is listed twice");
+            }
+            let others: Vec<Mutant> = mutants.iter().copied().filter(|o| o != m).collect();
+            if self.batch_program(mutants, 0, 1, 1) == self.batch_program(&others, 0, 1, 1) {
+                return bad(
+                    m,
+                    "edits the INT3 handler, not the patcher program; a custom program keeps the version's handler",
+                );
+            }
+        }
+        template_of(&self.batch_program(mutants, 0, 1, 1))
+            .ok_or_else(|| SimError::Internal(format!("{self}: its program has a plain text_poke() step")))
+    }
+
+    /// Whether this version's `kprobe_int3_handler()` (with `CONFIG_KPROBES`) claims a trap at
+    /// an address that has no kprobe and no longer holds an INT3 — "The breakpoint instruction
+    /// was removed right after we hit it": `regs->ip = (unsigned long)addr; return 1;`. In every
+    /// version up to 6.0 (`arch/x86/kernel/kprobes/core.c`); 8e791f7eba4c ("x86/kprobes: Drop
+    /// removed INT3 handling code", v6.3) removed it, so on 6.16 such a trap goes on to
+    /// `notify_die()` and `die("int3")`.
+    pub fn kprobe_recovers_vanished_int3(self) -> bool {
+        match self {
+            Protocol::Linux54 | Protocol::Seed | Protocol::Linux55 | Protocol::Linux56 | Protocol::Linux60 => true,
+            Protocol::Linux616 => false,
         }
     }
 

@@ -15,7 +15,7 @@
 //! The handler is `poke_int3_handler()` ([`crate::handler`], [`super::HandlerKind::Emulate`]).
 
 use super::{int3_phases, Mutant};
-use crate::patcher::Op;
+use crate::program::Op;
 
 /// The operations of one `text_poke_bp_batch(tp, n)` call on array `batch`.
 pub fn text_poke_bp_batch(mutants: &[Mutant], batch: usize, n: usize) -> Vec<Op> {

@@ -32,6 +32,15 @@ fn variant(s: &str) -> Result<Variant, String> {
     scenarios::catalogue::variant(s)
 }
 
+/// `CONFIG_KPROBES=n`: a known kernel option and its value.
+fn kernel_option(s: &str) -> Result<(String, bool), String> {
+    let mut c = sim_core::KernelConfig::DEFCONFIG;
+    c.assign(s)?;
+    let name = s.split_once('=').map(|(n, _)| n.to_string()).unwrap_or_default();
+    let value = c.get(&name).unwrap_or(true);
+    Ok((name, value))
+}
+
 fn address(s: &str) -> Result<u64, String> {
     let parsed = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
         Some(hex) => u64::from_str_radix(hex, 16),
@@ -148,6 +157,10 @@ pub struct ScenarioArgs {
     /// Register a kprobe at this instruction address (repeatable; replaces the file's).
     #[arg(long = "kprobe-at", value_parser = address, value_name = "ADDR")]
     pub kprobe_at: Vec<u64>,
+    /// A kernel option, NAME=y or NAME=n (repeatable): CONFIG_KPROBES [default: as
+    /// x86_64_defconfig, CONFIG_KPROBES=y].
+    #[arg(long = "kernel", value_parser = kernel_option, value_name = "CONFIG_X=y|n")]
+    pub kernel: Vec<(String, bool)>,
     /// Allow replacing more than one instruction (bug B2), which the kernel refuses.
     #[arg(long)]
     pub unsafe_multi_insn: bool,
@@ -251,6 +264,12 @@ impl ScenarioArgs {
                 .iter()
                 .map(|&addr| Given::new(Kprobe { addr, armed: true }, Origin::Flag("--kprobe-at")))
                 .collect();
+        }
+        for (name, value) in &self.kernel {
+            let had = spec.kernel.options.iter().find(|g| &g.value.0 == name).map(|g| format!("{name}={}", g.value.1));
+            l.note("--kernel", had);
+            spec.kernel.options.retain(|g| &g.value.0 != name);
+            spec.kernel.options.push(Given::new((name.clone(), *value), Origin::Flag("--kernel")));
         }
         l.set(&mut spec.unsafe_multi_insn, self.unsafe_multi_insn.then_some(true), "--unsafe-multi-insn");
         l.set(&mut spec.steps, self.steps, "--steps");

@@ -70,7 +70,9 @@ enum Command {
     Trace(cmd::trace::TraceArgs),
     /// Print the kernel statement each patcher operation and handler step mirrors, per version.
     #[command(after_help = EXIT_STATUS)]
-    Kernel(cmd::trace::KernelArgs),
+    Kernel(cmd::version::KernelArgs),
+    /// Print a version's patcher program (mutants applied) as an editable scenario `program`.
+    Program(cmd::version::ProgramArgs),
     /// Run the regression corpus (the shipped one, or a directory), or add an artifact to it.
     #[command(after_help = EXIT_STATUS)]
     Corpus(cmd::corpus::CorpusArgs),
@@ -96,7 +98,8 @@ fn main() -> ExitCode {
         Command::Replay(a) => cmd::replay::replay(a),
         Command::Shrink(a) => cmd::replay::shrink(a),
         Command::Trace(a) => cmd::trace::trace(a),
-        Command::Kernel(a) => cmd::trace::kernel(a),
+        Command::Kernel(a) => cmd::version::kernel(a),
+        Command::Program(a) => cmd::version::program(a),
         Command::Corpus(a) => cmd::corpus::corpus(a),
         Command::Mutants(a) => cmd::check::mutants(a),
         Command::Check(a) => cmd::check::check(a),

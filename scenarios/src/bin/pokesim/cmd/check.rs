@@ -12,7 +12,7 @@ use scenarios::catalogue::Variant;
 use scenarios::check::{self, CheckRow};
 use scenarios::matrix::{self, Cell, CellOptions, Filter};
 use serde::Serialize;
-use sim_core::{Mutant, Protocol, Verdict};
+use sim_core::{KernelConfig, Protocol, Verdict};
 
 use super::Saved;
 use crate::args::{ArtifactOpts, JobsOpt, OutputOpts};
@@ -45,6 +45,10 @@ pub struct MutantsArgs {
     /// Only this fetch preset (repeatable) [default: all four].
     #[arg(long = "preset", value_name = "P", value_parser = |s: &str| FetchModel::preset(s).map(|_| s.to_string()).ok_or_else(|| format!("unknown preset '{s}' (valid: {})", FetchModel::PRESETS.join(", "))))]
     presets: Vec<String>,
+    /// Only this kernel configuration (repeatable), e.g. CONFIG_KPROBES=n [default: each
+    /// configuration pokesim models: CONFIG_KPROBES=y, then =n].
+    #[arg(long = "kernel", value_parser = |s: &str| s.parse::<KernelConfig>(), value_name = "CONFIG_X=y|n")]
+    kernels: Vec<KernelConfig>,
     /// Seeds per strategy per cell.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     runs: u64,
@@ -83,7 +87,7 @@ pub fn check(a: &CheckArgs) -> Result<Status, Failure> {
     let builtins = check::builtins();
     if !a.output.json {
         out::line(format!(
-            "{:<52} {:<36} {:<16} {:<18} {:>5} {:>5} {:>8} {:>7}  result",
+            "{:<62} {:<36} {:<16} {:<18} {:>5} {:>5} {:>8} {:>7}  result",
             "scenario", "expected", "verdict", "kind", "runs", "seed", "traps", "time"
         ))?;
     }
@@ -139,7 +143,7 @@ fn print_check_row(a: &CheckArgs, r: &CheckRow) -> Result<(), Failure> {
         return out::json(&CheckLine { command: "check", row: r, saved });
     }
     out::line(format!(
-        "{:<52} {:<36} {:<16} {:<18} {:>5} {:>5} {:>8} {:>6.1}s  {}",
+        "{:<62} {:<36} {:<16} {:<18} {:>5} {:>5} {:>8} {:>6.1}s  {}",
         r.scenario,
         r.expect.to_string(),
         r.verdict.to_string(),
@@ -170,8 +174,12 @@ pub fn mutants(a: &MutantsArgs) -> Result<Status, Failure> {
         }
     }
     let start = Instant::now();
-    let filter =
-        Filter { workload: a.workload.map(|v| v.name.to_string()), protocol: a.protocol, presets: a.presets.clone() };
+    let filter = Filter {
+        workload: a.workload.map(|v| v.name.to_string()),
+        protocol: a.protocol,
+        presets: a.presets.clone(),
+        kernels: a.kernels.clone(),
+    };
     let cells = matrix::cells(&filter);
     let presets: Vec<String> = if a.presets.is_empty() {
         FetchModel::PRESETS.iter().map(|p| p.to_string()).collect()
@@ -181,22 +189,19 @@ pub fn mutants(a: &MutantsArgs) -> Result<Status, Failure> {
     if !a.output.json {
         let cols: String = presets.iter().map(|p| format!(" {p:>14}")).collect();
         out::line(format!(
-            "{:<26}{cols}   kinds; median runs random/pct; median shrunk decisions",
-            "mutant (caught/cells)"
+            "{:<26} {:<7}{cols}   kinds; median runs random/pct; median shrunk decisions",
+            "mutant (caught/cells)", "KPROBES"
         ))?;
     }
     let progress = Progress::new("mutants", cells.len() as u64, "cells", a.output.quiet || a.output.json);
     let (mut done, mut failure, mut all) = (Vec::new(), None, Vec::new());
     scenarios::stream::in_order(
         cells.len(),
-        |i| {
-            let (m, p, v, preset) = &cells[i];
-            matrix::cell(*m, *p, v, preset, a.runs, CellOptions::FULL)
-        },
+        |i| matrix::cell(&cells[i], a.runs, CellOptions::FULL),
         |i, cell| {
             progress.set(i as u64 + 1);
             let step = cell.map_err(Failure::from).and_then(|c| {
-                let next = cells.get(i + 1).map(|c| c.0);
+                let next = cells.get(i + 1).map(|c| (c.mutant.name(), c.kernel.to_string()));
                 if a.html.is_some() {
                     all.push(c.clone());
                 }
@@ -259,19 +264,23 @@ fn emit_cell(
     presets: &[String],
     done: &mut Vec<Cell>,
     cell: Cell,
-    next: Option<Mutant>,
+    next: Option<(&str, String)>,
 ) -> Result<(), Failure> {
     if a.output.json {
         return out::json(&CellLine { command: "mutants", cell: &cell });
     }
-    let mutant = cell.mutant.clone();
+    let (mutant, kernel) = (cell.mutant.clone(), cell.kernel.clone());
     done.push(cell);
-    if next.is_some_and(|m| m.name() == mutant) {
+    if next.is_some_and(|(m, k)| m == mutant && k == kernel) {
         return Ok(());
     }
     let mine = std::mem::take(done);
     let benign = mine.first().is_some_and(|c| c.benign);
-    let mut line = format!("{:<26}", format!("{mutant}{}", if benign { " (benign)" } else { "" }));
+    let kprobes = match kernel.parse::<KernelConfig>() {
+        Ok(k) if k.kprobes => "y",
+        _ => "n",
+    };
+    let mut line = format!("{:<26} {kprobes:<7}", format!("{mutant}{}", if benign { " (benign)" } else { "" }));
     for p in presets {
         let col: Vec<_> = mine.iter().filter(|c| &c.preset == p).collect();
         line.push_str(&format!(" {:>14}", format!("{}/{}", col.iter().filter(|c| c.caught).count(), col.len())));

@@ -1,5 +1,5 @@
 //! `pokesim list` (the catalogue: workloads and their variants, protocols, mutants, fetch
-//! presets, program operations, violation kinds) and `pokesim bench` (throughput).
+//! presets, kernel options, program operations, violation kinds) and `pokesim bench` (throughput).
 
 use clap::Args;
 use cpu_model::FetchModel;
@@ -43,6 +43,7 @@ struct Catalogue {
     protocols: Vec<Named>,
     mutants: Vec<Named>,
     presets: Vec<Named>,
+    kernel_options: Vec<Named>,
     program_operations: Vec<String>,
     violation_kinds: Vec<String>,
 }
@@ -66,6 +67,11 @@ fn catalogue() -> Catalogue {
             .filter_map(|p| FetchModel::preset(p).map(|m| (p, m)))
             .map(|(p, m)| named(p, format!("fetch={} stores={} monotone unbounded", m.fetch, m.stores)))
             .collect(),
+        kernel_options: sim_core::kconfig::OPTIONS
+            .iter()
+            .zip(sim_core::kconfig::DESCRIPTIONS)
+            .map(|(o, d)| named(o, d.to_string()))
+            .collect(),
         program_operations: OpTemplate::ALL.iter().map(|o| o.name().to_string()).collect(),
         violation_kinds: ViolationKind::ALL.iter().map(|k| k.name().to_string()).collect(),
     }
@@ -87,6 +93,7 @@ pub fn list(a: &ListArgs) -> Result<Status, Failure> {
     section("protocols", &c.protocols)?;
     section("mutants (applies to; description)", &c.mutants)?;
     section("fetch presets", &c.presets)?;
+    section("kernel options (--kernel NAME=y|n, [kernel] NAME = true|false)", &c.kernel_options)?;
     out::line(format!("program operations (docs/programs.md): {}", c.program_operations.join(", ")))?;
     out::line(format!("violation kinds: {}", c.violation_kinds.join(", ")))?;
     Ok(Status::Expected)

@@ -9,6 +9,7 @@ pub mod list;
 pub mod replay;
 pub mod run;
 pub mod trace;
+pub mod version;
 
 use std::path::PathBuf;
 
@@ -26,6 +27,7 @@ pub struct ScenarioReport {
     site: String,
     rounds: u32,
     protocol: String,
+    kernel: String,
     mutants: Vec<String>,
     custom_program: bool,
     cpus: usize,
@@ -42,6 +44,7 @@ impl ScenarioReport {
             site: s.workload.site.to_string(),
             rounds: s.workload.rounds,
             protocol: s.config.protocol.to_string(),
+            kernel: s.config.kernel.to_string(),
             mutants: s.config.mutants.iter().map(|m| m.to_string()).collect(),
             custom_program: s.config.program.is_some(),
             cpus: s.config.cpus,
@@ -54,8 +57,9 @@ impl ScenarioReport {
     /// One line of text.
     pub fn line(s: &Scenario) -> String {
         format!(
-            "{} cpus={} fetch={} site={} strategy={} seed={}",
+            "{} kernel={} cpus={} fetch={} site={} strategy={} seed={}",
             s.label(),
+            s.config.kernel,
             s.config.cpus,
             s.config.fetch,
             s.workload.site,

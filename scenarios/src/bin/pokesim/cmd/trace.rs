@@ -1,6 +1,5 @@
-//! `pokesim trace` (a recording replayed and shown as text, Perfetto JSON, SVG or an HTML
-//! report; `scenarios::render`) and `pokesim kernel` (the kernel statement each patcher
-//! operation and handler micro-step mirrors, per version; `sim_core::protocol::kernel`).
+//! `pokesim trace`: a recording replayed and shown as text, Perfetto JSON, SVG or an HTML
+//! report (`scenarios::render`).
 
 use std::path::PathBuf;
 
@@ -8,8 +7,6 @@ use clap::{Args, ValueEnum};
 use scenarios::artifact::Replayable;
 use scenarios::render::{self, timeline::Layout, Run};
 use serde::Serialize;
-use sim_core::protocol::kernel;
-use sim_core::Protocol;
 
 use crate::args::OutputOpts;
 use crate::out::{self, Failure, Status};
@@ -128,51 +125,4 @@ pub fn trace(a: &TraceArgs) -> Result<Status, Failure> {
         out::line(format!("wrote {} ({}, {} bytes, {} events)", w.file, w.format, w.bytes, w.events))?;
     }
     Ok(status)
-}
-
-/// `pokesim kernel`.
-#[derive(Args)]
-pub struct KernelArgs {
-    /// Only this protocol version [default: every version].
-    #[arg(long, alias = "version", value_parser = |s: &str| s.parse::<Protocol>(), value_name = "P")]
-    protocol: Option<Protocol>,
-    #[command(flatten)]
-    output: OutputOpts,
-}
-
-#[derive(Serialize)]
-struct KernelRow<'a> {
-    command: &'static str,
-    protocol: &'a str,
-    step: &'a str,
-    function: &'a str,
-    code: &'a str,
-}
-
-/// `pokesim kernel`: each version's table of what its steps mirror.
-pub fn kernel(a: &KernelArgs) -> Result<Status, Failure> {
-    let protocols: Vec<Protocol> = a.protocol.map_or_else(|| Protocol::ALL.to_vec(), |p| vec![p]);
-    for p in protocols {
-        let rows = kernel::table(p);
-        if !a.output.json {
-            out::line(format!("{} ({})", p.name(), p.description()))?;
-        }
-        for (step, st) in &rows {
-            if a.output.json {
-                out::json(&KernelRow {
-                    command: "kernel",
-                    protocol: p.name(),
-                    step,
-                    function: st.function,
-                    code: st.code,
-                })?;
-            } else {
-                out::line(format!("  {step:<22} {:<30} {}", st.function, st.code))?;
-            }
-        }
-        if !a.output.json {
-            out::line("")?;
-        }
-    }
-    Ok(Status::Expected)
 }
