@@ -149,6 +149,9 @@ pub struct HandlerCtx<'a> {
     /// The version's `kprobe_int3_handler()` backs up over a vanished INT3
     /// ([`crate::Protocol::kprobe_recovers_vanished_int3`]).
     pub recovers_vanished_int3: bool,
+    /// With [`Mutant::InstrumentedHandler`]: the patched text the handler's first step calls
+    /// into and the byte this vCPU's instruction view shows there.
+    pub instrumented: Option<(u64, u8)>,
 }
 
 /// One vCPU's activation of the handler.
@@ -275,6 +278,14 @@ impl Handler {
     /// Runs one micro-step.
     pub fn step(&mut self, ctx: &mut HandlerCtx<'_>) -> HandlerStep {
         let ip = self.ip();
+        if let (HandlerPc::Entry, Some((addr, INT3))) = (self.pc, ctx.instrumented) {
+            // B6: the call lands on an INT3 while this CPU is inside the INT3 handler. The
+            // kernel would take the nested #BP on the same exception stack (or recurse into
+            // poke_int3_handler()); "lest we inadvertently hit yet another INT3".
+            return HandlerStep::Fault(format!(
+                "INT3 handler: its instrumented first step called patchable text at {addr:#x}, which holds an INT3: a nested INT3 inside the INT3 handler (B6)"
+            ));
+        }
         let state = &mut *ctx.state;
         match self.pc {
             HandlerPc::Entry => match ctx.kind {

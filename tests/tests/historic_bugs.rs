@@ -80,3 +80,20 @@ fn foreign_int3s_are_handed_to_their_kprobe() {
     assert_eq!(o.verdict, Verdict::Pass);
     assert!(o.stats.kprobe_hits > 10, "{:?}", o.stats);
 }
+
+/// B6 ("x86/int3: Avoid atomic instrumentation", "Inline bsearch()"): a handler that calls into
+/// patchable text hits the INT3 it is handling — on every version, as a nested INT3 inside the
+/// handler (a handler fault). The unmutated handlers never call out (the pass tests above).
+#[test]
+fn b6_a_handler_that_calls_patchable_text_hits_a_nested_int3() {
+    let spec = WorkloadSpec::new(WorkloadKind::Ftrace);
+    for p in Protocol::ALL {
+        let found = (0..SEEDS).find_map(|k| {
+            let s = scenario(p, &[sim_core::Mutant::InstrumentedHandler], spec, "pessimistic", k);
+            s.run().unwrap().violations.into_iter().next()
+        });
+        let v = found.unwrap_or_else(|| panic!("{p}: the instrumented handler is never caught"));
+        assert_eq!(v.kind, ViolationKind::HandlerFault, "{p}: {v}");
+        assert!(v.message.contains("nested INT3"), "{p}: {v}");
+    }
+}

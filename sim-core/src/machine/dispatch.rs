@@ -11,8 +11,8 @@ use crate::event::Event;
 use crate::handler::{Handler, HandlerCtx, HandlerStep};
 use crate::oracle::{emulation, guest_fault, handler_fault, invariant, liveness, unclaimed, ViolationKind};
 use crate::patcher::PatcherEffect;
-use crate::protocol::kernel;
 use crate::protocol::loc::INT3;
+use crate::protocol::{kernel, Mutant};
 use crate::trace::{disassemble, TraceKind};
 use crate::SimError;
 
@@ -128,6 +128,7 @@ impl Machine {
     }
 
     fn handler_step(&mut self, i: usize, event: Event) -> Effect {
+        let instrumented = self.instrumented_call(i);
         let Some(handler) = self.handlers[i].as_mut() else { return Effect::Other };
         let (pc, ip) = (handler.pc(), handler.ip());
         let mut ctx = HandlerCtx {
@@ -139,6 +140,7 @@ impl Machine {
             kprobes: self.config.kernel.kprobes.then_some(&self.owners),
             text: &self.text,
             recovers_vanished_int3: self.config.protocol.kprobe_recovers_vanished_int3(),
+            instrumented,
         };
         let step = handler.step(&mut ctx);
         self.stats.handler_steps += 1;
@@ -152,6 +154,16 @@ impl Machine {
             });
         }
         Effect::Handler { cpu: i, ip, step }
+    }
+
+    /// B6 ([`Mutant::InstrumentedHandler`]): the patched text the handler calls into — the
+    /// first site of the run — and the byte vCPU `i`'s instruction view shows there.
+    fn instrumented_call(&self, i: usize) -> Option<(u64, u8)> {
+        if !self.config.mutants.contains(&Mutant::InstrumentedHandler) {
+            return None;
+        }
+        let site = self.state.arrays.first()?.locs.first()?.addr;
+        Some((site, self.vcpus[i].view().shown(site).0))
     }
 
     fn patcher_step(&mut self, event: Event) {

@@ -235,11 +235,14 @@ pub enum Mutant {
     NoRmb,
     /// 6.16: `int3_emulate_jcc` ignores the inversion bit of the condition code.
     JccNoInvert,
+    /// B6: the handler's first step calls into patchable text (an instrumented atomic, an
+    /// out-of-line `bsearch()`).
+    InstrumentedHandler,
 }
 
 impl Mutant {
     /// Every mutant.
-    pub const ALL: [Mutant; 14] = [
+    pub const ALL: [Mutant; 15] = [
         Mutant::NoSyncAfterInt3,
         Mutant::NoSyncAfterTail,
         Mutant::NoSyncAfterFirst,
@@ -254,6 +257,7 @@ impl Mutant {
         Mutant::NoWmb,
         Mutant::NoRmb,
         Mutant::JccNoInvert,
+        Mutant::InstrumentedHandler,
     ];
 
     /// Name on the command line and in files.
@@ -273,6 +277,7 @@ impl Mutant {
             Mutant::NoWmb => "no-wmb",
             Mutant::NoRmb => "no-rmb",
             Mutant::JccNoInvert => "jcc-no-invert",
+            Mutant::InstrumentedHandler => "instrumented-handler",
         }
     }
 
@@ -334,6 +339,10 @@ impl Mutant {
             }
             Mutant::JccNoInvert => {
                 "int3_emulate_jcc ignores cc & 1 (jne emulated as je): the emulation oracle must see it"
+            }
+            Mutant::InstrumentedHandler => {
+                "the handler's first step calls instrumented or traceable code that is itself patched                  (B6: \"x86/int3: Avoid atomic instrumentation\", \"Inline bsearch()\" — \"lest we \
+                 inadvertently hit yet another INT3\"): a nested INT3 inside the INT3 handler"
             }
         }
     }
