@@ -65,6 +65,7 @@ fn handler_emulation(site: u64, bytes: &[u8], trapped: &Regs, stack_top: u64) ->
         kprobes: None,
         text: &text,
         recovers_vanished_int3: true,
+        instrumented: None,
     };
     until_emulated(Handler::new(0, *trapped, stack_top), &mut ctx)
 }
@@ -145,6 +146,7 @@ fn modern_emulation(site: u64, bytes: &[u8], trapped: &Regs, data: &SharedRegion
         kprobes: None,
         text: &text,
         recovers_vanished_int3: false,
+        instrumented: None,
     };
     until_emulated(Handler::new(0, *trapped, 0), &mut ctx)
 }
