@@ -238,7 +238,10 @@ impl Machine {
     fn judge_step(&mut self, i: usize, insn: &ExecutedInsn, outcome: &StepOutcome) {
         if let Err(msg) = self.torn.check(insn) {
             self.report(ViolationKind::TornFetch, Some(i), Some(insn.addr), Some(insn), msg);
-        } else if let Some(Err(msg)) = self.patcher.done().then(|| liveness::final_image(&self.torn, insn)) {
+        } else if let Some(Err(msg)) = (self.patcher.done() && !matches!(outcome, StepOutcome::Int3(_)))
+            .then(|| liveness::final_image(&self.torn, insn))
+        {
+            // A stale INT3 is judged by the trap path: recovered (kprobes), or unclaimed.
             self.report(ViolationKind::Liveness, Some(i), Some(insn.addr), Some(insn), msg);
         } else if let Some(msg) = guest_fault::check(insn, outcome) {
             self.report(ViolationKind::GuestFault, Some(i), Some(insn.addr), Some(insn), msg);

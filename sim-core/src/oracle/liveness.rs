@@ -26,7 +26,9 @@ pub fn deadlock(nothing_enabled: bool, waiting_for_refs: Option<&str>, handlers_
 }
 
 /// `Err(explanation)` if, after the patcher finished (its last sync included), `insn`
-/// executes anything but the final image of a site.
+/// executes anything but the final image of a site. The machine does not ask about a fetch
+/// that traps on an INT3: the trap path judges it (`kprobe_int3_handler()` may recover a
+/// vanished INT3; otherwise it is unclaimed, oracle 2).
 pub fn final_image(torn: &TornOracle, insn: &ExecutedInsn) -> Result<(), String> {
     torn.check_final(insn)
 }
