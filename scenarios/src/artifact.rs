@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sim_core::{Decision, Outcome, Recorded, Violation};
 
-use crate::file::{Expectation, ScenarioFile};
+use crate::entry::{Expectation, ScenarioFile};
 use crate::input::{read_input, InputError, MAX_ARTIFACT_BYTES};
 use crate::scenario::Scenario;
 

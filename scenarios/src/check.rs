@@ -17,7 +17,7 @@ use sim_core::{KernelConfig, Mutant, Protocol, SimError, Verdict, ViolationKind}
 use crate::artifact::Artifact;
 use crate::campaign::{Campaign, Shard};
 use crate::catalogue;
-use crate::file::{Expectation, KindSet};
+use crate::entry::{Expectation, KindSet};
 use crate::scenario::Scenario;
 use crate::workload::{WorkloadKind, WorkloadSpec};
 

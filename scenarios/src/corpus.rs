@@ -13,7 +13,7 @@ use sim_core::{SimError, Verdict};
 
 use crate::artifact::{Artifact, ReplayError, Replayable};
 use crate::campaign::{Campaign, Shard};
-use crate::file::ScenarioFile;
+use crate::entry::ScenarioFile;
 use crate::input::{read_input, InputError, MAX_SCENARIO_BYTES};
 
 mod embedded {

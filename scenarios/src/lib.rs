@@ -16,6 +16,7 @@ pub mod campaign;
 pub mod catalogue;
 pub mod check;
 pub mod corpus;
+pub mod entry;
 pub mod exhaust;
 pub mod file;
 pub mod input;

@@ -11,7 +11,7 @@ use sim_core::sched::Strategy;
 use sim_core::{Decision, KernelConfig, Kprobe, Mutant, Protocol, Recorded, RunConfig, SimError, Subject};
 
 use crate::catalogue::Variant;
-use crate::file::{Expectation, ScenarioFile};
+use crate::entry::{Expectation, ScenarioFile};
 use crate::input::{InputError, Origin};
 use crate::scenario::Scenario;
 use crate::workload::{SiteOrder, SitePlacement, WorkloadKind, WorkloadSpec};

@@ -122,17 +122,18 @@ fn the_spin_anchor_agrees_on_every_two_cpu_row_of_its_main_table() {
             // One site, 2 rounds, CPUs that loop forever: the model's configuration.
             let mut s = small(protocol, mutant, 2, foreign, preset, 2, None);
             s.config.kernel = KernelConfig { kprobes: foreign };
-            let r = explore(&s, Options { all_kinds: true, ..Options::default() }, false);
-            let want: BTreeSet<ViolationKind> = kinds.iter().copied().collect();
-            (!r.complete || r.kinds != want).then(|| {
-                format!(
-                    "{protocol} {mutant:?} {preset} foreign={foreign}: SPIN {want:?}, pokesim {:?} (complete {})",
-                    r.kinds, r.complete
-                )
-            })
+            disagreement(&s, kinds, &format!("{protocol} {mutant:?} {preset} foreign={foreign}"))
         })
         .collect();
     assert!(disagreements.is_empty(), "{}", disagreements.join("\n"));
+}
+
+/// How the complete search of `s` disagrees with the SPIN model's kinds `want`, if it does.
+fn disagreement(s: &Scenario, want: &[ViolationKind], what: &str) -> Option<String> {
+    let r = explore(s, Options { all_kinds: true, ..Options::default() }, false);
+    let want: BTreeSet<ViolationKind> = want.iter().copied().collect();
+    (!r.complete || r.kinds != want)
+        .then(|| format!("{what}: SPIN {want:?}, pokesim {:?} (complete {})", r.kinds, r.complete))
 }
 
 /// The model's `KPROBE_RECOVER` extras (`bench/spin/table.md`): with `kprobe_int3_handler()`'s
@@ -158,14 +159,8 @@ fn without_the_sync_after_the_first_byte_only_a_kernel_without_kprobes_dies() {
         .filter_map(|&(cpus, preset, foreign, mutant, kernel, want)| {
             let mut s = small(Protocol::Linux55, mutant, cpus, foreign, preset, 2, None);
             s.config.kernel = kernel;
-            let r = explore(&s, Options { all_kinds: true, ..Options::default() }, false);
-            let want: BTreeSet<ViolationKind> = want.into_iter().collect();
-            (!r.complete || r.kinds != want).then(|| {
-                format!(
-                    "{cpus} vCPUs {preset} foreign={foreign} {mutant:?} {kernel}: SPIN {want:?}, pokesim {:?} (complete {})",
-                    r.kinds, r.complete
-                )
-            })
+            let want: Vec<ViolationKind> = want.into_iter().collect();
+            disagreement(&s, &want, &format!("{cpus} vCPUs {preset} foreign={foreign} {mutant:?} {kernel}"))
         })
         .collect();
     assert!(disagreements.is_empty(), "{}", disagreements.join("\n"));
