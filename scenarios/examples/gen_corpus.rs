@@ -103,7 +103,8 @@ fn main() {
         }
     }
     let no_tail = WorkloadSpec { tail: false, ..WorkloadSpec::new(WorkloadKind::StaticCall) };
-    let kprobe = WorkloadSpec { kprobe: true, ..WorkloadSpec::new(WorkloadKind::Ftrace) };
+    let kprobe =
+        WorkloadSpec { kprobe: scenarios::workload::ForeignKprobe::Armed, ..WorkloadSpec::new(WorkloadKind::Ftrace) };
     let bugs = [
         (
             "bug-b1-linux-5.4-static-call",
@@ -120,6 +121,13 @@ fn main() {
             true,
         ),
         ("bug-b3-seed-kprobe", "B3: the seed's handler reads a cleared vector", Protocol::Seed, kprobe, false),
+        (
+            "bug-b5-linux-5.5-kprobe-cycling",
+            "B5: a kprobe disarmed without text_poke_sync() traps after unregister and is re-armed (fixed by 5c02ece81848d)",
+            Protocol::Linux55,
+            WorkloadSpec { kprobe: scenarios::workload::ForeignKprobe::Cycling, ..WorkloadSpec::new(WorkloadKind::Ftrace) },
+            false,
+        ),
         (
             "bug-try-get-desc-linux-5.6-kprobe",
             "the 5.6 try_get_desc() use after free (fixed by efd608fa7403)",

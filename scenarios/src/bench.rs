@@ -74,6 +74,7 @@ pub fn run(steps: u64) -> Result<BenchReport, SimError> {
         strategy: Strategy::Random,
         seed: 1,
         kprobes: Vec::new(),
+        custom: None,
     };
     let cpus = 32;
     let mut wide = base(4, 1);

@@ -7,7 +7,7 @@ use sim_core::sched::Strategy;
 use sim_core::{Mutant, Protocol, RunConfig, SimError};
 
 use crate::scenario::Scenario;
-use crate::workload::{SiteOrder, SitePlacement, WorkloadKind, WorkloadSpec};
+use crate::workload::{ForeignKprobe, SiteOrder, SitePlacement, WorkloadKind, WorkloadSpec};
 
 /// A named workload configuration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,7 +34,18 @@ fn spec(kind: WorkloadKind) -> WorkloadSpec {
 pub fn variants() -> Vec<Variant> {
     vec![
         Variant { name: "ftrace", spec: spec(WorkloadKind::Ftrace) },
-        Variant { name: "ftrace+kprobe", spec: WorkloadSpec { kprobe: true, ..spec(WorkloadKind::Ftrace) } },
+        Variant {
+            name: "ftrace+kprobe",
+            spec: WorkloadSpec { kprobe: ForeignKprobe::Armed, ..spec(WorkloadKind::Ftrace) },
+        },
+        Variant {
+            name: "ftrace+kprobe-cycling",
+            spec: WorkloadSpec { kprobe: ForeignKprobe::Cycling, ..spec(WorkloadKind::Ftrace) },
+        },
+        Variant {
+            name: "ftrace+kprobe-entry",
+            spec: WorkloadSpec { kprobe: ForeignKprobe::Entry, ..spec(WorkloadKind::Ftrace) },
+        },
         Variant { name: "static_call", spec: spec(WorkloadKind::StaticCall) },
         Variant { name: "static_call-no-tail", spec: WorkloadSpec { tail: false, ..spec(WorkloadKind::StaticCall) } },
         Variant { name: "jump_label", spec: spec(WorkloadKind::JumpLabel) },
@@ -83,6 +94,7 @@ pub fn scenario(protocol: Protocol, mutants: &[Mutant], spec: WorkloadSpec, pres
         strategy: Strategy::Random,
         seed: k,
         kprobes: Vec::new(),
+        custom: None,
     }
 }
 
@@ -93,8 +105,21 @@ pub fn supported(protocol: Protocol, spec: WorkloadSpec) -> Result<(), SimError>
 
 /// Whether a version is known to fail a variant even unmutated, and why (its historic bug).
 pub fn known_bug(protocol: Protocol, variant: &Variant) -> Option<&'static str> {
-    let foreign_int3 = variant.spec.kprobe || variant.spec.kind == WorkloadKind::Optprobe;
+    // A kprobe at ftrace's entry becomes ftrace-based (no INT3) unless a mutant drops the check.
+    let foreign_int3 = matches!(variant.spec.kprobe, ForeignKprobe::Armed | ForeignKprobe::Cycling)
+        || variant.spec.kind == WorkloadKind::Optprobe;
+    let cycling = variant.spec.kprobe == ForeignKprobe::Cycling;
     match protocol {
+        Protocol::Linux54 | Protocol::Seed if cycling => Some(
+            "B5 and B3: arch_disarm_kprobe() without text_poke_sync() (fixed by 5c02ece81848d); a stale INT3 \
+             outlives unregister_kprobe() and the re-arm hides it from the vanished-INT3 check — or the \
+             kprobe's INT3 meets B3's NULL vector",
+        ),
+        Protocol::Linux55 if cycling => Some(
+            "B5: arch_disarm_kprobe() without text_poke_sync() (fixed by 5c02ece81848d); a stale INT3 outlives \
+             unregister_kprobe(), and when the kprobe is re-armed before kprobe_int3_handler() looks, the \
+             INT3 is back in memory: unclaimed",
+        ),
         Protocol::Linux54 if variant.spec.kind == WorkloadKind::StaticCall => {
             Some("B1: the detour handler cannot emulate a CALL")
         }

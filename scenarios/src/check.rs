@@ -86,7 +86,7 @@ fn ftrace_row(
 /// - `seed` and its four INT3-protocol mutants on ftrace, under `pessimistic` and `snapshot`
 ///   (which syncs each hardware assumption makes unnecessary);
 /// - every protocol version × every workload variant it supports, expected to pass unless the
-///   version has a historic bug there (B1, B3, the 5.6 `try_get_desc()` race);
+///   version has a historic bug there (B1, B3, B5, the 5.6 `try_get_desc()` race);
 /// - `multi_insn` with the unsafe override on every version (B2).
 pub fn builtins() -> Vec<BuiltIn> {
     use ViolationKind::*;
@@ -139,6 +139,7 @@ pub fn builtins() -> Vec<BuiltIn> {
                 Some(b) if b.starts_with("B1") => {
                     Expectation::Violation(KindSet::of(&[EmulationMismatch, WorkloadInvariant]))
                 }
+                Some(b) if b.starts_with("B5") => Expectation::Violation(KindSet::of(&[UnclaimedInt3, HandlerFault])),
                 Some(_) => Expectation::Violation(KindSet::of(&[HandlerFault])),
             };
             out.push(BuiltIn {

@@ -30,7 +30,9 @@
 //! sites = 16                         # batch
 //! order = "ascending"                # batch
 //! tail = true                        # static_call
-//! kprobe = false                     # a foreign kprobe on the loop head
+//! kprobe = false                     # a foreign kprobe on the loop head: false, true (armed
+//!                                    # all run), "cycling" (arms/disarms itself every round,
+//!                                    # racing the patcher), "entry" (cycling, on ftrace's site)
 //!
 //! [fetch]
 //! preset = "pessimistic"             # pessimistic, block16, line64, snapshot
@@ -44,7 +46,8 @@
 //!
 //! [[kprobes]]                        # foreign INT3 owners at any instruction
 //! addr = 0x400000
-//! armed = true
+//! armed = true                       # armed for the whole run
+//! cycles = 3                         # or: register, arm, disarm, unregister itself 3 times
 //! ```
 
 use std::fmt;
@@ -62,7 +65,9 @@ use crate::catalogue;
 pub use crate::entry::{Expectation, KindSet, ScenarioFile};
 use crate::input::{read_input, InputError, Origin, MAX_SCENARIO_BYTES};
 use crate::spec::{Given, ScenarioSpec};
-use crate::workload::{SiteOrder, SitePlacement, WorkloadKind};
+use crate::workload::asm_text::parse_hex;
+use crate::workload::custom::{CodeBlock, InsnText, SiteAt, UserSite};
+use crate::workload::{ForeignKprobe, SiteOrder, SitePlacement, WorkloadKind, MAX_ROUNDS};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -89,6 +94,34 @@ struct Raw {
     kernel: Option<RawKernel>,
     #[serde(default)]
     kprobes: Vec<Spanned<RawKprobe>>,
+    #[serde(default)]
+    sites: Vec<Spanned<RawSite>>,
+    code: Option<Spanned<RawCode>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSite {
+    at: Option<Spanned<RawAt>>,
+    old: Option<Spanned<String>>,
+    old_hex: Option<Spanned<String>>,
+    new: Option<Spanned<String>>,
+    new_hex: Option<Spanned<String>>,
+}
+
+/// `at = "label"` or `at = 0x400100`.
+#[derive(Deserialize, Clone)]
+#[serde(untagged)]
+enum RawAt {
+    Addr(i64),
+    Label(String),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCode {
+    asm: String,
+    entry: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -107,7 +140,15 @@ struct RawWorkload {
     sites: Option<Spanned<i64>>,
     order: Option<Spanned<String>>,
     tail: Option<Spanned<bool>>,
-    kprobe: Option<Spanned<bool>>,
+    kprobe: Option<Spanned<RawChoice>>,
+}
+
+/// `kprobe = false | true | "armed" | "cycling" | "entry"`.
+#[derive(Deserialize, Clone)]
+#[serde(untagged)]
+enum RawChoice {
+    Flag(bool),
+    Name(String),
 }
 
 #[derive(Deserialize, Default)]
@@ -126,6 +167,7 @@ struct RawKprobe {
     addr: Spanned<i64>,
     #[serde(default = "yes")]
     armed: bool,
+    cycles: Option<Spanned<i64>>,
 }
 
 fn yes() -> bool {
@@ -237,6 +279,7 @@ pub fn parse_spec(file: &str, src: &str) -> Result<ScenarioSpec, InputError> {
         spec.program = Some(Given::new(program, l.origin(ops)));
     }
     workload(&l, &raw, &mut spec)?;
+    sites(&l, &raw, &mut spec)?;
     fetch(&l, raw.fetch.unwrap_or_default(), &mut spec)?;
     let kernel = raw.kernel.unwrap_or_default();
     if let Some(g) = l.given(&kernel.kprobes) {
@@ -247,9 +290,62 @@ pub fn parse_spec(file: &str, src: &str) -> Result<ScenarioSpec, InputError> {
         let addr = u64::try_from(*k.get_ref().addr.get_ref()).map_err(|_| {
             InputError::at(file, &at, format!("kprobes[{i}]"), "must be a guest address (not negative)")
         })?;
-        spec.kprobes.push(Given::new(Kprobe { addr, armed: k.get_ref().armed }, at));
+        let cycles = match &k.get_ref().cycles {
+            None => 0,
+            Some(c) => u32::try_from(*c.get_ref()).ok().filter(|n| (1..=MAX_ROUNDS).contains(n)).ok_or_else(|| {
+                InputError::at(
+                    file,
+                    &l.origin(c),
+                    format!("kprobes[{i}].cycles"),
+                    format!("{} is out of range (1..={MAX_ROUNDS})", c.get_ref()),
+                )
+            })?,
+        };
+        spec.kprobes.push(Given::new(Kprobe { addr, armed: k.get_ref().armed, cycles }, at));
+    }
+    if let Some(c) = &raw.code {
+        let code = CodeBlock { asm: c.get_ref().asm.clone(), entry: c.get_ref().entry.clone() };
+        spec.code = Some(Given::new(code, l.origin(c)));
     }
     Ok(spec)
+}
+
+/// `[[sites]]`: where (own code only), and the old and new instruction, each as assembly
+/// (`old`, `new`) or hex (`old_hex`, `new_hex`).
+fn sites(l: &Lines<'_>, raw: &Raw, spec: &mut ScenarioSpec) -> Result<(), InputError> {
+    for (i, s) in raw.sites.iter().enumerate() {
+        let origin = l.origin(s);
+        let field = |f: &str| format!("sites[{i}].{f}");
+        let r = s.get_ref();
+        let text = |asm: &Option<Spanned<String>>, hex: &Option<Spanned<String>>, name: &str| match (asm, hex) {
+            (Some(a), None) => Ok(Some(InsnText::Asm(a.get_ref().trim().to_string()))),
+            (None, Some(h)) => parse_hex(h.get_ref())
+                .map(|b| Some(InsnText::Hex(b)))
+                .map_err(|e| InputError::at(l.file, &l.origin(h), field(&format!("{name}_hex")), e)),
+            (None, None) => Ok(None),
+            (Some(a), Some(_)) => Err(InputError::at(
+                l.file,
+                &l.origin(a),
+                field(name),
+                format!("give `{name}` or `{name}_hex`, not both"),
+            )),
+        };
+        let old = text(&r.old, &r.old_hex, "old")?;
+        let new = text(&r.new, &r.new_hex, "new")?.ok_or_else(|| {
+            InputError::at(l.file, &origin, field("new"), "missing: the instruction the rounds write")
+        })?;
+        let at = match &r.at {
+            None => None,
+            Some(a) => Some(match a.get_ref() {
+                RawAt::Label(name) => SiteAt::Label(name.clone()),
+                RawAt::Addr(v) => SiteAt::Addr(u64::try_from(*v).map_err(|_| {
+                    InputError::at(l.file, &l.origin(a), field("at"), "must be a guest address (not negative)")
+                })?),
+            }),
+        };
+        spec.sites.push(Given::new(UserSite { at, old, new }, origin));
+    }
+    Ok(())
 }
 
 fn workload(l: &Lines<'_>, raw: &Raw, spec: &mut ScenarioSpec) -> Result<(), InputError> {
@@ -268,7 +364,20 @@ fn workload(l: &Lines<'_>, raw: &Raw, spec: &mut ScenarioSpec) -> Result<(), Inp
     f.sites = l.given(&w.sites);
     f.order = l.parse(&w.order, "workload.order", str::parse::<SiteOrder>)?;
     f.tail = l.given(&w.tail);
-    f.kprobe = l.given(&w.kprobe);
+    f.kprobe = match &w.kprobe {
+        None => None,
+        Some(v) => {
+            let origin = l.origin(v);
+            let choice = match v.get_ref() {
+                RawChoice::Flag(false) => ForeignKprobe::None,
+                RawChoice::Flag(true) => ForeignKprobe::Armed,
+                RawChoice::Name(n) => n.parse().map_err(|e: String| {
+                    InputError::at(l.file, &origin, "workload.kprobe", format!("{e} (or true, false)"))
+                })?,
+            };
+            Some(Given::new(choice, origin))
+        }
+    };
     Ok(())
 }
 
@@ -355,7 +464,11 @@ impl ScenarioFile {
         if w.kind == WorkloadKind::StaticCall {
             out.push_str(&format!("tail = {}\n", w.tail));
         }
-        out.push_str(&format!("kprobe = {}\n", w.kprobe));
+        match w.kprobe {
+            ForeignKprobe::None => out.push_str("kprobe = false\n"),
+            ForeignKprobe::Armed => out.push_str("kprobe = true\n"),
+            other => out.push_str(&format!("kprobe = {}\n", q(other.name()))),
+        }
         let f = &c.fetch;
         out.push_str(&format!(
             "\n[fetch]\nunit = {}\nstores = {}\nmonotone = {}\n",
@@ -369,8 +482,41 @@ impl ScenarioFile {
         out.push_str(&format!("\n[kernel]\nCONFIG_KPROBES = {}\n", c.kernel.kprobes));
         for k in &s.kprobes {
             out.push_str(&format!("\n[[kprobes]]\naddr = {:#x}\narmed = {}\n", k.addr, k.armed));
+            if k.cycles > 0 {
+                out.push_str(&format!("cycles = {}\n", k.cycles));
+            }
+        }
+        if let Some(custom) = &s.custom {
+            custom_toml(custom, &mut out);
         }
         out
+    }
+}
+
+/// `[[sites]]` and `[code]` of a custom workload, as `load` reads them back.
+fn custom_toml(custom: &crate::workload::custom::CustomGuest, out: &mut String) {
+    let q = |v: &str| toml::Value::String(v.to_string()).to_string();
+    let text = |name: &str, t: &InsnText| match t {
+        InsnText::Asm(a) => format!("{name} = {}\n", q(a)),
+        InsnText::Hex(b) => {
+            let hex: Vec<String> = b.iter().map(|x| format!("{x:02x}")).collect();
+            format!("{name}_hex = {}\n", q(&hex.join(" ")))
+        }
+    };
+    for s in &custom.sites {
+        out.push_str("\n[[sites]]\n");
+        match &s.at {
+            Some(SiteAt::Label(l)) => out.push_str(&format!("at = {}\n", q(l))),
+            Some(SiteAt::Addr(a)) => out.push_str(&format!("at = {a:#x}\n")),
+            None => {}
+        }
+        if let Some(old) = &s.old {
+            out.push_str(&text("old", old));
+        }
+        out.push_str(&text("new", &s.new));
+    }
+    if let Some(c) = &custom.code {
+        out.push_str(&format!("\n[code]\nentry = {}\nasm = {}\n", q(&c.entry), q(&c.asm)));
     }
 }
 

@@ -105,7 +105,7 @@ pub fn cells(filter: &Filter) -> Vec<Coords> {
             }
             for &kernel in &kernels {
                 // A workload with its own kprobe needs CONFIG_KPROBES.
-                if !kernel.kprobes && (v.spec.kprobe || v.spec.kind == crate::workload::WorkloadKind::Optprobe) {
+                if !kernel.kprobes && (v.spec.kprobe.any() || v.spec.kind == crate::workload::WorkloadKind::Optprobe) {
                     continue;
                 }
                 for m in Mutant::ALL.into_iter().filter(|m| m.applies_to(p)) {

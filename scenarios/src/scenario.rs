@@ -10,6 +10,7 @@
 use sim_core::sched::{Scheduler, Strategy};
 use sim_core::{Decisions, Kprobe, Machine, Outcome, Plan, Recorded, RunConfig, SimError};
 
+use crate::workload::custom::CustomGuest;
 use crate::workload::WorkloadSpec;
 
 /// One run, fully described.
@@ -25,6 +26,8 @@ pub struct Scenario {
     pub seed: u64,
     /// Foreign INT3 owners (kprobes) registered at these instructions.
     pub kprobes: Vec<Kprobe>,
+    /// The scenario's own sites and code (workload `custom`).
+    pub custom: Option<std::sync::Arc<CustomGuest>>,
 }
 
 impl Scenario {
@@ -38,7 +41,7 @@ impl Scenario {
 
     fn plan_with(&self, config: &RunConfig) -> Result<Plan, SimError> {
         config.validate()?;
-        let image = self.workload.build(config.cpus)?;
+        let image = self.workload.build_with(self.custom.as_deref(), config.cpus)?;
         Plan::new(config, image, &self.kprobes)
     }
 

@@ -14,7 +14,9 @@ use crate::catalogue::Variant;
 use crate::entry::{Expectation, ScenarioFile};
 use crate::input::{InputError, Origin};
 use crate::scenario::Scenario;
-use crate::workload::{SiteOrder, SitePlacement, WorkloadKind, WorkloadSpec};
+use crate::workload::custom::{CodeBlock, CustomGuest, UserSite};
+use crate::workload::{ForeignKprobe, SiteOrder, SitePlacement, WorkloadKind, WorkloadSpec};
+use std::sync::Arc;
 
 /// The most runs (seeds) one scenario asks for.
 pub const MAX_RUNS: u64 = 1_000_000_000_000;
@@ -54,8 +56,8 @@ pub struct WorkloadFields {
     pub order: Opt<SiteOrder>,
     /// `static_call`: patch the trampoline too.
     pub tail: Opt<bool>,
-    /// A foreign kprobe on the loop head.
-    pub kprobe: Opt<bool>,
+    /// A foreign kprobe on the loop head (or ftrace's entry).
+    pub kprobe: Opt<ForeignKprobe>,
 }
 
 /// The `[fetch]` fields.
@@ -127,6 +129,10 @@ pub struct ScenarioSpec {
     pub kernel: KernelFields,
     /// `[[kprobes]]`, each with its origin.
     pub kprobes: Vec<Given<Kprobe>>,
+    /// `[[sites]]` (workload `custom`), each with its origin.
+    pub sites: Vec<Given<UserSite>>,
+    /// `[code]` (workload `custom`).
+    pub code: Opt<CodeBlock>,
 }
 
 /// Reports an error about a field: where it came from (or where the file is) and what.
@@ -185,7 +191,8 @@ impl ScenarioSpec {
             return Err(loc.err(&self.strategy, "strategy", "'replay' needs a recorded `decisions` list"));
         }
         let kprobes = self.kprobes.iter().map(|k| k.value).collect();
-        let scenario = Scenario { workload, config, strategy, seed, kprobes };
+        let custom = self.custom(&loc, workload.kind)?;
+        let scenario = Scenario { workload, config, strategy, seed, kprobes, custom };
         scenario.plan().map_err(|e| self.locate(&loc, e))?;
         Ok(ScenarioFile {
             name: val(&self.name).unwrap_or_else(|| default_name.to_string()),
@@ -209,16 +216,15 @@ impl ScenarioSpec {
         loc.only_for(&w.tail, "workload.tail", spec.kind, WorkloadKind::StaticCall)?;
         // A variant such as `ftrace+kprobe` fixes an option; an explicit value must agree.
         let default = WorkloadSpec::new(spec.kind);
-        for (given, fixed, field) in [
-            (&w.tail, (spec.tail != default.tail).then_some(spec.tail), "workload.tail"),
-            (&w.kprobe, (spec.kprobe != default.kprobe).then_some(spec.kprobe), "workload.kprobe"),
-        ] {
-            if let (Some(g), Some(v)) = (given, fixed) {
-                if g.value != v {
-                    let msg = format!("contradicts the workload variant '{}'", kind.value.name);
-                    return Err(InputError::at(loc.file, &g.origin, field, msg));
-                }
-            }
+        let contradicts = |origin: &Origin, field: &str| {
+            let msg = format!("contradicts the workload variant '{}'", kind.value.name);
+            InputError::at(loc.file, origin, field, msg)
+        };
+        if let Some(g) = w.tail.as_ref().filter(|g| spec.tail != default.tail && g.value != spec.tail) {
+            return Err(contradicts(&g.origin, "workload.tail"));
+        }
+        if let Some(g) = w.kprobe.as_ref().filter(|g| spec.kprobe != default.kprobe && g.value != spec.kprobe) {
+            return Err(contradicts(&g.origin, "workload.kprobe"));
         }
         if let Some(g) = &w.site {
             spec.site = g.value;
@@ -320,6 +326,20 @@ impl ScenarioSpec {
         Ok((decisions, trace_hash))
     }
 
+    /// The scenario's own sites and code: only for (and required by) workload `custom`.
+    fn custom(&self, loc: &Locate<'_>, kind: WorkloadKind) -> Result<Option<Arc<CustomGuest>>, InputError> {
+        if kind != WorkloadKind::Custom {
+            if let Some(s) = self.sites.first() {
+                let msg = format!("only the custom workload has its own sites; {kind} would ignore them");
+                return Err(InputError::at(loc.file, &s.origin, "sites[0]", msg));
+            }
+            loc.only_for(&self.code, "code", kind, WorkloadKind::Custom)?;
+            return Ok(None);
+        }
+        let sites = self.sites.iter().map(|s| s.value.clone()).collect();
+        Ok(Some(Arc::new(CustomGuest { sites, code: val(&self.code) })))
+    }
+
     /// Locates a simulator refusal at the field (and line or flag) its subject came from.
     fn locate(&self, loc: &Locate<'_>, e: SimError) -> InputError {
         let SimError::Invalid { subject, message } = e else {
@@ -350,6 +370,8 @@ impl ScenarioSpec {
                 first.unwrap_or_else(|| ("kernel".into(), Origin::Default))
             }
             Subject::Workload => ("workload".into(), of(w.kind.as_ref().map(|g| &g.origin))),
+            Subject::Site(i) => (format!("sites[{i}]"), of(self.sites.get(i).map(|g| &g.origin))),
+            Subject::Code => ("code".into(), of(self.code.as_ref().map(|g| &g.origin))),
         };
         InputError::at(loc.file, &at, field, message)
     }

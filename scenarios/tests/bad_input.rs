@@ -127,7 +127,8 @@ fn field_cases() -> Vec<Case> {
         ("fetch.monotone", &["\"x\""]),
         ("fetch.staleness", &["0", "-1", "4294967296"]),
         ("fetch.speed", &["1"]),
-        ("kprobes.addr", &["0x400001", "0x400800", "0x900000", "-1", "\"x\"", "0x400040"]),
+        ("kprobes.addr", &["0x400001", "0x400800", "0x900000", "-1", "\"x\"", "0x400809"]),
+        ("kprobes.cycles", &["0", "-1", "100001", "\"x\""]),
         ("kprobes.armed", &["\"x\""]),
         ("kprobes.when", &["1"]),
         // `false` too: the file registers a kprobe, which needs CONFIG_KPROBES.

@@ -108,14 +108,9 @@ fn a_kprobe_must_start_a_plain_instruction_outside_the_patched_sites() {
         &dir,
         "site.toml",
         &format!("{head}[[kprobes]]\naddr = 0x400800\n"),
-        &["inside the patched site 0x400800+5"],
+        &["inside the patched site 0x400800+5", "check_ftrace_location()"],
     );
-    refused(
-        &dir,
-        "call.toml",
-        &format!("{head}[[kprobes]]\naddr = 0x400040\n"),
-        &["`call", "cannot be single-stepped"],
-    );
+    refused(&dir, "call.toml", &format!("{head}[[kprobes]]\naddr = 0x400809\n"), &["`ret`", "cannot be probed here"]);
     refused(&dir, "pad.toml", &format!("{head}[[kprobes]]\naddr = 0x400f00\n"), &["INT3 padding"]);
     refused(
         &dir,
@@ -651,7 +646,7 @@ fn the_custom_program_example_is_linux_5_5_spelled_out() {
     let custom = ScenarioFile::load(&repo().join("examples/custom-program.toml")).unwrap();
     let mut builtin = custom.scenario.clone();
     builtin.config.program = None;
-    assert_eq!(custom.scenario.plan().unwrap().program, builtin.plan().unwrap().program);
+    assert_eq!(custom.scenario.plan().unwrap().programs, builtin.plan().unwrap().programs);
     let doc = std::fs::read_to_string(repo().join("docs/programs.md")).unwrap();
     for op in sim_core::program::OpTemplate::ALL {
         assert!(doc.contains(&format!("| `{}` |", op.name())), "docs/programs.md does not describe {}", op.name());

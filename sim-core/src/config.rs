@@ -12,6 +12,9 @@ use crate::SimError;
 /// The largest vCPU count a run accepts (one bit per vCPU in the IPI masks of real kernels
 /// is not the limit here; this bounds memory and keeps runs meaningful).
 pub const MAX_CPUS: usize = 64;
+/// Most patching clients of one run: the workload's patcher and the kprobes that arm and
+/// disarm themselves.
+pub const MAX_CLIENTS: usize = 8;
 
 /// The largest tick budget a run accepts (a budget is a bound on work, not on memory: a run
 /// keeps no per-tick state unless it records its decisions or its trace).

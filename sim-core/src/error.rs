@@ -48,6 +48,10 @@ pub enum Subject {
     Decisions,
     /// The kernel configuration (`[kernel]`).
     Kernel,
+    /// The `i`-th site the scenario declares (`[[sites]]`, 0-based).
+    Site(usize),
+    /// The scenario's own code block (`[code]`).
+    Code,
 }
 
 impl Subject {
@@ -70,6 +74,8 @@ impl Subject {
             Subject::Kprobe(_) => "kprobes",
             Subject::Decisions => "decisions",
             Subject::Kernel => "kernel",
+            Subject::Site(_) => "sites",
+            Subject::Code => "code",
         }
     }
 }
@@ -78,6 +84,7 @@ impl fmt::Display for Subject {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Subject::Kprobe(i) => write!(f, "kprobes[{i}]"),
+            Subject::Site(i) => write!(f, "sites[{i}]"),
             other => f.write_str(other.key()),
         }
     }

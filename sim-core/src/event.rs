@@ -1,6 +1,6 @@
 //! The events a tick can run (DESIGN.md §2.2). At every tick the machine lists the enabled
 //! events in this canonical order — guest steps, handler steps, IPI deliveries by vCPU index,
-//! then the patcher — and the scheduler picks one.
+//! then the patching clients by index — and the scheduler picks one.
 
 use std::fmt;
 
@@ -13,8 +13,10 @@ pub enum Event {
     HandlerStep(usize),
     /// The pending sync IPI is delivered to vCPU i: `sync_core()` and acknowledge.
     IpiDeliver(usize),
-    /// The patcher runs its next operation.
-    Patcher,
+    /// Patching client `k` runs its next operation: client 0 is the workload's patcher
+    /// (ftrace, static_call, ...), the others kprobes that arm and disarm themselves
+    /// ([`crate::workload::Kprobe::cycles`]), serialised with it by `text_mutex`.
+    Patcher(usize),
 }
 
 impl Event {
@@ -22,7 +24,15 @@ impl Event {
     pub fn cpu(self) -> Option<usize> {
         match self {
             Event::GuestStep(i) | Event::HandlerStep(i) | Event::IpiDeliver(i) => Some(i),
-            Event::Patcher => None,
+            Event::Patcher(_) => None,
+        }
+    }
+
+    /// The patching client the event belongs to, if any.
+    pub fn client(self) -> Option<usize> {
+        match self {
+            Event::Patcher(k) => Some(k),
+            _ => None,
         }
     }
 }
@@ -33,7 +43,8 @@ impl fmt::Display for Event {
             Event::GuestStep(i) => write!(f, "cpu{i} step"),
             Event::HandlerStep(i) => write!(f, "cpu{i} handler"),
             Event::IpiDeliver(i) => write!(f, "cpu{i} ipi"),
-            Event::Patcher => f.write_str("patcher"),
+            Event::Patcher(0) => f.write_str("patcher"),
+            Event::Patcher(k) => write!(f, "patcher{k}"),
         }
     }
 }

@@ -29,7 +29,9 @@
 //!
 //! ```text
 //! KprobeGet      p = get_kprobe(addr);  if (p) { ... setup_singlestep(p, regs, kcb, 0); return 1; }
-//! Owner              (the probed instruction runs out of line: regs->ip = its copy)
+//! Owner              (the probed instruction runs out of line: regs->ip = its copy; a CALL,
+//!                     JMP or Jcc is emulated: kprobe_emulate_call/_jmp/_jcc from 6.0, a
+//!                     single-step fixed up by resume_execution() before — the same effect)
 //! KprobeVanished } else if (*addr != INT3_INSN_OPCODE) {    (up to 6.0; gone in 6.3)
 //!                    /* The breakpoint instruction was removed right after we hit it. */
 //!                    regs->ip = (unsigned long)addr; return 1;      → IRET, retry
@@ -39,8 +41,6 @@
 //! `*addr` is a data load: it reads the text as the patcher last wrote it, not the vCPU's
 //! instruction view. A trap nobody claims goes on to `notify_die(DIE_INT3)`, which nothing
 //! modelled claims, and `die("int3")`: the unclaimed-INT3 oracle ([`HandlerStep::Declined`]).
-
-use std::collections::BTreeMap;
 
 use cpu_model::{Regs, SharedRegion};
 
@@ -123,6 +123,14 @@ pub enum HandlerStep {
     Declined,
     /// `kprobe_int3_handler()` found the INT3's kprobe: more steps follow.
     KprobeHit,
+    /// Kprobe `kprobe`'s probed CALL, JMP or Jcc was emulated; the machine checks it against
+    /// the reference executor and applies it.
+    KprobeEmulated {
+        /// The kprobe (index into the patching state's kprobes).
+        kprobe: usize,
+        /// What the handler did to the registers and stack.
+        emulation: Emulation,
+    },
     /// IRET with these registers.
     Iret(Regs),
     /// The handler faulted (an oops): NULL or freed data, a read past the vector, or `BUG()`.
@@ -141,9 +149,9 @@ pub struct HandlerCtx<'a> {
     pub state: &'a mut PatchState,
     /// The data region (the stack a RET pops from).
     pub data: &'a SharedRegion,
-    /// With `CONFIG_KPROBES`: the registered kprobes, INT3 address → the out-of-line copy of
-    /// the probed instruction. `None`: a kernel without kprobes.
-    pub kprobes: Option<&'a BTreeMap<u64, u64>>,
+    /// `CONFIG_KPROBES`: `do_int3()` asks `kprobe_int3_handler()`, which looks the address up
+    /// in the patching state's registered kprobes.
+    pub kprobes: bool,
     /// The text as the patcher last wrote it (what `*addr` loads).
     pub text: &'a TextMemory,
     /// The version's `kprobe_int3_handler()` backs up over a vanished INT3
@@ -233,7 +241,7 @@ impl Handler {
     /// The patching handler returned 0: `do_int3()` asks `kprobe_int3_handler()` next (with
     /// `CONFIG_KPROBES`), else `notify_die()`, which nothing claims.
     fn next_handler(&mut self, ctx: &HandlerCtx<'_>) -> HandlerStep {
-        if ctx.kprobes.is_some() {
+        if ctx.kprobes {
             self.pc = HandlerPc::KprobeGet;
             HandlerStep::Continue
         } else {
@@ -243,9 +251,15 @@ impl Handler {
 
     /// `kprobe_int3_handler()`, the lookup: a registered kprobe takes the trap.
     fn get_kprobe(&mut self, ctx: &HandlerCtx<'_>) -> HandlerStep {
-        match ctx.kprobes.and_then(|k| k.get(&self.ip())) {
-            Some(&resume) => {
-                self.regs.rip = resume;
+        let ip = self.ip();
+        match ctx.state.kprobes.iter().position(|k| k.registered && k.addr == ip) {
+            Some(k) => {
+                let kp = &ctx.state.kprobes[k];
+                if kprobe_emulate(&self.regs, &kp.insn).is_none() {
+                    // setup_singlestep(): the probed instruction runs from its copy.
+                    self.regs.rip = kp.ool;
+                }
+                self.found = k;
                 self.pc = HandlerPc::Owner;
                 HandlerStep::KprobeHit
             }
@@ -255,6 +269,17 @@ impl Handler {
             }
             // 6.3+: `return 0;` — notify_die(), then die("int3").
             None => HandlerStep::Declined,
+        }
+    }
+
+    /// The kprobe's own handling: a CALL, JMP or Jcc is emulated (anything else already
+    /// resumes at its out-of-line copy, which jumps back after the probed instruction).
+    fn kprobe_owner(&mut self, ctx: &HandlerCtx<'_>) -> HandlerStep {
+        let kp = &ctx.state.kprobes[self.found];
+        self.pc = HandlerPc::Iret;
+        match kprobe_emulate(&self.regs, &kp.insn) {
+            Some(emulation) if self.regs.rip != kp.ool => HandlerStep::KprobeEmulated { kprobe: self.found, emulation },
+            _ => HandlerStep::Continue,
         }
     }
 
@@ -418,7 +443,7 @@ impl Handler {
                 self.pc = HandlerPc::Iret;
             }
             HandlerPc::KprobeGet => return self.get_kprobe(ctx),
-            HandlerPc::Owner => self.pc = HandlerPc::Iret,
+            HandlerPc::Owner => return self.kprobe_owner(ctx),
             HandlerPc::KprobeVanished => return self.vanished(ctx),
             HandlerPc::Iret => return HandlerStep::Iret(self.regs),
         }
@@ -472,5 +497,28 @@ impl Handler {
         };
         self.pc = if self.got_ref { HandlerPc::Put } else { HandlerPc::Iret };
         HandlerStep::Emulated { array, entry, emulation }
+    }
+}
+
+/// The emulation of a probed relative CALL, JMP or Jcc (`kprobe_emulate_call()`,
+/// `kprobe_emulate_jmp()`, `kprobe_emulate_jcc()` in `arch/x86/kernel/kprobes/core.c`, 6.0
+/// on); `None` for an instruction that runs out of line. `regs.rip` is the INT3 address + 1.
+pub fn kprobe_emulate(regs: &Regs, insn: &[u8]) -> Option<Emulation> {
+    let ip = regs.rip - INT3_INSN_SIZE;
+    let next = ip + insn.len() as u64;
+    let rel = |bytes: &[u8]| -> i64 {
+        match bytes.len() {
+            1 => bytes[0] as i8 as i64,
+            _ => i32::from_le_bytes(bytes[..4].try_into().unwrap_or_default()) as i64,
+        }
+    };
+    let target = |disp: i64| next.wrapping_add(disp as u64);
+    match insn {
+        [CALL, d @ ..] if d.len() == 4 => Some(int3_emulate_call(regs, target(rel(d)))),
+        [JMP32, d @ ..] if d.len() == 4 => Some(int3_emulate_jmp(regs, target(rel(d)))),
+        [JMP8, d] => Some(int3_emulate_jmp(regs, target(rel(&[*d])))),
+        [cc @ 0x70..=0x7f, d] => Some(int3_emulate_jcc(regs, cc & 0xf, next, rel(&[*d]))),
+        [0x0f, cc @ 0x80..=0x8f, d @ ..] if d.len() == 4 => Some(int3_emulate_jcc(regs, cc & 0xf, next, rel(d))),
+        _ => None,
     }
 }

@@ -46,9 +46,29 @@ pub use oracle::{Violation, ViolationKind};
 pub use outcome::{Outcome, Stats, Verdict};
 pub use plan::Plan;
 pub use protocol::{Mutant, Protocol};
-pub use workload::{GuestImage, Invariant, Kprobe, PatchAction, PokeRequest};
+pub use workload::{GuestImage, Invariant, Kprobe, PatchAction, PokeRequest, SiteOwner};
 
 pub use cpu_model::{FetchModel, FetchUnit, Staleness, StoreGranularity};
+
+/// Gives a closed set with `ALL` and `name()` its `Display` (the name, padded) and its
+/// `FromStr` (by name through [`parse_name`]; `what` names the set in the error).
+#[macro_export]
+macro_rules! named_set {
+    ($t:ty, $what:expr) => {
+        impl ::std::fmt::Display for $t {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.pad(self.name())
+            }
+        }
+
+        impl ::std::str::FromStr for $t {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                $crate::parse_name($what, s, &<$t>::ALL, <$t>::name)
+            }
+        }
+    };
+}
 
 /// Parses one of a closed set of names: `Err` says which `what` was unknown and lists the
 /// valid names (every name-based `FromStr` of the catalogue goes through here).

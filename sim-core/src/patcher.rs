@@ -6,6 +6,11 @@
 //!
 //! The operations are named for the kernel statements they mirror; each protocol version is a
 //! sequence of them (see [`crate::protocol`]), so a mutant is an edit of a sequence.
+//!
+//! A run has one patcher per patching client: the workload's (ftrace, static_call, ...) and
+//! one per kprobe that arms and disarms itself. They share the patching state and the text
+//! and are serialised by `text_mutex` ([`Op::LockTextMutex`]); which one takes it next is a
+//! scheduling decision like any other.
 
 use std::collections::VecDeque;
 
@@ -30,6 +35,8 @@ pub enum PatcherEffect {
     SyncDone,
     /// A batch returned.
     BatchDone,
+    /// The operation wrote memory it does not own (the explanation).
+    Fault(&'static str),
 }
 
 /// What the patcher is blocked on.
@@ -39,11 +46,13 @@ enum Wait {
     DescRefs(usize),
     CpuRefs(usize),
     GlobalRefs,
+    Rcu,
 }
 
 /// The patcher's program and position.
 #[derive(Clone, Debug)]
 pub struct Patcher {
+    client: usize,
     program: std::rc::Rc<[Op]>,
     plain: std::rc::Rc<[(u64, Vec<u8>)]>,
     pc: usize,
@@ -51,13 +60,16 @@ pub struct Patcher {
     waiting: Option<Wait>,
     do_sync: u32,
     granularity: StoreGranularity,
+    /// While `synchronize_rcu()` waits: the readers `(cpu, serial)` it waits for.
+    rcu_wait: Vec<(usize, u64)>,
 }
 
 impl Patcher {
-    /// A patcher that will run `program` (plain pokes indexed into `plain`), splitting pokes
-    /// by `granularity`.
-    pub fn new(program: Vec<Op>, plain: Vec<(u64, Vec<u8>)>, granularity: StoreGranularity) -> Self {
+    /// Patching client `client`'s patcher that will run `program` (plain pokes indexed into
+    /// `plain`), splitting pokes by `granularity`.
+    pub fn new(client: usize, program: Vec<Op>, plain: Vec<(u64, Vec<u8>)>, granularity: StoreGranularity) -> Self {
         Self {
+            client,
             program: program.into(),
             plain: plain.into(),
             pc: 0,
@@ -65,7 +77,13 @@ impl Patcher {
             waiting: None,
             do_sync: 0,
             granularity,
+            rcu_wait: Vec::new(),
         }
+    }
+
+    /// The patching client this patcher is (0: the workload's).
+    pub fn client(&self) -> usize {
+        self.client
     }
 
     /// True when every operation has completed.
@@ -73,15 +91,20 @@ impl Patcher {
         self.pc == self.program.len() && self.stores.is_empty() && self.waiting.is_none()
     }
 
-    /// True if the next step can run: not done, and not blocked on acknowledgements or on a
-    /// reference count.
+    /// True if the next step can run: not done, and not blocked on acknowledgements, on a
+    /// reference count or on `text_mutex` held by another client.
     pub fn enabled(&self, ipi: &Ipi, state: &PatchState) -> bool {
         let blocked = match self.waiting {
-            None => false,
+            None => {
+                self.stores.is_empty()
+                    && self.program.get(self.pc) == Some(&Op::LockTextMutex)
+                    && state.text_mutex.is_some()
+            }
             Some(Wait::Acks) => ipi.outstanding() > 0,
             Some(Wait::DescRefs(b)) => state.arrays[b].refs != 0,
             Some(Wait::CpuRefs(c)) => state.percpu_refs[c] != 0,
             Some(Wait::GlobalRefs) => state.global_refs != 0,
+            Some(Wait::Rcu) => self.rcu_wait.iter().any(|&(cpu, serial)| state.rcu_readers[cpu] == serial),
         };
         !self.done() && !blocked
     }
@@ -90,6 +113,9 @@ impl Patcher {
     pub fn hash_state(&self, h: &mut impl std::hash::Hasher) {
         use std::hash::Hash;
         (self.pc, &self.stores, self.waiting, self.do_sync).hash(h);
+        if !self.rcu_wait.is_empty() {
+            self.rcu_wait.hash(h);
+        }
     }
 
     /// True while the patcher waits for a reference count to drain.
@@ -109,7 +135,13 @@ impl Patcher {
             Wait::DescRefs(_) => Some("waiting for desc.refs to drain"),
             Wait::CpuRefs(_) => Some("waiting for text_poke_array_refs to drain"),
             Wait::GlobalRefs => Some("waiting for bp_desc.refs to drain"),
+            Wait::Rcu => Some("waiting for an RCU grace period"),
         }
+    }
+
+    /// True if the next step issues the current operation (no store of it pending, no wait).
+    pub fn at_op_start(&self) -> bool {
+        self.stores.is_empty() && self.waiting.is_none()
     }
 
     /// The operation in progress (or next), for reports.
@@ -140,6 +172,7 @@ impl Patcher {
             return PatcherEffect::Store(epoch);
         }
         if let Some(wait) = self.waiting.take() {
+            self.rcu_wait.clear();
             self.pc += 1;
             return if wait == Wait::Acks { PatcherEffect::SyncDone } else { PatcherEffect::Other };
         }
@@ -154,15 +187,20 @@ impl Patcher {
             Op::SetNr(b) => state.nr_entries = state.arrays[b].locs.len(),
             Op::PublishDesc(b) => state.desc = Some(b),
             Op::AddEntry { batch, entry } => {
-                // The plan refuses programs that overflow the vector (`check_vector_bound`).
-                debug_assert!(state.nr_entries < TEXT_POKE_ARRAY_MAX, "batch_add flushes before the array is full");
-                if state.nr_entries < TEXT_POKE_ARRAY_MAX {
-                    if state.static_vec.len() <= state.nr_entries {
-                        state.static_vec.resize(state.nr_entries + 1, None);
-                    }
-                    state.static_vec[state.nr_entries] = Some((batch, entry));
-                    state.nr_entries += 1;
+                // `struct { struct smp_text_poke_loc vec[TEXT_POKE_ARRAY_MAX]; int nr_entries; }`:
+                // without the vector-full check (mutant), vec[256] is nr_entries itself.
+                if state.nr_entries >= TEXT_POKE_ARRAY_MAX {
+                    return PatcherEffect::Fault(
+                        "__smp_text_poke_batch_add(): tpl = &text_poke_array.vec[text_poke_array.nr_entries++] with \
+                         nr_entries == TEXT_POKE_ARRAY_MAX writes vec[256], past the vector: its rel_addr overwrites \
+                         text_poke_array.nr_entries and the rest of the entry the memory after it",
+                    );
                 }
+                if state.static_vec.len() <= state.nr_entries {
+                    state.static_vec.resize(state.nr_entries + 1, None);
+                }
+                state.static_vec[state.nr_entries] = Some((batch, entry));
+                state.nr_entries += 1;
             }
             Op::SetRefs(cpu) => state.percpu_refs[cpu] = 1,
             Op::SetGlobalRefs => state.global_refs = 1,
@@ -205,6 +243,34 @@ impl Patcher {
                 let (addr, bytes) = self.plain[i].clone();
                 self.queue(addr, &bytes);
             }
+            Op::LockTextMutex => state.text_mutex = Some(self.client),
+            Op::UnlockTextMutex => {
+                debug_assert_eq!(state.text_mutex, Some(self.client), "unlock by the holder");
+                state.text_mutex = None;
+            }
+            Op::RegisterKprobe(k) => {
+                let kp = &mut state.kprobes[k];
+                kp.insn = current_instruction(text, kp.addr).into();
+                kp.registered = true;
+            }
+            Op::ArmKprobe(k) => {
+                state.kprobes[k].armed = true;
+                self.queue(state.kprobes[k].addr, &[INT3]);
+            }
+            Op::DisarmKprobe(k) => {
+                state.kprobes[k].armed = false;
+                let (addr, opcode) = (state.kprobes[k].addr, state.kprobes[k].insn[0]);
+                self.queue(addr, &[opcode]);
+            }
+            Op::UnregisterKprobe(k) => state.kprobes[k].registered = false,
+            Op::SynchronizeRcu => {
+                self.rcu_wait =
+                    state.rcu_readers.iter().enumerate().filter(|(_, &s)| s != 0).map(|(c, &s)| (c, s)).collect();
+                if !self.rcu_wait.is_empty() {
+                    self.waiting = Some(Wait::Rcu);
+                    return effect;
+                }
+            }
             Op::Sync | Op::SyncIfDoSync if op == Op::Sync || self.do_sync > 0 => {
                 ipi.broadcast();
                 self.waiting = Some(Wait::Acks);
@@ -244,4 +310,12 @@ impl Patcher {
         self.pc += 1;
         effect
     }
+}
+
+/// The instruction the text holds at `addr` now (what `arch_copy_kprobe()` copies).
+fn current_instruction(text: &TextMemory, addr: u64) -> Vec<u8> {
+    let avail = (text.end() - addr).min(15) as usize;
+    let bytes = text.read(addr, avail);
+    let insn = iced_x86::Decoder::with_ip(64, bytes, addr, iced_x86::DecoderOptions::NONE).decode();
+    bytes[..insn.len().max(1)].to_vec()
 }

@@ -10,6 +10,9 @@
 //!   `{ vec, nr_entries, refs }` on the patcher's stack, freed when the batch returns;
 //! - `text_poke_array { vec[TEXT_POKE_ARRAY_MAX], nr_entries }` and per-CPU
 //!   `text_poke_array_refs` (linux-6.16): static, so stale entries stay readable.
+//!
+//! Beside them, what every version shares: `text_mutex` (which patching client holds it) and
+//! the registered kprobes (`kprobe_table`, what `get_kprobe()` finds; `kernel/kprobes.c`).
 
 use crate::protocol::TextPokeLoc;
 
@@ -20,7 +23,8 @@ pub const TEXT_POKE_ARRAY_MAX: usize = 256;
 /// One batch's `struct text_poke_loc tp[]` (and, for linux-5.6, the descriptor around it).
 #[derive(Clone, Debug)]
 pub struct PokeArray {
-    /// The entries, sorted by address as `bsearch` requires.
+    /// The entries, sorted by address as `bsearch` requires (unless a mutant dropped
+    /// `smp_text_poke_batch_add()`'s order check).
     pub locs: std::rc::Rc<[TextPokeLoc]>,
     /// The bytes each entry replaces: the text as the patcher's earlier batches left it (the
     /// patcher's program is fixed, so this is known before the run).
@@ -36,6 +40,23 @@ impl PokeArray {
     pub fn new(locs: Vec<TextPokeLoc>, old: Vec<Vec<u8>>) -> Self {
         Self { locs: locs.into(), old: old.into(), live: false, refs: 0 }
     }
+}
+
+/// One kprobe (`struct kprobe`) as `kprobe_int3_handler()` and the oracles see it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KprobeState {
+    /// `p->addr`: the probed instruction.
+    pub addr: u64,
+    /// `p->ainsn.insn`: where its out-of-line copy starts.
+    pub ool: u64,
+    /// The probed instruction as `arch_prepare_kprobe()` copied it; its first byte is
+    /// `p->opcode`, what `arch_disarm_kprobe()` writes back.
+    pub insn: std::rc::Rc<[u8]>,
+    /// In `kprobe_table`: `get_kprobe(addr)` finds it (`hlist_add_head_rcu()` in
+    /// `register_kprobe()` until `hlist_del_rcu()` in `__unregister_kprobe_top()`).
+    pub registered: bool,
+    /// Its INT3 belongs in the text: from `arch_arm_kprobe()` until `arch_disarm_kprobe()`.
+    pub armed: bool,
 }
 
 /// Why a handler's access to the patching state is invalid — the handler faults (an oops).
@@ -94,12 +115,38 @@ pub struct PatchState {
     pub percpu_refs: Vec<i32>,
     /// The static `bp_desc.refs` (6.0; its `vec` and `nr_entries` are the fields above).
     pub global_refs: i32,
+    /// `text_mutex`: the patching client holding it, if any.
+    pub text_mutex: Option<usize>,
+    /// Every kprobe of the run, registered or not, by index.
+    pub kprobes: Vec<KprobeState>,
+    /// Per vCPU, the RCU read-side section it is in: the INT3 handler runs with preemption
+    /// disabled (from 5.9 as an NMI-like entry), so `synchronize_rcu()` waits for it. 0 = none;
+    /// otherwise the serial of the handler activation. Not part of a state's hash: only a
+    /// waiting patcher reads it, and it hashes what it waits for.
+    pub rcu_readers: Vec<u64>,
+    rcu_serial: u64,
 }
 
 impl PatchState {
-    /// Empty state for `arrays` and `cpus` vCPUs.
-    pub fn new(arrays: Vec<PokeArray>, cpus: usize) -> Self {
-        Self { arrays, percpu_refs: vec![0; cpus], ..Self::default() }
+    /// Empty state for `arrays`, `cpus` vCPUs and `kprobes` in their initial state.
+    pub fn new(arrays: Vec<PokeArray>, cpus: usize, kprobes: Vec<KprobeState>) -> Self {
+        Self { arrays, percpu_refs: vec![0; cpus], kprobes, rcu_readers: vec![0; cpus], ..Self::default() }
+    }
+
+    /// vCPU `cpu` took a trap: its handler is an RCU reader until the IRET.
+    pub fn rcu_read_lock(&mut self, cpu: usize) {
+        self.rcu_serial += 1;
+        self.rcu_readers[cpu] = self.rcu_serial;
+    }
+
+    /// vCPU `cpu` left its handler.
+    pub fn rcu_read_unlock(&mut self, cpu: usize) {
+        self.rcu_readers[cpu] = 0;
+    }
+
+    /// `get_kprobe(addr)`: the registered kprobe at `addr`, if any.
+    pub fn get_kprobe(&self, addr: u64) -> Option<&KprobeState> {
+        self.kprobes.iter().find(|k| k.registered && k.addr == addr)
     }
 
     /// Dereferences `vec[index]` as a handler would; returns the entry and where it lives
@@ -135,6 +182,10 @@ impl PatchState {
         (self.vec, self.nr_entries, self.desc, self.global_refs, &self.static_vec).hash(h);
         for a in &self.arrays {
             (a.live, a.refs).hash(h);
+        }
+        self.text_mutex.hash(h);
+        for k in &self.kprobes {
+            (k.registered, k.armed).hash(h);
         }
     }
 

@@ -14,18 +14,16 @@
 //! - the legitimate images of every site (the torn-fetch oracle);
 //! - how long a run should take ([`Plan::expected_ticks`]) and the default tick budget.
 
-use std::collections::BTreeMap;
-
 use iced_x86::{Decoder, DecoderOptions, FlowControl, Formatter, Instruction, IntelFormatter};
 
-use crate::config::{RunConfig, MAX_TICKS};
+use crate::config::{RunConfig, MAX_CLIENTS, MAX_TICKS};
 use crate::error::Subject;
 use crate::oracle::torn::TornOracle;
-use crate::patching::{PokeArray, TEXT_POKE_ARRAY_MAX};
+use crate::patching::{KprobeState, PokeArray, TEXT_POKE_ARRAY_MAX};
 use crate::program::Op;
 use crate::protocol::loc::{INT3, JMP32};
-use crate::protocol::{text_poke_loc_init, Protocol};
-use crate::workload::{GuestImage, Kprobe, PatchAction, PokeRequest};
+use crate::protocol::{text_poke_loc_init, Mutant, Protocol};
+use crate::workload::{GuestImage, Kprobe, PatchAction, PokeRequest, SiteOwner};
 use crate::SimError;
 
 /// The smallest default tick budget.
@@ -39,21 +37,22 @@ pub struct Plan {
     pub config: RunConfig,
     /// The guest, with the kprobes' INT3s and out-of-line copies written into its text.
     pub image: GuestImage,
-    /// Kprobe address → where its out-of-line copy starts.
-    pub owners: BTreeMap<u64, u64>,
+    /// Every kprobe of the run in its initial state, by index (the scenario's first).
+    pub kprobes: Vec<KprobeState>,
     /// The legitimate images of every site.
     pub torn: TornOracle,
     /// One patch array per batch the patcher runs.
     pub arrays: Vec<PokeArray>,
-    /// The patcher's whole program.
-    pub program: Vec<Op>,
+    /// One program per patching client: the workload's patcher first, then one per kprobe
+    /// that arms and disarms itself.
+    pub programs: Vec<Vec<Op>>,
     /// Plain `text_poke()`s outside the INT3 protocol, indexed by [`Op::PokePlain`].
     pub plain: Vec<(u64, Vec<u8>)>,
 }
 
 impl std::fmt::Debug for Plan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Plan").field("image", &self.image).field("ops", &self.program.len()).finish()
+        f.debug_struct("Plan").field("image", &self.image).field("ops", &self.ops().count()).finish()
     }
 }
 
@@ -79,29 +78,34 @@ impl Plan {
             return Err(SimError::invalid(Subject::Workload, "the text does not fill its text region"));
         }
         let torn = TornOracle::new(&layout, &image.text, &image.actions)?;
-        for (i, kp) in kprobes.iter().enumerate() {
-            check_user_kprobe(&image, &torn, kp).map_err(|m| SimError::invalid(Subject::Kprobe(i), m))?;
+        let all = registered_kprobes(config, &image, &torn, kprobes)?;
+        let kprobe_states = install_kprobes(&mut image, &all, kprobes.len())?;
+        // With other clients, each action of the workload's script runs under text_mutex, as
+        // the kernel's callers hold it around text_poke_bp() and text_poke().
+        let shared = all.iter().any(|k| k.cycles > 0);
+        let (arrays, program, plain) = patcher_program(config, &image, shared)?;
+        if config.program.is_some() {
+            check_vector_bound(&arrays, &program)?;
         }
-        let mut all = kprobes.to_vec();
-        all.extend(image.kprobes.iter().copied());
-        if !all.is_empty() && !config.kernel.kprobes {
-            // register_kprobe() does not exist without CONFIG_KPROBES.
-            let who = if kprobes.is_empty() { "the workload's kprobe" } else { "a [[kprobes]] entry" };
-            return Err(SimError::invalid(Subject::Kernel, format!("{who} needs CONFIG_KPROBES=y")));
+        let mut programs = vec![program];
+        for (k, kp) in all.iter().enumerate().filter(|(_, kp)| kp.cycles > 0) {
+            programs.push(config.protocol.kprobe_program(&config.mutants, k, kp.cycles));
         }
-        let owners = install_kprobes(&mut image, &all, kprobes.len())?;
-        let (arrays, program, plain) = patcher_program(config, &image)?;
-        check_vector_bound(&arrays, &program)?;
-        Ok(Self { config: config.clone(), image, owners, torn, arrays, program, plain })
+        Ok(Self { config: config.clone(), image, kprobes: kprobe_states, torn, arrays, programs, plain })
+    }
+
+    /// Every operation of every client, in client order.
+    pub fn ops(&self) -> impl Iterator<Item = &Op> {
+        self.programs.iter().flatten()
     }
 
     /// About how many ticks a uniformly scheduled run takes: the patcher runs about one tick
     /// in `cpus + 1`; each sync waits for one IPI delivery per vCPU; then the drain.
     pub fn expected_ticks(&self) -> u64 {
         let cpus = self.config.cpus as u64;
-        let stores: u64 = self.program.iter().map(|op| self.store_bytes(op)).sum();
-        let syncs = self.program.iter().filter(|op| matches!(op, Op::Sync | Op::SyncIfDoSync)).count() as u64;
-        let patcher_steps = self.program.len() as u64 + stores + syncs;
+        let stores: u64 = self.ops().map(|op| self.store_bytes(op)).sum();
+        let syncs = self.ops().filter(|op| matches!(op, Op::Sync | Op::SyncIfDoSync)).count() as u64;
+        let patcher_steps = self.ops().count() as u64 + stores + syncs;
         (patcher_steps * (cpus + 1) + syncs * cpus + self.config.drain_steps * cpus).max(100)
     }
 
@@ -109,7 +113,11 @@ impl Plan {
     fn store_bytes(&self, op: &Op) -> u64 {
         let loc = |b: usize, e: usize| self.arrays[b].locs[e].len as u64;
         match *op {
-            Op::PokeInt3 { .. } | Op::PokeFirst { .. } | Op::PokeFirstAlways { .. } => 1,
+            Op::PokeInt3 { .. }
+            | Op::PokeFirst { .. }
+            | Op::PokeFirstAlways { .. }
+            | Op::ArmKprobe(_)
+            | Op::DisarmKprobe(_) => 1,
             Op::PokeTail { batch, entry } => loc(batch, entry).saturating_sub(1),
             Op::PokeWhole { batch, entry } => loc(batch, entry),
             Op::PokePlain(i) => self.plain[i].1.len() as u64,
@@ -153,9 +161,19 @@ fn describe(image: &GuestImage, insn: &Instruction) -> String {
     format!("`{text}` ({}) at {:#x}", hex.join(" "), insn.ip())
 }
 
-/// A user kprobe must start an instruction of the workload's code, outside every patched
-/// site, that the out-of-line single-step can run.
-fn check_user_kprobe(image: &GuestImage, torn: &TornOracle, kp: &Kprobe) -> Result<(), String> {
+/// How `register_kprobe()` treats a kprobe on a site another patcher owns.
+fn reserved_site(torn: &TornOracle, kp: &Kprobe, len: u64) -> Option<(u64, u64)> {
+    let a = (kp.addr..kp.addr + len).find(|&a| torn.in_site(a))?;
+    let site = torn.site_ranges().map(|(s, l)| (s, l as u64)).find(|&(s, l)| a >= s && a < s + l);
+    Some(site.unwrap_or((a, 1)))
+}
+
+/// What `register_kprobe()` checks about an address (`check_kprobe_address_safe()`,
+/// `can_probe()`, `arch_prepare_kprobe()`): it must start an instruction of the workload's
+/// code; a site another patcher owns is refused by that owner's reserved-text check (unless
+/// [`Mutant::NoTextReserved`] drops them); the instruction must be one pokesim can run for the
+/// probe (a plain instruction out of line, or a relative CALL/JMP/Jcc, emulated).
+fn check_kprobe(image: &GuestImage, torn: &TornOracle, kp: &Kprobe, reserved: bool) -> Result<(), String> {
     let layout = image.layout;
     if !layout.in_text(kp.addr) {
         return Err(format!(
@@ -171,31 +189,68 @@ fn check_user_kprobe(image: &GuestImage, torn: &TornOracle, kp: &Kprobe) -> Resu
     if start != kp.addr {
         return Err(format!("{:#x} splits the instruction {}", kp.addr, describe(image, &insn)));
     }
-    if let Some(a) = (start..insn.next_ip()).find(|&a| torn.in_site(a)) {
-        let (site, len) = torn.site_ranges().find(|&(s, l)| a >= s && a < s + l as u64).unwrap_or((a, 1));
+    if let Some((site, len)) = reserved.then(|| reserved_site(torn, kp, insn.len() as u64)).flatten() {
+        let check = image.site_owner.check();
         return Err(format!(
-            "{:#x} is inside the patched site {site:#x}+{len}: that code belongs to the patcher (the kernel's \
-             *_text_reserved() checks refuse a kprobe there)",
+            "{:#x} is inside the patched site {site:#x}+{len}: that code belongs to the patcher, and \
+             register_kprobe()'s {check} refuses a kprobe there (the no-text-reserved mutant drops the check)",
             kp.addr
         ));
     }
-    if insn.is_ip_rel_memory_operand() || insn.flow_control() != FlowControl::Next {
+    let branch = crate::handler::kprobe_emulate(&cpu_model::Regs { rip: kp.addr + 1, ..Default::default() }, &{
+        let off = (kp.addr - layout.text_base) as usize;
+        image.text[off..off + insn.len()].to_vec()
+    });
+    if branch.is_none() && (insn.is_ip_rel_memory_operand() || insn.flow_control() != FlowControl::Next) {
         return Err(format!(
-            "{} cannot be single-stepped out of line (a branch or RIP-relative instruction; pokesim's kprobes \
-             run plain instructions only)",
+            "{} cannot be probed here: pokesim runs a probed instruction out of line when it is plain, \
+             and emulates a relative CALL, JMP or Jcc; RET, indirect branches and RIP-relative operands \
+             (which need __copy_instruction()'s displacement fixup) are not modelled",
             describe(image, &insn)
         ));
     }
     Ok(())
 }
 
+/// A kprobe that registers itself during the run copies the instruction the text holds then.
+/// pokesim runs a plain probed instruction from an out-of-line copy made before the run, so on
+/// a site another patcher rewrites (only without the reserved-text checks) every instruction the
+/// site can hold must start at the kprobe and be either that same instruction or a relative
+/// branch (emulated, no copy needed).
+fn check_client_on_site(image: &GuestImage, kp: &Kprobe) -> Result<(), String> {
+    let off = (kp.addr - image.layout.text_base) as usize;
+    let window = &image.text[off..(off + 15).min(image.text.len())];
+    let initial = Decoder::with_ip(64, window, kp.addr, DecoderOptions::NONE).decode();
+    let initial = &window[..initial.len()];
+    let regs = cpu_model::Regs { rip: kp.addr + 1, ..Default::default() };
+    for action in &image.actions {
+        let reqs: &[PokeRequest] = match action {
+            PatchAction::Batch(reqs) => reqs,
+            _ => &[],
+        };
+        for r in reqs.iter().filter(|r| kp.addr >= r.addr && kp.addr < r.addr + r.new.len() as u64) {
+            let same = r.new.starts_with(initial);
+            if r.addr != kp.addr || !(same || crate::handler::kprobe_emulate(&regs, &r.new).is_some()) {
+                return Err(format!(
+                    "{:#x}: a kprobe that registers itself during the run on a site rewritten to {:02x?} is not \
+                     modelled (pokesim's out-of-line copy is made before the run; only the same instruction or a \
+                     relative branch, which is emulated, can be probed there)",
+                    kp.addr, r.new
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Registers kprobes: an out-of-line copy of each probed instruction followed by
-/// `jmp addr+len` in the OOL area, and the INT3 of each armed one. Returns owner → resume.
-/// The first `user` kprobes are the scenario's (errors name them), the rest the workload's.
-fn install_kprobes(image: &mut GuestImage, kprobes: &[Kprobe], user: usize) -> Result<BTreeMap<u64, u64>, SimError> {
+/// `jmp addr+len` in the OOL area (`arch_prepare_kprobe()`), the INT3 of each one armed for the
+/// whole run, and each kprobe's initial state. The first `user` kprobes are the scenario's
+/// (errors name them), the rest the workload's.
+fn install_kprobes(image: &mut GuestImage, kprobes: &[Kprobe], user: usize) -> Result<Vec<KprobeState>, SimError> {
     let base = image.layout.text_base;
     let (mut slot, end) = (image.ool_area.0, image.ool_area.0 + image.ool_area.1);
-    let mut owners = BTreeMap::new();
+    let mut states: Vec<KprobeState> = Vec::new();
     for (i, kp) in kprobes.iter().enumerate() {
         let subject = if i < user { Subject::Kprobe(i) } else { Subject::Workload };
         let off = kp.addr.checked_sub(base).map(|o| o as usize).filter(|&o| o < image.text.len());
@@ -203,8 +258,9 @@ fn install_kprobes(image: &mut GuestImage, kprobes: &[Kprobe], user: usize) -> R
         let window = &image.text[off..(off + 15).min(image.text.len())];
         let insn = Decoder::with_ip(64, window, kp.addr, DecoderOptions::NONE).decode();
         let len = insn.len();
-        if insn.is_invalid() || owners.contains_key(&kp.addr) || slot + len as u64 + 5 > end {
-            let why = if owners.contains_key(&kp.addr) { "is probed twice" } else { "has no room for its OOL copy" };
+        let twice = states.iter().any(|k| k.addr == kp.addr);
+        if insn.is_invalid() || twice || slot + len as u64 + 5 > end {
+            let why = if twice { "is probed twice" } else { "has no room for its OOL copy" };
             return Err(SimError::invalid(subject, format!("{:#x} {why}", kp.addr)));
         }
         let s = (slot - base) as usize;
@@ -213,30 +269,90 @@ fn install_kprobes(image: &mut GuestImage, kprobes: &[Kprobe], user: usize) -> R
         let back = (kp.addr + len as u64).wrapping_sub(slot + len as u64 + 5) as i32;
         image.text[s + len] = JMP32;
         image.text[s + len + 1..s + len + 5].copy_from_slice(&back.to_le_bytes());
-        owners.insert(kp.addr, slot);
-        if kp.armed {
+        let whole_run = kp.cycles == 0;
+        if whole_run && kp.armed {
             image.text[off] = INT3;
         }
+        states.push(KprobeState {
+            addr: kp.addr,
+            ool: slot,
+            insn: copy.into(),
+            registered: whole_run,
+            armed: whole_run && kp.armed,
+        });
         slot += (len as u64 + 5).next_multiple_of(16);
     }
-    Ok(owners)
+    Ok(states)
+}
+
+/// The kprobes of a run after `register_kprobe()`'s checks: the scenario's (each checked;
+/// refused with the reason) and the workload's (a workload's kprobe at the start of an ftrace
+/// site becomes an ftrace-based kprobe, `KPROBE_FLAG_FTRACE`, which writes no INT3 — unless
+/// [`Mutant::NoTextReserved`] drops `check_ftrace_location()`).
+fn registered_kprobes(
+    config: &RunConfig,
+    image: &GuestImage,
+    torn: &TornOracle,
+    user: &[Kprobe],
+) -> Result<Vec<Kprobe>, SimError> {
+    let reserved = !config.mutants.contains(&Mutant::NoTextReserved);
+    for (i, kp) in user.iter().enumerate() {
+        check_kprobe(image, torn, kp, reserved).map_err(|m| SimError::invalid(Subject::Kprobe(i), m))?;
+    }
+    let mut all = user.to_vec();
+    for kp in &image.kprobes {
+        let on_ftrace = image.site_owner == SiteOwner::Ftrace && torn.site_ranges().any(|(s, _)| s == kp.addr);
+        if !(reserved && on_ftrace) {
+            all.push(*kp);
+        }
+    }
+    for (i, kp) in all.iter().enumerate().filter(|(_, k)| k.cycles > 0) {
+        let subject = if i < user.len() { Subject::Kprobe(i) } else { Subject::Workload };
+        check_client_on_site(image, kp).map_err(|m| SimError::invalid(subject, m))?;
+    }
+    if !all.is_empty() && !config.kernel.kprobes {
+        // register_kprobe() does not exist without CONFIG_KPROBES.
+        let who = if user.is_empty() { "the workload's kprobe" } else { "a [[kprobes]] entry" };
+        return Err(SimError::invalid(Subject::Kernel, format!("{who} needs CONFIG_KPROBES=y")));
+    }
+    let clients = all.iter().filter(|k| k.cycles > 0).count();
+    if clients + 1 > MAX_CLIENTS {
+        return Err(SimError::invalid(
+            Subject::Kprobe(user.len().min(clients)),
+            format!(
+                "{clients} kprobes arm and disarm themselves; at most {} patching clients besides the workload's",
+                MAX_CLIENTS - 1
+            ),
+        ));
+    }
+    Ok(all)
 }
 
 /// Splits one batch of requests into the arrays the version's patcher handles, in order:
 /// callers of `text_poke_bp_batch()` sort their vector (jump_label sorts its entries) and
 /// flush at `TP_VEC_MAX`; `smp_text_poke_batch_add()` flushes when the vector is full or an
 /// address arrives out of order.
-fn split_batch(protocol: Protocol, reqs: &[PokeRequest]) -> Result<Vec<Vec<PokeRequest>>, SimError> {
+/// The mutants `batch-no-full-check` and `batch-no-order-check` drop one of
+/// `smp_text_poke_batch_add()`'s two checks.
+fn split_batch(
+    protocol: Protocol,
+    mutants: &[Mutant],
+    reqs: &[PokeRequest],
+) -> Result<Vec<Vec<PokeRequest>>, SimError> {
     if reqs.is_empty() {
         return Err(SimError::invalid(Subject::Workload, "a batch must have at least one site"));
     }
     let mut groups: Vec<Vec<PokeRequest>> = Vec::new();
     if protocol.batch_add() {
+        // if (nr_entries == TEXT_POKE_ARRAY_MAX || !text_poke_addr_ordered(addr)) finish();
+        let full =
+            |g: &Vec<PokeRequest>| !mutants.contains(&Mutant::BatchNoFullCheck) && g.len() == TEXT_POKE_ARRAY_MAX;
+        let unordered = |g: &Vec<PokeRequest>, r: &PokeRequest| {
+            !mutants.contains(&Mutant::BatchNoOrderCheck) && g.last().is_some_and(|l| l.addr > r.addr)
+        };
         for r in reqs {
             match groups.last_mut() {
-                Some(g) if g.len() < TEXT_POKE_ARRAY_MAX && g.last().is_some_and(|l| l.addr <= r.addr) => {
-                    g.push(r.clone())
-                }
+                Some(g) if !full(g) && !unordered(g, r) => g.push(r.clone()),
                 _ => groups.push(vec![r.clone()]),
             }
         }
@@ -288,15 +404,16 @@ fn check_single_instruction(copy: &[u8], base: u64, req: &PokeRequest) -> Result
 
 type Program = (Vec<PokeArray>, Vec<Op>, Vec<(u64, Vec<u8>)>);
 
-/// The patch arrays, the patcher's program and its plain pokes for the image's script.
-fn patcher_program(config: &RunConfig, image: &GuestImage) -> Result<Program, SimError> {
+/// The patch arrays, the patcher's program and its plain pokes for the image's script; with
+/// `locked`, each action between `text_mutex` lock and unlock.
+fn patcher_program(config: &RunConfig, image: &GuestImage, locked: bool) -> Result<Program, SimError> {
     let (protocol, rules, base) = (config.protocol, config.protocol.loc_rules(), image.layout.text_base);
     let (mut arrays, mut program, mut plain) = (Vec::new(), Vec::new(), Vec::new());
     let mut copy = image.text.clone();
     for action in &image.actions {
         match action {
             PatchAction::Batch(reqs) => {
-                for group in split_batch(protocol, reqs)? {
+                for group in split_batch(protocol, &config.mutants, reqs)? {
                     let mut locs = Vec::with_capacity(group.len());
                     for r in &group {
                         if !config.unsafe_multi_insn {
@@ -323,17 +440,21 @@ fn patcher_program(config: &RunConfig, image: &GuestImage) -> Result<Program, Si
                         copy[off..off + r.new.len()].copy_from_slice(&r.new);
                     }
                     let id = arrays.len();
+                    program.extend(locked.then_some(Op::LockTextMutex));
                     match &config.program {
                         Some(t) => program.extend(crate::program::expand(t, id, locs.len(), config.cpus)),
                         None => program.extend(protocol.batch_program(&config.mutants, id, locs.len(), config.cpus)),
                     }
+                    program.extend(locked.then_some(Op::UnlockTextMutex));
                     arrays.push(PokeArray::new(locs, old));
                 }
             }
             PatchAction::Poke { addr, bytes } => {
                 let off = (addr - base) as usize;
                 copy[off..off + bytes.len()].copy_from_slice(bytes);
-                program.push(Op::PokePlain(plain.len()));
+                program.extend(locked.then_some(Op::LockTextMutex));
+                program.extend([Op::PokePlain(plain.len())]);
+                program.extend(locked.then_some(Op::UnlockTextMutex));
                 plain.push((*addr, bytes.clone()));
             }
             PatchAction::Sync => program.push(Op::Sync),

@@ -8,8 +8,6 @@
 //! [`Op`] is one concrete operation of a run (which batch, entry or vCPU); [`OpTemplate`] is
 //! its step in a program. Every operation's name is its template step's name: one name table.
 
-use std::fmt;
-use std::str::FromStr;
 
 use crate::error::Subject;
 use crate::SimError;
@@ -81,9 +79,26 @@ pub enum Op {
         /// The entry of that batch.
         entry: usize,
     },
-    /// A plain `text_poke()` outside the INT3 protocol (kprobe arm/disarm), by index into
-    /// the patcher's plain-poke table.
+    /// A plain `text_poke()` outside the INT3 protocol (a workload's own kprobe arm/disarm),
+    /// by index into the plan's plain-poke table.
     PokePlain(usize),
+    /// `mutex_lock(&text_mutex)`: disabled while another patching client holds it.
+    LockTextMutex,
+    /// `mutex_unlock(&text_mutex)`.
+    UnlockTextMutex,
+    /// `register_kprobe()`: `prepare_kprobe()` copies the probed instruction as the text holds
+    /// it now (`p->opcode` is its first byte), then `hlist_add_head_rcu(&p->hlist, ...)` — from
+    /// now on `get_kprobe()` finds kprobe `k`.
+    RegisterKprobe(usize),
+    /// `arch_arm_kprobe()`: `text_poke(p->addr, &int3, 1)`.
+    ArmKprobe(usize),
+    /// `arch_disarm_kprobe()`: `text_poke(p->addr, &p->opcode, 1)`.
+    DisarmKprobe(usize),
+    /// `__unregister_kprobe_top()`: `hlist_del_rcu(&p->hlist)`.
+    UnregisterKprobe(usize),
+    /// `synchronize_rcu()` (`unregister_kprobes()`): waits until every INT3 handler running
+    /// when it started has returned.
+    SynchronizeRcu,
     /// `do_sync = 0`.
     ResetDoSync,
     /// `on_each_cpu(do_sync_core, NULL, 1)` / `text_poke_sync()`.
@@ -117,9 +132,20 @@ pub enum Op {
 
 impl Op {
     /// Its name in traces, reports and scenario files: the name of its [`OpTemplate`] (the one
-    /// name table), or `text-poke` for a plain `text_poke()` outside the INT3 protocol.
+    /// name table of the INT3 protocol's steps), or, for the operations of other patching
+    /// clients that no template spells out, their own.
     pub fn name(&self) -> &'static str {
-        OpTemplate::of(self).map_or("text-poke", OpTemplate::name)
+        match self {
+            Op::PokePlain(_) => "text-poke",
+            Op::LockTextMutex => "lock-text-mutex",
+            Op::UnlockTextMutex => "unlock-text-mutex",
+            Op::RegisterKprobe(_) => "register-kprobe",
+            Op::ArmKprobe(_) => "arm-kprobe",
+            Op::DisarmKprobe(_) => "disarm-kprobe",
+            Op::UnregisterKprobe(_) => "unregister-kprobe",
+            Op::SynchronizeRcu => "synchronize-rcu",
+            other => OpTemplate::of(other).map_or("?", OpTemplate::name),
+        }
     }
 }
 
@@ -244,7 +270,8 @@ impl OpTemplate {
     }
 
     /// The template step an operation belongs to; `None` for a plain `text_poke()`
-    /// ([`Op::PokePlain`]), which is not a step of the INT3 protocol.
+    /// ([`Op::PokePlain`]), `text_mutex` and the kprobe operations, which are not steps of
+    /// the INT3 protocol.
     pub fn of(op: &Op) -> Option<OpTemplate> {
         Some(match *op {
             Op::BeginBatch(_) => OpTemplate::BeginBatch,
@@ -262,7 +289,14 @@ impl OpTemplate {
             Op::PokeFirst { .. } => OpTemplate::PokeFirst,
             Op::PokeFirstAlways { .. } => OpTemplate::PokeFirstAlways,
             Op::PokeWhole { .. } => OpTemplate::PokeWhole,
-            Op::PokePlain(_) => return None,
+            Op::PokePlain(_)
+            | Op::LockTextMutex
+            | Op::UnlockTextMutex
+            | Op::RegisterKprobe(_)
+            | Op::ArmKprobe(_)
+            | Op::DisarmKprobe(_)
+            | Op::UnregisterKprobe(_)
+            | Op::SynchronizeRcu => return None,
             Op::ResetDoSync => OpTemplate::ResetDoSync,
             Op::Sync => OpTemplate::Sync,
             Op::SyncIfDoSync => OpTemplate::SyncIfDoSync,
@@ -310,18 +344,7 @@ impl OpTemplate {
     }
 }
 
-impl fmt::Display for OpTemplate {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(self.name())
-    }
-}
-
-impl FromStr for OpTemplate {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        crate::parse_name("program operation", s, &OpTemplate::ALL, OpTemplate::name)
-    }
-}
+crate::named_set!(OpTemplate, "program operation");
 
 /// Checks a template: it must end the batch exactly once, as its last operation, write the
 /// new instruction somewhere (a program that never does patches nothing), and every reference

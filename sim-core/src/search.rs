@@ -210,6 +210,15 @@ pub fn search(
     global_states: bool,
     progress: &dyn Fn(u64),
 ) -> Result<SearchResult, SimError> {
+    if let Some(k) = machine.first_kprobe_client() {
+        // The text's store history is one sequence, the same on every path, only while one
+        // client patches: with two, the order of their stores is itself a choice.
+        return Err(SimError::invalid(
+            crate::error::Subject::Kprobe(k),
+            "arms and disarms itself, a second patching client: state-space search covers one patching client; \
+             sample this scenario with run or explore",
+        ));
+    }
     let sym_canon = machine.canon();
     let mut canon = sym_canon.clone();
     canon.symmetric &= opts.symmetry;

@@ -51,7 +51,12 @@ impl TextMemory {
         &self.initial
     }
 
-    /// Bytes `[addr, addr+len)` as of now.
+    /// The address just past the text.
+    pub fn end(&self) -> u64 {
+        self.base + self.current.len() as u64
+    }
+
+    /// `len` bytes of the text as it is now, from `addr`.
     pub fn read(&self, addr: u64, len: usize) -> &[u8] {
         let off = (addr - self.base) as usize;
         &self.current[off..off + len]

@@ -135,7 +135,8 @@ impl Trace {
             Event::GuestStep(i) => (0u8, i as u64),
             Event::HandlerStep(i) => (1, i as u64),
             Event::IpiDeliver(i) => (2, i as u64),
-            Event::Patcher => (3, u64::MAX),
+            // Client 0 keeps the tag of a one-patcher run, so its hashes never change.
+            Event::Patcher(k) => (3, u64::MAX - k as u64),
         };
         // One contiguous record per event: xxh3's streaming update has a fixed cost per call,
         // and this runs on every tick.
@@ -160,7 +161,7 @@ impl Trace {
         if self.keep {
             let actor = match event.cpu() {
                 Some(i) => format!("cpu{i}"),
-                None => "patcher".to_string(),
+                None => event.to_string(),
             };
             self.events.push(TraceEvent {
                 tick,

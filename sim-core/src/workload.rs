@@ -45,13 +45,64 @@ pub enum PatchAction {
 
 /// A kprobe: an INT3 owner. Its handler (`kprobe_int3_handler`, reached only after the
 /// patching handler declined) resumes the trapping CPU at the out-of-line copy of the probed
-/// instruction, which jumps back after it.
+/// instruction, which jumps back after it — or, for a CALL, JMP or Jcc, emulates it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Kprobe {
     /// The probed instruction.
     pub addr: u64,
-    /// Armed (INT3 written) from the start; otherwise the script arms it.
+    /// Armed (INT3 written) from the start; otherwise the script arms it. Ignored with
+    /// `cycles > 0`.
     pub armed: bool,
+    /// `0`: registered for the whole run. Otherwise a patching client of its own, racing the
+    /// workload's patcher under `text_mutex`: `cycles` times `register_kprobe()` (add to
+    /// `kprobe_table`, then `arch_arm_kprobe()`) and `unregister_kprobe()`
+    /// (`arch_disarm_kprobe()`, then remove), each text change a `text_poke()` followed, from
+    /// linux-5.6 on, by `text_poke_sync()`.
+    pub cycles: u32,
+}
+
+impl Kprobe {
+    /// A kprobe registered and armed for the whole run.
+    pub fn armed(addr: u64) -> Self {
+        Self { addr, armed: true, cycles: 0 }
+    }
+
+    /// A kprobe that registers, arms, disarms and unregisters itself `cycles` times.
+    pub fn client(addr: u64, cycles: u32) -> Self {
+        Self { addr, armed: false, cycles }
+    }
+}
+
+/// Which kernel subsystem owns a workload's patched sites, and so which check of
+/// `register_kprobe()` keeps a kprobe off them (`check_kprobe_address_safe()` in
+/// `kernel/kprobes.c`, `arch_prepare_kprobe()` in `arch/x86/kernel/kprobes/core.c`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SiteOwner {
+    /// ftrace's `call __fentry__` sites: `check_ftrace_location()` turns a kprobe on one into
+    /// an ftrace-based kprobe (`KPROBE_FLAG_FTRACE`, with `CONFIG_KPROBES_ON_FTRACE`), which
+    /// writes no INT3.
+    Ftrace,
+    /// `static_call_text_reserved()` (since static calls exist, 5.10).
+    StaticCall,
+    /// `jump_label_text_reserved()`.
+    JumpLabel,
+    /// `alternatives_text_reserved()` (`arch_prepare_kprobe()`).
+    Alternatives,
+    /// Another kprobe's (an optprobe's) instruction: `register_aggr_kprobe()` would share it.
+    Kprobe,
+}
+
+impl SiteOwner {
+    /// The kernel check that refuses (or converts) a kprobe on such a site.
+    pub fn check(self) -> &'static str {
+        match self {
+            SiteOwner::Ftrace => "check_ftrace_location()",
+            SiteOwner::StaticCall => "static_call_text_reserved()",
+            SiteOwner::JumpLabel => "jump_label_text_reserved()",
+            SiteOwner::Alternatives => "alternatives_text_reserved()",
+            SiteOwner::Kprobe => "register_aggr_kprobe()",
+        }
+    }
 }
 
 /// The guest-side check of a workload, run whenever a vCPU is about to execute its loop head.
@@ -100,6 +151,8 @@ pub struct GuestImage {
     pub kprobes: Vec<Kprobe>,
     /// Free text `(start, len)` for out-of-line copies of probed instructions.
     pub ool_area: (u64, u64),
+    /// Who owns the patched sites (which reserved-text check guards them from kprobes).
+    pub site_owner: SiteOwner,
     /// The workload invariant.
     pub invariant: Box<dyn Invariant>,
     /// Each vCPU's own data: its counter block `(address, length)` and the top of its stack

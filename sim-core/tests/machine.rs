@@ -39,6 +39,7 @@ fn tiny(cpus: usize, rounds: usize) -> GuestImage {
         .collect();
     GuestImage {
         name: "tiny".into(),
+        site_owner: sim_core::SiteOwner::Alternatives,
         layout: Layout {
             text_base: TEXT,
             text_len: PAGE_SIZE,
@@ -77,7 +78,7 @@ impl Scheduler for Watch {
                     !enabled.contains(&Event::IpiDeliver(*i)),
                     "tick {tick}: cpu{i} may take an IPI inside the handler"
                 );
-                if !enabled.contains(&Event::Patcher) && !enabled.iter().any(|e| matches!(e, Event::IpiDeliver(_))) {
+                if !enabled.contains(&Event::Patcher(0)) && !enabled.iter().any(|e| matches!(e, Event::IpiDeliver(_))) {
                     // The patcher waits, and the only vCPU that owes an acknowledgement is in
                     // its handler: the sync is held up by the handler, as in the kernel.
                     self.blocked_by_handler += 1;

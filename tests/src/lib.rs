@@ -33,6 +33,7 @@ pub fn ftrace(
         strategy: SchedStrategy::Random,
         seed,
         kprobes: Vec::new(),
+        custom: None,
     }
 }
 

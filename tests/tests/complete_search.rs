@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 
 use rayon::prelude::*;
 use scenarios::catalogue::scenario;
-use scenarios::workload::{WorkloadKind, WorkloadSpec};
+use scenarios::workload::{ForeignKprobe, WorkloadKind, WorkloadSpec};
 use scenarios::Scenario;
 use sim_core::search::{search, Options, SearchResult};
 use sim_core::{KernelConfig, Machine, Mutant, Protocol, ViolationKind};
@@ -25,6 +25,7 @@ fn small(
     rounds: u32,
     iterations: Option<u64>,
 ) -> Scenario {
+    let kprobe = if kprobe { ForeignKprobe::Armed } else { ForeignKprobe::None };
     let spec = WorkloadSpec { rounds, kprobe, ..WorkloadSpec::new(WorkloadKind::Ftrace) };
     let mut s = scenario(protocol, &mutant.into_iter().collect::<Vec<_>>(), spec, preset, 0);
     s.config.cpus = cpus;

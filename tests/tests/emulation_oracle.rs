@@ -51,7 +51,7 @@ fn handler_emulation(site: u64, bytes: &[u8], trapped: &Regs, stack_top: u64) ->
     let old = vec![Vec::new()];
     let mut array = PokeArray::new(vec![loc], old);
     array.live = true;
-    let mut state = PatchState::new(vec![array], 1);
+    let mut state = PatchState::new(vec![array], 1, Vec::new());
     state.vec = Some(0);
     state.nr_entries = 1;
     let data = SharedRegion::new(DATA_BASE, 0x1000);
@@ -62,7 +62,7 @@ fn handler_emulation(site: u64, bytes: &[u8], trapped: &Regs, stack_top: u64) ->
         mutants: &[],
         state: &mut state,
         data: &data,
-        kprobes: None,
+        kprobes: false,
         text: &text,
         recovers_vanished_int3: true,
         instrumented: None,
@@ -132,7 +132,7 @@ fn a_call_emulated_as_a_jump_is_a_mismatch() {
 fn modern_emulation(site: u64, bytes: &[u8], trapped: &Regs, data: &SharedRegion) -> Emulation {
     let loc = text_poke_loc_init(LocRules::Modern, site, bytes, None, None).expect("supported instruction");
     let old = vec![Vec::new()];
-    let mut state = PatchState::new(vec![PokeArray::new(vec![loc], old)], 1);
+    let mut state = PatchState::new(vec![PokeArray::new(vec![loc], old)], 1, Vec::new());
     state.static_vec = vec![Some((0, 0))];
     state.nr_entries = 1;
     state.percpu_refs[0] = 1;
@@ -143,7 +143,7 @@ fn modern_emulation(site: u64, bytes: &[u8], trapped: &Regs, data: &SharedRegion
         mutants: &[],
         state: &mut state,
         data,
-        kprobes: None,
+        kprobes: false,
         text: &text,
         recovers_vanished_int3: false,
         instrumented: None,

@@ -118,7 +118,8 @@ fn shards_partition_the_seed_space_and_find_the_same_first_violation() {
 /// once did: linux-6.0 without the last sync, a foreign kprobe, snapshot fetch, seed 2).
 #[test]
 fn a_stale_int3_after_the_last_round_is_judged_by_the_trap_path() {
-    let spec = WorkloadSpec { kprobe: true, ..WorkloadSpec::new(WorkloadKind::Ftrace) };
+    let spec =
+        WorkloadSpec { kprobe: scenarios::workload::ForeignKprobe::Armed, ..WorkloadSpec::new(WorkloadKind::Ftrace) };
     for k in 0..20 {
         let mut s = scenario(Protocol::Linux60, &[Mutant::NoSyncAfterFirst], spec, "snapshot", k);
         s.config.cpus = 2;

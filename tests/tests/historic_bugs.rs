@@ -55,7 +55,8 @@ fn b2_replacing_several_instructions_tears_a_preempted_cpu() {
 
 #[test]
 fn b3_the_seed_handler_reads_a_cleared_vector() {
-    let spec = WorkloadSpec { kprobe: true, ..WorkloadSpec::new(WorkloadKind::Ftrace) };
+    let spec =
+        WorkloadSpec { kprobe: scenarios::workload::ForeignKprobe::Armed, ..WorkloadSpec::new(WorkloadKind::Ftrace) };
     let (_, v) = first_violation(Protocol::Seed, spec, false).expect("B3 must be reported on the seed");
     assert_eq!(v.kind, ViolationKind::HandlerFault, "{v}");
     assert!(v.message.contains("NULL pointer dereference of bp_patching.vec"), "{v}");
@@ -64,7 +65,8 @@ fn b3_the_seed_handler_reads_a_cleared_vector() {
 
 #[test]
 fn try_get_desc_race_of_linux_5_6_is_fixed_in_6_0() {
-    let spec = WorkloadSpec { kprobe: true, ..WorkloadSpec::new(WorkloadKind::Ftrace) };
+    let spec =
+        WorkloadSpec { kprobe: scenarios::workload::ForeignKprobe::Armed, ..WorkloadSpec::new(WorkloadKind::Ftrace) };
     let (_, v) = first_violation(Protocol::Linux56, spec, false).expect("the 5.6 race must be reported");
     assert_eq!(v.kind, ViolationKind::HandlerFault, "{v}");
     assert!(v.message.contains("try_get_desc") && v.message.contains("use after free"), "{v}");
@@ -75,7 +77,8 @@ fn try_get_desc_race_of_linux_5_6_is_fixed_in_6_0() {
 #[test]
 fn foreign_int3s_are_handed_to_their_kprobe() {
     // On a fixed version the kprobe at the loop head is hit on every pass and never lost.
-    let spec = WorkloadSpec { kprobe: true, ..WorkloadSpec::new(WorkloadKind::Ftrace) };
+    let spec =
+        WorkloadSpec { kprobe: scenarios::workload::ForeignKprobe::Armed, ..WorkloadSpec::new(WorkloadKind::Ftrace) };
     let o = run(Protocol::Linux616, spec, 0, false);
     assert_eq!(o.verdict, Verdict::Pass);
     assert!(o.stats.kprobe_hits > 10, "{:?}", o.stats);

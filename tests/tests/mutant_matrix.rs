@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 
 use rayon::prelude::*;
 use scenarios::matrix::{cell, cells, Cell, CellOptions, Coords, Filter};
+use scenarios::workload::{WorkloadKind, WorkloadSpec};
 use sim_core::{KernelConfig, Mutant, Protocol, ViolationKind};
 
 const SEEDS: u64 = 30;
@@ -33,6 +34,21 @@ fn every_necessary_mutant_is_caught_and_every_benign_one_is_not() {
         e.0 += 1;
         e.1 += c.caught as usize;
     }
+    // The vector-full check only matters with more than TEXT_POKE_ARRAY_MAX sites in one batch,
+    // which no catalogue variant has (a 257-site batch is slow to run in every cell).
+    let big = Coords {
+        mutant: Mutant::BatchNoFullCheck,
+        protocol: Protocol::Linux616,
+        variant: scenarios::catalogue::Variant {
+            name: "batch-257",
+            spec: WorkloadSpec { sites: 257, rounds: 2, ..WorkloadSpec::new(WorkloadKind::Batch) },
+        },
+        kernel: KernelConfig::DEFCONFIG,
+        preset: "pessimistic".into(),
+    };
+    let big = cell(&big, 3, CellOptions::CAUGHT).expect("runnable");
+    assert_eq!(big.kind, Some(ViolationKind::PatcherFault), "batch-no-full-check on 257 sites");
+    by_mutant.entry(Mutant::BatchNoFullCheck.name()).or_default().1 += 1;
     for m in Mutant::ALL {
         let (cells, caught) = by_mutant.get(m.name()).copied().unwrap_or_default();
         assert!(cells > 0, "{m} has no cell");

@@ -23,7 +23,7 @@ use sim_core::{GuestImage, PatchAction, PokeRequest, SimError};
 
 use cpu_model::PAGE_SIZE;
 
-use super::{Guest, SiteOrder, SitePlacement, WorkloadSpec, TEXT_BASE};
+use super::{Guest, SiteOrder, SitePlacement, WorkloadKind, WorkloadSpec, TEXT_BASE};
 
 /// One-line description.
 pub const DESCRIPTION: &str = "N NOP5 <-> JMP32 sites (default 16, up to 300) in one batch, queued in \
@@ -94,5 +94,5 @@ pub fn build(spec: &WorkloadSpec, cpus: usize) -> Result<GuestImage, SimError> {
         }
         Ok(())
     });
-    Ok(g.image("batch", cpus, actions, Vec::new(), invariant))
+    Ok(g.image(WorkloadKind::Batch, cpus, actions, Vec::new(), invariant))
 }

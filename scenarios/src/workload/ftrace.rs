@@ -24,7 +24,7 @@ use iced_x86::code_asm::{qword_ptr, rbx, rsp};
 use sim_core::protocol::loc::{CALL, NOP5};
 use sim_core::{GuestImage, PatchAction, PokeRequest, SimError};
 
-use super::{Guest, WorkloadSpec, TEXT_BASE, TEXT_LEN};
+use super::{Guest, WorkloadKind, WorkloadSpec, TEXT_BASE, TEXT_LEN};
 
 /// One-line description.
 pub const DESCRIPTION: &str = "function entry NOP5 <-> CALL tracer; each pass calls the tracer at most once \
@@ -77,5 +77,5 @@ pub fn build(spec: &WorkloadSpec, cpus: usize) -> Result<GuestImage, SimError> {
         }
         Ok(())
     });
-    Ok(g.image("ftrace", cpus, actions, Vec::new(), invariant))
+    Ok(g.image(WorkloadKind::Ftrace, cpus, actions, Vec::new(), invariant))
 }

@@ -21,7 +21,7 @@
 use iced_x86::code_asm::{byte_ptr, qword_ptr, rbx};
 use sim_core::{GuestImage, PatchAction, PokeRequest, SimError};
 
-use super::{Guest, WorkloadSpec, TEXT_BASE, TEXT_LEN};
+use super::{Guest, WorkloadKind, WorkloadSpec, TEXT_BASE, TEXT_LEN};
 
 /// One-line description.
 pub const DESCRIPTION: &str = "conditional tail call JNE f1 <-> JNE f2 through the 6-byte Jcc.d32 layout; \
@@ -73,5 +73,5 @@ pub fn build(spec: &WorkloadSpec, cpus: usize) -> Result<GuestImage, SimError> {
         }
         Ok(())
     });
-    Ok(g.image("jcc", cpus, actions, Vec::new(), invariant))
+    Ok(g.image(WorkloadKind::Jcc, cpus, actions, Vec::new(), invariant))
 }

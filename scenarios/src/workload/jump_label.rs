@@ -22,7 +22,7 @@ use iced_x86::code_asm::{qword_ptr, rbx};
 use sim_core::protocol::loc::{JMP32, JMP8, NOP2, NOP5};
 use sim_core::{GuestImage, PatchAction, PokeRequest, SimError};
 
-use super::{Guest, WorkloadSpec, TEXT_BASE, TEXT_LEN};
+use super::{Guest, WorkloadKind, WorkloadSpec, TEXT_BASE, TEXT_LEN};
 
 /// One-line description.
 pub const DESCRIPTION: &str = "NOP2 <-> JMP8 and NOP5 <-> JMP32 static branches flipped in one batch; each \
@@ -75,5 +75,5 @@ pub fn build(spec: &WorkloadSpec, cpus: usize) -> Result<GuestImage, SimError> {
         }
         Ok(())
     });
-    Ok(g.image("jump_label", cpus, actions, Vec::new(), invariant))
+    Ok(g.image(WorkloadKind::JumpLabel, cpus, actions, Vec::new(), invariant))
 }

@@ -6,10 +6,13 @@
 //! Every workload's loop starts with `inc qword [rbx]` at [`TEXT_BASE`] (the iteration
 //! count, `rbx` = the vCPU's counter block); a foreign kprobe, when asked for, is registered
 //! on that instruction — outside every patched site, so its traps reach the patching handler
-//! first and are handed on, exactly as in the kernel.
+//! first and are handed on, exactly as in the kernel — armed for the whole run, or arming and
+//! disarming itself as a patching client of its own ([`ForeignKprobe`]).
 
 mod asm;
+pub mod asm_text;
 pub mod batch;
+pub mod custom;
 pub mod ftrace;
 pub mod jcc;
 pub mod jump_label;
@@ -22,7 +25,7 @@ use std::str::FromStr;
 
 use cpu_model::{Layout, Reg, Regs, SharedRegion, PAGE_SIZE};
 use sim_core::workload::CpuData;
-use sim_core::{GuestImage, Invariant, Kprobe, PatchAction, SimError, Subject};
+use sim_core::{GuestImage, Invariant, Kprobe, PatchAction, SimError, SiteOwner, Subject};
 
 pub(crate) use asm::Text;
 
@@ -52,11 +55,13 @@ pub enum WorkloadKind {
     Batch,
     /// Five one-byte NOPs replaced as one (refused unless overridden).
     MultiInsn,
+    /// The scenario's own sites and code (`[[sites]]`, `[code]`).
+    Custom,
 }
 
 impl WorkloadKind {
     /// Every workload.
-    pub const ALL: [WorkloadKind; 7] = [
+    pub const ALL: [WorkloadKind; 8] = [
         WorkloadKind::Ftrace,
         WorkloadKind::StaticCall,
         WorkloadKind::JumpLabel,
@@ -64,7 +69,20 @@ impl WorkloadKind {
         WorkloadKind::Optprobe,
         WorkloadKind::Batch,
         WorkloadKind::MultiInsn,
+        WorkloadKind::Custom,
     ];
+
+    /// Which kernel subsystem owns this workload's sites (which of `register_kprobe()`'s
+    /// checks keeps a kprobe off them).
+    pub fn site_owner(self) -> SiteOwner {
+        match self {
+            WorkloadKind::Ftrace => SiteOwner::Ftrace,
+            WorkloadKind::StaticCall => SiteOwner::StaticCall,
+            WorkloadKind::JumpLabel | WorkloadKind::Jcc | WorkloadKind::Batch => SiteOwner::JumpLabel,
+            WorkloadKind::Optprobe => SiteOwner::Kprobe,
+            WorkloadKind::MultiInsn | WorkloadKind::Custom => SiteOwner::Alternatives,
+        }
+    }
 
     /// Name on the command line and in files.
     pub fn name(self) -> &'static str {
@@ -76,6 +94,7 @@ impl WorkloadKind {
             WorkloadKind::Optprobe => "optprobe",
             WorkloadKind::Batch => "batch",
             WorkloadKind::MultiInsn => "multi_insn",
+            WorkloadKind::Custom => "custom",
         }
     }
 
@@ -89,22 +108,12 @@ impl WorkloadKind {
             WorkloadKind::Optprobe => optprobe::DESCRIPTION,
             WorkloadKind::Batch => batch::DESCRIPTION,
             WorkloadKind::MultiInsn => multi_insn::DESCRIPTION,
+            WorkloadKind::Custom => custom::DESCRIPTION,
         }
     }
 }
 
-impl fmt::Display for WorkloadKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(self.name())
-    }
-}
-
-impl FromStr for WorkloadKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        sim_core::parse_name("workload", s, &WorkloadKind::ALL, WorkloadKind::name)
-    }
-}
+sim_core::named_set!(WorkloadKind, "workload");
 
 /// Where the (first) patched site sits relative to fetch blocks, cache lines and pages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -192,18 +201,47 @@ impl SiteOrder {
     }
 }
 
-impl fmt::Display for SiteOrder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(self.name())
+sim_core::named_set!(SiteOrder, "order");
+
+/// A foreign kprobe a workload registers besides its own patching (`kprobe` in files).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ForeignKprobe {
+    /// None (`false`).
+    None,
+    /// On the loop head's counter increment, registered and armed for the whole run (`true`).
+    Armed,
+    /// On the loop head, a patching client of its own that registers, arms, disarms and
+    /// unregisters itself once per patch round, racing the workload's patcher under
+    /// `text_mutex`.
+    Cycling,
+    /// Like `cycling`, at the function's entry — the first site (ftrace only): the kernel's
+    /// `check_ftrace_location()` makes it an ftrace-based kprobe that writes no INT3, unless
+    /// the `no-text-reserved` mutant drops the check.
+    Entry,
+}
+
+impl ForeignKprobe {
+    /// Every choice.
+    pub const ALL: [ForeignKprobe; 4] =
+        [ForeignKprobe::None, ForeignKprobe::Armed, ForeignKprobe::Cycling, ForeignKprobe::Entry];
+
+    /// Name in files (besides `false`/`true` for `none`/`armed`) and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            ForeignKprobe::None => "none",
+            ForeignKprobe::Armed => "armed",
+            ForeignKprobe::Cycling => "cycling",
+            ForeignKprobe::Entry => "entry",
+        }
+    }
+
+    /// True if there is one.
+    pub fn any(self) -> bool {
+        self != ForeignKprobe::None
     }
 }
 
-impl FromStr for SiteOrder {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        sim_core::parse_name("order", s, &SiteOrder::ALL, SiteOrder::name)
-    }
-}
+sim_core::named_set!(ForeignKprobe, "kprobe");
 
 /// A workload and its parameters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -220,8 +258,8 @@ pub struct WorkloadSpec {
     pub order: SiteOrder,
     /// `static_call`: also retarget the tail-call trampoline JMP ⇄ RET (needs RET emulation).
     pub tail: bool,
-    /// Register a foreign kprobe on the loop head's counter increment.
-    pub kprobe: bool,
+    /// A foreign kprobe the workload registers besides its own patching.
+    pub kprobe: ForeignKprobe,
 }
 
 /// The largest `batch` workload.
@@ -242,7 +280,7 @@ impl WorkloadSpec {
             sites: 16,
             order: SiteOrder::Ascending,
             tail: true,
-            kprobe: false,
+            kprobe: ForeignKprobe::None,
         }
     }
 
@@ -268,11 +306,21 @@ impl WorkloadSpec {
                 return Err(SimError::invalid(Subject::Rounds, msg));
             }
         }
+        if self.kprobe == ForeignKprobe::Entry && self.kind != WorkloadKind::Ftrace {
+            // Only ftrace's check converts a kprobe at its site; every other owner's refuses it.
+            let msg = format!("kprobe = \"entry\" probes an ftrace site; {} has none", self.kind);
+            return Err(SimError::invalid(Subject::Workload, msg));
+        }
         Ok(())
     }
 
     /// Builds the guest for `cpus` vCPUs.
     pub fn build(&self, cpus: usize) -> Result<GuestImage, SimError> {
+        self.build_with(None, cpus)
+    }
+
+    /// Builds the guest for `cpus` vCPUs, with the scenario's own sites and code for `custom`.
+    pub fn build_with(&self, custom: Option<&custom::CustomGuest>, cpus: usize) -> Result<GuestImage, SimError> {
         self.validate()?;
         let mut image = match self.kind {
             WorkloadKind::Ftrace => ftrace::build(self, cpus),
@@ -282,9 +330,20 @@ impl WorkloadSpec {
             WorkloadKind::Optprobe => optprobe::build(self, cpus),
             WorkloadKind::Batch => batch::build(self, cpus),
             WorkloadKind::MultiInsn => multi_insn::build(self, cpus),
+            WorkloadKind::Custom => custom::build(self, custom, cpus),
         }?;
-        if self.kprobe {
-            image.kprobes.push(Kprobe { addr: image.loop_head, armed: true });
+        match self.kprobe {
+            ForeignKprobe::None => {}
+            ForeignKprobe::Armed => image.kprobes.push(Kprobe::armed(image.loop_head)),
+            ForeignKprobe::Cycling => image.kprobes.push(Kprobe::client(image.loop_head, self.rounds)),
+            ForeignKprobe::Entry => {
+                let first = image.actions.iter().find_map(|a| match a {
+                    PatchAction::Batch(reqs) => reqs.first().map(|r| r.addr),
+                    _ => None,
+                });
+                let first = first.ok_or_else(|| SimError::invalid(Subject::Workload, "no site to probe"))?;
+                image.kprobes.push(Kprobe::client(first, self.rounds));
+            }
         }
         Ok(image)
     }
@@ -337,7 +396,7 @@ impl Guest {
     /// Finishes the image.
     pub fn image(
         self,
-        name: &str,
+        kind: WorkloadKind,
         cpus: usize,
         actions: Vec<PatchAction>,
         kprobes: Vec<Kprobe>,
@@ -361,7 +420,8 @@ impl Guest {
             .collect();
         let (text, code) = self.text.finish();
         GuestImage {
-            name: name.into(),
+            name: kind.name().into(),
+            site_owner: kind.site_owner(),
             ool_area: (layout.text_base + layout.text_len - OOL_LEN, OOL_LEN),
             layout,
             text,

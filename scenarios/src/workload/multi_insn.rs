@@ -18,7 +18,7 @@ use iced_x86::code_asm::{qword_ptr, rbx};
 use sim_core::protocol::loc::JMP32;
 use sim_core::{GuestImage, PatchAction, PokeRequest, SimError};
 
-use super::{Guest, WorkloadSpec, TEXT_BASE, TEXT_LEN};
+use super::{Guest, WorkloadKind, WorkloadSpec, TEXT_BASE, TEXT_LEN};
 
 /// One-line description.
 pub const DESCRIPTION: &str = "five one-byte NOPs <-> JMP32 to a detour (bug B2); refused unless the unsafe \
@@ -60,5 +60,5 @@ pub fn build(spec: &WorkloadSpec, cpus: usize) -> Result<GuestImage, SimError> {
         }
         Ok(())
     });
-    Ok(g.image("multi_insn", cpus, actions, Vec::new(), invariant))
+    Ok(g.image(WorkloadKind::MultiInsn, cpus, actions, Vec::new(), invariant))
 }

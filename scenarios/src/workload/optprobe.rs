@@ -28,7 +28,7 @@ use iced_x86::code_asm::{qword_ptr, rbx};
 use sim_core::protocol::loc::{INT3, JMP32};
 use sim_core::{GuestImage, Kprobe, PatchAction, PokeRequest, SimError};
 
-use super::{Guest, WorkloadSpec, TEXT_BASE, TEXT_LEN};
+use super::{Guest, WorkloadKind, WorkloadSpec, TEXT_BASE, TEXT_LEN};
 
 /// One-line description.
 pub const DESCRIPTION: &str = "kprobe on a 5-byte instruction: arm (INT3), optimize (JMP32 to a trampoline), \
@@ -84,5 +84,5 @@ pub fn build(spec: &WorkloadSpec, cpus: usize) -> Result<GuestImage, SimError> {
         }
         Ok(())
     });
-    Ok(g.image("optprobe", cpus, actions, vec![Kprobe { addr: p, armed: false }], invariant))
+    Ok(g.image(WorkloadKind::Optprobe, cpus, actions, vec![Kprobe { addr: p, armed: false, cycles: 0 }], invariant))
 }

@@ -22,7 +22,7 @@ use iced_x86::code_asm::{qword_ptr, rbx};
 use sim_core::protocol::loc::{CALL, INT3, JMP32, RET};
 use sim_core::{GuestImage, PatchAction, PokeRequest, SimError};
 
-use super::{Guest, WorkloadSpec, TEXT_BASE, TEXT_LEN};
+use super::{Guest, WorkloadKind, WorkloadSpec, TEXT_BASE, TEXT_LEN};
 
 /// One-line description.
 pub const DESCRIPTION: &str = "CALL f1 <-> CALL f2 at a call site and a trampoline JMP f3 <-> RET (padded \
@@ -79,5 +79,5 @@ pub fn build(spec: &WorkloadSpec, cpus: usize) -> Result<GuestImage, SimError> {
         }
         Ok(())
     });
-    Ok(g.image("static_call", cpus, actions, Vec::new(), invariant))
+    Ok(g.image(WorkloadKind::StaticCall, cpus, actions, Vec::new(), invariant))
 }

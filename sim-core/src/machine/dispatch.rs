@@ -9,8 +9,9 @@ use crate::decision::Decisions;
 use crate::emulate::Emulation;
 use crate::event::Event;
 use crate::handler::{Handler, HandlerCtx, HandlerStep};
-use crate::oracle::{emulation, guest_fault, handler_fault, invariant, liveness, unclaimed, ViolationKind};
+use crate::oracle::{breakpoint, emulation, guest_fault, handler_fault, invariant, liveness, unclaimed, ViolationKind};
 use crate::patcher::PatcherEffect;
+use crate::program::Op;
 use crate::protocol::loc::INT3;
 use crate::protocol::{kernel, Mutant};
 use crate::trace::{disassemble, TraceKind};
@@ -48,6 +49,23 @@ pub enum Effect {
         /// What the micro-step did.
         step: HandlerStep,
     },
+    /// A patcher's operation lost an armed kprobe's INT3, or a disarm restored a byte that no
+    /// longer belongs in front of the instruction's other bytes.
+    Breakpoint {
+        /// The patching client whose operation it was.
+        client: usize,
+        /// The kprobe's address.
+        addr: u64,
+        /// The breakpoint oracle's explanation.
+        message: String,
+    },
+    /// A patcher's operation wrote memory it does not own.
+    PatcherFault {
+        /// The patching client whose operation it was.
+        client: usize,
+        /// What it wrote.
+        message: &'static str,
+    },
     /// An IPI was delivered (`sync_core()` and acknowledge), or the patcher ran an operation.
     Other,
 }
@@ -82,10 +100,7 @@ impl Machine {
                 });
                 Ok(Effect::Other)
             }
-            Event::Patcher => {
-                self.patcher_step(event);
-                Ok(Effect::Other)
-            }
+            Event::Patcher(k) => Ok(self.patcher_step(k, event)),
         }
     }
 
@@ -137,7 +152,7 @@ impl Machine {
             mutants: &self.config.mutants,
             state: &mut self.state,
             data: &self.data,
-            kprobes: self.config.kernel.kprobes.then_some(&self.owners),
+            kprobes: self.config.kernel.kprobes,
             text: &self.text,
             recovers_vanished_int3: self.config.protocol.kprobe_recovers_vanished_int3(),
             instrumented,
@@ -166,11 +181,21 @@ impl Machine {
         Some((site, self.vcpus[i].view().shown(site).0))
     }
 
-    fn patcher_step(&mut self, event: Event) {
-        let name = self.op_name();
-        let (statement, round) =
-            (self.patcher.current().map(|op| kernel::patcher(self.config.protocol, op)), self.round());
-        let effect = self.patcher.step(&mut self.state, &mut self.text, &mut self.ipi);
+    fn patcher_step(&mut self, k: usize, event: Event) -> Effect {
+        let current = self.patchers[k].current().copied();
+        let name = current.map_or("done", |op| op.name());
+        let statement = current.map(|op| match op {
+            Op::Sync if k > 0 => kernel::kprobe_sync(self.config.protocol),
+            op => kernel::patcher(self.config.protocol, &op),
+        });
+        let round = self.round();
+        let disarm = match current {
+            Some(Op::DisarmKprobe(kp)) if self.patchers[k].at_op_start() => {
+                breakpoint::corrupted_disarm(&self.state.kprobes[kp], &self.text)
+            }
+            _ => None,
+        };
+        let effect = self.patchers[k].step(&mut self.state, &mut self.text, &mut self.ipi);
         let kind = match effect {
             PatcherEffect::Store(epoch) => {
                 self.stats.stores += 1;
@@ -189,7 +214,7 @@ impl Machine {
                 Some(TraceKind::Patcher)
             }
             PatcherEffect::Broadcast => Some(TraceKind::Broadcast),
-            PatcherEffect::Other => Some(TraceKind::Patcher),
+            PatcherEffect::Other | PatcherEffect::Fault(_) => Some(TraceKind::Patcher),
         };
         if let Some(kind) = kind {
             self.trace.record(self.tick, event, kind, name, None, &[], &[], name);
@@ -200,6 +225,15 @@ impl Machine {
             e.round = round;
             e.sync = sync;
         });
+        let lost =
+            matches!(effect, PatcherEffect::Store(_)).then(|| breakpoint::lost(&self.state, &self.text)).flatten();
+        if let PatcherEffect::Fault(message) = effect {
+            return Effect::PatcherFault { client: k, message };
+        }
+        match disarm.or(lost) {
+            Some((addr, message)) => Effect::Breakpoint { client: k, addr, message },
+            None => Effect::Other,
+        }
     }
 
     /// The patch round in progress (1-based), for traces.
@@ -230,6 +264,14 @@ impl Machine {
             }
             Effect::Stepped { cpu, insn, outcome } => self.judge_step(*cpu, insn, outcome),
             Effect::Handler { cpu, ip, step } => self.judge_handler(*cpu, *ip, step)?,
+            Effect::PatcherFault { client, message } => {
+                let message = format!("{message} [by {}]", Event::Patcher(*client));
+                self.report(ViolationKind::PatcherFault, None, None, None, message);
+            }
+            Effect::Breakpoint { client, addr, message } => {
+                let message = format!("{message} [by {}]", Event::Patcher(*client));
+                self.report(ViolationKind::LostBreakpoint, None, Some(*addr), None, message);
+            }
             Effect::Finished | Effect::Other => {}
         }
         Ok(self.violation.is_some())
@@ -238,7 +280,7 @@ impl Machine {
     fn judge_step(&mut self, i: usize, insn: &ExecutedInsn, outcome: &StepOutcome) {
         if let Err(msg) = self.torn.check(insn) {
             self.report(ViolationKind::TornFetch, Some(i), Some(insn.addr), Some(insn), msg);
-        } else if let Some(Err(msg)) = (self.patcher.done() && !matches!(outcome, StepOutcome::Int3(_)))
+        } else if let Some(Err(msg)) = (self.patchers_done() && !matches!(outcome, StepOutcome::Int3(_)))
             .then(|| liveness::final_image(&self.torn, insn))
         {
             // A stale INT3 is judged by the trap path: recovered (kprobes), or unclaimed.
@@ -256,28 +298,34 @@ impl Machine {
                 self.report(ViolationKind::UnclaimedInt3, Some(i), Some(ip), Some(&insn), msg);
             }
             HandlerStep::Fault(msg) => self.report(ViolationKind::HandlerFault, Some(i), Some(ip), None, msg.clone()),
-            HandlerStep::Emulated { array, entry, emulation } => self.judge_emulation(i, *array, *entry, emulation)?,
+            HandlerStep::Emulated { array, entry, emulation } => {
+                let (loc, old) = (&self.state.arrays[*array].locs[*entry], &self.state.arrays[*array].old[*entry]);
+                let candidates = [old.clone(), loc.text.clone(), loc.emulate.clone()];
+                self.judge_emulation(i, loc.addr, &candidates, emulation)?
+            }
+            HandlerStep::KprobeEmulated { kprobe, emulation } => {
+                let kp = &self.state.kprobes[*kprobe];
+                self.judge_emulation(i, kp.addr, &[kp.insn.to_vec()], emulation)?
+            }
             _ => {}
         }
         Ok(())
     }
 
-    /// The emulation oracle: the handler's effect against really executing the old, the new
-    /// (or the explicitly emulated) instruction from the trapped state.
-    fn judge_emulation(&mut self, i: usize, array: usize, entry: usize, em: &Emulation) -> Result<(), SimError> {
+    /// The emulation oracle: the handler's effect against really executing each candidate —
+    /// the old, the new (or the explicitly emulated) instruction of a site, or a kprobe's
+    /// probed instruction — from the trapped state.
+    fn judge_emulation(&mut self, i: usize, site: u64, all: &[Vec<u8>], em: &Emulation) -> Result<(), SimError> {
         let Some(handler) = self.handlers[i].as_ref() else { return Ok(()) };
         let (trapped, stack_top) = (handler.regs, handler.stack_top);
-        let loc = &self.state.arrays[array].locs[entry];
-        let old = &self.state.arrays[array].old[entry];
         let mut candidates: Vec<&[u8]> = Vec::with_capacity(3);
-        for c in [old.as_slice(), loc.text.as_slice(), loc.emulate.as_slice()] {
+        for c in all.iter().map(Vec::as_slice) {
             // An INT3 is never a reference: it is not an instruction anyone emulates.
             if !c.is_empty() && c[0] != INT3 && !candidates.contains(&c) {
                 candidates.push(c);
             }
         }
         self.stats.emulation_checks += 1;
-        let site = loc.addr;
         if let Err(msg) = emulation::check(&mut self.reference, site, &candidates, &trapped, stack_top, em)? {
             self.report(ViolationKind::EmulationMismatch, Some(i), Some(site), None, msg);
         } else if let Some((addr, _)) = em.push.filter(|&(a, _)| self.data.read_u64(a).is_none()) {
@@ -298,6 +346,7 @@ impl Machine {
             Effect::Stepped { cpu, outcome: StepOutcome::Int3(regs), .. } => {
                 self.stats.int3_traps += 1;
                 let stack_top = self.data.read_u64(regs.sp()).unwrap_or(0);
+                self.state.rcu_read_lock(cpu);
                 self.handlers[cpu] = Some(Handler::new(cpu, regs, stack_top));
             }
             Effect::Handler { cpu, step, .. } => self.apply_handler(cpu, step)?,
@@ -309,7 +358,7 @@ impl Machine {
     fn apply_handler(&mut self, i: usize, step: HandlerStep) -> Result<(), SimError> {
         match step {
             HandlerStep::KprobeHit => self.stats.kprobe_hits += 1,
-            HandlerStep::Emulated { emulation, .. } => {
+            HandlerStep::Emulated { emulation, .. } | HandlerStep::KprobeEmulated { emulation, .. } => {
                 if let Some((addr, value)) = emulation.push {
                     let _ = self.data.write_u64(addr, value);
                 }
@@ -321,6 +370,7 @@ impl Machine {
                 self.vcpus[i].set_regs(&regs)?;
                 self.vcpus[i].serialize(&self.text)?;
                 self.handlers[i] = None;
+                self.state.rcu_read_unlock(i);
             }
             HandlerStep::Continue | HandlerStep::Declined | HandlerStep::Fault(_) => {}
         }

@@ -16,7 +16,6 @@
 mod dispatch;
 pub mod state;
 
-use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use cpu_model::{ExecutedInsn, ReferenceExecutor, SharedRegion, Vcpu};
@@ -46,7 +45,8 @@ pub struct Machine {
     // What a run never changes.
     config: RunConfig,
     torn: TornOracle,
-    owners: BTreeMap<u64, u64>,
+    /// Every kprobe's address (the INT3 owners a local step must not run into).
+    owners: Vec<u64>,
     loop_head: u64,
     budget: u64,
     expected_ticks: u64,
@@ -65,7 +65,8 @@ pub struct Machine {
     text: TextMemory,
     handlers: Vec<Option<Handler>>,
     state: PatchState,
-    patcher: Patcher,
+    /// One patcher per patching client ([`Event::Patcher`]); the workload's is first.
+    patchers: Vec<Patcher>,
     ipi: Ipi,
     /// Loop-head arrivals per vCPU, and whether it has stopped (`max_iterations`).
     iterations: Vec<u64>,
@@ -99,10 +100,22 @@ impl Machine {
     pub fn new(plan: Plan) -> Result<Self, SimError> {
         let budget = plan.budget();
         let expected_ticks = plan.expected_ticks();
-        let Plan { config, image, owners, torn, arrays, program, plain } = plan;
+        let Plan { config, image, kprobes, torn, arrays, programs, plain } = plan;
         let GuestImage { layout, text, cpu_regs, loop_head, invariant, cpu_data, .. } = image;
         let data = Rc::new(SharedRegion::new(layout.data_base, layout.data_len));
-        let sites: Vec<(u64, u64)> = torn.site_ranges().map(|(a, l)| (a, l as u64)).collect();
+        let owners: Vec<u64> = kprobes.iter().map(|k| k.addr).collect();
+        // The bytes stores can write: the sites, and the first byte of every kprobe that arms
+        // and disarms itself.
+        let mut sites: Vec<(u64, u64)> = torn.site_ranges().map(|(a, l)| (a, l as u64)).collect();
+        let armed_in_run = programs.iter().flatten().filter_map(|op| match op {
+            crate::program::Op::ArmKprobe(k) => Some(kprobes[*k].addr),
+            _ => None,
+        });
+        for addr in armed_in_run {
+            if !sites.iter().any(|&(a, l)| addr >= a && addr < a + l) {
+                sites.push((addr, 1));
+            }
+        }
         let mut vcpus = cpu_regs
             .iter()
             .enumerate()
@@ -114,8 +127,12 @@ impl Machine {
             windows: Vec::new(),
             handlers: vec![None; config.cpus],
             text: TextMemory::new(&layout, text),
-            state: PatchState::new(arrays, config.cpus),
-            patcher: Patcher::new(program, plain, config.fetch.stores),
+            state: PatchState::new(arrays, config.cpus, kprobes),
+            patchers: programs
+                .into_iter()
+                .enumerate()
+                .map(|(k, program)| Patcher::new(k, program, plain.clone(), config.fetch.stores))
+                .collect(),
             ipi: Ipi::new(config.cpus),
             reference: ReferenceExecutor::new(layout)?,
             invariant,
@@ -165,21 +182,36 @@ impl Machine {
         self.violation.as_ref()
     }
 
-    /// The patcher's phase, for reports: round and operation.
+    /// The patcher the phase describes: the client holding `text_mutex`, else the first one
+    /// not done (the workload's, while it runs).
+    fn lead(&self) -> &Patcher {
+        let held = self.state.text_mutex.map(|k| &self.patchers[k]);
+        held.or_else(|| self.patchers.iter().find(|p| !p.done())).unwrap_or(&self.patchers[0])
+    }
+
+    /// True once every patching client has finished its program.
+    fn patchers_done(&self) -> bool {
+        self.patchers.iter().all(Patcher::done)
+    }
+
+    /// The patcher's phase, for reports: round and operation (and which client, when several
+    /// patch).
     fn phase(&self) -> String {
         let total = self.state.arrays.len();
-        match self.patcher.current() {
-            _ if self.patcher.done() => format!("done ({total} rounds)"),
+        let lead = self.lead();
+        let who = if lead.client() > 0 { format!("patcher{}: ", lead.client()) } else { String::new() };
+        match lead.current() {
+            _ if self.patchers_done() => format!("done ({total} rounds)"),
             Some(op) => {
-                let wait = self.patcher.waiting().map_or(String::new(), |w| format!(" ({w})"));
-                format!("round {}/{total} {}{wait}", self.stats.patch_rounds + 1, op.name())
+                let wait = lead.waiting().map_or(String::new(), |w| format!(" ({w})"));
+                format!("{who}round {}/{total} {}{wait}", self.stats.patch_rounds + 1, op.name())
             }
             None => "between operations".into(),
         }
     }
 
     fn op_name(&self) -> &'static str {
-        self.patcher.current().map_or("done", |op| op.name())
+        self.lead().current().map_or("done", |op| op.name())
     }
 
     fn report(
@@ -216,18 +248,20 @@ impl Machine {
                 self.enabled.push(Event::IpiDeliver(i));
             }
         }
-        if self.patcher.enabled(&self.ipi, &self.state) {
-            self.enabled.push(Event::Patcher);
+        for (k, p) in self.patchers.iter().enumerate() {
+            if p.enabled(&self.ipi, &self.state) {
+                self.enabled.push(Event::Patcher(k));
+            }
         }
     }
 
     /// The liveness oracle on the enabled events: reports a deadlock and returns true.
     fn judge_deadlock(&mut self) -> bool {
-        let refs = self.patcher.waiting_for_refs() && !self.patcher.enabled(&self.ipi, &self.state);
-        let waiting = if refs { self.patcher.waiting() } else { None };
+        let stuck_on_refs = self.patchers.iter().find(|p| p.waiting_for_refs() && !p.enabled(&self.ipi, &self.state));
+        let waiting = stuck_on_refs.and_then(Patcher::waiting);
         let running = self.handlers.iter().any(Option::is_some);
-        // Nothing enabled after the patcher finished is the end of a finite guest, not a deadlock.
-        let stuck = self.enabled.is_empty() && !self.patcher.done();
+        // Nothing enabled after the patchers finished is the end of a finite guest, not a deadlock.
+        let stuck = self.enabled.is_empty() && !self.patchers_done();
         match liveness::deadlock(stuck, waiting, running) {
             Some(msg) => {
                 self.report(ViolationKind::Liveness, None, None, None, msg);
@@ -239,7 +273,7 @@ impl Machine {
 
     /// True once the patcher is done and every vCPU ran its drain steps outside a handler.
     fn drained(&mut self) -> bool {
-        if !self.patcher.done() {
+        if !self.patchers_done() {
             return false;
         }
         let drain = self.config.drain_steps;
@@ -358,9 +392,18 @@ impl Machine {
         self.judge_deadlock()
     }
 
-    /// True once the patcher has finished its program.
+    /// The first kprobe that is a patching client of its own, if any (its index among the
+    /// run's kprobes).
+    pub fn first_kprobe_client(&self) -> Option<usize> {
+        self.patchers.get(1)?.program().iter().find_map(|op| match op {
+            crate::program::Op::RegisterKprobe(k) => Some(*k),
+            _ => None,
+        })
+    }
+
+    /// True once every patching client has finished its program.
     pub fn patcher_done(&self) -> bool {
-        self.patcher.done()
+        self.patchers_done()
     }
 
     /// One transition of state-space search: runs `event` (which must be enabled), answering

@@ -63,7 +63,7 @@ pub struct Snapshot {
     data: Vec<u8>,
     handlers: Vec<Option<Handler>>,
     state: PatchState,
-    patcher: Patcher,
+    patchers: Vec<Patcher>,
     ipi: Ipi,
     iterations: Vec<u64>,
     finished: Vec<bool>,
@@ -108,7 +108,7 @@ impl Snapshot {
             vcpus: self.vcpus.iter().map(|(_, v)| v).collect(),
             handlers: &self.handlers,
             state: &self.state,
-            patcher: &self.patcher,
+            patchers: &self.patchers,
             ipi: &self.ipi,
             iterations: &self.iterations,
             finished: &self.finished,
@@ -130,7 +130,7 @@ struct Parts<'a> {
     vcpus: Vec<&'a VcpuState>,
     handlers: &'a [Option<Handler>],
     state: &'a PatchState,
-    patcher: &'a Patcher,
+    patchers: &'a [Patcher],
     ipi: &'a Ipi,
     iterations: &'a [u64],
     finished: &'a [bool],
@@ -207,7 +207,9 @@ impl Parts<'_> {
         scratch.clear();
         let mut h = Bytes(std::mem::take(scratch));
         self.epoch.hash(&mut h);
-        self.patcher.hash_state(&mut h);
+        for p in self.patchers {
+            p.hash_state(&mut h);
+        }
         self.state.hash_shared(&mut h);
         self.ipi.counts().0.hash(&mut h);
         cpus.hash(&mut h);
@@ -232,7 +234,8 @@ impl Machine {
                 stack_top: d.stack_top,
             })
             .collect();
-        let per_cpu_ops = self.patcher.program().iter().any(|op| matches!(op, Op::SetRefs(_) | Op::DecRefs { .. }));
+        let per_cpu_ops =
+            self.patchers.iter().flat_map(|p| p.program()).any(|op| matches!(op, Op::SetRefs(_) | Op::DecRefs { .. }));
         let per_cpu_handler = self.config.protocol.handler() == crate::protocol::HandlerKind::PerCpuRefs;
         Canon {
             cpus,
@@ -278,7 +281,7 @@ impl Machine {
             vcpus: self.known.iter().map(|k| &k.as_ref().expect("known").1).collect(),
             handlers: &self.handlers,
             state: &self.state,
-            patcher: &self.patcher,
+            patchers: &self.patchers,
             ipi: &self.ipi,
             iterations: &self.iterations,
             finished: &self.finished,
@@ -314,7 +317,7 @@ impl Machine {
             data,
             handlers: self.handlers.clone(),
             state: self.state.clone(),
-            patcher: self.patcher.clone(),
+            patchers: self.patchers.clone(),
             ipi: self.ipi.clone(),
             iterations: self.iterations.clone(),
             finished: self.finished.clone(),
@@ -344,7 +347,7 @@ impl Machine {
         }
         self.handlers.clone_from(&s.handlers);
         self.state.clone_from(&s.state);
-        self.patcher.clone_from(&s.patcher);
+        self.patchers.clone_from(&s.patchers);
         self.ipi.clone_from(&s.ipi);
         self.iterations.clone_from(&s.iterations);
         self.finished.clone_from(&s.finished);
@@ -367,7 +370,7 @@ impl Machine {
         }
         let v = &self.vcpus[i];
         let (rip, view) = (v.rip(), v.view());
-        if rip < view.base() || rip >= view.base() + view.len() || self.owners.contains_key(&rip) {
+        if rip < view.base() || rip >= view.base() + view.len() || self.owners.contains(&rip) {
             return false;
         }
         let mut bytes = [0u8; cpu_model::MAX_INSN_LEN];
@@ -378,6 +381,6 @@ impl Machine {
         let insn = iced_x86::Decoder::with_ip(64, &bytes[..n], rip, iced_x86::DecoderOptions::NONE).decode();
         !insn.is_invalid()
             && insn.code() != iced_x86::Code::Cpuid
-            && (rip..rip + insn.len() as u64).all(|a| !view.is_patchable(a) && !self.owners.contains_key(&a))
+            && (rip..rip + insn.len() as u64).all(|a| !view.is_patchable(a) && !self.owners.contains(&a))
     }
 }

@@ -9,7 +9,10 @@
 //! | `handler-fault` | the handler dereferenced a NULL/freed vector, read past it, or hit `BUG()` |
 //! | `workload-invariant` | the workload's guest-side check failed |
 //! | `liveness` | the patcher did not finish within the budget, or a vCPU ran an old image after the final sync |
+//! | `patcher-fault` | the patcher wrote memory it does not own (past `text_poke_array.vec`) |
+//! | `lost-breakpoint` | [`breakpoint`]: an armed kprobe's INT3 was overwritten, or a disarm restored a torn instruction |
 
+pub mod breakpoint;
 pub mod emulation;
 pub mod guest_fault;
 pub mod handler_fault;
@@ -40,11 +43,15 @@ pub enum ViolationKind {
     WorkloadInvariant,
     /// No progress, or an old image after the final sync.
     Liveness,
+    /// An armed kprobe's INT3 was overwritten, or its disarm restored a torn instruction.
+    LostBreakpoint,
+    /// The patcher wrote memory it does not own.
+    PatcherFault,
 }
 
 impl ViolationKind {
     /// Every kind.
-    pub const ALL: [ViolationKind; 7] = [
+    pub const ALL: [ViolationKind; 9] = [
         ViolationKind::TornFetch,
         ViolationKind::UnclaimedInt3,
         ViolationKind::EmulationMismatch,
@@ -52,6 +59,8 @@ impl ViolationKind {
         ViolationKind::HandlerFault,
         ViolationKind::WorkloadInvariant,
         ViolationKind::Liveness,
+        ViolationKind::LostBreakpoint,
+        ViolationKind::PatcherFault,
     ];
 
     /// The kebab-case name used in reports and files.
@@ -64,22 +73,13 @@ impl ViolationKind {
             ViolationKind::HandlerFault => "handler-fault",
             ViolationKind::WorkloadInvariant => "workload-invariant",
             ViolationKind::Liveness => "liveness",
+            ViolationKind::LostBreakpoint => "lost-breakpoint",
+            ViolationKind::PatcherFault => "patcher-fault",
         }
     }
 }
 
-impl fmt::Display for ViolationKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(self.name())
-    }
-}
-
-impl std::str::FromStr for ViolationKind {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        crate::parse_name("violation kind", s, &ViolationKind::ALL, ViolationKind::name)
-    }
-}
+crate::named_set!(ViolationKind, "violation kind");
 
 /// One executed byte and the store epoch it came from (0 = the initial image).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -85,7 +85,28 @@ pub fn patcher(p: Protocol, op: &Op) -> Statement {
         Op::PutDesc { .. } => s("if (!atomic_dec_and_test(&desc.refs)) atomic_cond_read_acquire(&desc.refs, !VAL);"),
         Op::DecRefs { .. } => s("if (!atomic_dec_and_test(refs)) atomic_cond_read_acquire(refs, !VAL);"),
         Op::EndBatch(_) => s("return; /* the caller's vector (5.6: the on-stack desc) is gone */"),
+        Op::LockTextMutex => Statement { function: "mutex_lock()", code: "mutex_lock(&text_mutex);" },
+        Op::UnlockTextMutex => Statement { function: "mutex_unlock()", code: "mutex_unlock(&text_mutex);" },
+        Op::RegisterKprobe(_) => Statement {
+            function: "register_kprobe()",
+            code: "hlist_add_head_rcu(&p->hlist, &kprobe_table[hash_ptr(p->addr, KPROBE_HASH_BITS)]);",
+        },
+        Op::ArmKprobe(_) => Statement { function: "arch_arm_kprobe()", code: "text_poke(p->addr, &int3, 1);" },
+        Op::DisarmKprobe(_) => Statement { function: "arch_disarm_kprobe()", code: "text_poke(p->addr, &p->opcode, 1);" },
+        Op::SynchronizeRcu => Statement {
+            function: "unregister_kprobes()",
+            code: "synchronize_rcu(); /* every kprobe_int3_handler() that could see p has returned */",
+        },
+        Op::UnregisterKprobe(_) => Statement {
+            function: "__unregister_kprobe_top()",
+            code: "hlist_del_rcu(&ap->hlist); /* after disarm_kprobe() */",
+        },
     }
+}
+
+/// The `text_poke_sync()` that follows a kprobe's arm or disarm text_poke() (5.6 on).
+pub fn kprobe_sync(p: Protocol) -> Statement {
+    Statement { function: "arch_arm_kprobe()/arch_disarm_kprobe()", code: sync_code(p) }
 }
 
 fn handler_function(kind: HandlerKind) -> &'static str {
@@ -126,7 +147,7 @@ pub fn handler(kind: HandlerKind, pc: HandlerPc) -> Statement {
         },
         HandlerPc::Owner => Statement {
             function: "kprobe_int3_handler()",
-            code: "if (!p->pre_handler || !p->pre_handler(p, regs)) setup_singlestep(p, regs, kcb, 0); return 1; /* the probed instruction runs out of line */",
+            code: "if (!p->pre_handler || !p->pre_handler(p, regs)) setup_singlestep(p, regs, kcb, 0); return 1; /* out of line; a CALL/JMP/Jcc emulated (kprobe_emulate_*) */",
         },
         HandlerPc::KprobeVanished => Statement {
             function: "kprobe_int3_handler()",
@@ -145,6 +166,15 @@ pub fn table(p: Protocol) -> Vec<(String, Statement)> {
         if !rows.iter().any(|(n, _)| *n == name) {
             rows.push((name, patcher(p, &op)));
         }
+    }
+    for op in p.kprobe_program(&[], 0, 1) {
+        let name = op.name().to_string();
+        if !rows.iter().any(|(n, _)| *n == name) {
+            rows.push((name, patcher(p, &op)));
+        }
+    }
+    if p.kprobe_arm_syncs() {
+        rows.push(("kprobe sync".into(), kprobe_sync(p)));
     }
     let kind = p.handler();
     let pcs = [

@@ -21,8 +21,6 @@ pub mod linux_6_16;
 pub mod loc;
 pub mod seed;
 
-use std::fmt;
-use std::str::FromStr;
 
 use crate::error::Subject;
 use crate::program::{template_of, Op, OpTemplate};
@@ -138,6 +136,12 @@ impl Protocol {
                 return bad(m, "is listed twice");
             }
             let others: Vec<Mutant> = mutants.iter().copied().filter(|o| o != m).collect();
+            if matches!(m, Mutant::NoTextReserved | Mutant::KprobeDisarmNoSync) {
+                return bad(m, "edits register_kprobe()/arch_disarm_kprobe(), not the text_poke_bp() program");
+            }
+            if matches!(m, Mutant::BatchNoFullCheck | Mutant::BatchNoOrderCheck) {
+                return bad(m, "edits how smp_text_poke_batch_add() splits batches, not a batch's program");
+            }
             if self.batch_program(mutants, 0, 1, 1) == self.batch_program(&others, 0, 1, 1) {
                 return bad(
                     m,
@@ -160,6 +164,33 @@ impl Protocol {
             Protocol::Linux54 | Protocol::Seed | Protocol::Linux55 | Protocol::Linux56 | Protocol::Linux60 => true,
             Protocol::Linux616 => false,
         }
+    }
+
+    /// Whether `arch_arm_kprobe()` and `arch_disarm_kprobe()` follow their `text_poke()` with
+    /// `text_poke_sync()`: from 5c02ece81848d ("x86/kprobes: Fix ordering while
+    /// text-patching", v5.6) on; linux-5.4, the seed and linux-5.5 do not.
+    pub fn kprobe_arm_syncs(self) -> bool {
+        !matches!(self, Protocol::Linux54 | Protocol::Seed | Protocol::Linux55)
+    }
+
+    /// The program of a kprobe that is its own patching client (`kernel/kprobes.c`), `cycles`
+    /// times: `register_kprobe()` — `prepare_kprobe()` (the instruction copied) under
+    /// `text_mutex` and `hlist_add_head_rcu()`, then `arm_kprobe()` under `text_mutex` — and `unregister_kprobe()` — `disarm_kprobe()` under `text_mutex`, then
+    /// `hlist_del_rcu()` and `synchronize_rcu()`; arming and disarming are
+    /// `arch_arm_kprobe()`/`arch_disarm_kprobe()`.
+    pub fn kprobe_program(self, mutants: &[Mutant], kprobe: usize, cycles: u32) -> Vec<Op> {
+        let sync = self.kprobe_arm_syncs();
+        let disarm_sync = sync && !mutants.contains(&Mutant::KprobeDisarmNoSync);
+        let mut ops = Vec::new();
+        for _ in 0..cycles {
+            ops.extend([Op::LockTextMutex, Op::RegisterKprobe(kprobe), Op::UnlockTextMutex]);
+            ops.extend([Op::LockTextMutex, Op::ArmKprobe(kprobe)]);
+            ops.extend(sync.then_some(Op::Sync));
+            ops.extend([Op::UnlockTextMutex, Op::LockTextMutex, Op::DisarmKprobe(kprobe)]);
+            ops.extend(disarm_sync.then_some(Op::Sync));
+            ops.extend([Op::UnlockTextMutex, Op::UnregisterKprobe(kprobe), Op::SynchronizeRcu]);
+        }
+        ops
     }
 
     /// Which `text_poke_loc_init` checks apply.
@@ -191,18 +222,7 @@ impl Protocol {
     }
 }
 
-impl fmt::Display for Protocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(self.name())
-    }
-}
-
-impl FromStr for Protocol {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        crate::parse_name("protocol", s, &Protocol::ALL, Protocol::name)
-    }
-}
+crate::named_set!(Protocol, "protocol");
 
 /// A named edit of a protocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -238,11 +258,22 @@ pub enum Mutant {
     /// B6: the handler's first step calls into patchable text (an instrumented atomic, an
     /// out-of-line `bsearch()`).
     InstrumentedHandler,
+    /// `register_kprobe()` without the reserved-text checks (`check_ftrace_location()`,
+    /// `jump_label_text_reserved()`, `static_call_text_reserved()`,
+    /// `alternatives_text_reserved()`): a kprobe may sit on a site another patcher owns.
+    NoTextReserved,
+    /// `arch_disarm_kprobe()` without its `text_poke_sync()` (5c02ece81848d undone), on the
+    /// versions that have it (5.6 on).
+    KprobeDisarmNoSync,
+    /// 6.16: `smp_text_poke_batch_add()` without `nr_entries == TEXT_POKE_ARRAY_MAX` → flush.
+    BatchNoFullCheck,
+    /// 6.16: `smp_text_poke_batch_add()` without `!text_poke_addr_ordered(addr)` → flush.
+    BatchNoOrderCheck,
 }
 
 impl Mutant {
     /// Every mutant.
-    pub const ALL: [Mutant; 15] = [
+    pub const ALL: [Mutant; 19] = [
         Mutant::NoSyncAfterInt3,
         Mutant::NoSyncAfterTail,
         Mutant::NoSyncAfterFirst,
@@ -258,6 +289,10 @@ impl Mutant {
         Mutant::NoRmb,
         Mutant::JccNoInvert,
         Mutant::InstrumentedHandler,
+        Mutant::NoTextReserved,
+        Mutant::KprobeDisarmNoSync,
+        Mutant::BatchNoFullCheck,
+        Mutant::BatchNoOrderCheck,
     ];
 
     /// Name on the command line and in files.
@@ -278,6 +313,10 @@ impl Mutant {
             Mutant::NoRmb => "no-rmb",
             Mutant::JccNoInvert => "jcc-no-invert",
             Mutant::InstrumentedHandler => "instrumented-handler",
+            Mutant::NoTextReserved => "no-text-reserved",
+            Mutant::KprobeDisarmNoSync => "kprobe-disarm-no-sync",
+            Mutant::BatchNoFullCheck => "batch-no-full-check",
+            Mutant::BatchNoOrderCheck => "batch-no-order-check",
         }
     }
 
@@ -341,8 +380,28 @@ impl Mutant {
                 "int3_emulate_jcc ignores cc & 1 (jne emulated as je): the emulation oracle must see it"
             }
             Mutant::InstrumentedHandler => {
-                "the handler's first step calls instrumented or traceable code that is itself patched                  (B6: \"x86/int3: Avoid atomic instrumentation\", \"Inline bsearch()\" — \"lest we \
+                "the handler's first step calls instrumented or traceable code that is itself patched \
+                 (B6: \"x86/int3: Avoid atomic instrumentation\", \"Inline bsearch()\" — \"lest we \
                  inadvertently hit yet another INT3\"): a nested INT3 inside the INT3 handler"
+            }
+            Mutant::NoTextReserved => {
+                "register_kprobe() without check_ftrace_location() and the *_text_reserved() checks: a \
+                 kprobe's INT3 lands on a site another patcher owns, whose text_poke_bp() overwrites it \
+                 (a lost breakpoint) or whose new bytes the disarm corrupts"
+            }
+            Mutant::KprobeDisarmNoSync => {
+                "arch_disarm_kprobe() without text_poke_sync() (5c02ece81848d undone): a CPU still \
+                 fetches the INT3 after unregister_kprobe() removed the kprobe; up to 6.0 \
+                 kprobe_int3_handler() retries the vanished INT3, from 6.3 (8e791f7eba4c) it dies"
+            }
+            Mutant::BatchNoFullCheck => {
+                "smp_text_poke_batch_add() without the vector-full flush: the 257th entry is written to \
+                 text_poke_array.vec[256], past the vector, where nr_entries lives (caught with 257 or more \
+                 sites in one batch: `--workload batch --sites 257`)"
+            }
+            Mutant::BatchNoOrderCheck => {
+                "smp_text_poke_batch_add() without the text_poke_addr_ordered() flush: an out-of-order \
+                 vector, whose bsearch() in the INT3 handler misses entries — their traps are unclaimed"
             }
         }
     }
@@ -360,23 +419,14 @@ impl Mutant {
             Mutant::ClearVecBeforeNr | Mutant::NoSyncBeforeVecClear => protocol == Linux55,
             Mutant::SkipRefsWait => matches!(protocol, Linux56 | Linux60 | Linux616),
             Mutant::JccNoInvert => protocol == Linux616,
+            Mutant::KprobeDisarmNoSync => protocol.kprobe_arm_syncs(),
+            Mutant::BatchNoFullCheck | Mutant::BatchNoOrderCheck => protocol.batch_add(),
             _ => true,
         }
     }
 }
 
-impl fmt::Display for Mutant {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad(self.name())
-    }
-}
-
-impl FromStr for Mutant {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        crate::parse_name("mutant", s, &Mutant::ALL, Mutant::name)
-    }
-}
+crate::named_set!(Mutant, "mutant");
 
 /// The INT3 phases every version shares — INT3s, sync, tails, sync if any, first bytes, sync
 /// if any — with the publication ops placed before the INT3s, and every phase-level mutant

@@ -28,7 +28,7 @@
 use std::collections::BTreeMap;
 
 use super::{actor, Probe, Scheduler};
-use crate::config::MAX_CPUS;
+use crate::config::{MAX_CLIENTS, MAX_CPUS};
 use crate::decision::{Decision, Decisions};
 use crate::event::Event;
 
@@ -62,7 +62,7 @@ pub struct DfsScheduler {
     pub nodes: BTreeMap<usize, SchedNode>,
     /// True if the run was cut because every enabled event was asleep.
     pub pruned: bool,
-    /// Events run per actor (vCPUs by index, then the patcher at `MAX_CPUS`).
+    /// Events run per actor (vCPUs by index, then patching client k at `MAX_CPUS + k`).
     progress: Vec<u64>,
 }
 
@@ -76,7 +76,7 @@ impl DfsScheduler {
             started: false,
             nodes: BTreeMap::new(),
             pruned: false,
-            progress: vec![0; MAX_CPUS + 1],
+            progress: vec![0; MAX_CPUS + MAX_CLIENTS],
         }
     }
 }

@@ -42,9 +42,12 @@ pub trait Scheduler {
     }
 }
 
-/// The actor an event belongs to: vCPU index, or `cpus` for the patcher.
+/// The actor an event belongs to: vCPU index, or `cpus + k` for patching client `k`.
 pub fn actor(event: Event, cpus: usize) -> usize {
-    event.cpu().unwrap_or(cpus)
+    match event {
+        Event::Patcher(k) => cpus + k,
+        other => other.cpu().unwrap_or(cpus),
+    }
 }
 
 /// The per-run strategies by name (exhaustive search drives many runs; see [`exhaustive`]).

@@ -20,7 +20,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::{actor, Probe, Scheduler};
-use crate::config::MAX_CPUS;
+use crate::config::{MAX_CLIENTS, MAX_CPUS};
 use crate::decision::Decisions;
 use crate::event::Event;
 
@@ -33,7 +33,7 @@ pub const QUANTUM: u64 = 24;
 #[derive(Debug)]
 pub struct PctScheduler {
     rng: ChaCha8Rng,
-    /// Priority per actor (vCPUs, then the patcher at index MAX_CPUS); 0 = not yet assigned.
+    /// Priority per actor (vCPUs, then patching client k at index MAX_CPUS + k); 0 = not yet assigned.
     priority: Vec<u64>,
     /// Ticks at which the running actor is demoted, sorted; invariant: length is depth - 1.
     change_points: Vec<u64>,
@@ -53,7 +53,15 @@ impl PctScheduler {
         let mut change_points: Vec<u64> = (1..depth).map(|_| rng.random_range(1..k)).collect();
         change_points.sort_unstable();
         let quantum = rng.random_range(1..=QUANTUM);
-        Self { rng, priority: vec![0; MAX_CPUS + 1], change_points, next_low: 1 << 40, last: None, burst: 0, quantum }
+        Self {
+            rng,
+            priority: vec![0; MAX_CPUS + MAX_CLIENTS],
+            change_points,
+            next_low: 1 << 40,
+            last: None,
+            burst: 0,
+            quantum,
+        }
     }
 
     fn key(e: Event) -> usize {
@@ -127,7 +135,7 @@ mod tests {
 
     #[test]
     fn the_highest_priority_actor_runs_in_bursts_and_every_actor_gets_to_run() {
-        let enabled = [Event::GuestStep(0), Event::GuestStep(1), Event::Patcher];
+        let enabled = [Event::GuestStep(0), Event::GuestStep(1), Event::Patcher(0)];
         let mut s = PctScheduler::new(7, 3, 1000);
         let mut d = Decisions::seeded(0);
         let picks: Vec<usize> = (0..600).map(|t| s.pick(t, &enabled, &mut d)).collect();

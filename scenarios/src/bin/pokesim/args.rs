@@ -11,7 +11,7 @@ use scenarios::catalogue::Variant;
 use scenarios::file::{read_spec, Expectation, ScenarioFile};
 use scenarios::input::{InputError, Origin};
 use scenarios::spec::{Given, ScenarioSpec};
-use scenarios::workload::{SiteOrder, SitePlacement};
+use scenarios::workload::{ForeignKprobe, SiteOrder, SitePlacement};
 use sim_core::sched::Strategy;
 use sim_core::{Kprobe, Mutant, Protocol};
 
@@ -151,9 +151,11 @@ pub struct ScenarioArgs {
     /// static_call: patch only the call site, not the tail-call trampoline.
     #[arg(long)]
     pub no_tail: bool,
-    /// Register a foreign kprobe on the loop head (outside the patched sites).
-    #[arg(long)]
-    pub kprobe: bool,
+    /// Register a foreign kprobe on the loop head (outside the patched sites): armed for the
+    /// whole run (`--kprobe`, `--kprobe=armed`), arming and disarming itself every round
+    /// (`--kprobe=cycling`), or doing so at ftrace's entry site (`--kprobe=entry`).
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "armed", value_name = "MODE")]
+    pub kprobe: Option<ForeignKprobe>,
     /// Register a kprobe at this instruction address (repeatable; replaces the file's).
     #[arg(long = "kprobe-at", value_parser = address, value_name = "ADDR")]
     pub kprobe_at: Vec<u64>,
@@ -255,14 +257,14 @@ impl ScenarioArgs {
         l.set(&mut spec.workload.sites, self.sites, "--sites");
         l.set(&mut spec.workload.order, self.order, "--order");
         l.set(&mut spec.workload.tail, self.no_tail.then_some(false), "--no-tail");
-        l.set(&mut spec.workload.kprobe, self.kprobe.then_some(true), "--kprobe");
+        l.set(&mut spec.workload.kprobe, self.kprobe, "--kprobe");
         if !self.kprobe_at.is_empty() {
             let had: Vec<String> = spec.kprobes.iter().map(|k| format!("{:#x}", k.value.addr)).collect();
             l.note("--kprobe-at", (!had.is_empty()).then(|| format!("{had:?}")));
             spec.kprobes = self
                 .kprobe_at
                 .iter()
-                .map(|&addr| Given::new(Kprobe { addr, armed: true }, Origin::Flag("--kprobe-at")))
+                .map(|&addr| Given::new(Kprobe::armed(addr), Origin::Flag("--kprobe-at")))
                 .collect();
         }
         for (name, value) in &self.kernel {
