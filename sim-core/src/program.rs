@@ -8,7 +8,6 @@
 //! [`Op`] is one concrete operation of a run (which batch, entry or vCPU); [`OpTemplate`] is
 //! its step in a program. Every operation's name is its template step's name: one name table.
 
-
 use crate::error::Subject;
 use crate::SimError;
 

@@ -243,15 +243,8 @@ impl Machine {
 
     /// What the kernel does on an INT3 trap, for the trace.
     fn kernel_trap(&self) -> String {
-        use crate::protocol::{HandlerKind, Protocol};
-        let handler = match self.config.protocol.handler() {
-            HandlerKind::PerCpuRefs => "smp_text_poke_int3_handler()",
-            _ => "poke_int3_handler()",
-        };
-        let entry = match self.config.protocol {
-            Protocol::Linux60 | Protocol::Linux616 => "exc_int3() -> do_int3()",
-            _ => "do_int3()",
-        };
+        let (entry, handler) =
+            (self.config.protocol.version().names.trap_entry, self.config.protocol.version().names.handler_function);
         let then = if self.config.kernel.kprobes { "kprobe_int3_handler(), then " } else { "" };
         format!("{entry}: {handler} first, then {then}notify_die(DIE_INT3); unclaimed: die(\"int3\")")
     }
@@ -294,7 +287,8 @@ impl Machine {
         match step {
             HandlerStep::Declined => {
                 let (byte, epoch) = self.vcpus[i].view().shown(ip);
-                let (insn, msg) = unclaimed::report(ip, byte, epoch, self.config.kernel.kprobes);
+                let (insn, msg) =
+                    unclaimed::report(ip, byte, epoch, self.config.kernel.kprobes, self.config.protocol.version());
                 self.report(ViolationKind::UnclaimedInt3, Some(i), Some(ip), Some(&insn), msg);
             }
             HandlerStep::Fault(msg) => self.report(ViolationKind::HandlerFault, Some(i), Some(ip), None, msg.clone()),

@@ -7,18 +7,23 @@
 
 use cpu_model::{ExecutedInsn, MAX_INSN_LEN};
 
-/// The violation of an INT3 at `ip` claimed by nobody: the executed byte (with the store epoch
-/// the vCPU's view showed it from) and the message.
-pub fn report(ip: u64, byte: u8, epoch: u32, kprobes: bool) -> (ExecutedInsn, String) {
+use crate::protocol::Version;
+
+/// The violation of an INT3 at `ip` claimed by nobody on `version`: the executed byte (with the
+/// store epoch the vCPU's view showed it from) and the message.
+pub fn report(ip: u64, byte: u8, epoch: u32, kprobes: bool, version: &Version) -> (ExecutedInsn, String) {
     let mut bytes = [0; MAX_INSN_LEN];
     let mut epochs = [0; MAX_INSN_LEN];
     bytes[0] = byte;
     epochs[0] = epoch;
     let insn = ExecutedInsn { addr: ip, len: 1, window: 1, bytes, epochs, code: iced_x86::Code::Int3 };
-    let who = if kprobes {
-        "poke_int3_handler(), kprobe_int3_handler() (no kprobe there, and the INT3 is still in memory)"
-    } else {
-        "poke_int3_handler() (CONFIG_KPROBES=n)"
+    let handler = version.names.handler_function;
+    let who = match (kprobes, version.recovery == crate::protocol::Recovery::Retries) {
+        (true, true) => format!("{handler}, kprobe_int3_handler() (no kprobe there, and the INT3 is still in memory)"),
+        (true, false) => format!(
+            "{handler}, kprobe_int3_handler() (no kprobe there; since v6.3 it no longer retries a vanished INT3)"
+        ),
+        (false, _) => format!("{handler} (CONFIG_KPROBES=n)"),
     };
     (
         insn,

@@ -22,24 +22,9 @@ impl std::fmt::Display for Statement {
     }
 }
 
-fn batch_function(p: Protocol) -> &'static str {
-    match p {
-        Protocol::Linux616 => "smp_text_poke_batch_finish()",
-        _ => "text_poke_bp_batch()",
-    }
-}
-
-fn sync_code(p: Protocol) -> &'static str {
-    match p {
-        Protocol::Linux54 | Protocol::Seed => "on_each_cpu(do_sync_core, NULL, 1);",
-        Protocol::Linux616 => "smp_text_poke_sync_each_cpu();",
-        _ => "text_poke_sync();",
-    }
-}
-
 /// What the patcher operation `op` mirrors in version `p`.
 pub fn patcher(p: Protocol, op: &Op) -> Statement {
-    let function = batch_function(p);
+    let function = p.version().names.batch_function;
     let s = |code: &'static str| Statement { function, code };
     let v616 = p == Protocol::Linux616;
     match op {
@@ -71,7 +56,7 @@ pub fn patcher(p: Protocol, op: &Op) -> Statement {
         Op::PokeWhole { .. } => s("text_poke(addr, opcode, len); /* the whole instruction, no INT3 step (mutant) */"),
         Op::PokePlain(_) => Statement { function: "text_poke()", code: "text_poke(addr, opcode, len); /* arm/disarm, outside the INT3 protocol */" },
         Op::ResetDoSync => s("do_sync = 0;"),
-        Op::Sync => s(sync_code(p)),
+        Op::Sync => s(p.version().names.sync_code),
         Op::SyncIfDoSync => s(match p {
             Protocol::Linux54 => "if (patched_all_but_first) on_each_cpu(do_sync_core, NULL, 1);",
             Protocol::Seed => "if (do_sync) on_each_cpu(do_sync_core, NULL, 1);",
@@ -106,7 +91,7 @@ pub fn patcher(p: Protocol, op: &Op) -> Statement {
 
 /// The `text_poke_sync()` that follows a kprobe's arm or disarm text_poke() (5.6 on).
 pub fn kprobe_sync(p: Protocol) -> Statement {
-    Statement { function: "arch_arm_kprobe()/arch_disarm_kprobe()", code: sync_code(p) }
+    Statement { function: "arch_arm_kprobe()/arch_disarm_kprobe()", code: p.version().names.sync_code }
 }
 
 fn handler_function(kind: HandlerKind) -> &'static str {

@@ -16,11 +16,21 @@
 //! `regs->ip = tp->detour` ([`super::HandlerKind::Detour`]): a plain jump, which cannot
 //! perform a CALL's push (bug B1).
 
-use super::{int3_phases, Mutant};
+use super::{int3_phases, ArmSync, Batching, HandlerKind, LocRules, Mutant, Names, Recovery, Version};
 use crate::program::Op;
 
+/// Everything "linux-5.4" is, for [`super::Protocol::version`].
+pub const VERSION: Version =
+    Version::new("linux-5.4", HandlerKind::Detour, LocRules::Detour, Batching::CallerSorted, text_poke_bp_batch)
+        .kprobes(Recovery::Retries, ArmSync::None)
+        .names(Names::ON_EACH_CPU)
+        .about(DESCRIPTION);
+
+const DESCRIPTION: &str = "v5.3/5.4 text_poke_bp_batch: three syncs, the handler sets regs->ip = detour \
+         (cannot emulate a CALL: bug B1)";
+
 /// The operations of one `text_poke_bp_batch(tp, n)` call on array `batch`.
-pub fn text_poke_bp_batch(mutants: &[Mutant], batch: usize, n: usize) -> Vec<Op> {
+pub fn text_poke_bp_batch(mutants: &[Mutant], batch: usize, n: usize, _cpus: usize) -> Vec<Op> {
     let mut ops = vec![Op::BeginBatch(batch)];
     ops.extend(int3_phases(mutants, batch, n, vec![Op::SetVec(batch), Op::SetNr(batch)], true));
     ops.extend([Op::ClearVec, Op::ClearNr, Op::EndBatch(batch)]);

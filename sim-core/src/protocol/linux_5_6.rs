@@ -15,11 +15,21 @@
 //! (`smp_mb__before_atomic(); atomic_dec(&desc->refs)`). The descriptor lives on the patcher's
 //! stack: once the batch returns, touching it is a use after free.
 
-use super::{int3_phases, Mutant};
+use super::{int3_phases, ArmSync, Batching, HandlerKind, LocRules, Mutant, Names, Recovery, Version};
 use crate::program::Op;
 
+/// Everything "linux-5.6" is, for [`super::Protocol::version`].
+pub const VERSION: Version =
+    Version::new("linux-5.6", HandlerKind::Desc, LocRules::Seed, Batching::CallerSorted, text_poke_bp_batch)
+        .kprobes(Recovery::Retries, ArmSync::TextPokeSync)
+        .names(Names::TEXT_POKE_SYNC)
+        .about(DESCRIPTION);
+
+const DESCRIPTION: &str = "1f676247f36a: on-stack bp_desc with refs; try_get_desc/put_desc in the handler, \
+         the patcher waits for refs to drain";
+
 /// The operations of one `text_poke_bp_batch(tp, n)` call on array `batch`.
-pub fn text_poke_bp_batch(mutants: &[Mutant], batch: usize, n: usize) -> Vec<Op> {
+pub fn text_poke_bp_batch(mutants: &[Mutant], batch: usize, n: usize, _cpus: usize) -> Vec<Op> {
     let wait = !mutants.contains(&Mutant::SkipRefsWait);
     let mut ops = vec![Op::BeginBatch(batch)];
     ops.extend(int3_phases(mutants, batch, n, vec![Op::PublishDesc(batch)], false));

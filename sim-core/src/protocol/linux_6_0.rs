@@ -21,11 +21,27 @@
 //! pokesim reproduces the race this version fixed: `linux-5.6` with a foreign kprobe is
 //! reported as a `handler-fault` (use after free in `try_get_desc`), `linux-6.0` passes.
 
-use super::{int3_phases, Mutant};
+use super::{int3_phases, ArmSync, Batching, HandlerKind, LocRules, Mutant, Names, Recovery, Version};
 use crate::program::Op;
 
+/// Everything "linux-6.0" is, for [`super::Protocol::version`].
+pub const VERSION: Version = Version::new(
+    "linux-6.0",
+    HandlerKind::GlobalRefs,
+    LocRules::RetPadding,
+    Batching::CallerSorted,
+    text_poke_bp_batch,
+)
+.kprobes(Recovery::Retries, ArmSync::TextPokeSync)
+.names(Names::EXC_INT3)
+.about(DESCRIPTION);
+
+const DESCRIPTION: &str = "efd608fa7403 (2022): bp_desc is a static global {vec, nr_entries, refs}, refs set with \
+         release before the first INT3 and awaited at the end (fixes 5.6's try_get_desc() use \
+         after free); RET emulation and INT3 padding";
+
 /// The operations of one `text_poke_bp_batch(tp, n)` call on array `batch`.
-pub fn text_poke_bp_batch(mutants: &[Mutant], batch: usize, n: usize) -> Vec<Op> {
+pub fn text_poke_bp_batch(mutants: &[Mutant], batch: usize, n: usize, _cpus: usize) -> Vec<Op> {
     let wait = !mutants.contains(&Mutant::SkipRefsWait);
     let mut ops = vec![Op::BeginBatch(batch)];
     ops.extend(int3_phases(mutants, batch, n, vec![Op::SetVec(batch), Op::SetNr(batch), Op::SetGlobalRefs], false));

@@ -31,8 +31,19 @@
 //! CALL → `int3_emulate_call`, JMP32/JMP8 → `int3_emulate_jmp`, `0x70..0x7f` →
 //! `int3_emulate_jcc`; put (`smp_mb__before_atomic(); raw_atomic_dec`).
 
-use super::{int3_phases, Mutant};
+use super::{int3_phases, ArmSync, Batching, HandlerKind, LocRules, Mutant, Names, Recovery, Version};
 use crate::program::Op;
+
+/// Everything "linux-6.16" is, for [`super::Protocol::version`].
+pub const VERSION: Version =
+    Version::new("linux-6.16", HandlerKind::PerCpuRefs, LocRules::Modern, Batching::BatchAdd, smp_text_poke_batch)
+        .kprobes(Recovery::Dies, ArmSync::TextPokeSync)
+        .names(Names::SMP_TEXT_POKE)
+        .about(DESCRIPTION);
+
+const DESCRIPTION: &str = "smp_text_poke_batch_add/_finish: per-CPU refs set before the first INT3, sorted vector \
+         of at most 256 entries (flushed when full or out of order), bsearch, RET and Jcc \
+         emulation, Jcc.d32 as 6 bytes, RET/JMP padded with INT3";
 
 /// `smp_text_poke_batch_add()` of the `n` entries of group `batch`, then
 /// `smp_text_poke_batch_finish()`.

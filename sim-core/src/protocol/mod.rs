@@ -1,7 +1,10 @@
-//! The protocol catalogue (DESIGN.md §2.6, reference/kernel-protocol.md §1–§3): each kernel
-//! version is a patcher program (a sequence of [`Op`]s per batch, built by the version's
-//! module) plus an INT3 handler (micro-steps in [`crate::handler`], shaped by
-//! [`HandlerKind`]); a [`Mutant`] is a named edit of either.
+//! The protocol catalogue (DESIGN.md §2.6, reference/kernel-protocol.md §1–§3). Each kernel
+//! version is one module that owns everything it is — its [`Version`] (`VERSION`: name and
+//! description, INT3 handler ([`HandlerKind`], whose micro-steps are [`crate::handler`]'s),
+//! `text_poke_loc_init` rules ([`LocRules`]), how its callers batch, how its kprobes behave, the
+//! kernel functions its traces name) and its patcher program, a sequence of [`Op`]s per batch.
+//! [`Protocol`] names a version and reads everything from its `VERSION`; a [`Mutant`] is a named
+//! edit of a program, the handler, `register_kprobe()` or batching.
 //!
 //! | version | module | kernel functions |
 //! |---|---|---|
@@ -20,7 +23,6 @@ pub mod linux_6_0;
 pub mod linux_6_16;
 pub mod loc;
 pub mod seed;
-
 
 use crate::error::Subject;
 use crate::program::{template_of, Op, OpTemplate};
@@ -71,56 +73,31 @@ impl Protocol {
         Protocol::Linux616,
     ];
 
+    /// Everything this version is: one place per version, its own module's `VERSION`.
+    pub fn version(self) -> &'static Version {
+        match self {
+            Protocol::Linux54 => &linux_5_4::VERSION,
+            Protocol::Seed => &seed::VERSION,
+            Protocol::Linux55 => &linux_5_5::VERSION,
+            Protocol::Linux56 => &linux_5_6::VERSION,
+            Protocol::Linux60 => &linux_6_0::VERSION,
+            Protocol::Linux616 => &linux_6_16::VERSION,
+        }
+    }
+
     /// Name on the command line and in files.
     pub fn name(self) -> &'static str {
-        match self {
-            Protocol::Linux54 => "linux-5.4",
-            Protocol::Seed => "seed",
-            Protocol::Linux55 => "linux-5.5",
-            Protocol::Linux56 => "linux-5.6",
-            Protocol::Linux60 => "linux-6.0",
-            Protocol::Linux616 => "linux-6.16",
-        }
+        self.version().name
     }
 
     /// One-line description.
     pub fn description(self) -> &'static str {
-        match self {
-            Protocol::Linux54 => {
-                "v5.3/5.4 text_poke_bp_batch: three syncs, the handler sets regs->ip = detour \
-                 (cannot emulate a CALL: bug B1)"
-            }
-            Protocol::Seed => {
-                "the seed patch (v3 1/6, 2019): poke_int3_handler emulates CALL/JMP32/JMP8/NOP2/NOP5, \
-                 last sync conditional on do_sync, vec cleared before nr_entries without a sync (bug B3)"
-            }
-            Protocol::Linux55 => "the seed + 285a54efe386: nr_entries = 0; text_poke_sync(); vec = NULL",
-            Protocol::Linux56 => {
-                "1f676247f36a: on-stack bp_desc with refs; try_get_desc/put_desc in the handler, \
-                 the patcher waits for refs to drain"
-            }
-            Protocol::Linux60 => {
-                "efd608fa7403 (2022): bp_desc is a static global {vec, nr_entries, refs}, refs set with \
-                 release before the first INT3 and awaited at the end (fixes 5.6's try_get_desc() use \
-                 after free); RET emulation and INT3 padding"
-            }
-            Protocol::Linux616 => {
-                "smp_text_poke_batch_add/_finish: per-CPU refs set before the first INT3, sorted vector \
-                 of at most 256 entries (flushed when full or out of order), bsearch, RET and Jcc \
-                 emulation, Jcc.d32 as 6 bytes, RET/JMP padded with INT3"
-            }
-        }
+        self.version().description
     }
 
     /// The INT3 handler this version runs.
     pub fn handler(self) -> HandlerKind {
-        match self {
-            Protocol::Linux54 => HandlerKind::Detour,
-            Protocol::Seed | Protocol::Linux55 => HandlerKind::Emulate,
-            Protocol::Linux56 => HandlerKind::Desc,
-            Protocol::Linux60 => HandlerKind::GlobalRefs,
-            Protocol::Linux616 => HandlerKind::PerCpuRefs,
-        }
+        self.version().handler
     }
 
     /// This version's program with `mutants` applied, as a template a scenario's `program`
@@ -160,17 +137,14 @@ impl Protocol {
     /// removed INT3 handling code", v6.3) removed it, so on 6.16 such a trap goes on to
     /// `notify_die()` and `die("int3")`.
     pub fn kprobe_recovers_vanished_int3(self) -> bool {
-        match self {
-            Protocol::Linux54 | Protocol::Seed | Protocol::Linux55 | Protocol::Linux56 | Protocol::Linux60 => true,
-            Protocol::Linux616 => false,
-        }
+        self.version().recovery == Recovery::Retries
     }
 
     /// Whether `arch_arm_kprobe()` and `arch_disarm_kprobe()` follow their `text_poke()` with
     /// `text_poke_sync()`: from 5c02ece81848d ("x86/kprobes: Fix ordering while
     /// text-patching", v5.6) on; linux-5.4, the seed and linux-5.5 do not.
     pub fn kprobe_arm_syncs(self) -> bool {
-        !matches!(self, Protocol::Linux54 | Protocol::Seed | Protocol::Linux55)
+        self.version().arm_sync == ArmSync::TextPokeSync
     }
 
     /// The program of a kprobe that is its own patching client (`kernel/kprobes.c`), `cycles`
@@ -195,30 +169,145 @@ impl Protocol {
 
     /// Which `text_poke_loc_init` checks apply.
     pub fn loc_rules(self) -> LocRules {
-        match self {
-            Protocol::Linux54 => LocRules::Detour,
-            Protocol::Seed | Protocol::Linux55 | Protocol::Linux56 => LocRules::Seed,
-            Protocol::Linux60 => LocRules::RetPadding,
-            Protocol::Linux616 => LocRules::Modern,
-        }
+        self.version().loc_rules
     }
 
     /// True if batches go through `smp_text_poke_batch_add()`, which flushes on a full or
     /// out-of-order vector, rather than a caller-sorted array.
     pub fn batch_add(self) -> bool {
-        self == Protocol::Linux616
+        self.version().batching == Batching::BatchAdd
     }
 
     /// The patcher program for one batch: array id `batch`, `n` entries, `cpus` vCPUs.
     pub fn batch_program(self, mutants: &[Mutant], batch: usize, n: usize, cpus: usize) -> Vec<Op> {
-        match self {
-            Protocol::Linux54 => linux_5_4::text_poke_bp_batch(mutants, batch, n),
-            Protocol::Seed => seed::text_poke_bp_batch(mutants, batch, n),
-            Protocol::Linux55 => linux_5_5::text_poke_bp_batch(mutants, batch, n),
-            Protocol::Linux56 => linux_5_6::text_poke_bp_batch(mutants, batch, n),
-            Protocol::Linux60 => linux_6_0::text_poke_bp_batch(mutants, batch, n),
-            Protocol::Linux616 => linux_6_16::smp_text_poke_batch(mutants, batch, n, cpus),
+        (self.version().program)(mutants, batch, n, cpus)
+    }
+}
+
+/// How a version's callers hand it a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Batching {
+    /// `text_poke_bp_batch()` on the caller's sorted vector, flushed at `TP_VEC_MAX`.
+    CallerSorted,
+    /// `smp_text_poke_batch_add()`, which flushes on a full or out-of-order vector.
+    BatchAdd,
+}
+
+/// What `kprobe_int3_handler()` does with a trap whose INT3 is no longer in memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recovery {
+    /// Backs `regs->ip` up over it and returns 1 (up to 6.2).
+    Retries,
+    /// Returns 0: `notify_die()`, then `die("int3")` (8e791f7eba4c, v6.3).
+    Dies,
+}
+
+/// Whether `arch_arm_kprobe()`/`arch_disarm_kprobe()` sync after their `text_poke()`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArmSync {
+    /// No sync (before 5c02ece81848d).
+    None,
+    /// `text_poke_sync()` (5.6 on).
+    TextPokeSync,
+}
+
+/// The kernel functions a version's traces name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Names {
+    /// The function a batch's operations belong to.
+    pub batch_function: &'static str,
+    /// Its sync, as the C statement.
+    pub sync_code: &'static str,
+    /// The trap entry.
+    pub trap_entry: &'static str,
+    /// The patching INT3 handler.
+    pub handler_function: &'static str,
+}
+
+impl Names {
+    /// v5.3/5.4 and the seed: `on_each_cpu(do_sync_core, …)`.
+    pub const ON_EACH_CPU: Names = Names {
+        batch_function: "text_poke_bp_batch()",
+        sync_code: "on_each_cpu(do_sync_core, NULL, 1);",
+        trap_entry: "do_int3()",
+        handler_function: "poke_int3_handler()",
+    };
+    /// 5.5 and 5.6: `text_poke_sync()`.
+    pub const TEXT_POKE_SYNC: Names = Names { sync_code: "text_poke_sync();", ..Names::ON_EACH_CPU };
+    /// 6.0: the `exc_int3()` entry.
+    pub const EXC_INT3: Names = Names { trap_entry: "exc_int3() -> do_int3()", ..Names::TEXT_POKE_SYNC };
+    /// 6.16: the `smp_text_poke_*` names.
+    pub const SMP_TEXT_POKE: Names = Names {
+        batch_function: "smp_text_poke_batch_finish()",
+        sync_code: "smp_text_poke_sync_each_cpu();",
+        trap_entry: "exc_int3() -> do_int3()",
+        handler_function: "smp_text_poke_int3_handler()",
+    };
+}
+
+/// The operations of one batch: mutants, array id, entries, vCPUs.
+pub type BatchProgram = fn(&[Mutant], usize, usize, usize) -> Vec<Op>;
+
+/// One kernel version, as its own module states it (`VERSION`): its name and what it is, its
+/// INT3 handler and `text_poke_loc_init()` rules, how its callers batch, how its kprobes
+/// behave, the kernel functions its traces name, and its patcher program.
+#[derive(Clone, Copy, Debug)]
+pub struct Version {
+    /// Name on the command line and in files.
+    pub name: &'static str,
+    /// One-line description (the commits it is).
+    pub description: &'static str,
+    /// Its INT3 handler.
+    pub handler: HandlerKind,
+    /// Its `text_poke_loc_init()` checks.
+    pub loc_rules: LocRules,
+    /// How its callers batch.
+    pub batching: Batching,
+    /// `kprobe_int3_handler()` on a vanished INT3.
+    pub recovery: Recovery,
+    /// `arch_arm_kprobe()`/`arch_disarm_kprobe()`'s sync.
+    pub arm_sync: ArmSync,
+    /// The kernel functions its traces name.
+    pub names: Names,
+    /// Its patcher program for one batch.
+    pub program: BatchProgram,
+}
+
+impl Version {
+    /// A version with pre-5.6 kprobes and 5.4's names; the builders below set the rest.
+    pub const fn new(
+        name: &'static str,
+        handler: HandlerKind,
+        loc_rules: LocRules,
+        batching: Batching,
+        program: BatchProgram,
+    ) -> Self {
+        Self {
+            name,
+            description: "",
+            handler,
+            loc_rules,
+            batching,
+            recovery: Recovery::Retries,
+            arm_sync: ArmSync::None,
+            names: Names::ON_EACH_CPU,
+            program,
         }
+    }
+
+    /// With its kprobes' behaviour.
+    pub const fn kprobes(self, recovery: Recovery, arm_sync: ArmSync) -> Self {
+        Self { recovery, arm_sync, ..self }
+    }
+
+    /// With the kernel functions its traces name.
+    pub const fn names(self, names: Names) -> Self {
+        Self { names, ..self }
+    }
+
+    /// With its description.
+    pub const fn about(self, description: &'static str) -> Self {
+        Self { description, ..self }
     }
 }
 

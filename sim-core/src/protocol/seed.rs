@@ -14,11 +14,21 @@
 //!
 //! The handler is `poke_int3_handler()` ([`crate::handler`], [`super::HandlerKind::Emulate`]).
 
-use super::{int3_phases, Mutant};
+use super::{int3_phases, ArmSync, Batching, HandlerKind, LocRules, Mutant, Names, Recovery, Version};
 use crate::program::Op;
 
+/// Everything "seed" is, for [`super::Protocol::version`].
+pub const VERSION: Version =
+    Version::new("seed", HandlerKind::Emulate, LocRules::Seed, Batching::CallerSorted, text_poke_bp_batch)
+        .kprobes(Recovery::Retries, ArmSync::None)
+        .names(Names::ON_EACH_CPU)
+        .about(DESCRIPTION);
+
+const DESCRIPTION: &str = "the seed patch (v3 1/6, 2019): poke_int3_handler emulates CALL/JMP32/JMP8/NOP2/NOP5, \
+         last sync conditional on do_sync, vec cleared before nr_entries without a sync (bug B3)";
+
 /// The operations of one `text_poke_bp_batch(tp, n)` call on array `batch`.
-pub fn text_poke_bp_batch(mutants: &[Mutant], batch: usize, n: usize) -> Vec<Op> {
+pub fn text_poke_bp_batch(mutants: &[Mutant], batch: usize, n: usize, _cpus: usize) -> Vec<Op> {
     let mut ops = vec![Op::BeginBatch(batch)];
     ops.extend(int3_phases(mutants, batch, n, vec![Op::SetVec(batch), Op::SetNr(batch)], false));
     ops.extend([Op::ClearVec, Op::ClearNr, Op::EndBatch(batch)]);
@@ -31,11 +41,11 @@ mod tests {
 
     #[test]
     fn the_vector_is_cleared_before_nr_entries_without_a_sync() {
-        let ops = text_poke_bp_batch(&[], 3, 1);
+        let ops = text_poke_bp_batch(&[], 3, 1, 1);
         let vec = ops.iter().position(|o| *o == Op::ClearVec).unwrap();
         assert_eq!(ops[vec + 1], Op::ClearNr, "the seed clears vec, then nr_entries (bug B3)");
         assert_eq!(ops.last(), Some(&Op::EndBatch(3)));
-        let no_int3 = text_poke_bp_batch(&[Mutant::NoInt3], 0, 2);
+        let no_int3 = text_poke_bp_batch(&[Mutant::NoInt3], 0, 2, 1);
         assert!(!no_int3.iter().any(|o| matches!(o, Op::PokeInt3 { .. })));
     }
 }
