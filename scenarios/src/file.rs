@@ -56,7 +56,7 @@ use std::path::Path;
 
 use cpu_model::{FetchModel, FetchUnit, Staleness, StoreGranularity};
 use serde::Deserialize;
-use sim_core::program::OpTemplate;
+use sim_core::program::Step;
 use sim_core::sched::Strategy;
 use sim_core::{Kprobe, Mutant, Protocol};
 use toml::Spanned;
@@ -274,7 +274,7 @@ pub fn parse_spec(file: &str, src: &str) -> Result<ScenarioSpec, InputError> {
     if let Some(ops) = &raw.program {
         let mut program = Vec::new();
         for o in ops.get_ref() {
-            program.extend(l.parse(&Some(o.clone()), "program", str::parse::<OpTemplate>)?.map(|g| g.value));
+            program.extend(l.parse(&Some(o.clone()), "program", str::parse::<Step>)?.map(|g| g.value));
         }
         spec.program = Some(Given::new(program, l.origin(ops)));
     }

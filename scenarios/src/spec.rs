@@ -6,7 +6,7 @@
 //! same way everywhere, and every refusal names the line or the flag at fault.
 
 use cpu_model::{FetchModel, FetchUnit, Staleness, StoreGranularity};
-use sim_core::program::OpTemplate;
+use sim_core::program::Step;
 use sim_core::sched::Strategy;
 use sim_core::{Decision, KernelConfig, Kprobe, Mutant, Protocol, Recorded, RunConfig, SimError, Subject};
 
@@ -114,7 +114,7 @@ pub struct ScenarioSpec {
     /// The unsafe multi-instruction override.
     pub unsafe_multi_insn: Opt<bool>,
     /// A custom patcher program.
-    pub program: Opt<Vec<OpTemplate>>,
+    pub program: Opt<Vec<Step>>,
     /// A recorded decision list, `[options, choice]`.
     pub decisions: Opt<Vec<(i64, i64)>>,
     /// Zero choices after the recorded list.

@@ -648,7 +648,7 @@ fn the_custom_program_example_is_linux_5_5_spelled_out() {
     builtin.config.program = None;
     assert_eq!(custom.scenario.plan().unwrap().programs, builtin.plan().unwrap().programs);
     let doc = std::fs::read_to_string(repo().join("docs/programs.md")).unwrap();
-    for op in sim_core::program::OpTemplate::ALL {
+    for op in sim_core::program::Step::ALL {
         assert!(doc.contains(&format!("| `{}` |", op.name())), "docs/programs.md does not describe {}", op.name());
     }
 }

@@ -5,7 +5,7 @@ use cpu_model::FetchModel;
 
 use crate::error::Subject;
 use crate::kconfig::KernelConfig;
-use crate::program::OpTemplate;
+use crate::program::Step;
 use crate::protocol::{Mutant, Protocol};
 use crate::SimError;
 
@@ -48,7 +48,7 @@ pub struct RunConfig {
     pub unsafe_multi_insn: bool,
     /// A custom patcher program (one batch's operations), replacing the protocol's own; the
     /// protocol still chooses the handler and the `text_poke_loc_init` rules.
-    pub program: Option<Vec<OpTemplate>>,
+    pub program: Option<Vec<Step>>,
     /// Record a state hash after every tick (for `replay --check-determinism`).
     pub step_hashes: bool,
     /// Record a path-independent hash of the whole machine after every tick (exhaustive

@@ -5,8 +5,9 @@
 //! (`set-refs`, `dec-refs`) over the vCPUs. The handler is the one of the scenario's protocol
 //! version.
 //!
-//! [`Op`] is one concrete operation of a run (which batch, entry or vCPU); [`OpTemplate`] is
-//! its step in a program. Every operation's name is its template step's name: one name table.
+//! [`Op`] is one concrete operation of a run (which batch, entry or vCPU) and the one name
+//! table; a [`Step`] of a program is an operation as it appears in batch 0 with one entry on
+//! one vCPU, which expanding renumbers and repeats.
 
 use crate::error::Subject;
 use crate::SimError;
@@ -130,11 +131,25 @@ pub enum Op {
 }
 
 impl Op {
-    /// Its name in traces, reports and scenario files: the name of its [`OpTemplate`] (the one
-    /// name table of the INT3 protocol's steps), or, for the operations of other patching
-    /// clients that no template spells out, their own.
+    /// Its name in traces, reports and scenario files — the one name table of patcher
+    /// operations (a program template's steps are operations too: [`Step`]).
     pub fn name(&self) -> &'static str {
         match self {
+            Op::BeginBatch(_) => "begin-batch",
+            Op::SetVec(_) => "set-vec",
+            Op::SetNr(_) => "set-nr",
+            Op::PublishDesc(_) => "publish-desc",
+            Op::AddEntry { .. } => "batch-add",
+            Op::SetRefs(_) => "set-refs",
+            Op::SetGlobalRefs => "set-global-refs",
+            Op::DecGlobalRefs { wait: true } => "dec-global-refs",
+            Op::DecGlobalRefs { wait: false } => "dec-global-refs-nowait",
+            Op::Wmb => "wmb",
+            Op::PokeInt3 { .. } => "poke-int3",
+            Op::PokeTail { .. } => "poke-tail",
+            Op::PokeFirst { .. } => "poke-first",
+            Op::PokeFirstAlways { .. } => "poke-first-always",
+            Op::PokeWhole { .. } => "poke-whole",
             Op::PokePlain(_) => "text-poke",
             Op::LockTextMutex => "lock-text-mutex",
             Op::UnlockTextMutex => "unlock-text-mutex",
@@ -143,151 +158,39 @@ impl Op {
             Op::DisarmKprobe(_) => "disarm-kprobe",
             Op::UnregisterKprobe(_) => "unregister-kprobe",
             Op::SynchronizeRcu => "synchronize-rcu",
-            other => OpTemplate::of(other).map_or("?", OpTemplate::name),
-        }
-    }
-}
-
-/// One step of a program template.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum OpTemplate {
-    /// [`Op::BeginBatch`].
-    BeginBatch,
-    /// [`Op::SetVec`].
-    SetVec,
-    /// [`Op::SetNr`].
-    SetNr,
-    /// [`Op::PublishDesc`].
-    PublishDesc,
-    /// [`Op::AddEntry`] for every entry.
-    BatchAdd,
-    /// [`Op::SetRefs`] for every vCPU.
-    SetRefs,
-    /// [`Op::SetGlobalRefs`].
-    SetGlobalRefs,
-    /// [`Op::Wmb`].
-    Wmb,
-    /// [`Op::PokeInt3`] for every entry.
-    PokeInt3,
-    /// [`Op::PokeTail`] for every entry.
-    PokeTail,
-    /// [`Op::PokeFirst`] for every entry.
-    PokeFirst,
-    /// [`Op::PokeFirstAlways`] for every entry.
-    PokeFirstAlways,
-    /// [`Op::PokeWhole`] for every entry.
-    PokeWhole,
-    /// [`Op::ResetDoSync`].
-    ResetDoSync,
-    /// [`Op::Sync`].
-    Sync,
-    /// [`Op::SyncIfDoSync`].
-    SyncIfDoSync,
-    /// [`Op::ClearVec`].
-    ClearVec,
-    /// [`Op::ClearNr`].
-    ClearNr,
-    /// [`Op::ClearDesc`].
-    ClearDesc,
-    /// [`Op::PutDesc`] with the wait.
-    PutDesc,
-    /// [`Op::PutDesc`] without the wait.
-    PutDescNoWait,
-    /// [`Op::DecRefs`] for every vCPU, with the wait.
-    DecRefs,
-    /// [`Op::DecRefs`] for every vCPU, without the wait.
-    DecRefsNoWait,
-    /// [`Op::DecGlobalRefs`] with the wait.
-    DecGlobalRefs,
-    /// [`Op::DecGlobalRefs`] without the wait.
-    DecGlobalRefsNoWait,
-    /// [`Op::EndBatch`].
-    EndBatch,
-}
-
-impl OpTemplate {
-    /// Every template operation.
-    pub const ALL: [OpTemplate; 26] = [
-        OpTemplate::BeginBatch,
-        OpTemplate::SetVec,
-        OpTemplate::SetNr,
-        OpTemplate::PublishDesc,
-        OpTemplate::BatchAdd,
-        OpTemplate::SetRefs,
-        OpTemplate::SetGlobalRefs,
-        OpTemplate::Wmb,
-        OpTemplate::PokeInt3,
-        OpTemplate::PokeTail,
-        OpTemplate::PokeFirst,
-        OpTemplate::PokeFirstAlways,
-        OpTemplate::PokeWhole,
-        OpTemplate::ResetDoSync,
-        OpTemplate::Sync,
-        OpTemplate::SyncIfDoSync,
-        OpTemplate::ClearVec,
-        OpTemplate::ClearNr,
-        OpTemplate::ClearDesc,
-        OpTemplate::PutDesc,
-        OpTemplate::PutDescNoWait,
-        OpTemplate::DecRefs,
-        OpTemplate::DecRefsNoWait,
-        OpTemplate::DecGlobalRefs,
-        OpTemplate::DecGlobalRefsNoWait,
-        OpTemplate::EndBatch,
-    ];
-
-    /// The name used in scenario files.
-    pub fn name(self) -> &'static str {
-        match self {
-            OpTemplate::BeginBatch => "begin-batch",
-            OpTemplate::SetVec => "set-vec",
-            OpTemplate::SetNr => "set-nr",
-            OpTemplate::PublishDesc => "publish-desc",
-            OpTemplate::BatchAdd => "batch-add",
-            OpTemplate::SetRefs => "set-refs",
-            OpTemplate::SetGlobalRefs => "set-global-refs",
-            OpTemplate::Wmb => "wmb",
-            OpTemplate::PokeInt3 => "poke-int3",
-            OpTemplate::PokeTail => "poke-tail",
-            OpTemplate::PokeFirst => "poke-first",
-            OpTemplate::PokeFirstAlways => "poke-first-always",
-            OpTemplate::PokeWhole => "poke-whole",
-            OpTemplate::ResetDoSync => "reset-do-sync",
-            OpTemplate::Sync => "sync",
-            OpTemplate::SyncIfDoSync => "sync-if-do-sync",
-            OpTemplate::ClearVec => "clear-vec",
-            OpTemplate::ClearNr => "clear-nr",
-            OpTemplate::ClearDesc => "clear-desc",
-            OpTemplate::PutDesc => "put-desc",
-            OpTemplate::PutDescNoWait => "put-desc-nowait",
-            OpTemplate::DecRefs => "dec-refs",
-            OpTemplate::DecRefsNoWait => "dec-refs-nowait",
-            OpTemplate::DecGlobalRefs => "dec-global-refs",
-            OpTemplate::DecGlobalRefsNoWait => "dec-global-refs-nowait",
-            OpTemplate::EndBatch => "end-batch",
+            Op::ResetDoSync => "reset-do-sync",
+            Op::Sync => "sync",
+            Op::SyncIfDoSync => "sync-if-do-sync",
+            Op::ClearVec => "clear-vec",
+            Op::ClearNr => "clear-nr",
+            Op::ClearDesc => "clear-desc",
+            Op::PutDesc { wait: true, .. } => "put-desc",
+            Op::PutDesc { wait: false, .. } => "put-desc-nowait",
+            Op::DecRefs { wait: true, .. } => "dec-refs",
+            Op::DecRefs { wait: false, .. } => "dec-refs-nowait",
+            Op::EndBatch(_) => "end-batch",
         }
     }
 
-    /// The template step an operation belongs to; `None` for a plain `text_poke()`
-    /// ([`Op::PokePlain`]), `text_mutex` and the kprobe operations, which are not steps of
-    /// the INT3 protocol.
-    pub fn of(op: &Op) -> Option<OpTemplate> {
-        Some(match *op {
-            Op::BeginBatch(_) => OpTemplate::BeginBatch,
-            Op::SetVec(_) => OpTemplate::SetVec,
-            Op::SetNr(_) => OpTemplate::SetNr,
-            Op::PublishDesc(_) => OpTemplate::PublishDesc,
-            Op::AddEntry { .. } => OpTemplate::BatchAdd,
-            Op::SetRefs(_) => OpTemplate::SetRefs,
-            Op::SetGlobalRefs => OpTemplate::SetGlobalRefs,
-            Op::DecGlobalRefs { wait: true } => OpTemplate::DecGlobalRefs,
-            Op::DecGlobalRefs { wait: false } => OpTemplate::DecGlobalRefsNoWait,
-            Op::Wmb => OpTemplate::Wmb,
-            Op::PokeInt3 { .. } => OpTemplate::PokeInt3,
-            Op::PokeTail { .. } => OpTemplate::PokeTail,
-            Op::PokeFirst { .. } => OpTemplate::PokeFirst,
-            Op::PokeFirstAlways { .. } => OpTemplate::PokeFirstAlways,
-            Op::PokeWhole { .. } => OpTemplate::PokeWhole,
+    /// The template step this operation is: itself for batch 0, entry 0 and vCPU 0. `None`
+    /// for the operations no template holds — a plain `text_poke()`, `text_mutex` and the
+    /// kprobe operations, which belong to other patching clients.
+    pub fn step(&self) -> Option<Step> {
+        let step = match *self {
+            Op::BeginBatch(_) => Op::BeginBatch(0),
+            Op::SetVec(_) => Op::SetVec(0),
+            Op::SetNr(_) => Op::SetNr(0),
+            Op::PublishDesc(_) => Op::PublishDesc(0),
+            Op::AddEntry { .. } => Op::AddEntry { batch: 0, entry: 0 },
+            Op::SetRefs(_) => Op::SetRefs(0),
+            Op::PokeInt3 { .. } => Op::PokeInt3 { batch: 0, entry: 0 },
+            Op::PokeTail { .. } => Op::PokeTail { batch: 0, entry: 0 },
+            Op::PokeFirst { .. } => Op::PokeFirst { batch: 0, entry: 0 },
+            Op::PokeFirstAlways { .. } => Op::PokeFirstAlways { batch: 0, entry: 0 },
+            Op::PokeWhole { .. } => Op::PokeWhole { batch: 0, entry: 0 },
+            Op::PutDesc { wait, .. } => Op::PutDesc { batch: 0, wait },
+            Op::DecRefs { wait, .. } => Op::DecRefs { cpu: 0, wait },
+            Op::EndBatch(_) => Op::EndBatch(0),
             Op::PokePlain(_)
             | Op::LockTextMutex
             | Op::UnlockTextMutex
@@ -296,82 +199,101 @@ impl OpTemplate {
             | Op::DisarmKprobe(_)
             | Op::UnregisterKprobe(_)
             | Op::SynchronizeRcu => return None,
-            Op::ResetDoSync => OpTemplate::ResetDoSync,
-            Op::Sync => OpTemplate::Sync,
-            Op::SyncIfDoSync => OpTemplate::SyncIfDoSync,
-            Op::ClearVec => OpTemplate::ClearVec,
-            Op::ClearNr => OpTemplate::ClearNr,
-            Op::ClearDesc => OpTemplate::ClearDesc,
-            Op::PutDesc { wait: true, .. } => OpTemplate::PutDesc,
-            Op::PutDesc { wait: false, .. } => OpTemplate::PutDescNoWait,
-            Op::DecRefs { wait: true, .. } => OpTemplate::DecRefs,
-            Op::DecRefs { wait: false, .. } => OpTemplate::DecRefsNoWait,
-            Op::EndBatch(_) => OpTemplate::EndBatch,
-        })
+            other => other,
+        };
+        Some(Step(step))
+    }
+}
+
+/// One step of a program template: an operation as it appears in batch 0 with one entry on
+/// one vCPU. Expanding a template renumbers it for a batch, and repeats a per-entry step for
+/// every entry and a per-CPU step for every vCPU. Its name is its operation's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Step(Op);
+
+impl Step {
+    /// Every template step.
+    pub const ALL: [Step; 26] = [
+        Step(Op::BeginBatch(0)),
+        Step(Op::SetVec(0)),
+        Step(Op::SetNr(0)),
+        Step(Op::PublishDesc(0)),
+        Step(Op::AddEntry { batch: 0, entry: 0 }),
+        Step(Op::SetRefs(0)),
+        Step(Op::SetGlobalRefs),
+        Step(Op::Wmb),
+        Step(Op::PokeInt3 { batch: 0, entry: 0 }),
+        Step(Op::PokeTail { batch: 0, entry: 0 }),
+        Step(Op::PokeFirst { batch: 0, entry: 0 }),
+        Step(Op::PokeFirstAlways { batch: 0, entry: 0 }),
+        Step(Op::PokeWhole { batch: 0, entry: 0 }),
+        Step(Op::ResetDoSync),
+        Step(Op::Sync),
+        Step(Op::SyncIfDoSync),
+        Step(Op::ClearVec),
+        Step(Op::ClearNr),
+        Step(Op::ClearDesc),
+        Step(Op::PutDesc { batch: 0, wait: true }),
+        Step(Op::PutDesc { batch: 0, wait: false }),
+        Step(Op::DecRefs { cpu: 0, wait: true }),
+        Step(Op::DecRefs { cpu: 0, wait: false }),
+        Step(Op::DecGlobalRefs { wait: true }),
+        Step(Op::DecGlobalRefs { wait: false }),
+        Step(Op::EndBatch(0)),
+    ];
+
+    /// The name used in scenario files (its operation's).
+    pub fn name(self) -> &'static str {
+        self.0.name()
+    }
+
+    /// The step's operation, as in batch 0.
+    pub fn op(self) -> Op {
+        self.0
     }
 
     fn expand(self, batch: usize, n: usize, cpus: usize, out: &mut Vec<Op>) {
-        let per_entry = |f: fn(usize, usize) -> Op, out: &mut Vec<Op>| out.extend((0..n).map(|e| f(batch, e)));
-        match self {
-            OpTemplate::BeginBatch => out.push(Op::BeginBatch(batch)),
-            OpTemplate::SetVec => out.push(Op::SetVec(batch)),
-            OpTemplate::SetNr => out.push(Op::SetNr(batch)),
-            OpTemplate::PublishDesc => out.push(Op::PublishDesc(batch)),
-            OpTemplate::BatchAdd => per_entry(|batch, entry| Op::AddEntry { batch, entry }, out),
-            OpTemplate::SetRefs => out.extend((0..cpus).map(Op::SetRefs)),
-            OpTemplate::SetGlobalRefs => out.push(Op::SetGlobalRefs),
-            OpTemplate::Wmb => out.push(Op::Wmb),
-            OpTemplate::PokeInt3 => per_entry(|batch, entry| Op::PokeInt3 { batch, entry }, out),
-            OpTemplate::PokeTail => per_entry(|batch, entry| Op::PokeTail { batch, entry }, out),
-            OpTemplate::PokeFirst => per_entry(|batch, entry| Op::PokeFirst { batch, entry }, out),
-            OpTemplate::PokeFirstAlways => per_entry(|batch, entry| Op::PokeFirstAlways { batch, entry }, out),
-            OpTemplate::PokeWhole => per_entry(|batch, entry| Op::PokeWhole { batch, entry }, out),
-            OpTemplate::ResetDoSync => out.push(Op::ResetDoSync),
-            OpTemplate::Sync => out.push(Op::Sync),
-            OpTemplate::SyncIfDoSync => out.push(Op::SyncIfDoSync),
-            OpTemplate::ClearVec => out.push(Op::ClearVec),
-            OpTemplate::ClearNr => out.push(Op::ClearNr),
-            OpTemplate::ClearDesc => out.push(Op::ClearDesc),
-            OpTemplate::PutDesc => out.push(Op::PutDesc { batch, wait: true }),
-            OpTemplate::PutDescNoWait => out.push(Op::PutDesc { batch, wait: false }),
-            OpTemplate::DecRefs => out.extend((0..cpus).map(|cpu| Op::DecRefs { cpu, wait: true })),
-            OpTemplate::DecRefsNoWait => out.extend((0..cpus).map(|cpu| Op::DecRefs { cpu, wait: false })),
-            OpTemplate::DecGlobalRefs => out.push(Op::DecGlobalRefs { wait: true }),
-            OpTemplate::DecGlobalRefsNoWait => out.push(Op::DecGlobalRefs { wait: false }),
-            OpTemplate::EndBatch => out.push(Op::EndBatch(batch)),
+        match self.0 {
+            Op::BeginBatch(_) => out.push(Op::BeginBatch(batch)),
+            Op::SetVec(_) => out.push(Op::SetVec(batch)),
+            Op::SetNr(_) => out.push(Op::SetNr(batch)),
+            Op::PublishDesc(_) => out.push(Op::PublishDesc(batch)),
+            Op::EndBatch(_) => out.push(Op::EndBatch(batch)),
+            Op::PutDesc { wait, .. } => out.push(Op::PutDesc { batch, wait }),
+            Op::AddEntry { .. } => out.extend((0..n).map(|entry| Op::AddEntry { batch, entry })),
+            Op::PokeInt3 { .. } => out.extend((0..n).map(|entry| Op::PokeInt3 { batch, entry })),
+            Op::PokeTail { .. } => out.extend((0..n).map(|entry| Op::PokeTail { batch, entry })),
+            Op::PokeFirst { .. } => out.extend((0..n).map(|entry| Op::PokeFirst { batch, entry })),
+            Op::PokeFirstAlways { .. } => out.extend((0..n).map(|entry| Op::PokeFirstAlways { batch, entry })),
+            Op::PokeWhole { .. } => out.extend((0..n).map(|entry| Op::PokeWhole { batch, entry })),
+            Op::SetRefs(_) => out.extend((0..cpus).map(Op::SetRefs)),
+            Op::DecRefs { wait, .. } => out.extend((0..cpus).map(|cpu| Op::DecRefs { cpu, wait })),
+            other => out.push(other),
         }
     }
 }
 
-crate::named_set!(OpTemplate, "program operation");
+crate::named_set!(Step, "program operation");
 
 /// Checks a template: it must end the batch exactly once, as its last operation, write the
 /// new instruction somewhere (a program that never does patches nothing), and every reference
 /// wait must have a matching set.
-pub fn validate(template: &[OpTemplate]) -> Result<(), SimError> {
+pub fn validate(template: &[Step]) -> Result<(), SimError> {
     let bad = |msg: String| Err(SimError::invalid(Subject::Program, msg));
-    let ends = template.iter().filter(|o| **o == OpTemplate::EndBatch).count();
-    if ends != 1 || template.last() != Some(&OpTemplate::EndBatch) {
+    let has = |name: &str| template.iter().any(|s| s.name() == name);
+    let ends = template.iter().filter(|s| s.name() == "end-batch").count();
+    if ends != 1 || template.last().map(|s| s.name()) != Some("end-batch") {
         return bad("must end with 'end-batch', exactly once".into());
     }
-    let writes = [OpTemplate::PokeFirst, OpTemplate::PokeFirstAlways, OpTemplate::PokeWhole];
-    if !template.iter().any(|o| writes.contains(o)) {
+    if !["poke-first", "poke-first-always", "poke-whole"].into_iter().any(has) {
         return bad("never writes the new instruction (no poke-first, poke-first-always or poke-whole): \
                     the program patches nothing"
             .into());
     }
-    let pairs = [
-        (&[OpTemplate::PutDesc, OpTemplate::PutDescNoWait][..], OpTemplate::BeginBatch, "put-desc needs begin-batch"),
-        (&[OpTemplate::DecRefs, OpTemplate::DecRefsNoWait][..], OpTemplate::SetRefs, "dec-refs needs set-refs"),
-        (
-            &[OpTemplate::DecGlobalRefs, OpTemplate::DecGlobalRefsNoWait][..],
-            OpTemplate::SetGlobalRefs,
-            "dec-global-refs needs set-global-refs",
-        ),
-    ];
-    for (uses, needs, msg) in pairs {
-        if template.iter().any(|o| uses.contains(o)) && !template.contains(&needs) {
-            return bad(msg.into());
+    let pairs = [("put-desc", "begin-batch"), ("dec-refs", "set-refs"), ("dec-global-refs", "set-global-refs")];
+    for (uses, needs) in pairs {
+        if (has(uses) || has(&format!("{uses}-nowait"))) && !has(needs) {
+            return bad(format!("{uses} needs {needs}"));
         }
     }
     Ok(())
@@ -379,12 +301,12 @@ pub fn validate(template: &[OpTemplate]) -> Result<(), SimError> {
 
 /// The template of a built-in program: one batch of it with one entry and one vCPU, each
 /// operation named by its template step. `None` if the program has a plain `text_poke()`.
-pub fn template_of(one_batch: &[Op]) -> Option<Vec<OpTemplate>> {
-    one_batch.iter().map(OpTemplate::of).collect()
+pub fn template_of(one_batch: &[Op]) -> Option<Vec<Step>> {
+    one_batch.iter().map(Op::step).collect()
 }
 
 /// The operations of one batch from a template.
-pub fn expand(template: &[OpTemplate], batch: usize, n: usize, cpus: usize) -> Vec<Op> {
+pub fn expand(template: &[Step], batch: usize, n: usize, cpus: usize) -> Vec<Op> {
     let mut out = Vec::new();
     for t in template {
         t.expand(batch, n, cpus, &mut out);
@@ -401,7 +323,7 @@ mod tests {
     fn the_seed_spelled_out_equals_the_seed() {
         let names = "begin-batch set-vec set-nr wmb poke-int3 sync reset-do-sync poke-tail sync-if-do-sync \
                      reset-do-sync poke-first sync-if-do-sync clear-vec clear-nr end-batch";
-        let t: Vec<OpTemplate> = names.split_whitespace().map(|n| n.parse().unwrap()).collect();
+        let t: Vec<Step> = names.split_whitespace().map(|n| n.parse().unwrap()).collect();
         validate(&t).unwrap();
         assert_eq!(expand(&t, 3, 2, 4), Protocol::Seed.batch_program(&[], 3, 2, 4));
     }
@@ -434,9 +356,9 @@ mod tests {
 
     #[test]
     fn templates_are_validated() {
-        assert!(validate(&[OpTemplate::Sync]).is_err());
-        assert!(validate(&[OpTemplate::DecRefs, OpTemplate::EndBatch]).is_err());
-        let e = "poke-everything".parse::<OpTemplate>().unwrap_err().to_string();
+        assert!(validate(&[Step(Op::Sync)]).is_err());
+        assert!(validate(&[Step(Op::DecRefs { cpu: 0, wait: true }), Step(Op::EndBatch(0))]).is_err());
+        let e = "poke-everything".parse::<Step>().unwrap_err().to_string();
         assert!(e.contains("valid: begin-batch"), "{e}");
     }
 }

@@ -25,7 +25,7 @@ pub mod loc;
 pub mod seed;
 
 use crate::error::Subject;
-use crate::program::{template_of, Op, OpTemplate};
+use crate::program::{template_of, Op, Step};
 use crate::SimError;
 
 pub use loc::{text_poke_loc_init, LocRules, TextPokeLoc};
@@ -103,7 +103,7 @@ impl Protocol {
     /// This version's program with `mutants` applied, as a template a scenario's `program`
     /// can spell out (`pokesim program`). Refused if a mutant does not apply to the version or
     /// edits the handler rather than the program (a custom program keeps the version's handler).
-    pub fn program_template(self, mutants: &[Mutant]) -> Result<Vec<OpTemplate>, SimError> {
+    pub fn program_template(self, mutants: &[Mutant]) -> Result<Vec<Step>, SimError> {
         let bad = |m: &Mutant, why: &str| Err(SimError::invalid(Subject::Mutants, format!("'{m}' {why}")));
         for (i, m) in mutants.iter().enumerate() {
             if !m.applies_to(self) {

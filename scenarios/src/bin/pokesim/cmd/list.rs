@@ -6,7 +6,7 @@ use cpu_model::FetchModel;
 use scenarios::catalogue;
 use scenarios::workload::WorkloadKind;
 use serde::Serialize;
-use sim_core::program::OpTemplate;
+use sim_core::program::Step;
 use sim_core::{Mutant, Protocol, ViolationKind};
 
 use crate::args::OutputOpts;
@@ -72,7 +72,7 @@ fn catalogue() -> Catalogue {
             .zip(sim_core::kconfig::DESCRIPTIONS)
             .map(|(o, d)| named(o, d.to_string()))
             .collect(),
-        program_operations: OpTemplate::ALL.iter().map(|o| o.name().to_string()).collect(),
+        program_operations: Step::ALL.iter().map(|o| o.name().to_string()).collect(),
         violation_kinds: ViolationKind::ALL.iter().map(|k| k.name().to_string()).collect(),
     }
 }
