@@ -74,7 +74,7 @@ pub fn patcher(p: Protocol, op: &Op) -> Statement {
         Op::UnlockTextMutex => Statement { function: "mutex_unlock()", code: "mutex_unlock(&text_mutex);" },
         Op::RegisterKprobe(_) => Statement {
             function: "register_kprobe()",
-            code: "hlist_add_head_rcu(&p->hlist, &kprobe_table[hash_ptr(p->addr, KPROBE_HASH_BITS)]);",
+            code: "prepare_kprobe(p); /* copy the instruction, under text_mutex */ hlist_add_head_rcu(&p->hlist, ...);",
         },
         Op::ArmKprobe(_) => Statement { function: "arch_arm_kprobe()", code: "text_poke(p->addr, &int3, 1);" },
         Op::DisarmKprobe(_) => Statement { function: "arch_disarm_kprobe()", code: "text_poke(p->addr, &p->opcode, 1);" },
