@@ -12,6 +12,12 @@ use scenarios::Scenario;
 use sim_core::sched::Strategy as SchedStrategy;
 use sim_core::{Mutant, Outcome, Protocol, RunConfig};
 
+/// The number of proptest cases: `PROPTEST_CASES` if set (as proptest's own default config
+/// reads it), else `default`.
+pub fn cases(default: u32) -> u32 {
+    std::env::var("PROPTEST_CASES").ok().and_then(|v| v.trim().parse().ok()).unwrap_or(default)
+}
+
 /// A scenario on `ftrace` with the given parameters.
 pub fn ftrace(
     protocol: Protocol,

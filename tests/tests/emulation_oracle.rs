@@ -83,7 +83,7 @@ fn until_emulated(mut h: Handler, ctx: &mut HandlerCtx<'_>) -> Emulation {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: tests::cases(256), ..ProptestConfig::default() })]
 
     #[test]
     fn handler_emulation_matches_real_execution(
@@ -176,7 +176,7 @@ fn check_modern(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: tests::cases(512), ..ProptestConfig::default() })]
 
     #[test]
     fn ret_and_jcc_emulation_match_real_execution(

@@ -2,7 +2,8 @@
 //! sites that cross a 16-byte block, a 64-byte line and a page, fetch preset): the seed
 //! protocol never violates an oracle, and the same property run on a mutant is found false
 //! and shrunk by proptest to a smaller failing scenario, whose failure message names its
-//! artifact and the `pokesim replay` command.
+//! artifact and the `pokesim replay` command. `PROPTEST_CASES` sets the number of cases
+//! (default 64).
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -18,7 +19,7 @@ fn artifacts() -> PathBuf {
 }
 
 proptest::proptest! {
-    #![proptest_config(Config { cases: 64, ..Config::default() })]
+    #![proptest_config(Config { cases: tests::cases(64), ..Config::default() })]
 
     #[test]
     fn the_seed_protocol_holds_on_generated_scenarios(s in scenario(Protocol::Seed, vec![])) {
@@ -36,8 +37,11 @@ fn proptest_finds_and_shrinks_a_mutant_failure() {
     // The failing seed is persisted (and committed), as proptest recommends: later runs try it
     // first, so this test keeps finding the failure at once.
     let persistence = FileFailurePersistence::Direct("proptest-regressions/mutant_shrink.txt");
-    let mut runner =
-        TestRunner::new(Config { cases: 64, failure_persistence: Some(Box::new(persistence)), ..Config::default() });
+    let mut runner = TestRunner::new(Config {
+        cases: tests::cases(64),
+        failure_persistence: Some(Box::new(persistence)),
+        ..Config::default()
+    });
     let failures: RefCell<Vec<Scenario>> = RefCell::new(Vec::new());
     let result = runner.run(&scenario(Protocol::Seed, vec![Mutant::NoSyncAfterInt3]), |s| {
         let r = no_violation(&s, &artifacts());
