@@ -451,45 +451,52 @@ impl ScenarioFile {
         if let Some(h) = &self.trace_hash {
             out.push_str(&format!("trace_hash = {}\n", q(h)));
         }
-        let w = &s.workload;
-        out.push_str(&format!(
-            "\n[workload]\nkind = {}\nsite = {}\nrounds = {}\n",
-            q(w.kind.name()),
-            q(&w.site.to_string()),
-            w.rounds
-        ));
-        if w.kind == WorkloadKind::Batch {
-            out.push_str(&format!("sites = {}\norder = {}\n", w.sites, q(w.order.name())));
-        }
-        if w.kind == WorkloadKind::StaticCall {
-            out.push_str(&format!("tail = {}\n", w.tail));
-        }
-        match w.kprobe {
-            ForeignKprobe::None => out.push_str("kprobe = false\n"),
-            ForeignKprobe::Armed => out.push_str("kprobe = true\n"),
-            other => out.push_str(&format!("kprobe = {}\n", q(other.name()))),
-        }
-        let f = &c.fetch;
-        out.push_str(&format!(
-            "\n[fetch]\nunit = {}\nstores = {}\nmonotone = {}\n",
-            q(f.fetch.name()),
-            q(f.stores.name()),
-            f.monotone
-        ));
-        if let Staleness::Bounded(k) = f.staleness {
-            out.push_str(&format!("staleness = {k}\n"));
-        }
-        out.push_str(&format!("\n[kernel]\nCONFIG_KPROBES = {}\n", c.kernel.kprobes));
-        for k in &s.kprobes {
-            out.push_str(&format!("\n[[kprobes]]\naddr = {:#x}\narmed = {}\n", k.addr, k.armed));
-            if k.cycles > 0 {
-                out.push_str(&format!("cycles = {}\n", k.cycles));
-            }
-        }
+        tables_toml(s, &mut out);
         if let Some(custom) = &s.custom {
             custom_toml(custom, &mut out);
         }
         out
+    }
+}
+
+/// `[workload]`, `[fetch]`, `[kernel]` and `[[kprobes]]` of a scenario, as `load` reads them back.
+fn tables_toml(s: &crate::scenario::Scenario, out: &mut String) {
+    let q = |v: &str| toml::Value::String(v.to_string()).to_string();
+    let c = &s.config;
+    let w = &s.workload;
+    out.push_str(&format!(
+        "\n[workload]\nkind = {}\nsite = {}\nrounds = {}\n",
+        q(w.kind.name()),
+        q(&w.site.to_string()),
+        w.rounds
+    ));
+    if w.kind == WorkloadKind::Batch {
+        out.push_str(&format!("sites = {}\norder = {}\n", w.sites, q(w.order.name())));
+    }
+    if w.kind == WorkloadKind::StaticCall {
+        out.push_str(&format!("tail = {}\n", w.tail));
+    }
+    match w.kprobe {
+        ForeignKprobe::None => out.push_str("kprobe = false\n"),
+        ForeignKprobe::Armed => out.push_str("kprobe = true\n"),
+        other => out.push_str(&format!("kprobe = {}\n", q(other.name()))),
+    }
+    let f = &c.fetch;
+    out.push_str(&format!(
+        "\n[fetch]\nunit = {}\nstores = {}\nmonotone = {}\n",
+        q(f.fetch.name()),
+        q(f.stores.name()),
+        f.monotone
+    ));
+    if let Staleness::Bounded(k) = f.staleness {
+        out.push_str(&format!("staleness = {k}\n"));
+    }
+    out.push_str(&format!("\n[kernel]\nCONFIG_KPROBES = {}\n", c.kernel.kprobes));
+    for k in &s.kprobes {
+        out.push_str(&format!("\n[[kprobes]]\naddr = {:#x}\narmed = {}\n", k.addr, k.armed));
+        if k.cycles > 0 {
+            out.push_str(&format!("cycles = {}\n", k.cycles));
+        }
     }
 }
 

@@ -161,23 +161,66 @@ impl Patcher {
         }
     }
 
-    /// Runs one step. Must only be called when [`Patcher::enabled`].
+    /// Runs one step. Must only be called when [`Patcher::enabled`]: the next store of the
+    /// operation in progress, the end of a wait, or the next operation issued (with its first
+    /// store, if it stores).
     pub fn step(&mut self, state: &mut PatchState, text: &mut TextMemory, ipi: &mut Ipi) -> PatcherEffect {
         debug_assert!(self.enabled(ipi, state));
+        if let Some(effect) = self.resume(text) {
+            return effect;
+        }
+        let op = self.program[self.pc];
+        let issued = match op {
+            Op::PokePlain(_)
+            | Op::LockTextMutex
+            | Op::UnlockTextMutex
+            | Op::RegisterKprobe(_)
+            | Op::ArmKprobe(_)
+            | Op::DisarmKprobe(_)
+            | Op::UnregisterKprobe(_)
+            | Op::SynchronizeRcu => self.client_op(op, state, text),
+            Op::Sync | Op::SyncIfDoSync | Op::DecGlobalRefs { .. } | Op::PutDesc { .. } | Op::DecRefs { .. } => {
+                self.sync_or_wait(op, state, ipi)
+            }
+            _ => self.batch_op(op, state),
+        };
+        match issued {
+            Issued::Hold(effect) => effect,
+            Issued::Next(effect) => self.first_store(text, effect),
+        }
+    }
+
+    /// The next store of the operation in progress, or the end of the wait it began.
+    fn resume(&mut self, text: &mut TextMemory) -> Option<PatcherEffect> {
         if let Some((addr, bytes)) = self.stores.pop_front() {
             let epoch = text.store(addr, &bytes);
             if self.stores.is_empty() {
                 self.pc += 1;
             }
-            return PatcherEffect::Store(epoch);
+            return Some(PatcherEffect::Store(epoch));
         }
-        if let Some(wait) = self.waiting.take() {
-            self.rcu_wait.clear();
-            self.pc += 1;
-            return if wait == Wait::Acks { PatcherEffect::SyncDone } else { PatcherEffect::Other };
+        let wait = self.waiting.take()?;
+        self.rcu_wait.clear();
+        self.pc += 1;
+        Some(if wait == Wait::Acks { PatcherEffect::SyncDone } else { PatcherEffect::Other })
+    }
+
+    /// After issuing: a poke's first store runs in the same step; the operation is done when
+    /// its last store is.
+    fn first_store(&mut self, text: &mut TextMemory, mut effect: PatcherEffect) -> PatcherEffect {
+        if let Some((addr, bytes)) = self.stores.pop_front() {
+            let epoch = text.store(addr, &bytes);
+            if !self.stores.is_empty() {
+                return PatcherEffect::Store(epoch);
+            }
+            effect = PatcherEffect::Store(epoch);
         }
-        let op = self.program[self.pc];
-        let mut effect = PatcherEffect::Other;
+        self.pc += 1;
+        effect
+    }
+
+    /// The INT3 protocol's own operations (`text_poke_bp_batch()`, `smp_text_poke_batch_*()`).
+    fn batch_op(&mut self, op: Op, state: &mut PatchState) -> Issued {
         match op {
             Op::BeginBatch(b) => {
                 state.arrays[b].live = true;
@@ -186,32 +229,9 @@ impl Patcher {
             Op::SetVec(b) => state.vec = Some(b),
             Op::SetNr(b) => state.nr_entries = state.arrays[b].locs.len(),
             Op::PublishDesc(b) => state.desc = Some(b),
-            Op::AddEntry { batch, entry } => {
-                // `struct { struct smp_text_poke_loc vec[TEXT_POKE_ARRAY_MAX]; int nr_entries; }`:
-                // without the vector-full check (mutant), vec[256] is nr_entries itself.
-                if state.nr_entries >= TEXT_POKE_ARRAY_MAX {
-                    return PatcherEffect::Fault(
-                        "__smp_text_poke_batch_add(): tpl = &text_poke_array.vec[text_poke_array.nr_entries++] with \
-                         nr_entries == TEXT_POKE_ARRAY_MAX writes vec[256], past the vector: its rel_addr overwrites \
-                         text_poke_array.nr_entries and the rest of the entry the memory after it",
-                    );
-                }
-                if state.static_vec.len() <= state.nr_entries {
-                    state.static_vec.resize(state.nr_entries + 1, None);
-                }
-                state.static_vec[state.nr_entries] = Some((batch, entry));
-                state.nr_entries += 1;
-            }
+            Op::AddEntry { batch, entry } => return add_entry(state, batch, entry),
             Op::SetRefs(cpu) => state.percpu_refs[cpu] = 1,
             Op::SetGlobalRefs => state.global_refs = 1,
-            Op::DecGlobalRefs { wait } => {
-                state.global_refs -= 1;
-                if wait && state.global_refs != 0 {
-                    self.waiting = Some(Wait::GlobalRefs);
-                    return effect;
-                }
-            }
-            Op::Wmb => {}
             Op::ResetDoSync => self.do_sync = 0,
             Op::PokeInt3 { batch, entry } => {
                 let addr = state.arrays[batch].locs[entry].addr;
@@ -239,6 +259,54 @@ impl Patcher {
                 let (addr, bytes) = (loc.addr, loc.text.clone());
                 self.queue(addr, &bytes);
             }
+            Op::ClearVec => state.vec = None,
+            Op::ClearNr => state.nr_entries = 0,
+            Op::ClearDesc => state.desc = None,
+            Op::EndBatch(b) => {
+                state.arrays[b].live = false;
+                return Issued::Next(PatcherEffect::BatchDone);
+            }
+            _ => {}
+        }
+        Issued::Next(PatcherEffect::Other)
+    }
+
+    /// A sync (broadcast, then wait for the acknowledgements) or a reference drop that may
+    /// wait for the count to drain.
+    fn sync_or_wait(&mut self, op: Op, state: &mut PatchState, ipi: &mut Ipi) -> Issued {
+        let wait = match op {
+            Op::Sync | Op::SyncIfDoSync if op == Op::Sync || self.do_sync > 0 => {
+                ipi.broadcast();
+                self.waiting = Some(Wait::Acks);
+                return Issued::Hold(PatcherEffect::Broadcast);
+            }
+            Op::DecGlobalRefs { wait } => {
+                state.global_refs -= 1;
+                (wait && state.global_refs != 0).then_some(Wait::GlobalRefs)
+            }
+            Op::PutDesc { batch, wait } => {
+                state.arrays[batch].refs -= 1;
+                (wait && state.arrays[batch].refs != 0).then_some(Wait::DescRefs(batch))
+            }
+            Op::DecRefs { cpu, wait } => {
+                state.percpu_refs[cpu] -= 1;
+                (wait && state.percpu_refs[cpu] != 0).then_some(Wait::CpuRefs(cpu))
+            }
+            _ => None,
+        };
+        match wait {
+            Some(w) => {
+                self.waiting = Some(w);
+                Issued::Hold(PatcherEffect::Other)
+            }
+            None => Issued::Next(PatcherEffect::Other),
+        }
+    }
+
+    /// The operations of other patching clients: plain `text_poke()`, `text_mutex`, a kprobe's
+    /// life and `synchronize_rcu()`.
+    fn client_op(&mut self, op: Op, state: &mut PatchState, text: &TextMemory) -> Issued {
+        match op {
             Op::PokePlain(i) => {
                 let (addr, bytes) = self.plain[i].clone();
                 self.queue(addr, &bytes);
@@ -268,48 +336,40 @@ impl Patcher {
                     state.rcu_readers.iter().enumerate().filter(|(_, &s)| s != 0).map(|(c, &s)| (c, s)).collect();
                 if !self.rcu_wait.is_empty() {
                     self.waiting = Some(Wait::Rcu);
-                    return effect;
+                    return Issued::Hold(PatcherEffect::Other);
                 }
             }
-            Op::Sync | Op::SyncIfDoSync if op == Op::Sync || self.do_sync > 0 => {
-                ipi.broadcast();
-                self.waiting = Some(Wait::Acks);
-                return PatcherEffect::Broadcast;
-            }
-            Op::SyncIfDoSync | Op::Sync => {}
-            Op::ClearVec => state.vec = None,
-            Op::ClearNr => state.nr_entries = 0,
-            Op::ClearDesc => state.desc = None,
-            Op::PutDesc { batch, wait } => {
-                state.arrays[batch].refs -= 1;
-                if wait && state.arrays[batch].refs != 0 {
-                    self.waiting = Some(Wait::DescRefs(batch));
-                    return effect;
-                }
-            }
-            Op::DecRefs { cpu, wait } => {
-                state.percpu_refs[cpu] -= 1;
-                if wait && state.percpu_refs[cpu] != 0 {
-                    self.waiting = Some(Wait::CpuRefs(cpu));
-                    return effect;
-                }
-            }
-            Op::EndBatch(b) => {
-                state.arrays[b].live = false;
-                effect = PatcherEffect::BatchDone;
-            }
+            _ => {}
         }
-        // A poke's first store runs in the same step that issues it.
-        if let Some((addr, bytes)) = self.stores.pop_front() {
-            let epoch = text.store(addr, &bytes);
-            if !self.stores.is_empty() {
-                return PatcherEffect::Store(epoch);
-            }
-            effect = PatcherEffect::Store(epoch);
-        }
-        self.pc += 1;
-        effect
+        Issued::Next(PatcherEffect::Other)
     }
+}
+
+/// What issuing an operation did: go on (to its first store, then the next operation), or
+/// hold here (a wait began, a sync broadcast, a fault).
+enum Issued {
+    Next(PatcherEffect),
+    Hold(PatcherEffect),
+}
+
+/// `__smp_text_poke_batch_add()`: `tpl = &text_poke_array.vec[text_poke_array.nr_entries++]`.
+/// In `struct { struct smp_text_poke_loc vec[TEXT_POKE_ARRAY_MAX]; int nr_entries; }`,
+/// `vec[256]` is `nr_entries` itself: without the vector-full check (a mutant) the patcher
+/// writes memory it does not own.
+fn add_entry(state: &mut PatchState, batch: usize, entry: usize) -> Issued {
+    if state.nr_entries >= TEXT_POKE_ARRAY_MAX {
+        return Issued::Hold(PatcherEffect::Fault(
+            "__smp_text_poke_batch_add(): tpl = &text_poke_array.vec[text_poke_array.nr_entries++] with \
+             nr_entries == TEXT_POKE_ARRAY_MAX writes vec[256], past the vector: its rel_addr overwrites \
+             text_poke_array.nr_entries and the rest of the entry the memory after it",
+        ));
+    }
+    if state.static_vec.len() <= state.nr_entries {
+        state.static_vec.resize(state.nr_entries + 1, None);
+    }
+    state.static_vec[state.nr_entries] = Some((batch, entry));
+    state.nr_entries += 1;
+    Issued::Next(PatcherEffect::Other)
 }
 
 /// The instruction the text holds at `addr` now (what `arch_copy_kprobe()` copies).
