@@ -171,14 +171,7 @@ impl Patcher {
         }
         let op = self.program[self.pc];
         let issued = match op {
-            Op::PokePlain(_)
-            | Op::LockTextMutex
-            | Op::UnlockTextMutex
-            | Op::RegisterKprobe(_)
-            | Op::ArmKprobe(_)
-            | Op::DisarmKprobe(_)
-            | Op::UnregisterKprobe(_)
-            | Op::SynchronizeRcu => self.client_op(op, state, text),
+            op if op.outside_int3_protocol() => self.client_op(op, state, text),
             Op::Sync | Op::SyncIfDoSync | Op::DecGlobalRefs { .. } | Op::PutDesc { .. } | Op::DecRefs { .. } => {
                 self.sync_or_wait(op, state, ipi)
             }

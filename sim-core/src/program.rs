@@ -191,17 +191,26 @@ impl Op {
             Op::PutDesc { wait, .. } => Op::PutDesc { batch: 0, wait },
             Op::DecRefs { wait, .. } => Op::DecRefs { cpu: 0, wait },
             Op::EndBatch(_) => Op::EndBatch(0),
-            Op::PokePlain(_)
-            | Op::LockTextMutex
-            | Op::UnlockTextMutex
-            | Op::RegisterKprobe(_)
-            | Op::ArmKprobe(_)
-            | Op::DisarmKprobe(_)
-            | Op::UnregisterKprobe(_)
-            | Op::SynchronizeRcu => return None,
+            other if other.outside_int3_protocol() => return None,
             other => other,
         };
         Some(Step(step))
+    }
+
+    /// True for the operations outside the INT3 protocol: a plain `text_poke()`, `text_mutex`,
+    /// a kprobe's life and `synchronize_rcu()` — what other patching clients do.
+    pub fn outside_int3_protocol(&self) -> bool {
+        matches!(
+            self,
+            Op::PokePlain(_)
+                | Op::LockTextMutex
+                | Op::UnlockTextMutex
+                | Op::RegisterKprobe(_)
+                | Op::ArmKprobe(_)
+                | Op::DisarmKprobe(_)
+                | Op::UnregisterKprobe(_)
+                | Op::SynchronizeRcu
+        )
     }
 }
 
