@@ -255,7 +255,7 @@ impl Handler {
         match ctx.state.kprobes.iter().position(|k| k.registered && k.addr == ip) {
             Some(k) => {
                 let kp = &ctx.state.kprobes[k];
-                if kprobe_emulate(&self.regs, &kp.insn).is_none() {
+                if !kprobe_emulates(&kp.insn) {
                     // setup_singlestep(): the probed instruction runs from its copy.
                     self.regs.rip = kp.ool;
                 }
@@ -498,6 +498,12 @@ impl Handler {
         self.pc = if self.got_ref { HandlerPc::Put } else { HandlerPc::Iret };
         HandlerStep::Emulated { array, entry, emulation }
     }
+}
+
+/// True if a kprobe on `insn` emulates it (a relative CALL, JMP or Jcc) rather than running
+/// it from its out-of-line copy.
+pub fn kprobe_emulates(insn: &[u8]) -> bool {
+    kprobe_emulate(&Regs { rip: INT3_INSN_SIZE, ..Regs::default() }, insn).is_some()
 }
 
 /// The emulation of a probed relative CALL, JMP or Jcc (`kprobe_emulate_call()`,

@@ -197,11 +197,9 @@ fn check_kprobe(image: &GuestImage, torn: &TornOracle, kp: &Kprobe, reserved: bo
             kp.addr
         ));
     }
-    let branch = crate::handler::kprobe_emulate(&cpu_model::Regs { rip: kp.addr + 1, ..Default::default() }, &{
-        let off = (kp.addr - layout.text_base) as usize;
-        image.text[off..off + insn.len()].to_vec()
-    });
-    if branch.is_none() && (insn.is_ip_rel_memory_operand() || insn.flow_control() != FlowControl::Next) {
+    let off = (kp.addr - layout.text_base) as usize;
+    let branch = crate::handler::kprobe_emulates(&image.text[off..off + insn.len()]);
+    if !branch && (insn.is_ip_rel_memory_operand() || insn.flow_control() != FlowControl::Next) {
         return Err(format!(
             "{} cannot be probed here: pokesim runs a probed instruction out of line when it is plain, \
              and emulates a relative CALL, JMP or Jcc; RET, indirect branches and RIP-relative operands \
@@ -222,7 +220,6 @@ fn check_client_on_site(image: &GuestImage, kp: &Kprobe) -> Result<(), String> {
     let window = &image.text[off..(off + 15).min(image.text.len())];
     let initial = Decoder::with_ip(64, window, kp.addr, DecoderOptions::NONE).decode();
     let initial = &window[..initial.len()];
-    let regs = cpu_model::Regs { rip: kp.addr + 1, ..Default::default() };
     for action in &image.actions {
         let reqs: &[PokeRequest] = match action {
             PatchAction::Batch(reqs) => reqs,
@@ -230,7 +227,7 @@ fn check_client_on_site(image: &GuestImage, kp: &Kprobe) -> Result<(), String> {
         };
         for r in reqs.iter().filter(|r| kp.addr >= r.addr && kp.addr < r.addr + r.new.len() as u64) {
             let same = r.new.starts_with(initial);
-            if r.addr != kp.addr || !(same || crate::handler::kprobe_emulate(&regs, &r.new).is_some()) {
+            if r.addr != kp.addr || !(same || crate::handler::kprobe_emulates(&r.new)) {
                 return Err(format!(
                     "{:#x}: a kprobe that registers itself during the run on a site rewritten to {:02x?} is not \
                      modelled (pokesim's out-of-line copy is made before the run; only the same instruction or a \
