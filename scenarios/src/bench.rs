@@ -1,7 +1,10 @@
 //! `pokesim bench`: throughput in one process on one machine, so the numbers compare —
 //! raw Unicorn round-robin single-stepping over 4 engines (the ceiling), and pokesim's guest
 //! steps per second on the ftrace workload with 4 vCPUs, quiet and while patching — plus
-//! resident memory per vCPU. Wall time is measured here and only here; it never enters a run.
+//! resident memory per vCPU, and a scaling table over 1, 4, 16, 64 and 256 vCPUs (steps per
+//! second, per vCPU, resident memory per vCPU, and the cost of a step relative to 4 vCPUs,
+//! next to raw Unicorn's own over as many engines). Wall time is measured here and only here;
+//! it never enters a run.
 
 use std::time::Instant;
 
@@ -29,10 +32,33 @@ pub struct BenchReport {
     pub patching_traps_per_s: f64,
     /// Patch rounds per second while patching.
     pub patching_rounds_per_s: f64,
-    /// Peak resident memory per vCPU during a 32-vCPU run, KiB (engine, translation buffer,
-    /// view, handler and oracle state).
+    /// Peak resident memory per vCPU during a 32-vCPU patching run, KiB (engine, translation
+    /// buffer, view, handler and oracle state).
     pub rss_per_vcpu_kib: f64,
+    /// The scaling table, one row per vCPU count.
+    pub scaling: Vec<ScaleRow>,
 }
+
+/// One row of the scaling table: a quiet ftrace run with `cpus` vCPUs.
+#[derive(Clone, Debug, Serialize)]
+pub struct ScaleRow {
+    /// vCPUs.
+    pub cpus: usize,
+    /// Guest steps per second, all vCPUs together.
+    pub steps_per_s: f64,
+    /// The same, per vCPU.
+    pub steps_per_s_per_vcpu: f64,
+    /// Peak resident memory added by the run, per vCPU, KiB.
+    pub rss_per_vcpu_kib: f64,
+    /// Time per guest step relative to the 4-vCPU row.
+    pub step_cost_vs_4: f64,
+    /// Raw Unicorn's time per step over as many engines, relative to 4 engines (how much of
+    /// the growth is the engines' own: caches no longer hold every engine's state).
+    pub raw_step_cost_vs_4: f64,
+}
+
+/// The vCPU counts of the scaling table.
+pub const SCALE_CPUS: [usize; 5] = [1, 4, 16, 64, 256];
 
 fn status_kib(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -54,6 +80,50 @@ fn rss_per_vcpu_kib(cpus: usize, scenario: &Scenario) -> Result<f64, SimError> {
     })
 }
 
+/// A quiet ftrace run: one patch round, then every vCPU runs its share of `steps` drain steps.
+fn quiet(cpus: usize, steps: u64) -> Scenario {
+    Scenario {
+        workload: WorkloadSpec { rounds: 1, ..WorkloadSpec::new(WorkloadKind::Ftrace) },
+        config: RunConfig { cpus, drain_steps: steps / cpus as u64, ..RunConfig::default() },
+        strategy: Strategy::Random,
+        seed: 1,
+        kprobes: Vec::new(),
+        custom: None,
+    }
+}
+
+/// Peak resident memory per vCPU of a patching ftrace run with `cpus` vCPUs (2 rounds), KiB.
+/// Measure it in a fresh process ([`run`] takes the measurement as a function for that):
+/// in a process that already ran something, the allocator hands the run memory it kept.
+pub fn memory_per_vcpu_kib(cpus: usize) -> Result<f64, SimError> {
+    let mut s = quiet(cpus, cpus as u64);
+    s.workload.rounds = 2;
+    rss_per_vcpu_kib(cpus, &s)
+}
+
+/// The scaling table, `steps` guest steps per row.
+fn scaling(steps: u64, memory: &dyn Fn(usize) -> Result<f64, SimError>) -> Result<Vec<ScaleRow>, SimError> {
+    let mut rows = Vec::new();
+    for cpus in SCALE_CPUS {
+        let rss = memory(cpus)?;
+        let (rate, _, _) = steps_per_s(&quiet(cpus, steps))?;
+        let (raw, _) = cpu_model::baseline::raw_round_robin(cpus, steps)?;
+        rows.push((cpus, rate, rss, raw.as_secs_f64() / steps as f64));
+    }
+    let at4 = rows.iter().find(|r| r.0 == 4).map_or((f64::NAN, f64::NAN), |r| (r.1, r.3));
+    Ok(rows
+        .into_iter()
+        .map(|(cpus, rate, rss, raw)| ScaleRow {
+            cpus,
+            steps_per_s: rate,
+            steps_per_s_per_vcpu: rate / cpus as f64,
+            rss_per_vcpu_kib: rss,
+            step_cost_vs_4: at4.0 / rate,
+            raw_step_cost_vs_4: raw / at4.1,
+        })
+        .collect())
+}
+
 fn steps_per_s(scenario: &Scenario) -> Result<(f64, f64, f64), SimError> {
     let start = Instant::now();
     let outcome = scenario.run()?;
@@ -65,9 +135,9 @@ fn steps_per_s(scenario: &Scenario) -> Result<(f64, f64, f64), SimError> {
     Ok((s.guest_steps as f64 / secs, s.int3_traps as f64 / secs, s.patch_rounds as f64 / secs))
 }
 
-/// Runs the benchmark with about `steps` guest steps per measurement.
-pub fn run(steps: u64) -> Result<BenchReport, SimError> {
-    // Memory first, before other runs leave freed memory in the allocator for it to reuse.
+/// Runs the benchmark with about `steps` guest steps per measurement; `memory(cpus)` measures
+/// [`memory_per_vcpu_kib`] (in a fresh process, to be exact).
+pub fn run(steps: u64, memory: &dyn Fn(usize) -> Result<f64, SimError>) -> Result<BenchReport, SimError> {
     let base = |rounds: u32, drain: u64| Scenario {
         workload: WorkloadSpec { rounds, ..WorkloadSpec::new(WorkloadKind::Ftrace) },
         config: RunConfig { cpus: 4, drain_steps: drain, ..RunConfig::default() },
@@ -76,14 +146,11 @@ pub fn run(steps: u64) -> Result<BenchReport, SimError> {
         kprobes: Vec::new(),
         custom: None,
     };
-    let cpus = 32;
-    let mut wide = base(4, 1);
-    wide.config.cpus = cpus;
-    let rss_per_vcpu_kib = rss_per_vcpu_kib(cpus, &wide)?;
+    let rss_per_vcpu_kib = memory(32)?;
     let (elapsed, _) = cpu_model::baseline::raw_round_robin(4, steps)?;
     let raw = steps as f64 / elapsed.as_secs_f64();
     // Quiet: one patch round (a few dozen steps), then every vCPU runs steps/4 drain steps.
-    let (quiet, _, _) = steps_per_s(&base(1, steps / 4))?;
+    let (quiet, _, _) = steps_per_s(&quiet(4, steps))?;
     // Patching: enough rounds to keep the patcher busy for about `steps` guest steps
     // (a round takes ~70 guest steps with 4 vCPUs under the random scheduler).
     let rounds = (steps / 70).max(1) as u32;
@@ -97,5 +164,6 @@ pub fn run(steps: u64) -> Result<BenchReport, SimError> {
         patching_traps_per_s: traps,
         patching_rounds_per_s: rounds_per_s,
         rss_per_vcpu_kib,
+        scaling: scaling(steps / 2, memory)?,
     })
 }

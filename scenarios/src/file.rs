@@ -9,7 +9,7 @@
 //! description = "bug B3"             # optional
 //! expect = "handler-fault"           # "pass" (default) or a violation kind
 //! protocol = "seed"                  # default "seed"
-//! cpus = 4                           # 1..=64, default 2
+//! cpus = 4                           # 1..=256, default 2
 //! mutants = []                       # names from `pokesim list`
 //! seed = 0                           # first seed
 //! runs = 1                           # seeds seed..seed+runs
@@ -558,7 +558,7 @@ mod tests {
     fn errors_name_the_file_line_and_field() {
         let cases = [
             ("[workload]\nkind = \"ftrace\"\nbogus = 1\n", 3, Some("workload.bogus"), "unknown field `bogus`"),
-            ("cpus = 0\n[workload]\nkind = \"ftrace\"\n", 1, Some("cpus"), "0 is out of range (1..=64)"),
+            ("cpus = 0\n[workload]\nkind = \"ftrace\"\n", 1, Some("cpus"), "0 is out of range (1..=256)"),
             ("cpus = 65\n[workload]\nkind = \"ftrace\"\n", 1, Some("cpus"), "65 is out of range"),
             ("mutants = [\"nope\"]\n[workload]\nkind = \"ftrace\"\n", 1, Some("mutants"), "valid: no-sync-after-int3"),
             ("protocol = \"linux-9\"\n[workload]\nkind = \"ftrace\"\n", 1, Some("protocol"), "valid: linux-5.4"),

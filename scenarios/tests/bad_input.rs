@@ -85,7 +85,7 @@ fn file_case(name: &str, text: String, wants: &[String]) -> Case {
 /// Every field of a scenario with values it must refuse, located at its own line and field.
 fn field_cases() -> Vec<Case> {
     let bad: &[(&str, &[&str])] = &[
-        ("cpus", &["0", "65", "-1", "\"two\"", "1.5", "true", "9223372036854775807"]),
+        ("cpus", &["0", "257", "-1", "\"two\"", "1.5", "true", "9223372036854775807"]),
         ("seed", &["-1", "\"x\"", "1.0"]),
         ("runs", &["0", "-5", "10000000000000", "\"all\""]),
         ("steps", &["0", "-1", "1000000000000", "\"x\""]),
@@ -296,7 +296,7 @@ fn flag_case(name: &str, args: &[&str], want: &str) -> Case {
 
 fn flag_cases() -> Vec<Case> {
     let numeric: &[(&str, &[&str])] = &[
-        ("--cpus", &["0", "65", "-1", "x", "99999999999999999999"]),
+        ("--cpus", &["0", "257", "-1", "x", "99999999999999999999"]),
         ("--seed", &["-1", "x", "18446744073709551615"]),
         ("--runs", &["0", "-1", "x"]),
         ("--rounds", &["0", "100001", "4294967295", "x"]),

@@ -80,7 +80,7 @@ fn bad_input_exits_2_with_a_message_naming_the_problem() {
         (&["--protocol", "linux-9"], "unknown protocol 'linux-9'"),
         (&["--workload", "nope"], "unknown workload 'nope'"),
         (&["--cpus", "0"], "cpus: 0 is out of range"),
-        (&["--cpus", "65"], "cpus: 65 is out of range"),
+        (&["--cpus", "257"], "cpus: 257 is out of range"),
         (&["--fetch", "cacheline"], "'--fetch <U>': unknown fetch unit 'cacheline'"),
         (&["--stores", "dword"], "'--stores <G>': unknown store granularity 'dword'"),
         (&["--preset", "optimistic"], "'--preset <P>': unknown preset 'optimistic'"),

@@ -191,8 +191,8 @@ fn bad_files_and_artifacts_exit_2_naming_file_line_and_field() {
             format!("mutants = [\"no-sync\"]\n{base}"),
             "mutant.toml:1: field `mutants`: unknown mutant 'no-sync' (valid:",
         ),
-        ("zero.toml", format!("cpus = 0\n{base}"), "zero.toml:1: field `cpus`: 0 is out of range (1..=64)"),
-        ("many.toml", format!("cpus = 65\n{base}"), "many.toml:1: field `cpus`: 65 is out of range (1..=64)"),
+        ("zero.toml", format!("cpus = 0\n{base}"), "zero.toml:1: field `cpus`: 0 is out of range (1..=256)"),
+        ("many.toml", format!("cpus = 257\n{base}"), "many.toml:1: field `cpus`: 257 is out of range (1..=256)"),
         (
             "site.toml",
             format!("{base}[[kprobes]]\naddr = 0x900000\n"),
@@ -211,9 +211,9 @@ fn bad_files_and_artifacts_exit_2_naming_file_line_and_field() {
     let (code, stdout, stderr) = out(pokesim().arg("run").arg(&file).args(["--cpus", "4"]));
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("cpus=4") && stdout.contains("overrides  --cpus (the file had 2)"), "{stdout}");
-    let (code, _, stderr) = out(pokesim().args(["run", "--cpus", "99"]).arg(&file));
+    let (code, _, stderr) = out(pokesim().args(["run", "--cpus", "999"]).arg(&file));
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("--cpus: 99 is out of range (1..=64)"), "{stderr}");
+    assert!(stderr.contains("--cpus: 999 is out of range (1..=256)"), "{stderr}");
 
     // Artifacts: truncated, corrupt, from a future format, not an artifact at all.
     let good = artifact_of(&dir, &write(&dir, "m.toml", MUTANT));

@@ -14,6 +14,7 @@
 //! replay from the start.
 
 mod dispatch;
+mod enabled;
 pub mod state;
 
 use std::rc::Rc;
@@ -36,6 +37,7 @@ use crate::text::TextMemory;
 use crate::trace::Trace;
 use crate::workload::{CpuData, GuestImage, Invariant};
 use crate::SimError;
+use enabled::{CpuStates, EnabledSet};
 
 pub use dispatch::Effect;
 pub use state::Snapshot;
@@ -81,11 +83,37 @@ pub struct Machine {
     stats: Stats,
     trace: Trace,
     tick: u64,
-    drain_until: Option<Vec<u64>>,
-    enabled: Vec<Event>,
+    drain: Option<Drain>,
+    enabled: EnabledSet,
     violation: Option<Violation>,
     step_hashes: Vec<u64>,
     state_hashes: Vec<u64>,
+}
+
+/// The drain after the patching clients finished: the step count each vCPU must reach, and
+/// how many have not (kept for the vCPU each tick stepped, not by scanning every vCPU).
+struct Drain {
+    until: Vec<u64>,
+    pending: Vec<bool>,
+    left: usize,
+}
+
+impl Drain {
+    fn new(vcpus: &[Vcpu], finished: &[bool], steps: u64) -> Self {
+        let until: Vec<u64> = vcpus.iter().map(|v| v.steps() + steps).collect();
+        let pending: Vec<bool> =
+            vcpus.iter().zip(&until).zip(finished).map(|((v, &t), &f)| v.steps() < t && !f).collect();
+        let left = pending.iter().filter(|&&p| p).count();
+        Drain { until, pending, left }
+    }
+
+    /// vCPU `i` now has run `steps` steps (and may have finished).
+    fn note(&mut self, i: usize, steps: u64, finished: bool) {
+        if self.pending[i] && (steps >= self.until[i] || finished) {
+            self.pending[i] = false;
+            self.left -= 1;
+        }
+    }
 }
 
 impl std::fmt::Debug for Machine {
@@ -147,8 +175,8 @@ impl Machine {
             tick: 0,
             budget,
             expected_ticks,
-            drain_until: None,
-            enabled: Vec::with_capacity(2 * config.cpus + 1),
+            drain: None,
+            enabled: EnabledSet::new(config.cpus),
             violation: None,
             step_hashes: Vec::new(),
             state_hashes: Vec::new(),
@@ -235,33 +263,18 @@ impl Machine {
     /// then the IPI deliveries (at an instruction boundary, never inside the handler), then
     /// the patcher unless it waits.
     fn collect_enabled(&mut self) {
-        self.enabled.clear();
-        for (i, h) in self.handlers.iter().enumerate() {
-            if h.is_some() {
-                self.enabled.push(Event::HandlerStep(i));
-            } else if !self.finished[i] {
-                self.enabled.push(Event::GuestStep(i));
-            }
-        }
-        for (i, h) in self.handlers.iter().enumerate() {
-            if self.ipi.pending(i) && h.is_none() {
-                self.enabled.push(Event::IpiDeliver(i));
-            }
-        }
-        for (k, p) in self.patchers.iter().enumerate() {
-            if p.enabled(&self.ipi, &self.state) {
-                self.enabled.push(Event::Patcher(k));
-            }
-        }
+        let cpus = CpuStates { handlers: &self.handlers, finished: &self.finished, ipi: &self.ipi };
+        self.enabled.refresh(&cpus, &self.patchers, &self.state);
     }
 
     /// The liveness oracle on the enabled events: reports a deadlock and returns true.
     fn judge_deadlock(&mut self) -> bool {
         let stuck_on_refs = self.patchers.iter().find(|p| p.waiting_for_refs() && !p.enabled(&self.ipi, &self.state));
         let waiting = stuck_on_refs.and_then(Patcher::waiting);
-        let running = self.handlers.iter().any(Option::is_some);
         // Nothing enabled after the patchers finished is the end of a finite guest, not a deadlock.
-        let stuck = self.enabled.is_empty() && !self.patchers_done();
+        let stuck = self.enabled.events().is_empty() && !self.patchers_done();
+        // Only asked when it matters: scanning every vCPU on every tick is O(vCPUs).
+        let running = (stuck || waiting.is_some()) && self.handlers.iter().any(Option::is_some);
         match liveness::deadlock(stuck, waiting, running) {
             Some(msg) => {
                 self.report(ViolationKind::Liveness, None, None, None, msg);
@@ -276,15 +289,9 @@ impl Machine {
         if !self.patchers_done() {
             return false;
         }
-        let drain = self.config.drain_steps;
-        let targets = self.drain_until.get_or_insert_with(|| self.vcpus.iter().map(|v| v.steps() + drain).collect());
-        let finished = &self.finished;
-        self.vcpus
-            .iter()
-            .zip(targets.iter())
-            .zip(&self.handlers)
-            .enumerate()
-            .all(|(i, ((v, &t), h))| (v.steps() >= t || finished[i]) && h.is_none())
+        let (vcpus, finished, steps) = (&self.vcpus, &self.finished, self.config.drain_steps);
+        let drain = self.drain.get_or_insert_with(|| Drain::new(vcpus, finished, steps));
+        drain.left == 0 && self.handlers.iter().all(Option::is_none)
     }
 
     /// Runs to the end; `scheduler` picks events, `decisions` answers every choice. The run
@@ -302,12 +309,12 @@ impl Machine {
             if self.judge_deadlock() {
                 break;
             }
-            let enabled = std::mem::take(&mut self.enabled);
-            let pick = scheduler.pick_with(self.tick, &enabled, &self, &mut decisions);
+            let enabled = std::mem::replace(&mut self.enabled, EnabledSet::new(0));
+            let pick = scheduler.pick_with(self.tick, enabled.events(), &self, &mut decisions);
             self.enabled = enabled;
             // No pick: the strategy cut this run (its remaining states are reached another way).
             let Some(pick) = pick else { break };
-            self.tick(self.enabled[pick], &mut decisions)?;
+            self.tick(self.enabled.events()[pick], &mut decisions)?;
         }
         decisions.check()?;
         Ok(self.finish(decisions, exhausted))
@@ -321,6 +328,10 @@ impl Machine {
         let effect = self.dispatch(event, decisions)?;
         if !self.judge(&effect)? {
             self.apply(effect)?;
+        }
+        self.enabled.ran(event);
+        if let (Some(drain), Some(i)) = (self.drain.as_mut(), event.cpu()) {
+            drain.note(i, self.vcpus[i].steps(), self.finished[i]);
         }
         self.after_tick()
     }
@@ -383,7 +394,7 @@ impl Machine {
     /// The events enabled in the current state, in canonical order (state-space search).
     pub fn enabled_events(&mut self) -> Vec<Event> {
         self.collect_enabled();
-        self.enabled.clone()
+        self.enabled.events().to_vec()
     }
 
     /// Reports a deadlock if no event can ever run again in the current state (after
@@ -415,10 +426,10 @@ impl Machine {
         let mut event = event;
         for _ in 0..MAX_LOCAL_RUN {
             self.collect_enabled();
-            let Some(index) = self.enabled.iter().position(|&e| e == event) else {
+            let Some(index) = self.enabled.events().iter().position(|&e| e == event) else {
                 return Err(SimError::Internal(format!("transition: {event} is not enabled")));
             };
-            decisions.note(self.enabled.len(), index);
+            decisions.note(self.enabled.events().len(), index);
             self.tick(event, decisions)?;
             let Some(cpu) = event.cpu() else { break };
             let next = Event::GuestStep(cpu);

@@ -353,7 +353,8 @@ impl Machine {
         self.finished.clone_from(&s.finished);
         self.tick = s.tick;
         self.violation = None;
-        self.drain_until = None;
+        self.drain = None;
+        self.enabled.invalidate();
         Ok(())
     }
 

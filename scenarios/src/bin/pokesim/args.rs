@@ -106,7 +106,7 @@ pub struct ScenarioArgs {
     /// Mutant to apply (repeatable; replaces the file's list).
     #[arg(long = "mutant", value_parser = parse::<Mutant>, value_name = "M")]
     pub mutants: Vec<Mutant>,
-    /// Number of vCPUs, 1..=64 [default: 2].
+    /// Number of vCPUs, 1..=256 [default: 2].
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub cpus: Option<i64>,
     /// First seed [default: 0].

@@ -25,8 +25,27 @@ pub struct BenchArgs {
     /// Guest steps per measurement.
     #[arg(long, default_value_t = 2_000_000, value_parser = clap::value_parser!(u64).range(1000..=1_000_000_000))]
     steps: u64,
+    /// Internal: print the resident memory per vCPU of one run with N vCPUs, measured in this
+    /// fresh process (the benchmark runs itself with it for each row).
+    #[arg(long, value_name = "N", hide = true, value_parser = clap::value_parser!(u64).range(1..=256))]
+    memory_of: Option<u64>,
     #[command(flatten)]
     output: OutputOpts,
+}
+
+/// Runs `pokesim bench --memory-of CPUS` in a new process and reads its figure.
+fn memory_in_child(cpus: usize) -> Result<f64, sim_core::SimError> {
+    let fail = |m: String| sim_core::SimError::Internal(format!("measuring memory with {cpus} vCPUs: {m}"));
+    let exe = std::env::current_exe().map_err(|e| fail(e.to_string()))?;
+    let out = std::process::Command::new(exe)
+        .args(["bench", "--memory-of", &cpus.to_string()])
+        .output()
+        .map_err(|e| fail(e.to_string()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    match (out.status.success(), text.trim().parse::<f64>()) {
+        (true, Ok(kib)) => Ok(kib),
+        _ => Err(fail(format!("{}: {text}{}", out.status, String::from_utf8_lossy(&out.stderr)))),
+    }
 }
 
 #[derive(Serialize)]
@@ -101,7 +120,11 @@ pub fn list(a: &ListArgs) -> Result<Status, Failure> {
 
 /// `pokesim bench`.
 pub fn bench(a: &BenchArgs) -> Result<Status, Failure> {
-    let r = scenarios::bench::run(a.steps)?;
+    if let Some(cpus) = a.memory_of {
+        out::line(format!("{:.1}", scenarios::bench::memory_per_vcpu_kib(cpus as usize)?))?;
+        return Ok(Status::Expected);
+    }
+    let r = scenarios::bench::run(a.steps, &memory_in_child)?;
     if a.output.json {
         out::json(&r)?;
         return Ok(Status::Expected);
@@ -116,5 +139,18 @@ pub fn bench(a: &BenchArgs) -> Result<Status, Failure> {
         r.patching_steps_per_s, r.patching_ratio, r.patching_traps_per_s, r.patching_rounds_per_s
     ))?;
     out::line(format!("resident memory per vCPU                      {:>12.0} KiB", r.rss_per_vcpu_kib))?;
+    out::line("")?;
+    out::line("scaling (ftrace, quiet)  vCPUs    steps/s  steps/s/vCPU  KiB/vCPU  step cost vs 4  raw unicorn vs 4")?;
+    for row in &r.scaling {
+        out::line(format!(
+            "                         {:>5} {:>10.0} {:>13.0} {:>9.0} {:>15.2} {:>17.2}",
+            row.cpus,
+            row.steps_per_s,
+            row.steps_per_s_per_vcpu,
+            row.rss_per_vcpu_kib,
+            row.step_cost_vs_4,
+            row.raw_step_cost_vs_4
+        ))?;
+    }
     Ok(Status::Expected)
 }
