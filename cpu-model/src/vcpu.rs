@@ -136,6 +136,41 @@ pub struct Vcpu {
     steps: u64,
     invalidations: u64,
     changed: Vec<(u64, u64)>,
+    /// Recent decodes, direct-mapped by address, each valid at the view generation it was
+    /// made at ([`DecodeCache`]).
+    decoded: DecodeCache,
+}
+
+/// Slots of the decode cache (a guest loop is a few dozen instructions).
+const DECODE_SLOTS: usize = 64;
+
+/// Decodes of the view, by address: a step at an address decoded at the current view
+/// generation reuses the decode (bytes, epochs, length, code) instead of copying the window,
+/// running the decoder and looking up every byte's epoch again. A pure cache: a hit returns
+/// exactly what decoding would.
+struct DecodeCache {
+    slots: Vec<Option<(u64, ExecutedInsn)>>,
+}
+
+impl DecodeCache {
+    fn new() -> Self {
+        DecodeCache { slots: vec![None; DECODE_SLOTS] }
+    }
+
+    fn slot(rip: u64) -> usize {
+        ((rip ^ (rip >> 6)) as usize) % DECODE_SLOTS
+    }
+
+    fn get(&self, rip: u64, generation: u64) -> Option<&ExecutedInsn> {
+        match &self.slots[Self::slot(rip)] {
+            Some((g, insn)) if *g == generation && insn.addr == rip => Some(insn),
+            _ => None,
+        }
+    }
+
+    fn put(&mut self, generation: u64, insn: &ExecutedInsn) {
+        self.slots[Self::slot(insn.addr)] = Some((generation, *insn));
+    }
 }
 
 impl fmt::Debug for Vcpu {
@@ -193,6 +228,7 @@ impl Vcpu {
             steps: 0,
             invalidations: 0,
             changed: Vec::new(),
+            decoded: DecodeCache::new(),
         })
     }
 
@@ -284,8 +320,21 @@ impl Vcpu {
         Ok(())
     }
 
-    /// Decodes the instruction at `rip` from the view.
-    fn decode(&self, rip: u64) -> ExecutedInsn {
+    /// Decodes the instruction at `rip` from the view (from the cache when the view has not
+    /// changed since the last decode there).
+    fn decode(&mut self, rip: u64) -> ExecutedInsn {
+        let generation = self.view.generation();
+        if let Some(insn) = self.decoded.get(rip, generation) {
+            debug_assert_eq!(*insn, self.decode_view(rip), "the decode cache is stale");
+            return *insn;
+        }
+        let insn = self.decode_view(rip);
+        self.decoded.put(generation, &insn);
+        insn
+    }
+
+    /// Decodes the instruction at `rip` from the view's bytes.
+    fn decode_view(&self, rip: u64) -> ExecutedInsn {
         let mut bytes = [0u8; MAX_INSN_LEN];
         let window = self.view.read(rip, &mut bytes);
         let mut decoder = Decoder::with_ip(64, &bytes[..window], rip, DecoderOptions::NONE);

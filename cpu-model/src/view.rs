@@ -70,6 +70,9 @@ pub struct View {
     /// Per byte: whether any store can ever write it (the patched sites). Every other byte
     /// shows the initial text forever, so a fetch of such bytes needs no refresh.
     patchable: Vec<bool>,
+    /// Bumped whenever a shown byte or its epoch may change: a decode of the view made at one
+    /// generation stays right while the generation does ([`View::generation`]).
+    generation: u64,
 }
 
 impl View {
@@ -93,7 +96,13 @@ impl View {
             recent: VecDeque::new(),
             candidates: Vec::new(),
             patchable: vec![true; initial.len()],
+            generation: 0,
         }
+    }
+
+    /// The view's generation: unchanged generation, unchanged bytes and epochs everywhere.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// Declares which bytes stores can ever write (`(addr, len)` ranges): the view then leaves
@@ -266,6 +275,7 @@ impl View {
     }
 
     fn sync_bytes(&mut self, s: u64, t: u64, epoch: Epoch, truth: &dyn Truth, changed: &mut Vec<(u64, u64)>) {
+        self.generation += 1;
         for addr in s..t {
             let off = (addr - self.base) as usize;
             let (value, writer) = truth.byte_at(addr, epoch);

@@ -16,13 +16,14 @@ use crate::patcher::Patcher;
 use crate::patching::PatchState;
 
 /// What changed since the last refresh.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 enum Stale {
     /// Nothing: the vCPU part is current.
     Clean,
     /// Only this vCPU's entries.
     Cpu(usize),
     /// Anything: rebuild the vCPU part.
+    #[default]
     All,
 }
 
@@ -61,7 +62,9 @@ impl CpuStates<'_> {
     }
 }
 
-/// The enabled events, in canonical order.
+/// The enabled events, in canonical order. (`Default` is an empty set that allocates nothing,
+/// for taking the set out of the machine while the scheduler looks at both.)
+#[derive(Default)]
 pub struct EnabledSet {
     /// The vCPU part (`..cpu_part`), then the patching clients.
     events: Vec<Event>,

@@ -309,7 +309,7 @@ impl Machine {
             if self.judge_deadlock() {
                 break;
             }
-            let enabled = std::mem::replace(&mut self.enabled, EnabledSet::new(0));
+            let enabled = std::mem::take(&mut self.enabled);
             let pick = scheduler.pick_with(self.tick, enabled.events(), &self, &mut decisions);
             self.enabled = enabled;
             // No pick: the strategy cut this run (its remaining states are reached another way).
