@@ -278,6 +278,14 @@ pub enum MergeError {
         /// What differs.
         what: &'static str,
     },
+    /// A shard `I/N` without `I < N`.
+    #[error("{file}: field `shard`: {shard} is not a shard (needs I < N)")]
+    InvalidShard {
+        /// The shard's file.
+        file: String,
+        /// The shard.
+        shard: Shard,
+    },
     /// The same shard twice.
     #[error("shard {shard} given twice: {first} and {second}")]
     Duplicate {
@@ -354,7 +362,7 @@ pub fn merge(shards: &[ShardFile]) -> Result<Merged, MergeError> {
     let first = by_shard[0];
     let runs = first.result.runs;
     let found = by_shard.iter().filter_map(|s| s.result.found.as_ref().map(|f| (*s, f))).min_by_key(|(_, f)| f.index);
-    let end = found.map_or(runs, |(_, f)| runs.min(BATCH * (f.index / BATCH + 1)));
+    let end = found.map_or(runs, |(_, f)| runs.min((f.index / BATCH + 1).saturating_mul(BATCH)));
     let blocks = covered(&by_shard, end)?;
     let mut result = CampaignResult {
         runs: end,
@@ -392,6 +400,9 @@ fn arrange(shards: &[ShardFile]) -> Result<Vec<&ShardFile>, MergeError> {
     let first = shards.first().ok_or(MergeError::Empty)?;
     let mut by: BTreeMap<u64, &ShardFile> = BTreeMap::new();
     for s in shards {
+        if !s.result.shard.is_valid() {
+            return Err(MergeError::InvalidShard { file: s.file.clone(), shard: s.result.shard });
+        }
         let differ = |what| MergeError::DifferentCampaigns { first: first.file.clone(), other: s.file.clone(), what };
         if s.result.campaign != first.result.campaign {
             return Err(differ("scenarios (campaign hashes)"));

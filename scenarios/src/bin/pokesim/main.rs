@@ -58,8 +58,10 @@ enum Command {
     /// Run a campaign of many seeds in parallel (random or PCT), sharded if asked.
     #[command(after_help = EXIT_STATUS)]
     Explore(Box<cmd::run::ExploreArgs>),
-    /// Merge the shard results of `explore --shard I/N` (e.g. `out/*.json`) into the report,
-    /// artifact and exit status one machine would have given for the whole campaign.
+    /// Merge the shard results of `explore --shard I/N` into the whole campaign's report.
+    ///
+    /// `pokesim merge out/*.json` prints the report, writes the artifact and exits with the
+    /// status that `explore` would have given for the whole campaign on one machine.
     #[command(after_help = EXIT_STATUS)]
     Merge(cmd::merge::MergeArgs),
     /// Explore every interleaving and stale view of a small scenario within a bound.
