@@ -14,11 +14,15 @@
 //! A shard `i/n` of a campaign of `runs` seeds runs the indices `k < runs` with
 //! `k % n == i`: `runs` is the size of the whole campaign, so `n` machines (a CI matrix,
 //! Kubernetes indexed jobs, a Slurm array) split it without overlap, and their union is what
-//! one machine would have run.
+//! one machine would have run. Because a shard's batch of 16 of its own indices spans whole
+//! 16-index blocks of the campaign, a campaign also keeps its sums per global block
+//! ([`BlockSums`]): [`crate::shard`] merges shards from them into the single-machine result.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 use sim_core::{Outcome, SimError, Stats, Verdict};
 
 use crate::scenario::Scenario;
@@ -27,7 +31,7 @@ use crate::scenario::Scenario;
 pub const BATCH: u64 = 16;
 
 /// A shard of the seed indices: `k` with `k % count == index`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Shard {
     /// This shard (0-based).
     pub index: u64,
@@ -64,6 +68,57 @@ impl Shard {
     /// How many of the first `runs` indices belong to this shard.
     pub fn share(self, runs: u64) -> u64 {
         runs.saturating_sub(self.index).div_ceil(self.count)
+    }
+
+    /// How many of the indices `from..to` belong to this shard.
+    pub fn share_between(self, from: u64, to: u64) -> u64 {
+        self.share(to) - self.share(from.min(to))
+    }
+
+    /// A valid shard: `index < count`.
+    pub fn is_valid(self) -> bool {
+        self.index < self.count
+    }
+}
+
+/// What the runs of one global block of [`BATCH`] seed indices (`block * BATCH ..`) that a
+/// campaign ran added up to: a shard runs only its own indices of a block, so a block's sums
+/// over a whole campaign are the sums of its shards' sums.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlockSums {
+    /// The block: seed indices `block * BATCH .. (block + 1) * BATCH`.
+    pub block: u64,
+    /// Runs of the block done.
+    pub ran: u64,
+    /// Their counters, summed.
+    pub stats: Stats,
+    /// How many of them spent their tick budget.
+    pub exhausted: u64,
+    /// The smallest index of those.
+    pub first_exhausted: Option<u64>,
+}
+
+impl BlockSums {
+    /// Adds the run of seed index `k` (which must lie in this block).
+    pub fn add_run(&mut self, k: u64, o: &Outcome) {
+        self.ran += 1;
+        self.stats.add(&o.stats);
+        if o.verdict == Verdict::BudgetExhausted {
+            self.exhausted += 1;
+            self.first_exhausted = Some(self.first_exhausted.map_or(k, |f| f.min(k)));
+        }
+    }
+
+    /// Adds another part of the same block.
+    pub fn add(&mut self, o: &BlockSums) {
+        self.ran += o.ran;
+        self.stats.add(&o.stats);
+        self.exhausted += o.exhausted;
+        self.first_exhausted = match (self.first_exhausted, o.first_exhausted) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
     }
 }
 
@@ -109,6 +164,9 @@ pub struct CampaignResult {
     pub last: Option<(u64, Outcome)>,
     /// Counters summed over every run.
     pub totals: Stats,
+    /// The same sums per global block of [`BATCH`] indices, keyed by block (what shards
+    /// merge from).
+    pub blocks: BTreeMap<u64, BlockSums>,
     /// Wall time.
     pub elapsed: Duration,
 }
@@ -124,8 +182,10 @@ impl CampaignResult {
             complete: true,
             last: None,
             totals: outcome.stats,
+            blocks: BTreeMap::new(),
             elapsed: Duration::ZERO,
         };
+        r.blocks.entry(0).or_default().add_run(0, &outcome);
         if outcome.verdict == Verdict::BudgetExhausted {
             (r.exhausted, r.first_exhausted) = (1, Some(0));
         }
@@ -172,6 +232,7 @@ impl Campaign<'_> {
             complete: false,
             last: None,
             totals: Stats::default(),
+            blocks: BTreeMap::new(),
             elapsed: Duration::ZERO,
         };
         while r.runs < total {
@@ -204,6 +265,8 @@ impl Campaign<'_> {
             r.last = Some((*k, o.clone()));
         }
         for (k, o) in &outcomes {
+            let block = r.blocks.entry(k / BATCH).or_insert(BlockSums { block: k / BATCH, ..BlockSums::default() });
+            block.add_run(*k, o);
             r.totals.add(&o.stats);
             if o.verdict == Verdict::BudgetExhausted {
                 r.exhausted += 1;

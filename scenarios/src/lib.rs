@@ -6,6 +6,7 @@
 //!   model, strategy, seed, budget) and the function that runs it;
 //! - [`check`]: the built-in scenarios behind `pokesim check`, with their expected verdicts;
 //! - [`bench`]: the throughput benchmark behind `pokesim bench`;
+//! - [`campaign`] and [`shard`]: a campaign over many seeds, split into shards and merged;
 //! - [`render`]: a run as text, Perfetto JSON, SVG or an HTML report (`pokesim trace`).
 //!
 //! The command line itself is `src/bin/pokesim.rs`.
@@ -24,6 +25,7 @@ pub mod matrix;
 pub mod output;
 pub mod render;
 pub mod scenario;
+pub mod shard;
 pub mod shrink;
 pub mod spec;
 pub mod stream;

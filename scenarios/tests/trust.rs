@@ -560,7 +560,9 @@ fn the_same_names_mean_the_same_thing_on_every_command() {
 fn every_help_shows_the_exit_statuses_and_the_main_help_has_examples() {
     let (_, main, _) = out(pokesim().arg("--help"));
     assert!(main.contains("Examples:") && main.contains("pokesim check"), "{main}");
-    for cmd in ["run", "explore", "exhaust", "replay", "shrink", "trace", "corpus", "mutants", "check", "bench"] {
+    for cmd in
+        ["run", "explore", "exhaust", "replay", "shrink", "trace", "corpus", "mutants", "check", "bench", "merge"]
+    {
         let (code, stdout, _) = out(pokesim().args([cmd, "--help"]));
         assert_eq!(code, 0);
         assert!(stdout.contains("Exit status:") && stdout.contains("4    a run spent its tick budget"), "{cmd}");

@@ -84,10 +84,10 @@ impl JobsOpt {
 /// Where failure artifacts go.
 #[derive(Args, Clone, Debug)]
 pub struct ArtifactOpts {
-    /// Do not write failure artifacts.
+    /// Do not write failure artifacts (nor, with `explore --shard`, the shard result).
     #[arg(long)]
     pub no_artifact: bool,
-    /// Where failure artifacts go.
+    /// Where failure artifacts (and `explore --shard`'s shard results) go.
     #[arg(long, value_name = "DIR", default_value = "pokesim-artifacts")]
     pub artifact_dir: PathBuf,
 }

@@ -31,6 +31,8 @@ Examples:
   pokesim run --mutant no-sync-after-int3 --cpus 2 --json
   pokesim run examples/race.toml --cpus 8          # a file, one field overridden
   pokesim explore examples/race.toml --runs 10000 --strategy pct
+  pokesim explore race.toml --runs 100000 --shard 3/8 --artifact-dir out   # one of 8 machines
+  pokesim merge out/*.json                         # the 8 shards: what one machine would report
   pokesim replay pokesim-artifacts/A.json          # reproduce a failure bit for bit
   pokesim shrink A.json -o small.json && pokesim trace small.json
   pokesim trace small.json --format html -o race.html   # a zoomable timeline in a browser
@@ -56,6 +58,12 @@ enum Command {
     /// Run a campaign of many seeds in parallel (random or PCT), sharded if asked.
     #[command(after_help = EXIT_STATUS)]
     Explore(Box<cmd::run::ExploreArgs>),
+    /// Merge the shard results of `explore --shard I/N` into the whole campaign's report.
+    ///
+    /// `pokesim merge out/*.json` prints the report, writes the artifact and exits with the
+    /// status that `explore` would have given for the whole campaign on one machine.
+    #[command(after_help = EXIT_STATUS)]
+    Merge(cmd::merge::MergeArgs),
     /// Explore every interleaving and stale view of a small scenario within a bound.
     #[command(after_help = EXIT_STATUS)]
     Exhaust(Box<cmd::exhaust::ExhaustArgs>),
@@ -94,6 +102,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Run(a) => cmd::run::run(a),
         Command::Explore(a) => cmd::run::explore(a),
+        Command::Merge(a) => cmd::merge::merge(a),
         Command::Exhaust(a) => cmd::exhaust::exhaust(a),
         Command::Replay(a) => cmd::replay::replay(a),
         Command::Shrink(a) => cmd::replay::shrink(a),

@@ -6,6 +6,7 @@ pub mod check;
 pub mod corpus;
 pub mod exhaust;
 pub mod list;
+pub mod merge;
 pub mod replay;
 pub mod run;
 pub mod trace;

@@ -1,7 +1,8 @@
 //! `pokesim run` and `pokesim explore`: one scenario over a range of seeds — one campaign.
 //! `run` runs the scenario's own seeds (`runs`, default 1); `explore` defaults to 1000 runs,
 //! can stop after a wall time, shows progress, and runs one shard of a campaign split across
-//! machines. A scenario file with recorded decisions replays them instead.
+//! machines (writing its shard result for `pokesim merge`). A scenario file with recorded
+//! decisions replays them instead.
 
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use clap::Args;
 use scenarios::artifact::{Artifact, Replayable};
 use scenarios::campaign::{Campaign, CampaignResult, Shard};
 use scenarios::file::{Expectation, ScenarioFile};
+use scenarios::shard::ShardResult;
 use serde::Serialize;
 use sim_core::{Outcome, Stats, Verdict, Violation};
 
@@ -49,7 +51,8 @@ pub struct ExploreArgs {
     /// Stop starting runs after this many seconds (the run count then depends on the machine).
     #[arg(long, value_name = "SECONDS", value_parser = seconds, allow_negative_numbers = true)]
     time: Option<Duration>,
-    /// Run only shard I of N of the campaign (seed indices congruent to I modulo N).
+    /// Run only shard I of N of the campaign (seed indices congruent to I modulo N), and write
+    /// its shard result into the artifact directory for `pokesim merge`.
     #[arg(long, value_name = "I/N", value_parser = |s: &str| s.parse::<Shard>())]
     shard: Option<Shard>,
     #[command(flatten)]
@@ -81,6 +84,98 @@ struct Report<'a> {
     overrides: &'a [String],
     #[serde(flatten)]
     saved: Saved,
+    #[serde(flatten)]
+    shard_saved: ShardSaved,
+    /// What `pokesim merge` merged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    merged: Option<&'a MergeReport>,
+}
+
+/// Where a report's result comes from: the whole campaign, one shard of it (whose result is
+/// written next to the artifacts), or merged shard results.
+pub struct Source<'a> {
+    /// The shard the result covers (`0/1` for a whole campaign).
+    pub shard: Shard,
+    /// A shard's result, to write.
+    pub shard_result: Option<&'a ShardResult>,
+    /// What `pokesim merge` merged.
+    pub merged: Option<&'a MergeReport>,
+}
+
+impl Source<'_> {
+    /// A whole campaign.
+    pub const ALL: Source<'static> = Source { shard: Shard::ALL, shard_result: None, merged: None };
+}
+
+/// The inputs of `pokesim merge`, as its report shows them.
+#[derive(Serialize)]
+pub struct MergeReport {
+    /// The campaign's hash.
+    pub campaign: String,
+    /// The shard result files, by shard.
+    pub shards: Vec<String>,
+    /// The failure artifacts among the inputs, and what they are.
+    pub artifacts: Vec<ArtifactNote>,
+}
+
+/// A failure artifact given to `merge`.
+#[derive(Serialize)]
+pub struct ArtifactNote {
+    /// Its file.
+    pub file: String,
+    /// What it is, against the merged result.
+    pub note: String,
+}
+
+impl MergeReport {
+    fn print(&self) -> Result<(), Failure> {
+        out::line(format!("merged     {} shard results of campaign {}", self.shards.len(), self.campaign))?;
+        for f in &self.shards {
+            out::line(format!("shard      {f}"))?;
+        }
+        for a in &self.artifacts {
+            out::line(format!("input      {}: {}", a.file, a.note))?;
+        }
+        Ok(())
+    }
+}
+
+/// What became of a shard result file.
+#[derive(Default, Serialize)]
+struct ShardSaved {
+    /// Where it was written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shard_result: Option<String>,
+    /// Why it could not be written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shard_result_error: Option<String>,
+}
+
+impl ShardSaved {
+    /// Writes `r` under the artifact directory, unless told not to; a failure is a warning.
+    fn write(opts: &ArtifactOpts, r: Option<&ShardResult>) -> Self {
+        let (false, Some(r)) = (opts.no_artifact, r) else { return Self::default() };
+        let path = opts.artifact_dir.join(r.file_name());
+        match r.save(&path) {
+            Ok(()) => ShardSaved { shard_result: Some(path.display().to_string()), shard_result_error: None },
+            Err(e) => {
+                let msg = format!("could not write the shard result {}: {e}", path.display());
+                out::warn(&format!("warning: {msg}"));
+                ShardSaved { shard_result: None, shard_result_error: Some(msg) }
+            }
+        }
+    }
+
+    fn print(&self, opts: &ArtifactOpts) -> Result<(), Failure> {
+        if let Some(p) = &self.shard_result {
+            out::line(format!("shard      result {p}"))?;
+            out::line(format!("merge      pokesim merge {}/*.json", opts.artifact_dir.display()))?;
+        }
+        if let Some(e) = &self.shard_result_error {
+            out::line(format!("shard      result not written: {e}"))?;
+        }
+        Ok(())
+    }
 }
 
 /// `pokesim run`.
@@ -92,7 +187,7 @@ pub fn run(a: &RunArgs) -> Result<Status, Failure> {
     }
     let c = Campaign { scenario_at: &Campaign::seeds(&file.scenario), runs: file.runs, shard: Shard::ALL, time: None };
     let result = c.run(&|_| {})?;
-    report("run", &file, &overrides, &result, Shard::ALL, &a.artifacts, a.output)
+    report("run", &file, &overrides, &result, &Source::ALL, &a.artifacts, a.output)
 }
 
 /// `pokesim explore`.
@@ -112,7 +207,9 @@ pub fn explore(a: &ExploreArgs) -> Result<Status, Failure> {
     let c = Campaign { scenario_at: &Campaign::seeds(&file.scenario), runs: file.runs, shard, time };
     let result = c.run(&|n| progress.set(n))?;
     progress.finish();
-    report("explore", &file, &overrides, &result, shard, &a.artifacts, a.output)
+    let shard_result = a.shard.map(|s| ShardResult::new(&file, &overrides, s, &result));
+    let source = Source { shard, shard_result: shard_result.as_ref(), merged: None };
+    report("explore", &file, &overrides, &result, &source, &a.artifacts, a.output)
 }
 
 /// The outcome a report shows: the violating run, or the only run, or none (a campaign of
@@ -125,15 +222,18 @@ fn shown<'a>(file: &ScenarioFile, r: &'a CampaignResult) -> (Option<u64>, Option
     }
 }
 
-fn report(
+/// Prints the report of a campaign (text or JSON) and writes its artifact and, for a shard,
+/// its shard result.
+pub fn report(
     command: &'static str,
     file: &ScenarioFile,
     overrides: &[String],
     r: &CampaignResult,
-    shard: Shard,
+    source: &Source,
     artifacts: &ArtifactOpts,
     output: OutputOpts,
 ) -> Result<Status, Failure> {
+    let shard = source.shard;
     let (seed, outcome) = shown(file, r);
     let kind = r.found.as_ref().and_then(|f| f.outcome.violation()).map(|v| v.kind);
     let expected = file.expect.met_by(kind) && r.verdict() != Verdict::BudgetExhausted;
@@ -143,6 +243,7 @@ fn report(
         out::line(format!("expected   {} ({})", file.expect, if expected { "met" } else { "NOT met" }))?;
     }
     let saved = save(file, r, artifacts);
+    let shard_saved = ShardSaved::write(artifacts, source.shard_result);
     if output.json {
         out::json(&Report {
             command,
@@ -160,9 +261,15 @@ fn report(
             scenario: ScenarioReport::of(&file.scenario),
             overrides,
             saved,
+            shard_saved,
+            merged: source.merged,
         })?;
     } else {
         saved.print()?;
+        shard_saved.print(artifacts)?;
+        if let Some(m) = source.merged {
+            m.print()?;
+        }
     }
     Ok(status)
 }
@@ -242,5 +349,5 @@ fn replay_file(
     };
     let o = r.reproduce(&file.scenario)?;
     let result = CampaignResult::single(o, &file.scenario);
-    report("run", file, &[], &result, Shard::ALL, artifacts, output)
+    report("run", file, &[], &result, &Source::ALL, artifacts, output)
 }
