@@ -3,11 +3,13 @@
 //! `corpus`, `mutants`, the corpus generator and the tests all go through [`Campaign::run`],
 //! so the same scenario, strategy and seed give the same run whichever command runs it.
 //!
-//! A campaign runs the seed indices of its shard in fixed batches of [`BATCH`]; each batch
-//! runs in parallel (every worker builds its own engines: Unicorn is not `Send`), and the
-//! campaign stops after the first batch that contains a violation, reporting the violation of
-//! the *smallest* index. The result therefore depends only on the scenarios and the indices —
-//! never on the number of workers. Runs keep no decision log (memory does not grow with a
+//! A campaign runs the seed indices of its shard in fixed batches of [`BATCH`] and stops after
+//! the first batch that contains a violation, reporting the violation of the *smallest* index.
+//! The result therefore depends only on the scenarios and the indices — never on the number of
+//! workers. The workers do not wait for each other at every batch: they run a window of
+//! batches, each taking the next index as soon as it is free (every worker builds its own
+//! engines: Unicorn is not `Send`), and a violation cuts the window at the end of its batch
+//! ([`Campaign::run_window`]); what ran past the cut is dropped. Runs keep no decision log (memory does not grow with a
 //! run's length); the violating run is repeated with its decisions kept, and must reproduce
 //! bit for bit.
 //!
@@ -19,6 +21,7 @@
 //! ([`BlockSums`]): [`crate::shard`] merges shards from them into the single-machine result.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
@@ -29,6 +32,10 @@ use crate::scenario::Scenario;
 
 /// Seed indices per batch (fixed, so results do not depend on the number of workers).
 pub const BATCH: u64 = 16;
+
+/// Own indices a shard hands to its workers at once ([`Campaign::run_window`]): workers take
+/// the next run as soon as they finish one, and wait for each other only between windows.
+const WINDOW: u64 = 8 * BATCH;
 
 /// A shard of the seed indices: `k` with `k % count == index`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -220,7 +227,7 @@ impl Campaign<'_> {
         move |k| Scenario { seed: base.seed.wrapping_add(k), ..base.clone() }
     }
 
-    /// Runs the campaign; `progress(runs_done)` is called after every batch.
+    /// Runs the campaign; `progress(runs_done)` is called after every window of batches.
     pub fn run(&self, progress: &(dyn Fn(u64) + Sync)) -> Result<CampaignResult, SimError> {
         let start = Instant::now();
         let total = self.shard.share(self.runs);
@@ -239,13 +246,9 @@ impl Campaign<'_> {
             if self.time.is_some_and(|t| start.elapsed() >= t) {
                 break;
             }
-            let take = BATCH.min(total - r.runs);
-            let indices: Vec<u64> = (r.runs..r.runs + take).map(|j| j * self.shard.count + self.shard.index).collect();
-            let outcomes = indices
-                .par_iter()
-                .map(|&k| (self.scenario_at)(k).run_unrecorded().map(|o| (k, o)))
-                .collect::<Result<Vec<_>, _>>()?;
-            r.runs += take;
+            let window = (r.runs, total.min(r.runs + WINDOW));
+            let (done, outcomes) = self.run_window(window)?;
+            r.runs = done;
             progress(r.runs);
             if let Some(found) = self.account(&mut r, outcomes)? {
                 r.found = Some(found);
@@ -258,8 +261,36 @@ impl Campaign<'_> {
         Ok(r)
     }
 
-    /// Adds a batch to the totals; returns its smallest violating run, repeated with its
-    /// decisions kept.
+    /// Runs the shard's own indices `j` in `[from, to)` (seed index `j * count + index`) in
+    /// parallel, without waiting at every batch: a run that finds a violation at own index
+    /// `v` stops the window at the end of `v`'s batch (`BATCH * (v / BATCH + 1)`) — no index
+    /// at or past that point starts afterwards, and any that already ran is dropped. Every
+    /// index below the stop has run (the stop only moves down), so the result is exactly the
+    /// batch-by-batch campaign's. Returns the stop and the outcomes below it, in index order.
+    fn run_window(&self, (from, to): (u64, u64)) -> Result<(u64, Vec<(u64, Outcome)>), SimError> {
+        let stop = AtomicU64::new(to);
+        let shard = self.shard;
+        let outcomes = (from..to)
+            .into_par_iter()
+            .map(|j| {
+                if j >= stop.load(Ordering::Relaxed) {
+                    return Ok(None);
+                }
+                let k = j * shard.count + shard.index;
+                let o = (self.scenario_at)(k).run_unrecorded()?;
+                if o.verdict == Verdict::Violation {
+                    stop.fetch_min((j / BATCH + 1) * BATCH, Ordering::Relaxed);
+                }
+                Ok(Some((j, k, o)))
+            })
+            .collect::<Result<Vec<_>, SimError>>()?;
+        let stop = stop.into_inner();
+        let kept = outcomes.into_iter().flatten().filter(|(j, _, _)| *j < stop).map(|(_, k, o)| (k, o)).collect();
+        Ok((stop, kept))
+    }
+
+    /// Adds a window's runs to the totals; returns its smallest violating run, repeated with
+    /// its decisions kept.
     fn account(&self, r: &mut CampaignResult, outcomes: Vec<(u64, Outcome)>) -> Result<Option<Found>, SimError> {
         if let Some((k, o)) = outcomes.last() {
             r.last = Some((*k, o.clone()));

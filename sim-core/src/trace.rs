@@ -87,9 +87,16 @@ pub fn disassemble(addr: u64, bytes: &[u8]) -> String {
     text
 }
 
+/// Bytes of records gathered before they go to the hasher in one update: xxh3's streaming
+/// update has a fixed cost per call, and a record is about a hundred bytes.
+const PENDING: usize = 4096;
+
 /// The running hash and optional event log.
 pub struct Trace {
     hasher: Xxh3,
+    /// Records not yet fed to the hasher (the hash is of the concatenation, so feeding them
+    /// in one update gives the same digest).
+    pending: Vec<u8>,
     keep: bool,
     events: Vec<TraceEvent>,
 }
@@ -103,7 +110,7 @@ impl std::fmt::Debug for Trace {
 impl Trace {
     /// A trace that keeps events iff `keep`.
     pub fn new(keep: bool) -> Self {
-        Self { hasher: Xxh3::new(), keep, events: Vec::new() }
+        Self { hasher: Xxh3::new(), pending: Vec::with_capacity(PENDING + 256), keep, events: Vec::new() }
     }
 
     /// True if records are kept (callers compute details only then).
@@ -156,8 +163,12 @@ impl Trace {
         for e in epochs {
             put(&e.to_le_bytes());
         }
-        self.hasher.update(&buf[..n]);
-        self.hasher.update(what.as_bytes());
+        self.pending.extend_from_slice(&buf[..n]);
+        self.pending.extend_from_slice(what.as_bytes());
+        if self.pending.len() >= PENDING {
+            self.hasher.update(&self.pending);
+            self.pending.clear();
+        }
         if self.keep {
             let actor = match event.cpu() {
                 Some(i) => format!("cpu{i}"),
@@ -183,12 +194,17 @@ impl Trace {
 
     /// The hash so far.
     pub fn digest(&self) -> u64 {
-        self.hasher.digest()
+        if self.pending.is_empty() {
+            return self.hasher.digest();
+        }
+        let mut h = self.hasher.clone();
+        h.update(&self.pending);
+        h.digest()
     }
 
     /// The hash so far, as 16 hex digits.
     pub fn hash(&self) -> String {
-        format!("{:016x}", self.hasher.digest())
+        format!("{:016x}", self.digest())
     }
 
     /// The kept events.
