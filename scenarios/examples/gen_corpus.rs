@@ -88,6 +88,11 @@ fn main() {
             }
             let mut s = catalogue::scenario(p, &[], v.spec, "pessimistic", 0);
             s.config.cpus = 4;
+            // A batch round patches all 16 sites: 8 rounds are 128 site patches per seed, and
+            // keep `pokesim corpus` under two seconds.
+            if v.spec.kind == WorkloadKind::Batch {
+                s.workload.rounds = 8;
+            }
             write(
                 &dir,
                 &ScenarioFile {

@@ -25,6 +25,9 @@ pub struct CheckArgs {
     /// Seeds per built-in scenario.
     #[arg(long, default_value_t = check::DEFAULT_RUNS, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     runs: u64,
+    /// Patch rounds per run.
+    #[arg(long, default_value_t = check::DEFAULT_ROUNDS, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    rounds: u32,
     #[command(flatten)]
     artifacts: ArtifactOpts,
     #[command(flatten)]
@@ -84,7 +87,10 @@ struct Summary {
 pub fn check(a: &CheckArgs) -> Result<Status, Failure> {
     a.jobs.apply()?;
     let start = Instant::now();
-    let builtins = check::builtins();
+    let mut builtins = check::builtins();
+    for b in &mut builtins {
+        b.spec.rounds = a.rounds;
+    }
     if !a.output.json {
         out::line(format!(
             "{:<62} {:<36} {:<16} {:<18} {:>5} {:>5} {:>8} {:>7}  result",
