@@ -9,13 +9,11 @@
 //! of the same site never retranslate (a retranslation costs ~7 µs, reference/unicorn.md §2).
 //! The map is a `BTreeMap`: lookups only, but nothing here may ever depend on hash order.
 
-use std::cell::Cell;
 use std::collections::BTreeMap;
 
 use unicorn_engine::unicorn_const::{uc_error, Prot};
-use unicorn_engine::Unicorn;
 
-use crate::engine::new_engine;
+use crate::engine::PooledEngine;
 use crate::error::UcContext;
 use crate::{CpuError, Layout, Reg, Regs};
 
@@ -28,9 +26,9 @@ pub struct ReferenceResult {
     pub pushed: Option<u64>,
 }
 
+/// A scratch engine (pooled: it goes back to the pool with the executor).
 struct Scratch {
-    uc: Unicorn<'static, ()>,
-    _tsc: Box<Cell<u64>>,
+    engine: PooledEngine,
 }
 
 /// Executes single instructions on scratch engines laid out like the guest.
@@ -55,15 +53,15 @@ impl ReferenceExecutor {
     fn scratch(&mut self, addr: u64, bytes: &[u8]) -> Result<&mut Scratch, CpuError> {
         let key = (addr, bytes.to_vec());
         if !self.engines.contains_key(&key) {
-            let tsc = Box::new(Cell::new(0));
-            let mut uc = new_engine(&tsc)?;
+            let mut engine = PooledEngine::take()?;
+            let uc = engine.uc();
             let l = self.layout;
             uc.mem_map(l.text_base, l.text_len, Prot::ALL).ctx("mem_map(text)")?;
             uc.mem_map(l.data_base, l.data_len, Prot::READ | Prot::WRITE).ctx("mem_map(data)")?;
             // Everything but the instruction is INT3, so running past it is visible.
             uc.mem_write(l.text_base, &vec![0xcc; l.text_len as usize]).ctx("mem_write(text)")?;
             uc.mem_write(addr, bytes).ctx("mem_write(insn)")?;
-            self.engines.insert(key.clone(), Scratch { uc, _tsc: tsc });
+            self.engines.insert(key.clone(), Scratch { engine });
         }
         Ok(self.engines.get_mut(&key).expect("inserted above"))
     }
@@ -82,7 +80,7 @@ impl ReferenceExecutor {
         }
         let layout = self.layout;
         let scratch = self.scratch(addr, bytes)?;
-        let uc = &mut scratch.uc;
+        let uc = scratch.engine.uc();
         let mut start = *regs;
         start.rip = addr;
         start.write_to(uc)?;

@@ -18,9 +18,9 @@ use std::rc::Rc;
 
 use iced_x86::{Code, Decoder, DecoderOptions};
 use unicorn_engine::unicorn_const::{uc_error, Prot};
-use unicorn_engine::{RegisterX86, Unicorn};
+use unicorn_engine::{RegisterX86, UcHookId};
 
-use crate::engine::new_engine;
+use crate::engine::PooledEngine;
 use crate::error::UcContext;
 use crate::view::{Chooser, Epoch, Truth, View};
 use crate::{CpuError, FetchModel, Layout, Regs, SharedRegion};
@@ -124,11 +124,13 @@ pub struct VcpuState {
 
 /// One emulated CPU.
 pub struct Vcpu {
-    // Field order is drop order: the engine must go before the buffers it maps.
-    uc: Unicorn<'static, ()>,
+    // Field order is drop order: the engine (unmapped as it goes back to the pool) must go
+    // before the buffers it maps.
+    engine: PooledEngine,
+    /// The trap hook this vCPU added (removed in `drop`, before the engine is pooled).
+    intr_hook: UcHookId,
     view: View,
     data: Rc<SharedRegion>,
-    tsc: Box<Cell<u64>>,
     trap: Rc<Cell<Option<u32>>>,
     layout: Layout,
     id: usize,
@@ -173,6 +175,16 @@ impl DecodeCache {
     }
 }
 
+impl Drop for Vcpu {
+    /// Removes this vCPU's trap hook so that its engine goes back to the pool as new (or, if
+    /// that fails, is destroyed instead).
+    fn drop(&mut self) {
+        if self.engine.uc().remove_hook(self.intr_hook).is_err() {
+            self.engine.spoil();
+        }
+    }
+}
+
 impl fmt::Debug for Vcpu {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Vcpu").field("id", &self.id).field("rip", &self.rip).field("steps", &self.steps).finish()
@@ -194,12 +206,14 @@ impl Vcpu {
         if text.len() as u64 != layout.text_len || data.len() != layout.data_len || data.base() != layout.data_base {
             return Err(CpuError::Layout("text or data buffer does not match the layout".into()));
         }
-        let tsc = Box::new(Cell::new(0));
-        let mut uc = new_engine(&tsc)?;
+        let mut engine = PooledEngine::take()?;
+        let uc = engine.uc();
         let view = View::new(layout.text_base, text, model);
         // SAFETY: the view buffer and the data region are page aligned, exactly the mapped
-        // size, and outlive the engine (`uc` is the first field, so it is dropped first, and
-        // the data region is held by this struct's `Rc`).
+        // size, and outlive the mapping: `engine` is the first field, so it is dropped (and
+        // its regions unmapped) first, and the data region is held by this struct's `Rc`.
+        // Should this function fail after mapping, `engine` is dropped (unmapped) before
+        // `view` too, being declared earlier.
         unsafe {
             uc.mem_map_ptr(layout.text_base, layout.text_len, Prot::READ | Prot::EXEC, view.host_ptr().cast())
                 .ctx("mem_map_ptr(text)")?;
@@ -208,19 +222,20 @@ impl Vcpu {
         }
         let trap = Rc::new(Cell::new(None));
         let hook_trap = Rc::clone(&trap);
-        uc.add_intr_hook(move |uc, intno| {
-            hook_trap.set(Some(intno));
-            // count=1 already stops after this instruction; stopping explicitly also covers
-            // faults that would otherwise re-execute (e.g. #DE leaves RIP on the instruction).
-            let _ = uc.emu_stop();
-        })
-        .ctx("add_intr_hook")?;
-        regs.write_to(&mut uc)?;
+        let intr_hook = uc
+            .add_intr_hook(move |uc, intno| {
+                hook_trap.set(Some(intno));
+                // count=1 already stops after this instruction; stopping explicitly also covers
+                // faults that would otherwise re-execute (e.g. #DE leaves RIP on the instruction).
+                let _ = uc.emu_stop();
+            })
+            .ctx("add_intr_hook")?;
+        regs.write_to(uc)?;
         Ok(Self {
-            uc,
+            engine,
+            intr_hook,
             view,
             data,
-            tsc,
             trap,
             layout,
             id,
@@ -264,12 +279,12 @@ impl Vcpu {
 
     /// Reads the full register file.
     pub fn regs(&self) -> Result<Regs, CpuError> {
-        Regs::read_from(&self.uc)
+        Regs::read_from(self.engine.uc_ref())
     }
 
     /// Replaces the register file (the handler's IRET).
     pub fn set_regs(&mut self, regs: &Regs) -> Result<(), CpuError> {
-        regs.write_to(&mut self.uc)?;
+        regs.write_to(self.engine.uc())?;
         self.rip = regs.rip;
         Ok(())
     }
@@ -291,7 +306,7 @@ impl Vcpu {
     ) -> Result<(), CpuError> {
         self.set_regs(&state.regs)?;
         self.steps = state.steps;
-        self.tsc.set(self.steps * 16);
+        self.engine.tsc().set(self.steps * 16);
         let mut changed = std::mem::take(&mut self.changed);
         changed.clear();
         self.view.restore(&state.view, units, ranges, truth, &mut changed);
@@ -314,7 +329,7 @@ impl Vcpu {
     /// (the rule of reference/unicorn.md §2), and nothing when nothing changed.
     fn invalidate(&mut self, changed: &[(u64, u64)]) -> Result<(), CpuError> {
         for &(s, e) in changed {
-            self.uc.ctl_remove_cache(s, e).ctx("ctl_remove_cache")?;
+            self.engine.uc().ctl_remove_cache(s, e).ctx("ctl_remove_cache")?;
             self.invalidations += 1;
         }
         Ok(())
@@ -414,10 +429,11 @@ impl Vcpu {
             return Ok((insn, StepOutcome::Fault(Fault::Unsupported(insn.code))));
         }
         self.steps += 1;
-        self.tsc.set(self.steps * 16);
+        self.engine.tsc().set(self.steps * 16);
         self.trap.set(None);
-        let result = self.uc.emu_start(rip, 0, 0, 1);
-        self.rip = self.uc.reg_read(RegisterX86::RIP).ctx("reg_read(RIP)")?;
+        let uc = self.engine.uc();
+        let result = uc.emu_start(rip, 0, 0, 1);
+        self.rip = uc.reg_read(RegisterX86::RIP).ctx("reg_read(RIP)")?;
         if let Err(e) = result {
             return Ok((insn, StepOutcome::Fault(Fault::Engine(e))));
         }

@@ -104,3 +104,35 @@ fn cpuid_serializes() {
     v.step(&t, &mut Pick(0)).unwrap();
     assert_eq!(v.regs().unwrap().get(Reg::Rax), 7);
 }
+
+/// Engines are pooled per thread (`engine.rs`): an engine a vCPU used goes back as new. A
+/// vCPU on a reused engine — after another pushed onto its x87 stack and took a divide fault —
+/// steps exactly like one on a new engine (made on a new thread, whose pool is empty): same
+/// outcomes, same registers after every step.
+#[test]
+fn a_reused_engine_runs_exactly_like_a_new_one() {
+    // fnstsw ax (the x87 status word: its TOP field moves with fld1); pushfq; pop rbx; rdtsc; nop
+    const PROBE: &[u8] = &[0xdf, 0xe0, 0x9c, 0x5b, 0x0f, 0x31, 0x90];
+    fn probe() -> Vec<(StepOutcome, Regs)> {
+        let (mut v, t) = vcpu(PROBE);
+        (0..5).map(|_| (v.step(&t, &mut Pick(0)).unwrap().1, v.regs().unwrap())).collect()
+    }
+    let fresh = std::thread::spawn(probe).join().unwrap();
+    assert!(fresh.iter().all(|(o, _)| *o == StepOutcome::Normal), "{fresh:?}");
+    {
+        // fld1; fld1; xor ecx, ecx; div ecx
+        let dirty = [0xd9, 0xe8, 0xd9, 0xe8, 0x31, 0xc9, 0xf7, 0xf1];
+        let (mut v, t) = vcpu(&dirty);
+        for _ in 0..4 {
+            v.step(&t, &mut Pick(0)).unwrap();
+        }
+        let (mut w, t) = vcpu(PROBE);
+        assert_eq!(w.step(&t, &mut Pick(0)).unwrap().1, StepOutcome::Normal);
+        // (`v` still holds its engine: this one is another, so the check below is the reuse.)
+        assert_eq!(w.regs().unwrap().get(Reg::Rax), fresh[0].1.get(Reg::Rax));
+        drop(w);
+        drop(v);
+    }
+    let reused = probe();
+    assert_eq!(reused, fresh);
+}
