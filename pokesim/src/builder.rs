@@ -71,6 +71,13 @@ impl ScenarioBuilder {
 
     /// Starts from a scenario file's fields (as `pokesim run FILE`): methods called afterwards
     /// override them, like flags over a file.
+    ///
+    /// ```
+    /// let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/small.toml");
+    /// let s = pokesim::ScenarioBuilder::from_file(path)?.cpus(3).build()?;
+    /// assert_eq!((s.config.cpus, s.config.protocol), (3, pokesim::Protocol::Linux55));
+    /// # Ok::<(), pokesim::Error>(())
+    /// ```
     pub fn from_file(path: impl AsRef<std::path::Path>) -> Result<Self, Error> {
         let spec = scenarios::file::read_spec(path.as_ref())?;
         Ok(ScenarioBuilder { spec, refused: None })

@@ -111,6 +111,15 @@ pub fn check_expect(scenario: &Scenario, expect: Expectation) {
 
 /// The check without the panic: `Ok` with the campaign's result when it shows `expect`,
 /// `Err` with the evidence otherwise. Simulator errors are failures too (never a pass).
+///
+/// ```
+/// use pokesim::{Expectation, Mutant, Protocol};
+///
+/// let s = pokesim::scenario("ftrace").protocol(Protocol::Linux55).mutant(Mutant::NoInt3).build().unwrap();
+/// let failure = pokesim::try_check(&s, 16, Expectation::Pass).unwrap_err();
+/// assert!(failure.artifact.as_ref().is_some_and(|p| p.is_file()));
+/// assert!(failure.message.contains("reproduce: pokesim replay"));
+/// ```
 pub fn try_check(scenario: &Scenario, runs: u64, expect: Expectation) -> Result<CampaignResult, Box<CheckFailure>> {
     let result = match crate::explore(scenario, runs) {
         Ok(r) => r,

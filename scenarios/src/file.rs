@@ -559,7 +559,7 @@ mod tests {
         let cases = [
             ("[workload]\nkind = \"ftrace\"\nbogus = 1\n", 3, Some("workload.bogus"), "unknown field `bogus`"),
             ("cpus = 0\n[workload]\nkind = \"ftrace\"\n", 1, Some("cpus"), "0 is out of range (1..=256)"),
-            ("cpus = 65\n[workload]\nkind = \"ftrace\"\n", 1, Some("cpus"), "65 is out of range"),
+            ("cpus = 257\n[workload]\nkind = \"ftrace\"\n", 1, Some("cpus"), "257 is out of range"),
             ("mutants = [\"nope\"]\n[workload]\nkind = \"ftrace\"\n", 1, Some("mutants"), "valid: no-sync-after-int3"),
             ("protocol = \"linux-9\"\n[workload]\nkind = \"ftrace\"\n", 1, Some("protocol"), "valid: linux-5.4"),
             ("[workload]\nkind = \"nope\"\n", 2, Some("workload.kind"), "unknown workload 'nope'"),
