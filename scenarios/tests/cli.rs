@@ -112,7 +112,8 @@ fn a_budget_too_small_for_the_patcher_is_no_verdict_and_exits_4() {
 
 #[test]
 fn check_runs_the_builtin_scenarios_and_all_are_as_expected() {
-    let out = pokesim().args(["check", "--runs", "6", "--json", "--no-artifact"]).output().unwrap();
+    // Few seeds, so the workloads' full 24 rounds (the table's default of 6 needs its 150 seeds).
+    let out = pokesim().args(["check", "--runs", "6", "--rounds", "24", "--json", "--no-artifact"]).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
     let lines: Vec<Value> =
         String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
