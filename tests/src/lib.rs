@@ -18,6 +18,20 @@ pub fn cases(default: u32) -> u32 {
     std::env::var("PROPTEST_CASES").ok().and_then(|v| v.trim().parse().ok()).unwrap_or(default)
 }
 
+/// Seeds per campaign in a test: `POKESIM_RUNS` if set (a nightly job raises it), else
+/// `default`. A set value that is not a positive number panics: a typo must not silently
+/// shorten a campaign.
+pub fn runs(default: u64) -> u64 {
+    match std::env::var("POKESIM_RUNS") {
+        Err(std::env::VarError::NotPresent) => default,
+        Ok(v) => match v.trim().parse::<u64>() {
+            Ok(n) if n >= 1 => n,
+            _ => panic!("POKESIM_RUNS='{v}' is not a positive number of runs"),
+        },
+        Err(e) => panic!("POKESIM_RUNS: {e}"),
+    }
+}
+
 /// A scenario on `ftrace` with the given parameters.
 pub fn ftrace(
     protocol: Protocol,

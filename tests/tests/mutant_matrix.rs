@@ -17,13 +17,18 @@ use sim_core::{KernelConfig, Mutant, Protocol, ViolationKind};
 
 const SEEDS: u64 = 30;
 
+/// Seeds per strategy per cell: `POKESIM_RUNS`, else [`SEEDS`].
+fn seeds() -> u64 {
+    tests::runs(SEEDS)
+}
+
 #[test]
 fn every_necessary_mutant_is_caught_and_every_benign_one_is_not() {
     let filter =
         Filter { presets: vec!["pessimistic".into()], kernels: vec![KernelConfig::DEFCONFIG], ..Filter::default() };
     let cells: Vec<Cell> = cells(&filter)
         .par_iter()
-        .map(|c| cell(c, SEEDS, CellOptions::CAUGHT).expect("matrix cells are runnable"))
+        .map(|c| cell(c, seeds(), CellOptions::CAUGHT).expect("matrix cells are runnable"))
         .collect();
     let mut by_mutant: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
     for c in &cells {
@@ -74,11 +79,14 @@ fn every_necessary_mutant_is_caught_and_every_benign_one_is_not() {
             })
             .collect();
     four.par_iter().for_each(|c| {
-        let cell = cell(c, SEEDS, CellOptions::CAUGHT).expect("matrix cells are runnable");
+        let cell = cell(c, seeds(), CellOptions::CAUGHT).expect("matrix cells are runnable");
         assert!(
             cell.caught,
-            "{} on {} ftrace ({}) not caught in {SEEDS} seeds",
-            cell.mutant, cell.protocol, cell.kernel
+            "{} on {} ftrace ({}) not caught in {} seeds",
+            cell.mutant,
+            cell.protocol,
+            cell.kernel,
+            seeds()
         );
     });
     // The emulation oracle catches an emulation bug the workload alone might miss.
