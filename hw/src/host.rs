@@ -1,0 +1,117 @@
+//! The host probe: whether this machine can run the protocol natively, and what it is.
+//! Mirrors the refusals of docs/reference/hardware.md §9: not x86-64 Linux, fewer than two
+//! CPUs available to the process, or no `MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE` (Linux ≥
+//! 4.16, `include/uapi/linux/membarrier.h`; seccomp sandboxes such as gVisor refuse it).
+
+/// `MEMBARRIER_CMD_QUERY`.
+const CMD_QUERY: libc::c_int = 0;
+/// `MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE`.
+const CMD_PRIVATE_EXPEDITED_SYNC_CORE: libc::c_int = 1 << 5;
+/// `MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE`.
+const CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE: libc::c_int = 1 << 6;
+
+/// Why the host cannot run the protocol natively.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// Not x86-64 Linux.
+    #[error("running on real CPUs needs x86-64 Linux; this is {0}")]
+    Platform(String),
+    /// Fewer than two CPUs to run a patcher beside a guest.
+    #[error("running on real CPUs needs at least 2 CPUs; this process may use {0}")]
+    Cpus(usize),
+    /// `membarrier` cannot serialize the other CPUs.
+    #[error("membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE) is not available: {0}")]
+    SyncCore(String),
+    /// The guest's text or data cannot be mapped where its code expects it.
+    #[error("mapping the guest at {addr:#x}: {reason}")]
+    Mapping {
+        /// The guest address.
+        addr: u64,
+        /// What the kernel said.
+        reason: String,
+    },
+}
+
+/// What the host is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Host {
+    /// The CPUs this process may run on (`sched_getaffinity`), in order.
+    pub cpus: Vec<usize>,
+    /// The CPU model (`model name` of `/proc/cpuinfo`).
+    pub cpu_model: String,
+    /// True if the CPU reports running under a hypervisor (the `hypervisor` cpuinfo flag).
+    pub hypervisor: bool,
+    /// The kernel release (`uname -r`).
+    pub kernel: String,
+}
+
+/// Probes the host; registers this process for `MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE`
+/// (idempotent; cheapest before other threads exist).
+pub fn probe() -> Result<Host, Refusal> {
+    if !cfg!(all(target_os = "linux", target_arch = "x86_64")) {
+        return Err(Refusal::Platform(format!("{} {}", std::env::consts::OS, std::env::consts::ARCH)));
+    }
+    let cpus = allowed_cpus();
+    if cpus.len() < 2 {
+        return Err(Refusal::Cpus(cpus.len()));
+    }
+    register_sync_core()?;
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |name: &str| {
+        cpuinfo
+            .lines()
+            .find_map(|l| l.split_once(':').filter(|(k, _)| k.trim() == name).map(|(_, v)| v.trim().to_string()))
+    };
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string();
+    Ok(Host {
+        cpus,
+        cpu_model: field("model name").unwrap_or_else(|| "unknown".into()),
+        hypervisor: field("flags").is_some_and(|f| f.split_whitespace().any(|x| x == "hypervisor")),
+        kernel,
+    })
+}
+
+/// The CPUs this process may run on.
+fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: `cpu_set_t` is plain data for which all-zero is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid, writable `cpu_set_t` of the size passed; pid 0 is this thread.
+    let rc = unsafe { libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut set) };
+    if rc != 0 {
+        return Vec::new();
+    }
+    // SAFETY: `CPU_ISSET` reads the set within its fixed size for every index below it.
+    (0..libc::CPU_SETSIZE as usize).filter(|&c| unsafe { libc::CPU_ISSET(c, &set) }).collect()
+}
+
+fn membarrier(cmd: libc::c_int) -> Result<libc::c_long, std::io::Error> {
+    // SAFETY: membarrier takes (int cmd, unsigned int flags, int cpu_id) and touches no memory
+    // of ours; flags 0 and cpu_id 0 are valid for every command used here.
+    let rc = unsafe { libc::syscall(libc::SYS_membarrier, cmd, 0 as libc::c_uint, 0 as libc::c_int) };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(rc)
+}
+
+fn register_sync_core() -> Result<(), Refusal> {
+    let supported = membarrier(CMD_QUERY).map_err(|e| Refusal::SyncCore(format!("MEMBARRIER_CMD_QUERY: {e}")))?;
+    let needed = libc::c_long::from(CMD_PRIVATE_EXPEDITED_SYNC_CORE | CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE);
+    if supported & needed != needed {
+        return Err(Refusal::SyncCore(format!(
+            "the kernel offers commands {supported:#x}, without SYNC_CORE (Linux >= 4.16)"
+        )));
+    }
+    membarrier(CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE)
+        .map_err(|e| Refusal::SyncCore(format!("MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE: {e}")))?;
+    Ok(())
+}
+
+/// `text_poke_sync()` on real CPUs: every running thread of this process executes a core
+/// serializing instruction before this returns, and every other one before it next runs user
+/// code (membarrier SYNC_CORE; the caller must have passed [`probe`]).
+pub fn sync_core() -> Result<(), Refusal> {
+    membarrier(CMD_PRIVATE_EXPEDITED_SYNC_CORE)
+        .map(|_| ())
+        .map_err(|e| Refusal::SyncCore(format!("MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE: {e}")))
+}

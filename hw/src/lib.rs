@@ -1,0 +1,27 @@
+//! # hw — the protocol on the host's real CPUs (groundwork)
+//!
+//! The simulator's verdicts rest on a fetch model chosen by the user; this crate is the start
+//! of running the same guest code and protocol on real x86-64 CPUs, the way litmus7's
+//! `-variant self` runs self-modifying tests on AArch64 hardware (docs/reference/hardware.md
+//! is the design research). Built so far, each piece tested on the host:
+//!
+//! - [`host`]: what the host can do — x86-64 Linux, how many CPUs this process may use,
+//!   `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE)` (Linux ≥ 4.16), the CPU model and
+//!   whether it is a virtual machine — or a [`Refusal`] that says why not;
+//! - [`text`]: the guest text as two views of one `memfd` — executable at the guest's own base
+//!   address, writable elsewhere — so no page is ever writable and executable, and a poke is a
+//!   store through the writable alias (what `text_poke()` does through its temporary mm);
+//! - [`host::sync_core`]: `text_poke_sync()`, the IPI + serialization of every thread of the
+//!   process (membarrier SYNC_CORE; docs/reference/hardware.md §1).
+//!
+//! Not built yet: guest threads running the workload loop natively, the patcher thread running
+//! a version's program, the SIGTRAP handler running its handler logic, detection and the
+//! `pokesim hw` command.
+
+#![deny(missing_docs)]
+
+pub mod host;
+pub mod text;
+
+pub use host::{probe, sync_core, Host, Refusal};
+pub use text::TextMapping;

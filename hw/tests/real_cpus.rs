@@ -1,0 +1,110 @@
+//! The groundwork of running the protocol on the host's CPUs, tested on this host: the probe,
+//! code executed from the memfd's executable view after a poke through its writable alias and
+//! `membarrier` SYNC_CORE — on the poking thread and on another one — and a guest address that
+//! is already taken refused rather than replaced.
+//!
+//! A host that cannot (not x86-64 Linux, one CPU, no SYNC_CORE) makes these tests print
+//! `SKIPPED` with the reason — unless `POKESIM_REQUIRE_HW=1`, which makes it a failure.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+
+use hw::{Refusal, TextMapping};
+
+/// The host, or `None` after saying why the test cannot run here.
+fn host() -> Option<hw::Host> {
+    match hw::probe() {
+        Ok(h) => Some(h),
+        Err(r) if std::env::var_os("POKESIM_REQUIRE_HW").is_some() => panic!("POKESIM_REQUIRE_HW is set: {r}"),
+        Err(r) => {
+            eprintln!("SKIPPED: {r}");
+            None
+        }
+    }
+}
+
+/// `mov eax, imm32; ret`, padded with INT3 to a page.
+fn returning(imm: u32) -> Vec<u8> {
+    let mut page = vec![0xcc; 4096];
+    page[0] = 0xb8;
+    page[1..5].copy_from_slice(&imm.to_le_bytes());
+    page[5] = 0xc3;
+    page
+}
+
+/// The function at the start of the text.
+fn function(text: &TextMapping) -> extern "C" fn() -> u32 {
+    // SAFETY: the text starts with `mov eax, imm32; ret`, a complete function of the C ABI
+    // (no arguments, result in eax, no stack use), executable for as long as `text` lives —
+    // and every caller drops the function before the mapping.
+    unsafe { std::mem::transmute::<*const (), extern "C" fn() -> u32>(text.base() as *const ()) }
+}
+
+#[test]
+fn the_probe_names_the_host() {
+    let Some(h) = host() else { return };
+    assert!(h.cpus.len() >= 2, "{h:?}");
+    assert!(!h.cpu_model.is_empty() && !h.kernel.is_empty(), "{h:?}");
+    eprintln!("host: {} CPUs, {}, kernel {}, hypervisor: {}", h.cpus.len(), h.cpu_model, h.kernel, h.hypervisor);
+}
+
+#[test]
+fn a_poke_through_the_alias_runs_after_sync_core() {
+    if host().is_none() {
+        return;
+    }
+    let text = TextMapping::new(0x10_0000_0000, &returning(41)).expect("maps");
+    let f = function(&text);
+    assert_eq!(f(), 41);
+    text.poke(text.base() + 1, &[42]);
+    assert_eq!(text.read(text.base() + 1), 42, "the executable view shows the store");
+    hw::sync_core().expect("sync");
+    assert_eq!(f(), 42);
+}
+
+#[test]
+fn another_thread_runs_the_new_bytes_once_the_sync_returned() {
+    if host().is_none() {
+        return;
+    }
+    let text = TextMapping::new(0x10_0010_0000, &returning(41)).expect("maps");
+    let f = function(&text);
+    let (started, synced) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+    let after = Arc::new(AtomicU32::new(0));
+    let (r, s, a) = (Arc::clone(&started), Arc::clone(&synced), Arc::clone(&after));
+    let runner = std::thread::spawn(move || {
+        let mut seen = std::collections::BTreeSet::from([f()]);
+        r.store(true, Ordering::Release);
+        while !s.load(Ordering::Acquire) {
+            seen.insert(f());
+        }
+        a.store(f(), Ordering::Release);
+        seen
+    });
+    // Let the runner execute the old bytes for a while, then poke, sync and tell it.
+    while !started.load(Ordering::Acquire) {
+        std::hint::spin_loop();
+    }
+    for _ in 0..10_000 {
+        std::hint::spin_loop();
+    }
+    text.poke(text.base() + 1, &[43]);
+    hw::sync_core().expect("sync");
+    synced.store(true, Ordering::Release);
+    let seen = runner.join().expect("runner");
+    assert_eq!(after.load(Ordering::Acquire), 43, "after text_poke_sync() the new bytes run");
+    assert!(seen.iter().all(|v| [41, 43].contains(v)), "only whole images run: {seen:?}");
+}
+
+#[test]
+fn a_guest_address_already_mapped_is_refused_not_replaced() {
+    if host().is_none() {
+        return;
+    }
+    let first = TextMapping::new(0x10_0020_0000, &returning(7)).expect("maps");
+    let second = TextMapping::new(0x10_0020_0000, &returning(8)).expect_err("the address is taken");
+    assert!(matches!(second, Refusal::Mapping { addr: 0x10_0020_0000, .. }), "{second}");
+    assert_eq!(function(&first)(), 7, "the first mapping is intact");
+    let odd = TextMapping::new(0x10_0030_0000, &[0x90; 100]).expect_err("not whole pages");
+    assert!(odd.to_string().contains("not whole pages"), "{odd}");
+}
