@@ -14,14 +14,23 @@
 //! - [`host::sync_core`]: `text_poke_sync()`, the IPI + serialization of every thread of the
 //!   process (membarrier SYNC_CORE; docs/reference/hardware.md §1).
 //!
-//! Not built yet: guest threads running the workload loop natively, the patcher thread running
-//! a version's program, the SIGTRAP handler running its handler logic, detection and the
-//! `pokesim hw` command.
+//! - [`data`]: the guest's data region (stacks, counters) at its own address;
+//! - [`guest`]: guest threads — the workload's loop running natively on pinned host threads,
+//!   entered and left by signals (the handler swaps the signal context's register file), every
+//!   fault in the guest counted and the vCPU restarted.
+//!
+//! Not built yet: the patcher thread running a version's program against the text, the
+//! SIGTRAP handler running the version's handler logic, the workload invariant, detection
+//! reports and the `pokesim hw` command.
 
 #![deny(missing_docs)]
 
+pub mod data;
+pub mod guest;
 pub mod host;
 pub mod text;
 
+pub use data::DataMapping;
+pub use guest::{run_guests, GuestReport};
 pub use host::{probe, sync_core, Host, Refusal};
 pub use text::TextMapping;

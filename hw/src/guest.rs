@@ -1,0 +1,305 @@
+//! Guest threads: the workload's loop running natively on a host thread, entered and left by
+//! signals, its faults caught and counted (docs/reference/hardware.md §3, §5).
+//!
+//! A thread enters the guest by sending itself [`ENTER`]: the handler saves the interrupted
+//! host register file from the signal context and replaces it with the vCPU's initial one, so
+//! `sigreturn` (an IRET-like full restore) resumes in the guest loop, on the guest's own stack
+//! in the data region. The controller stops it with [`LEAVE`], whose handler puts the saved
+//! host registers back: the thread continues right after its own `pthread_kill`. A fault in
+//! the guest — `SIGILL`, `SIGSEGV`, `SIGBUS`, `SIGFPE`, or a `SIGTRAP` no handler claims, what
+//! a torn instruction raises — is counted with its signal and address, and the vCPU restarts
+//! at its initial register file. Handlers run on a per-thread alternate stack (the guest's is
+//! a few bytes) and touch only this thread's state; a fault outside the guest goes to the
+//! handler that was installed before (Rust's stack-overflow handler) or the default action.
+
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+use cpu_model::{Reg, Regs};
+
+/// The signal a thread sends itself to enter the guest.
+pub const ENTER: libc::c_int = libc::SIGUSR1;
+/// The signal that takes a thread out of the guest.
+pub const LEAVE: libc::c_int = libc::SIGUSR2;
+/// The signals a torn instruction can raise.
+const FAULTS: [libc::c_int; 5] = [libc::SIGILL, libc::SIGSEGV, libc::SIGBUS, libc::SIGFPE, libc::SIGTRAP];
+/// The alternate signal stack of a guest thread.
+const ALT_STACK: usize = 64 * 1024;
+
+type Gregs = [libc::greg_t; 23];
+
+/// Faults taken in guests since the process started, all threads together (an atomic add is
+/// async-signal-safe); a controller watches it while the guests run.
+static FAULTS_SO_FAR: AtomicU64 = AtomicU64::new(0);
+
+/// Faults taken in guests so far in this process (every thread, every campaign).
+pub fn faults_so_far() -> u64 {
+    FAULTS_SO_FAR.load(Ordering::Acquire)
+}
+
+/// One guest thread's state, read and written by its own signal handlers only.
+#[derive(Clone, Copy)]
+struct ThreadState {
+    in_guest: bool,
+    guest: Gregs,
+    host: Gregs,
+    faults: u64,
+    first_fault: Option<(libc::c_int, u64)>,
+}
+
+thread_local! {
+    // Const-initialised and without `Drop`: reading it from a signal handler allocates nothing.
+    static STATE: UnsafeCell<ThreadState> = const {
+        UnsafeCell::new(ThreadState { in_guest: false, guest: [0; 23], host: [0; 23], faults: 0, first_fault: None })
+    };
+}
+
+/// What one guest thread saw.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GuestReport {
+    /// The host CPU it was pinned to, if pinning succeeded.
+    pub cpu: Option<usize>,
+    /// Faults taken in the guest (each restarted the vCPU).
+    pub faults: u64,
+    /// The first fault: signal number and instruction address.
+    pub first_fault: Option<(i32, u64)>,
+}
+
+/// The guest register file of `regs` in signal-context order, keeping the host's segment
+/// selectors (`REG_CSGSFS`).
+fn gregs_of(regs: &Regs, host: &Gregs) -> Gregs {
+    use libc::*;
+    let mut g = *host;
+    let order = [
+        (REG_RAX, Reg::Rax),
+        (REG_RCX, Reg::Rcx),
+        (REG_RDX, Reg::Rdx),
+        (REG_RBX, Reg::Rbx),
+        (REG_RSP, Reg::Rsp),
+        (REG_RBP, Reg::Rbp),
+        (REG_RSI, Reg::Rsi),
+        (REG_RDI, Reg::Rdi),
+        (REG_R8, Reg::R8),
+        (REG_R9, Reg::R9),
+        (REG_R10, Reg::R10),
+        (REG_R11, Reg::R11),
+        (REG_R12, Reg::R12),
+        (REG_R13, Reg::R13),
+        (REG_R14, Reg::R14),
+        (REG_R15, Reg::R15),
+    ];
+    for (at, reg) in order {
+        g[at as usize] = regs.get(reg) as greg_t;
+    }
+    g[REG_RIP as usize] = regs.rip as greg_t;
+    g[REG_EFL as usize] = regs.rflags as greg_t;
+    g
+}
+
+/// The saved register file of a signal context.
+///
+/// # Safety
+/// `ctx` must be the `ucontext_t` the kernel passed to an `SA_SIGINFO` handler.
+unsafe fn gregs(ctx: *mut libc::c_void) -> *mut Gregs {
+    // SAFETY: per the caller's promise `ctx` points to a live `ucontext_t`.
+    unsafe { &raw mut (*ctx.cast::<libc::ucontext_t>()).uc_mcontext.gregs }
+}
+
+extern "C" fn on_signal(signo: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+    let handled = STATE.with(|s| {
+        // SAFETY: only this thread's handlers touch its state, and they do not nest over it
+        // (each runs to completion before the thread's code resumes).
+        let s = unsafe { &mut *s.get() };
+        // SAFETY: `ctx` is the context the kernel passed to this SA_SIGINFO handler.
+        let g = unsafe { &mut *gregs(ctx) };
+        match signo {
+            ENTER if !s.in_guest => {
+                s.host = *g;
+                let guest = s.guest;
+                *g = guest;
+                g[libc::REG_CSGSFS as usize] = s.host[libc::REG_CSGSFS as usize];
+                s.in_guest = true;
+                true
+            }
+            LEAVE if s.in_guest => {
+                *g = s.host;
+                s.in_guest = false;
+                true
+            }
+            ENTER | LEAVE => true,
+            _ if s.in_guest => {
+                s.faults += 1;
+                FAULTS_SO_FAR.fetch_add(1, Ordering::AcqRel);
+                let rip = g[libc::REG_RIP as usize] as u64;
+                s.first_fault.get_or_insert((signo, rip));
+                let guest = s.guest;
+                *g = guest;
+                g[libc::REG_CSGSFS as usize] = s.host[libc::REG_CSGSFS as usize];
+                true
+            }
+            _ => false,
+        }
+    });
+    if !handled {
+        // SAFETY: forwarding the kernel's own arguments to the handler installed before ours.
+        unsafe { forward(signo, info, ctx) };
+    }
+}
+
+/// The actions installed before ours, by signal.
+static PREVIOUS: OnceLock<Vec<(libc::c_int, libc::sigaction)>> = OnceLock::new();
+
+/// Hands a signal that is not the guest's to the handler installed before ours, or restores
+/// the default action (the faulting instruction then runs again and takes it).
+///
+/// # Safety
+/// The arguments must be the kernel's, for a signal being handled now.
+unsafe fn forward(signo: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+    let prev = PREVIOUS.get().and_then(|p| p.iter().find(|(s, _)| *s == signo)).map(|(_, a)| *a);
+    match prev {
+        Some(a) if a.sa_sigaction != libc::SIG_DFL && a.sa_sigaction != libc::SIG_IGN => {
+            if a.sa_flags & libc::SA_SIGINFO != 0 {
+                // SAFETY: with SA_SIGINFO the stored address is a three-argument handler.
+                let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
+                    unsafe { std::mem::transmute(a.sa_sigaction) };
+                f(signo, info, ctx);
+            } else {
+                // SAFETY: without SA_SIGINFO the stored address is a one-argument handler.
+                let f: extern "C" fn(libc::c_int) = unsafe { std::mem::transmute(a.sa_sigaction) };
+                f(signo);
+            }
+        }
+        _ => {
+            // SAFETY: installing the default action for a valid signal number.
+            unsafe {
+                let mut dfl: libc::sigaction = std::mem::zeroed();
+                dfl.sa_sigaction = libc::SIG_DFL;
+                libc::sigaction(signo, &dfl, std::ptr::null_mut());
+            }
+        }
+    }
+}
+
+/// Installs the handlers once per process, remembering the actions they replace.
+fn install() {
+    PREVIOUS.get_or_init(|| {
+        let mut previous = Vec::new();
+        for signo in [ENTER, LEAVE].into_iter().chain(FAULTS) {
+            // SAFETY: a zeroed sigaction is valid; we fill handler, flags and an empty mask,
+            // and pass valid pointers for the new and the old action.
+            unsafe {
+                let mut act: libc::sigaction = std::mem::zeroed();
+                act.sa_sigaction = on_signal as *const () as usize;
+                act.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+                // Our handlers never nest over each other on one thread (they share its state).
+                libc::sigemptyset(&mut act.sa_mask);
+                libc::sigaddset(&mut act.sa_mask, ENTER);
+                libc::sigaddset(&mut act.sa_mask, LEAVE);
+                let mut old: libc::sigaction = std::mem::zeroed();
+                libc::sigaction(signo, &act, &mut old);
+                previous.push((signo, old));
+            }
+        }
+        previous
+    });
+}
+
+/// Pins the calling thread to `cpu`; false if the kernel refused.
+fn pin(cpu: usize) -> bool {
+    // SAFETY: an all-zero `cpu_set_t` is the empty set; CPU_SET stays inside it for any index
+    // below CPU_SETSIZE, which `cpu` (from sched_getaffinity) is.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) == 0
+    }
+}
+
+/// Runs one guest thread: pinned to `cpu`, on an alternate signal stack, in the guest from
+/// `regs` until [`LEAVE`] arrives. `me` receives this thread's `pthread_t` before it enters.
+fn guest_thread(regs: &Regs, cpu: Option<usize>, me: &AtomicU64, entered: &AtomicBool) -> GuestReport {
+    let pinned = cpu.filter(|&c| pin(c));
+    let mut alt = vec![0u8; ALT_STACK];
+    // SAFETY: `alt` outlives the guest run (the old stack is put back before it is freed).
+    let mut old: libc::stack_t = unsafe { std::mem::zeroed() };
+    let new = libc::stack_t { ss_sp: alt.as_mut_ptr().cast(), ss_flags: 0, ss_size: ALT_STACK };
+    // SAFETY: valid stack_t pointers; the new stack is ours and big enough for a signal frame.
+    unsafe { libc::sigaltstack(&new, &mut old) };
+    STATE.with(|s| {
+        // SAFETY: no handler of this thread runs while we set up (no signal is sent to it
+        // before `me` is published below).
+        let s = unsafe { &mut *s.get() };
+        *s = ThreadState {
+            in_guest: false,
+            guest: gregs_of(regs, &[0; 23]),
+            host: [0; 23],
+            faults: 0,
+            first_fault: None,
+        };
+    });
+    // SAFETY: pthread_self has no preconditions.
+    let tid = unsafe { libc::pthread_self() };
+    me.store(tid as u64, Ordering::Release);
+    entered.store(true, Ordering::Release);
+    // SAFETY: signalling this very thread; the handler switches to the guest and back.
+    unsafe { libc::pthread_kill(tid, ENTER) };
+    // Back from the guest (LEAVE restored the registers saved at entry).
+    // SAFETY: putting back the alternate stack this thread had.
+    unsafe { libc::sigaltstack(&old, std::ptr::null_mut()) };
+    drop(alt);
+    STATE.with(|s| {
+        // SAFETY: out of the guest; no further signal changes this state.
+        let s = unsafe { &*s.get() };
+        GuestReport { cpu: pinned, faults: s.faults, first_fault: s.first_fault }
+    })
+}
+
+/// Runs one host thread per register file in the guest (thread `i` pinned to `cpus[i % n]`
+/// when there are CPUs), calls `body` while they run, then takes every thread out of the guest
+/// and returns what each saw. The text and data the guests use must stay mapped until this
+/// returns. One guest campaign per process at a time (the handlers are process-wide).
+pub fn run_guests<R>(regs: &[Regs], cpus: &[usize], body: impl FnOnce() -> R) -> (R, Vec<GuestReport>) {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    install();
+    let tids: Vec<AtomicU64> = regs.iter().map(|_| AtomicU64::new(0)).collect();
+    let entered: Vec<AtomicBool> = regs.iter().map(|_| AtomicBool::new(false)).collect();
+    let done: Vec<AtomicBool> = regs.iter().map(|_| AtomicBool::new(false)).collect();
+    let release = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = regs
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let (tid, ent, fin, rel) = (&tids[i], &entered[i], &done[i], &release);
+                let cpu = (!cpus.is_empty()).then(|| cpus[i % cpus.len()]);
+                scope.spawn(move || {
+                    let report = guest_thread(r, cpu, tid, ent);
+                    fin.store(true, Ordering::Release);
+                    // Stay alive (a valid signal target) until the controller stops signalling.
+                    while !rel.load(Ordering::Acquire) {
+                        std::thread::yield_now();
+                    }
+                    report
+                })
+            })
+            .collect();
+        while !entered.iter().all(|e| e.load(Ordering::Acquire)) {
+            std::thread::yield_now();
+        }
+        let result = body();
+        while !done.iter().all(|d| d.load(Ordering::Acquire)) {
+            for (t, d) in tids.iter().zip(&done) {
+                if !d.load(Ordering::Acquire) {
+                    // SAFETY: the thread is alive (it waits for `release` after finishing).
+                    unsafe { libc::pthread_kill(t.load(Ordering::Acquire) as libc::pthread_t, LEAVE) };
+                }
+            }
+            std::thread::yield_now();
+        }
+        release.store(true, Ordering::Release);
+        let reports = handles.into_iter().map(|h| h.join().expect("guest thread")).collect();
+        (result, reports)
+    })
+}
