@@ -22,8 +22,9 @@ use cpu_model::{Reg, Regs};
 pub const ENTER: libc::c_int = libc::SIGUSR1;
 /// The signal that takes a thread out of the guest.
 pub const LEAVE: libc::c_int = libc::SIGUSR2;
-/// The signals a torn instruction can raise.
-const FAULTS: [libc::c_int; 5] = [libc::SIGILL, libc::SIGSEGV, libc::SIGBUS, libc::SIGFPE, libc::SIGTRAP];
+/// The signals a torn instruction can raise (`SIGSYS`: a system call from guest code, which
+/// the thread's seccomp filter turns into a trap instead of running it).
+const FAULTS: [libc::c_int; 6] = [libc::SIGILL, libc::SIGSEGV, libc::SIGBUS, libc::SIGFPE, libc::SIGTRAP, libc::SIGSYS];
 /// The alternate signal stack of a guest thread.
 const ALT_STACK: usize = 64 * 1024;
 
@@ -64,6 +65,8 @@ pub struct GuestReport {
     pub faults: u64,
     /// The first fault: signal number and instruction address.
     pub first_fault: Option<(i32, u64)>,
+    /// False if the thread never entered the guest (its seccomp guard could not be installed).
+    pub ran: bool,
 }
 
 /// The guest register file of `regs` in signal-context order, keeping the host's segment
@@ -216,10 +219,60 @@ fn pin(cpu: usize) -> bool {
     }
 }
 
-/// Runs one guest thread: pinned to `cpu`, on an alternate signal stack, in the guest from
-/// `regs` until [`LEAVE`] arrives. `me` receives this thread's `pthread_t` before it enters.
-fn guest_thread(regs: &Regs, cpu: Option<usize>, me: &AtomicU64, entered: &AtomicBool) -> GuestReport {
+/// Makes every system call whose instruction lies in `[start, end)` trap (`SIGSYS`) instead of
+/// running, on this thread (docs/reference/hardware.md §5: torn bytes can decode as `syscall`,
+/// which would run with the guest's registers). `seccomp_data` holds the instruction pointer
+/// at offset 8 (low half) and 12 (high half).
+fn forbid_syscalls_from(start: u64, end: u64) -> bool {
+    let (hi, lo, end_lo) = ((start >> 32) as u32, start as u32, end as u32);
+    if end >> 32 != start >> 32 {
+        return false;
+    }
+    let stmt = |code: u32, k: u32| libc::sock_filter { code: code as u16, jt: 0, jf: 0, k };
+    let jump = |code: u32, k: u32, jt: u8, jf: u8| libc::sock_filter { code: code as u16, jt, jf, k };
+    let (ld, jeq, jge, ret) = (
+        libc::BPF_LD | libc::BPF_W | libc::BPF_ABS,
+        libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
+        libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K,
+        libc::BPF_RET | libc::BPF_K,
+    );
+    let filter = [
+        stmt(ld, 12),            // instruction pointer, high half
+        jump(jeq, hi, 0, 4),     // other high half: allow
+        stmt(ld, 8),             // low half
+        jump(jge, lo, 0, 2),     // below the text: allow
+        jump(jge, end_lo, 1, 0), // past the text: allow
+        stmt(ret, libc::SECCOMP_RET_TRAP),
+        stmt(ret, libc::SECCOMP_RET_ALLOW),
+    ];
+    let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr().cast_mut() };
+    // SAFETY: prctl with these options reads only `prog`, which points to a valid filter that
+    // outlives the call (the kernel copies it); NO_NEW_PRIVS is required to install one.
+    unsafe {
+        libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
+            && libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &prog as *const libc::sock_fprog) == 0
+    }
+}
+
+/// Runs one guest thread: pinned to `cpu`, on an alternate signal stack, unable to make system
+/// calls from the guest text `text`, in the guest from `regs` until [`LEAVE`] arrives. `me`
+/// receives this thread's `pthread_t` before it enters.
+fn guest_thread(
+    regs: &Regs,
+    text: (u64, u64),
+    cpu: Option<usize>,
+    me: &AtomicU64,
+    entered: &AtomicBool,
+) -> GuestReport {
+    // SAFETY: pthread_self has no preconditions.
+    let tid = unsafe { libc::pthread_self() };
+    me.store(tid as u64, Ordering::Release);
     let pinned = cpu.filter(|&c| pin(c));
+    if !forbid_syscalls_from(text.0, text.1) {
+        // Not safe to run guest code that might decode as a system call: do not enter.
+        entered.store(true, Ordering::Release);
+        return GuestReport { cpu: pinned, faults: 0, first_fault: None, ran: false };
+    }
     let mut alt = vec![0u8; ALT_STACK];
     // SAFETY: `alt` outlives the guest run (the old stack is put back before it is freed).
     let mut old: libc::stack_t = unsafe { std::mem::zeroed() };
@@ -227,8 +280,8 @@ fn guest_thread(regs: &Regs, cpu: Option<usize>, me: &AtomicU64, entered: &Atomi
     // SAFETY: valid stack_t pointers; the new stack is ours and big enough for a signal frame.
     unsafe { libc::sigaltstack(&new, &mut old) };
     STATE.with(|s| {
-        // SAFETY: no handler of this thread runs while we set up (no signal is sent to it
-        // before `me` is published below).
+        // SAFETY: our handlers do not change this state while the thread is out of the guest
+        // (ENTER and LEAVE are ignored then, and no fault is the guest's).
         let s = unsafe { &mut *s.get() };
         *s = ThreadState {
             in_guest: false,
@@ -238,9 +291,6 @@ fn guest_thread(regs: &Regs, cpu: Option<usize>, me: &AtomicU64, entered: &Atomi
             first_fault: None,
         };
     });
-    // SAFETY: pthread_self has no preconditions.
-    let tid = unsafe { libc::pthread_self() };
-    me.store(tid as u64, Ordering::Release);
     entered.store(true, Ordering::Release);
     // SAFETY: signalling this very thread; the handler switches to the guest and back.
     unsafe { libc::pthread_kill(tid, ENTER) };
@@ -251,15 +301,21 @@ fn guest_thread(regs: &Regs, cpu: Option<usize>, me: &AtomicU64, entered: &Atomi
     STATE.with(|s| {
         // SAFETY: out of the guest; no further signal changes this state.
         let s = unsafe { &*s.get() };
-        GuestReport { cpu: pinned, faults: s.faults, first_fault: s.first_fault }
+        GuestReport { cpu: pinned, faults: s.faults, first_fault: s.first_fault, ran: true }
     })
 }
 
 /// Runs one host thread per register file in the guest (thread `i` pinned to `cpus[i % n]`
 /// when there are CPUs), calls `body` while they run, then takes every thread out of the guest
-/// and returns what each saw. The text and data the guests use must stay mapped until this
-/// returns. One guest campaign per process at a time (the handlers are process-wide).
-pub fn run_guests<R>(regs: &[Regs], cpus: &[usize], body: impl FnOnce() -> R) -> (R, Vec<GuestReport>) {
+/// and returns what each saw. `text` is the guest text's `(start, end)`: no system call from
+/// there runs. The text and data the guests use must stay mapped until this returns. One guest
+/// campaign per process at a time (the handlers are process-wide).
+pub fn run_guests<R>(
+    regs: &[Regs],
+    text: (u64, u64),
+    cpus: &[usize],
+    body: impl FnOnce() -> R,
+) -> (R, Vec<GuestReport>) {
     static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     install();
@@ -275,7 +331,7 @@ pub fn run_guests<R>(regs: &[Regs], cpus: &[usize], body: impl FnOnce() -> R) ->
                 let (tid, ent, fin, rel) = (&tids[i], &entered[i], &done[i], &release);
                 let cpu = (!cpus.is_empty()).then(|| cpus[i % cpus.len()]);
                 scope.spawn(move || {
-                    let report = guest_thread(r, cpu, tid, ent);
+                    let report = guest_thread(r, text, cpu, tid, ent);
                     fin.store(true, Ordering::Release);
                     // Stay alive (a valid signal target) until the controller stops signalling.
                     while !rel.load(Ordering::Acquire) {
@@ -289,7 +345,13 @@ pub fn run_guests<R>(regs: &[Regs], cpus: &[usize], body: impl FnOnce() -> R) ->
             std::thread::yield_now();
         }
         let result = body();
+        // A live guest thread always leaves at LEAVE (it cannot block signals: no system call
+        // runs from the guest text). Bounded anyway, so that a thread that died is a failure,
+        // not a hang.
+        let mut tries = 0u64;
         while !done.iter().all(|d| d.load(Ordering::Acquire)) {
+            tries += 1;
+            assert!(tries < 100_000_000, "a guest thread did not leave the guest");
             for (t, d) in tids.iter().zip(&done) {
                 if !d.load(Ordering::Acquire) {
                     // SAFETY: the thread is alive (it waits for `release` after finishing).
