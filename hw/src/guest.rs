@@ -209,7 +209,7 @@ fn install() {
 }
 
 /// Pins the calling thread to `cpu`; false if the kernel refused.
-fn pin(cpu: usize) -> bool {
+pub fn pin(cpu: usize) -> bool {
     // SAFETY: an all-zero `cpu_set_t` is the empty set; CPU_SET stays inside it for any index
     // below CPU_SETSIZE, which `cpu` (from sched_getaffinity) is.
     unsafe {

@@ -22,6 +22,9 @@ pub enum Refusal {
     /// `membarrier` cannot serialize the other CPUs.
     #[error("membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE) is not available: {0}")]
     SyncCore(String),
+    /// The scenario's patching program needs what is not built for real CPUs yet.
+    #[error("this program cannot run on real CPUs yet: {0}")]
+    Program(String),
     /// The guest's text or data cannot be mapped where its code expects it.
     #[error("mapping the guest at {addr:#x}: {reason}")]
     Mapping {

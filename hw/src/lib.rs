@@ -19,8 +19,12 @@
 //!   entered and left by signals (the handler swaps the signal context's register file), every
 //!   fault in the guest counted and the vCPU restarted.
 //!
-//! Not built yet: the patcher thread running a version's program against the text, the
-//! SIGTRAP handler running the version's handler logic, the workload invariant, detection
+//! - [`patcher`]: the plan's own program (the simulator's operations) run against the text's
+//!   writable alias, pokes split by the scenario's store granularity — for programs that
+//!   never write an INT3 (the no-int3 mutant), until the SIGTRAP handler exists.
+//!
+//! Not built yet: the SIGTRAP handler running the version's handler logic (and with it the
+//! kernel's protocols), the workload invariant, detection
 //! reports and the `pokesim hw` command.
 
 #![deny(missing_docs)]
@@ -28,6 +32,7 @@
 pub mod data;
 pub mod guest;
 pub mod host;
+pub mod patcher;
 pub mod text;
 
 pub use data::DataMapping;

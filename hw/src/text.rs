@@ -79,6 +79,53 @@ impl TextMapping {
         }
     }
 
+    /// Stores `bytes` at `addr` as the parts `granularity` splits them into, each part one
+    /// store of its width (1, 2, 4 or 8 bytes, naturally aligned: single-copy atomic on x86,
+    /// SDM Vol. 3A §9.1.1). A part the hardware cannot store at once — `whole` over more than
+    /// one aligned word — is stored as `aligned8` would split it. Returns the number of stores.
+    ///
+    /// # Panics
+    /// If the range is not inside the text.
+    pub fn poke_as(&self, addr: u64, bytes: &[u8], granularity: cpu_model::StoreGranularity) -> usize {
+        use cpu_model::StoreGranularity::Aligned8;
+        let mut stores = 0;
+        for (a, l) in granularity.split(addr, bytes.len() as u64) {
+            let part = &bytes[(a - addr) as usize..(a - addr + l) as usize];
+            let one = matches!(l, 1 | 2 | 4 | 8) && a % l == 0;
+            if one {
+                self.store(a, part);
+                stores += 1;
+            } else {
+                for (b, m) in Aligned8.split(a, l) {
+                    self.store(b, &part[(b - a) as usize..(b - a + m) as usize]);
+                    stores += 1;
+                }
+            }
+        }
+        stores
+    }
+
+    /// One naturally aligned store of 1, 2, 4 or 8 bytes through the writable alias.
+    fn store(&self, addr: u64, part: &[u8]) {
+        let off = self.offset(addr, part.len());
+        // SAFETY: `off..off + len` is inside the writable mapping (checked), which lives as long
+        // as `self`, and is naturally aligned for its width (the callers split it so), so each
+        // arm is one aligned volatile store.
+        unsafe {
+            let p = self.write.as_ptr().add(off);
+            match *part {
+                [a] => p.write_volatile(a),
+                [a, b] => p.cast::<u16>().write_volatile(u16::from_le_bytes([a, b])),
+                [a, b, c, d] => p.cast::<u32>().write_volatile(u32::from_le_bytes([a, b, c, d])),
+                _ => {
+                    let mut w = [0u8; 8];
+                    w.copy_from_slice(part);
+                    p.cast::<u64>().write_volatile(u64::from_le_bytes(w));
+                }
+            }
+        }
+    }
+
     /// Reads the byte at guest address `addr` through the executable view.
     ///
     /// # Panics
