@@ -254,6 +254,12 @@ fn forbid_syscalls_from(start: u64, end: u64) -> bool {
     }
 }
 
+/// True if this host lets a thread install the seccomp guard guest threads need (tried on a
+/// short-lived thread, whose filter ends with it).
+pub fn guard_available() -> bool {
+    std::thread::spawn(|| forbid_syscalls_from(0x1000, 0x2000)).join().unwrap_or(false)
+}
+
 /// Runs one guest thread: pinned to `cpu`, on an alternate signal stack, unable to make system
 /// calls from the guest text `text`, in the guest from `regs` until [`LEAVE`] arrives. `me`
 /// receives this thread's `pthread_t` before it enters.

@@ -1,7 +1,8 @@
 //! The host probe: whether this machine can run the protocol natively, and what it is.
 //! Mirrors the refusals of docs/reference/hardware.md §9: not x86-64 Linux, fewer than two
-//! CPUs available to the process, or no `MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE` (Linux ≥
-//! 4.16, `include/uapi/linux/membarrier.h`; seccomp sandboxes such as gVisor refuse it).
+//! CPUs available to the process, no `MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE` (Linux ≥
+//! 4.16, `include/uapi/linux/membarrier.h`; seccomp sandboxes such as gVisor refuse it), or no
+//! seccomp filters for the guest threads' system-call guard.
 
 /// `MEMBARRIER_CMD_QUERY`.
 const CMD_QUERY: libc::c_int = 0;
@@ -22,6 +23,9 @@ pub enum Refusal {
     /// `membarrier` cannot serialize the other CPUs.
     #[error("membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE) is not available: {0}")]
     SyncCore(String),
+    /// A guest thread cannot be kept from making system calls (no seccomp filters).
+    #[error("guest threads need a seccomp filter, which this host refuses: {0}")]
+    Guard(String),
     /// The scenario's patching program needs what is not built for real CPUs yet.
     #[error("this program cannot run on real CPUs yet: {0}")]
     Program(String),
@@ -59,6 +63,10 @@ pub fn probe() -> Result<Host, Refusal> {
         return Err(Refusal::Cpus(cpus.len()));
     }
     register_sync_core()?;
+    if !crate::guest::guard_available() {
+        let why = std::io::Error::last_os_error();
+        return Err(Refusal::Guard(format!("prctl(PR_SET_SECCOMP) on a thread failed ({why})")));
+    }
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let field = |name: &str| {
         cpuinfo
