@@ -49,6 +49,15 @@ struct ThreadState {
     first_fault: Option<(libc::c_int, u64)>,
 }
 
+impl ThreadState {
+    /// Puts the vCPU's initial register file into a signal context (keeping the host's
+    /// segment selectors): the thread resumes at the start of the guest loop.
+    fn load_guest(&self, g: &mut Gregs) {
+        *g = self.guest;
+        g[libc::REG_CSGSFS as usize] = self.host[libc::REG_CSGSFS as usize];
+    }
+}
+
 thread_local! {
     // Const-initialised and without `Drop`: reading it from a signal handler allocates nothing.
     static STATE: UnsafeCell<ThreadState> = const {
@@ -119,9 +128,7 @@ extern "C" fn on_signal(signo: libc::c_int, info: *mut libc::siginfo_t, ctx: *mu
         match signo {
             ENTER if !s.in_guest => {
                 s.host = *g;
-                let guest = s.guest;
-                *g = guest;
-                g[libc::REG_CSGSFS as usize] = s.host[libc::REG_CSGSFS as usize];
+                s.load_guest(g);
                 s.in_guest = true;
                 true
             }
@@ -136,9 +143,7 @@ extern "C" fn on_signal(signo: libc::c_int, info: *mut libc::siginfo_t, ctx: *mu
                 FAULTS_SO_FAR.fetch_add(1, Ordering::AcqRel);
                 let rip = g[libc::REG_RIP as usize] as u64;
                 s.first_fault.get_or_insert((signo, rip));
-                let guest = s.guest;
-                *g = guest;
-                g[libc::REG_CSGSFS as usize] = s.host[libc::REG_CSGSFS as usize];
+                s.load_guest(g);
                 true
             }
             _ => false,

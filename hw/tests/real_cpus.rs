@@ -9,19 +9,10 @@
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
-use hw::{Refusal, TextMapping};
+mod common;
 
-/// The host, or `None` after saying why the test cannot run here.
-fn host() -> Option<hw::Host> {
-    match hw::probe() {
-        Ok(h) => Some(h),
-        Err(r) if std::env::var_os("POKESIM_REQUIRE_HW").is_some() => panic!("POKESIM_REQUIRE_HW is set: {r}"),
-        Err(r) => {
-            eprintln!("SKIPPED: {r}");
-            None
-        }
-    }
-}
+use common::host;
+use hw::{Refusal, TextMapping};
 
 /// `mov eax, imm32; ret`, padded with INT3 to a page.
 fn returning(imm: u32) -> Vec<u8> {

@@ -8,37 +8,19 @@
 
 use std::sync::atomic::AtomicBool;
 
-use hw::{DataMapping, TextMapping};
-use scenarios::workload::{SitePlacement, WorkloadKind, WorkloadSpec};
-use scenarios::Scenario;
-use sim_core::sched::Strategy;
-use sim_core::{Mutant, Protocol, RunConfig};
+mod common;
 
-fn host() -> Option<hw::Host> {
-    match hw::probe() {
-        Ok(h) => Some(h),
-        Err(r) if std::env::var_os("POKESIM_REQUIRE_HW").is_some() => panic!("POKESIM_REQUIRE_HW is set: {r}"),
-        Err(r) => {
-            eprintln!("SKIPPED: {r}");
-            None
-        }
-    }
-}
+use common::{host, spin_until};
+use hw::{DataMapping, TextMapping};
+use scenarios::workload::{SitePlacement, WorkloadSpec};
+use scenarios::Scenario;
+use sim_core::Mutant;
 
 fn no_int3(rounds: u32) -> Scenario {
-    Scenario {
-        workload: WorkloadSpec { rounds, site: SitePlacement::CROSS16, ..WorkloadSpec::new(WorkloadKind::Ftrace) },
-        config: RunConfig {
-            cpus: 1,
-            protocol: Protocol::Linux616,
-            mutants: vec![Mutant::NoInt3],
-            ..RunConfig::default()
-        },
-        strategy: Strategy::Random,
-        seed: 0,
-        kprobes: Vec::new(),
-        custom: None,
-    }
+    let mut s = common::ftrace(1);
+    s.workload = WorkloadSpec { rounds, site: SitePlacement::CROSS16, ..s.workload };
+    s.config.mutants = vec![Mutant::NoInt3];
+    s
 }
 
 #[test]
@@ -53,11 +35,7 @@ fn no_int3_with_byte_stores_across_a_16_byte_block_tears_on_real_cpus() {
     let ((reports, batches), guests) =
         hw::run_guests(&plan.image.cpu_regs, (l.text_base, l.text_base + l.text_len), &host.cpus[1..], || {
             hw::guest::pin(host.cpus[0]);
-            let mut spins = 0u64;
-            while data.read_u64(counter) < 1000 && spins < 1 << 32 {
-                spins += 1;
-                std::hint::spin_loop();
-            }
+            spin_until(|| data.read_u64(counter) >= 1000);
             let before = hw::guest::faults_so_far();
             let mut reports = Vec::new();
             for batch in 1..=25 {
