@@ -3,7 +3,7 @@
 //! the expected one. The campaign is `pokesim explore`'s ([`crate::explore`]), so the seed a
 //! test reports is the seed the command line finds.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use scenarios::artifact::Artifact;
 use scenarios::campaign::CampaignResult;
@@ -40,15 +40,20 @@ fn bad_env(name: &str, message: &str) -> Error {
 
 /// Where check artifacts go: `POKESIM_ARTIFACTS` if set, else `pokesim-artifacts` under the
 /// current directory (for `cargo test`, the crate's directory).
-fn artifact_dir() -> PathBuf {
+pub(crate) fn artifact_dir() -> PathBuf {
     std::env::var_os("POKESIM_ARTIFACTS").map_or_else(|| PathBuf::from("pokesim-artifacts"), PathBuf::from)
 }
 
-/// Writes the artifact of a violating run under [`artifact_dir`]; returns its path (if
-/// written) and the lines a failure message adds: the artifact and the replay command, or why
-/// no artifact could be written.
-pub(crate) fn write_artifact(scenario: &Scenario, outcome: &Outcome, v: &Violation) -> (Option<PathBuf>, String) {
-    let path = Artifact::default_path(&artifact_dir(), scenario, v);
+/// Writes the artifact of a violating run under `dir`; returns its path (if written) and the
+/// lines a failure message adds: the artifact and the replay command, or why no artifact could
+/// be written.
+pub(crate) fn write_artifact(
+    dir: &Path,
+    scenario: &Scenario,
+    outcome: &Outcome,
+    v: &Violation,
+) -> (Option<PathBuf>, String) {
+    let path = Artifact::default_path(dir, scenario, v);
     let saved = Artifact::new(&scenario.label().replace('/', "-"), scenario, outcome)
         .ok_or_else(|| "the run kept no decisions".to_string())
         .and_then(|a| a.save(&path).map_err(|e| e.to_string()));
@@ -164,7 +169,7 @@ fn explain(scenario: &Scenario, result: CampaignResult, expect: Expectation) -> 
             result: Some(result),
         };
     };
-    let (artifact, evidence) = write_artifact(&found.scenario, &found.outcome, v);
+    let (artifact, evidence) = write_artifact(&artifact_dir(), &found.scenario, &found.outcome, v);
     let message = format!("{head}: seed {}: {v}{evidence}", found.scenario.seed);
     CheckFailure { result: Some(result), artifact, message }
 }

@@ -192,9 +192,14 @@ impl Strategy for ScenarioStrategy {
 /// `pokesim-artifacts`) and the command that replays it — for the case proptest finally
 /// reports, that is the shrunk one. A simulator error fails the case too.
 pub fn no_violation(scenario: &Scenario) -> Result<(), TestCaseError> {
+    no_violation_in(scenario, &crate::check::artifact_dir())
+}
+
+/// [`no_violation`], writing the artifact under `dir`.
+pub fn no_violation_in(scenario: &Scenario, dir: &std::path::Path) -> Result<(), TestCaseError> {
     let outcome = scenario.run().map_err(|e| TestCaseError::fail(format!("{}: {e}", scenario.label())))?;
     let Some(v) = outcome.violation() else { return Ok(()) };
-    let (_, evidence) = crate::check::write_artifact(scenario, &outcome, v);
+    let (_, evidence) = crate::check::write_artifact(dir, scenario, &outcome, v);
     Err(TestCaseError::fail(format!(
         "{} cpus={} site={} fetch={} seed={}: {v}{evidence}",
         scenario.label(),

@@ -6,7 +6,6 @@ use std::path::Path;
 use cpu_model::FetchModel;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
-use scenarios::artifact::Artifact;
 use scenarios::workload::{SitePlacement, WorkloadKind, WorkloadSpec};
 use scenarios::Scenario;
 use sim_core::sched::Strategy as SchedStrategy;
@@ -60,22 +59,9 @@ pub fn ftrace(
 /// The property every protocol must satisfy: a run finds no violation. On a violation the
 /// failure message names the artifact written for this case (under `artifacts`) and the
 /// command that replays it — for the case proptest finally reports, that is the shrunk one.
+/// (The library's own property, [`pokesim::strategy::no_violation_in`].)
 pub fn no_violation(s: &Scenario, artifacts: &Path) -> Result<(), TestCaseError> {
-    let o = run(s);
-    let Some(v) = o.violation() else { return Ok(()) };
-    let artifact = Artifact::new(&s.label().replace('/', "-"), s, &o).expect("a violating run has an artifact");
-    let path = Artifact::default_path(artifacts, s, v);
-    artifact.save(&path).expect("artifact written");
-    Err(TestCaseError::fail(format!(
-        "{} cpus={} site={} fetch={} seed={}: {v}\n  artifact: {}\n  reproduce: pokesim replay {}",
-        s.label(),
-        s.config.cpus,
-        s.workload.site,
-        s.config.fetch,
-        s.seed,
-        path.display(),
-        path.display()
-    )))
+    pokesim::strategy::no_violation_in(s, artifacts)
 }
 
 /// Runs a scenario, panicking on simulator errors (not on violations).
