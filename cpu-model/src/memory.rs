@@ -12,11 +12,13 @@ use std::ptr::NonNull;
 
 use crate::PAGE_SIZE;
 
-/// A zeroed, page-aligned host allocation.
+/// A zeroed, page-aligned host allocation — or memory someone else mapped
+/// ([`SharedRegion::over`]), which it does not free.
 #[derive(Debug)]
 pub(crate) struct PageBuf {
     ptr: NonNull<u8>,
     len: usize,
+    owned: bool,
 }
 
 impl PageBuf {
@@ -26,7 +28,7 @@ impl PageBuf {
         // SAFETY: the layout has non-zero size; a null return is handled below.
         let raw = unsafe { alloc_zeroed(layout) };
         let ptr = NonNull::new(raw).unwrap_or_else(|| std::alloc::handle_alloc_error(layout));
-        Self { ptr, len }
+        Self { ptr, len, owned: true }
     }
 
     pub(crate) fn as_ptr(&self) -> *mut u8 {
@@ -58,11 +60,19 @@ impl PageBuf {
 
 impl Drop for PageBuf {
     fn drop(&mut self) {
+        if !self.owned {
+            return;
+        }
         let layout = AllocLayout::from_size_align(self.len, PAGE_SIZE as usize).expect("valid page layout");
         // SAFETY: allocated in `new` with exactly this layout, and freed once.
         unsafe { dealloc(self.ptr.as_ptr(), layout) }
     }
 }
+
+// SAFETY: a region owns its buffer (or, from `over`, has the caller's promise that the memory
+// stays valid for its life); moving it to another thread moves that ownership with it. It is not
+// `Sync` (the write counter is a `Cell`): one thread at a time uses it.
+unsafe impl Send for SharedRegion {}
 
 /// The data region every vCPU maps read-write at the same guest address: stacks and guest
 /// counters. Sequentially consistent (DESIGN.md §2.3): a store by one engine is visible to the
@@ -79,6 +89,20 @@ impl SharedRegion {
     /// A zeroed region of `len` bytes (whole pages) at guest address `base`.
     pub fn new(base: u64, len: u64) -> Self {
         Self { base, buf: PageBuf::new(len as usize), host_writes: Cell::new(0) }
+    }
+
+    /// The region over `len` bytes (whole pages) that someone else mapped at `ptr`, for guest
+    /// address `base` — the hardware run's data, mapped at the guest's own address — which the
+    /// region reads and writes but never frees.
+    ///
+    /// # Safety
+    /// `ptr..ptr + len` must stay mapped readable and writable for as long as the region
+    /// lives, and nothing may access it while the region does, except code that — like guest
+    /// machine code — Rust never sees.
+    pub unsafe fn over(base: u64, ptr: NonNull<u8>, len: u64) -> Self {
+        assert!(len > 0 && len.is_multiple_of(PAGE_SIZE), "a region is whole pages");
+        let buf = PageBuf { ptr, len: len as usize, owned: false };
+        Self { base, buf, host_writes: Cell::new(0) }
     }
 
     /// Guest address of the first byte.

@@ -11,6 +11,12 @@
 //! at its initial register file. Handlers run on a per-thread alternate stack (the guest's is
 //! a few bytes) and touch only this thread's state; a fault outside the guest goes to the
 //! handler that was installed before (Rust's stack-overflow handler) or the default action.
+//!
+//! A campaign that runs the INT3 protocol passes [`GuestHooks`]: an INT3 trap (`SIGTRAP`,
+//! `si_code == SI_KERNEL`) goes to its INT3 handler, which resumes the guest with the registers
+//! it computed; a fault goes to it before the restart; and a checkpoint ([`Guests::checkpoint`],
+//! signal [`CHECK`]) makes the guest single-step (`EFLAGS.TF`) to its loop head, where the
+//! hooks check the workload's invariant with the guest stopped there.
 
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,6 +28,48 @@ use cpu_model::{Reg, Regs};
 pub const ENTER: libc::c_int = libc::SIGUSR1;
 /// The signal that takes a thread out of the guest.
 pub const LEAVE: libc::c_int = libc::SIGUSR2;
+/// The signal that asks a guest thread to stop at its loop head for a check ([`GuestHooks::step`]).
+pub const CHECK: libc::c_int = libc::SIGURG;
+/// `EFLAGS.TF`: a debug trap after every instruction.
+const TF: u64 = 1 << 8;
+/// `si_code` of a `SIGTRAP` from `int3` (`do_int3_user()` → `do_trap()`).
+const SI_KERNEL: libc::c_int = 0x80;
+/// `si_code` of a `SIGTRAP` from a single step.
+const TRAP_TRACE: libc::c_int = 2;
+
+/// What a campaign does with a guest thread's traps; called from that thread's signal
+/// handlers, with the guest stopped. The guest is vCPU `cpu` (its index in the register files
+/// given to [`run_guests_with`]).
+pub trait GuestHooks: Sync {
+    /// The guest executed an INT3: `regs.rip` is its address + 1, as the kernel's `pt_regs`
+    /// shows it. The registers to resume with (the handler's IRET), or `None` to restart the
+    /// vCPU (the kernel would have died: counted as a fault).
+    fn int3(&self, cpu: usize, regs: &Regs) -> Option<Regs>;
+    /// The guest faulted with `signo` at `rip`; it restarts at its initial registers next.
+    fn fault(&self, cpu: usize, signo: libc::c_int, rip: u64);
+    /// After a checkpoint request the guest single-steps; it is about to run the instruction at
+    /// `regs.rip`. True to stop stepping.
+    fn step(&self, cpu: usize, regs: &Regs) -> bool;
+}
+
+/// No INT3 handler: an INT3 in the guest is a fault like any other, and checkpoints stop at
+/// once.
+pub struct NoHandler;
+
+impl GuestHooks for NoHandler {
+    fn int3(&self, _: usize, _: &Regs) -> Option<Regs> {
+        None
+    }
+    fn fault(&self, _: usize, _: libc::c_int, _: u64) {}
+    fn step(&self, _: usize, _: &Regs) -> bool {
+        true
+    }
+}
+
+/// The hooks of the campaign in progress: a pointer to a `&dyn GuestHooks` on
+/// [`run_guests_with`]'s stack, set before its threads start and cleared after they ended.
+static HOOKS: std::sync::atomic::AtomicPtr<&'static dyn GuestHooks> = std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
+
 /// The signals a torn instruction can raise (`SIGSYS`: a system call from guest code, which
 /// the thread's seccomp filter turns into a trap instead of running it).
 const FAULTS: [libc::c_int; 6] = [libc::SIGILL, libc::SIGSEGV, libc::SIGBUS, libc::SIGFPE, libc::SIGTRAP, libc::SIGSYS];
@@ -43,6 +91,10 @@ pub fn faults_so_far() -> u64 {
 #[derive(Clone, Copy)]
 struct ThreadState {
     in_guest: bool,
+    /// Single-stepping to the loop head after a checkpoint request.
+    stepping: bool,
+    /// The vCPU this thread runs.
+    cpu: usize,
     guest: Gregs,
     host: Gregs,
     faults: u64,
@@ -61,7 +113,15 @@ impl ThreadState {
 thread_local! {
     // Const-initialised and without `Drop`: reading it from a signal handler allocates nothing.
     static STATE: UnsafeCell<ThreadState> = const {
-        UnsafeCell::new(ThreadState { in_guest: false, guest: [0; 23], host: [0; 23], faults: 0, first_fault: None })
+        UnsafeCell::new(ThreadState {
+            in_guest: false,
+            stepping: false,
+            cpu: 0,
+            guest: [0; 23],
+            host: [0; 23],
+            faults: 0,
+            first_fault: None,
+        })
     };
 }
 
@@ -81,9 +141,28 @@ pub struct GuestReport {
 /// The guest register file of `regs` in signal-context order, keeping the host's segment
 /// selectors (`REG_CSGSFS`).
 fn gregs_of(regs: &Regs, host: &Gregs) -> Gregs {
-    use libc::*;
     let mut g = *host;
-    let order = [
+    for (at, reg) in GREGS {
+        g[at as usize] = regs.get(reg) as libc::greg_t;
+    }
+    g[libc::REG_RIP as usize] = regs.rip as libc::greg_t;
+    g[libc::REG_EFL as usize] = regs.rflags as libc::greg_t;
+    g
+}
+
+/// The register file saved in a signal context.
+fn regs_of(g: &Gregs) -> Regs {
+    let mut regs = Regs { rip: g[libc::REG_RIP as usize] as u64, rflags: g[libc::REG_EFL as usize] as u64, ..Regs::default() };
+    for (at, reg) in GREGS {
+        regs.set(reg, g[at as usize] as u64);
+    }
+    regs
+}
+
+/// Where the signal context keeps each general-purpose register.
+const GREGS: [(libc::c_int, Reg); 16] = {
+    use libc::*;
+    [
         (REG_RAX, Reg::Rax),
         (REG_RCX, Reg::Rcx),
         (REG_RDX, Reg::Rdx),
@@ -100,14 +179,8 @@ fn gregs_of(regs: &Regs, host: &Gregs) -> Gregs {
         (REG_R13, Reg::R13),
         (REG_R14, Reg::R14),
         (REG_R15, Reg::R15),
-    ];
-    for (at, reg) in order {
-        g[at as usize] = regs.get(reg) as greg_t;
-    }
-    g[REG_RIP as usize] = regs.rip as greg_t;
-    g[REG_EFL as usize] = regs.rflags as greg_t;
-    g
-}
+    ]
+};
 
 /// The saved register file of a signal context.
 ///
@@ -119,39 +192,105 @@ unsafe fn gregs(ctx: *mut libc::c_void) -> *mut Gregs {
 }
 
 extern "C" fn on_signal(signo: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
-    let handled = STATE.with(|s| {
-        // SAFETY: only this thread's handlers touch its state, and they do not nest over it
-        // (each runs to completion before the thread's code resumes).
-        let s = unsafe { &mut *s.get() };
-        // SAFETY: `ctx` is the context the kernel passed to this SA_SIGINFO handler.
-        let g = unsafe { &mut *gregs(ctx) };
-        match signo {
-            ENTER if !s.in_guest => {
-                s.host = *g;
-                s.load_guest(g);
-                s.in_guest = true;
-                true
+    // SAFETY: `info` is the siginfo the kernel passed to this SA_SIGINFO handler.
+    let code = unsafe { (*info).si_code };
+    // A fault inside a hook is not the guest's: the handler that was installed before ours
+    // (or the default action) takes it.
+    let handled = !IN_HOOK.get()
+        && STATE.with(|s| {
+            // SAFETY: `ctx` is the context the kernel passed to this SA_SIGINFO handler.
+            let g = unsafe { &mut *gregs(ctx) };
+            // SAFETY: only this thread's handlers touch its state; ours mask each other (and a
+            // handler nested by a fault inside a hook returns above), and no reference to the
+            // state is held across a hook call.
+            let s = || unsafe { &mut *s.get() };
+            match signo {
+                ENTER if !s().in_guest => {
+                    let s = s();
+                    s.host = *g;
+                    s.load_guest(g);
+                    (s.in_guest, s.stepping) = (true, false);
+                    true
+                }
+                LEAVE if s().in_guest => {
+                    *g = s().host;
+                    s().in_guest = false;
+                    true
+                }
+                ENTER | LEAVE | CHECK if !s().in_guest => true,
+                CHECK => {
+                    checkpoint(s(), g);
+                    true
+                }
+                _ if !s().in_guest => false,
+                libc::SIGTRAP if code == SI_KERNEL => {
+                    let (cpu, regs) = (s().cpu, regs_of(g));
+                    match hook(|h| h.int3(cpu, &regs)) {
+                        Some(after) => *g = gregs_of(&after, g),
+                        None => s().restart(g, signo),
+                    }
+                    true
+                }
+                libc::SIGTRAP if code == TRAP_TRACE && s().stepping => {
+                    let (cpu, regs) = (s().cpu, regs_of(g));
+                    if hook(|h| h.step(cpu, &regs)) {
+                        g[libc::REG_EFL as usize] &= !(TF as libc::greg_t);
+                        s().stepping = false;
+                    }
+                    true
+                }
+                _ => {
+                    let (cpu, rip) = (s().cpu, g[libc::REG_RIP as usize] as u64);
+                    hook(|h| h.fault(cpu, signo, rip));
+                    s().restart(g, signo);
+                    true
+                }
             }
-            LEAVE if s.in_guest => {
-                *g = s.host;
-                s.in_guest = false;
-                true
-            }
-            ENTER | LEAVE => true,
-            _ if s.in_guest => {
-                s.faults += 1;
-                FAULTS_SO_FAR.fetch_add(1, Ordering::AcqRel);
-                let rip = g[libc::REG_RIP as usize] as u64;
-                s.first_fault.get_or_insert((signo, rip));
-                s.load_guest(g);
-                true
-            }
-            _ => false,
-        }
-    });
+        });
     if !handled {
         // SAFETY: forwarding the kernel's own arguments to the handler installed before ours.
         unsafe { forward(signo, info, ctx) };
+    }
+}
+
+thread_local! {
+    /// True while this thread runs a hook (a plain flag: async-signal-safe to read).
+    static IN_HOOK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Calls the campaign's hooks (or [`NoHandler`]'s) with [`IN_HOOK`] set.
+fn hook<R>(f: impl FnOnce(&dyn GuestHooks) -> R) -> R {
+    let p = HOOKS.load(Ordering::Acquire);
+    IN_HOOK.set(true);
+    // SAFETY: a non-null pointer points to the `&dyn GuestHooks` of the `run_guests_with` in
+    // progress, which clears it before that reference's target goes away (after every guest
+    // thread has left the guest for good).
+    let r = if p.is_null() { f(&NoHandler) } else { f(unsafe { *p }) };
+    IN_HOOK.set(false);
+    r
+}
+
+/// A checkpoint request: stop at the loop head now, or single-step until there.
+fn checkpoint(s: &mut ThreadState, g: &mut Gregs) {
+    if s.stepping {
+        return;
+    }
+    let (cpu, regs) = (s.cpu, regs_of(g));
+    if !hook(|h| h.step(cpu, &regs)) {
+        g[libc::REG_EFL as usize] |= TF as libc::greg_t;
+        s.stepping = true;
+    }
+}
+
+impl ThreadState {
+    /// Counts a fault of the guest and restarts the vCPU at its initial registers.
+    fn restart(&mut self, g: &mut Gregs, signo: libc::c_int) {
+        self.faults += 1;
+        FAULTS_SO_FAR.fetch_add(1, Ordering::AcqRel);
+        let rip = g[libc::REG_RIP as usize] as u64;
+        self.first_fault.get_or_insert((signo, rip));
+        self.stepping = false;
+        self.load_guest(g);
     }
 }
 
@@ -193,7 +332,7 @@ unsafe fn forward(signo: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc
 fn install() {
     PREVIOUS.get_or_init(|| {
         let mut previous = Vec::new();
-        for signo in [ENTER, LEAVE].into_iter().chain(FAULTS) {
+        for signo in [ENTER, LEAVE, CHECK].into_iter().chain(FAULTS) {
             // SAFETY: a zeroed sigaction is valid; we fill handler, flags and an empty mask,
             // and pass valid pointers for the new and the old action.
             unsafe {
@@ -204,6 +343,7 @@ fn install() {
                 libc::sigemptyset(&mut act.sa_mask);
                 libc::sigaddset(&mut act.sa_mask, ENTER);
                 libc::sigaddset(&mut act.sa_mask, LEAVE);
+                libc::sigaddset(&mut act.sa_mask, CHECK);
                 let mut old: libc::sigaction = std::mem::zeroed();
                 libc::sigaction(signo, &act, &mut old);
                 previous.push((signo, old));
@@ -269,6 +409,7 @@ pub fn guard_available() -> bool {
 /// calls from the guest text `text`, in the guest from `regs` until [`LEAVE`] arrives. `me`
 /// receives this thread's `pthread_t` before it enters.
 fn guest_thread(
+    vcpu: usize,
     regs: &Regs,
     text: (u64, u64),
     cpu: Option<usize>,
@@ -296,6 +437,8 @@ fn guest_thread(
         let s = unsafe { &mut *s.get() };
         *s = ThreadState {
             in_guest: false,
+            stepping: false,
+            cpu: vcpu,
             guest: gregs_of(regs, &[0; 23]),
             host: [0; 23],
             faults: 0,
@@ -316,20 +459,62 @@ fn guest_thread(
     })
 }
 
-/// Runs one host thread per register file in the guest (thread `i` pinned to `cpus[i % n]`
-/// when there are CPUs), calls `body` while they run, then takes every thread out of the guest
-/// and returns what each saw. `text` is the guest text's `(start, end)`: no system call from
-/// there runs. The text and data the guests use must stay mapped until this returns. One guest
-/// campaign per process at a time (the handlers are process-wide).
-pub fn run_guests<R>(
+/// The guest threads of a campaign in progress, as the controller sees them.
+pub struct Guests<'a> {
+    tids: &'a [AtomicU64],
+    done: &'a [AtomicBool],
+}
+
+impl Guests<'_> {
+    /// Asks every guest thread to stop at its loop head once for [`GuestHooks::step`]
+    /// (single-stepping there; a thread already stepping goes on).
+    pub fn checkpoint(&self) {
+        for (t, d) in self.tids.iter().zip(self.done) {
+            if !d.load(Ordering::Acquire) {
+                // SAFETY: the thread is alive (it waits for the campaign's end after finishing).
+                unsafe { libc::pthread_kill(t.load(Ordering::Acquire) as libc::pthread_t, CHECK) };
+            }
+        }
+    }
+}
+
+/// [`run_guests_with`] without an INT3 handler ([`NoHandler`]): every trap and fault in a
+/// guest is counted and restarts it.
+pub fn run_guests<R>(regs: &[Regs], text: (u64, u64), cpus: &[usize], body: impl FnOnce() -> R) -> (R, Vec<GuestReport>) {
+    run_guests_with(regs, text, cpus, &NoHandler, |_| body())
+}
+
+/// Runs one host thread per register file in the guest (thread `i`, vCPU `i`, pinned to
+/// `cpus[i % n]` when there are CPUs), calls `body` while they run, then takes every thread
+/// out of the guest and returns what each saw. `text` is the guest text's `(start, end)`: no
+/// system call from there runs. `hooks` handles the guests' traps. The text and data the
+/// guests use must stay mapped until this returns. One guest campaign per process at a time
+/// (the handlers are process-wide).
+pub fn run_guests_with<R>(
     regs: &[Regs],
     text: (u64, u64),
     cpus: &[usize],
-    body: impl FnOnce() -> R,
+    hooks: &dyn GuestHooks,
+    body: impl FnOnce(&Guests<'_>) -> R,
 ) -> (R, Vec<GuestReport>) {
     static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     install();
+    // SAFETY (of the lifetime extension): the pointer is cleared below, after every thread
+    // that could call the hooks has left the guest and been joined.
+    let mut hooks: &'static dyn GuestHooks = unsafe { std::mem::transmute::<&dyn GuestHooks, &'static dyn GuestHooks>(hooks) };
+    HOOKS.store(&raw mut hooks, Ordering::Release);
+    let result = run_threads(regs, text, cpus, body);
+    HOOKS.store(std::ptr::null_mut(), Ordering::Release);
+    result
+}
+
+fn run_threads<R>(
+    regs: &[Regs],
+    text: (u64, u64),
+    cpus: &[usize],
+    body: impl FnOnce(&Guests<'_>) -> R,
+) -> (R, Vec<GuestReport>) {
     let tids: Vec<AtomicU64> = regs.iter().map(|_| AtomicU64::new(0)).collect();
     let entered: Vec<AtomicBool> = regs.iter().map(|_| AtomicBool::new(false)).collect();
     let done: Vec<AtomicBool> = regs.iter().map(|_| AtomicBool::new(false)).collect();
@@ -342,7 +527,7 @@ pub fn run_guests<R>(
                 let (tid, ent, fin, rel) = (&tids[i], &entered[i], &done[i], &release);
                 let cpu = (!cpus.is_empty()).then(|| cpus[i % cpus.len()]);
                 scope.spawn(move || {
-                    let report = guest_thread(r, text, cpu, tid, ent);
+                    let report = guest_thread(i, r, text, cpu, tid, ent);
                     fin.store(true, Ordering::Release);
                     // Stay alive (a valid signal target) until the controller stops signalling.
                     while !rel.load(Ordering::Acquire) {
@@ -355,7 +540,7 @@ pub fn run_guests<R>(
         while !entered.iter().all(|e| e.load(Ordering::Acquire)) {
             std::thread::yield_now();
         }
-        let result = body();
+        let result = body(&Guests { tids: &tids, done: &done });
         // A live guest thread always leaves at LEAVE (it cannot block signals: no system call
         // runs from the guest text). Bounded anyway, so that a thread that died is a failure,
         // not a hang.

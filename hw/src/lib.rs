@@ -36,6 +36,6 @@ pub mod patcher;
 pub mod text;
 
 pub use data::DataMapping;
-pub use guest::{run_guests, GuestReport};
+pub use guest::{run_guests, run_guests_with, GuestHooks, GuestReport, Guests};
 pub use host::{probe, sync_core, Host, Refusal};
 pub use text::TextMapping;

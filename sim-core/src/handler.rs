@@ -222,6 +222,25 @@ impl Handler {
         self.regs.rip - INT3_INSN_SIZE
     }
 
+    /// Drops the reference this activation holds, if any, without running the rest of the
+    /// handler: the hardware run repairs a vCPU whose handler faulted (the kernel would have
+    /// oopsed with the reference held) so that the patcher's wait for the count to drain ends.
+    pub fn abandon(&mut self, kind: HandlerKind, state: &mut PatchState) {
+        if !std::mem::take(&mut self.got_ref) {
+            return;
+        }
+        match kind {
+            HandlerKind::Desc => {
+                if let Some(a) = self.desc.and_then(|id| state.arrays.get_mut(id)) {
+                    a.refs -= 1;
+                }
+            }
+            HandlerKind::PerCpuRefs => state.percpu_refs[self.cpu] -= 1,
+            HandlerKind::GlobalRefs => state.global_refs -= 1,
+            HandlerKind::Detour | HandlerKind::Emulate => {}
+        }
+    }
+
     /// Records that the machine applied an emulation.
     pub fn emulated(&mut self, emulation: &Emulation) {
         self.regs = emulation.regs;

@@ -103,6 +103,19 @@ impl TextMemory {
         true
     }
 
+    /// Starts the truth over from the initial image, forgetting every store (the hardware run
+    /// repeats a workload's script that returns the text to its initial image, and keeps the
+    /// log to one pass).
+    pub fn restart(&mut self) {
+        for s in self.log.drain(..).chain(self.redo.drain(..)) {
+            let off = (s.addr - self.base) as usize;
+            for i in off..off + s.bytes.len() {
+                self.history[i].clear();
+                self.current[i] = self.initial[i];
+            }
+        }
+    }
+
     /// The store log.
     pub fn log(&self) -> &[Store] {
         &self.log
@@ -153,5 +166,9 @@ mod tests {
         assert!(t.set_epoch(2), "undone stores are re-applied");
         assert_eq!(t.read(0x1010, 3), &[0xe8, 1, 2]);
         assert!(!t.set_epoch(3));
+        t.set_epoch(1);
+        t.restart();
+        assert_eq!((t.now(), t.read(0x1010, 3), t.byte_at(0x1011, 5)), (0, &[0x90; 3][..], (0x90, 0)));
+        assert!(!t.set_epoch(1), "nothing to redo after a restart");
     }
 }

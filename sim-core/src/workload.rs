@@ -154,7 +154,7 @@ pub struct GuestImage {
     /// Who owns the patched sites (which reserved-text check guards them from kprobes).
     pub site_owner: SiteOwner,
     /// The workload invariant.
-    pub invariant: Box<dyn Invariant>,
+    pub invariant: Box<dyn Invariant + Send>,
     /// Each vCPU's own data: its counter block `(address, length)` and the top of its stack
     /// (the bytes below the initial stack pointer it may use). Everything a vCPU writes in the
     /// data region lies there; state-space search saves and compares exactly these bytes.

@@ -400,7 +400,7 @@ impl Guest {
         cpus: usize,
         actions: Vec<PatchAction>,
         kprobes: Vec<Kprobe>,
-        invariant: Box<dyn Invariant>,
+        invariant: Box<dyn Invariant + Send>,
     ) -> GuestImage {
         let cpu_regs = (0..cpus)
             .map(|i| {
@@ -448,9 +448,9 @@ pub(crate) struct CounterInvariant<F> {
 
 impl Guest {
     /// The invariant over `n` counters per vCPU; `check(now, before)` returns the violation.
-    pub fn invariant<F>(&self, cpus: usize, n: usize, check: F) -> Box<dyn Invariant>
+    pub fn invariant<F>(&self, cpus: usize, n: usize, check: F) -> Box<dyn Invariant + Send>
     where
-        F: FnMut(&[u64], &[u64]) -> Result<(), String> + 'static,
+        F: FnMut(&[u64], &[u64]) -> Result<(), String> + Send + 'static,
     {
         Box::new(CounterInvariant {
             n,

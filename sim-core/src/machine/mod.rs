@@ -60,7 +60,7 @@ pub struct Machine {
     sites: Vec<(u64, u64)>,
     site_units: Vec<usize>,
     reference: ReferenceExecutor,
-    invariant: Box<dyn Invariant>,
+    invariant: Box<dyn Invariant + Send>,
     // The state: what `Snapshot` saves and restores.
     vcpus: Vec<Vcpu>,
     data: Rc<SharedRegion>,
