@@ -54,6 +54,25 @@ impl DataMapping {
     }
 }
 
+impl DataMapping {
+    /// The mapping as the simulator's shared region (what the INT3 handler's emulation reads
+    /// and writes).
+    ///
+    /// # Safety
+    /// The region must be dropped before this mapping.
+    pub unsafe fn shared_region(&self) -> cpu_model::SharedRegion {
+        // SAFETY: the mapping is `len` readable and writable bytes (whole pages), and stays so
+        // for the region's life by the caller's promise.
+        unsafe { cpu_model::SharedRegion::over(self.base, self.ptr, self.len as u64) }
+    }
+}
+
+// SAFETY: the mapping is plain memory owned by this value until it is dropped; reads through
+// `read_u64` are of bytes guest code may be writing (a torn read is only a number).
+unsafe impl Send for DataMapping {}
+// SAFETY: as for `Send`: `&self` methods only read.
+unsafe impl Sync for DataMapping {}
+
 impl Drop for DataMapping {
     fn drop(&mut self) {
         // SAFETY: the mapping was made by `new` and nothing borrows it past `self`.

@@ -68,7 +68,8 @@ impl GuestHooks for NoHandler {
 
 /// The hooks of the campaign in progress: a pointer to a `&dyn GuestHooks` on
 /// [`run_guests_with`]'s stack, set before its threads start and cleared after they ended.
-static HOOKS: std::sync::atomic::AtomicPtr<&'static dyn GuestHooks> = std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
+static HOOKS: std::sync::atomic::AtomicPtr<&'static dyn GuestHooks> =
+    std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
 
 /// The signals a torn instruction can raise (`SIGSYS`: a system call from guest code, which
 /// the thread's seccomp filter turns into a trap instead of running it).
@@ -152,7 +153,8 @@ fn gregs_of(regs: &Regs, host: &Gregs) -> Gregs {
 
 /// The register file saved in a signal context.
 fn regs_of(g: &Gregs) -> Regs {
-    let mut regs = Regs { rip: g[libc::REG_RIP as usize] as u64, rflags: g[libc::REG_EFL as usize] as u64, ..Regs::default() };
+    let mut regs =
+        Regs { rip: g[libc::REG_RIP as usize] as u64, rflags: g[libc::REG_EFL as usize] as u64, ..Regs::default() };
     for (at, reg) in GREGS {
         regs.set(reg, g[at as usize] as u64);
     }
@@ -480,7 +482,12 @@ impl Guests<'_> {
 
 /// [`run_guests_with`] without an INT3 handler ([`NoHandler`]): every trap and fault in a
 /// guest is counted and restarts it.
-pub fn run_guests<R>(regs: &[Regs], text: (u64, u64), cpus: &[usize], body: impl FnOnce() -> R) -> (R, Vec<GuestReport>) {
+pub fn run_guests<R>(
+    regs: &[Regs],
+    text: (u64, u64),
+    cpus: &[usize],
+    body: impl FnOnce() -> R,
+) -> (R, Vec<GuestReport>) {
     run_guests_with(regs, text, cpus, &NoHandler, |_| body())
 }
 
@@ -502,7 +509,8 @@ pub fn run_guests_with<R>(
     install();
     // SAFETY (of the lifetime extension): the pointer is cleared below, after every thread
     // that could call the hooks has left the guest and been joined.
-    let mut hooks: &'static dyn GuestHooks = unsafe { std::mem::transmute::<&dyn GuestHooks, &'static dyn GuestHooks>(hooks) };
+    let mut hooks: &'static dyn GuestHooks =
+        unsafe { std::mem::transmute::<&dyn GuestHooks, &'static dyn GuestHooks>(hooks) };
     HOOKS.store(&raw mut hooks, Ordering::Release);
     let result = run_threads(regs, text, cpus, body);
     HOOKS.store(std::ptr::null_mut(), Ordering::Release);

@@ -29,12 +29,14 @@
 
 #![deny(missing_docs)]
 
+pub mod campaign;
 pub mod data;
 pub mod guest;
 pub mod host;
 pub mod patcher;
 pub mod text;
 
+pub use campaign::{HwEvent, HwReport, Limits};
 pub use data::DataMapping;
 pub use guest::{run_guests, run_guests_with, GuestHooks, GuestReport, Guests};
 pub use host::{probe, sync_core, Host, Refusal};

@@ -1,0 +1,554 @@
+//! A hardware campaign: a scenario's INT3 protocol on the host's real CPUs
+//! (docs/reference/hardware.md §11). Its patching clients are `sim_core::Patcher` — the very
+//! step machines the simulator runs, each operation named for the kernel statement of
+//! `text_poke_bp_batch()` / `smp_text_poke_batch_finish()` it mirrors — stepped by a host
+//! thread; its guests are the workload's machine code on pinned host threads; and its INT3
+//! handler is `sim_core::Handler` — the version's `poke_int3_handler()` /
+//! `smp_text_poke_int3_handler()` and `kprobe_int3_handler()` — run from the guests' `SIGTRAP`
+//! handler against the signal context, as `do_int3()` runs it against `pt_regs`.
+//!
+//! The data model is the simulator's (DESIGN.md §2.3): the patching state, the text as the
+//! patcher wrote it and the workload's invariant live behind one lock, and each patcher step
+//! and each handler micro-step takes it. The hardware decides only what the simulator's fetch
+//! model stands for: what a CPU fetches from code another CPU is rewriting.
+//!
+//! Each effect is carried out on the hardware: a store → the same bytes through the text's
+//! writable alias, one store of their width; a sync broadcast (`text_poke_sync()`) →
+//! `membarrier` SYNC_CORE, then a wait until every guest that was inside its INT3 handler has
+//! left it (the kernel's IPI waits for a handler running with interrupts off), then every vCPU
+//! acknowledges.
+//!
+//! What the hardware shows, per oracle that can be observed there: a guest fault (`SIGILL`,
+//! `SIGSEGV`, `SIGBUS`, a trap nobody expects — what a torn instruction raises), an INT3 the
+//! handlers decline (unclaimed), a handler fault (a freed or NULL descriptor, a read past the
+//! vector, `BUG()`), and the workload's invariant, checked at the loop head of a guest stopped
+//! there by single-stepping ([`crate::guest::Guests::checkpoint`]). Each is recorded with its
+//! round, the patcher's operation and the bytes, and the vCPU restarts with its counters reset;
+//! the campaign goes on. A campaign is not a deterministic run: the hardware interleaves.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use cpu_model::{Regs, SharedRegion, StoreGranularity};
+use sim_core::handler::{Handler, HandlerCtx, HandlerStep};
+use sim_core::ipi::Ipi;
+use sim_core::oracle::{handler_fault, unclaimed};
+use sim_core::patcher::{Patcher, PatcherEffect};
+use sim_core::patching::{KprobeState, PatchState, PokeArray};
+use sim_core::protocol::loc::LocRules;
+use sim_core::protocol::{HandlerKind, Version};
+use sim_core::text::TextMemory;
+use sim_core::{Invariant, Mutant, Plan, ViolationKind};
+
+use crate::guest::{GuestHooks, GuestReport, Guests};
+use crate::{DataMapping, Host, Refusal, TextMapping};
+
+/// Events kept in a report with their details (every one is counted).
+pub const MAX_EVENTS: usize = 32;
+/// Polls of a wait (for a reference count to drain, a handler to finish) before the campaign
+/// calls it stuck: a bound on work, so that a protocol that never finishes is reported, not
+/// waited for.
+const MAX_POLLS: u64 = 1 << 24;
+
+/// How long a campaign runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Patch rounds (batches of the workload's patching client) to run; the script repeats
+    /// from its initial image until there are this many.
+    pub rounds: u64,
+    /// Stop after this long even if fewer rounds ran.
+    pub time: Option<Duration>,
+    /// Ask every guest to check the workload invariant at its loop head every this many rounds.
+    pub check_every: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { rounds: 10_000, time: None, check_every: 16 }
+    }
+}
+
+/// One violation seen on the hardware.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HwEvent {
+    /// The oracle's kind.
+    pub kind: ViolationKind,
+    /// The vCPU (guest thread).
+    pub cpu: usize,
+    /// The patch round in progress (1-based).
+    pub round: u64,
+    /// The workload's patcher operation in progress (`poke-int3`, `sync`, …).
+    pub phase: &'static str,
+    /// The instruction address it concerns.
+    pub addr: u64,
+    /// The signal, for a guest fault.
+    pub signal: Option<i32>,
+    /// The text as the patcher last wrote it, from `addr` (up to 8 bytes; empty outside it).
+    pub written: Vec<u8>,
+    /// What the executable view holds there when the event was recorded.
+    pub fetched: Vec<u8>,
+    /// The oracle's explanation.
+    pub message: String,
+}
+
+/// What a campaign did and saw.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HwReport {
+    /// Patch rounds completed.
+    pub rounds: u64,
+    /// Times the script ran from its initial image.
+    pub passes: u64,
+    /// Stores to the text.
+    pub stores: u64,
+    /// `text_poke_sync()`s (membarrier SYNC_CORE).
+    pub syncs: u64,
+    /// INT3 traps taken by guests.
+    pub traps: u64,
+    /// Traps the handler emulated.
+    pub emulated: u64,
+    /// Traps a kprobe took.
+    pub kprobe_hits: u64,
+    /// Invariant checks at a loop head.
+    pub checks: u64,
+    /// Violations by kind, in [`ViolationKind::ALL`] order, zero counts left out.
+    pub violations: Vec<(ViolationKind, u64)>,
+    /// The first [`MAX_EVENTS`] violations.
+    pub events: Vec<HwEvent>,
+    /// Each guest thread's own account.
+    pub guests: Vec<GuestReport>,
+    /// Why the campaign stopped before its limits, if it did.
+    pub stopped: Option<String>,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+impl HwReport {
+    /// All violations.
+    pub fn total_violations(&self) -> u64 {
+        self.violations.iter().map(|(_, n)| n).sum()
+    }
+}
+
+/// What the lock guards: the simulator's shared data.
+struct Shared {
+    state: PatchState,
+    text: TextMemory,
+    ipi: Ipi,
+    invariant: Box<dyn Invariant + Send>,
+    data: SharedRegion,
+    round: u64,
+    phase: &'static str,
+    tally: Tally,
+}
+
+// SAFETY: the `Rc`s inside the patching state were allocated for it alone (`own_state`), and
+// every access to it — the patcher's steps, the handlers' micro-steps — holds the campaign's
+// lock and keeps no `Rc` handle beyond the step; the rest is owned data (the data region by its
+// own `Send`).
+unsafe impl Send for Shared {}
+
+#[derive(Default)]
+struct Tally {
+    traps: u64,
+    emulated: u64,
+    kprobe_hits: u64,
+    checks: u64,
+    violations: [u64; ViolationKind::ALL.len()],
+    events: Vec<HwEvent>,
+}
+
+/// The handler's configuration: the version's and the run's.
+struct HandlerConfig {
+    kind: HandlerKind,
+    rules: LocRules,
+    version: &'static Version,
+    mutants: Vec<Mutant>,
+    kprobes: bool,
+    recovers: bool,
+    /// B6: the site the instrumented handler calls into.
+    instrumented: Option<u64>,
+}
+
+/// The campaign as the guests' hooks and the patcher thread see it.
+struct Campaign<'a> {
+    shared: Mutex<Shared>,
+    cfg: HandlerConfig,
+    text: &'a TextMapping,
+    loop_head: u64,
+    /// The first patched site (where an invariant violation's bytes are shown).
+    site: u64,
+    /// The guests' data, read for their iteration counters.
+    data: &'a DataMapping,
+    /// Each vCPU's iteration counter (the first of its counter block, which the standard loop
+    /// head increments).
+    iterations: Vec<u64>,
+    /// Per vCPU, INT3 handler activations finished.
+    exits: Vec<AtomicU64>,
+}
+
+/// Runs `plan`'s protocol on `host`'s CPUs within `limits`: the patcher on the first CPU, one
+/// guest thread per vCPU on the others. Refuses (with the reason) a host or guest that cannot.
+pub fn run(mut plan: Plan, host: &Host, limits: &Limits) -> Result<HwReport, Refusal> {
+    let l = plan.image.layout;
+    let text_map = TextMapping::new(l.text_base, &plan.image.text)?;
+    let data_map = DataMapping::new(l.data_base, l.data_len as usize)?;
+    let invariant = std::mem::replace(&mut plan.image.invariant, Box::new(Unchecked));
+    let config = &plan.config;
+    let shared = Shared {
+        state: own_state(&plan),
+        text: TextMemory::new(&l, plan.image.text.clone()),
+        ipi: Ipi::new(config.cpus),
+        invariant,
+        // SAFETY: the region is dropped with the campaign, before `data_map` (declared
+        // earlier, dropped later); only the lock holder and guest code touch the memory.
+        data: unsafe { data_map.shared_region() },
+        round: 1,
+        phase: "start",
+        tally: Tally::default(),
+    };
+    let campaign = Campaign {
+        shared: Mutex::new(shared),
+        cfg: HandlerConfig {
+            kind: config.protocol.handler(),
+            rules: config.protocol.loc_rules(),
+            version: config.protocol.version(),
+            mutants: config.mutants.clone(),
+            kprobes: config.kernel.kprobes,
+            recovers: config.protocol.kprobe_recovers_vanished_int3(),
+            instrumented: config.mutants.contains(&Mutant::InstrumentedHandler).then(|| first_site(&plan)).flatten(),
+        },
+        text: &text_map,
+        loop_head: plan.image.loop_head,
+        site: first_site(&plan).unwrap_or(plan.image.loop_head),
+        data: &data_map,
+        iterations: plan.image.cpu_data.iter().map(|d| d.counters.0).collect(),
+        exits: (0..config.cpus).map(|_| AtomicU64::new(0)).collect(),
+    };
+    let guest_cpus = if host.cpus.len() > 1 { &host.cpus[1..] } else { &host.cpus[..] };
+    let started = Instant::now();
+    let ((counts, stopped), guests) = crate::guest::run_guests_with(
+        &plan.image.cpu_regs,
+        (l.text_base, l.text_base + l.text_len),
+        guest_cpus,
+        &campaign,
+        |guests| {
+            crate::guest::pin(host.cpus[0]);
+            campaign.patch(&plan, guests, limits, started)
+        },
+    );
+    if let Some(g) = guests.iter().find(|g| !g.ran) {
+        return Err(Refusal::Guard(format!("a guest thread could not install its seccomp guard: {g:?}")));
+    }
+    let shared = campaign.shared.into_inner().unwrap_or_else(|e| e.into_inner());
+    Ok(report(shared.tally, counts, stopped, guests, started.elapsed()))
+}
+
+/// The plan's patching state in allocations of its own: no `Rc` in it is shared with anything
+/// outside the lock ([`Shared`]'s `Send`).
+fn own_state(plan: &Plan) -> PatchState {
+    let arrays = plan.arrays.iter().map(|a| PokeArray::new(a.locs.to_vec(), a.old.to_vec())).collect();
+    let kprobes = plan.kprobes.iter().map(|k| KprobeState { insn: k.insn.to_vec().into(), ..k.clone() }).collect();
+    PatchState::new(arrays, plan.config.cpus, kprobes)
+}
+
+fn first_site(plan: &Plan) -> Option<u64> {
+    plan.arrays.first().and_then(|a| a.locs.first()).map(|l| l.addr)
+}
+
+fn report(t: Tally, c: Counts, stopped: Option<String>, guests: Vec<GuestReport>, elapsed: Duration) -> HwReport {
+    let violations =
+        ViolationKind::ALL.iter().zip(t.violations).filter(|(_, n)| *n > 0).map(|(k, n)| (*k, n)).collect();
+    HwReport {
+        rounds: c.rounds,
+        passes: c.passes,
+        stores: c.stores,
+        syncs: c.syncs,
+        traps: t.traps,
+        emulated: t.emulated,
+        kprobe_hits: t.kprobe_hits,
+        checks: t.checks,
+        violations,
+        events: t.events,
+        guests,
+        stopped,
+        elapsed,
+    }
+}
+
+/// Stands in for the invariant moved out of the plan.
+struct Unchecked;
+
+impl Invariant for Unchecked {
+    fn at_loop_head(&mut self, _: usize, _: &Regs, _: &SharedRegion) -> Result<(), String> {
+        Ok(())
+    }
+    fn reset(&mut self, _: usize, _: &SharedRegion) {}
+}
+
+/// The patcher thread's own counts.
+#[derive(Clone, Copy, Debug, Default)]
+struct Counts {
+    rounds: u64,
+    passes: u64,
+    stores: u64,
+    syncs: u64,
+}
+
+/// Why the patcher stopped early.
+type Stop = String;
+
+impl Campaign<'_> {
+    fn lock(&self) -> MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The patcher thread: passes of the script until the limits.
+    fn patch(&self, plan: &Plan, guests: &Guests<'_>, limits: &Limits, started: Instant) -> (Counts, Option<Stop>) {
+        let mut counts = Counts::default();
+        let granularity = plan.config.fetch.stores;
+        while counts.rounds < limits.rounds && limits.time.is_none_or(|t| started.elapsed() < t) {
+            let mut patchers: Vec<Patcher> = plan
+                .programs
+                .iter()
+                .enumerate()
+                .map(|(k, p)| Patcher::new(k, p.clone(), plan.plain.clone(), granularity))
+                .collect();
+            if let Err(stop) = self.pass(&mut patchers, guests, limits, started, &mut counts) {
+                return (counts, Some(stop));
+            }
+            counts.passes += 1;
+            let mut g = self.lock();
+            if g.text.read(plan.image.layout.text_base, g.text.initial().len()) != g.text.initial() {
+                return (counts, Some(format!("the script left the text changed after {} rounds: it repeats only from its initial image (give an even number of rounds)", counts.rounds)));
+            }
+            g.text.restart();
+        }
+        (counts, None)
+    }
+
+    /// One pass of the script: every patching client to its end.
+    fn pass(
+        &self,
+        patchers: &mut [Patcher],
+        guests: &Guests<'_>,
+        limits: &Limits,
+        started: Instant,
+        counts: &mut Counts,
+    ) -> Result<(), Stop> {
+        let (n, mut next, mut polls) = (patchers.len(), 0, 0u64);
+        loop {
+            let mut g = self.lock();
+            if patchers.iter().all(Patcher::done) {
+                return Ok(());
+            }
+            let Some(k) = (0..n).map(|j| (next + j) % n).find(|&k| patchers[k].enabled(&g.ipi, &g.state)) else {
+                drop(g);
+                polls += 1;
+                if polls > MAX_POLLS {
+                    let what = patchers.iter().find_map(Patcher::waiting).unwrap_or("text_mutex");
+                    return Err(format!("the patcher made no progress in {MAX_POLLS} polls ({what})"));
+                }
+                std::thread::yield_now();
+                continue;
+            };
+            (next, polls) = (k + 1, 0);
+            g.phase = patchers[0].current().map_or("done", |op| op.name());
+            let effect = {
+                let Shared { state, text, ipi, .. } = &mut *g;
+                patchers[k].step(state, text, ipi)
+            };
+            match effect {
+                PatcherEffect::Store(epoch) => {
+                    let s = &g.text.log()[epoch as usize - 1];
+                    counts.stores += self.text.poke_as(s.addr, &s.bytes, StoreGranularity::Aligned8) as u64;
+                }
+                PatcherEffect::Broadcast => {
+                    drop(g);
+                    self.text_poke_sync()?;
+                    counts.syncs += 1;
+                }
+                PatcherEffect::BatchDone if k == 0 => {
+                    g.round += 1;
+                    counts.rounds += 1;
+                    drop(g);
+                    if counts.rounds.is_multiple_of(limits.check_every.max(1)) {
+                        guests.checkpoint();
+                    }
+                    if counts.rounds >= limits.rounds || limits.time.is_some_and(|t| started.elapsed() >= t) {
+                        return Ok(());
+                    }
+                }
+                PatcherEffect::Fault(message) => {
+                    let site = self.site;
+                    self.record(&mut g, ViolationKind::PatcherFault, 0, site, None, message.to_string());
+                    return Err(format!("the patcher faulted: {message}"));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// `text_poke_sync()`: `on_each_cpu(do_sync_core, NULL, 1)`. membarrier SYNC_CORE
+    /// serializes every guest's CPU; but a guest that trapped on an INT3 before it may not be
+    /// inside its signal handler yet, and the kernel's IPI cannot be taken between the trap and
+    /// the end of the INT3 handler (interrupts are off). So each vCPU acknowledges only once it
+    /// has shown that it is past any trap taken before the sync: an INT3 handler activation
+    /// ended, or its loop head ran again (its iteration counter changed).
+    fn text_poke_sync(&self) -> Result<(), Stop> {
+        crate::sync_core().map_err(|r| r.to_string())?;
+        for c in 0..self.exits.len() {
+            let seen = |c: usize| (self.exits[c].load(Ordering::Acquire), self.data.read_u64(self.iterations[c]));
+            let before = seen(c);
+            let mut polls = 0u64;
+            while seen(c) == before {
+                polls += 1;
+                if polls > MAX_POLLS {
+                    return Err(format!("vCPU {c} made no progress for {MAX_POLLS} polls during text_poke_sync()"));
+                }
+                std::hint::spin_loop();
+                if polls.is_multiple_of(64) {
+                    std::thread::yield_now();
+                }
+            }
+        }
+        let mut g = self.lock();
+        for c in g.ipi.waiting_for() {
+            g.ipi.acknowledge(c);
+        }
+        Ok(())
+    }
+
+    /// Counts a violation and keeps its details (the first [`MAX_EVENTS`]).
+    fn record(&self, g: &mut Shared, kind: ViolationKind, cpu: usize, addr: u64, signal: Option<i32>, message: String) {
+        let at = ViolationKind::ALL.iter().position(|&k| k == kind).unwrap_or(0);
+        g.tally.violations[at] += 1;
+        if g.tally.events.len() >= MAX_EVENTS {
+            return;
+        }
+        let end = self.text.base() + g.text.initial().len() as u64;
+        let n = if (self.text.base()..end).contains(&addr) { (end - addr).min(8) as usize } else { 0 };
+        let written = if n > 0 { g.text.read(addr, n).to_vec() } else { Vec::new() };
+        let fetched = (0..n as u64).map(|i| self.text.read(addr + i)).collect();
+        let (round, phase) = (g.round, g.phase);
+        g.tally.events.push(HwEvent { kind, cpu, round, phase, addr, signal, written, fetched, message });
+    }
+}
+
+impl GuestHooks for Campaign<'_> {
+    /// `do_int3()`: the version's handler, one micro-step per lock, then the next handler it
+    /// asks; the IRET's registers, or `None` after a violation (the vCPU restarts).
+    fn int3(&self, cpu: usize, regs: &Regs) -> Option<Regs> {
+        let stack_top = {
+            let mut g = self.lock();
+            g.tally.traps += 1;
+            g.state.rcu_read_lock(cpu);
+            g.data.read_u64(regs.sp()).unwrap_or(0)
+        };
+        let mut handler = Handler::new(cpu, *regs, stack_top);
+        let resume = loop {
+            let mut g = self.lock();
+            let step = self.handler_step(&mut handler, &mut g);
+            if let Some(done) = self.apply(cpu, &mut handler, &mut g, step) {
+                g.state.rcu_read_unlock(cpu);
+                break done;
+            }
+        };
+        self.exits[cpu].fetch_add(1, Ordering::AcqRel);
+        resume
+    }
+
+    fn fault(&self, cpu: usize, signo: libc::c_int, rip: u64) {
+        let mut g = self.lock();
+        let name = signal_name(signo);
+        let message = format!("{name} at {rip:#x} in guest code: a torn or misplaced instruction");
+        let addr = if rip == 0 { self.site } else { rip };
+        self.record(&mut g, ViolationKind::GuestFault, cpu, addr, Some(signo), message);
+        let Shared { invariant, data, .. } = &mut *g;
+        invariant.reset(cpu, data);
+    }
+
+    fn step(&self, cpu: usize, regs: &Regs) -> bool {
+        if regs.rip != self.loop_head {
+            return false;
+        }
+        let mut g = self.lock();
+        g.tally.checks += 1;
+        let Shared { invariant, data, .. } = &mut *g;
+        if let Err(message) = invariant.at_loop_head(cpu, regs, data) {
+            invariant.reset(cpu, data);
+            let site = self.site;
+            self.record(&mut g, ViolationKind::WorkloadInvariant, cpu, site, None, message);
+        }
+        true
+    }
+}
+
+impl Campaign<'_> {
+    /// One handler micro-step under the lock.
+    fn handler_step(&self, handler: &mut Handler, g: &mut Shared) -> HandlerStep {
+        let Shared { state, text, data, .. } = g;
+        let mut ctx = HandlerCtx {
+            kind: self.cfg.kind,
+            rules: self.cfg.rules,
+            mutants: &self.cfg.mutants,
+            state,
+            data,
+            kprobes: self.cfg.kprobes,
+            text,
+            recovers_vanished_int3: self.cfg.recovers,
+            instrumented: self.cfg.instrumented.map(|a| (a, self.text.read(a))),
+        };
+        handler.step(&mut ctx)
+    }
+
+    /// Carries out a handler step as `Machine::apply_handler` does; `Some` when the handler is
+    /// over: the IRET's registers, or `None` after a violation.
+    fn apply(&self, cpu: usize, handler: &mut Handler, g: &mut Shared, step: HandlerStep) -> Option<Option<Regs>> {
+        let ip = handler.ip();
+        let violation = match step {
+            HandlerStep::Continue => return None,
+            HandlerStep::KprobeHit => {
+                g.tally.kprobe_hits += 1;
+                return None;
+            }
+            HandlerStep::Emulated { emulation, .. } | HandlerStep::KprobeEmulated { emulation, .. } => {
+                match emulation.push {
+                    Some((addr, value)) if g.data.write_u64(addr, value).is_none() => {
+                        (ViolationKind::HandlerFault, handler_fault::push_outside_stack(addr))
+                    }
+                    _ => {
+                        g.tally.emulated += 1;
+                        handler.emulated(&emulation);
+                        return None;
+                    }
+                }
+            }
+            HandlerStep::Iret(regs) => return Some(Some(regs)),
+            HandlerStep::Declined => {
+                let byte = self.text.read(ip);
+                let (_, message) = unclaimed::report(ip, byte, 0, self.cfg.kprobes, self.cfg.version);
+                (ViolationKind::UnclaimedInt3, message)
+            }
+            HandlerStep::Fault(message) => (ViolationKind::HandlerFault, message),
+        };
+        handler.abandon(self.cfg.kind, &mut g.state);
+        self.record(g, violation.0, cpu, ip, None, violation.1);
+        let Shared { invariant, data, .. } = g;
+        invariant.reset(cpu, data);
+        Some(None)
+    }
+}
+
+/// The signal's name.
+pub fn signal_name(signo: i32) -> &'static str {
+    match signo {
+        libc::SIGILL => "SIGILL",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGTRAP => "SIGTRAP",
+        libc::SIGSYS => "SIGSYS (a system call from guest text)",
+        _ => "a signal",
+    }
+}
