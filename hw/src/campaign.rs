@@ -49,7 +49,7 @@ pub const MAX_EVENTS: usize = 32;
 /// Polls of a wait (for a reference count to drain, a handler to finish) before the campaign
 /// calls it stuck: a bound on work, so that a protocol that never finishes is reported, not
 /// waited for.
-const MAX_POLLS: u64 = 1 << 24;
+const MAX_POLLS: u64 = 1 << 26;
 
 /// How long a campaign runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

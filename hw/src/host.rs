@@ -50,6 +50,9 @@ pub struct Host {
     pub hypervisor: bool,
     /// The kernel release (`uname -r`).
     pub kernel: String,
+    /// The hypervisor's vendor signature (CPUID leaf `0x40000000`: `KVMKVMKVM`,
+    /// `Microsoft Hv`, `VMwareVMware`, …), when there is a hypervisor.
+    pub hypervisor_vendor: Option<String>,
 }
 
 /// Probes the host; registers this process for `MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE`
@@ -74,12 +77,32 @@ pub fn probe() -> Result<Host, Refusal> {
             .find_map(|l| l.split_once(':').filter(|(k, _)| k.trim() == name).map(|(_, v)| v.trim().to_string()))
     };
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string();
+    let hypervisor = field("flags").is_some_and(|f| f.split_whitespace().any(|x| x == "hypervisor"));
     Ok(Host {
         cpus,
         cpu_model: field("model name").unwrap_or_else(|| "unknown".into()),
-        hypervisor: field("flags").is_some_and(|f| f.split_whitespace().any(|x| x == "hypervisor")),
+        hypervisor,
         kernel,
+        hypervisor_vendor: hypervisor.then(hypervisor_vendor).flatten(),
     })
+}
+
+/// CPUID leaf `0x40000000` (only meaningful when the `hypervisor` flag is set): the vendor
+/// signature in EBX, ECX, EDX.
+#[cfg(target_arch = "x86_64")]
+fn hypervisor_vendor() -> Option<String> {
+    // SAFETY: CPUID exists on every x86-64 CPU; a leaf the CPU does not define returns data,
+    // never faults. (Safe to call from Rust 1.89; `unsafe` for the older toolchains we support.)
+    #[allow(unused_unsafe)]
+    let r = unsafe { std::arch::x86_64::__cpuid(0x4000_0000) };
+    let bytes: Vec<u8> = [r.ebx, r.ecx, r.edx].iter().flat_map(|w| w.to_le_bytes()).collect();
+    let name = String::from_utf8_lossy(&bytes).trim_matches(char::from(0)).trim().to_string();
+    (!name.is_empty()).then_some(name)
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn hypervisor_vendor() -> Option<String> {
+    None
 }
 
 /// The CPUs this process may run on.

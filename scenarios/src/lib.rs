@@ -20,6 +20,7 @@ pub mod corpus;
 pub mod entry;
 pub mod exhaust;
 pub mod file;
+pub mod hardware;
 pub mod input;
 pub mod matrix;
 pub mod output;

@@ -1,10 +1,4 @@
-//! What the hardware tests share: the host (or why the test cannot run here), the simulator's
-//! ftrace scenario, and a bounded wait.
-
-use scenarios::workload::{WorkloadKind, WorkloadSpec};
-use scenarios::Scenario;
-use sim_core::sched::Strategy;
-use sim_core::{Protocol, RunConfig};
+//! What the hardware tests share: the host, or why the test cannot run here.
 
 /// The host, or `None` after printing `SKIPPED` with the reason — unless `POKESIM_REQUIRE_HW`
 /// is set, which makes a host that cannot a failure.
@@ -17,29 +11,4 @@ pub fn host() -> Option<hw::Host> {
             None
         }
     }
-}
-
-/// The ftrace scenario on linux-6.16 with `cpus` vCPUs.
-#[allow(dead_code)] // not every test file uses every helper
-pub fn ftrace(cpus: usize) -> Scenario {
-    Scenario {
-        workload: WorkloadSpec::new(WorkloadKind::Ftrace),
-        config: RunConfig { cpus, protocol: Protocol::Linux616, ..RunConfig::default() },
-        strategy: Strategy::Random,
-        seed: 0,
-        kprobes: Vec::new(),
-        custom: None,
-    }
-}
-
-/// Spins until `done()` or 2³² polls (a bound on work, not on time); true if `done()` held.
-#[allow(dead_code)]
-pub fn spin_until(mut done: impl FnMut() -> bool) -> bool {
-    for _ in 0..1u64 << 32 {
-        if done() {
-            return true;
-        }
-        std::hint::spin_loop();
-    }
-    false
 }

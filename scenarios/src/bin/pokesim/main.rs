@@ -36,7 +36,9 @@ Examples:
   pokesim replay pokesim-artifacts/A.json          # reproduce a failure bit for bit
   pokesim shrink A.json -o small.json && pokesim trace small.json
   pokesim trace small.json --format html -o race.html   # a zoomable timeline in a browser
-  pokesim corpus                                   # the regression corpus shipped with pokesim";
+  pokesim corpus                                   # the regression corpus shipped with pokesim
+  pokesim hw --protocol linux-6.16 --site cross16 --rounds 1000000   # on this machine's real CPUs
+  pokesim hw --matrix                              # mutants on hardware vs the fetch presets";
 
 #[derive(Parser)]
 #[command(
@@ -90,6 +92,10 @@ enum Command {
     /// Run the built-in scenarios and print a verdict table (the main job).
     #[command(after_help = EXIT_STATUS)]
     Check(cmd::check::CheckArgs),
+    /// Run a scenario's protocol on this machine's real CPUs (ground truth), or with --matrix
+    /// the mutants next to what each fetch preset predicts.
+    #[command(after_help = EXIT_STATUS)]
+    Hw(Box<cmd::hw::HwArgs>),
     /// Measure throughput: raw Unicorn vs pokesim, quiet and while patching.
     #[command(after_help = EXIT_STATUS)]
     Bench(cmd::list::BenchArgs),
@@ -112,6 +118,7 @@ fn main() -> ExitCode {
         Command::Corpus(a) => cmd::corpus::corpus(a),
         Command::Mutants(a) => cmd::check::mutants(a),
         Command::Check(a) => cmd::check::check(a),
+        Command::Hw(a) => cmd::hw::hw(a),
         Command::Bench(a) => cmd::list::bench(a),
         Command::List(a) => cmd::list::list(a),
     };

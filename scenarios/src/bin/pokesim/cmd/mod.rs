@@ -5,6 +5,7 @@
 pub mod check;
 pub mod corpus;
 pub mod exhaust;
+pub mod hw;
 pub mod list;
 pub mod merge;
 pub mod replay;

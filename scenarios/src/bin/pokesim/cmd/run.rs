@@ -23,7 +23,7 @@ use crate::progress::Progress;
 const MAX_TIME_S: f64 = 365.0 * 24.0 * 3600.0;
 
 /// A positive, finite number of seconds of at most a year.
-fn seconds(s: &str) -> Result<Duration, String> {
+pub fn seconds(s: &str) -> Result<Duration, String> {
     match s.parse::<f64>() {
         Ok(t) if t > 0.0 && t <= MAX_TIME_S => Ok(Duration::from_secs_f64(t)),
         _ => Err(format!("'{s}' is not a number of seconds in (0, {MAX_TIME_S}]")),

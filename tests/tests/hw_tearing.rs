@@ -8,16 +8,16 @@
 
 use std::sync::atomic::AtomicBool;
 
-mod common;
+mod hw_common;
 
-use common::{host, spin_until};
+use hw_common::{host, spin_until};
 use hw::{DataMapping, TextMapping};
 use scenarios::workload::{SitePlacement, WorkloadSpec};
 use scenarios::Scenario;
 use sim_core::Mutant;
 
 fn no_int3(rounds: u32) -> Scenario {
-    let mut s = common::ftrace(1);
+    let mut s = hw_common::ftrace(1);
     s.workload = WorkloadSpec { rounds, site: SitePlacement::CROSS16, ..s.workload };
     s.config.mutants = vec![Mutant::NoInt3];
     s

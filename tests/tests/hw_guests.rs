@@ -6,9 +6,9 @@
 //! `SKIPPED`) where the host cannot, unless `POKESIM_REQUIRE_HW=1`. The tests map the guest at
 //! its fixed addresses, so they take turns.
 
-mod common;
+mod hw_common;
 
-use common::{host, spin_until};
+use hw_common::{host, spin_until};
 use cpu_model::{Reg, Regs};
 use hw::{DataMapping, GuestReport, TextMapping};
 
@@ -18,7 +18,7 @@ static FIXED_ADDRESSES: std::sync::Mutex<()> = std::sync::Mutex::new(());
 fn the_ftrace_guest_loops_natively_without_a_fault() {
     let _turn = FIXED_ADDRESSES.lock().unwrap_or_else(|e| e.into_inner());
     let Some(host) = host() else { return };
-    let plan = common::ftrace(2).plan().expect("plan");
+    let plan = hw_common::ftrace(2).plan().expect("plan");
     let l = plan.image.layout;
     let text = TextMapping::new(l.text_base, &plan.image.text).expect("text");
     let data = DataMapping::new(l.data_base, l.data_len as usize).expect("data");
@@ -40,7 +40,7 @@ fn the_ftrace_guest_loops_natively_without_a_fault() {
 /// has faulted 100 times; returns its report.
 fn faulting_at_loop_head(insn: [u8; 2], regs: impl FnOnce(&mut Regs)) -> Option<(GuestReport, u64)> {
     let host = host()?;
-    let plan = common::ftrace(1).plan().expect("plan");
+    let plan = hw_common::ftrace(1).plan().expect("plan");
     let l = plan.image.layout;
     let mut image = plan.image.text.clone();
     let head = (plan.image.loop_head - l.text_base) as usize;

@@ -1,8 +1,8 @@
 //! Short hardware campaigns of the kernel's protocols.
 
-mod common;
+mod hw_common;
 
-use common::host;
+use hw_common::host;
 use scenarios::workload::{SitePlacement, WorkloadSpec};
 use sim_core::{Mutant, Protocol};
 
@@ -11,7 +11,7 @@ static FIXED_ADDRESSES: std::sync::Mutex<()> = std::sync::Mutex::new(());
 fn campaign(protocol: Protocol, mutants: &[Mutant], rounds: u64) -> Option<hw::HwReport> {
     let _turn = FIXED_ADDRESSES.lock().unwrap_or_else(|e| e.into_inner());
     let host = host()?;
-    let mut s = common::ftrace(1);
+    let mut s = hw_common::ftrace(1);
     s.workload = WorkloadSpec { site: SitePlacement::CROSS16, ..s.workload };
     s.config.protocol = protocol;
     s.config.mutants = mutants.to_vec();

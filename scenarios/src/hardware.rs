@@ -1,0 +1,136 @@
+//! Ground truth (`pokesim hw`): a scenario's protocol on the host's real x86-64 CPUs — the
+//! same plan (guest code, workload invariant, the version's program and handler logic) the
+//! simulator runs, carried out by the `hw` crate — and the matrix that puts what the hardware
+//! showed next to what each fetch preset predicts, the way litmus7's `-variant self` tests
+//! self-modifying code on AArch64 hardware (docs/reference/hardware.md).
+
+use cpu_model::FetchModel;
+use hw::{Host, HwReport, Limits, Refusal};
+use sim_core::sched::Strategy;
+use sim_core::{Mutant, Protocol, SimError, ViolationKind};
+
+use crate::campaign::{Campaign, Shard};
+use crate::scenario::Scenario;
+use crate::workload::{SitePlacement, WorkloadKind, WorkloadSpec};
+
+/// Why a hardware campaign did not run.
+#[derive(Debug, thiserror::Error)]
+pub enum HwError {
+    /// The host (or the guest's addresses) cannot.
+    #[error("{0}")]
+    Refused(#[from] Refusal),
+    /// The scenario has no plan.
+    #[error("{0}")]
+    Scenario(#[from] SimError),
+}
+
+/// Runs `scenario` on `host`'s CPUs within `limits`. The workload's script (its `rounds`)
+/// repeats from its initial image until `limits.rounds` rounds ran.
+pub fn run(scenario: &Scenario, host: &Host, limits: &Limits) -> Result<HwReport, HwError> {
+    let plan = scenario.plan()?;
+    Ok(hw::campaign::run(plan, host, limits)?)
+}
+
+/// What the simulator predicts for a scenario under one fetch preset.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Prediction {
+    /// The preset.
+    pub preset: &'static str,
+    /// The first violation's kind, if a run within the budget violated.
+    pub caught: Option<ViolationKind>,
+    /// Runs the simulator did (up to the first violation).
+    pub runs: u64,
+}
+
+/// The simulator's prediction for `scenario` (its store granularity kept) under every fetch
+/// preset: a random campaign of `runs` seeds each, stopping at the first violation.
+pub fn predict(scenario: &Scenario, runs: u64) -> Result<Vec<Prediction>, SimError> {
+    FetchModel::PRESETS
+        .iter()
+        .map(|&preset| {
+            let mut base = scenario.clone();
+            let stores = base.config.fetch.stores;
+            base.config.fetch = FetchModel { stores, ..FetchModel::preset(preset).expect("a preset") };
+            base.strategy = Strategy::Random;
+            let at = |k: u64| Scenario { seed: k, ..base.clone() };
+            let r = Campaign { scenario_at: &at, runs, shard: Shard::ALL, time: None }.run(&|_| {})?;
+            let caught = r.found.as_ref().and_then(|f| f.outcome.violation().map(|v| v.kind));
+            Ok(Prediction { preset, caught, runs: r.runs })
+        })
+        .collect()
+}
+
+/// The mutants `--matrix` runs on linux-6.16: every one a single-site ftrace or static_call
+/// script can show (not the batch-, Jcc- and kprobe-only ones, nor the nested-INT3 one, which
+/// the hardware handler cannot reproduce: it never calls patched text).
+pub const MATRIX_MUTANTS: [Mutant; 11] = [
+    Mutant::NoSyncAfterInt3,
+    Mutant::NoSyncAfterTail,
+    Mutant::NoSyncAfterFirst,
+    Mutant::NoInt3,
+    Mutant::TailBeforeInt3,
+    Mutant::PublishAfterInt3,
+    Mutant::SkipRefsWait,
+    Mutant::DetourHandler,
+    Mutant::EmulateOld,
+    Mutant::NoWmb,
+    Mutant::NoRmb,
+];
+
+/// The site placements that matter to instruction fetch.
+pub const MATRIX_SITES: [SitePlacement; 3] = [SitePlacement::ALIGNED, SitePlacement::CROSS16, SitePlacement::CROSS64];
+
+/// The rows of `--matrix`: ftrace and static_call × aligned, crossing a 16-byte block,
+/// crossing a 64-byte line × linux-5.5 and linux-6.16 unmutated, then each of
+/// [`MATRIX_MUTANTS`] on linux-6.16 — byte stores, `cpus` vCPUs (guest threads).
+pub fn matrix_scenarios(cpus: usize) -> Vec<Scenario> {
+    let mut out = Vec::new();
+    for kind in [WorkloadKind::Ftrace, WorkloadKind::StaticCall] {
+        for site in MATRIX_SITES {
+            let rows = [(Protocol::Linux55, None), (Protocol::Linux616, None)]
+                .into_iter()
+                .chain(MATRIX_MUTANTS.into_iter().map(|m| (Protocol::Linux616, Some(m))));
+            for (protocol, mutant) in rows {
+                let spec = WorkloadSpec { site, ..WorkloadSpec::new(kind) };
+                let mut s = crate::catalogue::scenario(protocol, &[], spec, "pessimistic", 0);
+                s.config.cpus = cpus;
+                s.config.mutants = mutant.into_iter().collect();
+                out.push(s);
+            }
+        }
+    }
+    out
+}
+
+/// A preset against the hardware: the rows where the hardware showed a violation the preset
+/// did not predict (which contradict it), and the rows where it predicted one the hardware
+/// never showed (which do not: the hardware may not have hit the window in its rounds).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Consistency {
+    /// The preset.
+    pub preset: &'static str,
+    /// Rows (indices) whose hardware violations the preset did not predict.
+    pub contradicted_by: Vec<usize>,
+    /// Rows the preset predicted a violation for that the hardware did not show.
+    pub unseen: Vec<usize>,
+}
+
+/// Each preset against the rows' hardware reports and predictions (one per row, in order).
+pub fn consistency(reports: &[HwReport], predictions: &[Vec<Prediction>]) -> Vec<Consistency> {
+    FetchModel::PRESETS
+        .iter()
+        .enumerate()
+        .map(|(i, &preset)| {
+            let mut c = Consistency { preset, contradicted_by: Vec::new(), unseen: Vec::new() };
+            for (row, (r, p)) in reports.iter().zip(predictions).enumerate() {
+                let predicted = p.get(i).is_some_and(|p| p.caught.is_some());
+                match (r.total_violations() > 0, predicted) {
+                    (true, false) => c.contradicted_by.push(row),
+                    (false, true) => c.unseen.push(row),
+                    _ => {}
+                }
+            }
+            c
+        })
+        .collect()
+}
