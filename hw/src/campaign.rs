@@ -190,6 +190,7 @@ struct Campaign<'a> {
 /// Runs `plan`'s protocol on `host`'s CPUs within `limits`: the patcher on the first CPU, one
 /// guest thread per vCPU on the others. Refuses (with the reason) a host or guest that cannot.
 pub fn run(mut plan: Plan, host: &Host, limits: &Limits) -> Result<HwReport, Refusal> {
+    repeatable(&plan)?;
     let l = plan.image.layout;
     let text_map = TextMapping::new(l.text_base, &plan.image.text)?;
     let data_map = DataMapping::new(l.data_base, l.data_len as usize)?;
@@ -227,7 +228,7 @@ pub fn run(mut plan: Plan, host: &Host, limits: &Limits) -> Result<HwReport, Ref
     };
     let guest_cpus = if host.cpus.len() > 1 { &host.cpus[1..] } else { &host.cpus[..] };
     let started = Instant::now();
-    let ((counts, stopped), guests) = crate::guest::run_guests_with(
+    let (patched, guests) = crate::guest::run_guests_with(
         &plan.image.cpu_regs,
         (l.text_base, l.text_base + l.text_len),
         guest_cpus,
@@ -237,11 +238,46 @@ pub fn run(mut plan: Plan, host: &Host, limits: &Limits) -> Result<HwReport, Ref
             campaign.patch(&plan, guests, limits, started)
         },
     );
+    let (counts, stopped) = patched?;
     if let Some(g) = guests.iter().find(|g| !g.ran) {
         return Err(Refusal::Guard(format!("a guest thread could not install its seccomp guard: {g:?}")));
     }
     let shared = campaign.shared.into_inner().unwrap_or_else(|e| e.into_inner());
     Ok(report(shared.tally, counts, stopped, guests, started.elapsed()))
+}
+
+/// Refuses a script that does not bring the text back to its initial image: a campaign
+/// repeats it from there. Runs the patching clients to their end on the simulator's text alone
+/// (every sync acknowledged at once, no handler in flight).
+fn repeatable(plan: &Plan) -> Result<(), Refusal> {
+    let (mut state, mut ipi) = (own_state(plan), Ipi::new(plan.config.cpus));
+    let mut text = TextMemory::new(&plan.image.layout, plan.image.text.clone());
+    let granularity = plan.config.fetch.stores;
+    for (k, program) in plan.programs.iter().enumerate() {
+        let mut p = Patcher::new(k, program.clone(), plan.plain.clone(), granularity);
+        while !p.done() {
+            if !p.enabled(&ipi, &state) {
+                return Err(Refusal::Program(format!(
+                    "patching client {k} blocks with no guest running ({:?})",
+                    p.waiting()
+                )));
+            }
+            if let PatcherEffect::Fault(message) = p.step(&mut state, &mut text, &mut ipi) {
+                return Err(Refusal::Program(format!("its patcher faults: {message}")));
+            }
+            for c in ipi.waiting_for() {
+                ipi.acknowledge(c);
+            }
+        }
+    }
+    if text.read(plan.image.layout.text_base, text.initial().len()) != text.initial() {
+        return Err(Refusal::Program(format!(
+            "its script of {} rounds leaves the text changed, and a campaign repeats it from the initial image \
+             (give an even number of rounds)",
+            plan.image.batches()
+        )));
+    }
+    Ok(())
 }
 
 /// The plan's patching state in allocations of its own: no `Rc` in it is shared with anything
@@ -295,16 +331,31 @@ struct Counts {
     syncs: u64,
 }
 
-/// Why the patcher stopped early.
-type Stop = String;
+/// Why a pass ended early.
+enum Stop {
+    /// The limits were reached.
+    Limit,
+    /// A violation that leaves nothing to go on with (recorded as such): the patcher faulted,
+    /// or a wait never ended.
+    Violation(String),
+    /// The host failed (membarrier): no verdict.
+    Host(Refusal),
+}
 
 impl Campaign<'_> {
     fn lock(&self) -> MutexGuard<'_, Shared> {
         self.shared.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The patcher thread: passes of the script until the limits.
-    fn patch(&self, plan: &Plan, guests: &Guests<'_>, limits: &Limits, started: Instant) -> (Counts, Option<Stop>) {
+    /// The patcher thread: passes of the script until the limits. Returns the counts, and why
+    /// it stopped early (a violation with nothing to go on with); `Err` if the host failed.
+    fn patch(
+        &self,
+        plan: &Plan,
+        guests: &Guests<'_>,
+        limits: &Limits,
+        started: Instant,
+    ) -> Result<(Counts, Option<String>), Refusal> {
         let mut counts = Counts::default();
         let granularity = plan.config.fetch.stores;
         while counts.rounds < limits.rounds && limits.time.is_none_or(|t| started.elapsed() < t) {
@@ -314,17 +365,18 @@ impl Campaign<'_> {
                 .enumerate()
                 .map(|(k, p)| Patcher::new(k, p.clone(), plan.plain.clone(), granularity))
                 .collect();
-            if let Err(stop) = self.pass(&mut patchers, guests, limits, started, &mut counts) {
-                return (counts, Some(stop));
+            match self.pass(&mut patchers, guests, limits, started, &mut counts) {
+                Ok(()) => counts.passes += 1,
+                Err(Stop::Limit) => break,
+                Err(Stop::Violation(why)) => return Ok((counts, Some(why))),
+                Err(Stop::Host(r)) => return Err(r),
             }
-            counts.passes += 1;
             let mut g = self.lock();
-            if g.text.read(plan.image.layout.text_base, g.text.initial().len()) != g.text.initial() {
-                return (counts, Some(format!("the script left the text changed after {} rounds: it repeats only from its initial image (give an even number of rounds)", counts.rounds)));
-            }
+            // `repeatable` checked this before the campaign.
+            assert_eq!(g.text.read(plan.image.layout.text_base, g.text.initial().len()), g.text.initial());
             g.text.restart();
         }
-        (counts, None)
+        Ok((counts, None))
     }
 
     /// One pass of the script: every patching client to its end.
@@ -347,7 +399,7 @@ impl Campaign<'_> {
                 polls += 1;
                 if polls > MAX_POLLS {
                     let what = patchers.iter().find_map(Patcher::waiting).unwrap_or("text_mutex");
-                    return Err(format!("the patcher made no progress in {MAX_POLLS} polls ({what})"));
+                    return Err(self.stuck(format!("the patcher made no progress in {MAX_POLLS} polls ({what})")));
                 }
                 std::thread::yield_now();
                 continue;
@@ -376,13 +428,13 @@ impl Campaign<'_> {
                         guests.checkpoint();
                     }
                     if counts.rounds >= limits.rounds || limits.time.is_some_and(|t| started.elapsed() >= t) {
-                        return Ok(());
+                        return Err(Stop::Limit);
                     }
                 }
                 PatcherEffect::Fault(message) => {
                     let site = self.site;
                     self.record(&mut g, ViolationKind::PatcherFault, 0, site, None, message.to_string());
-                    return Err(format!("the patcher faulted: {message}"));
+                    return Err(Stop::Violation(format!("the patcher faulted: {message}")));
                 }
                 _ => {}
             }
@@ -396,7 +448,7 @@ impl Campaign<'_> {
     /// has shown that it is past any trap taken before the sync: an INT3 handler activation
     /// ended, or its loop head ran again (its iteration counter changed).
     fn text_poke_sync(&self) -> Result<(), Stop> {
-        crate::sync_core().map_err(|r| r.to_string())?;
+        crate::sync_core().map_err(Stop::Host)?;
         for c in 0..self.exits.len() {
             let seen = |c: usize| (self.exits[c].load(Ordering::Acquire), self.data.read_u64(self.iterations[c]));
             let before = seen(c);
@@ -404,7 +456,9 @@ impl Campaign<'_> {
             while seen(c) == before {
                 polls += 1;
                 if polls > MAX_POLLS {
-                    return Err(format!("vCPU {c} made no progress for {MAX_POLLS} polls during text_poke_sync()"));
+                    return Err(
+                        self.stuck(format!("vCPU {c} made no progress for {MAX_POLLS} polls during text_poke_sync()"))
+                    );
                 }
                 std::hint::spin_loop();
                 if polls.is_multiple_of(64) {
@@ -417,6 +471,13 @@ impl Campaign<'_> {
             g.ipi.acknowledge(c);
         }
         Ok(())
+    }
+
+    /// A wait that never ended: a liveness violation, which ends the campaign.
+    fn stuck(&self, why: String) -> Stop {
+        let site = self.site;
+        self.record(&mut self.lock(), ViolationKind::Liveness, 0, site, None, why.clone());
+        Stop::Violation(why)
     }
 
     /// Counts a violation and keeps its details (the first [`MAX_EVENTS`]).

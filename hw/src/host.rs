@@ -26,8 +26,8 @@ pub enum Refusal {
     /// A guest thread cannot be kept from making system calls (no seccomp filters).
     #[error("guest threads need a seccomp filter, which this host refuses: {0}")]
     Guard(String),
-    /// The scenario's patching program needs what is not built for real CPUs yet.
-    #[error("this program cannot run on real CPUs yet: {0}")]
+    /// The scenario's script cannot be repeated on real CPUs.
+    #[error("this scenario cannot run on real CPUs: {0}")]
     Program(String),
     /// The guest's text or data cannot be mapped where its code expects it.
     #[error("mapping the guest at {addr:#x}: {reason}")]

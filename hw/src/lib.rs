@@ -1,9 +1,9 @@
-//! # hw — the protocol on the host's real CPUs (groundwork)
+//! # hw — the protocol on the host's real CPUs
 //!
-//! The simulator's verdicts rest on a fetch model chosen by the user; this crate is the start
-//! of running the same guest code and protocol on real x86-64 CPUs, the way litmus7's
-//! `-variant self` runs self-modifying tests on AArch64 hardware (docs/reference/hardware.md
-//! is the design research). Built so far, each piece tested on the host:
+//! The simulator's verdicts rest on a fetch model chosen by the user; this crate runs the same
+//! guest code and protocol on real x86-64 CPUs, the way litmus7's `-variant self` runs
+//! self-modifying tests on AArch64 hardware (docs/reference/hardware.md is the design
+//! research). Its pieces, each tested on the host:
 //!
 //! - [`host`]: what the host can do — x86-64 Linux, how many CPUs this process may use,
 //!   `membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE)` (Linux ≥ 4.16), the CPU model and
@@ -12,20 +12,17 @@
 //!   address, writable elsewhere — so no page is ever writable and executable, and a poke is a
 //!   store through the writable alias (what `text_poke()` does through its temporary mm);
 //! - [`host::sync_core`]: `text_poke_sync()`, the IPI + serialization of every thread of the
-//!   process (membarrier SYNC_CORE; docs/reference/hardware.md §1).
-//!
+//!   process (membarrier SYNC_CORE; docs/reference/hardware.md §1);
 //! - [`data`]: the guest's data region (stacks, counters) at its own address;
 //! - [`guest`]: guest threads — the workload's loop running natively on pinned host threads,
 //!   entered and left by signals (the handler swaps the signal context's register file), every
-//!   fault in the guest counted and the vCPU restarted.
+//!   fault in the guest counted and the vCPU restarted;
+//! - [`campaign`]: the kernel's protocols — `sim_core::Patcher` stepped on a host thread and
+//!   `sim_core::Handler` run from the guests' `SIGTRAP` handler under one lock (the
+//!   simulator's data model), the workload invariant checked at the loop head, every
+//!   violation recorded with its round, phase and bytes ([`HwReport`]).
 //!
-//! - [`patcher`]: the plan's own program (the simulator's operations) run against the text's
-//!   writable alias, pokes split by the scenario's store granularity — for programs that
-//!   never write an INT3 (the no-int3 mutant), until the SIGTRAP handler exists.
-//!
-//! Not built yet: the SIGTRAP handler running the version's handler logic (and with it the
-//! kernel's protocols), the workload invariant, detection
-//! reports and the `pokesim hw` command.
+//! The command line is `pokesim hw` (crate `scenarios`, module `hardware`).
 
 #![deny(missing_docs)]
 
@@ -33,7 +30,6 @@ pub mod campaign;
 pub mod data;
 pub mod guest;
 pub mod host;
-pub mod patcher;
 pub mod text;
 
 pub use campaign::{HwEvent, HwReport, Limits};

@@ -82,7 +82,9 @@ pub const MATRIX_SITES: [SitePlacement; 3] = [SitePlacement::ALIGNED, SitePlacem
 
 /// The rows of `--matrix`: ftrace and static_call × aligned, crossing a 16-byte block,
 /// crossing a 64-byte line × linux-5.5 and linux-6.16 unmutated, then each of
-/// [`MATRIX_MUTANTS`] on linux-6.16 — byte stores, `cpus` vCPUs (guest threads).
+/// [`MATRIX_MUTANTS`] on linux-6.16 — byte stores, `cpus` vCPUs (guest threads). A version
+/// that cannot patch a workload at all (linux-5.5 cannot emulate static_call's RET) has no
+/// row.
 pub fn matrix_scenarios(cpus: usize) -> Vec<Scenario> {
     let mut out = Vec::new();
     for kind in [WorkloadKind::Ftrace, WorkloadKind::StaticCall] {
@@ -93,9 +95,12 @@ pub fn matrix_scenarios(cpus: usize) -> Vec<Scenario> {
             for (protocol, mutant) in rows {
                 let spec = WorkloadSpec { site, ..WorkloadSpec::new(kind) };
                 let mut s = crate::catalogue::scenario(protocol, &[], spec, "pessimistic", 0);
+                s.workload.site = site;
                 s.config.cpus = cpus;
                 s.config.mutants = mutant.into_iter().collect();
-                out.push(s);
+                if crate::catalogue::supported(protocol, s.workload).is_ok() {
+                    out.push(s);
+                }
             }
         }
     }

@@ -8,9 +8,9 @@
 
 mod hw_common;
 
-use hw_common::{host, spin_until};
 use cpu_model::{Reg, Regs};
 use hw::{DataMapping, GuestReport, TextMapping};
+use hw_common::{host, spin_until};
 
 static FIXED_ADDRESSES: std::sync::Mutex<()> = std::sync::Mutex::new(());
 

@@ -240,7 +240,8 @@ pub fn hw(a: &HwArgs) -> Result<Status, Failure> {
     if a.output.json {
         out::json(&report(&host, &s, &r, &[]))?;
     } else {
-        let notes: Vec<String> = shared.into_iter().chain(overrides.iter().map(|o| format!("overrides  {o}"))).collect();
+        let notes: Vec<String> =
+            shared.into_iter().chain(overrides.iter().map(|o| format!("overrides  {o}"))).collect();
         print_one(&host, &s, &r, &notes, file.expect)?;
     }
     Ok(status)
@@ -282,11 +283,16 @@ fn print_one(h: &Host, s: &Scenario, r: &HwReport, notes: &[String], expect: Exp
     for n in notes {
         out::line(n)?;
     }
-    out::line(format!(
-        "note       on hardware the scenario's fetch model, strategy and seed do not apply: the CPUs fetch and interleave as they do"
-    ))?;
+    out::line(
+        "note       on hardware the scenario's fetch model, strategy and seed do not apply: the CPUs fetch and interleave as they do",
+    )?;
     let cpus: Vec<String> = r.guests.iter().map(|g| g.cpu.map_or("-".into(), |c| c.to_string())).collect();
-    out::line(format!("threads    patcher on CPU {}, {} guest thread(s) on CPU {}", h.cpus[0], r.guests.len(), cpus.join(", ")))?;
+    out::line(format!(
+        "threads    patcher on CPU {}, {} guest thread(s) on CPU {}",
+        h.cpus[0],
+        r.guests.len(),
+        cpus.join(", ")
+    ))?;
     out::line(format!(
         "rounds     {} in {:.2} s ({:.0} rounds/s), {} passes of the {}-round script",
         r.rounds,
@@ -378,7 +384,16 @@ fn matrix(a: &HwArgs, host: &Host, rounds: Option<u64>) -> Result<Status, Failur
 fn matrix_header() -> String {
     format!(
         "{:<12} {:<8} {:<10} {:<24} {:>9} {:>9} {:>8} {:>10}  {:<28}  {}",
-        "workload", "site", "protocol", "mutant", "rounds", "traps", "seen", "per 10⁶", "kinds", "predicted by pessimistic block16 line64 snapshot"
+        "workload",
+        "site",
+        "protocol",
+        "mutant",
+        "rounds",
+        "traps",
+        "seen",
+        "per 10⁶",
+        "kinds",
+        "predicted by pessimistic block16 line64 snapshot"
     )
 }
 
@@ -429,7 +444,10 @@ fn print_summary(rows: &[Scenario], reports: &[HwReport], predictions: &[Vec<Pre
     ))?;
     for c in hardware::consistency(reports, predictions) {
         let what = if c.contradicted_by.is_empty() {
-            format!("consistent: it predicted every violation the hardware showed ({} of its predictions not seen here)", c.unseen.len())
+            format!(
+                "consistent: it predicted every violation the hardware showed ({} of its predictions not seen here)",
+                c.unseen.len()
+            )
         } else {
             let rows: Vec<String> = c.contradicted_by.iter().map(|&i| row_name(&rows[i])).collect();
             format!("CONTRADICTED: the hardware violated where it predicted none: {}", rows.join("; "))
