@@ -7,9 +7,11 @@
 //! - [`check`]: the built-in scenarios behind `pokesim check`, with their expected verdicts;
 //! - [`bench`]: the throughput benchmark behind `pokesim bench`;
 //! - [`campaign`] and [`shard`]: a campaign over many seeds, split into shards and merged;
-//! - [`render`]: a run as text, Perfetto JSON, SVG or an HTML report (`pokesim trace`).
+//! - [`render`]: a run as text, Perfetto JSON, SVG or an HTML report (`pokesim trace`);
+//! - [`hardware`]: a scenario's protocol on the host's real CPUs through the `hw` crate, and
+//!   the matrix of mutants next to each fetch preset's prediction (`pokesim hw`).
 //!
-//! The command line itself is `src/bin/pokesim.rs`.
+//! The command line itself is `src/bin/pokesim/`.
 
 pub mod artifact;
 pub mod bench;

@@ -33,6 +33,18 @@ const DEFAULT_PREDICT_RUNS: u64 = 200;
     "Patch rounds to run on the hardware in all (the scenario's script repeats from its initial image) \
      [default: 100000; with --matrix 20000 per row]"
 )))]
+// Simulation-only flags stay parseable (to be refused by name) but are not offered.
+#[command(
+    mut_arg("seed", |a| a.hide(true)),
+    mut_arg("runs", |a| a.hide(true)),
+    mut_arg("strategy", |a| a.hide(true)),
+    mut_arg("depth", |a| a.hide(true)),
+    mut_arg("preset", |a| a.hide(true)),
+    mut_arg("fetch", |a| a.hide(true)),
+    mut_arg("non_monotone", |a| a.hide(true)),
+    mut_arg("staleness", |a| a.hide(true)),
+    mut_arg("steps", |a| a.hide(true))
+)]
 pub struct HwArgs {
     #[command(flatten)]
     scenario: ScenarioArgs,
@@ -279,13 +291,17 @@ fn host_line(h: &Host) -> String {
 
 fn print_one(h: &Host, s: &Scenario, r: &HwReport, notes: &[String], expect: Expectation) -> Result<(), Failure> {
     out::line(format!("host       {}", host_line(h)))?;
-    out::line(format!("scenario   {}", ScenarioReport::line(s)))?;
+    out::line(format!(
+        "scenario   {} kernel={} cpus={} site={} stores={} (the CPUs fetch and interleave as they do)",
+        s.label(),
+        s.config.kernel,
+        s.config.cpus,
+        s.workload.site,
+        s.config.fetch.stores
+    ))?;
     for n in notes {
         out::line(n)?;
     }
-    out::line(
-        "note       on hardware the scenario's fetch model, strategy and seed do not apply: the CPUs fetch and interleave as they do",
-    )?;
     let cpus: Vec<String> = r.guests.iter().map(|g| g.cpu.map_or("-".into(), |c| c.to_string())).collect();
     out::line(format!(
         "threads    patcher on CPU {}, {} guest thread(s) on CPU {}",
