@@ -87,6 +87,7 @@ impl Shrinker<'_> {
                 let Ok(o) = s.run() else { continue };
                 if o.violation().map(|v| v.kind) == Some(self.kind) {
                     self.best = s;
+                    self.best.config.max_ticks = candidate_ticks(&o, self.kind).or(self.best.config.max_ticks);
                     self.ddmin(trim(o.decisions));
                     return;
                 }
@@ -114,6 +115,14 @@ impl Shrinker<'_> {
     }
 }
 
+/// The tick budget of the candidates derived from the failing run `o`: a candidate that has not
+/// failed by twice its length never will in a useful way (an exhausted list answers 0, which
+/// can starve the patcher until the tick budget). A liveness failure may need the whole budget,
+/// so it keeps it (`None`).
+fn candidate_ticks(o: &Outcome, kind: ViolationKind) -> Option<u64> {
+    (kind != ViolationKind::Liveness).then(|| o.budget.min((o.stats.ticks * 2).max(2_000)))
+}
+
 /// Shrinks `decisions` (a failing list for `scenario`, violation `kind`) within `max_runs`
 /// test runs, calling `progress(tried)` after each. Returns the smaller scenario and its strict
 /// decision list; `Err` (invalid decisions) if the list does not reproduce a `kind` violation
@@ -138,11 +147,8 @@ pub fn shrink(
         let msg = format!("do not reproduce a {kind} violation");
         return Err(SimError::invalid(sim_core::Subject::Decisions, msg));
     };
-    // A candidate that has not failed by twice the original length never will in a useful way
-    // (an exhausted list answers 0, which can starve the patcher until the tick budget). A
-    // liveness failure may need the whole budget, so it keeps it.
-    if kind != ViolationKind::Liveness {
-        sh.best.config.max_ticks = Some(original.budget.min((original.stats.ticks * 2).max(2_000)));
+    if let Some(ticks) = candidate_ticks(&original, kind) {
+        sh.best.config.max_ticks = Some(ticks);
     }
     sh.list = trim(original.decisions);
     sh.fewer_cpus();
