@@ -1,6 +1,8 @@
 //! `pokesim hw` from the command line: a kernel protocol on this machine's CPUs reported with
 //! the host, its counts and a verdict (JSON and text), a mutant that tears exiting 1 against a
-//! `pass` expectation, and simulation-only flags refused with status 2 rather than ignored. The
+//! `pass` expectation (and meeting a `torn-fetch` one with the guest faults a torn fetch shows
+//! as), a file's simulation-only fields named as not applying, a recorded file and
+//! simulation-only flags refused with status 2 rather than ignored. The
 //! campaigns skip (printing `SKIPPED`) where the host cannot, unless `POKESIM_REQUIRE_HW=1`.
 
 use assert_cmd::Command;
@@ -73,4 +75,38 @@ fn simulation_flags_are_refused_on_hardware() {
     assert_eq!(out.status.code(), Some(2));
     let out = pokesim().args(["hw", "--matrix", "--mutant", "no-int3"]).output().expect("runs");
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn a_torn_fetch_expectation_is_met_by_what_a_torn_fetch_shows_on_hardware() {
+    if !hardware() {
+        return;
+    }
+    let args = ["hw", "--mutant", "no-int3", "--protocol", "linux-6.16", "--site", "cross16", "--stores", "byte"];
+    let out = pokesim().args(args).args(["--rounds", "5000", "--expect", "torn-fetch"]).output().expect("runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("VIOLATIONS guest-fault") && text.contains("as expected (expect torn-fetch)"), "{text}");
+}
+
+#[test]
+fn a_scenario_file_says_what_does_not_apply_and_a_recorded_one_is_refused() {
+    if !hardware() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("pokesim-hw-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let plain = dir.join("plain.toml");
+    std::fs::write(&plain, "protocol = \"linux-6.16\"\nseed = 4\n[workload]\nkind = \"ftrace\"\n").unwrap();
+    let out = pokesim().arg("hw").arg(&plain).args(["--rounds", "500"]).output().expect("runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("the file's seed, runs, strategy, fetch model and tick budget"), "{text}");
+    let recorded = dir.join("recorded.toml");
+    std::fs::write(&recorded, "decisions = [[2, 1], [3, 0]]\n[workload]\nkind = \"ftrace\"\n").unwrap();
+    let out = pokesim().arg("hw").arg(&recorded).output().expect("runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("recorded.toml") && err.contains("decision list"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
