@@ -10,6 +10,7 @@ use sim_core::sched::Strategy;
 use sim_core::{Mutant, Protocol, SimError, ViolationKind};
 
 use crate::campaign::{Campaign, Shard};
+use crate::entry::Expectation;
 use crate::scenario::Scenario;
 use crate::workload::{SitePlacement, WorkloadKind, WorkloadSpec};
 
@@ -22,6 +23,22 @@ pub enum HwError {
     /// The scenario has no plan.
     #[error("{0}")]
     Scenario(#[from] SimError),
+}
+
+/// Whether a hardware campaign met a scenario's expectation: no violation for `pass`, a
+/// listed kind for a violation. A torn fetch or an emulation mismatch has no byte-level view
+/// on hardware: it shows as a guest fault or a broken workload invariant, so either meets an
+/// expectation of those.
+pub fn meets(expect: Expectation, r: &HwReport) -> bool {
+    let shows = |want: ViolationKind, seen: ViolationKind| {
+        want == seen
+            || matches!(want, ViolationKind::TornFetch | ViolationKind::EmulationMismatch)
+                && matches!(seen, ViolationKind::GuestFault | ViolationKind::WorkloadInvariant)
+    };
+    match expect {
+        Expectation::Pass => r.total_violations() == 0,
+        Expectation::Violation(set) => r.violations.iter().any(|(k, _)| set.kinds().any(|want| shows(want, *k))),
+    }
 }
 
 /// Runs `scenario` on `host`'s CPUs within `limits`. The workload's script (its `rounds`)

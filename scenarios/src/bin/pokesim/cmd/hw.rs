@@ -265,7 +265,7 @@ pub fn hw(a: &HwArgs) -> Result<Status, Failure> {
         });
         let notes: Vec<String> =
             shared.into_iter().chain(from_file).chain(overrides.iter().map(|o| format!("overrides  {o}"))).collect();
-        print_one(&host, &s, &r, &notes, file.expect)?;
+        print_one(&host, &s, &r, &notes, file.expect, status)?;
     }
     Ok(status)
 }
@@ -277,21 +277,10 @@ fn run_one(s: &Scenario, host: &Host, limits: &Limits) -> Result<HwReport, Failu
     })
 }
 
-/// Exit 0 if the hardware agreed with the scenario's expectation (no violation for `pass`, a
-/// listed kind for a violation), 1 otherwise. A torn fetch or an emulation mismatch has no
-/// byte-level view on hardware: it shows as a guest fault or a broken workload invariant, so
-/// either meets an expectation of those.
+/// Exit 0 if the hardware agreed with the scenario's expectation ([`hardware::meets`]), 1
+/// otherwise.
 fn status(expect: Expectation, r: &HwReport) -> Status {
-    let shows = |want: ViolationKind, seen: ViolationKind| {
-        want == seen
-            || matches!(want, ViolationKind::TornFetch | ViolationKind::EmulationMismatch)
-                && matches!(seen, ViolationKind::GuestFault | ViolationKind::WorkloadInvariant)
-    };
-    let met = match expect {
-        Expectation::Pass => r.total_violations() == 0,
-        Expectation::Violation(set) => r.violations.iter().any(|(k, _)| set.kinds().any(|want| shows(want, *k))),
-    };
-    if met {
+    if hardware::meets(expect, r) {
         Status::Expected
     } else {
         Status::Unexpected
@@ -307,7 +296,14 @@ fn host_line(h: &Host) -> String {
     format!("{} · {} CPUs · Linux {} · {vm}", h.cpu_model, h.cpus.len(), h.kernel)
 }
 
-fn print_one(h: &Host, s: &Scenario, r: &HwReport, notes: &[String], expect: Expectation) -> Result<(), Failure> {
+fn print_one(
+    h: &Host,
+    s: &Scenario,
+    r: &HwReport,
+    notes: &[String],
+    expect: Expectation,
+    status: Status,
+) -> Result<(), Failure> {
     out::line(format!("host       {}", host_line(h)))?;
     out::line(format!(
         "scenario   {} kernel={} cpus={} site={} stores={} (the CPUs fetch and interleave as they do)",
@@ -359,17 +355,17 @@ fn print_one(h: &Host, s: &Scenario, r: &HwReport, notes: &[String], expect: Exp
     if let Some(why) = &r.stopped {
         out::line(format!("stopped    {why}"))?;
     }
-    out::line(format!("verdict    {}", verdict(r, expect)))
+    out::line(format!("verdict    {}", verdict(r, expect, status)))
 }
 
-fn verdict(r: &HwReport, expect: Expectation) -> String {
+fn verdict(r: &HwReport, expect: Expectation, status: Status) -> String {
     let seen = if r.violations.is_empty() {
         format!("no violation in {} rounds on this hardware", r.rounds)
     } else {
         let kinds: Vec<String> = r.violations.iter().map(|(k, n)| format!("{} {n}", k.name())).collect();
         format!("VIOLATIONS {} ({:.1} per million rounds)", kinds.join(", "), per_million(r))
     };
-    let agrees = if status(expect, r) == Status::Expected { "as expected" } else { "NOT as expected" };
+    let agrees = if status == Status::Expected { "as expected" } else { "NOT as expected" };
     format!("{seen}; {agrees} (expect {expect})")
 }
 
