@@ -215,3 +215,19 @@ fn a_long_campaign_reports_progress_on_stderr_and_honours_its_time() {
     assert_eq!(out.status.code(), Some(0), "{text}{err}");
     assert!(err.lines().any(|l| l.contains("hw: ") && l.contains("/100000000 rounds done")), "no progress line: {err}");
 }
+
+#[test]
+fn a_campaign_whose_guests_never_meet_an_int3_is_no_verdict() {
+    if !hardware() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("pokesim-hw-unreached-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // The loop jumps over its own site: the INT3 is written every round and never fetched.
+    let file = own_code(&dir, "unreached", "jmp short skip");
+    let out = pokesim().arg("hw").arg(&file).args(["--rounds", "200"]).timeout(HANG_GUARD).output().expect("runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(4), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("verdict    none: in 200 round(s) no guest ever hit an INT3 the script wrote"), "{text}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
