@@ -148,7 +148,8 @@ pub struct Consistency {
     pub unseen: Vec<usize>,
 }
 
-/// Each preset against the rows' hardware reports and predictions (one per row, in order).
+/// Each preset against the rows' hardware reports and predictions (one per row, in order);
+/// a row without a verdict ([`HwReport::no_verdict`]) counts neither way.
 pub fn consistency(reports: &[HwReport], predictions: &[Vec<Prediction>]) -> Vec<Consistency> {
     FetchModel::PRESETS
         .iter()
@@ -156,6 +157,9 @@ pub fn consistency(reports: &[HwReport], predictions: &[Vec<Prediction>]) -> Vec
         .map(|(i, &preset)| {
             let mut c = Consistency { preset, contradicted_by: Vec::new(), unseen: Vec::new() };
             for (row, (r, p)) in reports.iter().zip(predictions).enumerate() {
+                if r.no_verdict.is_some() {
+                    continue; // the hardware established nothing there: neither for nor against
+                }
                 let predicted = p.get(i).is_some_and(|p| p.caught.is_some());
                 match (r.total_violations() > 0, predicted) {
                     (true, false) => c.contradicted_by.push(row),
