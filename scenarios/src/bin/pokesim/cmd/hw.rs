@@ -586,7 +586,11 @@ fn print_summary(rows: &[Scenario], reports: &[HwReport], predictions: &[Vec<Pre
         "seen       failing on this hardware: {}",
         if failing.is_empty() { "none".to_string() } else { failing.join(", ") }
     ))?;
-    for c in hardware::consistency(reports, predictions) {
+    let compared = reports.iter().filter(|r| r.no_verdict.is_none()).count();
+    if compared == 0 {
+        out::line("preset     none compared: no row established anything on this hardware")?;
+    }
+    for c in hardware::consistency(reports, predictions).into_iter().filter(|_| compared > 0) {
         let what = if c.contradicted_by.is_empty() {
             format!(
                 "consistent: it predicted every violation the hardware showed ({} of its predictions not seen here)",
