@@ -2,7 +2,9 @@
 //! the `hw` crate), or with `--matrix` the ftrace and static_call mutants at three site
 //! placements next to what each fetch preset predicts. The host is probed first: a host that
 //! cannot (not x86-64 Linux, fewer than 2 CPUs, no membarrier SYNC_CORE, no seccomp) is refused
-//! with the reason (exit 2). A hardware campaign is not deterministic: the CPUs interleave.
+//! with the reason (exit 2); so is a scenario whose code misbehaves when run alone
+//! (`hw::dryrun`), and every flag that would not act. A campaign that established nothing is
+//! no verdict (exit 4). A hardware campaign is not deterministic: the CPUs interleave.
 
 use std::time::Duration;
 
@@ -49,10 +51,12 @@ const DEFAULT_PREDICT_RUNS: u64 = 200;
 pub struct HwArgs {
     #[command(flatten)]
     scenario: ScenarioArgs,
-    /// Stop after this many seconds (per row with --matrix) even if fewer rounds ran.
+    /// Stop after this many seconds (per row with --matrix) even if fewer rounds ran, inside a
+    /// round too; a campaign that completed no round has no verdict (exit 4).
     #[arg(long, value_name = "SECONDS", value_parser = super::run::seconds, allow_negative_numbers = true)]
     time: Option<Duration>,
-    /// Guest threads, one per vCPU [default: the scenario's vCPUs; with --matrix, one per CPU
+    /// Guest threads, one per vCPU, at most the CPUs this process may use [default: the
+    /// scenario's vCPUs, up to one per CPU beside the patcher's; with --matrix, one per CPU
     /// beside the patcher's].
     #[arg(long, value_name = "T", value_parser = clap::value_parser!(u64).range(1..=sim_core::config::MAX_CPUS as u64))]
     threads: Option<u64>,
