@@ -9,14 +9,17 @@
 //! the guest — `SIGILL`, `SIGSEGV`, `SIGBUS`, `SIGFPE`, or a `SIGTRAP` no handler claims, what
 //! a torn instruction raises — is counted with its signal and address, and the vCPU restarts
 //! at its initial register file. Handlers run on a per-thread alternate stack (the guest's is
-//! a few bytes) and touch only this thread's state; a fault outside the guest goes to the
-//! handler that was installed before (Rust's stack-overflow handler) or the default action.
+//! a few bytes) and touch only this thread's state. The guest runs with FS and GS base 0, and
+//! every handler loads the host's bases before it touches thread-local state (`crate::bases`).
+//! A fault outside the guest is reported on stderr, handed to the handler that was installed
+//! before (Rust's stack-overflow report), and ends the process with status 3.
 //!
 //! A campaign that runs the INT3 protocol passes [`GuestHooks`]: an INT3 trap (`SIGTRAP`,
 //! `si_code == SI_KERNEL`) goes to its INT3 handler, which resumes the guest with the registers
 //! it computed; a fault goes to it before the restart; and a checkpoint ([`Guests::checkpoint`],
 //! signal [`CHECK`]) makes the guest single-step (`EFLAGS.TF`) to its loop head, where the
-//! hooks check the workload's invariant with the guest stopped there.
+//! hooks check the workload's invariant with the guest stopped there. A traced run
+//! ([`run_guests_traced`], the dry run's) single-steps every guest from its first instruction.
 
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
