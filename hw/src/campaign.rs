@@ -41,7 +41,7 @@ use sim_core::protocol::{HandlerKind, Version};
 use sim_core::text::TextMemory;
 use sim_core::{Invariant, Mutant, Plan, ViolationKind};
 
-use crate::guest::{GuestHooks, GuestReport, Guests};
+use crate::guest::{GuestHooks, GuestReport, Guests, Step};
 use crate::{DataMapping, Host, Refusal, TextMapping};
 
 /// Events kept in a report with their details (every one is counted).
@@ -119,6 +119,11 @@ pub struct HwReport {
     pub guests: Vec<GuestReport>,
     /// Why the campaign stopped before its limits, if it did.
     pub stopped: Option<String>,
+    /// Why the campaign, having seen no violation, established nothing: no round completed, a
+    /// round did not finish within the whole time budget, or the guests never met an INT3
+    /// the script wrote (the window the protocol guards was never exercised). `None` when it
+    /// saw a violation.
+    pub no_verdict: Option<String>,
     /// Wall time.
     pub elapsed: Duration,
 }
@@ -185,12 +190,32 @@ struct Campaign<'a> {
     iterations: Vec<u64>,
     /// Per vCPU, INT3 handler activations finished.
     exits: Vec<AtomicU64>,
+    /// The patched sites and kprobes: where a store of an INT3 opens the protocol's window.
+    int3_sites: Vec<u64>,
+    limits: Limits,
+    started: Instant,
+    /// When the round in progress started, in nanoseconds after `started`.
+    round_started: AtomicU64,
+    /// Told the rounds completed so far (at every round's end).
+    progress: &'a (dyn Fn(u64) + Sync),
 }
 
 /// Runs `plan`'s protocol on `host`'s CPUs within `limits`: the patcher on the first CPU, one
-/// guest thread per vCPU on the others. Refuses (with the reason) a host or guest that cannot.
-pub fn run(mut plan: Plan, host: &Host, limits: &Limits) -> Result<HwReport, Refusal> {
-    repeatable(&plan)?;
+/// guest thread per vCPU on the others. Refuses (with the reason) a host that cannot, a script
+/// that cannot repeat, and a guest that misbehaves by itself ([`crate::dryrun`]).
+pub fn run(plan: Plan, host: &Host, limits: &Limits) -> Result<HwReport, Refusal> {
+    run_with_progress(plan, host, limits, &|_| {})
+}
+
+/// [`run`], telling `progress` the rounds completed at the end of every round.
+pub fn run_with_progress(
+    mut plan: Plan,
+    host: &Host,
+    limits: &Limits,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<HwReport, Refusal> {
+    let images = script_images(&plan)?;
+    crate::dryrun::check(&plan, &images, guest_cpus(host))?;
     let l = plan.image.layout;
     let text_map = TextMapping::new(l.text_base, &plan.image.text)?;
     let data_map = DataMapping::new(l.data_base, l.data_len as usize)?;
@@ -225,34 +250,57 @@ pub fn run(mut plan: Plan, host: &Host, limits: &Limits) -> Result<HwReport, Ref
         data: &data_map,
         iterations: plan.image.cpu_data.iter().map(|d| d.counters.0).collect(),
         exits: (0..config.cpus).map(|_| AtomicU64::new(0)).collect(),
+        int3_sites: plan
+            .arrays
+            .iter()
+            .flat_map(|a| a.locs.iter().map(|l| l.addr))
+            .chain(plan.kprobes.iter().map(|k| k.addr))
+            .collect(),
+        limits: *limits,
+        started: Instant::now(),
+        round_started: AtomicU64::new(0),
+        progress,
     };
-    let guest_cpus = if host.cpus.len() > 1 { &host.cpus[1..] } else { &host.cpus[..] };
-    let started = Instant::now();
     let (patched, guests) = crate::guest::run_guests_with(
         &plan.image.cpu_regs,
         (l.text_base, l.text_base + l.text_len),
-        guest_cpus,
+        guest_cpus(host),
         &campaign,
         |guests| {
             crate::guest::pin(host.cpus[0]);
-            campaign.patch(&plan, guests, limits, started)
+            campaign.patch(&plan, guests)
         },
     );
-    let (counts, stopped) = patched?;
+    let outcome = patched?;
     if let Some(g) = guests.iter().find(|g| !g.ran) {
-        return Err(Refusal::Guard(format!("a guest thread could not install its seccomp guard: {g:?}")));
+        return Err(Refusal::Guard(format!("a guest thread could not install its seccomp guard or FS/GS slot: {g:?}")));
     }
+    let elapsed = campaign.started.elapsed();
     let shared = campaign.shared.into_inner().unwrap_or_else(|e| e.into_inner());
-    Ok(report(shared.tally, counts, stopped, guests, started.elapsed()))
+    Ok(report(shared.tally, outcome, guests, elapsed))
 }
 
-/// Refuses a script that does not bring the text back to its initial image: a campaign
-/// repeats it from there. Runs the patching clients to their end on the simulator's text alone
-/// (every sync acknowledged at once, no handler in flight).
-fn repeatable(plan: &Plan) -> Result<(), Refusal> {
+/// The CPUs the guest threads run on: every one but the patcher's.
+fn guest_cpus(host: &Host) -> &[usize] {
+    if host.cpus.len() > 1 {
+        &host.cpus[1..]
+    } else {
+        &host.cpus[..]
+    }
+}
+
+/// The text images the script passes through, at the start and at the end of each of its
+/// batches (the workload's patching client's), in order — the old and the new image of every
+/// round, which [`crate::dryrun`] runs alone. Refuses a script that does not bring the text
+/// back to its initial image: a campaign repeats it from there. Runs the patching clients to
+/// their end on the simulator's text alone (every sync acknowledged at once, no handler in
+/// flight).
+pub fn script_images(plan: &Plan) -> Result<Vec<Vec<u8>>, Refusal> {
     let (mut state, mut ipi) = (own_state(plan), Ipi::new(plan.config.cpus));
     let mut text = TextMemory::new(&plan.image.layout, plan.image.text.clone());
     let granularity = plan.config.fetch.stores;
+    let (base, len) = (plan.image.layout.text_base, plan.image.text.len());
+    let mut images = vec![plan.image.text.clone()];
     for (k, program) in plan.programs.iter().enumerate() {
         let mut p = Patcher::new(k, program.clone(), plan.plain.clone(), granularity);
         while !p.done() {
@@ -262,8 +310,12 @@ fn repeatable(plan: &Plan) -> Result<(), Refusal> {
                     p.waiting()
                 )));
             }
-            if let PatcherEffect::Fault(message) = p.step(&mut state, &mut text, &mut ipi) {
-                return Err(Refusal::Program(format!("its patcher faults: {message}")));
+            match p.step(&mut state, &mut text, &mut ipi) {
+                PatcherEffect::Fault(message) => {
+                    return Err(Refusal::Program(format!("its patcher faults: {message}")))
+                }
+                PatcherEffect::BatchDone if k == 0 => images.push(text.read(base, len).to_vec()),
+                _ => {}
             }
             for c in ipi.waiting_for() {
                 ipi.acknowledge(c);
@@ -277,7 +329,7 @@ fn repeatable(plan: &Plan) -> Result<(), Refusal> {
             plan.image.batches()
         )));
     }
-    Ok(())
+    Ok(images)
 }
 
 /// The plan's patching state in allocations of its own: no `Rc` in it is shared with anything
@@ -292,9 +344,25 @@ fn first_site(plan: &Plan) -> Option<u64> {
     plan.arrays.first().and_then(|a| a.locs.first()).map(|l| l.addr)
 }
 
-fn report(t: Tally, c: Counts, stopped: Option<String>, guests: Vec<GuestReport>, elapsed: Duration) -> HwReport {
-    let violations =
+fn report(t: Tally, o: Outcome, guests: Vec<GuestReport>, elapsed: Duration) -> HwReport {
+    let violations: Vec<(ViolationKind, u64)> =
         ViolationKind::ALL.iter().zip(t.violations).filter(|(_, n)| *n > 0).map(|(k, n)| (*k, n)).collect();
+    let c = o.counts;
+    let no_verdict = if !violations.is_empty() {
+        None
+    } else if let Some(why) = o.unfinished {
+        Some(why)
+    } else if c.rounds == 0 {
+        Some("no patch round completed, so the hardware showed nothing about the protocol".to_string())
+    } else if c.int3_stores > 0 && t.traps == 0 {
+        Some(format!(
+            "in {} round(s) no guest ever hit an INT3 the script wrote ({} written): the window the protocol \
+             guards was never exercised",
+            c.rounds, c.int3_stores
+        ))
+    } else {
+        None
+    };
     HwReport {
         rounds: c.rounds,
         passes: c.passes,
@@ -307,7 +375,8 @@ fn report(t: Tally, c: Counts, stopped: Option<String>, guests: Vec<GuestReport>
         violations,
         events: t.events,
         guests,
-        stopped,
+        stopped: o.stopped,
+        no_verdict,
         elapsed,
     }
 }
@@ -322,6 +391,15 @@ impl Invariant for Unchecked {
     fn reset(&mut self, _: usize, _: &SharedRegion) {}
 }
 
+/// How the patcher thread ended.
+struct Outcome {
+    counts: Counts,
+    /// Why it stopped before its limits.
+    stopped: Option<String>,
+    /// Set when a round was still unfinished after the whole time budget: no verdict.
+    unfinished: Option<String>,
+}
+
 /// The patcher thread's own counts.
 #[derive(Clone, Copy, Debug, Default)]
 struct Counts {
@@ -329,6 +407,8 @@ struct Counts {
     passes: u64,
     stores: u64,
     syncs: u64,
+    /// Stores of an INT3 at a site or kprobe.
+    int3_stores: u64,
 }
 
 /// Why a pass ended early.
@@ -340,6 +420,15 @@ enum Stop {
     Violation(String),
     /// The host failed (membarrier): no verdict.
     Host(Refusal),
+    /// The time budget ran out inside a round, during a wait: what it waited for, and whether
+    /// the round had lasted the whole budget (then the campaign has no verdict: a wait that long
+    /// may be the host's scheduling as well as the protocol).
+    OutOfTime {
+        /// What the patcher waited for.
+        waiting: String,
+        /// The round lasted the whole budget.
+        stuck: bool,
+    },
 }
 
 impl Campaign<'_> {
@@ -348,46 +437,63 @@ impl Campaign<'_> {
     }
 
     /// The patcher thread: passes of the script until the limits. Returns the counts, and why
-    /// it stopped early (a violation with nothing to go on with); `Err` if the host failed.
-    fn patch(
-        &self,
-        plan: &Plan,
-        guests: &Guests<'_>,
-        limits: &Limits,
-        started: Instant,
-    ) -> Result<(Counts, Option<String>), Refusal> {
+    /// it stopped early (a violation with nothing to go on with, or the time budget spent
+    /// inside a round); `Err` if the host failed.
+    fn patch(&self, plan: &Plan, guests: &Guests<'_>) -> Result<Outcome, Refusal> {
         let mut counts = Counts::default();
         let granularity = plan.config.fetch.stores;
-        while counts.rounds < limits.rounds && limits.time.is_none_or(|t| started.elapsed() < t) {
+        let limits = self.limits;
+        let ended = |counts: Counts, stopped| Ok(Outcome { counts, stopped, unfinished: None });
+        while counts.rounds < limits.rounds && !self.out_of_time() {
             let mut patchers: Vec<Patcher> = plan
                 .programs
                 .iter()
                 .enumerate()
                 .map(|(k, p)| Patcher::new(k, p.clone(), plan.plain.clone(), granularity))
                 .collect();
-            match self.pass(&mut patchers, guests, limits, started, &mut counts) {
+            match self.pass(&mut patchers, guests, &mut counts) {
                 Ok(()) => counts.passes += 1,
                 Err(Stop::Limit) => break,
-                Err(Stop::Violation(why)) => return Ok((counts, Some(why))),
+                Err(Stop::Violation(why)) => return ended(counts, Some(why)),
                 Err(Stop::Host(r)) => return Err(r),
+                Err(Stop::OutOfTime { waiting, stuck }) => {
+                    let round = counts.rounds + 1;
+                    let budget = limits.time.unwrap_or_default().as_secs_f64();
+                    let stopped =
+                        format!("the time budget ({budget} s) ran out inside round {round}, waiting for {waiting}");
+                    let unfinished = stuck.then(|| {
+                        format!(
+                            "round {round} did not finish within the whole time budget ({budget} s; waiting for \
+                             {waiting}): the host's scheduling may hold it up as well as the protocol"
+                        )
+                    });
+                    return Ok(Outcome { counts, stopped: Some(stopped), unfinished });
+                }
             }
             let mut g = self.lock();
             // `repeatable` checked this before the campaign.
             assert_eq!(g.text.read(plan.image.layout.text_base, g.text.initial().len()), g.text.initial());
             g.text.restart();
         }
-        Ok((counts, None))
+        ended(counts, None)
+    }
+
+    /// True once the time budget is spent.
+    fn out_of_time(&self) -> bool {
+        self.limits.time.is_some_and(|t| self.started.elapsed() >= t)
+    }
+
+    /// `Err` once the time budget is spent, while waiting for `waiting`.
+    fn in_time(&self, waiting: impl FnOnce() -> String) -> Result<(), Stop> {
+        let Some(t) = self.limits.time.filter(|_| self.out_of_time()) else { return Ok(()) };
+        let round_started = Duration::from_nanos(self.round_started.load(Ordering::Acquire));
+        let stuck = self.started.elapsed().saturating_sub(round_started) >= t;
+        Err(Stop::OutOfTime { waiting: waiting(), stuck })
     }
 
     /// One pass of the script: every patching client to its end.
-    fn pass(
-        &self,
-        patchers: &mut [Patcher],
-        guests: &Guests<'_>,
-        limits: &Limits,
-        started: Instant,
-        counts: &mut Counts,
-    ) -> Result<(), Stop> {
+    fn pass(&self, patchers: &mut [Patcher], guests: &Guests<'_>, counts: &mut Counts) -> Result<(), Stop> {
+        let limits = &self.limits;
         let (n, mut next, mut polls) = (patchers.len(), 0, 0u64);
         loop {
             let mut g = self.lock();
@@ -397,10 +503,11 @@ impl Campaign<'_> {
             let Some(k) = (0..n).map(|j| (next + j) % n).find(|&k| patchers[k].enabled(&g.ipi, &g.state)) else {
                 drop(g);
                 polls += 1;
+                let what = || patchers.iter().find_map(Patcher::waiting).unwrap_or("text_mutex");
                 if polls > MAX_POLLS {
-                    let what = patchers.iter().find_map(Patcher::waiting).unwrap_or("text_mutex");
-                    return Err(self.stuck(format!("the patcher made no progress in {MAX_POLLS} polls ({what})")));
+                    return Err(self.stuck(format!("the patcher made no progress in {MAX_POLLS} polls ({})", what())));
                 }
+                self.in_time(|| what().to_string())?;
                 std::thread::yield_now();
                 continue;
             };
@@ -414,6 +521,9 @@ impl Campaign<'_> {
                 PatcherEffect::Store(epoch) => {
                     let s = &g.text.log()[epoch as usize - 1];
                     counts.stores += self.text.poke_as(s.addr, &s.bytes, StoreGranularity::Aligned8) as u64;
+                    if s.bytes.first() == Some(&0xcc) && self.int3_sites.contains(&s.addr) {
+                        counts.int3_stores += 1;
+                    }
                 }
                 PatcherEffect::Broadcast => {
                     drop(g);
@@ -424,10 +534,12 @@ impl Campaign<'_> {
                     g.round += 1;
                     counts.rounds += 1;
                     drop(g);
+                    (self.progress)(counts.rounds);
+                    self.round_started.store(self.started.elapsed().as_nanos() as u64, Ordering::Release);
                     if counts.rounds.is_multiple_of(limits.check_every.max(1)) {
                         guests.checkpoint();
                     }
-                    if counts.rounds >= limits.rounds || limits.time.is_some_and(|t| started.elapsed() >= t) {
+                    if counts.rounds >= limits.rounds || self.out_of_time() {
                         return Err(Stop::Limit);
                     }
                 }
@@ -462,6 +574,7 @@ impl Campaign<'_> {
                 }
                 std::hint::spin_loop();
                 if polls.is_multiple_of(64) {
+                    self.in_time(|| format!("vCPU {c} to acknowledge text_poke_sync()"))?;
                     std::thread::yield_now();
                 }
             }
@@ -529,9 +642,9 @@ impl GuestHooks for Campaign<'_> {
         invariant.reset(cpu, data);
     }
 
-    fn step(&self, cpu: usize, regs: &Regs) -> bool {
+    fn step(&self, cpu: usize, regs: &Regs) -> Step {
         if regs.rip != self.loop_head {
-            return false;
+            return Step::Continue;
         }
         let mut g = self.lock();
         g.tally.checks += 1;
@@ -541,7 +654,7 @@ impl GuestHooks for Campaign<'_> {
             let site = self.site;
             self.record(&mut g, ViolationKind::WorkloadInvariant, cpu, site, None, message);
         }
-        true
+        Step::Stop
     }
 }
 

@@ -9,14 +9,17 @@
 //! the guest — `SIGILL`, `SIGSEGV`, `SIGBUS`, `SIGFPE`, or a `SIGTRAP` no handler claims, what
 //! a torn instruction raises — is counted with its signal and address, and the vCPU restarts
 //! at its initial register file. Handlers run on a per-thread alternate stack (the guest's is
-//! a few bytes) and touch only this thread's state; a fault outside the guest goes to the
-//! handler that was installed before (Rust's stack-overflow handler) or the default action.
+//! a few bytes) and touch only this thread's state. The guest runs with FS and GS base 0, and
+//! every handler loads the host's bases before it touches thread-local state (`crate::bases`).
+//! A fault outside the guest is reported on stderr, handed to the handler that was installed
+//! before (Rust's stack-overflow report), and ends the process with status 3.
 //!
 //! A campaign that runs the INT3 protocol passes [`GuestHooks`]: an INT3 trap (`SIGTRAP`,
 //! `si_code == SI_KERNEL`) goes to its INT3 handler, which resumes the guest with the registers
 //! it computed; a fault goes to it before the restart; and a checkpoint ([`Guests::checkpoint`],
 //! signal [`CHECK`]) makes the guest single-step (`EFLAGS.TF`) to its loop head, where the
-//! hooks check the workload's invariant with the guest stopped there.
+//! hooks check the workload's invariant with the guest stopped there. A traced run
+//! ([`run_guests_traced`], the dry run's) single-steps every guest from its first instruction.
 
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -47,9 +50,20 @@ pub trait GuestHooks: Sync {
     fn int3(&self, cpu: usize, regs: &Regs) -> Option<Regs>;
     /// The guest faulted with `signo` at `rip`; it restarts at its initial registers next.
     fn fault(&self, cpu: usize, signo: libc::c_int, rip: u64);
-    /// After a checkpoint request the guest single-steps; it is about to run the instruction at
-    /// `regs.rip`. True to stop stepping.
-    fn step(&self, cpu: usize, regs: &Regs) -> bool;
+    /// The guest single-steps (after a checkpoint request, or all along in a traced run); it is
+    /// about to run the instruction at `regs.rip`. What to do next.
+    fn step(&self, cpu: usize, regs: &Regs) -> Step;
+}
+
+/// What a single-stepped guest does next ([`GuestHooks::step`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Run the instruction, and trap after it.
+    Continue,
+    /// Run on without single-stepping (a traced run steps on regardless).
+    Stop,
+    /// Do not run it: restart the vCPU at its initial registers (counted as a fault).
+    Restart,
 }
 
 /// No INT3 handler: an INT3 in the guest is a fault like any other, and checkpoints stop at
@@ -61,8 +75,8 @@ impl GuestHooks for NoHandler {
         None
     }
     fn fault(&self, _: usize, _: libc::c_int, _: u64) {}
-    fn step(&self, _: usize, _: &Regs) -> bool {
-        true
+    fn step(&self, _: usize, _: &Regs) -> Step {
+        Step::Stop
     }
 }
 
@@ -70,6 +84,10 @@ impl GuestHooks for NoHandler {
 /// [`run_guests_with`]'s stack, set before its threads start and cleared after they ended.
 static HOOKS: std::sync::atomic::AtomicPtr<&'static dyn GuestHooks> =
     std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
+
+/// True while a traced run ([`run_guests_traced`]) is in progress: every guest single-steps
+/// from its first instruction to the end.
+static TRACED: AtomicBool = AtomicBool::new(false);
 
 /// The signals a torn instruction can raise (`SIGSYS`: a system call from guest code, which
 /// the thread's seccomp filter turns into a trap instead of running it).
@@ -104,10 +122,15 @@ struct ThreadState {
 
 impl ThreadState {
     /// Puts the vCPU's initial register file into a signal context (keeping the host's
-    /// segment selectors): the thread resumes at the start of the guest loop.
-    fn load_guest(&self, g: &mut Gregs) {
+    /// segment selectors): the thread resumes at the start of the guest loop — single-stepping
+    /// from there in a traced run.
+    fn load_guest(&mut self, g: &mut Gregs) {
         *g = self.guest;
         g[libc::REG_CSGSFS as usize] = self.host[libc::REG_CSGSFS as usize];
+        self.stepping = TRACED.load(Ordering::Acquire);
+        if self.stepping {
+            g[libc::REG_EFL as usize] |= TF as libc::greg_t;
+        }
     }
 }
 
@@ -193,65 +216,97 @@ unsafe fn gregs(ctx: *mut libc::c_void) -> *mut Gregs {
     unsafe { &raw mut (*ctx.cast::<libc::ucontext_t>()).uc_mcontext.gregs }
 }
 
+/// Where a handled signal returns to.
+enum Resume {
+    /// Not the guest's: the handler installed before ours takes it.
+    NotOurs,
+    /// Host code of this thread.
+    Host,
+    /// Guest code: from its initial registers (`fresh`), or where it was.
+    Guest {
+        /// The vCPU (re)starts at its initial registers.
+        fresh: bool,
+    },
+}
+
 extern "C" fn on_signal(signo: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+    // Before any thread-local access: the host's FS and GS bases back (crate::bases).
+    // SAFETY: `ctx` is the context the kernel passed to this SA_SIGINFO handler.
+    let slot = unsafe { crate::bases::enter(ctx) };
     // SAFETY: `info` is the siginfo the kernel passed to this SA_SIGINFO handler.
     let code = unsafe { (*info).si_code };
-    // A fault inside a hook is not the guest's: the handler that was installed before ours
-    // (or the default action) takes it.
-    let handled = !IN_HOOK.get()
-        && STATE.with(|s| {
+    // A fault inside a hook is not the guest's: it is reported (`forward`).
+    let resume = if IN_HOOK.get() {
+        Resume::NotOurs
+    } else {
+        STATE.with(|s| {
             // SAFETY: `ctx` is the context the kernel passed to this SA_SIGINFO handler.
             let g = unsafe { &mut *gregs(ctx) };
             // SAFETY: only this thread's handlers touch its state; ours mask each other (and a
             // handler nested by a fault inside a hook returns above), and no reference to the
             // state is held across a hook call.
-            let s = || unsafe { &mut *s.get() };
-            match signo {
-                ENTER if !s().in_guest => {
-                    let s = s();
-                    s.host = *g;
-                    s.load_guest(g);
-                    (s.in_guest, s.stepping) = (true, false);
-                    true
+            dispatch(signo, code, unsafe { &mut *s.get() }, g)
+        })
+    };
+    match (resume, slot) {
+        (Resume::NotOurs, _) => {
+            // SAFETY: forwarding the kernel's own arguments.
+            unsafe { forward(signo, info, ctx) }
+        }
+        (Resume::Guest { fresh }, Some(slot)) => crate::bases::leave_to_guest(slot, fresh),
+        _ => {}
+    }
+}
+
+/// A signal on a thread whose state is `s`, with the signal context's registers `g`.
+fn dispatch(signo: libc::c_int, code: libc::c_int, s: &mut ThreadState, g: &mut Gregs) -> Resume {
+    let to_guest = Resume::Guest { fresh: false };
+    match signo {
+        ENTER if !s.in_guest => {
+            s.host = *g;
+            s.load_guest(g);
+            s.in_guest = true;
+            Resume::Guest { fresh: true }
+        }
+        LEAVE if s.in_guest => {
+            *g = s.host;
+            s.in_guest = false;
+            Resume::Host
+        }
+        ENTER | LEAVE | CHECK if !s.in_guest => Resume::Host,
+        CHECK => {
+            checkpoint(s, g);
+            to_guest
+        }
+        _ if !s.in_guest => Resume::NotOurs,
+        libc::SIGTRAP if code == SI_KERNEL => {
+            let (cpu, regs) = (s.cpu, regs_of(g));
+            match hook(|h| h.int3(cpu, &regs)) {
+                Some(after) => {
+                    *g = gregs_of(&after, g);
+                    to_guest
                 }
-                LEAVE if s().in_guest => {
-                    *g = s().host;
-                    s().in_guest = false;
-                    true
-                }
-                ENTER | LEAVE | CHECK if !s().in_guest => true,
-                CHECK => {
-                    checkpoint(s(), g);
-                    true
-                }
-                _ if !s().in_guest => false,
-                libc::SIGTRAP if code == SI_KERNEL => {
-                    let (cpu, regs) = (s().cpu, regs_of(g));
-                    match hook(|h| h.int3(cpu, &regs)) {
-                        Some(after) => *g = gregs_of(&after, g),
-                        None => s().restart(g, signo),
-                    }
-                    true
-                }
-                libc::SIGTRAP if code == TRAP_TRACE && s().stepping => {
-                    let (cpu, regs) = (s().cpu, regs_of(g));
-                    if hook(|h| h.step(cpu, &regs)) {
-                        g[libc::REG_EFL as usize] &= !(TF as libc::greg_t);
-                        s().stepping = false;
-                    }
-                    true
-                }
-                _ => {
-                    let (cpu, rip) = (s().cpu, g[libc::REG_RIP as usize] as u64);
-                    hook(|h| h.fault(cpu, signo, rip));
-                    s().restart(g, signo);
-                    true
-                }
+                None => s.restart(g, signo),
             }
-        });
-    if !handled {
-        // SAFETY: forwarding the kernel's own arguments to the handler installed before ours.
-        unsafe { forward(signo, info, ctx) };
+        }
+        libc::SIGTRAP if code == TRAP_TRACE && s.stepping => {
+            let (cpu, regs) = (s.cpu, regs_of(g));
+            match hook(|h| h.step(cpu, &regs)) {
+                Step::Continue => to_guest,
+                Step::Stop if TRACED.load(Ordering::Acquire) => to_guest,
+                Step::Stop => {
+                    g[libc::REG_EFL as usize] &= !(TF as libc::greg_t);
+                    s.stepping = false;
+                    to_guest
+                }
+                Step::Restart => s.restart(g, signo),
+            }
+        }
+        _ => {
+            let (cpu, rip) = (s.cpu, g[libc::REG_RIP as usize] as u64);
+            hook(|h| h.fault(cpu, signo, rip));
+            s.restart(g, signo)
+        }
     }
 }
 
@@ -278,7 +333,7 @@ fn checkpoint(s: &mut ThreadState, g: &mut Gregs) {
         return;
     }
     let (cpu, regs) = (s.cpu, regs_of(g));
-    if !hook(|h| h.step(cpu, &regs)) {
+    if hook(|h| h.step(cpu, &regs)) == Step::Continue {
         g[libc::REG_EFL as usize] |= TF as libc::greg_t;
         s.stepping = true;
     }
@@ -286,53 +341,83 @@ fn checkpoint(s: &mut ThreadState, g: &mut Gregs) {
 
 impl ThreadState {
     /// Counts a fault of the guest and restarts the vCPU at its initial registers.
-    fn restart(&mut self, g: &mut Gregs, signo: libc::c_int) {
+    fn restart(&mut self, g: &mut Gregs, signo: libc::c_int) -> Resume {
         self.faults += 1;
         FAULTS_SO_FAR.fetch_add(1, Ordering::AcqRel);
         let rip = g[libc::REG_RIP as usize] as u64;
         self.first_fault.get_or_insert((signo, rip));
-        self.stepping = false;
         self.load_guest(g);
+        Resume::Guest { fresh: true }
     }
 }
 
 /// The actions installed before ours, by signal.
 static PREVIOUS: OnceLock<Vec<(libc::c_int, libc::sigaction)>> = OnceLock::new();
 
-/// Hands a signal that is not the guest's to the handler installed before ours, or restores
-/// the default action (the faulting instruction then runs again and takes it).
+/// A signal that is not the guest's — a fault in host code (a hook, or a thread that runs no
+/// guest), perhaps because guest code running in this process corrupted host memory — is never
+/// a verdict on the kernel: it is reported on stderr, the handler installed before ours (Rust's
+/// stack-overflow report) sees it, and the process exits with status 3.
 ///
 /// # Safety
 /// The arguments must be the kernel's, for a signal being handled now.
 unsafe fn forward(signo: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+    // SAFETY: `ctx` is the kernel's context for this signal.
+    let rip = unsafe { (*gregs(ctx))[libc::REG_RIP as usize] } as u64;
+    // SAFETY: `info` is the kernel's siginfo; `si_addr` is defined for the fault signals.
+    let addr = unsafe { (*info).si_addr() } as u64;
+    report_unattributed(signo, rip, addr);
     let prev = PREVIOUS.get().and_then(|p| p.iter().find(|(s, _)| *s == signo)).map(|(_, a)| *a);
-    match prev {
-        Some(a) if a.sa_sigaction != libc::SIG_DFL && a.sa_sigaction != libc::SIG_IGN => {
-            if a.sa_flags & libc::SA_SIGINFO != 0 {
-                // SAFETY: with SA_SIGINFO the stored address is a three-argument handler.
-                let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
-                    unsafe { std::mem::transmute(a.sa_sigaction) };
-                f(signo, info, ctx);
-            } else {
-                // SAFETY: without SA_SIGINFO the stored address is a one-argument handler.
-                let f: extern "C" fn(libc::c_int) = unsafe { std::mem::transmute(a.sa_sigaction) };
-                f(signo);
-            }
-        }
-        _ => {
-            // SAFETY: installing the default action for a valid signal number.
-            unsafe {
-                let mut dfl: libc::sigaction = std::mem::zeroed();
-                dfl.sa_sigaction = libc::SIG_DFL;
-                libc::sigaction(signo, &dfl, std::ptr::null_mut());
-            }
+    if let Some(a) = prev.filter(|a| a.sa_sigaction != libc::SIG_DFL && a.sa_sigaction != libc::SIG_IGN) {
+        if a.sa_flags & libc::SA_SIGINFO != 0 {
+            // SAFETY: with SA_SIGINFO the stored address is a three-argument handler.
+            let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
+                unsafe { std::mem::transmute(a.sa_sigaction) };
+            f(signo, info, ctx);
+        } else {
+            // SAFETY: without SA_SIGINFO the stored address is a one-argument handler.
+            let f: extern "C" fn(libc::c_int) = unsafe { std::mem::transmute(a.sa_sigaction) };
+            f(signo);
         }
     }
+    // SAFETY: _exit is async-signal-safe and ends the process.
+    unsafe { libc::_exit(3) }
+}
+
+/// Writes the report of a signal the harness cannot attribute to stderr, without allocating.
+fn report_unattributed(signo: libc::c_int, rip: u64, addr: u64) {
+    let mut buf = [0u8; 400];
+    let mut n = 0;
+    let mut put = |bytes: &[u8]| {
+        let k = bytes.len().min(buf.len() - n);
+        buf[n..n + k].copy_from_slice(&bytes[..k]);
+        n += k;
+    };
+    put(b"pokesim hw: ");
+    put(crate::campaign::signal_name(signo).as_bytes());
+    put(b" at rip ");
+    put(&hex(rip));
+    put(b" (address ");
+    put(&hex(addr));
+    put(b") outside guest code: not a verdict on the kernel but a pokesim bug, or host memory \
+          corrupted by the scenario's code, which runs natively inside this process; exiting with status 3\n");
+    // SAFETY: writing our own buffer to fd 2 (async-signal-safe).
+    unsafe { libc::write(2, buf.as_ptr().cast(), n) };
+}
+
+/// `0x` and 16 hex digits.
+fn hex(v: u64) -> [u8; 18] {
+    let mut out = *b"0x0000000000000000";
+    for i in 0..16 {
+        out[17 - i] = b"0123456789abcdef"[(v >> (4 * i)) as usize & 0xf];
+    }
+    out
 }
 
 /// Installs the handlers once per process, remembering the actions they replace.
 fn install() {
     PREVIOUS.get_or_init(|| {
+        crate::bases::init();
         let mut previous = Vec::new();
         for signo in [ENTER, LEAVE, CHECK].into_iter().chain(FAULTS) {
             // SAFETY: a zeroed sigaction is valid; we fill handler, flags and an empty mask,
@@ -433,6 +518,13 @@ fn guest_thread(
     let new = libc::stack_t { ss_sp: alt.as_mut_ptr().cast(), ss_flags: 0, ss_size: ALT_STACK };
     // SAFETY: valid stack_t pointers; the new stack is ours and big enough for a signal frame.
     unsafe { libc::sigaltstack(&new, &mut old) };
+    // The slot that lets every handler on this thread put the host's FS/GS bases back.
+    let Some(bases) = crate::bases::register(alt.as_ptr() as usize) else {
+        // SAFETY: putting back the alternate stack this thread had.
+        unsafe { libc::sigaltstack(&old, std::ptr::null_mut()) };
+        entered.store(true, Ordering::Release);
+        return GuestReport { cpu: pinned, faults: 0, first_fault: None, ran: false };
+    };
     STATE.with(|s| {
         // SAFETY: our handlers do not change this state while the thread is out of the guest
         // (ENTER and LEAVE are ignored then, and no fault is the guest's).
@@ -450,7 +542,8 @@ fn guest_thread(
     entered.store(true, Ordering::Release);
     // SAFETY: signalling this very thread; the handler switches to the guest and back.
     unsafe { libc::pthread_kill(tid, ENTER) };
-    // Back from the guest (LEAVE restored the registers saved at entry).
+    // Back from the guest (LEAVE restored the registers saved at entry, and the host's bases).
+    drop(bases);
     // SAFETY: putting back the alternate stack this thread had.
     unsafe { libc::sigaltstack(&old, std::ptr::null_mut()) };
     drop(alt);
@@ -504,9 +597,34 @@ pub fn run_guests_with<R>(
     hooks: &dyn GuestHooks,
     body: impl FnOnce(&Guests<'_>) -> R,
 ) -> (R, Vec<GuestReport>) {
+    run_mode(false, regs, text, cpus, hooks, body)
+}
+
+/// [`run_guests_with`], every guest single-stepped from its first instruction to the end:
+/// `hooks.step` sees each instruction before it runs (its [`Step::Stop`] does not stop the
+/// stepping). The first instruction of each vCPU runs before the first step.
+pub fn run_guests_traced<R>(
+    regs: &[Regs],
+    text: (u64, u64),
+    cpus: &[usize],
+    hooks: &dyn GuestHooks,
+    body: impl FnOnce(&Guests<'_>) -> R,
+) -> (R, Vec<GuestReport>) {
+    run_mode(true, regs, text, cpus, hooks, body)
+}
+
+fn run_mode<R>(
+    traced: bool,
+    regs: &[Regs],
+    text: (u64, u64),
+    cpus: &[usize],
+    hooks: &dyn GuestHooks,
+    body: impl FnOnce(&Guests<'_>) -> R,
+) -> (R, Vec<GuestReport>) {
     static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     install();
+    TRACED.store(traced, Ordering::Release);
     // SAFETY (of the lifetime extension): the pointer is cleared below, after every thread
     // that could call the hooks has left the guest and been joined.
     let mut hooks: &'static dyn GuestHooks =
@@ -555,7 +673,11 @@ fn run_threads<R>(
         let mut tries = 0u64;
         while !done.iter().all(|d| d.load(Ordering::Acquire)) {
             tries += 1;
-            assert!(tries < 100_000_000, "a guest thread did not leave the guest");
+            if tries >= 100_000_000 {
+                // It cannot be joined, and the campaign cannot end: a report, not a panic.
+                eprintln!("pokesim hw: a guest thread did not leave the guest (a pokesim bug); exiting with status 3");
+                std::process::exit(3);
+            }
             for (t, d) in tids.iter().zip(&done) {
                 if !d.load(Ordering::Acquire) {
                     // SAFETY: the thread is alive (it waits for `release` after finishing).

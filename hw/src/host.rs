@@ -29,6 +29,11 @@ pub enum Refusal {
     /// The scenario's script cannot be repeated on real CPUs.
     #[error("this scenario cannot run on real CPUs: {0}")]
     Program(String),
+    /// The scenario's own code misbehaves with no patching race ([`crate::dryrun`]): a fault,
+    /// an INT3, leaving its text or stack, FS/GS use, or a spin — with the instruction and
+    /// its address.
+    #[error("the scenario's code is refused: {0}")]
+    Guest(String),
     /// The guest's text or data cannot be mapped where its code expects it.
     #[error("mapping the guest at {addr:#x}: {reason}")]
     Mapping {

@@ -1,7 +1,8 @@
 //! The groundwork of running the protocol on the host's CPUs, tested on this host: the probe,
 //! code executed from the memfd's executable view after a poke through its writable alias and
-//! `membarrier` SYNC_CORE — on the poking thread and on another one — and a guest address that
-//! is already taken refused rather than replaced.
+//! `membarrier` SYNC_CORE — on the poking thread and on another one — a guest address that
+//! is already taken refused rather than replaced, and a fault the harness cannot attribute to
+//! guest code (here: inside a hook) reported with exit status 3 rather than a silent death.
 //!
 //! A host that cannot (not x86-64 Linux, one CPU, no SYNC_CORE) makes these tests print
 //! `SKIPPED` with the reason — unless `POKESIM_REQUIRE_HW=1`, which makes it a failure.
@@ -98,4 +99,60 @@ fn a_guest_address_already_mapped_is_refused_not_replaced() {
     assert_eq!(function(&first)(), 7, "the first mapping is intact");
     let odd = TextMapping::new(0x10_0030_0000, &[0x90; 100]).expect_err("not whole pages");
     assert!(odd.to_string().contains("not whole pages"), "{odd}");
+}
+
+/// A campaign's hook that faults itself (a pokesim bug, or memory the guest corrupted).
+struct FaultingHook;
+
+impl hw::GuestHooks for FaultingHook {
+    fn int3(&self, _: usize, _: &cpu_model::Regs) -> Option<cpu_model::Regs> {
+        None
+    }
+    fn fault(&self, _: usize, _: libc::c_int, _: u64) {
+        let bad = std::hint::black_box(8usize) as *const u64;
+        // SAFETY: none — this read faults on purpose (nothing is mapped at address 8).
+        let v = unsafe { bad.read_volatile() };
+        std::hint::black_box(v);
+    }
+    fn step(&self, _: usize, _: &cpu_model::Regs) -> hw::Step {
+        hw::Step::Stop
+    }
+}
+
+/// The child side of [`a_fault_the_harness_cannot_attribute_is_reported_with_status_3`]: a
+/// guest at `ud2`, whose `SIGILL` calls the faulting hook.
+fn fault_in_a_hook() {
+    let Some(h) = host() else { return };
+    let mut page = vec![0xcc; 4096];
+    page[..2].copy_from_slice(&[0x0f, 0x0b]);
+    let text = TextMapping::new(0x10_0040_0000, &page).expect("maps");
+    let regs = cpu_model::Regs { rip: text.base(), rflags: 0x202, ..Default::default() };
+    let range = (text.base(), text.base() + 4096);
+    // The first SIGILL ends the process from inside the hook; the bound only keeps a broken
+    // harness from spinning forever (the parent then sees exit 0 and fails).
+    hw::run_guests_with(&[regs], range, &h.cpus, &FaultingHook, |_| {
+        for _ in 0..1u64 << 32 {
+            std::hint::spin_loop();
+        }
+    });
+}
+
+#[test]
+fn a_fault_the_harness_cannot_attribute_is_reported_with_status_3() {
+    if std::env::var_os("POKESIM_HW_FAULT_CHILD").is_some() {
+        fault_in_a_hook();
+        return;
+    }
+    if host().is_none() {
+        return;
+    }
+    let me = std::env::current_exe().expect("the test binary");
+    let out = std::process::Command::new(me)
+        .args(["--exact", "a_fault_the_harness_cannot_attribute_is_reported_with_status_3", "--nocapture"])
+        .env("POKESIM_HW_FAULT_CHILD", "1")
+        .output()
+        .expect("runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("pokesim hw: SIGSEGV at rip 0x") && err.contains("outside guest code"), "{err}");
 }

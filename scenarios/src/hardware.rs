@@ -25,8 +25,9 @@ pub enum HwError {
     Scenario(#[from] SimError),
 }
 
-/// Whether a hardware campaign met a scenario's expectation: no violation for `pass`, a
-/// listed kind for a violation. A torn fetch or an emulation mismatch has no byte-level view
+/// Whether a hardware campaign met a scenario's expectation: no violation for `pass` (and a
+/// campaign that established something: [`HwReport::no_verdict`]), a listed kind for a
+/// violation. A torn fetch or an emulation mismatch has no byte-level view
 /// on hardware: it shows as a guest fault or a broken workload invariant, so either meets an
 /// expectation of those.
 pub fn meets(expect: Expectation, r: &HwReport) -> bool {
@@ -36,7 +37,7 @@ pub fn meets(expect: Expectation, r: &HwReport) -> bool {
                 && matches!(seen, ViolationKind::GuestFault | ViolationKind::WorkloadInvariant)
     };
     match expect {
-        Expectation::Pass => r.total_violations() == 0,
+        Expectation::Pass => r.total_violations() == 0 && r.no_verdict.is_none(),
         Expectation::Violation(set) => r.violations.iter().any(|(k, _)| set.kinds().any(|want| shows(want, *k))),
     }
 }
@@ -44,8 +45,18 @@ pub fn meets(expect: Expectation, r: &HwReport) -> bool {
 /// Runs `scenario` on `host`'s CPUs within `limits`. The workload's script (its `rounds`)
 /// repeats from its initial image until `limits.rounds` rounds ran.
 pub fn run(scenario: &Scenario, host: &Host, limits: &Limits) -> Result<HwReport, HwError> {
+    run_with_progress(scenario, host, limits, &|_| {})
+}
+
+/// [`run`], telling `progress` the rounds completed at the end of every round.
+pub fn run_with_progress(
+    scenario: &Scenario,
+    host: &Host,
+    limits: &Limits,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<HwReport, HwError> {
     let plan = scenario.plan()?;
-    Ok(hw::campaign::run(plan, host, limits)?)
+    Ok(hw::campaign::run_with_progress(plan, host, limits, progress)?)
 }
 
 /// What the simulator predicts for a scenario under one fetch preset.
@@ -137,7 +148,8 @@ pub struct Consistency {
     pub unseen: Vec<usize>,
 }
 
-/// Each preset against the rows' hardware reports and predictions (one per row, in order).
+/// Each preset against the rows' hardware reports and predictions (one per row, in order);
+/// a row without a verdict ([`HwReport::no_verdict`]) counts neither way.
 pub fn consistency(reports: &[HwReport], predictions: &[Vec<Prediction>]) -> Vec<Consistency> {
     FetchModel::PRESETS
         .iter()
@@ -145,6 +157,9 @@ pub fn consistency(reports: &[HwReport], predictions: &[Vec<Prediction>]) -> Vec
         .map(|(i, &preset)| {
             let mut c = Consistency { preset, contradicted_by: Vec::new(), unseen: Vec::new() };
             for (row, (r, p)) in reports.iter().zip(predictions).enumerate() {
+                if r.no_verdict.is_some() {
+                    continue; // the hardware established nothing there: neither for nor against
+                }
                 let predicted = p.get(i).is_some_and(|p| p.caught.is_some());
                 match (r.total_violations() > 0, predicted) {
                     (true, false) => c.contradicted_by.push(row),

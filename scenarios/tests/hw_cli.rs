@@ -2,11 +2,20 @@
 //! the host, its counts and a verdict (JSON and text), a mutant that tears exiting 1 against a
 //! `pass` expectation (and meeting a `torn-fetch` one with the guest faults a torn fetch shows
 //! as), a file's simulation-only fields named as not applying, a recorded file and
-//! simulation-only flags refused with status 2 rather than ignored. The
+//! simulation-only flags refused with status 2 rather than ignored; a campaign that completed
+//! no round is no verdict (status 4), more guest threads than CPUs and every scenario flag
+//! `--matrix` cannot use are refused by name, a guest that misbehaves by itself (FS/GS use, a
+//! corrupted stack pointer, leaving its text, a spin) is refused with its instruction and
+//! address before any campaign, and a long campaign reports progress on stderr. The
 //! campaigns skip (printing `SKIPPED`) where the host cannot, unless `POKESIM_REQUIRE_HW=1`.
+
+use std::time::Duration;
 
 use assert_cmd::Command;
 use serde_json::Value;
+
+/// Longer than any of these commands takes; what hung on the old code fails instead.
+const HANG_GUARD: Duration = Duration::from_secs(60);
 
 fn pokesim() -> Command {
     Command::cargo_bin("pokesim").expect("the pokesim binary is built")
@@ -108,5 +117,117 @@ fn a_scenario_file_says_what_does_not_apply_and_a_recorded_one_is_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("recorded.toml") && err.contains("decision list"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_campaign_that_completed_no_round_is_no_verdict() {
+    if !hardware() {
+        return;
+    }
+    let out = pokesim().args(["hw", "--time", "1e-9"]).timeout(HANG_GUARD).output().expect("runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(4), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("verdict    none: no patch round completed"), "{text}");
+    assert!(!text.contains("no violation in 0 rounds"), "{text}");
+    let out = pokesim().args(["hw", "--time", "1e-9", "--json"]).timeout(HANG_GUARD).output().expect("runs");
+    let j: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(out.status.code(), Some(4), "{j}");
+    assert_eq!(j["rounds"], 0, "{j}");
+    assert!(j["no_verdict"].as_str().is_some_and(|w| w.contains("no patch round completed")), "{j}");
+}
+
+#[test]
+fn more_guest_threads_than_cpus_are_refused_naming_the_limit() {
+    if !hardware() {
+        return;
+    }
+    let cpus = hw::probe().expect("probed").cpus.len();
+    let out = pokesim().args(["hw", "--threads", "256", "--time", "2"]).timeout(HANG_GUARD).output().expect("runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--threads 256") && err.contains(&format!("at most {cpus} guest threads")), "{err}");
+}
+
+#[test]
+fn matrix_refuses_every_scenario_flag_it_would_not_use() {
+    let args = ["hw", "--matrix", "--workload", "jcc", "--site", "cross-page", "--kernel", "CONFIG_KPROBES=n"];
+    let more = ["--stores", "whole", "--cpus", "3", "--expect", "liveness", "--rounds", "10"];
+    let out = pokesim().args(args).args(more).timeout(HANG_GUARD).output().expect("runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}{}", String::from_utf8_lossy(&out.stdout));
+    for flag in ["--workload", "--site", "--kernel", "--stores", "--cpus", "--expect"] {
+        assert!(err.contains(flag), "{flag} not named: {err}");
+    }
+    let named = err.split("would not act on them").next().unwrap_or_default();
+    assert!(err.contains("would not act on them") && !named.contains("--rounds"), "--rounds applies: {err}");
+}
+
+/// A custom scenario whose loop runs `line` (assembly, or `db` bytes) after its loop head.
+fn own_code(dir: &std::path::Path, name: &str, line: &str) -> std::path::PathBuf {
+    let path = dir.join(format!("{name}.toml"));
+    let toml = format!(
+        "protocol = \"linux-6.16\"\ncpus = 1\n[workload]\nkind = \"custom\"\nrounds = 2\n[code]\nentry = \"top\"\n\
+         asm = \"\"\"\ntop:  inc qword [rbx]\n      {line}\nsite: jne short skip\n      inc qword [rbx+8]\n\
+         skip: jmp top\n\"\"\"\n[[sites]]\nat = \"site\"\nnew = \"nop2\"\n"
+    );
+    std::fs::write(&path, toml).unwrap();
+    path
+}
+
+#[test]
+fn a_guest_that_misbehaves_by_itself_is_refused_with_its_instruction_and_address() {
+    if !hardware() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("pokesim-hw-guest-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // Each line follows `inc qword [rbx]` (3 bytes) at the text base 0x400000.
+    let cases = [
+        ("fs-store", "db 64 48 89 04 25 00 00 00 00", "`mov fs:[0], rax` at 0x400003 uses the FS or GS segment"),
+        ("wrfsbase", "db f3 48 0f ae d0", "`wrfsbase rax` at 0x400003 uses the FS or GS segment"),
+        ("zero-rsp", "db 48 31 e4 50", "`xor rsp, rsp` at 0x400003 moves the stack pointer out of its stack"),
+        ("jump-out", "db 48 31 c0 ff e0", "`jmp rax` at 0x400006 leaves the text (to 0x0)"),
+        ("spin", "spin: jmp spin", "does not come back to its loop head (0x400000)"),
+    ];
+    for (name, line, named) in cases {
+        let file = own_code(&dir, name, line);
+        let out = pokesim().arg("hw").arg(&file).args(["--rounds", "200"]).timeout(HANG_GUARD).output().expect("runs");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {err}{}", String::from_utf8_lossy(&out.stdout));
+        assert!(err.contains(named) && err.contains("vCPU 0 on the initial (old) image"), "{name}: {err}");
+        assert!(err.contains("not the kernel's"), "{name}: {err}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_long_campaign_reports_progress_on_stderr_and_honours_its_time() {
+    if !hardware() {
+        return;
+    }
+    let out = pokesim()
+        .args(["hw", "--protocol", "linux-6.16", "--rounds", "100000000", "--time", "11"])
+        .timeout(HANG_GUARD)
+        .output()
+        .expect("runs");
+    let (text, err) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{text}{err}");
+    assert!(err.lines().any(|l| l.contains("hw: ") && l.contains("/100000000 rounds done")), "no progress line: {err}");
+}
+
+#[test]
+fn a_campaign_whose_guests_never_meet_an_int3_is_no_verdict() {
+    if !hardware() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("pokesim-hw-unreached-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // The loop jumps over its own site: the INT3 is written every round and never fetched.
+    let file = own_code(&dir, "unreached", "jmp short skip");
+    let out = pokesim().arg("hw").arg(&file).args(["--rounds", "200"]).timeout(HANG_GUARD).output().expect("runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(4), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("verdict    none: in 200 round(s) no guest ever hit an INT3 the script wrote"), "{text}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -2,7 +2,9 @@
 //! the `hw` crate), or with `--matrix` the ftrace and static_call mutants at three site
 //! placements next to what each fetch preset predicts. The host is probed first: a host that
 //! cannot (not x86-64 Linux, fewer than 2 CPUs, no membarrier SYNC_CORE, no seccomp) is refused
-//! with the reason (exit 2). A hardware campaign is not deterministic: the CPUs interleave.
+//! with the reason (exit 2); so is a scenario whose code misbehaves when run alone
+//! (`hw::dryrun`), and every flag that would not act. A campaign that established nothing is
+//! no verdict (exit 4). A hardware campaign is not deterministic: the CPUs interleave.
 
 use std::time::Duration;
 
@@ -17,6 +19,7 @@ use sim_core::ViolationKind;
 use super::ScenarioReport;
 use crate::args::{OutputOpts, ScenarioArgs};
 use crate::out::{self, Failure, Status};
+use crate::progress::Progress;
 
 /// Rounds when `--rounds` is not given.
 const DEFAULT_ROUNDS: u64 = 100_000;
@@ -48,10 +51,12 @@ const DEFAULT_PREDICT_RUNS: u64 = 200;
 pub struct HwArgs {
     #[command(flatten)]
     scenario: ScenarioArgs,
-    /// Stop after this many seconds (per row with --matrix) even if fewer rounds ran.
+    /// Stop after this many seconds (per row with --matrix) even if fewer rounds ran, inside a
+    /// round too; a campaign that completed no round has no verdict (exit 4).
     #[arg(long, value_name = "SECONDS", value_parser = super::run::seconds, allow_negative_numbers = true)]
     time: Option<Duration>,
-    /// Guest threads, one per vCPU [default: the scenario's vCPUs; with --matrix, one per CPU
+    /// Guest threads, one per vCPU, at most the CPUs this process may use [default: the
+    /// scenario's vCPUs, up to one per CPU beside the patcher's; with --matrix, one per CPU
     /// beside the patcher's].
     #[arg(long, value_name = "T", value_parser = clap::value_parser!(u64).range(1..=sim_core::config::MAX_CPUS as u64))]
     threads: Option<u64>,
@@ -86,6 +91,7 @@ struct Report {
     events: Vec<EventReport>,
     guest_cpus: Vec<Option<usize>>,
     stopped: Option<String>,
+    no_verdict: Option<String>,
     seconds: f64,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     predictions: Vec<PredictionReport>,
@@ -172,6 +178,7 @@ fn report(host: &Host, s: &Scenario, r: &HwReport, predictions: &[Prediction]) -
             .collect(),
         guest_cpus: r.guests.iter().map(|g| g.cpu).collect(),
         stopped: r.stopped.clone(),
+        no_verdict: r.no_verdict.clone(),
         seconds: r.elapsed.as_secs_f64(),
         predictions: predictions
             .iter()
@@ -188,25 +195,117 @@ fn per_million(r: &HwReport) -> f64 {
     }
 }
 
+/// What a scenario flag is to `pokesim hw`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Use {
+    /// Describes the scenario a single campaign runs (`--matrix` runs its own rows).
+    Scenario,
+    /// The rounds: of the campaign, or of each `--matrix` row.
+    Rounds,
+    /// Describes a simulation: no scheduler, seed, fetch model or tick budget on hardware.
+    Simulation,
+}
+
+/// Every scenario flag given, with what it is to `pokesim hw`. `ScenarioArgs` is destructured
+/// whole, so a flag added to it does not compile until it is classified here.
+fn given_flags(a: &ScenarioArgs) -> Vec<(&'static str, Use)> {
+    let ScenarioArgs {
+        file,
+        workload,
+        protocol,
+        mutants,
+        cpus,
+        seed,
+        runs,
+        strategy,
+        depth,
+        preset,
+        fetch,
+        stores,
+        non_monotone,
+        staleness,
+        site,
+        rounds,
+        sites,
+        order,
+        no_tail,
+        kprobe,
+        kprobe_at,
+        kernel,
+        unsafe_multi_insn,
+        steps,
+        expect,
+    } = a;
+    use Use::{Rounds, Scenario, Simulation};
+    let flags = [
+        ("a scenario file", file.is_some(), Scenario),
+        ("--workload", workload.is_some(), Scenario),
+        ("--protocol", protocol.is_some(), Scenario),
+        ("--mutant", !mutants.is_empty(), Scenario),
+        ("--cpus", cpus.is_some(), Scenario),
+        ("--seed", seed.is_some(), Simulation),
+        ("--runs", runs.is_some(), Simulation),
+        ("--strategy", strategy.is_some(), Simulation),
+        ("--depth", depth.is_some(), Simulation),
+        ("--preset", preset.is_some(), Simulation),
+        ("--fetch", fetch.is_some(), Simulation),
+        ("--stores", stores.is_some(), Scenario),
+        ("--non-monotone", *non_monotone, Simulation),
+        ("--staleness", staleness.is_some(), Simulation),
+        ("--site", site.is_some(), Scenario),
+        ("--rounds", rounds.is_some(), Rounds),
+        ("--sites", sites.is_some(), Scenario),
+        ("--order", order.is_some(), Scenario),
+        ("--no-tail", *no_tail, Scenario),
+        ("--kprobe", kprobe.is_some(), Scenario),
+        ("--kprobe-at", !kprobe_at.is_empty(), Scenario),
+        ("--kernel", !kernel.is_empty(), Scenario),
+        ("--unsafe-multi-insn", *unsafe_multi_insn, Scenario),
+        ("--steps", steps.is_some(), Simulation),
+        ("--expect", expect.is_some(), Scenario),
+    ];
+    flags.into_iter().filter(|(_, given, _)| *given).map(|(flag, _, u)| (flag, u)).collect()
+}
+
 /// The flags that describe a simulation, not a hardware campaign: refused rather than ignored.
 fn refuse_simulation_flags(a: &ScenarioArgs) -> Result<(), Failure> {
-    let given = [
-        ("--seed", a.seed.is_some()),
-        ("--runs", a.runs.is_some()),
-        ("--strategy", a.strategy.is_some()),
-        ("--depth", a.depth.is_some()),
-        ("--preset", a.preset.is_some()),
-        ("--fetch", a.fetch.is_some()),
-        ("--non-monotone", a.non_monotone),
-        ("--staleness", a.staleness.is_some()),
-        ("--steps", a.steps.is_some()),
-    ];
-    match given.iter().find(|(_, g)| *g) {
-        Some((flag, _)) => Err(Failure::Bad(format!(
-            "{flag} does not apply to `pokesim hw`: on hardware the CPUs interleave and fetch as they do \
-             (no scheduler, seed, fetch model or tick budget)"
+    let sim: Vec<&str> = given_flags(a).into_iter().filter(|(_, u)| *u == Use::Simulation).map(|(f, _)| f).collect();
+    if sim.is_empty() {
+        return Ok(());
+    }
+    Err(Failure::Bad(format!(
+        "{} {} not apply to `pokesim hw`: on hardware the CPUs interleave and fetch as they do \
+         (no scheduler, seed, fetch model or tick budget)",
+        sim.join(", "),
+        if sim.len() == 1 { "does" } else { "do" }
+    )))
+}
+
+/// `--matrix` runs its own rows: every scenario flag but `--rounds` would not act on them.
+fn refuse_matrix_flags(a: &ScenarioArgs) -> Result<(), Failure> {
+    let unused: Vec<&str> = given_flags(a).into_iter().filter(|(_, u)| *u != Use::Rounds).map(|(f, _)| f).collect();
+    if unused.is_empty() {
+        return Ok(());
+    }
+    Err(Failure::Bad(format!(
+        "--matrix runs its own rows (ftrace and static_call at aligned, cross16 and cross64 sites, linux-5.5, \
+         linux-6.16 and its mutants, byte stores): {} would not act on them (with --matrix only --rounds, --time, \
+         --threads, --predict-runs, --json and --quiet apply)",
+        unused.join(", ")
+    )))
+}
+
+/// Refuses more guest threads than can make progress: every guest spins, and each
+/// `text_poke_sync()` waits for every one of them to run, so threads beyond the CPUs this
+/// process may use only wait for each other's time slices (and 256 of them hang a round).
+fn check_threads(threads: Option<u64>, host: &Host) -> Result<(), Failure> {
+    match threads {
+        Some(t) if t > host.cpus.len() as u64 => Err(Failure::Bad(format!(
+            "--threads {t}: at most {n} guest threads can make progress here (this process may use {n} CPUs, \
+             one of them the patcher's)",
+            n = host.cpus.len()
         ))),
-        None => Ok(()),
+        _ => Ok(()),
     }
 }
 
@@ -221,7 +320,11 @@ pub fn hw(a: &HwArgs) -> Result<Status, Failure> {
     if !a.matrix && a.predict_runs.is_some() {
         return Err(Failure::Bad("--predict-runs applies only with --matrix".into()));
     }
+    if a.matrix {
+        refuse_matrix_flags(&a.scenario)?;
+    }
     let host = hw::probe().map_err(|r| Failure::Bad(format!("pokesim hw: this host cannot: {r}")))?;
+    check_threads(a.threads, &host)?;
     if a.matrix {
         return matrix(a, &host, rounds);
     }
@@ -253,7 +356,10 @@ pub fn hw(a: &HwArgs) -> Result<Status, Failure> {
         )
     });
     let limits = Limits { rounds: rounds.unwrap_or(DEFAULT_ROUNDS), time: a.time, ..Limits::default() };
-    let r = run_one(&s, &host, &limits)?;
+    let progress = Progress::new("hw", limits.rounds, "rounds", a.output.quiet || a.output.json);
+    let r = run_one(&s, &host, &limits, &|n| progress.set(n));
+    progress.finish();
+    let r = r?;
     let status = status(file.expect, &r);
     if a.output.json {
         out::json(&report(&host, &s, &r, &[]))?;
@@ -270,17 +376,20 @@ pub fn hw(a: &HwArgs) -> Result<Status, Failure> {
     Ok(status)
 }
 
-fn run_one(s: &Scenario, host: &Host, limits: &Limits) -> Result<HwReport, Failure> {
-    hardware::run(s, host, limits).map_err(|e| match e {
+fn run_one(s: &Scenario, host: &Host, limits: &Limits, progress: &(dyn Fn(u64) + Sync)) -> Result<HwReport, Failure> {
+    hardware::run_with_progress(s, host, limits, progress).map_err(|e| match e {
         hardware::HwError::Refused(r) => Failure::Bad(format!("pokesim hw: {r}")),
         hardware::HwError::Scenario(e) => e.into(),
     })
 }
 
-/// Exit 0 if the hardware agreed with the scenario's expectation ([`hardware::meets`]), 1
+/// Exit 4 if the campaign saw no violation and established nothing ([`HwReport::no_verdict`]);
+/// else 0 if the hardware agreed with the scenario's expectation ([`hardware::meets`]), 1
 /// otherwise.
 fn status(expect: Expectation, r: &HwReport) -> Status {
-    if hardware::meets(expect, r) {
+    if r.total_violations() == 0 && r.no_verdict.is_some() {
+        Status::BudgetExhausted
+    } else if hardware::meets(expect, r) {
         Status::Expected
     } else {
         Status::Unexpected
@@ -359,6 +468,9 @@ fn print_one(
 }
 
 fn verdict(r: &HwReport, expect: Expectation, status: Status) -> String {
+    if let (Some(why), true) = (&r.no_verdict, r.violations.is_empty()) {
+        return format!("none: {why} (expect {expect}; exit 4)");
+    }
     let seen = if r.violations.is_empty() {
         format!("no violation in {} rounds on this hardware", r.rounds)
     } else {
@@ -371,13 +483,6 @@ fn verdict(r: &HwReport, expect: Expectation, status: Status) -> String {
 
 /// `pokesim hw --matrix`.
 fn matrix(a: &HwArgs, host: &Host, rounds: Option<u64>) -> Result<Status, Failure> {
-    if a.scenario.file.is_some() || a.scenario.protocol.is_some() || !a.scenario.mutants.is_empty() {
-        return Err(Failure::Bad(
-            "--matrix runs its own rows (ftrace and static_call, linux-5.5, linux-6.16 and its mutants): \
-             give no scenario file, --protocol or --mutant"
-                .into(),
-        ));
-    }
     let threads = a.threads.map_or(host.cpus.len().saturating_sub(1).max(1), |t| t as usize);
     let limits = Limits { rounds: rounds.unwrap_or(DEFAULT_MATRIX_ROUNDS), time: a.time, ..Limits::default() };
     let runs = a.predict_runs.unwrap_or(DEFAULT_PREDICT_RUNS);
@@ -393,9 +498,14 @@ fn matrix(a: &HwArgs, host: &Host, rounds: Option<u64>) -> Result<Status, Failur
         out::line(matrix_header())?;
     }
     let (mut reports, mut predictions) = (Vec::new(), Vec::new());
-    for s in &rows {
-        let r = run_one(s, host, &limits)?;
-        let p = hardware::predict(s, runs)?;
+    let total = rows.len() as u64 * limits.rounds;
+    let progress = Progress::new("hw --matrix", total, "rounds", a.output.quiet || a.output.json);
+    for (i, s) in rows.iter().enumerate() {
+        let before = i as u64 * limits.rounds;
+        let r = run_one(s, host, &limits, &|n| progress.set(before + n));
+        let r = r.inspect_err(|_| progress.finish())?;
+        let p = hardware::predict(s, runs).inspect_err(|_| progress.finish())?;
+        progress.set(before + limits.rounds);
         if a.output.json {
             out::json(&report(host, s, &r, &p))?;
         } else {
@@ -404,6 +514,7 @@ fn matrix(a: &HwArgs, host: &Host, rounds: Option<u64>) -> Result<Status, Failur
         reports.push(r);
         predictions.push(p);
     }
+    progress.finish();
     let status = matrix_status(&rows, &reports);
     if !a.output.json {
         print_summary(&rows, &reports, &predictions)?;
@@ -431,7 +542,11 @@ fn matrix_row(s: &Scenario, r: &HwReport, p: &[Prediction]) -> String {
     let mutant = s.config.mutants.first().map_or("-".to_string(), |m| m.name().to_string());
     let kinds: Vec<String> = r.violations.iter().map(|(k, n)| format!("{}:{n}", k.name())).collect();
     let predicted: Vec<&str> = p.iter().map(|p| if p.caught.is_some() { "caught" } else { "-" }).collect();
-    let stopped = r.stopped.as_ref().map_or(String::new(), |w| format!("  (stopped: {w})"));
+    let stopped = match (&r.no_verdict, &r.stopped) {
+        (Some(why), _) => format!("  (no verdict: {why})"),
+        (None, Some(w)) => format!("  (stopped: {w})"),
+        (None, None) => String::new(),
+    };
     format!(
         "{:<12} {:<8} {:<10} {:<24} {:>9} {:>9} {:>8} {:>10.1}  {:<28}  {}{stopped}",
         s.workload.kind.to_string(),
@@ -447,12 +562,15 @@ fn matrix_row(s: &Scenario, r: &HwReport, p: &[Prediction]) -> String {
     )
 }
 
-/// Unexpected if an unmutated protocol or a benign mutant showed a violation on hardware.
+/// Unexpected if an unmutated protocol or a benign mutant showed a violation on hardware; else
+/// no verdict (exit 4) if a row established nothing ([`HwReport::no_verdict`]).
 fn matrix_status(rows: &[Scenario], reports: &[HwReport]) -> Status {
     let must_pass = |s: &Scenario| s.config.mutants.iter().all(|m| m.benign());
     let failed = rows.iter().zip(reports).any(|(s, r)| must_pass(s) && r.total_violations() > 0);
     if failed {
         Status::Unexpected
+    } else if reports.iter().any(|r| r.no_verdict.is_some()) {
+        Status::BudgetExhausted
     } else {
         Status::Expected
     }
@@ -472,7 +590,11 @@ fn print_summary(rows: &[Scenario], reports: &[HwReport], predictions: &[Vec<Pre
         "seen       failing on this hardware: {}",
         if failing.is_empty() { "none".to_string() } else { failing.join(", ") }
     ))?;
-    for c in hardware::consistency(reports, predictions) {
+    let compared = reports.iter().filter(|r| r.no_verdict.is_none()).count();
+    if compared == 0 {
+        out::line("preset     none compared: no row established anything on this hardware")?;
+    }
+    for c in hardware::consistency(reports, predictions).into_iter().filter(|_| compared > 0) {
         let what = if c.contradicted_by.is_empty() {
             format!(
                 "consistent: it predicted every violation the hardware showed ({} of its predictions not seen here)",
@@ -485,12 +607,15 @@ fn print_summary(rows: &[Scenario], reports: &[HwReport], predictions: &[Vec<Pre
         out::line(format!("preset     {:<12} {what}", c.preset))?;
     }
     let status = matrix_status(rows, reports);
+    let blank = reports.iter().filter(|r| r.no_verdict.is_some()).count();
     out::line(format!(
         "verdict    {}",
-        if status == Status::Expected {
-            "the kernel protocols and the benign mutants showed no violation on this hardware"
-        } else {
-            "A KERNEL PROTOCOL OR BENIGN MUTANT VIOLATED ON THIS HARDWARE"
+        match status {
+            Status::Expected => "the kernel protocols and the benign mutants showed no violation on this hardware".into(),
+            Status::BudgetExhausted => format!(
+                "none: {blank} row(s) established nothing (see their \"no verdict\"); exit 4 — give more --time or --rounds"
+            ),
+            Status::Unexpected => "A KERNEL PROTOCOL OR BENIGN MUTANT VIOLATED ON THIS HARDWARE".into(),
         }
     ))
 }
