@@ -704,7 +704,7 @@ impl Campaign<'_> {
                 let (_, message) = unclaimed::report(ip, byte, 0, self.cfg.kprobes, self.cfg.version);
                 (ViolationKind::UnclaimedInt3, message)
             }
-            HandlerStep::Fault(message) => (ViolationKind::HandlerFault, message),
+            HandlerStep::Fault { kind, message } => (kind, message),
         };
         handler.abandon(self.cfg.kind, &mut g.state);
         self.record(g, violation.0, cpu, ip, None, violation.1);

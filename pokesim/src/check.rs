@@ -54,7 +54,7 @@ pub(crate) fn write_artifact(
     v: &Violation,
 ) -> (Option<PathBuf>, String) {
     let path = Artifact::default_path(dir, scenario, v);
-    let saved = Artifact::new(&scenario.label().replace('/', "-"), scenario, outcome)
+    let saved = Artifact::new(&scenario.file_label(), scenario, outcome)
         .ok_or_else(|| "the run kept no decisions".to_string())
         .and_then(|a| a.save(&path).map_err(|e| e.to_string()));
     match saved {

@@ -146,7 +146,7 @@ impl Artifact {
         }
         .to_toml();
         let hash = xxhash_rust::xxh3::xxh3_64(toml.as_bytes()) as u32;
-        let label = scenario.label().replace(['/', '+'], "-");
+        let label = scenario.file_label();
         let strategy = scenario.strategy.to_string().replace(':', "");
         let (cpus, seed, kind) = (scenario.config.cpus, scenario.seed, violation.kind);
         let kernel = scenario.config.kernel.tag();

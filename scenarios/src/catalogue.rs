@@ -4,7 +4,7 @@
 
 use cpu_model::FetchModel;
 use sim_core::sched::Strategy;
-use sim_core::{Mutant, Protocol, RunConfig, SimError};
+use sim_core::{Mutant, Protocol, RunConfig, SimError, ViolationKind};
 
 use crate::scenario::Scenario;
 use crate::workload::{ForeignKprobe, SiteOrder, SitePlacement, WorkloadKind, WorkloadSpec};
@@ -103,32 +103,64 @@ pub fn supported(protocol: Protocol, spec: WorkloadSpec) -> Result<(), SimError>
     scenario(protocol, &[], spec, "pessimistic", 0).plan().map(|_| ())
 }
 
+/// A historic bug: which one, the violation kinds it shows as, and why it happens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KnownBug {
+    /// The reference's name for it (`B1`, `B3`, `B5`, ...; reference/kernel-protocol.md).
+    pub id: &'static str,
+    /// The violation kinds a run that hits it reports.
+    pub kinds: &'static [ViolationKind],
+    /// What goes wrong and which commit fixed it.
+    pub why: &'static str,
+}
+
+/// B5 (and B3 behind it) on the versions without the kprobe arm/disarm sync.
+const B5_B3: KnownBug = KnownBug {
+    id: "B5+B3",
+    kinds: &[ViolationKind::UnclaimedInt3, ViolationKind::HandlerFault],
+    why: "B5 and B3: arch_disarm_kprobe() without text_poke_sync() (fixed by 5c02ece81848d); a stale INT3 \
+          outlives unregister_kprobe() and the re-arm hides it from the vanished-INT3 check — or the \
+          kprobe's INT3 meets B3's NULL vector",
+};
+/// B5 alone (5.5 has B3's fix).
+const B5: KnownBug = KnownBug {
+    id: "B5",
+    kinds: &[ViolationKind::UnclaimedInt3, ViolationKind::HandlerFault],
+    why: "B5: arch_disarm_kprobe() without text_poke_sync() (fixed by 5c02ece81848d); a stale INT3 outlives \
+          unregister_kprobe(), and when the kprobe is re-armed before kprobe_int3_handler() looks, the \
+          INT3 is back in memory: unclaimed",
+};
+/// B1: the detour handler and a CALL.
+const B1: KnownBug = KnownBug {
+    id: "B1",
+    kinds: &[ViolationKind::EmulationMismatch, ViolationKind::WorkloadInvariant],
+    why: "B1: the detour handler cannot emulate a CALL",
+};
+/// B3: the seed's teardown order.
+const B3: KnownBug = KnownBug {
+    id: "B3",
+    kinds: &[ViolationKind::HandlerFault],
+    why: "B3: vec cleared before nr_entries without a sync; a foreign INT3's handler reads NULL",
+};
+/// The 5.6 `try_get_desc()` use after free.
+const TRY_GET_DESC: KnownBug = KnownBug {
+    id: "try_get_desc",
+    kinds: &[ViolationKind::UseAfterFree],
+    why: "try_get_desc() race (fixed by efd608fa7403): a foreign INT3's handler increments freed stack memory",
+};
+
 /// Whether a version is known to fail a variant even unmutated, and why (its historic bug).
-pub fn known_bug(protocol: Protocol, variant: &Variant) -> Option<&'static str> {
+pub fn known_bug(protocol: Protocol, variant: &Variant) -> Option<KnownBug> {
     // A kprobe at ftrace's entry becomes ftrace-based (no INT3) unless a mutant drops the check.
     let foreign_int3 = matches!(variant.spec.kprobe, ForeignKprobe::Armed | ForeignKprobe::Cycling)
         || variant.spec.kind == WorkloadKind::Optprobe;
     let cycling = variant.spec.kprobe == ForeignKprobe::Cycling;
     match protocol {
-        Protocol::Linux54 | Protocol::Seed if cycling => Some(
-            "B5 and B3: arch_disarm_kprobe() without text_poke_sync() (fixed by 5c02ece81848d); a stale INT3 \
-             outlives unregister_kprobe() and the re-arm hides it from the vanished-INT3 check — or the \
-             kprobe's INT3 meets B3's NULL vector",
-        ),
-        Protocol::Linux55 if cycling => Some(
-            "B5: arch_disarm_kprobe() without text_poke_sync() (fixed by 5c02ece81848d); a stale INT3 outlives \
-             unregister_kprobe(), and when the kprobe is re-armed before kprobe_int3_handler() looks, the \
-             INT3 is back in memory: unclaimed",
-        ),
-        Protocol::Linux54 if variant.spec.kind == WorkloadKind::StaticCall => {
-            Some("B1: the detour handler cannot emulate a CALL")
-        }
-        Protocol::Linux54 | Protocol::Seed if foreign_int3 => {
-            Some("B3: vec cleared before nr_entries without a sync; a foreign INT3's handler reads NULL")
-        }
-        Protocol::Linux56 if foreign_int3 => {
-            Some("try_get_desc() race (fixed by efd608fa7403): a foreign INT3's handler increments freed stack memory")
-        }
+        Protocol::Linux54 | Protocol::Seed if cycling => Some(B5_B3),
+        Protocol::Linux55 if cycling => Some(B5),
+        Protocol::Linux54 if variant.spec.kind == WorkloadKind::StaticCall => Some(B1),
+        Protocol::Linux54 | Protocol::Seed if foreign_int3 => Some(B3),
+        Protocol::Linux56 if foreign_int3 => Some(TRY_GET_DESC),
         _ => None,
     }
 }

@@ -112,8 +112,10 @@ pub fn builtins() -> Vec<BuiltIn> {
             Some(Mutant::NoSyncAfterFirst),
             preset,
             defconfig,
-            Expectation::Violation(KindSet::of(&[HandlerFault])),
-            Some("stale INT3s recovered by kprobe_int3_handler(); B3 exposed"),
+            Expectation::Violation(KindSet::of(&[HandlerFault, UseAfterFree])),
+            Some(
+                "stale INT3s recovered by kprobe_int3_handler(); B3 exposed (NULL vec, or the returned batch's array)",
+            ),
         ));
         for m in [Mutant::NoSyncAfterInt3, Mutant::NoSyncAfterTail, Mutant::NoSyncAfterFirst, Mutant::NoInt3] {
             // The stale-INT3 row describes a kernel without kprobes (the one above, with them).
@@ -130,8 +132,8 @@ pub fn builtins() -> Vec<BuiltIn> {
                 // `vec = NULL` and `nr_entries = 0` makes the handler dereference NULL — bug B3,
                 // which the dropped sync had been hiding for the patching INT3 itself.
                 _ => (
-                    Expectation::Violation(KindSet::of(&[UnclaimedInt3, HandlerFault])),
-                    Some("stale INT3; or B3 exposed"),
+                    Expectation::Violation(KindSet::of(&[UnclaimedInt3, HandlerFault, UseAfterFree])),
+                    Some("stale INT3; or B3 exposed (NULL vec, or the returned batch's array)"),
                 ),
             };
             out.push(ftrace_row(Some(m), preset, kernel, expect, why));
@@ -143,15 +145,9 @@ pub fn builtins() -> Vec<BuiltIn> {
             if catalogue::supported(protocol, v.spec).is_err() || (protocol == Protocol::Seed && v.name == "ftrace") {
                 continue;
             }
-            let why = catalogue::known_bug(protocol, &v);
-            let expect = match why {
-                None => Expectation::Pass,
-                Some(b) if b.starts_with("B1") => {
-                    Expectation::Violation(KindSet::of(&[EmulationMismatch, WorkloadInvariant]))
-                }
-                Some(b) if b.starts_with("B5") => Expectation::Violation(KindSet::of(&[UnclaimedInt3, HandlerFault])),
-                Some(_) => Expectation::Violation(KindSet::of(&[HandlerFault])),
-            };
+            let bug = catalogue::known_bug(protocol, &v);
+            let expect = bug.map_or(Expectation::Pass, |b| Expectation::Violation(KindSet::of(b.kinds)));
+            let why = bug.map(|b| b.why);
             out.push(BuiltIn {
                 variant: v.name,
                 spec: v.spec,

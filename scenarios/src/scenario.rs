@@ -79,9 +79,14 @@ impl Scenario {
         Machine::new(self.plan_with(config)?)?.run(scheduler, decisions)
     }
 
-    /// A short label: workload, protocol, mutants (or `custom` for a custom program).
+    /// The scenario's name in every output (text, JSON, artifacts, tables, the library's
+    /// messages): the workload variant, the protocol, a custom program, the mutants, each
+    /// kprobe the scenario registers (`+kprobe@0x400010`, `+kprobe@0x400010x3` for one that
+    /// arms and disarms itself 3 times) and the kernel configuration when it is not the
+    /// default (`[CONFIG_KPROBES=n]`) — so two scenarios that can behave differently never
+    /// print the same name. The fetch model, vCPUs, placement and seed follow it in reports.
     pub fn label(&self) -> String {
-        let mut s = format!("{}/{}", self.workload.kind, self.config.protocol);
+        let mut s = format!("{}/{}", self.workload.variant_name(), self.config.protocol);
         if self.config.program.is_some() {
             s.push_str("+custom-program");
         }
@@ -89,6 +94,28 @@ impl Scenario {
             s.push('+');
             s.push_str(m.name());
         }
+        for k in &self.kprobes {
+            s.push_str(&format!("+kprobe@{:#x}", k.addr));
+            if k.cycles > 0 {
+                s.push_str(&format!("x{}", k.cycles));
+            } else if !k.armed {
+                s.push_str("-unarmed");
+            }
+        }
+        if self.config.kernel != sim_core::KernelConfig::DEFCONFIG {
+            s.push_str(&format!("[{}]", self.config.kernel));
+        }
         s
+    }
+
+    /// [`Scenario::label`] as a file-name part: every character but ASCII letters, digits,
+    /// `.`, `_` and `=` becomes `-`.
+    pub fn file_label(&self) -> String {
+        let label: String = self
+            .label()
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '=') { c } else { '-' })
+            .collect();
+        label.trim_end_matches('-').to_string()
     }
 }

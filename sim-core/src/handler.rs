@@ -47,6 +47,7 @@ use cpu_model::{Regs, SharedRegion};
 use crate::emulate::{
     int3_emulate_call, int3_emulate_jcc, int3_emulate_jmp, int3_emulate_ret, Emulation, INT3_INSN_SIZE,
 };
+use crate::oracle::ViolationKind;
 use crate::patching::{AccessFault, PatchState, VecRef};
 use crate::protocol::loc::{text_poke_loc_init, LocRules, CALL, INT3, JMP32, JMP8, RET};
 use crate::protocol::{HandlerKind, Mutant, TextPokeLoc};
@@ -134,7 +135,14 @@ pub enum HandlerStep {
     /// IRET with these registers.
     Iret(Regs),
     /// The handler faulted (an oops): NULL or freed data, a read past the vector, or `BUG()`.
-    Fault(String),
+    /// `kind` is [`ViolationKind::UseAfterFree`] when it read memory of a batch that had
+    /// already returned, [`ViolationKind::HandlerFault`] otherwise.
+    Fault {
+        /// Which violation the oops is.
+        kind: ViolationKind,
+        /// What the handler did.
+        message: String,
+    },
 }
 
 /// What a handler step may touch.
@@ -181,7 +189,12 @@ pub struct Handler {
 }
 
 fn fault(what: &str, e: AccessFault) -> HandlerStep {
-    HandlerStep::Fault(format!("INT3 handler: {what}: {e}"))
+    HandlerStep::Fault { kind: e.kind(), message: format!("INT3 handler: {what}: {e}") }
+}
+
+/// An oops that is no access to freed memory: a NULL, a read past the vector, `BUG()`.
+fn oops(message: String) -> HandlerStep {
+    HandlerStep::Fault { kind: ViolationKind::HandlerFault, message }
 }
 
 impl Handler {
@@ -326,7 +339,7 @@ impl Handler {
             // B6: the call lands on an INT3 while this CPU is inside the INT3 handler. The
             // kernel would take the nested #BP on the same exception stack (or recurse into
             // poke_int3_handler()); "lest we inadvertently hit yet another INT3".
-            return HandlerStep::Fault(format!(
+            return oops(format!(
                 "INT3 handler: its instrumented first step called patchable text at {addr:#x}, which holds an INT3: a nested INT3 inside the INT3 handler (B6)"
             ));
         }
@@ -483,7 +496,7 @@ impl Handler {
             }
             match text_poke_loc_init(ctx.rules, loc.addr, &old, None, None) {
                 Ok(l) => l,
-                Err(e) => return HandlerStep::Fault(format!("INT3 handler (emulate-old): {e}")),
+                Err(e) => return oops(format!("INT3 handler (emulate-old): {e}")),
             }
         } else {
             loc
@@ -503,7 +516,7 @@ impl Handler {
                 INT3 => return self.decline(ctx),
                 RET if ret_ok => match int3_emulate_ret(&self.regs, ctx.data) {
                     Ok(e) => e,
-                    Err(msg) => return HandlerStep::Fault(format!("INT3 handler: {msg}")),
+                    Err(msg) => return oops(format!("INT3 handler: {msg}")),
                 },
                 CALL => int3_emulate_call(&self.regs, target),
                 JMP32 | JMP8 => int3_emulate_jmp(&self.regs, target),
@@ -511,7 +524,7 @@ impl Handler {
                     let cc = if has(Mutant::JccNoInvert) { (cc & 0xf) & !1 } else { cc & 0xf };
                     int3_emulate_jcc(&self.regs, cc, next, loc.disp as i64)
                 }
-                other => return HandlerStep::Fault(format!("INT3 handler: BUG(): opcode {other:#04x}")),
+                other => return oops(format!("INT3 handler: BUG(): opcode {other:#04x}")),
             }
         };
         self.pc = if self.got_ref { HandlerPc::Put } else { HandlerPc::Iret };

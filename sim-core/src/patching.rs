@@ -14,6 +14,7 @@
 //! Beside them, what every version shares: `text_mutex` (which patching client holds it) and
 //! the registered kprobes (`kprobe_table`, what `get_kprobe()` finds; `kernel/kprobes.c`).
 
+use crate::oracle::ViolationKind;
 use crate::protocol::TextPokeLoc;
 
 /// `TEXT_POKE_ARRAY_MAX = PAGE_SIZE / sizeof(struct smp_text_poke_loc)` (also the 5.x
@@ -73,6 +74,17 @@ pub enum AccessFault {
         /// Vector length.
         len: usize,
     },
+}
+
+impl AccessFault {
+    /// The violation this access is: a read of a returned batch's memory is a use after free,
+    /// which the model tells from a NULL or an out-of-range read.
+    pub fn kind(&self) -> ViolationKind {
+        match self {
+            AccessFault::UseAfterFree(_) => ViolationKind::UseAfterFree,
+            AccessFault::Null(_) | AccessFault::PastEnd { .. } => ViolationKind::HandlerFault,
+        }
+    }
 }
 
 impl std::fmt::Display for AccessFault {

@@ -173,7 +173,13 @@ fn reserved_site(torn: &TornOracle, kp: &Kprobe, len: u64) -> Option<(u64, u64)>
 /// code; a site another patcher owns is refused by that owner's reserved-text check (unless
 /// [`Mutant::NoTextReserved`] drops them); the instruction must be one pokesim can run for the
 /// probe (a plain instruction out of line, or a relative CALL/JMP/Jcc, emulated).
-fn check_kprobe(image: &GuestImage, torn: &TornOracle, kp: &Kprobe, reserved: bool) -> Result<(), String> {
+fn check_kprobe(
+    image: &GuestImage,
+    torn: &TornOracle,
+    kp: &Kprobe,
+    reserved: bool,
+    protocol: Protocol,
+) -> Result<(), String> {
     let layout = image.layout;
     if !layout.in_text(kp.addr) {
         return Err(format!(
@@ -190,11 +196,10 @@ fn check_kprobe(image: &GuestImage, torn: &TornOracle, kp: &Kprobe, reserved: bo
         return Err(format!("{:#x} splits the instruction {}", kp.addr, describe(image, &insn)));
     }
     if let Some((site, len)) = reserved.then(|| reserved_site(torn, kp, insn.len() as u64)).flatten() {
-        let check = image.site_owner.check();
         return Err(format!(
-            "{:#x} is inside the patched site {site:#x}+{len}: that code belongs to the patcher, and \
-             register_kprobe()'s {check} refuses a kprobe there (the no-text-reserved mutant drops the check)",
-            kp.addr
+            "{:#x} is inside the patched site {site:#x}+{len}: {} (the no-text-reserved mutant drops the check)",
+            kp.addr,
+            image.site_owner.refusal(protocol, kp.addr == site)
         ));
     }
     let off = (kp.addr - layout.text_base) as usize;
@@ -294,7 +299,8 @@ fn registered_kprobes(
 ) -> Result<Vec<Kprobe>, SimError> {
     let reserved = !config.mutants.contains(&Mutant::NoTextReserved);
     for (i, kp) in user.iter().enumerate() {
-        check_kprobe(image, torn, kp, reserved).map_err(|m| SimError::invalid(Subject::Kprobe(i), m))?;
+        check_kprobe(image, torn, kp, reserved, config.protocol)
+            .map_err(|m| SimError::invalid(Subject::Kprobe(i), m))?;
     }
     let mut all = user.to_vec();
     for kp in &image.kprobes {

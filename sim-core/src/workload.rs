@@ -4,6 +4,7 @@
 //! invariant. Workloads themselves (machine code assembled with iced-x86) live in the
 //! `scenarios` crate.
 
+use crate::protocol::Protocol;
 use cpu_model::{Layout, Regs, SharedRegion};
 
 /// One `text_poke_bp(addr, opcode, len, emulate)` request (or `smp_text_poke_batch_add`).
@@ -101,6 +102,31 @@ impl SiteOwner {
             SiteOwner::JumpLabel => "jump_label_text_reserved()",
             SiteOwner::Alternatives => "alternatives_text_reserved()",
             SiteOwner::Kprobe => "register_aggr_kprobe()",
+        }
+    }
+
+    /// Why `register_kprobe()` on `protocol` does not give a kprobe of its own at an address
+    /// inside such a site (`at_start`: at the site's first byte), naming the check as that
+    /// version has it.
+    pub fn refusal(self, protocol: Protocol, at_start: bool) -> String {
+        match self {
+            SiteOwner::Ftrace if at_start => "check_ftrace_location() makes a kprobe at an ftrace site's first byte \
+                an ftrace-based kprobe (KPROBE_FLAG_FTRACE), which writes no INT3 and so races nothing here; \
+                `kprobe = \"entry\"` (`--kprobe=entry`) races that kprobe's own arming with ftrace's patcher"
+                .to_string(),
+            SiteOwner::Ftrace => "check_ftrace_location() refuses a kprobe inside an ftrace site (-EILSEQ)".to_string(),
+            SiteOwner::StaticCall if !protocol.version().static_calls => format!(
+                "{protocol} has no static calls and no static_call_text_reserved() (both arrived in v5.10); \
+                 pokesim refuses a kprobe there as the check that came with them would, since the text belongs \
+                 to the static_call patcher"
+            ),
+            SiteOwner::Kprobe => "that instruction belongs to an optimized kprobe; register_kprobe() would share \
+                it through register_aggr_kprobe() instead of writing an INT3 of its own"
+                .to_string(),
+            owner => format!(
+                "that code belongs to the patcher, and register_kprobe()'s {} refuses a kprobe there",
+                owner.check()
+            ),
         }
     }
 }

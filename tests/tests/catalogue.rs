@@ -6,7 +6,7 @@
 
 use scenarios::catalogue::{known_bug, scenario, supported, variants, Variant};
 use scenarios::workload::{ForeignKprobe, WorkloadKind, WorkloadSpec};
-use sim_core::{Protocol, SimError, Verdict};
+use sim_core::{Protocol, SimError, Verdict, ViolationKind};
 
 /// Seeds per vCPU count by default.
 const SEEDS: u64 = 60;
@@ -98,8 +98,10 @@ fn unsupported_combinations_are_refused_as_the_kernel_would_bug() {
 #[test]
 fn the_catalogue_lists_a_reason_for_every_known_failure() {
     let optprobe = Variant { name: "optprobe", spec: WorkloadSpec::new(WorkloadKind::Optprobe) };
-    assert!(known_bug(Protocol::Seed, &optprobe).unwrap().starts_with("B3"));
-    assert!(known_bug(Protocol::Linux56, &optprobe).unwrap().contains("efd608fa7403"));
+    assert_eq!(known_bug(Protocol::Seed, &optprobe).unwrap().id, "B3");
+    let uaf = known_bug(Protocol::Linux56, &optprobe).unwrap();
+    assert!(uaf.why.contains("efd608fa7403"), "{uaf:?}");
+    assert_eq!(uaf.kinds, [ViolationKind::UseAfterFree], "the 5.6 race reads freed memory: its own kind");
     assert!(known_bug(Protocol::Linux60, &optprobe).is_none());
     assert!(known_bug(Protocol::Linux616, &optprobe).is_none());
 }

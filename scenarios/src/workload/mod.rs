@@ -284,6 +284,28 @@ impl WorkloadSpec {
         }
     }
 
+    /// The workload's name with its variant options — `ftrace+kprobe-cycling`,
+    /// `static_call-no-tail`, `batch-interleaved` — as the catalogue's variants are named
+    /// (`pokesim list`): one name for the same workload in every output.
+    pub fn variant_name(&self) -> String {
+        let mut s = self.kind.name().to_string();
+        if !self.tail {
+            s.push_str("-no-tail");
+        }
+        if self.order != SiteOrder::Ascending {
+            s.push('-');
+            s.push_str(self.order.name());
+        }
+        if self.kprobe.any() {
+            s.push_str("+kprobe");
+            if self.kprobe != ForeignKprobe::Armed {
+                s.push('-');
+                s.push_str(self.kprobe.name());
+            }
+        }
+        s
+    }
+
     /// Rejects parameters out of range, before anything is allocated.
     pub fn validate(&self) -> Result<(), SimError> {
         if !(1..=MAX_ROUNDS).contains(&self.rounds) {

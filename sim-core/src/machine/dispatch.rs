@@ -291,7 +291,7 @@ impl Machine {
                     unclaimed::report(ip, byte, epoch, self.config.kernel.kprobes, self.config.protocol.version());
                 self.report(ViolationKind::UnclaimedInt3, Some(i), Some(ip), Some(&insn), msg);
             }
-            HandlerStep::Fault(msg) => self.report(ViolationKind::HandlerFault, Some(i), Some(ip), None, msg.clone()),
+            HandlerStep::Fault { kind, message } => self.report(*kind, Some(i), Some(ip), None, message.clone()),
             HandlerStep::Emulated { array, entry, emulation } => {
                 let (loc, old) = (&self.state.arrays[*array].locs[*entry], &self.state.arrays[*array].old[*entry]);
                 let candidates = [old.clone(), loc.text.clone(), loc.emulate.clone()];
@@ -366,7 +366,7 @@ impl Machine {
                 self.handlers[i] = None;
                 self.state.rcu_read_unlock(i);
             }
-            HandlerStep::Continue | HandlerStep::Declined | HandlerStep::Fault(_) => {}
+            HandlerStep::Continue | HandlerStep::Declined | HandlerStep::Fault { .. } => {}
         }
         Ok(())
     }

@@ -6,7 +6,8 @@
 //! | `unclaimed-int3` | the handler and every owner declined a trap (a stale INT3) |
 //! | `emulation-mismatch` | [`emulation`]: the handler's effect differs from executing the old or new instruction |
 //! | `guest-fault` | a guest step faulted |
-//! | `handler-fault` | the handler dereferenced a NULL/freed vector, read past it, or hit `BUG()` |
+//! | `handler-fault` | the handler dereferenced a NULL vector, read past it, or hit `BUG()` |
+//! | `use-after-free` | the handler read the patch data of a batch whose `text_poke_bp()` had returned |
 //! | `workload-invariant` | the workload's guest-side check failed |
 //! | `liveness` | the patcher did not finish within the budget, or a vCPU ran an old image after the final sync |
 //! | `patcher-fault` | the patcher wrote memory it does not own (past `text_poke_array.vec`) |
@@ -47,11 +48,13 @@ pub enum ViolationKind {
     LostBreakpoint,
     /// The patcher wrote memory it does not own.
     PatcherFault,
+    /// The handler read memory of a batch whose patcher had returned (freed stack or array).
+    UseAfterFree,
 }
 
 impl ViolationKind {
     /// Every kind.
-    pub const ALL: [ViolationKind; 9] = [
+    pub const ALL: [ViolationKind; 10] = [
         ViolationKind::TornFetch,
         ViolationKind::UnclaimedInt3,
         ViolationKind::EmulationMismatch,
@@ -61,6 +64,7 @@ impl ViolationKind {
         ViolationKind::Liveness,
         ViolationKind::LostBreakpoint,
         ViolationKind::PatcherFault,
+        ViolationKind::UseAfterFree,
     ];
 
     /// The kebab-case name used in reports and files.
@@ -75,6 +79,7 @@ impl ViolationKind {
             ViolationKind::Liveness => "liveness",
             ViolationKind::LostBreakpoint => "lost-breakpoint",
             ViolationKind::PatcherFault => "patcher-fault",
+            ViolationKind::UseAfterFree => "use-after-free",
         }
     }
 }

@@ -19,7 +19,7 @@
 //! may be padded with INT3 (26c44b776dba); `put_desc()`. No Jcc yet (that came in 2023).
 //!
 //! pokesim reproduces the race this version fixed: `linux-5.6` with a foreign kprobe is
-//! reported as a `handler-fault` (use after free in `try_get_desc`), `linux-6.0` passes.
+//! reported as a `use-after-free` (in `try_get_desc`), `linux-6.0` passes.
 
 use super::{int3_phases, ArmSync, Batching, HandlerKind, LocRules, Mutant, Names, Recovery, Version};
 use crate::program::Op;
@@ -34,7 +34,8 @@ pub const VERSION: Version = Version::new(
 )
 .kprobes(Recovery::Retries, ArmSync::TextPokeSync)
 .names(Names::EXC_INT3)
-.about(DESCRIPTION);
+.about(DESCRIPTION)
+.with_static_calls();
 
 const DESCRIPTION: &str = "efd608fa7403 (2022): bp_desc is a static global {vec, nr_entries, refs}, refs set with \
          release before the first INT3 and awaited at the end (fixes 5.6's try_get_desc() use \

@@ -39,7 +39,8 @@ pub const VERSION: Version =
     Version::new("linux-6.16", HandlerKind::PerCpuRefs, LocRules::Modern, Batching::BatchAdd, smp_text_poke_batch)
         .kprobes(Recovery::Dies, ArmSync::TextPokeSync)
         .names(Names::SMP_TEXT_POKE)
-        .about(DESCRIPTION);
+        .about(DESCRIPTION)
+        .with_static_calls();
 
 const DESCRIPTION: &str = "smp_text_poke_batch_add/_finish: per-CPU refs set before the first INT3, sorted vector \
          of at most 256 entries (flushed when full or out of order), bsearch, RET and Jcc \

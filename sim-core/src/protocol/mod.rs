@@ -271,6 +271,8 @@ pub struct Version {
     pub names: Names,
     /// Its patcher program for one batch.
     pub program: BatchProgram,
+    /// Whether the kernel has static calls and `static_call_text_reserved()` (v5.10 on).
+    pub static_calls: bool,
 }
 
 impl Version {
@@ -292,7 +294,13 @@ impl Version {
             arm_sync: ArmSync::None,
             names: Names::ON_EACH_CPU,
             program,
+            static_calls: false,
         }
+    }
+
+    /// A kernel with static calls (v5.10 on): `static_call_text_reserved()` exists.
+    pub const fn with_static_calls(self) -> Self {
+        Self { static_calls: true, ..self }
     }
 
     /// With its kprobes' behaviour.

@@ -25,6 +25,7 @@ use crate::out::{self, Failure};
 /// A scenario as reports show it.
 #[derive(Serialize)]
 pub struct ScenarioReport {
+    label: String,
     workload: String,
     site: String,
     rounds: u32,
@@ -32,6 +33,7 @@ pub struct ScenarioReport {
     kernel: String,
     mutants: Vec<String>,
     custom_program: bool,
+    kprobes: Vec<KprobeReport>,
     cpus: usize,
     fetch: String,
     strategy: String,
@@ -42,13 +44,15 @@ impl ScenarioReport {
     /// The report of `s`.
     pub fn of(s: &Scenario) -> Self {
         ScenarioReport {
-            workload: s.workload.kind.to_string(),
+            label: s.label(),
+            workload: s.workload.variant_name(),
             site: s.workload.site.to_string(),
             rounds: s.workload.rounds,
             protocol: s.config.protocol.to_string(),
             kernel: s.config.kernel.to_string(),
             mutants: s.config.mutants.iter().map(|m| m.to_string()).collect(),
             custom_program: s.config.program.is_some(),
+            kprobes: s.kprobes.iter().map(KprobeReport::of).collect(),
             cpus: s.config.cpus,
             fetch: s.config.fetch.to_string(),
             strategy: s.strategy.to_string(),
@@ -68,6 +72,23 @@ impl ScenarioReport {
             s.strategy,
             s.seed
         )
+    }
+}
+
+/// A kprobe the scenario registers, as reports show it.
+#[derive(Serialize)]
+struct KprobeReport {
+    /// The probed instruction, as a hex string.
+    addr: String,
+    /// Armed from the start (for one registered for the whole run).
+    armed: bool,
+    /// How many times it arms and disarms itself (0: registered for the whole run).
+    cycles: u32,
+}
+
+impl KprobeReport {
+    fn of(k: &sim_core::Kprobe) -> Self {
+        KprobeReport { addr: format!("{:#x}", k.addr), armed: k.armed, cycles: k.cycles }
     }
 }
 
