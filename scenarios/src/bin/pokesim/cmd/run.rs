@@ -156,7 +156,7 @@ impl ShardSaved {
     fn write(opts: &ArtifactOpts, r: Option<&ShardResult>) -> Self {
         let (false, Some(r)) = (opts.no_artifact, r) else { return Self::default() };
         let path = opts.artifact_dir.join(r.file_name());
-        match r.save(&path) {
+        match scenarios::output::ensure_dir(&opts.artifact_dir).and_then(|()| r.save(&path)) {
             Ok(()) => ShardSaved { shard_result: Some(path.display().to_string()), shard_result_error: None },
             Err(e) => {
                 let msg = format!("could not write the shard result {}: {e}", path.display());
@@ -181,6 +181,7 @@ impl ShardSaved {
 /// `pokesim run`.
 pub fn run(a: &RunArgs) -> Result<Status, Failure> {
     a.jobs.apply()?;
+    a.artifacts.check()?;
     let (file, overrides, _) = a.scenario.scenario()?;
     if file.decisions.is_some() {
         return replay_file(&file, &a.scenario, &a.artifacts, a.output);
@@ -193,6 +194,7 @@ pub fn run(a: &RunArgs) -> Result<Status, Failure> {
 /// `pokesim explore`.
 pub fn explore(a: &ExploreArgs) -> Result<Status, Failure> {
     a.jobs.apply()?;
+    a.artifacts.check()?;
     let (mut file, overrides, runs_given) = a.scenario.scenario()?;
     if file.decisions.is_some() {
         return Err(Failure::Bad(format!("{}: replays recorded decisions; use `pokesim replay`", file.name)));
