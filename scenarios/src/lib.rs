@@ -5,7 +5,7 @@
 //! - [`scenario`]: a complete run description (workload, vCPUs, protocol, mutants, fetch
 //!   model, strategy, seed, budget) and the function that runs it;
 //! - [`check`]: the built-in scenarios behind `pokesim check`, with their expected verdicts;
-//! - [`bench`]: the throughput benchmark behind `pokesim bench`;
+//! - [`bench`](mod@bench): the throughput benchmark behind `pokesim bench`;
 //! - [`campaign`] and [`shard`]: a campaign over many seeds, split into shards and merged;
 //! - [`render`]: a run as text, Perfetto JSON, SVG or an HTML report (`pokesim trace`);
 //! - [`hardware`]: a scenario's protocol on the host's real CPUs through the `hw` crate, and

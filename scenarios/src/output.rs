@@ -1,9 +1,10 @@
 //! Files pokesim writes (artifacts, shard results, traces, reports, corpus entries), and the
 //! rules that keep a write from damaging anything else on the host:
 //!
-//! - a target is written only if it does not exist or is a regular file. What it is is read
-//!   with `symlink_metadata`, never following a link, so a device, FIFO, socket, symbolic
-//!   link or directory is refused (the user named something pokesim must not replace);
+//! - a target is written only if it does not exist or is a regular file that is not
+//!   read-only. What it is is read with `symlink_metadata`, never following a link, so a
+//!   device, FIFO, socket, symbolic link or directory is refused (the user named something
+//!   pokesim must not replace);
 //! - no directory is created implicitly: a missing parent is refused, naming it. The one
 //!   exception is a directory that is pokesim's own output location — the artifact
 //!   directory, a corpus directory given to `--add` — which [`ensure_dir`] creates, but only
@@ -50,15 +51,14 @@ pub fn write_file(path: &Path, contents: &[u8], mode: Mode) -> std::io::Result<(
     let dir = parent_of(path);
     check_parent(&dir)?;
     let (tmp, mut file) = temp_file(&dir, path)?;
-    let written =
-        file.write_all(contents).and_then(|()| file.sync_all()).and_then(|()| check_target(path, mode)).and_then(
-            |()| match mode {
-                Mode::Replace => std::fs::rename(&tmp, path),
-                Mode::CreateNew => std::fs::hard_link(&tmp, path).map_err(|e| refused_existing(path, e)),
-            },
-        );
+    let place = |()| match mode {
+        Mode::Replace => std::fs::rename(&tmp, path),
+        Mode::CreateNew => link_new(&tmp, path),
+    };
+    let written = file.write_all(contents).and_then(|()| file.sync_all()).and_then(|()| check_target(path, mode));
+    let written = written.and_then(place);
     drop(file);
-    if written.is_err() || mode == Mode::CreateNew {
+    if written.is_err() || (mode == Mode::CreateNew && tmp.exists()) {
         let _ = std::fs::remove_file(&tmp);
     }
     written
@@ -69,6 +69,17 @@ pub fn write_file(path: &Path, contents: &[u8], mode: Mode) -> std::io::Result<(
 pub fn check_writable(path: &Path) -> std::io::Result<()> {
     check_target(path, Mode::Replace)?;
     check_parent(&parent_of(path))
+}
+
+/// Gives the finished `tmp` the name `path`, which must not exist: a hard link, which the
+/// kernel refuses if `path` appeared meanwhile; on a file system without hard links, a rename
+/// right after checking again.
+fn link_new(tmp: &Path, path: &Path) -> std::io::Result<()> {
+    match std::fs::hard_link(tmp, path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => Err(refused_existing(path, e)),
+        Err(_) => check_target(path, Mode::CreateNew).and_then(|()| std::fs::rename(tmp, path)),
+    }
 }
 
 /// Makes sure `dir` is a directory pokesim can write into: an existing directory (a link to
@@ -139,6 +150,9 @@ fn check_target(path: &Path, mode: Mode) -> std::io::Result<()> {
     if let Some(what) = not_regular(&meta.file_type()) {
         let msg = format!("is {what}; pokesim replaces regular files only");
         return Err(Error::new(ErrorKind::InvalidInput, msg));
+    }
+    if meta.permissions().readonly() {
+        return Err(Error::new(ErrorKind::PermissionDenied, "is read-only; pokesim does not replace it"));
     }
     match mode {
         Mode::Replace => Ok(()),
@@ -216,6 +230,11 @@ mod tests {
         assert!(write_atomic(&d.join("link"), b"x").unwrap_err().to_string().contains("symbolic link"));
         assert!(write_atomic(&d, b"x").unwrap_err().to_string().contains("directory"));
         assert!(write_atomic(&d.join("no/such/x"), b"x").unwrap_err().to_string().contains("does not exist"));
+        let mut ro = std::fs::metadata(&f).unwrap().permissions();
+        ro.set_readonly(true);
+        std::fs::set_permissions(&f, ro).unwrap();
+        assert!(write_atomic(&f, b"x").unwrap_err().to_string().contains("read-only"));
+        assert_eq!(std::fs::read(&f).unwrap(), b"two");
         let left: Vec<_> = std::fs::read_dir(&d).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(left.len(), 2, "no temporary file left behind: {left:?}");
         let _ = std::fs::remove_dir_all(&d);

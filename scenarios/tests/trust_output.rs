@@ -41,8 +41,8 @@ fn output_targets_that_are_not_regular_files_are_refused_and_left_alone() {
     assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink(), "the link is still a link");
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n", "the link's target is untouched");
     assert!(sub.is_dir() && std::fs::read_dir(&sub).unwrap().next().is_none(), "the directory is untouched");
-    // shrink -o and mutants --html refuse the same targets before any work.
-    let (code, _, stderr) = out(pokesim().arg("shrink").arg(recorded()).arg("-o").arg(&fifo));
+    // shrink -o (after printing its result) and mutants --html (before any work) refuse them too.
+    let (code, _, stderr) = out(pokesim().arg("shrink").arg(recorded()).args(["--max-runs", "20", "-o"]).arg(&fifo));
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("a FIFO"), "{stderr}");
     let (code, _, stderr) = out(pokesim().args(["mutants", "--runs", "1", "--html"]).arg(&link));
@@ -75,9 +75,11 @@ fn dash_is_stdout_and_missing_directories_are_not_created() {
     let arts = dir.join("no/such/artifacts");
     let (code, _, stderr) = out(pokesim().args(["run", "--no-artifact"]).arg(write(&dir, "f.toml", FAILING)));
     assert_eq!(code, 0, "{stderr}");
-    let (code, _, stderr) = out(pokesim().arg("run").arg(dir.join("f.toml")).arg("--artifact-dir").arg(&arts));
-    assert_eq!(code, 2, "refused before the run: {stderr}");
-    assert!(stderr.contains("--artifact-dir") && stderr.contains("does not exist"), "{stderr}");
+    let (code, stdout, stderr) =
+        out(pokesim().arg("run").arg(dir.join("f.toml")).arg("--artifact-dir").arg(&arts).arg("--json"));
+    assert_eq!(code, 0, "the verdict stands: {stderr}");
+    let error = json(&stdout)["artifact_error"].as_str().unwrap_or_default().to_string();
+    assert!(error.contains("no/such") && error.contains("does not exist"), "{stdout}");
     assert!(!dir.join("no").exists(), "no directory was created");
     // The artifact directory itself (its parent existing) is pokesim's to create.
     let (code, stdout, stderr) =

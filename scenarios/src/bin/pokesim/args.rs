@@ -92,18 +92,6 @@ pub struct ArtifactOpts {
     pub artifact_dir: PathBuf,
 }
 
-impl ArtifactOpts {
-    /// Refuses, before any work, an artifact directory no artifact could be written into:
-    /// one that is not a directory, or a missing one whose parent is missing too (pokesim
-    /// creates the artifact directory itself when it first writes, never its parents).
-    pub fn check(&self) -> Result<(), Failure> {
-        if self.no_artifact {
-            return Ok(());
-        }
-        scenarios::output::check_dir(&self.artifact_dir).map_err(|e| Failure::Bad(format!("--artifact-dir: {e}")))
-    }
-}
-
 /// A scenario: a file, flags, or flags over a file.
 #[derive(Args, Clone, Debug)]
 pub struct ScenarioArgs {

@@ -62,7 +62,6 @@ pub fn corpus(a: &CorpusArgs) -> Result<Status, Failure> {
     if let Some(artifact) = &a.add {
         return add(a, artifact);
     }
-    a.artifacts.check()?;
     let sources: Vec<EntrySource> = match &a.dir {
         Some(dir) => corpus::entries(dir)?,
         None => corpus::builtin(),

@@ -90,7 +90,6 @@ struct Report<'a> {
 
 /// `pokesim exhaust`.
 pub fn exhaust(a: &ExhaustArgs) -> Result<Status, Failure> {
-    a.artifacts.check()?;
     for (given, flag) in [
         (a.scenario.runs.is_some(), "--runs"),
         (a.scenario.seed.is_some(), "--seed"),

@@ -30,7 +30,6 @@ pub struct MergeArgs {
 
 /// `pokesim merge`.
 pub fn merge(a: &MergeArgs) -> Result<Status, Failure> {
-    a.artifacts.check()?;
     let mut shards: Vec<ShardFile> = Vec::new();
     let mut others: Vec<(String, Artifact)> = Vec::new();
     for path in &a.files {

@@ -1,8 +1,7 @@
 //! The commands, one module per family, and what they share: how a scenario is described in
 //! reports and how a failure artifact is written (after the verdict, atomically, a failure
 //! to write being a warning that never changes the verdict's exit status; the artifact
-//! directory is checked before any work and created, that component only, at the first
-//! write).
+//! directory is created at the first write, that component only, never its parents).
 
 pub mod check;
 pub mod corpus;

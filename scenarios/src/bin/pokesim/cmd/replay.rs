@@ -115,7 +115,6 @@ struct ShrinkReport<'a> {
 
 /// `pokesim shrink`: exit 0 when a shrunk artifact was written.
 pub fn shrink(a: &ShrinkArgs) -> Result<Status, Failure> {
-    out::check_output(&a.output, "-o")?;
     let r = Replayable::load(&a.artifact)?;
     let original = r.reproduce(&r.scenario)?;
     let Some(v) = original.violation() else {

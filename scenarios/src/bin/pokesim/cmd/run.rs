@@ -181,7 +181,6 @@ impl ShardSaved {
 /// `pokesim run`.
 pub fn run(a: &RunArgs) -> Result<Status, Failure> {
     a.jobs.apply()?;
-    a.artifacts.check()?;
     let (file, overrides, _) = a.scenario.scenario()?;
     if file.decisions.is_some() {
         return replay_file(&file, &a.scenario, &a.artifacts, a.output);
@@ -194,7 +193,6 @@ pub fn run(a: &RunArgs) -> Result<Status, Failure> {
 /// `pokesim explore`.
 pub fn explore(a: &ExploreArgs) -> Result<Status, Failure> {
     a.jobs.apply()?;
-    a.artifacts.check()?;
     let (mut file, overrides, runs_given) = a.scenario.scenario()?;
     if file.decisions.is_some() {
         return Err(Failure::Bad(format!("{}: replays recorded decisions; use `pokesim replay`", file.name)));
