@@ -56,7 +56,7 @@ pub(crate) fn write_artifact(
     let path = Artifact::default_path(dir, scenario, v);
     let saved = Artifact::new(&scenario.file_label(), scenario, outcome)
         .ok_or_else(|| "the run kept no decisions".to_string())
-        .and_then(|a| a.save(&path).map_err(|e| e.to_string()));
+        .and_then(|a| scenarios::output::ensure_dir(dir).and_then(|()| a.save(&path)).map_err(|e| e.to_string()));
     match saved {
         Ok(()) => {
             let lines = format!("\n  artifact:  {}\n  reproduce: pokesim replay {}", path.display(), path.display());

@@ -37,7 +37,7 @@ use sim_core::{KernelConfig, Mutant, Protocol, RunConfig};
 
 use crate::FetchModel;
 
-/// The knobs of [`scenarios`]; every dimension defaults to everything pokesim offers
+/// The knobs of [`scenarios()`]; every dimension defaults to everything pokesim offers
 /// (except mutants: none by default, so properties state the real protocols).
 #[derive(Clone, Debug)]
 pub struct ScenarioStrategy {

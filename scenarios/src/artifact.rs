@@ -15,13 +15,15 @@
 //! carry the scenario, strategy, seed, kind and a hash of the whole scenario, so two different
 //! runs never share a name.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sim_core::{Decision, Outcome, Recorded, Violation};
 
+pub use crate::artifact_parse::MAX_DECISIONS;
 use crate::entry::{Expectation, ScenarioFile};
-use crate::input::{read_input, InputError, MAX_ARTIFACT_BYTES};
+use crate::input::{open_input, InputError, MAX_ARTIFACT_BYTES};
 use crate::scenario::Scenario;
 
 /// The artifact format this pokesim reads and writes.
@@ -86,34 +88,19 @@ impl Artifact {
     }
 
     /// Parses an artifact, refusing corrupt, truncated, incompatible or future files; `file`
-    /// names it in errors.
+    /// names it in errors. Typed and streaming, with the decision list capped at
+    /// [`MAX_DECISIONS`] ([`crate::artifact_parse`]).
     pub fn parse(file: &str, text: &str) -> Result<Self, InputError> {
-        let err = |line: Option<usize>, field: Option<&str>, message: String| InputError {
-            file: file.to_string(),
-            line,
-            field: field.map(str::to_string),
-            flag: None,
-            message,
-        };
-        // Look at the format first, so that a future format is reported as such rather than as
-        // a field mismatch.
-        let value: serde_json::Value = serde_json::from_str(text)
-            .map_err(|e| err(Some(e.line()), None, format!("corrupt or truncated artifact: {e}")))?;
-        match value.get("format").and_then(|f| f.as_u64()) {
-            Some(f) if f == FORMAT as u64 => {}
-            Some(f) => {
-                let msg = format!("artifact format {f} is not supported (this pokesim reads format {FORMAT})");
-                return Err(err(None, Some("format"), msg));
-            }
-            None => return Err(err(None, Some("format"), "missing: not a pokesim artifact".into())),
-        }
-        let a: Artifact =
-            serde_json::from_value(value).map_err(|e| err(None, None, format!("corrupt artifact: {e}")))?;
-        check_version(&a.pokesim_version).map_err(|m| err(None, Some("pokesim_version"), m))?;
-        if let Some((i, (of, choice))) = a.decisions.iter().enumerate().find(|(_, (of, c))| *of < 2 || c >= of) {
-            let msg = format!("entry {i} [{of}, {choice}] is not [options >= 2, choice < options]");
-            return Err(err(None, Some("decisions"), msg));
-        }
+        crate::artifact_parse::parse(file, text.as_bytes())
+    }
+
+    /// Reads and parses the artifact `path`, straight from the file: memory grows with its
+    /// decision list (at most [`MAX_DECISIONS`]), not with its text.
+    pub fn load(path: &Path) -> Result<Self, InputError> {
+        let name = path.display().to_string();
+        let file = open_input(path, MAX_ARTIFACT_BYTES)?;
+        let reader = std::io::BufReader::new(file.take(MAX_ARTIFACT_BYTES + 1));
+        let a = crate::artifact_parse::parse(&name, reader)?;
         Ok(a)
     }
 
@@ -125,10 +112,24 @@ impl Artifact {
 
     /// Writes the artifact as JSON, atomically: to a temporary name in the same directory,
     /// then renamed, so a failed write never leaves a truncated artifact.
+    /// A run with more than [`MAX_DECISIONS`] decisions is refused: no pokesim could read it.
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        let mut json = serde_json::to_string(self).map_err(std::io::Error::other)?;
+        if self.decisions.len() > MAX_DECISIONS {
+            let msg = format!(
+                "the run recorded {} decisions, more than the {MAX_DECISIONS} an artifact holds",
+                self.decisions.len()
+            );
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, msg));
+        }
+        crate::output::write_atomic(path, self.to_json().as_bytes())
+    }
+
+    /// The artifact as one line of JSON, with its newline.
+    pub fn to_json(&self) -> String {
+        // Plain data (strings, numbers, lists): serializing it cannot fail.
+        let mut json = serde_json::to_string(self).unwrap_or_default();
         json.push('\n');
-        crate::output::write_atomic(path, json.as_bytes())
+        json
     }
 
     /// A file name that says what failed — workload, protocol, mutants (or a custom
@@ -160,7 +161,7 @@ impl Artifact {
 }
 
 /// Refuses an artifact written by a newer pokesim (it may use meanings this one lacks).
-fn check_version(v: &str) -> Result<(), String> {
+pub(crate) fn check_version(v: &str) -> Result<(), String> {
     let parse = |s: &str| -> Option<Vec<u64>> {
         let parts: Vec<u64> = s.split('.').map(|p| p.parse().ok()).collect::<Option<_>>()?;
         (parts.len() == 3).then_some(parts)
@@ -206,7 +207,7 @@ impl Replayable {
             let (name, expect, trace_hash) = (f.name, f.expect, f.trace_hash);
             return Ok(Self { file, name, scenario: f.scenario, decisions, expect, violation: None, trace_hash });
         }
-        let art = Artifact::parse(&file, &read_input(path, MAX_ARTIFACT_BYTES)?)?;
+        let art = Artifact::load(path)?;
         let inner = ScenarioFile::parse(&format!("{file} (scenario)"), &art.scenario, "artifact")?;
         Ok(Self {
             file,

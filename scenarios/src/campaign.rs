@@ -9,7 +9,7 @@
 //! workers. The workers do not wait for each other at every batch: they run a window of
 //! batches, each taking the next index as soon as it is free (every worker builds its own
 //! engines: Unicorn is not `Send`), and a violation cuts the window at the end of its batch
-//! ([`Campaign::run_window`]); what ran past the cut is dropped. Runs keep no decision log (memory does not grow with a
+//! (`Campaign::run_window`); what ran past the cut is dropped. Runs keep no decision log (memory does not grow with a
 //! run's length); the violating run is repeated with its decisions kept, and must reproduce
 //! bit for bit.
 //!
@@ -33,7 +33,7 @@ use crate::scenario::Scenario;
 /// Seed indices per batch (fixed, so results do not depend on the number of workers).
 pub const BATCH: u64 = 16;
 
-/// Own indices a shard hands to its workers at once ([`Campaign::run_window`]): workers take
+/// Own indices a shard hands to its workers at once (`Campaign::run_window`): workers take
 /// the next run as soon as they finish one, and wait for each other only between windows.
 const WINDOW: u64 = 8 * BATCH;
 

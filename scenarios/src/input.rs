@@ -10,8 +10,14 @@ use std::path::Path;
 
 /// The largest scenario file or corpus entry pokesim reads.
 pub const MAX_SCENARIO_BYTES: u64 = 16 << 20;
-/// The largest failure artifact pokesim reads (a long run's decision list is big).
-pub const MAX_ARTIFACT_BYTES: u64 = 512 << 20;
+/// The largest failure artifact pokesim reads (a long run's decision list is big): room for
+/// the most decisions an artifact holds (`artifact::MAX_DECISIONS`, 2²³) at their longest
+/// (`[4294967295,4294967295],`, 24 bytes: 192 MiB) and a scenario of
+/// [`MAX_SCENARIO_BYTES`] escaped in JSON, and no more, so that what a file can make pokesim
+/// hold in memory stays proportional to a sane artifact.
+pub const MAX_ARTIFACT_BYTES: u64 = 256 << 20;
+/// The largest shard result (or artifact among the inputs of `pokesim merge`) pokesim reads.
+pub const MAX_SHARD_BYTES: u64 = 512 << 20;
 
 /// Where a value of a scenario came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,8 +80,9 @@ impl fmt::Display for InputError {
 
 impl std::error::Error for InputError {}
 
-/// Reads a regular file of at most `cap` bytes as UTF-8.
-pub fn read_input(path: &Path, cap: u64) -> Result<String, InputError> {
+/// Opens a regular file of at most `cap` bytes (a reader must still stop at `cap`: the file
+/// may grow).
+pub fn open_input(path: &Path, cap: u64) -> Result<std::fs::File, InputError> {
     let name = path.display().to_string();
     let meta = std::fs::metadata(path).map_err(|e| InputError::file(&name, e.to_string()))?;
     if !meta.is_file() {
@@ -85,8 +92,15 @@ pub fn read_input(path: &Path, cap: u64) -> Result<String, InputError> {
     if meta.len() > cap {
         return Err(InputError::file(&name, format!("is {} bytes, more than the {cap} pokesim reads", meta.len())));
     }
-    let file = std::fs::File::open(path).map_err(|e| InputError::file(&name, e.to_string()))?;
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    std::fs::File::open(path).map_err(|e| InputError::file(&name, e.to_string()))
+}
+
+/// Reads a regular file of at most `cap` bytes as UTF-8.
+pub fn read_input(path: &Path, cap: u64) -> Result<String, InputError> {
+    let name = path.display().to_string();
+    let file = open_input(path, cap)?;
+    let len = file.metadata().map_or(0, |m| m.len());
+    let mut bytes = Vec::with_capacity(len.min(cap) as usize);
     file.take(cap + 1).read_to_end(&mut bytes).map_err(|e| InputError::file(&name, e.to_string()))?;
     if bytes.len() as u64 > cap {
         return Err(InputError::file(&name, format!("grew past the {cap} bytes pokesim reads")));

@@ -5,15 +5,17 @@
 //! - [`scenario`]: a complete run description (workload, vCPUs, protocol, mutants, fetch
 //!   model, strategy, seed, budget) and the function that runs it;
 //! - [`check`]: the built-in scenarios behind `pokesim check`, with their expected verdicts;
-//! - [`bench`]: the throughput benchmark behind `pokesim bench`;
+//! - [`bench`](mod@bench): the throughput benchmark behind `pokesim bench`;
 //! - [`campaign`] and [`shard`]: a campaign over many seeds, split into shards and merged;
 //! - [`render`]: a run as text, Perfetto JSON, SVG or an HTML report (`pokesim trace`);
 //! - [`hardware`]: a scenario's protocol on the host's real CPUs through the `hw` crate, and
-//!   the matrix of mutants next to each fetch preset's prediction (`pokesim hw`).
+//!   the matrix of mutants next to each fetch preset's prediction (`pokesim hw`);
+//! - [`output`] and [`terminal`]: what pokesim writes to files and to the terminal, safely.
 //!
 //! The command line itself is `src/bin/pokesim/`.
 
 pub mod artifact;
+pub mod artifact_parse;
 pub mod bench;
 pub mod campaign;
 pub mod catalogue;
@@ -32,6 +34,7 @@ pub mod shard;
 pub mod shrink;
 pub mod spec;
 pub mod stream;
+pub mod terminal;
 pub mod workload;
 
 pub use scenario::Scenario;

@@ -23,7 +23,7 @@ use thiserror::Error;
 use crate::artifact::Artifact;
 use crate::campaign::{BlockSums, Campaign, CampaignResult, Found, Shard, BATCH};
 use crate::entry::ScenarioFile;
-use crate::input::{read_input, InputError, MAX_ARTIFACT_BYTES};
+use crate::input::{read_input, InputError, MAX_SHARD_BYTES};
 
 /// The `kind` of a shard result file (what tells it from a failure artifact).
 pub const KIND: &str = "pokesim-shard-result";
@@ -246,11 +246,18 @@ impl MergeInput {
     /// Reads `path`: a shard result (its `kind`), a failure artifact, or an error naming it.
     pub fn read(path: &Path) -> Result<Self, InputError> {
         let file = path.display().to_string();
-        let text = read_input(path, MAX_ARTIFACT_BYTES)?;
-        let value: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| located(&file, None, format!("not JSON, so neither a shard result nor an artifact: {e}")))?;
-        if value.get("kind").is_some() {
-            return Ok(MergeInput::Shard(Box::new(parse_value(&file, value)?)));
+        let text = read_input(path, MAX_SHARD_BYTES)?;
+        let not_json = |e: serde_json::Error| {
+            located(&file, None, format!("not JSON, so neither a shard result nor an artifact: {e}"))
+        };
+        // Which it is, without building the document (an artifact's decision list is big).
+        match serde_json::from_str::<HasKind>(&text) {
+            Ok(HasKind(true)) => {
+                let value: serde_json::Value = serde_json::from_str(&text).map_err(not_json)?;
+                return Ok(MergeInput::Shard(Box::new(parse_value(&file, value)?)));
+            }
+            Err(e) if e.classify() != serde_json::error::Category::Data => return Err(not_json(e)),
+            _ => {}
         }
         match Artifact::parse(&file, &text) {
             Ok(a) => Ok(MergeInput::Artifact(file, Box::new(a))),
@@ -259,6 +266,35 @@ impl MergeInput {
                 ..e
             }),
         }
+    }
+}
+
+/// Whether a JSON document is an object with a `kind` field (a shard result), read without
+/// keeping anything.
+struct HasKind(bool);
+
+impl<'de> Deserialize<'de> for HasKind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(HasKindVisitor)
+    }
+}
+
+struct HasKindVisitor;
+
+impl<'de> serde::de::Visitor<'de> for HasKindVisitor {
+    type Value = HasKind;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<HasKind, A::Error> {
+        let mut found = false;
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            found |= key == "kind";
+            map.next_value::<serde::de::IgnoredAny>()?;
+        }
+        Ok(HasKind(found))
     }
 }
 

@@ -44,7 +44,7 @@ pub struct RunConfig {
     pub fetch: FetchModel,
     /// Tick budget: a run whose patcher has not finished by then ends with the verdict
     /// [`crate::Verdict::BudgetExhausted`] — not a violation. `None`: a budget that grows with
-    /// the scenario ([`crate::Machine::default_budget`]).
+    /// the scenario ([`crate::Plan::budget`]).
     pub max_ticks: Option<u64>,
     /// Guest steps every vCPU runs after the patcher finished (the final-image check).
     pub drain_steps: u64,

@@ -1,7 +1,7 @@
 //! The sync-necessity matrix as a page (`pokesim mutants --html FILE`): a row per mutant, a
 //! column per fetch preset, each cell's version × workload combinations as chips — red where
 //! the mutant was caught, grey where it was not — and, for every caught combination, the
-//! [`html`](super::html) report of its (shrunk) counterexample embedded in the same file.
+//! [`html`] report of its (shrunk) counterexample embedded in the same file.
 //!
 //! The reports are replayed from each cell's [`Counterexample`] with the trace kept, so the
 //! page shows what the run established: a replay that no longer ends in the cell's violation

@@ -176,7 +176,7 @@ impl Run {
     /// The ticks to show by default: around the violation (`window` either side), or all.
     pub fn window(&self, around: Option<u64>, window: u64) -> Option<(u64, u64)> {
         let t = around.or(self.violation.as_ref().map(|v| v.tick))?;
-        Some((t.saturating_sub(window), (t + window).min(self.last_tick()).max(t)))
+        Some((t.saturating_sub(window), t.saturating_add(window).min(self.last_tick()).max(t)))
     }
 }
 

@@ -52,13 +52,16 @@ impl Layout {
     /// A static picture of `window` (or the whole run) about 1200 pixels wide.
     pub fn fit(run: &Run, window: Option<(u64, u64)>) -> Self {
         let (lo, hi) = window.unwrap_or((0, run.last_tick()));
-        Layout { window: (lo, hi), px: (1200.0 / (hi - lo + 1) as f64).clamp(1.0, 24.0), detail: Detail::Inline }
+        // Never past the run (or the picture's axis would count up to the window's end).
+        let hi = hi.min(run.last_tick().max(lo));
+        let span = hi.saturating_sub(lo).saturating_add(1);
+        Layout { window: (lo, hi), px: (1200.0 / span as f64).clamp(1.0, 24.0), detail: Detail::Inline }
     }
 
     /// The whole run squeezed into 1200 pixels (the HTML report zooms in).
     pub fn whole(run: &Run) -> Self {
         let hi = run.last_tick();
-        Layout { window: (0, hi), px: 1200.0 / (hi + 1) as f64, detail: Detail::Index }
+        Layout { window: (0, hi), px: 1200.0 / hi.saturating_add(1) as f64, detail: Detail::Index }
     }
 }
 
@@ -130,7 +133,7 @@ impl Canvas<'_> {
 
     /// The plot's right edge.
     fn plot_end(&self) -> f64 {
-        self.x(self.hi() + 1)
+        self.x(self.hi().saturating_add(1))
     }
 
     /// Room right of the plot: for the violation's label, and in a static picture for the legend.
@@ -251,7 +254,7 @@ fn bands(c: &Canvas<'_>, s: &mut String) {
         if !c.overlaps(lo, hi) {
             continue;
         }
-        let (x0, x1) = (c.x(lo.max(c.lo())), c.x(hi.min(c.hi() + 1)));
+        let (x0, x1) = (c.x(lo.max(c.lo())), c.x(hi.min(c.hi().saturating_add(1))));
         let _ = writeln!(
             s,
             r#"<rect class="band" data-phase="{}" data-round="{round}" data-lo="{lo}" data-hi="{hi}" x="{x0:.2}" y="{top:.1}" width="{:.2}" height="{height:.1}" fill="{}" fill-opacity="0.12"/>"#,
@@ -267,7 +270,7 @@ fn handler_runs(c: &Canvas<'_>, s: &mut String) {
         if !c.overlaps(start, stop) {
             continue;
         }
-        let (x0, x1) = (c.x(start.max(c.lo())), c.x(stop.min(c.hi() + 1)));
+        let (x0, x1) = (c.x(start.max(c.lo())), c.x(stop.min(c.hi().saturating_add(1))));
         let y = c.lane_y(Some(i)) + LANE - 5.0;
         let _ = writeln!(
             s,
@@ -426,18 +429,18 @@ fn labels(c: &Canvas<'_>, s: &mut String) {
 
 fn axis(c: &Canvas<'_>, s: &mut String) {
     let y = c.axis_y();
-    let span = c.hi() - c.lo() + 1;
+    let span = c.hi().saturating_sub(c.lo()).saturating_add(1);
     let pixels = span as f64 * c.layout.px;
     let step = [1u64, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 20_000, 50_000]
         .into_iter()
         .find(|&st| span as f64 / st as f64 * 60.0 <= pixels)
         .unwrap_or(100_000);
-    let mut t = c.lo().next_multiple_of(step);
+    let mut next = c.lo().checked_next_multiple_of(step);
     s.push_str(r#"<g id="axis">"#);
-    while t <= c.hi() {
+    while let Some(t) = next.filter(|&t| t <= c.hi()) {
         let x = c.x(t);
         let _ = write!(s, r#"<text class="axis-label" x="{x:.2}" data-x="{x:.2}" y="{y:.1}">{t}</text>"#);
-        t += step;
+        next = t.checked_add(step);
     }
     s.push_str("</g>\n");
 }

@@ -1,9 +1,9 @@
 //! The machine and its run loop (DESIGN.md §2.1–§2.7).
 //!
-//! A tick is five named phases: [`Machine::collect_enabled`] lists the enabled events in
+//! A tick is five named phases: `Machine::collect_enabled` lists the enabled events in
 //! canonical order ([`crate::event`]); the scheduler picks one through the decision source;
-//! [`Machine::dispatch`] runs it and says what happened (an [`Effect`]); [`Machine::judge`]
-//! asks the oracles ([`crate::oracle`]) about it; [`Machine::apply`] carries out what follows
+//! `Machine::dispatch` runs it and says what happened (an [`Effect`]); `Machine::judge`
+//! asks the oracles ([`crate::oracle`]) about it; `Machine::apply` carries out what follows
 //! (a trap enters the handler, an emulation is applied, an IRET resumes the guest); and the
 //! tick is recorded. The run ends at the first violation, when the tick budget is spent
 //! (budget exhausted: no verdict), or when the patcher has finished and every vCPU has run its

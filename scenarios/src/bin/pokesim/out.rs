@@ -2,10 +2,12 @@
 //! verdicts, and stdout writing that survives a closed pipe (`pokesim run … | head`).
 
 use std::io::Write;
+use std::path::Path;
 use std::process::ExitCode;
 
 use scenarios::artifact::ReplayError;
 use scenarios::input::InputError;
+use scenarios::terminal::{printable, Escape};
 use serde::Serialize;
 use sim_core::SimError;
 
@@ -97,8 +99,13 @@ impl From<ReplayError> for Failure {
     }
 }
 
-/// Writes a line to stdout; a closed pipe becomes [`Failure::BrokenPipe`].
+/// Writes a line to stdout, its control characters escaped ([`printable`]); a closed pipe
+/// becomes [`Failure::BrokenPipe`].
 pub fn line(text: impl std::fmt::Display) -> Result<(), Failure> {
+    emit_line(&printable(&text.to_string(), Escape::Text))
+}
+
+fn emit_line(text: &str) -> Result<(), Failure> {
     let mut out = std::io::stdout().lock();
     match writeln!(out, "{text}").and_then(|()| out.flush()) {
         Ok(()) => Ok(()),
@@ -109,7 +116,7 @@ pub fn line(text: impl std::fmt::Display) -> Result<(), Failure> {
 
 /// Prints `value` as one line of JSON with a `"format": JSON_FORMAT` field.
 pub fn json(value: &impl Serialize) -> Result<(), Failure> {
-    line(json_line(value)?)
+    emit_line(&json_line(value)?)
 }
 
 /// `value` as one line of JSON (no newline) with a `"format": JSON_FORMAT` field.
@@ -118,11 +125,13 @@ pub fn json_line(value: &impl Serialize) -> Result<String, Failure> {
     if let serde_json::Value::Object(map) = &mut v {
         map.insert("format".into(), JSON_FORMAT.into());
     }
-    Ok(v.to_string())
+    Ok(printable(&v.to_string(), Escape::Json).into_owned())
 }
 
-/// Prints `text` as it is (a whole document).
-pub fn text(text: &str) -> Result<(), Failure> {
+/// Prints `text` (a whole document) with its control characters escaped ([`printable`]: as
+/// in JSON for a JSON document, which `json` says it is).
+pub fn text(text: &str, json: bool) -> Result<(), Failure> {
+    let text = printable(text, if json { Escape::Json } else { Escape::Text });
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Ok(()) => Ok(()),
@@ -131,7 +140,28 @@ pub fn text(text: &str) -> Result<(), Failure> {
     }
 }
 
-/// Writes a line to stderr, ignoring failure (there is nowhere left to report it).
+/// Refuses, before any work, an output file `flag` names that could not be written (not a
+/// regular file, or in a missing directory); `-` (stdout) is fine.
+pub fn check_output(path: &Path, flag: &str) -> Result<(), Failure> {
+    if scenarios::output::is_stdout(path) {
+        return Ok(());
+    }
+    scenarios::output::check_writable(path).map_err(|e| Failure::Bad(format!("{flag} {}: {e}", path.display())))
+}
+
+/// Writes a whole document to `path` (`-`: stdout, as [`text`] prints it; `json` says
+/// whether it is JSON), replacing only a regular file; a refused or failed write is bad
+/// input naming the file.
+pub fn document(path: &Path, contents: &str, json: bool) -> Result<(), Failure> {
+    if scenarios::output::is_stdout(path) {
+        return text(contents, json);
+    }
+    scenarios::output::write_atomic(path, contents.as_bytes())
+        .map_err(|e| Failure::Bad(format!("{}: cannot write: {e}", path.display())))
+}
+
+/// Writes a line to stderr, its control characters escaped ([`printable`]), ignoring failure
+/// (there is nowhere left to report it).
 pub fn warn(text: &str) {
-    let _ = writeln!(std::io::stderr().lock(), "pokesim: {text}");
+    let _ = writeln!(std::io::stderr().lock(), "pokesim: {}", printable(text, Escape::Text));
 }

@@ -174,10 +174,10 @@ pub fn mutants(a: &MutantsArgs) -> Result<Status, Failure> {
     a.jobs.apply()?;
     if let Some(path) = &a.html {
         // Refused now rather than after the whole matrix has run.
-        let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-        if !dir.is_dir() {
-            return Err(Failure::Bad(format!("--html {}: directory {} does not exist", path.display(), dir.display())));
+        if scenarios::output::is_stdout(path) {
+            return Err(Failure::Bad("--html -: stdout carries the matrix; give the page a file name".into()));
         }
+        out::check_output(path, "--html")?;
     }
     let start = Instant::now();
     let filter = Filter {
@@ -247,8 +247,7 @@ struct Page {
 /// `--html`: the matrix page, every caught cell's report replayed and embedded.
 fn write_page(a: &MutantsArgs, path: &std::path::Path, cells: &[Cell], presets: &[String]) -> Result<(), Failure> {
     let page = scenarios::render::matrix::render(cells, presets, a.runs)?;
-    scenarios::output::write_atomic(path, page.as_bytes())
-        .map_err(|e| Failure::Bad(format!("{}: cannot write: {e}", path.display())))?;
+    out::document(path, &page, false)?;
     let p = Page {
         command: "mutants-html",
         file: path.display().to_string(),

@@ -9,6 +9,7 @@ use clap::Args;
 use scenarios::artifact::Replayable;
 use scenarios::corpus::{self, EntryResult, EntrySource, EntryStatus};
 use scenarios::file::{Expectation, ScenarioFile};
+use scenarios::output::{self, Mode};
 use serde::Serialize;
 
 use super::Saved;
@@ -21,12 +22,16 @@ use crate::progress::Progress;
 pub struct CorpusArgs {
     /// The corpus directory [default: the corpus shipped inside pokesim].
     dir: Option<PathBuf>,
-    /// Add this artifact (or recorded entry) to the corpus directory instead of running it.
+    /// Add this artifact (or recorded entry) to the corpus directory instead of running it:
+    /// written atomically as NAME.toml; the directory is created if missing (not its parents).
     #[arg(long, value_name = "ARTIFACT", requires = "dir")]
     add: Option<PathBuf>,
     /// Name of the added entry [default: the artifact's file stem].
     #[arg(long, requires = "add")]
     name: Option<String>,
+    /// With --add: replace an existing entry of that name (without it, one is refused).
+    #[arg(long, requires = "add")]
+    force: bool,
     #[command(flatten)]
     artifacts: ArtifactOpts,
     #[command(flatten)]
@@ -136,9 +141,12 @@ fn print_row(a: &CorpusArgs, r: &EntryResult) -> Result<(), Failure> {
 }
 
 /// `pokesim corpus DIR --add ARTIFACT`: the artifact's scenario with its recorded decisions
-/// and trace hash, as a corpus entry; only a recording that reproduces is added.
+/// and trace hash, as a corpus entry; only a recording that reproduces is added. The entry
+/// is written atomically (never a partial file), and an existing one is replaced only with
+/// `--force`.
 fn add(a: &CorpusArgs, artifact: &std::path::Path) -> Result<Status, Failure> {
     let dir = a.dir.clone().unwrap_or_default();
+    output::check_dir(&dir).map_err(|e| Failure::Bad(format!("{}: {e}", dir.display())))?;
     let r = Replayable::load(artifact)?;
     let o = r.reproduce(&r.scenario)?;
     let name = match &a.name {
@@ -158,8 +166,15 @@ fn add(a: &CorpusArgs, artifact: &std::path::Path) -> Result<Status, Failure> {
         trace_hash: Some(o.trace_hash.clone()),
     };
     let out_path = dir.join(format!("{name}.toml"));
-    std::fs::create_dir_all(&dir).map_err(|e| Failure::Bad(format!("{}: {e}", dir.display())))?;
-    std::fs::write(&out_path, file.to_toml()).map_err(|e| Failure::Bad(format!("{}: {e}", out_path.display())))?;
+    let mode = if a.force { Mode::Replace } else { Mode::CreateNew };
+    output::ensure_dir(&dir).and_then(|()| output::write_file(&out_path, file.to_toml().as_bytes(), mode)).map_err(
+        |e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => {
+                Failure::Bad(format!("{}: the entry exists; --force replaces it", out_path.display()))
+            }
+            _ => Failure::Bad(format!("{}: cannot write: {e}", out_path.display())),
+        },
+    )?;
     out::line(format!("added {} (expect {}, {} decisions)", out_path.display(), file.expect, r.decisions.len()))?;
     Ok(Status::Expected)
 }

@@ -1,6 +1,7 @@
 //! The commands, one module per family, and what they share: how a scenario is described in
 //! reports and how a failure artifact is written (after the verdict, atomically, a failure
-//! to write being a warning that never changes the verdict's exit status).
+//! to write being a warning that never changes the verdict's exit status; the artifact
+//! directory is created at the first write, that component only, never its parents).
 
 pub mod check;
 pub mod corpus;
@@ -109,7 +110,7 @@ impl Saved {
     pub fn write(opts: &ArtifactOpts, artifact: Option<&Artifact>, name: &str) -> Saved {
         let (false, Some(artifact)) = (opts.no_artifact, artifact) else { return Saved::default() };
         let path: PathBuf = opts.artifact_dir.join(name);
-        match artifact.save(&path) {
+        match scenarios::output::ensure_dir(&opts.artifact_dir).and_then(|()| artifact.save(&path)) {
             Ok(()) => Saved { artifact: Some(path.display().to_string()), artifact_error: None },
             Err(e) => {
                 let msg = format!("could not write the artifact {}: {e}", path.display());

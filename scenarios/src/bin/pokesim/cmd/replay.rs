@@ -31,7 +31,9 @@ pub struct ReplayArgs {
 pub struct ShrinkArgs {
     /// The artifact (JSON), or a recorded corpus entry (TOML) that ends in a violation.
     artifact: PathBuf,
-    /// Where to write the shrunk artifact.
+    /// Where to write the shrunk artifact (`-`: stdout, the artifact alone, no report). An
+    /// existing target must be a regular file, which is replaced atomically; its directory
+    /// must exist.
     #[arg(short, long, value_name = "OUT")]
     output: PathBuf,
     /// Test runs the shrinker may spend.
@@ -126,6 +128,9 @@ pub fn shrink(a: &ShrinkArgs) -> Result<Status, Failure> {
     let Some(artifact) = Artifact::new(&r.name, &shrunk.scenario, &shrunk.outcome) else {
         return Err(Failure::Internal("the shrunk run has no violation".into()));
     };
+    if scenarios::output::is_stdout(&a.output) {
+        return out::document(&a.output, &artifact.to_json(), true).map(|()| Status::Expected);
+    }
     let written = artifact.save(&a.output);
     let rep = &shrunk.report;
     let report = ShrinkReport {

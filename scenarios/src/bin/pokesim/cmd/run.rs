@@ -156,7 +156,7 @@ impl ShardSaved {
     fn write(opts: &ArtifactOpts, r: Option<&ShardResult>) -> Self {
         let (false, Some(r)) = (opts.no_artifact, r) else { return Self::default() };
         let path = opts.artifact_dir.join(r.file_name());
-        match r.save(&path) {
+        match scenarios::output::ensure_dir(&opts.artifact_dir).and_then(|()| r.save(&path)) {
             Ok(()) => ShardSaved { shard_result: Some(path.display().to_string()), shard_result_error: None },
             Err(e) => {
                 let msg = format!("could not write the shard result {}: {e}", path.display());

@@ -32,7 +32,8 @@ pub struct TraceArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
-    /// Write to this file (atomically) instead of stdout.
+    /// Write to this file instead of stdout (`-`: stdout). An existing target must be a
+    /// regular file, which is replaced atomically; its directory must exist.
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
     /// Text and SVG: show the ticks around this one [default: the violation's tick].
@@ -51,6 +52,9 @@ pub struct TraceArgs {
 impl TraceArgs {
     /// Rejects combinations that would otherwise be ignored.
     fn check(&self) -> Result<(), Failure> {
+        if let Some(path) = &self.output {
+            out::check_output(path, "-o")?;
+        }
         let windowed = self.around.is_some() || self.window.is_some() || self.all;
         if windowed && matches!(self.format, Format::Perfetto | Format::Html) {
             return Err(Failure::Bad(
@@ -94,6 +98,9 @@ pub fn trace(a: &TraceArgs) -> Result<Status, Failure> {
     let o = r.reproduce(&s)?;
     let status = super::run::status(r.expect.met_by(o.violation().map(|v| v.kind)), o.verdict);
     let run = Run::new(&s, &o)?;
+    if let Some(t) = a.around.filter(|&t| t > run.last_tick()) {
+        return Err(Failure::Bad(format!("--around: tick {t} is past the run's last tick {}", run.last_tick())));
+    }
     let window = if a.all { None } else { run.window(a.around, a.window.unwrap_or(40)) };
     let text = match a.format {
         Format::Text if a.out.json => json_lines(&run, window)?,
@@ -102,12 +109,12 @@ pub fn trace(a: &TraceArgs) -> Result<Status, Failure> {
         Format::Html => render::html::render(&run),
         Format::Svg => render::timeline::render(&run, Layout::fit(&run, window)),
     };
-    let Some(path) = &a.output else {
-        out::text(&text)?;
+    let json = a.out.json || a.format == Format::Perfetto;
+    let Some(path) = a.output.as_ref().filter(|p| !scenarios::output::is_stdout(p)) else {
+        out::text(&text, json)?;
         return Ok(status);
     };
-    scenarios::output::write_atomic(path, text.as_bytes())
-        .map_err(|e| Failure::Bad(format!("{}: cannot write: {e}", path.display())))?;
+    out::document(path, &text, json)?;
     let format = if a.out.json { "json".to_string() } else { format!("{:?}", a.format).to_lowercase() };
     let w = Written {
         command: "trace",
