@@ -219,3 +219,21 @@ impl ScenarioBuilder {
         Ok(self.spec.build(INPUT, "scenario")?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 21: a mutant that cannot act on the scenario is an error from `build()`, naming
+    /// the mutant and the `.mutant()` call, not a run identical to the unmutated one.
+    #[test]
+    fn build_refuses_a_mutant_that_cannot_act() {
+        let refused = ScenarioBuilder::new("optprobe").protocol(Protocol::Linux616).mutant(Mutant::KprobeDisarmNoSync);
+        let e = refused.build().expect_err("kprobe-disarm-no-sync cannot act on optprobe").to_string();
+        assert!(e.contains(".mutant()") && e.contains("kprobe-disarm-no-sync"), "{e}");
+        let acts = ScenarioBuilder::new("ftrace+kprobe-cycling")
+            .protocol(Protocol::Linux616)
+            .mutant(Mutant::KprobeDisarmNoSync);
+        acts.build().expect("it acts on a kprobe client");
+    }
+}

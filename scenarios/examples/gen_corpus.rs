@@ -156,7 +156,14 @@ fn main() {
                 let suffix =
                     if kernel == KernelConfig::DEFCONFIG { String::new() } else { format!("-{}", kernel.tag()) };
                 let name = format!("mutant-{m}-{p}{suffix}");
-                if !candidates.iter().any(|v| {
+                // A mutant that cannot act on a variant is refused there; its run would be the
+                // unmutated one.
+                let acts = |v: &Variant| {
+                    let mut s = catalogue::scenario(p, &[m], v.spec, "pessimistic", 0);
+                    s.config.kernel = kernel;
+                    catalogue::vacuous(&s).is_ok_and(|why| why.is_none())
+                };
+                if !candidates.iter().filter(|v| acts(v)).any(|v| {
                     let what = format!("{what}, {}", v.name);
                     let entry = Entry {
                         name: &name,

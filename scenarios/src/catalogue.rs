@@ -4,7 +4,7 @@
 
 use cpu_model::FetchModel;
 use sim_core::sched::Strategy;
-use sim_core::{Mutant, Protocol, RunConfig, SimError, ViolationKind};
+use sim_core::{Mutant, Protocol, RunConfig, SimError, Subject, ViolationKind};
 
 use crate::scenario::Scenario;
 use crate::workload::{ForeignKprobe, SiteOrder, SitePlacement, WorkloadKind, WorkloadSpec};
@@ -95,6 +95,16 @@ pub fn scenario(protocol: Protocol, mutants: &[Mutant], spec: WorkloadSpec, pres
         seed: k,
         kprobes: Vec::new(),
         custom: None,
+    }
+}
+
+/// Why a mutant of `scenario` cannot act on it (the reason [`sim_core::applicability`] refuses
+/// it with), or `None` if every mutant acts; any other invalid input is an error.
+pub fn vacuous(scenario: &Scenario) -> Result<Option<String>, SimError> {
+    match scenario.plan() {
+        Ok(_) => Ok(None),
+        Err(SimError::Invalid { subject: Subject::Mutants, message }) => Ok(Some(message)),
+        Err(e) => Err(e),
     }
 }
 

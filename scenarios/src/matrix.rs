@@ -2,6 +2,9 @@
 //! workload variant that version passes × kernel configuration × fetch preset — caught or not, by which strategy,
 //! after how many runs and how much time, and how small its counterexample shrinks. Read down
 //! a preset's column to see which protocol steps that hardware assumption makes unnecessary.
+//! A cell whose mutant cannot act on its scenario (`kprobe-disarm-no-sync` where no kprobe
+//! cycles, `batch-no-full-check` on a small batch, ...) is `n/a`, never run and never counted
+//! as survived: a surviving mutant means the step it edits was not needed.
 
 use std::time::Instant;
 
@@ -29,8 +32,12 @@ pub struct Cell {
     pub kernel: String,
     /// Fetch preset.
     pub preset: String,
-    /// Caught?
-    pub caught: bool,
+    /// Caught? `None` when the mutant cannot act on this cell's scenario (`n/a`): such a cell
+    /// is never run, and says nothing about the step the mutant edits.
+    pub caught: Option<bool>,
+    /// Why the mutant cannot act on this cell's scenario (the cell is `n/a`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_applicable: Option<String>,
     /// Violation kind of the first counterexample.
     pub kind: Option<ViolationKind>,
     /// The strategy that needed fewer runs (`random` on a tie).
@@ -47,6 +54,18 @@ pub struct Cell {
     /// ([`crate::render::matrix`]); not part of the JSON line.
     #[serde(skip)]
     pub counterexample: Option<Counterexample>,
+}
+
+impl Cell {
+    /// Whether the cell ran and caught the mutant.
+    pub fn is_caught(&self) -> bool {
+        self.caught == Some(true)
+    }
+
+    /// Whether the mutant can act on the cell's scenario (else the cell is `n/a`).
+    pub fn applies(&self) -> bool {
+        self.caught.is_some()
+    }
 }
 
 /// A caught cell's failing run: a scenario and the decisions that replay it strictly.
@@ -140,6 +159,29 @@ fn first_violation(c: &Coords, strategy: Strategy, runs: u64) -> Result<Option<(
 /// campaign next to the random one.
 pub fn cell(c: &Coords, runs: u64, opts: CellOptions) -> Result<Cell, SimError> {
     let start = Instant::now();
+    let mut cell = Cell {
+        mutant: c.mutant.name().into(),
+        benign: c.mutant.benign(),
+        protocol: c.protocol.name().into(),
+        workload: c.variant.name.into(),
+        kernel: c.kernel.to_string(),
+        preset: c.preset.clone(),
+        caught: None,
+        not_applicable: None,
+        kind: None,
+        strategy: None,
+        random_runs: None,
+        pct_runs: None,
+        shrunk_decisions: None,
+        millis: 0,
+        counterexample: None,
+    };
+    let mut at0 = catalogue::scenario(c.protocol, &[c.mutant], c.variant.spec, &c.preset, 0);
+    at0.config.kernel = c.kernel;
+    if let Some(why) = catalogue::vacuous(&at0)? {
+        cell.not_applicable = Some(why);
+        return Ok(cell);
+    }
     let random = first_violation(c, Strategy::Random, runs)?;
     let pct = if opts.pct { first_violation(c, Strategy::Pct { depth: 3 }, runs)? } else { None };
     let (random_runs, pct_runs) = (random.as_ref().map(|r| r.0), pct.as_ref().map(|r| r.0));
@@ -149,22 +191,8 @@ pub fn cell(c: &Coords, runs: u64, opts: CellOptions) -> Result<Cell, SimError> 
         (None, Some(q)) => Some(("pct", q)),
         (None, None) => None,
     };
-    let mut cell = Cell {
-        mutant: c.mutant.name().into(),
-        benign: c.mutant.benign(),
-        protocol: c.protocol.name().into(),
-        workload: c.variant.name.into(),
-        kernel: c.kernel.to_string(),
-        preset: c.preset.clone(),
-        caught: best.is_some(),
-        kind: None,
-        strategy: None,
-        random_runs,
-        pct_runs,
-        shrunk_decisions: None,
-        millis: 0,
-        counterexample: None,
-    };
+    cell.caught = Some(best.is_some());
+    (cell.random_runs, cell.pct_runs) = (random_runs, pct_runs);
     if let Some((name, (_, found))) = best {
         let kind = found.outcome.violation().map(|v| v.kind);
         cell.kind = kind;

@@ -226,6 +226,9 @@ impl ScenarioSpec {
         if let Some(g) = w.kprobe.as_ref().filter(|g| spec.kprobe != default.kprobe && g.value != spec.kprobe) {
             return Err(contradicts(&g.origin, "workload.kprobe"));
         }
+        if let Some(g) = w.order.as_ref().filter(|g| spec.order != default.order && g.value != spec.order) {
+            return Err(contradicts(&g.origin, "workload.order"));
+        }
         if let Some(g) = &w.site {
             spec.site = g.value;
         }

@@ -1,7 +1,9 @@
 //! A generated bad-input suite: malformed scenario files, artifacts and flag combinations,
 //! produced by code from valid inputs (one mutation each). For every case the binary must exit
 //! with status 2 and a message naming the file — and, where there is one, the line and the
-//! field (or the flag) — with no panic, no signal and no hang.
+//! field (or the flag) — with no panic, no signal and no hang. And every mutant on every
+//! workload and version, and every scenario flag on `run`, `explore` and `exhaust`, either
+//! changes the run or is refused.
 
 mod common;
 
@@ -418,4 +420,157 @@ fn every_bad_input_exits_2_naming_the_file_line_and_field() {
         .filter_map(|(i, case)| run_case(&tempdir(&format!("bad-input/{i}")), case).err())
         .collect();
     assert!(failures.is_empty(), "{} of {} cases:\n{}", failures.len(), cases.len(), failures.join("\n"));
+}
+
+// --- Every mutant and every flag acts or is refused ---------------------------------------------
+
+/// Seeds each mutated scenario is compared on.
+const SEEDS: u64 = 6;
+
+/// Every mutant × every workload variant × every protocol, in-process: either the scenario is
+/// refused as it is built (a mutant that cannot act, naming it; or a workload the version
+/// cannot patch at all, mutated or not), or its trace hash differs from the unmutated run's on
+/// one of [`SEEDS`] seeds — a mutant that is accepted always changes what runs.
+#[test]
+fn every_mutant_on_every_workload_and_protocol_acts_or_is_refused() {
+    use rayon::prelude::*;
+    use scenarios::catalogue::{self, variants, Variant};
+    use sim_core::{Mutant, Protocol, SimError, Subject};
+
+    let mut all: Vec<Variant> = variants();
+    for kind in scenarios::workload::WorkloadKind::ALL {
+        if !all.iter().any(|v| v.name == kind.name()) {
+            all.extend(catalogue::variant(kind.name()));
+        }
+    }
+    let small = |p: Protocol, ms: &[Mutant], v: &Variant, k: u64| {
+        let mut s = catalogue::scenario(p, ms, v.spec, "pessimistic", k);
+        s.workload.rounds = 3;
+        s.config.cpus = 2;
+        // multi_insn exists to replace several instructions (B2).
+        s.config.unsafe_multi_insn = v.spec.kind == scenarios::workload::WorkloadKind::MultiInsn;
+        s
+    };
+    let combos: Vec<(Protocol, Variant, Mutant)> = Protocol::ALL
+        .into_iter()
+        .flat_map(|p| all.iter().flat_map(move |v| Mutant::ALL.into_iter().map(move |m| (p, *v, m))))
+        .collect();
+    // (applied, refused as unable to act, workload not patchable by the version, masked)
+    let tally: Vec<[usize; 4]> = combos
+        .par_iter()
+        .map(|&(p, v, m)| {
+            if small(p, &[], &v, 0).plan().is_err() {
+                return [0, 0, 1, 0];
+            }
+            match small(p, &[m], &v, 0).plan() {
+                Err(SimError::Invalid { subject: Subject::Mutants, message }) => {
+                    assert!(message.contains(m.name()), "{m} on {p} {v}: {message}");
+                    return [0, 1, 0, 0];
+                }
+                Err(e) => panic!("{m} on {p} {v}: refused for another reason: {e}"),
+                Ok(_) => {}
+            }
+            let run = |ms: &[Mutant], k: u64| small(p, ms, &v, k).run_unrecorded().expect("an accepted scenario runs");
+            // The unmutated run's own violation (a version's historic bug) may end every run
+            // before the edited step: such a seed shows nothing either way.
+            let (mut masked, mut differs) = (true, false);
+            for k in 0..SEEDS {
+                let base = run(&[], k);
+                if run(&[m], k).trace_hash != base.trace_hash {
+                    differs = true;
+                    break;
+                }
+                masked &= base.violation().is_some();
+            }
+            assert!(differs || masked, "{m} on {p} {v} was accepted and changed no run in {SEEDS} seeds");
+            [usize::from(differs), 0, 0, usize::from(!differs)]
+        })
+        .collect();
+    let sum = tally.iter().fold([0; 4], |a, t| [a[0] + t[0], a[1] + t[1], a[2] + t[2], a[3] + t[3]]);
+    eprintln!(
+        "{} combinations: {} applied (the run changes), {} refused (cannot act), {} workload unsupported by the \
+         version, {} masked by the version's own violation",
+        combos.len(),
+        sum[0],
+        sum[1],
+        sum[2],
+        sum[3]
+    );
+    assert!(sum[0] > 0 && sum[1] > 0);
+}
+
+/// `cmd` with `flags` over the default scenario (ftrace, 1 round): `Ok((exit, json))`, or
+/// `Err((exit, stderr))` for a refusal or an internal error.
+fn cheap(cmd: &str, flags: &[&str]) -> Result<(i32, Value), (i32, String)> {
+    let dir = tempdir("flag-acts");
+    let mut c = pokesim();
+    c.current_dir(&dir).arg(cmd).args(["--rounds", "1", "--json", "--no-artifact"]).args(flags);
+    match cmd {
+        "exhaust" => c.args(["--bound", "0"]),
+        _ => c.args(["--runs", "1"]),
+    };
+    let (code, stdout, stderr) = out(&mut c);
+    if code == 2 || code == 3 {
+        return Err((code, stderr));
+    }
+    let mut v = json_lines(&stdout).pop().unwrap_or_else(|| panic!("{cmd} {flags:?}: no JSON: {stderr}"));
+    for volatile in ["millis", "seconds", "elapsed", "time", "secs", "runs_per_second", "artifact"] {
+        if let Some(o) = v.as_object_mut() {
+            o.remove(volatile);
+        }
+    }
+    Ok((code, v))
+}
+
+/// Every scenario flag × `run`, `explore`, `exhaust`: the flag changes the run (its JSON —
+/// trace hash, scenario echo, budget, expectation — differs from the default's) or is refused
+/// (exit 2, naming it).
+#[test]
+fn every_scenario_flag_changes_the_run_or_is_refused() {
+    let flags: &[&[&str]] = &[
+        &["--workload", "static_call"],
+        &["--protocol", "linux-6.16"],
+        &["--mutant", "no-int3"],
+        &["--cpus", "1"],
+        &["--seed", "5"],
+        &["--strategy", "pct"],
+        &["--strategy", "pct", "--depth", "5"],
+        &["--depth", "5"],
+        &["--preset", "snapshot"],
+        &["--fetch", "block16"],
+        &["--stores", "whole"],
+        &["--non-monotone"],
+        &["--staleness", "3"],
+        &["--site", "cross16"],
+        &["--sites", "4"],
+        &["--order", "descending"],
+        &["--no-tail"],
+        &["--kprobe"],
+        &["--kprobe=cycling"],
+        &["--kprobe-at", "0x400000"],
+        &["--kernel", "CONFIG_KPROBES=n"],
+        &["--unsafe-multi-insn"],
+        // A budget that binds (one that does not is honoured all the same, and shows nowhere).
+        &["--steps", "50"],
+        &["--expect", "torn-fetch"],
+    ];
+    let mut failures = Vec::new();
+    let mut counts = (0, 0);
+    for cmd in ["run", "explore", "exhaust"] {
+        let base = cheap(cmd, &[]).unwrap_or_else(|e| panic!("{cmd}: the default scenario is refused: {e:?}"));
+        for f in flags {
+            // A refusal names one of the flags given.
+            let names = |stderr: &str| {
+                f.iter().filter_map(|a| a.split('=').next()).any(|a| a.starts_with("--") && stderr.contains(a))
+            };
+            match cheap(cmd, f) {
+                Err((2, stderr)) if names(&stderr) => counts.1 += 1,
+                Err((code, stderr)) => failures.push(format!("{cmd} {f:?}: exit {code}: {stderr}")),
+                Ok(v) if v == base => failures.push(format!("{cmd} {f:?}: accepted and changed nothing: {v:?}")),
+                Ok(_) => counts.0 += 1,
+            }
+        }
+    }
+    eprintln!("{} flag cases changed the run, {} were refused", counts.0, counts.1);
+    assert!(failures.is_empty(), "{} cases:\n{}", failures.len(), failures.join("\n"));
 }

@@ -324,7 +324,7 @@ fn the_mutants_page_embeds_the_report_of_every_caught_cell() {
     };
     let caught = matrix::cell(&at(Mutant::NoInt3), 5, CellOptions::FULL).unwrap();
     let benign = matrix::cell(&at(Mutant::NoWmb), 2, CellOptions::FULL).unwrap();
-    assert!(caught.caught && !benign.caught);
+    assert!(caught.is_caught() && benign.caught == Some(false));
     let presets = vec!["pessimistic".to_string()];
     let page = render::matrix::render(&[caught.clone(), benign], &presets, 5).unwrap();
     assert_eq!(page.matches("<details class=\"report\"").count(), 1);

@@ -14,6 +14,7 @@
 //! - [`oracle`]: the seven oracles of DESIGN.md §2.7 and the violations they report;
 //! - [`machine`]: the run loop that ties them together; [`outcome`] and [`trace`]: its results.
 
+pub mod applicability;
 pub mod config;
 pub mod decision;
 pub mod emulate;

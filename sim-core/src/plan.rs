@@ -12,6 +12,7 @@
 //!   outside every patched site (the kernel's `*_text_reserved()` checks) and be an
 //!   instruction the out-of-line single-step can run; each gets its out-of-line copy;
 //! - the legitimate images of every site (the torn-fetch oracle);
+//! - that every mutant can act on the scenario ([`crate::applicability`]);
 //! - how long a run should take ([`Plan::expected_ticks`]) and the default tick budget.
 
 use iced_x86::{Decoder, DecoderOptions, FlowControl, Formatter, Instruction, IntelFormatter};
@@ -79,6 +80,7 @@ impl Plan {
         }
         let torn = TornOracle::new(&layout, &image.text, &image.actions)?;
         let all = registered_kprobes(config, &image, &torn, kprobes)?;
+        let reserved_refuses = reserved_refuses(&image, &torn, kprobes);
         let kprobe_states = install_kprobes(&mut image, &all, kprobes.len())?;
         // With other clients, each action of the workload's script runs under text_mutex, as
         // the kernel's callers hold it around text_poke_bp() and text_poke().
@@ -91,7 +93,9 @@ impl Plan {
         for (k, kp) in all.iter().enumerate().filter(|(_, kp)| kp.cycles > 0) {
             programs.push(config.protocol.kprobe_program(&config.mutants, k, kp.cycles));
         }
-        Ok(Self { config: config.clone(), image, kprobes: kprobe_states, torn, arrays, programs, plain })
+        let plan = Self { config: config.clone(), image, kprobes: kprobe_states, torn, arrays, programs, plain };
+        crate::applicability::check(&plan, reserved_refuses)?;
+        Ok(plan)
     }
 
     /// Every operation of every client, in client order.
@@ -245,6 +249,17 @@ fn check_client_on_site(image: &GuestImage, kp: &Kprobe) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether `register_kprobe()`'s reserved-text checks refuse some kprobe of the scenario (one
+/// of `user` on a patched site) or make one ftrace-based (a workload's kprobe at the start of an
+/// ftrace site): what [`Mutant::NoTextReserved`] needs to act.
+fn reserved_refuses(image: &GuestImage, torn: &TornOracle, user: &[Kprobe]) -> bool {
+    let refused =
+        |kp: &Kprobe| check_kprobe(image, torn, kp, true).is_err() && check_kprobe(image, torn, kp, false).is_ok();
+    let on_ftrace =
+        |kp: &Kprobe| image.site_owner == SiteOwner::Ftrace && torn.site_ranges().any(|(s, _)| s == kp.addr);
+    user.iter().any(refused) || image.kprobes.iter().any(on_ftrace)
+}
+
 /// Registers kprobes: an out-of-line copy of each probed instruction followed by
 /// `jmp addr+len` in the OOL area (`arch_prepare_kprobe()`), the INT3 of each one armed for the
 /// whole run, and each kprobe's initial state. The first `user` kprobes are the scenario's
@@ -337,7 +352,7 @@ fn registered_kprobes(
 /// address arrives out of order.
 /// The mutants `batch-no-full-check` and `batch-no-order-check` drop one of
 /// `smp_text_poke_batch_add()`'s two checks.
-fn split_batch(
+pub(crate) fn split_batch(
     protocol: Protocol,
     mutants: &[Mutant],
     reqs: &[PokeRequest],
@@ -413,14 +428,16 @@ fn patcher_program(config: &RunConfig, image: &GuestImage, locked: bool) -> Resu
     let (protocol, rules, base) = (config.protocol, config.protocol.loc_rules(), image.layout.text_base);
     let (mut arrays, mut program, mut plain) = (Vec::new(), Vec::new(), Vec::new());
     let mut copy = image.text.clone();
+    let mut overridden = false;
     for action in &image.actions {
         match action {
             PatchAction::Batch(reqs) => {
                 for group in split_batch(protocol, &config.mutants, reqs)? {
                     let mut locs = Vec::with_capacity(group.len());
                     for r in &group {
-                        if !config.unsafe_multi_insn {
-                            check_single_instruction(&copy, base, r)?;
+                        match check_single_instruction(&copy, base, r) {
+                            Err(_) if config.unsafe_multi_insn => overridden = true,
+                            other => other?,
                         }
                         let loc =
                             text_poke_loc_init(rules, r.addr, &r.new, r.emulate.as_deref(), r.detour).map_err(|e| {
@@ -462,6 +479,16 @@ fn patcher_program(config: &RunConfig, image: &GuestImage, locked: bool) -> Resu
             }
             PatchAction::Sync => program.push(Op::Sync),
         }
+    }
+    if config.unsafe_multi_insn && !overridden {
+        return Err(SimError::invalid(
+            Subject::UnsafeMultiInsn,
+            format!(
+                "no site of workload {} replaces more than one instruction, so the override would change \
+                 nothing (it lets a site such as multi_insn's replace several: bug B2)",
+                image.name
+            ),
+        ));
     }
     Ok((arrays, program, plain))
 }

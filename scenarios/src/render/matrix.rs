@@ -1,7 +1,8 @@
 //! The sync-necessity matrix as a page (`pokesim mutants --html FILE`): a row per mutant, a
 //! column per fetch preset, each cell's version × workload combinations as chips — red where
-//! the mutant was caught, grey where it was not — and, for every caught combination, the
-//! [`html`] report of its (shrunk) counterexample embedded in the same file.
+//! the mutant was caught, grey where it was not, `n/a` where it cannot act — and, for every
+//! caught combination, the [`html`] report of its (shrunk) counterexample embedded in the same
+//! file.
 //!
 //! The reports are replayed from each cell's [`Counterexample`] with the trace kept, so the
 //! page shows what the run established: a replay that no longer ends in the cell's violation
@@ -44,11 +45,13 @@ pub fn render(cells: &[Cell], presets: &[String], runs: u64) -> Result<String, S
         s,
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>pokesim: sync-necessity matrix</title>\n<style>{CSS}</style>\n</head>\n<body>"
     );
-    let caught = cells.iter().filter(|c| c.caught).count();
+    let caught = cells.iter().filter(|c| c.is_caught()).count();
+    let na = cells.iter().filter(|c| !c.applies()).count();
     let _ = writeln!(
         s,
-        "<header><h1>pokesim: sync-necessity matrix</h1>\n<p>{} cells, {caught} caught · {runs} seeds per strategy (random, PCT depth 3) per cell · \
-         a red chip is a caught version × workload; click it for the report of its shrunk counterexample.</p></header>",
+        "<header><h1>pokesim: sync-necessity matrix</h1>\n<p>{} cells, {caught} caught, {na} n/a · {runs} seeds per strategy (random, PCT depth 3) per cell · \
+         a red chip is a caught version × workload; click it for the report of its shrunk counterexample; \
+         an n/a chip is one the mutant cannot act on (never run, not a survivor).</p></header>",
         cells.len()
     );
     table(cells, presets, &mut s);
@@ -108,12 +111,21 @@ fn table(cells: &[Cell], presets: &[String], s: &mut String) {
         );
         for p in presets {
             let col: Vec<&(usize, &Cell)> = mine.iter().filter(|(_, c)| &c.preset == p).collect();
-            let n = col.iter().filter(|(_, c)| c.caught).count();
-            let _ = write!(s, "<td><b>{n}/{}</b> ", col.len());
+            let n = col.iter().filter(|(_, c)| c.is_caught()).count();
+            let applied = col.iter().filter(|(_, c)| c.applies()).count();
+            if applied == 0 {
+                s.push_str("<td><b>n/a</b> ");
+            } else {
+                let _ = write!(s, "<td><b>{n}/{applied}</b> ");
+            }
             for (i, c) in col {
                 let name = escape(&format!("{} {}", c.protocol, c.workload));
+                if let Some(why) = &c.not_applicable {
+                    let _ = write!(s, "<span class=\"chip na\" title=\"n/a: {}\">{name} n/a</span>", escape(why));
+                    continue;
+                }
                 match c.kind {
-                    Some(k) if c.caught => {
+                    Some(k) if c.is_caught() => {
                         let _ = write!(s, "<a class=\"chip caught\" href=\"#c{i}\" title=\"{k}\">{name}</a>");
                     }
                     _ => {
@@ -135,6 +147,7 @@ table { border-collapse: collapse; font-size: 12px; }
 td, th { border: 1px solid #e0e0e0; padding: 3px 6px; text-align: left; vertical-align: top; }
 .chip { display: inline-block; padding: 0 4px; margin: 1px; border-radius: 2px; font-size: 11px; text-decoration: none; }
 .chip.caught { background: #ffcdd2; color: #b71c1c; } .chip.missed { background: #eceff1; color: #757575; }
+.chip.na { background: #ffffff; color: #9e9e9e; border: 1px dashed #bdbdbd; }
 details.report { margin: 4px 0; font-size: 13px; } details.report summary { cursor: pointer; }
 details.report iframe { width: 100%; height: 900px; border: 1px solid #e0e0e0; }
 "#;

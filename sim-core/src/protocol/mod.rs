@@ -22,6 +22,7 @@ pub mod linux_5_6;
 pub mod linux_6_0;
 pub mod linux_6_16;
 pub mod loc;
+pub mod mutant;
 pub mod seed;
 
 use crate::error::Subject;
@@ -29,6 +30,7 @@ use crate::program::{template_of, Op, Step};
 use crate::SimError;
 
 pub use loc::{text_poke_loc_init, LocRules, TextPokeLoc};
+pub use mutant::{Edits, HandlerEdit, Mutant, MutantInfo, SplitCheck, Versions};
 
 /// A protocol version.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -113,17 +115,23 @@ impl Protocol {
                 return bad(m, "is listed twice");
             }
             let others: Vec<Mutant> = mutants.iter().copied().filter(|o| o != m).collect();
-            if matches!(m, Mutant::NoTextReserved | Mutant::KprobeDisarmNoSync) {
-                return bad(m, "edits register_kprobe()/arch_disarm_kprobe(), not the text_poke_bp() program");
-            }
-            if matches!(m, Mutant::BatchNoFullCheck | Mutant::BatchNoOrderCheck) {
-                return bad(m, "edits how smp_text_poke_batch_add() splits batches, not a batch's program");
-            }
-            if self.batch_program(mutants, 0, 1, 1) == self.batch_program(&others, 0, 1, 1) {
-                return bad(
-                    m,
-                    "edits the INT3 handler, not the patcher program; a custom program keeps the version's handler",
-                );
+            match m.edits() {
+                Edits::Program if self.batch_program(mutants, 0, 1, 1) == self.batch_program(&others, 0, 1, 1) => {
+                    return bad(m, "leaves the program unchanged together with the other mutants listed");
+                }
+                Edits::Program => {}
+                Edits::Handler(_) => {
+                    return bad(
+                        m,
+                        "edits the INT3 handler, not the patcher program; a custom program keeps the version's handler",
+                    )
+                }
+                Edits::RegisterKprobe | Edits::KprobeDisarm => {
+                    return bad(m, "edits register_kprobe()/arch_disarm_kprobe(), not the text_poke_bp() program")
+                }
+                Edits::BatchSplit(_) => {
+                    return bad(m, "edits how smp_text_poke_batch_add() splits batches, not a batch's program")
+                }
             }
         }
         template_of(&self.batch_program(mutants, 0, 1, 1))
@@ -320,210 +328,6 @@ impl Version {
 }
 
 crate::named_set!(Protocol, "protocol");
-
-/// A named edit of a protocol.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Mutant {
-    /// Drop the sync after writing the INT3s.
-    NoSyncAfterInt3,
-    /// Drop the sync after writing the tails.
-    NoSyncAfterTail,
-    /// Drop the sync after writing the first bytes.
-    NoSyncAfterFirst,
-    /// Write each new instruction directly, without the INT3 step.
-    NoInt3,
-    /// Write the tails before the INT3s.
-    TailBeforeInt3,
-    /// Publish the patching state (vec/nr, desc, per-CPU refs) after writing the INT3s.
-    PublishAfterInt3,
-    /// The handler jumps past the instruction instead of emulating it.
-    DetourHandler,
-    /// 5.5: clear `vec` before `nr_entries` (the sync stays between them).
-    ClearVecBeforeNr,
-    /// 5.5: drop the sync between `nr_entries = 0` and `vec = NULL` (undo the B3 fix).
-    NoSyncBeforeVecClear,
-    /// 5.6/6.16: do not wait for the handlers' references to drain.
-    SkipRefsWait,
-    /// The handler emulates the old instruction instead of the new one.
-    EmulateOld,
-    /// Drop the patcher's `smp_wmb()` after publishing.
-    NoWmb,
-    /// Drop the handler's `smp_rmb()`.
-    NoRmb,
-    /// 6.16: `int3_emulate_jcc` ignores the inversion bit of the condition code.
-    JccNoInvert,
-    /// B6: the handler's first step calls into patchable text (an instrumented atomic, an
-    /// out-of-line `bsearch()`).
-    InstrumentedHandler,
-    /// `register_kprobe()` without the reserved-text checks (`check_ftrace_location()`,
-    /// `jump_label_text_reserved()`, `static_call_text_reserved()`,
-    /// `alternatives_text_reserved()`): a kprobe may sit on a site another patcher owns.
-    NoTextReserved,
-    /// `arch_disarm_kprobe()` without its `text_poke_sync()` (5c02ece81848d undone), on the
-    /// versions that have it (5.6 on).
-    KprobeDisarmNoSync,
-    /// 6.16: `smp_text_poke_batch_add()` without `nr_entries == TEXT_POKE_ARRAY_MAX` → flush.
-    BatchNoFullCheck,
-    /// 6.16: `smp_text_poke_batch_add()` without `!text_poke_addr_ordered(addr)` → flush.
-    BatchNoOrderCheck,
-}
-
-impl Mutant {
-    /// Every mutant.
-    pub const ALL: [Mutant; 19] = [
-        Mutant::NoSyncAfterInt3,
-        Mutant::NoSyncAfterTail,
-        Mutant::NoSyncAfterFirst,
-        Mutant::NoInt3,
-        Mutant::TailBeforeInt3,
-        Mutant::PublishAfterInt3,
-        Mutant::DetourHandler,
-        Mutant::ClearVecBeforeNr,
-        Mutant::NoSyncBeforeVecClear,
-        Mutant::SkipRefsWait,
-        Mutant::EmulateOld,
-        Mutant::NoWmb,
-        Mutant::NoRmb,
-        Mutant::JccNoInvert,
-        Mutant::InstrumentedHandler,
-        Mutant::NoTextReserved,
-        Mutant::KprobeDisarmNoSync,
-        Mutant::BatchNoFullCheck,
-        Mutant::BatchNoOrderCheck,
-    ];
-
-    /// Name on the command line and in files.
-    pub fn name(self) -> &'static str {
-        match self {
-            Mutant::NoSyncAfterInt3 => "no-sync-after-int3",
-            Mutant::NoSyncAfterTail => "no-sync-after-tail",
-            Mutant::NoSyncAfterFirst => "no-sync-after-first",
-            Mutant::NoInt3 => "no-int3",
-            Mutant::TailBeforeInt3 => "tail-before-int3",
-            Mutant::PublishAfterInt3 => "publish-after-int3",
-            Mutant::DetourHandler => "detour-handler",
-            Mutant::ClearVecBeforeNr => "clear-vec-before-nr",
-            Mutant::NoSyncBeforeVecClear => "no-sync-before-vec-clear",
-            Mutant::SkipRefsWait => "skip-refs-wait",
-            Mutant::EmulateOld => "emulate-old",
-            Mutant::NoWmb => "no-wmb",
-            Mutant::NoRmb => "no-rmb",
-            Mutant::JccNoInvert => "jcc-no-invert",
-            Mutant::InstrumentedHandler => "instrumented-handler",
-            Mutant::NoTextReserved => "no-text-reserved",
-            Mutant::KprobeDisarmNoSync => "kprobe-disarm-no-sync",
-            Mutant::BatchNoFullCheck => "batch-no-full-check",
-            Mutant::BatchNoOrderCheck => "batch-no-order-check",
-        }
-    }
-
-    /// One-line description of the edit and of what defends the original.
-    pub fn description(self) -> &'static str {
-        match self {
-            Mutant::NoSyncAfterInt3 => {
-                "drop the sync after the INT3 writes: a CPU may still fetch the old first byte together \
-                 with a new tail"
-            }
-            Mutant::NoSyncAfterTail => {
-                "drop the sync after the tail writes (\"According to Intel, this core syncing is very \
-                 likely not necessary\"): a CPU may fetch the new first byte with an old tail"
-            }
-            Mutant::NoSyncAfterFirst => {
-                "drop the sync after the first-byte writes: a CPU may still fetch the INT3 after the \
-                 patching state is torn down (a stale INT3)"
-            }
-            Mutant::NoInt3 => {
-                "write the new instruction with text_poke alone, no INT3 step (what text_poke_bp exists \
-                 to avoid): a CPU may fetch a half-written instruction"
-            }
-            Mutant::TailBeforeInt3 => {
-                "write the tails before the INT3s: a CPU that has not seen the INT3 runs the old first \
-                 byte with the new tail"
-            }
-            Mutant::PublishAfterInt3 => {
-                "publish vec/nr_entries (bp_desc, per-CPU refs) after writing the INT3s, against the \
-                 \"nr_entries != 0 / WMB / write INT3\" ordering comment: a trap finds nothing"
-            }
-            Mutant::DetourHandler => {
-                "the handler sets regs->ip past the instruction instead of emulating it (bug B1: a CALL's \
-                 push is lost)"
-            }
-            Mutant::ClearVecBeforeNr => {
-                "clear bp_patching.vec before nr_entries: a handler that saw nr_entries != 0 reads \
-                 a NULL vector (bug B3's order)"
-            }
-            Mutant::NoSyncBeforeVecClear => {
-                "drop text_poke_sync() between nr_entries = 0 and vec = NULL (285a54efe386 undone): a \
-                 handler in flight reads a NULL vector"
-            }
-            Mutant::SkipRefsWait => {
-                "return without atomic_cond_read_acquire(refs, !VAL): a handler in flight keeps using \
-                 the patch data after the patcher moved on"
-            }
-            Mutant::EmulateOld => {
-                "the handler emulates the old instruction instead of the new: BENIGN — the trapping CPU \
-                 behaves as if it executed just before the patch, a legal linearization"
-            }
-            Mutant::NoWmb => {
-                "drop smp_wmb() after publishing: BENIGN on x86 — stores are not reordered with older \
-                 stores (x86-TSO), smp_wmb() is only a compiler barrier there, and the model's data \
-                 memory is sequentially consistent"
-            }
-            Mutant::NoRmb => {
-                "drop the handler's smp_rmb(): BENIGN on x86 — loads are not reordered with older loads \
-                 (x86-TSO), and the model's data memory is sequentially consistent"
-            }
-            Mutant::JccNoInvert => {
-                "int3_emulate_jcc ignores cc & 1 (jne emulated as je): the emulation oracle must see it"
-            }
-            Mutant::InstrumentedHandler => {
-                "the handler's first step calls instrumented or traceable code that is itself patched \
-                 (B6: \"x86/int3: Avoid atomic instrumentation\", \"Inline bsearch()\" — \"lest we \
-                 inadvertently hit yet another INT3\"): a nested INT3 inside the INT3 handler"
-            }
-            Mutant::NoTextReserved => {
-                "register_kprobe() without check_ftrace_location() and the *_text_reserved() checks: a \
-                 kprobe's INT3 lands on a site another patcher owns, whose text_poke_bp() overwrites it \
-                 (a lost breakpoint) or whose new bytes the disarm corrupts"
-            }
-            Mutant::KprobeDisarmNoSync => {
-                "arch_disarm_kprobe() without text_poke_sync() (5c02ece81848d undone): a CPU still \
-                 fetches the INT3 after unregister_kprobe() removed the kprobe; up to 6.0 \
-                 kprobe_int3_handler() retries the vanished INT3, from 6.3 (8e791f7eba4c) it dies"
-            }
-            Mutant::BatchNoFullCheck => {
-                "smp_text_poke_batch_add() without the vector-full flush: the 257th entry is written to \
-                 text_poke_array.vec[256], past the vector, where nr_entries lives (caught with 257 or more \
-                 sites in one batch: `--workload batch --sites 257`)"
-            }
-            Mutant::BatchNoOrderCheck => {
-                "smp_text_poke_batch_add() without the text_poke_addr_ordered() flush: an out-of-order \
-                 vector, whose bsearch() in the INT3 handler misses entries — their traps are unclaimed"
-            }
-        }
-    }
-
-    /// Why this mutant is expected to go uncaught, if it is.
-    pub fn benign(self) -> bool {
-        matches!(self, Mutant::EmulateOld | Mutant::NoWmb | Mutant::NoRmb)
-    }
-
-    /// Whether this edit exists on `protocol`.
-    pub fn applies_to(self, protocol: Protocol) -> bool {
-        use Protocol::*;
-        match self {
-            Mutant::DetourHandler | Mutant::EmulateOld => protocol != Linux54,
-            Mutant::ClearVecBeforeNr | Mutant::NoSyncBeforeVecClear => protocol == Linux55,
-            Mutant::SkipRefsWait => matches!(protocol, Linux56 | Linux60 | Linux616),
-            Mutant::JccNoInvert => protocol == Linux616,
-            Mutant::KprobeDisarmNoSync => protocol.kprobe_arm_syncs(),
-            Mutant::BatchNoFullCheck | Mutant::BatchNoOrderCheck => protocol.batch_add(),
-            _ => true,
-        }
-    }
-}
-
-crate::named_set!(Mutant, "mutant");
 
 /// The INT3 phases every version shares — INT3s, sync, tails, sync if any, first bytes, sync
 /// if any — with the publication ops placed before the INT3s, and every phase-level mutant

@@ -41,6 +41,20 @@ fn kernel_option(s: &str) -> Result<(String, bool), String> {
     Ok((name, value))
 }
 
+/// `--strategy` as given: the strategy, and whether it spelled out a PCT depth (`pct:D`), which
+/// `--depth` may then not restate.
+#[derive(Clone, Copy, Debug)]
+pub struct StrategyArg {
+    /// The strategy.
+    pub strategy: Strategy,
+    /// Whether the value named a depth (`pct:D`).
+    pub depth_given: bool,
+}
+
+fn strategy(s: &str) -> Result<StrategyArg, String> {
+    Ok(StrategyArg { strategy: s.parse()?, depth_given: s.contains(':') })
+}
+
 fn address(s: &str) -> Result<u64, String> {
     let parsed = match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
         Some(hex) => u64::from_str_radix(hex, 16),
@@ -116,8 +130,8 @@ pub struct ScenarioArgs {
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub runs: Option<i64>,
     /// Strategy: random, pct (depth 3) or pct:D [default: random].
-    #[arg(long, value_parser = parse::<Strategy>, value_name = "S")]
-    pub strategy: Option<Strategy>,
+    #[arg(long, value_parser = strategy, value_name = "S")]
+    pub strategy: Option<StrategyArg>,
     /// PCT bug depth (1..=64; the same as --strategy pct:D).
     #[arg(long, value_name = "D", value_parser = clap::value_parser!(u32).range(1..=64))]
     pub depth: Option<u32>,
@@ -267,7 +281,15 @@ impl ScenarioArgs {
                 .map(|&addr| Given::new(Kprobe::armed(addr), Origin::Flag("--kprobe-at")))
                 .collect();
         }
-        for (name, value) in &self.kernel {
+        for (i, (name, value)) in self.kernel.iter().enumerate() {
+            if let Some((_, first)) = self.kernel[..i].iter().find(|(n, _)| n == name) {
+                let yn = |v: bool| if v { "y" } else { "n" };
+                return Err(Failure::Bad(format!(
+                    "--kernel {name}={}: {name} is already given ({name}={}); give each option once",
+                    yn(*value),
+                    yn(*first)
+                )));
+            }
             let had = spec.kernel.options.iter().find(|g| &g.value.0 == name).map(|g| format!("{name}={}", g.value.1));
             l.note("--kernel", had);
             spec.kernel.options.retain(|g| &g.value.0 != name);
@@ -282,8 +304,14 @@ impl ScenarioArgs {
     /// `--strategy`, refined by `--depth`.
     fn strategy(&self) -> Result<Option<Strategy>, Failure> {
         match (self.strategy, self.depth) {
-            (s, None) => Ok(s),
-            (Some(Strategy::Pct { .. }), Some(depth)) => Ok(Some(Strategy::Pct { depth })),
+            (s, None) => Ok(s.map(|s| s.strategy)),
+            (Some(StrategyArg { strategy: Strategy::Pct { depth: d }, depth_given: true }), Some(depth)) => {
+                Err(Failure::Bad(format!(
+                    "--depth {depth}: --strategy pct:{d} already sets the depth; give it once (--strategy pct --depth {depth} \
+                     or --strategy pct:{depth})"
+                )))
+            }
+            (Some(StrategyArg { strategy: Strategy::Pct { .. }, .. }), Some(depth)) => Ok(Some(Strategy::Pct { depth })),
             (_, Some(_)) => Err(Failure::Bad("--depth: applies to --strategy pct only".into())),
         }
     }

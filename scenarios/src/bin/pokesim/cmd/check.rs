@@ -200,7 +200,7 @@ pub fn mutants(a: &MutantsArgs) -> Result<Status, Failure> {
         ))?;
     }
     let progress = Progress::new("mutants", cells.len() as u64, "cells", a.output.quiet || a.output.json);
-    let (mut done, mut failure, mut all) = (Vec::new(), None, Vec::new());
+    let (mut done, mut failure, mut all, mut na) = (Vec::new(), None, Vec::new(), 0usize);
     scenarios::stream::in_order(
         cells.len(),
         |i| matrix::cell(&cells[i], a.runs, CellOptions::FULL),
@@ -208,6 +208,7 @@ pub fn mutants(a: &MutantsArgs) -> Result<Status, Failure> {
             progress.set(i as u64 + 1);
             let step = cell.map_err(Failure::from).and_then(|c| {
                 let next = cells.get(i + 1).map(|c| (c.mutant.name(), c.kernel.to_string()));
+                na += usize::from(!c.applies());
                 if a.html.is_some() {
                     all.push(c.clone());
                 }
@@ -228,7 +229,11 @@ pub fn mutants(a: &MutantsArgs) -> Result<Status, Failure> {
     }
     if !a.output.json {
         let secs = start.elapsed().as_secs_f64();
-        out::line(format!("\n{} cells, {} runs per strategy per cell, {secs:.1}s", cells.len(), a.runs))?;
+        out::line(format!(
+            "\n{} cells ({na} n/a: the mutant cannot act there, not run), {} runs per strategy per cell, {secs:.1}s",
+            cells.len(),
+            a.runs
+        ))?;
     }
     if let Some(path) = &a.html {
         write_page(a, path, &all, &presets)?;
@@ -288,7 +293,10 @@ fn emit_cell(
     let mut line = format!("{:<26} {kprobes:<7}", format!("{mutant}{}", if benign { " (benign)" } else { "" }));
     for p in presets {
         let col: Vec<_> = mine.iter().filter(|c| &c.preset == p).collect();
-        line.push_str(&format!(" {:>14}", format!("{}/{}", col.iter().filter(|c| c.caught).count(), col.len())));
+        let applied = col.iter().filter(|c| c.applies()).count();
+        let caught = col.iter().filter(|c| c.is_caught()).count();
+        let text = if applied == 0 { "n/a".to_string() } else { format!("{caught}/{applied}") };
+        line.push_str(&format!(" {text:>14}"));
     }
     let mut kinds: Vec<String> = mine.iter().filter_map(|c| c.kind.map(|k| k.to_string())).collect();
     kinds.sort();

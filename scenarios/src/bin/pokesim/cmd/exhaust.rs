@@ -93,7 +93,8 @@ pub fn exhaust(a: &ExhaustArgs) -> Result<Status, Failure> {
     for (given, flag) in [
         (a.scenario.runs.is_some(), "--runs"),
         (a.scenario.seed.is_some(), "--seed"),
-        (a.scenario.strategy.is_some() || a.scenario.depth.is_some(), "--strategy"),
+        (a.scenario.strategy.is_some(), "--strategy"),
+        (a.scenario.depth.is_some(), "--depth"),
     ] {
         if given {
             return Err(Failure::Bad(format!(

@@ -78,7 +78,7 @@ fn catalogue() -> Catalogue {
             .iter()
             .map(|m| {
                 let on: Vec<_> = Protocol::ALL.iter().filter(|p| m.applies_to(**p)).map(|p| p.name()).collect();
-                named(m.name(), format!("[{}] {}", on.join(" "), m.description()))
+                named(m.name(), format!("[{}] {} ({})", on.join(" "), m.description(), m.edits().acts_where()))
             })
             .collect(),
         presets: FetchModel::PRESETS

@@ -1,0 +1,379 @@
+//! The mutants: named edits of a protocol, each described once by its [`MutantInfo`] — its
+//! name, what it does and what defends the original, what it edits ([`Edits`]: an operation of
+//! the patcher's program, a step of the INT3 handler, a kprobe client's program,
+//! `register_kprobe()`'s checks or `smp_text_poke_batch_add()`'s split), which versions have
+//! that code ([`Versions`]) and whether it is argued benign. Whether a mutant can act on a
+//! given scenario is decided from this table over the scenario's plan
+//! ([`crate::applicability`]).
+
+use super::Protocol;
+
+/// A named edit of a protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Mutant {
+    /// Drop the sync after writing the INT3s.
+    NoSyncAfterInt3,
+    /// Drop the sync after writing the tails.
+    NoSyncAfterTail,
+    /// Drop the sync after writing the first bytes.
+    NoSyncAfterFirst,
+    /// Write each new instruction directly, without the INT3 step.
+    NoInt3,
+    /// Write the tails before the INT3s.
+    TailBeforeInt3,
+    /// Publish the patching state (vec/nr, desc, per-CPU refs) after writing the INT3s.
+    PublishAfterInt3,
+    /// The handler jumps past the instruction instead of emulating it.
+    DetourHandler,
+    /// 5.5: clear `vec` before `nr_entries` (the sync stays between them).
+    ClearVecBeforeNr,
+    /// 5.5: drop the sync between `nr_entries = 0` and `vec = NULL` (undo the B3 fix).
+    NoSyncBeforeVecClear,
+    /// 5.6/6.16: do not wait for the handlers' references to drain.
+    SkipRefsWait,
+    /// The handler emulates the old instruction instead of the new one.
+    EmulateOld,
+    /// Drop the patcher's `smp_wmb()` after publishing.
+    NoWmb,
+    /// Drop the handler's `smp_rmb()`.
+    NoRmb,
+    /// 6.16: `int3_emulate_jcc` ignores the inversion bit of the condition code.
+    JccNoInvert,
+    /// B6: the handler's first step calls into patchable text (an instrumented atomic, an
+    /// out-of-line `bsearch()`).
+    InstrumentedHandler,
+    /// `register_kprobe()` without the reserved-text checks (`check_ftrace_location()`,
+    /// `jump_label_text_reserved()`, `static_call_text_reserved()`,
+    /// `alternatives_text_reserved()`): a kprobe may sit on a site another patcher owns.
+    NoTextReserved,
+    /// `arch_disarm_kprobe()` without its `text_poke_sync()` (5c02ece81848d undone), on the
+    /// versions that have it (5.6 on).
+    KprobeDisarmNoSync,
+    /// 6.16: `smp_text_poke_batch_add()` without `nr_entries == TEXT_POKE_ARRAY_MAX` → flush.
+    BatchNoFullCheck,
+    /// 6.16: `smp_text_poke_batch_add()` without `!text_poke_addr_ordered(addr)` → flush.
+    BatchNoOrderCheck,
+}
+
+/// What a mutant edits: the one place of the model its edit lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Edits {
+    /// An operation of the patcher's `text_poke_bp()` program (a sync, a write, a barrier,
+    /// the publication, the refs wait).
+    Program,
+    /// A step of the INT3 handler.
+    Handler(HandlerEdit),
+    /// A kprobe client's program: `arch_disarm_kprobe()`'s `text_poke_sync()`.
+    KprobeDisarm,
+    /// `register_kprobe()`'s reserved-text checks.
+    RegisterKprobe,
+    /// How `smp_text_poke_batch_add()` splits a batch.
+    BatchSplit(SplitCheck),
+}
+
+impl Edits {
+    /// Where an edit of this kind acts, in a few words (`pokesim list`); the exact rule over a
+    /// plan is [`crate::applicability::vacuous`].
+    pub fn acts_where(self) -> &'static str {
+        match self {
+            Edits::Program => "acts where a site is patched with text_poke_bp()",
+            Edits::Handler(HandlerEdit::JumpPast) => "acts where a patched instruction is not a NOP",
+            Edits::Handler(HandlerEdit::EmulateOld) => "acts where a patched site changes",
+            Edits::Handler(HandlerEdit::JccInvert) => "acts where a patched Jcc has the inversion bit (jcc)",
+            Edits::Handler(HandlerEdit::FirstCall) => "acts where a site is patched with an INT3",
+            Edits::Handler(HandlerEdit::Rmb) => "acts nowhere: the model has no smp_rmb() step",
+            Edits::KprobeDisarm => "acts where a kprobe arms and disarms itself (ftrace+kprobe-cycling)",
+            Edits::RegisterKprobe => "acts where a kprobe sits on a patched site (ftrace+kprobe-entry)",
+            Edits::BatchSplit(SplitCheck::Full) => "acts where a batch has more than 256 entries (batch --sites 257)",
+            Edits::BatchSplit(SplitCheck::Order) => "acts where a batch is queued out of order (batch-interleaved)",
+        }
+    }
+}
+
+/// The handler step a handler mutant edits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HandlerEdit {
+    /// The emulation becomes a jump past the instruction.
+    JumpPast,
+    /// The emulation uses the old instruction.
+    EmulateOld,
+    /// `int3_emulate_jcc()`'s inversion bit.
+    JccInvert,
+    /// The first step calls into patched text.
+    FirstCall,
+    /// The handler's `smp_rmb()`: the model has no such step (x86-TSO keeps loads in order
+    /// and the model's data memory is sequentially consistent), so it never acts.
+    Rmb,
+}
+
+/// The check of `smp_text_poke_batch_add()` a batch mutant drops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SplitCheck {
+    /// `nr_entries == TEXT_POKE_ARRAY_MAX`.
+    Full,
+    /// `!text_poke_addr_ordered(addr)`.
+    Order,
+}
+
+/// Which versions have the code a mutant edits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Versions {
+    /// Every version.
+    All,
+    /// Every version whose handler emulates (all but linux-5.4's detour).
+    Emulating,
+    /// One version.
+    Only(Protocol),
+    /// The versions that wait for the handlers' references (5.6 on).
+    RefsWait,
+    /// The versions whose `arch_disarm_kprobe()` syncs (5.6 on).
+    KprobeArmSync,
+    /// The versions that batch through `smp_text_poke_batch_add()`.
+    BatchAdd,
+}
+
+impl Versions {
+    /// Whether `protocol` has the code.
+    pub fn contains(self, protocol: Protocol) -> bool {
+        use Protocol::*;
+        match self {
+            Versions::All => true,
+            Versions::Emulating => protocol != Linux54,
+            Versions::Only(p) => protocol == p,
+            Versions::RefsWait => matches!(protocol, Linux56 | Linux60 | Linux616),
+            Versions::KprobeArmSync => protocol.kprobe_arm_syncs(),
+            Versions::BatchAdd => protocol.batch_add(),
+        }
+    }
+}
+
+/// Everything a mutant is, in one place.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MutantInfo {
+    /// Name on the command line and in files.
+    pub name: &'static str,
+    /// One-line description of the edit and of what defends the original.
+    pub description: &'static str,
+    /// What it edits.
+    pub edits: Edits,
+    /// Which versions have that code.
+    pub versions: Versions,
+    /// Whether it is argued benign (expected to go uncaught).
+    pub benign: bool,
+}
+
+impl Mutant {
+    /// Every mutant.
+    pub const ALL: [Mutant; 19] = [
+        Mutant::NoSyncAfterInt3,
+        Mutant::NoSyncAfterTail,
+        Mutant::NoSyncAfterFirst,
+        Mutant::NoInt3,
+        Mutant::TailBeforeInt3,
+        Mutant::PublishAfterInt3,
+        Mutant::DetourHandler,
+        Mutant::ClearVecBeforeNr,
+        Mutant::NoSyncBeforeVecClear,
+        Mutant::SkipRefsWait,
+        Mutant::EmulateOld,
+        Mutant::NoWmb,
+        Mutant::NoRmb,
+        Mutant::JccNoInvert,
+        Mutant::InstrumentedHandler,
+        Mutant::NoTextReserved,
+        Mutant::KprobeDisarmNoSync,
+        Mutant::BatchNoFullCheck,
+        Mutant::BatchNoOrderCheck,
+    ];
+
+    /// The mutant's table row.
+    pub fn info(self) -> &'static MutantInfo {
+        match self {
+            Mutant::NoSyncAfterInt3 => &MutantInfo {
+                name: "no-sync-after-int3",
+                description: "drop the sync after the INT3 writes: a CPU may still fetch the old first byte together \
+                 with a new tail",
+                edits: Edits::Program,
+                versions: Versions::All,
+                benign: false,
+            },
+            Mutant::NoSyncAfterTail => &MutantInfo {
+                name: "no-sync-after-tail",
+                description: "drop the sync after the tail writes (\"According to Intel, this core syncing is very \
+                 likely not necessary\"): a CPU may fetch the new first byte with an old tail",
+                edits: Edits::Program,
+                versions: Versions::All,
+                benign: false,
+            },
+            Mutant::NoSyncAfterFirst => &MutantInfo {
+                name: "no-sync-after-first",
+                description: "drop the sync after the first-byte writes: a CPU may still fetch the INT3 after the \
+                 patching state is torn down (a stale INT3)",
+                edits: Edits::Program,
+                versions: Versions::All,
+                benign: false,
+            },
+            Mutant::NoInt3 => &MutantInfo {
+                name: "no-int3",
+                description: "write the new instruction with text_poke alone, no INT3 step (what text_poke_bp exists \
+                 to avoid): a CPU may fetch a half-written instruction",
+                edits: Edits::Program,
+                versions: Versions::All,
+                benign: false,
+            },
+            Mutant::TailBeforeInt3 => &MutantInfo {
+                name: "tail-before-int3",
+                description: "write the tails before the INT3s: a CPU that has not seen the INT3 runs the old first \
+                 byte with the new tail",
+                edits: Edits::Program,
+                versions: Versions::All,
+                benign: false,
+            },
+            Mutant::PublishAfterInt3 => &MutantInfo {
+                name: "publish-after-int3",
+                description: "publish vec/nr_entries (bp_desc, per-CPU refs) after writing the INT3s, against the \
+                 \"nr_entries != 0 / WMB / write INT3\" ordering comment: a trap finds nothing",
+                edits: Edits::Program,
+                versions: Versions::All,
+                benign: false,
+            },
+            Mutant::DetourHandler => &MutantInfo {
+                name: "detour-handler",
+                description:
+                    "the handler sets regs->ip past the instruction instead of emulating it (bug B1: a CALL's \
+                 push is lost)",
+                edits: Edits::Handler(HandlerEdit::JumpPast),
+                versions: Versions::Emulating,
+                benign: false,
+            },
+            Mutant::ClearVecBeforeNr => &MutantInfo {
+                name: "clear-vec-before-nr",
+                description: "clear bp_patching.vec before nr_entries: a handler that saw nr_entries != 0 reads \
+                 a NULL vector (bug B3's order)",
+                edits: Edits::Program,
+                versions: Versions::Only(Protocol::Linux55),
+                benign: false,
+            },
+            Mutant::NoSyncBeforeVecClear => &MutantInfo {
+                name: "no-sync-before-vec-clear",
+                description: "drop text_poke_sync() between nr_entries = 0 and vec = NULL (285a54efe386 undone): a \
+                 handler in flight reads a NULL vector",
+                edits: Edits::Program,
+                versions: Versions::Only(Protocol::Linux55),
+                benign: false,
+            },
+            Mutant::SkipRefsWait => &MutantInfo {
+                name: "skip-refs-wait",
+                description: "return without atomic_cond_read_acquire(refs, !VAL): a handler in flight keeps using \
+                 the patch data after the patcher moved on",
+                edits: Edits::Program,
+                versions: Versions::RefsWait,
+                benign: false,
+            },
+            Mutant::EmulateOld => &MutantInfo {
+                name: "emulate-old",
+                description: "the handler emulates the old instruction instead of the new: BENIGN — the trapping CPU \
+                 behaves as if it executed just before the patch, a legal linearization",
+                edits: Edits::Handler(HandlerEdit::EmulateOld),
+                versions: Versions::Emulating,
+                benign: true,
+            },
+            Mutant::NoWmb => &MutantInfo {
+                name: "no-wmb",
+                description: "drop smp_wmb() after publishing: BENIGN on x86 — stores are not reordered with older \
+                 stores (x86-TSO), smp_wmb() is only a compiler barrier there, and the model's data \
+                 memory is sequentially consistent",
+                edits: Edits::Program,
+                versions: Versions::All,
+                benign: true,
+            },
+            Mutant::NoRmb => &MutantInfo {
+                name: "no-rmb",
+                description: "drop the handler's smp_rmb(): BENIGN on x86 — loads are not reordered with older loads \
+                 (x86-TSO), and the model's data memory is sequentially consistent",
+                edits: Edits::Handler(HandlerEdit::Rmb),
+                versions: Versions::All,
+                benign: true,
+            },
+            Mutant::JccNoInvert => &MutantInfo {
+                name: "jcc-no-invert",
+                description: "int3_emulate_jcc ignores cc & 1 (jne emulated as je): the emulation oracle must see it",
+                edits: Edits::Handler(HandlerEdit::JccInvert),
+                versions: Versions::Only(Protocol::Linux616),
+                benign: false,
+            },
+            Mutant::InstrumentedHandler => &MutantInfo {
+                name: "instrumented-handler",
+                description: "the handler's first step calls instrumented or traceable code that is itself patched \
+                 (B6: \"x86/int3: Avoid atomic instrumentation\", \"Inline bsearch()\" — \"lest we \
+                 inadvertently hit yet another INT3\"): a nested INT3 inside the INT3 handler",
+                edits: Edits::Handler(HandlerEdit::FirstCall),
+                versions: Versions::All,
+                benign: false,
+            },
+            Mutant::NoTextReserved => &MutantInfo {
+                name: "no-text-reserved",
+                description: "register_kprobe() without check_ftrace_location() and the *_text_reserved() checks: a \
+                 kprobe's INT3 lands on a site another patcher owns, whose text_poke_bp() overwrites it \
+                 (a lost breakpoint) or whose new bytes the disarm corrupts",
+                edits: Edits::RegisterKprobe,
+                versions: Versions::All,
+                benign: false,
+            },
+            Mutant::KprobeDisarmNoSync => &MutantInfo {
+                name: "kprobe-disarm-no-sync",
+                description: "arch_disarm_kprobe() without text_poke_sync() (5c02ece81848d undone): a CPU still \
+                 fetches the INT3 after unregister_kprobe() removed the kprobe; up to 6.0 \
+                 kprobe_int3_handler() retries the vanished INT3, from 6.3 (8e791f7eba4c) it dies",
+                edits: Edits::KprobeDisarm,
+                versions: Versions::KprobeArmSync,
+                benign: false,
+            },
+            Mutant::BatchNoFullCheck => &MutantInfo {
+                name: "batch-no-full-check",
+                description: "smp_text_poke_batch_add() without the vector-full flush: the 257th entry is written to \
+                 text_poke_array.vec[256], past the vector, where nr_entries lives (caught with 257 or more \
+                 sites in one batch: `--workload batch --sites 257`)",
+                edits: Edits::BatchSplit(SplitCheck::Full),
+                versions: Versions::BatchAdd,
+                benign: false,
+            },
+            Mutant::BatchNoOrderCheck => &MutantInfo {
+                name: "batch-no-order-check",
+                description: "smp_text_poke_batch_add() without the text_poke_addr_ordered() flush: an out-of-order \
+                 vector, whose bsearch() in the INT3 handler misses entries — their traps are unclaimed",
+                edits: Edits::BatchSplit(SplitCheck::Order),
+                versions: Versions::BatchAdd,
+                benign: false,
+            },
+        }
+    }
+
+    /// Name on the command line and in files.
+    pub fn name(self) -> &'static str {
+        self.info().name
+    }
+
+    /// One-line description of the edit and of what defends the original.
+    pub fn description(self) -> &'static str {
+        self.info().description
+    }
+
+    /// Whether this mutant is argued benign: expected to go uncaught.
+    pub fn benign(self) -> bool {
+        self.info().benign
+    }
+
+    /// What it edits.
+    pub fn edits(self) -> Edits {
+        self.info().edits
+    }
+
+    /// Whether the code this edit changes exists on `protocol` (whether it acts on a given
+    /// scenario is [`crate::applicability::vacuous`]).
+    pub fn applies_to(self, protocol: Protocol) -> bool {
+        self.info().versions.contains(protocol)
+    }
+}
+
+crate::named_set!(Mutant, "mutant");
