@@ -38,7 +38,13 @@ pub fn main(req: Requirement, tests: &[(&'static str, fn())]) {
     }
     let trials = tests
         .iter()
-        .map(|&(name, f)| Trial::test(name, move || Ok(f())).with_ignored_flag(missing.is_some()))
+        .map(|&(name, f)| {
+            Trial::test(name, move || {
+                f();
+                Ok(())
+            })
+            .with_ignored_flag(missing.is_some())
+        })
         .collect();
     libtest_mimic::run(&args, trials).exit();
 }
