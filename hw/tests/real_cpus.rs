@@ -7,6 +7,9 @@
 //! A host that cannot (not x86-64 Linux, one CPU, no SYNC_CORE) makes these tests print
 //! `SKIPPED` with the reason — unless `POKESIM_REQUIRE_HW=1`, which makes it a failure.
 
+#[path = "../../tests/support/skippable.rs"]
+mod skippable;
+
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
@@ -32,7 +35,6 @@ fn function(text: &TextMapping) -> extern "C" fn() -> u32 {
     unsafe { std::mem::transmute::<*const (), extern "C" fn() -> u32>(text.base() as *const ()) }
 }
 
-#[test]
 fn the_probe_names_the_host() {
     let Some(h) = host() else { return };
     assert!(h.cpus.len() >= 2, "{h:?}");
@@ -40,7 +42,6 @@ fn the_probe_names_the_host() {
     eprintln!("host: {} CPUs, {}, kernel {}, hypervisor: {}", h.cpus.len(), h.cpu_model, h.kernel, h.hypervisor);
 }
 
-#[test]
 fn a_poke_through_the_alias_runs_after_sync_core() {
     if host().is_none() {
         return;
@@ -54,7 +55,6 @@ fn a_poke_through_the_alias_runs_after_sync_core() {
     assert_eq!(f(), 42);
 }
 
-#[test]
 fn another_thread_runs_the_new_bytes_once_the_sync_returned() {
     if host().is_none() {
         return;
@@ -88,7 +88,6 @@ fn another_thread_runs_the_new_bytes_once_the_sync_returned() {
     assert!(seen.iter().all(|v| [41, 43].contains(v)), "only whole images run: {seen:?}");
 }
 
-#[test]
 fn a_guest_address_already_mapped_is_refused_not_replaced() {
     if host().is_none() {
         return;
@@ -137,7 +136,6 @@ fn fault_in_a_hook() {
     });
 }
 
-#[test]
 fn a_fault_the_harness_cannot_attribute_is_reported_with_status_3() {
     if std::env::var_os("POKESIM_HW_FAULT_CHILD").is_some() {
         fault_in_a_hook();
@@ -155,4 +153,26 @@ fn a_fault_the_harness_cannot_attribute_is_reported_with_status_3() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{err}");
     assert!(err.contains("pokesim hw: SIGSEGV at rip 0x") && err.contains("outside guest code"), "{err}");
+}
+
+fn main() {
+    skippable::main(
+        skippable::real_cpus(),
+        &[
+            ("the_probe_names_the_host", the_probe_names_the_host),
+            ("a_poke_through_the_alias_runs_after_sync_core", a_poke_through_the_alias_runs_after_sync_core),
+            (
+                "another_thread_runs_the_new_bytes_once_the_sync_returned",
+                another_thread_runs_the_new_bytes_once_the_sync_returned,
+            ),
+            (
+                "a_guest_address_already_mapped_is_refused_not_replaced",
+                a_guest_address_already_mapped_is_refused_not_replaced,
+            ),
+            (
+                "a_fault_the_harness_cannot_attribute_is_reported_with_status_3",
+                a_fault_the_harness_cannot_attribute_is_reported_with_status_3,
+            ),
+        ],
+    );
 }

@@ -9,6 +9,9 @@
 //! address before any campaign, and a long campaign reports progress on stderr. The
 //! campaigns skip (printing `SKIPPED`) where the host cannot, unless `POKESIM_REQUIRE_HW=1`.
 
+#[path = "../../tests/support/skippable.rs"]
+mod skippable;
+
 use std::time::Duration;
 
 use assert_cmd::Command;
@@ -33,7 +36,6 @@ fn hardware() -> bool {
     }
 }
 
-#[test]
 fn a_kernel_protocol_on_real_cpus_reports_its_host_counts_and_verdict() {
     if !hardware() {
         return;
@@ -56,7 +58,6 @@ fn a_kernel_protocol_on_real_cpus_reports_its_host_counts_and_verdict() {
     assert_eq!(j["scenario"]["protocol"], "linux-6.16");
 }
 
-#[test]
 fn a_tearing_mutant_exits_1_against_a_pass_expectation_with_its_events() {
     if !hardware() {
         return;
@@ -72,7 +73,6 @@ fn a_tearing_mutant_exits_1_against_a_pass_expectation_with_its_events() {
     assert!(text.contains("NOT as expected (expect pass)"), "{text}");
 }
 
-#[test]
 fn simulation_flags_are_refused_on_hardware() {
     for flags in [&["--seed", "3"][..], &["--strategy", "pct"], &["--preset", "line64"], &["--runs", "5"]] {
         let out = pokesim().arg("hw").args(flags).output().expect("runs");
@@ -86,7 +86,6 @@ fn simulation_flags_are_refused_on_hardware() {
     assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
-#[test]
 fn a_torn_fetch_expectation_is_met_by_what_a_torn_fetch_shows_on_hardware() {
     if !hardware() {
         return;
@@ -98,7 +97,6 @@ fn a_torn_fetch_expectation_is_met_by_what_a_torn_fetch_shows_on_hardware() {
     assert!(text.contains("VIOLATIONS guest-fault") && text.contains("as expected (expect torn-fetch)"), "{text}");
 }
 
-#[test]
 fn a_scenario_file_says_what_does_not_apply_and_a_recorded_one_is_refused() {
     if !hardware() {
         return;
@@ -120,7 +118,6 @@ fn a_scenario_file_says_what_does_not_apply_and_a_recorded_one_is_refused() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-#[test]
 fn a_campaign_that_completed_no_round_is_no_verdict() {
     if !hardware() {
         return;
@@ -137,7 +134,6 @@ fn a_campaign_that_completed_no_round_is_no_verdict() {
     assert!(j["no_verdict"].as_str().is_some_and(|w| w.contains("no patch round completed")), "{j}");
 }
 
-#[test]
 fn more_guest_threads_than_cpus_are_refused_naming_the_limit() {
     if !hardware() {
         return;
@@ -149,7 +145,6 @@ fn more_guest_threads_than_cpus_are_refused_naming_the_limit() {
     assert!(err.contains("--threads 256") && err.contains(&format!("at most {cpus} guest threads")), "{err}");
 }
 
-#[test]
 fn matrix_refuses_every_scenario_flag_it_would_not_use() {
     let args = ["hw", "--matrix", "--workload", "jcc", "--site", "cross-page", "--kernel", "CONFIG_KPROBES=n"];
     let more = ["--stores", "whole", "--cpus", "3", "--expect", "liveness", "--rounds", "10"];
@@ -175,7 +170,6 @@ fn own_code(dir: &std::path::Path, name: &str, line: &str) -> std::path::PathBuf
     path
 }
 
-#[test]
 fn a_guest_that_misbehaves_by_itself_is_refused_with_its_instruction_and_address() {
     if !hardware() {
         return;
@@ -201,7 +195,6 @@ fn a_guest_that_misbehaves_by_itself_is_refused_with_its_instruction_and_address
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-#[test]
 fn a_long_campaign_reports_progress_on_stderr_and_honours_its_time() {
     if !hardware() {
         return;
@@ -216,7 +209,6 @@ fn a_long_campaign_reports_progress_on_stderr_and_honours_its_time() {
     assert!(err.lines().any(|l| l.contains("hw: ") && l.contains("/100000000 rounds done")), "no progress line: {err}");
 }
 
-#[test]
 fn a_campaign_whose_guests_never_meet_an_int3_is_no_verdict() {
     if !hardware() {
         return;
@@ -230,4 +222,50 @@ fn a_campaign_whose_guests_never_meet_an_int3_is_no_verdict() {
     assert_eq!(out.status.code(), Some(4), "{text}{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains("verdict    none: in 200 round(s) no guest ever hit an INT3 the script wrote"), "{text}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn main() {
+    skippable::main(
+        skippable::real_cpus(),
+        &[
+            (
+                "a_kernel_protocol_on_real_cpus_reports_its_host_counts_and_verdict",
+                a_kernel_protocol_on_real_cpus_reports_its_host_counts_and_verdict,
+            ),
+            (
+                "a_tearing_mutant_exits_1_against_a_pass_expectation_with_its_events",
+                a_tearing_mutant_exits_1_against_a_pass_expectation_with_its_events,
+            ),
+            ("simulation_flags_are_refused_on_hardware", simulation_flags_are_refused_on_hardware),
+            (
+                "a_torn_fetch_expectation_is_met_by_what_a_torn_fetch_shows_on_hardware",
+                a_torn_fetch_expectation_is_met_by_what_a_torn_fetch_shows_on_hardware,
+            ),
+            (
+                "a_scenario_file_says_what_does_not_apply_and_a_recorded_one_is_refused",
+                a_scenario_file_says_what_does_not_apply_and_a_recorded_one_is_refused,
+            ),
+            ("a_campaign_that_completed_no_round_is_no_verdict", a_campaign_that_completed_no_round_is_no_verdict),
+            (
+                "more_guest_threads_than_cpus_are_refused_naming_the_limit",
+                more_guest_threads_than_cpus_are_refused_naming_the_limit,
+            ),
+            (
+                "matrix_refuses_every_scenario_flag_it_would_not_use",
+                matrix_refuses_every_scenario_flag_it_would_not_use,
+            ),
+            (
+                "a_guest_that_misbehaves_by_itself_is_refused_with_its_instruction_and_address",
+                a_guest_that_misbehaves_by_itself_is_refused_with_its_instruction_and_address,
+            ),
+            (
+                "a_long_campaign_reports_progress_on_stderr_and_honours_its_time",
+                a_long_campaign_reports_progress_on_stderr_and_honours_its_time,
+            ),
+            (
+                "a_campaign_whose_guests_never_meet_an_int3_is_no_verdict",
+                a_campaign_whose_guests_never_meet_an_int3_is_no_verdict,
+            ),
+        ],
+    );
 }

@@ -1,7 +1,7 @@
 //! The renderings of a run (issue 10): every event exactly once in every format; Perfetto
 //! JSON with the trace-event fields and counts that match the run's statistics; byte-identical
-//! files from two processes; the SVG well-formed XML; the README's picture current; the HTML
-//! report in a real browser; the mutants page embedding each caught cell's report.
+//! files from two processes; the SVG well-formed XML; the README's picture current; the mutants page embedding each caught
+//! cell's report. (The HTML report in a real browser is `browser.rs`.)
 
 mod common;
 
@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use common::{out, pokesim, tempdir, HANG_GUARD};
+use common::{out, pokesim, tempdir};
 use scenarios::artifact::Replayable;
 use scenarios::catalogue;
 use scenarios::matrix::{self, CellOptions, Coords, Counterexample};
@@ -237,78 +237,6 @@ fn every_operation_of_every_program_has_a_phase_and_a_kernel_statement() {
             }
         }
     }
-}
-
-// --- The HTML report in a real browser ----------------------------------------------------------
-
-/// Chromium, if installed: `POKESIM_CHROMIUM`, else `chromium` or `chromium-browser` on PATH.
-/// `.ci/run` sets `POKESIM_REQUIRE_BROWSER=1`, which turns a missing browser into a failure.
-fn chromium() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("POKESIM_CHROMIUM") {
-        return Some(PathBuf::from(p));
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .flat_map(|d| ["chromium", "chromium-browser"].map(|n| d.join(n)))
-        .find(|p| p.is_file())
-        .or_else(|| {
-            assert!(
-                std::env::var_os("POKESIM_REQUIRE_BROWSER").is_none(),
-                "POKESIM_REQUIRE_BROWSER is set but no chromium is installed (apt-get install chromium)"
-            );
-            eprintln!("SKIPPED: no chromium on PATH (apt-get install chromium, or set POKESIM_CHROMIUM)");
-            None
-        })
-}
-
-fn headless(browser: &Path, args: &[String]) -> (String, String) {
-    let o = assert_cmd::Command::new(browser)
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--enable-logging=stderr", "--v=0"])
-        .args(args)
-        .timeout(HANG_GUARD)
-        .output()
-        .expect("chromium runs");
-    assert!(o.status.success(), "chromium failed: {}", String::from_utf8_lossy(&o.stderr));
-    (String::from_utf8_lossy(&o.stdout).into(), String::from_utf8_lossy(&o.stderr).into())
-}
-
-#[test]
-fn the_html_report_works_offline_in_a_real_browser() {
-    let Some(browser) = chromium() else { return };
-    let dir = tempdir("render-browser");
-    let (run, _) = replayed(race_artifact());
-    let report = dir.join("report.html");
-    std::fs::write(&report, render::html::render(&run)).unwrap();
-    let html = std::fs::read_to_string(&report).unwrap();
-    let outside: Vec<&str> = html
-        .match_indices("http")
-        .map(|(i, _)| &html[i..(i + 30).min(html.len())])
-        .filter(|s| !s.starts_with("http://www.w3.org/2000/svg"))
-        .collect();
-    assert!(outside.is_empty(), "the report refers to the network: {outside:?}");
-    let url = format!("file://{}", report.display());
-
-    let (dom, log) = headless(&browser, &["--dump-dom".into(), url.clone()]);
-    let body = dom.split("<body").nth(1).and_then(|b| b.split('>').next()).expect("a body element");
-    assert!(body.contains("data-ready=\"1\""), "the report's script did not finish: <body{body}> {log}");
-    assert!(!body.contains("data-errors"), "script errors: <body{body}>");
-    assert!(!log.contains("Uncaught"), "console errors: {log}");
-    assert_eq!(dom.matches("<g class=\"lane\"").count(), run.cpus + 1, "a lane per vCPU and the patcher");
-    assert_eq!(dom.matches("class=\"violation\"").count(), 1, "the violation is highlighted once");
-    assert!(dom.contains("id=\"history\""), "the store history is there");
-
-    let shot = dir.join("report.png");
-    headless(&browser, &[format!("--screenshot={}", shot.display()), "--window-size=1200,900".into(), url]);
-    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&shot).unwrap()));
-    let mut reader = decoder.read_info().unwrap();
-    let mut buf = vec![0; reader.output_buffer_size()];
-    let info = reader.next_frame(&mut buf).unwrap();
-    let px = info.color_type.samples();
-    let pixels: Vec<&[u8]> = buf[..info.buffer_size()].chunks(px).collect();
-    let ink = pixels.iter().filter(|p| p[..3].iter().any(|c| *c < 200)).count();
-    let red = pixels.iter().filter(|p| p[0] > 180 && p[1] < 60 && p[2] < 60).count();
-    assert!(ink * 50 > pixels.len(), "the screenshot is blank: {ink} of {} pixels inked", pixels.len());
-    assert!(red > 20, "no red violation or verdict in the screenshot ({red} red pixels)");
 }
 
 // --- The mutants page ---------------------------------------------------------------------------

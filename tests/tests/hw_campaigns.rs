@@ -7,6 +7,9 @@
 //! runs on to its last round. Skips (printing `SKIPPED`) where the host cannot, unless
 //! `POKESIM_REQUIRE_HW=1`. The guests map at fixed addresses, so the tests take turns.
 
+#[path = "../support/skippable.rs"]
+mod skippable;
+
 mod hw_common;
 
 use cpu_model::StoreGranularity;
@@ -49,26 +52,22 @@ fn assert_clean(r: &HwReport) {
     assert_eq!(r.violations, vec![], "first events: {:#?}", &r.events[..r.events.len().min(3)]);
 }
 
-#[test]
 fn linux_6_16_shows_no_violation_on_real_cpus() {
     let Some(r) = campaign(WorkloadKind::Ftrace, Protocol::Linux616, &[], 5_000) else { return };
     assert_clean(&r);
     assert_eq!(r.syncs, 3 * r.rounds, "three text_poke_sync() per round");
 }
 
-#[test]
 fn linux_5_5_shows_no_violation_on_real_cpus() {
     let Some(r) = campaign(WorkloadKind::Ftrace, Protocol::Linux55, &[], 5_000) else { return };
     assert_clean(&r);
 }
 
-#[test]
 fn static_call_on_linux_6_16_bsearches_two_sites_without_a_violation() {
     let Some(r) = campaign(WorkloadKind::StaticCall, Protocol::Linux616, &[], 5_000) else { return };
     assert_clean(&r);
 }
 
-#[test]
 fn no_int3_with_byte_stores_across_a_16_byte_block_tears_on_real_cpus() {
     let Some(r) = campaign(WorkloadKind::Ftrace, Protocol::Linux616, &[Mutant::NoInt3], 5_000) else { return };
     assert_eq!(r.traps, 0, "no INT3 is ever written");
@@ -80,7 +79,6 @@ fn no_int3_with_byte_stores_across_a_16_byte_block_tears_on_real_cpus() {
     assert_eq!(r.guests[0].faults, faults, "each fault restarted the guest");
 }
 
-#[test]
 fn a_stale_int3_after_teardown_is_unclaimed_on_real_cpus() {
     // No sync after the first byte: the patcher tears the patching state down while a guest
     // that trapped on the INT3 has not run its handler yet (linux-6.16 no longer retries).
@@ -102,4 +100,26 @@ fn a_stale_int3_after_teardown_is_unclaimed_on_real_cpus() {
     assert_eq!(e.written.len(), 8, "the bytes at the INT3's address: {e:?}");
     assert!(e.message.contains("claimed by no handler"), "{e:?}");
     assert!(e.round >= 1 && !e.phase.is_empty(), "{e:?}");
+}
+
+fn main() {
+    skippable::main(
+        skippable::real_cpus(),
+        &[
+            ("linux_6_16_shows_no_violation_on_real_cpus", linux_6_16_shows_no_violation_on_real_cpus),
+            ("linux_5_5_shows_no_violation_on_real_cpus", linux_5_5_shows_no_violation_on_real_cpus),
+            (
+                "static_call_on_linux_6_16_bsearches_two_sites_without_a_violation",
+                static_call_on_linux_6_16_bsearches_two_sites_without_a_violation,
+            ),
+            (
+                "no_int3_with_byte_stores_across_a_16_byte_block_tears_on_real_cpus",
+                no_int3_with_byte_stores_across_a_16_byte_block_tears_on_real_cpus,
+            ),
+            (
+                "a_stale_int3_after_teardown_is_unclaimed_on_real_cpus",
+                a_stale_int3_after_teardown_is_unclaimed_on_real_cpus,
+            ),
+        ],
+    );
 }

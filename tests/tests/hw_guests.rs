@@ -9,6 +9,9 @@
 //! `SKIPPED`) where the host cannot, unless `POKESIM_REQUIRE_HW=1`. The tests map the guest at
 //! its fixed addresses, so they take turns.
 
+#[path = "../support/skippable.rs"]
+mod skippable;
+
 mod hw_common;
 
 use cpu_model::{Reg, Regs};
@@ -17,7 +20,6 @@ use hw_common::{host, spin_until};
 
 static FIXED_ADDRESSES: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-#[test]
 fn the_ftrace_guest_loops_natively_without_a_fault() {
     let _turn = FIXED_ADDRESSES.lock().unwrap_or_else(|e| e.into_inner());
     let Some(host) = host() else { return };
@@ -61,7 +63,6 @@ fn faulting_at_loop_head(insn: &[u8], regs: impl FnOnce(&mut Regs)) -> Option<(G
     Some((reports[0], plan.image.loop_head))
 }
 
-#[test]
 fn an_invalid_instruction_in_the_guest_is_caught_and_the_vcpu_restarted() {
     let _turn = FIXED_ADDRESSES.lock().unwrap_or_else(|e| e.into_inner());
     let Some((r, head)) = faulting_at_loop_head(&[0x0f, 0x0b], |_| {}) else { return }; // ud2
@@ -71,7 +72,6 @@ fn an_invalid_instruction_in_the_guest_is_caught_and_the_vcpu_restarted() {
 
 /// Torn bytes can decode as `syscall`: from the guest text it traps (`SIGSYS`, counted like any
 /// fault) instead of running — here it would have been `exit(0)`, ending the guest thread.
-#[test]
 fn a_system_call_from_the_guest_text_traps_instead_of_running() {
     let _turn = FIXED_ADDRESSES.lock().unwrap_or_else(|e| e.into_inner());
     let exit = |r: &mut Regs| {
@@ -90,7 +90,6 @@ thread_local! {
 /// `mov qword fs:[0], rax; ud2`: with the host's FS base this would overwrite the thread
 /// control block's self-pointer (what every thread-local access of the host starts from); the
 /// guest runs with FS base 0, so it is a fault at the store, like any stray access.
-#[test]
 fn a_store_to_fs_0_faults_in_the_guest_instead_of_corrupting_the_host() {
     let _turn = FIXED_ADDRESSES.lock().unwrap_or_else(|e| e.into_inner());
     let store = [0x64, 0x48, 0x89, 0x04, 0x25, 0, 0, 0, 0, 0x0f, 0x0b];
@@ -104,7 +103,6 @@ fn a_store_to_fs_0_faults_in_the_guest_instead_of_corrupting_the_host() {
 /// `wrfsbase rax; ud2`: the guest moves its own FS base, and the `SIGILL` handler that follows
 /// still finds its thread-local state (every handler loads the host's bases first) — before,
 /// the handler's first thread-local access faulted and the process died without a report.
-#[test]
 fn wrfsbase_in_the_guest_does_not_take_the_signal_handlers_with_it() {
     let _turn = FIXED_ADDRESSES.lock().unwrap_or_else(|e| e.into_inner());
     let write = [0xf3, 0x48, 0x0f, 0xae, 0xd0, 0x0f, 0x0b];
@@ -116,4 +114,29 @@ fn wrfsbase_in_the_guest_does_not_take_the_signal_handlers_with_it() {
     assert_eq!(r.first_fault, Some((libc::SIGILL, at)), "{r:?}");
     MARK.set(MARK.get() + 1);
     assert_eq!(MARK.get(), 0x5eee, "this thread's TLS is intact");
+}
+
+fn main() {
+    skippable::main(
+        skippable::real_cpus(),
+        &[
+            ("the_ftrace_guest_loops_natively_without_a_fault", the_ftrace_guest_loops_natively_without_a_fault),
+            (
+                "an_invalid_instruction_in_the_guest_is_caught_and_the_vcpu_restarted",
+                an_invalid_instruction_in_the_guest_is_caught_and_the_vcpu_restarted,
+            ),
+            (
+                "a_system_call_from_the_guest_text_traps_instead_of_running",
+                a_system_call_from_the_guest_text_traps_instead_of_running,
+            ),
+            (
+                "a_store_to_fs_0_faults_in_the_guest_instead_of_corrupting_the_host",
+                a_store_to_fs_0_faults_in_the_guest_instead_of_corrupting_the_host,
+            ),
+            (
+                "wrfsbase_in_the_guest_does_not_take_the_signal_handlers_with_it",
+                wrfsbase_in_the_guest_does_not_take_the_signal_handlers_with_it,
+            ),
+        ],
+    );
 }

@@ -1,0 +1,103 @@
+//! The HTML report in a real browser (headless Chromium): it loads offline, its script
+//! finishes without errors, it draws a lane per vCPU and the patcher, highlights the violation
+//! once, and a screenshot is not blank. Where no browser is installed the test is reported as
+//! ignored (`POKESIM_REQUIRE_BROWSER=1`, which `.ci/run` sets, makes that a failure).
+
+mod common;
+#[path = "../../tests/support/skippable.rs"]
+mod skippable;
+
+use std::path::{Path, PathBuf};
+
+use common::{out, pokesim, tempdir, HANG_GUARD};
+use scenarios::artifact::Replayable;
+use scenarios::render::{self, Run};
+
+fn main() {
+    let browser = skippable::Requirement {
+        what: "a browser (apt-get install chromium, or set POKESIM_CHROMIUM)",
+        require_var: "POKESIM_REQUIRE_BROWSER",
+        probe: || chromium().map(|_| ()).ok_or_else(|| "no chromium or chromium-browser on PATH".to_string()),
+    };
+    skippable::main(
+        browser,
+        &[("the_html_report_works_offline_in_a_real_browser", the_html_report_works_offline_in_a_real_browser)],
+    );
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Chromium, if installed: `POKESIM_CHROMIUM`, else `chromium` or `chromium-browser` on PATH.
+fn chromium() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("POKESIM_CHROMIUM") {
+        return Some(PathBuf::from(p));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).flat_map(|d| ["chromium", "chromium-browser"].map(|n| d.join(n))).find(|p| p.is_file())
+}
+
+/// A 4-vCPU torn fetch: `examples/race.toml` explored, its artifact, replayed with its trace.
+fn race_run() -> Run {
+    let dir = tempdir("browser-race");
+    let (code, stdout, stderr) =
+        out(pokesim().args(["explore", "--quiet", "--artifact-dir"]).arg(&dir).arg(repo().join("examples/race.toml")));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let files: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let r = Replayable::load(&files[0]).unwrap();
+    let mut s = r.scenario.clone();
+    s.config.keep_trace = true;
+    let o = r.reproduce(&s).unwrap();
+    Run::new(&s, &o).unwrap()
+}
+
+fn headless(browser: &Path, args: &[String]) -> (String, String) {
+    let o = assert_cmd::Command::new(browser)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--enable-logging=stderr", "--v=0"])
+        .args(args)
+        .timeout(HANG_GUARD)
+        .output()
+        .expect("chromium runs");
+    assert!(o.status.success(), "chromium failed: {}", String::from_utf8_lossy(&o.stderr));
+    (String::from_utf8_lossy(&o.stdout).into(), String::from_utf8_lossy(&o.stderr).into())
+}
+
+fn the_html_report_works_offline_in_a_real_browser() {
+    let browser = chromium().expect("the harness checked for a browser");
+    let dir = tempdir("render-browser");
+    let run = race_run();
+    let report = dir.join("report.html");
+    std::fs::write(&report, render::html::render(&run)).unwrap();
+    let html = std::fs::read_to_string(&report).unwrap();
+    let outside: Vec<&str> = html
+        .match_indices("http")
+        .map(|(i, _)| &html[i..(i + 30).min(html.len())])
+        .filter(|s| !s.starts_with("http://www.w3.org/2000/svg"))
+        .collect();
+    assert!(outside.is_empty(), "the report refers to the network: {outside:?}");
+    let url = format!("file://{}", report.display());
+
+    let (dom, log) = headless(&browser, &["--dump-dom".into(), url.clone()]);
+    let body = dom.split("<body").nth(1).and_then(|b| b.split('>').next()).expect("a body element");
+    assert!(body.contains("data-ready=\"1\""), "the report's script did not finish: <body{body}> {log}");
+    assert!(!body.contains("data-errors"), "script errors: <body{body}>");
+    assert!(!log.contains("Uncaught"), "console errors: {log}");
+    assert_eq!(dom.matches("<g class=\"lane\"").count(), run.cpus + 1, "a lane per vCPU and the patcher");
+    assert_eq!(dom.matches("class=\"violation\"").count(), 1, "the violation is highlighted once");
+    assert!(dom.contains("id=\"history\""), "the store history is there");
+
+    let shot = dir.join("report.png");
+    headless(&browser, &[format!("--screenshot={}", shot.display()), "--window-size=1200,900".into(), url]);
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&shot).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let px = info.color_type.samples();
+    let pixels: Vec<&[u8]> = buf[..info.buffer_size()].chunks(px).collect();
+    let ink = pixels.iter().filter(|p| p[..3].iter().any(|c| *c < 200)).count();
+    let red = pixels.iter().filter(|p| p[0] > 180 && p[1] < 60 && p[2] < 60).count();
+    assert!(ink * 50 > pixels.len(), "the screenshot is blank: {ink} of {} pixels inked", pixels.len());
+    assert!(red > 20, "no red violation or verdict in the screenshot ({red} red pixels)");
+}
