@@ -80,7 +80,7 @@ impl Plan {
         }
         let torn = TornOracle::new(&layout, &image.text, &image.actions)?;
         let all = registered_kprobes(config, &image, &torn, kprobes)?;
-        let reserved_refuses = reserved_refuses(&image, &torn, kprobes);
+        let reserved_refuses = reserved_refuses(&image, &torn, kprobes, config.protocol);
         let kprobe_states = install_kprobes(&mut image, &all, kprobes.len())?;
         // With other clients, each action of the workload's script runs under text_mutex, as
         // the kernel's callers hold it around text_poke_bp() and text_poke().
@@ -252,9 +252,10 @@ fn check_client_on_site(image: &GuestImage, kp: &Kprobe) -> Result<(), String> {
 /// Whether `register_kprobe()`'s reserved-text checks refuse some kprobe of the scenario (one
 /// of `user` on a patched site) or make one ftrace-based (a workload's kprobe at the start of an
 /// ftrace site): what [`Mutant::NoTextReserved`] needs to act.
-fn reserved_refuses(image: &GuestImage, torn: &TornOracle, user: &[Kprobe]) -> bool {
-    let refused =
-        |kp: &Kprobe| check_kprobe(image, torn, kp, true).is_err() && check_kprobe(image, torn, kp, false).is_ok();
+fn reserved_refuses(image: &GuestImage, torn: &TornOracle, user: &[Kprobe], protocol: Protocol) -> bool {
+    let refused = |kp: &Kprobe| {
+        check_kprobe(image, torn, kp, true, protocol).is_err() && check_kprobe(image, torn, kp, false, protocol).is_ok()
+    };
     let on_ftrace =
         |kp: &Kprobe| image.site_owner == SiteOwner::Ftrace && torn.site_ranges().any(|(s, _)| s == kp.addr);
     user.iter().any(refused) || image.kprobes.iter().any(on_ftrace)
