@@ -32,24 +32,53 @@ pub const PASSES: u64 = 3;
 pub const RUNS_PER_BYTE: u64 = 4;
 /// Steps every pass is allowed besides its code-size share (a loop of a few instructions).
 const MIN_PASS_STEPS: u64 = 64;
+/// The most sites flipped alone (each flip is two more images to run).
+pub const MAX_FLIPPED: usize = 64;
 
-/// Which text the dry run executes.
+/// Which text the dry run executes: the sites' old or new instructions, everywhere or with
+/// one site the other way (a race shows any mix: a vCPU may fetch one site before and
+/// another after it was patched).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum SiteImage {
     /// The initial text: every site's old instruction.
     Old,
     /// Every request of the first batch written: every site's new instruction.
     New,
+    /// Every site's old instruction but this one's new one.
+    OldBut(usize),
+    /// Every site's new instruction but this one's old one.
+    NewBut(usize),
 }
 
 impl SiteImage {
-    /// Both images, in the order they run.
-    pub const ALL: [SiteImage; 2] = [SiteImage::Old, SiteImage::New];
+    /// The images for `sites` sites, in the order they run: both whole images, then each
+    /// site flipped alone (with more than one site; at most [`MAX_FLIPPED`] sites each way).
+    pub fn all(sites: usize) -> Vec<SiteImage> {
+        let flips = if sites > 1 { sites.min(MAX_FLIPPED) } else { 0 };
+        let mut all = vec![SiteImage::Old, SiteImage::New];
+        all.extend((0..flips).map(SiteImage::OldBut));
+        all.extend((0..flips).map(SiteImage::NewBut));
+        all
+    }
 
-    fn name(self) -> &'static str {
+    /// True if site `i` shows its new instruction.
+    fn new_at(self, i: usize) -> bool {
         match self {
-            SiteImage::Old => "old",
-            SiteImage::New => "new",
+            SiteImage::Old => false,
+            SiteImage::New => true,
+            SiteImage::OldBut(k) => i == k,
+            SiteImage::NewBut(k) => i != k,
+        }
+    }
+}
+
+impl fmt::Display for SiteImage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SiteImage::Old => f.write_str("every site's old instruction"),
+            SiteImage::New => f.write_str("every site's new instruction"),
+            SiteImage::OldBut(k) => write!(f, "every site's old instruction but site {k}'s new one"),
+            SiteImage::NewBut(k) => write!(f, "every site's new instruction but site {k}'s old one"),
         }
     }
 }
@@ -131,11 +160,8 @@ impl fmt::Display for Failure {
         };
         write!(
             f,
-            "the program is broken without any patching: with every site's {} instruction, vCPU {} at {:#x} (`{}`",
-            image.name(),
-            self.cpu,
-            self.addr,
-            self.insn
+            "the program is broken without any patching: with {}, vCPU {} at {:#x} (`{}`",
+            image, self.cpu, self.addr, self.insn
         )?;
         if let Some(i) = self.site {
             write!(f, ", in or after site {i}")?;
@@ -198,13 +224,11 @@ pub fn dry_run(image: &mut GuestImage) -> Result<Result<DryRun, Failure>, SimErr
     let limit = PASSES * (RUNS_PER_BYTE * code_bytes + MIN_PASS_STEPS);
     let mut reached = vec![false; sites.len()];
     let mut steps = 0;
-    for which in SiteImage::ALL {
+    for which in SiteImage::all(sites.len()) {
         let mut text = image.text.clone();
-        if which == SiteImage::New {
-            for (addr, new) in &sites {
-                let off = (addr - image.layout.text_base) as usize;
-                text[off..off + new.len()].copy_from_slice(new);
-            }
+        for (_, (addr, new)) in sites.iter().enumerate().filter(|&(i, _)| which.new_at(i)) {
+            let off = (addr - image.layout.text_base) as usize;
+            text[off..off + new.len()].copy_from_slice(new);
         }
         let mut run = Run { image, text: &text, sites: &sites, reached: &mut reached, which, limit };
         match run.all_cpus()? {
