@@ -1,23 +1,28 @@
 //! The dry run: the program under test, checked before it is raced (issue 21, "the user's bug
 //! blamed on the kernel").
 //!
-//! Every vCPU runs the guest alone on the simulator's own vCPU model ([`Vcpu`], the same pooled
-//! engines the machine steps) with no patching at all — once over the initial text (every
-//! site's old instruction), once with every request of the first patch batch written (every
-//! site's new instruction). A program that faults, leaves its code (INT3 padding, the
-//! out-of-line area, the data region, unmapped memory), stores into the text, executes an
-//! INT3, breaks the workload invariant (an unbalanced stack) at its loop head, does not come
-//! back to its loop head, or never executes a site is broken without any race: a run would
-//! report it as a kernel violation. Its failure names the image, the vCPU, the address, the
-//! decoded instruction and the site.
+//! The guest runs alone on the simulator's own vCPU model ([`Vcpu`], the same pooled engines
+//! the machine steps) with no patching at all: over the initial text (every site's old
+//! instruction), with every request of the first patch batch written (every site's new
+//! instruction), and — since a race shows any mix of patched and unpatched sites — with each
+//! site flipped alone, as far as [`FLIP_BUDGET`] allows. A program that faults, leaves its
+//! code (INT3 padding, the out-of-line area, the data region, unmapped memory), stores into
+//! the text, executes an INT3, breaks the workload invariant (an unbalanced stack) at its loop
+//! head, does not come back to its loop head, or never executes a site is broken without any
+//! race: a run would report it as a kernel violation. Its failure names the image, the vCPU,
+//! the address, the decoded instruction and the site.
 //!
-//! Bounds: each vCPU runs [`PASSES`] full passes of its loop (arrivals at the loop head after
-//! the start): the first reaches every site a pass reaches, the others show that the loop
-//! repeats from the state it left (counters grown, stack balanced). A pass that executes
+//! vCPUs differ only in their counter block and stack: the whole images run on the first and
+//! the last vCPU (every other vCPU's accesses lie between theirs), the flipped ones on the
+//! first.
+//!
+//! Bounds: each run completes [`PASSES`] full passes of the loop (arrivals at the loop head
+//! after the start): the first reaches every site a pass reaches, the others show that the
+//! loop repeats from the state it left (counters grown, stack balanced). A pass that executes
 //! each instruction of the code at most [`RUNS_PER_BYTE`] times takes at most that many steps
-//! per byte of code (an instruction is at least one byte), so a vCPU gets
-//! `PASSES × RUNS_PER_BYTE × code bytes` steps (plus a constant for tiny code); a loop that
-//! needs more (an inner loop counting far, a spin) is refused as not returning.
+//! per byte of code (an instruction is at least one byte), so a run gets
+//! `PASSES × (RUNS_PER_BYTE × code bytes + 64)` steps; a loop that needs more (an inner loop
+//! counting far, a spin) is refused as not returning.
 
 use std::fmt;
 
@@ -32,8 +37,12 @@ pub const PASSES: u64 = 3;
 pub const RUNS_PER_BYTE: u64 = 4;
 /// Steps every pass is allowed besides its code-size share (a loop of a few instructions).
 const MIN_PASS_STEPS: u64 = 64;
-/// The most sites flipped alone (each flip is two more images to run).
-pub const MAX_FLIPPED: usize = 64;
+/// What the flipped images may cost together, in squared bytes of code: each image is a fresh
+/// engine whose code is translated anew, and the engine translates a block from every
+/// instruction it starts at, so straight-line code costs its length squared (about 55 ms for
+/// 1,000² bytes²·images on this machine). The budget keeps the flips near 60 ms: every site
+/// of a program of 50 sites in 100 bytes of code, 8 sites in 250 bytes, none past 724 bytes.
+pub const FLIP_BUDGET: u64 = 1 << 20;
 
 /// Which text the dry run executes: the sites' old or new instructions, everywhere or with
 /// one site the other way (a race shows any mix: a vCPU may fetch one site before and
@@ -51,10 +60,12 @@ pub enum SiteImage {
 }
 
 impl SiteImage {
-    /// The images for `sites` sites, in the order they run: both whole images, then each
-    /// site flipped alone (with more than one site; at most [`MAX_FLIPPED`] sites each way).
-    pub fn all(sites: usize) -> Vec<SiteImage> {
-        let flips = if sites > 1 { sites.min(MAX_FLIPPED) } else { 0 };
+    /// The images for `sites` sites in `code_bytes` bytes of code, in the order they run:
+    /// both whole images, then each site flipped alone (with more than one site), for as many
+    /// sites as [`FLIP_BUDGET`] allows.
+    pub fn all(sites: usize, code_bytes: u64) -> Vec<SiteImage> {
+        let affordable = (FLIP_BUDGET / (2 * code_bytes.max(1).pow(2))) as usize;
+        let flips = if sites > 1 { sites.min(affordable) } else { 0 };
         let mut all = vec![SiteImage::Old, SiteImage::New];
         all.extend((0..flips).map(SiteImage::OldBut));
         all.extend((0..flips).map(SiteImage::NewBut));
@@ -173,7 +184,7 @@ impl fmt::Display for Failure {
 /// What a clean dry run measured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DryRun {
-    /// Guest steps over both images and every vCPU.
+    /// Guest steps over every image and vCPU that ran.
     pub steps: u64,
 }
 
@@ -215,8 +226,8 @@ fn sites(image: &GuestImage) -> Vec<(u64, Vec<u8>)> {
     first.map_or(Vec::new(), |reqs| reqs.iter().map(|r| (r.addr, r.new.clone())).collect())
 }
 
-/// Runs the program of `image` on every vCPU with the old and with the new image of its sites
-/// (see the module documentation). `Ok(Err(failure))` is the program's fault (bad input);
+/// Runs the program of `image` with the old, the new and the flipped images of its sites (see
+/// the module documentation). `Ok(Err(failure))` is the program's fault (bad input);
 /// `Err` is the simulator's or the environment's (an engine that cannot be created).
 pub fn dry_run(image: &mut GuestImage) -> Result<Result<DryRun, Failure>, SimError> {
     let sites = sites(image);
@@ -224,7 +235,7 @@ pub fn dry_run(image: &mut GuestImage) -> Result<Result<DryRun, Failure>, SimErr
     let limit = PASSES * (RUNS_PER_BYTE * code_bytes + MIN_PASS_STEPS);
     let mut reached = vec![false; sites.len()];
     let mut steps = 0;
-    for which in SiteImage::all(sites.len()) {
+    for which in SiteImage::all(sites.len(), code_bytes) {
         let mut text = image.text.clone();
         for (_, (addr, new)) in sites.iter().enumerate().filter(|&(i, _)| which.new_at(i)) {
             let off = (addr - image.layout.text_base) as usize;
@@ -246,7 +257,7 @@ pub fn dry_run(image: &mut GuestImage) -> Result<Result<DryRun, Failure>, SimErr
     Ok(Ok(DryRun { steps }))
 }
 
-/// One image's dry run over every vCPU.
+/// One image's dry run.
 struct Run<'a> {
     image: &'a mut GuestImage,
     text: &'a [u8],
@@ -260,7 +271,16 @@ impl Run<'_> {
     fn all_cpus(&mut self) -> Result<Result<u64, Failure>, SimError> {
         let layout = self.image.layout;
         let mut steps = 0;
-        for cpu in 0..self.image.cpu_regs.len() {
+        // vCPUs run the same code from the same registers but their counter block and stack
+        // (`rbx`, `rsp`), which grow with the vCPU's number: an access `[R+d]` of any vCPU lies
+        // between the first's and the last's, so those two show every fault of a whole image
+        // (the flipped ones run on the first).
+        let last = self.image.cpu_regs.len().saturating_sub(1);
+        let cpus = match self.which {
+            SiteImage::Old | SiteImage::New if last > 0 => vec![0, last],
+            _ => vec![0],
+        };
+        for cpu in cpus {
             let data = std::rc::Rc::new(SharedRegion::new(layout.data_base, layout.data_len));
             let result = self.one_cpu(cpu, &data);
             // The invariant's memory of this vCPU starts over, as before the dry run.
