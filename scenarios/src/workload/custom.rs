@@ -17,6 +17,10 @@
 //! Every round patches all sites in one batch, old → new on odd rounds and back on even ones, so
 //! every check `text_poke_loc_init()` and the plan make (one instruction, the version's
 //! opcodes, the length rules) applies to them with the kernel's reasons.
+//!
+//! The built program is dry-run before it is raced ([`super::dry_run`]), once per vCPU count
+//! (the answer is cached on the [`CustomGuest`] a campaign's seeds share): a program broken
+//! without any patching is bad input about its site, never a kernel verdict.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -156,6 +160,11 @@ pub fn build(spec: &WorkloadSpec, custom: Option<&CustomGuest>, cpus: usize) -> 
     let custom = custom
         .filter(|c| !c.sites.is_empty())
         .ok_or_else(|| SimError::invalid(Subject::Workload, "kind = \"custom\" needs at least one [[sites]] table"))?;
+    // The script is built in full before the run. The tick budget cannot bound it: a request
+    // takes at least three patcher ticks (INT3, tail, first byte), so `MAX_TICKS` (10¹¹) would
+    // admit some 3·10¹⁰ requests — terabytes of script. The bound is memory, the one `batch`
+    // has: `MAX_REQUESTS` (200,000 requests, a few tens of MB), checked before anything is
+    // allocated (300 sites × 100,000 rounds needed 5.5 GB and aborted).
     let requests = spec.rounds as u64 * custom.sites.len() as u64;
     if requests > MAX_REQUESTS {
         let msg = format!(
