@@ -238,8 +238,11 @@ pub fn dry_run(image: &mut GuestImage) -> Result<Result<DryRun, Failure>, SimErr
     for which in SiteImage::all(sites.len(), code_bytes) {
         let mut text = image.text.clone();
         for (_, (addr, new)) in sites.iter().enumerate().filter(|&(i, _)| which.new_at(i)) {
-            let off = (addr - image.layout.text_base) as usize;
-            text[off..off + new.len()].copy_from_slice(new);
+            // A request outside the text is the plan's to refuse (with its reason).
+            let off = addr.wrapping_sub(image.layout.text_base) as usize;
+            if let Some(bytes) = off.checked_add(new.len()).and_then(|end| text.get_mut(off..end)) {
+                bytes.copy_from_slice(new);
+            }
         }
         let mut run = Run { image, text: &text, sites: &sites, reached: &mut reached, which, limit };
         match run.all_cpus()? {
