@@ -53,6 +53,13 @@ fn a_self_modifying_store_is_refused() {
 }
 
 #[test]
+fn an_access_outside_the_data_is_refused() {
+    // rax is 0 at the start: `[rax]` is unmapped.
+    let e = refused(&own("top:  inc qword [rbx]\nsite: nop5\n      inc qword [rax]\n      jmp top", "nop5"));
+    assert_names(&e, &["field `sites[0]`", "inc qword ptr [rax]", "reads memory outside its data"]);
+}
+
+#[test]
 fn a_jump_out_of_the_text_is_refused() {
     let e = refused(&generated(&[("nop5", "jmp 0x500000")]));
     assert_names(&e, &["field `sites[0]`", "new instruction", "jmp 0x500000", "unmapped memory"]);

@@ -121,6 +121,10 @@ pub enum Problem {
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Problem::Fault(Fault::Engine(uc_error::READ_UNMAPPED | uc_error::READ_PROT)) => {
+                f.write_str("reads memory outside its data (unmapped or protected)")
+            }
+            Problem::Fault(Fault::Engine(uc_error::WRITE_UNMAPPED)) => f.write_str("writes unmapped memory"),
             Problem::Fault(fault) => write!(f, "faults ({fault})"),
             Problem::StoreIntoText => f.write_str("stores into the text (self-modifying code)"),
             Problem::Left { to, region } => write!(f, "goes to {to:#x}, {region}, outside the workload's code"),
