@@ -42,7 +42,10 @@ fn assert_names(e: &str, parts: &[&str]) {
 #[test]
 fn an_invalid_byte_next_to_a_site_is_refused_not_a_torn_fetch() {
     let e = refused(&own("top:  inc qword [rbx]\nsite: nop5\n      db 17\n      jmp top", "jmp short top"));
-    assert_names(&e, &["user.toml", "field `sites[0]`", "old instruction", "0x400008", "(bad)", "invalid opcode"]);
+    assert_names(
+        &e,
+        &["user.toml", "field `sites[0]`", "old instruction", "0x400008 (`(bad)`, after site 0)", "invalid opcode"],
+    );
 }
 
 #[test]
@@ -69,7 +72,10 @@ fn a_jump_out_of_the_text_is_refused() {
 fn a_jump_into_the_data_region_is_bad_input_not_a_pokesim_bug() {
     let src = generated(&[("nop5", "jmp 0x600000")]);
     let e = refused(&src);
-    assert_names(&e, &["field `sites[0]`", "new instruction", "goes to 0x600000, the data region"]);
+    assert_names(
+        &e,
+        &["field `sites[0]`", "new instruction", "(`jmp 0x600000`, site 0) goes to 0x600000, the data region"],
+    );
     // Through the binary: exit 2 (it was "internal error (a pokesim bug)", exit 3).
     let dir = tempdir("trust-user-code");
     let file = write(&dir, "data.toml", &src);

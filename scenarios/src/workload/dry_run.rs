@@ -154,6 +154,8 @@ pub struct Failure {
     /// The site the instruction is in, else the last site the vCPU executed (index in the
     /// first batch, file order for `custom`).
     pub site: Option<usize>,
+    /// True if the instruction is the site's own.
+    pub in_site: bool,
 }
 
 impl Failure {
@@ -178,8 +180,10 @@ impl fmt::Display for Failure {
             "the program is broken without any patching: with {}, vCPU {} at {:#x} (`{}`",
             image, self.cpu, self.addr, self.insn
         )?;
-        if let Some(i) = self.site {
-            write!(f, ", in or after site {i}")?;
+        match (self.site, self.in_site) {
+            (Some(i), true) => write!(f, ", site {i}")?,
+            (Some(i), false) => write!(f, ", after site {i}")?,
+            (None, _) => {}
         }
         write!(f, ") {} — a race would blame the kernel for it", self.problem)
     }
@@ -258,7 +262,8 @@ pub fn dry_run(image: &mut GuestImage) -> Result<Result<DryRun, Failure>, SimErr
         let (addr, _) = sites[i];
         let off = (addr - image.layout.text_base) as usize;
         let insn = disassemble(addr, &image.text[off..(off + 15).min(image.text.len())]);
-        let failure = Failure { problem: Problem::Unreached, image: None, cpu: 0, addr, insn, site: Some(i) };
+        let failure =
+            Failure { problem: Problem::Unreached, image: None, cpu: 0, addr, insn, site: Some(i), in_site: true };
         return Ok(Err(failure));
     }
     Ok(Ok(DryRun { steps }))
@@ -367,6 +372,14 @@ impl Run<'_> {
             None => "(outside the text)".into(),
         };
         let inside = self.sites.iter().position(|(a, new)| addr >= *a && addr < a + new.len() as u64);
-        Failure { problem, image: Some(self.which), cpu, addr, insn, site: inside.or(last_site) }
+        Failure {
+            problem,
+            image: Some(self.which),
+            cpu,
+            addr,
+            insn,
+            site: inside.or(last_site),
+            in_site: inside.is_some(),
+        }
     }
 }
