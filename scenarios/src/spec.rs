@@ -340,7 +340,7 @@ impl ScenarioSpec {
             return Ok(None);
         }
         let sites = self.sites.iter().map(|s| s.value.clone()).collect();
-        Ok(Some(Arc::new(CustomGuest { sites, code: val(&self.code) })))
+        Ok(Some(Arc::new(CustomGuest { sites, code: val(&self.code), checked: Default::default() })))
     }
 
     /// Locates a simulator refusal at the field (and line or flag) its subject came from.

@@ -17,14 +17,20 @@
 //! Every round patches all sites in one batch, old → new on odd rounds and back on even ones, so
 //! every check `text_poke_loc_init()` and the plan make (one instruction, the version's
 //! opcodes, the length rules) applies to them with the kernel's reasons.
+//!
+//! The built program is dry-run before it is raced ([`super::dry_run`]), once per vCPU count
+//! (the answer is cached on the [`CustomGuest`] a campaign's seeds share): a program broken
+//! without any patching is bad input about its site, never a kernel verdict.
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 
 use iced_x86::{Decoder, DecoderOptions};
 use sim_core::{GuestImage, PatchAction, PokeRequest, SimError, Subject};
 
 use super::asm_text::{assemble, Assembled};
-use super::{Guest, WorkloadKind, WorkloadSpec, TEXT_BASE, TEXT_LEN};
+use super::dry_run::dry_run;
+use super::{Guest, WorkloadKind, WorkloadSpec, MAX_REQUESTS, TEXT_BASE, TEXT_LEN};
 
 /// One-line description.
 pub const DESCRIPTION: &str = "the scenario's own sites ([[sites]]: old/new as assembly or hex), in a generated \
@@ -76,6 +82,56 @@ pub struct CustomGuest {
     pub sites: Vec<UserSite>,
     /// The user's own code, or `None` for the generated loop.
     pub code: Option<CodeBlock>,
+    /// The dry run's answer per vCPU count, so that the seeds of a campaign (which share this
+    /// value) check the program once.
+    pub checked: DryRunCache,
+}
+
+/// The dry run's answers ([`super::dry_run`]) by vCPU count: `Err` holds the refusal. Not
+/// part of the guest's identity: two guests compare and hash equal whatever they cached.
+#[derive(Debug, Default)]
+pub struct DryRunCache(Mutex<BTreeMap<usize, Answer>>);
+
+/// The dry run's answer: `Err` holds the refusal's subject and message.
+type Answer = Result<(), (Subject, String)>;
+
+impl DryRunCache {
+    /// How many vCPU counts have an answer.
+    pub fn answers(&self) -> usize {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// The cached answer for `cpus` vCPUs, or `check`'s (then cached).
+    fn get_or_check(&self, cpus: usize, check: impl FnOnce() -> Result<Answer, SimError>) -> Result<(), SimError> {
+        let cached = self.0.lock().unwrap_or_else(|e| e.into_inner()).get(&cpus).cloned();
+        let answer = match cached {
+            Some(answer) => answer,
+            None => {
+                let answer = check()?;
+                self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(cpus, answer.clone());
+                answer
+            }
+        };
+        answer.map_err(|(subject, msg)| SimError::invalid(subject, msg))
+    }
+}
+
+impl Clone for DryRunCache {
+    fn clone(&self) -> Self {
+        Self(Mutex::new(self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()))
+    }
+}
+
+impl PartialEq for DryRunCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for DryRunCache {}
+
+impl std::hash::Hash for DryRunCache {
+    fn hash<H: std::hash::Hasher>(&self, _: &mut H) {}
 }
 
 fn site_err(i: usize, msg: impl Into<String>) -> SimError {
@@ -104,6 +160,20 @@ pub fn build(spec: &WorkloadSpec, custom: Option<&CustomGuest>, cpus: usize) -> 
     let custom = custom
         .filter(|c| !c.sites.is_empty())
         .ok_or_else(|| SimError::invalid(Subject::Workload, "kind = \"custom\" needs at least one [[sites]] table"))?;
+    // The script is built in full before the run. The tick budget cannot bound it: a request
+    // takes at least three patcher ticks (INT3, tail, first byte), so `MAX_TICKS` (10¹¹) would
+    // admit some 3·10¹⁰ requests — terabytes of script. The bound is memory, the one `batch`
+    // has: `MAX_REQUESTS` (200,000 requests, a few tens of MB), checked before anything is
+    // allocated (300 sites × 100,000 rounds needed 5.5 GB and aborted).
+    let requests = spec.rounds as u64 * custom.sites.len() as u64;
+    if requests > MAX_REQUESTS {
+        let msg = format!(
+            "{} rounds of {} [[sites]] are {requests} patch requests, more than {MAX_REQUESTS}",
+            spec.rounds,
+            custom.sites.len()
+        );
+        return Err(SimError::invalid(Subject::Rounds, msg));
+    }
     let mut g = Guest::new(cpus, TEXT_LEN, 8);
     let (sites, entry) = match &custom.code {
         None => generated(&mut g, custom)?,
@@ -122,6 +192,10 @@ pub fn build(spec: &WorkloadSpec, custom: Option<&CustomGuest>, cpus: usize) -> 
     let mut image = g.image(WorkloadKind::Custom, cpus, actions, Vec::new(), invariant);
     image.loop_head = entry;
     image.cpu_regs.iter_mut().for_each(|r| r.rip = entry);
+    let fallback = if custom.code.is_some() { Subject::Code } else { Subject::Site(0) };
+    custom.checked.get_or_check(cpus, || {
+        Ok(dry_run(&mut image)?.map(|_| ()).map_err(|f| (f.subject(fallback), f.to_string())))
+    })?;
     Ok(image)
 }
 
@@ -155,6 +229,16 @@ fn generated(g: &mut Guest, custom: &CustomGuest) -> Result<(Sites, u64), SimErr
         let new = one(&s.new, addr, &labels, i)?;
         body.extend(&old);
         sites.push((addr, old, new));
+    }
+    if let Some(i) = olds.iter().position(|&(addr, len)| addr + len as u64 + 5 > callee) {
+        let msg = format!(
+            "the generated loop's {} sites take {} bytes: from this one on they would run into its callee at \
+             {callee:#x} (at most {} bytes of sites)",
+            custom.sites.len(),
+            at - TEXT_BASE - 3,
+            callee - TEXT_BASE - 3 - 5
+        );
+        return Err(site_err(i, msg));
     }
     let back = TEXT_BASE.wrapping_sub(at + 5) as i32;
     body.push(0xe9);

@@ -13,6 +13,7 @@ mod asm;
 pub mod asm_text;
 pub mod batch;
 pub mod custom;
+pub mod dry_run;
 pub mod ftrace;
 pub mod jcc;
 pub mod jump_label;

@@ -5,7 +5,9 @@
 //! and new N the images are O, CC·O[1..], CC·N[1..] and N; boundaries come from decoding each
 //! image from the site's start (an image that starts with INT3 has only that boundary: the
 //! trap never falls through). Anything else — mixed bytes, a different length, execution
-//! starting inside a replaced instruction — is torn.
+//! starting inside a replaced instruction — is torn. A fetch that does not decode is torn only
+//! if a site's bytes are why: not when the bytes in front of the site are no instruction
+//! whichever image follows, nor when it is the initial image, untouched by any store.
 //!
 //! Every round of every site contributes its images, so a vCPU that was preempted inside a
 //! multi-instruction range (bug B2) is legitimate exactly as long as it resumes into bytes of
@@ -64,6 +66,20 @@ fn boundaries(addr: u64, bytes: &[u8]) -> Vec<usize> {
         off += insn.len();
     }
     out
+}
+
+/// True if `insn` starts in front of `site` and its bytes there (never written) make no
+/// instruction whatever legitimate image of the site follows them: the site's bytes cannot be
+/// why the fetch does not decode.
+fn invalid_in_every_image(site: &Site, insn: &ExecutedInsn) -> bool {
+    let Some(n) = site.addr.checked_sub(insn.addr).map(|n| n as usize).filter(|&n| n > 0) else { return false };
+    let fetched = insn.bytes();
+    site.images.iter().all(|img| {
+        let mut bytes = fetched.to_vec();
+        let end = (n + img.bytes.len()).min(bytes.len());
+        bytes[n..end].copy_from_slice(&img.bytes[..end - n]);
+        Decoder::with_ip(64, &bytes, insn.addr, DecoderOptions::NONE).decode().is_invalid()
+    })
 }
 
 fn text_offset(base: u64, text_len: usize, addr: u64, len: usize) -> Result<usize, SimError> {
@@ -200,10 +216,17 @@ impl TornOracle {
         addr.checked_sub(self.base).and_then(|o| self.site_of.get(o as usize)).is_some_and(|&s| s != 0)
     }
 
-    /// `Err(explanation)` if the executed instruction is torn.
+    /// `Err(explanation)` if the executed instruction is torn. Only a fetch that a site's
+    /// stale or mixed bytes are part of can be: bytes in front of a site that decode to no
+    /// instruction whichever image of the site follows, or a site's initial image fetched as
+    /// it is (no store involved) at one of its boundaries, are what the program holds there —
+    /// a guest fault, never a tear.
     pub fn check(&self, insn: &ExecutedInsn) -> Result<(), String> {
         let Some(site) = self.site_touched(insn) else { return Ok(()) };
         let e = insn.bytes();
+        if !insn.is_valid() && (invalid_in_every_image(site, insn) || self.initial_at_boundary(site, insn)) {
+            return Ok(());
+        }
         if !insn.is_valid() {
             return Err(format!("bytes {e:02x?} at {:#x} do not decode (site {:#x})", insn.addr, site.addr));
         }
@@ -224,6 +247,15 @@ impl TornOracle {
         }
     }
 
+    /// True if `insn` is the site's initial image, fetched with no store involved (every byte
+    /// from epoch 0), at an instruction boundary of it.
+    fn initial_at_boundary(&self, site: &Site, insn: &ExecutedInsn) -> bool {
+        let initial = site.images.first().map(|img| img.boundaries.as_slice()).unwrap_or_default();
+        insn.epochs().iter().all(|&e| e == 0)
+            && insn.addr >= site.addr
+            && initial.contains(&((insn.addr - site.addr) as usize))
+    }
+
     /// `Err(explanation)` if, after the final sync, the instruction shows anything but the
     /// final image of the site it touches.
     pub fn check_final(&self, insn: &ExecutedInsn) -> Result<(), String> {
@@ -238,5 +270,69 @@ impl TornOracle {
                 site.addr, site.last
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workload::PokeRequest;
+    use cpu_model::{Epoch, MAX_INSN_LEN};
+
+    const BASE: u64 = 0x40_0000;
+
+    /// A text of NOP1s with one 5-byte site at `BASE + 8` holding `old`, that becomes a JMP32.
+    fn oracle(text: &mut [u8], old: &[u8; 5]) -> TornOracle {
+        text[8..13].copy_from_slice(old);
+        let layout = Layout { text_base: BASE, text_len: text.len() as u64, data_base: 0x60_0000, data_len: 4096 };
+        let batch = PatchAction::Batch(vec![PokeRequest::new(BASE + 8, vec![0xe9, 0, 0, 0, 0])]);
+        TornOracle::new(&layout, text, &[batch]).unwrap()
+    }
+
+    /// What a vCPU fetching `text` at `addr` executes, with byte `i` from store `epoch`.
+    fn fetched(text: &[u8], addr: u64, epochs: &[(usize, Epoch)]) -> ExecutedInsn {
+        let off = (addr - BASE) as usize;
+        let window = (text.len() - off).min(MAX_INSN_LEN);
+        let mut bytes = [0; MAX_INSN_LEN];
+        bytes[..window].copy_from_slice(&text[off..off + window]);
+        let mut e = [0; MAX_INSN_LEN];
+        epochs.iter().for_each(|&(i, epoch)| e[i] = epoch);
+        let insn = Decoder::with_ip(64, &bytes[..window], addr, DecoderOptions::NONE).decode();
+        let len = if insn.is_invalid() { 0 } else { insn.len() as u8 };
+        ExecutedInsn { addr, len, window: window as u8, bytes, epochs: e, code: insn.code() }
+    }
+
+    const NOP5: [u8; 5] = [0x0f, 0x1f, 0x44, 0x00, 0x00];
+
+    #[test]
+    fn an_invalid_byte_in_front_of_a_site_is_the_programs_not_a_tear() {
+        let mut text = vec![0x90; 64];
+        let torn = oracle(&mut text, &NOP5);
+        text[7] = 0x17; // `db 17`: no instruction in 64-bit mode, decided by its own byte
+        assert_eq!(torn.check(&fetched(&text, BASE + 7, &[])), Ok(()));
+        // Even when the site's bytes in the window came from a store: they are not fetched.
+        assert_eq!(torn.check(&fetched(&text, BASE + 7, &[(1, 3), (2, 3)])), Ok(()));
+    }
+
+    #[test]
+    fn the_initial_image_fetched_as_it_is_is_never_torn() {
+        let mut text = vec![0x90; 64];
+        let torn = oracle(&mut text, &[0x17; 5]);
+        assert_eq!(torn.check(&fetched(&text, BASE + 8, &[])), Ok(()));
+        // A store is part of the fetch: judged as before.
+        assert!(torn.check(&fetched(&text, BASE + 8, &[(1, 2)])).is_err());
+    }
+
+    #[test]
+    fn a_mixed_fetch_is_still_torn() {
+        let mut text = vec![0x90; 64];
+        let torn = oracle(&mut text, &NOP5);
+        text[9..13].copy_from_slice(&[0, 0, 0, 0]); // the JMP32's tail written, its first byte not
+        let e = torn.check(&fetched(&text, BASE + 8, &[(1, 2), (2, 2), (3, 2), (4, 2)])).unwrap_err();
+        assert!(e.contains("match no legitimate image"), "{e}");
+        // An instruction in front of the site that needs the site's bytes still runs into it.
+        text[9..13].copy_from_slice(&NOP5[1..]);
+        text[7] = 0x48; // REX.W: a prefix, decided only with the site's bytes
+        assert!(torn.check(&fetched(&text, BASE + 7, &[])).is_err());
     }
 }
