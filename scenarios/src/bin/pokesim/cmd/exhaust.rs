@@ -1,10 +1,16 @@
 //! `pokesim exhaust`: exhaustive search of a small scenario ([`scenarios::exhaust`]) —
 //! complete (every reachable state, vCPUs looping forever) by default, or bounded
 //! (`--bound N`). The artifact of a violation records the scenario as searched — its
-//! iteration limit and drain included — so that `replay`, `trace` and `shrink` accept it.
+//! iteration limit, drain and tick budget included — so that `replay`, `trace` and `shrink`
+//! accept it.
+//!
+//! Every flag acts in the mode it is given in, or is refused there ([`FLAGS`]): a search's
+//! budget is honoured or refused, never ignored. A search that was cut — by its limit, or
+//! (bounded) by executions that spent their tick budget — establishes no verdict (exit 4).
 
 use clap::Args;
 use scenarios::artifact::Artifact;
+use scenarios::input::Origin;
 use scenarios::Scenario;
 use serde::Serialize;
 use sim_core::search::Options;
@@ -37,17 +43,88 @@ pub struct ExhaustArgs {
     /// Complete mode: go on past violations and report every violation kind reachable.
     #[arg(long)]
     all_kinds: bool,
-    /// Complete mode: give up after this many distinct states (the result says incomplete).
-    #[arg(long, default_value_t = 50_000_000, value_parser = clap::value_parser!(u64).range(1..))]
-    max_states: u64,
-    /// Bounded mode: give up after this many executions (the result says incomplete).
-    #[arg(long, default_value_t = 5_000_000, value_parser = clap::value_parser!(u64).range(1..))]
-    max_executions: u64,
+    /// Complete mode: give up after this many distinct states (the result says incomplete)
+    /// [default: 50000000].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    max_states: Option<u64>,
+    /// Bounded mode: give up after this many executions (the result says incomplete)
+    /// [default: 5000000].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    max_executions: Option<u64>,
     #[command(flatten)]
     artifacts: ArtifactOpts,
     #[command(flatten)]
     output: OutputOpts,
 }
+
+/// `--max-states` when not given.
+const DEFAULT_MAX_STATES: u64 = 50_000_000;
+/// `--max-executions` when not given.
+const DEFAULT_MAX_EXECUTIONS: u64 = 5_000_000;
+
+/// The most patch rounds a bounded search accepts: it re-executes the whole run for every
+/// decision sequence, and the sequences multiply with every round (on ftrace with 2 vCPUs at
+/// `--bound 0`: 72 executions for 1 round, 36,864 for 4), explored from the last round
+/// backwards — so past a few rounds the search only ever varies the last ones, and each
+/// execution costs time that grows faster than its rounds (about 20 s at 4,096 rounds).
+pub const MAX_BOUNDED_ROUNDS: u32 = 100;
+
+/// The search modes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// Every reachable state (no `--bound`).
+    Complete,
+    /// Every run within `--bound` deviations.
+    Bounded,
+}
+
+/// Where an exhaust flag acts: a flag given in a mode it does not act in is refused, with why.
+struct FlagMode {
+    flag: &'static str,
+    /// Whether the command line gives it.
+    given: fn(&ExhaustArgs) -> bool,
+    /// The only mode it acts in.
+    acts_in: Mode,
+    /// Why it cannot act in the other.
+    why: &'static str,
+}
+
+/// Every exhaust flag that acts in one mode only. The others — `--iterations`,
+/// `--no-reduction`, the scenario flags other than `--runs`, `--seed`, `--strategy` and
+/// `--depth` (refused in both), the artifact and output flags — act in both.
+const FLAGS: [FlagMode; 5] = [
+    FlagMode {
+        flag: "--max-states",
+        given: |a| a.max_states.is_some(),
+        acts_in: Mode::Complete,
+        why: "a bounded search counts executions, not stored states (use --max-executions)",
+    },
+    FlagMode {
+        flag: "--all-kinds",
+        given: |a| a.all_kinds,
+        acts_in: Mode::Complete,
+        why: "a bounded search stops at its first violation",
+    },
+    FlagMode {
+        flag: "--no-symmetry",
+        given: |a| a.no_symmetry,
+        acts_in: Mode::Complete,
+        why: "a bounded search applies no symmetry reduction (--no-reduction turns off its sleep sets)",
+    },
+    FlagMode {
+        flag: "--max-executions",
+        given: |a| a.max_executions.is_some(),
+        acts_in: Mode::Bounded,
+        why: "a complete search explores states, not executions (use --max-states)",
+    },
+    FlagMode {
+        flag: "--steps",
+        given: |a| a.scenario.steps.is_some(),
+        acts_in: Mode::Bounded,
+        why: "a complete search has no tick budget: it visits every reachable state however long the path \
+              (its counterexample gets the budget it needs; bound the work with --max-states)",
+    },
+];
 
 /// What either mode established, as the report shows it.
 struct Findings {
@@ -56,6 +133,10 @@ struct Findings {
     states: u64,
     transitions: Option<u64>,
     executions: Option<u64>,
+    /// Bounded: executions cut by their tick budget.
+    exhausted: Option<u64>,
+    /// Complete: the input's tick budget and the longer one its counterexample needs.
+    raised_budget: Option<(u64, u64)>,
     shortest: Option<bool>,
     symmetric: bool,
     kinds: Vec<ViolationKind>,
@@ -68,7 +149,7 @@ struct Findings {
 struct Report<'a> {
     command: &'static str,
     mode: &'static str,
-    verdict: &'static str,
+    verdict: &'a str,
     complete: bool,
     bound: Option<u64>,
     iterations: Option<u64>,
@@ -77,6 +158,13 @@ struct Report<'a> {
     states: u64,
     transitions: Option<u64>,
     executions: Option<u64>,
+    /// Bounded: executions cut by their tick budget (each leaves its tail unexplored).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exhausted: Option<u64>,
+    /// Complete: the tick budget the counterexample's artifact records, when the scenario's
+    /// own was too short for it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    budget: Option<u64>,
     seconds: f64,
     shortest: Option<bool>,
     /// Every violation kind found (with `--all-kinds`: every kind reachable).
@@ -101,19 +189,27 @@ pub fn exhaust(a: &ExhaustArgs) -> Result<Status, Failure> {
             )));
         }
     }
+    refuse_flags(a)?;
     let (file, overrides, _) = a.scenario.scenario()?;
     let mut s = file.scenario.clone();
     s.config.max_iterations = a.iterations.or(s.config.max_iterations);
     let f = match a.bound {
-        Some(bound) => bounded(a, s, bound)?,
+        Some(bound) => {
+            refuse_rounds(a, s.workload.rounds)?;
+            bounded(a, s, bound)?
+        }
         None => complete(a, s)?,
     };
     let violation = f.violation.as_ref().and_then(|o| o.violation());
-    let verdict = match (violation, f.complete) {
-        (Some(_), _) => "violation",
-        (None, true) if f.mode == "complete" => "no violation: every reachable state visited",
-        (None, true) => "no violation within bound",
-        (None, false) => "incomplete: limit reached",
+    let verdict = match (violation, f.complete, f.exhausted.filter(|&n| n > 0)) {
+        (Some(_), _, _) => "violation".to_string(),
+        (None, true, _) if f.mode == "complete" => "no violation: every reachable state visited".to_string(),
+        (None, true, _) => "no violation within bound".to_string(),
+        (None, false, Some(n)) => format!(
+            "no verdict: {n} of {} executions spent their tick budget before their end (raise --steps)",
+            f.executions.unwrap_or(n)
+        ),
+        (None, false, None) => "incomplete: limit reached".to_string(),
     };
     let status = match (violation.map(|v| v.kind), f.complete) {
         (kind @ Some(_), _) => super::run::status(file.expect.met_by(kind), Verdict::Violation),
@@ -121,7 +217,7 @@ pub fn exhaust(a: &ExhaustArgs) -> Result<Status, Failure> {
         (None, false) => Status::BudgetExhausted,
     };
     if !a.output.json {
-        print_findings(a, &f, violation, verdict)?;
+        print_findings(a, &f, violation, &verdict)?;
     }
     let saved = match (&f.violation, violation) {
         (Some(o), Some(v)) => {
@@ -134,7 +230,7 @@ pub fn exhaust(a: &ExhaustArgs) -> Result<Status, Failure> {
         out::json(&Report {
             command: "exhaust",
             mode: f.mode,
-            verdict,
+            verdict: &verdict,
             complete: f.complete,
             bound: a.bound,
             iterations: f.scenario.config.max_iterations,
@@ -143,6 +239,8 @@ pub fn exhaust(a: &ExhaustArgs) -> Result<Status, Failure> {
             states: f.states,
             transitions: f.transitions,
             executions: f.executions,
+            exhausted: f.exhausted,
+            budget: f.raised_budget.map(|(_, needed)| needed),
             seconds: f.seconds,
             shortest: f.shortest,
             kinds: &f.kinds,
@@ -157,10 +255,51 @@ pub fn exhaust(a: &ExhaustArgs) -> Result<Status, Failure> {
     Ok(status)
 }
 
+/// Refuses every flag given in a mode it does not act in ([`FLAGS`]).
+fn refuse_flags(a: &ExhaustArgs) -> Result<(), Failure> {
+    let mode = if a.bound.is_some() { Mode::Bounded } else { Mode::Complete };
+    for f in &FLAGS {
+        if (f.given)(a) && f.acts_in != mode {
+            let (flag, why) = (f.flag, f.why);
+            let mode = if mode == Mode::Bounded { "bounded (--bound)" } else { "complete (no --bound)" };
+            return Err(Failure::Bad(format!("{flag}: does not act in a {mode} search: {why}")));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a bounded search of more rounds than it can search ([`MAX_BOUNDED_ROUNDS`]),
+/// naming `--rounds` or the scenario file's field.
+fn refuse_rounds(a: &ExhaustArgs, rounds: u32) -> Result<(), Failure> {
+    if rounds <= MAX_BOUNDED_ROUNDS {
+        return Ok(());
+    }
+    let what = match (a.scenario.rounds, &a.scenario.file) {
+        (None, Some(path)) => {
+            // The file's own field: name its line.
+            let spec = scenarios::file::read_spec(path)?;
+            let line = match spec.workload.rounds.map(|g| g.origin) {
+                Some(Origin::Line(n)) => format!(":{n}"),
+                _ => String::new(),
+            };
+            format!("{}{line}: field `workload.rounds`: {rounds}", path.display())
+        }
+        _ => format!("--rounds {rounds}"),
+    };
+    Err(Failure::Bad(format!(
+        "{what}: a bounded search takes at most {MAX_BOUNDED_ROUNDS} rounds: it re-executes the whole run for every \
+         decision sequence, the sequences multiply with every round (ftrace on 2 vCPUs at --bound 0: 72 executions \
+         for 1 round, 36,864 for 4) and are explored from the last round backwards, so more rounds only lengthen \
+         each execution; search a few rounds, or use the complete search (no --bound) or explore"
+    )))
+}
+
 fn bounded(a: &ExhaustArgs, mut s: Scenario, bound: u64) -> Result<Findings, Failure> {
     s.config.max_iterations = s.config.max_iterations.or(Some(1));
-    let progress = Progress::new("exhaust", a.max_executions, "executions", a.output.quiet || a.output.json);
-    let r = scenarios::exhaust::exhaust(&s, bound as usize, !a.no_reduction, a.max_executions, &|n| progress.set(n));
+    let max = a.max_executions.unwrap_or(DEFAULT_MAX_EXECUTIONS);
+    // The limit is a cap, not the expected work: the display counts without a denominator.
+    let progress = Progress::new("exhaust", 0, "executions", a.output.quiet || a.output.json);
+    let r = scenarios::exhaust::exhaust(&s, bound as usize, !a.no_reduction, max, &|n| progress.set(n));
     progress.finish();
     let r = r?;
     Ok(Findings {
@@ -169,6 +308,8 @@ fn bounded(a: &ExhaustArgs, mut s: Scenario, bound: u64) -> Result<Findings, Fai
         states: r.states as u64,
         transitions: None,
         executions: Some(r.executions),
+        exhausted: Some(r.exhausted),
+        raised_budget: None,
         shortest: None,
         symmetric: false,
         kinds: r.violation.iter().filter_map(|o| o.violation()).map(|v| v.kind).collect(),
@@ -183,7 +324,7 @@ fn complete(a: &ExhaustArgs, s: Scenario) -> Result<Findings, Failure> {
     let opts = Options {
         merge_local: reduce,
         symmetry: reduce && !a.no_symmetry,
-        max_states: a.max_states,
+        max_states: a.max_states.unwrap_or(DEFAULT_MAX_STATES),
         shortest: true,
         all_kinds: a.all_kinds,
     };
@@ -197,6 +338,8 @@ fn complete(a: &ExhaustArgs, s: Scenario) -> Result<Findings, Failure> {
         states: r.search.states,
         transitions: Some(r.search.transitions),
         executions: None,
+        exhausted: None,
+        raised_budget: r.raised_budget,
         shortest: r.search.found.as_ref().map(|c| c.shortest),
         symmetric: r.search.symmetric,
         kinds: r.search.kinds.iter().copied().collect(),
@@ -238,6 +381,11 @@ fn print_findings(a: &ExhaustArgs, f: &Findings, violation: Option<&Violation>, 
             }
         }
         None => out::line(format!("verdict    {verdict}"))?,
+    }
+    if let Some((given, needed)) = f.raised_budget {
+        out::line(format!(
+            "budget     the scenario's {given} ticks are too few for the counterexample: its artifact records {needed}"
+        ))?;
     }
     Ok(())
 }
