@@ -87,11 +87,21 @@ fn a_complete_search_counterexample_replays_whatever_the_files_tick_budget() {
 #[test]
 fn a_shard_whose_result_cannot_be_written_fails() {
     let dir = tempdir("evidence-shard-lost");
+    let shard = ["explore", "--runs", "16", "--shard", "0/2", "--artifact-dir"];
+    // An artifact directory that is not one: refused before the work.
     write(&dir, "not-a-dir", "");
-    let (code, stdout, stderr) =
-        run_in(&dir, &["explore", "--runs", "16", "--shard", "0/2", "--artifact-dir", "not-a-dir"]);
+    let (code, stdout, stderr) = run_in(&dir, &[&shard[..], &["not-a-dir"]].concat());
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(stdout.is_empty() && stderr.contains("--artifact-dir not-a-dir"), "{stdout}{stderr}");
+    // A write that fails after the work (a directory where the result goes): exit 2, with
+    // the report of what ran.
+    let (code, stdout, _) = run_in(&dir, &[&shard[..], &["first", "--json", "-q"]].concat());
+    assert_eq!(code, 0, "{stdout}");
+    let name = Path::new(json(&stdout)["shard_result"].as_str().expect("written")).file_name().unwrap().to_owned();
+    std::fs::create_dir_all(dir.join("second").join(&name).join("x")).expect("a directory in its place");
+    let (code, stdout, stderr) = run_in(&dir, &[&shard[..], &["second"]].concat());
     assert_eq!(code, 2, "the shard's work is lost to merge: {stdout}{stderr}");
-    assert!(stderr.contains("--artifact-dir not-a-dir") && stderr.contains("merge"), "{stderr}");
+    assert!(stderr.contains("--artifact-dir second") && stderr.contains("merge"), "{stderr}");
     assert!(stdout.contains("shard      result not written"), "the report still says what ran: {stdout}");
 }
 

@@ -215,6 +215,14 @@ pub fn explore(a: &ExploreArgs) -> Result<Status, Failure> {
     if file.decisions.is_some() {
         return Err(Failure::Bad(format!("{}: replays recorded decisions; use `pokesim replay`", file.name)));
     }
+    let dir = &a.artifacts.artifact_dir;
+    if a.shard.is_some() && !a.artifacts.no_artifact && dir.exists() && !dir.is_dir() {
+        // Refused before the work: the shard result could not be written after it.
+        return Err(Failure::Bad(format!(
+            "--artifact-dir {}: not a directory, so the shard result could not be written",
+            dir.display()
+        )));
+    }
     let time = a.time;
     if !runs_given {
         file.runs = if time.is_some() { scenarios::spec::MAX_RUNS } else { 1000 };
