@@ -178,17 +178,6 @@ struct Report<'a> {
 
 /// `pokesim exhaust`.
 pub fn exhaust(a: &ExhaustArgs) -> Result<Status, Failure> {
-    for (given, flag) in [
-        (a.scenario.runs.is_some(), "--runs"),
-        (a.scenario.seed.is_some(), "--seed"),
-        (a.scenario.strategy.is_some() || a.scenario.depth.is_some(), "--strategy"),
-    ] {
-        if given {
-            return Err(Failure::Bad(format!(
-                "{flag}: exhaust explores every schedule; it takes no seeds or strategy"
-            )));
-        }
-    }
     refuse_flags(a)?;
     let (file, overrides, _) = a.scenario.scenario()?;
     let mut s = file.scenario.clone();
@@ -201,16 +190,7 @@ pub fn exhaust(a: &ExhaustArgs) -> Result<Status, Failure> {
         None => complete(a, s)?,
     };
     let violation = f.violation.as_ref().and_then(|o| o.violation());
-    let verdict = match (violation, f.complete, f.exhausted.filter(|&n| n > 0)) {
-        (Some(_), _, _) => "violation".to_string(),
-        (None, true, _) if f.mode == "complete" => "no violation: every reachable state visited".to_string(),
-        (None, true, _) => "no violation within bound".to_string(),
-        (None, false, Some(n)) => format!(
-            "no verdict: {n} of {} executions spent their tick budget before their end (raise --steps)",
-            f.executions.unwrap_or(n)
-        ),
-        (None, false, None) => "incomplete: limit reached".to_string(),
-    };
+    let verdict = verdict(&f, violation);
     let status = match (violation.map(|v| v.kind), f.complete) {
         (kind @ Some(_), _) => super::run::status(file.expect.met_by(kind), Verdict::Violation),
         (None, true) => super::run::status(file.expect.met_by(None), Verdict::Pass),
@@ -255,8 +235,35 @@ pub fn exhaust(a: &ExhaustArgs) -> Result<Status, Failure> {
     Ok(status)
 }
 
-/// Refuses every flag given in a mode it does not act in ([`FLAGS`]).
+/// What the search established, in words: a violation, a complete search without one, or
+/// no verdict (executions cut by their tick budget, or a limit reached).
+fn verdict(f: &Findings, violation: Option<&Violation>) -> String {
+    match (violation, f.complete, f.exhausted.filter(|&n| n > 0)) {
+        (Some(_), _, _) => "violation".to_string(),
+        (None, true, _) if f.mode == "complete" => "no violation: every reachable state visited".to_string(),
+        (None, true, _) => "no violation within bound".to_string(),
+        (None, false, Some(n)) => format!(
+            "no verdict: {n} of {} executions spent their tick budget before their end (raise --steps)",
+            f.executions.unwrap_or(n)
+        ),
+        (None, false, None) => "incomplete: limit reached".to_string(),
+    }
+}
+
+/// Refuses the flags exhaust takes in no mode (seeds and strategies), and every flag given in
+/// a mode it does not act in ([`FLAGS`]).
 fn refuse_flags(a: &ExhaustArgs) -> Result<(), Failure> {
+    for (given, flag) in [
+        (a.scenario.runs.is_some(), "--runs"),
+        (a.scenario.seed.is_some(), "--seed"),
+        (a.scenario.strategy.is_some() || a.scenario.depth.is_some(), "--strategy"),
+    ] {
+        if given {
+            return Err(Failure::Bad(format!(
+                "{flag}: exhaust explores every schedule; it takes no seeds or strategy"
+            )));
+        }
+    }
     let mode = if a.bound.is_some() { Mode::Bounded } else { Mode::Complete };
     for f in &FLAGS {
         if (f.given)(a) && f.acts_in != mode {
