@@ -122,6 +122,10 @@ fn every_exhaust_flag_acts_in_its_mode_or_is_refused() {
         assert_eq!(code, 2, "{args:?}: {stdout}{stderr}");
         assert!(stderr.contains(flag) && stderr.contains("does not act"), "{args:?}: {stderr}");
     }
+    // A flag that another already made moot changes nothing: refused too.
+    let (code, _, stderr) = run_in(&dir, &["exhaust", "small.toml", "--no-reduction", "--no-symmetry"]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--no-symmetry: --no-reduction already"), "{stderr}");
     // Each limit acts in its own mode: the search stops there, incomplete (exit 4).
     for (args, count, limit) in
         [(&["--bound", "1", "--max-executions", "1"][..], "executions", 1), (&["--max-states", "2"], "states", 2)]

@@ -264,6 +264,11 @@ fn refuse_flags(a: &ExhaustArgs) -> Result<(), Failure> {
             )));
         }
     }
+    if a.no_symmetry && a.no_reduction {
+        return Err(Failure::Bad(
+            "--no-symmetry: --no-reduction already disables every reduction, symmetry included".into(),
+        ));
+    }
     let mode = if a.bound.is_some() { Mode::Bounded } else { Mode::Complete };
     for f in &FLAGS {
         if (f.given)(a) && f.acts_in != mode {
