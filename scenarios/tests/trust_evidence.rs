@@ -159,11 +159,15 @@ fn check_refuses_rounds_no_row_accepts_before_the_first_row() {
 }
 
 #[test]
-fn bounded_exhaust_refuses_rounds_it_cannot_search() {
+fn exhaust_refuses_rounds_its_mode_cannot_search() {
     let dir = tempdir("evidence-exhaust-rounds");
     let (code, stdout, stderr) = run_in(&dir, &["exhaust", "--bound", "0", "--rounds", "65536"]);
     assert_eq!(code, 2, "{stdout}{stderr}");
     assert!(stderr.contains("--rounds 65536") && stderr.contains("at most 100 rounds"), "{stderr}");
+    // A complete search: its memory grows faster than the rounds.
+    let (code, stdout, stderr) = run_in(&dir, &["exhaust", "--rounds", "65536"]);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(stderr.contains("--rounds 65536") && stderr.contains("at most 256 rounds"), "{stderr}");
     write(&dir, "long.toml", &SMALL.replace("rounds = 1", "rounds = 5000"));
     let (code, _, stderr) = run_in(&dir, &["exhaust", "long.toml", "--bound", "0"]);
     assert_eq!(code, 2, "{stderr}");

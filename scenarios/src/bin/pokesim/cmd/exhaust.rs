@@ -62,13 +62,6 @@ const DEFAULT_MAX_STATES: u64 = 50_000_000;
 /// `--max-executions` when not given.
 const DEFAULT_MAX_EXECUTIONS: u64 = 5_000_000;
 
-/// The most patch rounds a bounded search accepts: it re-executes the whole run for every
-/// decision sequence, and the sequences multiply with every round (on ftrace with 2 vCPUs at
-/// `--bound 0`: 72 executions for 1 round, 36,864 for 4), explored from the last round
-/// backwards — so past a few rounds the search only ever varies the last ones, and each
-/// execution costs time that grows faster than its rounds (about 20 s at 4,096 rounds).
-pub const MAX_BOUNDED_ROUNDS: u32 = 100;
-
 /// The search modes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {
@@ -76,6 +69,32 @@ enum Mode {
     Complete,
     /// Every run within `--bound` deviations.
     Bounded,
+}
+
+impl Mode {
+    /// The most patch rounds the mode can search, and why (measured on this project's 2-core
+    /// machine, ftrace on 2 vCPUs).
+    fn round_limit(self) -> (u32, &'static str) {
+        match self {
+            // The depth-first stack holds a saved machine state per transition of the path,
+            // which grows with the rounds: 175 MB at 64 rounds, 1.4 GB at 256.
+            Mode::Complete => (
+                256,
+                "a complete search keeps a saved machine state for every transition of its current path, \
+                 and its memory grows faster than the rounds (ftrace on 2 vCPUs: 175 MB at 64 rounds, \
+                 1.4 GB at 256); sample longer runs with explore",
+            ),
+            // Executions multiply with every round and are explored from the last round
+            // backwards: past a few rounds the search only ever varies the last ones.
+            Mode::Bounded => (
+                100,
+                "a bounded search re-executes the whole run for every decision sequence, the sequences \
+                 multiply with every round (ftrace on 2 vCPUs at --bound 0: 72 executions for 1 round, \
+                 36,864 for 4) and are explored from the last round backwards, so more rounds only \
+                 lengthen each execution; search a few rounds, or sample longer runs with explore",
+            ),
+        }
+    }
 }
 
 /// Where an exhaust flag acts: a flag given in a mode it does not act in is refused, with why.
@@ -182,11 +201,9 @@ pub fn exhaust(a: &ExhaustArgs) -> Result<Status, Failure> {
     let (file, overrides, _) = a.scenario.scenario()?;
     let mut s = file.scenario.clone();
     s.config.max_iterations = a.iterations.or(s.config.max_iterations);
+    refuse_rounds(a, mode(a), s.workload.rounds)?;
     let f = match a.bound {
-        Some(bound) => {
-            refuse_rounds(a, s.workload.rounds)?;
-            bounded(a, s, bound)?
-        }
+        Some(bound) => bounded(a, s, bound)?,
         None => complete(a, s)?,
     };
     let violation = f.violation.as_ref().and_then(|o| o.violation());
@@ -235,6 +252,15 @@ pub fn exhaust(a: &ExhaustArgs) -> Result<Status, Failure> {
     Ok(status)
 }
 
+/// The mode the command line asks for.
+fn mode(a: &ExhaustArgs) -> Mode {
+    if a.bound.is_some() {
+        Mode::Bounded
+    } else {
+        Mode::Complete
+    }
+}
+
 /// What the search established, in words: a violation, a complete search without one, or
 /// no verdict (executions cut by their tick budget, or a limit reached).
 fn verdict(f: &Findings, violation: Option<&Violation>) -> String {
@@ -269,7 +295,7 @@ fn refuse_flags(a: &ExhaustArgs) -> Result<(), Failure> {
             "--no-symmetry: --no-reduction already disables every reduction, symmetry included".into(),
         ));
     }
-    let mode = if a.bound.is_some() { Mode::Bounded } else { Mode::Complete };
+    let mode = mode(a);
     for f in &FLAGS {
         if (f.given)(a) && f.acts_in != mode {
             let (flag, why) = (f.flag, f.why);
@@ -280,10 +306,11 @@ fn refuse_flags(a: &ExhaustArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Refuses a bounded search of more rounds than it can search ([`MAX_BOUNDED_ROUNDS`]),
-/// naming `--rounds` or the scenario file's field.
-fn refuse_rounds(a: &ExhaustArgs, rounds: u32) -> Result<(), Failure> {
-    if rounds <= MAX_BOUNDED_ROUNDS {
+/// Refuses more rounds than the mode can search ([`Mode::round_limit`]), naming `--rounds` or
+/// the scenario file's line and field.
+fn refuse_rounds(a: &ExhaustArgs, mode: Mode, rounds: u32) -> Result<(), Failure> {
+    let (limit, why) = mode.round_limit();
+    if rounds <= limit {
         return Ok(());
     }
     let what = match (a.scenario.rounds, &a.scenario.file) {
@@ -298,12 +325,7 @@ fn refuse_rounds(a: &ExhaustArgs, rounds: u32) -> Result<(), Failure> {
         }
         _ => format!("--rounds {rounds}"),
     };
-    Err(Failure::Bad(format!(
-        "{what}: a bounded search takes at most {MAX_BOUNDED_ROUNDS} rounds: it re-executes the whole run for every \
-         decision sequence, the sequences multiply with every round (ftrace on 2 vCPUs at --bound 0: 72 executions \
-         for 1 round, 36,864 for 4) and are explored from the last round backwards, so more rounds only lengthen \
-         each execution; search a few rounds, or use the complete search (no --bound) or explore"
-    )))
+    Err(Failure::Bad(format!("{what}: this search takes at most {limit} rounds: {why}")))
 }
 
 fn bounded(a: &ExhaustArgs, mut s: Scenario, bound: u64) -> Result<Findings, Failure> {
