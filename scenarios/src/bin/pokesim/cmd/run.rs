@@ -320,7 +320,7 @@ fn no_verdict(r: &CampaignResult, shard: Shard, runs: u64) -> Option<String> {
     }
     Some(match r.complete {
         true => format!("no run: shard {shard} holds none of the campaign's {runs} seed indices"),
-        false => "no run finished: the --time limit ran out before the first (raise --time, or give --runs)".into(),
+        false => "no run finished: the --time limit ran out before the first (raise --time)".into(),
     })
 }
 
