@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use sim_core::config::MAX_DRAIN;
 use sim_core::sched::exhaustive::{Dfs, DfsScheduler};
 use sim_core::search::{Options, SearchResult};
-use sim_core::{Decisions, Machine, Outcome, Recorded, SimError};
+use sim_core::{Decisions, Machine, Outcome, Recorded, SimError, Verdict};
 
 use crate::scenario::Scenario;
 
@@ -29,6 +29,9 @@ pub struct ExhaustResult {
     pub executions: u64,
     /// Runs cut by the reduction.
     pub pruned: u64,
+    /// Runs cut by their tick budget (`steps`) before they ended: each leaves the decisions
+    /// past its cut unexplored, so a search with any is not complete.
+    pub exhausted: u64,
     /// Distinct machine states visited (path-independent hashes).
     pub states: usize,
     /// The first violating run, if any.
@@ -36,7 +39,8 @@ pub struct ExhaustResult {
     /// The scenario the search ran (the input with the shortened drain): the one a violation's
     /// artifact must record.
     pub scenario: Scenario,
-    /// True if the bounded tree was explored completely (not stopped by `max_executions`).
+    /// True if the bounded tree was explored completely (not stopped by `max_executions`,
+    /// no run cut by its tick budget).
     pub complete: bool,
     /// Wall time.
     pub elapsed: Duration,
@@ -61,43 +65,32 @@ pub fn exhaust(
     let mut dfs = Dfs::default();
     let mut states = HashSet::new();
     let mut next = Some(Dfs::first());
-    while let Some(run) = next {
+    let (mut exhausted, mut violation, mut limited) = (0, None, false);
+    while let Some(run) = next.take() {
         if dfs.executions >= max_executions {
-            return Ok(ExhaustResult {
-                executions: dfs.executions,
-                pruned: dfs.pruned,
-                states: states.len(),
-                violation: None,
-                scenario: searched,
-                complete: false,
-                elapsed: start.elapsed(),
-            });
+            limited = true;
+            break;
         }
         let mut sched = DfsScheduler::new(reduce, run.sleep);
         let o = searched.run_custom(&mut sched, Decisions::guided(run.prefix), &config)?;
         progress(dfs.executions + 1);
         states.extend(o.state_hashes.iter().copied());
+        exhausted += (o.verdict == Verdict::BudgetExhausted) as u64;
         if o.violation().is_some() {
             dfs.executions += 1;
-            return Ok(ExhaustResult {
-                executions: dfs.executions,
-                pruned: dfs.pruned,
-                states: states.len(),
-                violation: Some(o),
-                scenario: searched,
-                complete: false,
-                elapsed: start.elapsed(),
-            });
+            violation = Some(o);
+            break;
         }
         next = dfs.next(&o.decisions, &sched, bound);
     }
     Ok(ExhaustResult {
         executions: dfs.executions,
         pruned: dfs.pruned,
+        exhausted,
         states: states.len(),
-        violation: None,
+        complete: !limited && violation.is_none() && exhausted == 0,
+        violation,
         scenario: searched,
-        complete: true,
         elapsed: start.elapsed(),
     })
 }
@@ -110,9 +103,13 @@ pub struct CompleteResult {
     /// The violating run, replayed as an ordinary run from the counterexample's decisions
     /// (what its artifact records), if the search found one.
     pub violation: Option<Outcome>,
-    /// The scenario the counterexample replays under: the input, with a drain long enough
-    /// for the counterexample.
+    /// The scenario the counterexample replays under: the input, with a drain and a tick
+    /// budget long enough for the counterexample.
     pub scenario: Scenario,
+    /// The input's tick budget (`steps`), if it was too short for the counterexample and
+    /// [`CompleteResult::scenario`] carries a longer one: `(given, needed)`. The search itself
+    /// has no tick budget.
+    pub raised_budget: Option<(u64, u64)>,
     /// Wall time.
     pub elapsed: Duration,
 }
@@ -127,11 +124,19 @@ pub fn complete(scenario: &Scenario, opts: Options, progress: &dyn Fn(u64)) -> R
     let mut machine = Machine::new(searched.plan()?)?;
     let search = sim_core::search::search(&mut machine, opts, false, progress)?;
     let mut replayed = scenario.clone();
+    let mut raised_budget = None;
     let violation = match &search.found {
         None => None,
         Some(c) => {
-            // The ordinary run must not end (drained) before the counterexample does.
-            replayed.config.drain_steps = (c.violation.tick + 1).clamp(replayed.config.drain_steps, MAX_DRAIN);
+            // The ordinary run must not end (drained, or out of ticks) before the
+            // counterexample does.
+            let needed = c.violation.tick + 1;
+            replayed.config.drain_steps = needed.clamp(replayed.config.drain_steps, MAX_DRAIN);
+            let budget = replayed.plan()?.budget();
+            if budget < needed {
+                raised_budget = Some((budget, needed));
+                replayed.config.max_ticks = Some(needed);
+            }
             let o = replayed.replay(Recorded::from_log(c.decisions.clone()))?;
             if o.violation().map(|v| v.kind) != Some(c.violation.kind) {
                 return Err(SimError::Internal(format!(
@@ -143,5 +148,5 @@ pub fn complete(scenario: &Scenario, opts: Options, progress: &dyn Fn(u64)) -> R
             Some(o)
         }
     };
-    Ok(CompleteResult { search, violation, scenario: replayed, elapsed: start.elapsed() })
+    Ok(CompleteResult { search, violation, scenario: replayed, raised_budget, elapsed: start.elapsed() })
 }

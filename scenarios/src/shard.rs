@@ -394,6 +394,12 @@ pub struct Merged {
 
 /// Merges the shard results of one campaign into the result one machine would have produced.
 pub fn merge(shards: &[ShardFile]) -> Result<Merged, MergeError> {
+    merge_with_progress(shards, &|_| {})
+}
+
+/// [`merge`], calling `progress(n)` after each of the (at most two) runs it runs again: the
+/// violating run and the last run of the merged campaign.
+pub fn merge_with_progress(shards: &[ShardFile], progress: &dyn Fn(u64)) -> Result<Merged, MergeError> {
     let by_shard = arrange(shards)?;
     let first = by_shard[0];
     let runs = first.result.runs;
@@ -422,9 +428,11 @@ pub fn merge(shards: &[ShardFile]) -> Result<Merged, MergeError> {
     let at = Campaign::seeds(&first.scenario.scenario);
     if let Some((s, f)) = found {
         result.found = Some(rerun(&s.file, f, &at)?);
+        progress(1);
     }
     if end > 0 {
         result.last = Some((end - 1, at(end - 1).run_unrecorded()?));
+        progress(found.is_some() as u64 + 1);
     }
     let files = by_shard.iter().map(|s| s.file.clone()).collect();
     let (scenario, overrides) = (first.scenario.clone(), first.result.overrides.clone());

@@ -22,7 +22,9 @@ pub enum Status {
     Expected,
     /// 1: an unexpected outcome (a violation where a pass was expected, or the reverse).
     Unexpected,
-    /// 4: a run spent its tick budget before reaching a verdict, and nothing was unexpected.
+    /// 4: no verdict, and nothing was unexpected: a run spent its tick budget before reaching
+    /// a verdict, a campaign finished no run, or a search was cut (its limit, or executions
+    /// that spent their tick budget).
     BudgetExhausted,
 }
 

@@ -9,10 +9,11 @@ use std::time::Instant;
 use clap::Args;
 use cpu_model::FetchModel;
 use scenarios::catalogue::Variant;
-use scenarios::check::{self, CheckRow};
+use scenarios::check::{self, BuiltIn, CheckRow};
 use scenarios::matrix::{self, Cell, CellOptions, Filter};
+use scenarios::workload::WorkloadSpec;
 use serde::Serialize;
-use sim_core::{KernelConfig, Protocol, Verdict};
+use sim_core::{KernelConfig, Protocol, SimError, Subject, Verdict};
 
 use super::Saved;
 use crate::args::{ArtifactOpts, JobsOpt, OutputOpts};
@@ -91,6 +92,7 @@ pub fn check(a: &CheckArgs) -> Result<Status, Failure> {
     for b in &mut builtins {
         b.spec.rounds = a.rounds;
     }
+    validate_rows(&builtins, a.rounds)?;
     if !a.output.json {
         out::line(format!(
             "{:<62} {:<36} {:<16} {:<18} {:>5} {:>5} {:>8} {:>7}  result",
@@ -138,6 +140,30 @@ pub fn check(a: &CheckArgs) -> Result<Status, Failure> {
         (0, _) => Status::BudgetExhausted,
         _ => Status::Unexpected,
     })
+}
+
+/// Checks every row's workload before the first row runs (the rows are built in; `--rounds`
+/// is the user's part of them): a row that `--rounds` makes invalid is refused naming the flag
+/// and the most rounds every row accepts; any other invalid row is a pokesim bug.
+fn validate_rows(builtins: &[BuiltIn], rounds: u32) -> Result<(), Failure> {
+    let invalid = |rounds: u32| {
+        builtins.iter().find_map(|b| WorkloadSpec { rounds, ..b.spec }.validate().err().map(|e| (b.name(), e)))
+    };
+    let Some((row, e)) = invalid(rounds) else { return Ok(()) };
+    match e {
+        SimError::Invalid { subject: Subject::Rounds, message } => {
+            // The largest number of rounds every row accepts (validity is monotone in rounds).
+            let (mut lo, mut hi) = (0u32, rounds);
+            while hi - lo > 1 {
+                let mid = lo + (hi - lo) / 2;
+                (lo, hi) = if invalid(mid).is_none() { (mid, hi) } else { (lo, mid) };
+            }
+            Err(Failure::Bad(format!(
+                "--rounds {rounds}: row {row}: {message} (every row accepts at most {lo} rounds)"
+            )))
+        }
+        e => Err(Failure::Internal(format!("built-in row {row} is invalid: {e}"))),
+    }
 }
 
 fn print_check_row(a: &CheckArgs, r: &CheckRow) -> Result<(), Failure> {

@@ -8,11 +8,12 @@ use std::path::PathBuf;
 use clap::Args;
 use scenarios::artifact::Artifact;
 use scenarios::campaign::Shard;
-use scenarios::shard::{merge as merge_shards, MergeError, MergeInput, Merged, ShardFile};
+use scenarios::shard::{merge_with_progress as merge_shards, MergeError, MergeInput, Merged, ShardFile};
 
 use super::run::{report, ArtifactNote, MergeReport, Source};
 use crate::args::{ArtifactOpts, OutputOpts};
 use crate::out::{Failure, Status};
+use crate::progress::Progress;
 
 /// `pokesim merge`.
 #[derive(Args)]
@@ -38,7 +39,11 @@ pub fn merge(a: &MergeArgs) -> Result<Status, Failure> {
             MergeInput::Artifact(file, art) => others.push((file, *art)),
         }
     }
-    let m = merge_shards(&shards).map_err(failure)?;
+    // The runs merge repeats: the violating run (if any) and the campaign's last run.
+    let progress = Progress::new("merge", 0, "repeated runs", a.output.quiet || a.output.json);
+    let m = merge_shards(&shards, &|n| progress.set(n)).map_err(failure);
+    progress.finish();
+    let m = m?;
     let artifacts = others.iter().map(|(file, art)| ArtifactNote { file: file.clone(), note: note(&m, art) }).collect();
     let inputs = MergeReport { campaign: m.campaign.clone(), shards: m.files.clone(), artifacts };
     let source = Source { shard: Shard::ALL, shard_result: None, merged: Some(&inputs) };

@@ -67,7 +67,11 @@ pub struct ExploreArgs {
 #[derive(Serialize)]
 struct Report<'a> {
     command: &'static str,
-    verdict: Verdict,
+    /// `null` when the campaign established nothing ([`no_verdict`]).
+    verdict: Option<Verdict>,
+    /// Why there is no verdict, if there is none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    no_verdict: Option<String>,
     expect: Expectation,
     expected: bool,
     runs: u64,
@@ -152,7 +156,8 @@ struct ShardSaved {
 }
 
 impl ShardSaved {
-    /// Writes `r` under the artifact directory, unless told not to; a failure is a warning.
+    /// Writes `r` under the artifact directory, unless told not to. A failure is reported
+    /// with the rest of the report, and then ends the command ([`ShardSaved::lost`]).
     fn write(opts: &ArtifactOpts, r: Option<&ShardResult>) -> Self {
         let (false, Some(r)) = (opts.no_artifact, r) else { return Self::default() };
         let path = opts.artifact_dir.join(r.file_name());
@@ -160,9 +165,20 @@ impl ShardSaved {
             Ok(()) => ShardSaved { shard_result: Some(path.display().to_string()), shard_result_error: None },
             Err(e) => {
                 let msg = format!("could not write the shard result {}: {e}", path.display());
-                out::warn(&format!("warning: {msg}"));
                 ShardSaved { shard_result: None, shard_result_error: Some(msg) }
             }
+        }
+    }
+
+    /// A shard result that could not be written: the shard's work is lost to `pokesim merge`,
+    /// so the command fails (exit 2, naming `--artifact-dir`) whatever the shard found.
+    fn lost(&self, opts: &ArtifactOpts) -> Result<(), Failure> {
+        match &self.shard_result_error {
+            None => Ok(()),
+            Some(e) => Err(Failure::Bad(format!(
+                "--artifact-dir {}: {e}; this shard's runs are lost to `pokesim merge` (run it again with a writable directory)",
+                opts.artifact_dir.display()
+            ))),
         }
     }
 
@@ -185,8 +201,10 @@ pub fn run(a: &RunArgs) -> Result<Status, Failure> {
     if file.decisions.is_some() {
         return replay_file(&file, &a.scenario, &a.artifacts, a.output);
     }
+    let progress = Progress::new("run", file.runs, "runs", a.output.quiet || a.output.json);
     let c = Campaign { scenario_at: &Campaign::seeds(&file.scenario), runs: file.runs, shard: Shard::ALL, time: None };
-    let result = c.run(&|_| {})?;
+    let result = c.run(&|n| progress.set(n))?;
+    progress.finish();
     report("run", &file, &overrides, &result, &Source::ALL, &a.artifacts, a.output)
 }
 
@@ -196,6 +214,14 @@ pub fn explore(a: &ExploreArgs) -> Result<Status, Failure> {
     let (mut file, overrides, runs_given) = a.scenario.scenario()?;
     if file.decisions.is_some() {
         return Err(Failure::Bad(format!("{}: replays recorded decisions; use `pokesim replay`", file.name)));
+    }
+    let dir = &a.artifacts.artifact_dir;
+    if a.shard.is_some() && !a.artifacts.no_artifact && dir.exists() && !dir.is_dir() {
+        // Refused before the work: the shard result could not be written after it.
+        return Err(Failure::Bad(format!(
+            "--artifact-dir {}: not a directory, so the shard result could not be written",
+            dir.display()
+        )));
     }
     let time = a.time;
     if !runs_given {
@@ -236,18 +262,29 @@ pub fn report(
     let shard = source.shard;
     let (seed, outcome) = shown(file, r);
     let kind = r.found.as_ref().and_then(|f| f.outcome.violation()).map(|v| v.kind);
-    let expected = file.expect.met_by(kind) && r.verdict() != Verdict::BudgetExhausted;
-    let status = status(expected, r.verdict());
+    let none = no_verdict(r, shard, file.runs);
+    let expected = none.is_none() && file.expect.met_by(kind) && r.verdict() != Verdict::BudgetExhausted;
+    let status = match none {
+        Some(_) => Status::BudgetExhausted,
+        None => status(expected, r.verdict()),
+    };
     if !output.json {
-        text(file, overrides, r, shard, outcome, seed)?;
-        out::line(format!("expected   {} ({})", file.expect, if expected { "met" } else { "NOT met" }))?;
+        text(file, overrides, r, shard, outcome, seed, none.as_deref())?;
+        let met = match (&none, expected) {
+            (Some(_), _) => "not established",
+            (None, true) => "met",
+            (None, false) => "NOT met",
+        };
+        out::line(format!("expected   {} ({met})", file.expect))?;
     }
     let saved = save(file, r, artifacts);
     let shard_saved = ShardSaved::write(artifacts, source.shard_result);
+    let lost = shard_saved.lost(artifacts);
     if output.json {
         out::json(&Report {
             command,
-            verdict: r.verdict(),
+            verdict: none.is_none().then(|| r.verdict()),
+            no_verdict: none,
             expect: file.expect,
             expected,
             runs: r.runs,
@@ -271,7 +308,20 @@ pub fn report(
             m.print()?;
         }
     }
+    lost?;
     Ok(status)
+}
+
+/// Why a campaign established nothing, if it did not: no run finished — a `--time` limit that
+/// ran out before the first, or a shard that holds none of the campaign's seed indices.
+fn no_verdict(r: &CampaignResult, shard: Shard, runs: u64) -> Option<String> {
+    if r.runs > 0 || r.found.is_some() {
+        return None;
+    }
+    Some(match r.complete {
+        true => format!("no run: shard {shard} holds none of the campaign's {runs} seed indices"),
+        false => "no run finished: the --time limit ran out before the first (raise --time)".into(),
+    })
 }
 
 /// The exit status of an outcome given whether it met the expectation.
@@ -290,6 +340,7 @@ fn text(
     shard: Shard,
     outcome: Option<&Outcome>,
     seed: Option<u64>,
+    none: Option<&str>,
 ) -> Result<(), Failure> {
     out::line(format!("scenario   {}", ScenarioReport::line(&file.scenario)))?;
     if !overrides.is_empty() {
@@ -297,7 +348,7 @@ fn text(
     }
     let secs = r.elapsed.as_secs_f64().max(1e-9);
     out::line(format!("runs       {} (shard {shard}) in {secs:.1}s ({:.0} runs/s)", r.runs, r.runs as f64 / secs))?;
-    let mut verdict = r.verdict().to_string();
+    let mut verdict = none.map_or_else(|| r.verdict().to_string(), |why| format!("none: {why}"));
     if r.exhausted > 0 {
         verdict.push_str(&format!(
             " ({} runs spent their tick budget, the first at seed {}; raise --steps)",
