@@ -36,12 +36,19 @@ pub fn main(req: Requirement, tests: &[(&'static str, fn())]) {
         }
         eprintln!("SKIPPED (reported as ignored): this machine lacks {}: {reason}", req.what);
     }
+    // Each test runs on a thread of its own, as libtest runs it: a test that pins its thread to
+    // a CPU or changes its FS/GS base (the hw campaigns do) must not leave that to the next test
+    // on a reused worker thread.
     let trials = tests
         .iter()
         .map(|&(name, f)| {
             Trial::test(name, move || {
-                f();
-                Ok(())
+                std::thread::Builder::new()
+                    .name(name.to_string())
+                    .spawn(f)
+                    .map_err(|e| format!("could not start the test's thread: {e}"))?
+                    .join()
+                    .map_err(|_| "the test panicked (its message is above)".into())
             })
             .with_ignored_flag(missing.is_some())
         })

@@ -113,7 +113,11 @@ fn spin_rows() -> Vec<SpinRow> {
             let stale: &[ViolationKind] = if foreign { none } else { &[UnclaimedInt3] };
             rows.push((Protocol::Linux55, Some(Mutant::NoSyncAfterFirst), preset, foreign, stale));
             rows.push((Protocol::Linux55, Some(Mutant::NoInt3), preset, foreign, torn));
-            rows.push((Protocol::Seed, None, preset, foreign, if foreign { &[HandlerFault] } else { none }));
+            // pokesim's seed frees the batch's array when text_poke_bp() returns, as the SPIN
+            // model's DESC_LIFETIME extra does: its SEED_CLEAR+DESC_LIFETIME rows find both
+            // `handler_fault` (NULL vec, B3) and `desc_uaf` — handler-fault and use-after-free.
+            let seed: &[ViolationKind] = if foreign { &[HandlerFault, UseAfterFree] } else { none };
+            rows.push((Protocol::Seed, None, preset, foreign, seed));
         }
     }
     rows
