@@ -5,6 +5,13 @@
 //! with the reason (exit 2); so is a scenario whose code misbehaves when run alone
 //! (`hw::dryrun`), and every flag that would not act. A campaign that established nothing is
 //! no verdict (exit 4). A hardware campaign is not deterministic: the CPUs interleave.
+//!
+//! For scripts, every report (text and JSON, each `--matrix` row, and the summary object that
+//! ends `--matrix --json`) says what it was held to (`expect`), whether it met it
+//! (`expected`), the reason for the exit status in one sentence (`reason`) and the scenario
+//! file's fields that did not apply (`not_applied`). Rates are violations per 10⁵ rounds, the
+//! README's unit; a vCPU is one guest thread, and `vcpus_asked` says how many the scenario
+//! asked for when fewer ran.
 
 use std::time::Duration;
 
@@ -400,14 +407,7 @@ pub fn hw(a: &HwArgs) -> Result<Status, Failure> {
         // whole time slice for every text_poke_sync() to see it past its traps.
         None => s.config.cpus = asked.min(host.cpus.len() - 1),
     }
-    let shared = (s.config.cpus != asked).then(|| {
-        format!(
-            "cpus       {} vCPU(s) of the {asked} asked, one guest thread each: {} host CPU(s) free beside the \
-             patcher's (--threads T to run more, sharing host CPUs)",
-            s.config.cpus,
-            host.cpus.len() - 1
-        )
-    });
+    let shared = fewer_vcpus_note(s.config.cpus, asked, host.cpus.len() - 1);
     let not_applied = match &a.scenario.file {
         Some(f) => hardware::not_applied(&scenarios::file::read_spec(f).map_err(Failure::from)?),
         None => Vec::new(),
@@ -422,20 +422,35 @@ pub fn hw(a: &HwArgs) -> Result<Status, Failure> {
     if a.output.json {
         out::json(&report(&host, &s, &r, &[], judged))?;
     } else {
-        let unused = (!judged.not_applied.is_empty()).then(|| {
-            let (n, verb) = (judged.not_applied.len(), if judged.not_applied.len() == 1 { "does" } else { "do" });
-            format!(
-                "n/a        the file's {} {verb} not apply: {} simulator runs (on hardware the CPUs interleave \
-                 and fetch as they do)",
-                judged.not_applied.join(", "),
-                if n == 1 { "it describes" } else { "they describe" }
-            )
-        });
+        let unused = not_applied_note(&judged.not_applied);
         let notes: Vec<String> =
             shared.into_iter().chain(unused).chain(overrides.iter().map(|o| format!("overrides  {o}"))).collect();
         print_one(&host, &s, &r, &notes, &judged, status)?;
     }
     Ok(status)
+}
+
+/// The text line for a campaign that runs fewer vCPUs than the scenario asks: `ran` of `asked`,
+/// with `free` host CPUs beside the patcher's.
+fn fewer_vcpus_note(ran: usize, asked: usize, free: usize) -> Option<String> {
+    (ran != asked).then(|| {
+        format!(
+            "cpus       {ran} vCPU(s) of the {asked} asked, one guest thread each: {free} host CPU(s) free beside \
+             the patcher's (--threads T to run more, sharing host CPUs)"
+        )
+    })
+}
+
+/// The text line naming the scenario file's fields that did not apply on hardware.
+fn not_applied_note(fields: &[&str]) -> Option<String> {
+    let (verb, they) = if fields.len() == 1 { ("does", "it describes") } else { ("do", "they describe") };
+    (!fields.is_empty()).then(|| {
+        format!(
+            "n/a        the file's {} {verb} not apply: {they} simulator runs (on hardware the CPUs interleave \
+             and fetch as they do)",
+            fields.join(", ")
+        )
+    })
 }
 
 fn run_one(s: &Scenario, host: &Host, limits: &Limits, progress: &(dyn Fn(u64) + Sync)) -> Result<HwReport, Failure> {
@@ -569,7 +584,7 @@ fn matrix(a: &HwArgs, host: &Host, rounds: Option<u64>) -> Result<Status, Failur
     if !a.output.json {
         out::line(format!("host       {}", host_line(host)))?;
         out::line(format!(
-            "matrix     {} rows × {} rounds on hardware ({} guest thread(s), byte stores); predictions: {runs} simulator runs per preset",
+            "matrix     {} rows × {} rounds on hardware ({} vCPU(s), one guest thread each; byte stores); predictions: {runs} simulator runs per preset",
             rows.len(),
             limits.rounds,
             threads
@@ -595,10 +610,12 @@ fn matrix(a: &HwArgs, host: &Host, rounds: Option<u64>) -> Result<Status, Failur
     }
     progress.finish();
     let status = matrix_status(&rows, &reports);
+    let judged = summary(&rows, &reports, &predictions, limits.rounds);
     if a.output.json {
-        out::json(&summary(&rows, &reports, &predictions, limits.rounds))?;
+        out::json(&judged)?;
     } else {
         print_summary(&rows, &reports, &predictions)?;
+        out::line(format!("reason     {} (exit {})", judged.reason, exit_code(status)))?;
     }
     Ok(status)
 }
