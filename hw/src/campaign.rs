@@ -480,6 +480,9 @@ impl Campaign<'_> {
             assert_eq!(g.text.read(plan.image.layout.text_base, g.text.initial().len()), g.text.initial());
             g.text.restart();
         }
+        // The last round has returned (here or at its `BatchDone`): what the guests do from
+        // now until they are stopped is the drain.
+        self.lock().drained = true;
         ended(counts, None)
     }
 
