@@ -39,7 +39,7 @@ use sim_core::patching::{KprobeState, PatchState, PokeArray};
 use sim_core::protocol::loc::LocRules;
 use sim_core::protocol::{HandlerKind, Version};
 use sim_core::text::TextMemory;
-use sim_core::{Invariant, Mutant, Plan, ViolationKind};
+use sim_core::{Invariant, Mutant, Plan, Round, ViolationKind};
 
 use crate::guest::{GuestHooks, GuestReport, Guests, Step};
 use crate::{DataMapping, Host, Refusal, TextMapping};
@@ -76,8 +76,9 @@ pub struct HwEvent {
     pub kind: ViolationKind,
     /// The vCPU (guest thread).
     pub cpu: usize,
-    /// The patch round in progress (1-based).
-    pub round: u64,
+    /// The campaign's patch round in progress (1-based), or the drain once its last round
+    /// returned and the guests run on until they are stopped.
+    pub round: Round,
     /// The workload's patcher operation in progress (`poke-int3`, `sync`, …).
     pub phase: &'static str,
     /// The instruction address it concerns.
@@ -142,7 +143,10 @@ struct Shared {
     ipi: Ipi,
     invariant: Box<dyn Invariant + Send>,
     data: SharedRegion,
+    /// The campaign's round in progress (1-based).
     round: u64,
+    /// Set once the campaign's last round has returned.
+    drained: bool,
     phase: &'static str,
     tally: Tally,
 }
@@ -230,6 +234,7 @@ pub fn run_with_progress(
         // earlier, dropped later); only the lock holder and guest code touch the memory.
         data: unsafe { data_map.shared_region() },
         round: 1,
+        drained: false,
         phase: "start",
         tally: Tally::default(),
     };
@@ -475,6 +480,9 @@ impl Campaign<'_> {
             assert_eq!(g.text.read(plan.image.layout.text_base, g.text.initial().len()), g.text.initial());
             g.text.restart();
         }
+        // The last round has returned (here or at its `BatchDone`): what the guests do from
+        // now until they are stopped is the drain.
+        self.lock().drained = true;
         ended(counts, None)
     }
 
@@ -533,13 +541,15 @@ impl Campaign<'_> {
                 PatcherEffect::BatchDone if k == 0 => {
                     g.round += 1;
                     counts.rounds += 1;
+                    let last = counts.rounds >= limits.rounds || self.out_of_time();
+                    g.drained = last;
                     drop(g);
                     (self.progress)(counts.rounds);
                     self.round_started.store(self.started.elapsed().as_nanos() as u64, Ordering::Release);
                     if counts.rounds.is_multiple_of(limits.check_every.max(1)) {
                         guests.checkpoint();
                     }
-                    if counts.rounds >= limits.rounds || self.out_of_time() {
+                    if last {
                         return Err(Stop::Limit);
                     }
                 }
@@ -604,7 +614,8 @@ impl Campaign<'_> {
         let n = if (self.text.base()..end).contains(&addr) { (end - addr).min(8) as usize } else { 0 };
         let written = if n > 0 { g.text.read(addr, n).to_vec() } else { Vec::new() };
         let fetched = (0..n as u64).map(|i| self.text.read(addr + i)).collect();
-        let (round, phase) = (g.round, g.phase);
+        let round = if g.drained { Round::Drain } else { Round::In(g.round) };
+        let phase = if g.drained { "done" } else { g.phase };
         g.tally.events.push(HwEvent { kind, cpu, round, phase, addr, signal, written, fetched, message });
     }
 }

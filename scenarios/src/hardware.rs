@@ -12,6 +12,7 @@ use sim_core::{Mutant, Protocol, SimError, ViolationKind};
 use crate::campaign::{Campaign, Shard};
 use crate::entry::Expectation;
 use crate::scenario::Scenario;
+use crate::spec::ScenarioSpec;
 use crate::workload::{SitePlacement, WorkloadKind, WorkloadSpec};
 
 /// Why a hardware campaign did not run.
@@ -40,6 +41,64 @@ pub fn meets(expect: Expectation, r: &HwReport) -> bool {
         Expectation::Pass => r.total_violations() == 0 && r.no_verdict.is_none(),
         Expectation::Violation(set) => r.violations.iter().any(|(k, _)| set.kinds().any(|want| shows(want, *k))),
     }
+}
+
+/// Violation rates are counted per this many rounds, as the README's tables count them.
+pub const RATE_ROUNDS: u64 = 100_000;
+
+/// Violations per [`RATE_ROUNDS`] rounds (0 when no round ran).
+pub fn rate(r: &HwReport) -> f64 {
+    if r.rounds == 0 {
+        0.0
+    } else {
+        r.total_violations() as f64 * RATE_ROUNDS as f64 / r.rounds as f64
+    }
+}
+
+/// What a campaign's exit status rests on, in one sentence: `no verdict: <why>` when it saw
+/// no violation and established nothing ([`HwReport::no_verdict`]), else `expected <expect>;
+/// saw <what> in <N> rounds`.
+pub fn reason(expect: Expectation, r: &HwReport) -> String {
+    if let (Some(why), 0) = (&r.no_verdict, r.total_violations()) {
+        return format!("no verdict: {why}");
+    }
+    format!("expected {expect}; saw {} in {} rounds", seen(r), r.rounds)
+}
+
+/// The violations a campaign saw, in words: `no violation`, `3 guest-fault violations`,
+/// `2 guest-fault and 1 unclaimed-int3 violations`.
+pub fn seen(r: &HwReport) -> String {
+    let kinds: Vec<String> = r.violations.iter().map(|(k, n)| format!("{n} {}", k.name())).collect();
+    match (kinds.len(), r.total_violations()) {
+        (0, _) => "no violation".to_string(),
+        (_, 1) => format!("{} violation", kinds[0]),
+        (1, _) => format!("{} violations", kinds[0]),
+        _ => format!("{} and {} violations", kinds[..kinds.len() - 1].join(", "), kinds[kinds.len() - 1]),
+    }
+}
+
+/// The fields of a scenario file that describe simulator runs and so do not apply on
+/// hardware, where the CPUs interleave and fetch as they do: those `spec` sets, by their name
+/// in the file.
+pub fn not_applied(spec: &ScenarioSpec) -> Vec<&'static str> {
+    let f = &spec.fetch;
+    [
+        ("seed", spec.seed.is_some()),
+        ("runs", spec.runs.is_some()),
+        ("strategy", spec.strategy.is_some()),
+        ("steps", spec.steps.is_some()),
+        ("iterations", spec.iterations.is_some()),
+        ("drain", spec.drain.is_some()),
+        // A preset's store granularity applies (byte, aligned8, whole); its fetch model does not.
+        ("fetch.preset", f.preset.is_some()),
+        ("fetch.unit", f.unit.is_some()),
+        ("fetch.monotone", f.monotone.is_some()),
+        ("fetch.staleness", f.staleness.is_some()),
+    ]
+    .into_iter()
+    .filter(|(_, given)| *given)
+    .map(|(name, _)| name)
+    .collect()
 }
 
 /// Runs `scenario` on `host`'s CPUs within `limits`. The workload's script (its `rounds`)

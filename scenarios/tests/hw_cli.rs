@@ -108,7 +108,7 @@ fn a_scenario_file_says_what_does_not_apply_and_a_recorded_one_is_refused() {
     let out = pokesim().arg("hw").arg(&plain).args(["--rounds", "500"]).output().expect("runs");
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("the file's seed, runs, strategy, fetch model and tick budget"), "{text}");
+    assert!(text.contains("n/a        the file's seed does not apply: it describes simulator runs"), "{text}");
     let recorded = dir.join("recorded.toml");
     std::fs::write(&recorded, "decisions = [[2, 1], [3, 0]]\n[workload]\nkind = \"ftrace\"\n").unwrap();
     let out = pokesim().arg("hw").arg(&recorded).output().expect("runs");

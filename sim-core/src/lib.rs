@@ -31,6 +31,7 @@ pub mod patching;
 pub mod plan;
 pub mod program;
 pub mod protocol;
+pub mod round;
 pub mod sched;
 pub mod search;
 pub mod shrink;
@@ -47,6 +48,7 @@ pub use oracle::{Violation, ViolationKind};
 pub use outcome::{Outcome, Stats, Verdict};
 pub use plan::Plan;
 pub use protocol::{Mutant, Protocol};
+pub use round::Round;
 pub use workload::{GuestImage, Invariant, Kprobe, PatchAction, PokeRequest, SiteOwner};
 
 pub use cpu_model::{FetchModel, FetchUnit, Staleness, StoreGranularity};

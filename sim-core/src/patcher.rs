@@ -109,6 +109,12 @@ impl Patcher {
         !self.done() && !blocked
     }
 
+    /// The batches its program has returned from: the [`Op::EndBatch`]s behind its position
+    /// (part of the state a search restores, unlike the run's statistics).
+    pub fn batches_done(&self) -> u64 {
+        self.program[..self.pc].iter().filter(|op| matches!(op, Op::EndBatch(_))).count() as u64
+    }
+
     /// Feeds the patcher's position into `h` (its program never changes during a run).
     pub fn hash_state(&self, h: &mut impl std::hash::Hasher) {
         use std::hash::Hash;

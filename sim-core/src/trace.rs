@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::event::Event;
+use crate::round::Round;
 
 /// What kind of event a trace record is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -62,8 +63,8 @@ pub struct TraceEvent {
     /// Which sync (the patcher's `n`-th broadcast, 1-based) an IPI, broadcast or completion
     /// belongs to.
     pub sync: Option<u64>,
-    /// The patch round (batch) in progress, 1-based.
-    pub round: u64,
+    /// The patch round (batch) in progress, or the drain after the last.
+    pub round: Round,
     /// The patcher's protocol phase.
     pub phase: String,
 }
@@ -99,6 +100,8 @@ pub struct Trace {
     pending: Vec<u8>,
     keep: bool,
     events: Vec<TraceEvent>,
+    /// The round the next records belong to.
+    round: Round,
 }
 
 impl std::fmt::Debug for Trace {
@@ -110,7 +113,18 @@ impl std::fmt::Debug for Trace {
 impl Trace {
     /// A trace that keeps events iff `keep`.
     pub fn new(keep: bool) -> Self {
-        Self { hasher: Xxh3::new(), pending: Vec::with_capacity(PENDING + 256), keep, events: Vec::new() }
+        Self {
+            hasher: Xxh3::new(),
+            pending: Vec::with_capacity(PENDING + 256),
+            keep,
+            events: Vec::new(),
+            round: Round::In(1),
+        }
+    }
+
+    /// The round the records from now on belong to (kept records only: the hash leaves it out).
+    pub fn set_round(&mut self, round: Round) {
+        self.round = round;
     }
 
     /// True if records are kept (callers compute details only then).
@@ -181,7 +195,7 @@ impl Trace {
                 insn: None,
                 kernel: None,
                 sync: None,
-                round: 0,
+                round: self.round,
                 phase: phase.to_string(),
             });
         }

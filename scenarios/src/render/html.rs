@@ -300,7 +300,8 @@ const SCRIPT: &str = r#"
       var lines = ['tick ' + row[F.tick] + '  ' + row[F.actor] + '  ' + row[F.event] + (row[F.where] ? '  at ' + row[F.where] : '')];
       if (row[F.instruction]) lines.push('instruction  ' + row[F.instruction]);
       if (row[F.bytes]) lines.push('bytes@epoch  ' + row[F.bytes]);
-      lines.push('round ' + row[F.round] + ', patcher phase: ' + row[F.phase]);
+      var round = row[F.round];
+      lines.push((typeof round === 'number' ? 'round ' + round : round) + ', patcher phase: ' + row[F.phase]);
       if (row[F.kernel]) lines.push('kernel       ' + row[F.kernel]);
       return lines.join('\n');
     }

@@ -21,7 +21,7 @@ pub mod text;
 pub mod timeline;
 
 use sim_core::trace::{TraceEvent, TraceKind};
-use sim_core::{Outcome, SimError, Violation};
+use sim_core::{Outcome, Round, SimError, Violation};
 
 use crate::scenario::Scenario;
 
@@ -47,8 +47,8 @@ pub struct Store {
     pub bytes: Vec<u8>,
     /// The tick it happened at.
     pub tick: u64,
-    /// The patch round.
-    pub round: u64,
+    /// The patch round, or the drain after the last.
+    pub round: Round,
     /// The patcher operation that made it.
     pub op: String,
 }
@@ -147,7 +147,7 @@ impl Run {
     pub fn origin(&self, epoch: u32) -> String {
         match self.store(epoch) {
             None => "the initial text (epoch 0)".into(),
-            Some(s) => format!("store {} (tick {}, round {}, {})", s.epoch, s.tick, s.round, s.op),
+            Some(s) => format!("store {} (tick {}, {}, {})", s.epoch, s.tick, s.round, s.op),
         }
     }
 
@@ -204,8 +204,8 @@ pub fn handler_spans(run: &Run) -> Vec<(usize, u64, u64)> {
 /// The patcher's phases: `(name, round, first tick, end tick)`, consecutive operations of one
 /// phase merged, bookkeeping (`do_sync = 0`, `smp_wmb()`) joined to the phase it prepares.
 /// A phase lasts until the next one starts (a sync spans its wait for acknowledgements).
-pub fn phases(run: &Run) -> Vec<(String, u64, u64, u64)> {
-    let mut out: Vec<(String, u64, u64, u64)> = Vec::new();
+pub fn phases(run: &Run) -> Vec<(String, Round, u64, u64)> {
+    let mut out: Vec<(String, Round, u64, u64)> = Vec::new();
     let mut prepared: Option<u64> = None;
     for e in run.events.iter().filter(|e| e.cpu.is_none()) {
         let Some(name) = phase_of(&e.event) else {

@@ -51,7 +51,7 @@ fn line(run: &Run, e: &TraceEvent) -> String {
     let place = e.rip.map_or("-".to_string(), |r| run.place(r));
     let insn = e.insn.as_deref().unwrap_or("");
     let bytes = bytes_with_epochs(e);
-    let phase = format!("r{} {}", e.round, e.phase);
+    let phase = format!("{} {}", e.round.short(), e.phase);
     let kernel = e.kernel.as_deref().unwrap_or("");
     format!(
         "{:>5} {:<8} {:<18} {:<9} {:<30} {:<26} {:<24} {kernel}",
@@ -100,6 +100,7 @@ legend:
   bytes@epoch  each byte fetched (or stored) and the store epoch it came from: 0 = the initial
                text, n = the n-th store of the run (a patcher store line shows its own epoch);
                a vCPU may see an older epoch of a byte until it serializes (IPI, IRET, CPUID)
-  round/phase  the patch round in progress and the patcher's next operation
+  round/phase  the patch round in progress (rN) or the drain after the last, and the patcher's
+               next operation
   kernel       the function and statement of arch/x86/kernel/alternative.c the event mirrors
 ";

@@ -257,8 +257,9 @@ fn bands(c: &Canvas<'_>, s: &mut String) {
         let (x0, x1) = (c.x(lo.max(c.lo())), c.x(hi.min(c.hi().saturating_add(1))));
         let _ = writeln!(
             s,
-            r#"<rect class="band" data-phase="{}" data-round="{round}" data-lo="{lo}" data-hi="{hi}" x="{x0:.2}" y="{top:.1}" width="{:.2}" height="{height:.1}" fill="{}" fill-opacity="0.12"/>"#,
+            r#"<rect class="band" data-phase="{}" data-round="{}" data-lo="{lo}" data-hi="{hi}" x="{x0:.2}" y="{top:.1}" width="{:.2}" height="{height:.1}" fill="{}" fill-opacity="0.12"/>"#,
             escape(&name),
+            round.value(),
             (x1 - x0).max(0.5),
             phase_color(&name)
         );
@@ -317,11 +318,11 @@ fn mark(c: &Canvas<'_>, i: usize, e: &TraceEvent, s: &mut String) {
     let bytes = bytes_with_epochs(e);
     let kernel = e.kernel.clone().unwrap_or_default();
     let title = format!(
-        "tick {} {} {} {place} {insn} {bytes} | r{} {} | {kernel}",
+        "tick {} {} {} {place} {insn} {bytes} | {} {} | {kernel}",
         e.tick,
         e.actor,
         label(e),
-        e.round,
+        e.round.short(),
         e.phase
     );
     let _ = writeln!(
@@ -333,7 +334,7 @@ fn mark(c: &Canvas<'_>, i: usize, e: &TraceEvent, s: &mut String) {
         escape(&place),
         escape(&insn),
         escape(&bytes),
-        e.round,
+        e.round.value(),
         escape(&e.phase),
         escape(&kernel),
         escape(&title)
@@ -400,7 +401,7 @@ fn labels(c: &Canvas<'_>, s: &mut String) {
     let mut rows = [f64::MIN; 2];
     for (name, round, lo, hi) in phases(c.run) {
         let x = c.x(lo.max(c.lo())) + 2.0;
-        let text = format!("r{round} {name}");
+        let text = format!("{} {name}", round.short());
         let row = rows.iter().position(|&right| x >= right);
         if !c.overlaps(lo, hi) || (c.layout.detail == Detail::Inline && row.is_none()) {
             continue;

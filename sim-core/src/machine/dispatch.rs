@@ -91,10 +91,9 @@ impl Machine {
                     &[],
                     self.op_name(),
                 );
-                let (sync, round) = (self.ipi.generation(), self.round());
+                let sync = self.ipi.generation();
                 self.trace.annotate(|e| {
                     e.sync = Some(sync);
-                    e.round = round;
                     e.kernel =
                         Some("do_sync_core(): sync_core(); /* the IPI of on_each_cpu(), then acknowledge */".into());
                 });
@@ -131,11 +130,10 @@ impl Machine {
         let op = self.op_name();
         self.trace.record(self.tick, event, kind, what, Some(insn.addr), insn.bytes(), insn.epochs(), op);
         if self.trace.keeps() {
-            let (text, round) = (disassemble(insn.addr, insn.bytes()), self.round());
+            let text = disassemble(insn.addr, insn.bytes());
             let trap = matches!(outcome, StepOutcome::Int3(_)).then(|| self.kernel_trap());
             self.trace.annotate(|e| {
                 e.insn = Some(text);
-                e.round = round;
                 e.kernel = trap;
             });
         }
@@ -162,10 +160,9 @@ impl Machine {
         let op = self.op_name();
         self.trace.record(self.tick, event, TraceKind::Handler, pc.name(), Some(ip), &[], &[], op);
         if self.trace.keeps() {
-            let (statement, round) = (kernel::handler(self.config.protocol.handler(), pc), self.round());
+            let statement = kernel::handler(self.config.protocol.handler(), pc);
             self.trace.annotate(|e| {
                 e.kernel = Some(statement.to_string());
-                e.round = round;
             });
         }
         Effect::Handler { cpu: i, ip, step }
@@ -188,7 +185,6 @@ impl Machine {
             Op::Sync if k > 0 => kernel::kprobe_sync(self.config.protocol),
             op => kernel::patcher(self.config.protocol, &op),
         });
-        let round = self.round();
         let disarm = match current {
             Some(Op::DisarmKprobe(kp)) if self.patchers[k].at_op_start() => {
                 breakpoint::corrupted_disarm(&self.state.kprobes[kp], &self.text)
@@ -222,9 +218,12 @@ impl Machine {
         let sync = matches!(kind, Some(TraceKind::Broadcast | TraceKind::SyncDone)).then(|| self.ipi.generation());
         self.trace.annotate(|e| {
             e.kernel = statement.map(|s| s.to_string());
-            e.round = round;
             e.sync = sync;
         });
+        if effect == PatcherEffect::BatchDone {
+            // The records from here on belong to the next round, or to the drain.
+            self.trace.set_round(self.round());
+        }
         let lost =
             matches!(effect, PatcherEffect::Store(_)).then(|| breakpoint::lost(&self.state, &self.text)).flatten();
         if let PatcherEffect::Fault(message) = effect {
@@ -234,11 +233,6 @@ impl Machine {
             Some((addr, message)) => Effect::Breakpoint { client: k, addr, message },
             None => Effect::Other,
         }
-    }
-
-    /// The patch round in progress (1-based), for traces.
-    fn round(&self) -> u64 {
-        self.stats.patch_rounds + 1
     }
 
     /// What the kernel does on an INT3 trap, for the trace.

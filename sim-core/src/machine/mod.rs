@@ -32,6 +32,7 @@ use crate::outcome::{Outcome, Stats, Verdict};
 use crate::patcher::Patcher;
 use crate::patching::PatchState;
 use crate::plan::Plan;
+use crate::round::Round;
 use crate::sched::{Probe, Scheduler};
 use crate::text::TextMemory;
 use crate::trace::Trace;
@@ -191,6 +192,7 @@ impl Machine {
             data,
         };
         machine.windows = machine.data_windows();
+        machine.trace.set_round(machine.round());
         Ok(machine)
     }
 
@@ -225,17 +227,23 @@ impl Machine {
     /// The patcher's phase, for reports: round and operation (and which client, when several
     /// patch).
     fn phase(&self) -> String {
-        let total = self.state.arrays.len();
+        let total = self.state.arrays.len() as u64;
+        let round = self.round().of_total(total);
         let lead = self.lead();
         let who = if lead.client() > 0 { format!("patcher{}: ", lead.client()) } else { String::new() };
         match lead.current() {
-            _ if self.patchers_done() => format!("done ({total} rounds)"),
+            _ if self.patchers_done() => format!("{round}, patching done"),
             Some(op) => {
                 let wait = lead.waiting().map_or(String::new(), |w| format!(" ({w})"));
-                format!("{who}round {}/{total} {}{wait}", self.stats.patch_rounds + 1, op.name())
+                format!("{who}{round} {}{wait}", op.name())
             }
             None => "between operations".into(),
         }
+    }
+
+    /// The workload's patch round in progress, or the drain after the last ([`Round`]).
+    fn round(&self) -> Round {
+        Round::of(self.patchers[0].batches_done(), self.state.arrays.len() as u64)
     }
 
     fn op_name(&self) -> &'static str {

@@ -354,6 +354,7 @@ impl Machine {
         self.tick = s.tick;
         self.violation = None;
         self.drain = None;
+        self.trace.set_round(self.round());
         self.enabled.invalidate();
         Ok(())
     }

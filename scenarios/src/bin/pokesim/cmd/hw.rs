@@ -5,6 +5,13 @@
 //! with the reason (exit 2); so is a scenario whose code misbehaves when run alone
 //! (`hw::dryrun`), and every flag that would not act. A campaign that established nothing is
 //! no verdict (exit 4). A hardware campaign is not deterministic: the CPUs interleave.
+//!
+//! For scripts, every report (text and JSON, each `--matrix` row, and the summary object that
+//! ends `--matrix --json`) says what it was held to (`expect`), whether it met it
+//! (`expected`), the reason for the exit status in one sentence (`reason`) and the scenario
+//! file's fields that did not apply (`not_applied`). Rates are violations per 10⁵ rounds, the
+//! README's unit; a vCPU is one guest thread, and `vcpus_asked` says how many the scenario
+//! asked for when fewer ran.
 
 use std::time::Duration;
 
@@ -14,7 +21,7 @@ use scenarios::entry::Expectation;
 use scenarios::hardware::{self, Prediction};
 use scenarios::Scenario;
 use serde::Serialize;
-use sim_core::ViolationKind;
+use sim_core::{Round, ViolationKind};
 
 use super::ScenarioReport;
 use crate::args::{OutputOpts, ScenarioArgs};
@@ -72,12 +79,23 @@ pub struct HwArgs {
     output: OutputOpts,
 }
 
-/// The JSON object of one hardware campaign.
+/// The JSON object of one hardware campaign (or one `--matrix` row).
 #[derive(Serialize)]
 struct Report {
     command: &'static str,
     host: HostReport,
     scenario: ScenarioReport,
+    /// The vCPUs the scenario asked for; `scenario.cpus` is how many ran, one guest thread each.
+    vcpus_asked: usize,
+    /// What the campaign was held to: the scenario's `expect`; `null` for a `--matrix` row of a
+    /// harmful mutant, which is observed, not judged.
+    expect: Option<Expectation>,
+    /// Whether the campaign met `expect` (`null` with no expectation).
+    expected: Option<bool>,
+    /// The reason for the exit status (for a `--matrix` row: for its part in it), one sentence.
+    reason: String,
+    /// The scenario file's fields that did not apply on hardware.
+    not_applied: Vec<&'static str>,
     rounds: u64,
     passes: u64,
     stores: u64,
@@ -87,7 +105,8 @@ struct Report {
     kprobe_hits: u64,
     invariant_checks: u64,
     violations: Vec<KindCount>,
-    per_million_rounds: f64,
+    /// Violations per 10⁵ rounds (`hardware::RATE_ROUNDS`), the unit of the README's tables.
+    violations_per_100k_rounds: f64,
     events: Vec<EventReport>,
     guest_cpus: Vec<Option<usize>>,
     stopped: Option<String>,
@@ -115,8 +134,10 @@ struct KindCount {
 #[derive(Serialize)]
 struct EventReport {
     kind: ViolationKind,
+    /// The vCPU (its guest thread).
     cpu: usize,
-    round: u64,
+    /// The campaign's round, or `"drain"` after its last.
+    round: Round,
     phase: &'static str,
     addr: String,
     signal: Option<i32>,
@@ -146,11 +167,57 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ")
 }
 
-fn report(host: &Host, s: &Scenario, r: &HwReport, predictions: &[Prediction]) -> Report {
+/// How a campaign was judged: its expectation (none for an observed `--matrix` row), whether
+/// it met it, the reason, and the fields that did not apply.
+struct Judged {
+    vcpus_asked: usize,
+    expect: Option<Expectation>,
+    expected: Option<bool>,
+    reason: String,
+    not_applied: Vec<&'static str>,
+}
+
+impl Judged {
+    /// A single campaign held to `expect`.
+    fn campaign(vcpus_asked: usize, expect: Expectation, r: &HwReport, not_applied: Vec<&'static str>) -> Self {
+        let expected = status(expect, r) == Status::Expected;
+        Self {
+            vcpus_asked,
+            expect: Some(expect),
+            expected: Some(expected),
+            reason: hardware::reason(expect, r),
+            not_applied,
+        }
+    }
+
+    /// A `--matrix` row: a kernel protocol or benign mutant must pass; a harmful mutant is
+    /// observed.
+    fn row(s: &Scenario, r: &HwReport) -> Self {
+        if must_pass(s) {
+            return Self::campaign(s.config.cpus, Expectation::Pass, r, Vec::new());
+        }
+        let reason = match (&r.no_verdict, r.total_violations()) {
+            (Some(why), 0) => format!("no verdict: {why}"),
+            _ => format!(
+                "no expectation (a mutant that may fail is observed); saw {} in {} rounds",
+                hardware::seen(r),
+                r.rounds
+            ),
+        };
+        Self { vcpus_asked: s.config.cpus, expect: None, expected: None, reason, not_applied: Vec::new() }
+    }
+}
+
+fn report(host: &Host, s: &Scenario, r: &HwReport, predictions: &[Prediction], judged: Judged) -> Report {
     Report {
         command: "hw",
         host: host_report(host),
         scenario: ScenarioReport::of(s),
+        vcpus_asked: judged.vcpus_asked,
+        expect: judged.expect,
+        expected: judged.expected,
+        reason: judged.reason,
+        not_applied: judged.not_applied,
         rounds: r.rounds,
         passes: r.passes,
         stores: r.stores,
@@ -160,7 +227,7 @@ fn report(host: &Host, s: &Scenario, r: &HwReport, predictions: &[Prediction]) -
         kprobe_hits: r.kprobe_hits,
         invariant_checks: r.checks,
         violations: r.violations.iter().map(|&(kind, count)| KindCount { kind, count }).collect(),
-        per_million_rounds: per_million(r),
+        violations_per_100k_rounds: hardware::rate(r),
         events: r
             .events
             .iter()
@@ -184,14 +251,6 @@ fn report(host: &Host, s: &Scenario, r: &HwReport, predictions: &[Prediction]) -
             .iter()
             .map(|p| PredictionReport { preset: p.preset, caught: p.caught, runs: p.runs })
             .collect(),
-    }
-}
-
-fn per_million(r: &HwReport) -> f64 {
-    if r.rounds == 0 {
-        0.0
-    } else {
-        r.total_violations() as f64 * 1e6 / r.rounds as f64
     }
 }
 
@@ -348,32 +407,50 @@ pub fn hw(a: &HwArgs) -> Result<Status, Failure> {
         // whole time slice for every text_poke_sync() to see it past its traps.
         None => s.config.cpus = asked.min(host.cpus.len() - 1),
     }
-    let shared = (s.config.cpus != asked).then(|| {
-        format!(
-            "threads    {asked} vCPUs asked, {} CPU(s) free beside the patcher's: {} guest thread(s) (--threads T to share CPUs)",
-            host.cpus.len() - 1,
-            s.config.cpus
-        )
-    });
+    let shared = fewer_vcpus_note(s.config.cpus, asked, host.cpus.len() - 1);
+    let not_applied = match &a.scenario.file {
+        Some(f) => hardware::not_applied(&scenarios::file::read_spec(f).map_err(Failure::from)?),
+        None => Vec::new(),
+    };
     let limits = Limits { rounds: rounds.unwrap_or(DEFAULT_ROUNDS), time: a.time, ..Limits::default() };
     let progress = Progress::new("hw", limits.rounds, "rounds", a.output.quiet || a.output.json);
     let r = run_one(&s, &host, &limits, &|n| progress.set(n));
     progress.finish();
     let r = r?;
     let status = status(file.expect, &r);
+    let judged = Judged::campaign(asked, file.expect, &r, not_applied);
     if a.output.json {
-        out::json(&report(&host, &s, &r, &[]))?;
+        out::json(&report(&host, &s, &r, &[], judged))?;
     } else {
-        let from_file = a.scenario.file.is_some().then(|| {
-            "note       the file's seed, runs, strategy, fetch model and tick budget describe simulator runs: \
-             on hardware they do not apply"
-                .to_string()
-        });
+        let unused = not_applied_note(&judged.not_applied);
         let notes: Vec<String> =
-            shared.into_iter().chain(from_file).chain(overrides.iter().map(|o| format!("overrides  {o}"))).collect();
-        print_one(&host, &s, &r, &notes, file.expect, status)?;
+            shared.into_iter().chain(unused).chain(overrides.iter().map(|o| format!("overrides  {o}"))).collect();
+        print_one(&host, &s, &r, &notes, &judged, status)?;
     }
     Ok(status)
+}
+
+/// The text line for a campaign that runs fewer vCPUs than the scenario asks: `ran` of `asked`,
+/// with `free` host CPUs beside the patcher's.
+fn fewer_vcpus_note(ran: usize, asked: usize, free: usize) -> Option<String> {
+    (ran != asked).then(|| {
+        format!(
+            "cpus       {ran} vCPU(s) of the {asked} asked, one guest thread each: {free} host CPU(s) free beside \
+             the patcher's (--threads T to run more, sharing host CPUs)"
+        )
+    })
+}
+
+/// The text line naming the scenario file's fields that did not apply on hardware.
+fn not_applied_note(fields: &[&str]) -> Option<String> {
+    let (verb, they) = if fields.len() == 1 { ("does", "it describes") } else { ("do", "they describe") };
+    (!fields.is_empty()).then(|| {
+        format!(
+            "n/a        the file's {} {verb} not apply: {they} simulator runs (on hardware the CPUs interleave \
+             and fetch as they do)",
+            fields.join(", ")
+        )
+    })
 }
 
 fn run_one(s: &Scenario, host: &Host, limits: &Limits, progress: &(dyn Fn(u64) + Sync)) -> Result<HwReport, Failure> {
@@ -410,7 +487,7 @@ fn print_one(
     s: &Scenario,
     r: &HwReport,
     notes: &[String],
-    expect: Expectation,
+    judged: &Judged,
     status: Status,
 ) -> Result<(), Failure> {
     out::line(format!("host       {}", host_line(h)))?;
@@ -425,13 +502,13 @@ fn print_one(
     for n in notes {
         out::line(n)?;
     }
-    let cpus: Vec<String> = r.guests.iter().map(|g| g.cpu.map_or("-".into(), |c| c.to_string())).collect();
-    out::line(format!(
-        "threads    patcher on CPU {}, {} guest thread(s) on CPU {}",
-        h.cpus[0],
-        r.guests.len(),
-        cpus.join(", ")
-    ))?;
+    let cpus: Vec<String> = r
+        .guests
+        .iter()
+        .enumerate()
+        .map(|(v, g)| format!("vCPU {v} on CPU {}", g.cpu.map_or("-".into(), |c| c.to_string())))
+        .collect();
+    out::line(format!("threads    the patcher on CPU {}; one guest thread per vCPU: {}", h.cpus[0], cpus.join(", ")))?;
     out::line(format!(
         "rounds     {} in {:.2} s ({:.0} rounds/s), {} passes of the {}-round script",
         r.rounds,
@@ -447,7 +524,7 @@ fn print_one(
     ))?;
     for e in r.events.iter().take(TEXT_EVENTS) {
         out::line(format!(
-            "event      round {} {} cpu {}: {} at {:#x}: written [{}] fetched [{}]: {}",
+            "event      {} {} vCPU {}: {} at {:#x}: written [{}] fetched [{}]: {}",
             e.round,
             e.phase,
             e.cpu,
@@ -464,7 +541,24 @@ fn print_one(
     if let Some(why) = &r.stopped {
         out::line(format!("stopped    {why}"))?;
     }
-    out::line(format!("verdict    {}", verdict(r, expect, status)))
+    let expect = judged.expect.unwrap_or(Expectation::Pass);
+    out::line(format!("verdict    {}", verdict(r, expect, status)))?;
+    let met = match (status, judged.expected) {
+        (Status::BudgetExhausted, _) => "no verdict",
+        (_, Some(true)) => "met",
+        _ => "NOT met",
+    };
+    out::line(format!("expected   {expect} ({met})"))?;
+    out::line(format!("reason     {} (exit {})", judged.reason, exit_code(status)))
+}
+
+/// The process exit status of `status`, as the reason line names it.
+fn exit_code(status: Status) -> u8 {
+    match status {
+        Status::Expected => 0,
+        Status::Unexpected => 1,
+        Status::BudgetExhausted => 4,
+    }
 }
 
 fn verdict(r: &HwReport, expect: Expectation, status: Status) -> String {
@@ -475,7 +569,7 @@ fn verdict(r: &HwReport, expect: Expectation, status: Status) -> String {
         format!("no violation in {} rounds on this hardware", r.rounds)
     } else {
         let kinds: Vec<String> = r.violations.iter().map(|(k, n)| format!("{} {n}", k.name())).collect();
-        format!("VIOLATIONS {} ({:.1} per million rounds)", kinds.join(", "), per_million(r))
+        format!("VIOLATIONS {} ({:.1} per 10⁵ rounds)", kinds.join(", "), hardware::rate(r))
     };
     let agrees = if status == Status::Expected { "as expected" } else { "NOT as expected" };
     format!("{seen}; {agrees} (expect {expect})")
@@ -490,7 +584,7 @@ fn matrix(a: &HwArgs, host: &Host, rounds: Option<u64>) -> Result<Status, Failur
     if !a.output.json {
         out::line(format!("host       {}", host_line(host)))?;
         out::line(format!(
-            "matrix     {} rows × {} rounds on hardware ({} guest thread(s), byte stores); predictions: {runs} simulator runs per preset",
+            "matrix     {} rows × {} rounds on hardware ({} vCPU(s), one guest thread each; byte stores); predictions: {runs} simulator runs per preset",
             rows.len(),
             limits.rounds,
             threads
@@ -507,7 +601,7 @@ fn matrix(a: &HwArgs, host: &Host, rounds: Option<u64>) -> Result<Status, Failur
         let p = hardware::predict(s, runs).inspect_err(|_| progress.finish())?;
         progress.set(before + limits.rounds);
         if a.output.json {
-            out::json(&report(host, s, &r, &p))?;
+            out::json(&report(host, s, &r, &p, Judged::row(s, &r)))?;
         } else {
             out::line(matrix_row(s, &r, &p))?;
         }
@@ -516,15 +610,19 @@ fn matrix(a: &HwArgs, host: &Host, rounds: Option<u64>) -> Result<Status, Failur
     }
     progress.finish();
     let status = matrix_status(&rows, &reports);
-    if !a.output.json {
+    let judged = summary(&rows, &reports, &predictions, limits.rounds);
+    if a.output.json {
+        out::json(&judged)?;
+    } else {
         print_summary(&rows, &reports, &predictions)?;
+        out::line(format!("reason     {} (exit {})", judged.reason, exit_code(status)))?;
     }
     Ok(status)
 }
 
 fn matrix_header() -> String {
     format!(
-        "{:<12} {:<8} {:<10} {:<24} {:>9} {:>9} {:>8} {:>10}  {:<28}  {}",
+        "{:<12} {:<8} {:<10} {:<24} {:>9} {:>9} {:>8} {:>15}  {:<28}  {}",
         "workload",
         "site",
         "protocol",
@@ -532,7 +630,7 @@ fn matrix_header() -> String {
         "rounds",
         "traps",
         "seen",
-        "per 10⁶",
+        "per 10⁵ rounds",
         "kinds",
         "predicted by pessimistic block16 line64 snapshot"
     )
@@ -548,7 +646,7 @@ fn matrix_row(s: &Scenario, r: &HwReport, p: &[Prediction]) -> String {
         (None, None) => String::new(),
     };
     format!(
-        "{:<12} {:<8} {:<10} {:<24} {:>9} {:>9} {:>8} {:>10.1}  {:<28}  {}{stopped}",
+        "{:<12} {:<8} {:<10} {:<24} {:>9} {:>9} {:>8} {:>15.1}  {:<28}  {}{stopped}",
         s.workload.kind.to_string(),
         s.workload.site.to_string(),
         s.config.protocol.name(),
@@ -556,7 +654,7 @@ fn matrix_row(s: &Scenario, r: &HwReport, p: &[Prediction]) -> String {
         r.rounds,
         r.traps,
         r.total_violations(),
-        per_million(r),
+        hardware::rate(r),
         if kinds.is_empty() { "-".to_string() } else { kinds.join(" ") },
         predicted.join(" ")
     )
@@ -565,7 +663,6 @@ fn matrix_row(s: &Scenario, r: &HwReport, p: &[Prediction]) -> String {
 /// Unexpected if an unmutated protocol or a benign mutant showed a violation on hardware; else
 /// no verdict (exit 4) if a row established nothing ([`HwReport::no_verdict`]).
 fn matrix_status(rows: &[Scenario], reports: &[HwReport]) -> Status {
-    let must_pass = |s: &Scenario| s.config.mutants.iter().all(|m| m.benign());
     let failed = rows.iter().zip(reports).any(|(s, r)| must_pass(s) && r.total_violations() > 0);
     if failed {
         Status::Unexpected
@@ -618,6 +715,81 @@ fn print_summary(rows: &[Scenario], reports: &[HwReport], predictions: &[Vec<Pre
             Status::Unexpected => "A KERNEL PROTOCOL OR BENIGN MUTANT VIOLATED ON THIS HARDWARE".into(),
         }
     ))
+}
+
+/// True if a `--matrix` row must show no violation: a kernel protocol or a benign mutant.
+fn must_pass(s: &Scenario) -> bool {
+    s.config.mutants.iter().all(|m| m.benign())
+}
+
+/// What `--matrix` expects, in words.
+const MATRIX_EXPECT: &str = "the kernel protocols and the benign mutants pass";
+
+/// The last JSON object of `--matrix --json`: the whole matrix judged, with the same fields as
+/// a single campaign's (`expect`, `expected`, `reason`, `not_applied`).
+#[derive(Serialize)]
+struct MatrixSummary {
+    command: &'static str,
+    summary: bool,
+    rows: usize,
+    rounds_per_row: u64,
+    expect: &'static str,
+    expected: bool,
+    reason: String,
+    not_applied: Vec<&'static str>,
+    /// Rows that must pass and showed a violation.
+    failed: Vec<String>,
+    /// Rows that established nothing.
+    no_verdict: Vec<String>,
+    presets: Vec<PresetReport>,
+}
+
+#[derive(Serialize)]
+struct PresetReport {
+    preset: &'static str,
+    /// Rows whose hardware violations the preset did not predict.
+    contradicted_by: Vec<String>,
+    /// How many rows it predicted a violation for that the hardware did not show.
+    unseen: usize,
+}
+
+fn summary(rows: &[Scenario], reports: &[HwReport], predictions: &[Vec<Prediction>], rounds: u64) -> MatrixSummary {
+    let names = |keep: &dyn Fn(&Scenario, &HwReport) -> bool| -> Vec<String> {
+        rows.iter().zip(reports).filter(|(s, r)| keep(s, r)).map(|(s, _)| row_name(s)).collect()
+    };
+    let failed = names(&|s, r| must_pass(s) && r.total_violations() > 0);
+    let blank = names(&|_, r| r.no_verdict.is_some());
+    let status = matrix_status(rows, reports);
+    let reason = match status {
+        Status::Unexpected => format!("expected that {MATRIX_EXPECT}; saw violations in {}", failed.join("; ")),
+        Status::BudgetExhausted => {
+            format!("no verdict: {} row(s) established nothing: {}", blank.len(), blank.join("; "))
+        }
+        Status::Expected => format!("expected that {MATRIX_EXPECT}; they showed no violation in {rounds} rounds each"),
+    };
+    let compared = reports.iter().any(|r| r.no_verdict.is_none());
+    let presets = hardware::consistency(reports, predictions)
+        .into_iter()
+        .filter(|_| compared)
+        .map(|c| PresetReport {
+            preset: c.preset,
+            contradicted_by: c.contradicted_by.iter().map(|&i| row_name(&rows[i])).collect(),
+            unseen: c.unseen.len(),
+        })
+        .collect();
+    MatrixSummary {
+        command: "hw",
+        summary: true,
+        rows: rows.len(),
+        rounds_per_row: rounds,
+        expect: MATRIX_EXPECT,
+        expected: status == Status::Expected,
+        reason,
+        not_applied: Vec::new(),
+        failed,
+        no_verdict: blank,
+        presets,
+    }
 }
 
 fn row_name(s: &Scenario) -> String {
