@@ -41,7 +41,7 @@ fn main() {
     }
     let always: [(&str, fn()); 4] = [
         ("the_svg_of_a_no_sync_after_tail_failure_marks_the_removed_sync", the_svg_marks_the_removed_sync),
-        ("the_text_trace_marks_the_removed_sync", the_text_trace_marks_the_removed_sync),
+        ("the_text_trace_and_perfetto_mark_the_removed_sync", the_text_trace_and_perfetto_mark_the_removed_sync),
         ("a_handler_mutants_legend_names_the_edited_step", a_handler_mutants_legend_names_the_edited_step),
         ("a_short_runs_labels_fit_the_canvas", a_short_runs_labels_fit_the_canvas),
     ];
@@ -132,7 +132,7 @@ fn the_svg_marks_the_removed_sync() {
     assert_marks_the_removed_sync(&render::timeline::render(&run, Layout::whole(&run)), tick);
 }
 
-fn the_text_trace_marks_the_removed_sync() {
+fn the_text_trace_and_perfetto_mark_the_removed_sync() {
     let run = replayed(NO_SYNC_AFTER_TAIL);
     let text = render::text::render(&run, None);
     let lines: Vec<&str> = text.lines().collect();
@@ -144,6 +144,13 @@ fn the_text_trace_marks_the_removed_sync() {
     assert!(lines[at - 1].contains(" poke-tail "), "after the last tail: {}", lines[at - 1]);
     assert!(lines[at + 1].contains(" reset-do-sync "), "before do_sync = 0: {}", lines[at + 1]);
     assert!(text.contains("\n-- removed by no-sync-after-tail: if (do_sync) text_poke_sync();"), "{text}");
+
+    // Perfetto: an instant event on the patcher's track (the last tid) at that tick.
+    let doc: serde_json::Value = serde_json::from_str(&render::perfetto::render(&run)).unwrap();
+    let removed: Vec<_> = doc["traceEvents"].as_array().unwrap().iter().filter(|e| e["cat"] == "removed").collect();
+    assert_eq!(removed.len(), 1, "{removed:?}");
+    assert_eq!((removed[0]["ts"].as_u64(), removed[0]["tid"].as_u64()), (Some(22), Some(run.cpus as u64)));
+    assert_eq!(removed[0]["name"], "sync-if-do-sync removed by no-sync-after-tail");
 }
 
 fn a_handler_mutants_legend_names_the_edited_step() {

@@ -78,18 +78,15 @@ fn legend(run: &Run, s: &mut String) {
 }
 
 /// What the mutants changed: one line each, the struck-out step's swatch before the lines of
-/// operations the timeline marks.
+/// operations the timeline marks, a hollow one before the others.
 fn changes(run: &Run, s: &mut String) {
     if run.changes.is_empty() {
         return;
     }
     s.push_str("<ul id=\"changes\">");
-    for (i, line) in run.change_lines().iter().enumerate() {
-        let _ = write!(
-            s,
-            "<li class=\"change\" data-change=\"{i}\"><i class=\"removed-swatch\"></i> {}</li>",
-            escape(line)
-        );
+    for (i, (line, marked)) in run.change_lines().iter().enumerate() {
+        let swatch = if *marked { "removed-swatch" } else { "unmarked-swatch" };
+        let _ = write!(s, "<li class=\"change\" data-change=\"{i}\"><i class=\"{swatch}\"></i> {}</li>", escape(line));
     }
     s.push_str("</ul>\n");
 }
@@ -226,6 +223,7 @@ code, .chip, .seen, #details dd, #tooltip { font-family: DejaVu Sans Mono, monos
 .run-swatch { background: #ffb74d; opacity: 1; }
 #changes { list-style: none; margin: 4px 0; padding: 0; font-size: 12px; }
 .removed-swatch { display: inline-block; width: 10px; height: 10px; background: #ff00ff; }
+.unmarked-swatch { display: inline-block; width: 8px; height: 8px; border: 1px solid #9e9e9e; }
 #timeline { display: block; max-width: 100%; height: auto; }
 #timeline-box { border: 1px solid #e0e0e0; overflow-x: auto; user-select: none; cursor: grab; }
 #timeline-box.dragging { cursor: grabbing; }

@@ -173,15 +173,16 @@ impl Run {
         out
     }
 
-    /// The legend line of each change, with where this run shows it.
-    pub fn change_lines(&self) -> Vec<String> {
+    /// The legend line of each change, with where this run shows it, and whether the timeline
+    /// marks it (at one point at least).
+    pub fn change_lines(&self) -> Vec<(String, bool)> {
         let gaps = self.gaps();
         self.changes
             .iter()
             .enumerate()
             .map(|(i, c)| {
                 let ticks: Vec<String> = gaps.iter().filter(|g| g.change == i).map(|g| g.tick.to_string()).collect();
-                match (c, ticks.is_empty()) {
+                let line = match (c, ticks.is_empty()) {
                     (Change::Elsewhere { .. }, _) => c.describe(),
                     (Change::Op { after, before, .. }, true) => format!(
                         "{}; not marked: no round of this run ran {} then {}",
@@ -190,7 +191,8 @@ impl Run {
                         before.map_or("the end", |o| o.name())
                     ),
                     (_, false) => format!("{}; would have run at tick {}", c.describe(), ticks.join(", ")),
-                }
+                };
+                (line, !ticks.is_empty())
             })
             .collect()
     }

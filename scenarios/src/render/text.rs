@@ -46,7 +46,7 @@ pub fn render(run: &Run, window: Option<(u64, u64)>) -> String {
     }
     if !run.changes.is_empty() {
         out.push_str("\nwhat the mutants changed (-- lines above mark where a removed operation would have run):\n");
-        for l in run.change_lines() {
+        for (l, _) in run.change_lines() {
             let _ = writeln!(out, "-- {l}");
         }
     }

@@ -183,12 +183,13 @@ impl Canvas<'_> {
     }
 
     /// The legend's lines for the mutants' changes, wrapped to the picture's width: `(change,
-    /// line)`; the first line of a change carries its swatch.
-    fn change_rows(&self) -> Vec<(usize, String)> {
+    /// marked, line)`; the first line of a change carries its swatch (the struck-out step's if
+    /// the timeline marks the change).
+    fn change_rows(&self) -> Vec<(usize, bool, String)> {
         let room = ((self.width() - 8.0 - 16.0 - 8.0) / CHAR).max(20.0) as usize;
         let mut out = Vec::new();
-        for (i, line) in self.run.change_lines().iter().enumerate() {
-            out.extend(wrap(line, room).into_iter().map(|l| (i, l)));
+        for (i, (line, marked)) in self.run.change_lines().iter().enumerate() {
+            out.extend(wrap(line, room).into_iter().map(|l| (i, *marked, l)));
         }
         out
     }
@@ -266,6 +267,7 @@ const STYLE: &str = r#"<style>
 .axis-label { fill: #616161; }
 .violation-label { fill: #d50000; font-weight: bold; }
 .removed { fill: #ff00ff; stroke: #ff00ff; stroke-width: 1px; vector-effect: non-scaling-stroke; }
+.unmarked { fill: none; stroke: #9e9e9e; stroke-width: 1px; }
 .removed-strike { stroke: #ffffff; stroke-width: 2px; vector-effect: non-scaling-stroke; }
 .removed-label { fill: #c000c0; font-weight: bold; font-size: 10px; paint-order: stroke; stroke: #ffffff; stroke-width: 3px; }
 </style>
@@ -455,10 +457,11 @@ fn changes_legend(c: &Canvas<'_>, s: &mut String) {
     let first = legend_layout(c.width()).last().map_or(0, |l| l.3 + 1);
     s.push_str(r#"<g id="changes">"#);
     let mut last = None;
-    for (k, (i, line)) in rows.iter().enumerate() {
+    for (k, (i, marked, line)) in rows.iter().enumerate() {
         let y = c.axis_y() + 18.0 + LEGEND_ROW * (first + k) as f64;
         if last != Some(*i) {
-            let _ = write!(s, r#"<rect class="removed" x="8" y="{:.0}" width="9" height="9"/>"#, y - 8.0);
+            let class = if *marked { "removed" } else { "unmarked" };
+            let _ = write!(s, r#"<rect class="{class}" x="8" y="{:.0}" width="9" height="9"/>"#, y - 8.0);
         }
         last = Some(*i);
         let _ = write!(s, r#"<text class="change" data-change="{i}" x="24" y="{y:.0}">{}</text>"#, escape(line));

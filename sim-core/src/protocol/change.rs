@@ -69,6 +69,14 @@ impl Change {
         }
     }
 
+    /// A short name for a mark: `sync-if-do-sync removed by no-sync-after-tail`.
+    pub fn marker(&self) -> String {
+        match self {
+            Change::Op { mutant, op, edit, .. } => format!("{} {} by {mutant}", op.name(), edit.word()),
+            Change::Elsewhere { mutant, step, .. } => format!("{step} edited by {mutant}"),
+        }
+    }
+
     /// One line for a legend: `removed by no-sync-after-tail: if (do_sync) text_poke_sync();
     /// (text_poke_bp_batch(), between poke-tail and reset-do-sync)`.
     pub fn describe(&self) -> String {
