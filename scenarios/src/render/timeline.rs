@@ -266,7 +266,7 @@ const STYLE: &str = r#"<style>
 .band-label { fill: #424242; font-size: 10px; }
 .axis-label { fill: #616161; }
 .violation-label { fill: #d50000; font-weight: bold; }
-.removed { fill: #ff00ff; stroke: #ff00ff; stroke-width: 1px; vector-effect: non-scaling-stroke; }
+.removed { fill: #ff00ff; stroke: #ff00ff; stroke-width: 3px; vector-effect: non-scaling-stroke; }
 .unmarked { fill: none; stroke: #9e9e9e; stroke-width: 1px; }
 .removed-strike { stroke: #ffffff; stroke-width: 2px; vector-effect: non-scaling-stroke; }
 .removed-label { fill: #c000c0; font-weight: bold; font-size: 10px; paint-order: stroke; stroke: #ffffff; stroke-width: 3px; }
@@ -402,7 +402,12 @@ fn violation(c: &Canvas<'_>, s: &mut String) {
 fn removed(c: &Canvas<'_>, s: &mut String) {
     for g in c.gaps() {
         let Some(change) = c.run.changes.get(g.change) else { continue };
-        let w = (c.layout.px * 0.5).max(4.0);
+        // The report stretches the plot as it zooms: there the mark is half a tick wide, and
+        // its stroke (which does not stretch) keeps it visible when a tick is narrow.
+        let w = match c.layout.detail {
+            Detail::Inline => (c.layout.px * 0.5).max(4.0),
+            Detail::Index => c.layout.px * 0.5,
+        };
         let (x, y, h) = (c.gap_x(&g) - w / 2.0, c.lane_y(None) + 3.0, LANE - 6.0);
         let _ = writeln!(
             s,
