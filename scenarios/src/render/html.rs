@@ -26,7 +26,7 @@ pub fn render(run: &Run) -> String {
         escape(&run.title)
     );
     header(run, &mut s);
-    legend(&mut s);
+    legend(run, &mut s);
     s.push_str("<div id=\"timeline-box\">\n");
     s.push_str(&timeline::render(run, Layout::whole(run)));
     s.push_str("</div>\n<div id=\"tooltip\" hidden></div>\n");
@@ -64,7 +64,7 @@ fn header(run: &Run, s: &mut String) {
     );
 }
 
-fn legend(s: &mut String) {
+fn legend(run: &Run, s: &mut String) {
     s.push_str("<div id=\"legend\">");
     for (class, what) in timeline::LEGEND {
         let _ = write!(s, "<span><svg width=\"10\" height=\"10\"><rect class=\"ev {class}\" width=\"10\" height=\"10\"/></svg> {}</span>", escape(what));
@@ -74,6 +74,21 @@ fn legend(s: &mut String) {
             write!(s, "<span><i class=\"band-swatch\" style=\"background:{}\"></i> {phase}</span>", phase_color(phase));
     }
     s.push_str("<span><i class=\"run-swatch\"></i> INT3 handler run</span></div>\n");
+    changes(run, s);
+}
+
+/// What the mutants changed: one line each, the struck-out step's swatch before the lines of
+/// operations the timeline marks, a hollow one before the others.
+fn changes(run: &Run, s: &mut String) {
+    if run.changes.is_empty() {
+        return;
+    }
+    s.push_str("<ul id=\"changes\">");
+    for (i, (line, marked)) in run.change_lines().iter().enumerate() {
+        let swatch = if *marked { "removed-swatch" } else { "unmarked-swatch" };
+        let _ = write!(s, "<li class=\"change\" data-change=\"{i}\"><i class=\"{swatch}\"></i> {}</li>", escape(line));
+    }
+    s.push_str("</ul>\n");
 }
 
 /// The violating fetch, byte by byte, each with the store it came from.
@@ -206,6 +221,10 @@ code, .chip, .seen, #details dd, #tooltip { font-family: DejaVu Sans Mono, monos
 #legend { font-size: 12px; margin: 6px 0; } #legend span { margin-right: 12px; white-space: nowrap; }
 .band-swatch, .run-swatch { display: inline-block; width: 10px; height: 10px; opacity: 0.5; }
 .run-swatch { background: #ffb74d; opacity: 1; }
+#changes { list-style: none; margin: 4px 0; padding: 0; font-size: 12px; }
+.removed-swatch { display: inline-block; width: 10px; height: 10px; background: #ff00ff; }
+.unmarked-swatch { display: inline-block; width: 8px; height: 8px; border: 1px solid #9e9e9e; }
+#timeline { display: block; max-width: 100%; height: auto; }
 #timeline-box { border: 1px solid #e0e0e0; overflow-x: auto; user-select: none; cursor: grab; }
 #timeline-box.dragging { cursor: grabbing; }
 #tooltip { position: fixed; pointer-events: none; background: #263238; color: #fff; padding: 6px 8px;

@@ -20,6 +20,8 @@ pub mod perfetto;
 pub mod text;
 pub mod timeline;
 
+use sim_core::program::Op;
+use sim_core::protocol::change::{self, Change, OpEdit};
 use sim_core::trace::{TraceEvent, TraceKind};
 use sim_core::{Outcome, Round, SimError, Violation};
 
@@ -70,6 +72,21 @@ pub struct Run {
     pub initial: Vec<(u64, u8)>,
     /// The violation, if the run ended in one.
     pub violation: Option<Violation>,
+    /// What the scenario's mutants changed (empty without mutants): each operation of the
+    /// unmutated program removed, moved or replaced, and each edit outside the program.
+    pub changes: Vec<Change>,
+}
+
+/// Where a changed operation would have run in this run: the point between the patcher's
+/// operation before it and the one after it (as the unmutated program orders them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Gap {
+    /// The change (an index into [`Run::changes`]).
+    pub change: usize,
+    /// The patch round.
+    pub round: Round,
+    /// The tick after the last event of the operation before it.
+    pub tick: u64,
 }
 
 impl Run {
@@ -121,7 +138,63 @@ impl Run {
             stores,
             initial,
             violation: outcome.violation().cloned(),
+            changes: changes(scenario),
         })
+    }
+
+    /// Each point of the run where an operation a mutant removed, moved or replaced would
+    /// have run: where the patcher ran the operation before it and then, next in the same
+    /// round, the operation after it. In tick order.
+    pub fn gaps(&self) -> Vec<Gap> {
+        let groups = patcher_ops(self);
+        let mut out = Vec::new();
+        for (i, c) in self.changes.iter().enumerate() {
+            let Change::Op { after, before, edit, .. } = c else { continue };
+            // A replacement runs between the two neighbours.
+            let between = match edit {
+                OpEdit::Replaced(by) => Some(by.name()),
+                _ => None,
+            };
+            for (k, g) in groups.iter().enumerate() {
+                let starts_round = k == 0 || groups[k - 1].1 != g.1;
+                let mut next = k + 1;
+                while groups.get(next).is_some_and(|n| Some(n.0) == between && n.1 == g.1) {
+                    next += 1;
+                }
+                let tick = match after {
+                    Some(a) if g.0 == a.name() && follows(groups.get(next), before, g.1) => Some(g.3 + 1),
+                    None if starts_round && follows(Some(g), before, g.1) => Some(g.2),
+                    _ => None,
+                };
+                out.extend(tick.map(|tick| Gap { change: i, round: g.1, tick }));
+            }
+        }
+        out.sort_by_key(|g| (g.tick, g.change));
+        out
+    }
+
+    /// The legend line of each change, with where this run shows it, and whether the timeline
+    /// marks it (at one point at least).
+    pub fn change_lines(&self) -> Vec<(String, bool)> {
+        let gaps = self.gaps();
+        self.changes
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let ticks: Vec<String> = gaps.iter().filter(|g| g.change == i).map(|g| g.tick.to_string()).collect();
+                let line = match (c, ticks.is_empty()) {
+                    (Change::Elsewhere { .. }, _) => c.describe(),
+                    (Change::Op { after, before, .. }, true) => format!(
+                        "{}; not marked: no round of this run ran {} then {}",
+                        c.describe(),
+                        after.map_or("the start", |o| o.name()),
+                        before.map_or("the end", |o| o.name())
+                    ),
+                    (_, false) => format!("{}; would have run at tick {}", c.describe(), ticks.join(", ")),
+                };
+                (line, !ticks.is_empty())
+            })
+            .collect()
     }
 
     /// The site holding `addr`, if any.
@@ -178,6 +251,37 @@ impl Run {
         let t = around.or(self.violation.as_ref().map(|v| v.tick))?;
         Some((t.saturating_sub(window), t.saturating_add(window).min(self.last_tick()).max(t)))
     }
+}
+
+/// What the scenario's mutants change. A custom program is the user's own: only edits outside
+/// it are described.
+fn changes(scenario: &Scenario) -> Vec<Change> {
+    let all = change::changes(scenario.config.protocol, &scenario.config.mutants);
+    all.into_iter().filter(|c| scenario.config.program.is_none() || matches!(c, Change::Elsewhere { .. })).collect()
+}
+
+/// Whether `group` is the operation `op` of round `round` (`None`: the round ended there).
+fn follows(group: Option<&(&str, Round, u64, u64)>, op: &Option<Op>, round: Round) -> bool {
+    match (group, op) {
+        (Some(g), Some(op)) => g.0 == op.name() && g.1 == round,
+        (None, None) => true,
+        (Some(g), None) => g.1 != round,
+        (None, Some(_)) => false,
+    }
+}
+
+/// The patcher's operations in order, consecutive events of one operation name and round
+/// merged: `(name, round, first tick, last tick)` (a kprobe client's operations are not the
+/// patcher's program).
+fn patcher_ops(run: &Run) -> Vec<(&str, Round, u64, u64)> {
+    let mut out: Vec<(&str, Round, u64, u64)> = Vec::new();
+    for e in run.events.iter().filter(|e| e.cpu.is_none() && e.actor == "patcher") {
+        match out.last_mut() {
+            Some(last) if last.0 == e.event && last.1 == e.round => last.3 = e.tick,
+            _ => out.push((&e.event, e.round, e.tick, e.tick)),
+        }
+    }
+    out
 }
 
 /// Each INT3 handler run: `(vCPU, first tick, end tick)`, from the trap to its IRET (or the end

@@ -4,7 +4,8 @@
 //! operations (inside a slice per phase, named as in `text_poke_bp_batch()`); each IPI as two
 //! flow arrows, from the broadcast to the vCPU's delivery (`sync_core()` and acknowledge) and
 //! from there to the sync's completion; instant events for traps, serializations (IPI, IRET)
-//! and the violation. Every slice's arguments carry the bytes, their store epochs, the decoded
+//! and the violation; an instant event (category `removed`) on the patcher's track where an
+//! operation a mutant removed would have run. Every slice's arguments carry the bytes, their store epochs, the decoded
 //! instruction and the kernel statement. The clock is simulated time, one tick per
 //! microsecond, so the same artifact gives a byte-identical file.
 
@@ -40,6 +41,13 @@ pub fn render(run: &Run) -> String {
         run.events.iter().filter(|e| e.kind == TraceKind::SyncDone).filter_map(|e| e.sync).collect();
     for e in &run.events {
         events.extend(event(run, e, patcher, &completed));
+    }
+    for g in run.gaps() {
+        let Some(c) = run.changes.get(g.change) else { continue };
+        events.push(json!({
+            "ph": "i", "s": "t", "pid": PID, "tid": patcher, "ts": g.tick, "name": c.marker(),
+            "cat": "removed", "args": {"change": c.describe(), "round": g.round}
+        }));
     }
     if let Some(v) = &run.violation {
         let tid = v.cpu.map_or(patcher, |c| c as u64);

@@ -8,7 +8,9 @@ use std::fmt::Write;
 
 use sim_core::trace::TraceEvent;
 
-use super::{bytes_with_epochs, label, Run};
+use sim_core::protocol::change::Change;
+
+use super::{bytes_with_epochs, label, Gap, Run};
 
 /// The trace of `run`, limited to the ticks in `window` (inclusive) if given.
 pub fn render(run: &Run, window: Option<(u64, u64)>) -> String {
@@ -21,11 +23,19 @@ pub fn render(run: &Run, window: Option<(u64, u64)>) -> String {
         "tick", "actor", "event", "where", "instruction", "bytes@epoch", "round/phase"
     );
     let bad = run.violation.as_ref().map(|v| v.tick);
+    let inside = |tick: u64| window.is_none_or(|(lo, hi)| tick >= lo && tick <= hi);
+    let mut gaps = run.gaps().into_iter().filter(|g| inside(g.tick)).peekable();
     let mut shown = 0;
-    for e in run.events.iter().filter(|e| window.is_none_or(|(lo, hi)| e.tick >= lo && e.tick <= hi)) {
+    for e in run.events.iter().filter(|e| inside(e.tick)) {
+        while let Some(g) = gaps.next_if(|g| g.tick <= e.tick) {
+            let _ = writeln!(out, "{}", gap_line(run, &g));
+        }
         let mark = if Some(e.tick) == bad { ">>" } else { "  " };
         let _ = writeln!(out, "{mark}{}", line(run, e));
         shown += 1;
+    }
+    for g in gaps {
+        let _ = writeln!(out, "{}", gap_line(run, &g));
     }
     if let Some((lo, hi)) = window {
         let total = run.events.len();
@@ -34,8 +44,27 @@ pub fn render(run: &Run, window: Option<(u64, u64)>) -> String {
     if run.violation.is_some() {
         out.push_str(&violation(run));
     }
+    if !run.changes.is_empty() {
+        out.push_str("\nwhat the mutants changed (-- lines above mark where a removed operation would have run):\n");
+        for (l, _) in run.change_lines() {
+            let _ = writeln!(out, "-- {l}");
+        }
+    }
     out.push_str(LEGEND);
     out
+}
+
+/// A line where an operation a mutant removed (moved, replaced) would have run, before the
+/// event of the same tick: `-- tick 22 (round 1) patcher: sync-if-do-sync removed by
+/// no-sync-after-tail — text_poke_bp_batch(): if (do_sync) text_poke_sync();`. (Its tick is
+/// not in the event rows' column: a reader counting events by that column skips it.)
+fn gap_line(run: &Run, g: &Gap) -> String {
+    match run.changes.get(g.change) {
+        Some(Change::Op { mutant, op, edit, statement, .. }) => {
+            format!("-- tick {} ({}) patcher: {} {} by {mutant} — {statement}", g.tick, g.round, op.name(), edit.word())
+        }
+        _ => String::new(),
+    }
 }
 
 fn sites(run: &Run) -> String {
@@ -103,4 +132,6 @@ legend:
   round/phase  the patch round in progress (rN) or the drain after the last, and the patcher's
                next operation
   kernel       the function and statement of arch/x86/kernel/alternative.c the event mirrors
+  --           where an operation of the unmutated program that a mutant removed, moved or
+               replaced would have run (before the event of that tick)
 ";

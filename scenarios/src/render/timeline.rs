@@ -15,7 +15,8 @@ use std::fmt::Write;
 
 use sim_core::trace::{TraceEvent, TraceKind};
 
-use super::{bytes_with_epochs, escape, handler_spans, label, phases, Run};
+use super::{bytes_with_epochs, escape, handler_spans, label, phases, Gap, Run};
+use sim_core::protocol::change::Change;
 
 /// Left margin (lane names).
 pub const LEFT: f64 = 96.0;
@@ -27,6 +28,13 @@ const RIGHT: f64 = 24.0;
 const MIN_WIDTH: f64 = 640.0;
 /// The height of a legend row.
 const LEGEND_ROW: f64 = 16.0;
+/// A conservative advance width of one character at the 11-pixel font (DejaVu Sans Mono's is
+/// 0.602 em, 6.62 px): what label widths are measured with.
+const CHAR: f64 = 6.8;
+/// The same at the title's 13-pixel font (7.83 px).
+const TITLE_CHAR: f64 = 8.0;
+/// The colour of the mark of an operation a mutant removed (unique in the picture).
+pub const REMOVED_COLOR: &str = "#ff00ff";
 
 /// How much each mark carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,11 +144,26 @@ impl Canvas<'_> {
         self.x(self.hi().saturating_add(1))
     }
 
-    /// Room right of the plot: for the violation's label, and in a static picture for the legend.
+    /// Room right of the plot for the violation's label, room for the title and every
+    /// label of a removed operation, and in a static picture for the legend.
     fn width(&self) -> f64 {
-        let label = self.run.violation.as_ref().map_or(0.0, |v| 7.0 * violation_label(v).len() as f64 + 12.0);
+        let label = self.run.violation.as_ref().map_or(0.0, |v| text_width(&violation_label(v)) + 12.0);
         let least = if self.layout.detail == Detail::Inline { MIN_WIDTH } else { 0.0 };
-        (self.plot_end() + RIGHT.max(label)).max(least)
+        let title = 8.0 + TITLE_CHAR * self.run.title.chars().count() as f64 + 8.0;
+        let removed =
+            self.gaps().into_iter().map(|g| self.gap_x(&g) + 4.0 + text_width(&gap_label(self.run, &g)) + 8.0);
+        let bands = band_labels(self).into_iter().map(|(x, _, text)| x + text_width(&text) + 4.0);
+        removed.chain(bands).fold((self.plot_end() + RIGHT.max(label)).max(least).max(title), f64::max)
+    }
+
+    /// The run's gaps inside the window.
+    fn gaps(&self) -> Vec<Gap> {
+        self.run.gaps().into_iter().filter(|g| self.shown(g.tick)).collect()
+    }
+
+    /// Where a gap is drawn: the left edge of its tick.
+    fn gap_x(&self, g: &Gap) -> f64 {
+        self.x(g.tick)
     }
 
     /// The baseline of the tick axis, under the last lane.
@@ -152,11 +175,23 @@ impl Canvas<'_> {
         let legend = match self.layout.detail {
             Detail::Inline => {
                 let rows = legend_layout(self.width()).last().map_or(0, |l| l.3 + 1);
-                6.0 + LEGEND_ROW * rows as f64
+                6.0 + LEGEND_ROW * (rows + self.change_rows().len()) as f64
             }
             Detail::Index => 0.0,
         };
         self.axis_y() + 12.0 + legend
+    }
+
+    /// The legend's lines for the mutants' changes, wrapped to the picture's width: `(change,
+    /// marked, line)`; the first line of a change carries its swatch (the struck-out step's if
+    /// the timeline marks the change).
+    fn change_rows(&self) -> Vec<(usize, bool, String)> {
+        let room = ((self.width() - 8.0 - 16.0 - 8.0) / CHAR).max(20.0) as usize;
+        let mut out = Vec::new();
+        for (i, (line, marked)) in self.run.change_lines().iter().enumerate() {
+            out.extend(wrap(line, room).into_iter().map(|l| (i, *marked, l)));
+        }
+        out
     }
 
     fn shown(&self, tick: u64) -> bool {
@@ -198,6 +233,7 @@ pub fn render(run: &Run, layout: Layout) -> String {
     for (i, e) in run.events.iter().enumerate().filter(|(_, e)| c.shown(e.tick)) {
         mark(&c, i, e, &mut s);
     }
+    removed(&c, &mut s);
     violation(&c, &mut s);
     s.push_str("</g>\n");
     labels(&c, &mut s);
@@ -205,6 +241,7 @@ pub fn render(run: &Run, layout: Layout) -> String {
     let _ = writeln!(s, r#"<text x="8" y="18" font-size="13" font-weight="bold">{}</text>"#, escape(&run.title));
     if layout.detail == Detail::Inline {
         legend(&c, &mut s);
+        changes_legend(&c, &mut s);
     }
     s.push_str("</svg>\n");
     s
@@ -229,6 +266,10 @@ const STYLE: &str = r#"<style>
 .band-label { fill: #424242; font-size: 10px; }
 .axis-label { fill: #616161; }
 .violation-label { fill: #d50000; font-weight: bold; }
+.removed { fill: #ff00ff; stroke: #ff00ff; stroke-width: 3px; vector-effect: non-scaling-stroke; }
+.unmarked { fill: none; stroke: #9e9e9e; stroke-width: 1px; }
+.removed-strike { stroke: #ffffff; stroke-width: 2px; vector-effect: non-scaling-stroke; }
+.removed-label { fill: #c000c0; font-weight: bold; font-size: 10px; paint-order: stroke; stroke: #ffffff; stroke-width: 3px; }
 </style>
 "#;
 
@@ -357,6 +398,83 @@ fn violation(c: &Canvas<'_>, s: &mut String) {
     );
 }
 
+/// Each point where an operation a mutant removed, moved or replaced would have run: a
+/// struck-out step in the patcher's lane (class `removed`, `data-change` its legend line).
+fn removed(c: &Canvas<'_>, s: &mut String) {
+    for g in c.gaps() {
+        let Some(change) = c.run.changes.get(g.change) else { continue };
+        // The report stretches the plot as it zooms: there the mark is half a tick wide, and
+        // its stroke (which does not stretch) keeps it visible when a tick is narrow.
+        let w = match c.layout.detail {
+            Detail::Inline => (c.layout.px * 0.5).max(4.0),
+            Detail::Index => c.layout.px * 0.5,
+        };
+        let (x, y, h) = (c.gap_x(&g) - w / 2.0, c.lane_y(None) + 3.0, LANE - 6.0);
+        let _ = writeln!(
+            s,
+            r#"<g class="removed-step" data-change="{}" data-mutant="{}" data-tick="{}" data-round="{}"><rect class="removed" x="{x:.2}" y="{y:.1}" width="{w:.2}" height="{h:.1}"><title>{}</title></rect><path class="removed-strike" d="M{x:.2},{:.1} L{:.2},{y:.1}"/></g>"#,
+            g.change,
+            change.mutant(),
+            g.tick,
+            g.round.value(),
+            escape(&change.describe()),
+            y + h,
+            x + w
+        );
+    }
+}
+
+/// The label of a gap: `✗ sync-if-do-sync` (what the unmutated program runs there).
+fn gap_label(run: &Run, g: &Gap) -> String {
+    match run.changes.get(g.change) {
+        Some(Change::Op { op, edit, .. }) => format!("{} {}", edit.word(), op.name()),
+        _ => String::new(),
+    }
+}
+
+/// `text` at the 11-pixel font, measured conservatively.
+fn text_width(text: &str) -> f64 {
+    CHAR * text.chars().count() as f64
+}
+
+/// `text` in lines of at most `room` characters, broken at spaces (a longer word stands alone).
+fn wrap(text: &str, room: usize) -> Vec<String> {
+    let mut lines: Vec<String> = vec![String::new()];
+    for word in text.split(' ') {
+        let last = lines.last_mut().expect("one line at least");
+        if last.is_empty() {
+            last.push_str(word);
+        } else if last.chars().count() + 1 + word.chars().count() <= room {
+            last.push(' ');
+            last.push_str(word);
+        } else {
+            lines.push(word.to_string());
+        }
+    }
+    lines
+}
+
+/// What the mutants changed, under the legend: a swatch and the change's line, wrapped.
+fn changes_legend(c: &Canvas<'_>, s: &mut String) {
+    let rows = c.change_rows();
+    if rows.is_empty() {
+        return;
+    }
+    let first = legend_layout(c.width()).last().map_or(0, |l| l.3 + 1);
+    s.push_str(r#"<g id="changes">"#);
+    let mut last = None;
+    for (k, (i, marked, line)) in rows.iter().enumerate() {
+        let y = c.axis_y() + 18.0 + LEGEND_ROW * (first + k) as f64;
+        if last != Some(*i) {
+            let class = if *marked { "removed" } else { "unmarked" };
+            let _ = write!(s, r#"<rect class="{class}" x="8" y="{:.0}" width="9" height="9"/>"#, y - 8.0);
+        }
+        last = Some(*i);
+        let _ = write!(s, r#"<text class="change" data-change="{i}" x="24" y="{y:.0}">{}</text>"#, escape(line));
+    }
+    s.push_str("</g>\n");
+}
+
 fn violation_label(v: &sim_core::Violation) -> String {
     format!("{} at tick {}", v.kind, v.tick)
 }
@@ -391,14 +509,11 @@ fn legend(c: &Canvas<'_>, s: &mut String) {
     s.push_str("</g>\n");
 }
 
-/// Text that moves with the plot but is not stretched: band labels, the axis, the violation's
-/// label. Each has `data-x`, its position at zoom 1.
-fn labels(c: &Canvas<'_>, s: &mut String) {
-    s.push_str(r#"<g id="labels">"#);
-    s.push('\n');
-    // Two rows of labels; a static label that fits in neither is left out (the HTML report
-    // places them again as it zooms).
+/// The phase bands' labels: `(x, row, text)`. Two rows; a static label that fits in neither is
+/// left out (the HTML report places them again as it zooms).
+fn band_labels(c: &Canvas<'_>) -> Vec<(f64, usize, String)> {
     let mut rows = [f64::MIN; 2];
+    let mut out = Vec::new();
     for (name, round, lo, hi) in phases(c.run) {
         let x = c.x(lo.max(c.lo())) + 2.0;
         let text = format!("{} {name}", round.short());
@@ -408,6 +523,17 @@ fn labels(c: &Canvas<'_>, s: &mut String) {
         }
         let row = row.unwrap_or(0);
         rows[row] = x + 6.6 * text.len() as f64 + 6.0;
+        out.push((x, row, text));
+    }
+    out
+}
+
+/// Text that moves with the plot but is not stretched: band labels, the axis, the violation's
+/// label. Each has `data-x`, its position at zoom 1.
+fn labels(c: &Canvas<'_>, s: &mut String) {
+    s.push_str(r#"<g id="labels">"#);
+    s.push('\n');
+    for (x, row, text) in band_labels(c) {
         let _ = writeln!(
             s,
             r#"<text class="band-label" x="{x:.2}" data-x="{x:.2}" y="{:.1}">{}</text>"#,
@@ -416,6 +542,15 @@ fn labels(c: &Canvas<'_>, s: &mut String) {
         );
     }
     axis(c, s);
+    for g in c.gaps() {
+        let x = c.gap_x(&g) + 4.0;
+        let _ = writeln!(
+            s,
+            r#"<text class="removed-label" x="{x:.2}" data-x="{x:.2}" y="{:.1}">{}</text>"#,
+            c.lane_y(None) + LANE - 1.0,
+            escape(&gap_label(c.run, &g))
+        );
+    }
     if let Some(v) = c.run.violation.as_ref().filter(|v| c.shown(v.tick)) {
         let x = c.x(v.tick) + c.layout.px + 6.0;
         let _ = writeln!(

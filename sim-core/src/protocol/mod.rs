@@ -15,6 +15,7 @@
 //! | `linux-6.0` | [`linux_6_0`] | the static `bp_desc` of efd608fa7403 (the `try_get_desc()` race fixed) |
 //! | `linux-6.16` | [`linux_6_16`] | `smp_text_poke_batch_add()`/`_finish()`, per-CPU refs, RET and Jcc |
 
+pub mod change;
 pub mod kernel;
 pub mod linux_5_4;
 pub mod linux_5_5;
