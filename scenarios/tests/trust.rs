@@ -633,12 +633,51 @@ fn the_readme_examples_run_as_written() {
     let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
     let commands = runnable_readme_commands();
     assert!(commands.len() >= 15, "{commands:?}");
+    let mut samples = readme_output_samples();
     for cmd in commands {
         assert!(cmd.starts_with("pokesim "), "{cmd}");
         let o =
             std::process::Command::new("sh").arg("-c").arg(&cmd).env("PATH", &path).current_dir(&dir).output().unwrap();
         let (stdout, stderr) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
         assert_eq!(o.status.code(), Some(0), "README command `{cmd}` failed: {stdout}{stderr}");
+        if let Some(rows) = samples.remove(&cmd) {
+            assert_sample_rows_printed(&cmd, &rows, &stdout);
+        }
+    }
+    assert!(samples.is_empty(), "README output samples of commands it never runs: {:?}", samples.keys());
+}
+
+/// The README's samples of what a command prints: the block after `<!-- output of: CMD -->`,
+/// by command.
+fn readme_output_samples() -> std::collections::BTreeMap<String, Vec<String>> {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let mut out = std::collections::BTreeMap::new();
+    let mut lines = readme.lines();
+    while let Some(l) = lines.next() {
+        let Some(cmd) = l.trim().strip_prefix("<!-- output of: ").and_then(|r| r.strip_suffix(" -->")) else {
+            continue;
+        };
+        assert_eq!(lines.next().map(str::trim), Some("```"), "an output sample is a ``` block");
+        let rows = lines.by_ref().take_while(|l| l.trim() != "```").map(str::to_string).collect();
+        out.insert(cmd.to_string(), rows);
+    }
+    assert!(!out.is_empty(), "the README shows what `pokesim check` prints");
+    out
+}
+
+/// Each sample row is a row the command printed, field for field, except its `time` column
+/// (wall-clock, the one field that differs between runs).
+fn assert_sample_rows_printed(cmd: &str, rows: &[String], stdout: &str) {
+    let header: Vec<&str> = rows[0].split_whitespace().collect();
+    let time = header.iter().position(|h| *h == "time");
+    let fields = |l: &str| -> Vec<String> {
+        l.split_whitespace().enumerate().filter(|(i, _)| Some(*i) != time).map(|(_, f)| f.to_string()).collect()
+    };
+    for row in rows {
+        let want = fields(row);
+        let got = stdout.lines().find(|l| l.split_whitespace().next() == Some(want[0].as_str()));
+        let got = got.unwrap_or_else(|| panic!("README sample row of `{cmd}` not printed: {row}"));
+        assert_eq!(fields(got), want, "README sample row of `{cmd}` differs from what it prints:\n{got}");
     }
 }
 
