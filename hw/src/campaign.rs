@@ -41,7 +41,7 @@ use sim_core::protocol::{HandlerKind, Version};
 use sim_core::text::TextMemory;
 use sim_core::{Invariant, Mutant, Plan, Round, ViolationKind};
 
-use crate::guest::{GuestHooks, GuestReport, Guests, Step};
+use crate::guest::{signal_name, GuestHooks, GuestReport, Guests, Step};
 use crate::{DataMapping, Host, Refusal, TextMapping};
 
 /// Events kept in a report with their details (every one is counted).
@@ -722,18 +722,5 @@ impl Campaign<'_> {
         let Shared { invariant, data, .. } = g;
         invariant.reset(cpu, data);
         Some(None)
-    }
-}
-
-/// The signal's name.
-pub fn signal_name(signo: i32) -> &'static str {
-    match signo {
-        libc::SIGILL => "SIGILL",
-        libc::SIGSEGV => "SIGSEGV",
-        libc::SIGBUS => "SIGBUS",
-        libc::SIGFPE => "SIGFPE",
-        libc::SIGTRAP => "SIGTRAP",
-        libc::SIGSYS => "SIGSYS (a system call from guest text)",
-        _ => "a signal",
     }
 }

@@ -221,7 +221,7 @@ impl GuestHooks for Dry<'_> {
 
     fn fault(&self, cpu: usize, signo: libc::c_int, rip: u64) {
         let mut t = self.tracks[cpu].lock().unwrap_or_else(|e| e.into_inner());
-        let problem = format!("faults ({}) at {}", crate::campaign::signal_name(signo), self.insn(rip));
+        let problem = format!("faults ({}) at {}", crate::guest::signal_name(signo), self.insn(rip));
         self.refuse(cpu, &mut t, problem);
     }
 

@@ -394,7 +394,7 @@ fn report_unattributed(signo: libc::c_int, rip: u64, addr: u64) {
         n += k;
     };
     put(b"pokesim hw: ");
-    put(crate::campaign::signal_name(signo).as_bytes());
+    put(signal_name(signo).as_bytes());
     put(b" at rip ");
     put(&hex(rip));
     put(b" (address ");
@@ -690,4 +690,17 @@ fn run_threads<R>(
         let reports = handles.into_iter().map(|h| h.join().expect("guest thread")).collect();
         (result, reports)
     })
+}
+
+/// The signal's name.
+pub fn signal_name(signo: i32) -> &'static str {
+    match signo {
+        libc::SIGILL => "SIGILL",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGTRAP => "SIGTRAP",
+        libc::SIGSYS => "SIGSYS (a system call from guest text)",
+        _ => "a signal",
+    }
 }

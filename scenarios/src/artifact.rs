@@ -18,42 +18,12 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
 use sim_core::{Decision, Outcome, Recorded, Violation};
 
-pub use crate::artifact_parse::MAX_DECISIONS;
+pub use crate::artifact_format::{Artifact, FORMAT, MAX_DECISIONS};
 use crate::entry::{Expectation, ScenarioFile};
 use crate::input::{open_input, InputError, MAX_ARTIFACT_BYTES};
 use crate::scenario::Scenario;
-
-/// The artifact format this pokesim reads and writes.
-pub const FORMAT: u32 = 2;
-
-/// A failure artifact.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Artifact {
-    /// Format version ([`FORMAT`]).
-    pub format: u32,
-    /// The pokesim that wrote it.
-    pub pokesim_version: String,
-    /// The scenario, as scenario-file TOML (its `expect` is the violation kind).
-    pub scenario: String,
-    /// The seed the decisions were drawn from (informative; replay uses the decisions).
-    pub seed: u64,
-    /// The strategy that drew them.
-    pub strategy: String,
-    /// The decisions of the run up to its last nonzero choice, `[options, choice]`.
-    pub decisions: Vec<(u32, u32)>,
-    /// Then this many choices of option 0, and the run ends.
-    pub zeros_after: u64,
-    /// The violation.
-    pub violation: Violation,
-    /// Trace hash of the run.
-    pub trace_hash: String,
-    /// Ticks the run took.
-    pub ticks: u64,
-}
 
 impl Artifact {
     /// The artifact of a violating run of `scenario` named `name`; `None` if the outcome has
@@ -89,9 +59,9 @@ impl Artifact {
 
     /// Parses an artifact, refusing corrupt, truncated, incompatible or future files; `file`
     /// names it in errors. Typed and streaming, with the decision list capped at
-    /// [`MAX_DECISIONS`] ([`crate::artifact_parse`]).
+    /// [`MAX_DECISIONS`] ([`crate::artifact_format`]).
     pub fn parse(file: &str, text: &str) -> Result<Self, InputError> {
-        crate::artifact_parse::parse(file, text.as_bytes())
+        crate::artifact_format::parse(file, text.as_bytes())
     }
 
     /// Reads and parses the artifact `path`, straight from the file: memory grows with its
@@ -100,7 +70,7 @@ impl Artifact {
         let name = path.display().to_string();
         let file = open_input(path, MAX_ARTIFACT_BYTES)?;
         let reader = std::io::BufReader::new(file.take(MAX_ARTIFACT_BYTES + 1));
-        let a = crate::artifact_parse::parse(&name, reader)?;
+        let a = crate::artifact_format::parse(&name, reader)?;
         Ok(a)
     }
 
@@ -157,20 +127,6 @@ impl Artifact {
     /// [`Artifact::file_name`] under `dir`.
     pub fn default_path(dir: &Path, scenario: &Scenario, violation: &Violation) -> PathBuf {
         dir.join(Self::file_name(scenario, violation))
-    }
-}
-
-/// Refuses an artifact written by a newer pokesim (it may use meanings this one lacks).
-pub(crate) fn check_version(v: &str) -> Result<(), String> {
-    let parse = |s: &str| -> Option<Vec<u64>> {
-        let parts: Vec<u64> = s.split('.').map(|p| p.parse().ok()).collect::<Option<_>>()?;
-        (parts.len() == 3).then_some(parts)
-    };
-    let ours = env!("CARGO_PKG_VERSION");
-    match (parse(v), parse(ours)) {
-        (Some(theirs), Some(mine)) if theirs <= mine => Ok(()),
-        (Some(_), _) => Err(format!("written by pokesim {v}, newer than this pokesim {ours}")),
-        (None, _) => Err(format!("'{v}' is not a version (MAJOR.MINOR.PATCH)")),
     }
 }
 

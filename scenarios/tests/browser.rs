@@ -7,35 +7,21 @@ mod common;
 #[path = "../../tests/support/skippable.rs"]
 mod skippable;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use common::{out, pokesim, tempdir, HANG_GUARD};
+use common::{headless, out, pokesim, tempdir};
 use scenarios::artifact::Replayable;
 use scenarios::render::{self, Run};
 
 fn main() {
-    let browser = skippable::Requirement {
-        what: "a browser (apt-get install chromium, or set POKESIM_CHROMIUM)",
-        require_var: "POKESIM_REQUIRE_BROWSER",
-        probe: || chromium().map(|_| ()).ok_or_else(|| "no chromium or chromium-browser on PATH".to_string()),
-    };
     skippable::main(
-        browser,
+        skippable::browser(),
         &[("the_html_report_works_offline_in_a_real_browser", the_html_report_works_offline_in_a_real_browser)],
     );
 }
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// Chromium, if installed: `POKESIM_CHROMIUM`, else `chromium` or `chromium-browser` on PATH.
-fn chromium() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("POKESIM_CHROMIUM") {
-        return Some(PathBuf::from(p));
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).flat_map(|d| ["chromium", "chromium-browser"].map(|n| d.join(n))).find(|p| p.is_file())
 }
 
 /// A 4-vCPU torn fetch: `examples/race.toml` explored, its artifact, replayed with its trace.
@@ -53,19 +39,8 @@ fn race_run() -> Run {
     Run::new(&s, &o).unwrap()
 }
 
-fn headless(browser: &Path, args: &[String]) -> (String, String) {
-    let o = assert_cmd::Command::new(browser)
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--enable-logging=stderr", "--v=0"])
-        .args(args)
-        .timeout(HANG_GUARD)
-        .output()
-        .expect("chromium runs");
-    assert!(o.status.success(), "chromium failed: {}", String::from_utf8_lossy(&o.stderr));
-    (String::from_utf8_lossy(&o.stdout).into(), String::from_utf8_lossy(&o.stderr).into())
-}
-
 fn the_html_report_works_offline_in_a_real_browser() {
-    let browser = chromium().expect("the harness checked for a browser");
+    let browser = skippable::chromium().expect("the harness checked for a browser");
     let dir = tempdir("render-browser");
     let run = race_run();
     let report = dir.join("report.html");

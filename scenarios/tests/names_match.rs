@@ -15,7 +15,6 @@ mod common;
 use std::path::PathBuf;
 
 use common::{json, out, pokesim, tempdir};
-use libtest_mimic::{Arguments, Trial};
 use serde_json::Value;
 
 /// A failing run whose violation comes after its only round: linux-6.16 without the sync
@@ -183,23 +182,5 @@ const HW_TESTS: &[(&str, fn())] = &[
 ];
 
 fn main() {
-    let args = Arguments::from_args();
-    let req = skippable::real_cpus();
-    let missing = if args.list { None } else { (req.probe)().err() };
-    if let Some(reason) = &missing {
-        if std::env::var_os(req.require_var).is_some() {
-            eprintln!("error: {} is set but this machine lacks {}: {reason}", req.require_var, req.what);
-            std::process::exit(101);
-        }
-        eprintln!("SKIPPED (reported as ignored): this machine lacks {}: {reason}", req.what);
-    }
-    let trial = |&(name, f): &(&'static str, fn())| {
-        Trial::test(name, move || {
-            f();
-            Ok(())
-        })
-    };
-    let trials =
-        TESTS.iter().map(trial).chain(HW_TESTS.iter().map(|t| trial(t).with_ignored_flag(missing.is_some()))).collect();
-    libtest_mimic::run(&args, trials).exit();
+    skippable::run(skippable::real_cpus(), TESTS, HW_TESTS);
 }

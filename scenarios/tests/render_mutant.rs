@@ -10,10 +10,9 @@ mod common;
 #[path = "../../tests/support/skippable.rs"]
 mod skippable;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use common::{tempdir, HANG_GUARD};
-use libtest_mimic::{Arguments, Trial};
+use common::{headless, tempdir};
 use scenarios::artifact::Replayable;
 use scenarios::render::{self, timeline::Layout, Run};
 
@@ -24,53 +23,17 @@ const NO_SYNC_AFTER_TAIL: &str = "mutant-no-sync-after-tail-linux-5.5.toml";
 const SHORT: &str = "mutant-no-int3-linux-5.6.toml";
 
 fn main() {
-    let browser = skippable::Requirement {
-        what: "a browser (apt-get install chromium, or set POKESIM_CHROMIUM)",
-        require_var: "POKESIM_REQUIRE_BROWSER",
-        probe: || chromium().map(|_| ()).ok_or_else(|| "no chromium or chromium-browser on PATH".to_string()),
-    };
-    // The browser test is skippable (as `skippable::main` does it); the others always run.
-    let args = Arguments::from_args();
-    let missing = if args.list { None } else { (browser.probe)().err() };
-    if let Some(reason) = &missing {
-        if std::env::var_os(browser.require_var).is_some() {
-            eprintln!("error: {} is set but this machine lacks {}: {reason}", browser.require_var, browser.what);
-            std::process::exit(101);
-        }
-        eprintln!("SKIPPED (reported as ignored): this machine lacks {}: {reason}", browser.what);
-    }
-    let always: [(&str, fn()); 4] = [
+    let always: [(&'static str, fn()); 4] = [
         ("the_svg_of_a_no_sync_after_tail_failure_marks_the_removed_sync", the_svg_marks_the_removed_sync),
         ("the_text_trace_and_perfetto_mark_the_removed_sync", the_text_trace_and_perfetto_mark_the_removed_sync),
         ("a_handler_mutants_legend_names_the_edited_step", a_handler_mutants_legend_names_the_edited_step),
         ("a_short_runs_labels_fit_the_canvas", a_short_runs_labels_fit_the_canvas),
     ];
-    let mut trials: Vec<Trial> = always
-        .into_iter()
-        .map(|(name, f)| {
-            Trial::test(name, move || {
-                f();
-                Ok(())
-            })
-        })
-        .collect();
-    trials.push(
-        Trial::test("the_report_shows_the_removed_sync_in_the_patchers_lane", || {
-            the_report_shows_the_removed_sync_in_the_patchers_lane();
-            Ok(())
-        })
-        .with_ignored_flag(missing.is_some()),
-    );
-    libtest_mimic::run(&args, trials).exit();
-}
-
-/// Chromium, if installed: `POKESIM_CHROMIUM`, else `chromium` or `chromium-browser` on PATH.
-fn chromium() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("POKESIM_CHROMIUM") {
-        return Some(PathBuf::from(p));
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).flat_map(|d| ["chromium", "chromium-browser"].map(|n| d.join(n))).find(|p| p.is_file())
+    let needing: [(&'static str, fn()); 1] = [(
+        "the_report_shows_the_removed_sync_in_the_patchers_lane",
+        the_report_shows_the_removed_sync_in_the_patchers_lane,
+    )];
+    skippable::run(skippable::browser(), &always, &needing);
 }
 
 /// A corpus entry replayed with its trace kept.
@@ -205,17 +168,6 @@ fn a_short_runs_labels_fit_the_canvas() {
     );
 }
 
-fn headless(browser: &Path, args: &[String]) -> (String, String) {
-    let o = assert_cmd::Command::new(browser)
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--enable-logging=stderr", "--v=0"])
-        .args(args)
-        .timeout(HANG_GUARD)
-        .output()
-        .expect("chromium runs");
-    assert!(o.status.success(), "chromium failed: {}", String::from_utf8_lossy(&o.stderr));
-    (String::from_utf8_lossy(&o.stdout).into(), String::from_utf8_lossy(&o.stderr).into())
-}
-
 /// The longest vertical run of pure magenta (the removed step's colour) in the screenshot.
 fn longest_magenta_column(shot: &Path) -> usize {
     let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(shot).unwrap()));
@@ -239,7 +191,7 @@ fn longest_magenta_column(shot: &Path) -> usize {
 }
 
 fn the_report_shows_the_removed_sync_in_the_patchers_lane() {
-    let browser = chromium().expect("the harness checked for a browser");
+    let browser = skippable::chromium().expect("the harness checked for a browser");
     let dir = tempdir("render-mutant-browser");
     let run = replayed(NO_SYNC_AFTER_TAIL);
     let report = dir.join("report.html");

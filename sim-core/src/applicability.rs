@@ -7,20 +7,38 @@
 //! that cannot act is refused ([`check`]): its run would be the unmutated run under another
 //! name, and a surviving mutant reads as "this step is unnecessary".
 
+use crate::batching::split_batch;
+use crate::config::RunConfig;
 use crate::error::Subject;
-use crate::plan::{split_batch, Plan};
+use crate::patching::PokeArray;
 use crate::program::Op;
 use crate::protocol::loc::{JMP32, JMP8};
 use crate::protocol::{text_poke_loc_init, Edits, HandlerEdit, Mutant, SplitCheck, TextPokeLoc};
+use crate::workload::GuestImage;
 use crate::workload::PatchAction;
 use crate::SimError;
 
-/// Refuses the first mutant of `plan`'s configuration that cannot act on it. `reserved_refuses`
-/// says whether `register_kprobe()`'s reserved-text checks refuse (or turn ftrace-based) some
-/// kprobe of the scenario.
-pub fn check(plan: &Plan, reserved_refuses: bool) -> Result<(), SimError> {
+/// What the plan knows that decides whether a mutant acts: the configuration, the guest image
+/// (with its patch actions), the arrays and programs built for it, and whether
+/// `register_kprobe()`'s reserved-text checks refuse (or turn ftrace-based) some kprobe of the
+/// scenario. [`crate::Plan::new`] fills it in before it returns the plan.
+pub struct Facts<'a> {
+    /// The run's configuration (protocol, mutants, vCPUs).
+    pub config: &'a RunConfig,
+    /// The guest, with its patch actions.
+    pub image: &'a GuestImage,
+    /// One patch array per batch the patcher runs.
+    pub arrays: &'a [PokeArray],
+    /// One program per patching client.
+    pub programs: &'a [Vec<Op>],
+    /// `register_kprobe()`'s reserved-text checks refuse some kprobe of the scenario.
+    pub reserved_refuses: bool,
+}
+
+/// Refuses the first mutant of the configuration that cannot act on the planned run.
+pub fn check(plan: &Facts<'_>) -> Result<(), SimError> {
     for &m in &plan.config.mutants {
-        if let Some(why) = vacuous(m, plan, reserved_refuses) {
+        if let Some(why) = vacuous(m, plan) {
             return Err(SimError::invalid(Subject::Mutants, format!("'{m}' cannot act on this scenario: {why}")));
         }
     }
@@ -29,7 +47,7 @@ pub fn check(plan: &Plan, reserved_refuses: bool) -> Result<(), SimError> {
 
 /// Why `m` cannot act on `plan` (the scenario fact and what would make it act), or `None` if
 /// it acts.
-pub fn vacuous(m: Mutant, plan: &Plan, reserved_refuses: bool) -> Option<String> {
+pub fn vacuous(m: Mutant, plan: &Facts<'_>) -> Option<String> {
     let workload = &plan.image.name;
     match m.edits() {
         Edits::Program => program_unchanged(m, plan),
@@ -41,7 +59,7 @@ pub fn vacuous(m: Mutant, plan: &Plan, reserved_refuses: bool) -> Option<String>
                  or a [[kprobes]] entry with `cycles`)"
             )
         }),
-        Edits::RegisterKprobe => (!reserved_refuses).then(|| {
+        Edits::RegisterKprobe => (!plan.reserved_refuses).then(|| {
             format!(
                 "it drops register_kprobe()'s reserved-text checks, and they refuse no kprobe of this scenario \
                  (workload {workload}: no kprobe sits on a patched site); a kprobe on a site makes it act \
@@ -52,11 +70,11 @@ pub fn vacuous(m: Mutant, plan: &Plan, reserved_refuses: bool) -> Option<String>
     }
 }
 
-fn others(plan: &Plan, m: Mutant) -> Vec<Mutant> {
+fn others(plan: &Facts<'_>, m: Mutant) -> Vec<Mutant> {
     plan.config.mutants.iter().copied().filter(|&o| o != m).collect()
 }
 
-fn with_others(plan: &Plan, m: Mutant) -> String {
+fn with_others(plan: &Facts<'_>, m: Mutant) -> String {
     let others: Vec<&str> = others(plan, m).iter().map(|o| o.name()).collect();
     if others.is_empty() {
         String::new()
@@ -66,7 +84,7 @@ fn with_others(plan: &Plan, m: Mutant) -> String {
 }
 
 /// An edit of the patcher's program: it acts iff some batch's program changes.
-fn program_unchanged(m: Mutant, plan: &Plan) -> Option<String> {
+fn program_unchanged(m: Mutant, plan: &Facts<'_>) -> Option<String> {
     let (protocol, cpus) = (plan.config.protocol, plan.config.cpus);
     if plan.arrays.is_empty() {
         return Some(format!(
@@ -91,11 +109,11 @@ fn program_unchanged(m: Mutant, plan: &Plan) -> Option<String> {
 
 /// The entries the handler emulates: each batch's new instructions, or with `emulate-old`
 /// the ones they replace.
-fn emulated(plan: &Plan) -> Vec<TextPokeLoc> {
+fn emulated(plan: &Facts<'_>) -> Vec<TextPokeLoc> {
     let rules = plan.config.protocol.loc_rules();
     let old = plan.config.mutants.contains(&Mutant::EmulateOld);
     let mut out = Vec::new();
-    for a in &plan.arrays {
+    for a in plan.arrays {
         for (loc, bytes) in a.locs.iter().zip(a.old.iter()) {
             if !old {
                 out.push(loc.clone());
@@ -108,7 +126,7 @@ fn emulated(plan: &Plan) -> Vec<TextPokeLoc> {
 }
 
 /// A handler edit: it acts iff the handler claims a patching INT3 whose handling it changes.
-fn handler_unreached(m: Mutant, edit: HandlerEdit, plan: &Plan) -> Option<String> {
+fn handler_unreached(m: Mutant, edit: HandlerEdit, plan: &Facts<'_>) -> Option<String> {
     let (protocol, workload) = (plan.config.protocol, &plan.image.name);
     let handler = protocol.version().names.handler_function;
     if edit == HandlerEdit::Rmb {
@@ -162,7 +180,7 @@ fn handler_unreached(m: Mutant, edit: HandlerEdit, plan: &Plan) -> Option<String
 }
 
 /// A dropped check of `smp_text_poke_batch_add()`: it acts iff some batch splits differently.
-fn split_unchanged(m: Mutant, check: SplitCheck, plan: &Plan) -> Option<String> {
+fn split_unchanged(m: Mutant, check: SplitCheck, plan: &Facts<'_>) -> Option<String> {
     let protocol = plan.config.protocol;
     let without = others(plan, m);
     let changes = plan.image.actions.iter().any(|a| match a {

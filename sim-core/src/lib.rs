@@ -15,6 +15,7 @@
 //! - [`machine`]: the run loop that ties them together; [`outcome`] and [`trace`]: its results.
 
 pub mod applicability;
+mod batching;
 pub mod config;
 pub mod decision;
 pub mod emulate;

@@ -17,6 +17,8 @@
 
 use iced_x86::{Decoder, DecoderOptions, FlowControl, Formatter, Instruction, IntelFormatter};
 
+use crate::applicability::Facts;
+use crate::batching::split_batch;
 use crate::config::{RunConfig, MAX_CLIENTS, MAX_TICKS};
 use crate::error::Subject;
 use crate::oracle::torn::TornOracle;
@@ -93,9 +95,14 @@ impl Plan {
         for (k, kp) in all.iter().enumerate().filter(|(_, kp)| kp.cycles > 0) {
             programs.push(config.protocol.kprobe_program(&config.mutants, k, kp.cycles));
         }
-        let plan = Self { config: config.clone(), image, kprobes: kprobe_states, torn, arrays, programs, plain };
-        crate::applicability::check(&plan, reserved_refuses)?;
-        Ok(plan)
+        crate::applicability::check(&Facts {
+            config,
+            image: &image,
+            arrays: &arrays,
+            programs: &programs,
+            reserved_refuses,
+        })?;
+        Ok(Self { config: config.clone(), image, kprobes: kprobe_states, torn, arrays, programs, plain })
     }
 
     /// Every operation of every client, in client order.
@@ -345,50 +352,6 @@ fn registered_kprobes(
         ));
     }
     Ok(all)
-}
-
-/// Splits one batch of requests into the arrays the version's patcher handles, in order:
-/// callers of `text_poke_bp_batch()` sort their vector (jump_label sorts its entries) and
-/// flush at `TP_VEC_MAX`; `smp_text_poke_batch_add()` flushes when the vector is full or an
-/// address arrives out of order.
-/// The mutants `batch-no-full-check` and `batch-no-order-check` drop one of
-/// `smp_text_poke_batch_add()`'s two checks.
-pub(crate) fn split_batch(
-    protocol: Protocol,
-    mutants: &[Mutant],
-    reqs: &[PokeRequest],
-) -> Result<Vec<Vec<PokeRequest>>, SimError> {
-    if reqs.is_empty() {
-        return Err(SimError::invalid(Subject::Workload, "a batch must have at least one site"));
-    }
-    let mut groups: Vec<Vec<PokeRequest>> = Vec::new();
-    if protocol.batch_add() {
-        // if (nr_entries == TEXT_POKE_ARRAY_MAX || !text_poke_addr_ordered(addr)) finish();
-        let full =
-            |g: &Vec<PokeRequest>| !mutants.contains(&Mutant::BatchNoFullCheck) && g.len() == TEXT_POKE_ARRAY_MAX;
-        let unordered = |g: &Vec<PokeRequest>, r: &PokeRequest| {
-            !mutants.contains(&Mutant::BatchNoOrderCheck) && g.last().is_some_and(|l| l.addr > r.addr)
-        };
-        for r in reqs {
-            match groups.last_mut() {
-                Some(g) if !full(g) && !unordered(g, r) => g.push(r.clone()),
-                _ => groups.push(vec![r.clone()]),
-            }
-        }
-    } else {
-        let mut sorted = reqs.to_vec();
-        sorted.sort_by_key(|r| r.addr);
-        groups = sorted.chunks(TEXT_POKE_ARRAY_MAX).map(|c| c.to_vec()).collect();
-    }
-    for g in &groups {
-        if let Some(w) = g.windows(2).find(|w| w[0].addr == w[1].addr) {
-            return Err(SimError::invalid(
-                Subject::Workload,
-                format!("site {:#x} appears twice in one batch", w[0].addr),
-            ));
-        }
-    }
-    Ok(groups)
 }
 
 /// B2's precondition (text-patching.h: "no thread can be preempted in the instructions being

@@ -6,7 +6,8 @@
 //!
 //! Included by each such test file (`harness = false` in its crate's Cargo.toml) with
 //! `#[path = ".../tests/support/skippable.rs"] mod skippable;`, and used as
-//! `skippable::main(requirement, &[("name", test_fn), ...])`.
+//! `skippable::main(requirement, &[("name", test_fn), ...])`, or `skippable::run(requirement,
+//! always, needing)` for a file where only some tests need the requirement.
 
 #![allow(dead_code)] // each test file uses part of it
 
@@ -25,6 +26,12 @@ pub struct Requirement {
 /// Runs `tests` as this binary's test suite; all ignored, with the reason, if `req` is not
 /// met (a failure instead when `req.require_var` is set).
 pub fn main(req: Requirement, tests: &[(&'static str, fn())]) {
+    run(req, &[], tests);
+}
+
+/// Runs `always` and `needing` as this binary's test suite; `needing` ignored, with the reason,
+/// if `req` is not met (a failure instead when `req.require_var` is set).
+pub fn run(req: Requirement, always: &[(&'static str, fn())], needing: &[(&'static str, fn())]) {
     let args = Arguments::from_args();
     // Listing tests (`--list`) must not probe: nextest lists every binary first.
     let missing = if args.list { None } else { (req.probe)().err() };
@@ -39,21 +46,44 @@ pub fn main(req: Requirement, tests: &[(&'static str, fn())]) {
     // Each test runs on a thread of its own, as libtest runs it: a test that pins its thread to
     // a CPU or changes its FS/GS base (the hw campaigns do) must not leave that to the next test
     // on a reused worker thread.
-    let trials = tests
+    let trials = always
         .iter()
-        .map(|&(name, f)| {
-            Trial::test(name, move || {
-                std::thread::Builder::new()
-                    .name(name.to_string())
-                    .spawn(f)
-                    .map_err(|e| format!("could not start the test's thread: {e}"))?
-                    .join()
-                    .map_err(|_| "the test panicked (its message is above)".into())
-            })
-            .with_ignored_flag(missing.is_some())
-        })
+        .map(|&t| trial(t))
+        .chain(needing.iter().map(|&t| trial(t).with_ignored_flag(missing.is_some())))
         .collect();
     libtest_mimic::run(&args, trials).exit();
+}
+
+/// A test on a thread of its own, as libtest runs it: a test that pins its thread to a CPU or
+/// changes its FS/GS base (the hw campaigns do) must not leave that to the next test on a
+/// reused worker thread.
+fn trial((name, f): (&'static str, fn())) -> Trial {
+    Trial::test(name, move || {
+        std::thread::Builder::new()
+            .name(name.to_string())
+            .spawn(f)
+            .map_err(|e| format!("could not start the test's thread: {e}"))?
+            .join()
+            .map_err(|_| "the test panicked (its message is above)".into())
+    })
+}
+
+/// A headless browser (for the HTML report's tests) as a requirement.
+pub fn browser() -> Requirement {
+    Requirement {
+        what: "a browser (apt-get install chromium, or set POKESIM_CHROMIUM)",
+        require_var: "POKESIM_REQUIRE_BROWSER",
+        probe: || chromium().map(|_| ()).ok_or_else(|| "no chromium or chromium-browser on PATH".to_string()),
+    }
+}
+
+/// Chromium, if installed: `POKESIM_CHROMIUM`, else `chromium` or `chromium-browser` on PATH.
+pub fn chromium() -> Option<std::path::PathBuf> {
+    if let Some(p) = std::env::var_os("POKESIM_CHROMIUM") {
+        return Some(p.into());
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).flat_map(|d| ["chromium", "chromium-browser"].map(|n| d.join(n))).find(|p| p.is_file())
 }
 
 /// `pokesim hw`'s host probe as a requirement.

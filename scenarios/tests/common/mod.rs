@@ -64,3 +64,15 @@ pub fn corpus_dir() -> PathBuf {
 /// A scenario that fails at once: linux-5.5 ftrace without the INT3 step.
 pub const FAILING: &str = "protocol = \"linux-5.5\"\ncpus = 2\nmutants = [\"no-int3\"]\nexpect = \"torn-fetch\"\n\
                            [workload]\nkind = \"ftrace\"\nrounds = 2\n";
+
+/// Runs headless Chromium `browser` with `args` (under the hang guard); its stdout and stderr.
+pub fn headless(browser: &Path, args: &[String]) -> (String, String) {
+    let o = Command::new(browser)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--enable-logging=stderr", "--v=0"])
+        .args(args)
+        .timeout(HANG_GUARD)
+        .output()
+        .expect("chromium runs");
+    assert!(o.status.success(), "chromium failed: {}", String::from_utf8_lossy(&o.stderr));
+    (String::from_utf8_lossy(&o.stdout).into(), String::from_utf8_lossy(&o.stderr).into())
+}

@@ -1,4 +1,5 @@
-//! Reading a failure artifact's JSON with bounded memory: typed and streaming, straight from
+//! What a failure artifact is on disk — the [`Artifact`] record, its [`FORMAT`] version and
+//! the pokesim versions that may read it — and reading its JSON with bounded memory: typed and streaming, straight from
 //! the file (no intermediate `serde_json::Value`, which costs about twelve times the text),
 //! with the decision list capped at [`MAX_DECISIONS`] while it is read. A problem names the
 //! file, the line and the field it was found in.
@@ -12,11 +13,53 @@ use std::fmt;
 use std::io::Read;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sim_core::Violation;
 
-use crate::artifact::{Artifact, FORMAT};
 use crate::input::{InputError, MAX_SCENARIO_BYTES};
+
+/// The artifact format this pokesim reads and writes.
+pub const FORMAT: u32 = 2;
+
+/// A failure artifact.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Artifact {
+    /// Format version ([`FORMAT`]).
+    pub format: u32,
+    /// The pokesim that wrote it.
+    pub pokesim_version: String,
+    /// The scenario, as scenario-file TOML (its `expect` is the violation kind).
+    pub scenario: String,
+    /// The seed the decisions were drawn from (informative; replay uses the decisions).
+    pub seed: u64,
+    /// The strategy that drew them.
+    pub strategy: String,
+    /// The decisions of the run up to its last nonzero choice, `[options, choice]`.
+    pub decisions: Vec<(u32, u32)>,
+    /// Then this many choices of option 0, and the run ends.
+    pub zeros_after: u64,
+    /// The violation.
+    pub violation: Violation,
+    /// Trace hash of the run.
+    pub trace_hash: String,
+    /// Ticks the run took.
+    pub ticks: u64,
+}
+
+/// Refuses an artifact written by a newer pokesim (it may use meanings this one lacks).
+pub(crate) fn check_version(v: &str) -> Result<(), String> {
+    let parse = |s: &str| -> Option<Vec<u64>> {
+        let parts: Vec<u64> = s.split('.').map(|p| p.parse().ok()).collect::<Option<_>>()?;
+        (parts.len() == 3).then_some(parts)
+    };
+    let ours = env!("CARGO_PKG_VERSION");
+    match (parse(v), parse(ours)) {
+        (Some(theirs), Some(mine)) if theirs <= mine => Ok(()),
+        (Some(_), _) => Err(format!("written by pokesim {v}, newer than this pokesim {ours}")),
+        (None, _) => Err(format!("'{v}' is not a version (MAJOR.MINOR.PATCH)")),
+    }
+}
 
 /// The most decisions an artifact may hold. A run records one scheduling pick per tick and
 /// an epoch choice per fetched unit with more than one possible store epoch, so its decision
@@ -124,7 +167,7 @@ fn check(file: &str, f: Fields) -> Result<Artifact, InputError> {
         trace_hash: f.trace_hash.ok_or_else(|| missing("trace_hash"))?,
         ticks: f.ticks.ok_or_else(|| missing("ticks"))?,
     };
-    crate::artifact::check_version(&a.pokesim_version).map_err(|m| err("pokesim_version", m))?;
+    check_version(&a.pokesim_version).map_err(|m| err("pokesim_version", m))?;
     if a.scenario.len() as u64 > MAX_SCENARIO_BYTES {
         let msg = format!("is {} bytes, more than the {MAX_SCENARIO_BYTES} of a scenario file", a.scenario.len());
         return Err(err("scenario", msg));
