@@ -69,7 +69,7 @@ fn legend(run: &Run, s: &mut String) {
     for (class, what) in timeline::LEGEND {
         let _ = write!(s, "<span><svg width=\"10\" height=\"10\"><rect class=\"ev {class}\" width=\"10\" height=\"10\"/></svg> {}</span>", escape(what));
     }
-    for phase in ["publish", "write INT3", "write tails", "write first bytes", "sync", "teardown"] {
+    for phase in timeline::LEGEND_PHASES {
         let _ =
             write!(s, "<span><i class=\"band-swatch\" style=\"background:{}\"></i> {phase}</span>", phase_color(phase));
     }
@@ -191,7 +191,7 @@ fn data(run: &Run, s: &mut String) {
                 e.insn,
                 bytes_with_epochs(e),
                 e.round,
-                e.phase,
+                e.op_name(),
                 e.kernel,
                 e.sync
             ])

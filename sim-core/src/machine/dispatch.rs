@@ -89,7 +89,7 @@ impl Machine {
                     Some(rip),
                     &[],
                     &[],
-                    self.op_name(),
+                    self.current_op(),
                 );
                 let sync = self.ipi.generation();
                 self.trace.annotate(|e| {
@@ -114,7 +114,7 @@ impl Machine {
             if self.config.max_iterations.is_some_and(|k| self.iterations[i] > k) {
                 // Done: this vCPU takes no more steps (a finite guest), but still takes IPIs.
                 self.finished[i] = true;
-                let (head, op) = (self.loop_head, self.op_name());
+                let (head, op) = (self.loop_head, self.current_op());
                 self.trace.record(self.tick, event, TraceKind::Finished, "finished", Some(head), &[], &[], op);
                 return Ok(Effect::Finished);
             }
@@ -127,7 +127,7 @@ impl Machine {
             StepOutcome::Serialized => (TraceKind::Step, "step (serializing)"),
             StepOutcome::Fault(_) => (TraceKind::Fault, "fault"),
         };
-        let op = self.op_name();
+        let op = self.current_op();
         self.trace.record(self.tick, event, kind, what, Some(insn.addr), insn.bytes(), insn.epochs(), op);
         if self.trace.keeps() {
             let text = disassemble(insn.addr, insn.bytes());
@@ -157,7 +157,7 @@ impl Machine {
         };
         let step = handler.step(&mut ctx);
         self.stats.handler_steps += 1;
-        let op = self.op_name();
+        let op = self.current_op();
         self.trace.record(self.tick, event, TraceKind::Handler, pc.name(), Some(ip), &[], &[], op);
         if self.trace.keeps() {
             let statement = kernel::handler(self.config.protocol.handler(), pc);
@@ -198,7 +198,7 @@ impl Machine {
                 let (addr, len) = self.text.store_range(epoch);
                 let bytes = self.text.log()[epoch as usize - 1].bytes.clone();
                 let epochs = vec![epoch; len as usize];
-                self.trace.record(self.tick, event, TraceKind::Store, name, Some(addr), &bytes, &epochs, name);
+                self.trace.record(self.tick, event, TraceKind::Store, name, Some(addr), &bytes, &epochs, current);
                 None
             }
             PatcherEffect::SyncDone => {
@@ -213,7 +213,7 @@ impl Machine {
             PatcherEffect::Other | PatcherEffect::Fault(_) => Some(TraceKind::Patcher),
         };
         if let Some(kind) = kind {
-            self.trace.record(self.tick, event, kind, name, None, &[], &[], name);
+            self.trace.record(self.tick, event, kind, name, None, &[], &[], current);
         }
         let sync = matches!(kind, Some(TraceKind::Broadcast | TraceKind::SyncDone)).then(|| self.ipi.generation());
         self.trace.annotate(|e| {
