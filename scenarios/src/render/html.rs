@@ -1,7 +1,7 @@
 //! The HTML report: one self-contained file (no network, no external script, style or font)
 //! with the whole run's [`timeline`] — zoom with the wheel or the buttons, pan
 //! by dragging, hover or click an event for its instruction, bytes, store epochs (each with the
-//! store it came from), phase and kernel statement — then the violating fetch byte by byte and
+//! store it came from), operation and kernel statement — then the violating fetch byte by byte and
 //! the store history of every patched byte: its stores in order and which of them each vCPU's
 //! fetches saw.
 //!

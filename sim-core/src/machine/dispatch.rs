@@ -1,4 +1,4 @@
-//! Phases 3–5 of a tick: run the picked event ([`Machine::dispatch`]), ask the oracles about
+//! Stages 3–5 of a tick: run the picked event ([`Machine::dispatch`]), ask the oracles about
 //! what it did ([`Machine::judge`]), and carry out what follows ([`Machine::apply`]) — each
 //! recorded in the trace and the statistics as it happens.
 
@@ -71,7 +71,7 @@ pub enum Effect {
 }
 
 impl Machine {
-    /// Phase 3: runs `event`.
+    /// Stage 3: runs `event`.
     pub(super) fn dispatch(&mut self, event: Event, decisions: &mut Decisions) -> Result<Effect, SimError> {
         match event {
             Event::GuestStep(i) => self.guest_step(i, event, decisions),
@@ -243,7 +243,7 @@ impl Machine {
         format!("{entry}: {handler} first, then {then}notify_die(DIE_INT3); unclaimed: die(\"int3\")")
     }
 
-    /// Phase 4: asks the oracles about `effect`; true if one reported a violation.
+    /// Stage 4: asks the oracles about `effect`; true if one reported a violation.
     pub(super) fn judge(&mut self, effect: &Effect) -> Result<bool, SimError> {
         match effect {
             Effect::Invariant { cpu, regs, message } => {
@@ -328,7 +328,7 @@ impl Machine {
         Ok(())
     }
 
-    /// Phase 5: what follows an event the oracles accepted.
+    /// Stage 5: what follows an event the oracles accepted.
     pub(super) fn apply(&mut self, effect: Effect) -> Result<(), SimError> {
         match effect {
             Effect::Stepped { cpu, outcome: StepOutcome::Int3(regs), .. } => {

@@ -1,6 +1,6 @@
 //! The machine and its run loop (DESIGN.md §2.1–§2.7).
 //!
-//! A tick is five named phases: `Machine::collect_enabled` lists the enabled events in
+//! A tick is five named stages: `Machine::collect_enabled` lists the enabled events in
 //! canonical order ([`crate::event`]); the scheduler picks one through the decision source;
 //! `Machine::dispatch` runs it and says what happened (an [`Effect`]); `Machine::judge`
 //! asks the oracles ([`crate::oracle`]) about it; `Machine::apply` carries out what follows
@@ -212,7 +212,7 @@ impl Machine {
         self.violation.as_ref()
     }
 
-    /// The patcher the phase describes: the client holding `text_mutex`, else the first one
+    /// The patcher a report's position describes: the client holding `text_mutex`, else the first one
     /// not done (the workload's, while it runs).
     fn lead(&self) -> &Patcher {
         let held = self.state.text_mutex.map(|k| &self.patchers[k]);
@@ -277,7 +277,7 @@ impl Machine {
         self.violation = Some(Violation { kind, cpu, tick: self.tick, rip, bytes, moment: self.moment(), message });
     }
 
-    /// Phase 1: the enabled events, in canonical order — each vCPU's guest or handler step,
+    /// Stage 1: the enabled events, in canonical order — each vCPU's guest or handler step,
     /// then the IPI deliveries (at an instruction boundary, never inside the handler), then
     /// the patcher unless it waits.
     fn collect_enabled(&mut self) {
@@ -338,7 +338,7 @@ impl Machine {
         Ok(self.finish(decisions, exhausted))
     }
 
-    /// Phases 3–5 for one picked event: dispatch, judge, apply, record.
+    /// Stages 3–5 for one picked event: dispatch, judge, apply, record.
     fn tick(&mut self, event: Event, decisions: &mut Decisions) -> Result<(), SimError> {
         if let Some(cpu) = event.cpu() {
             self.known[cpu] = None;
