@@ -247,7 +247,8 @@ impl Op {
         (name, Some(phase))
     }
 
-    /// Its name in traces, reports and scenario files ([`Op::facts`]).
+    /// Its name in traces, reports and scenario files (from the one table of operations, with
+    /// its phase).
     pub fn name(&self) -> &'static str {
         self.facts().0
     }
