@@ -15,6 +15,7 @@ use scenarios::catalogue;
 use scenarios::matrix::{self, CellOptions, Coords, Counterexample};
 use scenarios::render::{self, label, timeline::Layout, Run};
 use serde_json::Value;
+use sim_core::program::OpPhase;
 use sim_core::protocol::kernel;
 use sim_core::trace::TraceKind;
 use sim_core::{KernelConfig, Mutant, Outcome, Protocol, ViolationKind};
@@ -229,8 +230,8 @@ fn every_operation_of_every_program_has_a_phase_and_a_kernel_statement() {
         for mutants in sets {
             for n in 1..=3 {
                 for op in p.batch_program(&mutants, 0, n, 2) {
-                    let phase = render::phase_of(op.name());
-                    assert_ne!(phase, Some("other"), "{p:?} {mutants:?}: `{}` has no phase", op.name());
+                    let phase = op.phase();
+                    assert_ne!(phase, Some(OpPhase::Other), "{p:?} {mutants:?}: `{}` has no phase", op.name());
                     let st = kernel::patcher(p, &op);
                     assert!(!st.code.is_empty() && !st.function.is_empty(), "{p:?}: `{}`", op.name());
                 }

@@ -130,53 +130,139 @@ pub enum Op {
     EndBatch(usize),
 }
 
-impl Op {
-    /// Its name in traces, reports and scenario files — the one name table of patcher
-    /// operations (a program template's steps are operations too: [`Step`]).
-    pub fn name(&self) -> &'static str {
+/// The patcher's protocol phases: the bands of a trace's timeline, each a run of operations
+/// of one kind in `text_poke_bp_batch()` / `smp_text_poke_batch_finish()` (publish the
+/// patch data, write the INT3s, sync, write the tails, write the first bytes, tear down).
+/// "Phase" means this and nothing else in pokesim.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum OpPhase {
+    /// The patch data comes into existence and is published to the INT3 handler.
+    Publish,
+    /// `text_poke(addr, &int3, 1)` for each entry.
+    WriteInt3,
+    /// `text_poke_sync()`: an IPI to every CPU and the wait for its acknowledgement.
+    Sync,
+    /// Each entry's bytes after the first.
+    WriteTails,
+    /// Each entry's first byte.
+    WriteFirstBytes,
+    /// A whole instruction in one store (mutant `no-int3`, or a plain `text_poke()`).
+    WriteWhole,
+    /// The patch data withdrawn, the references drained, the batch call returning.
+    Teardown,
+    /// What the other patching clients do: `text_mutex`, a kprobe's life, `synchronize_rcu()`.
+    Other,
+}
+
+impl OpPhase {
+    /// Every phase.
+    pub const ALL: [OpPhase; 8] = [
+        OpPhase::Publish,
+        OpPhase::WriteInt3,
+        OpPhase::Sync,
+        OpPhase::WriteTails,
+        OpPhase::WriteFirstBytes,
+        OpPhase::WriteWhole,
+        OpPhase::Teardown,
+        OpPhase::Other,
+    ];
+
+    /// Its label on the timeline's bands and in Perfetto's slices.
+    pub fn name(self) -> &'static str {
         match self {
-            Op::BeginBatch(_) => "begin-batch",
-            Op::SetVec(_) => "set-vec",
-            Op::SetNr(_) => "set-nr",
-            Op::PublishDesc(_) => "publish-desc",
-            Op::AddEntry { .. } => "batch-add",
-            Op::SetRefs(_) => "set-refs",
-            Op::SetGlobalRefs => "set-global-refs",
-            Op::DecGlobalRefs { wait: true } => "dec-global-refs",
-            Op::DecGlobalRefs { wait: false } => "dec-global-refs-nowait",
-            Op::Wmb => "wmb",
-            Op::PokeInt3 { .. } => "poke-int3",
-            Op::PokeTail { .. } => "poke-tail",
-            Op::PokeFirst { .. } => "poke-first",
-            Op::PokeFirstAlways { .. } => "poke-first-always",
-            Op::PokeWhole { .. } => "poke-whole",
-            Op::PokePlain(_) => "text-poke",
-            Op::LockTextMutex => "lock-text-mutex",
-            Op::UnlockTextMutex => "unlock-text-mutex",
-            Op::RegisterKprobe(_) => "register-kprobe",
-            Op::ArmKprobe(_) => "arm-kprobe",
-            Op::DisarmKprobe(_) => "disarm-kprobe",
-            Op::UnregisterKprobe(_) => "unregister-kprobe",
-            Op::SynchronizeRcu => "synchronize-rcu",
-            Op::ResetDoSync => "reset-do-sync",
-            Op::Sync => "sync",
-            Op::SyncIfDoSync => "sync-if-do-sync",
-            Op::ClearVec => "clear-vec",
-            Op::ClearNr => "clear-nr",
-            Op::ClearDesc => "clear-desc",
-            Op::PutDesc { wait: true, .. } => "put-desc",
-            Op::PutDesc { wait: false, .. } => "put-desc-nowait",
-            Op::DecRefs { wait: true, .. } => "dec-refs",
-            Op::DecRefs { wait: false, .. } => "dec-refs-nowait",
-            Op::EndBatch(_) => "end-batch",
+            OpPhase::Publish => "publish",
+            OpPhase::WriteInt3 => "write INT3",
+            OpPhase::Sync => "sync",
+            OpPhase::WriteTails => "write tails",
+            OpPhase::WriteFirstBytes => "write first bytes",
+            OpPhase::WriteWhole => "write whole",
+            OpPhase::Teardown => "teardown",
+            OpPhase::Other => "other",
         }
     }
+}
 
-    /// The template step this operation is: itself for batch 0, entry 0 and vCPU 0. `None`
-    /// for the operations no template holds — a plain `text_poke()`, `text_mutex` and the
-    /// kprobe operations, which belong to other patching clients.
-    pub fn step(&self) -> Option<Step> {
-        let step = match *self {
+impl std::fmt::Display for OpPhase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.name())
+    }
+}
+
+/// The operations outside the INT3 protocol: a plain `text_poke()`, `text_mutex`, a kprobe's
+/// life and `synchronize_rcu()` — what other patching clients do (unnumbered).
+const OUTSIDE_INT3_PROTOCOL: [Op; 8] = [
+    Op::PokePlain(0),
+    Op::LockTextMutex,
+    Op::UnlockTextMutex,
+    Op::RegisterKprobe(0),
+    Op::ArmKprobe(0),
+    Op::DisarmKprobe(0),
+    Op::UnregisterKprobe(0),
+    Op::SynchronizeRcu,
+];
+
+impl Op {
+    /// The one table of patcher operations: each one's name (in traces, reports and scenario
+    /// files; a program template's steps are operations too: [`Step`]) and the protocol phase
+    /// it belongs to (`None`: bookkeeping — `smp_wmb()`, `do_sync = 0` — that joins the phase
+    /// it prepares).
+    fn facts(&self) -> (&'static str, Option<OpPhase>) {
+        use OpPhase::*;
+        let (name, phase) = match self {
+            Op::BeginBatch(_) => ("begin-batch", Publish),
+            Op::SetVec(_) => ("set-vec", Publish),
+            Op::SetNr(_) => ("set-nr", Publish),
+            Op::PublishDesc(_) => ("publish-desc", Publish),
+            Op::AddEntry { .. } => ("batch-add", Publish),
+            Op::SetRefs(_) => ("set-refs", Publish),
+            Op::SetGlobalRefs => ("set-global-refs", Publish),
+            Op::DecGlobalRefs { wait: true } => ("dec-global-refs", Teardown),
+            Op::DecGlobalRefs { wait: false } => ("dec-global-refs-nowait", Teardown),
+            Op::Wmb => return ("wmb", None),
+            Op::PokeInt3 { .. } => ("poke-int3", WriteInt3),
+            Op::PokeTail { .. } => ("poke-tail", WriteTails),
+            Op::PokeFirst { .. } => ("poke-first", WriteFirstBytes),
+            Op::PokeFirstAlways { .. } => ("poke-first-always", WriteFirstBytes),
+            Op::PokeWhole { .. } => ("poke-whole", WriteWhole),
+            Op::PokePlain(_) => ("text-poke", WriteWhole),
+            Op::LockTextMutex => ("lock-text-mutex", Other),
+            Op::UnlockTextMutex => ("unlock-text-mutex", Other),
+            Op::RegisterKprobe(_) => ("register-kprobe", Other),
+            Op::ArmKprobe(_) => ("arm-kprobe", Other),
+            Op::DisarmKprobe(_) => ("disarm-kprobe", Other),
+            Op::UnregisterKprobe(_) => ("unregister-kprobe", Other),
+            Op::SynchronizeRcu => ("synchronize-rcu", Other),
+            Op::ResetDoSync => return ("reset-do-sync", None),
+            Op::Sync => ("sync", Sync),
+            Op::SyncIfDoSync => ("sync-if-do-sync", Sync),
+            Op::ClearVec => ("clear-vec", Teardown),
+            Op::ClearNr => ("clear-nr", Teardown),
+            Op::ClearDesc => ("clear-desc", Teardown),
+            Op::PutDesc { wait: true, .. } => ("put-desc", Teardown),
+            Op::PutDesc { wait: false, .. } => ("put-desc-nowait", Teardown),
+            Op::DecRefs { wait: true, .. } => ("dec-refs", Teardown),
+            Op::DecRefs { wait: false, .. } => ("dec-refs-nowait", Teardown),
+            Op::EndBatch(_) => ("end-batch", Teardown),
+        };
+        (name, Some(phase))
+    }
+
+    /// Its name in traces, reports and scenario files (from the one table of operations, with
+    /// its phase).
+    pub fn name(&self) -> &'static str {
+        self.facts().0
+    }
+
+    /// The protocol phase it belongs to — the bands of a trace's timeline — or `None` for
+    /// bookkeeping (`smp_wmb()`, `do_sync = 0`) that joins the phase it prepares.
+    pub fn phase(&self) -> Option<OpPhase> {
+        self.facts().1
+    }
+
+    /// The operation as its name identifies it: batch, entry, vCPU, kprobe and plain-poke
+    /// indices set to 0 (what a report's words keep of it).
+    pub fn unnumbered(self) -> Op {
+        match self {
             Op::BeginBatch(_) => Op::BeginBatch(0),
             Op::SetVec(_) => Op::SetVec(0),
             Op::SetNr(_) => Op::SetNr(0),
@@ -188,29 +274,35 @@ impl Op {
             Op::PokeFirst { .. } => Op::PokeFirst { batch: 0, entry: 0 },
             Op::PokeFirstAlways { .. } => Op::PokeFirstAlways { batch: 0, entry: 0 },
             Op::PokeWhole { .. } => Op::PokeWhole { batch: 0, entry: 0 },
+            Op::PokePlain(_) => Op::PokePlain(0),
+            Op::RegisterKprobe(_) => Op::RegisterKprobe(0),
+            Op::ArmKprobe(_) => Op::ArmKprobe(0),
+            Op::DisarmKprobe(_) => Op::DisarmKprobe(0),
+            Op::UnregisterKprobe(_) => Op::UnregisterKprobe(0),
             Op::PutDesc { wait, .. } => Op::PutDesc { batch: 0, wait },
             Op::DecRefs { wait, .. } => Op::DecRefs { cpu: 0, wait },
             Op::EndBatch(_) => Op::EndBatch(0),
-            other if other.outside_int3_protocol() => return None,
             other => other,
-        };
-        Some(Step(step))
+        }
+    }
+
+    /// The unnumbered operation ([`Op::unnumbered`]) named `name`, if any.
+    pub fn from_name(name: &str) -> Option<Op> {
+        let steps = Step::ALL.into_iter().map(Step::op);
+        steps.chain(OUTSIDE_INT3_PROTOCOL).find(|op| op.name() == name)
+    }
+
+    /// The template step this operation is: itself for batch 0, entry 0 and vCPU 0. `None`
+    /// for the operations no template holds — a plain `text_poke()`, `text_mutex` and the
+    /// kprobe operations, which belong to other patching clients.
+    pub fn step(&self) -> Option<Step> {
+        (!self.outside_int3_protocol()).then(|| Step(self.unnumbered()))
     }
 
     /// True for the operations outside the INT3 protocol: a plain `text_poke()`, `text_mutex`,
     /// a kprobe's life and `synchronize_rcu()` — what other patching clients do.
     pub fn outside_int3_protocol(&self) -> bool {
-        matches!(
-            self,
-            Op::PokePlain(_)
-                | Op::LockTextMutex
-                | Op::UnlockTextMutex
-                | Op::RegisterKprobe(_)
-                | Op::ArmKprobe(_)
-                | Op::DisarmKprobe(_)
-                | Op::UnregisterKprobe(_)
-                | Op::SynchronizeRcu
-        )
+        OUTSIDE_INT3_PROTOCOL.contains(&self.unnumbered())
     }
 }
 
@@ -361,6 +453,21 @@ mod tests {
         }
         let refused = Protocol::Linux55.program_template(&[Mutant::DetourHandler]).unwrap_err().to_string();
         assert!(refused.contains("edits the INT3 handler"), "{refused}");
+    }
+
+    /// Every operation is named once, and its name reads back as it unnumbered.
+    #[test]
+    fn every_operation_reads_back_from_its_name() {
+        let all: Vec<Op> = Step::ALL.into_iter().map(Step::op).chain(OUTSIDE_INT3_PROTOCOL).collect();
+        for op in &all {
+            assert_eq!(Op::from_name(op.name()), Some(*op), "{op:?}");
+            assert_eq!(all.iter().filter(|o| o.name() == op.name()).count(), 1, "{op:?}");
+        }
+        let plain = Op::PokeTail { batch: 3, entry: 2 };
+        assert_eq!(Op::from_name(plain.name()), Some(plain.unnumbered()));
+        assert_eq!(Op::ArmKprobe(2).phase(), Some(OpPhase::Other));
+        assert_eq!(Op::Wmb.phase(), None);
+        assert_eq!(OpPhase::WriteInt3.name(), "write INT3");
     }
 
     #[test]

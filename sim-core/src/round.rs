@@ -13,6 +13,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// The name JSON gives the drain (a round in progress is its number).
 const DRAIN: &str = "drain";
 
+/// The drain of a script with no rounds, as a patcher's position words it.
+const DRAIN_OF_NONE: &str = "drain (the script has no rounds)";
+
 /// A patch round in progress, or the drain after the last one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Round {
@@ -48,15 +51,41 @@ impl Round {
         }
     }
 
-    /// The form of a phase, with the script's `total` rounds: `round 3/24`,
-    /// `drain after round 24/24`.
+    /// The form of a patcher's position (a violation's), with the script's `total` rounds:
+    /// `round 3/24`, `drain after round 24/24`.
     pub fn of_total(self, total: u64) -> String {
         match self {
             Self::In(n) => format!("round {n}/{total}"),
-            Self::Drain if total == 0 => "drain (the script has no rounds)".to_string(),
+            Self::Drain if total == 0 => DRAIN_OF_NONE.to_string(),
             Self::Drain => format!("{DRAIN} after round {total}/{total}"),
         }
     }
+
+    /// Reads [`Round::of_total`]'s form at the start of `text`: the round, the script's total
+    /// and the rest of the text; `None` unless `text` starts with exactly that form.
+    pub fn strip_of_total(text: &str) -> Option<(Self, u64, &str)> {
+        if let Some(rest) = text.strip_prefix(DRAIN_OF_NONE) {
+            return Some((Self::Drain, 0, rest));
+        }
+        if let Some(rest) = text.strip_prefix(DRAIN).and_then(|r| r.strip_prefix(" after round ")) {
+            let (n, total, rest) = fraction(rest)?;
+            return (n == total && total > 0).then_some((Self::Drain, total, rest));
+        }
+        let (n, total, rest) = fraction(text.strip_prefix("round ")?)?;
+        (n >= 1).then_some((Self::In(n), total, rest))
+    }
+}
+
+/// `3/24…`: the two numbers (decimal, as `u64` writes them) and the rest.
+fn fraction(text: &str) -> Option<(u64, u64, &str)> {
+    fn number(t: &str) -> Option<(u64, &str)> {
+        let end = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let n: u64 = t[..end].parse().ok()?;
+        (n.to_string().len() == end).then_some((n, &t[end..]))
+    }
+    let (n, rest) = number(text)?;
+    let (total, rest) = number(rest.strip_prefix('/')?)?;
+    Some((n, total, rest))
 }
 
 /// `round 3`, `drain`.
@@ -106,5 +135,16 @@ mod tests {
         assert_eq!(Round::of(24, 24), Round::Drain);
         assert_eq!(Round::of(23, 24).of_total(24), "round 24/24");
         assert_eq!(Round::of(24, 24).of_total(24), "drain after round 24/24");
+    }
+
+    #[test]
+    fn the_form_with_the_total_reads_back() {
+        for (round, total) in [(Round::In(1), 1), (Round::In(3), 24), (Round::Drain, 24), (Round::Drain, 0)] {
+            let text = format!("{} sync", round.of_total(total));
+            assert_eq!(Round::strip_of_total(&text), Some((round, total, " sync")), "{text}");
+        }
+        for bad in ["round 0/1", "round 01/2", "drain after round 2/3", "round 1", "drain", "round /2"] {
+            assert_eq!(Round::strip_of_total(bad), None, "{bad}");
+        }
     }
 }

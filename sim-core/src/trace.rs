@@ -4,10 +4,11 @@
 //! not: the decoded instruction, the kernel statement a patcher operation or handler step
 //! mirrors, which sync an IPI belongs to, the patch round.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::event::Event;
+use crate::program::Op;
 use crate::round::Round;
 
 /// What kind of event a trace record is.
@@ -65,8 +66,34 @@ pub struct TraceEvent {
     pub sync: Option<u64>,
     /// The patch round (batch) in progress, or the drain after the last.
     pub round: Round,
-    /// The patcher's protocol phase.
-    pub phase: String,
+    /// The operation the patcher is at — for a patcher's event, that client's; otherwise the
+    /// leading client's (the one holding `text_mutex`, else the first one not done) — or
+    /// `None` once it is done. JSON writes its name, or `done`, under the name `phase`; read
+    /// back, it is unnumbered ([`Op::unnumbered`]).
+    #[serde(rename = "phase", serialize_with = "op_name", deserialize_with = "op_of_name")]
+    pub op: Option<Op>,
+}
+
+/// What [`TraceEvent::op_name`] says once the patcher is done.
+const DONE: &str = "done";
+
+impl TraceEvent {
+    /// The name of the operation the patcher is at ([`TraceEvent::op`]), or `done`.
+    pub fn op_name(&self) -> &'static str {
+        self.op.map_or(DONE, |op| op.name())
+    }
+}
+
+fn op_name<S: Serializer>(op: &Option<Op>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(op.map_or(DONE, |op| op.name()))
+}
+
+fn op_of_name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Op>, D::Error> {
+    let name = String::deserialize(d)?;
+    if name == DONE {
+        return Ok(None);
+    }
+    Op::from_name(&name).map(Some).ok_or_else(|| serde::de::Error::custom(format!("no operation '{name}'")))
 }
 
 /// Decodes one instruction at `addr` (Intel syntax); `(bad)` if the bytes are no instruction.
@@ -139,7 +166,8 @@ impl Trace {
         }
     }
 
-    /// Folds one event in. `what` names the outcome; `rip`, `bytes` and `epochs` describe it.
+    /// Folds one event in. `what` names the outcome; `rip`, `bytes` and `epochs` describe it;
+    /// `op` is the operation the patcher is at ([`TraceEvent::op`]).
     #[allow(clippy::too_many_arguments)]
     pub fn record(
         &mut self,
@@ -150,7 +178,7 @@ impl Trace {
         rip: Option<u64>,
         bytes: &[u8],
         epochs: &[u32],
-        phase: &str,
+        op: Option<Op>,
     ) {
         let (tag, who) = match event {
             Event::GuestStep(i) => (0u8, i as u64),
@@ -196,7 +224,7 @@ impl Trace {
                 kernel: None,
                 sync: None,
                 round: self.round,
-                phase: phase.to_string(),
+                op,
             });
         }
     }

@@ -1,7 +1,7 @@
 //! The HTML report: one self-contained file (no network, no external script, style or font)
 //! with the whole run's [`timeline`] — zoom with the wheel or the buttons, pan
 //! by dragging, hover or click an event for its instruction, bytes, store epochs (each with the
-//! store it came from), phase and kernel statement — then the violating fetch byte by byte and
+//! store it came from), operation and kernel statement — then the violating fetch byte by byte and
 //! the store history of every patched byte: its stores in order and which of them each vCPU's
 //! fetches saw.
 //!
@@ -69,7 +69,7 @@ fn legend(run: &Run, s: &mut String) {
     for (class, what) in timeline::LEGEND {
         let _ = write!(s, "<span><svg width=\"10\" height=\"10\"><rect class=\"ev {class}\" width=\"10\" height=\"10\"/></svg> {}</span>", escape(what));
     }
-    for phase in ["publish", "write INT3", "write tails", "write first bytes", "sync", "teardown"] {
+    for phase in timeline::LEGEND_PHASES {
         let _ =
             write!(s, "<span><i class=\"band-swatch\" style=\"background:{}\"></i> {phase}</span>", phase_color(phase));
     }
@@ -191,7 +191,7 @@ fn data(run: &Run, s: &mut String) {
                 e.insn,
                 bytes_with_epochs(e),
                 e.round,
-                e.phase,
+                e.op_name(),
                 e.kernel,
                 e.sync
             ])

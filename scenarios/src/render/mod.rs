@@ -20,7 +20,7 @@ pub mod perfetto;
 pub mod text;
 pub mod timeline;
 
-use sim_core::program::Op;
+use sim_core::program::{Op, OpPhase};
 use sim_core::protocol::change::{self, Change, OpEdit};
 use sim_core::trace::{TraceEvent, TraceKind};
 use sim_core::{Outcome, Round, SimError, Violation};
@@ -305,21 +305,23 @@ pub fn handler_spans(run: &Run) -> Vec<(usize, u64, u64)> {
     runs
 }
 
-/// The patcher's phases: `(name, round, first tick, end tick)`, consecutive operations of one
-/// phase merged, bookkeeping (`do_sync = 0`, `smp_wmb()`) joined to the phase it prepares.
+/// The patcher's phases: `(phase, round, first tick, end tick)`, consecutive operations of
+/// one phase merged, bookkeeping (`do_sync = 0`, `smp_wmb()`) joined to the phase it prepares
+/// ([`Op::phase`]; a patcher's event after its last operation counts as [`OpPhase::Other`]).
 /// A phase lasts until the next one starts (a sync spans its wait for acknowledgements).
-pub fn phases(run: &Run) -> Vec<(String, Round, u64, u64)> {
-    let mut out: Vec<(String, Round, u64, u64)> = Vec::new();
+pub fn phases(run: &Run) -> Vec<(OpPhase, Round, u64, u64)> {
+    let mut out: Vec<(OpPhase, Round, u64, u64)> = Vec::new();
     let mut prepared: Option<u64> = None;
+    // A patcher's event is its own client's operation ([`TraceEvent::op`]).
     for e in run.events.iter().filter(|e| e.cpu.is_none()) {
-        let Some(name) = phase_of(&e.event) else {
+        let Some(phase) = e.op.map_or(Some(OpPhase::Other), |op| op.phase()) else {
             prepared = prepared.or(Some(e.tick));
             continue;
         };
         let start = prepared.take().unwrap_or(e.tick);
         match out.last_mut() {
-            Some(last) if last.0 == name && last.1 == e.round => last.3 = e.tick + 1,
-            _ => out.push((name.to_string(), e.round, start, e.tick + 1)),
+            Some(last) if last.0 == phase && last.1 == e.round => last.3 = e.tick + 1,
+            _ => out.push((phase, e.round, start, e.tick + 1)),
         }
     }
     for i in 0..out.len().saturating_sub(1) {
@@ -331,34 +333,6 @@ pub fn phases(run: &Run) -> Vec<(String, Round, u64, u64)> {
         phase.3 = phase.3.max(run.last_tick() + 1);
     }
     out
-}
-
-/// The phase of the patcher an operation (by its name, `Op::name`) belongs to — the bands of
-/// the timeline — or `None` for bookkeeping that joins the next phase.
-pub fn phase_of(op: &str) -> Option<&'static str> {
-    Some(match op {
-        "poke-int3" => "write INT3",
-        "poke-tail" => "write tails",
-        "poke-first" => "write first bytes",
-        "poke-whole" | "text-poke" => "write whole",
-        "poke-first-always" => "write first bytes",
-        "sync" | "sync-if-do-sync" => "sync",
-        "begin-batch" | "set-vec" | "set-nr" | "publish-desc" | "batch-add" | "set-refs" | "set-global-refs" => {
-            "publish"
-        }
-        "clear-vec"
-        | "clear-nr"
-        | "clear-desc"
-        | "put-desc"
-        | "put-desc-nowait"
-        | "dec-refs"
-        | "dec-refs-nowait"
-        | "dec-global-refs"
-        | "dec-global-refs-nowait"
-        | "end-batch" => "teardown",
-        "wmb" | "reset-do-sync" => return None,
-        _ => "other",
-    })
 }
 
 /// Escapes text for XML and HTML.

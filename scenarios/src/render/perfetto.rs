@@ -53,7 +53,7 @@ pub fn render(run: &Run) -> String {
         let tid = v.cpu.map_or(patcher, |c| c as u64);
         events.push(json!({
             "ph": "i", "s": "g", "pid": PID, "tid": tid, "ts": v.tick, "name": format!("VIOLATION {}", v.kind),
-            "cat": "violation", "args": {"message": v.message, "phase": v.phase}
+            "cat": "violation", "args": {"message": v.message, "phase": v.moment}
         }));
     }
     let doc = json!({"traceEvents": events, "otherData": {"pokesim": run.title}});
@@ -70,7 +70,7 @@ fn args(e: &TraceEvent) -> Value {
         "bytes": bytes_with_epochs(e),
         "epochs": e.epochs,
         "round": e.round,
-        "phase": e.phase,
+        "phase": e.op_name(),
         "kernel": e.kernel,
     })
 }
@@ -151,7 +151,7 @@ fn spans(run: &Run, patcher: u64) -> Vec<Value> {
         out.push(json!({"ph": "X", "pid": PID, "tid": c, "ts": start, "dur": stop - start, "name": "INT3 handler", "cat": "handler-run"}));
     }
     for (phase, round, lo, hi) in phases(run) {
-        out.push(json!({"ph": "X", "pid": PID, "tid": patcher, "ts": lo, "dur": hi - lo, "name": phase, "cat": "phase", "args": {"round": round}}));
+        out.push(json!({"ph": "X", "pid": PID, "tid": patcher, "ts": lo, "dur": hi - lo, "name": phase.name(), "cat": "phase", "args": {"round": round}}));
     }
     out
 }

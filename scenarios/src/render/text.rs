@@ -80,7 +80,7 @@ fn line(run: &Run, e: &TraceEvent) -> String {
     let place = e.rip.map_or("-".to_string(), |r| run.place(r));
     let insn = e.insn.as_deref().unwrap_or("");
     let bytes = bytes_with_epochs(e);
-    let phase = format!("{} {}", e.round.short(), e.phase);
+    let phase = format!("{} {}", e.round.short(), e.op_name());
     let kernel = e.kernel.as_deref().unwrap_or("");
     format!(
         "{:>5} {:<8} {:<18} {:<9} {:<30} {:<26} {:<24} {kernel}",

@@ -13,6 +13,7 @@
 
 use std::fmt::Write;
 
+use sim_core::program::OpPhase;
 use sim_core::trace::{TraceEvent, TraceKind};
 
 use super::{bytes_with_epochs, escape, handler_spans, label, phases, Gap, Run};
@@ -74,17 +75,27 @@ impl Layout {
 }
 
 /// The colour of a phase band.
-pub fn phase_color(name: &str) -> &'static str {
-    match name {
-        "publish" => "#9e9e9e",
-        "write INT3" => "#e53935",
-        "write tails" => "#fb8c00",
-        "write first bytes" => "#8e24aa",
-        "write whole" => "#6d4c41",
-        "sync" => "#43a047",
-        _ => "#1e88e5",
+pub fn phase_color(phase: OpPhase) -> &'static str {
+    match phase {
+        OpPhase::Publish => "#9e9e9e",
+        OpPhase::WriteInt3 => "#e53935",
+        OpPhase::WriteTails => "#fb8c00",
+        OpPhase::WriteFirstBytes => "#8e24aa",
+        OpPhase::WriteWhole => "#6d4c41",
+        OpPhase::Sync => "#43a047",
+        OpPhase::Teardown | OpPhase::Other => "#1e88e5",
     }
 }
+
+/// The phases the HTML report's legend shows a swatch for, in its order.
+pub const LEGEND_PHASES: [OpPhase; 6] = [
+    OpPhase::Publish,
+    OpPhase::WriteInt3,
+    OpPhase::WriteTails,
+    OpPhase::WriteFirstBytes,
+    OpPhase::Sync,
+    OpPhase::Teardown,
+];
 
 /// The CSS class of an event's mark (the legend's names).
 pub fn mark_class(run: &Run, e: &TraceEvent) -> &'static str {
@@ -291,7 +302,7 @@ fn lanes(c: &Canvas<'_>, s: &mut String) {
 fn bands(c: &Canvas<'_>, s: &mut String) {
     let top = TOP - 26.0;
     let height = (c.run.cpus + 1) as f64 * (LANE + GAP) + 26.0;
-    for (name, round, lo, hi) in phases(c.run) {
+    for (phase, round, lo, hi) in phases(c.run) {
         if !c.overlaps(lo, hi) {
             continue;
         }
@@ -299,10 +310,10 @@ fn bands(c: &Canvas<'_>, s: &mut String) {
         let _ = writeln!(
             s,
             r#"<rect class="band" data-phase="{}" data-round="{}" data-lo="{lo}" data-hi="{hi}" x="{x0:.2}" y="{top:.1}" width="{:.2}" height="{height:.1}" fill="{}" fill-opacity="0.12"/>"#,
-            escape(&name),
+            escape(phase.name()),
             round.value(),
             (x1 - x0).max(0.5),
-            phase_color(&name)
+            phase_color(phase)
         );
     }
 }
@@ -364,7 +375,7 @@ fn mark(c: &Canvas<'_>, i: usize, e: &TraceEvent, s: &mut String) {
         e.actor,
         label(e),
         e.round.short(),
-        e.phase
+        e.op_name()
     );
     let _ = writeln!(
         s,
@@ -376,7 +387,7 @@ fn mark(c: &Canvas<'_>, i: usize, e: &TraceEvent, s: &mut String) {
         escape(&insn),
         escape(&bytes),
         e.round.value(),
-        escape(&e.phase),
+        escape(e.op_name()),
         escape(&kernel),
         escape(&title)
     );
@@ -514,9 +525,9 @@ fn legend(c: &Canvas<'_>, s: &mut String) {
 fn band_labels(c: &Canvas<'_>) -> Vec<(f64, usize, String)> {
     let mut rows = [f64::MIN; 2];
     let mut out = Vec::new();
-    for (name, round, lo, hi) in phases(c.run) {
+    for (phase, round, lo, hi) in phases(c.run) {
         let x = c.x(lo.max(c.lo())) + 2.0;
-        let text = format!("{} {name}", round.short());
+        let text = format!("{} {phase}", round.short());
         let row = rows.iter().position(|&right| x >= right);
         if !c.overlaps(lo, hi) || (c.layout.detail == Detail::Inline && row.is_none()) {
             continue;

@@ -1,4 +1,4 @@
-//! Phases 3–5 of a tick: run the picked event ([`Machine::dispatch`]), ask the oracles about
+//! Stages 3–5 of a tick: run the picked event ([`Machine::dispatch`]), ask the oracles about
 //! what it did ([`Machine::judge`]), and carry out what follows ([`Machine::apply`]) — each
 //! recorded in the trace and the statistics as it happens.
 
@@ -71,7 +71,7 @@ pub enum Effect {
 }
 
 impl Machine {
-    /// Phase 3: runs `event`.
+    /// Stage 3: runs `event`.
     pub(super) fn dispatch(&mut self, event: Event, decisions: &mut Decisions) -> Result<Effect, SimError> {
         match event {
             Event::GuestStep(i) => self.guest_step(i, event, decisions),
@@ -89,7 +89,7 @@ impl Machine {
                     Some(rip),
                     &[],
                     &[],
-                    self.op_name(),
+                    self.current_op(),
                 );
                 let sync = self.ipi.generation();
                 self.trace.annotate(|e| {
@@ -114,7 +114,7 @@ impl Machine {
             if self.config.max_iterations.is_some_and(|k| self.iterations[i] > k) {
                 // Done: this vCPU takes no more steps (a finite guest), but still takes IPIs.
                 self.finished[i] = true;
-                let (head, op) = (self.loop_head, self.op_name());
+                let (head, op) = (self.loop_head, self.current_op());
                 self.trace.record(self.tick, event, TraceKind::Finished, "finished", Some(head), &[], &[], op);
                 return Ok(Effect::Finished);
             }
@@ -127,7 +127,7 @@ impl Machine {
             StepOutcome::Serialized => (TraceKind::Step, "step (serializing)"),
             StepOutcome::Fault(_) => (TraceKind::Fault, "fault"),
         };
-        let op = self.op_name();
+        let op = self.current_op();
         self.trace.record(self.tick, event, kind, what, Some(insn.addr), insn.bytes(), insn.epochs(), op);
         if self.trace.keeps() {
             let text = disassemble(insn.addr, insn.bytes());
@@ -157,7 +157,7 @@ impl Machine {
         };
         let step = handler.step(&mut ctx);
         self.stats.handler_steps += 1;
-        let op = self.op_name();
+        let op = self.current_op();
         self.trace.record(self.tick, event, TraceKind::Handler, pc.name(), Some(ip), &[], &[], op);
         if self.trace.keeps() {
             let statement = kernel::handler(self.config.protocol.handler(), pc);
@@ -198,7 +198,7 @@ impl Machine {
                 let (addr, len) = self.text.store_range(epoch);
                 let bytes = self.text.log()[epoch as usize - 1].bytes.clone();
                 let epochs = vec![epoch; len as usize];
-                self.trace.record(self.tick, event, TraceKind::Store, name, Some(addr), &bytes, &epochs, name);
+                self.trace.record(self.tick, event, TraceKind::Store, name, Some(addr), &bytes, &epochs, current);
                 None
             }
             PatcherEffect::SyncDone => {
@@ -213,7 +213,7 @@ impl Machine {
             PatcherEffect::Other | PatcherEffect::Fault(_) => Some(TraceKind::Patcher),
         };
         if let Some(kind) = kind {
-            self.trace.record(self.tick, event, kind, name, None, &[], &[], name);
+            self.trace.record(self.tick, event, kind, name, None, &[], &[], current);
         }
         let sync = matches!(kind, Some(TraceKind::Broadcast | TraceKind::SyncDone)).then(|| self.ipi.generation());
         self.trace.annotate(|e| {
@@ -243,7 +243,7 @@ impl Machine {
         format!("{entry}: {handler} first, then {then}notify_die(DIE_INT3); unclaimed: die(\"int3\")")
     }
 
-    /// Phase 4: asks the oracles about `effect`; true if one reported a violation.
+    /// Stage 4: asks the oracles about `effect`; true if one reported a violation.
     pub(super) fn judge(&mut self, effect: &Effect) -> Result<bool, SimError> {
         match effect {
             Effect::Invariant { cpu, regs, message } => {
@@ -328,7 +328,7 @@ impl Machine {
         Ok(())
     }
 
-    /// Phase 5: what follows an event the oracles accepted.
+    /// Stage 5: what follows an event the oracles accepted.
     pub(super) fn apply(&mut self, effect: Effect) -> Result<(), SimError> {
         match effect {
             Effect::Stepped { cpu, outcome: StepOutcome::Int3(regs), .. } => {

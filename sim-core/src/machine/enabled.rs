@@ -1,4 +1,4 @@
-//! The enabled set of phase 1 (DESIGN.md §2.2), kept up to date incrementally.
+//! The enabled set of a tick's stage 1 (DESIGN.md §2.2), kept up to date incrementally.
 //!
 //! The canonical order is: each vCPU's handler step or guest step (by vCPU), then the IPI
 //! deliveries (by vCPU), then the patching clients that can move. A tick changes at most one

@@ -1,6 +1,6 @@
 //! The machine and its run loop (DESIGN.md §2.1–§2.7).
 //!
-//! A tick is five named phases: `Machine::collect_enabled` lists the enabled events in
+//! A tick is five named stages: `Machine::collect_enabled` lists the enabled events in
 //! canonical order ([`crate::event`]); the scheduler picks one through the decision source;
 //! `Machine::dispatch` runs it and says what happened (an [`Effect`]); `Machine::judge`
 //! asks the oracles ([`crate::oracle`]) about it; `Machine::apply` carries out what follows
@@ -212,7 +212,7 @@ impl Machine {
         self.violation.as_ref()
     }
 
-    /// The patcher the phase describes: the client holding `text_mutex`, else the first one
+    /// The patcher a report's position describes: the client holding `text_mutex`, else the first one
     /// not done (the workload's, while it runs).
     fn lead(&self) -> &Patcher {
         let held = self.state.text_mutex.map(|k| &self.patchers[k]);
@@ -224,20 +224,23 @@ impl Machine {
         self.patchers.iter().all(Patcher::done)
     }
 
-    /// The patcher's phase, for reports: round and operation (and which client, when several
-    /// patch).
-    fn phase(&self) -> String {
-        let total = self.state.arrays.len() as u64;
-        let round = self.round().of_total(total);
+    /// Where the patcher stands, for reports: round and operation (and which client, when
+    /// several patch).
+    fn moment(&self) -> crate::oracle::PatcherMoment {
+        use crate::oracle::PatcherMoment;
+        let rounds = self.state.arrays.len() as u64;
+        let round = self.round();
         let lead = self.lead();
-        let who = if lead.client() > 0 { format!("patcher{}: ", lead.client()) } else { String::new() };
         match lead.current() {
-            _ if self.patchers_done() => format!("{round}, patching done"),
-            Some(op) => {
-                let wait = lead.waiting().map_or(String::new(), |w| format!(" ({w})"));
-                format!("{who}{round} {}{wait}", op.name())
-            }
-            None => "between operations".into(),
+            _ if self.patchers_done() => PatcherMoment::Done { round, rounds },
+            Some(op) => PatcherMoment::At {
+                client: lead.client(),
+                round,
+                rounds,
+                op: op.unnumbered(),
+                waiting: lead.waiting().map(std::borrow::Cow::Borrowed),
+            },
+            None => PatcherMoment::Between,
         }
     }
 
@@ -246,8 +249,15 @@ impl Machine {
         Round::of(self.patchers[0].batches_done(), self.state.arrays.len() as u64)
     }
 
+    /// The operation the leading client is at, `None` once it is done ([`TraceEvent::op`]).
+    ///
+    /// [`TraceEvent::op`]: crate::trace::TraceEvent::op
+    fn current_op(&self) -> Option<crate::program::Op> {
+        self.lead().current().copied()
+    }
+
     fn op_name(&self) -> &'static str {
-        self.lead().current().map_or("done", |op| op.name())
+        self.current_op().map_or("done", |op| op.name())
     }
 
     fn report(
@@ -264,10 +274,10 @@ impl Machine {
         let bytes = insn
             .map(|i| i.bytes().iter().zip(i.epochs()).map(|(&byte, &epoch)| ByteEpoch { byte, epoch }).collect())
             .unwrap_or_default();
-        self.violation = Some(Violation { kind, cpu, tick: self.tick, rip, bytes, phase: self.phase(), message });
+        self.violation = Some(Violation { kind, cpu, tick: self.tick, rip, bytes, moment: self.moment(), message });
     }
 
-    /// Phase 1: the enabled events, in canonical order — each vCPU's guest or handler step,
+    /// Stage 1: the enabled events, in canonical order — each vCPU's guest or handler step,
     /// then the IPI deliveries (at an instruction boundary, never inside the handler), then
     /// the patcher unless it waits.
     fn collect_enabled(&mut self) {
@@ -328,7 +338,7 @@ impl Machine {
         Ok(self.finish(decisions, exhausted))
     }
 
-    /// Phases 3–5 for one picked event: dispatch, judge, apply, record.
+    /// Stages 3–5 for one picked event: dispatch, judge, apply, record.
     fn tick(&mut self, event: Event, decisions: &mut Decisions) -> Result<(), SimError> {
         if let Some(cpu) = event.cpu() {
             self.known[cpu] = None;

@@ -22,9 +22,13 @@ pub mod liveness;
 pub mod torn;
 pub mod unclaimed;
 
+use std::borrow::Cow;
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::program::Op;
+use crate::round::Round;
 
 /// The closed set of violation kinds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -110,8 +114,10 @@ pub struct Violation {
     pub rip: Option<u64>,
     /// The executed bytes, each with its store epoch.
     pub bytes: Vec<ByteEpoch>,
-    /// The patcher's protocol phase at that moment.
-    pub phase: String,
+    /// Where the patcher stood at that moment; JSON writes it as its sentence, under the
+    /// name `phase` that artifacts have always used.
+    #[serde(rename = "phase")]
+    pub moment: PatcherMoment,
     /// A human-readable explanation.
     pub message: String,
 }
@@ -151,6 +157,141 @@ impl fmt::Display for Violation {
             }
             f.write_str("]")?;
         }
-        write!(f, " phase={}: {}", self.phase, self.message)
+        write!(f, " phase={}: {}", self.moment, self.message)
+    }
+}
+
+/// Where the patcher stood when a violation was found: the client that leads (the one holding
+/// `text_mutex`, else the first one not done), the workload's patch round and the operation
+/// that client is at. Reports, JSON and artifacts write it as a sentence ([`fmt::Display`]:
+/// `round 1/2 poke-int3`, `patcher1: drain after round 8/8 sync (waiting for acks)`,
+/// `drain after round 1/1, patching done`) and read it back from that sentence.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum PatcherMoment {
+    /// A client is at an operation.
+    At {
+        /// The client (0: the workload's).
+        client: usize,
+        /// The workload's round in progress, or the drain.
+        round: Round,
+        /// The rounds of the workload's script.
+        rounds: u64,
+        /// The operation, unnumbered ([`Op::unnumbered`]): the sentence names it only.
+        op: Op,
+        /// What it waits for, as the patcher's `waiting()` words it.
+        waiting: Option<Cow<'static, str>>,
+    },
+    /// The leading client has issued its last operation and is not yet done.
+    Between,
+    /// Every client has finished its program.
+    Done {
+        /// The workload's round (the drain, once every round has returned).
+        round: Round,
+        /// The rounds of the workload's script.
+        rounds: u64,
+    },
+}
+
+/// The words of [`PatcherMoment::Between`].
+const BETWEEN: &str = "between operations";
+/// What follows the round of [`PatcherMoment::Done`].
+const DONE: &str = ", patching done";
+
+impl fmt::Display for PatcherMoment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PatcherMoment::At { client, round, rounds, op, waiting } => {
+                if *client > 0 {
+                    write!(f, "patcher{client}: ")?;
+                }
+                write!(f, "{} {}", round.of_total(*rounds), op.name())?;
+                match waiting {
+                    Some(w) => write!(f, " ({w})"),
+                    None => Ok(()),
+                }
+            }
+            PatcherMoment::Between => f.write_str(BETWEEN),
+            PatcherMoment::Done { round, rounds } => write!(f, "{}{DONE}", round.of_total(*rounds)),
+        }
+    }
+}
+
+impl std::str::FromStr for PatcherMoment {
+    type Err = String;
+
+    /// Reads the sentence [`fmt::Display`] writes, exactly.
+    fn from_str(text: &str) -> Result<Self, String> {
+        let bad = || format!("'{text}' is not a patcher position as pokesim writes it");
+        if text == BETWEEN {
+            return Ok(PatcherMoment::Between);
+        }
+        let (client, rest) = match text.strip_prefix("patcher") {
+            Some(rest) => {
+                let (k, rest) = rest.split_once(": ").ok_or_else(bad)?;
+                let client: usize = k.parse().map_err(|_| bad())?;
+                (client > 0 && client.to_string() == k).then_some((client, rest)).ok_or_else(bad)?
+            }
+            None => (0, text),
+        };
+        let (round, rounds, rest) = Round::strip_of_total(rest).ok_or_else(bad)?;
+        if client == 0 && rest == DONE {
+            return Ok(PatcherMoment::Done { round, rounds });
+        }
+        let rest = rest.strip_prefix(' ').ok_or_else(bad)?;
+        let (name, waiting) = match rest.split_once(' ') {
+            Some((name, w)) => {
+                let w = w.strip_prefix('(').and_then(|w| w.strip_suffix(')')).ok_or_else(bad)?;
+                (name, Some(Cow::Owned(w.to_string())))
+            }
+            None => (rest, None),
+        };
+        let op = Op::from_name(name).ok_or_else(bad)?;
+        Ok(PatcherMoment::At { client, round, rounds, op, waiting })
+    }
+}
+
+/// JSON: the sentence.
+impl Serialize for PatcherMoment {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for PatcherMoment {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every form the simulator writes reads back as itself, and nothing else reads.
+    #[test]
+    fn a_patcher_moment_reads_back_from_its_sentence() {
+        for text in [
+            "round 1/1 poke-int3",
+            "round 5/6 sync-if-do-sync (waiting for acks)",
+            "patcher1: drain after round 8/8 sync",
+            "patcher2: round 3/24 unlock-text-mutex",
+            "drain after round 6/6 sync (waiting for acks)",
+            "drain (the script has no rounds) text-poke (waiting for an RCU grace period)",
+            "drain after round 1/1, patching done",
+            "between operations",
+        ] {
+            let moment: PatcherMoment = text.parse().unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(moment.to_string(), text);
+        }
+        for bad in [
+            "poke-tail",
+            "round 1/1",
+            "round 1/1 poke-everything",
+            "patcher0: round 1/1 sync",
+            "patcher1: drain after round 1/1, patching done",
+            "round 1/1 sync waiting",
+        ] {
+            assert!(bad.parse::<PatcherMoment>().is_err(), "{bad}");
+        }
     }
 }
