@@ -1,8 +1,9 @@
 //! The protocol catalogue (DESIGN.md §2.6, reference/kernel-protocol.md §1–§3). Each kernel
 //! version is one module that owns everything it is — its [`Version`] (`VERSION`: name and
-//! description, INT3 handler ([`HandlerKind`], whose micro-steps are [`crate::handler`]'s),
-//! `text_poke_loc_init` rules ([`LocRules`]), how its callers batch, how its kprobes behave, the
-//! kernel functions its traces name) and its patcher program, a sequence of [`Op`]s per batch.
+//! description, INT3 handler ([`HandlerKind`]), `text_poke_loc_init` rules ([`LocRules`]), how
+//! its callers batch, how its kprobes behave, the kernel functions its traces name) — its INT3
+//! handler's rules (`HANDLER`: [`HandlerRules`], which [`crate::handler`] runs) and its patcher
+//! program, a sequence of [`Op`]s per batch.
 //! [`Protocol`] names a version and reads everything from its `VERSION`; a [`Mutant`] is a named
 //! edit of a program, the handler, `register_kprobe()` or batching.
 //!
@@ -16,6 +17,7 @@
 //! | `linux-6.16` | [`linux_6_16`] | `smp_text_poke_batch_add()`/`_finish()`, per-CPU refs, RET and Jcc |
 
 pub mod change;
+pub mod int3_handler;
 pub mod kernel;
 pub mod linux_5_4;
 pub mod linux_5_5;
@@ -30,6 +32,7 @@ use crate::error::Subject;
 use crate::program::{template_of, Op, Step};
 use crate::SimError;
 
+pub use int3_handler::{Emulates, Enter, HandlerKind, HandlerPc, HandlerRules, Lookup};
 pub use loc::{text_poke_loc_init, LocRules, TextPokeLoc};
 pub use mutant::{Edits, HandlerEdit, Mutant, MutantInfo, SplitCheck, Versions};
 
@@ -48,21 +51,6 @@ pub enum Protocol {
     Linux60,
     /// The 2025 `smp_text_poke_*` rewrite with per-CPU refs, RET and Jcc emulation.
     Linux616,
-}
-
-/// How a version's INT3 handler finds its entry and what it does with it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum HandlerKind {
-    /// `bp_patching { vec, nr_entries }`, then `regs->ip = tp->detour` (5.4).
-    Detour,
-    /// `bp_patching { vec, nr_entries }`, then emulate (seed, 5.5).
-    Emulate,
-    /// `try_get_desc(&bp_desc)`, emulate, `put_desc()` (5.6).
-    Desc,
-    /// `try_get_desc()` on the static `bp_desc.refs`, emulate incl. RET, put (6.0).
-    GlobalRefs,
-    /// `try_get_text_poke_array()` on this CPU's refs, emulate incl. RET/Jcc, put (6.16).
-    PerCpuRefs,
 }
 
 impl Protocol {
