@@ -34,7 +34,7 @@ use crate::SimError;
 
 pub use int3_handler::{Emulates, Enter, HandlerKind, HandlerPc, HandlerRules, Lookup};
 pub use loc::{text_poke_loc_init, LocRules, TextPokeLoc};
-pub use mutant::{Edits, HandlerEdit, Mutant, MutantInfo, SplitCheck, Versions};
+pub use mutant::{EditFacts, Edits, HandlerEdit, Mutant, MutantInfo, SplitCheck, Versions};
 
 /// A protocol version.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -103,24 +103,12 @@ impl Protocol {
             if mutants[..i].contains(m) {
                 return bad(m, "is listed twice");
             }
+            if let Some(why) = m.edits().facts().not_in_program {
+                return bad(m, why);
+            }
             let others: Vec<Mutant> = mutants.iter().copied().filter(|o| o != m).collect();
-            match m.edits() {
-                Edits::Program if self.batch_program(mutants, 0, 1, 1) == self.batch_program(&others, 0, 1, 1) => {
-                    return bad(m, "leaves the program unchanged together with the other mutants listed");
-                }
-                Edits::Program => {}
-                Edits::Handler(_) => {
-                    return bad(
-                        m,
-                        "edits the INT3 handler, not the patcher program; a custom program keeps the version's handler",
-                    )
-                }
-                Edits::RegisterKprobe | Edits::KprobeDisarm => {
-                    return bad(m, "edits register_kprobe()/arch_disarm_kprobe(), not the text_poke_bp() program")
-                }
-                Edits::BatchSplit(_) => {
-                    return bad(m, "edits how smp_text_poke_batch_add() splits batches, not a batch's program")
-                }
+            if self.batch_program(mutants, 0, 1, 1) == self.batch_program(&others, 0, 1, 1) {
+                return bad(m, "leaves the program unchanged together with the other mutants listed");
             }
         }
         template_of(&self.batch_program(mutants, 0, 1, 1))
