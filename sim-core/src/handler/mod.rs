@@ -160,7 +160,7 @@ impl Held {
 
     /// The count the held reference is on, as the put decrements it: `Err` if the descriptor
     /// is gone (`put_desc()` on a returned batch's stack).
-    fn count<'s>(self, state: &'s mut PatchState, cpu: usize) -> Result<Option<&'s mut i32>, AccessFault> {
+    fn count(self, state: &mut PatchState, cpu: usize) -> Result<Option<&mut i32>, AccessFault> {
         Ok(match self {
             Held::Desc(id) => {
                 state.desc_array(id)?;
