@@ -4,8 +4,8 @@
 //! code, so the patcher can interleave between any two of them. The version's rules
 //! ([`crate::protocol::HandlerRules`], in its module) decide the first steps (how the handler
 //! finds the patching state and whether it takes a reference), where the lookup reads and what
-//! it emulates; [`Handler::step`] dispatches on the step and runs them ([`lookup`]: entry to
-//! put, [`emulation`]: the `switch (tp->opcode)`, [`kprobe`]: `kprobe_int3_handler()`):
+//! it emulates; [`Handler::step`] dispatches on the step and runs them (`lookup`: entry to
+//! put, `emulation`: the `switch (tp->opcode)`, `kprobe`: `kprobe_int3_handler()`):
 //!
 //! ```text
 //! Entry      5.4/seed/5.5: smp_rmb(); if (!bp_patching.nr_entries) return 0;
