@@ -75,7 +75,8 @@ impl HandlerPc {
     }
 }
 
-/// Which INT3 handler a version runs; its behaviour is [`HandlerKind::rules`].
+/// Which INT3 handler a version runs; its behaviour is [`HandlerKind::rules`] (in
+/// [`super`], next to [`super::Protocol::version`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HandlerKind {
     /// `bp_patching { vec, nr_entries }`, then `regs->ip = tp->detour` (5.4).
@@ -88,19 +89,6 @@ pub enum HandlerKind {
     GlobalRefs,
     /// `try_get_text_poke_array()` on this CPU's refs, emulate incl. RET/Jcc, put (6.16).
     PerCpuRefs,
-}
-
-impl HandlerKind {
-    /// This handler's rules, as the version module that introduced it states them.
-    pub fn rules(self) -> &'static HandlerRules {
-        match self {
-            HandlerKind::Detour => &super::linux_5_4::HANDLER,
-            HandlerKind::Emulate => &super::seed::HANDLER,
-            HandlerKind::Desc => &super::linux_5_6::HANDLER,
-            HandlerKind::GlobalRefs => &super::linux_6_0::HANDLER,
-            HandlerKind::PerCpuRefs => &super::linux_6_16::HANDLER,
-        }
-    }
 }
 
 /// How the handler enters: its first load and the reference it takes.

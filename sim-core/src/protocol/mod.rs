@@ -169,6 +169,19 @@ impl Protocol {
     }
 }
 
+impl HandlerKind {
+    /// This handler's rules, as the version module that introduced it states them.
+    pub fn rules(self) -> &'static HandlerRules {
+        match self {
+            HandlerKind::Detour => &linux_5_4::HANDLER,
+            HandlerKind::Emulate => &seed::HANDLER,
+            HandlerKind::Desc => &linux_5_6::HANDLER,
+            HandlerKind::GlobalRefs => &linux_6_0::HANDLER,
+            HandlerKind::PerCpuRefs => &linux_6_16::HANDLER,
+        }
+    }
+}
+
 /// How a version's callers hand it a batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Batching {
