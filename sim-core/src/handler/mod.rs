@@ -330,3 +330,124 @@ impl Handler {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use cpu_model::Layout;
+
+    use super::*;
+    use crate::patching::PokeArray;
+    use crate::protocol::{text_poke_loc_init, Protocol};
+
+    const SITE: u64 = 0x1000;
+
+    /// One live batch of one CALL at [`SITE`], published as `p` publishes it.
+    fn published(p: Protocol, cpus: usize) -> PatchState {
+        let loc = text_poke_loc_init(p.loc_rules(), SITE, &[0xe8, 0x10, 0, 0, 0], None, None).unwrap();
+        let mut array = PokeArray::new(vec![loc], vec![vec![0x0f, 0x1f, 0x44, 0, 0]]);
+        array.live = true;
+        array.refs = 1;
+        let mut state = PatchState::new(vec![array], cpus, Vec::new());
+        (state.vec, state.nr_entries, state.desc, state.global_refs) = (Some(0), 1, Some(0), 1);
+        state.percpu_refs.iter_mut().for_each(|r| *r = 1);
+        state.static_vec = vec![Some((0, 0))];
+        state
+    }
+
+    /// Steps a trap at [`SITE`] on vCPU 0 until it leaves the patching handler; the steps seen.
+    fn run(kind: HandlerKind, state: &mut PatchState) -> (Vec<HandlerPc>, HandlerStep, Handler) {
+        let layout = Layout { text_base: 0, text_len: 0x2000, data_base: 0x10000, data_len: 0x1000 };
+        let (data, text) = (SharedRegion::new(0x10000, 0x1000), TextMemory::new(&layout, vec![0x90; 0x2000]));
+        let mut ctx = HandlerCtx {
+            kind,
+            rules: LocRules::Seed,
+            mutants: &[],
+            state,
+            data: &data,
+            kprobes: false,
+            text: &text,
+            recovers_vanished_int3: true,
+            instrumented: None,
+        };
+        let mut h = Handler::new(0, Regs { rip: SITE + 1, ..Regs::default() }, 0);
+        let mut pcs = Vec::new();
+        loop {
+            pcs.push(h.pc());
+            match h.step(&mut ctx) {
+                HandlerStep::Continue => {}
+                HandlerStep::Emulated { emulation, .. } => h.emulated(&emulation),
+                other => return (pcs, other, h),
+            }
+        }
+    }
+
+    #[test]
+    fn each_version_enters_looks_up_emulates_and_puts_what_it_took() {
+        use HandlerPc::*;
+        for p in Protocol::ALL {
+            let kind = p.handler();
+            let mut state = published(p, 1);
+            let (pcs, last, _) = run(kind, &mut state);
+            let mut want = vec![Entry];
+            want.extend(kind.rules().has(IncRef).then_some(IncRef));
+            want.extend([BranchNr, LoadVec, CompareSingle, Emulate]);
+            want.extend(kind.rules().has(Put).then_some(Put));
+            want.push(Iret);
+            assert_eq!(pcs, want, "{p}");
+            // The CALL's target; 5.4 jumps to the detour, the next instruction.
+            let rip =
+                if kind.rules().emulates == crate::protocol::Emulates::Detour { SITE + 5 } else { SITE + 5 + 0x10 };
+            assert!(matches!(last, HandlerStep::Iret(r) if r.rip == rip), "{p}: {last:?}");
+            // Every reference taken was put: the counts are as published.
+            assert_eq!((state.arrays[0].refs, state.global_refs, state.percpu_refs[0]), (1, 1, 1), "{p}");
+        }
+    }
+
+    #[test]
+    fn a_freed_descriptor_is_a_use_after_free_and_abandon_drops_what_is_held() {
+        let mut state = published(Protocol::Linux56, 1);
+        state.arrays[0].live = false;
+        let (_, last, _) = run(HandlerKind::Desc, &mut state);
+        assert!(
+            matches!(&last, HandlerStep::Fault { kind: ViolationKind::UseAfterFree, message } if message.contains("try_get_desc")),
+            "{last:?}"
+        );
+        let mut state = published(Protocol::Linux616, 2);
+        let mut h = Handler::new(0, Regs { rip: SITE + 1, ..Regs::default() }, 0);
+        h.held = Held::PerCpu;
+        state.percpu_refs[0] = 2;
+        h.abandon(HandlerKind::PerCpuRefs, &mut state);
+        h.abandon(HandlerKind::PerCpuRefs, &mut state);
+        assert_eq!((state.percpu_refs[0], h.held), (1, Held::Nothing));
+    }
+
+    #[test]
+    fn the_hash_keeps_the_encoding_of_one_found_index() {
+        let hash = |h: &Handler| {
+            let mut s = std::collections::hash_map::DefaultHasher::new();
+            h.hash_state(&mut s, |r| *r);
+            std::hash::Hasher::finish(&s)
+        };
+        let mut a = Handler::new(0, Regs::default(), 0);
+        let mut b = a.clone();
+        (a.entry, a.kprobe) = (3, Some(1));
+        (b.entry, b.kprobe) = (0, Some(1));
+        assert_eq!(hash(&a), hash(&b), "once a kprobe is found, the entry no longer matters");
+        b.kprobe = None;
+        assert_ne!(hash(&a), hash(&b));
+        (b.entry, b.held, a.held) = (1, Held::Read(0), Held::Desc(0));
+        assert_ne!(hash(&a), hash(&b), "holding the reference is part of the state");
+    }
+
+    #[test]
+    fn a_desc_lookup_reads_the_descriptor_its_entry_read() {
+        for p in Protocol::ALL {
+            let rules = p.handler().rules();
+            assert_eq!(
+                rules.lookup == crate::protocol::Lookup::Desc,
+                rules.enter == crate::protocol::Enter::Desc,
+                "{p}"
+            );
+        }
+    }
+}
