@@ -7,7 +7,7 @@
 //! (one batch, one entry, one vCPU: the shape `pokesim program` shows).
 
 use super::kernel::{self, Statement};
-use super::{Edits, HandlerEdit, Mutant, Protocol, SplitCheck};
+use super::{Edits, Mutant, Protocol};
 use crate::program::Op;
 
 /// What happened to an operation of the unmutated program.
@@ -116,31 +116,8 @@ pub fn changes(protocol: Protocol, mutants: &[Mutant]) -> Vec<Change> {
 }
 
 fn elsewhere(mutant: Mutant, edits: Edits) -> Change {
-    let (step, what) = match edits {
-        Edits::Handler(HandlerEdit::JumpPast) => {
-            ("emulate", "the INT3 handler sets regs->ip past the instruction instead of emulating it")
-        }
-        Edits::Handler(HandlerEdit::EmulateOld) => {
-            ("emulate", "the INT3 handler emulates the old instruction instead of the new")
-        }
-        Edits::Handler(HandlerEdit::JccInvert) => ("emulate", "int3_emulate_jcc() ignores the inversion bit (cc & 1)"),
-        Edits::Handler(HandlerEdit::FirstCall) => {
-            ("entry", "the INT3 handler's first step calls into patched text (a nested INT3)")
-        }
-        Edits::Handler(HandlerEdit::Rmb) => ("entry", "the INT3 handler's smp_rmb() is dropped (no step of the model)"),
-        Edits::KprobeDisarm => ("arch_disarm_kprobe()", "text_poke_sync() after the disarming text_poke() is removed"),
-        Edits::RegisterKprobe => {
-            ("register_kprobe()", "check_ftrace_location() and the *_text_reserved() checks are removed")
-        }
-        Edits::BatchSplit(SplitCheck::Full) => {
-            ("smp_text_poke_batch_add()", "the flush on a full vector (nr_entries == TEXT_POKE_ARRAY_MAX) is removed")
-        }
-        Edits::BatchSplit(SplitCheck::Order) => {
-            ("smp_text_poke_batch_add()", "the flush on an out-of-order address (text_poke_addr_ordered()) is removed")
-        }
-        Edits::Program => ("text_poke_bp()", "the patcher program"),
-    };
-    Change::Elsewhere { mutant, step, what }
+    let facts = edits.facts();
+    Change::Elsewhere { mutant, step: facts.step, what: facts.what }
 }
 
 /// The operations of the unmutated program that `mutant` removed, moved or replaced.

@@ -16,6 +16,7 @@
 //! `regs->ip = tp->detour` ([`super::HandlerKind::Detour`]): a plain jump, which cannot
 //! perform a CALL's push (bug B1).
 
+use super::int3_handler::{Emulates, Enter, HandlerRules, Lookup, NR_ENTRIES_CODE, POKE_INT3_HANDLER, PUT_DESC_CODE};
 use super::{int3_phases, ArmSync, Batching, HandlerKind, LocRules, Mutant, Names, Recovery, Version};
 use crate::program::Op;
 
@@ -25,6 +26,18 @@ pub const VERSION: Version =
         .kprobes(Recovery::Retries, ArmSync::None)
         .names(Names::ON_EACH_CPU)
         .about(DESCRIPTION);
+
+/// `poke_int3_handler()` before the seed ([`HandlerKind::Detour`]): `bp_patching.nr_entries`
+/// first, no reference, the lookup in `bp_patching`, and a jump to the entry's detour.
+pub const HANDLER: HandlerRules = HandlerRules {
+    function: POKE_INT3_HANDLER,
+    enter: Enter::NrEntries,
+    lookup: Lookup::Published,
+    emulates: Emulates::Detour,
+    entry_code: NR_ENTRIES_CODE,
+    emulate_code: "regs->ip = (unsigned long) tp->detour;",
+    put_code: PUT_DESC_CODE,
+};
 
 const DESCRIPTION: &str = "v5.3/5.4 text_poke_bp_batch: three syncs, the handler sets regs->ip = detour \
          (cannot emulate a CALL: bug B1)";

@@ -15,6 +15,7 @@
 //! (`smp_mb__before_atomic(); atomic_dec(&desc->refs)`). The descriptor lives on the patcher's
 //! stack: once the batch returns, touching it is a use after free.
 
+use super::int3_handler::{Emulates, Enter, HandlerRules, Lookup, POKE_INT3_HANDLER, PUT_DESC_CODE, SWITCH_CODE};
 use super::{int3_phases, ArmSync, Batching, HandlerKind, LocRules, Mutant, Names, Recovery, Version};
 use crate::program::Op;
 
@@ -24,6 +25,19 @@ pub const VERSION: Version =
         .kprobes(Recovery::Retries, ArmSync::TextPokeSync)
         .names(Names::TEXT_POKE_SYNC)
         .about(DESCRIPTION);
+
+/// `poke_int3_handler()` with `try_get_desc()` ([`HandlerKind::Desc`]): `READ_ONCE(bp_desc)`,
+/// then `atomic_inc_not_zero(&desc->refs)` as a step of its own; the lookup in `desc`; the
+/// seed's `switch`; `put_desc()`.
+pub const HANDLER: HandlerRules = HandlerRules {
+    function: POKE_INT3_HANDLER,
+    enter: Enter::Desc,
+    lookup: Lookup::Desc,
+    emulates: Emulates::Opcodes { ret: false, jcc: false },
+    entry_code: "smp_rmb(); desc = READ_ONCE(bp_desc); if (!desc) return 0; /* try_get_desc() */",
+    emulate_code: SWITCH_CODE,
+    put_code: PUT_DESC_CODE,
+};
 
 const DESCRIPTION: &str = "1f676247f36a: on-stack bp_desc with refs; try_get_desc/put_desc in the handler, \
          the patcher waits for refs to drain";

@@ -21,6 +21,7 @@
 //! pokesim reproduces the race this version fixed: `linux-5.6` with a foreign kprobe is
 //! reported as a `use-after-free` (in `try_get_desc`), `linux-6.0` passes.
 
+use super::int3_handler::{Emulates, Enter, HandlerRules, Lookup, POKE_INT3_HANDLER, PUT_DESC_CODE, SWITCH_CODE};
 use super::{int3_phases, ArmSync, Batching, HandlerKind, LocRules, Mutant, Names, Recovery, Version};
 use crate::program::Op;
 
@@ -36,6 +37,19 @@ pub const VERSION: Version = Version::new(
 .names(Names::EXC_INT3)
 .about(DESCRIPTION)
 .with_static_calls();
+
+/// `poke_int3_handler()` on the static `bp_desc` ([`HandlerKind::GlobalRefs`]):
+/// `arch_atomic_inc_not_zero(&bp_desc.refs)`, the lookup in `bp_desc`, the `switch` with RET,
+/// `put_desc()`.
+pub const HANDLER: HandlerRules = HandlerRules {
+    function: POKE_INT3_HANDLER,
+    enter: Enter::GlobalRefs,
+    lookup: Lookup::Published,
+    emulates: Emulates::Opcodes { ret: true, jcc: false },
+    entry_code: "smp_rmb(); if (!arch_atomic_inc_not_zero(&bp_desc.refs)) return 0; /* try_get_desc() */",
+    emulate_code: SWITCH_CODE,
+    put_code: PUT_DESC_CODE,
+};
 
 const DESCRIPTION: &str = "efd608fa7403 (2022): bp_desc is a static global {vec, nr_entries, refs}, refs set with \
          release before the first INT3 and awaited at the end (fixes 5.6's try_get_desc() use \

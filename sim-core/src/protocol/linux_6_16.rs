@@ -31,6 +31,7 @@
 //! CALL → `int3_emulate_call`, JMP32/JMP8 → `int3_emulate_jmp`, `0x70..0x7f` →
 //! `int3_emulate_jcc`; put (`smp_mb__before_atomic(); raw_atomic_dec`).
 
+use super::int3_handler::{Emulates, Enter, HandlerRules, Lookup, SWITCH_CODE};
 use super::{int3_phases, ArmSync, Batching, HandlerKind, LocRules, Mutant, Names, Recovery, Version};
 use crate::program::Op;
 
@@ -41,6 +42,19 @@ pub const VERSION: Version =
         .names(Names::SMP_TEXT_POKE)
         .about(DESCRIPTION)
         .with_static_calls();
+
+/// `smp_text_poke_int3_handler()` ([`HandlerKind::PerCpuRefs`]): this CPU's
+/// `text_poke_array_refs`, the lookup in the static `text_poke_array`, the `switch` with RET and
+/// Jcc, `raw_atomic_dec()`.
+pub const HANDLER: HandlerRules = HandlerRules {
+    function: "smp_text_poke_int3_handler()",
+    enter: Enter::PerCpuRefs,
+    lookup: Lookup::StaticArray,
+    emulates: Emulates::Opcodes { ret: true, jcc: true },
+    entry_code: "smp_rmb(); if (!raw_atomic_inc_not_zero(this_cpu_ptr(&text_poke_array_refs))) return 0;",
+    emulate_code: SWITCH_CODE,
+    put_code: "out_put: raw_atomic_dec(this_cpu_ptr(&text_poke_array_refs));",
+};
 
 const DESCRIPTION: &str = "smp_text_poke_batch_add/_finish: per-CPU refs set before the first INT3, sorted vector \
          of at most 256 entries (flushed when full or out of order), bsearch, RET and Jcc \

@@ -11,7 +11,7 @@
 //!   INT3 up to `len` (26c44b776dba), and Jcc — Jcc.d32 is mapped onto opcode `0x70 | cc`
 //!   with `len = 6` (ac0ee0a9560c).
 
-use iced_x86::{Decoder, DecoderOptions};
+use iced_x86::{Decoder, DecoderOptions, Instruction};
 
 use crate::error::Subject;
 use crate::SimError;
@@ -94,6 +94,11 @@ fn opcode_byte(bytes: &[u8]) -> (u8, Option<u8>) {
     (bytes.get(i).copied().unwrap_or(0), bytes.get(i + 1).copied())
 }
 
+/// Whether `bytes` begin with a Jcc.d32 (`0x0f 0x80..=0x8f`, after prefixes).
+fn is_jcc32(bytes: &[u8]) -> bool {
+    matches!(opcode_byte(bytes), (0x0f, Some(0x80..=0x8f)))
+}
+
 /// Initialises one entry. `detour` defaults to `addr + len` (the next instruction), which is
 /// what the 5.4 users passed for NOP-like sites.
 pub fn text_poke_loc_init(
@@ -103,6 +108,37 @@ pub fn text_poke_loc_init(
     emulate: Option<&[u8]>,
     detour: Option<u64>,
 ) -> Result<TextPokeLoc, SimError> {
+    check_length(rules, addr, opcode)?;
+    let len = opcode.len();
+    let base = TextPokeLoc {
+        addr,
+        len,
+        disp: 0,
+        opcode: opcode[0],
+        text: opcode.to_vec(),
+        emulate: emulate.unwrap_or(opcode).to_vec(),
+        detour: detour.unwrap_or(addr + len as u64),
+    };
+    if rules == LocRules::Detour {
+        // 5.4: the bytes are copied, never decoded; the handler only knows the detour.
+        return Ok(base);
+    }
+    let emulate = emulate.unwrap_or(opcode);
+    let mut decoder = Decoder::with_ip(64, emulate, addr, DecoderOptions::NONE);
+    let insn = decoder.decode();
+    if insn.is_invalid() {
+        return Err(bug(rules, addr, format!("{emulate:02x?} is not a complete instruction")));
+    }
+    let (opcode_kind, disp) = switch_case(rules, addr, emulate, len, &insn)?;
+    check_extent(rules, addr, opcode, &insn, opcode_kind)?;
+    if len == 6 && !is_jcc32(emulate) {
+        return Err(bug(rules, addr, "only Jcc.d32 may be 6 bytes long".into()));
+    }
+    Ok(TextPokeLoc { opcode: opcode_kind, disp, ..base })
+}
+
+/// `len` in `1..=POKE_MAX_OPCODE_SIZE` (6 for 6.16's Jcc.d32).
+fn check_length(rules: LocRules, addr: u64, opcode: &[u8]) -> Result<(), SimError> {
     let len = opcode.len();
     let max = if rules == LocRules::Modern { POKE_MAX_OPCODE_SIZE + 1 } else { POKE_MAX_OPCODE_SIZE };
     if len == 6 && opcode[0] == 0x0f && rules != LocRules::Modern {
@@ -115,37 +151,29 @@ pub fn text_poke_loc_init(
     if len == 0 || len > max {
         return Err(bug(rules, addr, format!("length {len} is not in 1..={max}")));
     }
-    let detour = detour.unwrap_or(addr + len as u64);
-    let base = TextPokeLoc {
-        addr,
-        len,
-        disp: 0,
-        opcode: opcode[0],
-        text: opcode.to_vec(),
-        emulate: emulate.unwrap_or(opcode).to_vec(),
-        detour,
-    };
-    if rules == LocRules::Detour {
-        // 5.4: the bytes are copied, never decoded; the handler only knows the detour.
-        return Ok(base);
-    }
-    let emulate = emulate.unwrap_or(opcode);
-    let mut decoder = Decoder::with_ip(64, emulate, addr, DecoderOptions::NONE);
-    let insn = decoder.decode();
-    if insn.is_invalid() {
-        return Err(bug(rules, addr, format!("{emulate:02x?} is not a complete instruction")));
-    }
+    Ok(())
+}
+
+/// The `switch (insn.opcode.bytes[0])` of `text_poke_loc_init()`: the opcode the handler will
+/// switch on and the displacement, or the `BUG()` of an instruction it cannot emulate.
+fn switch_case(
+    rules: LocRules,
+    addr: u64,
+    emulate: &[u8],
+    len: usize,
+    insn: &Instruction,
+) -> Result<(u8, i32), SimError> {
     let (op, op2) = opcode_byte(emulate);
     let disp = (insn.near_branch64().wrapping_sub(addr + insn.len() as u64)) as i64 as i32;
-    let is_jcc32 = op == 0x0f && matches!(op2, Some(0x80..=0x8f));
+    let is_jcc32 = is_jcc32(emulate);
     let modern = rules == LocRules::Modern;
     let ret_ok = matches!(rules, LocRules::RetPadding | LocRules::Modern);
-    let (opcode_kind, disp) = match op {
-        INT3 => (INT3, 0),
-        RET if ret_ok => (RET, 0),
-        CALL | JMP32 | JMP8 => (op, disp),
-        0x70..=0x7f if modern => (op, disp),
-        0x0f if modern && is_jcc32 => (op2.expect("jcc32 has a second byte") - 0x10, disp),
+    Ok(match (op, op2) {
+        (INT3, _) => (INT3, 0),
+        (RET, _) if ret_ok => (RET, 0),
+        (CALL | JMP32 | JMP8, _) => (op, disp),
+        (0x70..=0x7f, _) if modern => (op, disp),
+        (0x0f, Some(cc)) if modern && is_jcc32 => (cc - 0x10, disp),
         // default: assume NOP
         _ => match len {
             2 if emulate == NOP2 => (JMP8, 0),
@@ -166,8 +194,15 @@ pub fn text_poke_loc_init(
                 ));
             }
         },
-    };
-    let padded = ret_ok && matches!(opcode_kind, RET | JMP32 | JMP8);
+    })
+}
+
+/// The bytes are exactly the instruction — or, for control flow that does not fall through
+/// (from 6.0), the instruction padded with INT3.
+fn check_extent(rules: LocRules, addr: u64, opcode: &[u8], insn: &Instruction, kind: u8) -> Result<(), SimError> {
+    let len = opcode.len();
+    let ret_ok = matches!(rules, LocRules::RetPadding | LocRules::Modern);
+    let padded = ret_ok && matches!(kind, RET | JMP32 | JMP8);
     if padded {
         // Control flow without implied execution of the next instruction may be padded with INT3.
         if insn.len() > len || opcode[insn.len().min(len)..].iter().any(|&b| b != INT3) {
@@ -180,10 +215,7 @@ pub fn text_poke_loc_init(
             format!("{len} bytes are not exactly one instruction (the first is {} bytes long)", insn.len()),
         ));
     }
-    if len == 6 && !is_jcc32 {
-        return Err(bug(rules, addr, "only Jcc.d32 may be 6 bytes long".into()));
-    }
-    Ok(TextPokeLoc { opcode: opcode_kind, disp, ..base })
+    Ok(())
 }
 
 #[cfg(test)]

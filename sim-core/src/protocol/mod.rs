@@ -1,8 +1,9 @@
 //! The protocol catalogue (DESIGN.md §2.6, reference/kernel-protocol.md §1–§3). Each kernel
 //! version is one module that owns everything it is — its [`Version`] (`VERSION`: name and
-//! description, INT3 handler ([`HandlerKind`], whose micro-steps are [`crate::handler`]'s),
-//! `text_poke_loc_init` rules ([`LocRules`]), how its callers batch, how its kprobes behave, the
-//! kernel functions its traces name) and its patcher program, a sequence of [`Op`]s per batch.
+//! description, INT3 handler ([`HandlerKind`]), `text_poke_loc_init` rules ([`LocRules`]), how
+//! its callers batch, how its kprobes behave, the kernel functions its traces name) — its INT3
+//! handler's rules (`HANDLER`: [`HandlerRules`], which [`crate::handler`] runs) and its patcher
+//! program, a sequence of [`Op`]s per batch.
 //! [`Protocol`] names a version and reads everything from its `VERSION`; a [`Mutant`] is a named
 //! edit of a program, the handler, `register_kprobe()` or batching.
 //!
@@ -16,6 +17,7 @@
 //! | `linux-6.16` | [`linux_6_16`] | `smp_text_poke_batch_add()`/`_finish()`, per-CPU refs, RET and Jcc |
 
 pub mod change;
+pub mod int3_handler;
 pub mod kernel;
 pub mod linux_5_4;
 pub mod linux_5_5;
@@ -30,8 +32,9 @@ use crate::error::Subject;
 use crate::program::{template_of, Op, Step};
 use crate::SimError;
 
+pub use int3_handler::{Emulates, Enter, HandlerKind, HandlerPc, HandlerRules, Lookup};
 pub use loc::{text_poke_loc_init, LocRules, TextPokeLoc};
-pub use mutant::{Edits, HandlerEdit, Mutant, MutantInfo, SplitCheck, Versions};
+pub use mutant::{EditFacts, Edits, HandlerEdit, Mutant, MutantInfo, SplitCheck, Versions};
 
 /// A protocol version.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -48,21 +51,6 @@ pub enum Protocol {
     Linux60,
     /// The 2025 `smp_text_poke_*` rewrite with per-CPU refs, RET and Jcc emulation.
     Linux616,
-}
-
-/// How a version's INT3 handler finds its entry and what it does with it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum HandlerKind {
-    /// `bp_patching { vec, nr_entries }`, then `regs->ip = tp->detour` (5.4).
-    Detour,
-    /// `bp_patching { vec, nr_entries }`, then emulate (seed, 5.5).
-    Emulate,
-    /// `try_get_desc(&bp_desc)`, emulate, `put_desc()` (5.6).
-    Desc,
-    /// `try_get_desc()` on the static `bp_desc.refs`, emulate incl. RET, put (6.0).
-    GlobalRefs,
-    /// `try_get_text_poke_array()` on this CPU's refs, emulate incl. RET/Jcc, put (6.16).
-    PerCpuRefs,
 }
 
 impl Protocol {
@@ -115,24 +103,12 @@ impl Protocol {
             if mutants[..i].contains(m) {
                 return bad(m, "is listed twice");
             }
+            if let Some(why) = m.edits().facts().not_in_program {
+                return bad(m, why);
+            }
             let others: Vec<Mutant> = mutants.iter().copied().filter(|o| o != m).collect();
-            match m.edits() {
-                Edits::Program if self.batch_program(mutants, 0, 1, 1) == self.batch_program(&others, 0, 1, 1) => {
-                    return bad(m, "leaves the program unchanged together with the other mutants listed");
-                }
-                Edits::Program => {}
-                Edits::Handler(_) => {
-                    return bad(
-                        m,
-                        "edits the INT3 handler, not the patcher program; a custom program keeps the version's handler",
-                    )
-                }
-                Edits::RegisterKprobe | Edits::KprobeDisarm => {
-                    return bad(m, "edits register_kprobe()/arch_disarm_kprobe(), not the text_poke_bp() program")
-                }
-                Edits::BatchSplit(_) => {
-                    return bad(m, "edits how smp_text_poke_batch_add() splits batches, not a batch's program")
-                }
+            if self.batch_program(mutants, 0, 1, 1) == self.batch_program(&others, 0, 1, 1) {
+                return bad(m, "leaves the program unchanged together with the other mutants listed");
             }
         }
         template_of(&self.batch_program(mutants, 0, 1, 1))
@@ -190,6 +166,19 @@ impl Protocol {
     /// The patcher program for one batch: array id `batch`, `n` entries, `cpus` vCPUs.
     pub fn batch_program(self, mutants: &[Mutant], batch: usize, n: usize, cpus: usize) -> Vec<Op> {
         (self.version().program)(mutants, batch, n, cpus)
+    }
+}
+
+impl HandlerKind {
+    /// This handler's rules, as the version module that introduced it states them.
+    pub fn rules(self) -> &'static HandlerRules {
+        match self {
+            HandlerKind::Detour => &linux_5_4::HANDLER,
+            HandlerKind::Emulate => &seed::HANDLER,
+            HandlerKind::Desc => &linux_5_6::HANDLER,
+            HandlerKind::GlobalRefs => &linux_6_0::HANDLER,
+            HandlerKind::PerCpuRefs => &linux_6_16::HANDLER,
+        }
     }
 }
 

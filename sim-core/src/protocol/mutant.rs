@@ -6,7 +6,7 @@
 //! given scenario is decided from this table over the scenario's plan
 //! ([`crate::applicability`]).
 
-use super::Protocol;
+use super::{Emulates, Protocol};
 
 /// A named edit of a protocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -71,21 +71,103 @@ pub enum Edits {
     BatchSplit(SplitCheck),
 }
 
+/// What the model says about one kind of edit, in one place: where it acts, the step it edits
+/// as a change legend names it, and why `pokesim program` cannot spell it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EditFacts {
+    /// Where it acts, in a few words (`pokesim list`).
+    pub acts_where: &'static str,
+    /// The step it edits, as traces name it (`emulate`, `arch_disarm_kprobe()`, ...).
+    pub step: &'static str,
+    /// The edit in words.
+    pub what: &'static str,
+    /// Why a patcher program cannot spell it (`None`: it edits the program).
+    pub not_in_program: Option<&'static str>,
+}
+
+/// The refusal of every handler edit by `pokesim program`.
+const HANDLER_NOT_IN_PROGRAM: Option<&str> =
+    Some("edits the INT3 handler, not the patcher program; a custom program keeps the version's handler");
+/// The refusal of the kprobe edits by `pokesim program`.
+const KPROBE_NOT_IN_PROGRAM: Option<&str> =
+    Some("edits register_kprobe()/arch_disarm_kprobe(), not the text_poke_bp() program");
+/// The refusal of the batch edits by `pokesim program`.
+const BATCH_NOT_IN_PROGRAM: Option<&str> =
+    Some("edits how smp_text_poke_batch_add() splits batches, not a batch's program");
+
 impl Edits {
+    /// Everything the model says about this edit.
+    pub fn facts(self) -> EditFacts {
+        let f = |acts_where, step, what, not_in_program| EditFacts { acts_where, step, what, not_in_program };
+        match self {
+            Edits::Program => {
+                f("acts where a site is patched with text_poke_bp()", "text_poke_bp()", "the patcher program", None)
+            }
+            Edits::Handler(edit) => edit.facts(),
+            Edits::KprobeDisarm => f(
+                "acts where a kprobe arms and disarms itself (ftrace+kprobe-cycling)",
+                "arch_disarm_kprobe()",
+                "text_poke_sync() after the disarming text_poke() is removed",
+                KPROBE_NOT_IN_PROGRAM,
+            ),
+            Edits::RegisterKprobe => f(
+                "acts where a kprobe sits on a patched site (ftrace+kprobe-entry)",
+                "register_kprobe()",
+                "check_ftrace_location() and the *_text_reserved() checks are removed",
+                KPROBE_NOT_IN_PROGRAM,
+            ),
+            Edits::BatchSplit(SplitCheck::Full) => f(
+                "acts where a batch has more than 256 entries (batch --sites 257)",
+                "smp_text_poke_batch_add()",
+                "the flush on a full vector (nr_entries == TEXT_POKE_ARRAY_MAX) is removed",
+                BATCH_NOT_IN_PROGRAM,
+            ),
+            Edits::BatchSplit(SplitCheck::Order) => f(
+                "acts where a batch is queued out of order (batch-interleaved)",
+                "smp_text_poke_batch_add()",
+                "the flush on an out-of-order address (text_poke_addr_ordered()) is removed",
+                BATCH_NOT_IN_PROGRAM,
+            ),
+        }
+    }
+
     /// Where an edit of this kind acts, in a few words (`pokesim list`); the exact rule over a
     /// plan is [`crate::applicability::vacuous`].
     pub fn acts_where(self) -> &'static str {
+        self.facts().acts_where
+    }
+}
+
+impl HandlerEdit {
+    /// Everything the model says about this handler edit.
+    fn facts(self) -> EditFacts {
+        let f = |acts_where, step, what| EditFacts { acts_where, step, what, not_in_program: HANDLER_NOT_IN_PROGRAM };
         match self {
-            Edits::Program => "acts where a site is patched with text_poke_bp()",
-            Edits::Handler(HandlerEdit::JumpPast) => "acts where a patched instruction is not a NOP",
-            Edits::Handler(HandlerEdit::EmulateOld) => "acts where a patched site changes",
-            Edits::Handler(HandlerEdit::JccInvert) => "acts where a patched Jcc has the inversion bit (jcc)",
-            Edits::Handler(HandlerEdit::FirstCall) => "acts where a site is patched with an INT3",
-            Edits::Handler(HandlerEdit::Rmb) => "acts nowhere: the model has no smp_rmb() step",
-            Edits::KprobeDisarm => "acts where a kprobe arms and disarms itself (ftrace+kprobe-cycling)",
-            Edits::RegisterKprobe => "acts where a kprobe sits on a patched site (ftrace+kprobe-entry)",
-            Edits::BatchSplit(SplitCheck::Full) => "acts where a batch has more than 256 entries (batch --sites 257)",
-            Edits::BatchSplit(SplitCheck::Order) => "acts where a batch is queued out of order (batch-interleaved)",
+            HandlerEdit::JumpPast => f(
+                "acts where a patched instruction is not a NOP",
+                "emulate",
+                "the INT3 handler sets regs->ip past the instruction instead of emulating it",
+            ),
+            HandlerEdit::EmulateOld => f(
+                "acts where a patched site changes",
+                "emulate",
+                "the INT3 handler emulates the old instruction instead of the new",
+            ),
+            HandlerEdit::JccInvert => f(
+                "acts where a patched Jcc has the inversion bit (jcc)",
+                "emulate",
+                "int3_emulate_jcc() ignores the inversion bit (cc & 1)",
+            ),
+            HandlerEdit::FirstCall => f(
+                "acts where a site is patched with an INT3",
+                "entry",
+                "the INT3 handler's first step calls into patched text (a nested INT3)",
+            ),
+            HandlerEdit::Rmb => f(
+                "acts nowhere: the model has no smp_rmb() step",
+                "entry",
+                "the INT3 handler's smp_rmb() is dropped (no step of the model)",
+            ),
         }
     }
 }
@@ -120,11 +202,12 @@ pub enum SplitCheck {
 pub enum Versions {
     /// Every version.
     All,
-    /// Every version whose handler emulates (all but linux-5.4's detour).
+    /// Every version whose handler emulates (all but linux-5.4's detour, [`Emulates::Detour`]).
     Emulating,
     /// One version.
     Only(Protocol),
-    /// The versions that wait for the handlers' references (5.6 on).
+    /// The versions that wait for the handlers' references (5.6 on): those whose handler takes
+    /// one ([`super::Enter::takes_reference`]).
     RefsWait,
     /// The versions whose `arch_disarm_kprobe()` syncs (5.6 on).
     KprobeArmSync,
@@ -135,12 +218,11 @@ pub enum Versions {
 impl Versions {
     /// Whether `protocol` has the code.
     pub fn contains(self, protocol: Protocol) -> bool {
-        use Protocol::*;
         match self {
             Versions::All => true,
-            Versions::Emulating => protocol != Linux54,
+            Versions::Emulating => protocol.handler().rules().emulates != Emulates::Detour,
             Versions::Only(p) => protocol == p,
-            Versions::RefsWait => matches!(protocol, Linux56 | Linux60 | Linux616),
+            Versions::RefsWait => protocol.handler().rules().enter.takes_reference(),
             Versions::KprobeArmSync => protocol.kprobe_arm_syncs(),
             Versions::BatchAdd => protocol.batch_add(),
         }
@@ -163,190 +245,20 @@ pub struct MutantInfo {
 }
 
 impl Mutant {
-    /// Every mutant.
-    pub const ALL: [Mutant; 19] = [
-        Mutant::NoSyncAfterInt3,
-        Mutant::NoSyncAfterTail,
-        Mutant::NoSyncAfterFirst,
-        Mutant::NoInt3,
-        Mutant::TailBeforeInt3,
-        Mutant::PublishAfterInt3,
-        Mutant::DetourHandler,
-        Mutant::ClearVecBeforeNr,
-        Mutant::NoSyncBeforeVecClear,
-        Mutant::SkipRefsWait,
-        Mutant::EmulateOld,
-        Mutant::NoWmb,
-        Mutant::NoRmb,
-        Mutant::JccNoInvert,
-        Mutant::InstrumentedHandler,
-        Mutant::NoTextReserved,
-        Mutant::KprobeDisarmNoSync,
-        Mutant::BatchNoFullCheck,
-        Mutant::BatchNoOrderCheck,
-    ];
+    /// Every mutant, in the table's order.
+    pub const ALL: [Mutant; 19] = {
+        let mut all = [Mutant::NoSyncAfterInt3; 19];
+        let mut i = 0;
+        while i < all.len() {
+            all[i] = ROWS[i].0;
+            i += 1;
+        }
+        all
+    };
 
     /// The mutant's table row.
     pub fn info(self) -> &'static MutantInfo {
-        match self {
-            Mutant::NoSyncAfterInt3 => &MutantInfo {
-                name: "no-sync-after-int3",
-                description: "drop the sync after the INT3 writes: a CPU may still fetch the old first byte together \
-                 with a new tail",
-                edits: Edits::Program,
-                versions: Versions::All,
-                benign: false,
-            },
-            Mutant::NoSyncAfterTail => &MutantInfo {
-                name: "no-sync-after-tail",
-                description: "drop the sync after the tail writes (\"According to Intel, this core syncing is very \
-                 likely not necessary\"): a CPU may fetch the new first byte with an old tail",
-                edits: Edits::Program,
-                versions: Versions::All,
-                benign: false,
-            },
-            Mutant::NoSyncAfterFirst => &MutantInfo {
-                name: "no-sync-after-first",
-                description: "drop the sync after the first-byte writes: a CPU may still fetch the INT3 after the \
-                 patching state is torn down (a stale INT3)",
-                edits: Edits::Program,
-                versions: Versions::All,
-                benign: false,
-            },
-            Mutant::NoInt3 => &MutantInfo {
-                name: "no-int3",
-                description: "write the new instruction with text_poke alone, no INT3 step (what text_poke_bp exists \
-                 to avoid): a CPU may fetch a half-written instruction",
-                edits: Edits::Program,
-                versions: Versions::All,
-                benign: false,
-            },
-            Mutant::TailBeforeInt3 => &MutantInfo {
-                name: "tail-before-int3",
-                description: "write the tails before the INT3s: a CPU that has not seen the INT3 runs the old first \
-                 byte with the new tail",
-                edits: Edits::Program,
-                versions: Versions::All,
-                benign: false,
-            },
-            Mutant::PublishAfterInt3 => &MutantInfo {
-                name: "publish-after-int3",
-                description: "publish vec/nr_entries (bp_desc, per-CPU refs) after writing the INT3s, against the \
-                 \"nr_entries != 0 / WMB / write INT3\" ordering comment: a trap finds nothing",
-                edits: Edits::Program,
-                versions: Versions::All,
-                benign: false,
-            },
-            Mutant::DetourHandler => &MutantInfo {
-                name: "detour-handler",
-                description:
-                    "the handler sets regs->ip past the instruction instead of emulating it (bug B1: a CALL's \
-                 push is lost)",
-                edits: Edits::Handler(HandlerEdit::JumpPast),
-                versions: Versions::Emulating,
-                benign: false,
-            },
-            Mutant::ClearVecBeforeNr => &MutantInfo {
-                name: "clear-vec-before-nr",
-                description: "clear bp_patching.vec before nr_entries: a handler that saw nr_entries != 0 reads \
-                 a NULL vector (bug B3's order)",
-                edits: Edits::Program,
-                versions: Versions::Only(Protocol::Linux55),
-                benign: false,
-            },
-            Mutant::NoSyncBeforeVecClear => &MutantInfo {
-                name: "no-sync-before-vec-clear",
-                description: "drop text_poke_sync() between nr_entries = 0 and vec = NULL (285a54efe386 undone): a \
-                 handler in flight reads a NULL vector",
-                edits: Edits::Program,
-                versions: Versions::Only(Protocol::Linux55),
-                benign: false,
-            },
-            Mutant::SkipRefsWait => &MutantInfo {
-                name: "skip-refs-wait",
-                description: "return without atomic_cond_read_acquire(refs, !VAL): a handler in flight keeps using \
-                 the patch data after the patcher moved on",
-                edits: Edits::Program,
-                versions: Versions::RefsWait,
-                benign: false,
-            },
-            Mutant::EmulateOld => &MutantInfo {
-                name: "emulate-old",
-                description: "the handler emulates the old instruction instead of the new: BENIGN — the trapping CPU \
-                 behaves as if it executed just before the patch, a legal linearization",
-                edits: Edits::Handler(HandlerEdit::EmulateOld),
-                versions: Versions::Emulating,
-                benign: true,
-            },
-            Mutant::NoWmb => &MutantInfo {
-                name: "no-wmb",
-                description: "drop smp_wmb() after publishing: BENIGN on x86 — stores are not reordered with older \
-                 stores (x86-TSO), smp_wmb() is only a compiler barrier there, and the model's data \
-                 memory is sequentially consistent",
-                edits: Edits::Program,
-                versions: Versions::All,
-                benign: true,
-            },
-            Mutant::NoRmb => &MutantInfo {
-                name: "no-rmb",
-                description: "drop the handler's smp_rmb(): BENIGN on x86 — loads are not reordered with older loads \
-                 (x86-TSO), and the model's data memory is sequentially consistent",
-                edits: Edits::Handler(HandlerEdit::Rmb),
-                versions: Versions::All,
-                benign: true,
-            },
-            Mutant::JccNoInvert => &MutantInfo {
-                name: "jcc-no-invert",
-                description: "int3_emulate_jcc ignores cc & 1 (jne emulated as je): the emulation oracle must see it",
-                edits: Edits::Handler(HandlerEdit::JccInvert),
-                versions: Versions::Only(Protocol::Linux616),
-                benign: false,
-            },
-            Mutant::InstrumentedHandler => &MutantInfo {
-                name: "instrumented-handler",
-                description: "the handler's first step calls instrumented or traceable code that is itself patched \
-                 (B6: \"x86/int3: Avoid atomic instrumentation\", \"Inline bsearch()\" — \"lest we \
-                 inadvertently hit yet another INT3\"): a nested INT3 inside the INT3 handler",
-                edits: Edits::Handler(HandlerEdit::FirstCall),
-                versions: Versions::All,
-                benign: false,
-            },
-            Mutant::NoTextReserved => &MutantInfo {
-                name: "no-text-reserved",
-                description: "register_kprobe() without check_ftrace_location() and the *_text_reserved() checks: a \
-                 kprobe's INT3 lands on a site another patcher owns, whose text_poke_bp() overwrites it \
-                 (a lost breakpoint) or whose new bytes the disarm corrupts",
-                edits: Edits::RegisterKprobe,
-                versions: Versions::All,
-                benign: false,
-            },
-            Mutant::KprobeDisarmNoSync => &MutantInfo {
-                name: "kprobe-disarm-no-sync",
-                description: "arch_disarm_kprobe() without text_poke_sync() (5c02ece81848d undone): a CPU still \
-                 fetches the INT3 after unregister_kprobe() removed the kprobe; up to 6.0 \
-                 kprobe_int3_handler() retries the vanished INT3, from 6.3 (8e791f7eba4c) it dies",
-                edits: Edits::KprobeDisarm,
-                versions: Versions::KprobeArmSync,
-                benign: false,
-            },
-            Mutant::BatchNoFullCheck => &MutantInfo {
-                name: "batch-no-full-check",
-                description: "smp_text_poke_batch_add() without the vector-full flush: the 257th entry is written to \
-                 text_poke_array.vec[256], past the vector, where nr_entries lives (caught with 257 or more \
-                 sites in one batch: `--workload batch --sites 257`)",
-                edits: Edits::BatchSplit(SplitCheck::Full),
-                versions: Versions::BatchAdd,
-                benign: false,
-            },
-            Mutant::BatchNoOrderCheck => &MutantInfo {
-                name: "batch-no-order-check",
-                description: "smp_text_poke_batch_add() without the text_poke_addr_ordered() flush: an out-of-order \
-                 vector, whose bsearch() in the INT3 handler misses entries — their traps are unclaimed",
-                edits: Edits::BatchSplit(SplitCheck::Order),
-                versions: Versions::BatchAdd,
-                benign: false,
-            },
-        }
+        &ROWS[self as usize].1
     }
 
     /// Name on the command line and in files.
@@ -375,5 +287,230 @@ impl Mutant {
         self.info().versions.contains(protocol)
     }
 }
+
+/// Every mutant's row, in the enum's order (checked when compiled).
+const ROWS: [(Mutant, MutantInfo); 19] = [
+    (
+        Mutant::NoSyncAfterInt3,
+        MutantInfo {
+            name: "no-sync-after-int3",
+            description: "drop the sync after the INT3 writes: a CPU may still fetch the old first byte together \
+                 with a new tail",
+            edits: Edits::Program,
+            versions: Versions::All,
+            benign: false,
+        },
+    ),
+    (
+        Mutant::NoSyncAfterTail,
+        MutantInfo {
+            name: "no-sync-after-tail",
+            description: "drop the sync after the tail writes (\"According to Intel, this core syncing is very \
+                 likely not necessary\"): a CPU may fetch the new first byte with an old tail",
+            edits: Edits::Program,
+            versions: Versions::All,
+            benign: false,
+        },
+    ),
+    (
+        Mutant::NoSyncAfterFirst,
+        MutantInfo {
+            name: "no-sync-after-first",
+            description: "drop the sync after the first-byte writes: a CPU may still fetch the INT3 after the \
+                 patching state is torn down (a stale INT3)",
+            edits: Edits::Program,
+            versions: Versions::All,
+            benign: false,
+        },
+    ),
+    (
+        Mutant::NoInt3,
+        MutantInfo {
+            name: "no-int3",
+            description: "write the new instruction with text_poke alone, no INT3 step (what text_poke_bp exists \
+                 to avoid): a CPU may fetch a half-written instruction",
+            edits: Edits::Program,
+            versions: Versions::All,
+            benign: false,
+        },
+    ),
+    (
+        Mutant::TailBeforeInt3,
+        MutantInfo {
+            name: "tail-before-int3",
+            description: "write the tails before the INT3s: a CPU that has not seen the INT3 runs the old first \
+                 byte with the new tail",
+            edits: Edits::Program,
+            versions: Versions::All,
+            benign: false,
+        },
+    ),
+    (
+        Mutant::PublishAfterInt3,
+        MutantInfo {
+            name: "publish-after-int3",
+            description: "publish vec/nr_entries (bp_desc, per-CPU refs) after writing the INT3s, against the \
+                 \"nr_entries != 0 / WMB / write INT3\" ordering comment: a trap finds nothing",
+            edits: Edits::Program,
+            versions: Versions::All,
+            benign: false,
+        },
+    ),
+    (
+        Mutant::DetourHandler,
+        MutantInfo {
+            name: "detour-handler",
+            description: "the handler sets regs->ip past the instruction instead of emulating it (bug B1: a CALL's \
+                 push is lost)",
+            edits: Edits::Handler(HandlerEdit::JumpPast),
+            versions: Versions::Emulating,
+            benign: false,
+        },
+    ),
+    (
+        Mutant::ClearVecBeforeNr,
+        MutantInfo {
+            name: "clear-vec-before-nr",
+            description: "clear bp_patching.vec before nr_entries: a handler that saw nr_entries != 0 reads \
+                 a NULL vector (bug B3's order)",
+            edits: Edits::Program,
+            versions: Versions::Only(Protocol::Linux55),
+            benign: false,
+        },
+    ),
+    (
+        Mutant::NoSyncBeforeVecClear,
+        MutantInfo {
+            name: "no-sync-before-vec-clear",
+            description: "drop text_poke_sync() between nr_entries = 0 and vec = NULL (285a54efe386 undone): a \
+                 handler in flight reads a NULL vector",
+            edits: Edits::Program,
+            versions: Versions::Only(Protocol::Linux55),
+            benign: false,
+        },
+    ),
+    (
+        Mutant::SkipRefsWait,
+        MutantInfo {
+            name: "skip-refs-wait",
+            description: "return without atomic_cond_read_acquire(refs, !VAL): a handler in flight keeps using \
+                 the patch data after the patcher moved on",
+            edits: Edits::Program,
+            versions: Versions::RefsWait,
+            benign: false,
+        },
+    ),
+    (
+        Mutant::EmulateOld,
+        MutantInfo {
+            name: "emulate-old",
+            description: "the handler emulates the old instruction instead of the new: BENIGN — the trapping CPU \
+                 behaves as if it executed just before the patch, a legal linearization",
+            edits: Edits::Handler(HandlerEdit::EmulateOld),
+            versions: Versions::Emulating,
+            benign: true,
+        },
+    ),
+    (
+        Mutant::NoWmb,
+        MutantInfo {
+            name: "no-wmb",
+            description: "drop smp_wmb() after publishing: BENIGN on x86 — stores are not reordered with older \
+                 stores (x86-TSO), smp_wmb() is only a compiler barrier there, and the model's data \
+                 memory is sequentially consistent",
+            edits: Edits::Program,
+            versions: Versions::All,
+            benign: true,
+        },
+    ),
+    (
+        Mutant::NoRmb,
+        MutantInfo {
+            name: "no-rmb",
+            description: "drop the handler's smp_rmb(): BENIGN on x86 — loads are not reordered with older loads \
+                 (x86-TSO), and the model's data memory is sequentially consistent",
+            edits: Edits::Handler(HandlerEdit::Rmb),
+            versions: Versions::All,
+            benign: true,
+        },
+    ),
+    (
+        Mutant::JccNoInvert,
+        MutantInfo {
+            name: "jcc-no-invert",
+            description: "int3_emulate_jcc ignores cc & 1 (jne emulated as je): the emulation oracle must see it",
+            edits: Edits::Handler(HandlerEdit::JccInvert),
+            versions: Versions::Only(Protocol::Linux616),
+            benign: false,
+        },
+    ),
+    (
+        Mutant::InstrumentedHandler,
+        MutantInfo {
+            name: "instrumented-handler",
+            description: "the handler's first step calls instrumented or traceable code that is itself patched \
+                 (B6: \"x86/int3: Avoid atomic instrumentation\", \"Inline bsearch()\" — \"lest we \
+                 inadvertently hit yet another INT3\"): a nested INT3 inside the INT3 handler",
+            edits: Edits::Handler(HandlerEdit::FirstCall),
+            versions: Versions::All,
+            benign: false,
+        },
+    ),
+    (
+        Mutant::NoTextReserved,
+        MutantInfo {
+            name: "no-text-reserved",
+            description: "register_kprobe() without check_ftrace_location() and the *_text_reserved() checks: a \
+                 kprobe's INT3 lands on a site another patcher owns, whose text_poke_bp() overwrites it \
+                 (a lost breakpoint) or whose new bytes the disarm corrupts",
+            edits: Edits::RegisterKprobe,
+            versions: Versions::All,
+            benign: false,
+        },
+    ),
+    (
+        Mutant::KprobeDisarmNoSync,
+        MutantInfo {
+            name: "kprobe-disarm-no-sync",
+            description: "arch_disarm_kprobe() without text_poke_sync() (5c02ece81848d undone): a CPU still \
+                 fetches the INT3 after unregister_kprobe() removed the kprobe; up to 6.0 \
+                 kprobe_int3_handler() retries the vanished INT3, from 6.3 (8e791f7eba4c) it dies",
+            edits: Edits::KprobeDisarm,
+            versions: Versions::KprobeArmSync,
+            benign: false,
+        },
+    ),
+    (
+        Mutant::BatchNoFullCheck,
+        MutantInfo {
+            name: "batch-no-full-check",
+            description: "smp_text_poke_batch_add() without the vector-full flush: the 257th entry is written to \
+                 text_poke_array.vec[256], past the vector, where nr_entries lives (caught with 257 or more \
+                 sites in one batch: `--workload batch --sites 257`)",
+            edits: Edits::BatchSplit(SplitCheck::Full),
+            versions: Versions::BatchAdd,
+            benign: false,
+        },
+    ),
+    (
+        Mutant::BatchNoOrderCheck,
+        MutantInfo {
+            name: "batch-no-order-check",
+            description: "smp_text_poke_batch_add() without the text_poke_addr_ordered() flush: an out-of-order \
+                 vector, whose bsearch() in the INT3 handler misses entries — their traps are unclaimed",
+            edits: Edits::BatchSplit(SplitCheck::Order),
+            versions: Versions::BatchAdd,
+            benign: false,
+        },
+    ),
+];
+
+const _: () = {
+    let mut i = 0;
+    while i < ROWS.len() {
+        assert!(ROWS[i].0 as usize == i, "mutant::ROWS is in the order of Mutant");
+        i += 1;
+    }
+};
 
 crate::named_set!(Mutant, "mutant");

@@ -14,6 +14,9 @@
 //!
 //! The handler is `poke_int3_handler()` ([`crate::handler`], [`super::HandlerKind::Emulate`]).
 
+use super::int3_handler::{
+    Emulates, Enter, HandlerRules, Lookup, NR_ENTRIES_CODE, POKE_INT3_HANDLER, PUT_DESC_CODE, SWITCH_CODE,
+};
 use super::{int3_phases, ArmSync, Batching, HandlerKind, LocRules, Mutant, Names, Recovery, Version};
 use crate::program::Op;
 
@@ -23,6 +26,19 @@ pub const VERSION: Version =
         .kprobes(Recovery::Retries, ArmSync::None)
         .names(Names::ON_EACH_CPU)
         .about(DESCRIPTION);
+
+/// The seed's emulating `poke_int3_handler()` ([`HandlerKind::Emulate`], also linux-5.5's):
+/// `bp_patching.nr_entries` first, no reference, the lookup in `bp_patching`, and
+/// `switch (tp->opcode)` over INT3, CALL, JMP32 and JMP8 (NOPs became JMPs with disp 0).
+pub const HANDLER: HandlerRules = HandlerRules {
+    function: POKE_INT3_HANDLER,
+    enter: Enter::NrEntries,
+    lookup: Lookup::Published,
+    emulates: Emulates::Opcodes { ret: false, jcc: false },
+    entry_code: NR_ENTRIES_CODE,
+    emulate_code: SWITCH_CODE,
+    put_code: PUT_DESC_CODE,
+};
 
 const DESCRIPTION: &str = "the seed patch (v3 1/6, 2019): poke_int3_handler emulates CALL/JMP32/JMP8/NOP2/NOP5, \
          last sync conditional on do_sync, vec cleared before nr_entries without a sync (bug B3)";
