@@ -129,7 +129,8 @@ impl Machine {
     pub fn new(plan: Plan) -> Result<Self, SimError> {
         let budget = plan.budget();
         let expected_ticks = plan.expected_ticks();
-        let Plan { config, image, kprobes, torn, arrays, programs, plain } = plan;
+        let patchers = plan.clients();
+        let Plan { config, image, kprobes, torn, arrays, programs, .. } = plan;
         let GuestImage { layout, text, cpu_regs, loop_head, invariant, cpu_data, .. } = image;
         let data = Rc::new(SharedRegion::new(layout.data_base, layout.data_len));
         let owners: Vec<u64> = kprobes.iter().map(|k| k.addr).collect();
@@ -157,11 +158,7 @@ impl Machine {
             handlers: vec![None; config.cpus],
             text: TextMemory::new(&layout, text),
             state: PatchState::new(arrays, config.cpus, kprobes),
-            patchers: programs
-                .into_iter()
-                .enumerate()
-                .map(|(k, program)| Patcher::new(k, program, plain.clone(), config.fetch.stores))
-                .collect(),
+            patchers,
             ipi: Ipi::new(config.cpus),
             reference: ReferenceExecutor::new(layout)?,
             invariant,
