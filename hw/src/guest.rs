@@ -624,15 +624,67 @@ fn run_mode<R>(
     static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     install();
-    TRACED.store(traced, Ordering::Release);
-    // SAFETY (of the lifetime extension): the pointer is cleared below, after every thread
-    // that could call the hooks has left the guest and been joined.
+    // SAFETY (of the lifetime extension): the pointer is cleared when `_installed` is dropped
+    // (declared after `hooks`, dropped before it, also on a panic), after every thread that
+    // could call the hooks has left the guest and been joined (`run_threads` returns or
+    // unwinds only then).
     let mut hooks: &'static dyn GuestHooks =
         unsafe { std::mem::transmute::<&dyn GuestHooks, &'static dyn GuestHooks>(hooks) };
-    HOOKS.store(&raw mut hooks, Ordering::Release);
-    let result = run_threads(regs, text, cpus, body);
-    HOOKS.store(std::ptr::null_mut(), Ordering::Release);
-    result
+    let _installed = Installed::new(&raw mut hooks, traced);
+    run_threads(regs, text, cpus, body)
+}
+
+/// The session's hooks installed in [`HOOKS`] (and whether it is traced) until dropped: a
+/// panic or an early return never leaves them installed.
+struct Installed;
+
+impl Installed {
+    fn new(hooks: *mut &'static dyn GuestHooks, traced: bool) -> Self {
+        TRACED.store(traced, Ordering::Release);
+        HOOKS.store(hooks, Ordering::Release);
+        Installed
+    }
+}
+
+impl Drop for Installed {
+    fn drop(&mut self) {
+        HOOKS.store(std::ptr::null_mut(), Ordering::Release);
+        TRACED.store(false, Ordering::Release);
+    }
+}
+
+/// The guest threads of a session, taken out of the guest and released when dropped — after
+/// the controller's body returned, or while it unwinds — so that `std::thread::scope` can join
+/// them.
+struct Release<'a> {
+    tids: &'a [AtomicU64],
+    done: &'a [AtomicBool],
+    release: &'a AtomicBool,
+}
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        // A live guest thread always leaves at LEAVE (it cannot block signals: no system call
+        // runs from the guest text). Bounded anyway, so that a thread that died is a failure,
+        // not a hang.
+        let mut tries = 0u64;
+        while !self.done.iter().all(|d| d.load(Ordering::Acquire)) {
+            tries += 1;
+            if tries >= 100_000_000 {
+                // It cannot be joined, and the session cannot end: a report, not a panic.
+                eprintln!("pokesim hw: a guest thread did not leave the guest (a pokesim bug); exiting with status 3");
+                std::process::exit(3);
+            }
+            for (t, d) in self.tids.iter().zip(self.done) {
+                if !d.load(Ordering::Acquire) {
+                    // SAFETY: the thread is alive (it waits for `release` after finishing).
+                    unsafe { libc::pthread_kill(t.load(Ordering::Acquire) as libc::pthread_t, LEAVE) };
+                }
+            }
+            std::thread::yield_now();
+        }
+        self.release.store(true, Ordering::Release);
+    }
 }
 
 fn run_threads<R>(
@@ -666,27 +718,10 @@ fn run_threads<R>(
         while !entered.iter().all(|e| e.load(Ordering::Acquire)) {
             std::thread::yield_now();
         }
+        // Every thread has published its id: the guard may signal each.
+        let guard = Release { tids: &tids, done: &done, release: &release };
         let result = body(&Guests { tids: &tids, done: &done });
-        // A live guest thread always leaves at LEAVE (it cannot block signals: no system call
-        // runs from the guest text). Bounded anyway, so that a thread that died is a failure,
-        // not a hang.
-        let mut tries = 0u64;
-        while !done.iter().all(|d| d.load(Ordering::Acquire)) {
-            tries += 1;
-            if tries >= 100_000_000 {
-                // It cannot be joined, and the session cannot end: a report, not a panic.
-                eprintln!("pokesim hw: a guest thread did not leave the guest (a pokesim bug); exiting with status 3");
-                std::process::exit(3);
-            }
-            for (t, d) in tids.iter().zip(&done) {
-                if !d.load(Ordering::Acquire) {
-                    // SAFETY: the thread is alive (it waits for `release` after finishing).
-                    unsafe { libc::pthread_kill(t.load(Ordering::Acquire) as libc::pthread_t, LEAVE) };
-                }
-            }
-            std::thread::yield_now();
-        }
-        release.store(true, Ordering::Release);
+        drop(guard);
         let reports = handles.into_iter().map(|h| h.join().expect("guest thread")).collect();
         (result, reports)
     })

@@ -31,11 +31,10 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use cpu_model::{Regs, SharedRegion, StoreGranularity};
-use sim_core::driver::{self, Applied, Kernel};
-use sim_core::handler::Handler;
+use sim_core::driver::{self, Activation, Applied, Client, Int3Handler, Kernel, PatchingClient};
 use sim_core::ipi::Ipi;
 use sim_core::oracle::unclaimed;
-use sim_core::patcher::{Patcher, PatcherEffect};
+use sim_core::patcher::PatcherEffect;
 use sim_core::patching::{KprobeState, PatchState, PokeArray};
 use sim_core::text::TextMemory;
 use sim_core::{Invariant, Plan, Round, RunConfig, ViolationKind};
@@ -477,18 +476,18 @@ impl Session<'_> {
     }
 
     /// One pass of the script: every patching client to its end.
-    fn pass(&self, patchers: &mut [Patcher], guests: &Guests<'_>, counts: &mut Counts) -> Result<(), Stop> {
+    fn pass(&self, patchers: &mut [Client], guests: &Guests<'_>, counts: &mut Counts) -> Result<(), Stop> {
         let limits = &self.limits;
         let (n, mut next, mut polls) = (patchers.len(), 0, 0u64);
         loop {
             let mut g = self.lock();
-            if patchers.iter().all(Patcher::done) {
+            if patchers.iter().all(Client::done) {
                 return Ok(());
             }
             let Some(k) = (0..n).map(|j| (next + j) % n).find(|&k| patchers[k].enabled(&g.ipi, &g.state)) else {
                 drop(g);
                 polls += 1;
-                let what = || patchers.iter().find_map(Patcher::waiting).unwrap_or("text_mutex");
+                let what = || patchers.iter().find_map(Client::waiting).unwrap_or("text_mutex");
                 if polls > MAX_POLLS {
                     return Err(self.stuck(format!("the patcher made no progress in {MAX_POLLS} polls ({})", what())));
                 }
@@ -601,7 +600,7 @@ impl GuestHooks for Session<'_> {
     /// `do_int3()`: the version's handler, one micro-step per lock, then the next handler it
     /// asks; the IRET's registers, or `None` after a violation (the vCPU restarts).
     fn int3(&self, cpu: usize, regs: &Regs) -> Option<Regs> {
-        let mut handler: Handler = {
+        let mut handler: Activation = {
             let mut g = self.lock();
             g.tally.traps += 1;
             let Shared { state, data, .. } = &mut *g;
@@ -647,7 +646,7 @@ impl Session<'_> {
     /// One handler micro-step under the lock, carried out ([`driver::apply`]) and tallied;
     /// `Some` when the activation is over: the IRET's registers, or `None` after a violation
     /// (recorded, and the vCPU's counters reset).
-    fn handler_step(&self, cpu: usize, handler: &mut Handler, g: &mut Shared) -> Option<Option<Regs>> {
+    fn handler_step(&self, cpu: usize, handler: &mut Activation, g: &mut Shared) -> Option<Option<Regs>> {
         let ip = handler.ip();
         let Shared { state, text, data, .. } = g;
         let step = handler.step(&mut driver::handler_ctx(&self.config, state, data, text, |a| self.text.read(a)));

@@ -8,9 +8,11 @@
 //! `arm_kprobe()`/`disarm_kprobe()` — and [`Int3Handler`] — one activation of `do_int3()`'s
 //! chain (`poke_int3_handler()` / `smp_text_poke_int3_handler()`, then
 //! `kprobe_int3_handler()`). The Rust step machines ([`Patcher`], [`Handler`]) implement them.
-//! The driver's functions are generic over the traits (monomorphised: no dynamic dispatch on
-//! the search's hot path), and the traits require `Clone` and a `hash_state`, which
-//! state-space search needs to save, restore and compare states.
+//! The machine and `hw` hold the actors as [`Client`] and [`Activation`]: one enum of
+//! implementations each, a row per implementation (`each_client!`/`each_activation!`
+//! delegate every trait method to the row's type). Enums, not `Box<dyn …>`: state-space search
+//! clones and hashes the actors on its hot path, and the traits require `Clone` and a
+//! `hash_state` for it.
 //!
 //! The driver says what happened — a [`PatcherEffect`] or an [`Applied`] — and each caller
 //! turns that into its own record: the simulator into trace records and oracle calls, `hw` into
@@ -66,6 +68,8 @@ pub trait PatchingClient: Clone + std::fmt::Debug {
     fn waiting_for_refs(&self) -> bool;
     /// The batches it has returned from (part of the state a search restores).
     fn batches_done(&self) -> u64;
+    /// Its whole program, as the kernel statements it runs.
+    fn program(&self) -> &[Op];
     /// Runs one step against the shared kernel state.
     fn step(&mut self, kernel: &mut Kernel<'_>) -> PatcherEffect;
     /// Feeds everything its future depends on into `h`.
@@ -119,6 +123,9 @@ impl PatchingClient for Patcher {
     fn batches_done(&self) -> u64 {
         Patcher::batches_done(self)
     }
+    fn program(&self) -> &[Op] {
+        Patcher::program(self)
+    }
     fn step(&mut self, kernel: &mut Kernel<'_>) -> PatcherEffect {
         Patcher::step(self, kernel.state, kernel.text, kernel.ipi)
     }
@@ -154,14 +161,112 @@ impl Int3Handler for Handler {
     }
 }
 
+/// The implementations of a patching client: one row each.
+#[derive(Clone, Debug)]
+pub enum Client {
+    /// The Rust step machine of the version's program ([`crate::patcher`]).
+    Model(Patcher),
+}
+
+/// The implementations of an INT3 handler activation: one row each.
+#[derive(Clone, Debug)]
+pub enum Activation {
+    /// The Rust step machine of the version's handler ([`crate::handler`]).
+    Model(Handler),
+}
+
+/// `each_client!(client, c => expr)`: `expr` with `c` bound to the implementation inside
+/// `client` (a [`Client`]) — the one place that lists them.
+macro_rules! each_client {
+    ($client:expr, $c:ident => $e:expr) => {
+        match $client {
+            Client::Model($c) => $e,
+        }
+    };
+}
+
+/// `each_activation!(activation, h => expr)`: as `each_client!` for an [`Activation`].
+macro_rules! each_activation {
+    ($activation:expr, $h:ident => $e:expr) => {
+        match $activation {
+            Activation::Model($h) => $e,
+        }
+    };
+}
+
+impl PatchingClient for Client {
+    fn client(&self) -> usize {
+        each_client!(self, c => c.client())
+    }
+    fn done(&self) -> bool {
+        each_client!(self, c => PatchingClient::done(c))
+    }
+    fn enabled(&self, ipi: &Ipi, state: &PatchState) -> bool {
+        each_client!(self, c => PatchingClient::enabled(c, ipi, state))
+    }
+    fn current(&self) -> Option<&Op> {
+        each_client!(self, c => PatchingClient::current(c))
+    }
+    fn at_op_start(&self) -> bool {
+        each_client!(self, c => PatchingClient::at_op_start(c))
+    }
+    fn waiting(&self) -> Option<&'static str> {
+        each_client!(self, c => PatchingClient::waiting(c))
+    }
+    fn waiting_for_refs(&self) -> bool {
+        each_client!(self, c => PatchingClient::waiting_for_refs(c))
+    }
+    fn batches_done(&self) -> u64 {
+        each_client!(self, c => PatchingClient::batches_done(c))
+    }
+    fn program(&self) -> &[Op] {
+        each_client!(self, c => PatchingClient::program(c))
+    }
+    fn step(&mut self, kernel: &mut Kernel<'_>) -> PatcherEffect {
+        each_client!(self, c => PatchingClient::step(c, kernel))
+    }
+    fn hash_state<H: Hasher>(&self, h: &mut H) {
+        each_client!(self, c => PatchingClient::hash_state(c, h))
+    }
+}
+
+impl Int3Handler for Activation {
+    /// The Rust model's activation (the only implementation so far).
+    fn enter(cpu: usize, regs: Regs, stack_top: u64) -> Self {
+        Activation::Model(Handler::new(cpu, regs, stack_top))
+    }
+    fn ip(&self) -> u64 {
+        each_activation!(self, a => Int3Handler::ip(a))
+    }
+    fn pc(&self) -> HandlerPc {
+        each_activation!(self, a => Int3Handler::pc(a))
+    }
+    fn trapped(&self) -> (Regs, u64) {
+        each_activation!(self, a => Int3Handler::trapped(a))
+    }
+    fn step(&mut self, ctx: &mut HandlerCtx<'_>) -> HandlerStep {
+        each_activation!(self, a => Int3Handler::step(a, ctx))
+    }
+    fn emulated(&mut self, emulation: &Emulation) {
+        each_activation!(self, a => Int3Handler::emulated(a, emulation))
+    }
+    fn abandon(&mut self, kind: HandlerKind, state: &mut PatchState) {
+        each_activation!(self, a => Int3Handler::abandon(a, kind, state))
+    }
+    fn hash_state<H: Hasher>(&self, h: &mut H, rel: impl Fn(&Regs) -> Regs) {
+        each_activation!(self, a => Int3Handler::hash_state(a, h, rel))
+    }
+}
+
 impl Plan {
     /// The run's patching clients, in [`crate::event::Event::Patcher`] order: the workload's
     /// first, then one per kprobe that arms and disarms itself — each at the start of its
     /// program, splitting pokes by the fetch model's store granularity.
-    pub fn clients(&self) -> Vec<Patcher> {
+    pub fn clients(&self) -> Vec<Client> {
         let granularity = self.config.fetch.stores;
         let programs = self.programs.iter().enumerate();
-        programs.map(|(k, program)| Patcher::new(k, program.clone(), self.plain.clone(), granularity)).collect()
+        let model = |(k, program): (usize, &Vec<Op>)| Patcher::new(k, program.clone(), self.plain.clone(), granularity);
+        programs.map(model).map(Client::Model).collect()
     }
 }
 

@@ -6,7 +6,7 @@ use cpu_model::{ExecutedInsn, Regs, StepOutcome, Truth};
 
 use super::Machine;
 use crate::decision::Decisions;
-use crate::driver::{self, Applied, Int3Handler, Kernel};
+use crate::driver::{self, Applied, Int3Handler, Kernel, PatchingClient};
 use crate::emulate::Emulation;
 use crate::event::Event;
 use crate::handler::HandlerStep;

@@ -23,13 +23,12 @@ use cpu_model::{ExecutedInsn, ReferenceExecutor, SharedRegion, Vcpu};
 
 use crate::config::RunConfig;
 use crate::decision::Decisions;
+use crate::driver::{Activation, Client, PatchingClient};
 use crate::event::Event;
-use crate::handler::Handler;
 use crate::ipi::Ipi;
 use crate::oracle::torn::TornOracle;
 use crate::oracle::{liveness, ByteEpoch, Violation, ViolationKind};
 use crate::outcome::{Outcome, Stats, Verdict};
-use crate::patcher::Patcher;
 use crate::patching::PatchState;
 use crate::plan::Plan;
 use crate::round::Round;
@@ -66,10 +65,11 @@ pub struct Machine {
     vcpus: Vec<Vcpu>,
     data: Rc<SharedRegion>,
     text: TextMemory,
-    handlers: Vec<Option<Handler>>,
+    /// Per vCPU, its INT3 handler activation while it runs one.
+    handlers: Vec<Option<Activation>>,
     state: PatchState,
     /// One patcher per patching client ([`Event::Patcher`]); the workload's is first.
-    patchers: Vec<Patcher>,
+    patchers: Vec<Client>,
     ipi: Ipi,
     /// Loop-head arrivals per vCPU, and whether it has stopped (`max_iterations`).
     iterations: Vec<u64>,
@@ -211,14 +211,14 @@ impl Machine {
 
     /// The patcher the phase describes: the client holding `text_mutex`, else the first one
     /// not done (the workload's, while it runs).
-    fn lead(&self) -> &Patcher {
+    fn lead(&self) -> &Client {
         let held = self.state.text_mutex.map(|k| &self.patchers[k]);
         held.or_else(|| self.patchers.iter().find(|p| !p.done())).unwrap_or(&self.patchers[0])
     }
 
     /// True once every patching client has finished its program.
     fn patchers_done(&self) -> bool {
-        self.patchers.iter().all(Patcher::done)
+        self.patchers.iter().all(Client::done)
     }
 
     /// The patcher's phase, for reports: round and operation (and which client, when several
@@ -275,7 +275,7 @@ impl Machine {
     /// The liveness oracle on the enabled events: reports a deadlock and returns true.
     fn judge_deadlock(&mut self) -> bool {
         let stuck_on_refs = self.patchers.iter().find(|p| p.waiting_for_refs() && !p.enabled(&self.ipi, &self.state));
-        let waiting = stuck_on_refs.and_then(Patcher::waiting);
+        let waiting = stuck_on_refs.and_then(Client::waiting);
         // Nothing enabled after the patchers finished is the end of a finite guest, not a deadlock.
         let stuck = self.enabled.events().is_empty() && !self.patchers_done();
         // Only asked when it matters: scanning every vCPU on every tick is O(vCPUs).
