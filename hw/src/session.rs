@@ -5,7 +5,10 @@
 //! thread; its guests are the workload's machine code on pinned host threads; and its INT3
 //! handler is `sim_core::Handler` — the version's `poke_int3_handler()` /
 //! `smp_text_poke_int3_handler()` and `kprobe_int3_handler()` — run from the guests' `SIGTRAP`
-//! handler against the signal context, as `do_int3()` runs it against `pt_regs`.
+//! handler against the signal context, as `do_int3()` runs it against `pt_regs`. Both are
+//! driven through `sim_core::driver`, the simulator's own rules for what a patcher step and a
+//! handler micro-step do (`driver::Client`, `driver::Activation`); this module turns what
+//! they did into stores on the hardware and tallies.
 //!
 //! The data model is the simulator's (DESIGN.md §2.3): the patching state, the text as the
 //! patcher wrote it and the workload's invariant live behind one lock, and each patcher step
@@ -145,7 +148,8 @@ struct Shared {
     round: u64,
     /// Set once the session's last round has returned.
     drained: bool,
-    phase: &'static str,
+    /// The workload's patching client's operation in progress ([`HwEvent::phase`]).
+    op: &'static str,
     tally: Tally,
 }
 
@@ -222,7 +226,7 @@ pub fn run_with_progress(
         data: unsafe { data_map.shared_region() },
         round: 1,
         drained: false,
-        phase: "start",
+        op: "start",
         tally: Tally::default(),
     };
     let session = Session {
@@ -496,7 +500,7 @@ impl Session<'_> {
                 continue;
             };
             (next, polls) = (k + 1, 0);
-            g.phase = patchers[0].current().map_or("done", |op| op.name());
+            g.op = patchers[0].current().map_or("done", |op| op.name());
             let effect = {
                 let Shared { state, text, ipi, data, .. } = &mut *g;
                 driver::client_step(&mut patchers[k], &mut Kernel { state, text, ipi, data })
@@ -591,7 +595,7 @@ impl Session<'_> {
         let written = if n > 0 { g.text.read(addr, n).to_vec() } else { Vec::new() };
         let fetched = (0..n as u64).map(|i| self.text.read(addr + i)).collect();
         let round = if g.drained { Round::Drain } else { Round::In(g.round) };
-        let phase = if g.drained { "done" } else { g.phase };
+        let phase = if g.drained { "done" } else { g.op };
         g.tally.events.push(HwEvent { kind, cpu, round, phase, addr, signal, written, fetched, message });
     }
 }

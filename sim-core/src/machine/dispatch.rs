@@ -1,6 +1,9 @@
 //! Phases 3–5 of a tick: run the picked event ([`Machine::dispatch`]), ask the oracles about
 //! what it did ([`Machine::judge`]), and carry out what follows ([`Machine::apply`]) — each
-//! recorded in the trace and the statistics as it happens.
+//! recorded in the trace and the statistics as it happens. What an actor's step does to the
+//! kernel state — a step of `text_poke_bp_batch()`'s caller, a micro-step of `do_int3()`'s
+//! handler chain, its IRET (`rcu_read_unlock()`) — is [`crate::driver`]'s, shared with `hw`;
+//! this module records it and asks the oracles.
 
 use cpu_model::{ExecutedInsn, Regs, StepOutcome, Truth};
 
