@@ -277,7 +277,7 @@ pub fn client_step<P: PatchingClient>(client: &mut P, kernel: &mut Kernel<'_>) -
 
 /// B6 ([`Mutant::InstrumentedHandler`]): the patched text the handler calls into — the first
 /// site of the run — if the run has that mutant.
-pub fn instrumented_site(config: &RunConfig, state: &PatchState) -> Option<u64> {
+fn instrumented_site(config: &RunConfig, state: &PatchState) -> Option<u64> {
     if !config.mutants.contains(&Mutant::InstrumentedHandler) {
         return None;
     }
