@@ -1,4 +1,4 @@
-//! The guest alone: before a campaign races a scenario's patching against its guests, every
+//! The guest alone: before a session races a scenario's patching against its guests, every
 //! text image its script passes through between batches — the initial (old) image and the
 //! image after each batch (the new one) — runs natively with nothing patching, each vCPU on its
 //! guest thread single-stepped from its first instruction until it has come back to its loop
@@ -15,7 +15,7 @@
 //! - does not come back to its loop head within [`MAX_STEPS`] instructions (it spins),
 //!
 //! is refused ([`Refusal::Guest`]) with the vCPU, the image, the instruction and its address:
-//! whatever it does in a campaign is its own doing, never a verdict on the kernel. An armed
+//! whatever it does in a session is its own doing, never a verdict on the kernel. An armed
 //! kprobe's INT3 is replaced by the probed instruction's first byte (the guest alone, without
 //! any patching client). The instruction that is about to break a rule is not run: the vCPU
 //! restarts instead.
@@ -52,7 +52,7 @@ const BASE_INSNS: [Code; 9] = [
 ];
 
 /// Runs every distinct image of `images` (the first is the initial one, then one after each
-/// batch: [`crate::campaign::script_images`]) alone on guest threads on `cpus`; the first
+/// batch: [`crate::session::script_images`]) alone on guest threads on `cpus`; the first
 /// misbehaviour found, as a refusal.
 pub fn check(plan: &Plan, images: &[Vec<u8>], cpus: &[usize]) -> Result<(), Refusal> {
     for (i, image) in images.iter().enumerate() {

@@ -14,7 +14,7 @@
 //! A fault outside the guest is reported on stderr, handed to the handler that was installed
 //! before (Rust's stack-overflow report), and ends the process with status 3.
 //!
-//! A campaign that runs the INT3 protocol passes [`GuestHooks`]: an INT3 trap (`SIGTRAP`,
+//! A session that runs the INT3 protocol passes [`GuestHooks`]: an INT3 trap (`SIGTRAP`,
 //! `si_code == SI_KERNEL`) goes to its INT3 handler, which resumes the guest with the registers
 //! it computed; a fault goes to it before the restart; and a checkpoint ([`Guests::checkpoint`],
 //! signal [`CHECK`]) makes the guest single-step (`EFLAGS.TF`) to its loop head, where the
@@ -40,7 +40,7 @@ const SI_KERNEL: libc::c_int = 0x80;
 /// `si_code` of a `SIGTRAP` from a single step.
 const TRAP_TRACE: libc::c_int = 2;
 
-/// What a campaign does with a guest thread's traps; called from that thread's signal
+/// What a session does with a guest thread's traps; called from that thread's signal
 /// handlers, with the guest stopped. The guest is vCPU `cpu` (its index in the register files
 /// given to [`run_guests_with`]).
 pub trait GuestHooks: Sync {
@@ -80,7 +80,7 @@ impl GuestHooks for NoHandler {
     }
 }
 
-/// The hooks of the campaign in progress: a pointer to a `&dyn GuestHooks` on
+/// The hooks of the session in progress: a pointer to a `&dyn GuestHooks` on
 /// [`run_guests_with`]'s stack, set before its threads start and cleared after they ended.
 static HOOKS: std::sync::atomic::AtomicPtr<&'static dyn GuestHooks> =
     std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
@@ -101,7 +101,7 @@ type Gregs = [libc::greg_t; 23];
 /// async-signal-safe); a controller watches it while the guests run.
 static FAULTS_SO_FAR: AtomicU64 = AtomicU64::new(0);
 
-/// Faults taken in guests so far in this process (every thread, every campaign).
+/// Faults taken in guests so far in this process (every thread, every session).
 pub fn faults_so_far() -> u64 {
     FAULTS_SO_FAR.load(Ordering::Acquire)
 }
@@ -315,7 +315,7 @@ thread_local! {
     static IN_HOOK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Calls the campaign's hooks (or [`NoHandler`]'s) with [`IN_HOOK`] set.
+/// Calls the session's hooks (or [`NoHandler`]'s) with [`IN_HOOK`] set.
 fn hook<R>(f: impl FnOnce(&dyn GuestHooks) -> R) -> R {
     let p = HOOKS.load(Ordering::Acquire);
     IN_HOOK.set(true);
@@ -554,7 +554,7 @@ fn guest_thread(
     })
 }
 
-/// The guest threads of a campaign in progress, as the controller sees them.
+/// The guest threads of a session in progress, as the controller sees them.
 pub struct Guests<'a> {
     tids: &'a [AtomicU64],
     done: &'a [AtomicBool],
@@ -566,7 +566,7 @@ impl Guests<'_> {
     pub fn checkpoint(&self) {
         for (t, d) in self.tids.iter().zip(self.done) {
             if !d.load(Ordering::Acquire) {
-                // SAFETY: the thread is alive (it waits for the campaign's end after finishing).
+                // SAFETY: the thread is alive (it waits for the session's end after finishing).
                 unsafe { libc::pthread_kill(t.load(Ordering::Acquire) as libc::pthread_t, CHECK) };
             }
         }
@@ -588,7 +588,7 @@ pub fn run_guests<R>(
 /// `cpus[i % n]` when there are CPUs), calls `body` while they run, then takes every thread
 /// out of the guest and returns what each saw. `text` is the guest text's `(start, end)`: no
 /// system call from there runs. `hooks` handles the guests' traps. The text and data the
-/// guests use must stay mapped until this returns. One guest campaign per process at a time
+/// guests use must stay mapped until this returns. One guest session per process at a time
 /// (the handlers are process-wide).
 pub fn run_guests_with<R>(
     regs: &[Regs],
@@ -624,15 +624,67 @@ fn run_mode<R>(
     static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     install();
-    TRACED.store(traced, Ordering::Release);
-    // SAFETY (of the lifetime extension): the pointer is cleared below, after every thread
-    // that could call the hooks has left the guest and been joined.
+    // SAFETY (of the lifetime extension): the pointer is cleared when `_installed` is dropped
+    // (declared after `hooks`, dropped before it, also on a panic), after every thread that
+    // could call the hooks has left the guest and been joined (`run_threads` returns or
+    // unwinds only then).
     let mut hooks: &'static dyn GuestHooks =
         unsafe { std::mem::transmute::<&dyn GuestHooks, &'static dyn GuestHooks>(hooks) };
-    HOOKS.store(&raw mut hooks, Ordering::Release);
-    let result = run_threads(regs, text, cpus, body);
-    HOOKS.store(std::ptr::null_mut(), Ordering::Release);
-    result
+    let _installed = Installed::new(&raw mut hooks, traced);
+    run_threads(regs, text, cpus, body)
+}
+
+/// The session's hooks installed in [`HOOKS`] (and whether it is traced) until dropped: a
+/// panic or an early return never leaves them installed.
+struct Installed;
+
+impl Installed {
+    fn new(hooks: *mut &'static dyn GuestHooks, traced: bool) -> Self {
+        TRACED.store(traced, Ordering::Release);
+        HOOKS.store(hooks, Ordering::Release);
+        Installed
+    }
+}
+
+impl Drop for Installed {
+    fn drop(&mut self) {
+        HOOKS.store(std::ptr::null_mut(), Ordering::Release);
+        TRACED.store(false, Ordering::Release);
+    }
+}
+
+/// The guest threads of a session, taken out of the guest and released when dropped — after
+/// the controller's body returned, or while it unwinds — so that `std::thread::scope` can join
+/// them.
+struct Release<'a> {
+    tids: &'a [AtomicU64],
+    done: &'a [AtomicBool],
+    release: &'a AtomicBool,
+}
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        // A live guest thread always leaves at LEAVE (it cannot block signals: no system call
+        // runs from the guest text). Bounded anyway, so that a thread that died is a failure,
+        // not a hang.
+        let mut tries = 0u64;
+        while !self.done.iter().all(|d| d.load(Ordering::Acquire)) {
+            tries += 1;
+            if tries >= 100_000_000 {
+                // It cannot be joined, and the session cannot end: a report, not a panic.
+                eprintln!("pokesim hw: a guest thread did not leave the guest (a pokesim bug); exiting with status 3");
+                std::process::exit(3);
+            }
+            for (t, d) in self.tids.iter().zip(self.done) {
+                if !d.load(Ordering::Acquire) {
+                    // SAFETY: the thread is alive (it waits for `release` after finishing).
+                    unsafe { libc::pthread_kill(t.load(Ordering::Acquire) as libc::pthread_t, LEAVE) };
+                }
+            }
+            std::thread::yield_now();
+        }
+        self.release.store(true, Ordering::Release);
+    }
 }
 
 fn run_threads<R>(
@@ -666,27 +718,10 @@ fn run_threads<R>(
         while !entered.iter().all(|e| e.load(Ordering::Acquire)) {
             std::thread::yield_now();
         }
+        // Every thread has published its id: the guard may signal each.
+        let guard = Release { tids: &tids, done: &done, release: &release };
         let result = body(&Guests { tids: &tids, done: &done });
-        // A live guest thread always leaves at LEAVE (it cannot block signals: no system call
-        // runs from the guest text). Bounded anyway, so that a thread that died is a failure,
-        // not a hang.
-        let mut tries = 0u64;
-        while !done.iter().all(|d| d.load(Ordering::Acquire)) {
-            tries += 1;
-            if tries >= 100_000_000 {
-                // It cannot be joined, and the campaign cannot end: a report, not a panic.
-                eprintln!("pokesim hw: a guest thread did not leave the guest (a pokesim bug); exiting with status 3");
-                std::process::exit(3);
-            }
-            for (t, d) in tids.iter().zip(&done) {
-                if !d.load(Ordering::Acquire) {
-                    // SAFETY: the thread is alive (it waits for `release` after finishing).
-                    unsafe { libc::pthread_kill(t.load(Ordering::Acquire) as libc::pthread_t, LEAVE) };
-                }
-            }
-            std::thread::yield_now();
-        }
-        release.store(true, Ordering::Release);
+        drop(guard);
         let reports = handles.into_iter().map(|h| h.join().expect("guest thread")).collect();
         (result, reports)
     })

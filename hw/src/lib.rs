@@ -21,8 +21,8 @@
 //!   signal handler puts the host's back before it touches thread-local storage;
 //! - [`dryrun`]: the guest alone — each image of the script run natively, single-stepped,
 //!   without any patching; a guest that faults, leaves its text or stack, uses FS/GS or spins
-//!   is refused before any campaign;
-//! - [`campaign`]: the kernel's protocols — `sim_core::Patcher` stepped on a host thread and
+//!   is refused before any session;
+//! - [`session`]: the kernel's protocols — `sim_core::Patcher` stepped on a host thread and
 //!   `sim_core::Handler` run from the guests' `SIGTRAP` handler under one lock (the
 //!   simulator's data model), the workload invariant checked at the loop head, every
 //!   violation recorded with its round, phase and bytes ([`HwReport`]).
@@ -32,15 +32,15 @@
 #![deny(missing_docs)]
 
 mod bases;
-pub mod campaign;
 pub mod data;
 pub mod dryrun;
 pub mod guest;
 pub mod host;
+pub mod session;
 pub mod text;
 
-pub use campaign::{HwEvent, HwReport, Limits};
 pub use data::DataMapping;
 pub use guest::{run_guests, run_guests_traced, run_guests_with, GuestHooks, GuestReport, Guests, Step};
 pub use host::{probe, sync_core, Host, Refusal};
+pub use session::{HwEvent, HwReport, Limits};
 pub use text::TextMapping;

@@ -163,7 +163,7 @@ fn map(fd: libc::c_int, len: usize, at: Option<u64>, prot: libc::c_int) -> Optio
 // SAFETY: the mappings and the fd are owned by this value until it is dropped. Reads are
 // volatile reads of bytes other threads may be storing (a torn read is only a number); stores
 // are volatile stores of plain bytes into memory only guest machine code executes, and a
-// campaign makes them from one thread at a time (under its lock).
+// session makes them from one thread at a time (under its lock).
 unsafe impl Send for TextMapping {}
 // SAFETY: as for `Send`.
 unsafe impl Sync for TextMapping {}

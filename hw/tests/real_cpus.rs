@@ -100,7 +100,7 @@ fn a_guest_address_already_mapped_is_refused_not_replaced() {
     assert!(odd.to_string().contains("not whole pages"), "{odd}");
 }
 
-/// A campaign's hook that faults itself (a pokesim bug, or memory the guest corrupted).
+/// A session's hook that faults itself (a pokesim bug, or memory the guest corrupted).
 struct FaultingHook;
 
 impl hw::GuestHooks for FaultingHook {

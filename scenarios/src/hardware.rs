@@ -115,7 +115,7 @@ pub fn run_with_progress(
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<HwReport, HwError> {
     let plan = scenario.plan()?;
-    Ok(hw::campaign::run_with_progress(plan, host, limits, progress)?)
+    Ok(hw::session::run_with_progress(plan, host, limits, progress)?)
 }
 
 /// What the simulator predicts for a scenario under one fetch preset.

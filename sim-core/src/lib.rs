@@ -18,6 +18,7 @@ pub mod applicability;
 mod batching;
 pub mod config;
 pub mod decision;
+pub mod driver;
 pub mod emulate;
 pub mod error;
 pub mod event;

@@ -1,19 +1,23 @@
 //! Stages 3–5 of a tick: run the picked event ([`Machine::dispatch`]), ask the oracles about
 //! what it did ([`Machine::judge`]), and carry out what follows ([`Machine::apply`]) — each
-//! recorded in the trace and the statistics as it happens.
+//! recorded in the trace and the statistics as it happens. What an actor's step does to the
+//! kernel state — a step of `text_poke_bp_batch()`'s caller, a micro-step of `do_int3()`'s
+//! handler chain, its IRET (`rcu_read_unlock()`) — is [`crate::driver`]'s, shared with `hw`;
+//! this module records it and asks the oracles.
 
 use cpu_model::{ExecutedInsn, Regs, StepOutcome, Truth};
 
 use super::Machine;
 use crate::decision::Decisions;
+use crate::driver::{self, Applied, Int3Handler, Kernel, PatchingClient};
 use crate::emulate::Emulation;
 use crate::event::Event;
-use crate::handler::{Handler, HandlerCtx, HandlerStep};
-use crate::oracle::{breakpoint, emulation, guest_fault, handler_fault, invariant, liveness, unclaimed, ViolationKind};
+use crate::handler::HandlerStep;
+use crate::oracle::{breakpoint, emulation, guest_fault, invariant, liveness, unclaimed, ViolationKind};
 use crate::patcher::PatcherEffect;
 use crate::program::Op;
+use crate::protocol::kernel;
 use crate::protocol::loc::INT3;
-use crate::protocol::{kernel, Mutant};
 use crate::trace::{disassemble, TraceKind};
 use crate::SimError;
 
@@ -141,20 +145,11 @@ impl Machine {
     }
 
     fn handler_step(&mut self, i: usize, event: Event) -> Effect {
-        let instrumented = self.instrumented_call(i);
         let Some(handler) = self.handlers[i].as_mut() else { return Effect::Other };
         let (pc, ip) = (handler.pc(), handler.ip());
-        let mut ctx = HandlerCtx {
-            kind: self.config.protocol.handler(),
-            rules: self.config.protocol.loc_rules(),
-            mutants: &self.config.mutants,
-            state: &mut self.state,
-            data: &self.data,
-            kprobes: self.config.kernel.kprobes,
-            text: &self.text,
-            recovers_vanished_int3: self.config.protocol.kprobe_recovers_vanished_int3(),
-            instrumented,
-        };
+        let view = self.vcpus[i].view();
+        let mut ctx =
+            driver::handler_ctx(&self.config, &mut self.state, &self.data, &self.text, |site| view.shown(site).0);
         let step = handler.step(&mut ctx);
         self.stats.handler_steps += 1;
         let op = self.current_op();
@@ -166,16 +161,6 @@ impl Machine {
             });
         }
         Effect::Handler { cpu: i, ip, step }
-    }
-
-    /// B6 ([`Mutant::InstrumentedHandler`]): the patched text the handler calls into — the
-    /// first site of the run — and the byte vCPU `i`'s instruction view shows there.
-    fn instrumented_call(&self, i: usize) -> Option<(u64, u8)> {
-        if !self.config.mutants.contains(&Mutant::InstrumentedHandler) {
-            return None;
-        }
-        let site = self.state.arrays.first()?.locs.first()?.addr;
-        Some((site, self.vcpus[i].view().shown(site).0))
     }
 
     fn patcher_step(&mut self, k: usize, event: Event) -> Effect {
@@ -191,7 +176,8 @@ impl Machine {
             }
             _ => None,
         };
-        let effect = self.patchers[k].step(&mut self.state, &mut self.text, &mut self.ipi);
+        let mut kernel = Kernel { state: &mut self.state, text: &mut self.text, ipi: &mut self.ipi, data: &self.data };
+        let effect = driver::client_step(&mut self.patchers[k], &mut kernel);
         let kind = match effect {
             PatcherEffect::Store(epoch) => {
                 self.stats.stores += 1;
@@ -305,7 +291,7 @@ impl Machine {
     /// probed instruction — from the trapped state.
     fn judge_emulation(&mut self, i: usize, site: u64, all: &[Vec<u8>], em: &Emulation) -> Result<(), SimError> {
         let Some(handler) = self.handlers[i].as_ref() else { return Ok(()) };
-        let (trapped, stack_top) = (handler.regs, handler.stack_top);
+        let (trapped, stack_top) = handler.trapped();
         let mut candidates: Vec<&[u8]> = Vec::with_capacity(3);
         for c in all.iter().map(Vec::as_slice) {
             // An INT3 is never a reference: it is not an instruction anyone emulates.
@@ -316,14 +302,8 @@ impl Machine {
         self.stats.emulation_checks += 1;
         if let Err(msg) = emulation::check(&mut self.reference, site, &candidates, &trapped, stack_top, em)? {
             self.report(ViolationKind::EmulationMismatch, Some(i), Some(site), None, msg);
-        } else if let Some((addr, _)) = em.push.filter(|&(a, _)| self.data.read_u64(a).is_none()) {
-            self.report(
-                ViolationKind::HandlerFault,
-                Some(i),
-                Some(site),
-                None,
-                handler_fault::push_outside_stack(addr),
-            );
+        } else if let Some(msg) = driver::push_fault(&self.data, em) {
+            self.report(ViolationKind::HandlerFault, Some(i), Some(site), None, msg);
         }
         Ok(())
     }
@@ -333,9 +313,7 @@ impl Machine {
         match effect {
             Effect::Stepped { cpu, outcome: StepOutcome::Int3(regs), .. } => {
                 self.stats.int3_traps += 1;
-                let stack_top = self.data.read_u64(regs.sp()).unwrap_or(0);
-                self.state.rcu_read_lock(cpu);
-                self.handlers[cpu] = Some(Handler::new(cpu, regs, stack_top));
+                self.handlers[cpu] = Some(driver::enter(cpu, regs, &mut self.state, &self.data));
             }
             Effect::Handler { cpu, step, .. } => self.apply_handler(cpu, step)?,
             _ => {}
@@ -343,24 +321,21 @@ impl Machine {
         Ok(())
     }
 
+    /// Carries out a handler step ([`driver::apply`]). A decline, a fault or an emulated push
+    /// outside the stack ([`driver::push_fault`]) never gets here: the oracles reported it
+    /// and the run ended.
     fn apply_handler(&mut self, i: usize, step: HandlerStep) -> Result<(), SimError> {
-        match step {
-            HandlerStep::KprobeHit => self.stats.kprobe_hits += 1,
-            HandlerStep::Emulated { emulation, .. } | HandlerStep::KprobeEmulated { emulation, .. } => {
-                if let Some((addr, value)) = emulation.push {
-                    let _ = self.data.write_u64(addr, value);
-                }
-                if let Some(h) = self.handlers[i].as_mut() {
-                    h.emulated(&emulation);
-                }
-            }
-            HandlerStep::Iret(regs) => {
+        let Some(handler) = self.handlers[i].as_mut() else { return Ok(()) };
+        let kind = self.config.protocol.handler();
+        match driver::apply(i, handler, step, kind, &mut self.state, &self.data) {
+            Applied::KprobeHit => self.stats.kprobe_hits += 1,
+            Applied::Iret(regs) => {
                 self.vcpus[i].set_regs(&regs)?;
                 self.vcpus[i].serialize(&self.text)?;
                 self.handlers[i] = None;
-                self.state.rcu_read_unlock(i);
             }
-            HandlerStep::Continue | HandlerStep::Declined | HandlerStep::Fault { .. } => {}
+            Applied::Declined | Applied::Fault { .. } => debug_assert!(self.violation.is_some()),
+            Applied::Continue | Applied::Emulated => {}
         }
         Ok(())
     }

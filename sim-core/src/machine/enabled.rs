@@ -9,10 +9,9 @@
 //! are listed afresh every tick (there are at most [`crate::config::MAX_CLIENTS`]). In debug
 //! builds every refresh is checked against the list built from scratch.
 
+use crate::driver::{Activation, Client, PatchingClient};
 use crate::event::Event;
-use crate::handler::Handler;
 use crate::ipi::Ipi;
-use crate::patcher::Patcher;
 use crate::patching::PatchState;
 
 /// What changed since the last refresh.
@@ -30,7 +29,7 @@ enum Stale {
 /// The vCPU state the enabled set is computed from.
 pub struct CpuStates<'a> {
     /// Each vCPU's running handler, if any.
-    pub handlers: &'a [Option<Handler>],
+    pub handlers: &'a [Option<Activation>],
     /// Each vCPU that has stopped (a finite guest).
     pub finished: &'a [bool],
     /// Pending IPIs.
@@ -99,7 +98,7 @@ impl EnabledSet {
     }
 
     /// Brings the set up to date with `cpus` and the patching clients.
-    pub fn refresh(&mut self, cpus: &CpuStates<'_>, patchers: &[Patcher], state: &PatchState) {
+    pub fn refresh(&mut self, cpus: &CpuStates<'_>, patchers: &[Client], state: &PatchState) {
         self.events.truncate(self.cpu_part);
         match std::mem::replace(&mut self.stale, Stale::Clean) {
             Stale::Clean => {}

@@ -23,13 +23,12 @@ use cpu_model::{ExecutedInsn, ReferenceExecutor, SharedRegion, Vcpu};
 
 use crate::config::RunConfig;
 use crate::decision::Decisions;
+use crate::driver::{Activation, Client, PatchingClient};
 use crate::event::Event;
-use crate::handler::Handler;
 use crate::ipi::Ipi;
 use crate::oracle::torn::TornOracle;
 use crate::oracle::{liveness, ByteEpoch, Violation, ViolationKind};
 use crate::outcome::{Outcome, Stats, Verdict};
-use crate::patcher::Patcher;
 use crate::patching::PatchState;
 use crate::plan::Plan;
 use crate::round::Round;
@@ -66,10 +65,11 @@ pub struct Machine {
     vcpus: Vec<Vcpu>,
     data: Rc<SharedRegion>,
     text: TextMemory,
-    handlers: Vec<Option<Handler>>,
+    /// Per vCPU, its INT3 handler activation while it runs one.
+    handlers: Vec<Option<Activation>>,
     state: PatchState,
     /// One patcher per patching client ([`Event::Patcher`]); the workload's is first.
-    patchers: Vec<Patcher>,
+    patchers: Vec<Client>,
     ipi: Ipi,
     /// Loop-head arrivals per vCPU, and whether it has stopped (`max_iterations`).
     iterations: Vec<u64>,
@@ -129,7 +129,8 @@ impl Machine {
     pub fn new(plan: Plan) -> Result<Self, SimError> {
         let budget = plan.budget();
         let expected_ticks = plan.expected_ticks();
-        let Plan { config, image, kprobes, torn, arrays, programs, plain } = plan;
+        let patchers = plan.clients();
+        let Plan { config, image, kprobes, torn, arrays, programs, .. } = plan;
         let GuestImage { layout, text, cpu_regs, loop_head, invariant, cpu_data, .. } = image;
         let data = Rc::new(SharedRegion::new(layout.data_base, layout.data_len));
         let owners: Vec<u64> = kprobes.iter().map(|k| k.addr).collect();
@@ -157,11 +158,7 @@ impl Machine {
             handlers: vec![None; config.cpus],
             text: TextMemory::new(&layout, text),
             state: PatchState::new(arrays, config.cpus, kprobes),
-            patchers: programs
-                .into_iter()
-                .enumerate()
-                .map(|(k, program)| Patcher::new(k, program, plain.clone(), config.fetch.stores))
-                .collect(),
+            patchers,
             ipi: Ipi::new(config.cpus),
             reference: ReferenceExecutor::new(layout)?,
             invariant,
@@ -214,14 +211,14 @@ impl Machine {
 
     /// The patcher a report's position describes: the client holding `text_mutex`, else the first one
     /// not done (the workload's, while it runs).
-    fn lead(&self) -> &Patcher {
+    fn lead(&self) -> &Client {
         let held = self.state.text_mutex.map(|k| &self.patchers[k]);
         held.or_else(|| self.patchers.iter().find(|p| !p.done())).unwrap_or(&self.patchers[0])
     }
 
     /// True once every patching client has finished its program.
     fn patchers_done(&self) -> bool {
-        self.patchers.iter().all(Patcher::done)
+        self.patchers.iter().all(Client::done)
     }
 
     /// Where the patcher stands, for reports: round and operation (and which client, when
@@ -288,7 +285,7 @@ impl Machine {
     /// The liveness oracle on the enabled events: reports a deadlock and returns true.
     fn judge_deadlock(&mut self) -> bool {
         let stuck_on_refs = self.patchers.iter().find(|p| p.waiting_for_refs() && !p.enabled(&self.ipi, &self.state));
-        let waiting = stuck_on_refs.and_then(Patcher::waiting);
+        let waiting = stuck_on_refs.and_then(Client::waiting);
         // Nothing enabled after the patchers finished is the end of a finite guest, not a deadlock.
         let stuck = self.enabled.events().is_empty() && !self.patchers_done();
         // Only asked when it matters: scanning every vCPU on every tick is O(vCPUs).

@@ -18,11 +18,10 @@ use std::hash::{Hash, Hasher};
 use cpu_model::{Epoch, Reg, Regs, Truth, VcpuState};
 
 use super::Machine;
+use crate::driver::{Activation, Client, Int3Handler, PatchingClient};
 use crate::event::Event;
-use crate::handler::Handler;
 use crate::ipi::Ipi;
 use crate::oracle::emulation::ARITH_FLAGS;
-use crate::patcher::Patcher;
 use crate::patching::PatchState;
 use crate::program::Op;
 use crate::protocol::loc::INT3;
@@ -61,9 +60,9 @@ pub struct Snapshot {
     vcpus: Vec<(u64, VcpuState)>,
     /// The bytes of the data windows ([`Machine::data_windows`]), one after another.
     data: Vec<u8>,
-    handlers: Vec<Option<Handler>>,
+    handlers: Vec<Option<Activation>>,
     state: PatchState,
-    patchers: Vec<Patcher>,
+    patchers: Vec<Client>,
     ipi: Ipi,
     iterations: Vec<u64>,
     finished: Vec<bool>,
@@ -128,9 +127,9 @@ enum Data<'a> {
 struct Parts<'a> {
     epoch: Epoch,
     vcpus: Vec<&'a VcpuState>,
-    handlers: &'a [Option<Handler>],
+    handlers: &'a [Option<Activation>],
     state: &'a PatchState,
-    patchers: &'a [Patcher],
+    patchers: &'a [Client],
     ipi: &'a Ipi,
     iterations: &'a [u64],
     finished: &'a [bool],
@@ -305,7 +304,7 @@ impl Machine {
         self.know_vcpus()?;
         let vcpus: Vec<(u64, VcpuState)> = self.known.iter().map(|k| k.clone().expect("known")).collect();
         for (i, (_, v)) in vcpus.iter().enumerate() {
-            let sp = self.handlers[i].as_ref().map_or(v.regs.sp(), |h| h.regs.sp().min(v.regs.sp()));
+            let sp = self.handlers[i].as_ref().map_or(v.regs.sp(), |h| h.trapped().0.sp().min(v.regs.sp()));
             if sp < self.windows[2 * i + 1].0 + 64 {
                 return Err(SimError::Internal(format!("cpu{i}: the stack reached {sp:#x}, below the saved window")));
             }

@@ -1,11 +1,14 @@
-//! A hardware campaign: a scenario's INT3 protocol on the host's real CPUs
+//! A hardware session: a scenario's INT3 protocol on the host's real CPUs
 //! (docs/reference/hardware.md §11). Its patching clients are `sim_core::Patcher` — the very
 //! step machines the simulator runs, each operation named for the kernel statement of
 //! `text_poke_bp_batch()` / `smp_text_poke_batch_finish()` it mirrors — stepped by a host
 //! thread; its guests are the workload's machine code on pinned host threads; and its INT3
 //! handler is `sim_core::Handler` — the version's `poke_int3_handler()` /
 //! `smp_text_poke_int3_handler()` and `kprobe_int3_handler()` — run from the guests' `SIGTRAP`
-//! handler against the signal context, as `do_int3()` runs it against `pt_regs`.
+//! handler against the signal context, as `do_int3()` runs it against `pt_regs`. Both are
+//! driven through `sim_core::driver`, the simulator's own rules for what a patcher step and a
+//! handler micro-step do (`driver::Client`, `driver::Activation`); this module turns what
+//! they did into stores on the hardware and tallies.
 //!
 //! The data model is the simulator's (DESIGN.md §2.3): the patching state, the text as the
 //! patcher wrote it and the workload's invariant live behind one lock, and each patcher step
@@ -24,34 +27,32 @@
 //! vector, `BUG()`), and the workload's invariant, checked at the loop head of a guest stopped
 //! there by single-stepping ([`crate::guest::Guests::checkpoint`]). Each is recorded with its
 //! round, the patcher's operation and the bytes, and the vCPU restarts with its counters reset;
-//! the campaign goes on. A campaign is not a deterministic run: the hardware interleaves.
+//! the session goes on. A session is not a deterministic run: the hardware interleaves.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use cpu_model::{Regs, SharedRegion, StoreGranularity};
-use sim_core::handler::{Handler, HandlerCtx, HandlerStep};
+use sim_core::driver::{self, Activation, Applied, Client, Int3Handler, Kernel, PatchingClient};
 use sim_core::ipi::Ipi;
-use sim_core::oracle::{handler_fault, unclaimed};
-use sim_core::patcher::{Patcher, PatcherEffect};
+use sim_core::oracle::unclaimed;
+use sim_core::patcher::PatcherEffect;
 use sim_core::patching::{KprobeState, PatchState, PokeArray};
-use sim_core::protocol::loc::LocRules;
-use sim_core::protocol::{HandlerKind, Version};
 use sim_core::text::TextMemory;
-use sim_core::{Invariant, Mutant, Plan, Round, ViolationKind};
+use sim_core::{Invariant, Plan, Round, RunConfig, ViolationKind};
 
 use crate::guest::{signal_name, GuestHooks, GuestReport, Guests, Step};
 use crate::{DataMapping, Host, Refusal, TextMapping};
 
 /// Events kept in a report with their details (every one is counted).
 pub const MAX_EVENTS: usize = 32;
-/// Polls of a wait (for a reference count to drain, a handler to finish) before the campaign
+/// Polls of a wait (for a reference count to drain, a handler to finish) before the session
 /// calls it stuck: a bound on work, so that a protocol that never finishes is reported, not
 /// waited for.
 const MAX_POLLS: u64 = 1 << 26;
 
-/// How long a campaign runs.
+/// How long a session runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Patch rounds (batches of the workload's patching client) to run; the script repeats
@@ -76,7 +77,7 @@ pub struct HwEvent {
     pub kind: ViolationKind,
     /// The vCPU (guest thread).
     pub cpu: usize,
-    /// The campaign's patch round in progress (1-based), or the drain once its last round
+    /// The session's patch round in progress (1-based), or the drain once its last round
     /// returned and the guests run on until they are stopped.
     pub round: Round,
     /// The workload's patcher operation in progress (`poke-int3`, `sync`, …).
@@ -93,7 +94,7 @@ pub struct HwEvent {
     pub message: String,
 }
 
-/// What a campaign did and saw.
+/// What a session did and saw.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct HwReport {
     /// Patch rounds completed.
@@ -118,9 +119,9 @@ pub struct HwReport {
     pub events: Vec<HwEvent>,
     /// Each guest thread's own account.
     pub guests: Vec<GuestReport>,
-    /// Why the campaign stopped before its limits, if it did.
+    /// Why the session stopped before its limits, if it did.
     pub stopped: Option<String>,
-    /// Why the campaign, having seen no violation, established nothing: no round completed, a
+    /// Why the session, having seen no violation, established nothing: no round completed, a
     /// round did not finish within the whole time budget, or the guests never met an INT3
     /// the script wrote (the window the protocol guards was never exercised). `None` when it
     /// saw a violation.
@@ -143,16 +144,17 @@ struct Shared {
     ipi: Ipi,
     invariant: Box<dyn Invariant + Send>,
     data: SharedRegion,
-    /// The campaign's round in progress (1-based).
+    /// The session's round in progress (1-based).
     round: u64,
-    /// Set once the campaign's last round has returned.
+    /// Set once the session's last round has returned.
     drained: bool,
-    phase: &'static str,
+    /// The workload's patching client's operation in progress ([`HwEvent::phase`]).
+    op: &'static str,
     tally: Tally,
 }
 
 // SAFETY: the `Rc`s inside the patching state were allocated for it alone (`own_state`), and
-// every access to it — the patcher's steps, the handlers' micro-steps — holds the campaign's
+// every access to it — the patcher's steps, the handlers' micro-steps — holds the session's
 // lock and keeps no `Rc` handle beyond the step; the rest is owned data (the data region by its
 // own `Send`).
 unsafe impl Send for Shared {}
@@ -167,22 +169,11 @@ struct Tally {
     events: Vec<HwEvent>,
 }
 
-/// The handler's configuration: the version's and the run's.
-struct HandlerConfig {
-    kind: HandlerKind,
-    rules: LocRules,
-    version: &'static Version,
-    mutants: Vec<Mutant>,
-    kprobes: bool,
-    recovers: bool,
-    /// B6: the site the instrumented handler calls into.
-    instrumented: Option<u64>,
-}
-
-/// The campaign as the guests' hooks and the patcher thread see it.
-struct Campaign<'a> {
+/// The session as the guests' hooks and the patcher thread see it.
+struct Session<'a> {
     shared: Mutex<Shared>,
-    cfg: HandlerConfig,
+    /// The run's configuration (the handler's version, mutants and `CONFIG_KPROBES`).
+    config: RunConfig,
     text: &'a TextMapping,
     loop_head: u64,
     /// The first patched site (where an invariant violation's bytes are shown).
@@ -230,25 +221,17 @@ pub fn run_with_progress(
         text: TextMemory::new(&l, plan.image.text.clone()),
         ipi: Ipi::new(config.cpus),
         invariant,
-        // SAFETY: the region is dropped with the campaign, before `data_map` (declared
+        // SAFETY: the region is dropped with the session, before `data_map` (declared
         // earlier, dropped later); only the lock holder and guest code touch the memory.
         data: unsafe { data_map.shared_region() },
         round: 1,
         drained: false,
-        phase: "start",
+        op: "start",
         tally: Tally::default(),
     };
-    let campaign = Campaign {
+    let session = Session {
         shared: Mutex::new(shared),
-        cfg: HandlerConfig {
-            kind: config.protocol.handler(),
-            rules: config.protocol.loc_rules(),
-            version: config.protocol.version(),
-            mutants: config.mutants.clone(),
-            kprobes: config.kernel.kprobes,
-            recovers: config.protocol.kprobe_recovers_vanished_int3(),
-            instrumented: config.mutants.contains(&Mutant::InstrumentedHandler).then(|| first_site(&plan)).flatten(),
-        },
+        config: config.clone(),
         text: &text_map,
         loop_head: plan.image.loop_head,
         site: first_site(&plan).unwrap_or(plan.image.loop_head),
@@ -270,18 +253,18 @@ pub fn run_with_progress(
         &plan.image.cpu_regs,
         (l.text_base, l.text_base + l.text_len),
         guest_cpus(host),
-        &campaign,
+        &session,
         |guests| {
             crate::guest::pin(host.cpus[0]);
-            campaign.patch(&plan, guests)
+            session.patch(&plan, guests)
         },
     );
     let outcome = patched?;
     if let Some(g) = guests.iter().find(|g| !g.ran) {
         return Err(Refusal::Guard(format!("a guest thread could not install its seccomp guard or FS/GS slot: {g:?}")));
     }
-    let elapsed = campaign.started.elapsed();
-    let shared = campaign.shared.into_inner().unwrap_or_else(|e| e.into_inner());
+    let elapsed = session.started.elapsed();
+    let shared = session.shared.into_inner().unwrap_or_else(|e| e.into_inner());
     Ok(report(shared.tally, outcome, guests, elapsed))
 }
 
@@ -297,17 +280,17 @@ fn guest_cpus(host: &Host) -> &[usize] {
 /// The text images the script passes through, at the start and at the end of each of its
 /// batches (the workload's patching client's), in order — the old and the new image of every
 /// round, which [`crate::dryrun`] runs alone. Refuses a script that does not bring the text
-/// back to its initial image: a campaign repeats it from there. Runs the patching clients to
+/// back to its initial image: a session repeats it from there. Runs the patching clients to
 /// their end on the simulator's text alone (every sync acknowledged at once, no handler in
 /// flight).
 pub fn script_images(plan: &Plan) -> Result<Vec<Vec<u8>>, Refusal> {
     let (mut state, mut ipi) = (own_state(plan), Ipi::new(plan.config.cpus));
-    let mut text = TextMemory::new(&plan.image.layout, plan.image.text.clone());
-    let granularity = plan.config.fetch.stores;
-    let (base, len) = (plan.image.layout.text_base, plan.image.text.len());
+    let l = plan.image.layout;
+    let mut text = TextMemory::new(&l, plan.image.text.clone());
+    let data = SharedRegion::new(l.data_base, l.data_len);
+    let (base, len) = (l.text_base, plan.image.text.len());
     let mut images = vec![plan.image.text.clone()];
-    for (k, program) in plan.programs.iter().enumerate() {
-        let mut p = Patcher::new(k, program.clone(), plan.plain.clone(), granularity);
+    for (k, mut p) in plan.clients().into_iter().enumerate() {
         while !p.done() {
             if !p.enabled(&ipi, &state) {
                 return Err(Refusal::Program(format!(
@@ -315,7 +298,10 @@ pub fn script_images(plan: &Plan) -> Result<Vec<Vec<u8>>, Refusal> {
                     p.waiting()
                 )));
             }
-            match p.step(&mut state, &mut text, &mut ipi) {
+            match driver::client_step(
+                &mut p,
+                &mut Kernel { state: &mut state, text: &mut text, ipi: &mut ipi, data: &data },
+            ) {
                 PatcherEffect::Fault(message) => {
                     return Err(Refusal::Program(format!("its patcher faults: {message}")))
                 }
@@ -426,7 +412,7 @@ enum Stop {
     /// The host failed (membarrier): no verdict.
     Host(Refusal),
     /// The time budget ran out inside a round, during a wait: what it waited for, and whether
-    /// the round had lasted the whole budget (then the campaign has no verdict: a wait that long
+    /// the round had lasted the whole budget (then the session has no verdict: a wait that long
     /// may be the host's scheduling as well as the protocol).
     OutOfTime {
         /// What the patcher waited for.
@@ -436,7 +422,7 @@ enum Stop {
     },
 }
 
-impl Campaign<'_> {
+impl Session<'_> {
     fn lock(&self) -> MutexGuard<'_, Shared> {
         self.shared.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -446,16 +432,10 @@ impl Campaign<'_> {
     /// inside a round); `Err` if the host failed.
     fn patch(&self, plan: &Plan, guests: &Guests<'_>) -> Result<Outcome, Refusal> {
         let mut counts = Counts::default();
-        let granularity = plan.config.fetch.stores;
         let limits = self.limits;
         let ended = |counts: Counts, stopped| Ok(Outcome { counts, stopped, unfinished: None });
         while counts.rounds < limits.rounds && !self.out_of_time() {
-            let mut patchers: Vec<Patcher> = plan
-                .programs
-                .iter()
-                .enumerate()
-                .map(|(k, p)| Patcher::new(k, p.clone(), plan.plain.clone(), granularity))
-                .collect();
+            let mut patchers = plan.clients();
             match self.pass(&mut patchers, guests, &mut counts) {
                 Ok(()) => counts.passes += 1,
                 Err(Stop::Limit) => break,
@@ -476,7 +456,7 @@ impl Campaign<'_> {
                 }
             }
             let mut g = self.lock();
-            // `repeatable` checked this before the campaign.
+            // `repeatable` checked this before the session.
             assert_eq!(g.text.read(plan.image.layout.text_base, g.text.initial().len()), g.text.initial());
             g.text.restart();
         }
@@ -500,18 +480,18 @@ impl Campaign<'_> {
     }
 
     /// One pass of the script: every patching client to its end.
-    fn pass(&self, patchers: &mut [Patcher], guests: &Guests<'_>, counts: &mut Counts) -> Result<(), Stop> {
+    fn pass(&self, patchers: &mut [Client], guests: &Guests<'_>, counts: &mut Counts) -> Result<(), Stop> {
         let limits = &self.limits;
         let (n, mut next, mut polls) = (patchers.len(), 0, 0u64);
         loop {
             let mut g = self.lock();
-            if patchers.iter().all(Patcher::done) {
+            if patchers.iter().all(Client::done) {
                 return Ok(());
             }
             let Some(k) = (0..n).map(|j| (next + j) % n).find(|&k| patchers[k].enabled(&g.ipi, &g.state)) else {
                 drop(g);
                 polls += 1;
-                let what = || patchers.iter().find_map(Patcher::waiting).unwrap_or("text_mutex");
+                let what = || patchers.iter().find_map(Client::waiting).unwrap_or("text_mutex");
                 if polls > MAX_POLLS {
                     return Err(self.stuck(format!("the patcher made no progress in {MAX_POLLS} polls ({})", what())));
                 }
@@ -520,10 +500,10 @@ impl Campaign<'_> {
                 continue;
             };
             (next, polls) = (k + 1, 0);
-            g.phase = patchers[0].current().map_or("done", |op| op.name());
+            g.op = patchers[0].current().map_or("done", |op| op.name());
             let effect = {
-                let Shared { state, text, ipi, .. } = &mut *g;
-                patchers[k].step(state, text, ipi)
+                let Shared { state, text, ipi, data, .. } = &mut *g;
+                driver::client_step(&mut patchers[k], &mut Kernel { state, text, ipi, data })
             };
             match effect {
                 PatcherEffect::Store(epoch) => {
@@ -596,7 +576,7 @@ impl Campaign<'_> {
         Ok(())
     }
 
-    /// A wait that never ended: a liveness violation, which ends the campaign.
+    /// A wait that never ended: a liveness violation, which ends the session.
     fn stuck(&self, why: String) -> Stop {
         let site = self.site;
         self.record(&mut self.lock(), ViolationKind::Liveness, 0, site, None, why.clone());
@@ -615,27 +595,24 @@ impl Campaign<'_> {
         let written = if n > 0 { g.text.read(addr, n).to_vec() } else { Vec::new() };
         let fetched = (0..n as u64).map(|i| self.text.read(addr + i)).collect();
         let round = if g.drained { Round::Drain } else { Round::In(g.round) };
-        let phase = if g.drained { "done" } else { g.phase };
+        let phase = if g.drained { "done" } else { g.op };
         g.tally.events.push(HwEvent { kind, cpu, round, phase, addr, signal, written, fetched, message });
     }
 }
 
-impl GuestHooks for Campaign<'_> {
+impl GuestHooks for Session<'_> {
     /// `do_int3()`: the version's handler, one micro-step per lock, then the next handler it
     /// asks; the IRET's registers, or `None` after a violation (the vCPU restarts).
     fn int3(&self, cpu: usize, regs: &Regs) -> Option<Regs> {
-        let stack_top = {
+        let mut handler: Activation = {
             let mut g = self.lock();
             g.tally.traps += 1;
-            g.state.rcu_read_lock(cpu);
-            g.data.read_u64(regs.sp()).unwrap_or(0)
+            let Shared { state, data, .. } = &mut *g;
+            driver::enter(cpu, *regs, state, data)
         };
-        let mut handler = Handler::new(cpu, *regs, stack_top);
         let resume = loop {
             let mut g = self.lock();
-            let step = self.handler_step(&mut handler, &mut g);
-            if let Some(done) = self.apply(cpu, &mut handler, &mut g, step) {
-                g.state.rcu_read_unlock(cpu);
+            if let Some(done) = self.handler_step(cpu, &mut handler, &mut g) {
                 break done;
             }
         };
@@ -669,56 +646,32 @@ impl GuestHooks for Campaign<'_> {
     }
 }
 
-impl Campaign<'_> {
-    /// One handler micro-step under the lock.
-    fn handler_step(&self, handler: &mut Handler, g: &mut Shared) -> HandlerStep {
-        let Shared { state, text, data, .. } = g;
-        let mut ctx = HandlerCtx {
-            kind: self.cfg.kind,
-            rules: self.cfg.rules,
-            mutants: &self.cfg.mutants,
-            state,
-            data,
-            kprobes: self.cfg.kprobes,
-            text,
-            recovers_vanished_int3: self.cfg.recovers,
-            instrumented: self.cfg.instrumented.map(|a| (a, self.text.read(a))),
-        };
-        handler.step(&mut ctx)
-    }
-
-    /// Carries out a handler step as `Machine::apply_handler` does; `Some` when the handler is
-    /// over: the IRET's registers, or `None` after a violation.
-    fn apply(&self, cpu: usize, handler: &mut Handler, g: &mut Shared, step: HandlerStep) -> Option<Option<Regs>> {
+impl Session<'_> {
+    /// One handler micro-step under the lock, carried out ([`driver::apply`]) and tallied;
+    /// `Some` when the activation is over: the IRET's registers, or `None` after a violation
+    /// (recorded, and the vCPU's counters reset).
+    fn handler_step(&self, cpu: usize, handler: &mut Activation, g: &mut Shared) -> Option<Option<Regs>> {
         let ip = handler.ip();
-        let violation = match step {
-            HandlerStep::Continue => return None,
-            HandlerStep::KprobeHit => {
+        let Shared { state, text, data, .. } = g;
+        let step = handler.step(&mut driver::handler_ctx(&self.config, state, data, text, |a| self.text.read(a)));
+        let (kind, message) = match driver::apply(cpu, handler, step, self.config.protocol.handler(), state, data) {
+            Applied::Continue => return None,
+            Applied::KprobeHit => {
                 g.tally.kprobe_hits += 1;
                 return None;
             }
-            HandlerStep::Emulated { emulation, .. } | HandlerStep::KprobeEmulated { emulation, .. } => {
-                match emulation.push {
-                    Some((addr, value)) if g.data.write_u64(addr, value).is_none() => {
-                        (ViolationKind::HandlerFault, handler_fault::push_outside_stack(addr))
-                    }
-                    _ => {
-                        g.tally.emulated += 1;
-                        handler.emulated(&emulation);
-                        return None;
-                    }
-                }
+            Applied::Emulated => {
+                g.tally.emulated += 1;
+                return None;
             }
-            HandlerStep::Iret(regs) => return Some(Some(regs)),
-            HandlerStep::Declined => {
-                let byte = self.text.read(ip);
-                let (_, message) = unclaimed::report(ip, byte, 0, self.cfg.kprobes, self.cfg.version);
-                (ViolationKind::UnclaimedInt3, message)
+            Applied::Iret(regs) => return Some(Some(regs)),
+            Applied::Declined => {
+                let (kprobes, version) = (self.config.kernel.kprobes, self.config.protocol.version());
+                (ViolationKind::UnclaimedInt3, unclaimed::report(ip, self.text.read(ip), 0, kprobes, version).1)
             }
-            HandlerStep::Fault { kind, message } => (kind, message),
+            Applied::Fault { kind, message } => (kind, message),
         };
-        handler.abandon(self.cfg.kind, &mut g.state);
-        self.record(g, violation.0, cpu, ip, None, violation.1);
+        self.record(g, kind, cpu, ip, None, message);
         let Shared { invariant, data, .. } = g;
         invariant.reset(cpu, data);
         Some(None)
