@@ -78,7 +78,7 @@ impl Machine {
             Event::HandlerStep(i) => Ok(self.handler_step(i, event)),
             Event::IpiDeliver(i) => {
                 self.vcpus[i].serialize(&self.text)?;
-                self.ipi.acknowledge(i);
+                self.state.ipi.acknowledge(i);
                 self.stats.ipis += 1;
                 let rip = self.vcpus[i].rip();
                 self.trace.record(
@@ -91,7 +91,7 @@ impl Machine {
                     &[],
                     self.op_name(),
                 );
-                let sync = self.ipi.generation();
+                let sync = self.state.ipi.generation();
                 self.trace.annotate(|e| {
                     e.sync = Some(sync);
                     e.kernel =
@@ -110,10 +110,10 @@ impl Machine {
             if let Err(message) = invariant::at_loop_head(self.invariant.as_mut(), i, &regs, &self.data, reset) {
                 return Ok(Effect::Invariant { cpu: i, regs, message });
             }
-            self.iterations[i] += 1;
-            if self.config.max_iterations.is_some_and(|k| self.iterations[i] > k) {
+            self.state.iterations[i] += 1;
+            if self.config.max_iterations.is_some_and(|k| self.state.iterations[i] > k) {
                 // Done: this vCPU takes no more steps (a finite guest), but still takes IPIs.
-                self.finished[i] = true;
+                self.state.finished[i] = true;
                 let (head, op) = (self.loop_head, self.op_name());
                 self.trace.record(self.tick, event, TraceKind::Finished, "finished", Some(head), &[], &[], op);
                 return Ok(Effect::Finished);
@@ -142,13 +142,13 @@ impl Machine {
 
     fn handler_step(&mut self, i: usize, event: Event) -> Effect {
         let instrumented = self.instrumented_call(i);
-        let Some(handler) = self.handlers[i].as_mut() else { return Effect::Other };
+        let Some(handler) = self.state.handlers[i].as_mut() else { return Effect::Other };
         let (pc, ip) = (handler.pc(), handler.ip());
         let mut ctx = HandlerCtx {
             kind: self.config.protocol.handler(),
             rules: self.config.protocol.loc_rules(),
             mutants: &self.config.mutants,
-            state: &mut self.state,
+            state: &mut self.state.patching,
             data: &self.data,
             kprobes: self.config.kernel.kprobes,
             text: &self.text,
@@ -174,24 +174,24 @@ impl Machine {
         if !self.config.mutants.contains(&Mutant::InstrumentedHandler) {
             return None;
         }
-        let site = self.state.arrays.first()?.locs.first()?.addr;
+        let site = self.state.patching.arrays.first()?.locs.first()?.addr;
         Some((site, self.vcpus[i].view().shown(site).0))
     }
 
     fn patcher_step(&mut self, k: usize, event: Event) -> Effect {
-        let current = self.patchers[k].current().copied();
+        let current = self.state.patchers[k].current().copied();
         let name = current.map_or("done", |op| op.name());
         let statement = current.map(|op| match op {
             Op::Sync if k > 0 => kernel::kprobe_sync(self.config.protocol),
             op => kernel::patcher(self.config.protocol, &op),
         });
         let disarm = match current {
-            Some(Op::DisarmKprobe(kp)) if self.patchers[k].at_op_start() => {
-                breakpoint::corrupted_disarm(&self.state.kprobes[kp], &self.text)
+            Some(Op::DisarmKprobe(kp)) if self.state.patchers[k].at_op_start() => {
+                breakpoint::corrupted_disarm(&self.state.patching.kprobes[kp], &self.text)
             }
             _ => None,
         };
-        let effect = self.patchers[k].step(&mut self.state, &mut self.text, &mut self.ipi);
+        let effect = self.state.patchers[k].step(&mut self.state.patching, &mut self.text, &mut self.state.ipi);
         let kind = match effect {
             PatcherEffect::Store(epoch) => {
                 self.stats.stores += 1;
@@ -215,7 +215,8 @@ impl Machine {
         if let Some(kind) = kind {
             self.trace.record(self.tick, event, kind, name, None, &[], &[], name);
         }
-        let sync = matches!(kind, Some(TraceKind::Broadcast | TraceKind::SyncDone)).then(|| self.ipi.generation());
+        let sync =
+            matches!(kind, Some(TraceKind::Broadcast | TraceKind::SyncDone)).then(|| self.state.ipi.generation());
         self.trace.annotate(|e| {
             e.kernel = statement.map(|s| s.to_string());
             e.sync = sync;
@@ -224,8 +225,9 @@ impl Machine {
             // The records from here on belong to the next round, or to the drain.
             self.trace.set_round(self.round());
         }
-        let lost =
-            matches!(effect, PatcherEffect::Store(_)).then(|| breakpoint::lost(&self.state, &self.text)).flatten();
+        let lost = matches!(effect, PatcherEffect::Store(_))
+            .then(|| breakpoint::lost(&self.state.patching, &self.text))
+            .flatten();
         if let PatcherEffect::Fault(message) = effect {
             return Effect::PatcherFault { client: k, message };
         }
@@ -287,12 +289,13 @@ impl Machine {
             }
             HandlerStep::Fault { kind, message } => self.report(*kind, Some(i), Some(ip), None, message.clone()),
             HandlerStep::Emulated { array, entry, emulation } => {
-                let (loc, old) = (&self.state.arrays[*array].locs[*entry], &self.state.arrays[*array].old[*entry]);
+                let (loc, old) =
+                    (&self.state.patching.arrays[*array].locs[*entry], &self.state.patching.arrays[*array].old[*entry]);
                 let candidates = [old.clone(), loc.text.clone(), loc.emulate.clone()];
                 self.judge_emulation(i, loc.addr, &candidates, emulation)?
             }
             HandlerStep::KprobeEmulated { kprobe, emulation } => {
-                let kp = &self.state.kprobes[*kprobe];
+                let kp = &self.state.patching.kprobes[*kprobe];
                 self.judge_emulation(i, kp.addr, &[kp.insn.to_vec()], emulation)?
             }
             _ => {}
@@ -304,7 +307,7 @@ impl Machine {
     /// the old, the new (or the explicitly emulated) instruction of a site, or a kprobe's
     /// probed instruction — from the trapped state.
     fn judge_emulation(&mut self, i: usize, site: u64, all: &[Vec<u8>], em: &Emulation) -> Result<(), SimError> {
-        let Some(handler) = self.handlers[i].as_ref() else { return Ok(()) };
+        let Some(handler) = self.state.handlers[i].as_ref() else { return Ok(()) };
         let (trapped, stack_top) = (handler.regs, handler.stack_top);
         let mut candidates: Vec<&[u8]> = Vec::with_capacity(3);
         for c in all.iter().map(Vec::as_slice) {
@@ -334,8 +337,8 @@ impl Machine {
             Effect::Stepped { cpu, outcome: StepOutcome::Int3(regs), .. } => {
                 self.stats.int3_traps += 1;
                 let stack_top = self.data.read_u64(regs.sp()).unwrap_or(0);
-                self.state.rcu_read_lock(cpu);
-                self.handlers[cpu] = Some(Handler::new(cpu, regs, stack_top));
+                self.state.patching.rcu_read_lock(cpu);
+                self.state.handlers[cpu] = Some(Handler::new(cpu, regs, stack_top));
             }
             Effect::Handler { cpu, step, .. } => self.apply_handler(cpu, step)?,
             _ => {}
@@ -350,15 +353,15 @@ impl Machine {
                 if let Some((addr, value)) = emulation.push {
                     let _ = self.data.write_u64(addr, value);
                 }
-                if let Some(h) = self.handlers[i].as_mut() {
+                if let Some(h) = self.state.handlers[i].as_mut() {
                     h.emulated(&emulation);
                 }
             }
             HandlerStep::Iret(regs) => {
                 self.vcpus[i].set_regs(&regs)?;
                 self.vcpus[i].serialize(&self.text)?;
-                self.handlers[i] = None;
-                self.state.rcu_read_unlock(i);
+                self.state.handlers[i] = None;
+                self.state.patching.rcu_read_unlock(i);
             }
             HandlerStep::Continue | HandlerStep::Declined | HandlerStep::Fault { .. } => {}
         }
