@@ -5,7 +5,14 @@
 //! every path), every vCPU's registers, its view of the patched bytes and its step count, the
 //! data region (stacks and counters), the handlers, the patching state, the patcher's
 //! position, the IPIs, and the finite-guest counters. The run's record (trace, statistics,
-//! tick) is not part of it.
+//! tick) is not part of it. The fields that are plain values are listed once, in
+//! [`MachineState`]: the machine holds one and a snapshot clones it; the vCPUs (saved through
+//! their Unicorn contexts, `cpu_model::VcpuState`) and the data region (saved as its windows)
+//! are saved their own way.
+//!
+//! Saving reads a vCPU from its engine only if an event touched it since the caller's
+//! [`SaveCache`] last saw it (the machine counts touches; the cache, owned by the search,
+//! remembers states and their versions).
 //!
 //! [`Snapshot::canonical_hash`] identifies states up to what cannot matter: the views' raw
 //! epochs collapse to the effective snapshot of each patched unit, the data region to each
@@ -67,7 +74,7 @@ pub struct MachineState {
     pub(crate) patchers: Vec<Patcher>,
     /// The IPIs in flight.
     pub(crate) ipi: Ipi,
-    /// Loop-head arrivals per vCPU, and whether it has stopped (`max_iterations`).
+    /// Loop-head arrivals per vCPU.
     pub(crate) iterations: Vec<u64>,
     /// Per vCPU, whether it has stopped (`max_iterations`).
     pub(crate) finished: Vec<bool>,
