@@ -18,7 +18,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use sim_core::{Decision, Outcome, Recorded, Violation};
+use sim_core::{Decision, Observe, Outcome, Plan, Recorded, Violation};
 
 pub use crate::artifact_format::{Artifact, FORMAT, MAX_DECISIONS};
 use crate::entry::{Expectation, ScenarioFile};
@@ -153,19 +153,26 @@ pub struct Replayable {
 impl Replayable {
     /// Loads an artifact (`.json`) or a recorded corpus entry (`.toml`).
     pub fn load(path: &Path) -> Result<Self, InputError> {
+        Self::load_planned(path).map(|(r, _)| r)
+    }
+
+    /// [`Replayable::load`], also returning the plan that validated its scenario, which
+    /// [`Replayable::reproduce_plan`] runs.
+    pub fn load_planned(path: &Path) -> Result<(Self, Plan), InputError> {
         let file = path.display().to_string();
         if path.extension().is_some_and(|x| x == "toml") {
-            let f = ScenarioFile::load(path)?;
+            let (f, plan) = ScenarioFile::load_planned(path)?;
             let Some(decisions) = f.decisions else {
                 let msg = "missing: only entries with recorded decisions replay (run the file with `pokesim run`)";
                 return Err(InputError { field: Some("decisions".into()), ..InputError::file(&file, msg) });
             };
             let (name, expect, trace_hash) = (f.name, f.expect, f.trace_hash);
-            return Ok(Self { file, name, scenario: f.scenario, decisions, expect, violation: None, trace_hash });
+            let r = Self { file, name, scenario: f.scenario, decisions, expect, violation: None, trace_hash };
+            return Ok((r, plan));
         }
         let art = Artifact::load(path)?;
-        let inner = ScenarioFile::parse(&format!("{file} (scenario)"), &art.scenario, "artifact")?;
-        Ok(Self {
+        let (inner, plan) = ScenarioFile::parse_planned(&format!("{file} (scenario)"), &art.scenario, "artifact")?;
+        let r = Self {
             file,
             name: inner.name,
             scenario: inner.scenario,
@@ -173,18 +180,27 @@ impl Replayable {
             expect: Expectation::violation(art.violation.kind),
             violation: Some(art.violation),
             trace_hash: Some(art.trace_hash),
-        })
+        };
+        Ok((r, plan))
     }
 
-    /// Replays strictly under `scenario` (this one's, possibly with tracing switched on) and
-    /// checks that the run is the recorded one: the decisions fit exactly, and the recorded
-    /// violation (artifacts) and trace hash are the same. Anything else is a stale recording.
-    /// Whether a corpus entry's run meets its `expect` is the caller's question.
-    pub fn reproduce(&self, scenario: &Scenario) -> Result<Outcome, ReplayError> {
+    /// Replays its scenario strictly, recording what `observe` asks for, and checks that the
+    /// run is the recorded one: the decisions fit exactly, and the recorded violation
+    /// (artifacts) and trace hash are the same. Anything else is a stale recording. Whether a
+    /// corpus entry's run meets its `expect` is the caller's question.
+    pub fn reproduce(&self, observe: Observe) -> Result<Outcome, ReplayError> {
+        let plan = self.scenario.plan().map_err(ReplayError::Sim)?;
+        self.reproduce_plan(plan, observe)
+    }
+
+    /// [`Replayable::reproduce`] with the scenario's plan already built (by
+    /// [`Replayable::load_planned`]).
+    pub fn reproduce_plan(&self, plan: Plan, observe: Observe) -> Result<Outcome, ReplayError> {
         let stale = |field: &str, message: String| {
             ReplayError::Stale(InputError { field: Some(field.into()), ..InputError::file(&self.file, message) })
         };
-        let o = match scenario.replay(self.decisions.clone()) {
+        let decisions = sim_core::Decisions::replay(self.decisions.clone());
+        let o = match self.scenario.run_plan(plan, decisions, observe) {
             Ok(o) => o,
             Err(sim_core::SimError::StaleDecisions(m)) => {
                 return Err(stale("decisions", format!("{m}: the recording no longer fits this pokesim")))

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use sim_core::config::MAX_DRAIN;
 use sim_core::sched::exhaustive::{Dfs, DfsScheduler};
 use sim_core::search::{Options, SearchResult};
-use sim_core::{Decisions, Machine, Outcome, Recorded, SimError, Verdict};
+use sim_core::{Decisions, Machine, Observe, Outcome, Recorded, SimError, Verdict};
 
 use crate::scenario::Scenario;
 
@@ -60,8 +60,7 @@ pub fn exhaust(
     // After the patcher finishes, a few steps per vCPU show whether an old image survives;
     // longer drains only multiply identical tails.
     searched.config.drain_steps = searched.config.drain_steps.min(DRAIN_STEPS);
-    let mut config = searched.config.clone();
-    config.state_hashes = true;
+    let observe = Observe { state_hashes: true, ..Observe::NOTHING };
     let mut dfs = Dfs::default();
     let mut states = HashSet::new();
     let mut next = Some(Dfs::first());
@@ -72,7 +71,7 @@ pub fn exhaust(
             break;
         }
         let mut sched = DfsScheduler::new(reduce, run.sleep);
-        let o = searched.run_custom(&mut sched, Decisions::guided(run.prefix), &config)?;
+        let o = searched.run_custom(&mut sched, Decisions::guided(run.prefix), observe)?;
         progress(dfs.executions + 1);
         states.extend(o.state_hashes.iter().copied());
         exhausted += (o.verdict == Verdict::BudgetExhausted) as u64;
@@ -121,7 +120,7 @@ pub fn complete(scenario: &Scenario, opts: Options, progress: &dyn Fn(u64)) -> R
     let start = Instant::now();
     let mut searched = scenario.clone();
     searched.config.reset_counters = true;
-    let mut machine = Machine::new(searched.plan()?)?;
+    let mut machine = Machine::new(searched.plan()?, Observe::NOTHING)?;
     let search = sim_core::search::search(&mut machine, opts, false, progress)?;
     let mut replayed = scenario.clone();
     let mut raised_budget = None;

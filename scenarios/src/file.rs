@@ -58,7 +58,7 @@ use cpu_model::{FetchModel, FetchUnit, Staleness, StoreGranularity};
 use serde::Deserialize;
 use sim_core::program::Step;
 use sim_core::sched::Strategy;
-use sim_core::{Kprobe, Mutant, Protocol};
+use sim_core::{Kprobe, Mutant, Plan, Protocol};
 use toml::Spanned;
 
 use crate::catalogue;
@@ -397,14 +397,24 @@ fn fetch(l: &Lines<'_>, f: RawFetch, spec: &mut ScenarioSpec) -> Result<(), Inpu
 impl ScenarioFile {
     /// Reads, parses and validates a scenario file.
     pub fn load(path: &Path) -> Result<Self, InputError> {
+        Self::load_planned(path).map(|(f, _)| f)
+    }
+
+    /// [`ScenarioFile::load`], also returning the plan that validated the scenario.
+    pub fn load_planned(path: &Path) -> Result<(Self, Plan), InputError> {
         let stem = path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
-        read_spec(path)?.build(&path.display().to_string(), &stem)
+        read_spec(path)?.build_planned(&path.display().to_string(), &stem)
     }
 
     /// Parses and validates scenario TOML; `file` names it in errors, `default_name` is used
     /// without `name`.
     pub fn parse(file: &str, src: &str, default_name: &str) -> Result<Self, InputError> {
-        parse_spec(file, src)?.build(file, default_name)
+        Self::parse_planned(file, src, default_name).map(|(f, _)| f)
+    }
+
+    /// [`ScenarioFile::parse`], also returning the plan that validated the scenario.
+    pub fn parse_planned(file: &str, src: &str, default_name: &str) -> Result<(Self, Plan), InputError> {
+        parse_spec(file, src)?.build_planned(file, default_name)
     }
 
     /// The file as TOML (what `load` reads back to an equal value).

@@ -8,7 +8,7 @@
 //! measured, so `run --strategy pct --seed S` repeats what `explore` found at seed S.
 
 use sim_core::sched::{Scheduler, Strategy};
-use sim_core::{Decisions, Kprobe, Machine, Outcome, Plan, Recorded, RunConfig, SimError};
+use sim_core::{Decisions, Kprobe, Machine, Observe, Outcome, Plan, Recorded, RunConfig, SimError};
 
 use crate::workload::custom::CustomGuest;
 use crate::workload::WorkloadSpec;
@@ -33,16 +33,13 @@ pub struct Scenario {
 impl Scenario {
     /// Checks everything about the scenario that can be checked without running it — the
     /// configuration, the workload, what the protocol can patch, the kprobes against the
-    /// decoded text — and returns the run's plan. Every invalid-input error names its
+    /// decoded text — and returns the run's plan, which [`Scenario::run_plan`] runs (a plan
+    /// runs once: it holds the workload's invariant). Every invalid-input error names its
     /// [`sim_core::Subject`].
     pub fn plan(&self) -> Result<Plan, SimError> {
-        self.plan_with(&self.config)
-    }
-
-    fn plan_with(&self, config: &RunConfig) -> Result<Plan, SimError> {
-        config.validate()?;
-        let image = self.workload.build_with(self.custom.as_deref(), config.cpus)?;
-        Plan::new(config, image, &self.kprobes)
+        self.config.validate()?;
+        let image = self.workload.build_with(self.custom.as_deref(), self.config.cpus)?;
+        Plan::new(&self.config, image, &self.kprobes)
     }
 
     /// Runs the scenario from its seed, keeping the decisions (to write an artifact).
@@ -61,22 +58,33 @@ impl Scenario {
         self.run_with(Decisions::replay(recorded))
     }
 
+    /// [`Scenario::replay`], recording what `observe` asks for (the trace, per-tick hashes).
+    pub fn replay_observed(&self, recorded: Recorded, observe: Observe) -> Result<Outcome, SimError> {
+        self.run_plan(self.plan()?, Decisions::replay(recorded), observe)
+    }
+
     /// Runs the scenario with `decisions` (seeded or recorded) under its own strategy.
     pub fn run_with(&self, decisions: Decisions) -> Result<Outcome, SimError> {
-        let machine = Machine::new(self.plan()?)?;
+        self.run_plan(self.plan()?, decisions, Observe::NOTHING)
+    }
+
+    /// Runs `plan` (this scenario's, from [`Scenario::plan`]) with `decisions` under the
+    /// scenario's strategy, recording what `observe` asks for.
+    pub fn run_plan(&self, plan: Plan, decisions: Decisions, observe: Observe) -> Result<Outcome, SimError> {
+        let machine = Machine::new(plan, observe)?;
         let mut scheduler = self.strategy.scheduler_for(self.seed, machine.expected_ticks());
         machine.run(scheduler.as_mut(), decisions)
     }
 
-    /// Runs the scenario under `config` (this scenario's, possibly adjusted) with a given
-    /// scheduler and decision source (exhaustive search drives its own scheduler).
+    /// Runs the scenario with a given scheduler and decision source (exhaustive search drives
+    /// its own scheduler), recording what `observe` asks for.
     pub fn run_custom(
         &self,
         scheduler: &mut dyn Scheduler,
         decisions: Decisions,
-        config: &RunConfig,
+        observe: Observe,
     ) -> Result<Outcome, SimError> {
-        Machine::new(self.plan_with(config)?)?.run(scheduler, decisions)
+        Machine::new(self.plan()?, observe)?.run(scheduler, decisions)
     }
 
     /// The scenario's name in every output (text, JSON, artifacts, tables, the library's

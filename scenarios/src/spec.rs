@@ -8,7 +8,7 @@
 use cpu_model::{FetchModel, FetchUnit, Staleness, StoreGranularity};
 use sim_core::program::Step;
 use sim_core::sched::Strategy;
-use sim_core::{Decision, KernelConfig, Kprobe, Mutant, Protocol, Recorded, RunConfig, SimError, Subject};
+use sim_core::{Decision, KernelConfig, Kprobe, Mutant, Plan, Protocol, Recorded, RunConfig, SimError, Subject};
 
 use crate::catalogue::Variant;
 use crate::entry::{Expectation, ScenarioFile};
@@ -177,6 +177,12 @@ impl ScenarioSpec {
     /// Validates the spec into a scenario file; `file` names the input in errors and
     /// `default_name` is the name used when none is given.
     pub fn build(&self, file: &str, default_name: &str) -> Result<ScenarioFile, InputError> {
+        self.build_planned(file, default_name).map(|(f, _)| f)
+    }
+
+    /// [`ScenarioSpec::build`], also returning the plan that validated the scenario (a run of
+    /// it can take that plan instead of planning again: [`crate::Scenario::run_plan`]).
+    pub fn build_planned(&self, file: &str, default_name: &str) -> Result<(ScenarioFile, Plan), InputError> {
         let loc = Locate { file };
         let workload = self.workload_spec(&loc)?;
         let config = self.run_config(&loc)?;
@@ -193,8 +199,8 @@ impl ScenarioSpec {
         let kprobes = self.kprobes.iter().map(|k| k.value).collect();
         let custom = self.custom(&loc, workload.kind)?;
         let scenario = Scenario { workload, config, strategy, seed, kprobes, custom };
-        scenario.plan().map_err(|e| self.locate(&loc, e))?;
-        Ok(ScenarioFile {
+        let plan = scenario.plan().map_err(|e| self.locate(&loc, e))?;
+        let file = ScenarioFile {
             name: val(&self.name).unwrap_or_else(|| default_name.to_string()),
             description: val(&self.description),
             expect: val(&self.expect).unwrap_or(Expectation::Pass),
@@ -202,7 +208,8 @@ impl ScenarioSpec {
             runs,
             decisions,
             trace_hash,
-        })
+        };
+        Ok((file, plan))
     }
 
     fn workload_spec(&self, loc: &Locate<'_>) -> Result<WorkloadSpec, InputError> {

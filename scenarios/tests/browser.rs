@@ -33,10 +33,8 @@ fn race_run() -> Run {
     let files: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
     assert_eq!(files.len(), 1, "{files:?}");
     let r = Replayable::load(&files[0]).unwrap();
-    let mut s = r.scenario.clone();
-    s.config.keep_trace = true;
-    let o = r.reproduce(&s).unwrap();
-    Run::new(&s, &o).unwrap()
+    let o = r.reproduce(sim_core::Observe::TRACE).unwrap();
+    Run::new(&r.scenario, &o).unwrap()
 }
 
 fn the_html_report_works_offline_in_a_real_browser() {

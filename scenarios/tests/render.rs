@@ -53,11 +53,9 @@ fn recordings() -> Vec<PathBuf> {
 /// The recording replayed with its trace kept.
 fn replayed(path: &Path) -> (Run, Outcome) {
     let r = Replayable::load(path).unwrap();
-    let mut s = r.scenario.clone();
-    s.config.keep_trace = true;
-    let o = r.reproduce(&s).unwrap();
+    let o = r.reproduce(sim_core::Observe::TRACE).unwrap();
     assert!(o.violation().is_some(), "{} replays to its violation", path.display());
-    (Run::new(&s, &o).unwrap(), o)
+    (Run::new(&r.scenario, &o).unwrap(), o)
 }
 
 /// `(tick, track, what)` of every event, in order: what each format must show once.

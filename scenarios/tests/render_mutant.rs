@@ -39,11 +39,9 @@ fn main() {
 /// A corpus entry replayed with its trace kept.
 fn replayed(entry: &str) -> Run {
     let r = Replayable::load(&common::corpus_dir().join(entry)).unwrap();
-    let mut s = r.scenario.clone();
-    s.config.keep_trace = true;
-    let o = r.reproduce(&s).unwrap();
+    let o = r.reproduce(sim_core::Observe::TRACE).unwrap();
     assert!(o.violation().is_some(), "{entry} replays to its violation");
-    Run::new(&s, &o).unwrap()
+    Run::new(&r.scenario, &o).unwrap()
 }
 
 /// The tick after the last `poke-tail` of the run: where the unmutated program syncs.

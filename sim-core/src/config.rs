@@ -1,5 +1,6 @@
 //! The run parameters that are not part of the guest image: how many vCPUs, which protocol
-//! and mutants, which fetch model, the step budget.
+//! and mutants, which fetch model, the step budget — what to simulate; and apart from them
+//! what a run records ([`Observe`]).
 
 use cpu_model::FetchModel;
 
@@ -29,7 +30,29 @@ pub const MAX_TICKS: u64 = 100_000_000_000;
 /// The most drain steps per vCPU a run accepts.
 pub const MAX_DRAIN: u64 = 100_000_000;
 
-/// Parameters of one run.
+/// What a run records beyond its verdict, statistics and trace hash (which every run keeps):
+/// chosen by the caller (`pokesim trace`, `replay --check-determinism`, exhaustive search),
+/// never part of the scenario — the same scenario observed differently is the same run, with
+/// the same trace hash.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Observe {
+    /// Keep every trace event in the outcome (for `pokesim trace`).
+    pub trace: bool,
+    /// Record a state hash after every tick (for `replay --check-determinism`).
+    pub step_hashes: bool,
+    /// Record a path-independent hash of the whole machine after every tick (exhaustive
+    /// search counts distinct states with it; it reads every register, so it is slow).
+    pub state_hashes: bool,
+}
+
+impl Observe {
+    /// Records nothing beyond what every run keeps.
+    pub const NOTHING: Observe = Observe { trace: false, step_hashes: false, state_hashes: false };
+    /// Keeps the trace events.
+    pub const TRACE: Observe = Observe { trace: true, ..Observe::NOTHING };
+}
+
+/// Parameters of one run: what to simulate (what to record is [`Observe`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RunConfig {
     /// Number of vCPUs running the guest (1..=[`MAX_CPUS`]).
@@ -48,18 +71,11 @@ pub struct RunConfig {
     pub max_ticks: Option<u64>,
     /// Guest steps every vCPU runs after the patcher finished (the final-image check).
     pub drain_steps: u64,
-    /// Keep every trace event in the outcome (for `pokesim trace`); the hash is always kept.
-    pub keep_trace: bool,
     /// Allow replacing more than one instruction (bug B2), which the kernel refuses.
     pub unsafe_multi_insn: bool,
     /// A custom patcher program (one batch's operations), replacing the protocol's own; the
     /// protocol still chooses the handler and the `text_poke_loc_init` rules.
     pub program: Option<Vec<Step>>,
-    /// Record a state hash after every tick (for `replay --check-determinism`).
-    pub step_hashes: bool,
-    /// Record a path-independent hash of the whole machine after every tick (exhaustive
-    /// search counts distinct states with it; it reads every register, so it is slow).
-    pub state_hashes: bool,
     /// Each vCPU stops after this many passes through its loop (it still takes IPIs). Finite
     /// guests make exhaustive search meaningful; `None` loops until the patcher is done.
     pub max_iterations: Option<u64>,
@@ -82,11 +98,8 @@ impl Default for RunConfig {
             fetch: FetchModel::PESSIMISTIC,
             max_ticks: None,
             drain_steps: DEFAULT_DRAIN,
-            keep_trace: false,
             unsafe_multi_insn: false,
             program: None,
-            step_hashes: false,
-            state_hashes: false,
             max_iterations: None,
             reset_counters: false,
         }

@@ -41,7 +41,7 @@ pub mod text;
 pub mod trace;
 pub mod workload;
 
-pub use config::RunConfig;
+pub use config::{Observe, RunConfig};
 pub use decision::{Decision, Decisions, Recorded};
 pub use error::{SimError, Subject};
 pub use kconfig::KernelConfig;

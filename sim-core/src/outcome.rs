@@ -101,13 +101,14 @@ pub struct Outcome {
     /// The decisions drawn, if the run kept them; replaying them reproduces the run.
     #[serde(skip)]
     pub decisions: Vec<Decision>,
-    /// The trace events, if the run kept them.
+    /// The trace events, if the run kept them ([`crate::Observe::trace`]).
     #[serde(skip)]
     pub trace: Vec<TraceEvent>,
-    /// A state hash after every tick, if the run recorded them.
+    /// A state hash after every tick, if the run recorded them ([`crate::Observe::step_hashes`]).
     #[serde(skip)]
     pub step_hashes: Vec<u64>,
-    /// A path-independent machine hash after every tick, if the run recorded them.
+    /// A path-independent machine hash after every tick, if the run recorded them
+    /// ([`crate::Observe::state_hashes`]).
     #[serde(skip)]
     pub state_hashes: Vec<u64>,
 }

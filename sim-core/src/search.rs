@@ -30,7 +30,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::decision::{Decision, Decisions};
 use crate::event::Event;
-use crate::machine::state::{Canon, Snapshot};
+use crate::machine::state::{Canon, SaveCache, Snapshot};
 use crate::machine::Machine;
 use crate::oracle::Violation;
 use crate::SimError;
@@ -141,6 +141,8 @@ fn next_sibling(taken: &[Decision]) -> Option<Vec<u32>> {
 /// The search's shared machinery: the machine, how states are identified, what was seen.
 struct Searcher<'a> {
     machine: &'a mut Machine,
+    /// What saving and hashing the machine's states remembers between calls.
+    cache: SaveCache,
     canon: Canon,
     /// Canonical hashing with symmetry as far as the scenario allows (for global states).
     sym_canon: Canon,
@@ -154,7 +156,7 @@ impl Searcher<'_> {
     /// Stores the machine's current state if new: its canonical hash, and (for soundness
     /// tests) whether it is a global state. Returns its snapshot if it was not seen before.
     fn store(&mut self, events: &[Event]) -> Result<Option<Snapshot>, SimError> {
-        let h = self.machine.canonical_hash(&self.canon)?;
+        let h = self.machine.canonical_hash(&self.canon, &mut self.cache)?;
         if !self.visited.insert(h) {
             return Ok(None);
         }
@@ -163,16 +165,16 @@ impl Searcher<'_> {
             (self.progress)(self.result.states);
         }
         if self.result.global_states.is_some() && !events.iter().any(|&e| self.machine.local_step(e)) {
-            let g = self.machine.canonical_hash(&self.sym_canon)?;
+            let g = self.machine.canonical_hash(&self.sym_canon, &mut self.cache)?;
             self.result.global_states.as_mut().map(|set| set.insert(g));
         }
-        Ok(Some(self.machine.save()?))
+        Ok(Some(self.machine.save(&mut self.cache)?))
     }
 
     /// Runs one transition from `snap`; returns its decisions and, if none of the oracles
     /// objected, the enabled events of the state it reached.
     fn step(&mut self, snap: &Snapshot, event: Event, prefix: Vec<u32>) -> Result<Step, SimError> {
-        self.machine.restore(snap)?;
+        self.machine.restore(snap, &mut self.cache)?;
         let mut d = Decisions::enumerate(prefix);
         self.machine.transition(event, &mut d, self.opts.merge_local)?;
         self.result.transitions += 1;
@@ -223,10 +225,12 @@ pub fn search(
     let mut canon = sym_canon.clone();
     canon.symmetric &= opts.symmetry;
     let symmetric = canon.symmetric;
-    let root = machine.save()?;
+    let mut cache = SaveCache::default();
+    let root = machine.save(&mut cache)?;
     let events = machine.enabled_events();
     let mut s = Searcher {
         machine,
+        cache,
         canon,
         sym_canon,
         opts,
@@ -313,7 +317,7 @@ fn bfs(s: &mut Searcher<'_>, root: &Snapshot) -> Result<Option<Counterexample>, 
         (edges.into_iter().rev().flatten().collect::<Vec<_>>(), n)
     };
     while let Some((id, snap)) = queue.pop_front() {
-        s.machine.restore(&snap)?;
+        s.machine.restore(&snap, &mut s.cache)?;
         for event in s.machine.enabled_events() {
             let mut prefix = Some(Vec::new());
             while let Some(p) = prefix.take() {
@@ -326,10 +330,12 @@ fn bfs(s: &mut Searcher<'_>, root: &Snapshot) -> Result<Option<Counterexample>, 
                     return Ok(Some(Counterexample { decisions, violation, transitions: n + 1, shortest: true }));
                 };
                 let _ = events;
-                if parents.len() as u64 >= s.opts.max_states || !seen.insert(s.machine.canonical_hash(&s.canon)?) {
+                if parents.len() as u64 >= s.opts.max_states
+                    || !seen.insert(s.machine.canonical_hash(&s.canon, &mut s.cache)?)
+                {
                     continue;
                 }
-                let next = s.machine.save()?;
+                let next = s.machine.save(&mut s.cache)?;
                 parents.push((id, step.edge));
                 queue.push_back((parents.len() - 1, next));
             }

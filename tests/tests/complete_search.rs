@@ -36,7 +36,8 @@ fn small(
 }
 
 fn explore(s: &Scenario, opts: Options, global: bool) -> SearchResult {
-    let mut machine = Machine::new(s.plan().expect("a valid scenario")).expect("the machine builds");
+    let mut machine =
+        Machine::new(s.plan().expect("a valid scenario"), sim_core::Observe::NOTHING).expect("the machine builds");
     search(&mut machine, opts, global, &|_| {}).expect("the search runs")
 }
 

@@ -28,9 +28,9 @@ fn run(s: Scenario) -> Outcome {
 }
 
 /// The order of a run's patching operations, as `(actor, operation)`.
-fn patcher_ops(mut s: Scenario) -> Vec<(String, String)> {
-    s.config.keep_trace = true;
-    let o = run(s);
+fn patcher_ops(s: Scenario) -> Vec<(String, String)> {
+    let decisions = sim_core::Decisions::seeded(s.seed);
+    let o = s.run_plan(s.plan().unwrap(), decisions, sim_core::Observe::TRACE).unwrap_or_else(|e| panic!("{e}"));
     o.trace.into_iter().filter(|e| e.cpu.is_none()).map(|e| (e.actor, e.event)).collect()
 }
 
@@ -139,7 +139,7 @@ fn a_kprobe_on_a_call_is_emulated_and_passes() {
 fn state_space_search_refuses_a_second_patching_client() {
     let mut s = at(Protocol::Linux616, &[], WorkloadSpec { rounds: 1, ..ftrace(ForeignKprobe::Cycling) }, 0);
     s.config.reset_counters = true;
-    let mut machine = sim_core::Machine::new(s.plan().unwrap()).unwrap();
+    let mut machine = sim_core::Machine::new(s.plan().unwrap(), sim_core::Observe::NOTHING).unwrap();
     let err = sim_core::search::search(&mut machine, sim_core::search::Options::default(), false, &|_| {}).unwrap_err();
     assert!(err.to_string().contains("one patching client"), "{err}");
 }

@@ -23,9 +23,11 @@ use super::{escape, html, Run};
 
 /// The report of one counterexample: its run replayed strictly with the trace kept.
 pub fn report(cx: &Counterexample, expect: sim_core::ViolationKind) -> Result<String, SimError> {
-    let mut scenario = cx.scenario.clone();
-    scenario.config.keep_trace = true;
-    let outcome = scenario.replay(cx.decisions.clone())?;
+    let scenario = &cx.scenario;
+    let plan = scenario.plan()?;
+    let facts = super::PlanFacts::of(&plan);
+    let decisions = sim_core::Decisions::replay(cx.decisions.clone());
+    let outcome = scenario.run_plan(plan, decisions, sim_core::Observe::TRACE)?;
     let kind = outcome.violation().map(|v| v.kind);
     if kind != Some(expect) {
         return Err(SimError::Internal(format!(
@@ -34,7 +36,7 @@ pub fn report(cx: &Counterexample, expect: sim_core::ViolationKind) -> Result<St
             kind.map_or("no violation".to_string(), |k| k.to_string())
         )));
     }
-    Ok(html::render(&Run::new(&scenario, &outcome)?))
+    Ok(html::render(&Run::planned(scenario, &facts, &outcome)))
 }
 
 /// The page for `cells` (in the order `matrix::cells` gives them) over `presets`, made with

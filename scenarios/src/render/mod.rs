@@ -23,7 +23,7 @@ pub mod timeline;
 use sim_core::program::{Op, OpPhase};
 use sim_core::protocol::change::{self, Change, OpEdit};
 use sim_core::trace::{TraceEvent, TraceKind};
-use sim_core::{Outcome, Round, SimError, Violation};
+use sim_core::{Outcome, Plan, Round, SimError, Violation};
 
 use crate::scenario::Scenario;
 
@@ -89,10 +89,19 @@ pub struct Gap {
     pub tick: u64,
 }
 
-impl Run {
-    /// The run of `scenario` whose outcome `outcome` kept its trace.
-    pub fn new(scenario: &Scenario, outcome: &Outcome) -> Result<Self, SimError> {
-        let plan = scenario.plan()?;
+/// What rendering needs of a run's plan — its sites, their initial bytes, the workload's
+/// kprobes — taken from the plan before the run consumes it, so that one plan serves the run
+/// and its picture.
+#[derive(Clone, Debug)]
+pub struct PlanFacts {
+    sites: Vec<Site>,
+    initial: Vec<(u64, u8)>,
+    kprobes: Vec<u64>,
+}
+
+impl PlanFacts {
+    /// The facts of `plan`.
+    pub fn of(plan: &Plan) -> Self {
         let mut ranges: Vec<(u64, usize)> = plan.torn.site_ranges().collect();
         ranges.sort_unstable();
         let sites: Vec<Site> = ranges
@@ -105,6 +114,21 @@ impl Run {
             .iter()
             .flat_map(|s| (s.addr..s.addr + s.len).map(|a| (a, plan.image.text[(a - base) as usize])))
             .collect();
+        let kprobes = plan.image.kprobes.iter().map(|k| k.addr).collect();
+        PlanFacts { sites, initial, kprobes }
+    }
+}
+
+impl Run {
+    /// The run of `scenario` whose outcome `outcome` kept its trace (planning the scenario
+    /// again for its sites: [`Run::planned`] takes them from the run's own plan).
+    pub fn new(scenario: &Scenario, outcome: &Outcome) -> Result<Self, SimError> {
+        Ok(Self::planned(scenario, &PlanFacts::of(&scenario.plan()?), outcome))
+    }
+
+    /// The run of `scenario` planned as `plan` whose outcome `outcome` kept its trace.
+    pub fn planned(scenario: &Scenario, plan: &PlanFacts, outcome: &Outcome) -> Self {
+        let (sites, initial) = (plan.sites.clone(), plan.initial.clone());
         let stores = outcome
             .trace
             .iter()
@@ -120,7 +144,8 @@ impl Run {
             .collect();
         let cpus = scenario.config.cpus;
         let mut title = format!("{} · {cpus} vCPU{}", scenario.label(), if cpus == 1 { "" } else { "s" });
-        let mut kprobes: Vec<u64> = scenario.kprobes.iter().chain(&plan.image.kprobes).map(|k| k.addr).collect();
+        let mut kprobes: Vec<u64> =
+            scenario.kprobes.iter().map(|k| k.addr).chain(plan.kprobes.iter().copied()).collect();
         kprobes.sort_unstable();
         kprobes.dedup();
         for k in kprobes {
@@ -130,7 +155,7 @@ impl Run {
         if let Some(v) = outcome.violation() {
             title.push_str(&format!(" · {} at tick {}", v.kind, v.tick));
         }
-        Ok(Self {
+        Self {
             title,
             cpus: scenario.config.cpus,
             events: outcome.trace.clone(),
@@ -139,7 +164,7 @@ impl Run {
             initial,
             violation: outcome.violation().cloned(),
             changes: changes(scenario),
-        })
+        }
     }
 
     /// Each point of the run where an operation a mutant removed, moved or replaced would

@@ -82,7 +82,7 @@ impl Machine {
             Event::HandlerStep(i) => Ok(self.handler_step(i, event)),
             Event::IpiDeliver(i) => {
                 self.vcpus[i].serialize(&self.text)?;
-                self.ipi.acknowledge(i);
+                self.state.ipi.acknowledge(i);
                 self.stats.ipis += 1;
                 let rip = self.vcpus[i].rip();
                 self.trace.record(
@@ -95,7 +95,7 @@ impl Machine {
                     &[],
                     self.current_op(),
                 );
-                let sync = self.ipi.generation();
+                let sync = self.state.ipi.generation();
                 self.trace.annotate(|e| {
                     e.sync = Some(sync);
                     e.kernel =
@@ -114,10 +114,10 @@ impl Machine {
             if let Err(message) = invariant::at_loop_head(self.invariant.as_mut(), i, &regs, &self.data, reset) {
                 return Ok(Effect::Invariant { cpu: i, regs, message });
             }
-            self.iterations[i] += 1;
-            if self.config.max_iterations.is_some_and(|k| self.iterations[i] > k) {
+            self.state.iterations[i] += 1;
+            if self.config.max_iterations.is_some_and(|k| self.state.iterations[i] > k) {
                 // Done: this vCPU takes no more steps (a finite guest), but still takes IPIs.
-                self.finished[i] = true;
+                self.state.finished[i] = true;
                 let (head, op) = (self.loop_head, self.current_op());
                 self.trace.record(self.tick, event, TraceKind::Finished, "finished", Some(head), &[], &[], op);
                 return Ok(Effect::Finished);
@@ -145,11 +145,16 @@ impl Machine {
     }
 
     fn handler_step(&mut self, i: usize, event: Event) -> Effect {
-        let Some(handler) = self.handlers[i].as_mut() else { return Effect::Other };
+        let Some(handler) = self.state.handlers[i].as_mut() else { return Effect::Other };
         let (pc, ip) = (handler.pc(), handler.ip());
         let view = self.vcpus[i].view();
-        let mut ctx =
-            driver::handler_ctx(&self.config, &mut self.state, &self.data, &self.text, |site| view.shown(site).0);
+        let mut ctx = driver::handler_ctx(
+            &self.config,
+            &mut self.state.patching,
+            &self.data,
+            &self.text,
+            |site| view.shown(site).0,
+        );
         let step = handler.step(&mut ctx);
         self.stats.handler_steps += 1;
         let op = self.current_op();
@@ -164,20 +169,25 @@ impl Machine {
     }
 
     fn patcher_step(&mut self, k: usize, event: Event) -> Effect {
-        let current = self.patchers[k].current().copied();
+        let current = self.state.patchers[k].current().copied();
         let name = current.map_or("done", |op| op.name());
         let statement = current.map(|op| match op {
             Op::Sync if k > 0 => kernel::kprobe_sync(self.config.protocol),
             op => kernel::patcher(self.config.protocol, &op),
         });
         let disarm = match current {
-            Some(Op::DisarmKprobe(kp)) if self.patchers[k].at_op_start() => {
-                breakpoint::corrupted_disarm(&self.state.kprobes[kp], &self.text)
+            Some(Op::DisarmKprobe(kp)) if self.state.patchers[k].at_op_start() => {
+                breakpoint::corrupted_disarm(&self.state.patching.kprobes[kp], &self.text)
             }
             _ => None,
         };
-        let mut kernel = Kernel { state: &mut self.state, text: &mut self.text, ipi: &mut self.ipi, data: &self.data };
-        let effect = driver::client_step(&mut self.patchers[k], &mut kernel);
+        let mut kernel = Kernel {
+            state: &mut self.state.patching,
+            text: &mut self.text,
+            ipi: &mut self.state.ipi,
+            data: &self.data,
+        };
+        let effect = driver::client_step(&mut self.state.patchers[k], &mut kernel);
         let kind = match effect {
             PatcherEffect::Store(epoch) => {
                 self.stats.stores += 1;
@@ -201,7 +211,8 @@ impl Machine {
         if let Some(kind) = kind {
             self.trace.record(self.tick, event, kind, name, None, &[], &[], current);
         }
-        let sync = matches!(kind, Some(TraceKind::Broadcast | TraceKind::SyncDone)).then(|| self.ipi.generation());
+        let sync =
+            matches!(kind, Some(TraceKind::Broadcast | TraceKind::SyncDone)).then(|| self.state.ipi.generation());
         self.trace.annotate(|e| {
             e.kernel = statement.map(|s| s.to_string());
             e.sync = sync;
@@ -210,8 +221,9 @@ impl Machine {
             // The records from here on belong to the next round, or to the drain.
             self.trace.set_round(self.round());
         }
-        let lost =
-            matches!(effect, PatcherEffect::Store(_)).then(|| breakpoint::lost(&self.state, &self.text)).flatten();
+        let lost = matches!(effect, PatcherEffect::Store(_))
+            .then(|| breakpoint::lost(&self.state.patching, &self.text))
+            .flatten();
         if let PatcherEffect::Fault(message) = effect {
             return Effect::PatcherFault { client: k, message };
         }
@@ -273,12 +285,13 @@ impl Machine {
             }
             HandlerStep::Fault { kind, message } => self.report(*kind, Some(i), Some(ip), None, message.clone()),
             HandlerStep::Emulated { array, entry, emulation } => {
-                let (loc, old) = (&self.state.arrays[*array].locs[*entry], &self.state.arrays[*array].old[*entry]);
+                let (loc, old) =
+                    (&self.state.patching.arrays[*array].locs[*entry], &self.state.patching.arrays[*array].old[*entry]);
                 let candidates = [old.clone(), loc.text.clone(), loc.emulate.clone()];
                 self.judge_emulation(i, loc.addr, &candidates, emulation)?
             }
             HandlerStep::KprobeEmulated { kprobe, emulation } => {
-                let kp = &self.state.kprobes[*kprobe];
+                let kp = &self.state.patching.kprobes[*kprobe];
                 self.judge_emulation(i, kp.addr, &[kp.insn.to_vec()], emulation)?
             }
             _ => {}
@@ -290,7 +303,7 @@ impl Machine {
     /// the old, the new (or the explicitly emulated) instruction of a site, or a kprobe's
     /// probed instruction — from the trapped state.
     fn judge_emulation(&mut self, i: usize, site: u64, all: &[Vec<u8>], em: &Emulation) -> Result<(), SimError> {
-        let Some(handler) = self.handlers[i].as_ref() else { return Ok(()) };
+        let Some(handler) = self.state.handlers[i].as_ref() else { return Ok(()) };
         let (trapped, stack_top) = handler.trapped();
         let mut candidates: Vec<&[u8]> = Vec::with_capacity(3);
         for c in all.iter().map(Vec::as_slice) {
@@ -313,7 +326,7 @@ impl Machine {
         match effect {
             Effect::Stepped { cpu, outcome: StepOutcome::Int3(regs), .. } => {
                 self.stats.int3_traps += 1;
-                self.handlers[cpu] = Some(driver::enter(cpu, regs, &mut self.state, &self.data));
+                self.state.handlers[cpu] = Some(driver::enter(cpu, regs, &mut self.state.patching, &self.data));
             }
             Effect::Handler { cpu, step, .. } => self.apply_handler(cpu, step)?,
             _ => {}
@@ -325,14 +338,14 @@ impl Machine {
     /// outside the stack ([`driver::push_fault`]) never gets here: the oracles reported it
     /// and the run ended.
     fn apply_handler(&mut self, i: usize, step: HandlerStep) -> Result<(), SimError> {
-        let Some(handler) = self.handlers[i].as_mut() else { return Ok(()) };
+        let Some(handler) = self.state.handlers[i].as_mut() else { return Ok(()) };
         let kind = self.config.protocol.handler();
-        match driver::apply(i, handler, step, kind, &mut self.state, &self.data) {
+        match driver::apply(i, handler, step, kind, &mut self.state.patching, &self.data) {
             Applied::KprobeHit => self.stats.kprobe_hits += 1,
             Applied::Iret(regs) => {
                 self.vcpus[i].set_regs(&regs)?;
                 self.vcpus[i].serialize(&self.text)?;
-                self.handlers[i] = None;
+                self.state.handlers[i] = None;
             }
             Applied::Declined | Applied::Fault { .. } => debug_assert!(self.violation.is_some()),
             Applied::Continue | Applied::Emulated => {}

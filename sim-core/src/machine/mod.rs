@@ -21,9 +21,9 @@ use std::rc::Rc;
 
 use cpu_model::{ExecutedInsn, ReferenceExecutor, SharedRegion, Vcpu};
 
-use crate::config::RunConfig;
+use crate::config::{Observe, RunConfig};
 use crate::decision::Decisions;
-use crate::driver::{Activation, Client, PatchingClient};
+use crate::driver::{Client, PatchingClient};
 use crate::event::Event;
 use crate::ipi::Ipi;
 use crate::oracle::torn::TornOracle;
@@ -40,12 +40,16 @@ use crate::SimError;
 use enabled::{CpuStates, EnabledSet};
 
 pub use dispatch::Effect;
-pub use state::Snapshot;
+pub use state::{MachineState, SaveCache, Snapshot};
 
-/// A machine ready to run one scenario.
+/// A machine ready to run one scenario. Its fields are in three groups: what a run never
+/// changes, the state ([`MachineState`], the vCPUs, the data region and the text — what a
+/// [`Snapshot`] saves), and the run's record.
 pub struct Machine {
     // What a run never changes.
     config: RunConfig,
+    /// What the run records beyond its verdict and trace hash.
+    observe: Observe,
     torn: TornOracle,
     /// Every kprobe's address (the INT3 owners a local step must not run into).
     owners: Vec<u64>,
@@ -65,21 +69,10 @@ pub struct Machine {
     vcpus: Vec<Vcpu>,
     data: Rc<SharedRegion>,
     text: TextMemory,
-    /// Per vCPU, its INT3 handler activation while it runs one.
-    handlers: Vec<Option<Activation>>,
-    state: PatchState,
-    /// One patcher per patching client ([`Event::Patcher`]); the workload's is first.
-    patchers: Vec<Client>,
-    ipi: Ipi,
-    /// Loop-head arrivals per vCPU, and whether it has stopped (`max_iterations`).
-    iterations: Vec<u64>,
-    finished: Vec<bool>,
-    /// Per vCPU, its state as last saved or restored with that state's version, while no
-    /// event has touched the vCPU since (state-space search restores only the others).
-    known: Vec<Option<(u64, cpu_model::VcpuState)>>,
-    versions: u64,
-    /// Scratch buffer for canonical hashing.
-    scratch: Vec<u8>,
+    state: MachineState,
+    /// Per vCPU, how many events have touched it (never restored: a [`SaveCache`] trusts
+    /// what it knows of a vCPU while this count stays the same).
+    touches: Vec<u64>,
     // The run's record.
     stats: Stats,
     trace: Trace,
@@ -89,6 +82,8 @@ pub struct Machine {
     violation: Option<Violation>,
     step_hashes: Vec<u64>,
     state_hashes: Vec<u64>,
+    /// What [`Observe::state_hashes`] reads the state through.
+    state_hash_cache: SaveCache,
 }
 
 /// The drain after the patching clients finished: the step count each vCPU must reach, and
@@ -125,27 +120,16 @@ impl std::fmt::Debug for Machine {
 
 impl Machine {
     /// Builds the machine of a validated plan: one vCPU per configured CPU, each with its own
-    /// engine and view of the text.
-    pub fn new(plan: Plan) -> Result<Self, SimError> {
+    /// engine and view of the text; the run records what `observe` asks for.
+    pub fn new(plan: Plan, observe: Observe) -> Result<Self, SimError> {
         let budget = plan.budget();
         let expected_ticks = plan.expected_ticks();
+        let sites = written_bytes(&plan);
         let patchers = plan.clients();
-        let Plan { config, image, kprobes, torn, arrays, programs, .. } = plan;
+        let Plan { config, image, kprobes, torn, arrays, .. } = plan;
         let GuestImage { layout, text, cpu_regs, loop_head, invariant, cpu_data, .. } = image;
         let data = Rc::new(SharedRegion::new(layout.data_base, layout.data_len));
         let owners: Vec<u64> = kprobes.iter().map(|k| k.addr).collect();
-        // The bytes stores can write: the sites, and the first byte of every kprobe that arms
-        // and disarms itself.
-        let mut sites: Vec<(u64, u64)> = torn.site_ranges().map(|(a, l)| (a, l as u64)).collect();
-        let armed_in_run = programs.iter().flatten().filter_map(|op| match op {
-            crate::program::Op::ArmKprobe(k) => Some(kprobes[*k].addr),
-            _ => None,
-        });
-        for addr in armed_in_run {
-            if !sites.iter().any(|&(a, l)| addr >= a && addr < a + l) {
-                sites.push((addr, 1));
-            }
-        }
         let mut vcpus = cpu_regs
             .iter()
             .enumerate()
@@ -153,13 +137,18 @@ impl Machine {
             .collect::<Result<Vec<_>, _>>()?;
         vcpus.iter_mut().for_each(|v| v.set_patchable(&sites));
         let site_units = vcpus.first().map(|v| v.view().units_of(&sites)).unwrap_or_default();
-        let mut machine = Self {
-            windows: Vec::new(),
+        let state = MachineState {
             handlers: vec![None; config.cpus],
-            text: TextMemory::new(&layout, text),
-            state: PatchState::new(arrays, config.cpus, kprobes),
+            patching: PatchState::new(arrays, config.cpus, kprobes),
             patchers,
             ipi: Ipi::new(config.cpus),
+            iterations: vec![0; config.cpus],
+            finished: vec![false; config.cpus],
+        };
+        let mut machine = Self {
+            windows: Vec::new(),
+            text: TextMemory::new(&layout, text),
+            state,
             reference: ReferenceExecutor::new(layout)?,
             invariant,
             loop_head,
@@ -169,7 +158,7 @@ impl Machine {
             sites,
             site_units,
             stats: Stats::default(),
-            trace: Trace::new(config.keep_trace),
+            trace: Trace::new(observe.trace),
             tick: 0,
             budget,
             expected_ticks,
@@ -178,11 +167,9 @@ impl Machine {
             violation: None,
             step_hashes: Vec::new(),
             state_hashes: Vec::new(),
-            iterations: vec![0; config.cpus],
-            finished: vec![false; config.cpus],
-            known: vec![None; config.cpus],
-            versions: 0,
-            scratch: Vec::new(),
+            state_hash_cache: SaveCache::default(),
+            touches: vec![0; config.cpus],
+            observe,
             config,
             vcpus,
             torn,
@@ -212,20 +199,20 @@ impl Machine {
     /// The patcher a report's position describes: the client holding `text_mutex`, else the first one
     /// not done (the workload's, while it runs).
     fn lead(&self) -> &Client {
-        let held = self.state.text_mutex.map(|k| &self.patchers[k]);
-        held.or_else(|| self.patchers.iter().find(|p| !p.done())).unwrap_or(&self.patchers[0])
+        let held = self.state.patching.text_mutex.map(|k| &self.state.patchers[k]);
+        held.or_else(|| self.state.patchers.iter().find(|p| !p.done())).unwrap_or(&self.state.patchers[0])
     }
 
     /// True once every patching client has finished its program.
     fn patchers_done(&self) -> bool {
-        self.patchers.iter().all(Client::done)
+        self.state.patchers.iter().all(Client::done)
     }
 
     /// Where the patcher stands, for reports: round and operation (and which client, when
     /// several patch).
     fn moment(&self) -> crate::oracle::PatcherMoment {
         use crate::oracle::PatcherMoment;
-        let rounds = self.state.arrays.len() as u64;
+        let rounds = self.state.patching.arrays.len() as u64;
         let round = self.round();
         let lead = self.lead();
         match lead.current() {
@@ -243,7 +230,7 @@ impl Machine {
 
     /// The workload's patch round in progress, or the drain after the last ([`Round`]).
     fn round(&self) -> Round {
-        Round::of(self.patchers[0].batches_done(), self.state.arrays.len() as u64)
+        Round::of(self.state.patchers[0].batches_done(), self.state.patching.arrays.len() as u64)
     }
 
     /// The operation the leading client is at, `None` once it is done ([`TraceEvent::op`]).
@@ -278,18 +265,22 @@ impl Machine {
     /// then the IPI deliveries (at an instruction boundary, never inside the handler), then
     /// the patcher unless it waits.
     fn collect_enabled(&mut self) {
-        let cpus = CpuStates { handlers: &self.handlers, finished: &self.finished, ipi: &self.ipi };
-        self.enabled.refresh(&cpus, &self.patchers, &self.state);
+        let cpus = CpuStates { handlers: &self.state.handlers, finished: &self.state.finished, ipi: &self.state.ipi };
+        self.enabled.refresh(&cpus, &self.state.patchers, &self.state.patching);
     }
 
     /// The liveness oracle on the enabled events: reports a deadlock and returns true.
     fn judge_deadlock(&mut self) -> bool {
-        let stuck_on_refs = self.patchers.iter().find(|p| p.waiting_for_refs() && !p.enabled(&self.ipi, &self.state));
+        let stuck_on_refs = self
+            .state
+            .patchers
+            .iter()
+            .find(|p| p.waiting_for_refs() && !p.enabled(&self.state.ipi, &self.state.patching));
         let waiting = stuck_on_refs.and_then(Client::waiting);
         // Nothing enabled after the patchers finished is the end of a finite guest, not a deadlock.
         let stuck = self.enabled.events().is_empty() && !self.patchers_done();
         // Only asked when it matters: scanning every vCPU on every tick is O(vCPUs).
-        let running = (stuck || waiting.is_some()) && self.handlers.iter().any(Option::is_some);
+        let running = (stuck || waiting.is_some()) && self.state.handlers.iter().any(Option::is_some);
         match liveness::deadlock(stuck, waiting, running) {
             Some(msg) => {
                 self.report(ViolationKind::Liveness, None, None, None, msg);
@@ -304,9 +295,9 @@ impl Machine {
         if !self.patchers_done() {
             return false;
         }
-        let (vcpus, finished, steps) = (&self.vcpus, &self.finished, self.config.drain_steps);
+        let (vcpus, finished, steps) = (&self.vcpus, &self.state.finished, self.config.drain_steps);
         let drain = self.drain.get_or_insert_with(|| Drain::new(vcpus, finished, steps));
-        drain.left == 0 && self.handlers.iter().all(Option::is_none)
+        drain.left == 0 && self.state.handlers.iter().all(Option::is_none)
     }
 
     /// Runs to the end; `scheduler` picks events, `decisions` answers every choice. The run
@@ -338,7 +329,7 @@ impl Machine {
     /// Stages 3–5 for one picked event: dispatch, judge, apply, record.
     fn tick(&mut self, event: Event, decisions: &mut Decisions) -> Result<(), SimError> {
         if let Some(cpu) = event.cpu() {
-            self.known[cpu] = None;
+            self.touches[cpu] += 1;
         }
         let effect = self.dispatch(event, decisions)?;
         if !self.judge(&effect)? {
@@ -346,24 +337,26 @@ impl Machine {
         }
         // A guest step that neither trapped nor finished leaves its vCPU's entries as they
         // were (IPIs come only from patching clients); `refresh` checks this in debug builds.
-        let same = matches!(event, Event::GuestStep(i) if self.handlers[i].is_none() && !self.finished[i]);
+        let same = matches!(event, Event::GuestStep(i) if self.state.handlers[i].is_none() && !self.state.finished[i]);
         if !same {
             self.enabled.ran(event);
         }
         if let (Some(drain), Some(i)) = (self.drain.as_mut(), event.cpu()) {
-            drain.note(i, self.vcpus[i].steps(), self.finished[i]);
+            drain.note(i, self.vcpus[i].steps(), self.state.finished[i]);
         }
         self.after_tick()
     }
 
     fn after_tick(&mut self) -> Result<(), SimError> {
-        if self.config.step_hashes {
+        if self.observe.step_hashes {
             self.step_hashes.push(self.step_hash());
         }
-        if self.config.state_hashes {
+        if self.observe.state_hashes {
             let canon = self.canon();
-            let h = self.canonical_hash(&canon)? as u64;
-            self.state_hashes.push(h);
+            let mut cache = std::mem::take(&mut self.state_hash_cache);
+            let h = self.canonical_hash(&canon, &mut cache);
+            self.state_hash_cache = cache;
+            self.state_hashes.push(h? as u64);
         }
         self.tick += 1;
         Ok(())
@@ -426,7 +419,7 @@ impl Machine {
     /// The first kprobe that is a patching client of its own, if any (its index among the
     /// run's kprobes).
     pub fn first_kprobe_client(&self) -> Option<usize> {
-        self.patchers.get(1)?.program().iter().find_map(|op| match op {
+        self.state.patchers.get(1)?.program().iter().find_map(|op| match op {
             crate::program::Op::RegisterKprobe(k) => Some(*k),
             _ => None,
         })
@@ -469,12 +462,29 @@ impl Probe for Machine {
 }
 
 /// Runs `image` under `config`, scheduling with `scheduler` and answering choices from
-/// `decisions`: the pure function `run(scenario, decisions) -> outcome` of DESIGN.md §2.1.
+/// `decisions`: the pure function `run(scenario, decisions) -> outcome` of DESIGN.md §2.1
+/// (recording nothing beyond what every run keeps, [`Observe::NOTHING`]).
 pub fn run(
     config: &RunConfig,
     image: GuestImage,
     scheduler: &mut dyn Scheduler,
     decisions: Decisions,
 ) -> Result<Outcome, SimError> {
-    Machine::new(Plan::new(config, image, &[])?)?.run(scheduler, decisions)
+    Machine::new(Plan::new(config, image, &[])?, Observe::NOTHING)?.run(scheduler, decisions)
+}
+
+/// The bytes stores can write in a run of `plan`: the sites, and the first byte of every
+/// kprobe that arms and disarms itself.
+fn written_bytes(plan: &Plan) -> Vec<(u64, u64)> {
+    let mut sites: Vec<(u64, u64)> = plan.torn.site_ranges().map(|(a, l)| (a, l as u64)).collect();
+    let armed_in_run = plan.ops().filter_map(|op| match op {
+        crate::program::Op::ArmKprobe(k) => Some(plan.kprobes[*k].addr),
+        _ => None,
+    });
+    for addr in armed_in_run {
+        if !sites.iter().any(|&(a, l)| addr >= a && addr < a + l) {
+            sites.push((addr, 1));
+        }
+    }
+    sites
 }

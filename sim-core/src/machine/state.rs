@@ -5,7 +5,14 @@
 //! every path), every vCPU's registers, its view of the patched bytes and its step count, the
 //! data region (stacks and counters), the handlers, the patching state, the patcher's
 //! position, the IPIs, and the finite-guest counters. The run's record (trace, statistics,
-//! tick) is not part of it.
+//! tick) is not part of it. The fields that are plain values are listed once, in
+//! [`MachineState`]: the machine holds one and a snapshot clones it; the vCPUs (saved through
+//! their Unicorn contexts, `cpu_model::VcpuState`) and the data region (saved as its windows)
+//! are saved their own way.
+//!
+//! Saving reads a vCPU from its engine only if an event touched it since the caller's
+//! [`SaveCache`] last saw it (the machine counts touches; the cache, owned by the search,
+//! remembers states and their versions).
 //!
 //! [`Snapshot::canonical_hash`] identifies states up to what cannot matter: the views' raw
 //! epochs collapse to the effective snapshot of each patched unit, the data region to each
@@ -51,6 +58,27 @@ impl Bytes {
     }
 }
 
+/// The machine's state apart from its vCPUs' engines and its data region (which are saved
+/// their own way: a vCPU through its Unicorn context, the data region as its windows): the
+/// one list of the state's fields. The machine holds one, a [`Snapshot`] clones it, and
+/// canonical hashing reads it — a new field is added here and nowhere else.
+#[derive(Clone, Debug)]
+pub struct MachineState {
+    /// Per vCPU, its INT3 handler while it runs one.
+    pub(crate) handlers: Vec<Option<Activation>>,
+    /// The patching state shared by the patchers and the handlers.
+    pub(crate) patching: PatchState,
+    /// One patcher per patching client ([`crate::event::Event::Patcher`]); the workload's is
+    /// first.
+    pub(crate) patchers: Vec<Client>,
+    /// The IPIs in flight.
+    pub(crate) ipi: Ipi,
+    /// Loop-head arrivals per vCPU.
+    pub(crate) iterations: Vec<u64>,
+    /// Per vCPU, whether it has stopped (`max_iterations`).
+    pub(crate) finished: Vec<bool>,
+}
+
 /// A saved machine state.
 #[derive(Clone, Debug)]
 pub struct Snapshot {
@@ -60,12 +88,35 @@ pub struct Snapshot {
     vcpus: Vec<(u64, VcpuState)>,
     /// The bytes of the data windows ([`Machine::data_windows`]), one after another.
     data: Vec<u8>,
-    handlers: Vec<Option<Activation>>,
-    state: PatchState,
-    patchers: Vec<Client>,
-    ipi: Ipi,
-    iterations: Vec<u64>,
-    finished: Vec<bool>,
+    state: MachineState,
+}
+
+/// What saving and hashing states remembers between calls, owned by whoever saves them
+/// (state-space search, or a run that records state hashes): per vCPU, its state as last
+/// saved or restored with that state's version, while no event has touched the vCPU since —
+/// so a search restores and reads only the vCPUs that changed — and a scratch buffer for
+/// canonical hashing. One cache serves one machine.
+#[derive(Debug, Default)]
+pub struct SaveCache {
+    /// Per vCPU: the machine's touch count of it when it was known, its version, its state.
+    known: Vec<Option<(u64, u64, VcpuState)>>,
+    versions: u64,
+    scratch: Vec<u8>,
+}
+
+impl SaveCache {
+    /// The state of vCPU `i` if it is known and untouched since (`touches`: the machine's
+    /// count for it).
+    fn get(&self, i: usize, touches: u64) -> Option<&(u64, u64, VcpuState)> {
+        self.known.get(i)?.as_ref().filter(|k| k.0 == touches)
+    }
+
+    fn set(&mut self, i: usize, known: (u64, u64, VcpuState)) {
+        if self.known.len() <= i {
+            self.known.resize(i + 1, None);
+        }
+        self.known[i] = Some(known);
+    }
 }
 
 /// What canonical hashing needs to know about the machine: where each vCPU's own data is,
@@ -105,12 +156,7 @@ impl Snapshot {
         let parts = Parts {
             epoch: self.epoch,
             vcpus: self.vcpus.iter().map(|(_, v)| v).collect(),
-            handlers: &self.handlers,
             state: &self.state,
-            patchers: &self.patchers,
-            ipi: &self.ipi,
-            iterations: &self.iterations,
-            finished: &self.finished,
             data: Data::Saved(&self.data),
         };
         parts.canonical_hash(canon, &mut Vec::new())
@@ -127,12 +173,7 @@ enum Data<'a> {
 struct Parts<'a> {
     epoch: Epoch,
     vcpus: Vec<&'a VcpuState>,
-    handlers: &'a [Option<Activation>],
-    state: &'a PatchState,
-    patchers: &'a [Client],
-    ipi: &'a Ipi,
-    iterations: &'a [u64],
-    finished: &'a [bool],
+    state: &'a MachineState,
     data: Data<'a>,
 }
 
@@ -179,16 +220,16 @@ impl Parts<'_> {
             v.view.last_sync.hash(&mut h);
         }
         v.view.recent.hash(&mut h);
-        match &self.handlers[i] {
+        match &self.state.handlers[i] {
             Some(hd) => {
                 1u8.hash(&mut h);
                 hd.hash_state(&mut h, rel);
             }
             None => 0u8.hash(&mut h),
         }
-        (self.ipi.pending(i), self.state.percpu_refs.get(i)).hash(&mut h);
+        (self.state.ipi.pending(i), self.state.patching.percpu_refs.get(i)).hash(&mut h);
         if canon.finite {
-            (self.iterations[i], self.finished[i]).hash(&mut h);
+            (self.state.iterations[i], self.state.finished[i]).hash(&mut h);
         }
         self.data_into(canon, c.counters.0, c.counters.1, &mut h.0);
         let sp = v.regs.get(Reg::Rsp);
@@ -206,11 +247,11 @@ impl Parts<'_> {
         scratch.clear();
         let mut h = Bytes(std::mem::take(scratch));
         self.epoch.hash(&mut h);
-        for p in self.patchers {
+        for p in &self.state.patchers {
             p.hash_state(&mut h);
         }
-        self.state.hash_shared(&mut h);
-        self.ipi.counts().0.hash(&mut h);
+        self.state.patching.hash_shared(&mut h);
+        self.state.ipi.counts().0.hash(&mut h);
         cpus.hash(&mut h);
         let digest = h.digest128();
         *scratch = h.0;
@@ -233,8 +274,12 @@ impl Machine {
                 stack_top: d.stack_top,
             })
             .collect();
-        let per_cpu_ops =
-            self.patchers.iter().flat_map(|p| p.program()).any(|op| matches!(op, Op::SetRefs(_) | Op::DecRefs { .. }));
+        let per_cpu_ops = self
+            .state
+            .patchers
+            .iter()
+            .flat_map(|p| p.program())
+            .any(|op| matches!(op, Op::SetRefs(_) | Op::DecRefs { .. }));
         let per_cpu_handler = self.config.protocol.handler() == crate::protocol::HandlerKind::PerCpuRefs;
         Canon {
             cpus,
@@ -260,12 +305,13 @@ impl Machine {
         w
     }
 
-    /// Reads the state of every vCPU an event touched since the last save or restore.
-    fn know_vcpus(&mut self) -> Result<(), SimError> {
+    /// Reads the state of every vCPU an event touched since `cache` last saw it.
+    fn know_vcpus(&mut self, cache: &mut SaveCache) -> Result<(), SimError> {
         for i in 0..self.vcpus.len() {
-            if self.known[i].is_none() {
-                self.versions += 1;
-                self.known[i] = Some((self.versions, self.vcpus[i].save(&self.site_units)?));
+            if cache.get(i, self.touches[i]).is_none() {
+                cache.versions += 1;
+                let state = self.vcpus[i].save(&self.site_units)?;
+                cache.set(i, (self.touches[i], cache.versions, state));
             }
         }
         Ok(())
@@ -273,83 +319,61 @@ impl Machine {
 
     /// The canonical hash of the current state ([`Snapshot::canonical_hash`] of what
     /// [`Machine::save`] would return), without building a snapshot.
-    pub fn canonical_hash(&mut self, canon: &Canon) -> Result<u128, SimError> {
-        self.know_vcpus()?;
-        let parts = Parts {
-            epoch: self.text.now(),
-            vcpus: self.known.iter().map(|k| &k.as_ref().expect("known").1).collect(),
-            handlers: &self.handlers,
-            state: &self.state,
-            patchers: &self.patchers,
-            ipi: &self.ipi,
-            iterations: &self.iterations,
-            finished: &self.finished,
-            data: Data::Live(&self.data),
-        };
-        let mut scratch = std::mem::take(&mut self.scratch);
+    pub fn canonical_hash(&mut self, canon: &Canon, cache: &mut SaveCache) -> Result<u128, SimError> {
+        self.know_vcpus(cache)?;
+        let mut scratch = std::mem::take(&mut cache.scratch);
+        let touches = &self.touches;
+        let vcpus = (0..self.vcpus.len()).map(|i| &cache.get(i, touches[i]).expect("known").2).collect();
+        let parts = Parts { epoch: self.text.now(), vcpus, state: &self.state, data: Data::Live(&self.data) };
         let h = parts.canonical_hash(canon, &mut scratch);
-        self.scratch = scratch;
+        cache.scratch = scratch;
         Ok(h)
     }
 
-    /// Saves the current state. A vCPU no event touched since the last save or restore is
-    /// not read again from its engine: its state and version are known.
-    pub fn save(&mut self) -> Result<Snapshot, SimError> {
+    /// Saves the current state. A vCPU no event touched since `cache` last saw it is not read
+    /// again from its engine: its state and version are known.
+    pub fn save(&mut self, cache: &mut SaveCache) -> Result<Snapshot, SimError> {
         let mut data = vec![0u8; self.windows.iter().map(|w| w.1 as usize).sum()];
         let mut at = 0;
         for &(addr, len) in &self.windows {
             self.data.read(addr, &mut data[at..at + len as usize]);
             at += len as usize;
         }
-        self.know_vcpus()?;
-        let vcpus: Vec<(u64, VcpuState)> = self.known.iter().map(|k| k.clone().expect("known")).collect();
+        self.know_vcpus(cache)?;
+        let vcpus: Vec<(u64, VcpuState)> = (0..self.vcpus.len())
+            .map(|i| cache.get(i, self.touches[i]).map(|k| (k.1, k.2.clone())).expect("known"))
+            .collect();
         for (i, (_, v)) in vcpus.iter().enumerate() {
-            let sp = self.handlers[i].as_ref().map_or(v.regs.sp(), |h| h.trapped().0.sp().min(v.regs.sp()));
+            let sp = self.state.handlers[i].as_ref().map_or(v.regs.sp(), |h| h.trapped().0.sp().min(v.regs.sp()));
             if sp < self.windows[2 * i + 1].0 + 64 {
                 return Err(SimError::Internal(format!("cpu{i}: the stack reached {sp:#x}, below the saved window")));
             }
         }
-        Ok(Snapshot {
-            epoch: self.text.now(),
-            tick: self.tick,
-            vcpus,
-            data,
-            handlers: self.handlers.clone(),
-            state: self.state.clone(),
-            patchers: self.patchers.clone(),
-            ipi: self.ipi.clone(),
-            iterations: self.iterations.clone(),
-            finished: self.finished.clone(),
-        })
+        Ok(Snapshot { epoch: self.text.now(), tick: self.tick, vcpus, data, state: self.state.clone() })
     }
 
     /// Restores a saved state (of this machine): the truth moves to its epoch, each vCPU gets
     /// its registers back and its view's patched bytes rewritten where they differ (with
     /// exactly those translated blocks invalidated), and the rest is copied back. The run's
     /// violation is cleared.
-    pub fn restore(&mut self, s: &Snapshot) -> Result<(), SimError> {
+    pub fn restore(&mut self, s: &Snapshot, cache: &mut SaveCache) -> Result<(), SimError> {
         if !self.text.set_epoch(s.epoch) {
             return Err(SimError::Internal(format!("restore: text epoch {} was never reached", s.epoch)));
         }
         for (i, (version, st)) in s.vcpus.iter().enumerate() {
             // A vCPU already in the saved state (same version, untouched since) stays as is.
-            if self.known[i].as_ref().is_some_and(|(v, _)| v == version) {
+            if cache.get(i, self.touches[i]).is_some_and(|k| k.1 == *version) {
                 continue;
             }
             self.vcpus[i].restore(st, &self.site_units, &self.sites, &self.text)?;
-            self.known[i] = Some((*version, st.clone()));
+            cache.set(i, (self.touches[i], *version, st.clone()));
         }
         let mut at = 0;
         for &(addr, len) in &self.windows {
             self.data.write(addr, &s.data[at..at + len as usize]);
             at += len as usize;
         }
-        self.handlers.clone_from(&s.handlers);
         self.state.clone_from(&s.state);
-        self.patchers.clone_from(&s.patchers);
-        self.ipi.clone_from(&s.ipi);
-        self.iterations.clone_from(&s.iterations);
-        self.finished.clone_from(&s.finished);
         self.tick = s.tick;
         self.violation = None;
         self.drain = None;
@@ -366,7 +390,7 @@ impl Machine {
     /// of the view). State-space search runs local steps right after the step before them.
     pub fn local_step(&self, event: Event) -> bool {
         let Event::GuestStep(i) = event else { return false };
-        if self.handlers[i].is_some() || self.finished[i] {
+        if self.state.handlers[i].is_some() || self.state.finished[i] {
             return false;
         }
         let v = &self.vcpus[i];

@@ -148,7 +148,7 @@ fn add(a: &CorpusArgs, artifact: &std::path::Path) -> Result<Status, Failure> {
     let dir = a.dir.clone().unwrap_or_default();
     output::check_dir(&dir).map_err(|e| Failure::Bad(format!("{}: {e}", dir.display())))?;
     let r = Replayable::load(artifact)?;
-    let o = r.reproduce(&r.scenario)?;
+    let o = r.reproduce(sim_core::Observe::NOTHING)?;
     let name = match &a.name {
         Some(n) => n.clone(),
         None => artifact.file_stem().map_or("entry".into(), |s| s.to_string_lossy().to_string()),

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::Args;
 use scenarios::artifact::{Artifact, Replayable};
 use serde::Serialize;
-use sim_core::{Outcome, Stats, Verdict, Violation};
+use sim_core::{Observe, Outcome, Stats, Verdict, Violation};
 
 use super::ScenarioReport;
 use crate::args::OutputOpts;
@@ -57,11 +57,11 @@ struct ReplayReport<'a> {
 
 /// `pokesim replay`: exit 0 when the recording reproduces exactly.
 pub fn replay(a: &ReplayArgs) -> Result<Status, Failure> {
-    let r = Replayable::load(&a.artifact)?;
-    let mut s = r.scenario.clone();
-    s.config.step_hashes = a.check_determinism;
-    let o = r.reproduce(&s)?;
-    let checked = if a.check_determinism { Some(same_steps(&r, &s, &o)?) } else { None };
+    let (r, plan) = Replayable::load_planned(&a.artifact)?;
+    let s = &r.scenario;
+    let observe = Observe { step_hashes: a.check_determinism, ..Observe::NOTHING };
+    let o = r.reproduce_plan(plan, observe)?;
+    let checked = if a.check_determinism { Some(same_steps(&r, &o, observe)?) } else { None };
     let kind = o.violation().map(|v| v.kind);
     if a.output.json {
         return out::json(&ReplayReport {
@@ -72,11 +72,11 @@ pub fn replay(a: &ReplayArgs) -> Result<Status, Failure> {
             trace_hash: &o.trace_hash,
             stats: o.stats,
             deterministic_steps: checked,
-            scenario: ScenarioReport::of(&s),
+            scenario: ScenarioReport::of(s),
         })
         .map(|()| super::run::status(r.expect.met_by(kind), o.verdict));
     }
-    out::line(format!("scenario   {}", ScenarioReport::line(&s)))?;
+    out::line(format!("scenario   {}", ScenarioReport::line(s)))?;
     if let Some(n) = checked {
         out::line(format!("deterministic: two replays agree on all {n} per-step state hashes"))?;
     }
@@ -89,8 +89,8 @@ pub fn replay(a: &ReplayArgs) -> Result<Status, Failure> {
 }
 
 /// Replays again and compares the per-step state hashes; returns how many agreed.
-fn same_steps(r: &Replayable, s: &scenarios::Scenario, first: &Outcome) -> Result<usize, Failure> {
-    let again = s.replay(r.decisions.clone())?;
+fn same_steps(r: &Replayable, first: &Outcome, observe: Observe) -> Result<usize, Failure> {
+    let again = r.scenario.replay_observed(r.decisions.clone(), observe)?;
     if let Some(tick) = first.step_hashes.iter().zip(&again.step_hashes).position(|(x, y)| x != y) {
         return Err(Failure::Internal(format!("nondeterminism: the two replays diverge at tick {tick}")));
     }
@@ -116,7 +116,7 @@ struct ShrinkReport<'a> {
 /// `pokesim shrink`: exit 0 when a shrunk artifact was written.
 pub fn shrink(a: &ShrinkArgs) -> Result<Status, Failure> {
     let r = Replayable::load(&a.artifact)?;
-    let original = r.reproduce(&r.scenario)?;
+    let original = r.reproduce(Observe::NOTHING)?;
     let Some(v) = original.violation() else {
         return Err(Failure::Bad(format!("{}: records a pass; there is no violation to shrink", r.file)));
     };

@@ -398,7 +398,7 @@ fn replay_file(
         violation: None,
         trace_hash: file.trace_hash.clone(),
     };
-    let o = r.reproduce(&file.scenario)?;
+    let o = r.reproduce(sim_core::Observe::NOTHING)?;
     let result = CampaignResult::single(o, &file.scenario);
     report("run", file, &[], &result, &Source::ALL, artifacts, output)
 }

@@ -5,8 +5,9 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 use scenarios::artifact::Replayable;
-use scenarios::render::{self, timeline::Layout, Run};
+use scenarios::render::{self, timeline::Layout, PlanFacts, Run};
 use serde::Serialize;
+use sim_core::Observe;
 
 use crate::args::OutputOpts;
 use crate::out::{self, Failure, Status};
@@ -92,12 +93,11 @@ struct Written {
 /// the chosen format.
 pub fn trace(a: &TraceArgs) -> Result<Status, Failure> {
     a.check()?;
-    let r = Replayable::load(&a.artifact)?;
-    let mut s = r.scenario.clone();
-    s.config.keep_trace = true;
-    let o = r.reproduce(&s)?;
+    let (r, plan) = Replayable::load_planned(&a.artifact)?;
+    let facts = PlanFacts::of(&plan);
+    let o = r.reproduce_plan(plan, Observe::TRACE)?;
     let status = super::run::status(r.expect.met_by(o.violation().map(|v| v.kind)), o.verdict);
-    let run = Run::new(&s, &o)?;
+    let run = Run::planned(&r.scenario, &facts, &o);
     if let Some(t) = a.around.filter(|&t| t > run.last_tick()) {
         return Err(Failure::Bad(format!("--around: tick {t} is past the run's last tick {}", run.last_tick())));
     }
