@@ -151,6 +151,12 @@ impl PatchState {
         self.rcu_readers[cpu] = self.rcu_serial;
     }
 
+    /// True if no reference count is below zero: the static descriptor's, each CPU's and each
+    /// batch descriptor's.
+    pub fn refs_nonnegative(&self) -> bool {
+        self.global_refs >= 0 && self.percpu_refs.iter().all(|&r| r >= 0) && self.arrays.iter().all(|a| a.refs >= 0)
+    }
+
     /// vCPU `cpu` left its handler.
     pub fn rcu_read_unlock(&mut self, cpu: usize) {
         self.rcu_readers[cpu] = 0;

@@ -77,7 +77,9 @@ impl TextMemory {
         let epoch = self.log.len() as Epoch;
         for (i, &b) in bytes.iter().enumerate() {
             self.current[off + i] = b;
-            self.history[off + i].push((epoch, b));
+            let history = &mut self.history[off + i];
+            assert!(history.last().is_none_or(|&(e, _)| e < epoch), "a store's epoch must increase");
+            history.push((epoch, b));
         }
         epoch
     }

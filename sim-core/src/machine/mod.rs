@@ -50,6 +50,9 @@ pub struct Machine {
     config: RunConfig,
     /// What the run records beyond its verdict and trace hash.
     observe: Observe,
+    /// Reference counts are asserted non-negative ([`Machine::check_tick`]): the kernel's own
+    /// protocol runs, unmutated.
+    refs_checked: bool,
     torn: TornOracle,
     /// Every kprobe's address (the INT3 owners a local step must not run into).
     owners: Vec<u64>,
@@ -170,6 +173,7 @@ impl Machine {
             state_hash_cache: SaveCache::default(),
             touches: vec![0; config.cpus],
             observe,
+            refs_checked: config.mutants.is_empty() && config.program.is_none(),
             config,
             vcpus,
             torn,
@@ -320,6 +324,8 @@ impl Machine {
             self.enabled = enabled;
             // No pick: the strategy cut this run (its remaining states are reached another way).
             let Some(pick) = pick else { break };
+            let n = self.enabled.events().len();
+            assert!(pick < n, "the scheduler picked event {pick} of {n} enabled ones");
             self.tick(self.enabled.events()[pick], &mut decisions)?;
         }
         decisions.check()?;
@@ -344,7 +350,24 @@ impl Machine {
         if let (Some(drain), Some(i)) = (self.drain.as_mut(), event.cpu()) {
             drain.note(i, self.vcpus[i].steps(), self.state.finished[i]);
         }
+        self.check_tick(event);
         self.after_tick()
+    }
+
+    /// The invariants a tick keeps, asserted in every build (release too: `pokesim bench`
+    /// measures their cost). A vCPU runs an INT3 handler exactly while it is inside the RCU
+    /// read-side section `do_int3()` entered; and, for the kernel's own protocols (no mutant,
+    /// no custom program — a mutated protocol may drive a count below zero, which is its bug,
+    /// not pokesim's), no reference count a patcher or handler step changed is negative. Guest
+    /// steps change neither, so they pay one comparison.
+    fn check_tick(&self, event: Event) {
+        if let Some(i) = event.cpu() {
+            let (inside, reading) = (self.state.handlers[i].is_some(), self.state.patching.rcu_readers[i] != 0);
+            assert_eq!(inside, reading, "cpu{i}: a handler activation outside its RCU read-side section");
+        }
+        if self.refs_checked && !matches!(event, Event::GuestStep(_) | Event::IpiDeliver(_)) {
+            assert!(self.state.patching.refs_nonnegative(), "a reference count went negative after {event}");
+        }
     }
 
     fn after_tick(&mut self) -> Result<(), SimError> {
