@@ -86,7 +86,7 @@ pub fn not_applied(spec: &ScenarioSpec) -> Vec<&'static str> {
         ("seed", spec.seed.is_some()),
         ("runs", spec.runs.is_some()),
         ("strategy", spec.strategy.is_some()),
-        ("steps", spec.steps.is_some()),
+        ("ticks", spec.ticks.is_some()),
         ("iterations", spec.iterations.is_some()),
         ("drain", spec.drain.is_some()),
         // A preset's store granularity applies (byte, aligned8, whole); its fetch model does not.

@@ -53,7 +53,7 @@ const DEFAULT_PREDICT_RUNS: u64 = 200;
     mut_arg("fetch", |a| a.hide(true)),
     mut_arg("non_monotone", |a| a.hide(true)),
     mut_arg("staleness", |a| a.hide(true)),
-    mut_arg("steps", |a| a.hide(true))
+    mut_arg("ticks", |a| a.hide(true))
 )]
 pub struct HwArgs {
     #[command(flatten)]
@@ -292,7 +292,7 @@ fn given_flags(a: &ScenarioArgs) -> Vec<(&'static str, Use)> {
         kprobe_at,
         kernel,
         unsafe_multi_insn,
-        steps,
+        ticks,
         expect,
     } = a;
     use Use::{Rounds, Scenario, Simulation};
@@ -320,7 +320,7 @@ fn given_flags(a: &ScenarioArgs) -> Vec<(&'static str, Use)> {
         ("--kprobe-at", !kprobe_at.is_empty(), Scenario),
         ("--kernel", !kernel.is_empty(), Scenario),
         ("--unsafe-multi-insn", *unsafe_multi_insn, Scenario),
-        ("--steps", steps.is_some(), Simulation),
+        ("--ticks", ticks.is_some(), Simulation),
         ("--expect", expect.is_some(), Scenario),
     ];
     flags.into_iter().filter(|(_, given, _)| *given).map(|(flag, _, u)| (flag, u)).collect()
