@@ -31,7 +31,7 @@ use sim_core::{Outcome, SimError, Stats, Verdict};
 use crate::scenario::Scenario;
 
 /// Seed indices per batch (fixed, so results do not depend on the number of workers).
-pub const BATCH: u64 = 16;
+pub(crate) const BATCH: u64 = 16;
 
 /// Own indices a shard hands to its workers at once (`Campaign::run_window`): workers take
 /// the next run as soon as they finish one, and wait for each other only between windows.
@@ -78,7 +78,7 @@ impl Shard {
     }
 
     /// How many of the indices `from..to` belong to this shard.
-    pub fn share_between(self, from: u64, to: u64) -> u64 {
+    pub(crate) fn share_between(self, from: u64, to: u64) -> u64 {
         self.share(to) - self.share(from.min(to))
     }
 
@@ -108,7 +108,7 @@ pub struct BlockSums {
 
 impl BlockSums {
     /// Adds the run of seed index `k` (which must lie in this block).
-    pub fn add_run(&mut self, k: u64, o: &Outcome) {
+    pub(crate) fn add_run(&mut self, k: u64, o: &Outcome) {
         self.ran += 1;
         self.stats.add(&o.stats);
         if o.verdict == Verdict::BudgetExhausted {

@@ -20,7 +20,7 @@ use sim_core::{Decisions, Machine, Outcome, Recorded, SimError, Verdict};
 use crate::scenario::Scenario;
 
 /// Drain steps per vCPU in exhaustive runs.
-pub const DRAIN_STEPS: u64 = 12;
+pub(crate) const DRAIN_STEPS: u64 = 12;
 
 /// What a bounded exhaustive search found.
 #[derive(Clone, Debug)]

@@ -240,7 +240,7 @@ pub fn read_spec(path: &Path) -> Result<ScenarioSpec, InputError> {
 }
 
 /// Parses scenario TOML into a spec; `file` names it in errors.
-pub fn parse_spec(file: &str, src: &str) -> Result<ScenarioSpec, InputError> {
+pub(crate) fn parse_spec(file: &str, src: &str) -> Result<ScenarioSpec, InputError> {
     let l = Lines { file, src };
     let raw: Raw = toml::from_str(src).map_err(|e| InputError {
         file: file.into(),

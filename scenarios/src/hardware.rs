@@ -151,7 +151,7 @@ pub fn predict(scenario: &Scenario, runs: u64) -> Result<Vec<Prediction>, SimErr
 /// script can show (not the batch-, Jcc- and kprobe-only ones, nor the nested-INT3 one, which
 /// the hardware handler cannot reproduce: it never calls patched text; nor `no-rmb`, which no
 /// scenario lets act: the handler has no `smp_rmb()` step to drop).
-pub const MATRIX_MUTANTS: [Mutant; 10] = [
+pub(crate) const MATRIX_MUTANTS: [Mutant; 10] = [
     Mutant::NoSyncAfterInt3,
     Mutant::NoSyncAfterTail,
     Mutant::NoSyncAfterFirst,
@@ -165,7 +165,8 @@ pub const MATRIX_MUTANTS: [Mutant; 10] = [
 ];
 
 /// The site placements that matter to instruction fetch.
-pub const MATRIX_SITES: [SitePlacement; 3] = [SitePlacement::ALIGNED, SitePlacement::CROSS16, SitePlacement::CROSS64];
+pub(crate) const MATRIX_SITES: [SitePlacement; 3] =
+    [SitePlacement::ALIGNED, SitePlacement::CROSS16, SitePlacement::CROSS64];
 
 /// The rows of `--matrix`: ftrace and static_call × aligned, crossing a 16-byte block,
 /// crossing a 64-byte line × linux-5.5 and linux-6.16 unmutated, then each of

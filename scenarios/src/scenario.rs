@@ -62,7 +62,7 @@ impl Scenario {
     }
 
     /// Runs the scenario with `decisions` (seeded or recorded) under its own strategy.
-    pub fn run_with(&self, decisions: Decisions) -> Result<Outcome, SimError> {
+    pub(crate) fn run_with(&self, decisions: Decisions) -> Result<Outcome, SimError> {
         let machine = Machine::new(self.plan()?)?;
         let mut scheduler = self.strategy.scheduler_for(self.seed, machine.expected_ticks());
         machine.run(scheduler.as_mut(), decisions)
@@ -70,7 +70,7 @@ impl Scenario {
 
     /// Runs the scenario under `config` (this scenario's, possibly adjusted) with a given
     /// scheduler and decision source (exhaustive search drives its own scheduler).
-    pub fn run_custom(
+    pub(crate) fn run_custom(
         &self,
         scheduler: &mut dyn Scheduler,
         decisions: Decisions,

@@ -26,9 +26,9 @@ use crate::entry::ScenarioFile;
 use crate::input::{read_input, InputError, MAX_SHARD_BYTES};
 
 /// The `kind` of a shard result file (what tells it from a failure artifact).
-pub const KIND: &str = "pokesim-shard-result";
+pub(crate) const KIND: &str = "pokesim-shard-result";
 /// The shard result format this pokesim reads and writes.
-pub const FORMAT: u32 = 1;
+pub(crate) const FORMAT: u32 = 1;
 
 /// The violating run a shard found: enough to find it again and check it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,7 +79,7 @@ pub struct ShardResult {
 }
 
 /// The identity of a campaign: a hash of its scenario-file TOML, 16 hex digits.
-pub fn campaign_hash(toml: &str) -> String {
+pub(crate) fn campaign_hash(toml: &str) -> String {
     format!("{:016x}", xxhash_rust::xxh3::xxh3_64(toml.as_bytes()))
 }
 

@@ -21,7 +21,7 @@ use std::sync::Arc;
 /// The most runs (seeds) one scenario asks for.
 pub const MAX_RUNS: u64 = 1_000_000_000_000;
 /// The most finite-guest iterations a scenario asks for.
-pub const MAX_ITERATIONS: u64 = 1_000_000_000;
+pub(crate) const MAX_ITERATIONS: u64 = 1_000_000_000;
 
 /// A value and where it came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
