@@ -83,7 +83,7 @@ impl Shard {
     }
 
     /// A valid shard: `index < count`.
-    pub fn is_valid(self) -> bool {
+    pub(crate) fn is_valid(self) -> bool {
         self.index < self.count
     }
 }

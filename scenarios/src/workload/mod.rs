@@ -75,7 +75,7 @@ impl WorkloadKind {
 
     /// Which kernel subsystem owns this workload's sites (which of `register_kprobe()`'s
     /// checks keeps a kprobe off them).
-    pub fn site_owner(self) -> SiteOwner {
+    pub(crate) fn site_owner(self) -> SiteOwner {
         match self {
             WorkloadKind::Ftrace => SiteOwner::Ftrace,
             WorkloadKind::StaticCall => SiteOwner::StaticCall,
