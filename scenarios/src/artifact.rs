@@ -20,8 +20,7 @@ use std::path::{Path, PathBuf};
 
 use sim_core::{Decision, Outcome, Recorded, Violation};
 
-use crate::artifact_format::FORMAT;
-pub use crate::artifact_format::{Artifact, MAX_DECISIONS};
+pub use crate::artifact_format::{Artifact, FORMAT, MAX_DECISIONS};
 use crate::entry::{Expectation, ScenarioFile};
 use crate::input::{open_input, InputError, MAX_ARTIFACT_BYTES};
 use crate::scenario::Scenario;

@@ -19,7 +19,7 @@ use sim_core::Violation;
 use crate::input::{InputError, MAX_SCENARIO_BYTES};
 
 /// The artifact format this pokesim reads and writes.
-pub(crate) const FORMAT: u32 = 2;
+pub const FORMAT: u32 = 2;
 
 /// A failure artifact.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -31,7 +31,7 @@ use sim_core::{Outcome, SimError, Stats, Verdict};
 use crate::scenario::Scenario;
 
 /// Seed indices per batch (fixed, so results do not depend on the number of workers).
-pub(crate) const BATCH: u64 = 16;
+pub const BATCH: u64 = 16;
 
 /// Own indices a shard hands to its workers at once (`Campaign::run_window`): workers take
 /// the next run as soon as they finish one, and wait for each other only between windows.

@@ -151,7 +151,7 @@ pub fn predict(scenario: &Scenario, runs: u64) -> Result<Vec<Prediction>, SimErr
 /// script can show (not the batch-, Jcc- and kprobe-only ones, nor the nested-INT3 one, which
 /// the hardware handler cannot reproduce: it never calls patched text; nor `no-rmb`, which no
 /// scenario lets act: the handler has no `smp_rmb()` step to drop).
-pub(crate) const MATRIX_MUTANTS: [Mutant; 10] = [
+pub const MATRIX_MUTANTS: [Mutant; 10] = [
     Mutant::NoSyncAfterInt3,
     Mutant::NoSyncAfterTail,
     Mutant::NoSyncAfterFirst,

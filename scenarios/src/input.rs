@@ -9,7 +9,7 @@ use std::io::Read;
 use std::path::Path;
 
 /// The largest scenario file or corpus entry pokesim reads.
-pub(crate) const MAX_SCENARIO_BYTES: u64 = 16 << 20;
+pub const MAX_SCENARIO_BYTES: u64 = 16 << 20;
 /// The largest failure artifact pokesim reads (a long run's decision list is big): room for
 /// the most decisions an artifact holds (`artifact::MAX_DECISIONS`, 2²³) at their longest
 /// (`[4294967295,4294967295],`, 24 bytes: 192 MiB) and a scenario of

@@ -15,7 +15,7 @@
 //! The command line itself is `src/bin/pokesim/`.
 
 pub mod artifact;
-pub(crate) mod artifact_format;
+pub mod artifact_format;
 pub mod bench;
 pub mod campaign;
 pub mod catalogue;

@@ -26,9 +26,9 @@ use crate::entry::ScenarioFile;
 use crate::input::{read_input, InputError, MAX_SHARD_BYTES};
 
 /// The `kind` of a shard result file (what tells it from a failure artifact).
-pub(crate) const KIND: &str = "pokesim-shard-result";
+pub const KIND: &str = "pokesim-shard-result";
 /// The shard result format this pokesim reads and writes.
-pub(crate) const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 1;
 
 /// The violating run a shard found: enough to find it again and check it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -30,7 +30,7 @@ pub(crate) const DESCRIPTION: &str = "N NOP5 <-> JMP32 sites (default 16, up to 
      ascending, descending or interleaved order; each pass takes one side of every site";
 
 /// Where the first site is when aligned.
-pub(crate) const BASE: u64 = TEXT_BASE + 0x100;
+pub const BASE: u64 = TEXT_BASE + 0x100;
 const STRIDE: u64 = 16;
 
 /// Builds the batch guest.

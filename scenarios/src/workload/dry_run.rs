@@ -32,9 +32,9 @@ use sim_core::{GuestImage, PatchAction, SimError, Subject};
 use unicorn_engine::unicorn_const::uc_error;
 
 /// Full passes of the loop each vCPU must complete in each image.
-pub(crate) const PASSES: u64 = 3;
+pub const PASSES: u64 = 3;
 /// How often a pass may execute each byte's worth of code.
-pub(crate) const RUNS_PER_BYTE: u64 = 4;
+pub const RUNS_PER_BYTE: u64 = 4;
 /// Steps every pass is allowed besides its code-size share (a loop of a few instructions).
 const MIN_PASS_STEPS: u64 = 64;
 /// What the flipped images may cost together, in squared bytes of code: each image is a fresh
@@ -42,7 +42,7 @@ const MIN_PASS_STEPS: u64 = 64;
 /// instruction it starts at, so straight-line code costs its length squared (about 55 ms for
 /// 1,000² bytes²·images on this machine). The budget keeps the flips near 60 ms: every site
 /// of a program of 50 sites in 100 bytes of code, 8 sites in 250 bytes, none past 724 bytes.
-pub(crate) const FLIP_BUDGET: u64 = 1 << 20;
+pub const FLIP_BUDGET: u64 = 1 << 20;
 
 /// Which text the dry run executes: the sites' old or new instructions, everywhere or with
 /// one site the other way (a race shows any mix: a vCPU may fetch one site before and
