@@ -180,8 +180,8 @@ pub struct ScenarioArgs {
     /// Allow replacing more than one instruction (bug B2), which the kernel refuses.
     #[arg(long)]
     pub unsafe_multi_insn: bool,
-    /// Tick budget: the most scheduler ticks a run may take [default: grows with vCPUs, sites
-    /// and rounds]. `--steps` is its old name, still accepted.
+    /// Tick budget [default: grows with vCPUs, sites and rounds].
+    // `--steps` is its old name, still accepted (hidden) and meaning the same.
     #[arg(long, alias = "steps", value_name = "MAX", allow_negative_numbers = true)]
     pub ticks: Option<i64>,
     /// Expected result: pass, or violation kinds joined by | [default: pass].
