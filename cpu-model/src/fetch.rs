@@ -145,7 +145,7 @@ impl FetchModel {
     pub const PRESETS: [&'static str; 4] = ["pessimistic", "block16", "line64", "snapshot"];
 
     /// The preset name this model equals, if any.
-    pub fn preset_name(&self) -> Option<&'static str> {
+    pub(crate) fn preset_name(&self) -> Option<&'static str> {
         Self::PRESETS.into_iter().find(|n| Self::preset(n).as_ref() == Some(self))
     }
 }

@@ -118,7 +118,7 @@ impl Regs {
     }
 
     /// Reads the whole register file from an engine.
-    pub fn read_from<D>(uc: &Unicorn<'_, D>) -> Result<Self, CpuError> {
+    pub(crate) fn read_from<D>(uc: &Unicorn<'_, D>) -> Result<Self, CpuError> {
         let mut regs = Regs::default();
         for r in Reg::ALL {
             regs.gpr[r as usize] = uc.reg_read(r.unicorn()).ctx("reg_read")?;
@@ -129,7 +129,7 @@ impl Regs {
     }
 
     /// Writes the whole register file into an engine.
-    pub fn write_to<D>(&self, uc: &mut Unicorn<'_, D>) -> Result<(), CpuError> {
+    pub(crate) fn write_to<D>(&self, uc: &mut Unicorn<'_, D>) -> Result<(), CpuError> {
         for r in Reg::ALL {
             uc.reg_write(r.unicorn(), self.gpr[r as usize]).ctx("reg_write")?;
         }

@@ -128,7 +128,7 @@ impl View {
     }
 
     /// The refresh unit holding `addr`, as an index.
-    pub fn unit_index(&self, addr: u64) -> usize {
+    pub(crate) fn unit_index(&self, addr: u64) -> usize {
         self.unit_of(addr)
     }
 
@@ -175,8 +175,9 @@ impl View {
         self.last_sync
     }
 
-    /// The effective snapshot epoch of the unit holding `addr`.
-    pub fn snapshot_of(&self, addr: u64) -> Epoch {
+    /// The effective snapshot epoch of the unit holding `addr` (the tests' view of it).
+    #[cfg(test)]
+    fn snapshot_of(&self, addr: u64) -> Epoch {
         self.snap[self.unit_of(addr)].max(self.last_sync)
     }
 
@@ -198,7 +199,7 @@ impl View {
     }
 
     /// Marks the start of one own guest step (for bounded staleness).
-    pub fn note_step(&mut self, now: Epoch) {
+    pub(crate) fn note_step(&mut self, now: Epoch) {
         if let Staleness::Bounded(k) = self.model.staleness {
             self.recent.push_back(now);
             while self.recent.len() > k as usize {

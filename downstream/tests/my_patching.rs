@@ -2,7 +2,7 @@
 //! `check`-style helpers on a scenario built in code.
 
 use pokesim::proptest::prelude::*;
-use pokesim::{strategy, Expectation, Mutant, Protocol, ViolationKind};
+use pokesim::{arbitrary, Expectation, Mutant, Protocol, ViolationKind};
 
 proptest! {
     // PROPTEST_CASES overrides the count, as proptest reads it.
@@ -11,13 +11,13 @@ proptest! {
     /// The kernel's protocols since 6.0 never let a vCPU execute a torn instruction, whatever
     /// the workload, placement, fetch model or schedule.
     #[test]
-    fn recent_kernels_patch_safely(s in strategy::scenarios()
+    fn recent_kernels_patch_safely(s in arbitrary::scenarios()
         .protocols([Protocol::Linux60, Protocol::Linux616])
         .workloads(["ftrace", "static_call", "jump_label", "ftrace+kprobe"])
         .cpus(2..=4)
         .rounds(1..=3))
     {
-        strategy::no_violation(&s)?;
+        arbitrary::no_violation(&s)?;
     }
 }
 

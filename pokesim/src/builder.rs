@@ -182,8 +182,8 @@ impl ScenarioBuilder {
     }
 
     /// The tick budget (default: one that grows with vCPUs, sites and rounds).
-    pub fn steps(mut self, max_ticks: u64) -> Self {
-        self.spec.steps = by(i64::try_from(max_ticks).unwrap_or(-1), ".steps()");
+    pub fn ticks(mut self, max_ticks: u64) -> Self {
+        self.spec.ticks = by(i64::try_from(max_ticks).unwrap_or(-1), ".ticks()");
         self
     }
 

@@ -156,7 +156,7 @@ fn explain(scenario: &Scenario, result: CampaignResult, expect: Expectation) -> 
     let Some(found) = &result.found else {
         let what = match result.verdict() {
             Verdict::BudgetExhausted => {
-                format!("{} runs spent their tick budget (no verdict); raise .steps()", result.exhausted)
+                format!("{} runs spent their tick budget (no verdict); raise .ticks()", result.exhausted)
             }
             _ => format!("all {} runs passed", result.runs),
         };

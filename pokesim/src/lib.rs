@@ -14,8 +14,9 @@
 //! - [`check`] and [`check_expect`] run a campaign and panic on an unexpected outcome with the
 //!   artifact written and the command that replays it — the way shuttle's `check_random` and
 //!   loom's `model` feel;
-//! - [`strategy::scenarios`] is a proptest `Strategy` over scenarios with a knob for each
-//!   dimension, and [`strategy::no_violation`] the property most tests state.
+//! - [`arbitrary::scenarios`] is a proptest `Strategy` over scenarios with a knob for each
+//!   dimension, and [`arbitrary::no_violation`] the property most tests state (the module is
+//!   `arbitrary`, not `strategy`: a [`Strategy`] here is the scheduler's, random or PCT).
 //!
 //! Campaign sizes follow `POKESIM_RUNS` (see [`runs`]); proptest's case count follows
 //! `PROPTEST_CASES`, as proptest itself reads it.
@@ -31,9 +32,9 @@
 
 #![deny(missing_docs)]
 
+pub mod arbitrary;
 mod builder;
 mod check;
-pub mod strategy;
 
 pub use builder::ScenarioBuilder;
 pub use check::{check, check_expect, runs, try_check, CheckFailure, DEFAULT_RUNS};

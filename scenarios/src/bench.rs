@@ -58,7 +58,7 @@ pub struct ScaleRow {
 }
 
 /// The vCPU counts of the scaling table.
-pub const SCALE_CPUS: [usize; 5] = [1, 4, 16, 64, 256];
+pub(crate) const SCALE_CPUS: [usize; 5] = [1, 4, 16, 64, 256];
 
 fn status_kib(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;

@@ -78,12 +78,12 @@ impl Shard {
     }
 
     /// How many of the indices `from..to` belong to this shard.
-    pub fn share_between(self, from: u64, to: u64) -> u64 {
+    pub(crate) fn share_between(self, from: u64, to: u64) -> u64 {
         self.share(to) - self.share(from.min(to))
     }
 
     /// A valid shard: `index < count`.
-    pub fn is_valid(self) -> bool {
+    pub(crate) fn is_valid(self) -> bool {
         self.index < self.count
     }
 }
@@ -108,7 +108,7 @@ pub struct BlockSums {
 
 impl BlockSums {
     /// Adds the run of seed index `k` (which must lie in this block).
-    pub fn add_run(&mut self, k: u64, o: &Outcome) {
+    pub(crate) fn add_run(&mut self, k: u64, o: &Outcome) {
         self.ran += 1;
         self.stats.add(&o.stats);
         if o.verdict == Verdict::BudgetExhausted {

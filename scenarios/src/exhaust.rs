@@ -20,7 +20,7 @@ use sim_core::{Decisions, Machine, Observe, Outcome, Recorded, SimError, Verdict
 use crate::scenario::Scenario;
 
 /// Drain steps per vCPU in exhaustive runs.
-pub const DRAIN_STEPS: u64 = 12;
+pub(crate) const DRAIN_STEPS: u64 = 12;
 
 /// What a bounded exhaustive search found.
 #[derive(Clone, Debug)]
@@ -29,7 +29,7 @@ pub struct ExhaustResult {
     pub executions: u64,
     /// Runs cut by the reduction.
     pub pruned: u64,
-    /// Runs cut by their tick budget (`steps`) before they ended: each leaves the decisions
+    /// Runs cut by their tick budget (`ticks`) before they ended: each leaves the decisions
     /// past its cut unexplored, so a search with any is not complete.
     pub exhausted: u64,
     /// Distinct machine states visited (path-independent hashes).
@@ -105,7 +105,7 @@ pub struct CompleteResult {
     /// The scenario the counterexample replays under: the input, with a drain and a tick
     /// budget long enough for the counterexample.
     pub scenario: Scenario,
-    /// The input's tick budget (`steps`), if it was too short for the counterexample and
+    /// The input's tick budget (`ticks`), if it was too short for the counterexample and
     /// [`CompleteResult::scenario`] carries a longer one: `(given, needed)`. The search itself
     /// has no tick budget.
     pub raised_budget: Option<(u64, u64)>,

@@ -14,7 +14,7 @@
 //! seed = 0                           # first seed
 //! runs = 1                           # seeds seed..seed+runs
 //! strategy = "random"                # random, pct (depth 3), pct:D, replay
-//! steps = 1000000                    # tick budget (default: grows with the scenario)
+//! ticks = 1000000                    # tick budget (default: grows with the scenario; `steps` is its old name)
 //! iterations = 1                     # optional: each vCPU stops after this many loop passes
 //! drain = 32                         # guest steps per vCPU after the patcher finished
 //! unsafe_multi_insn = false
@@ -81,7 +81,9 @@ struct Raw {
     seed: Option<Spanned<i64>>,
     runs: Option<Spanned<i64>>,
     strategy: Option<Spanned<String>>,
-    steps: Option<Spanned<i64>>,
+    /// The tick budget; `steps` is its old spelling, still read.
+    #[serde(alias = "steps")]
+    ticks: Option<Spanned<i64>>,
     iterations: Option<Spanned<i64>>,
     drain: Option<Spanned<i64>>,
     unsafe_multi_insn: Option<Spanned<bool>>,
@@ -238,7 +240,7 @@ pub fn read_spec(path: &Path) -> Result<ScenarioSpec, InputError> {
 }
 
 /// Parses scenario TOML into a spec; `file` names it in errors.
-pub fn parse_spec(file: &str, src: &str) -> Result<ScenarioSpec, InputError> {
+pub(crate) fn parse_spec(file: &str, src: &str) -> Result<ScenarioSpec, InputError> {
     let l = Lines { file, src };
     let raw: Raw = toml::from_str(src).map_err(|e| InputError {
         file: file.into(),
@@ -256,7 +258,7 @@ pub fn parse_spec(file: &str, src: &str) -> Result<ScenarioSpec, InputError> {
         seed: l.given(&raw.seed),
         runs: l.given(&raw.runs),
         strategy: l.parse(&raw.strategy, "strategy", str::parse::<Strategy>)?,
-        steps: l.given(&raw.steps),
+        ticks: l.given(&raw.ticks),
         iterations: l.given(&raw.iterations),
         drain: l.given(&raw.drain),
         unsafe_multi_insn: l.given(&raw.unsafe_multi_insn),
@@ -435,7 +437,7 @@ impl ScenarioFile {
         out.push_str(&format!("seed = {}\nruns = {}\n", s.seed, self.runs));
         out.push_str(&format!("strategy = {}\n", q(&s.strategy.to_string())));
         if let Some(t) = c.max_ticks {
-            out.push_str(&format!("steps = {t}\n"));
+            out.push_str(&format!("ticks = {t}\n"));
         }
         if let Some(k) = c.max_iterations {
             out.push_str(&format!("iterations = {k}\n"));
@@ -562,6 +564,18 @@ mod tests {
         let f = ScenarioFile::parse("x.toml", src, "x").unwrap();
         let again = ScenarioFile::parse("y.toml", &f.to_toml(), "y").unwrap();
         assert_eq!(f, again);
+    }
+
+    #[test]
+    fn the_tick_budget_keeps_its_old_name_steps() {
+        let new = ScenarioFile::parse("n.toml", &format!("ticks = 5000\n{MINIMAL}"), "x").unwrap();
+        let old = ScenarioFile::parse("o.toml", &format!("steps = 5000\n{MINIMAL}"), "x").unwrap();
+        assert_eq!(new, old);
+        assert_eq!(new.scenario.config.max_ticks, Some(5000));
+        assert!(new.to_toml().contains("\nticks = 5000\n"), "{}", new.to_toml());
+        let e = ScenarioFile::parse("o.toml", &format!("steps = 0\n{MINIMAL}"), "x").unwrap_err();
+        assert_eq!((e.line, e.field.as_deref()), (Some(1), Some("ticks")), "{e}");
+        assert!(ScenarioFile::parse("b.toml", &format!("ticks = 1\nsteps = 1\n{MINIMAL}"), "x").is_err());
     }
 
     #[test]

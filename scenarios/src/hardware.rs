@@ -15,7 +15,7 @@ use crate::scenario::Scenario;
 use crate::spec::ScenarioSpec;
 use crate::workload::{SitePlacement, WorkloadKind, WorkloadSpec};
 
-/// Why a hardware campaign did not run.
+/// Why an hw run did not run.
 #[derive(Debug, thiserror::Error)]
 pub enum HwError {
     /// The host (or the guest's addresses) cannot.
@@ -26,8 +26,8 @@ pub enum HwError {
     Scenario(#[from] SimError),
 }
 
-/// Whether a hardware campaign met a scenario's expectation: no violation for `pass` (and a
-/// campaign that established something: [`HwReport::no_verdict`]), a listed kind for a
+/// Whether an hw run met a scenario's expectation: no violation for `pass` (and a
+/// hw run that established something: [`HwReport::no_verdict`]), a listed kind for a
 /// violation. A torn fetch or an emulation mismatch has no byte-level view
 /// on hardware: it shows as a guest fault or a broken workload invariant, so either meets an
 /// expectation of those.
@@ -55,7 +55,7 @@ pub fn rate(r: &HwReport) -> f64 {
     }
 }
 
-/// What a campaign's exit status rests on, in one sentence: `no verdict: <why>` when it saw
+/// What an hw run's exit status rests on, in one sentence: `no verdict: <why>` when it saw
 /// no violation and established nothing ([`HwReport::no_verdict`]), else `expected <expect>;
 /// saw <what> in <N> rounds`.
 pub fn reason(expect: Expectation, r: &HwReport) -> String {
@@ -65,7 +65,7 @@ pub fn reason(expect: Expectation, r: &HwReport) -> String {
     format!("expected {expect}; saw {} in {} rounds", seen(r), r.rounds)
 }
 
-/// The violations a campaign saw, in words: `no violation`, `3 guest-fault violations`,
+/// The violations an hw run saw, in words: `no violation`, `3 guest-fault violations`,
 /// `2 guest-fault and 1 unclaimed-int3 violations`.
 pub fn seen(r: &HwReport) -> String {
     let kinds: Vec<String> = r.violations.iter().map(|(k, n)| format!("{n} {}", k.name())).collect();
@@ -86,7 +86,7 @@ pub fn not_applied(spec: &ScenarioSpec) -> Vec<&'static str> {
         ("seed", spec.seed.is_some()),
         ("runs", spec.runs.is_some()),
         ("strategy", spec.strategy.is_some()),
-        ("steps", spec.steps.is_some()),
+        ("ticks", spec.ticks.is_some()),
         ("iterations", spec.iterations.is_some()),
         ("drain", spec.drain.is_some()),
         // A preset's store granularity applies (byte, aligned8, whole); its fetch model does not.
@@ -165,7 +165,8 @@ pub const MATRIX_MUTANTS: [Mutant; 10] = [
 ];
 
 /// The site placements that matter to instruction fetch.
-pub const MATRIX_SITES: [SitePlacement; 3] = [SitePlacement::ALIGNED, SitePlacement::CROSS16, SitePlacement::CROSS64];
+pub(crate) const MATRIX_SITES: [SitePlacement; 3] =
+    [SitePlacement::ALIGNED, SitePlacement::CROSS16, SitePlacement::CROSS64];
 
 /// The rows of `--matrix`: ftrace and static_call × aligned, crossing a 16-byte block,
 /// crossing a 64-byte line × linux-5.5 and linux-6.16 unmutated, then each of

@@ -17,7 +17,7 @@ pub const MAX_SCENARIO_BYTES: u64 = 16 << 20;
 /// hold in memory stays proportional to a sane artifact.
 pub const MAX_ARTIFACT_BYTES: u64 = 256 << 20;
 /// The largest shard result (or artifact among the inputs of `pokesim merge`) pokesim reads.
-pub const MAX_SHARD_BYTES: u64 = 512 << 20;
+pub(crate) const MAX_SHARD_BYTES: u64 = 512 << 20;
 
 /// Where a value of a scenario came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -82,7 +82,7 @@ impl std::error::Error for InputError {}
 
 /// Opens a regular file of at most `cap` bytes (a reader must still stop at `cap`: the file
 /// may grow).
-pub fn open_input(path: &Path, cap: u64) -> Result<std::fs::File, InputError> {
+pub(crate) fn open_input(path: &Path, cap: u64) -> Result<std::fs::File, InputError> {
     let name = path.display().to_string();
     let meta = std::fs::metadata(path).map_err(|e| InputError::file(&name, e.to_string()))?;
     if !meta.is_file() {
@@ -96,7 +96,7 @@ pub fn open_input(path: &Path, cap: u64) -> Result<std::fs::File, InputError> {
 }
 
 /// Reads a regular file of at most `cap` bytes as UTF-8.
-pub fn read_input(path: &Path, cap: u64) -> Result<String, InputError> {
+pub(crate) fn read_input(path: &Path, cap: u64) -> Result<String, InputError> {
     let name = path.display().to_string();
     let file = open_input(path, cap)?;
     let len = file.metadata().map_or(0, |m| m.len());

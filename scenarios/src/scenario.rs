@@ -64,7 +64,7 @@ impl Scenario {
     }
 
     /// Runs the scenario with `decisions` (seeded or recorded) under its own strategy.
-    pub fn run_with(&self, decisions: Decisions) -> Result<Outcome, SimError> {
+    pub(crate) fn run_with(&self, decisions: Decisions) -> Result<Outcome, SimError> {
         self.run_plan(self.plan()?, decisions, Observe::NOTHING)
     }
 
@@ -78,7 +78,7 @@ impl Scenario {
 
     /// Runs the scenario with a given scheduler and decision source (exhaustive search drives
     /// its own scheduler), recording what `observe` asks for.
-    pub fn run_custom(
+    pub(crate) fn run_custom(
         &self,
         scheduler: &mut dyn Scheduler,
         decisions: Decisions,

@@ -79,7 +79,7 @@ pub struct ShardResult {
 }
 
 /// The identity of a campaign: a hash of its scenario-file TOML, 16 hex digits.
-pub fn campaign_hash(toml: &str) -> String {
+pub(crate) fn campaign_hash(toml: &str) -> String {
     format!("{:016x}", xxhash_rust::xxh3::xxh3_64(toml.as_bytes()))
 }
 

@@ -21,7 +21,7 @@ use std::sync::Arc;
 /// The most runs (seeds) one scenario asks for.
 pub const MAX_RUNS: u64 = 1_000_000_000_000;
 /// The most finite-guest iterations a scenario asks for.
-pub const MAX_ITERATIONS: u64 = 1_000_000_000;
+pub(crate) const MAX_ITERATIONS: u64 = 1_000_000_000;
 
 /// A value and where it came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -106,7 +106,7 @@ pub struct ScenarioSpec {
     /// Strategy.
     pub strategy: Opt<Strategy>,
     /// Tick budget.
-    pub steps: Opt<i64>,
+    pub ticks: Opt<i64>,
     /// Finite-guest iterations per vCPU.
     pub iterations: Opt<i64>,
     /// Drain steps per vCPU after the patcher finished.
@@ -255,9 +255,9 @@ impl ScenarioSpec {
         config.mutants = self.mutants.iter().map(|m| m.value).collect();
         let max_ticks = sim_core::config::MAX_TICKS as i64;
         config.max_ticks = self
-            .steps
+            .ticks
             .as_ref()
-            .map(|_| loc.range(&self.steps, "steps", 1, max_ticks, 0))
+            .map(|_| loc.range(&self.ticks, "ticks", 1, max_ticks, 0))
             .transpose()?
             .map(|t| t as u64);
         config.max_iterations = self
@@ -363,7 +363,7 @@ impl ScenarioSpec {
             Subject::Protocol => ("protocol".into(), of(self.protocol.as_ref().map(|g| &g.origin))),
             Subject::Mutants => ("mutants".into(), self.mutants_origin.clone().unwrap_or(Origin::Default)),
             Subject::Program => ("program".into(), of(self.program.as_ref().map(|g| &g.origin))),
-            Subject::Steps => ("steps".into(), of(self.steps.as_ref().map(|g| &g.origin))),
+            Subject::Steps => ("ticks".into(), of(self.ticks.as_ref().map(|g| &g.origin))),
             Subject::Iterations => ("iterations".into(), of(self.iterations.as_ref().map(|g| &g.origin))),
             Subject::Drain => ("drain".into(), of(self.drain.as_ref().map(|g| &g.origin))),
             Subject::Fetch => ("fetch".into(), of(self.fetch.staleness.as_ref().map(|g| &g.origin))),

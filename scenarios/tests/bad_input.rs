@@ -21,7 +21,7 @@ struct Case {
 }
 
 const VALID: &str = "name = \"valid\"\nexpect = \"pass\"\nprotocol = \"linux-5.5\"\ncpus = 2\nmutants = []\nseed = 0\n\
-runs = 1\nstrategy = \"random\"\nsteps = 100000\nunsafe_multi_insn = false\n\n[workload]\nkind = \"ftrace\"\n\
+runs = 1\nstrategy = \"random\"\nticks = 100000\nunsafe_multi_insn = false\n\n[workload]\nkind = \"ftrace\"\n\
 site = \"aligned\"\nrounds = 2\nkprobe = false\n\n[fetch]\npreset = \"pessimistic\"\nmonotone = true\n\n\
 [kernel]\nCONFIG_KPROBES = true\n\n[[kprobes]]\naddr = 0x400000\narmed = true\n";
 
@@ -90,7 +90,7 @@ fn field_cases() -> Vec<Case> {
         ("cpus", &["0", "257", "-1", "\"two\"", "1.5", "true", "9223372036854775807"]),
         ("seed", &["-1", "\"x\"", "1.0"]),
         ("runs", &["0", "-5", "10000000000000", "\"all\""]),
-        ("steps", &["0", "-1", "1000000000000", "\"x\""]),
+        ("ticks", &["0", "-1", "1000000000000", "\"x\""]),
         ("iterations", &["0", "-1", "2000000000", "[1]"]),
         ("drain", &["-1", "1000000000", "\"x\""]),
         ("protocol", &["\"linux-9\"", "5", "\"\"", "[\"seed\"]"]),
@@ -302,7 +302,7 @@ fn flag_cases() -> Vec<Case> {
         ("--seed", &["-1", "x", "18446744073709551615"]),
         ("--runs", &["0", "-1", "x"]),
         ("--rounds", &["0", "100001", "4294967295", "x"]),
-        ("--steps", &["0", "-1", "x"]),
+        ("--ticks", &["0", "-1", "x"]),
         ("--staleness", &["0", "-1", "x"]),
         ("--kprobe-at", &["0x400001", "0x900000", "zz", "-1"]),
     ];
@@ -551,7 +551,7 @@ fn every_scenario_flag_changes_the_run_or_is_refused() {
         &["--kernel", "CONFIG_KPROBES=n"],
         &["--unsafe-multi-insn"],
         // A budget that binds (one that does not is honoured all the same, and shows nowhere).
-        &["--steps", "50"],
+        &["--ticks", "50"],
         &["--expect", "torn-fetch"],
     ];
     let mut failures = Vec::new();

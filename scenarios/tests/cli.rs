@@ -85,7 +85,9 @@ fn bad_input_exits_2_with_a_message_naming_the_problem() {
         (&["--stores", "dword"], "'--stores <G>': unknown store granularity 'dword'"),
         (&["--preset", "optimistic"], "'--preset <P>': unknown preset 'optimistic'"),
         (&["--site", "64"], "'--site <PLACE>': '64' is not a placement"),
-        (&["--steps", "0"], "--steps: 0 is out of range"),
+        (&["--ticks", "0"], "--ticks: 0 is out of range"),
+        // The old name of the tick budget still works, and errors give the new one.
+        (&["--steps", "0"], "--ticks: 0 is out of range"),
         (&["--staleness", "0"], "--staleness: 0 is out of range"),
         (&["--cpus", "many"], "invalid value 'many'"),
         (&["--workload", "jcc", "--protocol", "linux-5.5"], "Jcc.d32, which this version cannot patch"),
@@ -104,7 +106,7 @@ fn bad_input_exits_2_with_a_message_naming_the_problem() {
 
 #[test]
 fn a_budget_too_small_for_the_patcher_is_no_verdict_and_exits_4() {
-    let (code, j) = run_json(&["--steps", "50"]);
+    let (code, j) = run_json(&["--ticks", "50"]);
     assert_eq!(code, 4, "{j}");
     assert_eq!(j["verdict"], "budget-exhausted");
     assert_eq!(j["violations"].as_array().map(Vec::len), Some(0));

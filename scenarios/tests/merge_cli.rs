@@ -14,7 +14,7 @@ const LATE: &[&str] =
     &["--mutant", "no-sync-after-tail", "--protocol", "linux-5.5", "--runs", "100", "--rounds", "2", "--cpus", "2"];
 /// 40 runs, some of which spend their tick budget (exit 4).
 const EXHAUSTS: &[&str] =
-    &["--protocol", "linux-5.5", "--runs", "40", "--steps", "300", "--rounds", "2", "--cpus", "2"];
+    &["--protocol", "linux-5.5", "--runs", "40", "--ticks", "300", "--rounds", "2", "--cpus", "2"];
 
 /// `explore ARGS EXTRA --artifact-dir DIR -q`: exit code and stdout.
 fn explore(args: &[&str], extra: &[&str], dir: &Path) -> (i32, String) {

@@ -190,7 +190,7 @@ fn out_of_range_numbers_are_refused_before_any_work() {
         (&["run", "--rounds", "4294967295"], "--rounds: 4294967295 is out of range"),
         (&["run", "--workload", "batch", "--sites", "300", "--rounds", "1000"], "300000 patch requests"),
         (&["run", "--cpus", "100000"], "--cpus: 100000 is out of range"),
-        (&["run", "--steps", "18446744073709551615"], "--steps"),
+        (&["run", "--ticks", "18446744073709551615"], "--ticks"),
         (&["run", "--seed", "18446744073709551615"], "--seed"),
         (&["run", "--cpus=-1"], "--cpus: -1 is out of range"),
         (&["explore", "--time", "1e300"], "'1e300' is not a number of seconds"),

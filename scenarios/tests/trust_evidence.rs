@@ -50,11 +50,11 @@ fn a_shard_that_holds_no_seed_has_no_verdict_but_writes_its_result() {
 #[test]
 fn bounded_exhaust_whose_executions_spent_their_budget_has_no_verdict() {
     let dir = tempdir("evidence-bounded-steps");
-    let args = ["exhaust", "--bound", "1", "--steps", "5", "--mutant", "no-sync-after-int3", "--no-artifact"];
+    let args = ["exhaust", "--bound", "1", "--ticks", "5", "--mutant", "no-sync-after-int3", "--no-artifact"];
     let (code, stdout, stderr) = run_in(&dir, &args);
     assert_eq!(code, 4, "executions cut by the tick budget establish nothing: {stdout}{stderr}");
     assert!(!stdout.contains("no violation"), "{stdout}");
-    assert!(stdout.contains("spent their tick budget") && stdout.contains("--steps"), "{stdout}");
+    assert!(stdout.contains("spent their tick budget") && stdout.contains("--ticks"), "{stdout}");
     let (code, stdout, _) = run_in(&dir, &[&args[..], &["--json"]].concat());
     assert_eq!(code, 4);
     let j = json(&stdout);
@@ -69,7 +69,7 @@ fn bounded_exhaust_whose_executions_spent_their_budget_has_no_verdict() {
 #[test]
 fn a_complete_search_counterexample_replays_whatever_the_files_tick_budget() {
     let dir = tempdir("evidence-complete-steps");
-    write(&dir, "s.toml", "mutants = [\"no-sync-after-int3\"]\nsteps = 5\n[workload]\nkind = \"ftrace\"\n");
+    write(&dir, "s.toml", "mutants = [\"no-sync-after-int3\"]\nticks = 5\n[workload]\nkind = \"ftrace\"\n");
     let (code, stdout, stderr) = run_in(&dir, &["exhaust", "s.toml", "--artifact-dir", "arts", "--json"]);
     assert_eq!(code, 1, "the violation is found and kept: {stdout}{stderr}");
     let j = json(&stdout);
@@ -79,9 +79,9 @@ fn a_complete_search_counterexample_replays_whatever_the_files_tick_budget() {
     let (code, stdout, stderr) = run_in(&dir, &["replay", &artifact]);
     assert_eq!(code, 0, "the counterexample replays: {stdout}{stderr}");
     // The flag cannot act in a complete search: refused, named.
-    let (code, _, stderr) = run_in(&dir, &["exhaust", "--steps", "5", "--mutant", "no-sync-after-int3"]);
+    let (code, _, stderr) = run_in(&dir, &["exhaust", "--ticks", "5", "--mutant", "no-sync-after-int3"]);
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("--steps") && stderr.contains("complete"), "{stderr}");
+    assert!(stderr.contains("--ticks") && stderr.contains("complete"), "{stderr}");
 }
 
 #[test]
@@ -116,7 +116,7 @@ fn every_exhaust_flag_acts_in_its_mode_or_is_refused() {
         (&["--bound", "0", "--all-kinds"], "--all-kinds"),
         (&["--bound", "0", "--no-symmetry"], "--no-symmetry"),
         (&["--max-executions", "1"], "--max-executions"),
-        (&["--steps", "100000"], "--steps"),
+        (&["--ticks", "100000"], "--ticks"),
     ] {
         let (code, stdout, stderr) = run_in(&dir, &[&["exhaust", "small.toml"][..], args].concat());
         assert_eq!(code, 2, "{args:?}: {stdout}{stderr}");
@@ -136,9 +136,9 @@ fn every_exhaust_flag_acts_in_its_mode_or_is_refused() {
         assert_eq!(j["complete"], false, "{args:?}: {j}");
         assert!(j[count].as_u64().is_some_and(|n| n <= limit), "{args:?}: {j}");
     }
-    // --steps acts in a bounded search: a generous budget changes nothing, a tiny one cuts.
-    let bounded = |steps: &str| {
-        let (code, stdout, _) = run_in(&dir, &["exhaust", "small.toml", "--bound", "0", "--steps", steps, "--json"]);
+    // --ticks acts in a bounded search: a generous budget changes nothing, a tiny one cuts.
+    let bounded = |ticks: &str| {
+        let (code, stdout, _) = run_in(&dir, &["exhaust", "small.toml", "--bound", "0", "--ticks", ticks, "--json"]);
         (code, json(&stdout))
     };
     let ((big, jb), (tiny, jt)) = (bounded("1000000"), bounded("3"));

@@ -59,9 +59,9 @@ pub fn ftrace(
 /// The property every protocol must satisfy: a run finds no violation. On a violation the
 /// failure message names the artifact written for this case (under `artifacts`) and the
 /// command that replays it — for the case proptest finally reports, that is the shrunk one.
-/// (The library's own property, [`pokesim::strategy::no_violation_in`].)
+/// (The library's own property, [`pokesim::arbitrary::no_violation_in`].)
 pub fn no_violation(s: &Scenario, artifacts: &Path) -> Result<(), TestCaseError> {
-    pokesim::strategy::no_violation_in(s, artifacts)
+    pokesim::arbitrary::no_violation_in(s, artifacts)
 }
 
 /// Runs a scenario, panicking on simulator errors (not on violations).

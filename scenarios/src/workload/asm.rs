@@ -10,7 +10,7 @@ fn asm_error(e: iced_x86::IcedError) -> SimError {
 }
 
 /// A text image being filled.
-pub struct Text {
+pub(crate) struct Text {
     base: u64,
     bytes: Vec<u8>,
     /// Where code was placed, `(start, len)`.
@@ -19,12 +19,12 @@ pub struct Text {
 
 impl Text {
     /// `len` bytes of INT3 at `base` (padding that traps if ever executed).
-    pub fn new(base: u64, len: u64) -> Self {
+    pub(crate) fn new(base: u64, len: u64) -> Self {
         Self { base, bytes: vec![0xcc; len as usize], code: Vec::new() }
     }
 
     /// Assembles `build`'s code at `addr` and copies it into the image.
-    pub fn place(
+    pub(crate) fn place(
         &mut self,
         addr: u64,
         build: impl FnOnce(&mut CodeAssembler) -> Result<(), iced_x86::IcedError>,
@@ -42,7 +42,7 @@ impl Text {
     }
 
     /// The finished image and where its code is.
-    pub fn finish(self) -> (Vec<u8>, Vec<(u64, u64)>) {
+    pub(crate) fn finish(self) -> (Vec<u8>, Vec<(u64, u64)>) {
         (self.bytes, self.code)
     }
 }

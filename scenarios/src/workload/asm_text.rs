@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use iced_x86::{Code, Encoder, Instruction, MemoryOperand, Register};
 
 /// The canonical NOPs by length (`x86_nops[len]`, P6 form).
-pub const NOPS: [&[u8]; 9] = [
+pub(crate) const NOPS: [&[u8]; 9] = [
     &[],
     &[0x90],
     &[0x66, 0x90],
@@ -166,7 +166,7 @@ fn parse(line: &str) -> Result<Form, String> {
 }
 
 /// Hex bytes, separated by spaces or not (`"0f 1f 44 00 00"`, `"e800000000"`).
-pub fn parse_hex(text: &str) -> Result<Vec<u8>, String> {
+pub(crate) fn parse_hex(text: &str) -> Result<Vec<u8>, String> {
     let digits: String = text.chars().filter(|c| !c.is_whitespace()).collect();
     if digits.is_empty() || !digits.len().is_multiple_of(2) || !digits.chars().all(|c| c.is_ascii_hexdigit()) {
         return Err(format!("'{text}' is not hex bytes like \"0f 1f 44 00 00\""));

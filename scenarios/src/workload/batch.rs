@@ -26,7 +26,7 @@ use cpu_model::PAGE_SIZE;
 use super::{Guest, SiteOrder, SitePlacement, WorkloadKind, WorkloadSpec, TEXT_BASE};
 
 /// One-line description.
-pub const DESCRIPTION: &str = "N NOP5 <-> JMP32 sites (default 16, up to 300) in one batch, queued in \
+pub(crate) const DESCRIPTION: &str = "N NOP5 <-> JMP32 sites (default 16, up to 300) in one batch, queued in \
      ascending, descending or interleaved order; each pass takes one side of every site";
 
 /// Where the first site is when aligned.

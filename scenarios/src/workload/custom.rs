@@ -33,7 +33,8 @@ use super::dry_run::dry_run;
 use super::{Guest, WorkloadKind, WorkloadSpec, MAX_REQUESTS, TEXT_BASE, TEXT_LEN};
 
 /// One-line description.
-pub const DESCRIPTION: &str = "the scenario's own sites ([[sites]]: old/new as assembly or hex), in a generated \
+pub(crate) const DESCRIPTION: &str =
+    "the scenario's own sites ([[sites]]: old/new as assembly or hex), in a generated \
      loop or the scenario's own code block ([code]); all sites patched as one batch per round";
 
 /// An instruction as the user wrote it.

@@ -160,7 +160,7 @@ pub struct Failure {
 
 impl Failure {
     /// What the refusal is about: the site, or `fallback` when no site is involved.
-    pub fn subject(&self, fallback: Subject) -> Subject {
+    pub(crate) fn subject(&self, fallback: Subject) -> Subject {
         self.site.map_or(fallback, Subject::Site)
     }
 }

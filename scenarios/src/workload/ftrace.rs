@@ -27,7 +27,7 @@ use sim_core::{GuestImage, PatchAction, PokeRequest, SimError};
 use super::{Guest, WorkloadKind, WorkloadSpec, TEXT_BASE, TEXT_LEN};
 
 /// One-line description.
-pub const DESCRIPTION: &str = "function entry NOP5 <-> CALL tracer; each pass calls the tracer at most once \
+pub(crate) const DESCRIPTION: &str = "function entry NOP5 <-> CALL tracer; each pass calls the tracer at most once \
      and returns to site+5";
 
 /// Builds the ftrace guest for `cpus` vCPUs.

@@ -24,7 +24,7 @@ use sim_core::{GuestImage, PatchAction, PokeRequest, SimError};
 use super::{Guest, WorkloadKind, WorkloadSpec, TEXT_BASE, TEXT_LEN};
 
 /// One-line description.
-pub const DESCRIPTION: &str = "conditional tail call JNE f1 <-> JNE f2 through the 6-byte Jcc.d32 layout; \
+pub(crate) const DESCRIPTION: &str = "conditional tail call JNE f1 <-> JNE f2 through the 6-byte Jcc.d32 layout; \
      taken exactly on odd iterations";
 
 fn jne32(from: u64, to: u64) -> Vec<u8> {

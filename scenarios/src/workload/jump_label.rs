@@ -25,7 +25,7 @@ use sim_core::{GuestImage, PatchAction, PokeRequest, SimError};
 use super::{Guest, WorkloadKind, WorkloadSpec, TEXT_BASE, TEXT_LEN};
 
 /// One-line description.
-pub const DESCRIPTION: &str = "NOP2 <-> JMP8 and NOP5 <-> JMP32 static branches flipped in one batch; each \
+pub(crate) const DESCRIPTION: &str = "NOP2 <-> JMP8 and NOP5 <-> JMP32 static branches flipped in one batch; each \
      pass takes exactly one side of each";
 
 /// Builds the jump_label guest.

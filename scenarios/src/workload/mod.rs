@@ -37,7 +37,7 @@ pub const TEXT_LEN: u64 = 2 * PAGE_SIZE;
 /// Where the data region starts.
 pub const DATA_BASE: u64 = 0x0060_0000;
 /// Size of the out-of-line area for kprobe copies, at the end of the text.
-pub const OOL_LEN: u64 = 0x100;
+pub(crate) const OOL_LEN: u64 = 0x100;
 
 /// The workloads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -75,7 +75,7 @@ impl WorkloadKind {
 
     /// Which kernel subsystem owns this workload's sites (which of `register_kprobe()`'s
     /// checks keeps a kprobe off them).
-    pub fn site_owner(self) -> SiteOwner {
+    pub(crate) fn site_owner(self) -> SiteOwner {
         match self {
             WorkloadKind::Ftrace => SiteOwner::Ftrace,
             WorkloadKind::StaticCall => SiteOwner::StaticCall,
@@ -131,7 +131,7 @@ impl SitePlacement {
     /// A 5-byte site crossing a 16-byte fetch block boundary (offset 14).
     pub const CROSS16: SitePlacement = SitePlacement::LineOffset(14);
     /// A 5-byte site crossing a 64-byte line boundary (offset 62).
-    pub const CROSS64: SitePlacement = SitePlacement::LineOffset(62);
+    pub(crate) const CROSS64: SitePlacement = SitePlacement::LineOffset(62);
 
     /// The named placements, in the order proptest and `check` cycle through them.
     pub const NAMED: [SitePlacement; 4] =
@@ -264,12 +264,12 @@ pub struct WorkloadSpec {
 }
 
 /// The largest `batch` workload.
-pub const MAX_BATCH_SITES: u32 = 300;
+pub(crate) const MAX_BATCH_SITES: u32 = 300;
 /// The most patch rounds a workload runs.
-pub const MAX_ROUNDS: u32 = 100_000;
+pub(crate) const MAX_ROUNDS: u32 = 100_000;
 /// The most patch requests (rounds × sites) a workload's script may hold: the script is built
 /// in full before the run starts.
-pub const MAX_REQUESTS: u64 = 200_000;
+pub(crate) const MAX_REQUESTS: u64 = 200_000;
 
 impl WorkloadSpec {
     /// The default parameters of `kind`.
@@ -343,7 +343,7 @@ impl WorkloadSpec {
     }
 
     /// Builds the guest for `cpus` vCPUs, with the scenario's own sites and code for `custom`.
-    pub fn build_with(&self, custom: Option<&custom::CustomGuest>, cpus: usize) -> Result<GuestImage, SimError> {
+    pub(crate) fn build_with(&self, custom: Option<&custom::CustomGuest>, cpus: usize) -> Result<GuestImage, SimError> {
         self.validate()?;
         let mut image = match self.kind {
             WorkloadKind::Ftrace => ftrace::build(self, cpus),

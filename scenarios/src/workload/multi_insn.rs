@@ -21,7 +21,7 @@ use sim_core::{GuestImage, PatchAction, PokeRequest, SimError};
 use super::{Guest, WorkloadKind, WorkloadSpec, TEXT_BASE, TEXT_LEN};
 
 /// One-line description.
-pub const DESCRIPTION: &str = "five one-byte NOPs <-> JMP32 to a detour (bug B2); refused unless the unsafe \
+pub(crate) const DESCRIPTION: &str = "five one-byte NOPs <-> JMP32 to a detour (bug B2); refused unless the unsafe \
      multi-instruction override is set, and then reported";
 
 /// Builds the multi_insn guest.

@@ -31,7 +31,7 @@ use sim_core::{GuestImage, Kprobe, PatchAction, PokeRequest, SimError};
 use super::{Guest, WorkloadKind, WorkloadSpec, TEXT_BASE, TEXT_LEN};
 
 /// One-line description.
-pub const DESCRIPTION: &str = "kprobe on a 5-byte instruction: arm (INT3), optimize (JMP32 to a trampoline), \
+pub(crate) const DESCRIPTION: &str = "kprobe on a 5-byte instruction: arm (INT3), optimize (JMP32 to a trampoline), \
      unoptimize (INT3 + tail, emulate JMP32), disarm; the instruction runs once per pass";
 
 /// The probed instruction: `add qword [rbx+8], 1`.

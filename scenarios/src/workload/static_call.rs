@@ -25,7 +25,7 @@ use sim_core::{GuestImage, PatchAction, PokeRequest, SimError};
 use super::{Guest, WorkloadKind, WorkloadSpec, TEXT_BASE, TEXT_LEN};
 
 /// One-line description.
-pub const DESCRIPTION: &str = "CALL f1 <-> CALL f2 at a call site and a trampoline JMP f3 <-> RET (padded \
+pub(crate) const DESCRIPTION: &str = "CALL f1 <-> CALL f2 at a call site and a trampoline JMP f3 <-> RET (padded \
      with INT3), in one batch; each pass calls exactly one of f1/f2";
 
 fn rel32(op: u8, from: u64, to: u64) -> Vec<u8> {

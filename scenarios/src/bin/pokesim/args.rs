@@ -181,8 +181,9 @@ pub struct ScenarioArgs {
     #[arg(long)]
     pub unsafe_multi_insn: bool,
     /// Tick budget [default: grows with vCPUs, sites and rounds].
-    #[arg(long, value_name = "MAX", allow_negative_numbers = true)]
-    pub steps: Option<i64>,
+    // `--steps` is its old name, still accepted (hidden) and meaning the same.
+    #[arg(long, alias = "steps", value_name = "MAX", allow_negative_numbers = true)]
+    pub ticks: Option<i64>,
     /// Expected result: pass, or violation kinds joined by | [default: pass].
     #[arg(long, value_parser = parse::<Expectation>, value_name = "E")]
     pub expect: Option<Expectation>,
@@ -296,7 +297,7 @@ impl ScenarioArgs {
             spec.kernel.options.push(Given::new((name.clone(), *value), Origin::Flag("--kernel")));
         }
         l.set(&mut spec.unsafe_multi_insn, self.unsafe_multi_insn.then_some(true), "--unsafe-multi-insn");
-        l.set(&mut spec.steps, self.steps, "--steps");
+        l.set(&mut spec.ticks, self.ticks, "--ticks");
         l.set(&mut spec.expect, self.expect, "--expect");
         Ok(())
     }

@@ -21,7 +21,7 @@ Exit status:
   2    bad input: usage, a scenario file or artifact (named with its line and field), or a
        recording that no longer reproduces
   3    a pokesim bug (the simulator failed or contradicted itself)
-  4    a run spent its tick budget before reaching a verdict (raise --steps), or no verdict
+  4    a run spent its tick budget before reaching a verdict (raise --ticks), or no verdict
        otherwise: no run finished, or a search was cut (its limit, executions out of ticks)
   141  stdout was closed (a pipe reader went away)";
 

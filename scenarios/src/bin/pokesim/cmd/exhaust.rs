@@ -137,8 +137,8 @@ const FLAGS: [FlagMode; 5] = [
         why: "a complete search explores states, not executions (use --max-states)",
     },
     FlagMode {
-        flag: "--steps",
-        given: |a| a.scenario.steps.is_some(),
+        flag: "--ticks",
+        given: |a| a.scenario.ticks.is_some(),
         acts_in: Mode::Bounded,
         why: "a complete search has no tick budget: it visits every reachable state however long the path \
               (its counterexample gets the budget it needs; bound the work with --max-states)",
@@ -269,7 +269,7 @@ fn verdict(f: &Findings, violation: Option<&Violation>) -> String {
         (None, true, _) if f.mode == "complete" => "no violation: every reachable state visited".to_string(),
         (None, true, _) => "no violation within bound".to_string(),
         (None, false, Some(n)) => format!(
-            "no verdict: {n} of {} executions spent their tick budget before their end (raise --steps)",
+            "no verdict: {n} of {} executions spent their tick budget before their end (raise --ticks)",
             f.executions.unwrap_or(n)
         ),
         (None, false, None) => "incomplete: limit reached".to_string(),

@@ -3,8 +3,8 @@
 //! placements next to what each fetch preset predicts. The host is probed first: a host that
 //! cannot (not x86-64 Linux, fewer than 2 CPUs, no membarrier SYNC_CORE, no seccomp) is refused
 //! with the reason (exit 2); so is a scenario whose code misbehaves when run alone
-//! (`hw::dryrun`), and every flag that would not act. A campaign that established nothing is
-//! no verdict (exit 4). A hardware campaign is not deterministic: the CPUs interleave.
+//! (`hw::dryrun`), and every flag that would not act. An hw run that established nothing is
+//! no verdict (exit 4). A hardware run is not deterministic: the CPUs interleave.
 //!
 //! For scripts, every report (text and JSON, each `--matrix` row, and the summary object that
 //! ends `--matrix --json`) says what it was held to (`expect`), whether it met it
@@ -32,7 +32,7 @@ use crate::progress::Progress;
 const DEFAULT_ROUNDS: u64 = 100_000;
 /// Rounds per `--matrix` row when `--rounds` is not given.
 const DEFAULT_MATRIX_ROUNDS: u64 = 20_000;
-/// Events the text report shows (the JSON report has every one the campaign kept).
+/// Events the text report shows (the JSON report has every one the hw run kept).
 const TEXT_EVENTS: usize = 5;
 /// Simulator runs per preset for a `--matrix` prediction when `--predict-runs` is not given.
 const DEFAULT_PREDICT_RUNS: u64 = 200;
@@ -53,13 +53,13 @@ const DEFAULT_PREDICT_RUNS: u64 = 200;
     mut_arg("fetch", |a| a.hide(true)),
     mut_arg("non_monotone", |a| a.hide(true)),
     mut_arg("staleness", |a| a.hide(true)),
-    mut_arg("steps", |a| a.hide(true))
+    mut_arg("ticks", |a| a.hide(true))
 )]
 pub struct HwArgs {
     #[command(flatten)]
     scenario: ScenarioArgs,
     /// Stop after this many seconds (per row with --matrix) even if fewer rounds ran, inside a
-    /// round too; a campaign that completed no round has no verdict (exit 4).
+    /// round too; an hw run that completed no round has no verdict (exit 4).
     #[arg(long, value_name = "SECONDS", value_parser = super::run::seconds, allow_negative_numbers = true)]
     time: Option<Duration>,
     /// Guest threads, one per vCPU, at most the CPUs this process may use [default: the
@@ -79,7 +79,7 @@ pub struct HwArgs {
     output: OutputOpts,
 }
 
-/// The JSON object of one hardware campaign (or one `--matrix` row).
+/// The JSON object of one hw run (or one `--matrix` row).
 #[derive(Serialize)]
 struct Report {
     command: &'static str,
@@ -87,10 +87,10 @@ struct Report {
     scenario: ScenarioReport,
     /// The vCPUs the scenario asked for; `scenario.cpus` is how many ran, one guest thread each.
     vcpus_asked: usize,
-    /// What the campaign was held to: the scenario's `expect`; `null` for a `--matrix` row of a
+    /// What the hw run was held to: the scenario's `expect`; `null` for a `--matrix` row of a
     /// harmful mutant, which is observed, not judged.
     expect: Option<Expectation>,
-    /// Whether the campaign met `expect` (`null` with no expectation).
+    /// Whether the hw run met `expect` (`null` with no expectation).
     expected: Option<bool>,
     /// The reason for the exit status (for a `--matrix` row: for its part in it), one sentence.
     reason: String,
@@ -136,7 +136,7 @@ struct EventReport {
     kind: ViolationKind,
     /// The vCPU (its guest thread).
     cpu: usize,
-    /// The campaign's round, or `"drain"` after its last.
+    /// The hw run's round, or `"drain"` after its last.
     round: Round,
     phase: &'static str,
     addr: String,
@@ -167,7 +167,7 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ")
 }
 
-/// How a campaign was judged: its expectation (none for an observed `--matrix` row), whether
+/// How an hw run was judged: its expectation (none for an observed `--matrix` row), whether
 /// it met it, the reason, and the fields that did not apply.
 struct Judged {
     vcpus_asked: usize,
@@ -178,8 +178,8 @@ struct Judged {
 }
 
 impl Judged {
-    /// A single campaign held to `expect`.
-    fn campaign(vcpus_asked: usize, expect: Expectation, r: &HwReport, not_applied: Vec<&'static str>) -> Self {
+    /// A single hw run held to `expect`.
+    fn single(vcpus_asked: usize, expect: Expectation, r: &HwReport, not_applied: Vec<&'static str>) -> Self {
         let expected = status(expect, r) == Status::Expected;
         Self {
             vcpus_asked,
@@ -194,7 +194,7 @@ impl Judged {
     /// observed.
     fn row(s: &Scenario, r: &HwReport) -> Self {
         if must_pass(s) {
-            return Self::campaign(s.config.cpus, Expectation::Pass, r, Vec::new());
+            return Self::single(s.config.cpus, Expectation::Pass, r, Vec::new());
         }
         let reason = match (&r.no_verdict, r.total_violations()) {
             (Some(why), 0) => format!("no verdict: {why}"),
@@ -257,9 +257,9 @@ fn report(host: &Host, s: &Scenario, r: &HwReport, predictions: &[Prediction], j
 /// What a scenario flag is to `pokesim hw`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Use {
-    /// Describes the scenario a single campaign runs (`--matrix` runs its own rows).
+    /// Describes the scenario a single hw run runs (`--matrix` runs its own rows).
     Scenario,
-    /// The rounds: of the campaign, or of each `--matrix` row.
+    /// The rounds: of the hw run, or of each `--matrix` row.
     Rounds,
     /// Describes a simulation: no scheduler, seed, fetch model or tick budget on hardware.
     Simulation,
@@ -292,7 +292,7 @@ fn given_flags(a: &ScenarioArgs) -> Vec<(&'static str, Use)> {
         kprobe_at,
         kernel,
         unsafe_multi_insn,
-        steps,
+        ticks,
         expect,
     } = a;
     use Use::{Rounds, Scenario, Simulation};
@@ -320,13 +320,13 @@ fn given_flags(a: &ScenarioArgs) -> Vec<(&'static str, Use)> {
         ("--kprobe-at", !kprobe_at.is_empty(), Scenario),
         ("--kernel", !kernel.is_empty(), Scenario),
         ("--unsafe-multi-insn", *unsafe_multi_insn, Scenario),
-        ("--steps", steps.is_some(), Simulation),
+        ("--ticks", ticks.is_some(), Simulation),
         ("--expect", expect.is_some(), Scenario),
     ];
     flags.into_iter().filter(|(_, given, _)| *given).map(|(flag, _, u)| (flag, u)).collect()
 }
 
-/// The flags that describe a simulation, not a hardware campaign: refused rather than ignored.
+/// The flags that describe a simulation, not an hw run: refused rather than ignored.
 fn refuse_simulation_flags(a: &ScenarioArgs) -> Result<(), Failure> {
     let sim: Vec<&str> = given_flags(a).into_iter().filter(|(_, u)| *u == Use::Simulation).map(|(f, _)| f).collect();
     if sim.is_empty() {
@@ -418,7 +418,7 @@ pub fn hw(a: &HwArgs) -> Result<Status, Failure> {
     progress.finish();
     let r = r?;
     let status = status(file.expect, &r);
-    let judged = Judged::campaign(asked, file.expect, &r, not_applied);
+    let judged = Judged::single(asked, file.expect, &r, not_applied);
     if a.output.json {
         out::json(&report(&host, &s, &r, &[], judged))?;
     } else {
@@ -430,7 +430,7 @@ pub fn hw(a: &HwArgs) -> Result<Status, Failure> {
     Ok(status)
 }
 
-/// The text line for a campaign that runs fewer vCPUs than the scenario asks: `ran` of `asked`,
+/// The text line for an hw run that runs fewer vCPUs than the scenario asks: `ran` of `asked`,
 /// with `free` host CPUs beside the patcher's.
 fn fewer_vcpus_note(ran: usize, asked: usize, free: usize) -> Option<String> {
     (ran != asked).then(|| {
@@ -460,7 +460,7 @@ fn run_one(s: &Scenario, host: &Host, limits: &Limits, progress: &(dyn Fn(u64) +
     })
 }
 
-/// Exit 4 if the campaign saw no violation and established nothing ([`HwReport::no_verdict`]);
+/// Exit 4 if the hw run saw no violation and established nothing ([`HwReport::no_verdict`]);
 /// else 0 if the hardware agreed with the scenario's expectation ([`hardware::meets`]), 1
 /// otherwise.
 fn status(expect: Expectation, r: &HwReport) -> Status {
@@ -726,7 +726,7 @@ fn must_pass(s: &Scenario) -> bool {
 const MATRIX_EXPECT: &str = "the kernel protocols and the benign mutants pass";
 
 /// The last JSON object of `--matrix --json`: the whole matrix judged, with the same fields as
-/// a single campaign's (`expect`, `expected`, `reason`, `not_applied`).
+/// a single hw run's (`expect`, `expected`, `reason`, `not_applied`).
 #[derive(Serialize)]
 struct MatrixSummary {
     command: &'static str,

@@ -351,7 +351,7 @@ fn text(
     let mut verdict = none.map_or_else(|| r.verdict().to_string(), |why| format!("none: {why}"));
     if r.exhausted > 0 {
         verdict.push_str(&format!(
-            " ({} runs spent their tick budget, the first at seed {}; raise --steps)",
+            " ({} runs spent their tick budget, the first at seed {}; raise --ticks)",
             r.exhausted,
             file.scenario.seed.wrapping_add(r.first_exhausted.unwrap_or(0))
         ));

@@ -1,4 +1,4 @@
-//! A proptest [`Strategy`] over scenarios, with a knob for each dimension — workloads,
+//! Arbitrary scenarios: a proptest [`Strategy`] over scenarios, with a knob for each dimension — workloads,
 //! protocol versions, mutants, vCPU counts, site placements, fetch models, kernel options,
 //! scheduling strategies, seeds and rounds — and [`no_violation`], the property most tests
 //! state. Generated scenarios are valid: a combination the protocol cannot run (a site it
@@ -7,18 +7,18 @@
 //!
 //! ```
 //! use pokesim::proptest::prelude::*;
-//! use pokesim::{strategy, Protocol, WorkloadKind};
+//! use pokesim::{arbitrary, Protocol, WorkloadKind};
 //!
 //! proptest! {
 //!     #![proptest_config(ProptestConfig::with_cases(4))]
 //!     // #[test] in your tests; a doctest calls it by hand below
-//!     fn linux_6_16_never_tears(s in strategy::scenarios()
+//!     fn linux_6_16_never_tears(s in arbitrary::scenarios()
 //!         .protocols([Protocol::Linux616])
 //!         .workloads(["ftrace", "static_call"])
 //!         .cpus(2..=4)
 //!         .rounds(1..=2))
 //!     {
-//!         strategy::no_violation(&s)?;
+//!         arbitrary::no_violation(&s)?;
 //!     }
 //! }
 //! # linux_6_16_never_tears();
