@@ -280,15 +280,15 @@ impl Patcher {
                 return Issued::Hold(PatcherEffect::Broadcast);
             }
             Op::DecGlobalRefs { wait } => {
-                state.global_refs -= 1;
+                PatchState::put_ref(&mut state.global_refs, &mut state.below_zero);
                 (wait && state.global_refs != 0).then_some(Wait::GlobalRefs)
             }
             Op::PutDesc { batch, wait } => {
-                state.arrays[batch].refs -= 1;
+                PatchState::put_ref(&mut state.arrays[batch].refs, &mut state.below_zero);
                 (wait && state.arrays[batch].refs != 0).then_some(Wait::DescRefs(batch))
             }
             Op::DecRefs { cpu, wait } => {
-                state.percpu_refs[cpu] -= 1;
+                PatchState::put_ref(&mut state.percpu_refs[cpu], &mut state.below_zero);
                 (wait && state.percpu_refs[cpu] != 0).then_some(Wait::CpuRefs(cpu))
             }
             _ => None,

@@ -137,6 +137,9 @@ pub struct PatchState {
     /// waiting patcher reads it, and it hashes what it waits for.
     pub rcu_readers: Vec<u64>,
     rcu_serial: u64,
+    /// Whether a reference count has gone below zero ([`PatchState::put_ref`]); not part of
+    /// the state's hash (a run that sets it stops).
+    pub below_zero: bool,
 }
 
 impl PatchState {
@@ -151,10 +154,12 @@ impl PatchState {
         self.rcu_readers[cpu] = self.rcu_serial;
     }
 
-    /// True if no reference count is below zero: the static descriptor's, each CPU's and each
-    /// batch descriptor's.
-    pub fn refs_nonnegative(&self) -> bool {
-        self.global_refs >= 0 && self.percpu_refs.iter().all(|&r| r >= 0) && self.arrays.iter().all(|a| a.refs >= 0)
+    /// Drops one reference from `count` (one of this state's counts, borrowed by the caller),
+    /// noting in `below_zero` whether it went negative — the machine asserts it never does on
+    /// the kernel's own protocols, in O(1) per tick ([`PatchState::below_zero`]).
+    pub fn put_ref(count: &mut i32, below_zero: &mut bool) {
+        *count -= 1;
+        *below_zero |= *count < 0;
     }
 
     /// vCPU `cpu` left its handler.

@@ -143,7 +143,10 @@ impl Handler {
     /// trap the handler declined, `return 0` to the next handler.
     pub(super) fn put(&mut self, ctx: &mut HandlerCtx<'_>) -> HandlerStep {
         match self.held.count(ctx.state, self.cpu) {
-            Ok(Some(count)) => *count -= 1,
+            Ok(Some(count)) => {
+                *count -= 1;
+                ctx.state.below_zero |= *count < 0;
+            }
             Ok(None) => {}
             Err(e) => return fault("put_desc", e),
         }

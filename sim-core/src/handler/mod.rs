@@ -269,6 +269,8 @@ impl Handler {
         };
         if let Some(count) = count {
             *count -= 1;
+            let negative = *count < 0;
+            state.below_zero |= negative;
         }
     }
 

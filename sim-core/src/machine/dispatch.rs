@@ -148,13 +148,9 @@ impl Machine {
         let Some(handler) = self.state.handlers[i].as_mut() else { return Effect::Other };
         let (pc, ip) = (handler.pc(), handler.ip());
         let view = self.vcpus[i].view();
-        let mut ctx = driver::handler_ctx(
-            &self.config,
-            &mut self.state.patching,
-            &self.data,
-            &self.text,
-            |site| view.shown(site).0,
-        );
+        let mut ctx = driver::handler_ctx(&self.config, &mut self.state.patching, &self.data, &self.text, |site| {
+            view.shown(site).0
+        });
         let step = handler.step(&mut ctx);
         self.stats.handler_steps += 1;
         let op = self.current_op();

@@ -358,15 +358,14 @@ impl Machine {
     /// measures their cost). A vCPU runs an INT3 handler exactly while it is inside the RCU
     /// read-side section `do_int3()` entered; and, for the kernel's own protocols (no mutant,
     /// no custom program — a mutated protocol may drive a count below zero, which is its bug,
-    /// not pokesim's), no reference count a patcher or handler step changed is negative. Guest
-    /// steps change neither, so they pay one comparison.
+    /// not pokesim's), no reference count went negative.
     fn check_tick(&self, event: Event) {
         if let Some(i) = event.cpu() {
             let (inside, reading) = (self.state.handlers[i].is_some(), self.state.patching.rcu_readers[i] != 0);
             assert_eq!(inside, reading, "cpu{i}: a handler activation outside its RCU read-side section");
         }
-        if self.refs_checked && !matches!(event, Event::GuestStep(_) | Event::IpiDeliver(_)) {
-            assert!(self.state.patching.refs_nonnegative(), "a reference count went negative after {event}");
+        if self.refs_checked {
+            assert!(!self.state.patching.below_zero, "a reference count went negative at {event}");
         }
     }
 
