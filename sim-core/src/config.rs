@@ -21,7 +21,7 @@ use crate::SimError;
 pub const MAX_CPUS: usize = 256;
 /// Most patching clients of one run: the workload's patcher and the kprobes that arm and
 /// disarm themselves.
-pub const MAX_CLIENTS: usize = 8;
+pub(crate) const MAX_CLIENTS: usize = 8;
 
 /// The largest tick budget a run accepts (a budget is a bound on work, not on memory: a run
 /// keeps no per-tick state unless it records its decisions or its trace).

@@ -135,13 +135,13 @@ impl Decisions {
     }
 
     /// Choices forced by `prefix`, then option 0 (state-space search enumerates every
-    /// sequence of choices of one transition; [`Decisions::enumerated`] lists those made).
+    /// sequence of choices of one transition; `Decisions::enumerated` lists those made).
     pub fn enumerate(prefix: Vec<u32>) -> Self {
         Self::new(Source::Enumerate { prefix, next: 0, taken: Vec::new() })
     }
 
     /// The choices an enumerating source made (empty for other sources).
-    pub fn enumerated(&self) -> &[Decision] {
+    pub(crate) fn enumerated(&self) -> &[Decision] {
         match &self.source {
             Source::Enumerate { taken, .. } => taken,
             _ => &[],
@@ -177,7 +177,7 @@ impl Decisions {
     /// A choice the strategy makes deterministically (`preferred`), recorded like any other,
     /// so that replaying the list reproduces it whatever strategy replays it. Under a recorded
     /// list or a forced prefix the recorded choice wins.
-    pub fn decide(&mut self, n: usize, preferred: usize) -> usize {
+    pub(crate) fn decide(&mut self, n: usize, preferred: usize) -> usize {
         debug_assert!(preferred < n);
         self.pick(n, Some(preferred))
     }
@@ -245,7 +245,7 @@ impl Decisions {
     }
 
     /// True once a strict replay has gone wrong (the run can stop: its result is void).
-    pub fn is_stale(&self) -> bool {
+    pub(crate) fn is_stale(&self) -> bool {
         self.stale.is_some()
     }
 
@@ -260,7 +260,7 @@ impl Decisions {
     }
 
     /// Consumes the source, returning the choices made (empty unless kept).
-    pub fn into_log(self) -> Vec<Decision> {
+    pub(crate) fn into_log(self) -> Vec<Decision> {
         self.log
     }
 

@@ -319,7 +319,7 @@ pub fn enter<H: Int3Handler>(cpu: usize, regs: Regs, state: &mut PatchState, dat
 /// The push of an emulated CALL that would land outside the data region: the handler's
 /// write to the interrupted stack faults. The simulator's emulation oracle reports it before
 /// anything is applied; [`apply`] ends the activation with it.
-pub fn push_fault(data: &SharedRegion, emulation: &Emulation) -> Option<String> {
+pub(crate) fn push_fault(data: &SharedRegion, emulation: &Emulation) -> Option<String> {
     let (addr, _) = emulation.push.filter(|&(a, _)| data.read_u64(a).is_none())?;
     Some(handler_fault::push_outside_stack(addr))
 }

@@ -8,10 +8,10 @@
 use cpu_model::{Flag, Reg, Regs, SharedRegion};
 
 /// `INT3_INSN_SIZE`.
-pub const INT3_INSN_SIZE: u64 = 1;
+pub(crate) const INT3_INSN_SIZE: u64 = 1;
 /// `CALL_INSN_SIZE`: `int3_emulate_call` pushes `ip - INT3_INSN_SIZE + CALL_INSN_SIZE`,
 /// hard-coded, whatever the patched length.
-pub const CALL_INSN_SIZE: u64 = 5;
+pub(crate) const CALL_INSN_SIZE: u64 = 5;
 
 /// The effect of an emulation: the new register file and at most one stack store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,7 +54,7 @@ fn int3_emulate_pop(regs: &mut Regs, stack: &SharedRegion) -> Result<u64, String
 }
 
 /// `int3_emulate_ret(regs)`: pop the return address and jump there.
-pub fn int3_emulate_ret(regs: &Regs, stack: &SharedRegion) -> Result<Emulation, String> {
+pub(crate) fn int3_emulate_ret(regs: &Regs, stack: &SharedRegion) -> Result<Emulation, String> {
     let mut r = *regs;
     r.rip = int3_emulate_pop(&mut r, stack)?;
     Ok(Emulation { regs: r, push: None })

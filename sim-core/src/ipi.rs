@@ -44,7 +44,7 @@ impl Ipi {
     }
 
     /// Acknowledgements still missing.
-    pub fn outstanding(&self) -> usize {
+    pub(crate) fn outstanding(&self) -> usize {
         self.outstanding
     }
 

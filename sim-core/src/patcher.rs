@@ -111,12 +111,12 @@ impl Patcher {
 
     /// The batches its program has returned from: the [`Op::EndBatch`]s behind its position
     /// (part of the state a search restores, unlike the run's statistics).
-    pub fn batches_done(&self) -> u64 {
+    pub(crate) fn batches_done(&self) -> u64 {
         self.program[..self.pc].iter().filter(|op| matches!(op, Op::EndBatch(_))).count() as u64
     }
 
     /// Feeds the patcher's position into `h` (its program never changes during a run).
-    pub fn hash_state(&self, h: &mut impl std::hash::Hasher) {
+    pub(crate) fn hash_state(&self, h: &mut impl std::hash::Hasher) {
         use std::hash::Hash;
         (self.pc, &self.stores, self.waiting, self.do_sync).hash(h);
         if !self.rcu_wait.is_empty() {
@@ -125,13 +125,8 @@ impl Patcher {
     }
 
     /// True while the patcher waits for a reference count to drain.
-    pub fn waiting_for_refs(&self) -> bool {
+    pub(crate) fn waiting_for_refs(&self) -> bool {
         matches!(self.waiting, Some(Wait::DescRefs(_) | Wait::CpuRefs(_) | Wait::GlobalRefs))
-    }
-
-    /// True while a sync waits for acknowledgements.
-    pub fn waiting_for_acks(&self) -> bool {
-        self.waiting == Some(Wait::Acks)
     }
 
     /// A description of what the patcher waits for, if anything.
@@ -146,7 +141,7 @@ impl Patcher {
     }
 
     /// True if the next step issues the current operation (no store of it pending, no wait).
-    pub fn at_op_start(&self) -> bool {
+    pub(crate) fn at_op_start(&self) -> bool {
         self.stores.is_empty() && self.waiting.is_none()
     }
 

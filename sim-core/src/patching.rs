@@ -137,7 +137,7 @@ pub struct PatchState {
     /// waiting patcher reads it, and it hashes what it waits for.
     pub rcu_readers: Vec<u64>,
     rcu_serial: u64,
-    /// Whether a reference count has gone below zero ([`PatchState::put_ref`]); not part of
+    /// Whether a reference count has gone below zero (`PatchState::put_ref`); not part of
     /// the state's hash (a run that sets it stops).
     pub below_zero: bool,
 }
@@ -149,7 +149,7 @@ impl PatchState {
     }
 
     /// vCPU `cpu` took a trap: its handler is an RCU reader until the IRET.
-    pub fn rcu_read_lock(&mut self, cpu: usize) {
+    pub(crate) fn rcu_read_lock(&mut self, cpu: usize) {
         self.rcu_serial += 1;
         self.rcu_readers[cpu] = self.rcu_serial;
     }
@@ -157,19 +157,14 @@ impl PatchState {
     /// Drops one reference from `count` (one of this state's counts, borrowed by the caller),
     /// noting in `below_zero` whether it went negative — the machine asserts it never does on
     /// the kernel's own protocols, in O(1) per tick ([`PatchState::below_zero`]).
-    pub fn put_ref(count: &mut i32, below_zero: &mut bool) {
+    pub(crate) fn put_ref(count: &mut i32, below_zero: &mut bool) {
         *count -= 1;
         *below_zero |= *count < 0;
     }
 
     /// vCPU `cpu` left its handler.
-    pub fn rcu_read_unlock(&mut self, cpu: usize) {
+    pub(crate) fn rcu_read_unlock(&mut self, cpu: usize) {
         self.rcu_readers[cpu] = 0;
-    }
-
-    /// `get_kprobe(addr)`: the registered kprobe at `addr`, if any.
-    pub fn get_kprobe(&self, addr: u64) -> Option<&KprobeState> {
-        self.kprobes.iter().find(|k| k.registered && k.addr == addr)
     }
 
     /// Dereferences `vec[index]` as a handler would; returns the entry and where it lives
@@ -200,7 +195,7 @@ impl PatchState {
     /// Feeds the shared patching state into `h` — all but the per-CPU reference counts, which
     /// belong to each vCPU's part of a state (the arrays' entries and old bytes follow from
     /// the patcher's position).
-    pub fn hash_shared(&self, h: &mut impl std::hash::Hasher) {
+    pub(crate) fn hash_shared(&self, h: &mut impl std::hash::Hasher) {
         use std::hash::Hash;
         (self.vec, self.nr_entries, self.desc, self.global_refs, &self.static_vec).hash(h);
         for a in &self.arrays {
@@ -213,7 +208,7 @@ impl PatchState {
     }
 
     /// The desc a 5.6 handler holds: `Err` if it was freed.
-    pub fn desc_array(&self, id: usize) -> Result<&PokeArray, AccessFault> {
+    pub(crate) fn desc_array(&self, id: usize) -> Result<&PokeArray, AccessFault> {
         let array = &self.arrays[id];
         if array.live {
             Ok(array)

@@ -261,7 +261,7 @@ impl Op {
 
     /// The operation as its name identifies it: batch, entry, vCPU, kprobe and plain-poke
     /// indices set to 0 (what a report's words keep of it).
-    pub fn unnumbered(self) -> Op {
+    pub(crate) fn unnumbered(self) -> Op {
         match self {
             Op::BeginBatch(_) => Op::BeginBatch(0),
             Op::SetVec(_) => Op::SetVec(0),
@@ -287,7 +287,7 @@ impl Op {
     }
 
     /// The unnumbered operation ([`Op::unnumbered`]) named `name`, if any.
-    pub fn from_name(name: &str) -> Option<Op> {
+    pub(crate) fn from_name(name: &str) -> Option<Op> {
         let steps = Step::ALL.into_iter().map(Step::op);
         steps.chain(OUTSIDE_INT3_PROTOCOL).find(|op| op.name() == name)
     }
@@ -301,7 +301,7 @@ impl Op {
 
     /// True for the operations outside the INT3 protocol: a plain `text_poke()`, `text_mutex`,
     /// a kprobe's life and `synchronize_rcu()` — what other patching clients do.
-    pub fn outside_int3_protocol(&self) -> bool {
+    pub(crate) fn outside_int3_protocol(&self) -> bool {
         OUTSIDE_INT3_PROTOCOL.contains(&self.unnumbered())
     }
 }
@@ -402,7 +402,7 @@ pub fn validate(template: &[Step]) -> Result<(), SimError> {
 
 /// The template of a built-in program: one batch of it with one entry and one vCPU, each
 /// operation named by its template step. `None` if the program has a plain `text_poke()`.
-pub fn template_of(one_batch: &[Op]) -> Option<Vec<Step>> {
+pub(crate) fn template_of(one_batch: &[Op]) -> Option<Vec<Step>> {
     one_batch.iter().map(Op::step).collect()
 }
 

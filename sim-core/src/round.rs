@@ -53,7 +53,7 @@ impl Round {
 
     /// The form of a patcher's position (a violation's), with the script's `total` rounds:
     /// `round 3/24`, `drain after round 24/24`.
-    pub fn of_total(self, total: u64) -> String {
+    pub(crate) fn of_total(self, total: u64) -> String {
         match self {
             Self::In(n) => format!("round {n}/{total}"),
             Self::Drain if total == 0 => DRAIN_OF_NONE.to_string(),
@@ -63,7 +63,7 @@ impl Round {
 
     /// Reads [`Round::of_total`]'s form at the start of `text`: the round, the script's total
     /// and the rest of the text; `None` unless `text` starts with exactly that form.
-    pub fn strip_of_total(text: &str) -> Option<(Self, u64, &str)> {
+    pub(crate) fn strip_of_total(text: &str) -> Option<(Self, u64, &str)> {
         if let Some(rest) = text.strip_prefix(DRAIN_OF_NONE) {
             return Some((Self::Drain, 0, rest));
         }

@@ -7,7 +7,7 @@
 //!   the start. Restoring rewrites only the view bytes that differ and invalidates exactly
 //!   those translated blocks.
 //! - **Visited states.** A state is recognised by a 128-bit canonical hash of everything that
-//!   can influence the future ([`Snapshot::canonical_hash`]); the workload's counters are
+//!   can influence the future (`Snapshot::canonical_hash`); the workload's counters are
 //!   checked and reset at every loop head, so a guest that loops forever has finitely many
 //!   states and the search terminates.
 //! - **Local steps merged** (partial-order reduction). A local guest step — one that reads no

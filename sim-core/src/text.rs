@@ -87,7 +87,7 @@ impl TextMemory {
     /// Moves the truth to `epoch` (state-space search restores saved states): later stores
     /// are undone, and stores undone before are re-applied. Returns false if `epoch` lies
     /// beyond every store ever made.
-    pub fn set_epoch(&mut self, epoch: Epoch) -> bool {
+    pub(crate) fn set_epoch(&mut self, epoch: Epoch) -> bool {
         while self.log.len() as Epoch > epoch {
             let s = self.log.pop().expect("epoch below the log length");
             let off = (s.addr - self.base) as usize;

@@ -69,7 +69,7 @@ pub struct TraceEvent {
     /// The operation the patcher is at — for a patcher's event, that client's; otherwise the
     /// leading client's (the one holding `text_mutex`, else the first one not done) — or
     /// `None` once it is done. JSON writes its name, or `done`, under the name `phase`; read
-    /// back, it is unnumbered ([`Op::unnumbered`]).
+    /// back, it is unnumbered (`Op::unnumbered`).
     #[serde(rename = "phase", serialize_with = "op_name", deserialize_with = "op_of_name")]
     pub op: Option<Op>,
 }
@@ -150,7 +150,7 @@ impl Trace {
     }
 
     /// The round the records from now on belong to (kept records only: the hash leaves it out).
-    pub fn set_round(&mut self, round: Round) {
+    pub(crate) fn set_round(&mut self, round: Round) {
         self.round = round;
     }
 
@@ -160,7 +160,7 @@ impl Trace {
     }
 
     /// Adds details to the last kept record (a no-op unless records are kept).
-    pub fn annotate(&mut self, f: impl FnOnce(&mut TraceEvent)) {
+    pub(crate) fn annotate(&mut self, f: impl FnOnce(&mut TraceEvent)) {
         if let Some(e) = self.events.last_mut().filter(|_| self.keep) {
             f(e);
         }
@@ -230,7 +230,7 @@ impl Trace {
     }
 
     /// The hash so far.
-    pub fn digest(&self) -> u64 {
+    pub(crate) fn digest(&self) -> u64 {
         if self.pending.is_empty() {
             return self.hasher.digest();
         }
@@ -245,7 +245,7 @@ impl Trace {
     }
 
     /// The kept events.
-    pub fn into_events(self) -> Vec<TraceEvent> {
+    pub(crate) fn into_events(self) -> Vec<TraceEvent> {
         self.events
     }
 }

@@ -58,14 +58,14 @@ impl Handler {
 
 /// True if a kprobe on `insn` emulates it (a relative CALL, JMP or Jcc) rather than running
 /// it from its out-of-line copy.
-pub fn kprobe_emulates(insn: &[u8]) -> bool {
+pub(crate) fn kprobe_emulates(insn: &[u8]) -> bool {
     kprobe_emulate(&Regs { rip: INT3_INSN_SIZE, ..Regs::default() }, insn).is_some()
 }
 
 /// The emulation of a probed relative CALL, JMP or Jcc (`kprobe_emulate_call()`,
 /// `kprobe_emulate_jmp()`, `kprobe_emulate_jcc()` in `arch/x86/kernel/kprobes/core.c`, 6.0
 /// on); `None` for an instruction that runs out of line. `regs.rip` is the INT3 address + 1.
-pub fn kprobe_emulate(regs: &Regs, insn: &[u8]) -> Option<Emulation> {
+pub(crate) fn kprobe_emulate(regs: &Regs, insn: &[u8]) -> Option<Emulation> {
     let ip = regs.rip - INT3_INSN_SIZE;
     let next = ip + insn.len() as u64;
     let rel = |bytes: &[u8]| -> i64 {

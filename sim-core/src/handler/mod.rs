@@ -60,7 +60,7 @@ use crate::protocol::{HandlerKind, Mutant};
 use crate::text::TextMemory;
 
 pub use crate::protocol::HandlerPc;
-pub use kprobe::{kprobe_emulate, kprobe_emulates};
+pub(crate) use kprobe::kprobe_emulates;
 
 /// The result of one handler step.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -120,7 +120,7 @@ pub struct HandlerCtx<'a> {
     /// The text as the patcher last wrote it (what `*addr` loads).
     pub text: &'a TextMemory,
     /// The version's `kprobe_int3_handler()` backs up over a vanished INT3
-    /// ([`crate::Protocol::kprobe_recovers_vanished_int3`]).
+    /// (`crate::Protocol::kprobe_recovers_vanished_int3`).
     pub recovers_vanished_int3: bool,
     /// With [`Mutant::InstrumentedHandler`]: the patched text the handler's first step calls
     /// into and the byte this vCPU's instruction view shows there.
@@ -238,7 +238,7 @@ impl Handler {
     /// `get_kprobe()` found one, the vector entry before: nothing after uses the entry), the
     /// descriptor read and whether a reference is held, the encoding search results were
     /// recorded with.
-    pub fn hash_state(&self, h: &mut impl std::hash::Hasher, rel: impl Fn(&Regs) -> Regs) {
+    pub(crate) fn hash_state(&self, h: &mut impl std::hash::Hasher, rel: impl Fn(&Regs) -> Regs) {
         use std::hash::Hash;
         rel(&self.regs).hash(h);
         (self.stack_top, self.pc, self.vec, self.held.desc(), self.held.counted(), self.declined).hash(h);
@@ -259,7 +259,7 @@ impl Handler {
     /// handler: the hardware run repairs a vCPU whose handler faulted (the kernel would have
     /// oopsed with the reference held) so that the patcher's wait for the count to drain ends.
     /// What is held says which count; `_kind` is the version's handler, kept for callers.
-    pub fn abandon(&mut self, _kind: HandlerKind, state: &mut PatchState) {
+    pub(crate) fn abandon(&mut self, _kind: HandlerKind, state: &mut PatchState) {
         let held = self.held;
         self.held = held.put();
         let count = match held {

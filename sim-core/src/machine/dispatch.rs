@@ -23,7 +23,7 @@ use crate::SimError;
 
 /// What one event did.
 #[derive(Debug)]
-pub enum Effect {
+pub(crate) enum Effect {
     /// The vCPU's invariant failed at its loop head (no instruction ran).
     Invariant {
         /// The vCPU.

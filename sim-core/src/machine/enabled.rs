@@ -27,7 +27,7 @@ enum Stale {
 }
 
 /// The vCPU state the enabled set is computed from.
-pub struct CpuStates<'a> {
+pub(crate) struct CpuStates<'a> {
     /// Each vCPU's running handler, if any.
     pub handlers: &'a [Option<Activation>],
     /// Each vCPU that has stopped (a finite guest).
@@ -64,7 +64,7 @@ impl CpuStates<'_> {
 /// The enabled events, in canonical order. (`Default` is an empty set that allocates nothing,
 /// for taking the set out of the machine while the scheduler looks at both.)
 #[derive(Default)]
-pub struct EnabledSet {
+pub(crate) struct EnabledSet {
     /// The vCPU part (`..cpu_part`), then the patching clients.
     events: Vec<Event>,
     cpu_part: usize,

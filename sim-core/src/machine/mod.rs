@@ -2,7 +2,7 @@
 //!
 //! A tick is five named stages: `Machine::collect_enabled` lists the enabled events in
 //! canonical order ([`crate::event`]); the scheduler picks one through the decision source;
-//! `Machine::dispatch` runs it and says what happened (an [`Effect`]); `Machine::judge`
+//! `Machine::dispatch` runs it and says what happened (an `Effect`); `Machine::judge`
 //! asks the oracles ([`crate::oracle`]) about it; `Machine::apply` carries out what follows
 //! (a trap enters the handler, an emulation is applied, an IRET resumes the guest); and the
 //! tick is recorded. The run ends at the first violation, when the tick budget is spent
@@ -39,11 +39,11 @@ use crate::workload::{CpuData, GuestImage, Invariant};
 use crate::SimError;
 use enabled::{CpuStates, EnabledSet};
 
-pub use dispatch::Effect;
-pub use state::{MachineState, SaveCache, Snapshot};
+pub(crate) use state::MachineState;
+pub use state::{SaveCache, Snapshot};
 
 /// A machine ready to run one scenario. Its fields are in three groups: what a run never
-/// changes, the state ([`MachineState`], the vCPUs, the data region and the text — what a
+/// changes, the state (`MachineState`, the vCPUs, the data region and the text — what a
 /// [`Snapshot`] saves), and the run's record.
 pub struct Machine {
     // What a run never changes.
@@ -423,38 +423,33 @@ impl Machine {
 
 /// The most local steps state-space search runs as one transition (a guard against a guest
 /// that loops without ever reaching a patched byte; the transition then simply ends there).
-pub const MAX_LOCAL_RUN: usize = 100_000;
+pub(crate) const MAX_LOCAL_RUN: usize = 100_000;
 
 impl Machine {
     /// The events enabled in the current state, in canonical order (state-space search).
-    pub fn enabled_events(&mut self) -> Vec<Event> {
+    pub(crate) fn enabled_events(&mut self) -> Vec<Event> {
         self.collect_enabled();
         self.enabled.events().to_vec()
     }
 
     /// Reports a deadlock if no event can ever run again in the current state (after
     /// [`Machine::enabled_events`]); true if it did.
-    pub fn check_deadlock(&mut self) -> bool {
+    pub(crate) fn check_deadlock(&mut self) -> bool {
         self.judge_deadlock()
     }
 
     /// The first kprobe that is a patching client of its own, if any (its index among the
     /// run's kprobes).
-    pub fn first_kprobe_client(&self) -> Option<usize> {
+    pub(crate) fn first_kprobe_client(&self) -> Option<usize> {
         self.state.patchers.get(1)?.program().iter().find_map(|op| match op {
             crate::program::Op::RegisterKprobe(k) => Some(*k),
             _ => None,
         })
     }
 
-    /// True once every patching client has finished its program.
-    pub fn patcher_done(&self) -> bool {
-        self.patchers_done()
-    }
-
     /// One transition of state-space search: runs `event` (which must be enabled), answering
     /// its choices from `decisions`, and — with `merge_local` — every local step of the same
-    /// vCPU that follows it ([`Machine::local_step`]: they commute with everything else, so
+    /// vCPU that follows it (`Machine::local_step`: they commute with everything else, so
     /// running them at once loses no behaviour and stores no state in between). Each tick's
     /// scheduling pick is noted in `decisions`, so its log replays the transition.
     pub fn transition(&mut self, event: Event, decisions: &mut Decisions, merge_local: bool) -> Result<(), SimError> {

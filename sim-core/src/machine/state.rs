@@ -6,7 +6,7 @@
 //! data region (stacks and counters), the handlers, the patching state, the patcher's
 //! position, the IPIs, and the finite-guest counters. The run's record (trace, statistics,
 //! tick) is not part of it. The fields that are plain values are listed once, in
-//! [`MachineState`]: the machine holds one and a snapshot clones it; the vCPUs (saved through
+//! `MachineState`: the machine holds one and a snapshot clones it; the vCPUs (saved through
 //! their Unicorn contexts, `cpu_model::VcpuState`) and the data region (saved as its windows)
 //! are saved their own way.
 //!
@@ -14,7 +14,7 @@
 //! [`SaveCache`] last saw it (the machine counts touches; the cache, owned by the search,
 //! remembers states and their versions).
 //!
-//! [`Snapshot::canonical_hash`] identifies states up to what cannot matter: the views' raw
+//! `Snapshot::canonical_hash` identifies states up to what cannot matter: the views' raw
 //! epochs collapse to the effective snapshot of each patched unit, the data region to each
 //! vCPU's counters and live stack (`[rsp, top)`), the registers that hold a vCPU's own
 //! addresses to offsets from their initial values — and, when the scenario treats every vCPU
@@ -36,7 +36,7 @@ use crate::SimError;
 
 /// How much of each vCPU's stack a snapshot saves, below the stack's top: the workloads'
 /// call depth needs a few dozen bytes; saving a state whose stack reaches deeper is an error.
-pub const STACK_WINDOW: u64 = 1024;
+pub(crate) const STACK_WINDOW: u64 = 1024;
 
 /// Collects what a state is made of as bytes, hashed once at the end (xxh3's streaming
 /// interface costs more per tiny write than the bytes themselves).
@@ -63,7 +63,7 @@ impl Bytes {
 /// one list of the state's fields. The machine holds one, a [`Snapshot`] clones it, and
 /// canonical hashing reads it — a new field is added here and nowhere else.
 #[derive(Clone, Debug)]
-pub struct MachineState {
+pub(crate) struct MachineState {
     /// Per vCPU, its INT3 handler while it runs one.
     pub(crate) handlers: Vec<Option<Activation>>,
     /// The patching state shared by the patchers and the handlers.
@@ -122,7 +122,7 @@ impl SaveCache {
 /// What canonical hashing needs to know about the machine: where each vCPU's own data is,
 /// how its view is saved, and whether vCPUs may be permuted.
 #[derive(Clone, Debug)]
-pub struct Canon {
+pub(crate) struct Canon {
     /// Per vCPU: initial `rbx` and `rsp` (offsets are taken from them), counter block, stack top.
     cpus: Vec<CpuCanon>,
     /// The data windows a snapshot saves, `(address, length)`.
@@ -152,7 +152,7 @@ impl Snapshot {
     /// A hash of the state up to what cannot influence the future (see the module note);
     /// with `canon.symmetric`, also up to the order of the vCPUs. 128 bits: for 10⁹ states
     /// the chance of any collision is below 10⁻²⁰.
-    pub fn canonical_hash(&self, canon: &Canon) -> u128 {
+    pub(crate) fn canonical_hash(&self, canon: &Canon) -> u128 {
         let parts = Parts {
             epoch: self.epoch,
             vcpus: self.vcpus.iter().map(|(_, v)| v).collect(),
@@ -261,7 +261,7 @@ impl Parts<'_> {
 
 impl Machine {
     /// What canonical hashing needs about this machine.
-    pub fn canon(&self) -> Canon {
+    pub(crate) fn canon(&self) -> Canon {
         let cpus = self
             .vcpus
             .iter()
@@ -319,7 +319,7 @@ impl Machine {
 
     /// The canonical hash of the current state ([`Snapshot::canonical_hash`] of what
     /// [`Machine::save`] would return), without building a snapshot.
-    pub fn canonical_hash(&mut self, canon: &Canon, cache: &mut SaveCache) -> Result<u128, SimError> {
+    pub(crate) fn canonical_hash(&mut self, canon: &Canon, cache: &mut SaveCache) -> Result<u128, SimError> {
         self.know_vcpus(cache)?;
         let mut scratch = std::mem::take(&mut cache.scratch);
         let touches = &self.touches;
@@ -388,7 +388,7 @@ impl Machine {
     /// its own registers, stack and counters. Such a step commutes with every event of every
     /// other actor, and with its own vCPU's IPI delivery (which only rewrites patchable bytes
     /// of the view). State-space search runs local steps right after the step before them.
-    pub fn local_step(&self, event: Event) -> bool {
+    pub(crate) fn local_step(&self, event: Event) -> bool {
         let Event::GuestStep(i) = event else { return false };
         if self.state.handlers[i].is_some() || self.state.finished[i] {
             return false;

@@ -27,7 +27,7 @@ pub fn lost(state: &PatchState, text: &TextMemory) -> Option<(u64, String)> {
 
 /// Before `arch_disarm_kprobe()` writes `p->opcode` back: the bytes after it must still be the
 /// probed instruction's, or the restored instruction is neither the old nor anyone's new one.
-pub fn corrupted_disarm(kp: &KprobeState, text: &TextMemory) -> Option<(u64, String)> {
+pub(crate) fn corrupted_disarm(kp: &KprobeState, text: &TextMemory) -> Option<(u64, String)> {
     let tail = text.read(kp.addr + 1, kp.insn.len() - 1);
     (*tail != kp.insn[1..]).then(|| {
         (

@@ -6,6 +6,6 @@
 //! emulation, such as `int3_emulate_push()` writing outside the stack.
 
 /// The message of an emulated push that lands outside the data region.
-pub fn push_outside_stack(addr: u64) -> String {
+pub(crate) fn push_outside_stack(addr: u64) -> String {
     format!("int3_emulate_push to {addr:#x}, outside the stack")
 }

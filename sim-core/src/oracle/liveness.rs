@@ -13,7 +13,11 @@ use cpu_model::ExecutedInsn;
 use super::torn::TornOracle;
 
 /// Why no event can ever run again, if so.
-pub fn deadlock(nothing_enabled: bool, waiting_for_refs: Option<&str>, handlers_running: bool) -> Option<String> {
+pub(crate) fn deadlock(
+    nothing_enabled: bool,
+    waiting_for_refs: Option<&str>,
+    handlers_running: bool,
+) -> Option<String> {
     if nothing_enabled {
         return Some("deadlock: no event is enabled".into());
     }
@@ -29,6 +33,6 @@ pub fn deadlock(nothing_enabled: bool, waiting_for_refs: Option<&str>, handlers_
 /// executes anything but the final image of a site. The machine does not ask about a fetch
 /// that traps on an INT3: the trap path judges it (`kprobe_int3_handler()` may recover a
 /// vanished INT3; otherwise it is unclaimed, oracle 2).
-pub fn final_image(torn: &TornOracle, insn: &ExecutedInsn) -> Result<(), String> {
+pub(crate) fn final_image(torn: &TornOracle, insn: &ExecutedInsn) -> Result<(), String> {
     torn.check_final(insn)
 }

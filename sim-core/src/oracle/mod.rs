@@ -176,7 +176,7 @@ pub enum PatcherMoment {
         round: Round,
         /// The rounds of the workload's script.
         rounds: u64,
-        /// The operation, unnumbered ([`Op::unnumbered`]): the sentence names it only.
+        /// The operation, unnumbered (`Op::unnumbered`): the sentence names it only.
         op: Op,
         /// What it waits for, as the patcher's `waiting()` words it.
         waiting: Option<Cow<'static, str>>,

@@ -258,7 +258,7 @@ impl TornOracle {
 
     /// `Err(explanation)` if, after the final sync, the instruction shows anything but the
     /// final image of the site it touches.
-    pub fn check_final(&self, insn: &ExecutedInsn) -> Result<(), String> {
+    pub(crate) fn check_final(&self, insn: &ExecutedInsn) -> Result<(), String> {
         let Some(site) = self.site_touched(insn) else { return Ok(()) };
         let off = insn.addr.saturating_sub(site.addr) as usize;
         let e = insn.bytes();

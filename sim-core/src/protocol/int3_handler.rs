@@ -107,7 +107,7 @@ pub enum Enter {
 
 impl Enter {
     /// Whether the handler holds a reference once in, which its [`HandlerPc::Put`] drops.
-    pub fn takes_reference(self) -> bool {
+    pub(crate) fn takes_reference(self) -> bool {
         self != Enter::NrEntries
     }
 }
@@ -154,7 +154,7 @@ pub struct HandlerRules {
     pub entry_code: &'static str,
     /// The C statement of [`HandlerPc::Emulate`].
     pub emulate_code: &'static str,
-    /// The C statement of [`HandlerPc::Put`] (shown where [`Enter::takes_reference`]).
+    /// The C statement of [`HandlerPc::Put`] (shown where `Enter::takes_reference`).
     pub put_code: &'static str,
 }
 
@@ -171,10 +171,11 @@ impl HandlerRules {
 }
 
 /// `poke_int3_handler()`, the handler's name up to 6.0.
-pub const POKE_INT3_HANDLER: &str = "poke_int3_handler()";
+pub(crate) const POKE_INT3_HANDLER: &str = "poke_int3_handler()";
 /// The entry of the handlers that read `bp_patching.nr_entries` first.
-pub const NR_ENTRIES_CODE: &str = "smp_rmb(); if (likely(!bp_patching.nr_entries)) return 0;";
+pub(crate) const NR_ENTRIES_CODE: &str = "smp_rmb(); if (likely(!bp_patching.nr_entries)) return 0;";
 /// The emulating handlers' `switch (tp->opcode)`.
-pub const SWITCH_CODE: &str = "ip += tp->len; switch (tp->opcode) { case INT3: goto out_put; case RET: int3_emulate_ret(regs); case CALL: int3_emulate_call(regs, ip + tp->disp); case JMP32/JMP8: int3_emulate_jmp(regs, ip + tp->disp); ... }";
+pub(crate) const SWITCH_CODE: &str = "ip += tp->len; switch (tp->opcode) { case INT3: goto out_put; case RET: int3_emulate_ret(regs); case CALL: int3_emulate_call(regs, ip + tp->disp); case JMP32/JMP8: int3_emulate_jmp(regs, ip + tp->disp); ... }";
 /// `put_desc()`, the put of 5.6 and 6.0 (and the text the versions without one would show).
-pub const PUT_DESC_CODE: &str = "out_put: put_desc(desc); /* smp_mb__before_atomic(); atomic_dec(&desc->refs) */";
+pub(crate) const PUT_DESC_CODE: &str =
+    "out_put: put_desc(desc); /* smp_mb__before_atomic(); atomic_dec(&desc->refs) */";

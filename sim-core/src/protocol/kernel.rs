@@ -150,7 +150,7 @@ fn kprobe(op: &Op) -> Statement {
 }
 
 /// The `text_poke_sync()` that follows a kprobe's arm or disarm text_poke() (5.6 on).
-pub fn kprobe_sync(p: Protocol) -> Statement {
+pub(crate) fn kprobe_sync(p: Protocol) -> Statement {
     Statement { function: "arch_arm_kprobe()/arch_disarm_kprobe()", code: p.version().names.sync_code }
 }
 

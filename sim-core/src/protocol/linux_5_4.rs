@@ -21,7 +21,7 @@ use super::{int3_phases, ArmSync, Batching, HandlerKind, LocRules, Mutant, Names
 use crate::program::Op;
 
 /// Everything "linux-5.4" is, for [`super::Protocol::version`].
-pub const VERSION: Version =
+pub(crate) const VERSION: Version =
     Version::new("linux-5.4", HandlerKind::Detour, LocRules::Detour, Batching::CallerSorted, text_poke_bp_batch)
         .kprobes(Recovery::Retries, ArmSync::None)
         .names(Names::ON_EACH_CPU)
@@ -29,7 +29,7 @@ pub const VERSION: Version =
 
 /// `poke_int3_handler()` before the seed ([`HandlerKind::Detour`]): `bp_patching.nr_entries`
 /// first, no reference, the lookup in `bp_patching`, and a jump to the entry's detour.
-pub const HANDLER: HandlerRules = HandlerRules {
+pub(crate) const HANDLER: HandlerRules = HandlerRules {
     function: POKE_INT3_HANDLER,
     enter: Enter::NrEntries,
     lookup: Lookup::Published,

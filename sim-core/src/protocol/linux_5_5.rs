@@ -20,7 +20,7 @@ use super::{int3_phases, ArmSync, Batching, HandlerKind, LocRules, Mutant, Names
 use crate::program::Op;
 
 /// Everything "linux-5.5" is, for [`super::Protocol::version`].
-pub const VERSION: Version =
+pub(crate) const VERSION: Version =
     Version::new("linux-5.5", HandlerKind::Emulate, LocRules::Seed, Batching::CallerSorted, text_poke_bp_batch)
         .kprobes(Recovery::Retries, ArmSync::None)
         .names(Names::TEXT_POKE_SYNC)

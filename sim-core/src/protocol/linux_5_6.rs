@@ -20,7 +20,7 @@ use super::{int3_phases, ArmSync, Batching, HandlerKind, LocRules, Mutant, Names
 use crate::program::Op;
 
 /// Everything "linux-5.6" is, for [`super::Protocol::version`].
-pub const VERSION: Version =
+pub(crate) const VERSION: Version =
     Version::new("linux-5.6", HandlerKind::Desc, LocRules::Seed, Batching::CallerSorted, text_poke_bp_batch)
         .kprobes(Recovery::Retries, ArmSync::TextPokeSync)
         .names(Names::TEXT_POKE_SYNC)
@@ -29,7 +29,7 @@ pub const VERSION: Version =
 /// `poke_int3_handler()` with `try_get_desc()` ([`HandlerKind::Desc`]): `READ_ONCE(bp_desc)`,
 /// then `atomic_inc_not_zero(&desc->refs)` as a step of its own; the lookup in `desc`; the
 /// seed's `switch`; `put_desc()`.
-pub const HANDLER: HandlerRules = HandlerRules {
+pub(crate) const HANDLER: HandlerRules = HandlerRules {
     function: POKE_INT3_HANDLER,
     enter: Enter::Desc,
     lookup: Lookup::Desc,

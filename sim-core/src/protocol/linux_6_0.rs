@@ -26,7 +26,7 @@ use super::{int3_phases, ArmSync, Batching, HandlerKind, LocRules, Mutant, Names
 use crate::program::Op;
 
 /// Everything "linux-6.0" is, for [`super::Protocol::version`].
-pub const VERSION: Version = Version::new(
+pub(crate) const VERSION: Version = Version::new(
     "linux-6.0",
     HandlerKind::GlobalRefs,
     LocRules::RetPadding,
@@ -41,7 +41,7 @@ pub const VERSION: Version = Version::new(
 /// `poke_int3_handler()` on the static `bp_desc` ([`HandlerKind::GlobalRefs`]):
 /// `arch_atomic_inc_not_zero(&bp_desc.refs)`, the lookup in `bp_desc`, the `switch` with RET,
 /// `put_desc()`.
-pub const HANDLER: HandlerRules = HandlerRules {
+pub(crate) const HANDLER: HandlerRules = HandlerRules {
     function: POKE_INT3_HANDLER,
     enter: Enter::GlobalRefs,
     lookup: Lookup::Published,

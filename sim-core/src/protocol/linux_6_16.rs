@@ -36,7 +36,7 @@ use super::{int3_phases, ArmSync, Batching, HandlerKind, LocRules, Mutant, Names
 use crate::program::Op;
 
 /// Everything "linux-6.16" is, for [`super::Protocol::version`].
-pub const VERSION: Version =
+pub(crate) const VERSION: Version =
     Version::new("linux-6.16", HandlerKind::PerCpuRefs, LocRules::Modern, Batching::BatchAdd, smp_text_poke_batch)
         .kprobes(Recovery::Dies, ArmSync::TextPokeSync)
         .names(Names::SMP_TEXT_POKE)
@@ -46,7 +46,7 @@ pub const VERSION: Version =
 /// `smp_text_poke_int3_handler()` ([`HandlerKind::PerCpuRefs`]): this CPU's
 /// `text_poke_array_refs`, the lookup in the static `text_poke_array`, the `switch` with RET and
 /// Jcc, `raw_atomic_dec()`.
-pub const HANDLER: HandlerRules = HandlerRules {
+pub(crate) const HANDLER: HandlerRules = HandlerRules {
     function: "smp_text_poke_int3_handler()",
     enter: Enter::PerCpuRefs,
     lookup: Lookup::StaticArray,
@@ -62,7 +62,7 @@ const DESCRIPTION: &str = "smp_text_poke_batch_add/_finish: per-CPU refs set bef
 
 /// `smp_text_poke_batch_add()` of the `n` entries of group `batch`, then
 /// `smp_text_poke_batch_finish()`.
-pub fn smp_text_poke_batch(mutants: &[Mutant], batch: usize, n: usize, cpus: usize) -> Vec<Op> {
+pub(crate) fn smp_text_poke_batch(mutants: &[Mutant], batch: usize, n: usize, cpus: usize) -> Vec<Op> {
     let wait = !mutants.contains(&Mutant::SkipRefsWait);
     let mut ops: Vec<Op> = (0..n).map(|entry| Op::AddEntry { batch, entry }).collect();
     ops.extend(int3_phases(mutants, batch, n, (0..cpus).map(Op::SetRefs).collect(), false));

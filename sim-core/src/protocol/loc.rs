@@ -31,7 +31,7 @@ pub const NOP2: [u8; 2] = [0x66, 0x90];
 /// `ideal_nops[NOP_ATOMIC5]` / `x86_nops[5]` on x86-64 (`nopl 0x0(%rax,%rax,1)`).
 pub const NOP5: [u8; 5] = [0x0f, 0x1f, 0x44, 0x00, 0x00];
 /// `POKE_MAX_OPCODE_SIZE`.
-pub const POKE_MAX_OPCODE_SIZE: usize = 5;
+pub(crate) const POKE_MAX_OPCODE_SIZE: usize = 5;
 
 /// Which generation's checks apply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,7 +69,7 @@ pub struct TextPokeLoc {
 
 impl TextPokeLoc {
     /// The first byte the patcher writes in its third step (`0x0f` for Jcc.d32).
-    pub fn first_byte(&self) -> u8 {
+    pub(crate) fn first_byte(&self) -> u8 {
         self.text[0]
     }
 }

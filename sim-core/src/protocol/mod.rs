@@ -121,14 +121,14 @@ impl Protocol {
     /// version up to 6.0 (`arch/x86/kernel/kprobes/core.c`); 8e791f7eba4c ("x86/kprobes: Drop
     /// removed INT3 handling code", v6.3) removed it, so on 6.16 such a trap goes on to
     /// `notify_die()` and `die("int3")`.
-    pub fn kprobe_recovers_vanished_int3(self) -> bool {
+    pub(crate) fn kprobe_recovers_vanished_int3(self) -> bool {
         self.version().recovery == Recovery::Retries
     }
 
     /// Whether `arch_arm_kprobe()` and `arch_disarm_kprobe()` follow their `text_poke()` with
     /// `text_poke_sync()`: from 5c02ece81848d ("x86/kprobes: Fix ordering while
     /// text-patching", v5.6) on; linux-5.4, the seed and linux-5.5 do not.
-    pub fn kprobe_arm_syncs(self) -> bool {
+    pub(crate) fn kprobe_arm_syncs(self) -> bool {
         self.version().arm_sync == ArmSync::TextPokeSync
     }
 
@@ -137,7 +137,7 @@ impl Protocol {
     /// `text_mutex` and `hlist_add_head_rcu()`, then `arm_kprobe()` under `text_mutex` — and `unregister_kprobe()` — `disarm_kprobe()` under `text_mutex`, then
     /// `hlist_del_rcu()` and `synchronize_rcu()`; arming and disarming are
     /// `arch_arm_kprobe()`/`arch_disarm_kprobe()`.
-    pub fn kprobe_program(self, mutants: &[Mutant], kprobe: usize, cycles: u32) -> Vec<Op> {
+    pub(crate) fn kprobe_program(self, mutants: &[Mutant], kprobe: usize, cycles: u32) -> Vec<Op> {
         let sync = self.kprobe_arm_syncs();
         let disarm_sync = sync && !mutants.contains(&Mutant::KprobeDisarmNoSync);
         let mut ops = Vec::new();
@@ -153,13 +153,13 @@ impl Protocol {
     }
 
     /// Which `text_poke_loc_init` checks apply.
-    pub fn loc_rules(self) -> LocRules {
+    pub(crate) fn loc_rules(self) -> LocRules {
         self.version().loc_rules
     }
 
     /// True if batches go through `smp_text_poke_batch_add()`, which flushes on a full or
     /// out-of-order vector, rather than a caller-sorted array.
-    pub fn batch_add(self) -> bool {
+    pub(crate) fn batch_add(self) -> bool {
         self.version().batching == Batching::BatchAdd
     }
 
@@ -224,18 +224,18 @@ pub struct Names {
 
 impl Names {
     /// v5.3/5.4 and the seed: `on_each_cpu(do_sync_core, …)`.
-    pub const ON_EACH_CPU: Names = Names {
+    pub(crate) const ON_EACH_CPU: Names = Names {
         batch_function: "text_poke_bp_batch()",
         sync_code: "on_each_cpu(do_sync_core, NULL, 1);",
         trap_entry: "do_int3()",
         handler_function: "poke_int3_handler()",
     };
     /// 5.5 and 5.6: `text_poke_sync()`.
-    pub const TEXT_POKE_SYNC: Names = Names { sync_code: "text_poke_sync();", ..Names::ON_EACH_CPU };
+    pub(crate) const TEXT_POKE_SYNC: Names = Names { sync_code: "text_poke_sync();", ..Names::ON_EACH_CPU };
     /// 6.0: the `exc_int3()` entry.
-    pub const EXC_INT3: Names = Names { trap_entry: "exc_int3() -> do_int3()", ..Names::TEXT_POKE_SYNC };
+    pub(crate) const EXC_INT3: Names = Names { trap_entry: "exc_int3() -> do_int3()", ..Names::TEXT_POKE_SYNC };
     /// 6.16: the `smp_text_poke_*` names.
-    pub const SMP_TEXT_POKE: Names = Names {
+    pub(crate) const SMP_TEXT_POKE: Names = Names {
         batch_function: "smp_text_poke_batch_finish()",
         sync_code: "smp_text_poke_sync_each_cpu();",
         trap_entry: "exc_int3() -> do_int3()",
@@ -244,7 +244,7 @@ impl Names {
 }
 
 /// The operations of one batch: mutants, array id, entries, vCPUs.
-pub type BatchProgram = fn(&[Mutant], usize, usize, usize) -> Vec<Op>;
+pub(crate) type BatchProgram = fn(&[Mutant], usize, usize, usize) -> Vec<Op>;
 
 /// One kernel version, as its own module states it (`VERSION`): its name and what it is, its
 /// INT3 handler and `text_poke_loc_init()` rules, how its callers batch, how its kprobes

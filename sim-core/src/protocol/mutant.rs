@@ -207,7 +207,7 @@ pub enum Versions {
     /// One version.
     Only(Protocol),
     /// The versions that wait for the handlers' references (5.6 on): those whose handler takes
-    /// one ([`super::Enter::takes_reference`]).
+    /// one (`super::Enter::takes_reference`).
     RefsWait,
     /// The versions whose `arch_disarm_kprobe()` syncs (5.6 on).
     KprobeArmSync,

@@ -21,7 +21,7 @@ use super::{int3_phases, ArmSync, Batching, HandlerKind, LocRules, Mutant, Names
 use crate::program::Op;
 
 /// Everything "seed" is, for [`super::Protocol::version`].
-pub const VERSION: Version =
+pub(crate) const VERSION: Version =
     Version::new("seed", HandlerKind::Emulate, LocRules::Seed, Batching::CallerSorted, text_poke_bp_batch)
         .kprobes(Recovery::Retries, ArmSync::None)
         .names(Names::ON_EACH_CPU)
@@ -30,7 +30,7 @@ pub const VERSION: Version =
 /// The seed's emulating `poke_int3_handler()` ([`HandlerKind::Emulate`], also linux-5.5's):
 /// `bp_patching.nr_entries` first, no reference, the lookup in `bp_patching`, and
 /// `switch (tp->opcode)` over INT3, CALL, JMP32 and JMP8 (NOPs became JMPs with disp 0).
-pub const HANDLER: HandlerRules = HandlerRules {
+pub(crate) const HANDLER: HandlerRules = HandlerRules {
     function: POKE_INT3_HANDLER,
     enter: Enter::NrEntries,
     lookup: Lookup::Published,

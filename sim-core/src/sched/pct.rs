@@ -7,13 +7,13 @@
 //! One adaptation: guest vCPUs loop forever, so strict priorities would starve every actor
 //! below the top one (PCT assumes threads that finish) — and a starved vCPU never takes the
 //! sync IPI, which would look like a patcher deadlock. An actor therefore runs for a random
-//! quantum of at most [`QUANTUM`] ticks and then yields, and a change point demotes the
+//! quantum of at most `QUANTUM` ticks and then yields, and a change point demotes the
 //! running actor: both move it below every actor that has not yet yielded or been demoted
 //! (the most recent lowest), so every actor eventually runs again, while the schedule keeps
 //! PCT's "long bursts, few randomly placed preemptions" character.
 //!
 //! The priorities and change points come from a ChaCha stream of the run's seed, not from the
-//! decision list; each pick is recorded with [`Decisions::decide`], so a PCT run replays from
+//! decision list; each pick is recorded with `Decisions::decide`, so a PCT run replays from
 //! its list under any strategy.
 
 use rand::{Rng, SeedableRng};
@@ -25,13 +25,13 @@ use crate::decision::Decisions;
 use crate::event::Event;
 
 /// Run length assumed when none was measured.
-pub const DEFAULT_EXPECTED_TICKS: u64 = 5_000;
+pub(crate) const DEFAULT_EXPECTED_TICKS: u64 = 5_000;
 /// Longest burst an actor runs before yielding.
-pub const QUANTUM: u64 = 24;
+pub(crate) const QUANTUM: u64 = 24;
 
 /// The PCT scheduler of one run.
 #[derive(Debug)]
-pub struct PctScheduler {
+pub(crate) struct PctScheduler {
     rng: ChaCha8Rng,
     /// Priority per actor (vCPUs, then patching client k at index MAX_CPUS + k); 0 = not yet assigned.
     priority: Vec<u64>,
