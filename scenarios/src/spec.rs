@@ -363,7 +363,7 @@ impl ScenarioSpec {
             Subject::Protocol => ("protocol".into(), of(self.protocol.as_ref().map(|g| &g.origin))),
             Subject::Mutants => ("mutants".into(), self.mutants_origin.clone().unwrap_or(Origin::Default)),
             Subject::Program => ("program".into(), of(self.program.as_ref().map(|g| &g.origin))),
-            Subject::Steps => ("ticks".into(), of(self.ticks.as_ref().map(|g| &g.origin))),
+            Subject::Ticks => ("ticks".into(), of(self.ticks.as_ref().map(|g| &g.origin))),
             Subject::Iterations => ("iterations".into(), of(self.iterations.as_ref().map(|g| &g.origin))),
             Subject::Drain => ("drain".into(), of(self.drain.as_ref().map(|g| &g.origin))),
             Subject::Fetch => ("fetch".into(), of(self.fetch.staleness.as_ref().map(|g| &g.origin))),

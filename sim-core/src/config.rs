@@ -117,7 +117,7 @@ impl RunConfig {
             return bad(Subject::Iterations, format!("{k} is out of range (at least 1)"));
         }
         if let Some(t) = self.max_ticks.filter(|&t| t == 0 || t > MAX_TICKS) {
-            return bad(Subject::Steps, format!("{t} is out of range (1..={MAX_TICKS})"));
+            return bad(Subject::Ticks, format!("{t} is out of range (1..={MAX_TICKS})"));
         }
         if self.drain_steps > MAX_DRAIN {
             return bad(Subject::Drain, format!("{} is out of range (0..={MAX_DRAIN})", self.drain_steps));

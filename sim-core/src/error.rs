@@ -23,7 +23,7 @@ pub enum Subject {
     /// A custom patcher program.
     Program,
     /// The tick budget.
-    Steps,
+    Ticks,
     /// The finite-guest iteration limit.
     Iterations,
     /// The drain steps after the patcher finished.
@@ -62,7 +62,7 @@ impl Subject {
             Subject::Protocol => "protocol",
             Subject::Mutants => "mutants",
             Subject::Program => "program",
-            Subject::Steps => "steps",
+            Subject::Ticks => "ticks",
             Subject::Iterations => "iterations",
             Subject::Drain => "drain",
             Subject::Fetch => "fetch",

@@ -17,7 +17,7 @@ pub enum Verdict {
     /// At least one oracle fired.
     Violation,
     /// The tick budget ran out before the run reached its end: nothing was established (not
-    /// a pass, not a violation). A bigger budget (`steps`) may decide it.
+    /// a pass, not a violation). A bigger budget (`ticks`) may decide it.
     BudgetExhausted,
 }
 

@@ -105,6 +105,14 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // A panic anywhere — a failed always-on invariant of the machine, say — is a pokesim bug:
+    // exit status 3 (as the help's exit-status table says), never Rust's 101 and never a verdict.
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        eprintln!("pokesim: internal error (a pokesim bug; please report it with the command line)");
+        std::process::exit(3);
+    }));
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Run(a) => cmd::run::run(a),
