@@ -298,10 +298,7 @@ pub fn script_images(plan: &Plan) -> Result<Vec<Vec<u8>>, Refusal> {
                     p.waiting()
                 )));
             }
-            match driver::client_step(
-                &mut p,
-                &mut Kernel { state: &mut state, text: &mut text, ipi: &mut ipi, data: &data },
-            ) {
+            match p.step(&mut Kernel { state: &mut state, text: &mut text, ipi: &mut ipi, data: &data }) {
                 PatcherEffect::Fault(message) => {
                     return Err(Refusal::Program(format!("its patcher faults: {message}")))
                 }
@@ -503,7 +500,7 @@ impl Session<'_> {
             g.op = patchers[0].current().map_or("done", |op| op.name());
             let effect = {
                 let Shared { state, text, ipi, data, .. } = &mut *g;
-                driver::client_step(&mut patchers[k], &mut Kernel { state, text, ipi, data })
+                patchers[k].step(&mut Kernel { state, text, ipi, data })
             };
             match effect {
                 PatcherEffect::Store(epoch) => {
@@ -654,7 +651,7 @@ impl Session<'_> {
         let ip = handler.ip();
         let Shared { state, text, data, .. } = g;
         let step = handler.step(&mut driver::handler_ctx(&self.config, state, data, text, |a| self.text.read(a)));
-        let (kind, message) = match driver::apply(cpu, handler, step, self.config.protocol.handler(), state, data) {
+        let (kind, message) = match driver::apply(cpu, handler, step, state, data) {
             Applied::Continue => return None,
             Applied::KprobeHit => {
                 g.tally.kprobe_hits += 1;

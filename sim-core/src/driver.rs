@@ -31,7 +31,7 @@ use crate::patcher::{Patcher, PatcherEffect};
 use crate::patching::PatchState;
 use crate::plan::Plan;
 use crate::program::Op;
-use crate::protocol::{HandlerKind, Mutant};
+use crate::protocol::Mutant;
 use crate::text::TextMemory;
 
 /// The kernel state the actors share: the patching state (`bp_desc`, the vectors, the
@@ -92,7 +92,7 @@ pub trait Int3Handler: Clone + std::fmt::Debug {
     /// Records that an emulation was applied.
     fn emulated(&mut self, emulation: &Emulation);
     /// Drops the reference the activation holds, ending it early (a fault or a decline).
-    fn abandon(&mut self, kind: HandlerKind, state: &mut PatchState);
+    fn abandon(&mut self, state: &mut PatchState);
     /// Feeds everything its future depends on but the vCPU index into `h`, its saved
     /// registers as `rel` presents them.
     fn hash_state<H: Hasher>(&self, h: &mut H, rel: impl Fn(&Regs) -> Regs);
@@ -153,8 +153,8 @@ impl Int3Handler for Handler {
     fn emulated(&mut self, emulation: &Emulation) {
         Handler::emulated(self, emulation)
     }
-    fn abandon(&mut self, kind: HandlerKind, state: &mut PatchState) {
-        Handler::abandon(self, kind, state)
+    fn abandon(&mut self, state: &mut PatchState) {
+        Handler::abandon(self, state)
     }
     fn hash_state<H: Hasher>(&self, h: &mut H, rel: impl Fn(&Regs) -> Regs) {
         Handler::hash_state(self, h, rel)
@@ -250,8 +250,8 @@ impl Int3Handler for Activation {
     fn emulated(&mut self, emulation: &Emulation) {
         each_activation!(self, a => Int3Handler::emulated(a, emulation))
     }
-    fn abandon(&mut self, kind: HandlerKind, state: &mut PatchState) {
-        each_activation!(self, a => Int3Handler::abandon(a, kind, state))
+    fn abandon(&mut self, state: &mut PatchState) {
+        each_activation!(self, a => Int3Handler::abandon(a, state))
     }
     fn hash_state<H: Hasher>(&self, h: &mut H, rel: impl Fn(&Regs) -> Regs) {
         each_activation!(self, a => Int3Handler::hash_state(a, h, rel))
@@ -268,11 +268,6 @@ impl Plan {
         let model = |(k, program): (usize, &Vec<Op>)| Patcher::new(k, program.clone(), self.plain.clone(), granularity);
         programs.map(model).map(Client::Model).collect()
     }
-}
-
-/// Runs one step of patching client `client` against the shared kernel state.
-pub fn client_step<P: PatchingClient>(client: &mut P, kernel: &mut Kernel<'_>) -> PatcherEffect {
-    client.step(kernel)
 }
 
 /// B6 ([`Mutant::InstrumentedHandler`]): the patched text the handler calls into — the first
@@ -355,16 +350,13 @@ impl Applied {
     }
 }
 
-/// Carries out `step` of vCPU `cpu`'s `handler` (kind `kind`, the version's) on the shared
-/// state: an
-/// emulation is applied (its push written, or the activation ends with the push's fault), an
+/// Carries out `step` of vCPU `cpu`'s `handler` on the shared state: an emulation is applied (its push written, or the activation ends with the push's fault), an
 /// IRET leaves the RCU read-side section, and a decline or a fault abandons the activation
 /// (its reference dropped) and leaves the section.
 pub fn apply<H: Int3Handler>(
     cpu: usize,
     handler: &mut H,
     step: HandlerStep,
-    kind: HandlerKind,
     state: &mut PatchState,
     data: &SharedRegion,
 ) -> Applied {
@@ -390,7 +382,7 @@ pub fn apply<H: Int3Handler>(
         HandlerStep::Declined => Applied::Declined,
         HandlerStep::Fault { kind, message } => Applied::Fault { kind, message },
     };
-    handler.abandon(kind, state);
+    handler.abandon(state);
     state.rcu_read_unlock(cpu);
     applied
 }

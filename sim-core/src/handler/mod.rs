@@ -258,8 +258,8 @@ impl Handler {
     /// Drops the reference this activation holds, if any, without running the rest of the
     /// handler: the hardware run repairs a vCPU whose handler faulted (the kernel would have
     /// oopsed with the reference held) so that the patcher's wait for the count to drain ends.
-    /// What is held says which count; `_kind` is the version's handler, kept for callers.
-    pub(crate) fn abandon(&mut self, _kind: HandlerKind, state: &mut PatchState) {
+    /// What is held says which count.
+    pub(crate) fn abandon(&mut self, state: &mut PatchState) {
         let held = self.held;
         self.held = held.put();
         let count = match held {
@@ -418,8 +418,8 @@ mod tests {
         let mut h = Handler::new(0, Regs { rip: SITE + 1, ..Regs::default() }, 0);
         h.held = Held::PerCpu;
         state.percpu_refs[0] = 2;
-        h.abandon(HandlerKind::PerCpuRefs, &mut state);
-        h.abandon(HandlerKind::PerCpuRefs, &mut state);
+        h.abandon(&mut state);
+        h.abandon(&mut state);
         assert_eq!((state.percpu_refs[0], h.held), (1, Held::Nothing));
     }
 

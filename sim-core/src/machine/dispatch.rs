@@ -183,7 +183,7 @@ impl Machine {
             ipi: &mut self.state.ipi,
             data: &self.data,
         };
-        let effect = driver::client_step(&mut self.state.patchers[k], &mut kernel);
+        let effect = self.state.patchers[k].step(&mut kernel);
         let kind = match effect {
             PatcherEffect::Store(epoch) => {
                 self.stats.stores += 1;
@@ -335,8 +335,7 @@ impl Machine {
     /// and the run ended.
     fn apply_handler(&mut self, i: usize, step: HandlerStep) -> Result<(), SimError> {
         let Some(handler) = self.state.handlers[i].as_mut() else { return Ok(()) };
-        let kind = self.config.protocol.handler();
-        match driver::apply(i, handler, step, kind, &mut self.state.patching, &self.data) {
+        match driver::apply(i, handler, step, &mut self.state.patching, &self.data) {
             Applied::KprobeHit => self.stats.kprobe_hits += 1,
             Applied::Iret(regs) => {
                 self.vcpus[i].set_regs(&regs)?;
