@@ -25,6 +25,7 @@ pub mod event;
 pub mod handler;
 pub mod ipi;
 pub mod kconfig;
+pub mod kernel_image;
 pub mod machine;
 pub mod oracle;
 pub mod outcome;
