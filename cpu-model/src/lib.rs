@@ -19,6 +19,7 @@ pub mod baseline;
 mod engine;
 mod error;
 mod fetch;
+pub mod kernel;
 mod layout;
 mod memory;
 mod reference;
@@ -28,6 +29,7 @@ mod vcpu;
 mod view;
 
 pub use error::CpuError;
+pub use kernel::{KernelCpu, KernelFault, KernelMemory, KernelStep, MemAccess};
 pub use fetch::{FetchModel, FetchUnit, Staleness, StoreGranularity};
 pub use layout::{Layout, PAGE_SIZE};
 pub use memory::SharedRegion;

@@ -21,6 +21,7 @@ use unicorn_engine::unicorn_const::{uc_error, Prot};
 use unicorn_engine::{RegisterX86, UcHookId};
 
 use crate::engine::PooledEngine;
+use crate::kernel::{KernelMapping, KernelMemory, KernelStep};
 use crate::error::UcContext;
 use crate::view::{Chooser, Epoch, Truth, View};
 use crate::{CpuError, FetchModel, Layout, Regs, SharedRegion};
@@ -141,6 +142,9 @@ pub struct Vcpu {
     /// Recent decodes, direct-mapped by address, each valid at the view generation it was
     /// made at ([`DecodeCache`]).
     decoded: DecodeCache,
+    /// The kernel code and data of a protocol compiled from C, once mapped
+    /// ([`Vcpu::map_kernel`]).
+    kernel: Option<KernelMapping>,
 }
 
 /// Slots of the decode cache (a guest loop is a few dozen instructions).
@@ -179,7 +183,8 @@ impl Drop for Vcpu {
     /// Removes this vCPU's trap hook so that its engine goes back to the pool as new (or, if
     /// that fails, is destroyed instead).
     fn drop(&mut self) {
-        if self.engine.uc().remove_hook(self.intr_hook).is_err() {
+        let kernel = self.kernel.as_ref().is_none_or(|k| k.unhook(self.engine.uc()));
+        if !kernel || self.engine.uc().remove_hook(self.intr_hook).is_err() {
             self.engine.spoil();
         }
     }
@@ -244,7 +249,24 @@ impl Vcpu {
             invalidations: 0,
             changed: Vec::new(),
             decoded: DecodeCache::new(),
+            kernel: None,
         })
+    }
+
+    /// Maps the kernel code and data of a protocol compiled from C into this vCPU's engine,
+    /// watching `watch` of the data ([`crate::kernel`]): its INT3 handler runs there.
+    pub fn map_kernel(&mut self, mem: &Rc<KernelMemory>, watch: (u64, u64)) -> Result<(), CpuError> {
+        self.kernel = Some(KernelMapping::map(self.engine.uc(), mem, watch)?);
+        Ok(())
+    }
+
+    /// Executes one instruction of the mapped kernel code at RIP (the INT3 handler compiled
+    /// from C): no instruction view, no fetch model — kernel code is never patched.
+    pub fn step_kernel(&mut self) -> Result<KernelStep, CpuError> {
+        let kernel = self.kernel.as_ref().ok_or(CpuError::Layout("no kernel code is mapped".into()))?;
+        let (step, next) = kernel.step(self.engine.uc(), self.rip, &self.trap)?;
+        self.rip = next;
+        Ok(step)
     }
 
     /// This vCPU's index.
@@ -457,7 +479,7 @@ impl Vcpu {
 /// (syscall without a hook), need an IDT the model does not have (int n, into, int1), or are
 /// defined to fault (ud0/1/2). IRET is refused because only the modelled handler returns from
 /// a trap.
-fn refused(code: Code) -> bool {
+pub(crate) fn refused(code: Code) -> bool {
     matches!(
         code,
         Code::Hlt

@@ -298,7 +298,7 @@ pub fn script_images(plan: &Plan) -> Result<Vec<Vec<u8>>, Refusal> {
                     p.waiting()
                 )));
             }
-            match p.step(&mut Kernel { state: &mut state, text: &mut text, ipi: &mut ipi, data: &data }) {
+            match p.step(&mut Kernel { state: &mut state, text: &mut text, ipi: &mut ipi, data: &data, c: None }) {
                 PatcherEffect::Fault(message) => {
                     return Err(Refusal::Program(format!("its patcher faults: {message}")))
                 }
@@ -500,7 +500,7 @@ impl Session<'_> {
             g.op = patchers[0].current().map_or("done", |op| op.name());
             let effect = {
                 let Shared { state, text, ipi, data, .. } = &mut *g;
-                patchers[k].step(&mut Kernel { state, text, ipi, data })
+                patchers[k].step(&mut Kernel { state, text, ipi, data, c: None })
             };
             match effect {
                 PatcherEffect::Store(epoch) => {
@@ -605,7 +605,7 @@ impl GuestHooks for Session<'_> {
             let mut g = self.lock();
             g.tally.traps += 1;
             let Shared { state, data, .. } = &mut *g;
-            driver::enter(cpu, *regs, state, data)
+            driver::enter(cpu, *regs, state, data, false)
         };
         let resume = loop {
             let mut g = self.lock();

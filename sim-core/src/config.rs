@@ -83,6 +83,10 @@ pub struct RunConfig {
     /// accepted them (state-space search: a guest that loops forever then has finitely many
     /// states). The guest never reads its counters, so no step changes.
     pub reset_counters: bool,
+    /// A protocol compiled from C (`[protocol] source`): the patching client and the INT3
+    /// handler run the file's code instead of the Rust model of [`RunConfig::protocol`]
+    /// (which still names the version: its batching and its kprobe rules).
+    pub compiled: Option<std::sync::Arc<crate::compiled::Compiled>>,
 }
 
 /// Drain steps per vCPU by default.
@@ -102,6 +106,7 @@ impl Default for RunConfig {
             program: None,
             max_iterations: None,
             reset_counters: false,
+            compiled: None,
         }
     }
 }

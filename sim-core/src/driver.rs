@@ -20,8 +20,10 @@
 
 use std::hash::Hasher;
 
-use cpu_model::{Regs, SharedRegion};
+use cpu_model::{KernelCpu, KernelMemory, Regs, SharedRegion};
 
+use crate::compiled::activation::CHandler;
+use crate::compiled::client::CClient;
 use crate::config::RunConfig;
 use crate::emulate::Emulation;
 use crate::handler::{Handler, HandlerCtx, HandlerPc, HandlerStep};
@@ -46,6 +48,17 @@ pub struct Kernel<'a> {
     pub ipi: &'a mut Ipi,
     /// The data region (the stack an emulated CALL pushes to).
     pub data: &'a SharedRegion,
+    /// The CPUs and memory of a protocol compiled from C (`None` for the Rust model).
+    pub c: Option<CKernel<'a>>,
+}
+
+/// What a patching client compiled from C runs on: one [`KernelCpu`] per client, and the
+/// kernel memory they share with the vCPUs.
+pub struct CKernel<'a> {
+    /// Client `k`'s CPU is `cpus[k]`.
+    pub cpus: &'a mut [KernelCpu],
+    /// The kernel code and data.
+    pub mem: &'a KernelMemory,
 }
 
 /// A patching client: one CPU running the patching code, one operation (or one store of it)
@@ -78,12 +91,11 @@ pub trait PatchingClient: Clone + std::fmt::Debug {
 
 /// One activation of the INT3 handler chain on one vCPU, one micro-step at a time.
 pub trait Int3Handler: Clone + std::fmt::Debug {
-    /// Entry on vCPU `cpu` with the trapped register file and the qword at `[rsp]`.
-    fn enter(cpu: usize, regs: Regs, stack_top: u64) -> Self;
     /// The trapping INT3's address.
     fn ip(&self) -> u64;
-    /// The next micro-step (named in the trace).
-    fn pc(&self) -> HandlerPc;
+    /// The next micro-step (named in the trace); `None` for compiled code (whose steps are
+    /// source lines).
+    fn pc(&self) -> Option<HandlerPc>;
     /// The trapped register file and the qword at `[rsp]` at entry (the emulation oracle's
     /// starting state).
     fn trapped(&self) -> (Regs, u64);
@@ -135,14 +147,11 @@ impl PatchingClient for Patcher {
 }
 
 impl Int3Handler for Handler {
-    fn enter(cpu: usize, regs: Regs, stack_top: u64) -> Self {
-        Handler::new(cpu, regs, stack_top)
-    }
     fn ip(&self) -> u64 {
         Handler::ip(self)
     }
-    fn pc(&self) -> HandlerPc {
-        Handler::pc(self)
+    fn pc(&self) -> Option<HandlerPc> {
+        Some(Handler::pc(self))
     }
     fn trapped(&self) -> (Regs, u64) {
         (self.regs, self.stack_top)
@@ -161,11 +170,78 @@ impl Int3Handler for Handler {
     }
 }
 
+impl PatchingClient for CClient {
+    fn client(&self) -> usize {
+        CClient::client(self)
+    }
+    fn done(&self) -> bool {
+        CClient::done(self)
+    }
+    fn enabled(&self, ipi: &Ipi, state: &PatchState) -> bool {
+        CClient::enabled(self, ipi, state)
+    }
+    /// Compiled code has no model operations: its position is a source line
+    /// ([`CClient::location`]).
+    fn current(&self) -> Option<&Op> {
+        None
+    }
+    fn at_op_start(&self) -> bool {
+        false
+    }
+    fn waiting(&self) -> Option<&'static str> {
+        CClient::waiting(self)
+    }
+    /// A compiled client waits for reference counts by spinning on them: every load is a step.
+    fn waiting_for_refs(&self) -> bool {
+        false
+    }
+    fn batches_done(&self) -> u64 {
+        CClient::batches_done(self)
+    }
+    fn program(&self) -> &[Op] {
+        crate::compiled::client::NO_PROGRAM
+    }
+    fn step(&mut self, kernel: &mut Kernel<'_>) -> PatcherEffect {
+        let c = kernel.c.take().expect("a compiled client steps with its CPU");
+        let effect = CClient::step(self, kernel, &mut c.cpus[self.client()], c.mem);
+        kernel.c = Some(c);
+        effect
+    }
+    fn hash_state<H: Hasher>(&self, h: &mut H) {
+        CClient::hash_state(self, h)
+    }
+}
+
+impl Int3Handler for CHandler {
+    fn ip(&self) -> u64 {
+        CHandler::ip(self)
+    }
+    fn pc(&self) -> Option<HandlerPc> {
+        None
+    }
+    fn trapped(&self) -> (Regs, u64) {
+        CHandler::trapped(self)
+    }
+    fn step(&mut self, ctx: &mut HandlerCtx<'_>) -> HandlerStep {
+        let c = ctx.c.as_mut().expect("a compiled handler steps on its vCPU");
+        CHandler::step(self, c, ctx.data)
+    }
+    /// The compiled handler wrote its emulation itself.
+    fn emulated(&mut self, _: &Emulation) {}
+    /// The compiled handler's references live in its own data; a fault ends the run.
+    fn abandon(&mut self, _: &mut PatchState) {}
+    fn hash_state<H: Hasher>(&self, h: &mut H, rel: impl Fn(&Regs) -> Regs) {
+        CHandler::hash_state(self, h, rel)
+    }
+}
+
 /// The implementations of a patching client: one row each.
 #[derive(Clone, Debug)]
 pub enum Client {
     /// The Rust step machine of the version's program ([`crate::patcher`]).
     Model(Patcher),
+    /// The file's caller, compiled from C, on a CPU of its own ([`crate::compiled::client`]).
+    C(CClient),
 }
 
 /// The implementations of an INT3 handler activation: one row each.
@@ -173,6 +249,8 @@ pub enum Client {
 pub enum Activation {
     /// The Rust step machine of the version's handler ([`crate::handler`]).
     Model(Handler),
+    /// The file's handler, compiled from C, on the trapping vCPU ([`crate::compiled::activation`]).
+    C(CHandler),
 }
 
 /// `each_client!(client, c => expr)`: `expr` with `c` bound to the implementation inside
@@ -181,6 +259,7 @@ macro_rules! each_client {
     ($client:expr, $c:ident => $e:expr) => {
         match $client {
             Client::Model($c) => $e,
+            Client::C($c) => $e,
         }
     };
 }
@@ -190,6 +269,7 @@ macro_rules! each_activation {
     ($activation:expr, $h:ident => $e:expr) => {
         match $activation {
             Activation::Model($h) => $e,
+            Activation::C($h) => $e,
         }
     };
 }
@@ -231,14 +311,10 @@ impl PatchingClient for Client {
 }
 
 impl Int3Handler for Activation {
-    /// The Rust model's activation (the only implementation so far).
-    fn enter(cpu: usize, regs: Regs, stack_top: u64) -> Self {
-        Activation::Model(Handler::new(cpu, regs, stack_top))
-    }
     fn ip(&self) -> u64 {
         each_activation!(self, a => Int3Handler::ip(a))
     }
-    fn pc(&self) -> HandlerPc {
+    fn pc(&self) -> Option<HandlerPc> {
         each_activation!(self, a => Int3Handler::pc(a))
     }
     fn trapped(&self) -> (Regs, u64) {
@@ -264,6 +340,10 @@ impl Plan {
     /// program, splitting pokes by the fetch model's store granularity.
     pub fn clients(&self) -> Vec<Client> {
         let granularity = self.config.fetch.stores;
+        if let (Some(compiled), Some((calls, _))) = (&self.config.compiled, &self.c_calls) {
+            let (cpus, compiled) = (self.config.cpus, std::sync::Arc::clone(compiled));
+            return vec![Client::C(CClient::new(0, compiled, calls.clone(), granularity, cpus, cpus + 1))];
+        }
         let programs = self.programs.iter().enumerate();
         let model = |(k, program): (usize, &Vec<Op>)| Patcher::new(k, program.clone(), self.plain.clone(), granularity);
         programs.map(model).map(Client::Model).collect()
@@ -300,15 +380,21 @@ pub fn handler_ctx<'a>(
         text,
         recovers_vanished_int3: config.protocol.kprobe_recovers_vanished_int3(),
         instrumented,
+        c: None,
     }
 }
 
 /// A trap on vCPU `cpu`: `do_int3()` enters its RCU read-side section (`rcu_read_lock()`)
 /// and the handler chain starts with the trapped registers.
-pub fn enter<H: Int3Handler>(cpu: usize, regs: Regs, state: &mut PatchState, data: &SharedRegion) -> H {
+/// The activation is the run's implementation: the compiled file's handler with `compiled`,
+/// else the Rust model's.
+pub fn enter(cpu: usize, regs: Regs, state: &mut PatchState, data: &SharedRegion, compiled: bool) -> Activation {
     let stack_top = data.read_u64(regs.sp()).unwrap_or(0);
     state.rcu_read_lock(cpu);
-    H::enter(cpu, regs, stack_top)
+    match compiled {
+        true => Activation::C(CHandler::new(cpu, regs, stack_top)),
+        false => Activation::Model(Handler::new(cpu, regs, stack_top)),
+    }
 }
 
 /// The push of an emulated CALL that would land outside the data region: the handler's
@@ -375,7 +461,7 @@ pub fn apply<H: Int3Handler>(
                 }
             }
         }
-        HandlerStep::Iret(regs) => {
+        HandlerStep::Iret(regs) | HandlerStep::Claimed { emulation: Emulation { regs, .. }, .. } => {
             state.rcu_read_unlock(cpu);
             return Applied::Iret(regs);
         }

@@ -52,6 +52,8 @@ pub enum Subject {
     Site(usize),
     /// The scenario's own code block (`[code]`).
     Code,
+    /// `[protocol] source`: the C file of a compiled protocol.
+    ProtocolSource,
 }
 
 impl Subject {
@@ -76,6 +78,7 @@ impl Subject {
             Subject::Kernel => "kernel",
             Subject::Site(_) => "sites",
             Subject::Code => "code",
+            Subject::ProtocolSource => "protocol.source",
         }
     }
 }

@@ -16,6 +16,7 @@
 
 pub mod applicability;
 mod batching;
+pub mod compiled;
 pub mod config;
 pub mod decision;
 pub mod driver;

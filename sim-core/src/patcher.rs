@@ -23,7 +23,7 @@ use crate::protocol::loc::INT3;
 use crate::text::TextMemory;
 
 /// What a patcher step did, for the machine's statistics and trace.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PatcherEffect {
     /// A state change or barrier.
     Other,
@@ -36,7 +36,7 @@ pub enum PatcherEffect {
     /// A batch returned.
     BatchDone,
     /// The operation wrote memory it does not own (the explanation).
-    Fault(&'static str),
+    Fault(std::borrow::Cow<'static, str>),
 }
 
 /// What the patcher is blocked on.
@@ -355,7 +355,8 @@ fn add_entry(state: &mut PatchState, batch: usize, entry: usize) -> Issued {
         return Issued::Hold(PatcherEffect::Fault(
             "__smp_text_poke_batch_add(): tpl = &text_poke_array.vec[text_poke_array.nr_entries++] with \
              nr_entries == TEXT_POKE_ARRAY_MAX writes vec[256], past the vector: its rel_addr overwrites \
-             text_poke_array.nr_entries and the rest of the entry the memory after it",
+             text_poke_array.nr_entries and the rest of the entry the memory after it"
+                .into(),
         ));
     }
     if state.static_vec.len() <= state.nr_entries {

@@ -17,6 +17,7 @@
 
 use iced_x86::{Decoder, DecoderOptions, FlowControl, Formatter, Instruction, IntelFormatter};
 
+use crate::compiled::client::CCall;
 use crate::applicability::Facts;
 use crate::batching::split_batch;
 use crate::config::{RunConfig, MAX_CLIENTS, MAX_TICKS};
@@ -51,6 +52,9 @@ pub struct Plan {
     pub programs: Vec<Vec<Op>>,
     /// Plain `text_poke()`s outside the INT3 protocol, indexed by [`Op::PokePlain`].
     pub plain: Vec<(u64, Vec<u8>)>,
+    /// With a protocol compiled from C: the workload client's calls of the file's entry
+    /// points, and their arguments' bytes.
+    pub c_calls: Option<(Vec<CCall>, Vec<u8>)>,
 }
 
 impl std::fmt::Debug for Plan {
@@ -102,7 +106,8 @@ impl Plan {
             programs: &programs,
             reserved_refuses,
         })?;
-        Ok(Self { config: config.clone(), image, kprobes: kprobe_states, torn, arrays, programs, plain })
+        let c_calls = compiled_calls(config, &image, programs.len())?;
+        Ok(Self { config: config.clone(), image, kprobes: kprobe_states, torn, arrays, programs, plain, c_calls })
     }
 
     /// Every operation of every client, in client order.
@@ -382,6 +387,30 @@ fn check_single_instruction(copy: &[u8], base: u64, req: &PokeRequest) -> Result
         ));
     }
     Ok(())
+}
+
+/// With a protocol compiled from C ([`RunConfig::compiled`]), the calls of the workload's
+/// client: one per action of the script, each batch with the number of patch arrays the
+/// version splits it into (its rounds). Refuses what the compiled path does not run yet.
+fn compiled_calls(config: &RunConfig, image: &GuestImage, clients: usize) -> Result<Option<(Vec<CCall>, Vec<u8>)>, SimError> {
+    let Some(compiled) = &config.compiled else { return Ok(None) };
+    let refuse = |what: &str| Err(SimError::invalid(Subject::ProtocolSource, format!("{}: {what}", compiled.image.source)));
+    if clients > 1 {
+        return refuse("kprobes that arm and disarm themselves do not run with a protocol compiled from C yet");
+    }
+    if config.program.is_some() {
+        return refuse("a custom program edits the Rust model's patcher; edit the C file instead");
+    }
+    let mut actions = Vec::with_capacity(image.actions.len());
+    for action in &image.actions {
+        let arrays = match action {
+            PatchAction::Batch(reqs) => split_batch(config.protocol, &config.mutants, reqs)?.len() as u64,
+            _ => 0,
+        };
+        actions.push((action.clone(), arrays));
+    }
+    let calls = crate::compiled::client::calls(compiled, &actions);
+    calls.map(Some).map_err(|m| SimError::invalid(Subject::ProtocolSource, format!("{}: {m}", compiled.image.source)))
 }
 
 type Program = (Vec<PokeArray>, Vec<Op>, Vec<(u64, Vec<u8>)>);

@@ -56,6 +56,11 @@ impl TextMemory {
         self.base + self.current.len() as u64
     }
 
+    /// True if `[addr, addr + len)` lies inside the text.
+    pub fn contains(&self, addr: u64, len: u64) -> bool {
+        addr >= self.base && addr.checked_add(len).is_some_and(|end| end <= self.end())
+    }
+
     /// `len` bytes of the text as it is now, from `addr`.
     pub fn read(&self, addr: u64, len: usize) -> &[u8] {
         let off = (addr - self.base) as usize;

@@ -57,6 +57,7 @@ fn handler_emulation(site: u64, bytes: &[u8], trapped: &Regs, stack_top: u64) ->
     let data = SharedRegion::new(DATA_BASE, 0x1000);
     let text = text();
     let mut ctx = HandlerCtx {
+        c: None,
         kind: HandlerKind::Emulate,
         rules: LocRules::Seed,
         mutants: &[],
@@ -138,6 +139,7 @@ fn modern_emulation(site: u64, bytes: &[u8], trapped: &Regs, data: &SharedRegion
     state.percpu_refs[0] = 1;
     let text = text();
     let mut ctx = HandlerCtx {
+        c: None,
         kind: HandlerKind::PerCpuRefs,
         rules: LocRules::Modern,
         mutants: &[],

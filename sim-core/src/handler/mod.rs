@@ -91,6 +91,15 @@ pub enum HandlerStep {
     },
     /// IRET with these registers.
     Iret(Regs),
+    /// A handler compiled from C returned 1 for the INT3 at `site`: its effect on the
+    /// `pt_regs` frame (and the qword it pushed), which the machine checks against the
+    /// reference executor before the IRET resumes the vCPU with it.
+    Claimed {
+        /// The trapping INT3's address.
+        site: u64,
+        /// The frame's registers at the return, and the push.
+        emulation: Emulation,
+    },
     /// The handler faulted (an oops): NULL or freed data, a read past the vector, or `BUG()`.
     /// `kind` is [`ViolationKind::UseAfterFree`] when it read memory of a batch that had
     /// already returned, [`ViolationKind::HandlerFault`] otherwise.
@@ -125,6 +134,9 @@ pub struct HandlerCtx<'a> {
     /// With [`Mutant::InstrumentedHandler`]: the patched text the handler's first step calls
     /// into and the byte this vCPU's instruction view shows there.
     pub instrumented: Option<(u64, u8)>,
+    /// A handler compiled from C runs on the trapping vCPU: the vCPU, the file and its memory
+    /// (`None` for the Rust model, which reads [`HandlerCtx::state`] instead).
+    pub c: Option<crate::compiled::activation::CCtx<'a>>,
 }
 
 /// What the activation read at entry and the reference it holds: the one place that knows
@@ -361,6 +373,7 @@ mod tests {
         let layout = Layout { text_base: 0, text_len: 0x2000, data_base: 0x10000, data_len: 0x1000 };
         let (data, text) = (SharedRegion::new(0x10000, 0x1000), TextMemory::new(&layout, vec![0x90; 0x2000]));
         let mut ctx = HandlerCtx {
+            c: None,
             kind,
             rules: LocRules::Seed,
             mutants: &[],

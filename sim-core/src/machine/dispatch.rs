@@ -9,7 +9,8 @@ use cpu_model::{ExecutedInsn, Regs, StepOutcome, Truth};
 
 use super::Machine;
 use crate::decision::Decisions;
-use crate::driver::{self, Applied, Int3Handler, Kernel, PatchingClient};
+use crate::compiled::activation::CCtx;
+use crate::driver::{self, Activation, Applied, CKernel, Client, Int3Handler, Kernel, PatchingClient};
 use crate::emulate::Emulation;
 use crate::event::Event;
 use crate::handler::HandlerStep;
@@ -68,7 +69,7 @@ pub(crate) enum Effect {
         /// The patching client whose operation it was.
         client: usize,
         /// What it wrote.
-        message: &'static str,
+        message: std::borrow::Cow<'static, str>,
     },
     /// An IPI was delivered (`sync_core()` and acknowledge), or the patcher ran an operation.
     Other,
@@ -145,20 +146,41 @@ impl Machine {
     }
 
     fn handler_step(&mut self, i: usize, event: Event) -> Effect {
+        let op = self.current_op();
         let Some(handler) = self.state.handlers[i].as_mut() else { return Effect::Other };
         let (pc, ip) = (handler.pc(), handler.ip());
         let view = self.vcpus[i].view();
         let mut ctx = driver::handler_ctx(&self.config, &mut self.state.patching, &self.data, &self.text, |site| {
             view.shown(site).0
         });
+        let patcher_sp: Vec<u64> = self
+            .state
+            .patchers
+            .iter()
+            .map(|p| match p {
+                Client::C(c) => c.sp(),
+                Client::Model(_) => 0,
+            })
+            .collect();
+        ctx.c = self.c.as_ref().map(|c| CCtx {
+            vcpu: &mut self.vcpus[i],
+            compiled: &c.compiled,
+            mem: &c.mem,
+            patcher_sp: &patcher_sp,
+            nr_cpu_ids: c.nr_cpu_ids,
+        });
         let step = handler.step(&mut ctx);
         self.stats.handler_steps += 1;
-        let op = self.current_op();
-        self.trace.record(self.tick, event, TraceKind::Handler, pc.name(), Some(ip), &[], &[], op);
+        let name = pc.map_or("handler", |pc| pc.name());
+        self.trace.record(self.tick, event, TraceKind::Handler, name, Some(ip), &[], &[], op);
         if self.trace.keeps() {
-            let statement = kernel::handler(self.config.protocol.handler(), pc);
+            let statement = match (pc, &self.state.handlers[i], &self.c) {
+                (Some(pc), _, _) => kernel::handler(self.config.protocol.handler(), pc).to_string(),
+                (None, Some(Activation::C(h)), Some(c)) => c.compiled.locate(h.at()),
+                (None, _, _) => String::new(),
+            };
             self.trace.annotate(|e| {
-                e.kernel = Some(statement.to_string());
+                e.kernel = Some(statement);
             });
         }
         Effect::Handler { cpu: i, ip, step }
@@ -166,7 +188,10 @@ impl Machine {
 
     fn patcher_step(&mut self, k: usize, event: Event) -> Effect {
         let current = self.state.patchers[k].current().copied();
-        let name = current.map_or("done", |op| op.name());
+        let name = match &self.state.patchers[k] {
+            Client::C(_) => "c",
+            _ => current.map_or("done", |op| op.name()),
+        };
         let statement = current.map(|op| match op {
             Op::Sync if k > 0 => kernel::kprobe_sync(self.config.protocol),
             op => kernel::patcher(self.config.protocol, &op),
@@ -182,10 +207,15 @@ impl Machine {
             text: &mut self.text,
             ipi: &mut self.state.ipi,
             data: &self.data,
+            c: self.c.as_mut().map(|c| CKernel { cpus: &mut c.cpus, mem: &c.mem }),
         };
         let effect = self.state.patchers[k].step(&mut kernel);
-        let kind = match effect {
-            PatcherEffect::Store(epoch) => {
+        let statement = match (&self.state.patchers[k], &self.c) {
+            (Client::C(client), Some(_)) => Some(client.location()),
+            _ => statement.map(|s| s.to_string()),
+        };
+        let kind = match &effect {
+            &PatcherEffect::Store(epoch) => {
                 self.stats.stores += 1;
                 let (addr, len) = self.text.store_range(epoch);
                 let bytes = self.text.log()[epoch as usize - 1].bytes.clone();
@@ -210,7 +240,7 @@ impl Machine {
         let sync =
             matches!(kind, Some(TraceKind::Broadcast | TraceKind::SyncDone)).then(|| self.state.ipi.generation());
         self.trace.annotate(|e| {
-            e.kernel = statement.map(|s| s.to_string());
+            e.kernel = statement;
             e.sync = sync;
         });
         if effect == PatcherEffect::BatchDone {
@@ -286,6 +316,19 @@ impl Machine {
                 let candidates = [old.clone(), loc.text.clone(), loc.emulate.clone()];
                 self.judge_emulation(i, loc.addr, &candidates, emulation)?
             }
+            HandlerStep::Claimed { site, emulation } => {
+                let arrays = &self.state.patching.arrays;
+                let entries = arrays.iter().flat_map(|a| a.locs.iter().zip(a.old.iter()));
+                let at_site = entries.filter(|(loc, _)| loc.addr == *site);
+                let candidates: Vec<Vec<u8>> =
+                    at_site.flat_map(|(loc, old)| [old.clone(), loc.text.clone(), loc.emulate.clone()]).collect();
+                if candidates.is_empty() {
+                    let message = format!("the handler claimed the INT3 at {site:#x}, which no batch patches");
+                    self.report(ViolationKind::EmulationMismatch, Some(i), Some(*site), None, message);
+                } else {
+                    self.judge_emulation(i, *site, &candidates, emulation)?
+                }
+            }
             HandlerStep::KprobeEmulated { kprobe, emulation } => {
                 let kp = &self.state.patching.kprobes[*kprobe];
                 self.judge_emulation(i, kp.addr, &[kp.insn.to_vec()], emulation)?
@@ -322,7 +365,7 @@ impl Machine {
         match effect {
             Effect::Stepped { cpu, outcome: StepOutcome::Int3(regs), .. } => {
                 self.stats.int3_traps += 1;
-                self.state.handlers[cpu] = Some(driver::enter(cpu, regs, &mut self.state.patching, &self.data));
+                self.state.handlers[cpu] = Some(driver::enter(cpu, regs, &mut self.state.patching, &self.data, self.c.is_some()));
             }
             Effect::Handler { cpu, step, .. } => self.apply_handler(cpu, step)?,
             _ => {}

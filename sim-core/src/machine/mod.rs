@@ -21,6 +21,7 @@ use std::rc::Rc;
 
 use cpu_model::{ExecutedInsn, ReferenceExecutor, SharedRegion, Vcpu};
 
+use crate::compiled::CMachine;
 use crate::config::{Observe, RunConfig};
 use crate::decision::Decisions;
 use crate::driver::{Client, PatchingClient};
@@ -68,6 +69,8 @@ pub struct Machine {
     site_units: Vec<usize>,
     reference: ReferenceExecutor,
     invariant: Box<dyn Invariant + Send>,
+    /// With a protocol compiled from C: its memory and the patching clients' CPUs.
+    c: Option<CMachine>,
     // The state: what `Snapshot` saves and restores.
     vcpus: Vec<Vcpu>,
     data: Rc<SharedRegion>,
@@ -129,7 +132,13 @@ impl Machine {
         let expected_ticks = plan.expected_ticks();
         let sites = written_bytes(&plan);
         let patchers = plan.clients();
-        let Plan { config, image, kprobes, torn, arrays, .. } = plan;
+        let Plan { config, image, kprobes, torn, arrays, c_calls, .. } = plan;
+        let c = match (&config.compiled, c_calls) {
+            (Some(compiled), Some((_, args))) => {
+                Some(CMachine::new(std::sync::Arc::clone(compiled), config.cpus, patchers.len(), &args)?)
+            }
+            _ => None,
+        };
         let GuestImage { layout, text, cpu_regs, loop_head, invariant, cpu_data, .. } = image;
         let data = Rc::new(SharedRegion::new(layout.data_base, layout.data_len));
         let owners: Vec<u64> = kprobes.iter().map(|k| k.addr).collect();
@@ -139,6 +148,11 @@ impl Machine {
             .map(|(i, regs)| Vcpu::new(i, layout, &text, Rc::clone(&data), config.fetch, regs))
             .collect::<Result<Vec<_>, _>>()?;
         vcpus.iter_mut().for_each(|v| v.set_patchable(&sites));
+        if let Some(c) = &c {
+            for v in &mut vcpus {
+                v.map_kernel(&c.mem, crate::compiled::watched())?;
+            }
+        }
         let site_units = vcpus.first().map(|v| v.view().units_of(&sites)).unwrap_or_default();
         let state = MachineState {
             handlers: vec![None; config.cpus],
@@ -154,6 +168,7 @@ impl Machine {
             state,
             reference: ReferenceExecutor::new(layout)?,
             invariant,
+            c,
             loop_head,
             owners,
             cpu_data,

@@ -1,0 +1,311 @@
+//! Kernel code on a vCPU (DESIGN.md §2.15, issue 24): a protocol compiled from C — the
+//! patching client's `text_poke_bp_batch()` and the INT3 handler's `poke_int3_handler()` — runs
+//! as real x86-64 instructions, one `emu_start(rip, 0, 0, 1)` at a time, from a code region
+//! every engine maps read + execute (never patched, so it has no instruction view: it is
+//! fetched as it is), with its data in a region every engine maps read + write (the same host
+//! buffer, sequentially consistent like [`SharedRegion`]).
+//!
+//! A memory hook over the watched part of the data region records each access an instruction
+//! makes (address, size, direction, the value stored), so that the simulator can end a step
+//! at the first access another CPU could observe; an access to unmapped memory is recorded
+//! with its address (a NULL `bp_desc`, a freed vector). The kernel code runs on two kinds of
+//! CPU: a guest [`crate::Vcpu`] inside its INT3 handler ([`crate::Vcpu::step_kernel`]), and a
+//! [`KernelCpu`] of its own for each patching client.
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::rc::Rc;
+
+use iced_x86::{Code, Decoder, DecoderOptions};
+use unicorn_engine::unicorn_const::{uc_error, HookType, MemType, Prot};
+use unicorn_engine::{RegisterX86, UcHookId, Unicorn};
+
+use crate::engine::PooledEngine;
+use crate::error::UcContext;
+use crate::memory::PageBuf;
+use crate::vcpu::{ExecutedInsn, MAX_INSN_LEN};
+use crate::{CpuError, Regs, SharedRegion, PAGE_SIZE};
+
+/// The kernel's code and data, shared by every engine that maps them.
+#[derive(Debug)]
+pub struct KernelMemory {
+    code_base: u64,
+    code: PageBuf,
+    data: SharedRegion,
+}
+
+impl KernelMemory {
+    /// `code` at `code_base` (read + execute; padded to whole pages) and a zeroed data region
+    /// of `data_len` bytes (whole pages) at `data_base`.
+    pub fn new(code_base: u64, code: &[u8], data_base: u64, data_len: u64) -> Self {
+        let len = (code.len() as u64).max(1).next_multiple_of(PAGE_SIZE);
+        let buf = PageBuf::new(len as usize);
+        buf.write(0, code);
+        Self { code_base, code: buf, data: SharedRegion::new(data_base, data_len) }
+    }
+
+    /// The data region.
+    pub fn data(&self) -> &SharedRegion {
+        &self.data
+    }
+
+    /// Copies code bytes from `addr`; `None` if outside the code region.
+    pub fn read_code(&self, addr: u64, out: &mut [u8]) -> Option<()> {
+        let off = addr.checked_sub(self.code_base)?;
+        (off + out.len() as u64 <= self.code.len() as u64).then(|| self.code.read(off as usize, out))
+    }
+
+    /// Copies bytes from `addr`, code or data; `None` if outside both.
+    pub fn read(&self, addr: u64, out: &mut [u8]) -> Option<()> {
+        self.read_code(addr, out).or_else(|| self.data.read(addr, out))
+    }
+
+    /// The NUL-terminated string at `addr` (at most 256 bytes), lossily decoded.
+    pub fn read_str(&self, addr: u64) -> Option<String> {
+        let mut s = Vec::new();
+        for a in addr..addr + 256 {
+            let mut b = [0u8];
+            self.read(a, &mut b)?;
+            if b[0] == 0 {
+                return Some(String::from_utf8_lossy(&s).into_owned());
+            }
+            s.push(b[0]);
+        }
+        Some(String::from_utf8_lossy(&s).into_owned())
+    }
+
+    fn code_range(&self) -> (u64, u64) {
+        (self.code_base, self.code_base + self.code.len() as u64)
+    }
+}
+
+/// One data access of a kernel instruction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MemAccess {
+    /// First byte.
+    pub addr: u64,
+    /// Bytes accessed.
+    pub size: u8,
+    /// A store (else a load).
+    pub write: bool,
+    /// The value stored (0 for a load).
+    pub value: u64,
+}
+
+/// Why a kernel instruction did not complete.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KernelFault {
+    /// A load or store to unmapped memory, at `addr`.
+    Unmapped {
+        /// The address.
+        addr: u64,
+        /// A store (else a load or a fetch).
+        write: bool,
+    },
+    /// RIP outside the kernel code.
+    OutsideCode(u64),
+    /// The bytes do not decode.
+    InvalidOpcode,
+    /// An instruction kernel code may not run here (hlt, iret, int n, ...).
+    Unsupported(Code),
+    /// An exception (vector number): #DE, #UD, a stray INT3, ...
+    Interrupt(u32),
+    /// Unicorn stopped with another error.
+    Engine(uc_error),
+}
+
+impl fmt::Display for KernelFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KernelFault::Unmapped { addr, write: true } => write!(f, "store to unmapped address {addr:#x}"),
+            KernelFault::Unmapped { addr, write: false } => write!(f, "load from unmapped address {addr:#x}"),
+            KernelFault::OutsideCode(rip) => write!(f, "RIP {rip:#x} outside the kernel code"),
+            KernelFault::InvalidOpcode => f.write_str("invalid opcode"),
+            KernelFault::Unsupported(code) => write!(f, "unsupported instruction {code:?}"),
+            KernelFault::Interrupt(n) => write!(f, "exception vector {n}"),
+            KernelFault::Engine(e) => write!(f, "engine error {e:?}"),
+        }
+    }
+}
+
+/// What one kernel instruction did.
+#[derive(Clone, Debug)]
+pub struct KernelStep {
+    /// The instruction (its epochs are all 0: kernel code is never patched).
+    pub insn: ExecutedInsn,
+    /// Its accesses to the watched range, in order.
+    pub accesses: Vec<MemAccess>,
+    /// Set if it did not complete.
+    pub fault: Option<KernelFault>,
+}
+
+/// What the hooks record while one instruction runs.
+#[derive(Debug, Default)]
+struct Log {
+    accesses: Vec<MemAccess>,
+    unmapped: Option<(u64, bool)>,
+}
+
+/// The kernel regions mapped into one engine, and the hooks that watch them.
+#[derive(Debug)]
+pub(crate) struct KernelMapping {
+    mem: Rc<KernelMemory>,
+    hooks: [UcHookId; 2],
+    log: Rc<RefCell<Log>>,
+}
+
+impl KernelMapping {
+    /// Maps `mem` into `uc` and watches `[watch.0, watch.1)` of its data.
+    pub(crate) fn map(uc: &mut Unicorn<'static, ()>, mem: &Rc<KernelMemory>, watch: (u64, u64)) -> Result<Self, CpuError> {
+        let (code_base, code_end) = mem.code_range();
+        // SAFETY: both buffers are page aligned, exactly the mapped size, and outlive the
+        // mapping: the owner (Vcpu or KernelCpu) holds this struct's `Rc` and unmaps (returns
+        // the engine to the pool, which unmaps everything) before dropping it.
+        unsafe {
+            uc.mem_map_ptr(code_base, code_end - code_base, Prot::READ | Prot::EXEC, mem.code.as_ptr().cast())
+                .ctx("mem_map_ptr(kernel code)")?;
+            uc.mem_map_ptr(mem.data.base(), mem.data.len(), Prot::READ | Prot::WRITE, mem.data.host_ptr().cast())
+                .ctx("mem_map_ptr(kernel data)")?;
+        }
+        let log = Rc::new(RefCell::new(Log::default()));
+        let l = Rc::clone(&log);
+        let watched = uc
+            .add_mem_hook(HookType::MEM_READ | HookType::MEM_WRITE, watch.0, watch.1 - 1, move |_, ty, addr, size, value| {
+                let write = ty == MemType::WRITE;
+                let value = if write { value as u64 } else { 0 };
+                l.borrow_mut().accesses.push(MemAccess { addr, size: size as u8, write, value });
+                true
+            })
+            .ctx("add_mem_hook(kernel data)")?;
+        let l = Rc::clone(&log);
+        let unmapped = uc
+            .add_mem_hook(HookType::MEM_UNMAPPED | HookType::MEM_PROT, 1, 0, move |_, ty, addr, _, _| {
+                let write = matches!(ty, MemType::WRITE_UNMAPPED | MemType::WRITE_PROT);
+                l.borrow_mut().unmapped.get_or_insert((addr, write));
+                false
+            })
+            .ctx("add_mem_hook(unmapped)")?;
+        Ok(Self { mem: Rc::clone(mem), hooks: [watched, unmapped], log })
+    }
+
+    /// Removes the hooks (before the engine goes back to the pool).
+    pub(crate) fn unhook(&self, uc: &mut Unicorn<'static, ()>) -> bool {
+        self.hooks.iter().all(|&h| uc.remove_hook(h).is_ok())
+    }
+
+    /// Executes the kernel instruction at `rip`; `trap` is the owner's interrupt cell.
+    pub(crate) fn step(
+        &self,
+        uc: &mut Unicorn<'static, ()>,
+        rip: u64,
+        trap: &Cell<Option<u32>>,
+    ) -> Result<(KernelStep, u64), CpuError> {
+        let mut bytes = [0u8; MAX_INSN_LEN];
+        let window = (0..MAX_INSN_LEN).take_while(|&i| self.mem.read_code(rip + i as u64, &mut [0]).is_some()).count();
+        let mut insn = ExecutedInsn {
+            addr: rip,
+            len: 0,
+            window: window as u8,
+            bytes,
+            epochs: [0; MAX_INSN_LEN],
+            code: Code::INVALID,
+        };
+        let done = |insn, fault| Ok((KernelStep { insn, accesses: Vec::new(), fault: Some(fault) }, rip));
+        if window == 0 {
+            return done(insn, KernelFault::OutsideCode(rip));
+        }
+        self.mem.read_code(rip, &mut bytes[..window]).expect("inside the code");
+        let decoded = Decoder::with_ip(64, &bytes[..window], rip, DecoderOptions::NONE).decode();
+        insn.bytes = bytes;
+        insn.code = decoded.code();
+        if decoded.is_invalid() {
+            return done(insn, KernelFault::InvalidOpcode);
+        }
+        insn.len = decoded.len() as u8;
+        if crate::vcpu::refused(insn.code) {
+            return done(insn, KernelFault::Unsupported(insn.code));
+        }
+        *self.log.borrow_mut() = Log::default();
+        trap.set(None);
+        let result = uc.emu_start(rip, 0, 0, 1);
+        let next = uc.reg_read(RegisterX86::RIP).ctx("reg_read(RIP)")?;
+        let log = std::mem::take(&mut *self.log.borrow_mut());
+        let fault = match (result, log.unmapped, trap.take()) {
+            (_, Some((addr, write)), _) => Some(KernelFault::Unmapped { addr, write }),
+            (Err(e), None, _) => Some(KernelFault::Engine(e)),
+            (Ok(()), None, Some(n)) => Some(KernelFault::Interrupt(n)),
+            (Ok(()), None, None) => None,
+        };
+        Ok((KernelStep { insn, accesses: log.accesses, fault }, next))
+    }
+}
+
+/// A CPU that runs only kernel code: a patching client's (it never fetches the patched text,
+/// so it has no instruction view).
+pub struct KernelCpu {
+    // Field order is drop order: the engine goes back to the pool (unmapped) before the
+    // buffers it maps.
+    engine: PooledEngine,
+    intr_hook: UcHookId,
+    mapping: KernelMapping,
+    trap: Rc<Cell<Option<u32>>>,
+    rip: u64,
+}
+
+impl fmt::Debug for KernelCpu {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KernelCpu").field("rip", &self.rip).finish()
+    }
+}
+
+impl Drop for KernelCpu {
+    fn drop(&mut self) {
+        let hooks = self.mapping.unhook(self.engine.uc());
+        if !hooks || self.engine.uc().remove_hook(self.intr_hook).is_err() {
+            self.engine.spoil();
+        }
+    }
+}
+
+impl KernelCpu {
+    /// A CPU mapping `mem` (watching `watch` of its data) with register file `regs`.
+    pub fn new(mem: &Rc<KernelMemory>, watch: (u64, u64), regs: &Regs) -> Result<Self, CpuError> {
+        let mut engine = PooledEngine::take()?;
+        let mapping = KernelMapping::map(engine.uc(), mem, watch)?;
+        let trap = Rc::new(Cell::new(None));
+        let t = Rc::clone(&trap);
+        let intr_hook = engine
+            .uc()
+            .add_intr_hook(move |uc, intno| {
+                t.set(Some(intno));
+                let _ = uc.emu_stop();
+            })
+            .ctx("add_intr_hook")?;
+        regs.write_to(engine.uc())?;
+        Ok(Self { engine, intr_hook, mapping, trap, rip: regs.rip })
+    }
+
+    /// The register file.
+    pub fn regs(&self) -> Result<Regs, CpuError> {
+        Regs::read_from(self.engine.uc_ref())
+    }
+
+    /// Replaces the register file.
+    pub fn set_regs(&mut self, regs: &Regs) -> Result<(), CpuError> {
+        regs.write_to(self.engine.uc())?;
+        self.rip = regs.rip;
+        Ok(())
+    }
+
+    /// Current instruction pointer.
+    pub fn rip(&self) -> u64 {
+        self.rip
+    }
+
+    /// Executes one kernel instruction.
+    pub fn step(&mut self) -> Result<KernelStep, CpuError> {
+        let (step, next) = self.mapping.step(self.engine.uc(), self.rip, &self.trap)?;
+        self.rip = next;
+        Ok(step)
+    }
+}

@@ -1,0 +1,220 @@
+//! One `do_int3()` activation of a handler compiled from C, on the trapping vCPU itself
+//! (arch/x86/kernel/traps.c `do_int3()` → `poke_int3_handler(regs)` /
+//! `smp_text_poke_int3_handler(regs)`): entry pushes a real `struct pt_regs` frame on the
+//! vCPU's exception stack and calls the file's handler with it; each step runs instructions
+//! until the first shared access (the file's data, a patcher's stack); a return of 1 resumes
+//! the vCPU at `regs->ip` with the frame's registers (IRET, serialising), judged by the
+//! emulation oracle like the Rust handler's emulation; 0 declines (`die("int3")`). A load or a
+//! store below a patching client's stack pointer — its returned frame, 5.6's `desc` after
+//! `text_poke_bp_batch()` returned — is a use after free.
+
+use std::hash::{Hash, Hasher};
+
+use cpu_model::{KernelFault, KernelMemory, MemAccess, Reg, Regs, SharedRegion, Vcpu};
+
+use super::service::{self, Common};
+use super::{exception_stack, in_file_data, Compiled, PRIVATE_RUN_MAX, RETURN_ADDR};
+use crate::emulate::Emulation;
+use crate::handler::HandlerStep;
+use crate::kernel_image::{Service, KEXC_BASE, KSTACK_BASE, KSTACK_SIZE};
+use crate::oracle::ViolationKind;
+
+/// `struct pt_regs` (arch/x86/include/asm/ptrace.h, x86-64): the registers in frame order;
+/// `orig_ax`, `cs` and `ss` are the slots after `di`, `ip` and `sp`.
+const PT_REGS: [Reg; 15] = [
+    Reg::R15,
+    Reg::R14,
+    Reg::R13,
+    Reg::R12,
+    Reg::Rbp,
+    Reg::Rbx,
+    Reg::R11,
+    Reg::R10,
+    Reg::R9,
+    Reg::R8,
+    Reg::Rax,
+    Reg::Rcx,
+    Reg::Rdx,
+    Reg::Rsi,
+    Reg::Rdi,
+];
+/// Byte offsets of `ip`, `cs`, `flags`, `sp`, `ss` (`orig_ax` is at 120).
+const IP: u64 = 128;
+const CS: u64 = 136;
+const FLAGS: u64 = 144;
+const SP: u64 = 152;
+const SS: u64 = 160;
+/// `sizeof(struct pt_regs)`.
+const PT_REGS_SIZE: u64 = 168;
+/// `__KERNEL_CS`, `__KERNEL_DS`: the trap came from kernel mode (`user_mode(regs)` is false).
+const KERNEL_CS: u64 = 0x10;
+const KERNEL_DS: u64 = 0x18;
+
+/// What the compiled handler needs beyond the model's context: the vCPU it runs on, the file,
+/// its memory, and where each patching client's stack is live.
+pub struct CCtx<'a> {
+    /// The trapping vCPU.
+    pub vcpu: &'a mut Vcpu,
+    /// The file.
+    pub compiled: &'a Compiled,
+    /// The kernel memory.
+    pub mem: &'a KernelMemory,
+    /// Each patching client's stack pointer (its stack below it is dead).
+    pub patcher_sp: &'a [u64],
+    /// `nr_cpu_ids`.
+    pub nr_cpu_ids: usize,
+}
+
+/// One activation of the compiled handler.
+#[derive(Clone, Debug)]
+pub struct CHandler {
+    cpu: usize,
+    trapped: Regs,
+    stack_top: u64,
+    entered: bool,
+    /// Where the vCPU's RIP was after the last step (for traces).
+    at: u64,
+}
+
+impl CHandler {
+    /// Entry on vCPU `cpu` with the trapped register file and the qword at `[rsp]`.
+    pub fn new(cpu: usize, trapped: Regs, stack_top: u64) -> Self {
+        Self { cpu, trapped, stack_top, entered: false, at: 0 }
+    }
+
+    /// The trapping INT3's address.
+    pub fn ip(&self) -> u64 {
+        self.trapped.rip - 1
+    }
+
+    /// The trapped registers and the qword at `[rsp]`.
+    pub fn trapped(&self) -> (Regs, u64) {
+        (self.trapped, self.stack_top)
+    }
+
+    /// The kernel code address of its next instruction (0 before entry).
+    pub fn at(&self) -> u64 {
+        self.at
+    }
+
+    /// Feeds everything its future depends on but the vCPU index into `h` (the registers
+    /// are the vCPU's, which a search saves with it).
+    pub fn hash_state<H: Hasher>(&self, h: &mut H, rel: impl Fn(&Regs) -> Regs) {
+        (rel(&self.trapped), self.stack_top, self.entered).hash(h);
+    }
+
+    /// Runs one step.
+    pub fn step(&mut self, ctx: &mut CCtx<'_>, data: &SharedRegion) -> HandlerStep {
+        match self.run(ctx, data) {
+            Ok(step) => step,
+            Err(e) => HandlerStep::Fault { kind: ViolationKind::HandlerFault, message: e },
+        }
+    }
+
+    fn run(&mut self, ctx: &mut CCtx<'_>, data: &SharedRegion) -> Result<HandlerStep, String> {
+        if !self.entered {
+            self.enter(ctx)?;
+        }
+        for _ in 0..PRIVATE_RUN_MAX {
+            let rip = ctx.vcpu.rip();
+            self.at = rip;
+            if rip == RETURN_ADDR {
+                return self.returned(ctx, data);
+            }
+            if let Some(s) = Service::at(rip) {
+                self.service(s, ctx)?;
+                continue;
+            }
+            let step = ctx.vcpu.step_kernel().map_err(|e| e.to_string())?;
+            if let Some(f) = step.fault {
+                return Ok(self.fault(ctx, rip, f));
+            }
+            if let Some(uaf) = use_after_free(&step.accesses, ctx.patcher_sp) {
+                let message = format!("{uaf} in {}", ctx.compiled.locate(rip));
+                return Ok(HandlerStep::Fault { kind: ViolationKind::UseAfterFree, message });
+            }
+            if step.accesses.iter().any(|a| shared(a.addr)) {
+                break;
+            }
+        }
+        self.at = ctx.vcpu.rip();
+        Ok(HandlerStep::Continue)
+    }
+
+    /// Pushes the `pt_regs` frame and calls the handler with it.
+    fn enter(&mut self, ctx: &mut CCtx<'_>) -> Result<(), String> {
+        let frame = exception_stack(self.cpu).1 - PT_REGS_SIZE - 8;
+        let mem = ctx.mem.data();
+        let t = &self.trapped;
+        for (i, r) in PT_REGS.iter().enumerate() {
+            mem.write_u64(frame + 8 * i as u64, t.get(*r));
+        }
+        for (off, v) in [(120, u64::MAX), (IP, t.rip), (CS, KERNEL_CS), (FLAGS, t.rflags), (SP, t.sp()), (SS, KERNEL_DS)] {
+            mem.write_u64(frame + off, v);
+        }
+        mem.write_u64(frame - 8, RETURN_ADDR);
+        let mut regs = *t;
+        regs.set(Reg::Rsp, frame - 8);
+        regs.set(Reg::Rdi, frame);
+        regs.rip = ctx.compiled.entries.handler.0;
+        ctx.vcpu.set_regs(&regs).map_err(|e| e.to_string())?;
+        self.entered = true;
+        Ok(())
+    }
+
+    /// The handler returned: 1 resumes with the frame (the emulation oracle judges it), 0
+    /// declines.
+    fn returned(&mut self, ctx: &mut CCtx<'_>, data: &SharedRegion) -> Result<HandlerStep, String> {
+        let regs = ctx.vcpu.regs().map_err(|e| e.to_string())?;
+        if regs.get(Reg::Rax) as u32 == 0 {
+            return Ok(HandlerStep::Declined);
+        }
+        let frame = exception_stack(self.cpu).1 - PT_REGS_SIZE - 8;
+        let mem = ctx.mem.data();
+        let read = |off: u64| mem.read_u64(frame + off).unwrap_or(0);
+        let mut out = self.trapped;
+        for (i, r) in PT_REGS.iter().enumerate() {
+            out.set(*r, read(8 * i as u64));
+        }
+        out.rip = read(IP);
+        out.rflags = read(FLAGS);
+        out.set(Reg::Rsp, read(SP));
+        let push = (out.sp() == self.trapped.sp().wrapping_sub(8)).then(|| (out.sp(), data.read_u64(out.sp()).unwrap_or(0)));
+        Ok(HandlerStep::Claimed { site: self.ip(), emulation: Emulation { regs: out, push } })
+    }
+
+    /// A service called from the handler: only the ones every CPU may call.
+    fn service(&mut self, s: Service, ctx: &mut CCtx<'_>) -> Result<(), String> {
+        let mut regs = ctx.vcpu.regs().map_err(|e| e.to_string())?;
+        match service::common(s, &mut regs, ctx.mem, self.cpu, ctx.nr_cpu_ids) {
+            Common::Returned => ctx.vcpu.set_regs(&regs).map_err(|e| e.to_string()),
+            Common::Fault(m) => Err(m),
+            Common::Other => Err(format!("{}() called from the INT3 handler", s.symbol())),
+        }
+    }
+
+    fn fault(&self, ctx: &CCtx<'_>, rip: u64, f: KernelFault) -> HandlerStep {
+        let what = match f {
+            KernelFault::Unmapped { addr, .. } if addr < 0x1000 => format!("NULL pointer dereference ({f})"),
+            f => f.to_string(),
+        };
+        HandlerStep::Fault { kind: ViolationKind::HandlerFault, message: format!("{what} in {}", ctx.compiled.locate(rip)) }
+    }
+}
+
+/// True if another CPU can observe an access at `addr`: the file's data, a patcher's stack.
+fn shared(addr: u64) -> bool {
+    in_file_data(addr) || (KSTACK_BASE..KEXC_BASE).contains(&addr)
+}
+
+/// An access below a patching client's stack pointer: memory of a frame that returned.
+fn use_after_free(accesses: &[MemAccess], patcher_sp: &[u64]) -> Option<String> {
+    accesses.iter().find_map(|a| {
+        let k = (a.addr.checked_sub(KSTACK_BASE)? / KSTACK_SIZE) as usize;
+        let sp = *patcher_sp.get(k)?;
+        (a.addr < sp).then(|| {
+            let what = if a.write { "store to" } else { "load from" };
+            format!("use after free: {what} {:#x}, below patching client {k}'s stack pointer {sp:#x} (a returned frame)", a.addr)
+        })
+    })
+}

@@ -1,0 +1,443 @@
+//! A patching client compiled from C: a CPU of its own ([`KernelCpu`]) that calls the file's
+//! entry points — `pokesim_patch()` for each batch of the workload's script (the caller of
+//! `text_poke_bp_batch()` / `text_poke_queue()` + `text_poke_finish()` /
+//! `smp_text_poke_batch_add()` + `smp_text_poke_batch_finish()`), `pokesim_poke()` for a plain
+//! `text_poke()`, `pokesim_sync()` for a `text_poke_sync()` — and runs them instruction by
+//! instruction. The services that touch the shared kernel state are carried out here:
+//! `text_poke()` becomes store events of the text's store log (split by the fetch model's store
+//! granularity, one per step, as the Rust patcher's pokes), `on_each_cpu(do_sync_core, …, 1)`
+//! broadcasts the IPI and disables the client until every vCPU acknowledged, `mutex_lock
+//! (&text_mutex)` waits (who takes it next is a scheduling decision), `synchronize_rcu()`
+//! waits for the handlers in progress.
+
+use std::collections::VecDeque;
+use std::hash::{Hash, Hasher};
+use std::rc::Rc;
+
+use cpu_model::{KernelCpu, KernelFault, KernelMemory, MemAccess, Reg, Regs, StoreGranularity};
+
+use super::service::{self, Common};
+use super::{client_stack, in_file_data, Compiled, PRIVATE_RUN_MAX, RETURN_ADDR};
+use crate::driver::Kernel;
+use crate::ipi::Ipi;
+use crate::kernel_image::{Service, KEXC_BASE, KSTACK_BASE};
+use crate::patcher::PatcherEffect;
+use crate::patching::PatchState;
+use crate::program::Op;
+
+/// One call of an entry point: the address, its arguments, and the patch arrays of the plan it
+/// covers (a batch's, as [`crate::batching`] split it; 0 for a plain poke or a sync).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CCall {
+    /// The entry point.
+    pub entry: u64,
+    /// rdi, rsi, rdx.
+    pub args: [u64; 3],
+    /// Patch arrays it completes.
+    pub arrays: u64,
+}
+
+/// What the client waits for inside a service.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Pending {
+    /// Nothing: the next step runs instructions.
+    Run,
+    /// `text_poke()`: stores still to issue; then it returns `addr`.
+    Stores(VecDeque<(u64, Vec<u8>)>, u64),
+    /// `on_each_cpu()`: every vCPU's acknowledgement.
+    Acks,
+    /// `mutex_lock(&text_mutex)`: the mutex.
+    Mutex,
+    /// `synchronize_rcu()`: the handlers `(cpu, serial)` in progress at the call.
+    Rcu(Vec<(usize, u64)>),
+}
+
+/// A patching client running compiled code.
+#[derive(Clone, Debug)]
+pub struct CClient {
+    client: usize,
+    compiled: std::sync::Arc<Compiled>,
+    calls: Rc<[CCall]>,
+    /// The call in progress (`calls.len()` once done), and whether it was entered.
+    call: usize,
+    entered: bool,
+    batches_done: u64,
+    regs: Regs,
+    pending: Pending,
+    granularity: StoreGranularity,
+    /// `smp_processor_id()` of this client's CPU, and `nr_cpu_ids`.
+    cpu: usize,
+    nr_cpu_ids: usize,
+    /// The lowest address of its stack another CPU may see (a frame whose address it stored
+    /// in shared memory: 5.6's `bp_desc = &desc`); accesses above it are shared.
+    escaped: u64,
+}
+
+/// What one run of instructions ended with.
+enum Ran {
+    Effect(PatcherEffect),
+    Returned,
+}
+
+impl CClient {
+    /// Patching client `client` (with `smp_processor_id()` `cpu` of `nr_cpu_ids`) that makes
+    /// `calls` of `compiled`.
+    pub fn new(
+        client: usize,
+        compiled: std::sync::Arc<Compiled>,
+        calls: Vec<CCall>,
+        granularity: StoreGranularity,
+        cpu: usize,
+        nr_cpu_ids: usize,
+    ) -> Self {
+        let (_, top) = client_stack(client);
+        Self {
+            client,
+            compiled,
+            calls: calls.into(),
+            call: 0,
+            entered: false,
+            batches_done: 0,
+            regs: Regs::default(),
+            pending: Pending::Run,
+            granularity,
+            cpu,
+            nr_cpu_ids,
+            escaped: top,
+        }
+    }
+
+    /// The patching client it is.
+    pub fn client(&self) -> usize {
+        self.client
+    }
+
+    /// True once every call has returned.
+    pub fn done(&self) -> bool {
+        self.call == self.calls.len()
+    }
+
+    /// True if its next step can run.
+    pub fn enabled(&self, ipi: &Ipi, state: &PatchState) -> bool {
+        !self.done()
+            && match &self.pending {
+                Pending::Run | Pending::Stores(..) => true,
+                Pending::Acks => ipi.outstanding() == 0,
+                Pending::Mutex => state.text_mutex.is_none(),
+                Pending::Rcu(w) => !w.iter().any(|&(cpu, serial)| state.rcu_readers[cpu] == serial),
+            }
+    }
+
+    /// What it waits for, if it waits.
+    pub fn waiting(&self) -> Option<&'static str> {
+        match self.pending {
+            Pending::Acks => Some("waiting for acks"),
+            Pending::Mutex => Some("waiting for text_mutex"),
+            Pending::Rcu(_) => Some("waiting for an RCU grace period"),
+            Pending::Run | Pending::Stores(..) => None,
+        }
+    }
+
+    /// The batches its calls have completed.
+    pub fn batches_done(&self) -> u64 {
+        self.batches_done
+    }
+
+    /// Where its CPU is: the C function and line (or the service it is in).
+    pub fn location(&self) -> String {
+        match Service::at(self.regs.rip) {
+            Some(s) => format!("{}()", s.symbol()),
+            None if !self.entered => "between calls".into(),
+            None => self.compiled.locate(self.regs.rip),
+        }
+    }
+
+    /// Its CPU's stack pointer (below it, its stack is dead).
+    pub fn sp(&self) -> u64 {
+        if self.entered {
+            self.regs.sp()
+        } else {
+            client_stack(self.client).1
+        }
+    }
+
+    /// Feeds everything its future depends on into `h`.
+    pub fn hash_state<H: Hasher>(&self, h: &mut H) {
+        (self.call, self.entered, self.batches_done, &self.regs, &self.pending, self.escaped).hash(h);
+    }
+
+    /// Runs one step on its CPU `cpu` against the shared kernel state.
+    pub fn step(&mut self, kernel: &mut Kernel<'_>, cpu: &mut KernelCpu, mem: &KernelMemory) -> PatcherEffect {
+        match self.resume(kernel, mem) {
+            Some(effect) => effect,
+            None => match self.run(kernel, cpu, mem) {
+                Ok(Ran::Effect(e)) => e,
+                Ok(Ran::Returned) => self.returned(),
+                Err(message) => PatcherEffect::Fault(message.into()),
+            },
+        }
+    }
+
+    /// The next store of a `text_poke()`, or the end of a wait.
+    fn resume(&mut self, kernel: &mut Kernel<'_>, mem: &KernelMemory) -> Option<PatcherEffect> {
+        let effect = match &mut self.pending {
+            Pending::Run => return None,
+            Pending::Stores(stores, addr) => {
+                let (a, bytes) = stores.pop_front().expect("a pending text_poke() has a store left");
+                let epoch = kernel.text.store(a, &bytes);
+                if !stores.is_empty() {
+                    return Some(PatcherEffect::Store(epoch));
+                }
+                let addr = *addr;
+                self.pending = Pending::Run;
+                return Some(self.service_return(mem, addr).map_or_else(fault, |()| PatcherEffect::Store(epoch)));
+            }
+            Pending::Acks => PatcherEffect::SyncDone,
+            Pending::Mutex => {
+                kernel.state.text_mutex = Some(self.client);
+                PatcherEffect::Other
+            }
+            Pending::Rcu(_) => PatcherEffect::Other,
+        };
+        self.pending = Pending::Run;
+        Some(self.service_return(mem, 0).map_or_else(fault, |()| effect))
+    }
+
+    fn service_return(&mut self, mem: &KernelMemory, value: u64) -> Result<(), String> {
+        service::ret(&mut self.regs, mem, value)
+    }
+
+    /// Enters the next call: a fresh stack whose return address is [`RETURN_ADDR`].
+    fn enter(&mut self, mem: &KernelMemory) {
+        let c = self.calls[self.call];
+        let sp = client_stack(self.client).1 - 16 - 8;
+        mem.data().write_u64(sp, RETURN_ADDR).expect("the client stack is mapped");
+        let mut regs = Regs { rip: c.entry, rflags: 0x202, ..Regs::default() };
+        regs.set(Reg::Rsp, sp);
+        regs.set(Reg::Rdi, c.args[0]);
+        regs.set(Reg::Rsi, c.args[1]);
+        regs.set(Reg::Rdx, c.args[2]);
+        self.regs = regs;
+        self.entered = true;
+        self.escaped = client_stack(self.client).1;
+    }
+
+    /// The call in progress returned.
+    fn returned(&mut self) -> PatcherEffect {
+        let arrays = self.calls[self.call].arrays;
+        self.call += 1;
+        self.entered = false;
+        self.batches_done += arrays;
+        if arrays > 0 {
+            PatcherEffect::BatchDone
+        } else {
+            PatcherEffect::Other
+        }
+    }
+
+    /// Runs instructions until a shared access, a service with an effect, or the return.
+    fn run(&mut self, kernel: &mut Kernel<'_>, cpu: &mut KernelCpu, mem: &KernelMemory) -> Result<Ran, String> {
+        if !self.entered {
+            self.enter(mem);
+        }
+        cpu.set_regs(&self.regs).map_err(|e| e.to_string())?;
+        let mut ran = Ok(Ran::Effect(PatcherEffect::Other));
+        for _ in 0..PRIVATE_RUN_MAX {
+            let rip = cpu.rip();
+            if rip == RETURN_ADDR {
+                ran = Ok(Ran::Returned);
+                break;
+            }
+            if let Some(s) = Service::at(rip) {
+                self.regs = cpu.regs().map_err(|e| e.to_string())?;
+                match self.service(s, kernel, mem) {
+                    Some(r) => return r.map(Ran::Effect),
+                    None => {
+                        cpu.set_regs(&self.regs).map_err(|e| e.to_string())?;
+                        continue;
+                    }
+                }
+            }
+            let step = cpu.step().map_err(|e| e.to_string())?;
+            if let Some(f) = step.fault {
+                self.regs = cpu.regs().map_err(|e| e.to_string())?;
+                return Err(self.fault_message(rip, f));
+            }
+            if self.shared(&step.accesses) {
+                break;
+            }
+        }
+        self.regs = cpu.regs().map_err(|e| e.to_string())?;
+        ran
+    }
+
+    /// True if any of `accesses` can be observed by another CPU: the file's data, another
+    /// client's stack, or the escaped part of its own. A stored pointer into its own stack
+    /// escapes that frame (and the older ones above it).
+    fn shared(&mut self, accesses: &[MemAccess]) -> bool {
+        let (low, top) = client_stack(self.client);
+        let mut shared = false;
+        for a in accesses {
+            if a.write && a.size == 8 && (low..top).contains(&a.value) {
+                self.escaped = self.escaped.min(a.value);
+            }
+            let own = (low..top).contains(&a.addr);
+            let stacks = (KSTACK_BASE..KEXC_BASE).contains(&a.addr);
+            shared |= in_file_data(a.addr) || (stacks && !own) || (own && a.addr >= self.escaped);
+        }
+        shared
+    }
+
+    fn fault_message(&self, rip: u64, f: KernelFault) -> String {
+        format!("{f} in {} [patching client {}]", self.compiled.locate(rip), self.client)
+    }
+
+    /// Carries out service `s` called at `self.regs`; `None` if it returned at once and the
+    /// run goes on.
+    fn service(&mut self, s: Service, kernel: &mut Kernel<'_>, mem: &KernelMemory) -> Option<Result<PatcherEffect, String>> {
+        match service::common(s, &mut self.regs, mem, self.cpu, self.nr_cpu_ids) {
+            Common::Returned => return None,
+            Common::Fault(m) => return Some(Err(format!("{m} [patching client {}]", self.client))),
+            Common::Other => {}
+        }
+        let [a0, a1, a2] = service::args(&self.regs);
+        let caller = self.caller(mem);
+        let effect = match s {
+            Service::TextPoke => return Some(self.text_poke(kernel, mem, a0, a1, a2)),
+            Service::OnEachCpu if !service::is_do_sync_core(mem, a0) => {
+                return Some(Err(format!(
+                    "on_each_cpu({a0:#x}) in {caller}: pokesim runs only do_sync_core() (a function whose body is \
+                     sync_core()) on the other CPUs"
+                )))
+            }
+            Service::OnEachCpu => {
+                kernel.ipi.broadcast();
+                self.pending = Pending::Acks;
+                return Some(Ok(PatcherEffect::Broadcast));
+            }
+            Service::MutexLock | Service::MutexUnlock | Service::LockdepAssertHeld
+                if Some(a0) != self.compiled.image.symbol("text_mutex") =>
+            {
+                return Some(Err(format!("{}({a0:#x}) in {caller}: pokesim models only &text_mutex", s.symbol())))
+            }
+            Service::MutexLock if kernel.state.text_mutex.is_some() => {
+                self.pending = Pending::Mutex;
+                return Some(Ok(PatcherEffect::Other));
+            }
+            Service::MutexLock => {
+                kernel.state.text_mutex = Some(self.client);
+                PatcherEffect::Other
+            }
+            Service::MutexUnlock if kernel.state.text_mutex != Some(self.client) => {
+                return Some(Err(format!("mutex_unlock(&text_mutex) in {caller}: not held by this client")))
+            }
+            Service::MutexUnlock => {
+                kernel.state.text_mutex = None;
+                PatcherEffect::Other
+            }
+            Service::LockdepAssertHeld if kernel.state.text_mutex != Some(self.client) => {
+                return Some(Err(service::report(mem, "lockdep_assert_held(&text_mutex) failed", a1, a2, 0)))
+            }
+            Service::LockdepAssertHeld => return self.service_return(mem, 0).err().map(Err),
+            Service::SynchronizeRcu => {
+                let readers = kernel.state.rcu_readers.iter().enumerate();
+                let w: Vec<(usize, u64)> = readers.filter(|(_, &s)| s != 0).map(|(c, &s)| (c, s)).collect();
+                if !w.is_empty() {
+                    self.pending = Pending::Rcu(w);
+                    return Some(Ok(PatcherEffect::Other));
+                }
+                PatcherEffect::Other
+            }
+            _ => unreachable!("common services are handled above"),
+        };
+        Some(self.service_return(mem, 0).map(|()| effect))
+    }
+
+    /// `text_poke(addr, opcode, len)`: the bytes, split by the store granularity; the first
+    /// store now, the others one per step.
+    fn text_poke(&mut self, kernel: &mut Kernel<'_>, mem: &KernelMemory, addr: u64, opcode: u64, len: u64) -> Result<PatcherEffect, String> {
+        let caller = self.caller(mem);
+        let mut bytes = vec![0u8; len as usize];
+        if len == 0 || len > 16 || mem.read(opcode, &mut bytes).is_none() {
+            return Err(format!("text_poke({addr:#x}, {opcode:#x}, {len}) in {caller}: bad opcode buffer or length"));
+        }
+        if !kernel.text.contains(addr, len) {
+            return Err(format!("text_poke({addr:#x}, .., {len}) in {caller}: outside the text"));
+        }
+        let mut stores: VecDeque<(u64, Vec<u8>)> = self
+            .granularity
+            .split(addr, len)
+            .into_iter()
+            .map(|(a, l)| (a, bytes[(a - addr) as usize..(a - addr + l) as usize].to_vec()))
+            .collect();
+        let (a, first) = stores.pop_front().expect("at least one store");
+        let epoch = kernel.text.store(a, &first);
+        if stores.is_empty() {
+            self.service_return(mem, addr)?;
+        } else {
+            self.pending = Pending::Stores(stores, addr);
+        }
+        Ok(PatcherEffect::Store(epoch))
+    }
+
+    /// Where the service was called from (the return address's line).
+    fn caller(&self, mem: &KernelMemory) -> String {
+        let ret = mem.data().read_u64(self.regs.sp()).unwrap_or(0);
+        self.compiled.locate(ret.saturating_sub(1))
+    }
+}
+
+fn fault(message: String) -> PatcherEffect {
+    PatcherEffect::Fault(message.into())
+}
+
+/// The calls of patching client 0 for `actions` of a plan, with their arguments laid out at
+/// [`crate::kernel_image::KARGS_BASE`]: returns the calls and the argument bytes.
+pub fn calls(compiled: &Compiled, actions: &[(crate::PatchAction, u64)]) -> Result<(Vec<CCall>, Vec<u8>), String> {
+    let base = crate::kernel_image::KARGS_BASE;
+    let mut args: Vec<u8> = Vec::new();
+    let mut calls = Vec::new();
+    for (action, arrays) in actions {
+        let at = base + args.len() as u64;
+        let call = match action {
+            crate::PatchAction::Batch(reqs) => {
+                for r in reqs {
+                    args.extend(poke_record(r));
+                }
+                CCall { entry: compiled.entries.patch, args: [at, reqs.len() as u64, 0], arrays: *arrays }
+            }
+            crate::PatchAction::Poke { addr, bytes } => {
+                let entry = compiled.entries.poke.ok_or("the workload pokes plainly but `pokesim_poke` is not defined")?;
+                args.extend(bytes);
+                CCall { entry, args: [*addr, at, bytes.len() as u64], arrays: 0 }
+            }
+            crate::PatchAction::Sync => {
+                let entry = compiled.entries.sync.ok_or("the workload syncs but `pokesim_sync` is not defined")?;
+                CCall { entry, args: [0; 3], arrays: 0 }
+            }
+        };
+        args.resize(args.len().next_multiple_of(64), 0);
+        calls.push(call);
+    }
+    if args.len() as u64 > crate::kernel_image::KARGS_SIZE {
+        return Err(format!("the workload's batches need {} bytes of arguments (at most {})", args.len(), crate::kernel_image::KARGS_SIZE));
+    }
+    Ok((calls, args))
+}
+
+/// `struct pokesim_poke` (c/include/pokesim.h) of one request.
+fn poke_record(r: &crate::PokeRequest) -> [u8; 56] {
+    let mut b = [0u8; 56];
+    b[0..8].copy_from_slice(&r.addr.to_le_bytes());
+    b[8..12].copy_from_slice(&(r.new.len() as u32).to_le_bytes());
+    let emulate = r.emulate.as_deref().unwrap_or(&[]);
+    b[12..16].copy_from_slice(&(emulate.len() as u32).to_le_bytes());
+    let detour = r.detour.unwrap_or(r.addr + r.new.len() as u64);
+    b[16..24].copy_from_slice(&detour.to_le_bytes());
+    b[24..24 + r.new.len().min(16)].copy_from_slice(&r.new[..r.new.len().min(16)]);
+    b[40..40 + emulate.len().min(16)].copy_from_slice(&emulate[..emulate.len().min(16)]);
+    b
+}
+
+/// The operations a compiled client's trace names: none (its steps are C lines).
+pub const NO_PROGRAM: &[Op] = &[];

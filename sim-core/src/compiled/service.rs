@@ -1,0 +1,150 @@
+//! The kernel services a compiled protocol calls ([`Service`]): what runs when a CPU's RIP
+//! enters a slot of the service page. The ones here are the same on every CPU and finish at
+//! once — `smp_processor_id()`, `nr_cpu_ids`, the instruction decoder behind `insn_decode()`
+//! (arch/x86/lib/insn.c; here iced-x86), `BUG()`/`WARN()`, the return to the caller. The ones
+//! that act on the shared kernel state or wait (`text_poke()`, `on_each_cpu()`,
+//! `mutex_lock()`, `synchronize_rcu()`) are the patching client's ([`super::client`]).
+
+use cpu_model::{KernelMemory, Reg, Regs, MAX_INSN_LEN};
+use iced_x86::{Decoder, DecoderOptions, OpKind};
+
+use crate::kernel_image::Service;
+
+/// The System V arguments of a call: rdi, rsi, rdx.
+pub(crate) fn args(regs: &Regs) -> [u64; 3] {
+    [regs.get(Reg::Rdi), regs.get(Reg::Rsi), regs.get(Reg::Rdx)]
+}
+
+/// Returns from a service to its caller with `value` in rax (pops the return address the
+/// `call` pushed). `Err` if the stack cannot be read.
+pub(crate) fn ret(regs: &mut Regs, mem: &KernelMemory, value: u64) -> Result<(), String> {
+    let sp = regs.sp();
+    let to = mem.data().read_u64(sp).ok_or_else(|| format!("return address at {sp:#x} outside the kernel stacks"))?;
+    regs.set(Reg::Rsp, sp + 8);
+    regs.set(Reg::Rax, value);
+    regs.rip = to;
+    Ok(())
+}
+
+/// What a service common to every CPU did.
+pub(crate) enum Common {
+    /// It returned (registers updated): the CPU goes on in the same step.
+    Returned,
+    /// `BUG()` or `WARN()`, or a service this CPU may not call: the explanation.
+    Fault(String),
+    /// Not a common service: the caller carries it out.
+    Other,
+}
+
+/// Carries out `service` if it is common to every CPU; `cpu` is the caller's
+/// `smp_processor_id()`, `nr_cpu_ids` the number of CPUs.
+pub(crate) fn common(service: Service, regs: &mut Regs, mem: &KernelMemory, cpu: usize, nr_cpu_ids: usize) -> Common {
+    let [a0, a1, a2] = args(regs);
+    let value = match service {
+        Service::SmpProcessorId => cpu as u64,
+        Service::NrCpuIds => nr_cpu_ids as u64,
+        Service::InsnDecode => insn_decode(mem, a0, a1),
+        // On a patching CPU there is nothing to serialise: it never fetches the patched text.
+        Service::SyncCore => 0,
+        Service::Bug => return Common::Fault(report(mem, "BUG()", a0, a1, a2)),
+        Service::Warn => return Common::Fault(report(mem, "WARN()", a0, a1, a2)),
+        _ => return Common::Other,
+    };
+    match ret(regs, mem, value) {
+        Ok(()) => Common::Returned,
+        Err(e) => Common::Fault(e),
+    }
+}
+
+/// `BUG() at file:line: cond`.
+pub(crate) fn report(mem: &KernelMemory, what: &str, file: u64, line: u64, cond: u64) -> String {
+    let file = mem.read_str(file).unwrap_or_else(|| "?".into());
+    let cond = mem.read_str(cond).filter(|c| !c.is_empty()).map(|c| format!(": {c}")).unwrap_or_default();
+    format!("{what} at {file}:{}{cond}", line as i32)
+}
+
+/// `struct pokesim_insn_info` (c/include/pokesim.h): length, opcode bytes, the first
+/// immediate (a branch's displacement), sign-extended. Returns 0, or -EINVAL (as a u64) if the
+/// bytes at `kaddr` do not decode or `out` is not writable.
+fn insn_decode(mem: &KernelMemory, kaddr: u64, out: u64) -> u64 {
+    const EINVAL: u64 = (-22i64) as u64;
+    let mut bytes = [0u8; MAX_INSN_LEN];
+    let n = (1..=MAX_INSN_LEN).rev().find(|&n| mem.read(kaddr, &mut bytes[..n]).is_some()).unwrap_or(0);
+    let insn = Decoder::with_ip(64, &bytes[..n], kaddr, DecoderOptions::NONE).decode();
+    let mut info = [0u8; 16];
+    if !insn.is_invalid() {
+        let prefixes = prefix_len(&bytes[..insn.len()]);
+        let (opcode, nbytes) = opcode_bytes(&bytes[prefixes..insn.len()]);
+        let (imm, imm_bytes) = immediate(&insn, insn.len());
+        info[0] = insn.len() as u8;
+        info[1] = nbytes;
+        info[2..2 + nbytes as usize].copy_from_slice(&opcode[..nbytes as usize]);
+        info[5] = imm_bytes;
+        info[8..16].copy_from_slice(&imm.to_le_bytes());
+    }
+    match mem.data().write(out, &info) {
+        Some(()) if !insn.is_invalid() => 0,
+        _ => EINVAL,
+    }
+}
+
+/// Legacy and REX prefixes in front of the opcode.
+fn prefix_len(bytes: &[u8]) -> usize {
+    let legacy = [0x66, 0x67, 0xf0, 0xf2, 0xf3, 0x2e, 0x36, 0x3e, 0x26, 0x64, 0x65];
+    let n = bytes.iter().take_while(|b| legacy.contains(b)).count();
+    n + usize::from(bytes.get(n).is_some_and(|b| b & 0xf0 == 0x40))
+}
+
+/// The opcode bytes (1–3) as the kernel's decoder counts them.
+fn opcode_bytes(b: &[u8]) -> ([u8; 3], u8) {
+    let mut op = [0u8; 3];
+    let n = match b {
+        [0x0f, 0x38 | 0x3a, ..] => 3,
+        [0x0f, ..] => 2,
+        _ => 1,
+    }
+    .min(b.len());
+    op[..n].copy_from_slice(&b[..n]);
+    (op, n as u8)
+}
+
+/// The first immediate: a branch's displacement relative to the next instruction (as the
+/// kernel's `insn.immediate.value`), or an immediate operand; its size in bytes.
+fn immediate(insn: &iced_x86::Instruction, len: usize) -> (i64, u8) {
+    for i in 0..insn.op_count() {
+        let (v, n) = match insn.op_kind(i) {
+            OpKind::NearBranch64 => {
+                let rel = insn.near_branch64().wrapping_sub(insn.ip().wrapping_add(len as u64)) as i64;
+                (rel, if insn.len() >= 5 { 4 } else { 1 })
+            }
+            OpKind::Immediate8 => (insn.immediate8() as i8 as i64, 1),
+            OpKind::Immediate16 => (insn.immediate16() as i16 as i64, 2),
+            OpKind::Immediate32 => (insn.immediate32() as i32 as i64, 4),
+            OpKind::Immediate8to64 | OpKind::Immediate32to64 => (insn.immediate(i) as i64, 4),
+            OpKind::Immediate64 => (insn.immediate64() as i64, 8),
+            _ => continue,
+        };
+        return (v, n);
+    }
+    (0, 0)
+}
+
+/// True if `func` is a function whose whole body is `sync_core()` (the kernel's
+/// `do_sync_core()`: a tail call, or a call and a return) or empty — what `on_each_cpu()`
+/// may run here: the IPI's delivery is the `sync_core()` of every CPU.
+pub(crate) fn is_do_sync_core(mem: &KernelMemory, func: u64) -> bool {
+    let mut bytes = [0u8; 16];
+    if mem.read_code(func, &mut bytes).is_none() {
+        return false;
+    }
+    let mut decoder = Decoder::with_ip(64, &bytes, func, DecoderOptions::NONE);
+    let first = decoder.decode();
+    let to_sync = |i: &iced_x86::Instruction| i.near_branch_target() == Service::SyncCore.addr();
+    use iced_x86::Mnemonic::{Call, Jmp, Ret};
+    match first.mnemonic() {
+        Ret => true,
+        Jmp => to_sync(&first),
+        Call if to_sync(&first) => decoder.decode().mnemonic() == Ret,
+        _ => false,
+    }
+}
