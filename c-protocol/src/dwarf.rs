@@ -29,8 +29,8 @@ impl From<crate::elf::ElfError> for DwarfError {
 pub struct Row {
     /// The row's address.
     pub addr: u64,
-    /// The source file, joined with its include directory unless that is the compilation
-    /// directory (so the primary file reads as it was named on clang's command line).
+    /// The source file: joined with its directory and, for DWARF 5, with the compilation
+    /// directory, so absolute when clang recorded one (not normalised: `..` may remain).
     pub file: String,
     /// The line (0: code no source line is attributed to).
     pub line: u32,
@@ -256,12 +256,14 @@ fn read_v5_entries(
 fn read_v5_files(c: &mut Cursor<'_>, offset_size: u64, strs: StrSections<'_>) -> Result<Vec<String>, DwarfError> {
     let dirs = read_v5_entries(c, offset_size, strs)?;
     let files = read_v5_entries(c, offset_size, strs)?;
+    // Directory 0 is the compilation directory; the others and the names may be relative to
+    // it (clang 14 writes them so even for files named by absolute paths): make them absolute.
+    let comp_dir = dirs.first().map(|(d, _)| d.as_str());
     Ok(files
         .into_iter()
         .map(|(name, dir)| {
-            // Directory 0 is the compilation directory: the name stays as clang was given it.
-            let d = if dir == 0 { None } else { dirs.get(dir as usize).map(|(d, _)| d.as_str()) };
-            join(d, name)
+            let d = dirs.get(dir as usize).map(|(d, _)| join(comp_dir, d.clone()));
+            join(d.as_deref(), name)
         })
         .collect())
 }

@@ -8,6 +8,46 @@ use crate::elf::{Elf, SHF_ALLOC, SHN_UNDEF, STB_LOCAL, STT_FUNC, STT_OBJECT};
 use crate::BuildError;
 use sim_core::kernel_image::{KernelImage, LineRow, Service, KCODE_BASE, KCODE_MAX, KDATA_BASE, KDATA_MAX};
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The paths a build was given (the source, the runtime, the include directory), each with its
+/// canonical form: the line table names these files as they were given, not by the absolute
+/// paths clang recorded, so an image does not depend on the working directory.
+#[derive(Default)]
+pub struct GivenPaths {
+    files: Vec<(PathBuf, String)>,
+    dirs: Vec<(PathBuf, String)>,
+}
+
+impl GivenPaths {
+    /// Records file `given` (if it exists).
+    pub fn file(mut self, given: &Path) -> Self {
+        if let Ok(c) = std::fs::canonicalize(given) {
+            self.files.push((c, given.display().to_string()));
+        }
+        self
+    }
+    /// Records directory `given` (if it exists): files under it are named under `given`.
+    pub fn dir(mut self, given: &Path) -> Self {
+        if let Ok(c) = std::fs::canonicalize(given) {
+            self.dirs.push((c, given.display().to_string()));
+        }
+        self
+    }
+    /// `name` as the build was given it, if it is one of its files or lies under its directories.
+    fn rename(&self, name: &str) -> String {
+        let Ok(c) = std::fs::canonicalize(name) else { return name.to_string() };
+        if let Some((_, given)) = self.files.iter().find(|(f, _)| *f == c) {
+            return given.clone();
+        }
+        for (d, given) in &self.dirs {
+            if let Ok(rest) = c.strip_prefix(d) {
+                return Path::new(given).join(rest).display().to_string();
+            }
+        }
+        name.to_string()
+    }
+}
 
 /// `SHN_ABS`: the section index of an absolute symbol (the services the script defines).
 const SHN_ABS: u16 = 0xfff1;
@@ -50,11 +90,11 @@ impl Region {
 }
 
 /// Loads the linked executable `bytes`; `source` and `hash` are recorded as given.
-pub fn load(bytes: &[u8], source: &str, hash: &str) -> Result<KernelImage, BuildError> {
+pub fn load(bytes: &[u8], source: &str, hash: &str, given: &GivenPaths) -> Result<KernelImage, BuildError> {
     let elf = Elf::parse(bytes).map_err(bad_elf)?;
     let (code, data) = regions(&elf)?;
     let symbols = symbols(&elf);
-    let lines = lines(&elf)?;
+    let lines = lines(&elf, given)?;
     Ok(KernelImage { source: source.to_string(), hash: hash.to_string(), code, data, symbols, lines })
 }
 
@@ -102,8 +142,9 @@ fn symbols(elf: &Elf<'_>) -> BTreeMap<String, u64> {
 }
 
 /// The line table, sorted by address (stable: of rows at one address the last is the one
-/// [`KernelImage::line`] finds), without end-of-sequence rows and line-0 rows.
-fn lines(elf: &Elf<'_>) -> Result<Vec<LineRow>, BuildError> {
+/// [`KernelImage::line`] finds), without end-of-sequence rows and line-0 rows, file names as
+/// the build was given them.
+fn lines(elf: &Elf<'_>, given: &GivenPaths) -> Result<Vec<LineRow>, BuildError> {
     let Some(debug_line) = elf.section(".debug_line") else { return Ok(Vec::new()) };
     let section = |name: &str| elf.section(name).map(|s| elf.contents(s)).transpose();
     let strs = StrSections {
@@ -122,11 +163,12 @@ fn lines(elf: &Elf<'_>) -> Result<Vec<LineRow>, BuildError> {
         let i = funcs.partition_point(|f| f.0 <= addr);
         funcs[..i].iter().rev().find(|f| addr - f.0 < f.1).map_or("", |f| f.2)
     };
-    let mut rows: Vec<LineRow> = raw
-        .into_iter()
-        .filter(|r| !r.end_sequence && r.line != 0)
-        .map(|r| LineRow { addr: r.addr, function: enclosing(r.addr).to_string(), file: r.file, line: r.line })
-        .collect();
+    let mut names: BTreeMap<String, String> = BTreeMap::new();
+    let mut rows = Vec::new();
+    for r in raw.into_iter().filter(|r| !r.end_sequence && r.line != 0) {
+        let file = names.entry(r.file).or_insert_with_key(|f| given.rename(f)).clone();
+        rows.push(LineRow { addr: r.addr, function: enclosing(r.addr).to_string(), file, line: r.line });
+    }
     rows.sort_by_key(|r| r.addr);
     Ok(rows)
 }

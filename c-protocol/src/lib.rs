@@ -138,5 +138,6 @@ fn compile_and_link(b: &Build<'_>, work: &Path, source: &str, hash: &str) -> Res
         .map_err(|e| BuildError::Io { path: script.display().to_string(), message: e.to_string() })?;
     let elf = work.join("protocol.elf");
     toolchain::link(&script, &[&obj, &rt_obj], &elf)?;
-    image::load(&cache::read(&elf)?, source, hash)
+    let given = image::GivenPaths::default().file(b.source).file(b.runtime).dir(b.include);
+    image::load(&cache::read(&elf)?, source, hash, &given)
 }
