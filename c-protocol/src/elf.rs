@@ -135,15 +135,18 @@ impl<'a> Elf<'a> {
         let mut raw = Vec::new();
         for i in 0..shnum {
             let h = shoff + i * 64;
-            raw.push((u32_at(bytes, h)?, Section {
-                name: String::new(),
-                kind: u32_at(bytes, h + 4)?,
-                flags: u64_at(bytes, h + 8)?,
-                addr: u64_at(bytes, h + 16)?,
-                offset: u64_at(bytes, h + 24)?,
-                size: u64_at(bytes, h + 32)?,
-                link: u32_at(bytes, h + 40)?,
-            }));
+            raw.push((
+                u32_at(bytes, h)?,
+                Section {
+                    name: String::new(),
+                    kind: u32_at(bytes, h + 4)?,
+                    flags: u64_at(bytes, h + 8)?,
+                    addr: u64_at(bytes, h + 16)?,
+                    offset: u64_at(bytes, h + 24)?,
+                    size: u64_at(bytes, h + 32)?,
+                    link: u32_at(bytes, h + 40)?,
+                },
+            ));
         }
         let Some((_, shstr)) = raw.get(shstrndx as usize) else {
             return err(format!("section name table index {shstrndx} out of range"));

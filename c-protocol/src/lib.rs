@@ -119,7 +119,8 @@ pub fn build_in(b: &Build<'_>, cache_dir: &Path) -> Result<KernelImage, BuildErr
         return Ok(img);
     }
     let work = cache_dir.join(cache::unique("build"));
-    std::fs::create_dir(&work).map_err(|e| BuildError::Io { path: work.display().to_string(), message: e.to_string() })?;
+    std::fs::create_dir(&work)
+        .map_err(|e| BuildError::Io { path: work.display().to_string(), message: e.to_string() })?;
     let img = compile_and_link(b, &work, &source, &hash);
     let _ = std::fs::remove_dir_all(&work);
     let img = img?;

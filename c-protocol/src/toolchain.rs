@@ -85,7 +85,10 @@ pub fn compile(source: &Path, include: &Path, defines: &[String], object: &Path)
     }
     let messages = String::from_utf8_lossy(&out.stderr).into_owned();
     if out.status.code().is_none() {
-        return Err(BuildError::Tool { tool: "clang", message: format!("clang was killed ({}): {messages}", out.status) });
+        return Err(BuildError::Tool {
+            tool: "clang",
+            message: format!("clang was killed ({}): {messages}", out.status),
+        });
     }
     Err(BuildError::Compile { source: source.display().to_string(), messages })
 }

@@ -41,5 +41,9 @@ fn a_cache_hit_does_not_recompile() {
     let e = build_in(&b, &dir.0).unwrap_err();
     assert!(matches!(&e, BuildError::Io { message, .. } if message.contains("not a regular file")), "{e:?}");
     assert!(!target.exists(), "nothing written through the link");
-    assert!(std::fs::read_dir(&dir.0).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().starts_with("build-")));
+    assert!(std::fs::read_dir(&dir.0).unwrap().all(|e| !e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .starts_with("build-")));
 }
