@@ -60,8 +60,8 @@ fn headers(dir: &Path) -> Result<Vec<(String, Vec<u8>)>, BuildError> {
 
 /// The content hash, hex: xxh3-128 over the source, the runtime, every file of the include
 /// directory, the defines, clang's and ld's flags, the linker script (the address map) and
-/// `clang --version`. Paths are not in it: moving a file keeps its hash.
-pub fn content_hash(b: &Build<'_>, clang_version: &str) -> Result<String, BuildError> {
+/// `clang --version` and `ld --version`. Paths are not in it: moving a file keeps its hash.
+pub fn content_hash(b: &Build<'_>, tool_versions: &str) -> Result<String, BuildError> {
     let mut h = Hasher(Xxh3::new());
     h.field("format", MAGIC);
     h.field("source", &read(b.source)?);
@@ -76,7 +76,7 @@ pub fn content_hash(b: &Build<'_>, clang_version: &str) -> Result<String, BuildE
     h.field("cflags", CFLAGS.join(" ").as_bytes());
     h.field("ldflags", LDFLAGS.join(" ").as_bytes());
     h.field("script", linker_script().as_bytes());
-    h.field("clang", clang_version.as_bytes());
+    h.field("tools", tool_versions.as_bytes());
     Ok(format!("{:032x}", h.0.digest128()))
 }
 

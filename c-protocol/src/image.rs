@@ -51,6 +51,8 @@ impl GivenPaths {
 
 /// `SHN_ABS`: the section index of an absolute symbol (the services the script defines).
 const SHN_ABS: u16 = 0xfff1;
+/// `SHF_TLS`: thread-local storage.
+const SHF_TLS: u64 = 0x400;
 
 /// An error in the linked file itself: ld produced something pokesim cannot load.
 fn bad_elf(message: impl std::fmt::Display) -> BuildError {
@@ -104,6 +106,15 @@ fn regions(elf: &Elf<'_>) -> Result<(Vec<u8>, Vec<u8>), BuildError> {
     for s in &elf.sections {
         if s.flags & SHF_ALLOC == 0 || s.size == 0 {
             continue;
+        }
+        if s.flags & SHF_TLS != 0 {
+            return Err(BuildError::Link {
+                messages: format!(
+                    "section `{}` is thread-local storage (`__thread`), which a kernel protocol cannot use: \
+                     use an array indexed by smp_processor_id() (per-CPU data)",
+                    s.name
+                ),
+            });
         }
         let contents = elf.contents(s).map_err(bad_elf)?;
         let region = if code.contains(s.addr) {

@@ -109,7 +109,7 @@ pub fn build(b: &Build<'_>) -> Result<KernelImage, BuildError> {
 
 /// [`build`] with the cache in `cache_dir` (created if missing).
 pub fn build_in(b: &Build<'_>, cache_dir: &Path) -> Result<KernelImage, BuildError> {
-    let version = toolchain::clang_version()?;
+    let version = toolchain::tool_versions()?;
     let hash = cache::content_hash(b, &version)?;
     std::fs::create_dir_all(cache_dir)
         .map_err(|e| BuildError::Io { path: cache_dir.display().to_string(), message: e.to_string() })?;
@@ -134,6 +134,8 @@ fn compile_and_link(b: &Build<'_>, work: &Path, source: &str, hash: &str) -> Res
     let (obj, rt_obj) = (work.join("protocol.o"), work.join("runtime.o"));
     toolchain::compile(b.source, b.include, b.defines, &obj)?;
     toolchain::compile(b.runtime, b.include, b.defines, &rt_obj)?;
+    let runtime = b.runtime.display().to_string();
+    toolchain::check_services(&[(&obj, source), (&rt_obj, &runtime)])?;
     let script = work.join("pokesim.ld");
     std::fs::write(&script, toolchain::linker_script())
         .map_err(|e| BuildError::Io { path: script.display().to_string(), message: e.to_string() })?;

@@ -4,6 +4,7 @@
 //! service page and the sections in pokesim's kernel code and data regions
 //! ([`sim_core::kernel_image`]).
 
+use crate::elf::{Elf, ElfError, SHN_UNDEF, STB_LOCAL};
 use crate::BuildError;
 use sim_core::kernel_image::{Service, KCODE_BASE, KCODE_MAX, KDATA_BASE, KDATA_MAX};
 use std::path::Path;
@@ -38,30 +39,48 @@ const CODE_REGION: &str = "pokesim_kcode";
 /// The linker script's memory region holding `.data` and `.bss`.
 const DATA_REGION: &str = "pokesim_kdata";
 
+/// The first of `candidates` whose `--version` runs, else the last (whose failure then says
+/// what is missing); `$<env>` overrides.
+fn pick(env: &str, candidates: &[&str]) -> String {
+    if let Some(c) = std::env::var_os(env).filter(|c| !c.is_empty()) {
+        return c.to_string_lossy().into_owned();
+    }
+    let runs = |c: &&&str| Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success());
+    candidates.iter().find(runs).or(candidates.last()).map_or_else(String::new, |c| c.to_string())
+}
+
 /// The clang binary: `$POKESIM_CLANG`, else `clang-14` if it runs, else `clang`.
 pub fn clang() -> &'static str {
     static CLANG: OnceLock<String> = OnceLock::new();
-    CLANG.get_or_init(|| {
-        if let Ok(c) = std::env::var("POKESIM_CLANG") {
-            return c;
-        }
-        let ok = Command::new("clang-14").arg("--version").output().is_ok_and(|o| o.status.success());
-        if ok { "clang-14" } else { "clang" }.to_string()
-    })
+    CLANG.get_or_init(|| pick("POKESIM_CLANG", &["clang-14", "clang"]))
 }
 
-/// `clang --version`'s output (part of the content hash), or a `Tool` error.
-pub fn clang_version() -> Result<String, BuildError> {
-    static VERSION: OnceLock<Result<String, String>> = OnceLock::new();
-    let v = VERSION.get_or_init(|| {
-        let out = Command::new(clang()).arg("--version").output();
-        match out {
-            Ok(o) if o.status.success() => Ok(String::from_utf8_lossy(&o.stdout).into_owned()),
-            Ok(o) => Err(format!("`{} --version` failed: {}", clang(), String::from_utf8_lossy(&o.stderr).trim())),
-            Err(e) => Err(format!("cannot run `{}` ({e}); install clang 14 (see the README's set-up line)", clang())),
-        }
+/// GNU ld: `$POKESIM_LD`, else `ld.bfd` if it runs (`ld` may be another linker), else `ld`.
+pub fn ld() -> &'static str {
+    static LD: OnceLock<String> = OnceLock::new();
+    LD.get_or_init(|| pick("POKESIM_LD", &["ld.bfd", "ld"]))
+}
+
+/// The first line of `program --version`, or a `Tool` error saying the tool is missing.
+fn version_of(tool: &'static str, program: &str) -> Result<String, String> {
+    match Command::new(program).arg("--version").output() {
+        Ok(o) if o.status.success() => Ok(String::from_utf8_lossy(&o.stdout).into_owned()),
+        Ok(o) => Err(format!("`{program} --version` failed: {}", String::from_utf8_lossy(&o.stderr).trim())),
+        Err(e) => Err(format!(
+            "cannot run `{program}` ({e}); {tool} is needed: install clang 14 and binutils (the README's set-up line)"
+        )),
+    }
+}
+
+/// `clang --version` and `ld --version` (part of the content hash), or a `Tool` error.
+pub fn tool_versions() -> Result<String, BuildError> {
+    static VERSIONS: OnceLock<Result<String, BuildError>> = OnceLock::new();
+    let v = VERSIONS.get_or_init(|| {
+        let clang = version_of("clang", clang()).map_err(|message| BuildError::Tool { tool: "clang", message })?;
+        let ld = version_of("ld", ld()).map_err(|message| BuildError::Tool { tool: "ld", message })?;
+        Ok(format!("{clang}\n{ld}"))
     });
-    v.clone().map_err(|message| BuildError::Tool { tool: "clang", message })
+    v.clone()
 }
 
 fn run(tool: &'static str, program: &str, cmd: &mut Command) -> Result<Output, BuildError> {
@@ -119,9 +138,9 @@ pub fn linker_script() -> String {
 /// Links `objects` with `script` into `output`: undefined symbols and overflowing regions become
 /// their own errors, anything else ld says a `Link` error with its messages.
 pub fn link(script: &Path, objects: &[&Path], output: &Path) -> Result<(), BuildError> {
-    let mut cmd = Command::new("ld");
+    let mut cmd = Command::new(ld());
     cmd.args(LDFLAGS).arg("-T").arg(script).arg("-o").arg(output).args(objects);
-    let out = run("ld", "ld", &mut cmd)?;
+    let out = run("ld", ld(), &mut cmd)?;
     if out.status.success() {
         return Ok(());
     }
@@ -146,6 +165,37 @@ pub fn link(script: &Path, objects: &[&Path], output: &Path) -> Result<(), Build
     text.push_str("ld said:\n");
     text.push_str(&messages);
     Err(BuildError::Link { messages: text })
+}
+
+/// The kernel services `object` (a relocatable object file) defines as global symbols itself:
+/// the linker script's definition would silently win over such a definition.
+pub fn defined_services(object: &[u8]) -> Result<Vec<&'static str>, ElfError> {
+    let elf = Elf::parse(object)?;
+    let defined =
+        |name: &str| elf.symbols.iter().any(|s| s.name == name && s.shndx != SHN_UNDEF && s.bind != STB_LOCAL);
+    Ok(Service::ALL.iter().map(|s| s.symbol()).filter(|n| defined(n)).collect())
+}
+
+/// A `Link` error if any of `objects` (path, name as given) defines a kernel service.
+pub fn check_services(objects: &[(&Path, &str)]) -> Result<(), BuildError> {
+    let mut messages = String::new();
+    for (path, name) in objects {
+        let bytes = std::fs::read(path)
+            .map_err(|e| BuildError::Io { path: path.display().to_string(), message: e.to_string() })?;
+        let found = defined_services(&bytes)
+            .map_err(|e| BuildError::Tool { tool: "clang", message: format!("{}: {e}", path.display()) })?;
+        for svc in found {
+            messages.push_str(&format!(
+                "{name} defines `{svc}`, a kernel service pokesim implements (pokesim.h declares it): remove \
+                 the definition\n"
+            ));
+        }
+    }
+    if messages.is_empty() {
+        Ok(())
+    } else {
+        Err(BuildError::Link { messages })
+    }
 }
 
 /// The names of ld's "undefined reference to `name'" messages, first-seen order, no repeats.

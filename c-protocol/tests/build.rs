@@ -121,6 +121,34 @@ fn a_too_large_array_is_too_large() {
 }
 
 #[test]
+fn too_large_code_and_an_array_past_two_gib_are_too_large() {
+    let cache = TempDir::new("bigcode");
+    let e = build_in(&Paths::of("bigcode.c").build(&[]), &cache.0).unwrap_err();
+    let BuildError::TooLarge { what, size, max } = e else { panic!("expected TooLarge, got {e:?}") };
+    assert!(what.starts_with("code"), "{what}");
+    assert_eq!(max, KCODE_MAX);
+    assert!(size > 0x100000, "{size}");
+    let e = build_in(&Paths::of("huge.c").build(&[]), &cache.0).unwrap_err();
+    assert!(matches!(e, BuildError::TooLarge { size, .. } if size >= 3 << 30), "{e:?}");
+}
+
+#[test]
+fn a_file_defining_a_kernel_service_is_refused() {
+    let cache = TempDir::new("service");
+    let e = build_in(&Paths::of("service.c").build(&[]), &cache.0).unwrap_err();
+    let BuildError::Link { messages } = &e else { panic!("expected Link, got {e:?}") };
+    assert!(messages.contains("service.c defines `sync_core`, a kernel service"), "{messages}");
+}
+
+#[test]
+fn thread_local_storage_is_refused() {
+    let cache = TempDir::new("tls");
+    let e = build_in(&Paths::of("tls.c").build(&[]), &cache.0).unwrap_err();
+    let BuildError::Link { messages } = &e else { panic!("expected Link, got {e:?}") };
+    assert!(messages.contains("thread-local"), "{messages}");
+}
+
+#[test]
 fn a_missing_source_is_an_io_error_naming_it() {
     let cache = TempDir::new("missing");
     let e = build_in(&Paths::of("no-such-file.c").build(&[]), &cache.0).unwrap_err();

@@ -21,7 +21,7 @@ fn a_cache_hit_does_not_recompile() {
     assert_eq!(first, second, "the cached image is the built one");
 
     // The entry is where the content hash and the given paths say.
-    let hash = cache::content_hash(&b, &toolchain::clang_version().unwrap()).unwrap();
+    let hash = cache::content_hash(&b, &toolchain::tool_versions().unwrap()).unwrap();
     assert_eq!(hash, first.hash);
     let entry = dir.0.join(cache::entry_name(&b, &hash));
     assert!(entry.is_file(), "{}", entry.display());
