@@ -1,0 +1,6 @@
+#include <pokesim.h>
+
+int broken(int x)
+{
+	return x +;
+}
