@@ -75,7 +75,8 @@ struct Raw {
     name: Option<Spanned<String>>,
     description: Option<Spanned<String>>,
     expect: Option<Spanned<String>>,
-    protocol: Option<Spanned<String>>,
+    /// A version name, or a table `{ version, source, c, hash }` (the protocol as C).
+    protocol: Option<Spanned<toml::Value>>,
     cpus: Option<Spanned<i64>>,
     mutants: Option<Spanned<Vec<Spanned<String>>>>,
     seed: Option<Spanned<i64>>,
@@ -232,6 +233,58 @@ impl Lines<'_> {
     }
 }
 
+/// `protocol = "linux-5.5"`, or the protocol as C: `[protocol] version = "linux-5.5"` with
+/// `source = "file.c"` (relative to the scenario file) or `c = true` (the built-in file), and
+/// the `hash` an artifact recorded.
+fn protocol(l: &Lines<'_>, raw: &Raw, spec: &mut ScenarioSpec) -> Result<(), InputError> {
+    use crate::csource::ProtocolSource;
+    let Some(v) = &raw.protocol else { return Ok(()) };
+    let origin = l.origin(v);
+    let bad = |field: &str, m: String| InputError::at(l.file, &origin, field, m);
+    let version = |s: &str| s.parse::<Protocol>().map(|p| Some(Given::new(p, origin.clone())));
+    let table = match v.get_ref() {
+        toml::Value::String(name) => {
+            spec.protocol = version(name).map_err(|e| bad("protocol", e))?;
+            return Ok(());
+        }
+        toml::Value::Table(t) => t,
+        _ => return Err(bad("protocol", "a version name or a table { version, source, c, hash }".into())),
+    };
+    let string = |key: &str| match table.get(key) {
+        None => Ok(None),
+        Some(toml::Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(bad(&format!("protocol.{key}"), "must be a string".into())),
+    };
+    if let Some(key) = table.keys().find(|k| !["version", "source", "c", "hash"].contains(&k.as_str())) {
+        return Err(bad(&format!("protocol.{key}"), "unknown field (valid: version, source, c, hash)".into()));
+    }
+    if let Some(name) = string("version")? {
+        spec.protocol = version(&name).map_err(|e| bad("protocol.version", e))?;
+    }
+    let c = match table.get("c") {
+        None => false,
+        Some(toml::Value::Boolean(b)) => *b,
+        Some(_) => return Err(bad("protocol.c", "must be true or false".into())),
+    };
+    let source = match (string("source")?, c) {
+        (Some(_), true) => return Err(bad("protocol.c", "give `source` (a file) or `c = true` (the built-in file), not both".into())),
+        (Some(path), false) => {
+            let dir = Path::new(l.file).parent().unwrap_or(Path::new(""));
+            let path = dir.join(path);
+            let abs = std::fs::canonicalize(&path).map_err(|e| bad("protocol.source", format!("{}: {e}", path.display())))?;
+            Some(ProtocolSource::File(abs))
+        }
+        (None, true) => Some(ProtocolSource::Builtin),
+        (None, false) => None,
+    };
+    spec.source = source.map(|s| Given::new(s, origin.clone()));
+    spec.source_hash = string("hash")?.map(|h| Given::new(h, origin.clone()));
+    if spec.source_hash.is_some() && spec.source.is_none() {
+        return Err(bad("protocol.hash", "a hash without a `source` or `c = true` has nothing to check".into()));
+    }
+    Ok(())
+}
+
 /// Reads a scenario file into a spec (not yet validated): the command line lays its flags
 /// over it before [`ScenarioSpec::build`].
 pub fn read_spec(path: &Path) -> Result<ScenarioSpec, InputError> {
@@ -253,7 +306,6 @@ pub(crate) fn parse_spec(file: &str, src: &str) -> Result<ScenarioSpec, InputErr
         name: l.given(&raw.name),
         description: l.given(&raw.description),
         expect: l.parse(&raw.expect, "expect", str::parse::<Expectation>)?,
-        protocol: l.parse(&raw.protocol, "protocol", str::parse::<Protocol>)?,
         cpus: l.given(&raw.cpus),
         seed: l.given(&raw.seed),
         runs: l.given(&raw.runs),
@@ -280,6 +332,7 @@ pub(crate) fn parse_spec(file: &str, src: &str) -> Result<ScenarioSpec, InputErr
         }
         spec.program = Some(Given::new(program, l.origin(ops)));
     }
+    protocol(&l, &raw, &mut spec)?;
     workload(&l, &raw, &mut spec)?;
     sites(&l, &raw, &mut spec)?;
     fetch(&l, raw.fetch.unwrap_or_default(), &mut spec)?;
@@ -419,6 +472,19 @@ impl ScenarioFile {
         parse_spec(file, src)?.build_planned(file, default_name)
     }
 
+    /// `protocol = ...`: the version's name, or with a protocol compiled from C the inline
+    /// table naming the file (absolute) or the built-in one, and the build's hash.
+    fn protocol_toml(&self) -> String {
+        let c = &self.scenario.config;
+        let q = |v: &str| toml::Value::String(v.to_string()).to_string();
+        let Some(compiled) = &c.compiled else { return q(c.protocol.name()) };
+        let from = match compiled.builtin {
+            false => format!("source = {}", q(&compiled.image.source)),
+            true => "c = true".to_string(),
+        };
+        format!("{{ version = {}, {from}, hash = {} }}", q(c.protocol.name()), q(&compiled.image.hash))
+    }
+
     /// The file as TOML (what `load` reads back to an equal value).
     pub fn to_toml(&self) -> String {
         let s = &self.scenario;
@@ -430,7 +496,7 @@ impl ScenarioFile {
             out.push_str(&format!("description = {}\n", q(d)));
         }
         out.push_str(&format!("expect = {}\n", q(&self.expect.to_string())));
-        out.push_str(&format!("protocol = {}\n", q(c.protocol.name())));
+        out.push_str(&format!("protocol = {}\n", self.protocol_toml()));
         out.push_str(&format!("cpus = {}\n", c.cpus));
         let mutants: Vec<String> = c.mutants.iter().map(|m| q(m.name())).collect();
         out.push_str(&format!("mutants = [{}]\n", mutants.join(", ")));

@@ -21,6 +21,7 @@ pub mod campaign;
 pub mod catalogue;
 pub mod check;
 pub mod corpus;
+pub mod csource;
 pub mod entry;
 pub mod exhaust;
 pub mod file;

@@ -93,6 +93,10 @@ pub struct ScenarioSpec {
     pub expect: Opt<Expectation>,
     /// Protocol version.
     pub protocol: Opt<Protocol>,
+    /// The protocol as C: a file, or the version's built-in file ([`crate::csource`]).
+    pub source: Opt<crate::csource::ProtocolSource>,
+    /// The content hash the C build must have (recorded in artifacts).
+    pub source_hash: Opt<String>,
     /// vCPUs.
     pub cpus: Opt<i64>,
     /// Mutants, each with its own origin.
@@ -273,6 +277,18 @@ impl ScenarioSpec {
         config.fetch = self.fetch_model(loc)?;
         config.kernel = self.kernel_config(loc)?;
         config.validate().map_err(|e| self.locate(loc, e))?;
+        if let Some(source) = &self.source {
+            let compiled = crate::csource::load(&source.value, &config)
+                .map_err(|m| InputError::at(loc.file, &source.origin, "protocol.source", m))?;
+            if let Some(h) = self.source_hash.as_ref().filter(|h| h.value != compiled.image.hash) {
+                let msg = format!(
+                    "the C protocol changed since this was recorded (hash {} now, {} recorded): its decisions would replay a different program",
+                    compiled.image.hash, h.value
+                );
+                return Err(InputError::at(loc.file, &h.origin, "protocol.hash", msg));
+            }
+            config.compiled = Some(compiled);
+        }
         Ok(config)
     }
 
@@ -382,6 +398,7 @@ impl ScenarioSpec {
             Subject::Workload => ("workload".into(), of(w.kind.as_ref().map(|g| &g.origin))),
             Subject::Site(i) => (format!("sites[{i}]"), of(self.sites.get(i).map(|g| &g.origin))),
             Subject::Code => ("code".into(), of(self.code.as_ref().map(|g| &g.origin))),
+            Subject::ProtocolSource => ("protocol.source".into(), of(self.source.as_ref().map(|g| &g.origin))),
         };
         InputError::at(loc.file, &at, field, message)
     }

@@ -57,6 +57,8 @@ pub struct Compiled {
     pub image: KernelImage,
     /// Its entry points.
     pub entries: Entries,
+    /// The built-in C file of the run's version (else a file of the user's, `image.source`).
+    pub builtin: bool,
 }
 
 impl std::fmt::Debug for Compiled {
@@ -77,8 +79,9 @@ impl Eq for Compiled {}
 const HANDLERS: [&str; 2] = ["poke_int3_handler", "smp_text_poke_int3_handler"];
 
 impl Compiled {
-    /// Checks that `image` has the entry points pokesim calls.
-    pub fn new(image: KernelImage) -> Result<Arc<Self>, SimError> {
+    /// Checks that `image` (the version's built-in file with `builtin`) has the entry points
+    /// pokesim calls.
+    pub fn new(image: KernelImage, builtin: bool) -> Result<Arc<Self>, SimError> {
         let missing = |what: &str| {
             SimError::invalid(
                 Subject::ProtocolSource,
@@ -93,7 +96,7 @@ impl Compiled {
             .find_map(|&name| image.symbol(name).map(|a| (a, name)))
             .ok_or_else(|| missing("the INT3 handler `int poke_int3_handler(struct pt_regs *)` (or smp_text_poke_int3_handler)"))?;
         let entries = Entries { patch, poke: image.symbol("pokesim_poke"), sync: image.symbol("pokesim_sync"), handler };
-        Ok(Arc::new(Self { image, entries }))
+        Ok(Arc::new(Self { image, entries, builtin }))
     }
 
     /// The source line of the code at `addr`.

@@ -131,20 +131,31 @@ fn immediate(insn: &iced_x86::Instruction, len: usize) -> (i64, u8) {
 
 /// True if `func` is a function whose whole body is `sync_core()` (the kernel's
 /// `do_sync_core()`: a tail call, or a call and a return) or empty — what `on_each_cpu()`
-/// may run here: the IPI's delivery is the `sync_core()` of every CPU.
+/// may run here: the IPI's delivery is the `sync_core()` of every CPU. A frame-pointer
+/// prologue and epilogue (`push rbp; mov rbp, rsp` ... `pop rbp`) and NOPs are allowed around.
 pub(crate) fn is_do_sync_core(mem: &KernelMemory, func: u64) -> bool {
-    let mut bytes = [0u8; 16];
+    use iced_x86::{Code, Mnemonic};
+    let mut bytes = [0u8; 32];
     if mem.read_code(func, &mut bytes).is_none() {
         return false;
     }
-    let mut decoder = Decoder::with_ip(64, &bytes, func, DecoderOptions::NONE);
-    let first = decoder.decode();
+    let registers = |i: &iced_x86::Instruction| (0..i.op_count()).all(|k| i.op_kind(k) == OpKind::Register);
+    let frame = |i: &iced_x86::Instruction| {
+        matches!(i.code(), Code::Push_r64 | Code::Pop_r64 | Code::Mov_r64_rm64 | Code::Mov_rm64_r64) && registers(i)
+    };
+    let body = Decoder::with_ip(64, &bytes, func, DecoderOptions::NONE)
+        .into_iter()
+        .take(8)
+        .filter(|i| !frame(i) && i.mnemonic() != Mnemonic::Nop);
     let to_sync = |i: &iced_x86::Instruction| i.near_branch_target() == Service::SyncCore.addr();
-    use iced_x86::Mnemonic::{Call, Jmp, Ret};
-    match first.mnemonic() {
-        Ret => true,
-        Jmp => to_sync(&first),
-        Call if to_sync(&first) => decoder.decode().mnemonic() == Ret,
-        _ => false,
+    let mut called = false;
+    for i in body {
+        match i.mnemonic() {
+            Mnemonic::Ret => return true,
+            Mnemonic::Jmp => return to_sync(&i) && !called,
+            Mnemonic::Call if to_sync(&i) && !called => called = true,
+            _ => return false,
+        }
     }
+    false
 }

@@ -236,6 +236,11 @@ impl Machine {
         let lead = self.lead();
         match lead.current() {
             _ if self.patchers_done() => PatcherMoment::Done { round, rounds },
+            None if matches!(lead, Client::C(_)) => {
+                let Client::C(c) = lead else { unreachable!("matched above") };
+                let waiting = c.waiting().map(|w| format!(" ({w})")).unwrap_or_default();
+                PatcherMoment::InC { client: c.client(), round, rounds, location: format!("{}{waiting}", c.location()) }
+            }
             Some(op) => PatcherMoment::At {
                 client: lead.client(),
                 round,

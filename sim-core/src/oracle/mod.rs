@@ -181,6 +181,18 @@ pub enum PatcherMoment {
         /// What it waits for, as the patcher's `waiting()` words it.
         waiting: Option<Cow<'static, str>>,
     },
+    /// A client compiled from C is in its code: the function and source line (or the kernel
+    /// service it is in), and what it waits for.
+    InC {
+        /// The client (0: the workload's).
+        client: usize,
+        /// The workload's round in progress, or the drain.
+        round: Round,
+        /// The rounds of the workload's script.
+        rounds: u64,
+        /// `function() file:line`, or `service()`.
+        location: String,
+    },
     /// The leading client has issued its last operation and is not yet done.
     Between,
     /// Every client has finished its program.
@@ -194,6 +206,8 @@ pub enum PatcherMoment {
 
 /// The words of [`PatcherMoment::Between`].
 const BETWEEN: &str = "between operations";
+/// What comes before the location of [`PatcherMoment::InC`].
+const IN_C: &str = "in ";
 /// What follows the round of [`PatcherMoment::Done`].
 const DONE: &str = ", patching done";
 
@@ -209,6 +223,12 @@ impl fmt::Display for PatcherMoment {
                     Some(w) => write!(f, " ({w})"),
                     None => Ok(()),
                 }
+            }
+            PatcherMoment::InC { client, round, rounds, location } => {
+                if *client > 0 {
+                    write!(f, "patcher{client}: ")?;
+                }
+                write!(f, "{} {IN_C}{location}", round.of_total(*rounds))
             }
             PatcherMoment::Between => f.write_str(BETWEEN),
             PatcherMoment::Done { round, rounds } => write!(f, "{}{DONE}", round.of_total(*rounds)),
@@ -238,6 +258,9 @@ impl std::str::FromStr for PatcherMoment {
             return Ok(PatcherMoment::Done { round, rounds });
         }
         let rest = rest.strip_prefix(' ').ok_or_else(bad)?;
+        if let Some(location) = rest.strip_prefix(IN_C) {
+            return Ok(PatcherMoment::InC { client, round, rounds, location: location.to_string() });
+        }
         let (name, waiting) = match rest.split_once(' ') {
             Some((name, w)) => {
                 let w = w.strip_prefix('(').and_then(|w| w.strip_suffix(')')).ok_or_else(bad)?;

@@ -117,6 +117,13 @@ pub struct ScenarioArgs {
     /// Protocol version [default: seed].
     #[arg(long, value_parser = parse::<Protocol>, value_name = "P")]
     pub protocol: Option<Protocol>,
+    /// The protocol as C: a file of yours (its version's batching and kprobe rules come from
+    /// --protocol); it replaces the Rust model of the patcher and the INT3 handler.
+    #[arg(long, value_name = "FILE.c", conflicts_with = "protocol_c")]
+    pub protocol_source: Option<PathBuf>,
+    /// The protocol as C: the built-in C file of --protocol (`pokesim program --protocol P --c`).
+    #[arg(long)]
+    pub protocol_c: bool,
     /// Mutant to apply (repeatable; replaces the file's list).
     #[arg(long = "mutant", value_parser = parse::<Mutant>, value_name = "M")]
     pub mutants: Vec<Mutant>,
@@ -252,6 +259,15 @@ impl ScenarioArgs {
     fn lay(&self, spec: &mut ScenarioSpec, l: &mut Layer) -> Result<(), Failure> {
         l.set(&mut spec.workload.kind, self.workload, "--workload");
         l.set(&mut spec.protocol, self.protocol, "--protocol");
+        if let Some(path) = &self.protocol_source {
+            let abs = std::fs::canonicalize(path).map_err(|e| Failure::Bad(format!("--protocol-source {}: {e}", path.display())))?;
+            l.set(&mut spec.source, Some(scenarios::csource::ProtocolSource::File(abs)), "--protocol-source");
+            spec.source_hash = None;
+        }
+        if self.protocol_c {
+            l.set(&mut spec.source, Some(scenarios::csource::ProtocolSource::Builtin), "--protocol-c");
+            spec.source_hash = None;
+        }
         if !self.mutants.is_empty() {
             let had: Vec<String> = spec.mutants.iter().map(|m| m.value.to_string()).collect();
             l.note("--mutant", spec.mutants_origin.as_ref().map(|_| format!("{had:?}")));

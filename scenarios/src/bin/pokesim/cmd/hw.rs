@@ -272,6 +272,8 @@ fn given_flags(a: &ScenarioArgs) -> Vec<(&'static str, Use)> {
         file,
         workload,
         protocol,
+        protocol_source,
+        protocol_c,
         mutants,
         cpus,
         seed,
@@ -300,6 +302,9 @@ fn given_flags(a: &ScenarioArgs) -> Vec<(&'static str, Use)> {
         ("a scenario file", file.is_some(), Scenario),
         ("--workload", workload.is_some(), Scenario),
         ("--protocol", protocol.is_some(), Scenario),
+        // The hardware run of a C protocol is not built yet: refused, never ignored.
+        ("--protocol-source", protocol_source.is_some(), Simulation),
+        ("--protocol-c", *protocol_c, Simulation),
         ("--mutant", !mutants.is_empty(), Scenario),
         ("--cpus", cpus.is_some(), Scenario),
         ("--seed", seed.is_some(), Simulation),
