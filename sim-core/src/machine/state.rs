@@ -38,6 +38,15 @@ use crate::SimError;
 /// call depth needs a few dozen bytes; saving a state whose stack reaches deeper is an error.
 pub(crate) const STACK_WINDOW: u64 = 1024;
 
+/// How much of a compiled protocol's stacks (a patching client's, a vCPU's exception stack) a
+/// snapshot saves, below the top.
+const KERNEL_STACK_WINDOW: u64 = 4096;
+
+/// The saved part of a compiled protocol's data: its `.data` and `.bss`, in whole 64-byte lines.
+fn kernel_data_len(c: &crate::compiled::CMachine) -> u64 {
+    (c.compiled.image.data.len() as u64).max(64).next_multiple_of(64)
+}
+
 /// Collects what a state is made of as bytes, hashed once at the end (xxh3's streaming
 /// interface costs more per tiny write than the bytes themselves).
 #[derive(Default)]
@@ -133,6 +142,8 @@ pub(crate) struct Canon {
     /// True if the vCPUs are interchangeable: the same code, and no per-CPU state in the
     /// patcher's program or the handler (6.16's per-CPU references break it).
     pub symmetric: bool,
+    /// With a protocol compiled from C: its data `(address, length)`.
+    kernel_data: Option<(u64, u64)>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -163,10 +174,21 @@ impl Snapshot {
     }
 }
 
-/// Where the data windows' bytes are: in a snapshot, or in the live data region.
+/// Where the data windows' bytes are: in a snapshot, or in the live data regions (the
+/// guest's, and a compiled protocol's kernel data).
 enum Data<'a> {
     Saved(&'a [u8]),
-    Live(&'a cpu_model::SharedRegion),
+    Live(&'a cpu_model::SharedRegion, Option<&'a cpu_model::SharedRegion>),
+}
+
+/// The region of the two that holds `addr`: the kernel data of a compiled protocol, or the
+/// guest's data.
+fn region_of<'a>(
+    addr: u64,
+    data: &'a cpu_model::SharedRegion,
+    kernel: Option<&'a cpu_model::SharedRegion>,
+) -> &'a cpu_model::SharedRegion {
+    kernel.filter(|k| addr >= k.base() && addr < k.base() + k.len()).unwrap_or(data)
 }
 
 /// The parts of a state canonical hashing reads, borrowed from a snapshot or a live machine.
@@ -181,10 +203,10 @@ impl Parts<'_> {
     /// Appends the data bytes `[addr, addr + len)` (inside one data window) to `out`.
     fn data_into(&self, canon: &Canon, addr: u64, len: u64, out: &mut Vec<u8>) {
         match &self.data {
-            Data::Live(region) => {
+            Data::Live(data, kernel) => {
                 let at = out.len();
                 out.resize(at + len as usize, 0);
-                let _ = region.read(addr, &mut out[at..]);
+                let _ = region_of(addr, data, *kernel).read(addr, &mut out[at..]);
             }
             Data::Saved(bytes) => {
                 let mut at = 0usize;
@@ -231,6 +253,13 @@ impl Parts<'_> {
         if canon.finite {
             (self.state.iterations[i], self.state.finished[i]).hash(&mut h);
         }
+        if let (Some(Activation::C(_)), Some(_)) = (&self.state.handlers[i], canon.kernel_data) {
+            // The compiled handler's live frames: from its stack pointer to its stack's top.
+            let ((low, top), sp) = (crate::compiled::exception_stack(i), v.regs.get(Reg::Rsp));
+            if (low..top).contains(&sp) {
+                self.data_into(canon, sp, top - sp, &mut h.0);
+            }
+        }
         self.data_into(canon, c.counters.0, c.counters.1, &mut h.0);
         let sp = v.regs.get(Reg::Rsp);
         self.data_into(canon, sp, c.stack_top.saturating_sub(sp), &mut h.0);
@@ -253,6 +282,16 @@ impl Parts<'_> {
         self.state.patching.hash_shared(&mut h);
         self.state.ipi.counts().0.hash(&mut h);
         cpus.hash(&mut h);
+        if let Some((addr, len)) = canon.kernel_data {
+            // A compiled protocol's data, and each compiled client's live frames.
+            self.data_into(canon, addr, len, &mut h.0);
+            for (k, p) in self.state.patchers.iter().enumerate() {
+                if let Client::C(c) = p {
+                    let (sp, top) = (c.sp(), crate::compiled::client_stack(k).1);
+                    self.data_into(canon, sp, top - sp, &mut h.0);
+                }
+            }
+        }
         let digest = h.digest128();
         *scratch = h.0;
         digest
@@ -287,7 +326,8 @@ impl Machine {
             site_units: self.site_units.len(),
             monotone: self.config.fetch.monotone,
             finite: self.config.max_iterations.is_some(),
-            symmetric: !per_cpu_ops && !per_cpu_handler,
+            symmetric: !per_cpu_ops && !per_cpu_handler && self.c.is_none(),
+            kernel_data: self.c.as_ref().map(|c| (crate::kernel_image::KDATA_BASE, kernel_data_len(c))),
         }
     }
 
@@ -302,7 +342,37 @@ impl Machine {
             let hi = (d.stack_top + 64).min(self.data.base() + self.data.len());
             w.push((lo, hi.saturating_sub(lo)));
         }
+        if let Some(c) = &self.c {
+            w.push((crate::kernel_image::KDATA_BASE, kernel_data_len(c)));
+            for k in 0..self.state.patchers.len() {
+                let top = crate::compiled::client_stack(k).1;
+                w.push((top - KERNEL_STACK_WINDOW, KERNEL_STACK_WINDOW));
+            }
+            for i in 0..self.vcpus.len() {
+                let top = crate::compiled::exception_stack(i).1;
+                w.push((top - KERNEL_STACK_WINDOW, KERNEL_STACK_WINDOW));
+            }
+        }
         w
+    }
+
+    /// The region holding `addr`: the kernel data of a compiled protocol, or the guest's.
+    fn region(&self, addr: u64) -> &cpu_model::SharedRegion {
+        region_of(addr, &self.data, self.c.as_ref().map(|c| c.mem.data()))
+    }
+
+    /// With a compiled protocol, an error if a stack reached below its saved window.
+    fn check_kernel_stacks(&self) -> Result<(), SimError> {
+        if self.c.is_none() {
+            return Ok(());
+        }
+        for (k, p) in self.state.patchers.iter().enumerate() {
+            let Client::C(c) = p else { continue };
+            if c.sp() < crate::compiled::client_stack(k).1 - KERNEL_STACK_WINDOW + 64 {
+                return Err(SimError::Internal(format!("patcher{k}: the stack reached {:#x}, below the saved window", c.sp())));
+            }
+        }
+        Ok(())
     }
 
     /// Reads the state of every vCPU an event touched since `cache` last saw it.
@@ -324,7 +394,8 @@ impl Machine {
         let mut scratch = std::mem::take(&mut cache.scratch);
         let touches = &self.touches;
         let vcpus = (0..self.vcpus.len()).map(|i| &cache.get(i, touches[i]).expect("known").2).collect();
-        let parts = Parts { epoch: self.text.now(), vcpus, state: &self.state, data: Data::Live(&self.data) };
+        let kernel = self.c.as_ref().map(|c| c.mem.data());
+        let parts = Parts { epoch: self.text.now(), vcpus, state: &self.state, data: Data::Live(&self.data, kernel) };
         let h = parts.canonical_hash(canon, &mut scratch);
         cache.scratch = scratch;
         Ok(h)
@@ -336,9 +407,10 @@ impl Machine {
         let mut data = vec![0u8; self.windows.iter().map(|w| w.1 as usize).sum()];
         let mut at = 0;
         for &(addr, len) in &self.windows {
-            self.data.read(addr, &mut data[at..at + len as usize]);
+            self.region(addr).read(addr, &mut data[at..at + len as usize]);
             at += len as usize;
         }
+        self.check_kernel_stacks()?;
         self.know_vcpus(cache)?;
         let vcpus: Vec<(u64, VcpuState)> = (0..self.vcpus.len())
             .map(|i| cache.get(i, self.touches[i]).map(|k| (k.1, k.2.clone())).expect("known"))
@@ -370,7 +442,7 @@ impl Machine {
         }
         let mut at = 0;
         for &(addr, len) in &self.windows {
-            self.data.write(addr, &s.data[at..at + len as usize]);
+            self.region(addr).write(addr, &s.data[at..at + len as usize]);
             at += len as usize;
         }
         self.state.clone_from(&s.state);
