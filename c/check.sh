@@ -178,4 +178,161 @@ if $CC -c $CFLAGS -DCONFIG_X86_64=1 "$tmp/pasted.c" -o "$tmp/t.o" 2>"$tmp/err"; 
 else
 	echo "FAIL pasted-kernel-style code"; cat "$tmp/err"; status=1
 fi
+# Host run: each file compiled for the host and linked with stub services (text_poke a
+# memcpy that logs, on_each_cpu a logged call, a small decoder) patches a CALL over a NOP5 and
+# a batch of three sites given out of order, with the handler called right after the INT3 is
+# written; the final bytes, the emulation and (when pokesim is built) the order of writes and
+# syncs for every program mutant are checked against the Rust model's `pokesim program`.
+cat >"$tmp/harness.c" <<'HARNESS'
+/* Host harness: runs a protocol file natively with stub services; checks write order,
+ * handler emulation mid-patch. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct pt_regs { unsigned long r15,r14,r13,r12,bp,bx,r11,r10,r9,r8,ax,cx,dx,si,di,orig_ax,ip,cs,flags,sp,ss; };
+struct pokesim_poke { unsigned long addr; unsigned int len, emulate_len; unsigned long detour; unsigned char text[16], emulate[16]; };
+struct pokesim_insn_info { unsigned char length, opcode_nbytes, opcode[3], immediate_nbytes, pad[2]; long long immediate; };
+struct mutex { long owner; };
+struct mutex text_mutex;
+void pokesim_patch(const struct pokesim_poke *, unsigned int);
+int poke_int3_handler(struct pt_regs *) __attribute__((weak));
+int smp_text_poke_int3_handler(struct pt_regs *) __attribute__((weak));
+
+static unsigned char text[4096] __attribute__((aligned(4096)));
+static char log_[8192];
+static int held;
+/* handler probe: when the INT3 lands on probe_site, run the handler then */
+static unsigned long probe_site; static int probed; static struct pt_regs probe_regs; static int probe_ret;
+static unsigned long stack[64];
+
+static void logf_(const char *s) { strcat(log_, s); strcat(log_, " "); }
+
+static int handler(struct pt_regs *r) { return poke_int3_handler ? poke_int3_handler(r) : smp_text_poke_int3_handler(r); }
+
+void *text_poke(void *addr, const void *op, size_t len) {
+	char b[64];
+	if (!held) { fprintf(stderr, "text_poke without text_mutex\n"); exit(1); }
+	memcpy(addr, op, len);
+	sprintf(b, "poke@%ld:%zu", (long)((unsigned char *)addr - text), len); logf_(b);
+	if (!probed && probe_site && (unsigned long)addr == probe_site && len == 1 && *(unsigned char *)op == 0xcc) {
+		probed = 1;
+		memset(&probe_regs, 0, sizeof probe_regs);
+		probe_regs.ip = probe_site + 1; probe_regs.cs = 0x10; probe_regs.sp = (unsigned long)&stack[32];
+		probe_regs.flags = 0x246; /* ZF set */
+		probe_ret = handler(&probe_regs);
+	}
+	return addr;
+}
+void on_each_cpu(void (*f)(void *), void *i, int w) { logf_("sync"); f(i); (void)w; }
+void sync_core(void) {}
+void mutex_lock(struct mutex *m) { if (m != &text_mutex || held) exit(2); held = 1; }
+void mutex_unlock(struct mutex *m) { if (m != &text_mutex || !held) exit(2); held = 0; }
+void pokesim_lockdep_assert_held(const void *l, const char *f, int line) { if (l != &text_mutex || !held) { fprintf(stderr, "lockdep %s:%d\n", f, line); exit(3); } }
+void synchronize_rcu(void) {}
+int pokesim_smp_processor_id(void) { return 0; }
+unsigned int pokesim_nr_cpu_ids(void) { return 2; }
+void pokesim_bug(const char *f, int l, const char *c) { fprintf(stderr, "BUG %s:%d %s\n", f, l, c); exit(4); }
+void pokesim_warn(const char *f, int l, const char *c) { fprintf(stderr, "WARN %s:%d %s\n", f, l, c); }
+int pokesim_insn_decode(const void *k, struct pokesim_insn_info *o) {
+	const unsigned char *b = k; memset(o, 0, sizeof *o);
+	o->opcode[0] = b[0]; o->opcode_nbytes = 1;
+	switch (b[0]) {
+	case 0xe8: case 0xe9: o->length = 5; o->immediate_nbytes = 4; o->immediate = *(int *)(b + 1); break;
+	case 0xeb: o->length = 2; o->immediate_nbytes = 1; o->immediate = (signed char)b[1]; break;
+	case 0x70 ... 0x7f: o->length = 2; o->immediate_nbytes = 1; o->immediate = (signed char)b[1]; break;
+	case 0xcc: case 0xc3: case 0x90: o->length = 1; break;
+	case 0x66: if (b[1] == 0x90) { o->length = 2; o->opcode[0] = 0x90; } else return -22; break;
+	case 0x0f: o->opcode[1] = b[1]; o->opcode_nbytes = 2;
+		if ((b[1] & 0xf0) == 0x80) { o->length = 6; o->immediate_nbytes = 4; o->immediate = *(int *)(b + 2); }
+		else if (b[1] == 0x1f && b[2] == 0x44) o->length = 5; else return -22; break;
+	default: return -22;
+	}
+	return 0;
+}
+
+static const unsigned char NOP5[5] = {0x0f,0x1f,0x44,0,0};
+static void mkpoke(struct pokesim_poke *p, unsigned off, const unsigned char *b, unsigned len) {
+	memset(p, 0, sizeof *p); p->addr = (unsigned long)&text[off]; p->len = len; memcpy(p->text, b, len);
+}
+
+int main(int argc, char **argv) {
+	const char *want = argv[1];
+	struct pokesim_poke p[3];
+	unsigned char call[5] = {0xe8, 0x10, 0, 0, 0};
+	unsigned char jmp[5] = {0xe9, 0x20, 0, 0, 0};
+	int fails = 0;
+	memset(text, 0x90, sizeof text);
+	memcpy(&text[100], NOP5, 5); memcpy(&text[200], NOP5, 5); memcpy(&text[300], NOP5, 5);
+	/* 1: single CALL, handler probed after its INT3 */
+	mkpoke(&p[0], 100, call, 5);
+	probe_site = (unsigned long)&text[100];
+	pokesim_patch(p, 1);
+	printf("single: %s\n", log_);
+	if (memcmp(&text[100], call, 5)) { printf("FAIL final bytes\n"); fails++; }
+	if (strstr(want, "detour")) {
+		if (!(probe_ret == 1 && probe_regs.ip == (unsigned long)&text[105])) { printf("FAIL detour %d %lx\n", probe_ret, probe_regs.ip); fails++; }
+	} else if (strstr(want, "nohandler")) {
+	} else if (!(probe_ret == 1 && probe_regs.ip == (unsigned long)&text[105 + 0x10] && probe_regs.sp == (unsigned long)&stack[31] && stack[31] == (unsigned long)&text[105])) {
+		printf("FAIL emulate call ret=%d ip=%lx\n", probe_ret, probe_regs.ip); fails++;
+	}
+	/* 2: three sites given out of order; probe the middle one (bsearch) */
+	log_[0] = 0; probed = 0;
+	mkpoke(&p[0], 300, jmp, 5); mkpoke(&p[1], 100, NOP5, 5); mkpoke(&p[2], 200, jmp, 5);
+	probe_site = (unsigned long)&text[200];
+	pokesim_patch(p, 3);
+	printf("batch: %s\n", log_);
+	printf("probe: ret=%d ip=+%ld\n", probe_ret, (long)(probe_regs.ip - (unsigned long)text));
+	if (memcmp(&text[100], NOP5, 5) || memcmp(&text[200], jmp, 5) || memcmp(&text[300], jmp, 5)) { printf("FAIL batch bytes\n"); fails++; }
+	/* 3 (jcc): a Jcc.d32 jne patched; ZF set so not taken */
+	if (strstr(want, "jcc")) {
+		unsigned char jne[6] = {0x0f, 0x85, 0x30, 0, 0, 0};
+		memcpy(&text[400], "\x0f\x84\x30\x00\x00\x00", 6);
+		log_[0] = 0; probed = 0;
+		mkpoke(&p[0], 400, jne, 6); probe_site = (unsigned long)&text[400];
+		pokesim_patch(p, 1);
+		printf("jcc: %s ret=%d ip=+%ld\n", log_, probe_ret, (long)(probe_regs.ip - (unsigned long)text));
+		if (memcmp(&text[400], jne, 6) || probe_regs.ip != (unsigned long)&text[406]) { printf("FAIL jcc\n"); fails++; }
+	}
+	printf(fails ? "FAILED\n" : "PASS\n");
+	return fails;
+}
+HARNESS
+HOSTCC="$CC -O2 -fno-pic -mno-red-zone -fno-builtin -std=gnu11 -I c/include"
+host_run() { # file mutant-switch-or-empty -> prints the harness's output
+	$HOSTCC ${2:+-DPOKESIM_MUTANT_$2} -c "$1" -o "$tmp/hp.o" && $CC -no-pie "$tmp/h.o" "$tmp/hp.o" -o "$tmp/run" &&
+		"$tmp/run" "$3"
+}
+POKESIM=${POKESIM:-target/debug/pokesim}
+if $CC -O1 -fno-pic -c "$tmp/harness.c" -o "$tmp/h.o" 2>"$tmp/err"; then
+	for f in $files; do
+		version=$(basename "$f" .c)
+		case $version in linux-5.4) mode=detour ;; linux-6.16) mode=jcc ;; *) mode=emulate ;; esac
+		if host_run "$f" "" $mode >"$tmp/out" 2>&1 && grep -q '^PASS' "$tmp/out"; then
+			echo "ok   $f: host run (patch, batch, handler mid-patch)"
+		else
+			echo "FAIL $f: host run"; cat "$tmp/out"; status=1
+		fi
+		[ -x "$POKESIM" ] || continue
+		same=0 diff=0
+		for m in "" $(grep -o 'POKESIM_MUTANT_[A-Z0-9_]*' "$f" | sort -u | sed 's/POKESIM_MUTANT_//'); do
+			name=$(echo "$m" | tr 'A-Z_' 'a-z-')
+			prog=$("$POKESIM" program -q --protocol "$version" ${name:+--mutant $name} 2>/dev/null |
+				sed -n 's/^program = //p')
+			[ -n "$prog" ] || continue # a handler or batching mutant: no program of its own
+			want=$(echo "$prog" | tr -d '[]",' | tr ' ' '\n' | awk '
+				$1=="poke-int3"{printf "poke@100:1 "} $1=="poke-tail"{printf "poke@101:4 "}
+				$1=="poke-first"||$1=="poke-first-always"{printf "poke@100:1 "}
+				$1=="poke-whole"{printf "poke@100:5 "} $1=="sync"||$1=="sync-if-do-sync"{printf "sync "}')
+			have=$(host_run "$f" "$m" nohandler 2>/dev/null | sed -n 's/^single: //p')
+			if [ "$want" = "$have" ]; then same=$((same + 1)); else
+				echo "FAIL $f ${m:-plain}: writes and syncs differ from the model"
+				echo "     model: $want"; echo "     C:     $have"; status=1 diff=1
+			fi
+		done
+		[ $diff = 1 ] || echo "ok   $f: $same programs write and sync in the model's order"
+	done
+else
+	echo "FAIL host harness"; cat "$tmp/err"; status=1
+fi
 exit $status

@@ -504,6 +504,11 @@ static __always_inline bool atomic_inc_not_zero(atomic_t *v)
 
 /* ------------------------------------------------------- x86 (asm/processor-flags.h, ...) */
 
+#define X86_EFLAGS_CF_BIT 0
+#define X86_EFLAGS_PF_BIT 2
+#define X86_EFLAGS_ZF_BIT 6
+#define X86_EFLAGS_SF_BIT 7
+#define X86_EFLAGS_OF_BIT 11
 #define X86_EFLAGS_CF 0x00000001UL
 #define X86_EFLAGS_PF 0x00000004UL
 #define X86_EFLAGS_AF 0x00000010UL
