@@ -32,16 +32,33 @@ pub struct KernelMemory {
     code_base: u64,
     code: PageBuf,
     data: SharedRegion,
+    /// The guest text as memory holds it (what a data load of the text reads on the patching
+    /// CPUs, which have no instruction view), at its base address.
+    text: (u64, PageBuf),
+    /// The text epoch the mirror holds (the text at an epoch is always the same).
+    text_epoch: Cell<u32>,
 }
 
 impl KernelMemory {
-    /// `code` at `code_base` (read + execute; padded to whole pages) and a zeroed data region
-    /// of `data_len` bytes (whole pages) at `data_base`.
-    pub fn new(code_base: u64, code: &[u8], data_base: u64, data_len: u64) -> Self {
+    /// `code` at `code_base` (read + execute; padded to whole pages), a zeroed data region
+    /// of `data_len` bytes (whole pages) at `data_base`, and a mirror of the guest `text` at
+    /// `text_base` ([`KernelMemory::sync_text`]).
+    pub fn new(code_base: u64, code: &[u8], data_base: u64, data_len: u64, text_base: u64, text: &[u8]) -> Self {
         let len = (code.len() as u64).max(1).next_multiple_of(PAGE_SIZE);
         let buf = PageBuf::new(len as usize);
         buf.write(0, code);
-        Self { code_base, code: buf, data: SharedRegion::new(data_base, data_len) }
+        let mirror = PageBuf::new((text.len() as u64).max(1).next_multiple_of(PAGE_SIZE) as usize);
+        mirror.write(0, text);
+        let data = SharedRegion::new(data_base, data_len);
+        Self { code_base, code: buf, data, text: (text_base, mirror), text_epoch: Cell::new(0) }
+    }
+
+    /// Makes the text mirror hold `text`, the truth at `epoch` (unless it already does).
+    pub fn sync_text(&self, epoch: u32, text: &[u8]) {
+        if self.text_epoch.get() != epoch {
+            self.text.1.write(0, text);
+            self.text_epoch.set(epoch);
+        }
     }
 
     /// The data region.
@@ -155,8 +172,14 @@ pub(crate) struct KernelMapping {
 }
 
 impl KernelMapping {
-    /// Maps `mem` into `uc` and watches `[watch.0, watch.1)` of its data.
-    pub(crate) fn map(uc: &mut Unicorn<'static, ()>, mem: &Rc<KernelMemory>, watch: (u64, u64)) -> Result<Self, CpuError> {
+    /// Maps `mem` into `uc` (with the text mirror, read-only, if `text`) and watches
+    /// `[watch.0, watch.1)` of its data.
+    pub(crate) fn map(
+        uc: &mut Unicorn<'static, ()>,
+        mem: &Rc<KernelMemory>,
+        watch: (u64, u64),
+        text: bool,
+    ) -> Result<Self, CpuError> {
         let (code_base, code_end) = mem.code_range();
         // SAFETY: both buffers are page aligned, exactly the mapped size, and outlive the
         // mapping: the owner (Vcpu or KernelCpu) holds this struct's `Rc` and unmaps (returns
@@ -166,6 +189,10 @@ impl KernelMapping {
                 .ctx("mem_map_ptr(kernel code)")?;
             uc.mem_map_ptr(mem.data.base(), mem.data.len(), Prot::READ | Prot::WRITE, mem.data.host_ptr().cast())
                 .ctx("mem_map_ptr(kernel data)")?;
+            if text {
+                let (base, buf) = &mem.text;
+                uc.mem_map_ptr(*base, buf.len() as u64, Prot::READ, buf.as_ptr().cast()).ctx("mem_map_ptr(text mirror)")?;
+            }
         }
         let log = Rc::new(RefCell::new(Log::default()));
         let l = Rc::clone(&log);
@@ -271,7 +298,7 @@ impl KernelCpu {
     /// A CPU mapping `mem` (watching `watch` of its data) with register file `regs`.
     pub fn new(mem: &Rc<KernelMemory>, watch: (u64, u64), regs: &Regs) -> Result<Self, CpuError> {
         let mut engine = PooledEngine::take()?;
-        let mapping = KernelMapping::map(engine.uc(), mem, watch)?;
+        let mapping = KernelMapping::map(engine.uc(), mem, watch, true)?;
         let trap = Rc::new(Cell::new(None));
         let t = Rc::clone(&trap);
         let intr_hook = engine

@@ -256,7 +256,7 @@ impl Vcpu {
     /// Maps the kernel code and data of a protocol compiled from C into this vCPU's engine,
     /// watching `watch` of the data ([`crate::kernel`]): its INT3 handler runs there.
     pub fn map_kernel(&mut self, mem: &Rc<KernelMemory>, watch: (u64, u64)) -> Result<(), CpuError> {
-        self.kernel = Some(KernelMapping::map(self.engine.uc(), mem, watch)?);
+        self.kernel = Some(KernelMapping::map(self.engine.uc(), mem, watch, false)?);
         Ok(())
     }
 

@@ -35,8 +35,12 @@ pub fn builtin(protocol: Protocol) -> Option<&'static str> {
 
 /// Every version written as C, one row each.
 const BUILTIN: &[(Protocol, &str)] = &[
+    (Protocol::Linux54, include_str!("../../c/protocols/linux-5.4.c")),
     (Protocol::Seed, include_str!("../../c/protocols/seed.c")),
     (Protocol::Linux55, include_str!("../../c/protocols/linux-5.5.c")),
+    (Protocol::Linux56, include_str!("../../c/protocols/linux-5.6.c")),
+    (Protocol::Linux60, include_str!("../../c/protocols/linux-6.0.c")),
+    (Protocol::Linux616, include_str!("../../c/protocols/linux-6.16.c")),
 ];
 
 /// The `-D` switch of mutant `m`: `POKESIM_MUTANT_` and its name upper-snaked.

@@ -56,6 +56,11 @@ impl TextMemory {
         self.base + self.current.len() as u64
     }
 
+    /// The whole text as it is now.
+    pub fn current(&self) -> &[u8] {
+        &self.current
+    }
+
     /// True if `[addr, addr + len)` lies inside the text.
     pub fn contains(&self, addr: u64, len: u64) -> bool {
         addr >= self.base && addr.checked_add(len).is_some_and(|end| end <= self.end())

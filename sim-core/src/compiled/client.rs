@@ -240,6 +240,7 @@ impl CClient {
         if !self.entered {
             self.enter(mem);
         }
+        mem.sync_text(cpu_model::Truth::now(&*kernel.text), kernel.text.current());
         cpu.set_regs(&self.regs).map_err(|e| e.to_string())?;
         let mut ran = Ok(Ran::Effect(PatcherEffect::Other));
         for _ in 0..PRIVATE_RUN_MAX {

@@ -161,13 +161,20 @@ pub struct CMachine {
 impl CMachine {
     /// Loads `compiled` for `cpus` guest vCPUs and `clients` patching clients, with the
     /// call arguments `args` at [`KARGS_BASE`].
-    pub fn new(compiled: Arc<Compiled>, cpus: usize, clients: usize, args: &[u8]) -> Result<Self, cpu_model::CpuError> {
+    pub fn new(
+        compiled: Arc<Compiled>,
+        cpus: usize,
+        clients: usize,
+        args: &[u8],
+        text: &crate::text::TextMemory,
+    ) -> Result<Self, cpu_model::CpuError> {
         use crate::kernel_image::{KCODE_BASE, SERVICE_BASE};
         let image = &compiled.image;
         let mut code = vec![0xf4u8; (KCODE_BASE - SERVICE_BASE) as usize];
         code.extend_from_slice(&image.code);
         let (low, high) = data_region(cpus);
-        let mem = std::rc::Rc::new(cpu_model::KernelMemory::new(SERVICE_BASE, &code, low, high - low));
+        let (text_base, text) = (text.end() - text.initial().len() as u64, text.initial());
+        let mem = std::rc::Rc::new(cpu_model::KernelMemory::new(SERVICE_BASE, &code, low, high - low, text_base, text));
         let fits = mem.data().write(KDATA_BASE, &image.data).and(mem.data().write(KARGS_BASE, args));
         fits.ok_or_else(|| cpu_model::CpuError::Layout("the compiled protocol's data does not fit".into()))?;
         let cpus_of = (0..clients).map(|_| cpu_model::KernelCpu::new(&mem, watched(), &cpu_model::Regs::default()));

@@ -133,13 +133,14 @@ impl Machine {
         let sites = written_bytes(&plan);
         let patchers = plan.clients();
         let Plan { config, image, kprobes, torn, arrays, c_calls, .. } = plan;
+        let GuestImage { layout, text, cpu_regs, loop_head, invariant, cpu_data, .. } = image;
+        let truth = TextMemory::new(&layout, text.clone());
         let c = match (&config.compiled, c_calls) {
             (Some(compiled), Some((_, args))) => {
-                Some(CMachine::new(std::sync::Arc::clone(compiled), config.cpus, patchers.len(), &args)?)
+                Some(CMachine::new(std::sync::Arc::clone(compiled), config.cpus, patchers.len(), &args, &truth)?)
             }
             _ => None,
         };
-        let GuestImage { layout, text, cpu_regs, loop_head, invariant, cpu_data, .. } = image;
         let data = Rc::new(SharedRegion::new(layout.data_base, layout.data_len));
         let owners: Vec<u64> = kprobes.iter().map(|k| k.addr).collect();
         let mut vcpus = cpu_regs
@@ -164,7 +165,7 @@ impl Machine {
         };
         let mut machine = Self {
             windows: Vec::new(),
-            text: TextMemory::new(&layout, text),
+            text: truth,
             state,
             reference: ReferenceExecutor::new(layout)?,
             invariant,
