@@ -707,4 +707,28 @@ static inline int insn_decode(struct insn *insn, const void *kaddr, int buf_len,
 
 #define insn_decode_kernel(insn, ptr) insn_decode((insn), (ptr), MAX_INSN_SIZE, INSN_MODE_KERN)
 
+
+/* ---- include/linux/kernel.h: the system state (text_poke_queue() and text_poke_bp() of
+ * 5.5-6.0 fall back to text_poke_early() while `system_state == SYSTEM_BOOTING`). A protocol
+ * runs on a booted machine: the constant SYSTEM_RUNNING, so the boot branch folds away and
+ * text_poke_early() is never referenced. */
+enum system_states {
+	SYSTEM_BOOTING,
+	SYSTEM_SCHEDULING,
+	SYSTEM_FREEING_INITMEM,
+	SYSTEM_RUNNING,
+	SYSTEM_HALT,
+	SYSTEM_POWER_OFF,
+	SYSTEM_RESTART,
+	SYSTEM_SUSPEND,
+};
+#define system_state ((enum system_states)SYSTEM_RUNNING)
+
+/* ---- asm/insn.h: is_jcc32() (6.16's __smp_text_poke_batch_add() maps Jcc.d32, 0f 80..8f
+ * rel32, onto Jcc.d8): the two-byte opcode as pokesim_insn_decode() fills it. */
+static inline bool is_jcc32(struct insn *insn)
+{
+	return insn->opcode.bytes[0] == 0x0f && (insn->opcode.bytes[1] & 0xf0) == 0x80;
+}
+
 #endif /* POKESIM_H */

@@ -461,11 +461,8 @@ teardown:
 	text_poke_array.nr_entries = 0;
 }
 
-/* is_jcc32(): Jcc.d32 is 0x0f 0x80..0x8f. */
-static bool is_jcc32(struct insn *insn)
-{
-	return insn->opcode.bytes[0] == 0x0f && (insn->opcode.bytes[1] & 0xf0) == 0x80;
-}
+/* is_jcc32() (asm/insn.h): Jcc.d32 is 0x0f 0x80..0x8f — from pokesim.h, as the kernel has it
+ * in a header. */
 
 /*
  * __smp_text_poke_batch_add(): append one site to text_poke_array — no check of room or

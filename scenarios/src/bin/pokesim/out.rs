@@ -107,6 +107,12 @@ pub fn line(text: impl std::fmt::Display) -> Result<(), Failure> {
     emit_line(&printable(&text.to_string(), Escape::Text))
 }
 
+/// Writes one of pokesim's own embedded files (a C source) to stdout as it is: tabs and all,
+/// nothing escaped (it comes from the binary, not from input).
+pub fn raw(text: &str) -> Result<(), Failure> {
+    emit_line(text.strip_suffix('\n').unwrap_or(text))
+}
+
 fn emit_line(text: &str) -> Result<(), Failure> {
     let mut out = std::io::stdout().lock();
     match writeln!(out, "{text}").and_then(|()| out.flush()) {

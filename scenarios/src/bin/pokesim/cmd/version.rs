@@ -67,6 +67,14 @@ pub struct ProgramArgs {
     /// A mutant to apply first (repeatable; only mutants that edit the program).
     #[arg(long = "mutant", value_parser = |s: &str| s.parse::<Mutant>(), value_name = "M")]
     mutants: Vec<Mutant>,
+    /// Print the version's built-in C file instead (the patcher and the INT3 handler as C, with
+    /// every mutant as an `#ifdef POKESIM_MUTANT_*` switch): a starting point to edit and run
+    /// with `--protocol-source FILE`.
+    #[arg(long, conflicts_with = "mutants")]
+    c: bool,
+    /// With --c: print pokesim.h, the header the file includes, instead.
+    #[arg(long, requires = "c")]
+    header: bool,
     #[command(flatten)]
     output: OutputOpts,
 }
@@ -81,6 +89,19 @@ struct ProgramLine<'a> {
 
 /// `pokesim program`: the version's program as TOML for a scenario file (or a JSON line).
 pub fn program(a: &ProgramArgs) -> Result<Status, Failure> {
+    if a.c {
+        if a.output.json {
+            return Err(Failure::Bad("--c prints a C file; --json cannot describe it".into()));
+        }
+        let text = match a.header {
+            true => scenarios::csource::HEADER,
+            false => scenarios::csource::builtin(a.protocol).ok_or_else(|| {
+                Failure::Bad(format!("--c: {} has no built-in C file (built in: {})", a.protocol, scenarios::csource::names()))
+            })?,
+        };
+        out::raw(text)?;
+        return Ok(Status::Expected);
+    }
     let ops = a.protocol.program_template(&a.mutants).map_err(|e| match e {
         sim_core::SimError::Invalid { message, .. } => Failure::Bad(format!("--mutant: {message}")),
         other => Failure::from(other),
