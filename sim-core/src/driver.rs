@@ -216,20 +216,29 @@ impl Int3Handler for CHandler {
     fn ip(&self) -> u64 {
         CHandler::ip(self)
     }
+    /// The built-in chain's micro-step once the file's handler declined; `None` in the file.
     fn pc(&self) -> Option<HandlerPc> {
-        None
+        self.chain().map(Handler::pc)
     }
     fn trapped(&self) -> (Regs, u64) {
         CHandler::trapped(self)
     }
     fn step(&mut self, ctx: &mut HandlerCtx<'_>) -> HandlerStep {
-        let c = ctx.c.as_mut().expect("a compiled handler steps on its vCPU");
-        CHandler::step(self, c, ctx.data)
+        CHandler::step(self, ctx)
     }
-    /// The compiled handler wrote its emulation itself.
-    fn emulated(&mut self, _: &Emulation) {}
-    /// The compiled handler's references live in its own data; a fault ends the run.
-    fn abandon(&mut self, _: &mut PatchState) {}
+    /// The compiled handler writes its emulation itself; the built-in chain after it is told.
+    fn emulated(&mut self, emulation: &Emulation) {
+        if let Some(chain) = self.chain_mut() {
+            chain.emulated(emulation);
+        }
+    }
+    /// The compiled handler's references live in its own data (a fault ends the run); the
+    /// built-in chain after it drops its own.
+    fn abandon(&mut self, state: &mut PatchState) {
+        if let Some(chain) = self.chain_mut() {
+            chain.abandon(state);
+        }
+    }
     fn hash_state<H: Hasher>(&self, h: &mut H, rel: impl Fn(&Regs) -> Regs) {
         CHandler::hash_state(self, h, rel)
     }

@@ -15,7 +15,7 @@ use cpu_model::{KernelFault, KernelMemory, MemAccess, Reg, Regs, SharedRegion, V
 use super::service::{self, Common};
 use super::{exception_stack, in_file_data, Compiled, PRIVATE_RUN_MAX, RETURN_ADDR};
 use crate::emulate::Emulation;
-use crate::handler::HandlerStep;
+use crate::handler::{Handler, HandlerCtx, HandlerStep};
 use crate::kernel_image::{Service, KEXC_BASE, KSTACK_BASE, KSTACK_SIZE};
 use crate::oracle::ViolationKind;
 
@@ -74,12 +74,15 @@ pub struct CHandler {
     entered: bool,
     /// Where the vCPU's RIP was after the last step (for traces).
     at: u64,
+    /// Once the file's handler returned 0 with `CONFIG_KPROBES`: the rest of the configured
+    /// kernel's chain (`kprobe_int3_handler()`, then `notify_die()`), the built-in code.
+    chain: Option<Box<Handler>>,
 }
 
 impl CHandler {
     /// Entry on vCPU `cpu` with the trapped register file and the qword at `[rsp]`.
     pub fn new(cpu: usize, trapped: Regs, stack_top: u64) -> Self {
-        Self { cpu, trapped, stack_top, entered: false, at: 0 }
+        Self { cpu, trapped, stack_top, entered: false, at: 0, chain: None }
     }
 
     /// The trapping INT3's address.
@@ -101,11 +104,34 @@ impl CHandler {
     /// are the vCPU's, which a search saves with it).
     pub fn hash_state<H: Hasher>(&self, h: &mut H, rel: impl Fn(&Regs) -> Regs) {
         (rel(&self.trapped), self.stack_top, self.entered).hash(h);
+        if let Some(chain) = &self.chain {
+            chain.hash_state(h, rel);
+        }
     }
 
-    /// Runs one step.
-    pub fn step(&mut self, ctx: &mut CCtx<'_>, data: &SharedRegion) -> HandlerStep {
-        match self.run(ctx, data) {
+    /// The built-in rest of the chain, once the file's handler declined.
+    pub fn chain(&self) -> Option<&Handler> {
+        self.chain.as_deref()
+    }
+
+    /// The built-in rest of the chain, mutably.
+    pub fn chain_mut(&mut self) -> Option<&mut Handler> {
+        self.chain.as_deref_mut()
+    }
+
+    /// Runs one step: of the file's handler, or of the built-in chain after it declined.
+    pub fn step(&mut self, ctx: &mut HandlerCtx<'_>) -> HandlerStep {
+        if let Some(chain) = &mut self.chain {
+            return chain.step(ctx);
+        }
+        let (data, kprobes) = (ctx.data, ctx.kprobes);
+        let c = ctx.c.as_mut().expect("a compiled handler steps on its vCPU");
+        match self.run(c, data) {
+            Ok(HandlerStep::Declined) if kprobes => {
+                let chain = Handler::after_patching_handler(self.cpu, self.trapped, self.stack_top);
+                self.chain = Some(Box::new(chain));
+                HandlerStep::Continue
+            }
             Ok(step) => step,
             Err(e) => HandlerStep::Fault { kind: ViolationKind::HandlerFault, message: e },
         }

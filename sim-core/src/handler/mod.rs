@@ -244,6 +244,13 @@ impl Handler {
         }
     }
 
+    /// The rest of `do_int3()`'s chain after a patching handler of another implementation
+    /// (compiled from C) returned 0: `kprobe_int3_handler()`, then `notify_die()` — the
+    /// configured kernel's own code, which the file does not replace.
+    pub fn after_patching_handler(cpu: usize, regs: Regs, stack_top: u64) -> Self {
+        Self { pc: HandlerPc::KprobeGet, ..Self::new(cpu, regs, stack_top) }
+    }
+
     /// Feeds everything the handler's future depends on into `h` — all but the vCPU index
     /// (state-space search compares handlers across vCPUs) — with its saved registers as
     /// `rel` presents them. The fields go in as one `found` index (the kprobe once
