@@ -95,6 +95,13 @@ impl Scenario {
     /// print the same name. The fetch model, vCPUs, placement and seed follow it in reports.
     pub fn label(&self) -> String {
         let mut s = format!("{}/{}", self.workload.variant_name(), self.config.protocol);
+        if let Some(c) = &self.config.compiled {
+            // The protocol as C: the built-in file (`.c`), or the user's file by name.
+            match c.builtin {
+                true => s.push_str(".c"),
+                false => s.push_str(&format!("+c:{}", c.image.source.rsplit('/').next().unwrap_or(&c.image.source))),
+            }
+        }
         if self.config.program.is_some() {
             s.push_str("+custom-program");
         }

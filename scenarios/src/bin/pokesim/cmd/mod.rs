@@ -23,6 +23,13 @@ use serde::Serialize;
 use crate::args::ArtifactOpts;
 use crate::out::{self, Failure};
 
+/// A protocol compiled from C, as reports show it.
+#[derive(Serialize)]
+struct CSourceReport {
+    file: String,
+    hash: String,
+}
+
 /// A scenario as reports show it.
 #[derive(Serialize)]
 pub struct ScenarioReport {
@@ -34,6 +41,9 @@ pub struct ScenarioReport {
     kernel: String,
     mutants: Vec<String>,
     custom_program: bool,
+    /// The protocol as C: the file (or "built-in") and its build hash; absent for the model.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    c_source: Option<CSourceReport>,
     kprobes: Vec<KprobeReport>,
     cpus: usize,
     fetch: String,
@@ -53,6 +63,10 @@ impl ScenarioReport {
             kernel: s.config.kernel.to_string(),
             mutants: s.config.mutants.iter().map(|m| m.to_string()).collect(),
             custom_program: s.config.program.is_some(),
+            c_source: s.config.compiled.as_ref().map(|c| CSourceReport {
+                file: if c.builtin { "built-in".into() } else { c.image.source.clone() },
+                hash: c.image.hash.clone(),
+            }),
             kprobes: s.kprobes.iter().map(KprobeReport::of).collect(),
             cpus: s.config.cpus,
             fetch: s.config.fetch.to_string(),

@@ -1,0 +1,125 @@
+//! The protocol as compiled C (issue 24): every built-in version's C file agrees with its Rust
+//! model under complete search (the same set of reachable violation kinds, a slice of
+//! `bench/c-agreement.sh`), runs are deterministic and replay from their artifact, an artifact
+//! refuses to replay against a changed file, and bad C is exit 2 with the compiler's words.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::{out, pokesim, tempdir, write};
+use scenarios::exhaust::complete;
+use scenarios::file::ScenarioFile;
+use sim_core::search::Options;
+use sim_core::ViolationKind;
+
+/// A scenario of `protocol` on `workload` (one round, 2 vCPUs), as the model or as the
+/// built-in C file, with `mutant`.
+fn scenario(protocol: &str, workload: &str, mutant: Option<&str>, c: bool) -> ScenarioFile {
+    let proto = match c {
+        true => format!("protocol = {{ version = \"{protocol}\", c = true }}"),
+        false => format!("protocol = \"{protocol}\""),
+    };
+    let mutants = mutant.map(|m| format!("mutants = [\"{m}\"]\n")).unwrap_or_default();
+    let src = format!("{proto}\ncpus = 2\n{mutants}[workload]\nkind = \"{workload}\"\nrounds = 1\n");
+    ScenarioFile::parse("c.toml", &src, "c").unwrap_or_else(|e| panic!("{protocol} {workload} {mutant:?}: {e}"))
+}
+
+/// Every violation kind complete search reaches.
+fn kinds(f: &ScenarioFile) -> BTreeSet<ViolationKind> {
+    let opts = Options { all_kinds: true, ..Options::default() };
+    let r = complete(&f.scenario, opts, &|_| {}).unwrap();
+    assert!(r.search.complete, "the search is complete");
+    r.search.kinds
+}
+
+#[test]
+fn every_built_in_c_version_agrees_with_its_model_under_complete_search() {
+    let cells: &[(&str, &str, Option<&str>)] = &[
+        ("linux-5.4", "ftrace", None),
+        ("linux-5.4", "static_call", None),
+        ("linux-5.4", "ftrace", Some("no-sync-after-first")),
+        ("seed", "jump_label", Some("tail-before-int3")),
+        ("linux-5.5", "ftrace", None),
+        ("linux-5.5", "ftrace", Some("no-sync-after-int3")),
+        ("linux-5.5", "jump_label", Some("publish-after-int3")),
+        ("linux-5.6", "ftrace", None),
+        ("linux-5.6", "ftrace", Some("no-sync-after-tail")),
+        ("linux-6.0", "static_call", None),
+        ("linux-6.16", "jcc", None),
+        ("linux-6.16", "jcc", Some("jcc-no-invert")),
+    ];
+    for &(p, w, m) in cells {
+        let model = kinds(&scenario(p, w, m, false));
+        let c = kinds(&scenario(p, w, m, true));
+        assert_eq!(model, c, "{p} {w} {m:?}: the model reaches {model:?}, the C file {c:?}");
+    }
+}
+
+#[test]
+fn the_built_in_c_file_catches_what_the_kernel_fixed() {
+    // Bug B1: linux-5.4's detour handler loses a CALL's push (static_call).
+    let b1 = kinds(&scenario("linux-5.4", "static_call", None, true));
+    assert_eq!(b1, BTreeSet::from([ViolationKind::EmulationMismatch]));
+    // The seed's emulation fixes it.
+    assert!(kinds(&scenario("seed", "jump_label", None, true)).is_empty());
+}
+
+#[test]
+fn a_c_run_is_deterministic_and_replays_from_its_artifact() {
+    let f = scenario("linux-5.5", "ftrace", Some("no-sync-after-first"), true);
+    let (a, b) = (f.scenario.run().unwrap(), f.scenario.run().unwrap());
+    assert_eq!(a.trace_hash, b.trace_hash);
+    assert_eq!(a.decisions, b.decisions);
+    // Another process: the command line, the same seed.
+    let dir = tempdir("c-determinism");
+    let args = ["--protocol", "linux-5.5", "--protocol-c", "--workload", "ftrace", "--rounds", "1", "--json"];
+    let mut cmd = pokesim();
+    cmd.arg("run").args(args).args(["--mutant", "no-sync-after-first"]).arg("--artifact-dir").arg(&dir);
+    let (_, stdout, stderr) = out(&mut cmd);
+    let line = common::json(&stdout);
+    assert_eq!(line["scenario"]["c_source"]["file"], "built-in", "{stdout}{stderr}");
+    assert!(stdout.contains(&a.trace_hash), "the other process's trace hash is {}: {stdout}", a.trace_hash);
+}
+
+#[test]
+fn an_artifact_refuses_to_replay_against_a_changed_c_file() {
+    let dir = tempdir("c-changed");
+    let (_, text, _) = out(pokesim().args(["program", "--protocol", "linux-5.5", "--c"]));
+    let file = write(&dir, "mine.c", &text);
+    let run = |extra: &[&str]| {
+        let mut c = pokesim();
+        c.args(["run", "--protocol", "linux-5.5", "--workload", "ftrace", "--runs", "20"]);
+        c.arg("--protocol-source").arg(&file).args(extra).arg("--artifact-dir").arg(&dir);
+        out(&mut c)
+    };
+    let (code, stdout, stderr) = run(&["--mutant", "no-int3"]);
+    assert_eq!(code, 1, "no-int3 is caught from the user's file: {stdout}{stderr}");
+    let artifact = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "json"))
+        .expect("an artifact");
+    let (code, stdout, _) = out(pokesim().arg("replay").arg(&artifact));
+    assert!(code == 0 && stdout.contains("reproduced torn-fetch"), "replays the violation: {stdout}");
+    std::fs::write(&file, format!("{text}\n/* an edit */\n")).unwrap();
+    let (code, _, stderr) = out(pokesim().arg("replay").arg(&artifact));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("changed since this was recorded"), "{stderr}");
+}
+
+#[test]
+fn bad_c_is_exit_2_with_the_compilers_words() {
+    let dir = tempdir("c-bad");
+    let broken = write(&dir, "broken.c", "#include \"pokesim.h\"\nint poke_int3_handler(struct pt_regs *regs) {\n  return regs->nope;\n}\n");
+    let (code, _, stderr) = out(pokesim().args(["run", "--protocol", "linux-5.5", "--protocol-source"]).arg(&broken));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("broken.c:3:") && stderr.contains("nope"), "{stderr}");
+    let missing = write(&dir, "missing.c", "#include \"pokesim.h\"\nint poke_int3_handler(struct pt_regs *regs) { return 0; }\n");
+    let (code, _, stderr) = out(pokesim().args(["run", "--protocol", "linux-5.5", "--protocol-source"]).arg(&missing));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("pokesim_patch"), "{stderr}");
+    let (code, _, stderr) = out(pokesim().args(["run", "--protocol", "linux-5.5", "--protocol-c", "--mutant", "instrumented-handler"]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("no switch"), "a mutant the file cannot apply is refused: {stderr}");
+}
