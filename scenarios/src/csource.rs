@@ -89,6 +89,29 @@ pub fn load(source: &ProtocolSource, config: &RunConfig) -> Result<Arc<Compiled>
     Compiled::new(image, *source == ProtocolSource::Builtin).map_err(|e| e.to_string())
 }
 
+/// What `mutants` changed in a compiled protocol: each one's switch and the lines of the file
+/// that name it (the built-in file of `protocol`, or the user's file as it is now — a replay
+/// has checked its hash).
+pub fn switches(compiled: &Compiled, protocol: Protocol, mutants: &[Mutant]) -> Vec<sim_core::protocol::change::Change> {
+    let text = match compiled.builtin {
+        true => builtin(protocol).map(str::to_string),
+        false => std::fs::read_to_string(&compiled.image.source).ok(),
+    }
+    .unwrap_or_default();
+    let file = match compiled.builtin {
+        true => format!("{}.c", protocol.name()),
+        false => compiled.image.source.rsplit('/').next().unwrap_or(&compiled.image.source).to_string(),
+    };
+    mutants
+        .iter()
+        .map(|&mutant| {
+            let switch = mutant_switch(mutant);
+            let lines = text.lines().enumerate().filter(|(_, l)| l.contains(&switch)).map(|(i, _)| i + 1).collect();
+            sim_core::protocol::change::Change::Switch { mutant, file: file.clone(), switch, lines }
+        })
+        .collect()
+}
+
 /// The versions with a built-in C file.
 pub fn names() -> String {
     BUILTIN.iter().map(|(p, _)| p.name()).collect::<Vec<_>>().join(", ")

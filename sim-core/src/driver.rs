@@ -180,10 +180,10 @@ impl PatchingClient for CClient {
     fn enabled(&self, ipi: &Ipi, state: &PatchState) -> bool {
         CClient::enabled(self, ipi, state)
     }
-    /// Compiled code has no model operations: its position is a source line
-    /// ([`CClient::location`]).
+    /// Compiled code has no model operations: [`Op::Compiled`] until it is done (its position
+    /// is a source line, [`CClient::location`]).
     fn current(&self) -> Option<&Op> {
-        None
+        (!self.done()).then_some(&Op::Compiled)
     }
     fn at_op_start(&self) -> bool {
         false

@@ -15,6 +15,9 @@ use crate::SimError;
 /// One patcher operation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Op {
+    /// A patching client compiled from C is in its code (its position is a source line, not
+    /// an operation of the model: [`crate::compiled::client::CClient::location`]).
+    Compiled,
     /// The batch's array (5.x: the caller's `tp[]`; 5.6: the on-stack descriptor with
     /// `refs = ATOMIC_INIT(1)`) comes into existence; the bytes each entry will replace are
     /// recorded (for the emulation oracle and `emulate-old`).
@@ -190,7 +193,8 @@ impl std::fmt::Display for OpPhase {
 
 /// The operations outside the INT3 protocol: a plain `text_poke()`, `text_mutex`, a kprobe's
 /// life and `synchronize_rcu()` — what other patching clients do (unnumbered).
-const OUTSIDE_INT3_PROTOCOL: [Op; 8] = [
+const OUTSIDE_INT3_PROTOCOL: [Op; 9] = [
+    Op::Compiled,
     Op::PokePlain(0),
     Op::LockTextMutex,
     Op::UnlockTextMutex,
@@ -209,6 +213,7 @@ impl Op {
     fn facts(&self) -> (&'static str, Option<OpPhase>) {
         use OpPhase::*;
         let (name, phase) = match self {
+            Op::Compiled => return ("c", None),
             Op::BeginBatch(_) => ("begin-batch", Publish),
             Op::SetVec(_) => ("set-vec", Publish),
             Op::SetNr(_) => ("set-nr", Publish),

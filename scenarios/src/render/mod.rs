@@ -208,7 +208,7 @@ impl Run {
             .map(|(i, c)| {
                 let ticks: Vec<String> = gaps.iter().filter(|g| g.change == i).map(|g| g.tick.to_string()).collect();
                 let line = match (c, ticks.is_empty()) {
-                    (Change::Elsewhere { .. }, _) => c.describe(),
+                    (Change::Elsewhere { .. } | Change::Switch { .. }, _) => c.describe(),
                     (Change::Op { after, before, .. }, true) => format!(
                         "{}; not marked: no round of this run ran {} then {}",
                         c.describe(),
@@ -281,6 +281,9 @@ impl Run {
 /// What the scenario's mutants change. A custom program is the user's own: only edits outside
 /// it are described.
 fn changes(scenario: &Scenario) -> Vec<Change> {
+    if let Some(c) = &scenario.config.compiled {
+        return crate::csource::switches(c, scenario.config.protocol, &scenario.config.mutants);
+    }
     let all = change::changes(scenario.config.protocol, &scenario.config.mutants);
     all.into_iter().filter(|c| scenario.config.program.is_none() || matches!(c, Change::Elsewhere { .. })).collect()
 }

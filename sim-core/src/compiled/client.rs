@@ -68,6 +68,10 @@ pub struct CClient {
     /// `smp_processor_id()` of this client's CPU, and `nr_cpu_ids`.
     cpu: usize,
     nr_cpu_ids: usize,
+    /// The return address of the service it is in (for traces and reports).
+    from: u64,
+    /// The last instruction it executed (for traces).
+    last: Option<cpu_model::ExecutedInsn>,
     /// The lowest address of its stack another CPU may see (a frame whose address it stored
     /// in shared memory: 5.6's `bp_desc = &desc`); accesses above it are shared.
     escaped: u64,
@@ -104,6 +108,8 @@ impl CClient {
             cpu,
             nr_cpu_ids,
             escaped: top,
+            from: 0,
+            last: None,
         }
     }
 
@@ -146,10 +152,20 @@ impl CClient {
     /// Where its CPU is: the C function and line (or the service it is in).
     pub fn location(&self) -> String {
         match Service::at(self.regs.rip) {
-            Some(s) => format!("{}()", s.symbol()),
+            Some(s) => format!("{}() from {}", s.symbol(), self.compiled.locate(self.from.saturating_sub(1))),
             None if !self.entered => "between calls".into(),
             None => self.compiled.locate(self.regs.rip),
         }
+    }
+
+    /// The last instruction its CPU executed, if the last step ran one.
+    pub fn last(&self) -> Option<&cpu_model::ExecutedInsn> {
+        self.last.as_ref()
+    }
+
+    /// The kernel service it is in, if any.
+    pub fn in_service(&self) -> Option<Service> {
+        Service::at(self.regs.rip)
     }
 
     /// Its CPU's stack pointer (below it, its stack is dead).
@@ -163,6 +179,7 @@ impl CClient {
 
     /// Feeds everything its future depends on into `h`.
     pub fn hash_state<H: Hasher>(&self, h: &mut H) {
+        // `from` and `last` only describe the past (for traces).
         (self.call, self.entered, self.batches_done, &self.regs, &self.pending, self.escaped).hash(h);
     }
 
@@ -241,6 +258,7 @@ impl CClient {
             self.enter(mem);
         }
         mem.sync_text(cpu_model::Truth::now(&*kernel.text), kernel.text.current());
+        self.last = None;
         cpu.set_regs(&self.regs).map_err(|e| e.to_string())?;
         let mut ran = Ok(Ran::Effect(PatcherEffect::Other));
         for _ in 0..PRIVATE_RUN_MAX {
@@ -251,6 +269,7 @@ impl CClient {
             }
             if let Some(s) = Service::at(rip) {
                 self.regs = cpu.regs().map_err(|e| e.to_string())?;
+                self.from = mem.data().read_u64(self.regs.sp()).unwrap_or(0);
                 match self.service(s, kernel, mem) {
                     Some(r) => return r.map(Ran::Effect),
                     None => {
@@ -260,6 +279,7 @@ impl CClient {
                 }
             }
             let step = cpu.step().map_err(|e| e.to_string())?;
+            self.last = Some(step.insn);
             if let Some(f) = step.fault {
                 self.regs = cpu.regs().map_err(|e| e.to_string())?;
                 return Err(self.fault_message(rip, f));
@@ -269,6 +289,10 @@ impl CClient {
             }
         }
         self.regs = cpu.regs().map_err(|e| e.to_string())?;
+        if Service::at(self.regs.rip).is_some() {
+            // The step ended on a call of a service: where it was called from.
+            self.from = mem.data().read_u64(self.regs.sp()).unwrap_or(0);
+        }
         ran
     }
 

@@ -13,6 +13,7 @@ use crate::compiled::activation::CCtx;
 use crate::driver::{self, Activation, Applied, CKernel, Client, Int3Handler, Kernel, PatchingClient};
 use crate::emulate::Emulation;
 use crate::event::Event;
+use crate::kernel_image::Service;
 use crate::handler::HandlerStep;
 use crate::oracle::{breakpoint, emulation, guest_fault, invariant, liveness, unclaimed, ViolationKind};
 use crate::patcher::PatcherEffect;
@@ -188,10 +189,7 @@ impl Machine {
 
     fn patcher_step(&mut self, k: usize, event: Event) -> Effect {
         let current = self.state.patchers[k].current().copied();
-        let name = match &self.state.patchers[k] {
-            Client::C(_) => "c",
-            _ => current.map_or("done", |op| op.name()),
-        };
+        let name = current.map_or("done", |op| op.name());
         let statement = current.map(|op| match op {
             Op::Sync if k > 0 => kernel::kprobe_sync(self.config.protocol),
             op => kernel::patcher(self.config.protocol, &op),
@@ -214,6 +212,13 @@ impl Machine {
             (Client::C(client), Some(_)) => Some(client.location()),
             _ => statement.map(|s| s.to_string()),
         };
+        let name = match (&self.state.patchers[k], &effect) {
+            // A compiled client's step is named for the kernel service it ran, if any.
+            (Client::C(_), PatcherEffect::Store(_)) => Service::TextPoke.symbol(),
+            (Client::C(_), PatcherEffect::Broadcast | PatcherEffect::SyncDone) => Service::OnEachCpu.symbol(),
+            (Client::C(c), _) => c.in_service().map_or(name, |s| s.symbol()),
+            _ => name,
+        };
         let kind = match &effect {
             &PatcherEffect::Store(epoch) => {
                 self.stats.stores += 1;
@@ -235,7 +240,18 @@ impl Machine {
             PatcherEffect::Other | PatcherEffect::Fault(_) => Some(TraceKind::Patcher),
         };
         if let Some(kind) = kind {
-            self.trace.record(self.tick, event, kind, name, None, &[], &[], current);
+            // A compiled client's step ends with the instruction that made its shared access.
+            let last = match &self.state.patchers[k] {
+                Client::C(c) => c.last().copied(),
+                Client::Model(_) => None,
+            };
+            let rip = last.map(|i| i.addr);
+            let bytes = last.as_ref().map_or(&[][..], |i| i.bytes());
+            self.trace.record(self.tick, event, kind, name, rip, bytes, &[], current);
+            if let (Some(i), true) = (last, self.trace.keeps()) {
+                let text = disassemble(i.addr, i.bytes());
+                self.trace.annotate(|e| e.insn = Some(text));
+            }
         }
         let sync =
             matches!(kind, Some(TraceKind::Broadcast | TraceKind::SyncDone)).then(|| self.state.ipi.generation());

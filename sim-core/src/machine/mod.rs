@@ -32,6 +32,7 @@ use crate::oracle::{liveness, ByteEpoch, Violation, ViolationKind};
 use crate::outcome::{Outcome, Stats, Verdict};
 use crate::patching::PatchState;
 use crate::plan::Plan;
+use crate::program::Op;
 use crate::round::Round;
 use crate::sched::{Probe, Scheduler};
 use crate::text::TextMemory;
@@ -237,7 +238,7 @@ impl Machine {
         let lead = self.lead();
         match lead.current() {
             _ if self.patchers_done() => PatcherMoment::Done { round, rounds },
-            None if matches!(lead, Client::C(_)) => {
+            Some(Op::Compiled) if matches!(lead, Client::C(_)) => {
                 let Client::C(c) = lead else { unreachable!("matched above") };
                 let waiting = c.waiting().map(|w| format!(" ({w})")).unwrap_or_default();
                 PatcherMoment::InC { client: c.client(), round, rounds, location: format!("{}{waiting}", c.location()) }
@@ -261,7 +262,7 @@ impl Machine {
     /// The operation the leading client is at, `None` once it is done ([`TraceEvent::op`]).
     ///
     /// [`TraceEvent::op`]: crate::trace::TraceEvent::op
-    fn current_op(&self) -> Option<crate::program::Op> {
+    fn current_op(&self) -> Option<Op> {
         self.lead().current().copied()
     }
 
@@ -463,7 +464,7 @@ impl Machine {
     /// run's kprobes).
     pub(crate) fn first_kprobe_client(&self) -> Option<usize> {
         self.state.patchers.get(1)?.program().iter().find_map(|op| match op {
-            crate::program::Op::RegisterKprobe(k) => Some(*k),
+            Op::RegisterKprobe(k) => Some(*k),
             _ => None,
         })
     }
@@ -516,7 +517,7 @@ pub fn run(
 fn written_bytes(plan: &Plan) -> Vec<(u64, u64)> {
     let mut sites: Vec<(u64, u64)> = plan.torn.site_ranges().map(|(a, l)| (a, l as u64)).collect();
     let armed_in_run = plan.ops().filter_map(|op| match op {
-        crate::program::Op::ArmKprobe(k) => Some(plan.kprobes[*k].addr),
+        Op::ArmKprobe(k) => Some(plan.kprobes[*k].addr),
         _ => None,
     });
     for addr in armed_in_run {

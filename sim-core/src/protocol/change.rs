@@ -33,7 +33,7 @@ impl OpEdit {
 }
 
 /// What one mutant changed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Change {
     /// An operation of the patcher's program.
     Op {
@@ -59,13 +59,24 @@ pub enum Change {
         /// The edit in words.
         what: &'static str,
     },
+    /// The preprocessor switch of a protocol compiled from C (`#ifdef POKESIM_MUTANT_...`).
+    Switch {
+        /// The mutant.
+        mutant: Mutant,
+        /// The file.
+        file: String,
+        /// The switch.
+        switch: String,
+        /// The file's lines that name it (1-based).
+        lines: Vec<usize>,
+    },
 }
 
 impl Change {
     /// The mutant that made the change.
     pub fn mutant(&self) -> Mutant {
         match self {
-            Change::Op { mutant, .. } | Change::Elsewhere { mutant, .. } => *mutant,
+            Change::Op { mutant, .. } | Change::Elsewhere { mutant, .. } | Change::Switch { mutant, .. } => *mutant,
         }
     }
 
@@ -74,6 +85,7 @@ impl Change {
         match self {
             Change::Op { mutant, op, edit, .. } => format!("{} {} by {mutant}", op.name(), edit.word()),
             Change::Elsewhere { mutant, step, .. } => format!("{step} edited by {mutant}"),
+            Change::Switch { mutant, switch, .. } => format!("{switch} set by {mutant}"),
         }
     }
 
@@ -98,6 +110,10 @@ impl Change {
                 )
             }
             Change::Elsewhere { mutant, step, what } => format!("edited by {mutant}: {step} — {what}"),
+            Change::Switch { mutant, file, switch, lines } => {
+                let lines: Vec<String> = lines.iter().map(usize::to_string).collect();
+                format!("compiled with {switch} by {mutant}: {file} line {}", lines.join(", "))
+            }
         }
     }
 }

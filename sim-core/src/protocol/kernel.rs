@@ -55,6 +55,7 @@ pub fn patcher(p: Protocol, op: &Op) -> Statement {
         | Op::DisarmKprobe(_)
         | Op::SynchronizeRcu
         | Op::UnregisterKprobe(_) => kprobe(op),
+        Op::Compiled => s("/* compiled from C: the trace names the source line */"),
     }
 }
 
