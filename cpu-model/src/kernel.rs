@@ -53,12 +53,18 @@ impl KernelMemory {
         Self { code_base, code: buf, data, text: (text_base, mirror), text_epoch: Cell::new(0) }
     }
 
-    /// Makes the text mirror hold `text`, the truth at `epoch` (unless it already does).
-    pub fn sync_text(&self, epoch: u32, text: &[u8]) {
-        if self.text_epoch.get() != epoch {
-            self.text.1.write(0, text);
-            self.text_epoch.set(epoch);
+    /// Makes the text mirror hold `text`, the truth at `epoch` (unless it already does),
+    /// copying only `ranges` `(address, length)`: the bytes a store can ever write.
+    pub fn sync_text(&self, epoch: u32, text: &[u8], ranges: &[(u64, u64)]) {
+        if self.text_epoch.get() == epoch {
+            return;
         }
+        let base = self.text.0;
+        for &(addr, len) in ranges {
+            let off = (addr - base) as usize;
+            self.text.1.write(off, &text[off..off + len as usize]);
+        }
+        self.text_epoch.set(epoch);
     }
 
     /// The data region.
@@ -145,22 +151,61 @@ impl fmt::Display for KernelFault {
     }
 }
 
+/// The most accesses to the watched range one instruction reports.
+pub const MAX_ACCESSES: usize = 16;
+
+/// An instruction's accesses to the watched range, in order (no allocation per step).
+#[derive(Clone, Copy, Debug)]
+pub struct Accesses {
+    items: [MemAccess; MAX_ACCESSES],
+    len: usize,
+    /// More than [`MAX_ACCESSES`] happened (a string instruction): the rest are not listed.
+    pub overflow: bool,
+}
+
+impl Accesses {
+    const NONE: Accesses = Accesses {
+        items: [MemAccess { addr: 0, size: 0, write: false, value: 0 }; MAX_ACCESSES],
+        len: 0,
+        overflow: false,
+    };
+
+    /// The accesses listed.
+    pub fn iter(&self) -> impl Iterator<Item = &MemAccess> {
+        self.items[..self.len].iter()
+    }
+
+    fn push(&mut self, a: MemAccess) {
+        match self.items.get_mut(self.len) {
+            Some(slot) => {
+                *slot = a;
+                self.len += 1;
+            }
+            None => self.overflow = true,
+        }
+    }
+}
+
 /// What one kernel instruction did.
 #[derive(Clone, Debug)]
 pub struct KernelStep {
     /// The instruction (its epochs are all 0: kernel code is never patched).
     pub insn: ExecutedInsn,
     /// Its accesses to the watched range, in order.
-    pub accesses: Vec<MemAccess>,
+    pub accesses: Accesses,
     /// Set if it did not complete.
     pub fault: Option<KernelFault>,
 }
 
 /// What the hooks record while one instruction runs.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Log {
-    accesses: Vec<MemAccess>,
+    accesses: Accesses,
     unmapped: Option<(u64, bool)>,
+}
+
+impl Log {
+    const EMPTY: Log = Log { accesses: Accesses::NONE, unmapped: None };
 }
 
 /// The kernel regions mapped into one engine, and the hooks that watch them.
@@ -169,6 +214,8 @@ pub(crate) struct KernelMapping {
     mem: Rc<KernelMemory>,
     hooks: [UcHookId; 2],
     log: Rc<RefCell<Log>>,
+    /// Decodes of the kernel code by address, `(length, code)` (the code never changes).
+    decoded: RefCell<std::collections::HashMap<u64, (u8, Code)>>,
 }
 
 impl KernelMapping {
@@ -191,18 +238,24 @@ impl KernelMapping {
                 .ctx("mem_map_ptr(kernel data)")?;
             if text {
                 let (base, buf) = &mem.text;
-                uc.mem_map_ptr(*base, buf.len() as u64, Prot::READ, buf.as_ptr().cast()).ctx("mem_map_ptr(text mirror)")?;
+                uc.mem_map_ptr(*base, buf.len() as u64, Prot::READ, buf.as_ptr().cast())
+                    .ctx("mem_map_ptr(text mirror)")?;
             }
         }
-        let log = Rc::new(RefCell::new(Log::default()));
+        let log = Rc::new(RefCell::new(Log::EMPTY));
         let l = Rc::clone(&log);
         let watched = uc
-            .add_mem_hook(HookType::MEM_READ | HookType::MEM_WRITE, watch.0, watch.1 - 1, move |_, ty, addr, size, value| {
-                let write = ty == MemType::WRITE;
-                let value = if write { value as u64 } else { 0 };
-                l.borrow_mut().accesses.push(MemAccess { addr, size: size as u8, write, value });
-                true
-            })
+            .add_mem_hook(
+                HookType::MEM_READ | HookType::MEM_WRITE,
+                watch.0,
+                watch.1 - 1,
+                move |_, ty, addr, size, value| {
+                    let write = ty == MemType::WRITE;
+                    let value = if write { value as u64 } else { 0 };
+                    l.borrow_mut().accesses.push(MemAccess { addr, size: size as u8, write, value });
+                    true
+                },
+            )
             .ctx("add_mem_hook(kernel data)")?;
         let l = Rc::clone(&log);
         let unmapped = uc
@@ -212,7 +265,7 @@ impl KernelMapping {
                 false
             })
             .ctx("add_mem_hook(unmapped)")?;
-        Ok(Self { mem: Rc::clone(mem), hooks: [watched, unmapped], log })
+        Ok(Self { mem: Rc::clone(mem), hooks: [watched, unmapped], log, decoded: Default::default() })
     }
 
     /// Removes the hooks (before the engine goes back to the pool).
@@ -228,7 +281,8 @@ impl KernelMapping {
         trap: &Cell<Option<u32>>,
     ) -> Result<(KernelStep, u64), CpuError> {
         let mut bytes = [0u8; MAX_INSN_LEN];
-        let window = (0..MAX_INSN_LEN).take_while(|&i| self.mem.read_code(rip + i as u64, &mut [0]).is_some()).count();
+        let (code_base, code_end) = self.mem.code_range();
+        let window = (code_end.saturating_sub(rip) as usize).min(MAX_INSN_LEN);
         let mut insn = ExecutedInsn {
             addr: rip,
             len: 0,
@@ -237,26 +291,29 @@ impl KernelMapping {
             epochs: [0; MAX_INSN_LEN],
             code: Code::INVALID,
         };
-        let done = |insn, fault| Ok((KernelStep { insn, accesses: Vec::new(), fault: Some(fault) }, rip));
-        if window == 0 {
+        let done = |insn, fault| Ok((KernelStep { insn, accesses: Accesses::NONE, fault: Some(fault) }, rip));
+        if rip < code_base || window == 0 {
             return done(insn, KernelFault::OutsideCode(rip));
         }
         self.mem.read_code(rip, &mut bytes[..window]).expect("inside the code");
-        let decoded = Decoder::with_ip(64, &bytes[..window], rip, DecoderOptions::NONE).decode();
         insn.bytes = bytes;
-        insn.code = decoded.code();
-        if decoded.is_invalid() {
+        let (len, code) = *self.decoded.borrow_mut().entry(rip).or_insert_with(|| {
+            let d = Decoder::with_ip(64, &bytes[..window], rip, DecoderOptions::NONE).decode();
+            (if d.is_invalid() { 0 } else { d.len() as u8 }, d.code())
+        });
+        insn.code = code;
+        if len == 0 {
             return done(insn, KernelFault::InvalidOpcode);
         }
-        insn.len = decoded.len() as u8;
+        insn.len = len;
         if crate::vcpu::refused(insn.code) {
             return done(insn, KernelFault::Unsupported(insn.code));
         }
-        *self.log.borrow_mut() = Log::default();
+        *self.log.borrow_mut() = Log::EMPTY;
         trap.set(None);
         let result = uc.emu_start(rip, 0, 0, 1);
         let next = uc.reg_read(RegisterX86::RIP).ctx("reg_read(RIP)")?;
-        let log = std::mem::take(&mut *self.log.borrow_mut());
+        let log = std::mem::replace(&mut *self.log.borrow_mut(), Log::EMPTY);
         let fault = match (result, log.unmapped, trap.take()) {
             (_, Some((addr, write)), _) => Some(KernelFault::Unmapped { addr, write }),
             (Err(e), None, _) => Some(KernelFault::Engine(e)),

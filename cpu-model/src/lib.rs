@@ -29,8 +29,8 @@ mod vcpu;
 mod view;
 
 pub use error::CpuError;
-pub use kernel::{KernelCpu, KernelFault, KernelMemory, KernelStep, MemAccess};
 pub use fetch::{FetchModel, FetchUnit, Staleness, StoreGranularity};
+pub use kernel::{Accesses, KernelCpu, KernelFault, KernelMemory, KernelStep, MemAccess};
 pub use layout::{Layout, PAGE_SIZE};
 pub use memory::SharedRegion;
 pub use reference::{ReferenceExecutor, ReferenceResult};

@@ -21,8 +21,8 @@ use unicorn_engine::unicorn_const::{uc_error, Prot};
 use unicorn_engine::{RegisterX86, UcHookId};
 
 use crate::engine::PooledEngine;
-use crate::kernel::{KernelMapping, KernelMemory, KernelStep};
 use crate::error::UcContext;
+use crate::kernel::{KernelMapping, KernelMemory, KernelStep};
 use crate::view::{Chooser, Epoch, Truth, View};
 use crate::{CpuError, FetchModel, Layout, Regs, SharedRegion};
 

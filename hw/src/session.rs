@@ -298,7 +298,14 @@ pub fn script_images(plan: &Plan) -> Result<Vec<Vec<u8>>, Refusal> {
                     p.waiting()
                 )));
             }
-            match p.step(&mut Kernel { state: &mut state, text: &mut text, ipi: &mut ipi, data: &data, c: None }) {
+            match p.step(&mut Kernel {
+                state: &mut state,
+                text: &mut text,
+                ipi: &mut ipi,
+                data: &data,
+                c: None,
+                sites: &[],
+            }) {
                 PatcherEffect::Fault(message) => {
                     return Err(Refusal::Program(format!("its patcher faults: {message}")))
                 }
@@ -500,7 +507,7 @@ impl Session<'_> {
             g.op = patchers[0].current().map_or("done", |op| op.name());
             let effect = {
                 let Shared { state, text, ipi, data, .. } = &mut *g;
-                patchers[k].step(&mut Kernel { state, text, ipi, data, c: None })
+                patchers[k].step(&mut Kernel { state, text, ipi, data, c: None, sites: &[] })
             };
             match effect {
                 PatcherEffect::Store(epoch) => {

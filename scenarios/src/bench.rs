@@ -37,6 +37,26 @@ pub struct BenchReport {
     pub rss_per_vcpu_kib: f64,
     /// The scaling table, one row per vCPU count.
     pub scaling: Vec<ScaleRow>,
+    /// Each built-in C version next to its Rust model on the same scenario (issue 24).
+    pub c_protocols: Vec<CRow>,
+}
+
+/// A protocol compiled from C next to its Rust model: patch rounds per second of the same
+/// ftrace scenario (4 vCPUs, same seed), and the C file's cost as a ratio.
+#[derive(Clone, Debug, Serialize)]
+pub struct CRow {
+    /// The version.
+    pub protocol: String,
+    /// Rounds per second, the Rust model.
+    pub model_rounds_per_s: f64,
+    /// Rounds per second, the built-in C file.
+    pub c_rounds_per_s: f64,
+    /// model / C: how many times slower the C file is.
+    pub c_cost: f64,
+    /// Scheduling points of the C run per round (its patcher's and its handlers' steps).
+    pub c_ticks_per_round: f64,
+    /// The same for the model.
+    pub model_ticks_per_round: f64,
 }
 
 /// One row of the scaling table: a quiet ftrace run with `cpus` vCPUs.
@@ -165,5 +185,50 @@ pub fn run(steps: u64, memory: &dyn Fn(usize) -> Result<f64, SimError>) -> Resul
         patching_rounds_per_s: rounds_per_s,
         rss_per_vcpu_kib,
         scaling: scaling(steps / 2, memory)?,
+        c_protocols: c_protocols(steps)?,
     })
+}
+
+/// [`CRow`] for every version with a built-in C file: ftrace, 4 vCPUs, about `steps / 4`
+/// guest steps each.
+fn c_protocols(steps: u64) -> Result<Vec<CRow>, SimError> {
+    let mut rows = Vec::new();
+    for p in sim_core::Protocol::ALL.into_iter().filter(|&p| crate::csource::builtin(p).is_some()) {
+        let rounds = ((steps / 4) / 70).clamp(1, crate::workload::MAX_ROUNDS as u64) as u32;
+        let mut s = Scenario {
+            workload: WorkloadSpec { rounds, ..WorkloadSpec::new(WorkloadKind::Ftrace) },
+            config: RunConfig { cpus: 4, drain_steps: 1, protocol: p, ..RunConfig::default() },
+            strategy: Strategy::Random,
+            seed: 1,
+            kprobes: Vec::new(),
+            custom: None,
+        };
+        let model = rounds_per_s(&s)?;
+        s.config.compiled = Some(
+            crate::csource::load(&crate::csource::ProtocolSource::Builtin, &s.config)
+                .map_err(|m| SimError::Internal(format!("bench: building the C file of {p}: {m}")))?,
+        );
+        let c = rounds_per_s(&s)?;
+        rows.push(CRow {
+            protocol: p.name().into(),
+            model_rounds_per_s: model.0,
+            c_rounds_per_s: c.0,
+            c_cost: model.0 / c.0,
+            c_ticks_per_round: c.1,
+            model_ticks_per_round: model.1,
+        });
+    }
+    Ok(rows)
+}
+
+/// Patch rounds per second of `s`, and ticks per round.
+fn rounds_per_s(s: &Scenario) -> Result<(f64, f64), SimError> {
+    let start = Instant::now();
+    let outcome = s.run()?;
+    let secs = start.elapsed().as_secs_f64();
+    if let Some(v) = outcome.violation() {
+        return Err(SimError::Internal(format!("benchmark run found a violation: {v}")));
+    }
+    let rounds = outcome.stats.patch_rounds.max(1) as f64;
+    Ok((rounds / secs, outcome.stats.ticks as f64 / rounds))
 }

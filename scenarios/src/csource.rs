@@ -92,7 +92,11 @@ pub fn load(source: &ProtocolSource, config: &RunConfig) -> Result<Arc<Compiled>
 /// What `mutants` changed in a compiled protocol: each one's switch and the lines of the file
 /// that name it (the built-in file of `protocol`, or the user's file as it is now — a replay
 /// has checked its hash).
-pub fn switches(compiled: &Compiled, protocol: Protocol, mutants: &[Mutant]) -> Vec<sim_core::protocol::change::Change> {
+pub fn switches(
+    compiled: &Compiled,
+    protocol: Protocol,
+    mutants: &[Mutant],
+) -> Vec<sim_core::protocol::change::Change> {
     let text = match compiled.builtin {
         true => builtin(protocol).map(str::to_string),
         false => std::fs::read_to_string(&compiled.image.source).ok(),

@@ -267,11 +267,14 @@ fn protocol(l: &Lines<'_>, raw: &Raw, spec: &mut ScenarioSpec) -> Result<(), Inp
         Some(_) => return Err(bad("protocol.c", "must be true or false".into())),
     };
     let source = match (string("source")?, c) {
-        (Some(_), true) => return Err(bad("protocol.c", "give `source` (a file) or `c = true` (the built-in file), not both".into())),
+        (Some(_), true) => {
+            return Err(bad("protocol.c", "give `source` (a file) or `c = true` (the built-in file), not both".into()))
+        }
         (Some(path), false) => {
             let dir = Path::new(l.file).parent().unwrap_or(Path::new(""));
             let path = dir.join(path);
-            let abs = std::fs::canonicalize(&path).map_err(|e| bad("protocol.source", format!("{}: {e}", path.display())))?;
+            let abs =
+                std::fs::canonicalize(&path).map_err(|e| bad("protocol.source", format!("{}: {e}", path.display())))?;
             Some(ProtocolSource::File(abs))
         }
         (None, true) => Some(ProtocolSource::Builtin),

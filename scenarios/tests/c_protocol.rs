@@ -111,15 +111,21 @@ fn an_artifact_refuses_to_replay_against_a_changed_c_file() {
 #[test]
 fn bad_c_is_exit_2_with_the_compilers_words() {
     let dir = tempdir("c-bad");
-    let broken = write(&dir, "broken.c", "#include \"pokesim.h\"\nint poke_int3_handler(struct pt_regs *regs) {\n  return regs->nope;\n}\n");
+    let broken = write(
+        &dir,
+        "broken.c",
+        "#include \"pokesim.h\"\nint poke_int3_handler(struct pt_regs *regs) {\n  return regs->nope;\n}\n",
+    );
     let (code, _, stderr) = out(pokesim().args(["run", "--protocol", "linux-5.5", "--protocol-source"]).arg(&broken));
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("broken.c:3:") && stderr.contains("nope"), "{stderr}");
-    let missing = write(&dir, "missing.c", "#include \"pokesim.h\"\nint poke_int3_handler(struct pt_regs *regs) { return 0; }\n");
+    let missing =
+        write(&dir, "missing.c", "#include \"pokesim.h\"\nint poke_int3_handler(struct pt_regs *regs) { return 0; }\n");
     let (code, _, stderr) = out(pokesim().args(["run", "--protocol", "linux-5.5", "--protocol-source"]).arg(&missing));
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("pokesim_patch"), "{stderr}");
-    let (code, _, stderr) = out(pokesim().args(["run", "--protocol", "linux-5.5", "--protocol-c", "--mutant", "instrumented-handler"]));
+    let (code, _, stderr) =
+        out(pokesim().args(["run", "--protocol", "linux-5.5", "--protocol-c", "--mutant", "instrumented-handler"]));
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("no switch"), "a mutant the file cannot apply is refused: {stderr}");
 }

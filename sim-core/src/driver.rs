@@ -50,6 +50,8 @@ pub struct Kernel<'a> {
     pub data: &'a SharedRegion,
     /// The CPUs and memory of a protocol compiled from C (`None` for the Rust model).
     pub c: Option<CKernel<'a>>,
+    /// The bytes a store can ever write, `(address, length)`.
+    pub sites: &'a [(u64, u64)],
 }
 
 /// What a patching client compiled from C runs on: one [`KernelCpu`] per client, and the

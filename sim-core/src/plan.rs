@@ -17,9 +17,9 @@
 
 use iced_x86::{Decoder, DecoderOptions, FlowControl, Formatter, Instruction, IntelFormatter};
 
-use crate::compiled::client::CCall;
 use crate::applicability::Facts;
 use crate::batching::split_batch;
+use crate::compiled::client::CCall;
 use crate::config::{RunConfig, MAX_CLIENTS, MAX_TICKS};
 use crate::error::Subject;
 use crate::oracle::torn::TornOracle;
@@ -392,9 +392,14 @@ fn check_single_instruction(copy: &[u8], base: u64, req: &PokeRequest) -> Result
 /// With a protocol compiled from C ([`RunConfig::compiled`]), the calls of the workload's
 /// client: one per action of the script, each batch with the number of patch arrays the
 /// version splits it into (its rounds). Refuses what the compiled path does not run yet.
-fn compiled_calls(config: &RunConfig, image: &GuestImage, clients: usize) -> Result<Option<(Vec<CCall>, Vec<u8>)>, SimError> {
+fn compiled_calls(
+    config: &RunConfig,
+    image: &GuestImage,
+    clients: usize,
+) -> Result<Option<(Vec<CCall>, Vec<u8>)>, SimError> {
     let Some(compiled) = &config.compiled else { return Ok(None) };
-    let refuse = |what: &str| Err(SimError::invalid(Subject::ProtocolSource, format!("{}: {what}", compiled.image.source)));
+    let refuse =
+        |what: &str| Err(SimError::invalid(Subject::ProtocolSource, format!("{}: {what}", compiled.image.source)));
     if clients > 1 {
         return refuse("kprobes that arm and disarm themselves do not run with a protocol compiled from C yet");
     }

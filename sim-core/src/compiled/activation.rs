@@ -10,7 +10,7 @@
 
 use std::hash::{Hash, Hasher};
 
-use cpu_model::{KernelFault, KernelMemory, MemAccess, Reg, Regs, SharedRegion, Vcpu};
+use cpu_model::{Accesses, KernelFault, KernelMemory, Reg, Regs, SharedRegion, Vcpu};
 
 use super::service::{self, Common};
 use super::{exception_stack, in_file_data, Compiled, PRIVATE_RUN_MAX, RETURN_ADDR};
@@ -159,7 +159,7 @@ impl CHandler {
                 let message = format!("{uaf} in {}", ctx.compiled.locate(rip));
                 return Ok(HandlerStep::Fault { kind: ViolationKind::UseAfterFree, message });
             }
-            if step.accesses.iter().any(|a| shared(a.addr)) {
+            if step.accesses.overflow || step.accesses.iter().any(|a| shared(a.addr)) {
                 break;
             }
         }
@@ -175,7 +175,9 @@ impl CHandler {
         for (i, r) in PT_REGS.iter().enumerate() {
             mem.write_u64(frame + 8 * i as u64, t.get(*r));
         }
-        for (off, v) in [(120, u64::MAX), (IP, t.rip), (CS, KERNEL_CS), (FLAGS, t.rflags), (SP, t.sp()), (SS, KERNEL_DS)] {
+        for (off, v) in
+            [(120, u64::MAX), (IP, t.rip), (CS, KERNEL_CS), (FLAGS, t.rflags), (SP, t.sp()), (SS, KERNEL_DS)]
+        {
             mem.write_u64(frame + off, v);
         }
         mem.write_u64(frame - 8, RETURN_ADDR);
@@ -205,7 +207,8 @@ impl CHandler {
         out.rip = read(IP);
         out.rflags = read(FLAGS);
         out.set(Reg::Rsp, read(SP));
-        let push = (out.sp() == self.trapped.sp().wrapping_sub(8)).then(|| (out.sp(), data.read_u64(out.sp()).unwrap_or(0)));
+        let push =
+            (out.sp() == self.trapped.sp().wrapping_sub(8)).then(|| (out.sp(), data.read_u64(out.sp()).unwrap_or(0)));
         Ok(HandlerStep::Claimed { site: self.ip(), emulation: Emulation { regs: out, push } })
     }
 
@@ -224,7 +227,10 @@ impl CHandler {
             KernelFault::Unmapped { addr, .. } if addr < 0x1000 => format!("NULL pointer dereference ({f})"),
             f => f.to_string(),
         };
-        HandlerStep::Fault { kind: ViolationKind::HandlerFault, message: format!("{what} in {}", ctx.compiled.locate(rip)) }
+        HandlerStep::Fault {
+            kind: ViolationKind::HandlerFault,
+            message: format!("{what} in {}", ctx.compiled.locate(rip)),
+        }
     }
 }
 
@@ -234,13 +240,16 @@ fn shared(addr: u64) -> bool {
 }
 
 /// An access below a patching client's stack pointer: memory of a frame that returned.
-fn use_after_free(accesses: &[MemAccess], patcher_sp: &[u64]) -> Option<String> {
+fn use_after_free(accesses: &Accesses, patcher_sp: &[u64]) -> Option<String> {
     accesses.iter().find_map(|a| {
         let k = (a.addr.checked_sub(KSTACK_BASE)? / KSTACK_SIZE) as usize;
         let sp = *patcher_sp.get(k)?;
         (a.addr < sp).then(|| {
             let what = if a.write { "store to" } else { "load from" };
-            format!("use after free: {what} {:#x}, below patching client {k}'s stack pointer {sp:#x} (a returned frame)", a.addr)
+            format!(
+                "use after free: {what} {:#x}, below patching client {k}'s stack pointer {sp:#x} (a returned frame)",
+                a.addr
+            )
         })
     })
 }

@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 use std::hash::{Hash, Hasher};
 use std::rc::Rc;
 
-use cpu_model::{KernelCpu, KernelFault, KernelMemory, MemAccess, Reg, Regs, StoreGranularity};
+use cpu_model::{Accesses, KernelCpu, KernelFault, KernelMemory, Reg, Regs, StoreGranularity};
 
 use super::service::{self, Common};
 use super::{client_stack, in_file_data, Compiled, PRIVATE_RUN_MAX, RETURN_ADDR};
@@ -257,7 +257,7 @@ impl CClient {
         if !self.entered {
             self.enter(mem);
         }
-        mem.sync_text(cpu_model::Truth::now(&*kernel.text), kernel.text.current());
+        mem.sync_text(cpu_model::Truth::now(&*kernel.text), kernel.text.current(), kernel.sites);
         self.last = None;
         cpu.set_regs(&self.regs).map_err(|e| e.to_string())?;
         let mut ran = Ok(Ran::Effect(PatcherEffect::Other));
@@ -299,10 +299,10 @@ impl CClient {
     /// True if any of `accesses` can be observed by another CPU: the file's data, another
     /// client's stack, or the escaped part of its own. A stored pointer into its own stack
     /// escapes that frame (and the older ones above it).
-    fn shared(&mut self, accesses: &[MemAccess]) -> bool {
+    fn shared(&mut self, accesses: &Accesses) -> bool {
         let (low, top) = client_stack(self.client);
-        let mut shared = false;
-        for a in accesses {
+        let mut shared = accesses.overflow;
+        for a in accesses.iter() {
             if a.write && a.size == 8 && (low..top).contains(&a.value) {
                 self.escaped = self.escaped.min(a.value);
             }
@@ -319,7 +319,12 @@ impl CClient {
 
     /// Carries out service `s` called at `self.regs`; `None` if it returned at once and the
     /// run goes on.
-    fn service(&mut self, s: Service, kernel: &mut Kernel<'_>, mem: &KernelMemory) -> Option<Result<PatcherEffect, String>> {
+    fn service(
+        &mut self,
+        s: Service,
+        kernel: &mut Kernel<'_>,
+        mem: &KernelMemory,
+    ) -> Option<Result<PatcherEffect, String>> {
         match service::common(s, &mut self.regs, mem, self.cpu, self.nr_cpu_ids) {
             Common::Returned => return None,
             Common::Fault(m) => return Some(Err(format!("{m} [patching client {}]", self.client))),
@@ -380,7 +385,14 @@ impl CClient {
 
     /// `text_poke(addr, opcode, len)`: the bytes, split by the store granularity; the first
     /// store now, the others one per step.
-    fn text_poke(&mut self, kernel: &mut Kernel<'_>, mem: &KernelMemory, addr: u64, opcode: u64, len: u64) -> Result<PatcherEffect, String> {
+    fn text_poke(
+        &mut self,
+        kernel: &mut Kernel<'_>,
+        mem: &KernelMemory,
+        addr: u64,
+        opcode: u64,
+        len: u64,
+    ) -> Result<PatcherEffect, String> {
         let caller = self.caller(mem);
         let mut bytes = vec![0u8; len as usize];
         if len == 0 || len > 16 || mem.read(opcode, &mut bytes).is_none() {
@@ -432,7 +444,8 @@ pub fn calls(compiled: &Compiled, actions: &[(crate::PatchAction, u64)]) -> Resu
                 CCall { entry: compiled.entries.patch, args: [at, reqs.len() as u64, 0], arrays: *arrays }
             }
             crate::PatchAction::Poke { addr, bytes } => {
-                let entry = compiled.entries.poke.ok_or("the workload pokes plainly but `pokesim_poke` is not defined")?;
+                let entry =
+                    compiled.entries.poke.ok_or("the workload pokes plainly but `pokesim_poke` is not defined")?;
                 args.extend(bytes);
                 CCall { entry, args: [*addr, at, bytes.len() as u64], arrays: 0 }
             }
@@ -445,7 +458,11 @@ pub fn calls(compiled: &Compiled, actions: &[(crate::PatchAction, u64)]) -> Resu
         calls.push(call);
     }
     if args.len() as u64 > crate::kernel_image::KARGS_SIZE {
-        return Err(format!("the workload's batches need {} bytes of arguments (at most {})", args.len(), crate::kernel_image::KARGS_SIZE));
+        return Err(format!(
+            "the workload's batches need {} bytes of arguments (at most {})",
+            args.len(),
+            crate::kernel_image::KARGS_SIZE
+        ));
     }
     Ok((calls, args))
 }

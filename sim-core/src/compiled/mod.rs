@@ -88,14 +88,14 @@ impl Compiled {
                 format!("{}: {what} is not defined (see `pokesim program --protocol linux-5.5 --c`)", image.source),
             )
         };
-        let patch = image
-            .symbol("pokesim_patch")
-            .ok_or_else(|| missing("the entry point `void pokesim_patch(const struct pokesim_poke *, unsigned int)`"))?;
-        let handler = HANDLERS
-            .iter()
-            .find_map(|&name| image.symbol(name).map(|a| (a, name)))
-            .ok_or_else(|| missing("the INT3 handler `int poke_int3_handler(struct pt_regs *)` (or smp_text_poke_int3_handler)"))?;
-        let entries = Entries { patch, poke: image.symbol("pokesim_poke"), sync: image.symbol("pokesim_sync"), handler };
+        let patch = image.symbol("pokesim_patch").ok_or_else(|| {
+            missing("the entry point `void pokesim_patch(const struct pokesim_poke *, unsigned int)`")
+        })?;
+        let handler = HANDLERS.iter().find_map(|&name| image.symbol(name).map(|a| (a, name))).ok_or_else(|| {
+            missing("the INT3 handler `int poke_int3_handler(struct pt_regs *)` (or smp_text_poke_int3_handler)")
+        })?;
+        let entries =
+            Entries { patch, poke: image.symbol("pokesim_poke"), sync: image.symbol("pokesim_sync"), handler };
         Ok(Arc::new(Self { image, entries, builtin }))
     }
 

@@ -8,13 +8,13 @@
 use cpu_model::{ExecutedInsn, Regs, StepOutcome, Truth};
 
 use super::Machine;
-use crate::decision::Decisions;
 use crate::compiled::activation::CCtx;
+use crate::decision::Decisions;
 use crate::driver::{self, Activation, Applied, CKernel, Client, Int3Handler, Kernel, PatchingClient};
 use crate::emulate::Emulation;
 use crate::event::Event;
-use crate::kernel_image::Service;
 use crate::handler::HandlerStep;
+use crate::kernel_image::Service;
 use crate::oracle::{breakpoint, emulation, guest_fault, invariant, liveness, unclaimed, ViolationKind};
 use crate::patcher::PatcherEffect;
 use crate::program::Op;
@@ -206,6 +206,7 @@ impl Machine {
             ipi: &mut self.state.ipi,
             data: &self.data,
             c: self.c.as_mut().map(|c| CKernel { cpus: &mut c.cpus, mem: &c.mem }),
+            sites: &self.sites,
         };
         let effect = self.state.patchers[k].step(&mut kernel);
         let statement = match (&self.state.patchers[k], &self.c) {
@@ -332,19 +333,13 @@ impl Machine {
                 let candidates = [old.clone(), loc.text.clone(), loc.emulate.clone()];
                 self.judge_emulation(i, loc.addr, &candidates, emulation)?
             }
-            HandlerStep::Claimed { site, emulation } => {
-                let arrays = &self.state.patching.arrays;
-                let entries = arrays.iter().flat_map(|a| a.locs.iter().zip(a.old.iter()));
-                let at_site = entries.filter(|(loc, _)| loc.addr == *site);
-                let candidates: Vec<Vec<u8>> =
-                    at_site.flat_map(|(loc, old)| [old.clone(), loc.text.clone(), loc.emulate.clone()]).collect();
-                if candidates.is_empty() {
+            HandlerStep::Claimed { site, emulation } => match self.claimable.get(site).cloned() {
+                Some(candidates) => self.judge_emulation(i, *site, &candidates, emulation)?,
+                None => {
                     let message = format!("the handler claimed the INT3 at {site:#x}, which no batch patches");
                     self.report(ViolationKind::EmulationMismatch, Some(i), Some(*site), None, message);
-                } else {
-                    self.judge_emulation(i, *site, &candidates, emulation)?
                 }
-            }
+            },
             HandlerStep::KprobeEmulated { kprobe, emulation } => {
                 let kp = &self.state.patching.kprobes[*kprobe];
                 self.judge_emulation(i, kp.addr, &[kp.insn.to_vec()], emulation)?
@@ -381,7 +376,8 @@ impl Machine {
         match effect {
             Effect::Stepped { cpu, outcome: StepOutcome::Int3(regs), .. } => {
                 self.stats.int3_traps += 1;
-                self.state.handlers[cpu] = Some(driver::enter(cpu, regs, &mut self.state.patching, &self.data, self.c.is_some()));
+                self.state.handlers[cpu] =
+                    Some(driver::enter(cpu, regs, &mut self.state.patching, &self.data, self.c.is_some()));
             }
             Effect::Handler { cpu, step, .. } => self.apply_handler(cpu, step)?,
             _ => {}

@@ -72,6 +72,9 @@ pub struct Machine {
     invariant: Box<dyn Invariant + Send>,
     /// With a protocol compiled from C: its memory and the patching clients' CPUs.
     c: Option<CMachine>,
+    /// With a protocol compiled from C, per patched site: every instruction a claiming
+    /// handler may emulate there — each batch's old, new and explicit `emulate` bytes.
+    claimable: std::collections::BTreeMap<u64, Rc<[Vec<u8>]>>,
     // The state: what `Snapshot` saves and restores.
     vcpus: Vec<Vcpu>,
     data: Rc<SharedRegion>,
@@ -156,6 +159,7 @@ impl Machine {
             }
         }
         let site_units = vcpus.first().map(|v| v.view().units_of(&sites)).unwrap_or_default();
+        let claimable = if c.is_some() { claimable(&arrays) } else { Default::default() };
         let state = MachineState {
             handlers: vec![None; config.cpus],
             patching: PatchState::new(arrays, config.cpus, kprobes),
@@ -171,6 +175,7 @@ impl Machine {
             reference: ReferenceExecutor::new(layout)?,
             invariant,
             c,
+            claimable,
             loop_head,
             owners,
             cpu_data,
@@ -510,6 +515,23 @@ pub fn run(
     decisions: Decisions,
 ) -> Result<Outcome, SimError> {
     Machine::new(Plan::new(config, image, &[])?, Observe::NOTHING)?.run(scheduler, decisions)
+}
+
+/// Per site, the instructions a claiming handler may emulate there: every batch's old, new
+/// and explicit `emulate` bytes, each once.
+fn claimable(arrays: &[crate::patching::PokeArray]) -> std::collections::BTreeMap<u64, Rc<[Vec<u8>]>> {
+    let mut by_site: std::collections::BTreeMap<u64, Vec<Vec<u8>>> = Default::default();
+    for a in arrays {
+        for (loc, old) in a.locs.iter().zip(a.old.iter()) {
+            let c = by_site.entry(loc.addr).or_default();
+            for bytes in [old, &loc.text, &loc.emulate] {
+                if !c.contains(bytes) {
+                    c.push(bytes.clone());
+                }
+            }
+        }
+    }
+    by_site.into_iter().map(|(k, v)| (k, v.into())).collect()
 }
 
 /// The bytes stores can write in a run of `plan`: the sites, and the first byte of every

@@ -369,7 +369,10 @@ impl Machine {
         for (k, p) in self.state.patchers.iter().enumerate() {
             let Client::C(c) = p else { continue };
             if c.sp() < crate::compiled::client_stack(k).1 - KERNEL_STACK_WINDOW + 64 {
-                return Err(SimError::Internal(format!("patcher{k}: the stack reached {:#x}, below the saved window", c.sp())));
+                return Err(SimError::Internal(format!(
+                    "patcher{k}: the stack reached {:#x}, below the saved window",
+                    c.sp()
+                )));
             }
         }
         Ok(())

@@ -260,7 +260,8 @@ impl ScenarioArgs {
         l.set(&mut spec.workload.kind, self.workload, "--workload");
         l.set(&mut spec.protocol, self.protocol, "--protocol");
         if let Some(path) = &self.protocol_source {
-            let abs = std::fs::canonicalize(path).map_err(|e| Failure::Bad(format!("--protocol-source {}: {e}", path.display())))?;
+            let abs = std::fs::canonicalize(path)
+                .map_err(|e| Failure::Bad(format!("--protocol-source {}: {e}", path.display())))?;
             l.set(&mut spec.source, Some(scenarios::csource::ProtocolSource::File(abs)), "--protocol-source");
             spec.source_hash = None;
         }

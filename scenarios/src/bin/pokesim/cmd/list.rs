@@ -152,5 +152,18 @@ pub fn bench(a: &BenchArgs) -> Result<Status, Failure> {
             row.raw_step_cost_vs_4
         ))?;
     }
+    out::line("")?;
+    out::line("C vs model (ftrace, 4 vCPUs)  model rounds/s  C rounds/s  C cost  ticks/round model  C")?;
+    for row in &r.c_protocols {
+        out::line(format!(
+            "  {:<27} {:>14.0} {:>11.0} {:>6.2}x {:>17.0} {:>3.0}",
+            row.protocol,
+            row.model_rounds_per_s,
+            row.c_rounds_per_s,
+            row.c_cost,
+            row.model_ticks_per_round,
+            row.c_ticks_per_round
+        ))?;
+    }
     Ok(Status::Expected)
 }

@@ -96,7 +96,11 @@ pub fn program(a: &ProgramArgs) -> Result<Status, Failure> {
         let text = match a.header {
             true => scenarios::csource::HEADER,
             false => scenarios::csource::builtin(a.protocol).ok_or_else(|| {
-                Failure::Bad(format!("--c: {} has no built-in C file (built in: {})", a.protocol, scenarios::csource::names()))
+                Failure::Bad(format!(
+                    "--c: {} has no built-in C file (built in: {})",
+                    a.protocol,
+                    scenarios::csource::names()
+                ))
             })?,
         };
         out::raw(text)?;
