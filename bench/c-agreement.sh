@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The C implementation of every built-in version against its Rust model (issue 24): complete
-# search (`pokesim exhaust`) of each version × each mutant it has × each workload (batch with 3
-# sites), at the given
+# search (`pokesim exhaust`) of each version × each mutant it has × each workload (ftrace,
+# jump_label, static_call, jcc), at the given
 # vCPUs, with the model and with the built-in C file, every violation kind reachable
 # (`--all-kinds`). Prints one row per cell: the kinds each reaches (pass: none) and whether
 # they are the same.
@@ -12,7 +12,7 @@ cpus=${1:-2}
 rounds=${2:-1}
 pokesim=${POKESIM:-target/release/pokesim}
 protocols="linux-5.4 seed linux-5.5 linux-5.6 linux-6.0 linux-6.16"
-workloads="ftrace jump_label static_call batch jcc"
+workloads="ftrace jump_label static_call jcc"
 mutants="none no-sync-after-int3 no-sync-after-tail no-sync-after-first no-int3 tail-before-int3 publish-after-int3 detour-handler clear-vec-before-nr no-sync-before-vec-clear skip-refs-wait emulate-old no-wmb no-rmb jcc-no-invert"
 verdict() {
     local out
@@ -27,7 +27,7 @@ for p in $protocols; do
     for w in $workloads; do
         for m in $mutants; do
             args=(--protocol "$p" --workload "$w")
-            [ "$w" = batch ] && args+=(--sites 3)
+
             [ "$m" = none ] || args+=(--mutant "$m")
             model=$(verdict "${args[@]}")
             [ "$model" = "n/a" ] && continue

@@ -114,6 +114,14 @@ pub fn run_with_progress(
     limits: &Limits,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<HwReport, HwError> {
+    if let Some(c) = &scenario.config.compiled {
+        // The hardware run drives the Rust model's patcher and handler: refused, never a run
+        // that would silently ignore the file.
+        return Err(HwError::Scenario(SimError::invalid(
+            sim_core::Subject::ProtocolSource,
+            format!("{}: the hardware run of a protocol compiled from C is not built yet (pokesim hw runs the Rust models)", c.image.source),
+        )));
+    }
     let plan = scenario.plan()?;
     Ok(hw::session::run_with_progress(plan, host, limits, progress)?)
 }
