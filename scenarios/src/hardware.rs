@@ -119,7 +119,10 @@ pub fn run_with_progress(
         // that would silently ignore the file.
         return Err(HwError::Scenario(SimError::invalid(
             sim_core::Subject::ProtocolSource,
-            format!("{}: the hardware run of a protocol compiled from C is not built yet (pokesim hw runs the Rust models)", c.image.source),
+            format!(
+                "{}: the hardware run of a protocol compiled from C is not built yet (pokesim hw runs the Rust models)",
+                c.image.source
+            ),
         )));
     }
     let plan = scenario.plan()?;

@@ -129,3 +129,17 @@ fn bad_c_is_exit_2_with_the_compilers_words() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("no switch"), "a mutant the file cannot apply is refused: {stderr}");
 }
+
+#[test]
+fn every_c_file_builds_with_every_switch_and_writes_in_the_models_order() {
+    // c/check.sh: each file × each of its switches compiles (-Werror) and links with nothing
+    // undefined; each runs on the host with stub services; its writes and syncs follow
+    // `pokesim program` for every program mutant.
+    let repo = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let bin = assert_cmd::cargo::cargo_bin("pokesim");
+    let mut cmd = assert_cmd::Command::new("bash");
+    cmd.arg("c/check.sh").current_dir(&repo).env("POKESIM", &bin).timeout(common::HANG_GUARD);
+    let (code, stdout, stderr) = out(&mut cmd);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("programs write and sync in the model's order"), "{stdout}");
+}

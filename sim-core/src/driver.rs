@@ -246,13 +246,51 @@ impl Int3Handler for CHandler {
     }
 }
 
+/// A boxed client is the client (a large row is boxed in [`Client`]).
+impl<T: PatchingClient> PatchingClient for Box<T> {
+    fn client(&self) -> usize {
+        (**self).client()
+    }
+    fn done(&self) -> bool {
+        (**self).done()
+    }
+    fn enabled(&self, ipi: &Ipi, state: &PatchState) -> bool {
+        (**self).enabled(ipi, state)
+    }
+    fn current(&self) -> Option<&Op> {
+        (**self).current()
+    }
+    fn at_op_start(&self) -> bool {
+        (**self).at_op_start()
+    }
+    fn waiting(&self) -> Option<&'static str> {
+        (**self).waiting()
+    }
+    fn waiting_for_refs(&self) -> bool {
+        (**self).waiting_for_refs()
+    }
+    fn batches_done(&self) -> u64 {
+        (**self).batches_done()
+    }
+    fn program(&self) -> &[Op] {
+        (**self).program()
+    }
+    fn step(&mut self, kernel: &mut Kernel<'_>) -> PatcherEffect {
+        (**self).step(kernel)
+    }
+    fn hash_state<H: Hasher>(&self, h: &mut H) {
+        (**self).hash_state(h)
+    }
+}
+
 /// The implementations of a patching client: one row each.
 #[derive(Clone, Debug)]
 pub enum Client {
     /// The Rust step machine of the version's program ([`crate::patcher`]).
     Model(Patcher),
-    /// The file's caller, compiled from C, on a CPU of its own ([`crate::compiled::client`]).
-    C(CClient),
+    /// The file's caller, compiled from C, on a CPU of its own ([`crate::compiled::client`]);
+    /// boxed: it is larger than the model's row, which the search clones far more often.
+    C(Box<CClient>),
 }
 
 /// The implementations of an INT3 handler activation: one row each.
@@ -353,7 +391,7 @@ impl Plan {
         let granularity = self.config.fetch.stores;
         if let (Some(compiled), Some((calls, _))) = (&self.config.compiled, &self.c_calls) {
             let (cpus, compiled) = (self.config.cpus, std::sync::Arc::clone(compiled));
-            return vec![Client::C(CClient::new(0, compiled, calls.clone(), granularity, cpus, cpus + 1))];
+            return vec![Client::C(Box::new(CClient::new(0, compiled, calls.clone(), granularity, cpus, cpus + 1)))];
         }
         let programs = self.programs.iter().enumerate();
         let model = |(k, program): (usize, &Vec<Op>)| Patcher::new(k, program.clone(), self.plain.clone(), granularity);

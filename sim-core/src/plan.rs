@@ -19,7 +19,7 @@ use iced_x86::{Decoder, DecoderOptions, FlowControl, Formatter, Instruction, Int
 
 use crate::applicability::Facts;
 use crate::batching::split_batch;
-use crate::compiled::client::CCall;
+use crate::compiled::client::Calls;
 use crate::config::{RunConfig, MAX_CLIENTS, MAX_TICKS};
 use crate::error::Subject;
 use crate::oracle::torn::TornOracle;
@@ -54,7 +54,7 @@ pub struct Plan {
     pub plain: Vec<(u64, Vec<u8>)>,
     /// With a protocol compiled from C: the workload client's calls of the file's entry
     /// points, and their arguments' bytes.
-    pub c_calls: Option<(Vec<CCall>, Vec<u8>)>,
+    pub c_calls: Option<Calls>,
 }
 
 impl std::fmt::Debug for Plan {
@@ -396,7 +396,7 @@ fn compiled_calls(
     config: &RunConfig,
     image: &GuestImage,
     clients: usize,
-) -> Result<Option<(Vec<CCall>, Vec<u8>)>, SimError> {
+) -> Result<Option<Calls>, SimError> {
     let Some(compiled) = &config.compiled else { return Ok(None) };
     let refuse =
         |what: &str| Err(SimError::invalid(Subject::ProtocolSource, format!("{}: {what}", compiled.image.source)));

@@ -428,9 +428,12 @@ fn fault(message: String) -> PatcherEffect {
     PatcherEffect::Fault(message.into())
 }
 
+/// A compiled client's calls and their arguments' bytes ([`calls`]).
+pub type Calls = (Vec<CCall>, Vec<u8>);
+
 /// The calls of patching client 0 for `actions` of a plan, with their arguments laid out at
 /// [`crate::kernel_image::KARGS_BASE`]: returns the calls and the argument bytes.
-pub fn calls(compiled: &Compiled, actions: &[(crate::PatchAction, u64)]) -> Result<(Vec<CCall>, Vec<u8>), String> {
+pub fn calls(compiled: &Compiled, actions: &[(crate::PatchAction, u64)]) -> Result<Calls, String> {
     let base = crate::kernel_image::KARGS_BASE;
     let mut args: Vec<u8> = Vec::new();
     let mut calls = Vec::new();
