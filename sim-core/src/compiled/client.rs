@@ -26,7 +26,7 @@ use crate::patching::PatchState;
 use crate::program::Op;
 
 /// One call of an entry point: the address, its arguments, and the patch arrays of the plan it
-/// covers (a batch's, as [`crate::batching`] split it; 0 for a plain poke or a sync).
+/// covers (a batch's, as the version splits it; 0 for a plain poke or a sync).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct CCall {
     /// The entry point.
