@@ -6,17 +6,20 @@
 # (`--all-kinds`). Prints one row per cell: the kinds each reaches (pass: none) and whether
 # they are the same.
 #
-# usage: bench/c-agreement.sh [CPUS] [ROUNDS]   (POKESIM=path/to/pokesim, default target/release)
+# usage: bench/c-agreement.sh [CPUS] [ROUNDS]   (POKESIM=path/to/pokesim, default target/release;
+#        EXTRA="--preset snapshot --kernel CONFIG_KPROBES=n" adds flags to every search;
+#        WORKLOADS="ftrace jcc" picks the workloads)
 set -u
 cpus=${1:-2}
 rounds=${2:-1}
 pokesim=${POKESIM:-target/release/pokesim}
 protocols="linux-5.4 seed linux-5.5 linux-5.6 linux-6.0 linux-6.16"
-workloads="ftrace jump_label static_call jcc"
+workloads=${WORKLOADS:-"ftrace jump_label static_call jcc"}
 mutants="none no-sync-after-int3 no-sync-after-tail no-sync-after-first no-int3 tail-before-int3 publish-after-int3 detour-handler clear-vec-before-nr no-sync-before-vec-clear skip-refs-wait emulate-old no-wmb no-rmb jcc-no-invert"
 verdict() {
     local out
-    out=$("$pokesim" exhaust --all-kinds --cpus "$cpus" --rounds "$rounds" --artifact-dir "${TMPDIR:-/tmp}/pokesim-agreement" "$@" 2>&1)
+    # shellcheck disable=SC2086 # EXTRA is a list of flags
+    out=$("$pokesim" exhaust --all-kinds --cpus "$cpus" --rounds "$rounds" --artifact-dir "${TMPDIR:-/tmp}/pokesim-agreement" ${EXTRA:-} "$@" 2>&1)
     case "$out" in
         *"kinds      "*) echo "$out" | sed -n 's/^kinds  *\(.*\)$/\1/p' | tr -d ' ' | sed 's/^none$/pass/' ;;
         *) echo "n/a" ;;
