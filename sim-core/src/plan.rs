@@ -392,11 +392,7 @@ fn check_single_instruction(copy: &[u8], base: u64, req: &PokeRequest) -> Result
 /// With a protocol compiled from C ([`RunConfig::compiled`]), the calls of the workload's
 /// client: one per action of the script, each batch with the number of patch arrays the
 /// version splits it into (its rounds). Refuses what the compiled path does not run yet.
-fn compiled_calls(
-    config: &RunConfig,
-    image: &GuestImage,
-    clients: usize,
-) -> Result<Option<Calls>, SimError> {
+fn compiled_calls(config: &RunConfig, image: &GuestImage, clients: usize) -> Result<Option<Calls>, SimError> {
     let Some(compiled) = &config.compiled else { return Ok(None) };
     let refuse =
         |what: &str| Err(SimError::invalid(Subject::ProtocolSource, format!("{}: {what}", compiled.image.source)));
