@@ -37,6 +37,10 @@ pub enum PatcherEffect {
     BatchDone,
     /// The operation wrote memory it does not own (the explanation).
     Fault(std::borrow::Cow<'static, str>),
+    /// A patching client compiled from C asked for something pokesim does not model (an
+    /// `on_each_cpu()` of another function, a mutex other than `text_mutex`): bad input, never
+    /// a verdict — the run stops with an error naming the call and its line.
+    Refused(String),
 }
 
 /// What the patcher is blocked on.

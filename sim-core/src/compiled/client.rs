@@ -335,10 +335,16 @@ impl CClient {
         let effect = match s {
             Service::TextPoke => return Some(self.text_poke(kernel, mem, a0, a1, a2)),
             Service::OnEachCpu if !service::is_do_sync_core(mem, a0) => {
-                return Some(Err(format!(
+                return Some(Ok(PatcherEffect::Refused(format!(
                     "on_each_cpu({a0:#x}) in {caller}: pokesim runs only do_sync_core() (a function whose body is \
                      sync_core()) on the other CPUs"
-                )))
+                ))))
+            }
+            Service::OnEachCpu if a2 == 0 => {
+                return Some(Ok(PatcherEffect::Refused(format!(
+                    "on_each_cpu(.., wait = 0) in {caller}: pokesim models only the waiting broadcast of \
+                     text_poke_sync() (wait = 1)"
+                ))))
             }
             Service::OnEachCpu => {
                 kernel.ipi.broadcast();
@@ -348,7 +354,8 @@ impl CClient {
             Service::MutexLock | Service::MutexUnlock | Service::LockdepAssertHeld
                 if Some(a0) != self.compiled.image.symbol("text_mutex") =>
             {
-                return Some(Err(format!("{}({a0:#x}) in {caller}: pokesim models only &text_mutex", s.symbol())))
+                let what = format!("{}({a0:#x}) in {caller}: pokesim models only &text_mutex", s.symbol());
+                return Some(Ok(PatcherEffect::Refused(what)));
             }
             Service::MutexLock if kernel.state.text_mutex.is_some() => {
                 self.pending = Pending::Mutex;

@@ -105,7 +105,7 @@ impl Machine {
                 });
                 Ok(Effect::Other)
             }
-            Event::Patcher(k) => Ok(self.patcher_step(k, event)),
+            Event::Patcher(k) => self.patcher_step(k, event),
         }
     }
 
@@ -187,13 +187,8 @@ impl Machine {
         Effect::Handler { cpu: i, ip, step }
     }
 
-    fn patcher_step(&mut self, k: usize, event: Event) -> Effect {
+    fn patcher_step(&mut self, k: usize, event: Event) -> Result<Effect, SimError> {
         let current = self.state.patchers[k].current().copied();
-        let name = current.map_or("done", |op| op.name());
-        let statement = current.map(|op| match op {
-            Op::Sync if k > 0 => kernel::kprobe_sync(self.config.protocol),
-            op => kernel::patcher(self.config.protocol, &op),
-        });
         let disarm = match current {
             Some(Op::DisarmKprobe(kp)) if self.state.patchers[k].at_op_start() => {
                 breakpoint::corrupted_disarm(&self.state.patching.kprobes[kp], &self.text)
@@ -209,18 +204,33 @@ impl Machine {
             sites: &self.sites,
         };
         let effect = self.state.patchers[k].step(&mut kernel);
-        let statement = match (&self.state.patchers[k], &self.c) {
-            (Client::C(client), Some(_)) => Some(client.location()),
-            _ => statement.map(|s| s.to_string()),
+        if let PatcherEffect::Refused(message) = effect {
+            return Err(SimError::invalid(crate::error::Subject::ProtocolSource, message));
+        }
+        self.record_patcher_step(k, event, current, &effect);
+        let lost = matches!(effect, PatcherEffect::Store(_))
+            .then(|| breakpoint::lost(&self.state.patching, &self.text))
+            .flatten();
+        if let PatcherEffect::Fault(message) = effect {
+            return Ok(Effect::PatcherFault { client: k, message });
+        }
+        Ok(match disarm.or(lost) {
+            Some((addr, message)) => Effect::Breakpoint { client: k, addr, message },
+            None => Effect::Other,
+        })
+    }
+
+    /// Records patcher `k`'s step, which was at `current` and did `effect`: the statistics, the
+    /// trace record (a store's bytes; a compiled client's last instruction), the kernel
+    /// statement (or source line) and the sync it belongs to.
+    fn record_patcher_step(&mut self, k: usize, event: Event, current: Option<Op>, effect: &PatcherEffect) {
+        let name = self.patcher_step_name(k, current, effect);
+        let statement = match (&self.state.patchers[k], current) {
+            (Client::C(client), _) => Some(client.location()),
+            (_, Some(Op::Sync)) if k > 0 => Some(kernel::kprobe_sync(self.config.protocol).to_string()),
+            (_, op) => op.map(|op| kernel::patcher(self.config.protocol, &op).to_string()),
         };
-        let name = match (&self.state.patchers[k], &effect) {
-            // A compiled client's step is named for the kernel service it ran, if any.
-            (Client::C(_), PatcherEffect::Store(_)) => Service::TextPoke.symbol(),
-            (Client::C(_), PatcherEffect::Broadcast | PatcherEffect::SyncDone) => Service::OnEachCpu.symbol(),
-            (Client::C(c), _) => c.in_service().map_or(name, |s| s.symbol()),
-            _ => name,
-        };
-        let kind = match &effect {
+        let kind = match effect {
             &PatcherEffect::Store(epoch) => {
                 self.stats.stores += 1;
                 let (addr, len) = self.text.store_range(epoch);
@@ -238,7 +248,7 @@ impl Machine {
                 Some(TraceKind::Patcher)
             }
             PatcherEffect::Broadcast => Some(TraceKind::Broadcast),
-            PatcherEffect::Other | PatcherEffect::Fault(_) => Some(TraceKind::Patcher),
+            PatcherEffect::Other | PatcherEffect::Fault(_) | PatcherEffect::Refused(_) => Some(TraceKind::Patcher),
         };
         if let Some(kind) = kind {
             // A compiled client's step ends with the instruction that made its shared access.
@@ -246,9 +256,8 @@ impl Machine {
                 Client::C(c) => c.last().copied(),
                 Client::Model(_) => None,
             };
-            let rip = last.map(|i| i.addr);
             let bytes = last.as_ref().map_or(&[][..], |i| i.bytes());
-            self.trace.record(self.tick, event, kind, name, rip, bytes, &[], current);
+            self.trace.record(self.tick, event, kind, name, last.map(|i| i.addr), bytes, &[], current);
             if let (Some(i), true) = (last, self.trace.keeps()) {
                 let text = disassemble(i.addr, i.bytes());
                 self.trace.annotate(|e| e.insn = Some(text));
@@ -260,19 +269,21 @@ impl Machine {
             e.kernel = statement;
             e.sync = sync;
         });
-        if effect == PatcherEffect::BatchDone {
+        if *effect == PatcherEffect::BatchDone {
             // The records from here on belong to the next round, or to the drain.
             self.trace.set_round(self.round());
         }
-        let lost = matches!(effect, PatcherEffect::Store(_))
-            .then(|| breakpoint::lost(&self.state.patching, &self.text))
-            .flatten();
-        if let PatcherEffect::Fault(message) = effect {
-            return Effect::PatcherFault { client: k, message };
-        }
-        match disarm.or(lost) {
-            Some((addr, message)) => Effect::Breakpoint { client: k, addr, message },
-            None => Effect::Other,
+    }
+
+    /// The name of patcher `k`'s step: the model's operation, or for a compiled client the
+    /// kernel service it ran (`text_poke`, `on_each_cpu`, ...), else `c`.
+    fn patcher_step_name(&self, k: usize, current: Option<Op>, effect: &PatcherEffect) -> &'static str {
+        let name = current.map_or("done", |op| op.name());
+        match (&self.state.patchers[k], effect) {
+            (Client::C(_), PatcherEffect::Store(_)) => Service::TextPoke.symbol(),
+            (Client::C(_), PatcherEffect::Broadcast | PatcherEffect::SyncDone) => Service::OnEachCpu.symbol(),
+            (Client::C(c), _) => c.in_service().map_or(name, |s| s.symbol()),
+            _ => name,
         }
     }
 
