@@ -282,7 +282,7 @@ impl ScenarioSpec {
                 .map_err(|m| InputError::at(loc.file, &source.origin, "protocol.source", m))?;
             if let Some(h) = self.source_hash.as_ref().filter(|h| h.value != compiled.image.hash) {
                 let msg = format!(
-                    "the C protocol changed since this was recorded (hash {} now, {} recorded): its decisions would replay a different program",
+                    "the C protocol changed since this was recorded (build hash {} now, {} recorded: the file, pokesim.h, the runtime, the switches or the clang/ld versions differ): its decisions would replay a different program",
                     compiled.image.hash, h.value
                 );
                 return Err(InputError::at(loc.file, &h.origin, "protocol.hash", msg));
