@@ -6,10 +6,12 @@
 //! cycles, `batch-no-full-check` on a small batch, ...) is `n/a`, never run and never counted
 //! as survived: a surviving mutant means the step it edits was not needed.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use cpu_model::FetchModel;
 use serde::Serialize;
+use sim_core::compiled::Compiled;
 use sim_core::sched::Strategy;
 use sim_core::{KernelConfig, Mutant, Protocol, Recorded, SimError, ViolationKind};
 
@@ -143,11 +145,18 @@ pub fn cells(filter: &Filter) -> Vec<Coords> {
 }
 
 /// The first violation of `m` on `p` × `v` under `preset` with `strategy` within `runs` seed
-/// indices (one campaign over the catalogue's cycling scenarios): how many runs it took.
-fn first_violation(c: &Coords, strategy: Strategy, runs: u64) -> Result<Option<(u64, Found)>, SimError> {
+/// indices (one campaign over the catalogue's cycling scenarios): how many runs it took. With
+/// `compiled`, the protocol is that C build of the version instead of the Rust model.
+fn first_violation(
+    c: &Coords,
+    strategy: Strategy,
+    runs: u64,
+    compiled: Option<&Arc<Compiled>>,
+) -> Result<Option<(u64, Found)>, SimError> {
     let at = |k| {
         let mut s = catalogue::scenario(c.protocol, &[c.mutant], c.variant.spec, &c.preset, k);
         s.config.kernel = c.kernel;
+        s.config.compiled = compiled.cloned();
         Scenario { strategy, ..s }
     };
     let c = Campaign { scenario_at: &at, runs, shard: Shard::ALL, time: None }.run(&|_| {})?;
@@ -162,7 +171,8 @@ pub fn cell(c: &Coords, runs: u64, opts: CellOptions) -> Result<Cell, SimError> 
     let mut cell = Cell {
         mutant: c.mutant.name().into(),
         benign: c.mutant.benign(),
-        protocol: c.protocol.name().into(),
+        // The C build is named as labels name it: `linux-5.5.c`.
+        protocol: if opts.c { format!("{}.c", c.protocol.name()) } else { c.protocol.name().into() },
         workload: c.variant.name.into(),
         kernel: c.kernel.to_string(),
         preset: c.preset.clone(),
@@ -182,8 +192,18 @@ pub fn cell(c: &Coords, runs: u64, opts: CellOptions) -> Result<Cell, SimError> 
         cell.not_applicable = Some(why);
         return Ok(cell);
     }
-    let random = first_violation(c, Strategy::Random, runs)?;
-    let pct = if opts.pct { first_violation(c, Strategy::Pct { depth: 3 }, runs)? } else { None };
+    let compiled = match opts.c {
+        false => None,
+        true => match compiled_cell(&mut at0) {
+            Ok(compiled) => Some(compiled),
+            Err(why) => {
+                cell.not_applicable = Some(why);
+                return Ok(cell);
+            }
+        },
+    };
+    let random = first_violation(c, Strategy::Random, runs, compiled.as_ref())?;
+    let pct = if opts.pct { first_violation(c, Strategy::Pct { depth: 3 }, runs, compiled.as_ref())? } else { None };
     let (random_runs, pct_runs) = (random.as_ref().map(|r| r.0), pct.as_ref().map(|r| r.0));
     let best = match (&random, &pct) {
         (Some(r), Some(q)) if q.0 < r.0 => Some(("pct", q)),
@@ -209,6 +229,19 @@ pub fn cell(c: &Coords, runs: u64, opts: CellOptions) -> Result<Cell, SimError> 
     Ok(cell)
 }
 
+/// The version's built-in C file with the cell's mutant, for `at0` (which takes it): `Err`
+/// says why the cell does not apply to the C file (no switch for the mutant, a workload the
+/// compiled path does not run yet).
+fn compiled_cell(at0: &mut Scenario) -> Result<Arc<Compiled>, String> {
+    let compiled = crate::csource::load(&crate::csource::ProtocolSource::Builtin, &at0.config)?;
+    at0.config.compiled = Some(Arc::clone(&compiled));
+    match at0.plan() {
+        Ok(_) => Ok(compiled),
+        Err(SimError::Invalid { subject: sim_core::Subject::ProtocolSource, message }) => Err(message),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// What a cell computes besides the random campaign.
 #[derive(Clone, Copy, Debug)]
 pub struct CellOptions {
@@ -216,11 +249,13 @@ pub struct CellOptions {
     pub pct: bool,
     /// Shrink the counterexample and report its size.
     pub shrink: bool,
+    /// Run the version's built-in C file instead of the Rust model.
+    pub c: bool,
 }
 
 impl CellOptions {
     /// What `pokesim mutants` computes: random and PCT, shrunk.
-    pub const FULL: CellOptions = CellOptions { pct: true, shrink: true };
+    pub const FULL: CellOptions = CellOptions { pct: true, shrink: true, c: false };
     /// Random only, not shrunk: whether the mutant is caught at all.
-    pub const CAUGHT: CellOptions = CellOptions { pct: false, shrink: false };
+    pub const CAUGHT: CellOptions = CellOptions { pct: false, shrink: false, c: false };
 }

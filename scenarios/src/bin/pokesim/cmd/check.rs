@@ -60,6 +60,10 @@ pub struct MutantsArgs {
     /// caught cell's shrunk counterexample embedded.
     #[arg(long, value_name = "FILE")]
     html: Option<PathBuf>,
+    /// Run each version's built-in C file (its mutants as switches) instead of the Rust model;
+    /// cells the C file cannot run (no switch, kprobes that cycle) are n/a with the reason.
+    #[arg(long)]
+    protocol_c: bool,
     #[command(flatten)]
     output: OutputOpts,
     #[command(flatten)]
@@ -219,6 +223,9 @@ pub fn mutants(a: &MutantsArgs) -> Result<Status, Failure> {
         a.presets.clone()
     };
     if !a.output.json {
+        if a.protocol_c {
+            out::line("# each version's built-in C file (pokesim program --protocol P --c), its mutants as switches")?;
+        }
         let cols: String = presets.iter().map(|p| format!(" {p:>14}")).collect();
         out::line(format!(
             "{:<26} {:<7}{cols}   kinds; median runs random/pct; median shrunk decisions",
@@ -229,7 +236,7 @@ pub fn mutants(a: &MutantsArgs) -> Result<Status, Failure> {
     let (mut done, mut failure, mut all, mut na) = (Vec::new(), None, Vec::new(), 0usize);
     scenarios::stream::in_order(
         cells.len(),
-        |i| matrix::cell(&cells[i], a.runs, CellOptions::FULL),
+        |i| matrix::cell(&cells[i], a.runs, CellOptions { c: a.protocol_c, ..CellOptions::FULL }),
         |i, cell| {
             progress.set(i as u64 + 1);
             let step = cell.map_err(Failure::from).and_then(|c| {
