@@ -143,3 +143,20 @@ fn every_c_file_builds_with_every_switch_and_writes_in_the_models_order() {
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stdout.contains("programs write and sync in the model's order"), "{stdout}");
 }
+
+#[test]
+fn the_mutant_matrix_runs_over_the_c_files() {
+    let args =
+        ["mutants", "--protocol", "linux-5.5", "--protocol-c", "--workload", "ftrace", "--preset", "pessimistic"];
+    let mut cmd = pokesim();
+    cmd.args(args).args(["--kernel", "CONFIG_KPROBES=y", "--runs", "3", "--json", "-q"]);
+    let (code, stdout, stderr) = out(&mut cmd);
+    assert!(code == 0 || code == 1, "{stderr}");
+    let cells: Vec<_> = common::json_lines(&stdout).into_iter().filter(|c| c["mutant"].is_string()).collect();
+    let cell = |m: &str| cells.iter().find(|c| c["mutant"] == m).unwrap_or_else(|| panic!("{m}: {stdout}"));
+    assert_eq!(cell("no-int3")["protocol"], "linux-5.5.c");
+    assert_eq!(cell("no-int3")["caught"], true, "{stdout}");
+    assert_eq!(cell("no-int3")["kind"], "torn-fetch");
+    assert_eq!(cell("no-wmb")["caught"], false, "a benign mutant survives in C too: {stdout}");
+    assert!(cell("instrumented-handler")["not_applicable"].is_string(), "no switch: n/a with the reason");
+}
