@@ -472,6 +472,35 @@ void pokesim_patch(const struct pokesim_poke *pokes, unsigned int nr)
 	mutex_unlock(&text_mutex);
 }
 
+/*
+ * The callers that share tp_vec one text_mutex section at a time: jump_label's
+ * arch_jump_label_transform_queue() queues each site under text_mutex and
+ * arch_jump_label_transform_apply() finishes them under it again; in between, another caller
+ * may take text_mutex. text_poke_bp() (a single site) builds its own one-entry batch, so it
+ * never touches what is queued.
+ */
+void pokesim_batch_add(const struct pokesim_poke *p)
+{
+	mutex_lock(&text_mutex);
+	text_poke_queue((void *)p->addr, p->text, p->len, p->emulate_len ? p->emulate : NULL);
+	mutex_unlock(&text_mutex);
+}
+
+void pokesim_batch_finish(void)
+{
+	mutex_lock(&text_mutex);
+	text_poke_finish();
+	mutex_unlock(&text_mutex);
+}
+
+/* A caller that patches one site at once (arch_jump_label_transform(), static_call). */
+void pokesim_single(const struct pokesim_poke *p)
+{
+	mutex_lock(&text_mutex);
+	text_poke_bp((void *)p->addr, p->text, p->len, p->emulate_len ? p->emulate : NULL);
+	mutex_unlock(&text_mutex);
+}
+
 /* A plain text_poke() outside the INT3 protocol, under text_mutex. */
 void pokesim_poke(unsigned long addr, const unsigned char *bytes, unsigned int len)
 {

@@ -17,7 +17,8 @@
  * Mutants (sim-core/src/protocol/mutant.rs), each a switch at the place the model edits:
  * POKESIM_MUTANT_NO_SYNC_AFTER_INT3, _NO_SYNC_AFTER_TAIL, _NO_SYNC_AFTER_FIRST, _NO_INT3,
  * _TAIL_BEFORE_INT3, _PUBLISH_AFTER_INT3, _DETOUR_HANDLER, _SKIP_REFS_WAIT, _EMULATE_OLD,
- * _NO_WMB, _NO_RMB, _JCC_NO_INVERT, _BATCH_NO_FULL_CHECK, _BATCH_NO_ORDER_CHECK.
+ * _NO_WMB, _NO_RMB, _JCC_NO_INVERT, _BATCH_NO_FULL_CHECK, _BATCH_NO_ORDER_CHECK,
+ * _SINGLE_UNCHECKED_ADD.
  */
 #include "pokesim.h"
 
@@ -633,14 +634,21 @@ void __ref smp_text_poke_batch_add(void *addr, const void *opcode, size_t len, c
 }
 
 /*
- * smp_text_poke_single(): patch one site through the shared vector: append, then finish.
- * (It appends without smp_text_poke_batch_add()'s checks: a batch another caller queued
- * and did not finish is patched with it, unsorted if need be — the June 2025 report.)
+ * smp_text_poke_single(): patch one site through the shared vector: add it, then finish —
+ * patching with it whatever another caller queued and has not finished. It adds through
+ * smp_text_poke_batch_add(), whose checks first flush a full vector or one whose last site
+ * lies above `addr` (the fix of the June 2025 report, docs/reference/kprobes.md §9).
  * Caller holds text_mutex.
  */
 void __ref smp_text_poke_single(void *addr, const void *opcode, size_t len, const void *emulate)
 {
+#ifdef POKESIM_MUTANT_SINGLE_UNCHECKED_ADD
+	/* mutant single-unchecked-add (8976ade0c1b, linux-next June 2025): appended without the
+	 * checks — below a queued site, the vector is unsorted and bsearch() misses entries. */
 	__smp_text_poke_batch_add(addr, opcode, len, emulate);
+#else
+	smp_text_poke_batch_add(addr, opcode, len, emulate);
+#endif
 	smp_text_poke_batch_finish();
 }
 
@@ -660,6 +668,35 @@ void pokesim_patch(const struct pokesim_poke *pokes, unsigned int nr)
 		smp_text_poke_batch_add((void *)pokes[i].addr, pokes[i].text, pokes[i].len,
 					pokes[i].emulate_len ? pokes[i].emulate : NULL);
 	smp_text_poke_batch_finish();
+	mutex_unlock(&text_mutex);
+}
+
+/*
+ * The callers that share text_poke_array one text_mutex section at a time: jump_label's
+ * arch_jump_label_transform_queue() adds each site under text_mutex and
+ * arch_jump_label_transform_apply() finishes them under it again; in between, a caller of
+ * smp_text_poke_single() (arch_jump_label_transform(), static_call, the kprobe optimizer) may
+ * take text_mutex and use the same vector.
+ */
+void pokesim_batch_add(const struct pokesim_poke *p)
+{
+	mutex_lock(&text_mutex);
+	smp_text_poke_batch_add((void *)p->addr, p->text, p->len, p->emulate_len ? p->emulate : NULL);
+	mutex_unlock(&text_mutex);
+}
+
+void pokesim_batch_finish(void)
+{
+	mutex_lock(&text_mutex);
+	smp_text_poke_batch_finish();
+	mutex_unlock(&text_mutex);
+}
+
+/* A caller that patches one site at once. */
+void pokesim_single(const struct pokesim_poke *p)
+{
+	mutex_lock(&text_mutex);
+	smp_text_poke_single((void *)p->addr, p->text, p->len, p->emulate_len ? p->emulate : NULL);
 	mutex_unlock(&text_mutex);
 }
 

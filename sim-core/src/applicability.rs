@@ -67,7 +67,30 @@ pub fn vacuous(m: Mutant, plan: &Facts<'_>) -> Option<String> {
             )
         }),
         Edits::BatchSplit(check) => split_unchanged(m, check, plan),
+        Edits::SingleAdd => single_unshared(plan),
     }
+}
+
+/// `smp_text_poke_single()`'s add: it acts iff a caller patches single sites while another
+/// queues, in a protocol compiled from C (the Rust models do not share the vector).
+fn single_unshared(plan: &Facts<'_>) -> Option<String> {
+    let workload = &plan.image.name;
+    if plan.config.compiled.is_none() {
+        return Some(format!(
+            "it edits smp_text_poke_single() of a protocol compiled from C (the Rust models fix each batch's \
+             vector when the run is planned, so no caller shares it); `--workload shared_vector --protocol-c` \
+             makes it act (workload {workload})"
+        ));
+    }
+    let scripts: Vec<&[PatchAction]> = plan.image.scripts().collect();
+    let has = |f: fn(&PatchAction) -> bool| scripts.iter().any(|s| s.iter().any(f));
+    let shared = has(|a| matches!(a, PatchAction::Single(_))) && has(|a| matches!(a, PatchAction::Queue(_)));
+    (!shared).then(|| {
+        format!(
+            "it edits smp_text_poke_single(), and no caller of workload {workload} patches a single site while \
+             another queues; `--workload shared_vector` makes it act"
+        )
+    })
 }
 
 fn others(plan: &Facts<'_>, m: Mutant) -> Vec<Mutant> {

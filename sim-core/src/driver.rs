@@ -23,7 +23,7 @@ use std::hash::Hasher;
 use cpu_model::{KernelCpu, KernelMemory, Regs, SharedRegion};
 
 use crate::compiled::activation::CHandler;
-use crate::compiled::client::CClient;
+use crate::compiled::client::{CCall, CClient};
 use crate::config::RunConfig;
 use crate::emulate::Emulation;
 use crate::handler::{Handler, HandlerCtx, HandlerPc, HandlerStep};
@@ -385,13 +385,19 @@ impl Int3Handler for Activation {
 
 impl Plan {
     /// The run's patching clients, in [`crate::event::Event::Patcher`] order: the workload's
-    /// first, then one per kprobe that arms and disarms itself — each at the start of its
-    /// program, splitting pokes by the fetch model's store granularity.
+    /// first, then one per kprobe that arms and disarms itself (or, compiled from C, one per
+    /// further caller) — each at the start of its program, splitting pokes by the fetch
+    /// model's store granularity. Compiled client `k` is CPU `cpus + k` of `nr_cpu_ids`
+    /// = `cpus` + the number of clients.
     pub fn clients(&self) -> Vec<Client> {
         let granularity = self.config.fetch.stores;
         if let (Some(compiled), Some((calls, _))) = (&self.config.compiled, &self.c_calls) {
-            let (cpus, compiled) = (self.config.cpus, std::sync::Arc::clone(compiled));
-            return vec![Client::C(Box::new(CClient::new(0, compiled, calls.clone(), granularity, cpus, cpus + 1)))];
+            let (cpus, nr_cpu_ids) = (self.config.cpus, self.config.cpus + calls.len());
+            let client = |(k, calls): (usize, &Vec<CCall>)| {
+                let compiled = std::sync::Arc::clone(compiled);
+                Client::C(Box::new(CClient::new(k, compiled, calls.clone(), granularity, cpus + k, nr_cpu_ids)))
+            };
+            return calls.iter().enumerate().map(client).collect();
         }
         let programs = self.programs.iter().enumerate();
         let model = |(k, program): (usize, &Vec<Op>)| Patcher::new(k, program.clone(), self.plain.clone(), granularity);

@@ -45,15 +45,18 @@ pub struct Plan {
     pub kprobes: Vec<KprobeState>,
     /// The legitimate images of every site.
     pub torn: TornOracle,
-    /// One patch array per batch the patcher runs.
+    /// One patch array per batch the patcher runs (the workload's first, then the further
+    /// callers' of [`GuestImage::callers`]).
     pub arrays: Vec<PokeArray>,
+    /// How many of `arrays` are the workload's: its patch rounds.
+    pub workload_arrays: usize,
     /// One program per patching client: the workload's patcher first, then one per kprobe
     /// that arms and disarms itself.
     pub programs: Vec<Vec<Op>>,
     /// Plain `text_poke()`s outside the INT3 protocol, indexed by [`Op::PokePlain`].
     pub plain: Vec<(u64, Vec<u8>)>,
-    /// With a protocol compiled from C: the workload client's calls of the file's entry
-    /// points, and their arguments' bytes.
+    /// With a protocol compiled from C: each caller's calls of the file's entry points (the
+    /// workload's first, then [`GuestImage::callers`]'), and their arguments' bytes.
     pub c_calls: Option<Calls>,
 }
 
@@ -84,14 +87,16 @@ impl Plan {
         if image.text.len() as u64 != layout.text_len {
             return Err(SimError::invalid(Subject::Workload, "the text does not fill its text region"));
         }
-        let torn = TornOracle::new(&layout, &image.text, &image.actions)?;
+        refuse_shared_vector_in_models(config, &image)?;
+        let every_action: Vec<PatchAction> = image.scripts().flatten().cloned().collect();
+        let torn = TornOracle::new(&layout, &image.text, &every_action)?;
         let all = registered_kprobes(config, &image, &torn, kprobes)?;
         let reserved_refuses = reserved_refuses(&image, &torn, kprobes, config.protocol);
         let kprobe_states = install_kprobes(&mut image, &all, kprobes.len())?;
         // With other clients, each action of the workload's script runs under text_mutex, as
         // the kernel's callers hold it around text_poke_bp() and text_poke().
         let shared = all.iter().any(|k| k.cycles > 0);
-        let (arrays, program, plain) = patcher_program(config, &image, shared)?;
+        let ((arrays, program, plain), workload_arrays) = patcher_program(config, &image, shared)?;
         if config.program.is_some() {
             check_vector_bound(&arrays, &program)?;
         }
@@ -107,7 +112,17 @@ impl Plan {
             reserved_refuses,
         })?;
         let c_calls = compiled_calls(config, &image, programs.len())?;
-        Ok(Self { config: config.clone(), image, kprobes: kprobe_states, torn, arrays, programs, plain, c_calls })
+        Ok(Self {
+            config: config.clone(),
+            image,
+            kprobes: kprobe_states,
+            torn,
+            arrays,
+            workload_arrays,
+            programs,
+            plain,
+            c_calls,
+        })
     }
 
     /// Every operation of every client, in client order.
@@ -241,12 +256,8 @@ fn check_client_on_site(image: &GuestImage, kp: &Kprobe) -> Result<(), String> {
     let window = &image.text[off..(off + 15).min(image.text.len())];
     let initial = Decoder::with_ip(64, window, kp.addr, DecoderOptions::NONE).decode();
     let initial = &window[..initial.len()];
-    for action in &image.actions {
-        let reqs: &[PokeRequest] = match action {
-            PatchAction::Batch(reqs) => reqs,
-            _ => &[],
-        };
-        for r in reqs.iter().filter(|r| kp.addr >= r.addr && kp.addr < r.addr + r.new.len() as u64) {
+    for action in image.scripts().flatten() {
+        for r in action.requests().iter().filter(|r| kp.addr >= r.addr && kp.addr < r.addr + r.new.len() as u64) {
             let same = r.new.starts_with(initial);
             if r.addr != kp.addr || !(same || crate::handler::kprobe_emulates(&r.new)) {
                 return Err(format!(
@@ -394,87 +405,82 @@ fn check_single_instruction(copy: &[u8], base: u64, req: &PokeRequest) -> Result
 /// version splits it into (its rounds). Refuses what the compiled path does not run yet.
 fn compiled_calls(config: &RunConfig, image: &GuestImage, clients: usize) -> Result<Option<Calls>, SimError> {
     let Some(compiled) = &config.compiled else { return Ok(None) };
-    let refuse =
-        |what: &str| Err(SimError::invalid(Subject::ProtocolSource, format!("{}: {what}", compiled.image.source)));
+    let refuse = |what: &str| Err(SimError::invalid(Subject::ProtocolSource, format!("{}: {what}", compiled.file())));
     if clients > 1 {
         return refuse("kprobes that arm and disarm themselves do not run with a protocol compiled from C yet");
     }
     if config.program.is_some() {
         return refuse("a custom program edits the Rust model's patcher; edit the C file instead");
     }
-    let mut actions = Vec::with_capacity(image.actions.len());
-    for action in &image.actions {
-        let arrays = match action {
-            PatchAction::Batch(reqs) => split_batch(config.protocol, &config.mutants, reqs)?.len() as u64,
-            _ => 0,
-        };
-        actions.push((action.clone(), arrays));
+    let mut scripts = Vec::new();
+    for script in image.scripts() {
+        let mut actions = Vec::with_capacity(script.len());
+        for action in script {
+            let arrays = match action {
+                PatchAction::Batch(reqs) => split_batch(config.protocol, &config.mutants, reqs)?.len() as u64,
+                // One batch, however the vector is shared and flushed at run time.
+                PatchAction::Apply | PatchAction::Single(_) => 1,
+                _ => 0,
+            };
+            actions.push((action.clone(), arrays));
+        }
+        scripts.push(actions);
     }
-    let calls = crate::compiled::client::calls(compiled, &actions);
-    calls.map(Some).map_err(|m| SimError::invalid(Subject::ProtocolSource, format!("{}: {m}", compiled.image.source)))
+    let calls = crate::compiled::client::calls(compiled, &scripts);
+    calls.map(Some).map_err(|m| SimError::invalid(Subject::ProtocolSource, format!("{}: {m}", compiled.file())))
+}
+
+/// The Rust models fix each batch's vector when the plan is built: callers that share the
+/// version's vector at run time need a protocol compiled from C.
+fn refuse_shared_vector_in_models(config: &RunConfig, image: &GuestImage) -> Result<(), SimError> {
+    let shares = !image.callers.is_empty() || image.scripts().flatten().any(PatchAction::shares_vector);
+    if shares && config.compiled.is_none() {
+        return Err(SimError::invalid(
+            Subject::Workload,
+            format!(
+                "workload {}'s callers share {}'s text_poke vector at run time (one queues sites in text_mutex \
+                 sections of their own, another patches meanwhile), which the Rust models do not model (they \
+                 fix each batch's vector when the run is planned): run it with the protocol compiled from C \
+                 (--protocol-c, or --protocol-source FILE.c)",
+                image.name, config.protocol
+            ),
+        ));
+    }
+    Ok(())
 }
 
 type Program = (Vec<PokeArray>, Vec<Op>, Vec<(u64, Vec<u8>)>);
 
-/// The patch arrays, the patcher's program and its plain pokes for the image's script; with
-/// `locked`, each action between `text_mutex` lock and unlock.
-fn patcher_program(config: &RunConfig, image: &GuestImage, locked: bool) -> Result<Program, SimError> {
-    let (protocol, rules, base) = (config.protocol, config.protocol.loc_rules(), image.layout.text_base);
-    let (mut arrays, mut program, mut plain) = (Vec::new(), Vec::new(), Vec::new());
-    let mut copy = image.text.clone();
-    let mut overridden = false;
-    for action in &image.actions {
-        match action {
-            PatchAction::Batch(reqs) => {
-                for group in split_batch(protocol, &config.mutants, reqs)? {
-                    let mut locs = Vec::with_capacity(group.len());
-                    for r in &group {
-                        match check_single_instruction(&copy, base, r) {
-                            Err(_) if config.unsafe_multi_insn => overridden = true,
-                            other => other?,
-                        }
-                        let loc =
-                            text_poke_loc_init(rules, r.addr, &r.new, r.emulate.as_deref(), r.detour).map_err(|e| {
-                                match e {
-                                    SimError::Invalid { subject, message } => SimError::invalid(
-                                        subject,
-                                        format!("{protocol} cannot patch this workload: {message}"),
-                                    ),
-                                    other => other,
-                                }
-                            })?;
-                        locs.push(loc);
-                    }
-                    let old: Vec<Vec<u8>> = group
-                        .iter()
-                        .map(|r| copy[(r.addr - base) as usize..(r.addr - base) as usize + r.new.len()].to_vec())
-                        .collect();
-                    for r in &group {
-                        let off = (r.addr - base) as usize;
-                        copy[off..off + r.new.len()].copy_from_slice(&r.new);
-                    }
-                    let id = arrays.len();
-                    program.extend(locked.then_some(Op::LockTextMutex));
-                    match &config.program {
-                        Some(t) => program.extend(crate::program::expand(t, id, locs.len(), config.cpus)),
-                        None => program.extend(protocol.batch_program(&config.mutants, id, locs.len(), config.cpus)),
-                    }
-                    program.extend(locked.then_some(Op::UnlockTextMutex));
-                    arrays.push(PokeArray::new(locs, old));
-                }
+/// The patch arrays, the patcher's program and its plain pokes for the image's scripts (the
+/// workload's, then each further caller's: their arrays follow the workload's, their
+/// operations are appended to its program, which only the Rust models run); with `locked`,
+/// each action between `text_mutex` lock and unlock. Also returns how many arrays are the
+/// workload's.
+fn patcher_program(config: &RunConfig, image: &GuestImage, locked: bool) -> Result<(Program, usize), SimError> {
+    let mut b = ProgramBuilder {
+        config,
+        base: image.layout.text_base,
+        locked,
+        copy: image.text.clone(),
+        overridden: false,
+        program: (Vec::new(), Vec::new(), Vec::new()),
+    };
+    let mut workload_arrays = None;
+    for script in image.scripts() {
+        let mut queued: Vec<PokeRequest> = Vec::new();
+        for action in script {
+            match action {
+                PatchAction::Batch(reqs) => b.batch(reqs)?,
+                PatchAction::Queue(r) => queued.push(r.clone()),
+                PatchAction::Apply => b.batch(&std::mem::take(&mut queued))?,
+                PatchAction::Single(r) => b.batch(std::slice::from_ref(r))?,
+                PatchAction::Poke { addr, bytes } => b.poke(*addr, bytes),
+                PatchAction::Sync => b.program.1.push(Op::Sync),
             }
-            PatchAction::Poke { addr, bytes } => {
-                let off = (addr - base) as usize;
-                copy[off..off + bytes.len()].copy_from_slice(bytes);
-                program.extend(locked.then_some(Op::LockTextMutex));
-                program.extend([Op::PokePlain(plain.len())]);
-                program.extend(locked.then_some(Op::UnlockTextMutex));
-                plain.push((*addr, bytes.clone()));
-            }
-            PatchAction::Sync => program.push(Op::Sync),
         }
+        workload_arrays.get_or_insert(b.program.0.len());
     }
-    if config.unsafe_multi_insn && !overridden {
+    if config.unsafe_multi_insn && !b.overridden {
         return Err(SimError::invalid(
             Subject::UnsafeMultiInsn,
             format!(
@@ -484,7 +490,72 @@ fn patcher_program(config: &RunConfig, image: &GuestImage, locked: bool) -> Resu
             ),
         ));
     }
-    Ok((arrays, program, plain))
+    Ok((b.program, workload_arrays.unwrap_or(0)))
+}
+
+/// What [`patcher_program`] has built so far, and the text as the script leaves it.
+struct ProgramBuilder<'a> {
+    config: &'a RunConfig,
+    base: u64,
+    locked: bool,
+    copy: Vec<u8>,
+    overridden: bool,
+    program: Program,
+}
+
+impl ProgramBuilder<'_> {
+    /// A batch through the INT3 protocol: one array (and batch program) per group the version
+    /// splits it into; nothing for an empty one.
+    fn batch(&mut self, reqs: &[PokeRequest]) -> Result<(), SimError> {
+        let (config, base) = (self.config, self.base);
+        let (protocol, rules) = (config.protocol, config.protocol.loc_rules());
+        if reqs.is_empty() {
+            return Ok(());
+        }
+        for group in split_batch(protocol, &config.mutants, reqs)? {
+            let mut locs = Vec::with_capacity(group.len());
+            for r in &group {
+                match check_single_instruction(&self.copy, base, r) {
+                    Err(_) if config.unsafe_multi_insn => self.overridden = true,
+                    other => other?,
+                }
+                let loc =
+                    text_poke_loc_init(rules, r.addr, &r.new, r.emulate.as_deref(), r.detour).map_err(|e| match e {
+                        SimError::Invalid { subject, message } => {
+                            SimError::invalid(subject, format!("{protocol} cannot patch this workload: {message}"))
+                        }
+                        other => other,
+                    })?;
+                locs.push(loc);
+            }
+            let at = |r: &PokeRequest| (r.addr - base) as usize..(r.addr - base) as usize + r.new.len();
+            let old: Vec<Vec<u8>> = group.iter().map(|r| self.copy[at(r)].to_vec()).collect();
+            for r in &group {
+                self.copy[at(r)].copy_from_slice(&r.new);
+            }
+            let (arrays, program, _) = &mut self.program;
+            let id = arrays.len();
+            program.extend(self.locked.then_some(Op::LockTextMutex));
+            match &config.program {
+                Some(t) => program.extend(crate::program::expand(t, id, locs.len(), config.cpus)),
+                None => program.extend(protocol.batch_program(&config.mutants, id, locs.len(), config.cpus)),
+            }
+            program.extend(self.locked.then_some(Op::UnlockTextMutex));
+            arrays.push(PokeArray::new(locs, old));
+        }
+        Ok(())
+    }
+
+    /// A plain `text_poke()` outside the INT3 protocol.
+    fn poke(&mut self, addr: u64, bytes: &[u8]) {
+        let off = (addr - self.base) as usize;
+        self.copy[off..off + bytes.len()].copy_from_slice(bytes);
+        let (_, program, plain) = &mut self.program;
+        program.extend(self.locked.then_some(Op::LockTextMutex));
+        program.extend([Op::PokePlain(plain.len())]);
+        program.extend(self.locked.then_some(Op::UnlockTextMutex));
+        plain.push((addr, bytes.to_vec()));
+    }
 }
 
 /// `smp_text_poke_batch_add()` fills a static vector of [`TEXT_POKE_ARRAY_MAX`] entries that

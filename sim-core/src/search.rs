@@ -221,6 +221,14 @@ pub fn search(
              sample this scenario with run or explore",
         ));
     }
+    if machine.patching_clients() > 1 {
+        return Err(SimError::invalid(
+            crate::error::Subject::Workload,
+            "the scenario has a second patching client (a further caller of the text_poke vector): state-space search covers \
+             one patching client, whose stores are the same sequence on every path; sample this scenario with run, \
+             explore or bounded exhaust (--bound N)",
+        ));
+    }
     let sym_canon = machine.canon();
     let mut canon = sym_canon.clone();
     canon.symmetric &= opts.symmetry;

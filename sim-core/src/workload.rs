@@ -42,6 +42,36 @@ pub enum PatchAction {
     },
     /// `text_poke_sync()` on its own.
     Sync,
+    /// One site queued in a `text_mutex` section of its own, to be patched by a later
+    /// [`PatchAction::Apply`] with whatever else the version's vector then holds: jump_label's
+    /// `arch_jump_label_transform_queue()` → `text_poke_queue()` (5.5–6.0) /
+    /// `smp_text_poke_batch_add()` (6.16). Between the two, `text_mutex` is free: another
+    /// caller may use the vector (the June 2025 report, docs/reference/kprobes.md §9).
+    Queue(PokeRequest),
+    /// `arch_jump_label_transform_apply()`: `text_poke_finish()` /
+    /// `smp_text_poke_batch_finish()` of the vector, under `text_mutex`.
+    Apply,
+    /// One site patched at once by a caller that does not batch (`arch_jump_label_transform()`,
+    /// `arch_static_call_transform()`, the kprobe optimizer): `text_poke_bp()` /
+    /// `smp_text_poke_single()`, under `text_mutex`.
+    Single(PokeRequest),
+}
+
+impl PatchAction {
+    /// The sites it writes through the INT3 protocol.
+    pub fn requests(&self) -> &[PokeRequest] {
+        match self {
+            PatchAction::Batch(reqs) => reqs,
+            PatchAction::Queue(r) | PatchAction::Single(r) => std::slice::from_ref(r),
+            PatchAction::Poke { .. } | PatchAction::Sync | PatchAction::Apply => &[],
+        }
+    }
+
+    /// True if what it patches depends on what other callers left in the version's vector
+    /// at run time ([`PatchAction::Queue`], [`PatchAction::Apply`], [`PatchAction::Single`]).
+    pub fn shares_vector(&self) -> bool {
+        matches!(self, PatchAction::Queue(_) | PatchAction::Apply | PatchAction::Single(_))
+    }
 }
 
 /// A kprobe: an INT3 owner. Its handler (`kprobe_int3_handler`, reached only after the
@@ -170,6 +200,10 @@ pub struct GuestImage {
     pub loop_head: u64,
     /// The patching script, in order.
     pub actions: Vec<PatchAction>,
+    /// The scripts of further callers of the INT3 protocol, each a patching client of its own
+    /// that shares the version's vector with the first (`shared_vector`'s single-site caller;
+    /// empty for every other workload). They write sites of their own.
+    pub callers: Vec<Vec<PatchAction>>,
     /// The workload's own kprobes, registered for the whole run (a scenario's kprobes are
     /// added by [`crate::plan::Plan::new`], which checks them): each probed instruction is
     /// copied to an out-of-line slot in `ool_area` and, if armed, its INT3 written before the
@@ -190,7 +224,12 @@ pub struct GuestImage {
 impl GuestImage {
     /// Number of INT3-protocol batches in the script.
     pub fn batches(&self) -> usize {
-        self.actions.iter().filter(|a| matches!(a, PatchAction::Batch(_))).count()
+        self.actions.iter().filter(|a| matches!(a, PatchAction::Batch(_) | PatchAction::Apply)).count()
+    }
+
+    /// Every caller's script, the workload's first.
+    pub fn scripts(&self) -> impl Iterator<Item = &[PatchAction]> {
+        std::iter::once(&self.actions[..]).chain(self.callers.iter().map(|c| &c[..]))
     }
 }
 

@@ -46,6 +46,7 @@ fn image(batches: &[&[(u64, [u8; 5])]]) -> GuestImage {
         cpu_regs,
         loop_head: TEXT,
         actions,
+        callers: Vec::new(),
         kprobes: Vec::new(),
         ool_area: (TEXT + 0xf00, 0x100),
         invariant: Box::new(Nothing),

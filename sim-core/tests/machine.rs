@@ -51,6 +51,7 @@ fn tiny(cpus: usize, rounds: usize) -> GuestImage {
         cpu_regs,
         loop_head: TEXT,
         actions,
+        callers: Vec::new(),
         kprobes: Vec::new(),
         ool_area: (TEXT + 0xf00, 0x100),
         invariant: Box::new(Nothing),

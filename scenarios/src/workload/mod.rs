@@ -19,6 +19,7 @@ pub mod jcc;
 pub mod jump_label;
 pub mod multi_insn;
 pub mod optprobe;
+pub mod shared_vector;
 pub mod static_call;
 
 use std::fmt;
@@ -54,6 +55,8 @@ pub enum WorkloadKind {
     Optprobe,
     /// Many sites in one batch.
     Batch,
+    /// Two callers of one text_poke vector (C protocols only).
+    SharedVector,
     /// Five one-byte NOPs replaced as one (refused unless overridden).
     MultiInsn,
     /// The scenario's own sites and code (`[[sites]]`, `[code]`).
@@ -62,13 +65,14 @@ pub enum WorkloadKind {
 
 impl WorkloadKind {
     /// Every workload.
-    pub const ALL: [WorkloadKind; 8] = [
+    pub const ALL: [WorkloadKind; 9] = [
         WorkloadKind::Ftrace,
         WorkloadKind::StaticCall,
         WorkloadKind::JumpLabel,
         WorkloadKind::Jcc,
         WorkloadKind::Optprobe,
         WorkloadKind::Batch,
+        WorkloadKind::SharedVector,
         WorkloadKind::MultiInsn,
         WorkloadKind::Custom,
     ];
@@ -79,7 +83,9 @@ impl WorkloadKind {
         match self {
             WorkloadKind::Ftrace => SiteOwner::Ftrace,
             WorkloadKind::StaticCall => SiteOwner::StaticCall,
-            WorkloadKind::JumpLabel | WorkloadKind::Jcc | WorkloadKind::Batch => SiteOwner::JumpLabel,
+            WorkloadKind::JumpLabel | WorkloadKind::Jcc | WorkloadKind::Batch | WorkloadKind::SharedVector => {
+                SiteOwner::JumpLabel
+            }
             WorkloadKind::Optprobe => SiteOwner::Kprobe,
             WorkloadKind::MultiInsn | WorkloadKind::Custom => SiteOwner::Alternatives,
         }
@@ -94,6 +100,7 @@ impl WorkloadKind {
             WorkloadKind::Jcc => "jcc",
             WorkloadKind::Optprobe => "optprobe",
             WorkloadKind::Batch => "batch",
+            WorkloadKind::SharedVector => "shared_vector",
             WorkloadKind::MultiInsn => "multi_insn",
             WorkloadKind::Custom => "custom",
         }
@@ -108,6 +115,7 @@ impl WorkloadKind {
             WorkloadKind::Jcc => jcc::DESCRIPTION,
             WorkloadKind::Optprobe => optprobe::DESCRIPTION,
             WorkloadKind::Batch => batch::DESCRIPTION,
+            WorkloadKind::SharedVector => shared_vector::DESCRIPTION,
             WorkloadKind::MultiInsn => multi_insn::DESCRIPTION,
             WorkloadKind::Custom => custom::DESCRIPTION,
         }
@@ -352,6 +360,7 @@ impl WorkloadSpec {
             WorkloadKind::Jcc => jcc::build(self, cpus),
             WorkloadKind::Optprobe => optprobe::build(self, cpus),
             WorkloadKind::Batch => batch::build(self, cpus),
+            WorkloadKind::SharedVector => shared_vector::build(self, cpus),
             WorkloadKind::MultiInsn => multi_insn::build(self, cpus),
             WorkloadKind::Custom => custom::build(self, custom, cpus),
         }?;
@@ -452,6 +461,7 @@ impl Guest {
             cpu_regs,
             loop_head: TEXT_BASE,
             actions,
+            callers: Vec::new(),
             kprobes,
             invariant,
             cpu_data,

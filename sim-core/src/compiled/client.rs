@@ -435,37 +435,25 @@ fn fault(message: String) -> PatcherEffect {
     PatcherEffect::Fault(message.into())
 }
 
-/// A compiled client's calls and their arguments' bytes ([`calls`]).
-pub type Calls = (Vec<CCall>, Vec<u8>);
+/// The compiled clients' calls (the workload's first) and their arguments' bytes ([`calls`]).
+pub type Calls = (Vec<Vec<CCall>>, Vec<u8>);
 
-/// The calls of patching client 0 for `actions` of a plan, with their arguments laid out at
-/// [`crate::kernel_image::KARGS_BASE`]: returns the calls and the argument bytes.
-pub fn calls(compiled: &Compiled, actions: &[(crate::PatchAction, u64)]) -> Result<Calls, String> {
+/// The calls of each patching client for its script of a plan (each action with the patch
+/// arrays it completes), with every argument laid out at [`crate::kernel_image::KARGS_BASE`]:
+/// returns each client's calls and the argument bytes.
+pub fn calls(compiled: &Compiled, scripts: &[Vec<(crate::PatchAction, u64)>]) -> Result<Calls, String> {
     let base = crate::kernel_image::KARGS_BASE;
     let mut args: Vec<u8> = Vec::new();
-    let mut calls = Vec::new();
-    for (action, arrays) in actions {
-        let at = base + args.len() as u64;
-        let call = match action {
-            crate::PatchAction::Batch(reqs) => {
-                for r in reqs {
-                    args.extend(poke_record(r));
-                }
-                CCall { entry: compiled.entries.patch, args: [at, reqs.len() as u64, 0], arrays: *arrays }
-            }
-            crate::PatchAction::Poke { addr, bytes } => {
-                let entry =
-                    compiled.entries.poke.ok_or("the workload pokes plainly but `pokesim_poke` is not defined")?;
-                args.extend(bytes);
-                CCall { entry, args: [*addr, at, bytes.len() as u64], arrays: 0 }
-            }
-            crate::PatchAction::Sync => {
-                let entry = compiled.entries.sync.ok_or("the workload syncs but `pokesim_sync` is not defined")?;
-                CCall { entry, args: [0; 3], arrays: 0 }
-            }
-        };
-        args.resize(args.len().next_multiple_of(64), 0);
-        calls.push(call);
+    let mut clients = Vec::with_capacity(scripts.len());
+    for script in scripts {
+        let mut calls = Vec::with_capacity(script.len());
+        for (action, arrays) in script {
+            let at = base + args.len() as u64;
+            let (entry, rdi_rsi_rdx) = call_of(compiled, action, at, &mut args)?;
+            args.resize(args.len().next_multiple_of(64), 0);
+            calls.push(CCall { entry, args: rdi_rsi_rdx, arrays: *arrays });
+        }
+        clients.push(calls);
     }
     if args.len() as u64 > crate::kernel_image::KARGS_SIZE {
         return Err(format!(
@@ -474,7 +462,47 @@ pub fn calls(compiled: &Compiled, actions: &[(crate::PatchAction, u64)]) -> Resu
             crate::kernel_image::KARGS_SIZE
         ));
     }
-    Ok((calls, args))
+    Ok((clients, args))
+}
+
+/// The entry point that carries out `action` and its arguments, whose bytes go at `at`
+/// (appended to `args`).
+fn call_of(
+    compiled: &Compiled,
+    action: &crate::PatchAction,
+    at: u64,
+    args: &mut Vec<u8>,
+) -> Result<(u64, [u64; 3]), String> {
+    use crate::PatchAction;
+    let e = &compiled.entries;
+    let need = |entry: Option<u64>, what: &str, name: &str| {
+        entry.ok_or_else(|| format!("the workload {what} but `{name}` is not defined"))
+    };
+    Ok(match action {
+        PatchAction::Batch(reqs) => {
+            reqs.iter().for_each(|r| args.extend(poke_record(r)));
+            (e.patch, [at, reqs.len() as u64, 0])
+        }
+        PatchAction::Poke { addr, bytes } => {
+            args.extend(bytes);
+            (need(e.poke, "pokes plainly", "pokesim_poke")?, [*addr, at, bytes.len() as u64])
+        }
+        PatchAction::Sync => (need(e.sync, "syncs", "pokesim_sync")?, [0; 3]),
+        PatchAction::Queue(r) => {
+            args.extend(poke_record(r));
+            let what = "queues sites one text_mutex section at a time (text_poke_queue(), smp_text_poke_batch_add())";
+            (need(e.batch_add, what, "pokesim_batch_add")?, [at, 0, 0])
+        }
+        PatchAction::Apply => {
+            let what = "applies queued sites (text_poke_finish(), smp_text_poke_batch_finish())";
+            (need(e.batch_finish, what, "pokesim_batch_finish")?, [0; 3])
+        }
+        PatchAction::Single(r) => {
+            args.extend(poke_record(r));
+            let what = "patches single sites (text_poke_bp(), smp_text_poke_single())";
+            (need(e.single, what, "pokesim_single")?, [at, 0, 0])
+        }
+    })
 }
 
 /// `struct pokesim_poke` (c/include/pokesim.h) of one request.

@@ -47,6 +47,14 @@ pub struct Entries {
     pub poke: Option<u64>,
     /// `void pokesim_sync(void)`, if defined.
     pub sync: Option<u64>,
+    /// `void pokesim_batch_add(const struct pokesim_poke *)`: queue one site under a
+    /// `text_mutex` section of its own, if defined.
+    pub batch_add: Option<u64>,
+    /// `void pokesim_batch_finish(void)`: patch what is queued, under `text_mutex`, if defined.
+    pub batch_finish: Option<u64>,
+    /// `void pokesim_single(const struct pokesim_poke *)`: patch one site at once, under
+    /// `text_mutex`, if defined.
+    pub single: Option<u64>,
     /// The INT3 handler and its name.
     pub handler: (u64, &'static str),
 }
@@ -79,6 +87,16 @@ impl Eq for Compiled {}
 const HANDLERS: [&str; 2] = ["poke_int3_handler", "smp_text_poke_int3_handler"];
 
 impl Compiled {
+    /// The file as messages name it: a built-in file by its name (`linux-5.5.c`), a user's by
+    /// the path given.
+    pub fn file(&self) -> &str {
+        let source = &self.image.source;
+        match self.builtin {
+            true => source.rsplit('/').next().unwrap_or(source),
+            false => source,
+        }
+    }
+
     /// Checks that `image` (the version's built-in file with `builtin`) has the entry points
     /// pokesim calls.
     pub fn new(image: KernelImage, builtin: bool) -> Result<Arc<Self>, SimError> {
@@ -94,8 +112,15 @@ impl Compiled {
         let handler = HANDLERS.iter().find_map(|&name| image.symbol(name).map(|a| (a, name))).ok_or_else(|| {
             missing("the INT3 handler `int poke_int3_handler(struct pt_regs *)` (or smp_text_poke_int3_handler)")
         })?;
-        let entries =
-            Entries { patch, poke: image.symbol("pokesim_poke"), sync: image.symbol("pokesim_sync"), handler };
+        let entries = Entries {
+            patch,
+            poke: image.symbol("pokesim_poke"),
+            sync: image.symbol("pokesim_sync"),
+            batch_add: image.symbol("pokesim_batch_add"),
+            batch_finish: image.symbol("pokesim_batch_finish"),
+            single: image.symbol("pokesim_single"),
+            handler,
+        };
         Ok(Arc::new(Self { image, entries, builtin }))
     }
 

@@ -75,6 +75,8 @@ pub struct Machine {
     /// With a protocol compiled from C, per patched site: every instruction a claiming
     /// handler may emulate there — each batch's old, new and explicit `emulate` bytes.
     claimable: std::collections::BTreeMap<u64, Rc<[Vec<u8>]>>,
+    /// The workload's patch rounds (its patch arrays; further callers' come after them).
+    rounds: u64,
     // The state: what `Snapshot` saves and restores.
     vcpus: Vec<Vcpu>,
     data: Rc<SharedRegion>,
@@ -136,6 +138,7 @@ impl Machine {
         let expected_ticks = plan.expected_ticks();
         let sites = written_bytes(&plan);
         let patchers = plan.clients();
+        let rounds = plan.workload_arrays as u64;
         let Plan { config, image, kprobes, torn, arrays, c_calls, .. } = plan;
         let GuestImage { layout, text, cpu_regs, loop_head, invariant, cpu_data, .. } = image;
         let truth = TextMemory::new(&layout, text.clone());
@@ -176,6 +179,7 @@ impl Machine {
             invariant,
             c,
             claimable,
+            rounds,
             loop_head,
             owners,
             cpu_data,
@@ -238,7 +242,7 @@ impl Machine {
     /// several patch).
     fn moment(&self) -> crate::oracle::PatcherMoment {
         use crate::oracle::PatcherMoment;
-        let rounds = self.state.patching.arrays.len() as u64;
+        let rounds = self.rounds;
         let round = self.round();
         let lead = self.lead();
         match lead.current() {
@@ -261,7 +265,7 @@ impl Machine {
 
     /// The workload's patch round in progress, or the drain after the last ([`Round`]).
     fn round(&self) -> Round {
-        Round::of(self.state.patchers[0].batches_done(), self.state.patching.arrays.len() as u64)
+        Round::of(self.state.patchers[0].batches_done(), self.rounds)
     }
 
     /// The operation the leading client is at, `None` once it is done ([`TraceEvent::op`]).
@@ -463,6 +467,11 @@ impl Machine {
     /// [`Machine::enabled_events`]); true if it did.
     pub(crate) fn check_deadlock(&mut self) -> bool {
         self.judge_deadlock()
+    }
+
+    /// How many patching clients the run has.
+    pub(crate) fn patching_clients(&self) -> usize {
+        self.state.patchers.len()
     }
 
     /// The first kprobe that is a patching client of its own, if any (its index among the

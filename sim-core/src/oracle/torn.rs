@@ -125,12 +125,8 @@ impl TornOracle {
         let base = layout.text_base;
         let mut sites: Vec<Site> = Vec::new();
         let mut site_of = vec![0u16; text.len()];
-        for action in actions {
-            if let PatchAction::Batch(reqs) = action {
-                for r in reqs {
-                    add_site(base, text.len(), r.addr, r.new.len(), &mut sites, &mut site_of)?;
-                }
-            }
+        for r in actions.iter().flat_map(PatchAction::requests) {
+            add_site(base, text.len(), r.addr, r.new.len(), &mut sites, &mut site_of)?;
         }
         for action in actions {
             if let PatchAction::Poke { addr, bytes } = action {
@@ -165,8 +161,8 @@ impl TornOracle {
         };
         for action in actions {
             match action {
-                PatchAction::Batch(reqs) => {
-                    for r in reqs {
+                PatchAction::Batch(_) | PatchAction::Queue(_) | PatchAction::Single(_) => {
+                    for r in action.requests() {
                         let site = self.sites.iter_mut().find(|s| s.addr == r.addr).expect("batch sites collected");
                         let off = (r.addr - base) as usize;
                         let old = copy[off..off + site.len].to_vec();
@@ -191,7 +187,7 @@ impl TornOracle {
                     add(site, after.clone());
                     site.last = after;
                 }
-                PatchAction::Sync => {}
+                PatchAction::Sync | PatchAction::Apply => {}
             }
         }
     }

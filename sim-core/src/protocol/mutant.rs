@@ -53,6 +53,9 @@ pub enum Mutant {
     BatchNoFullCheck,
     /// 6.16: `smp_text_poke_batch_add()` without `!text_poke_addr_ordered(addr)` → flush.
     BatchNoOrderCheck,
+    /// 6.16: `smp_text_poke_single()` appends with `__smp_text_poke_batch_add()`, without the
+    /// full and order checks (8976ade0c1b, linux-next June 2025; docs/reference/kprobes.md §9).
+    SingleUncheckedAdd,
 }
 
 /// What a mutant edits: the one place of the model its edit lives.
@@ -69,6 +72,8 @@ pub enum Edits {
     RegisterKprobe,
     /// How `smp_text_poke_batch_add()` splits a batch.
     BatchSplit(SplitCheck),
+    /// How `smp_text_poke_single()` adds its site to a vector another caller may have filled.
+    SingleAdd,
 }
 
 /// What the model says about one kind of edit, in one place: where it acts, the step it edits
@@ -127,6 +132,12 @@ impl Edits {
                 "smp_text_poke_batch_add()",
                 "the flush on an out-of-order address (text_poke_addr_ordered()) is removed",
                 BATCH_NOT_IN_PROGRAM,
+            ),
+            Edits::SingleAdd => f(
+                "acts where a single-site caller shares the vector with a queued batch (shared_vector, C only)",
+                "smp_text_poke_single()",
+                "smp_text_poke_single() appends with __smp_text_poke_batch_add(), without the flushes",
+                Some("edits smp_text_poke_single() of a protocol compiled from C, not a batch's program"),
             ),
         }
     }
@@ -246,8 +257,8 @@ pub struct MutantInfo {
 
 impl Mutant {
     /// Every mutant, in the table's order.
-    pub const ALL: [Mutant; 19] = {
-        let mut all = [Mutant::NoSyncAfterInt3; 19];
+    pub const ALL: [Mutant; 20] = {
+        let mut all = [Mutant::NoSyncAfterInt3; 20];
         let mut i = 0;
         while i < all.len() {
             all[i] = ROWS[i].0;
@@ -289,7 +300,7 @@ impl Mutant {
 }
 
 /// Every mutant's row, in the enum's order (checked when compiled).
-const ROWS: [(Mutant, MutantInfo); 19] = [
+const ROWS: [(Mutant, MutantInfo); 20] = [
     (
         Mutant::NoSyncAfterInt3,
         MutantInfo {
@@ -499,6 +510,19 @@ const ROWS: [(Mutant, MutantInfo); 19] = [
             description: "smp_text_poke_batch_add() without the text_poke_addr_ordered() flush: an out-of-order \
                  vector, whose bsearch() in the INT3 handler misses entries — their traps are unclaimed",
             edits: Edits::BatchSplit(SplitCheck::Order),
+            versions: Versions::BatchAdd,
+            benign: false,
+        },
+    ),
+    (
+        Mutant::SingleUncheckedAdd,
+        MutantInfo {
+            name: "single-unchecked-add",
+            description: "smp_text_poke_single() appends its site with __smp_text_poke_batch_add(), without \
+                 smp_text_poke_batch_add()'s flushes (8976ade0c1b, linux-next June 2025): a site below another \
+                 caller's queued batch makes the vector unsorted and bsearch() misses entries — unclaimed INT3s \
+                 (C protocols only: `--workload shared_vector --protocol-c`)",
+            edits: Edits::SingleAdd,
             versions: Versions::BatchAdd,
             benign: false,
         },
