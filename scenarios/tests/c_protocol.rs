@@ -65,6 +65,47 @@ fn the_built_in_c_file_catches_what_the_kernel_fixed() {
     assert!(kinds(&scenario("seed", "jump_label", None, true)).is_empty());
 }
 
+/// The June 2025 report in C: two callers of 6.16's vector, one queuing a site (jump_label)
+/// while the other patches a site below it with `smp_text_poke_single()`.
+#[test]
+fn two_callers_sharing_the_6_16_vector_from_c() {
+    let dir = tempdir("c-shared-vector");
+    let run = |protocol: &str, extra: &[&str]| {
+        let mut c = pokesim();
+        c.args(["run", "--workload", "shared_vector", "--protocol", protocol, "--rounds", "4", "--json"]);
+        c.args(extra).arg("--artifact-dir").arg(&dir);
+        out(&mut c)
+    };
+    // The regression (8976ade0c1b): the single site is appended below the queued one, the
+    // vector is unsorted and the handler's bsearch() misses the queued site.
+    let (code, stdout, stderr) = run("linux-6.16", &["--protocol-c", "--mutant", "single-unchecked-add"]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    let v = common::json(&stdout);
+    let queued = format!("{:#x}", scenarios::workload::batch::BASE + 16);
+    assert_eq!(v["violations"][0]["kind"], "unclaimed-int3", "{stdout}");
+    assert!(v["violations"][0]["message"].as_str().unwrap().contains(&format!("INT3 at {queued}")), "{stdout}");
+    // It replays bit for bit in another process, with both callers' clients.
+    let artifact = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).next().expect("an artifact");
+    let (code, stdout, _) = out(pokesim().arg("replay").arg(&artifact));
+    assert!(code == 0 && stdout.contains("reproduced unclaimed-int3"), "{stdout}");
+    // The fix (smp_text_poke_single() adds through smp_text_poke_batch_add()), and the
+    // versions before the 2025 rewrite (text_poke_bp() builds its own batch), pass.
+    for (p, strategy) in [("linux-6.16", "random"), ("linux-6.16", "pct"), ("linux-5.5", "random"), ("linux-6.0", "pct")] {
+        let (code, stdout, stderr) = run(p, &["--protocol-c", "--runs", "40", "--strategy", strategy]);
+        assert_eq!(code, 0, "{p} {strategy}: {stdout}{stderr}");
+    }
+    // Refused, exit 2: the Rust models (they fix each batch's vector when the run is planned),
+    // a version without text_poke_queue(), and complete search (one patching client).
+    let (code, _, stderr) = run("linux-6.16", &[]);
+    assert!(code == 2 && stderr.contains("--protocol-c"), "{stderr}");
+    let (code, _, stderr) = run("linux-5.4", &["--protocol-c"]);
+    assert!(code == 2 && stderr.contains("linux-5.4.c") && stderr.contains("pokesim_batch_add"), "{stderr}");
+    let mut c = pokesim();
+    c.args(["exhaust", "--workload", "shared_vector", "--protocol", "linux-6.16", "--protocol-c", "--rounds", "1"]);
+    let (code, _, stderr) = out(&mut c);
+    assert!(code == 2 && stderr.contains("second patching client"), "{stderr}");
+}
+
 #[test]
 fn a_c_run_is_deterministic_and_replays_from_its_artifact() {
     let f = scenario("linux-5.5", "ftrace", Some("no-sync-after-first"), true);
