@@ -233,6 +233,27 @@ extern "C" fn on_signal(signo: libc::c_int, info: *mut libc::siginfo_t, ctx: *mu
     // Before any thread-local access: the host's FS and GS bases back (crate::bases).
     // SAFETY: `ctx` is the context the kernel passed to this SA_SIGINFO handler.
     let slot = unsafe { crate::bases::enter(ctx) };
+    // A fault in compiled C called natively on this thread (or the watchdog's abort of such a
+    // call): the call ends, its caller reports it (crate::ccall).
+    // SAFETY: the kernel's arguments for this signal, handled now on this thread; the host's
+    // FS base is back.
+    if FAULTS.contains(&signo) || signo == crate::ccall::ABORT {
+        if unsafe { crate::ccall::escape_from_signal(signo, info, ctx) } {
+            return;
+        }
+    }
+    if signo == crate::ccall::ABORT {
+        // Meant for a native call that has ended: nothing to do, but a guest interrupted in
+        // its own code gets its bases back.
+        let in_guest = STATE.with(|s| {
+            // SAFETY: a read of this thread's state, which only its own handlers change.
+            unsafe { (*s.get()).in_guest }
+        });
+        if let (Some(slot), false, true) = (slot, IN_HOOK.get(), in_guest) {
+            crate::bases::leave_to_guest(slot, false);
+        }
+        return;
+    }
     // SAFETY: `info` is the siginfo the kernel passed to this SA_SIGINFO handler.
     let code = unsafe { (*info).si_code };
     // A fault inside a hook is not the guest's: it is reported (`forward`).
@@ -419,13 +440,19 @@ fn install() {
     PREVIOUS.get_or_init(|| {
         crate::bases::init();
         let mut previous = Vec::new();
-        for signo in [ENTER, LEAVE, CHECK].into_iter().chain(FAULTS) {
+        for signo in [ENTER, LEAVE, CHECK, crate::ccall::ABORT].into_iter().chain(FAULTS) {
             // SAFETY: a zeroed sigaction is valid; we fill handler, flags and an empty mask,
             // and pass valid pointers for the new and the old action.
             unsafe {
                 let mut act: libc::sigaction = std::mem::zeroed();
                 act.sa_sigaction = on_signal as *const () as usize;
                 act.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+                // A trap inside compiled C run natively from the SIGTRAP handler (the INT3
+                // handler's code) must be delivered, not blocked (a blocked synchronous trap
+                // kills the process): it escapes that call (crate::ccall).
+                if signo == libc::SIGTRAP {
+                    act.sa_flags |= libc::SA_NODEFER;
+                }
                 // Our handlers never nest over each other on one thread (they share its state).
                 libc::sigemptyset(&mut act.sa_mask);
                 libc::sigaddset(&mut act.sa_mask, ENTER);
