@@ -89,6 +89,8 @@ struct Caller<'s> {
     session: &'s Session<'s>,
     native: &'s Native,
     role: Role,
+    /// The entry point called.
+    entry: u64,
     counts: Cell<Counts>,
     bail: RefCell<Option<Bail>>,
 }
@@ -146,7 +148,7 @@ impl Session<'_> {
         counts: &mut Counts,
     ) -> (Ended, Option<Bail>) {
         let caller =
-            Caller { session: self, native: n, role, counts: Cell::new(*counts), bail: RefCell::new(None) };
+            Caller { session: self, native: n, role, entry, counts: Cell::new(*counts), bail: RefCell::new(None) };
         let previous = CALLER.replace((&raw const caller).cast());
         // SAFETY: `entry` is an entry point of the image `n.map` maps (System V ABI); the
         // pointer arguments are the plan's (into the mapped arguments) or the caller's
@@ -164,7 +166,12 @@ impl Session<'_> {
         let _alt = AltStack::new();
         let mut batch = 0;
         for call in &n.calls {
-            self.lock().op = "pokesim_patch";
+            let e = &n.compiled.entries;
+            self.lock().op = match call.entry {
+                x if x == e.patch => "pokesim_patch()",
+                x if Some(x) == e.poke => "pokesim_poke()",
+                _ => "pokesim_sync()",
+            };
             let (ended, bail) = self.native_call(n, Role::Patcher, call.entry, call.args, n.map.stack_top(), counts);
             self.patcher_ended(n, ended, bail)?;
             if call.arrays == 0 {
@@ -418,10 +425,15 @@ fn serve(s: Service, f: impl FnOnce(&Caller<'_>) -> Result<u64, Bail>) -> u64 {
     // that call returns — after this service (the C called it).
     let c = unsafe { &*p.cast::<Caller<'_>>() };
     let r = ccall::service(c.native.watch(c.role), || {
-        if c.role == Role::Patcher {
-            c.session.lock().op = s.symbol();
+        let patcher = c.role == Role::Patcher;
+        if patcher {
+            c.session.lock().op = phase(s, true);
         }
-        f(c)
+        let r = f(c);
+        if patcher {
+            c.session.lock().op = phase(s, false);
+        }
+        r
     });
     match r {
         Ok(v) => v,
@@ -432,10 +444,36 @@ fn serve(s: Service, f: impl FnOnce(&Caller<'_>) -> Result<u64, Bail>) -> u64 {
     }
 }
 
+/// The patcher's phase ([`crate::HwEvent::phase`]) in service `s` (`in`) or after it, in
+/// the C that goes on until its next service.
+fn phase(s: Service, inside: bool) -> &'static str {
+    match (s, inside) {
+        (Service::TextPoke, true) => "text_poke()",
+        (Service::TextPoke, false) => "after text_poke()",
+        (Service::OnEachCpu, true) => "on_each_cpu(do_sync_core)",
+        (Service::OnEachCpu, false) => "after on_each_cpu(do_sync_core)",
+        (Service::SyncCore, _) => "after sync_core()",
+        (Service::MutexLock, _) => "after mutex_lock(&text_mutex)",
+        (Service::MutexUnlock, _) => "after mutex_unlock(&text_mutex)",
+        (Service::LockdepAssertHeld, _) => "after lockdep_assert_held()",
+        (Service::SynchronizeRcu, true) => "synchronize_rcu()",
+        (Service::SynchronizeRcu, false) => "after synchronize_rcu()",
+        (Service::SmpProcessorId, _) => "after smp_processor_id()",
+        (Service::NrCpuIds, _) => "after nr_cpu_ids",
+        (Service::InsnDecode, _) => "after insn_decode()",
+        (Service::Bug, _) => "BUG()",
+        (Service::Warn, _) => "WARN()",
+    }
+}
+
 impl Caller<'_> {
-    /// Where the C called from (its return address's line).
+    /// Where the C called from: its return address's line, or the entry point it was called
+    /// in when that returns to the trampoline (a tail call ends the entry point).
     fn at(&self, ret: u64) -> String {
-        self.native.locate(ret.saturating_sub(1))
+        match self.native.map.code(ret.saturating_sub(1), 1) {
+            [] => format!("{} (its tail call)", self.native.locate(self.entry)),
+            _ => self.native.locate(ret.saturating_sub(1)),
+        }
     }
 
     /// A service only the patcher may call, called from a handler: a handler fault.
