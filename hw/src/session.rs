@@ -209,6 +209,9 @@ struct Session<'a> {
     exits: Vec<AtomicU64>,
     /// The patching face: the model's step machines, or the compiled file natively.
     face: Face,
+    /// A violation off the patcher thread that leaves nothing to go on with (an INT3 handler
+    /// of compiled C that never returned): the patcher's waits end the session with it.
+    halted: std::sync::OnceLock<String>,
     /// The patched sites and kprobes: where a store of an INT3 opens the protocol's window.
     int3_sites: Vec<u64>,
     limits: Limits,
@@ -266,6 +269,7 @@ pub fn run_with_progress(
         data: &data_map,
         iterations: plan.image.cpu_data.iter().map(|d| d.counters.0).collect(),
         entries: (0..config.cpus).map(|_| AtomicU64::new(0)).collect(),
+        halted: std::sync::OnceLock::new(),
         exits: (0..config.cpus).map(|_| AtomicU64::new(0)).collect(),
         face,
         int3_sites: plan
@@ -279,16 +283,26 @@ pub fn run_with_progress(
         round_started: AtomicU64::new(0),
         progress,
     };
-    let (patched, guests) = crate::guest::run_guests_with(
-        &plan.image.cpu_regs,
-        (l.text_base, l.text_base + l.text_len),
-        guest_cpus(host),
-        &session,
-        |guests| {
-            crate::guest::pin(host.cpus[0]);
-            session.patch(&plan, guests)
-        },
-    );
+    // Compiled C runs natively where no wait of ours polls the time or the session's end: a
+    // watchdog aborts a call that makes no progress, until every guest has left.
+    let done = AtomicBool::new(false);
+    let (patched, guests) = std::thread::scope(|scope| {
+        if let Face::Native(n) = &session.face {
+            scope.spawn(|| session.watchdog(n, &done));
+        }
+        let ran = crate::guest::run_guests_with(
+            &plan.image.cpu_regs,
+            (l.text_base, l.text_base + l.text_len),
+            guest_cpus(host),
+            &session,
+            |guests| {
+                crate::guest::pin(host.cpus[0]);
+                session.patch(&plan, guests)
+            },
+        );
+        done.store(true, Ordering::Release);
+        ran
+    });
     let outcome = patched?;
     if let Some(g) = guests.iter().find(|g| !g.ran) {
         return Err(Refusal::Guard(format!("a guest thread could not install its seccomp guard or FS/GS slot: {g:?}")));
@@ -475,19 +489,6 @@ impl Session<'_> {
     /// it stopped early (a violation with nothing to go on with, or the time budget spent
     /// inside a round); `Err` if the host failed.
     fn patch(&self, plan: &Plan, guests: &Guests<'_>) -> Result<Outcome, Refusal> {
-        let Face::Native(n) = &self.face else { return self.passes(plan, guests) };
-        // A native call can spin in C where no wait of ours polls the time: a watchdog.
-        let done = AtomicBool::new(false);
-        std::thread::scope(|scope| {
-            scope.spawn(|| self.watchdog(n, &done));
-            let outcome = self.passes(plan, guests);
-            done.store(true, Ordering::Release);
-            outcome
-        })
-    }
-
-    /// Passes of the script until the limits ([`Session::patch`]).
-    fn passes(&self, plan: &Plan, guests: &Guests<'_>) -> Result<Outcome, Refusal> {
         let mut counts = Counts::default();
         let limits = self.limits;
         let ended = |counts: Counts, stopped| Ok(Outcome { counts, stopped, unfinished: None });
@@ -529,6 +530,11 @@ impl Session<'_> {
     /// True once the time budget is spent.
     fn out_of_time(&self) -> bool {
         self.limits.time.is_some_and(|t| self.started.elapsed() >= t)
+    }
+
+    /// `Err` once the session is halted ([`Session::halted`]).
+    fn go_on(&self) -> Result<(), Stop> {
+        self.halted.get().map_or(Ok(()), |why| Err(Stop::Violation(why.clone())))
     }
 
     /// `Err` once the time budget is spent, while waiting for `waiting`.
@@ -637,6 +643,7 @@ impl Session<'_> {
                 }
                 std::hint::spin_loop();
                 if polls.is_multiple_of(64) {
+                    self.go_on()?;
                     self.in_time(|| format!("vCPU {c} to acknowledge text_poke_sync()"))?;
                     std::thread::yield_now();
                 }

@@ -166,6 +166,7 @@ impl Session<'_> {
         let _alt = AltStack::new();
         let mut batch = 0;
         for call in &n.calls {
+            self.go_on()?;
             let e = &n.compiled.entries;
             self.lock().op = match call.entry {
                 x if x == e.patch => "pokesim_patch()",
@@ -237,6 +238,9 @@ impl Session<'_> {
     /// or `None` (a violation, recorded; the vCPU restarts).
     pub(super) fn native_int3(&self, n: &Native, cpu: usize, regs: &Regs) -> Option<Regs> {
         self.lock().tally.traps += 1;
+        if self.halted.get().is_some() {
+            return None; // the session is ending: the C is not run again
+        }
         let mut frame = pt_regs(regs);
         let entry = n.compiled.entries.handler.0;
         let (ended, bail) =
@@ -252,10 +256,11 @@ impl Session<'_> {
             (Ended::Bailed, Some(Bail::Stop(_)) | None) => {
                 (ViolationKind::HandlerFault, "the handler's call was abandoned".to_string())
             }
-            (Ended::Faulted { signo: ABORT, rip, .. }, _) => (
-                ViolationKind::Liveness,
-                format!("the INT3 handler ran {} s without returning, at {}", STUCK.as_secs(), n.locate(rip)),
-            ),
+            (Ended::Faulted { signo: ABORT, rip, .. }, _) => {
+                let why = format!("the INT3 handler ran {} s without returning, at {}", STUCK.as_secs(), n.locate(rip));
+                let _ = self.halted.set(why.clone());
+                (ViolationKind::Liveness, why)
+            }
             (Ended::Faulted { signo, rip, addr }, _) => (ViolationKind::HandlerFault, fault_text(n, signo, rip, addr)),
         };
         let mut g = self.lock();
@@ -287,7 +292,7 @@ impl Session<'_> {
     }
 
     /// The watchdog of a native session: aborts a call that made no progress for [`STUCK`],
-    /// and the patcher's once the time budget is spent; until `done`.
+    /// and the patcher's once the time budget is spent; until `done` (every guest has left).
     pub(super) fn watchdog(&self, n: &Native, done: &AtomicBool) {
         while !done.load(Ordering::Acquire) {
             std::thread::sleep(Duration::from_millis(2));
@@ -590,6 +595,7 @@ impl Caller<'_> {
                     return Err(Bail::Stop(s.stuck(why)));
                 }
                 if polls.is_multiple_of(64) {
+                    s.go_on().map_err(Bail::Stop)?;
                     s.in_time(|| format!("vCPU {c}'s INT3 handler to end (synchronize_rcu())")).map_err(Bail::Stop)?;
                     std::thread::yield_now();
                 }
