@@ -152,7 +152,8 @@ impl Watch {
     /// when no call is in progress).
     pub fn stalled(&self) -> Option<(u64, u64)> {
         let serial = self.serial.load(Ordering::Acquire);
-        (serial != 0 && !self.busy.load(Ordering::Acquire)).then(|| (now_ns().saturating_sub(self.since.load(Ordering::Acquire)), serial))
+        (serial != 0 && !self.busy.load(Ordering::Acquire))
+            .then(|| (now_ns().saturating_sub(self.since.load(Ordering::Acquire)), serial))
     }
 
     /// Asks the call `serial` to stop, for the reason `why`: it ends as [`Ended::Faulted`]
@@ -202,7 +203,8 @@ pub unsafe fn call(entry: u64, args: [u64; 3], stack_top: u64, watch: &Watch) ->
     watch.serial.store(0, Ordering::Release);
     // SAFETY: the trampoline and the escape wrote the frame through a pointer; read it back
     // as memory, not as values the compiler may have kept.
-    let (escaped, fault) = unsafe { ((&raw const frame.escaped).read_volatile(), (&raw const frame.fault).read_volatile()) };
+    let (escaped, fault) =
+        unsafe { ((&raw const frame.escaped).read_volatile(), (&raw const frame.fault).read_volatile()) };
     match (escaped, fault) {
         (0, _) => Ended::Returned(rax),
         (_, [0, ..]) => Ended::Bailed,

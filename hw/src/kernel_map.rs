@@ -36,7 +36,10 @@ impl KernelMapping {
     /// an address already taken in this process.
     pub fn new(image: &KernelImage, args: &[u8], services: &[usize; Service::ALL.len()]) -> Result<Self, Refusal> {
         let too_big = |what: &str, n: usize, max: u64| {
-            Err(Refusal::Program(format!("{}: its {what} ({n} bytes) exceeds the {max} bytes mapped for it", image.source)))
+            Err(Refusal::Program(format!(
+                "{}: its {what} ({n} bytes) exceeds the {max} bytes mapped for it",
+                image.source
+            )))
         };
         if image.code.len() as u64 > KCODE_MAX {
             return too_big("code", image.code.len(), KCODE_MAX);
@@ -82,9 +85,7 @@ impl KernelMapping {
         let p = unsafe { libc::mmap(addr as *mut libc::c_void, len, rw, flags, -1, 0) };
         let taken = |why: String| Refusal::Mapping {
             addr,
-            reason: format!(
-                "the compiled protocol is linked to run at {addr:#x} (sim_core::kernel_image), and {why}"
-            ),
+            reason: format!("the compiled protocol is linked to run at {addr:#x} (sim_core::kernel_image), and {why}"),
         };
         if p == libc::MAP_FAILED {
             let e = std::io::Error::last_os_error();

@@ -231,7 +231,10 @@ impl Session<'_> {
                 return stop;
             }
         }
-        self.stuck(format!("the patcher's C made no progress for {} s (no service call, no return) at {at}", STUCK.as_secs()))
+        self.stuck(format!(
+            "the patcher's C made no progress for {} s (no service call, no return) at {at}",
+            STUCK.as_secs()
+        ))
     }
 
     /// A guest's INT3, handled by the file's handler natively: the registers to resume with,
@@ -243,8 +246,14 @@ impl Session<'_> {
         }
         let mut frame = pt_regs(regs);
         let entry = n.compiled.entries.handler.0;
-        let (ended, bail) =
-            self.native_call(n, Role::Handler(cpu), entry, [frame.as_mut_ptr() as u64, 0, 0], 0, &mut Counts::default());
+        let (ended, bail) = self.native_call(
+            n,
+            Role::Handler(cpu),
+            entry,
+            [frame.as_mut_ptr() as u64, 0, 0],
+            0,
+            &mut Counts::default(),
+        );
         let (kind, message) = match (ended, bail) {
             (Ended::Returned(claimed), _) if claimed as u32 != 0 => {
                 self.lock().tally.emulated += 1;
@@ -311,7 +320,8 @@ impl Session<'_> {
 /// A fault in the C, in words: `SIGSEGV at 0x… (address 0x…): NULL pointer dereference in
 /// fn() file.c:12`.
 fn fault_text(n: &Native, signo: i32, rip: u64, addr: u64) -> String {
-    let null = if matches!(signo, libc::SIGSEGV | libc::SIGBUS) && addr < 0x1000 { ": NULL pointer dereference" } else { "" };
+    let null =
+        if matches!(signo, libc::SIGSEGV | libc::SIGBUS) && addr < 0x1000 { ": NULL pointer dereference" } else { "" };
     format!("{} at {rip:#x} (address {addr:#x}){null} in {}", signal_name(signo), n.locate(rip))
 }
 
@@ -512,7 +522,9 @@ impl Caller<'_> {
     fn text_poke(&self, addr: u64, opcode: u64, len: u64, ret: u64) -> Result<u64, Bail> {
         self.patcher_only(Service::TextPoke, ret)?;
         let mut bytes = [0u8; 16];
-        let bad = |what: &str| Err(self.fault(format!("text_poke({addr:#x}, {opcode:#x}, {len}) in {}: {what}", self.at(ret))));
+        let bad = |what: &str| {
+            Err(self.fault(format!("text_poke({addr:#x}, {opcode:#x}, {len}) in {}: {what}", self.at(ret))))
+        };
         if len == 0 || len > 16 || peek(opcode, &mut bytes[..len as usize]) != len as usize {
             return bad("bad opcode buffer or length");
         }
@@ -591,7 +603,10 @@ impl Caller<'_> {
             while s.exits[c].load(Ordering::Acquire) < e {
                 polls += 1;
                 if polls > super::MAX_POLLS {
-                    let why = format!("vCPU {c}'s INT3 handler did not end in {} polls of synchronize_rcu()", super::MAX_POLLS);
+                    let why = format!(
+                        "vCPU {c}'s INT3 handler did not end in {} polls of synchronize_rcu()",
+                        super::MAX_POLLS
+                    );
                     return Err(Bail::Stop(s.stuck(why)));
                 }
                 if polls.is_multiple_of(64) {
