@@ -12,7 +12,11 @@
 //! a few bytes) and touch only this thread's state. The guest runs with FS and GS base 0, and
 //! every handler loads the host's bases before it touches thread-local state (`crate::bases`).
 //! A fault outside the guest is reported on stderr, handed to the handler that was installed
-//! before (Rust's stack-overflow report), and ends the process with status 3.
+//! before (Rust's stack-overflow report), and ends the process with status 3 — except a fault
+//! in compiled C called natively on the thread (`crate::ccall`: the INT3 handler's C inside
+//! the `SIGTRAP` handler, the patcher's C on the patcher thread), which ends that call and is
+//! reported by its caller; `SIGTRAP` is not deferred while its own handler runs, so a trap in
+//! that C is delivered too. [`crate::ccall::ABORT`], a watchdog's, is handled the same way.
 //!
 //! A session that runs the INT3 protocol passes [`GuestHooks`]: an INT3 trap (`SIGTRAP`,
 //! `si_code == SI_KERNEL`) goes to its INT3 handler, which resumes the guest with the registers
@@ -233,25 +237,8 @@ extern "C" fn on_signal(signo: libc::c_int, info: *mut libc::siginfo_t, ctx: *mu
     // Before any thread-local access: the host's FS and GS bases back (crate::bases).
     // SAFETY: `ctx` is the context the kernel passed to this SA_SIGINFO handler.
     let slot = unsafe { crate::bases::enter(ctx) };
-    // A fault in compiled C called natively on this thread (or the watchdog's abort of such a
-    // call): the call ends, its caller reports it (crate::ccall).
-    // SAFETY: the kernel's arguments for this signal, handled now on this thread; the host's
-    // FS base is back.
-    if FAULTS.contains(&signo) || signo == crate::ccall::ABORT {
-        if unsafe { crate::ccall::escape_from_signal(signo, info, ctx) } {
-            return;
-        }
-    }
-    if signo == crate::ccall::ABORT {
-        // Meant for a native call that has ended: nothing to do, but a guest interrupted in
-        // its own code gets its bases back.
-        let in_guest = STATE.with(|s| {
-            // SAFETY: a read of this thread's state, which only its own handlers change.
-            unsafe { (*s.get()).in_guest }
-        });
-        if let (Some(slot), false, true) = (slot, IN_HOOK.get(), in_guest) {
-            crate::bases::leave_to_guest(slot, false);
-        }
+    // SAFETY: the kernel's arguments for this signal; the host's FS base is back.
+    if unsafe { native_call_signal(signo, info, ctx, slot) } {
         return;
     }
     // SAFETY: `info` is the siginfo the kernel passed to this SA_SIGINFO handler.
@@ -277,6 +264,36 @@ extern "C" fn on_signal(signo: libc::c_int, info: *mut libc::siginfo_t, ctx: *mu
         (Resume::Guest { fresh }, Some(slot)) => crate::bases::leave_to_guest(slot, fresh),
         _ => {}
     }
+}
+
+/// A signal that concerns compiled C called natively on this thread (crate::ccall): a fault in
+/// it, or the watchdog's abort, ends the call (its caller reports it); an abort meant for a call
+/// that has ended is dropped (a guest interrupted in its own code gets its bases back). True
+/// if the signal was that, and is handled.
+///
+/// # Safety
+/// The arguments must be the kernel's, for a signal being handled now on this thread, with the
+/// host's FS base loaded; `slot` is this thread's [`crate::bases`] slot.
+unsafe fn native_call_signal(
+    signo: libc::c_int,
+    info: *mut libc::siginfo_t,
+    ctx: *mut libc::c_void,
+    slot: Option<usize>,
+) -> bool {
+    let abort = signo == crate::ccall::ABORT;
+    // SAFETY: per the caller's promise.
+    if (abort || FAULTS.contains(&signo)) && unsafe { crate::ccall::escape_from_signal(signo, info, ctx) } {
+        return true;
+    }
+    if !abort {
+        return false;
+    }
+    // SAFETY: a read of this thread's state, which only its own handlers change.
+    let in_guest = STATE.with(|s| unsafe { (*s.get()).in_guest });
+    if let (Some(slot), false, true) = (slot, IN_HOOK.get(), in_guest) {
+        crate::bases::leave_to_guest(slot, false);
+    }
+    true
 }
 
 /// A signal on a thread whose state is `s`, with the signal context's registers `g`.
