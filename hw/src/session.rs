@@ -61,7 +61,8 @@ pub const MAX_EVENTS: usize = 32;
 /// calls it stuck: a bound on work, so that a protocol that never finishes is reported, not
 /// waited for.
 const MAX_POLLS: u64 = 1 << 26;
-/// A native call of compiled C that makes no progress this long is stuck ([`native`]).
+/// A native call of compiled C that makes no progress this long (no kernel service called, no
+/// return) is stuck: a watchdog aborts it (liveness).
 pub const NATIVE_STUCK: Duration = native::STUCK;
 
 /// How long a session runs.
@@ -283,26 +284,7 @@ pub fn run_with_progress(
         round_started: AtomicU64::new(0),
         progress,
     };
-    // Compiled C runs natively where no wait of ours polls the time or the session's end: a
-    // watchdog aborts a call that makes no progress, until every guest has left.
-    let done = AtomicBool::new(false);
-    let (patched, guests) = std::thread::scope(|scope| {
-        if let Face::Native(n) = &session.face {
-            scope.spawn(|| session.watchdog(n, &done));
-        }
-        let ran = crate::guest::run_guests_with(
-            &plan.image.cpu_regs,
-            (l.text_base, l.text_base + l.text_len),
-            guest_cpus(host),
-            &session,
-            |guests| {
-                crate::guest::pin(host.cpus[0]);
-                session.patch(&plan, guests)
-            },
-        );
-        done.store(true, Ordering::Release);
-        ran
-    });
+    let (patched, guests) = session.run(&plan, host);
     let outcome = patched?;
     if let Some(g) = guests.iter().find(|g| !g.ran) {
         return Err(Refusal::Guard(format!("a guest thread could not install its seccomp guard or FS/GS slot: {g:?}")));
@@ -481,6 +463,31 @@ enum Stop {
 }
 
 impl Session<'_> {
+    /// Runs the guests on their CPUs and the patcher on the first one until the limits; with
+    /// compiled C, a watchdog beside them aborts a native call that makes no progress (where no
+    /// wait of ours polls the time or the session's end) until every guest has left.
+    fn run(&self, plan: &Plan, host: &Host) -> (Result<Outcome, Refusal>, Vec<GuestReport>) {
+        let l = plan.image.layout;
+        let done = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            if let Face::Native(n) = &self.face {
+                scope.spawn(|| self.watchdog(n, &done));
+            }
+            let ran = crate::guest::run_guests_with(
+                &plan.image.cpu_regs,
+                (l.text_base, l.text_base + l.text_len),
+                guest_cpus(host),
+                self,
+                |guests| {
+                    crate::guest::pin(host.cpus[0]);
+                    self.patch(plan, guests)
+                },
+            );
+            done.store(true, Ordering::Release);
+            ran
+        })
+    }
+
     fn lock(&self) -> MutexGuard<'_, Shared> {
         self.shared.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -164,8 +164,10 @@ pub(crate) fn is_do_sync_core(mem: &KernelMemory, func: u64) -> bool {
     mem.read_code(func, &mut bytes).is_some() && is_sync_core_body(&bytes, func)
 }
 
-/// [`is_do_sync_core`] on the code bytes at `func` (the first 32 of them, or as many as the
-/// code has): the one check of both the simulator's `on_each_cpu()` and the hardware run's.
+/// True if the code bytes at `func` (the first 32 of them, or as many as the code has) are a
+/// function whose whole body is `sync_core()` (a tail call, or a call and a return) or empty —
+/// what `on_each_cpu()` may run: the one check of both the simulator's `on_each_cpu()` and the
+/// hardware run's. A frame-pointer prologue and epilogue and NOPs are allowed around.
 pub fn is_sync_core_body(bytes: &[u8], func: u64) -> bool {
     use iced_x86::{Code, Mnemonic};
     let bytes = &bytes[..bytes.len().min(32)];
