@@ -4,7 +4,9 @@
 //! cannot (not x86-64 Linux, fewer than 2 CPUs, no membarrier SYNC_CORE, no seccomp) is refused
 //! with the reason (exit 2); so is a scenario whose code misbehaves when run alone
 //! (`hw::dryrun`), and every flag that would not act. An hw run that established nothing is
-//! no verdict (exit 4). A hardware run is not deterministic: the CPUs interleave.
+//! no verdict (exit 4). A hardware run is not deterministic: the CPUs interleave. A protocol
+//! compiled from C (`--protocol-c`, `--protocol-source FILE.c`) runs its own linked image
+//! natively; the reports name the file and its build hash (`c_file`, `c_build`).
 //!
 //! For scripts, every report (text and JSON, each `--matrix` row, and the summary object that
 //! ends `--matrix --json`) says what it was held to (`expect`), whether it met it
