@@ -12,7 +12,11 @@
 //! a few bytes) and touch only this thread's state. The guest runs with FS and GS base 0, and
 //! every handler loads the host's bases before it touches thread-local state (`crate::bases`).
 //! A fault outside the guest is reported on stderr, handed to the handler that was installed
-//! before (Rust's stack-overflow report), and ends the process with status 3.
+//! before (Rust's stack-overflow report), and ends the process with status 3 — except a fault
+//! in compiled C called natively on the thread (`crate::ccall`: the INT3 handler's C inside
+//! the `SIGTRAP` handler, the patcher's C on the patcher thread), which ends that call and is
+//! reported by its caller; `SIGTRAP` is not deferred while its own handler runs, so a trap in
+//! that C is delivered too. [`crate::ccall::ABORT`], a watchdog's, is handled the same way.
 //!
 //! A session that runs the INT3 protocol passes [`GuestHooks`]: an INT3 trap (`SIGTRAP`,
 //! `si_code == SI_KERNEL`) goes to its INT3 handler, which resumes the guest with the registers
@@ -233,6 +237,10 @@ extern "C" fn on_signal(signo: libc::c_int, info: *mut libc::siginfo_t, ctx: *mu
     // Before any thread-local access: the host's FS and GS bases back (crate::bases).
     // SAFETY: `ctx` is the context the kernel passed to this SA_SIGINFO handler.
     let slot = unsafe { crate::bases::enter(ctx) };
+    // SAFETY: the kernel's arguments for this signal; the host's FS base is back.
+    if unsafe { native_call_signal(signo, info, ctx, slot) } {
+        return;
+    }
     // SAFETY: `info` is the siginfo the kernel passed to this SA_SIGINFO handler.
     let code = unsafe { (*info).si_code };
     // A fault inside a hook is not the guest's: it is reported (`forward`).
@@ -256,6 +264,36 @@ extern "C" fn on_signal(signo: libc::c_int, info: *mut libc::siginfo_t, ctx: *mu
         (Resume::Guest { fresh }, Some(slot)) => crate::bases::leave_to_guest(slot, fresh),
         _ => {}
     }
+}
+
+/// A signal that concerns compiled C called natively on this thread (crate::ccall): a fault in
+/// it, or the watchdog's abort, ends the call (its caller reports it); an abort meant for a call
+/// that has ended is dropped (a guest interrupted in its own code gets its bases back). True
+/// if the signal was that, and is handled.
+///
+/// # Safety
+/// The arguments must be the kernel's, for a signal being handled now on this thread, with the
+/// host's FS base loaded; `slot` is this thread's [`crate::bases`] slot.
+unsafe fn native_call_signal(
+    signo: libc::c_int,
+    info: *mut libc::siginfo_t,
+    ctx: *mut libc::c_void,
+    slot: Option<usize>,
+) -> bool {
+    let abort = signo == crate::ccall::ABORT;
+    // SAFETY: per the caller's promise.
+    if (abort || FAULTS.contains(&signo)) && unsafe { crate::ccall::escape_from_signal(signo, info, ctx) } {
+        return true;
+    }
+    if !abort {
+        return false;
+    }
+    // SAFETY: a read of this thread's state, which only its own handlers change.
+    let in_guest = STATE.with(|s| unsafe { (*s.get()).in_guest });
+    if let (Some(slot), false, true) = (slot, IN_HOOK.get(), in_guest) {
+        crate::bases::leave_to_guest(slot, false);
+    }
+    true
 }
 
 /// A signal on a thread whose state is `s`, with the signal context's registers `g`.
@@ -419,13 +457,19 @@ fn install() {
     PREVIOUS.get_or_init(|| {
         crate::bases::init();
         let mut previous = Vec::new();
-        for signo in [ENTER, LEAVE, CHECK].into_iter().chain(FAULTS) {
+        for signo in [ENTER, LEAVE, CHECK, crate::ccall::ABORT].into_iter().chain(FAULTS) {
             // SAFETY: a zeroed sigaction is valid; we fill handler, flags and an empty mask,
             // and pass valid pointers for the new and the old action.
             unsafe {
                 let mut act: libc::sigaction = std::mem::zeroed();
                 act.sa_sigaction = on_signal as *const () as usize;
                 act.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+                // A trap inside compiled C run natively from the SIGTRAP handler (the INT3
+                // handler's code) must be delivered, not blocked (a blocked synchronous trap
+                // kills the process): it escapes that call (crate::ccall).
+                if signo == libc::SIGTRAP {
+                    act.sa_flags |= libc::SA_NODEFER;
+                }
                 // Our handlers never nest over each other on one thread (they share its state).
                 libc::sigemptyset(&mut act.sa_mask);
                 libc::sigaddset(&mut act.sa_mask, ENTER);

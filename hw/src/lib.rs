@@ -22,20 +22,27 @@
 //! - [`dryrun`]: the guest alone — each image of the script run natively, single-stepped,
 //!   without any patching; a guest that faults, leaves its text or stack, uses FS/GS or spins
 //!   is refused before any session;
+//! - [`kernel_map`]: a protocol compiled from C — the linked image the simulator runs —
+//!   mapped at its own fixed addresses, its service page's slots jumping to host functions;
+//! - [`ccall`]: calling that C natively through a trampoline that a `BUG()`, a fault or a
+//!   watchdog's abort escapes, longjmp-style, back to Rust;
 //! - [`session`]: the kernel's protocols — `sim_core::Patcher` stepped on a host thread and
 //!   `sim_core::Handler` run from the guests' `SIGTRAP` handler under one lock (the
-//!   simulator's data model), the workload invariant checked at the loop head, every
-//!   violation recorded with its round, phase and bytes ([`HwReport`]).
+//!   simulator's data model), or a compiled file's own patcher and handler run natively with
+//!   its kernel services carried out on the hardware; the workload invariant checked at the
+//!   loop head, every violation recorded with its round, phase and bytes ([`HwReport`]).
 //!
 //! The command line is `pokesim hw` (crate `scenarios`, module `hardware`).
 
 #![deny(missing_docs)]
 
 mod bases;
+pub mod ccall;
 pub mod data;
 pub mod dryrun;
 pub mod guest;
 pub mod host;
+pub mod kernel_map;
 pub mod session;
 pub mod text;
 

@@ -1,18 +1,26 @@
 //! A hardware session: a scenario's INT3 protocol on the host's real CPUs
-//! (docs/reference/hardware.md §11). Its patching clients are `sim_core::Patcher` — the very
-//! step machines the simulator runs, each operation named for the kernel statement of
-//! `text_poke_bp_batch()` / `smp_text_poke_batch_finish()` it mirrors — stepped by a host
-//! thread; its guests are the workload's machine code on pinned host threads; and its INT3
-//! handler is `sim_core::Handler` — the version's `poke_int3_handler()` /
-//! `smp_text_poke_int3_handler()` and `kprobe_int3_handler()` — run from the guests' `SIGTRAP`
-//! handler against the signal context, as `do_int3()` runs it against `pt_regs`. Both are
-//! driven through `sim_core::driver`, the simulator's own rules for what a patcher step and a
-//! handler micro-step do (`driver::Client`, `driver::Activation`); this module turns what
-//! they did into stores on the hardware and tallies.
+//! (docs/reference/hardware.md §11). Its guests are the workload's machine code on pinned host
+//! threads. Its patching client and INT3 handler have two faces, one session around both:
+//!
+//! - **the model** (a Rust protocol version): the patching clients are `sim_core::Patcher` —
+//!   the very step machines the simulator runs, each operation named for the kernel statement
+//!   of `text_poke_bp_batch()` / `smp_text_poke_batch_finish()` it mirrors — stepped by a host
+//!   thread, and the INT3 handler is `sim_core::Handler` — the version's `poke_int3_handler()`
+//!   / `smp_text_poke_int3_handler()` and `kprobe_int3_handler()` — run from the guests'
+//!   `SIGTRAP` handler against the signal context, as `do_int3()` runs it against `pt_regs`.
+//!   Both are driven through `sim_core::driver`, the simulator's own rules for what a patcher
+//!   step and a handler micro-step do (`driver::Client`, `driver::Activation`);
+//! - **the C** (a protocol compiled from C, DESIGN.md §2.15): the linked image runs natively,
+//!   its patcher calls on a host thread and its handler from the guests' `SIGTRAP` handler on
+//!   a real `struct pt_regs`, its kernel services carried out on the hardware (`native`).
+//!
+//! This module turns what either did into stores on the hardware and tallies: the round loop,
+//! the stores, the sync broadcast, the events and the report are the same for both.
 //!
 //! The data model is the simulator's (DESIGN.md §2.3): the patching state, the text as the
 //! patcher wrote it and the workload's invariant live behind one lock, and each patcher step
-//! and each handler micro-step takes it. The hardware decides only what the simulator's fetch
+//! and each handler micro-step takes it (the C's own data is real shared memory, ordered only
+//! by its atomics, as in the kernel). The hardware decides only what the simulator's fetch
 //! model stands for: what a CPU fetches from code another CPU is rewriting.
 //!
 //! Each effect is carried out on the hardware: a store → the same bytes through the text's
@@ -29,7 +37,9 @@
 //! round, the patcher's operation and the bytes, and the vCPU restarts with its counters reset;
 //! the session goes on. A session is not a deterministic run: the hardware interleaves.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+mod native;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -37,7 +47,7 @@ use cpu_model::{Regs, SharedRegion, StoreGranularity};
 use sim_core::driver::{self, Activation, Applied, Client, Int3Handler, Kernel, PatchingClient};
 use sim_core::ipi::Ipi;
 use sim_core::oracle::unclaimed;
-use sim_core::patcher::PatcherEffect;
+use sim_core::patcher::{Patcher, PatcherEffect};
 use sim_core::patching::{KprobeState, PatchState, PokeArray};
 use sim_core::text::TextMemory;
 use sim_core::{Invariant, Plan, Round, RunConfig, ViolationKind};
@@ -51,6 +61,9 @@ pub const MAX_EVENTS: usize = 32;
 /// calls it stuck: a bound on work, so that a protocol that never finishes is reported, not
 /// waited for.
 const MAX_POLLS: u64 = 1 << 26;
+/// A native call of compiled C that makes no progress this long (no kernel service called, no
+/// return) is stuck: a watchdog aborts it (liveness).
+pub const NATIVE_STUCK: Duration = native::STUCK;
 
 /// How long a session runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -169,6 +182,14 @@ struct Tally {
     events: Vec<HwEvent>,
 }
 
+/// How the session patches and handles INT3s.
+enum Face {
+    /// `sim_core::Patcher` and `sim_core::Handler` through the driver.
+    Model,
+    /// The compiled protocol's own code, natively.
+    Native(native::Native),
+}
+
 /// The session as the guests' hooks and the patcher thread see it.
 struct Session<'a> {
     shared: Mutex<Shared>,
@@ -183,8 +204,15 @@ struct Session<'a> {
     /// Each vCPU's iteration counter (the first of its counter block, which the standard loop
     /// head increments).
     iterations: Vec<u64>,
-    /// Per vCPU, INT3 handler activations finished.
+    /// Per vCPU, INT3 handler activations started and finished (one is in progress while they
+    /// differ).
+    entries: Vec<AtomicU64>,
     exits: Vec<AtomicU64>,
+    /// The patching face: the model's step machines, or the compiled file natively.
+    face: Face,
+    /// A violation off the patcher thread that leaves nothing to go on with (an INT3 handler
+    /// of compiled C that never returned): the patcher's waits end the session with it.
+    halted: std::sync::OnceLock<String>,
     /// The patched sites and kprobes: where a store of an INT3 opens the protocol's window.
     int3_sites: Vec<u64>,
     limits: Limits,
@@ -211,6 +239,10 @@ pub fn run_with_progress(
 ) -> Result<HwReport, Refusal> {
     let images = script_images(&plan)?;
     crate::dryrun::check(&plan, &images, guest_cpus(host))?;
+    let face = match &plan.config.compiled {
+        Some(c) => Face::Native(native::Native::new(c, &plan, images)?),
+        None => Face::Model,
+    };
     let l = plan.image.layout;
     let text_map = TextMapping::new(l.text_base, &plan.image.text)?;
     let data_map = DataMapping::new(l.data_base, l.data_len as usize)?;
@@ -237,7 +269,10 @@ pub fn run_with_progress(
         site: first_site(&plan).unwrap_or(plan.image.loop_head),
         data: &data_map,
         iterations: plan.image.cpu_data.iter().map(|d| d.counters.0).collect(),
+        entries: (0..config.cpus).map(|_| AtomicU64::new(0)).collect(),
+        halted: std::sync::OnceLock::new(),
         exits: (0..config.cpus).map(|_| AtomicU64::new(0)).collect(),
+        face,
         int3_sites: plan
             .arrays
             .iter()
@@ -249,16 +284,7 @@ pub fn run_with_progress(
         round_started: AtomicU64::new(0),
         progress,
     };
-    let (patched, guests) = crate::guest::run_guests_with(
-        &plan.image.cpu_regs,
-        (l.text_base, l.text_base + l.text_len),
-        guest_cpus(host),
-        &session,
-        |guests| {
-            crate::guest::pin(host.cpus[0]);
-            session.patch(&plan, guests)
-        },
-    );
+    let (patched, guests) = session.run(&plan, host);
     let outcome = patched?;
     if let Some(g) = guests.iter().find(|g| !g.ran) {
         return Err(Refusal::Guard(format!("a guest thread could not install its seccomp guard or FS/GS slot: {g:?}")));
@@ -290,7 +316,7 @@ pub fn script_images(plan: &Plan) -> Result<Vec<Vec<u8>>, Refusal> {
     let data = SharedRegion::new(l.data_base, l.data_len);
     let (base, len) = (l.text_base, plan.image.text.len());
     let mut images = vec![plan.image.text.clone()];
-    for (k, mut p) in plan.clients().into_iter().enumerate() {
+    for (k, mut p) in model_clients(plan).into_iter().enumerate() {
         while !p.done() {
             if !p.enabled(&ipi, &state) {
                 return Err(Refusal::Program(format!(
@@ -325,6 +351,16 @@ pub fn script_images(plan: &Plan) -> Result<Vec<Vec<u8>>, Refusal> {
         )));
     }
     Ok(images)
+}
+
+/// The plan's patching clients as the model's step machines (also for a protocol compiled
+/// from C: the program of its version and mutants, which writes the same images).
+fn model_clients(plan: &Plan) -> Vec<Client> {
+    let granularity = plan.config.fetch.stores;
+    let model = |(k, program): (usize, &Vec<sim_core::program::Op>)| {
+        Client::Model(Patcher::new(k, program.clone(), plan.plain.clone(), granularity))
+    };
+    plan.programs.iter().enumerate().map(model).collect()
 }
 
 /// The plan's patching state in allocations of its own: no `Rc` in it is shared with anything
@@ -427,6 +463,31 @@ enum Stop {
 }
 
 impl Session<'_> {
+    /// Runs the guests on their CPUs and the patcher on the first one until the limits; with
+    /// compiled C, a watchdog beside them aborts a native call that makes no progress (where no
+    /// wait of ours polls the time or the session's end) until every guest has left.
+    fn run(&self, plan: &Plan, host: &Host) -> (Result<Outcome, Refusal>, Vec<GuestReport>) {
+        let l = plan.image.layout;
+        let done = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            if let Face::Native(n) = &self.face {
+                scope.spawn(|| self.watchdog(n, &done));
+            }
+            let ran = crate::guest::run_guests_with(
+                &plan.image.cpu_regs,
+                (l.text_base, l.text_base + l.text_len),
+                guest_cpus(host),
+                self,
+                |guests| {
+                    crate::guest::pin(host.cpus[0]);
+                    self.patch(plan, guests)
+                },
+            );
+            done.store(true, Ordering::Release);
+            ran
+        })
+    }
+
     fn lock(&self) -> MutexGuard<'_, Shared> {
         self.shared.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -439,8 +500,11 @@ impl Session<'_> {
         let limits = self.limits;
         let ended = |counts: Counts, stopped| Ok(Outcome { counts, stopped, unfinished: None });
         while counts.rounds < limits.rounds && !self.out_of_time() {
-            let mut patchers = plan.clients();
-            match self.pass(&mut patchers, guests, &mut counts) {
+            let passed = match &self.face {
+                Face::Model => self.pass(&mut plan.clients(), guests, &mut counts),
+                Face::Native(n) => self.native_pass(n, guests, &mut counts),
+            };
+            match passed {
                 Ok(()) => counts.passes += 1,
                 Err(Stop::Limit) => break,
                 Err(Stop::Violation(why)) => return ended(counts, Some(why)),
@@ -475,6 +539,11 @@ impl Session<'_> {
         self.limits.time.is_some_and(|t| self.started.elapsed() >= t)
     }
 
+    /// `Err` once the session is halted ([`Session::halted`]).
+    fn go_on(&self) -> Result<(), Stop> {
+        self.halted.get().map_or(Ok(()), |why| Err(Stop::Violation(why.clone())))
+    }
+
     /// `Err` once the time budget is spent, while waiting for `waiting`.
     fn in_time(&self, waiting: impl FnOnce() -> String) -> Result<(), Stop> {
         let Some(t) = self.limits.time.filter(|_| self.out_of_time()) else { return Ok(()) };
@@ -485,7 +554,6 @@ impl Session<'_> {
 
     /// One pass of the script: every patching client to its end.
     fn pass(&self, patchers: &mut [Client], guests: &Guests<'_>, counts: &mut Counts) -> Result<(), Stop> {
-        let limits = &self.limits;
         let (n, mut next, mut polls) = (patchers.len(), 0, 0u64);
         loop {
             let mut g = self.lock();
@@ -511,32 +579,15 @@ impl Session<'_> {
             };
             match effect {
                 PatcherEffect::Store(epoch) => {
-                    let s = &g.text.log()[epoch as usize - 1];
-                    counts.stores += self.text.poke_as(s.addr, &s.bytes, StoreGranularity::Aligned8) as u64;
-                    if s.bytes.first() == Some(&0xcc) && self.int3_sites.contains(&s.addr) {
-                        counts.int3_stores += 1;
-                    }
+                    let s = g.text.log()[epoch as usize - 1].clone();
+                    self.stored(counts, s.addr, &s.bytes);
                 }
                 PatcherEffect::Broadcast => {
                     drop(g);
                     self.text_poke_sync()?;
                     counts.syncs += 1;
                 }
-                PatcherEffect::BatchDone if k == 0 => {
-                    g.round += 1;
-                    counts.rounds += 1;
-                    let last = counts.rounds >= limits.rounds || self.out_of_time();
-                    g.drained = last;
-                    drop(g);
-                    (self.progress)(counts.rounds);
-                    self.round_started.store(self.started.elapsed().as_nanos() as u64, Ordering::Release);
-                    if counts.rounds.is_multiple_of(limits.check_every.max(1)) {
-                        guests.checkpoint();
-                    }
-                    if last {
-                        return Err(Stop::Limit);
-                    }
-                }
+                PatcherEffect::BatchDone if k == 0 => self.batch_done(g, guests, counts)?,
                 PatcherEffect::Fault(message) => {
                     let site = self.site;
                     self.record(&mut g, ViolationKind::PatcherFault, 0, site, None, message.to_string());
@@ -545,6 +596,37 @@ impl Session<'_> {
                 _ => {}
             }
         }
+    }
+
+    /// A store the patcher wrote to the text (`bytes` at `addr`, one part of a poke as the
+    /// store granularity split it) carried out on the hardware: one store of its width through
+    /// the writable alias.
+    fn stored(&self, counts: &mut Counts, addr: u64, bytes: &[u8]) {
+        counts.stores += self.text.poke_as(addr, bytes, StoreGranularity::Aligned8) as u64;
+        if bytes.first() == Some(&0xcc) && self.int3_sites.contains(&addr) {
+            counts.int3_stores += 1;
+        }
+    }
+
+    /// The workload client's batch returned (`g` held): the round is counted, progress told,
+    /// the guests asked for a checkpoint every `check_every` rounds; `Stop::Limit` after the
+    /// last.
+    fn batch_done(&self, mut g: MutexGuard<'_, Shared>, guests: &Guests<'_>, counts: &mut Counts) -> Result<(), Stop> {
+        let limits = &self.limits;
+        g.round += 1;
+        counts.rounds += 1;
+        let last = counts.rounds >= limits.rounds || self.out_of_time();
+        g.drained = last;
+        drop(g);
+        (self.progress)(counts.rounds);
+        self.round_started.store(self.started.elapsed().as_nanos() as u64, Ordering::Release);
+        if counts.rounds.is_multiple_of(limits.check_every.max(1)) {
+            guests.checkpoint();
+        }
+        if last {
+            return Err(Stop::Limit);
+        }
+        Ok(())
     }
 
     /// `text_poke_sync()`: `on_each_cpu(do_sync_core, NULL, 1)`. membarrier SYNC_CORE
@@ -568,6 +650,7 @@ impl Session<'_> {
                 }
                 std::hint::spin_loop();
                 if polls.is_multiple_of(64) {
+                    self.go_on()?;
                     self.in_time(|| format!("vCPU {c} to acknowledge text_poke_sync()"))?;
                     std::thread::yield_now();
                 }
@@ -605,20 +688,13 @@ impl Session<'_> {
 }
 
 impl GuestHooks for Session<'_> {
-    /// `do_int3()`: the version's handler, one micro-step per lock, then the next handler it
-    /// asks; the IRET's registers, or `None` after a violation (the vCPU restarts).
+    /// `do_int3()`: the handler of the session's face; the IRET's registers, or `None` after a
+    /// violation (the vCPU restarts).
     fn int3(&self, cpu: usize, regs: &Regs) -> Option<Regs> {
-        let mut handler: Activation = {
-            let mut g = self.lock();
-            g.tally.traps += 1;
-            let Shared { state, data, .. } = &mut *g;
-            driver::enter(cpu, *regs, state, data, false)
-        };
-        let resume = loop {
-            let mut g = self.lock();
-            if let Some(done) = self.handler_step(cpu, &mut handler, &mut g) {
-                break done;
-            }
+        self.entries[cpu].fetch_add(1, Ordering::AcqRel);
+        let resume = match &self.face {
+            Face::Model => self.model_int3(cpu, regs),
+            Face::Native(n) => self.native_int3(n, cpu, regs),
         };
         self.exits[cpu].fetch_add(1, Ordering::AcqRel);
         resume
@@ -651,6 +727,33 @@ impl GuestHooks for Session<'_> {
 }
 
 impl Session<'_> {
+    /// `do_int3()` with the model: the version's handler, one micro-step per lock, then the
+    /// next handler it asks.
+    fn model_int3(&self, cpu: usize, regs: &Regs) -> Option<Regs> {
+        let mut handler: Activation = {
+            let mut g = self.lock();
+            g.tally.traps += 1;
+            let Shared { state, data, .. } = &mut *g;
+            driver::enter(cpu, *regs, state, data, false)
+        };
+        loop {
+            let mut g = self.lock();
+            if let Some(done) = self.handler_step(cpu, &mut handler, &mut g) {
+                return done;
+            }
+        }
+    }
+
+    /// An INT3 at `ip` on vCPU `cpu` that every handler declined (`die("int3")`): recorded as
+    /// unclaimed, as the simulator's oracle words it.
+    fn unclaimed(&self, g: &mut Shared, cpu: usize, ip: u64) {
+        let (kprobes, version) = (self.config.kernel.kprobes, self.config.protocol.version());
+        let message = unclaimed::report(ip, self.text.read(ip), 0, kprobes, version).1;
+        self.record(g, ViolationKind::UnclaimedInt3, cpu, ip, None, message);
+        let Shared { invariant, data, .. } = g;
+        invariant.reset(cpu, data);
+    }
+
     /// One handler micro-step under the lock, carried out ([`driver::apply`]) and tallied;
     /// `Some` when the activation is over: the IRET's registers, or `None` after a violation
     /// (recorded, and the vCPU's counters reset).
@@ -670,8 +773,8 @@ impl Session<'_> {
             }
             Applied::Iret(regs) => return Some(Some(regs)),
             Applied::Declined => {
-                let (kprobes, version) = (self.config.kernel.kprobes, self.config.protocol.version());
-                (ViolationKind::UnclaimedInt3, unclaimed::report(ip, self.text.read(ip), 0, kprobes, version).1)
+                self.unclaimed(g, cpu, ip);
+                return Some(None);
             }
             Applied::Fault { kind, message } => (kind, message),
         };

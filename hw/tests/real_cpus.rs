@@ -2,7 +2,9 @@
 //! code executed from the memfd's executable view after a poke through its writable alias and
 //! `membarrier` SYNC_CORE — on the poking thread and on another one — a guest address that
 //! is already taken refused rather than replaced, and a fault the harness cannot attribute to
-//! guest code (here: inside a hook) reported with exit status 3 rather than a silent death.
+//! guest code (here: inside a hook) reported with exit status 3 rather than a silent death,
+//! and a compiled image mapped at its fixed addresses, called natively: a return, a fault and a
+//! kernel service that gives up each come back to Rust as what they were.
 //!
 //! A host that cannot (not x86-64 Linux, one CPU, no SYNC_CORE) makes these tests print
 //! `SKIPPED` with the reason — unless `POKESIM_REQUIRE_HW=1`, which makes it a failure.
@@ -155,6 +157,62 @@ fn a_fault_the_harness_cannot_attribute_is_reported_with_status_3() {
     assert!(err.contains("pokesim hw: SIGSEGV at rip 0x") && err.contains("outside guest code"), "{err}");
 }
 
+/// A service for [`native_calls_return_fault_and_bail_back_to_rust`]: returns its first
+/// argument + 1, or, given 0, gives the call up.
+extern "C" fn plus_one_or_bail(a: u64, _: u64, _: u64, _ret: u64) -> u64 {
+    if a == 0 {
+        hw::ccall::bail();
+    }
+    a + 1
+}
+
+fn native_calls_return_fault_and_bail_back_to_rust() {
+    use hw::ccall::{call, Ended, Watch};
+    use sim_core::kernel_image::{KernelImage, Service, KCODE_BASE};
+    if host().is_none() {
+        return;
+    }
+    // Three functions: `lea rax, [rdi + rsi]; ret`; a load from address 0; a tail call of the
+    // text_poke slot of the service page with its first argument.
+    let mut code = vec![0x48, 0x8d, 0x04, 0x37, 0xc3];
+    let (load, tail) = (KCODE_BASE + 16, KCODE_BASE + 32);
+    code.resize(16, 0xcc);
+    code.extend([0x48, 0x8b, 0x04, 0x25, 0, 0, 0, 0, 0xc3]);
+    code.resize(32, 0xcc);
+    code.push(0xe9);
+    let rel = Service::TextPoke.addr().wrapping_sub(tail + 5) as u32;
+    code.extend(rel.to_le_bytes());
+    let image = KernelImage {
+        source: "test.c".into(),
+        hash: "0".into(),
+        code,
+        data: vec![0; 64],
+        symbols: Default::default(),
+        lines: Vec::new(),
+    };
+    let services = [plus_one_or_bail as *const () as usize; 12];
+    let map = hw::kernel_map::KernelMapping::new(&image, &[], &services).expect("maps the image");
+    assert!(hw::kernel_map::KernelMapping::new(&image, &[], &services).is_err(), "an address already taken is refused");
+    let watch = Watch::default();
+    // The signal handlers that let a fault escape are installed for a run of guests (none here).
+    let (ended, _) = hw::run_guests(&[], (0x1000, 0x2000), &[], || {
+        // SAFETY: each entry is one of the functions above, of the System V ABI, on the image's
+        // mapped patcher stack or this thread's; nothing between here and the C needs dropping.
+        unsafe {
+            [
+                call(KCODE_BASE, [40, 2, 0], map.stack_top(), &watch),
+                call(load, [0; 3], 0, &watch),
+                call(tail, [6, 0, 0], map.stack_top(), &watch),
+                call(tail, [0; 3], 0, &watch),
+            ]
+        }
+    });
+    assert_eq!(ended[0], Ended::Returned(42));
+    assert_eq!(ended[1], Ended::Faulted { signo: libc::SIGSEGV, rip: load, addr: 0 });
+    assert_eq!(ended[2], Ended::Returned(7), "the service page's stub reaches the host function");
+    assert_eq!(ended[3], Ended::Bailed);
+}
+
 fn main() {
     skippable::main(
         skippable::real_cpus(),
@@ -173,6 +231,7 @@ fn main() {
                 "a_fault_the_harness_cannot_attribute_is_reported_with_status_3",
                 a_fault_the_harness_cannot_attribute_is_reported_with_status_3,
             ),
+            ("native_calls_return_fault_and_bail_back_to_rust", native_calls_return_fault_and_bail_back_to_rust),
         ],
     );
 }

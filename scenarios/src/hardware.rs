@@ -1,6 +1,7 @@
 //! Ground truth (`pokesim hw`): a scenario's protocol on the host's real x86-64 CPUs — the
-//! same plan (guest code, workload invariant, the version's program and handler logic) the
-//! simulator runs, carried out by the `hw` crate — and the matrix that puts what the hardware
+//! same plan (guest code, workload invariant, the version's program and handler logic, or the
+//! protocol's C file, its very linked image run natively) the simulator runs, carried out by
+//! the `hw` crate — and the matrix that puts what the hardware
 //! showed next to what each fetch preset predicts, the way litmus7's `-variant self` tests
 //! self-modifying code on AArch64 hardware (docs/reference/hardware.md).
 
@@ -114,17 +115,8 @@ pub fn run_with_progress(
     limits: &Limits,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<HwReport, HwError> {
-    if let Some(c) = &scenario.config.compiled {
-        // The hardware run drives the Rust model's patcher and handler: refused, never a run
-        // that would silently ignore the file.
-        return Err(HwError::Scenario(SimError::invalid(
-            sim_core::Subject::ProtocolSource,
-            format!(
-                "{}: the hardware run of a protocol compiled from C is not built yet (pokesim hw runs the Rust models)",
-                c.image.source
-            ),
-        )));
-    }
+    // A protocol compiled from C runs natively, its own linked image (hw::session's C face);
+    // the plan refuses what the compiled path does not run (kprobes that arm themselves).
     let plan = scenario.plan()?;
     Ok(hw::session::run_with_progress(plan, host, limits, progress)?)
 }

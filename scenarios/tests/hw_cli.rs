@@ -6,8 +6,13 @@
 //! no round is no verdict (status 4), more guest threads than CPUs and every scenario flag
 //! `--matrix` cannot use are refused by name, a guest that misbehaves by itself (FS/GS use, a
 //! corrupted stack pointer, leaving its text, a spin) is refused with its instruction and
-//! address before any campaign, and a long campaign reports progress on stderr. The
-//! campaigns skip (printing `SKIPPED`) where the host cannot, unless `POKESIM_REQUIRE_HW=1`.
+//! address before any campaign, and a long campaign reports progress on stderr. A protocol
+//! compiled from C runs natively: linux-5.5's file passes with every trap emulated and the
+//! report naming the file and its build, 6.16's without the sync after the first byte shows
+//! unclaimed INT3s as the model does (5.5's retry claims them), a `BUG()` or a NULL
+//! dereference in a user's file is a fault with its line while the process lives on, and what
+//! the native run cannot carry out is refused. The campaigns skip (printing `SKIPPED`) where
+//! the host cannot, unless `POKESIM_REQUIRE_HW=1`.
 
 #[path = "../../tests/support/skippable.rs"]
 mod skippable;
@@ -229,6 +234,178 @@ fn a_site_no_guest_ever_executes_is_refused_before_the_campaign() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// `pokesim hw ARGS --json`: its exit status and its report.
+fn hw_json(args: &[&str]) -> (Option<i32>, Value) {
+    let out = pokesim().arg("hw").args(args).arg("--json").timeout(HANG_GUARD).output().expect("runs");
+    let j: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{args:?}: not JSON ({e}): {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code(), j)
+}
+
+/// How many violations of `kind` a report counts.
+fn count(j: &Value, kind: &str) -> u64 {
+    let kinds = j["violations"].as_array().expect("violations");
+    kinds.iter().filter(|v| v["kind"] == kind).map(|v| v["count"].as_u64().unwrap()).sum()
+}
+
+fn the_5_5_c_file_runs_natively_without_a_violation() {
+    if !hardware() {
+        return;
+    }
+    // Two vCPUs asked: on a 2-CPU host one guest thread runs beside the patcher (the report
+    // says so); the C file's own patcher and handler run natively.
+    let args = ["--protocol", "linux-5.5", "--protocol-c", "--workload", "ftrace", "--cpus", "2", "--rounds", "5000"];
+    let (code, j) = hw_json(&args);
+    assert_eq!(code, Some(0), "{j}");
+    assert_eq!(j["rounds"], 5000, "{j}");
+    assert_eq!(j["syncs"], 20000, "four text_poke_sync() per round in 5.5's text_poke_bp(): {j}");
+    assert!(j["traps"].as_u64().unwrap() > 0 && j["traps"] == j["emulated"], "every trap emulated by the C: {j}");
+    assert_eq!(j["violations"].as_array().map(Vec::len), Some(0), "{j}");
+    assert_eq!((&j["c_file"], &j["scenario"]["label"]), (&"linux-5.5.c".into(), &"ftrace/linux-5.5.c".into()), "{j}");
+    let build = j["c_build"].as_str().expect("the build hash");
+    assert!(build.len() >= 16 && j["scenario"]["c_source"]["hash"] == build, "{j}");
+    // The text report names the file and its build.
+    let out =
+        pokesim().args(["hw"]).args(&args[..5]).args(["--rounds", "300"]).timeout(HANG_GUARD).output().expect("runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("protocol   the C file linux-5.5.c (build {build}), its linked image run natively")),
+        "{text}"
+    );
+}
+
+fn no_sync_after_first_in_c_shows_unclaimed_int3s_as_the_model_does() {
+    if !hardware() {
+        return;
+    }
+    // The scenario the model's hw campaign shows it with (tests/tests/hw_campaigns.rs): 6.16,
+    // ftrace, byte stores, the site across a 16-byte block. Measured with the C file: about
+    // 1,000 per 20,000 rounds; up to five batches until one shows it.
+    let args = ["--protocol", "linux-6.16", "--protocol-c", "--mutant", "no-sync-after-first", "--site", "cross16"];
+    let mut seen = None;
+    for _ in 0..5 {
+        let (code, j) = hw_json(&[&args[..], &["--stores", "byte", "--rounds", "20000"]].concat());
+        assert!(j["traps"].as_u64().unwrap() > 0, "{j}");
+        let unclaimed = count(&j, "unclaimed-int3");
+        assert_eq!(
+            unclaimed,
+            j["violations"].as_array().unwrap().iter().map(|v| v["count"].as_u64().unwrap()).sum::<u64>(),
+            "{j}"
+        );
+        if unclaimed > 0 {
+            assert_eq!(code, Some(1), "{j}");
+            seen = Some(j);
+            break;
+        }
+    }
+    let j = seen.expect("no unclaimed INT3 in 100,000 rounds of the C file without the sync after the first byte");
+    let e = &j["events"][0];
+    assert!(e["message"].as_str().unwrap().contains("claimed by no handler: smp_text_poke_int3_handler()"), "{e}");
+    assert!(e["round"].as_u64().is_some_and(|r| r > 0) || e["round"] == "drain", "{e}");
+    // linux-5.5 keeps kprobe_int3_handler()'s retry of a vanished INT3: the C file's handler
+    // declines, the retry claims it — no unclaimed INT3, as with the model.
+    let five = ["--protocol", "linux-5.5", "--protocol-c", "--mutant", "no-sync-after-first", "--site", "cross16"];
+    let (code, j) = hw_json(&[&five[..], &["--stores", "byte", "--rounds", "5000"]].concat());
+    assert_eq!((code, count(&j, "unclaimed-int3")), (Some(0), 0), "{j}");
+}
+
+/// A protocol file of the user's: its patcher pokes the INT3, the tail and the first byte of
+/// each batch's site with a sync after each; `patch_end` and `handler` are the code that ends
+/// `pokesim_patch()` and the body of `poke_int3_handler()`.
+fn user_c(dir: &std::path::Path, name: &str, patch_end: &str, handler: &str) -> std::path::PathBuf {
+    let src = format!(
+        "#include \"pokesim.h\"\n\
+         static void do_sync_core(void *info) {{ sync_core(); }}\n\
+         void pokesim_patch(const struct pokesim_poke *p, unsigned int nr)\n{{\n\
+         \tunsigned char int3 = 0xcc;\n\
+         \tmutex_lock(&text_mutex);\n\
+         \ttext_poke((void *)p->addr, &int3, 1);\n\
+         \ton_each_cpu(do_sync_core, NULL, 1);\n\
+         \ttext_poke((void *)(p->addr + 1), p->text + 1, p->len - 1);\n\
+         \ton_each_cpu(do_sync_core, NULL, 1);\n\
+         \ttext_poke((void *)p->addr, p->text, 1);\n\
+         \ton_each_cpu(do_sync_core, NULL, 1);\n\
+         \tmutex_unlock(&text_mutex);\n\
+         {patch_end}\n}}\n\
+         int poke_int3_handler(struct pt_regs *regs)\n{{\n\
+         \tstatic int traps;\n\
+         {handler}\n}}\n"
+    );
+    let path = dir.join(format!("{name}.c"));
+    std::fs::write(&path, src).unwrap();
+    path
+}
+
+fn a_bug_or_a_fault_in_a_user_c_file_is_reported_with_its_line_and_the_process_lives() {
+    if !hardware() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("pokesim-hw-c-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // Line 14 of the file: the patcher's BUG() after its first batch (its handler declines
+    // every INT3: unclaimed). The session ends there.
+    let bug = user_c(&dir, "patcher-bug", "\tBUG_ON(nr == 1);", "\treturn 0;");
+    let (code, j) = hw_json(&["--protocol", "linux-5.5", "--protocol-source", bug.to_str().unwrap(), "--rounds", "50"]);
+    assert_eq!(code, Some(1), "{j}");
+    assert_eq!(count(&j, "patcher-fault"), 1, "{j}");
+    let events = j["events"].as_array().unwrap();
+    let m = events.iter().find(|e| e["kind"] == "patcher-fault").expect("the BUG()")["message"].as_str().unwrap();
+    assert!(
+        m.contains("BUG() at") && m.contains("patcher-bug.c:14: BUG_ON(nr == 1) in pokesim_patch() patcher-bug.c:14"),
+        "{m}"
+    );
+    assert!(j["stopped"].as_str().unwrap().starts_with("the patcher faulted: BUG()"), "{j}");
+    // The handler: a NULL dereference (line 20) and a BUG() (line 21), by turns. Each ends its
+    // activation as a handler fault inside the guest's SIGTRAP handler, the vCPU restarts, and
+    // the session runs on to its last round.
+    let handler = "\tif (++traps % 2)\n\t\treturn *(volatile int *)(regs->orig_ax + 1);\n\tBUG();";
+    let faulty = user_c(&dir, "handler-faults", "", handler);
+    let (code, j) =
+        hw_json(&["--protocol", "linux-5.5", "--protocol-source", faulty.to_str().unwrap(), "--rounds", "200"]);
+    assert_eq!(code, Some(1), "{j}");
+    assert_eq!(j["rounds"], 200, "the session goes on: {j}");
+    assert!(count(&j, "handler-fault") > 1 && count(&j, "handler-fault") == j["traps"].as_u64().unwrap(), "{j}");
+    let messages: Vec<&str> = j["events"].as_array().unwrap().iter().map(|e| e["message"].as_str().unwrap()).collect();
+    assert!(
+        messages.iter().any(|m| m.starts_with("SIGSEGV")
+            && m.ends_with("NULL pointer dereference in poke_int3_handler() handler-faults.c:20")),
+        "{messages:#?}"
+    );
+    assert!(messages.iter().any(|m| m.ends_with("BUG() in poke_int3_handler() handler-faults.c:21")), "{messages:#?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn what_the_native_c_cannot_carry_out_is_refused() {
+    if !hardware() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("pokesim-hw-c-refused-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let other =
+        user_c(&dir, "other-mutex", "\tstatic struct mutex m;\n\tmutex_lock(&m);\n\tmutex_unlock(&m);", "\treturn 0;");
+    let out =
+        pokesim().args(["hw", "--protocol", "linux-5.5", "--protocol-source"]).arg(&other).timeout(HANG_GUARD).output();
+    let out = out.expect("runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("mutex_lock(0x") && err.contains("other-mutex.c:15: pokesim models only &text_mutex"),
+        "{err}"
+    );
+    // Kprobes that arm and disarm themselves stay refused with a compiled protocol.
+    let out =
+        pokesim().args(["hw", "--protocol", "linux-5.5", "--protocol-c", "--kprobe=cycling"]).output().expect("runs");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("kprobes that arm and disarm themselves do not run with a protocol compiled from C"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 fn main() {
     skippable::main(
         skippable::real_cpus(),
@@ -271,6 +448,16 @@ fn main() {
                 "a_site_no_guest_ever_executes_is_refused_before_the_campaign",
                 a_site_no_guest_ever_executes_is_refused_before_the_campaign,
             ),
+            ("the_5_5_c_file_runs_natively_without_a_violation", the_5_5_c_file_runs_natively_without_a_violation),
+            (
+                "no_sync_after_first_in_c_shows_unclaimed_int3s_as_the_model_does",
+                no_sync_after_first_in_c_shows_unclaimed_int3s_as_the_model_does,
+            ),
+            (
+                "a_bug_or_a_fault_in_a_user_c_file_is_reported_with_its_line_and_the_process_lives",
+                a_bug_or_a_fault_in_a_user_c_file_is_reported_with_its_line_and_the_process_lives,
+            ),
+            ("what_the_native_c_cannot_carry_out_is_refused", what_the_native_c_cannot_carry_out_is_refused),
         ],
     );
 }

@@ -452,6 +452,17 @@ pub fn enter(cpu: usize, regs: Regs, state: &mut PatchState, data: &SharedRegion
     }
 }
 
+/// The rest of `do_int3()`'s chain on vCPU `cpu` after a handler that ran outside the driver
+/// declined the trap: the hardware run calls a compiled file's handler natively, and on a 0
+/// goes on here — `kprobe_int3_handler()` (with its vanished-INT3 retry up to 6.0), then
+/// `die()` — as [`crate::compiled::activation::CHandler`] does in the simulator. Enters the
+/// RCU read-side section as [`enter`] does (the activation's end leaves it, [`apply`]).
+pub fn enter_chain(cpu: usize, regs: Regs, state: &mut PatchState, data: &SharedRegion) -> Activation {
+    let stack_top = data.read_u64(regs.sp()).unwrap_or(0);
+    state.rcu_read_lock(cpu);
+    Activation::Model(Handler::after_patching_handler(cpu, regs, stack_top))
+}
+
 /// The push of an emulated CALL that would land outside the data region: the handler's
 /// write to the interrupted stack faults. The simulator's emulation oracle reports it before
 /// anything is applied; [`apply`] ends the activation with it.

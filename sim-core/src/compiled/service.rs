@@ -4,6 +4,12 @@
 //! (arch/x86/lib/insn.c; here iced-x86), `BUG()`/`WARN()`, the return to the caller. The ones
 //! that act on the shared kernel state or wait (`text_poke()`, `on_each_cpu()`,
 //! `mutex_lock()`, `synchronize_rcu()`) are the patching client's ([`super::client`]).
+//!
+//! The byte-level parts — what `pokesim_insn_decode()` fills in ([`insn_info`]), whether
+//! `on_each_cpu()`'s function is a `sync_core()` body ([`is_sync_core_body`]) and the text of
+//! a `BUG()`/`WARN()` ([`bug_text`]) — are public: the hardware run (crate `hw`), which runs
+//! the same file natively, calls them on the host's memory, so both faces of a service share
+//! one implementation.
 
 use cpu_model::{KernelMemory, Reg, Regs, MAX_INSN_LEN};
 use iced_x86::{Decoder, DecoderOptions, OpKind};
@@ -58,34 +64,54 @@ pub(crate) fn common(service: Service, regs: &mut Regs, mem: &KernelMemory, cpu:
 
 /// `BUG() at file:line: cond`.
 pub(crate) fn report(mem: &KernelMemory, what: &str, file: u64, line: u64, cond: u64) -> String {
-    let file = mem.read_str(file).unwrap_or_else(|| "?".into());
-    let cond = mem.read_str(cond).filter(|c| !c.is_empty()).map(|c| format!(": {c}")).unwrap_or_default();
+    bug_text(what, mem.read_str(file), line, mem.read_str(cond))
+}
+
+/// The text of `BUG()`/`WARN()` (`what`) called with `file`, `line` and `cond` (the strings
+/// as read from the caller's memory, `None` where they could not be): `BUG() at file:line:
+/// cond`.
+pub fn bug_text(what: &str, file: Option<String>, line: u64, cond: Option<String>) -> String {
+    let file = file.unwrap_or_else(|| "?".into());
+    let cond = cond.filter(|c| !c.is_empty()).map(|c| format!(": {c}")).unwrap_or_default();
     format!("{what} at {file}:{}{cond}", line as i32)
 }
+
+/// `-EINVAL` as `pokesim_insn_decode()` returns it (in rax).
+pub const EINVAL: u64 = (-22i64) as u64;
 
 /// `struct pokesim_insn_info` (c/include/pokesim.h): length, opcode bytes, the first
 /// immediate (a branch's displacement), sign-extended. Returns 0, or -EINVAL (as a u64) if the
 /// bytes at `kaddr` do not decode or `out` is not writable.
 fn insn_decode(mem: &KernelMemory, kaddr: u64, out: u64) -> u64 {
-    const EINVAL: u64 = (-22i64) as u64;
     let mut bytes = [0u8; MAX_INSN_LEN];
     let n = (1..=MAX_INSN_LEN).rev().find(|&n| mem.read(kaddr, &mut bytes[..n]).is_some()).unwrap_or(0);
-    let insn = Decoder::with_ip(64, &bytes[..n], kaddr, DecoderOptions::NONE).decode();
-    let mut info = [0u8; 16];
-    if !insn.is_invalid() {
-        let prefixes = prefix_len(&bytes[..insn.len()]);
-        let (opcode, nbytes) = opcode_bytes(&bytes[prefixes..insn.len()]);
-        let (imm, imm_bytes) = immediate(&insn, insn.len());
-        info[0] = insn.len() as u8;
-        info[1] = nbytes;
-        info[2..2 + nbytes as usize].copy_from_slice(&opcode[..nbytes as usize]);
-        info[5] = imm_bytes;
-        info[8..16].copy_from_slice(&imm.to_le_bytes());
-    }
+    let (info, valid) = insn_info(&bytes[..n], kaddr);
     match mem.data().write(out, &info) {
-        Some(()) if !insn.is_invalid() => 0,
+        Some(()) if valid => 0,
         _ => EINVAL,
     }
+}
+
+/// What `pokesim_insn_decode()` writes to its `struct pokesim_insn_info` for the instruction
+/// at the start of `bytes` (read at `kaddr`, as many as were readable, up to 15): length,
+/// opcode bytes, the first immediate (a branch's displacement), sign-extended — all zero if
+/// the bytes are no (complete) instruction — and whether they were one. The one decoder of
+/// both the simulator's service and the hardware run's.
+pub fn insn_info(bytes: &[u8], kaddr: u64) -> ([u8; 16], bool) {
+    let insn = Decoder::with_ip(64, bytes, kaddr, DecoderOptions::NONE).decode();
+    let mut info = [0u8; 16];
+    if insn.is_invalid() {
+        return (info, false);
+    }
+    let prefixes = prefix_len(&bytes[..insn.len()]);
+    let (opcode, nbytes) = opcode_bytes(&bytes[prefixes..insn.len()]);
+    let (imm, imm_bytes) = immediate(&insn, insn.len());
+    info[0] = insn.len() as u8;
+    info[1] = nbytes;
+    info[2..2 + nbytes as usize].copy_from_slice(&opcode[..nbytes as usize]);
+    info[5] = imm_bytes;
+    info[8..16].copy_from_slice(&imm.to_le_bytes());
+    (info, true)
 }
 
 /// Legacy and REX prefixes in front of the opcode.
@@ -134,16 +160,22 @@ fn immediate(insn: &iced_x86::Instruction, len: usize) -> (i64, u8) {
 /// may run here: the IPI's delivery is the `sync_core()` of every CPU. A frame-pointer
 /// prologue and epilogue (`push rbp; mov rbp, rsp` ... `pop rbp`) and NOPs are allowed around.
 pub(crate) fn is_do_sync_core(mem: &KernelMemory, func: u64) -> bool {
-    use iced_x86::{Code, Mnemonic};
     let mut bytes = [0u8; 32];
-    if mem.read_code(func, &mut bytes).is_none() {
-        return false;
-    }
+    mem.read_code(func, &mut bytes).is_some() && is_sync_core_body(&bytes, func)
+}
+
+/// True if the code bytes at `func` (the first 32 of them, or as many as the code has) are a
+/// function whose whole body is `sync_core()` (a tail call, or a call and a return) or empty —
+/// what `on_each_cpu()` may run: the one check of both the simulator's `on_each_cpu()` and the
+/// hardware run's. A frame-pointer prologue and epilogue and NOPs are allowed around.
+pub fn is_sync_core_body(bytes: &[u8], func: u64) -> bool {
+    use iced_x86::{Code, Mnemonic};
+    let bytes = &bytes[..bytes.len().min(32)];
     let registers = |i: &iced_x86::Instruction| (0..i.op_count()).all(|k| i.op_kind(k) == OpKind::Register);
     let frame = |i: &iced_x86::Instruction| {
         matches!(i.code(), Code::Push_r64 | Code::Pop_r64 | Code::Mov_r64_rm64 | Code::Mov_rm64_r64) && registers(i)
     };
-    let body = Decoder::with_ip(64, &bytes, func, DecoderOptions::NONE)
+    let body = Decoder::with_ip(64, bytes, func, DecoderOptions::NONE)
         .into_iter()
         .take(8)
         .filter(|i| !frame(i) && i.mnemonic() != Mnemonic::Nop);

@@ -4,7 +4,9 @@
 //! cannot (not x86-64 Linux, fewer than 2 CPUs, no membarrier SYNC_CORE, no seccomp) is refused
 //! with the reason (exit 2); so is a scenario whose code misbehaves when run alone
 //! (`hw::dryrun`), and every flag that would not act. An hw run that established nothing is
-//! no verdict (exit 4). A hardware run is not deterministic: the CPUs interleave.
+//! no verdict (exit 4). A hardware run is not deterministic: the CPUs interleave. A protocol
+//! compiled from C (`--protocol-c`, `--protocol-source FILE.c`) runs its own linked image
+//! natively; the reports name the file and its build hash (`c_file`, `c_build`).
 //!
 //! For scripts, every report (text and JSON, each `--matrix` row, and the summary object that
 //! ends `--matrix --json`) says what it was held to (`expect`), whether it met it
@@ -96,6 +98,12 @@ struct Report {
     reason: String,
     /// The scenario file's fields that did not apply on hardware.
     not_applied: Vec<&'static str>,
+    /// With a protocol compiled from C, run natively: the file as labels name it
+    /// (`linux-5.5.c`, or the user's file name) and its build hash.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    c_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    c_build: Option<String>,
     rounds: u64,
     passes: u64,
     stores: u64,
@@ -151,6 +159,16 @@ struct PredictionReport {
     preset: &'static str,
     caught: Option<ViolationKind>,
     runs: u64,
+}
+
+/// The C file a scenario's protocol was compiled from, as labels name it: `linux-5.5.c` for a
+/// version's built-in file, else the user's file name.
+fn c_file(s: &Scenario) -> Option<String> {
+    let c = s.config.compiled.as_ref()?;
+    Some(match c.builtin {
+        true => format!("{}.c", s.config.protocol.name()),
+        false => c.image.source.rsplit('/').next().unwrap_or(&c.image.source).to_string(),
+    })
 }
 
 fn host_report(h: &Host) -> HostReport {
@@ -218,6 +236,8 @@ fn report(host: &Host, s: &Scenario, r: &HwReport, predictions: &[Prediction], j
         expected: judged.expected,
         reason: judged.reason,
         not_applied: judged.not_applied,
+        c_file: c_file(s),
+        c_build: s.config.compiled.as_ref().map(|c| c.image.hash.clone()),
         rounds: r.rounds,
         passes: r.passes,
         stores: r.stores,
@@ -302,9 +322,9 @@ fn given_flags(a: &ScenarioArgs) -> Vec<(&'static str, Use)> {
         ("a scenario file", file.is_some(), Scenario),
         ("--workload", workload.is_some(), Scenario),
         ("--protocol", protocol.is_some(), Scenario),
-        // The hardware run of a C protocol is not built yet: refused, never ignored.
-        ("--protocol-source", protocol_source.is_some(), Simulation),
-        ("--protocol-c", *protocol_c, Simulation),
+        // A protocol compiled from C runs natively (its linked image).
+        ("--protocol-source", protocol_source.is_some(), Scenario),
+        ("--protocol-c", *protocol_c, Scenario),
         ("--mutant", !mutants.is_empty(), Scenario),
         ("--cpus", cpus.is_some(), Scenario),
         ("--seed", seed.is_some(), Simulation),
@@ -504,6 +524,13 @@ fn print_one(
         s.workload.site,
         s.config.fetch.stores
     ))?;
+    if let (Some(file), Some(c)) = (c_file(s), &s.config.compiled) {
+        out::line(format!(
+            "protocol   the C file {file} (build {}), its linked image run natively: its patcher on the patcher's \
+             thread, {}() from the guests' SIGTRAP handler",
+            c.image.hash, c.entries.handler.1
+        ))?;
+    }
     for n in notes {
         out::line(n)?;
     }
