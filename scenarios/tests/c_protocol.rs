@@ -88,9 +88,17 @@ fn two_callers_sharing_the_6_16_vector_from_c() {
     let artifact = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).next().expect("an artifact");
     let (code, stdout, _) = out(pokesim().arg("replay").arg(&artifact));
     assert!(code == 0 && stdout.contains("reproduced unclaimed-int3"), "{stdout}");
+    // It shrinks (to one round), and the shrunk run replays.
+    let shrunk = dir.join("shrunk.json");
+    let (code, stdout, stderr) = out(pokesim().arg("shrink").arg(&artifact).arg("-o").arg(&shrunk));
+    assert!(code == 0 && stdout.contains("rounds     4 -> 1"), "{stdout}{stderr}");
+    let (code, stdout, _) = out(pokesim().arg("replay").arg(&shrunk));
+    assert!(code == 0 && stdout.contains("reproduced unclaimed-int3 at") && stdout.contains("0x400110"), "{stdout}");
     // The fix (smp_text_poke_single() adds through smp_text_poke_batch_add()), and the
     // versions before the 2025 rewrite (text_poke_bp() builds its own batch), pass.
-    for (p, strategy) in [("linux-6.16", "random"), ("linux-6.16", "pct"), ("linux-5.5", "random"), ("linux-6.0", "pct")] {
+    for (p, strategy) in
+        [("linux-6.16", "random"), ("linux-6.16", "pct"), ("linux-5.5", "random"), ("linux-6.0", "pct")]
+    {
         let (code, stdout, stderr) = run(p, &["--protocol-c", "--runs", "40", "--strategy", strategy]);
         assert_eq!(code, 0, "{p} {strategy}: {stdout}{stderr}");
     }

@@ -104,8 +104,18 @@ impl Native {
     /// Maps `plan`'s compiled protocol (`compiled`, with the plan's calls and argument bytes)
     /// for `images`, the texts its script passes through ([`super::script_images`]).
     pub(super) fn new(compiled: &Arc<Compiled>, plan: &Plan, images: Vec<Vec<u8>>) -> Result<Self, Refusal> {
-        let refuse = |why: &str| Refusal::Program(format!("{}: {why}", compiled.image.source));
-        let (calls, args) = plan.c_calls.clone().ok_or_else(|| refuse("the plan has no calls of the file"))?;
+        let refuse = |why: &str| Refusal::Program(format!("{}: {why}", compiled.file()));
+        let (mut clients, args) = plan.c_calls.clone().ok_or_else(|| refuse("the plan has no calls of the file"))?;
+        if clients.len() != 1 {
+            // One patcher thread: a further caller (shared_vector's) would need one of its own.
+            return Err(refuse(&format!(
+                "workload {} has {} patching callers; the hardware run has one patcher thread (run it in the \
+                 simulator: pokesim run)",
+                plan.image.name,
+                clients.len()
+            )));
+        }
+        let calls = clients.remove(0);
         let text_mutex = compiled.image.symbol("text_mutex").ok_or_else(|| refuse("`text_mutex` is not defined"))?;
         let map = KernelMapping::new(&compiled.image, &args, &services())?;
         let cpus = plan.config.cpus;

@@ -142,6 +142,12 @@ impl Edits {
         }
     }
 
+    /// True if only a protocol compiled from C has the code it edits (the Rust models refuse it
+    /// everywhere).
+    pub fn c_only(self) -> bool {
+        self == Edits::SingleAdd
+    }
+
     /// Where an edit of this kind acts, in a few words (`pokesim list`); the exact rule over a
     /// plan is [`crate::applicability::vacuous`].
     pub fn acts_where(self) -> &'static str {
