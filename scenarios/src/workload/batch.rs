@@ -99,7 +99,7 @@ impl Sites {
     pub(crate) fn request(self, i: u64, r: u32) -> PokeRequest {
         let rel = (self.taken(i) as i64 - (self.site(i) as i64 + 5)) as i32;
         let jmp = [&[JMP32][..], &rel.to_le_bytes()].concat();
-        PokeRequest::new(self.site(i), if r % 2 == 0 { jmp } else { NOP5.to_vec() })
+        PokeRequest::new(self.site(i), if r.is_multiple_of(2) { jmp } else { NOP5.to_vec() })
     }
 
     /// Every pass takes exactly one side of every site.
