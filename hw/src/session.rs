@@ -128,7 +128,9 @@ pub struct HwReport {
     pub checks: u64,
     /// Violations by kind, in [`ViolationKind::ALL`] order, zero counts left out.
     pub violations: Vec<(ViolationKind, u64)>,
-    /// The first [`MAX_EVENTS`] violations.
+    /// The first [`MAX_EVENTS`] violations, and after them the first of each kind not among
+    /// them (so a rarer kind — the `BUG()` that ended the session — is never lost behind a
+    /// flood of another).
     pub events: Vec<HwEvent>,
     /// Each guest thread's own account.
     pub guests: Vec<GuestReport>,
@@ -670,11 +672,12 @@ impl Session<'_> {
         Stop::Violation(why)
     }
 
-    /// Counts a violation and keeps its details (the first [`MAX_EVENTS`]).
+    /// Counts a violation and keeps its details (the first [`MAX_EVENTS`], then the first of
+    /// each kind not yet kept).
     fn record(&self, g: &mut Shared, kind: ViolationKind, cpu: usize, addr: u64, signal: Option<i32>, message: String) {
         let at = ViolationKind::ALL.iter().position(|&k| k == kind).unwrap_or(0);
         g.tally.violations[at] += 1;
-        if g.tally.events.len() >= MAX_EVENTS {
+        if g.tally.events.len() >= MAX_EVENTS && g.tally.events.iter().any(|e| e.kind == kind) {
             return;
         }
         let end = self.text.base() + g.text.initial().len() as u64;
