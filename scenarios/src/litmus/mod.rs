@@ -50,7 +50,7 @@ impl LitmusTest {
     }
 }
 
-/// A register of a thread, or a memory location.
+/// A register of a thread, or a memory location (shown `[x]`, as herd7 does).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Target {
     /// Thread `.0`'s 32-bit register `.1`.
@@ -63,7 +63,7 @@ impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Target::Reg(t, r) => write!(f, "{t}:{}", reg_name(*r)),
-            Target::Loc(l) => f.write_str(l),
+            Target::Loc(l) => write!(f, "[{l}]"),
         }
     }
 }
@@ -220,13 +220,14 @@ impl Prop {
 
 impl fmt::Display for Prop {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // A child is parenthesised unless it is an atom or the same connective (a flat chain).
+        // As herd7 prints: `/\` binds tighter than `\/`, so a child is parenthesised only
+        // where precedence needs it.
         let sub = |f: &mut fmt::Formatter<'_>, p: &Prop| {
             let flat = matches!(
                 (self, p),
                 (_, Prop::True | Prop::False | Prop::Atom(..) | Prop::Not(_))
                     | (Prop::And(..), Prop::And(..))
-                    | (Prop::Or(..), Prop::Or(..))
+                    | (Prop::Or(..), Prop::Or(..) | Prop::And(..))
             );
             if flat {
                 write!(f, "{p}")

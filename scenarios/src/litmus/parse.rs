@@ -536,7 +536,9 @@ mod tests {
     #[test]
     fn conditions_with_locations_negation_and_or() {
         let t = parse(&SB.replace("(0:EAX=0 /\\ 1:EAX=0)", "~(x=1 \\/ [y]=2) /\\ 0:EAX=0")).unwrap();
-        assert_eq!(t.condition.to_string(), "exists (~(x=1 \\/ y=2) /\\ 0:EAX=0)");
+        assert_eq!(t.condition.to_string(), "exists (~([x]=1 \\/ [y]=2) /\\ 0:EAX=0)");
+        let t = parse(&SB.replace("(0:EAX=0 /\\ 1:EAX=0)", "(0:EAX=1 /\\ x=1 \\/ 0:EAX=2)")).unwrap();
+        assert_eq!(t.condition.to_string(), "exists (0:EAX=1 /\\ [x]=1 \\/ 0:EAX=2)");
         let t = parse(&SB.replace("exists", "~exists")).unwrap();
         assert_eq!(t.condition.quantifier, Quantifier::NotExists);
     }
