@@ -183,8 +183,15 @@ impl TsoMemory {
     /// the whole region until [`TsoMemory::set_windows`] says otherwise.
     pub fn new(model: MemoryModel, base: u64, len: u64, cpus: usize) -> Self {
         assert!(len > 0 && len.is_multiple_of(PAGE_SIZE), "a region is whole pages");
-        let side = || CpuSide { copy: PageBuf::new(len as usize), buffer: VecDeque::new(), pending: vec![0; len as usize] };
-        Self { model, base, memory: PageBuf::new(len as usize), cpus: (0..cpus).map(|_| side()).collect(), windows: vec![(base, len)] }
+        let side =
+            || CpuSide { copy: PageBuf::new(len as usize), buffer: VecDeque::new(), pending: vec![0; len as usize] };
+        Self {
+            model,
+            base,
+            memory: PageBuf::new(len as usize),
+            cpus: (0..cpus).map(|_| side()).collect(),
+            windows: vec![(base, len)],
+        }
     }
 
     /// The model.

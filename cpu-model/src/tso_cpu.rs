@@ -277,3 +277,62 @@ impl TsoCpu {
         Ok(n)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use super::*;
+    use crate::tso::MemoryModel;
+
+    fn decoded(bytes: &[u8]) -> Instruction {
+        Decoder::with_ip(64, bytes, 0, DecoderOptions::NONE).decode()
+    }
+
+    #[test]
+    fn what_drains() {
+        let cases: [(&[u8], Ordering); 9] = [
+            (&[0x0f, 0xae, 0xf0], Ordering::Fence),                         // mfence
+            (&[0x0f, 0xae, 0xe8], Ordering::Plain),                         // lfence
+            (&[0x0f, 0xae, 0xf8], Ordering::Plain),                         // sfence
+            (&[0xf0, 0xff, 0x00], Ordering::Locked),                        // lock inc dword [rax]
+            (&[0x87, 0x18], Ordering::Locked),                              // xchg [rax], ebx
+            (&[0x87, 0xd8], Ordering::Plain),                               // xchg eax, ebx
+            (&[0x0f, 0xa2], Ordering::Serialising),                         // cpuid
+            (&[0x48, 0xcf], Ordering::Serialising),                         // iretq
+            (&[0x89, 0x04, 0x25, 0x00, 0x00, 0x80, 0x00], Ordering::Plain), // mov [0x800000], eax
+        ];
+        for (bytes, want) in cases {
+            assert_eq!(ordering(&decoded(bytes)), want, "{bytes:02x?}");
+        }
+    }
+
+    /// An engine's store is buffered (its own load forwards it, the other CPU's does not), and
+    /// a locked instruction drains the buffer before it runs.
+    #[test]
+    fn engine_stores_are_buffered_and_a_locked_insn_drains() {
+        const DATA: u64 = 0x80_0000;
+        let code: &[u8] = &[
+            0x89, 0x04, 0x25, 0x00, 0x00, 0x80, 0x00, // mov [0x800000], eax
+            0x8b, 0x1c, 0x25, 0x00, 0x00, 0x80, 0x00, // mov ebx, [0x800000]
+            0xf0, 0xff, 0x04, 0x25, 0x40, 0x00, 0x80, 0x00, // lock inc dword [0x800040]
+        ];
+        let mem = Rc::new(RefCell::new(TsoMemory::new(MemoryModel::Tso, DATA, PAGE_SIZE, 2)));
+        let mut regs = Regs { rip: 0x10_0000, rflags: 2, ..Regs::default() };
+        regs.gpr[0] = 7;
+        let mut cpu = TsoCpu::new(0, 0x10_0000, code, &mem, &regs).unwrap();
+        let read = |cpu: usize, addr: u64| {
+            let mut b = [0u8; 4];
+            mem.borrow().read_as(cpu, addr, &mut b).unwrap();
+            u32::from_le_bytes(b)
+        };
+        assert_eq!(cpu.step().unwrap().stores, 1);
+        assert_eq!((read(0, DATA), read(1, DATA), mem.borrow().buffered(0)), (7, 0, 1));
+        cpu.step().unwrap();
+        assert_eq!(cpu.regs().unwrap().gpr[3], 7, "forwarded from the buffer");
+        let step = cpu.step().unwrap();
+        assert_eq!((step.ordering, step.drained, step.fault), (Ordering::Locked, 1, None));
+        assert_eq!((read(1, DATA), read(1, DATA + 0x40), mem.borrow().buffered(0)), (7, 1, 0));
+    }
+}

@@ -104,9 +104,11 @@ fn run_all() -> Vec<Row> {
     files()
         .into_iter()
         .map(|(dir, path)| {
-            let test = parse::parse(&std::fs::read_to_string(&path).unwrap()).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let test = parse::parse(&std::fs::read_to_string(&path).unwrap())
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             let go = |model| {
-                let out = run(&test, &Options { model, ..Options::default() }).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                let out = run(&test, &Options { model, ..Options::default() })
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
                 assert!(out.complete, "{}: the search is incomplete", test.name);
                 let v = Verdict::of(&test, &out);
                 (out, v)
@@ -157,7 +159,8 @@ fn every_litmus_test_agrees_with_herd7_and_the_table_in_docs() {
                 (kind_of(t.never).name(), kind_of(s.never).name())
             }
             _ => {
-                let (_, tso, sc, _) = NO_HERD7.iter().find(|e| e.0 == name).unwrap_or_else(|| panic!("{name}: no herd7 result"));
+                let (_, tso, sc, _) =
+                    NO_HERD7.iter().find(|e| e.0 == name).unwrap_or_else(|| panic!("{name}: no herd7 result"));
                 assert_eq!((r.tso.1.kind, r.sc.1.kind), (*tso, *sc), "{name}");
                 ("n/a", "n/a")
             }
@@ -243,5 +246,8 @@ fn a_cut_search_exits_4_without_a_verdict() {
     let out = pokesim().arg("litmus").arg(&p).args(["--max-states", "10"]).output().unwrap();
     assert_eq!(out.status.code(), Some(4));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("Search incomplete") && !text.contains("validated") && !text.contains("Observation"), "{text}");
+    assert!(
+        text.contains("Search incomplete") && !text.contains("validated") && !text.contains("Observation"),
+        "{text}"
+    );
 }

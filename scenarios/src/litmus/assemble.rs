@@ -109,8 +109,3 @@ fn instruction(insn: &Insn, data: &DataLayout) -> Result<Instruction, iced_x86::
         Op::Sfence => Ok(Instruction::with(Code::Sfence)),
     }
 }
-
-/// The 64-bit register whose low half is the 32-bit `r` (what the runner reads).
-pub fn full_register(r: Register) -> Register {
-    r.full_register()
-}

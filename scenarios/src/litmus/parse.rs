@@ -162,7 +162,13 @@ impl<'a> Parser<'a> {
         };
         let target = self.target(lhs.trim(), line)?;
         let Some(value) = number(rhs.trim()) else {
-            return err(line, format!("initial value of {target}: `{}` is not a number (addresses in registers are not supported)", rhs.trim()));
+            return err(
+                line,
+                format!(
+                    "initial value of {target}: `{}` is not a number (addresses in registers are not supported)",
+                    rhs.trim()
+                ),
+            );
         };
         Ok((target, value))
     }
@@ -170,9 +176,14 @@ impl<'a> Parser<'a> {
     /// `P:REG`, `loc` or `[loc]`.
     fn target(&mut self, s: &str, line: usize) -> Result<Target, ParseError> {
         if let Some((t, r)) = s.split_once(':') {
-            let Ok(t) = t.trim().parse::<usize>() else { return err(line, format!("`{s}`: expected `THREAD:REGISTER`")) };
+            let Ok(t) = t.trim().parse::<usize>() else {
+                return err(line, format!("`{s}`: expected `THREAD:REGISTER`"));
+            };
             let Some(reg) = register(r.trim()) else {
-                return err(line, format!("`{s}`: `{}` is not a supported register (EAX, EBX, ECX, EDX, ESI, EDI, EBP)", r.trim()));
+                return err(
+                    line,
+                    format!("`{s}`: `{}` is not a supported register (EAX, EBX, ECX, EDX, ESI, EDI, EBP)", r.trim()),
+                );
             };
             return Ok(Target::Reg(t, reg));
         }
@@ -217,7 +228,10 @@ impl<'a> Parser<'a> {
             let mut inner = self.insn(rest.trim_start_matches(';').trim(), line)?;
             let lockable = matches!(inner.op, Op::Add | Op::Or | Op::Xor | Op::Inc | Op::Dec | Op::Xchg | Op::Cmpxchg);
             if !lockable || !matches!(inner.operands.first(), Some(Operand::Mem(_))) {
-                return err(line, format!("`{text}`: LOCK needs ADD, OR, XOR, INC, DEC, XCHG or CMPXCHG with a memory destination"));
+                return err(
+                    line,
+                    format!("`{text}`: LOCK needs ADD, OR, XOR, INC, DEC, XCHG or CMPXCHG with a memory destination"),
+                );
             }
             inner.lock = true;
             inner.text = text.to_string();
@@ -249,7 +263,12 @@ impl<'a> Parser<'a> {
         if let Some(inner) = o.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
             let inner = inner.trim();
             if register(inner).is_some() || number(inner).is_some() {
-                return err(line, format!("`{o}`: only `[location]` addressing is supported (no register-indirect or numeric addresses)"));
+                return err(
+                    line,
+                    format!(
+                        "`{o}`: only `[location]` addressing is supported (no register-indirect or numeric addresses)"
+                    ),
+                );
             }
             return Ok(Operand::Mem(self.location(inner, line)?));
         }
@@ -265,7 +284,9 @@ impl<'a> Parser<'a> {
     /// Optional `locations [..]` line, then `exists`/`~exists`/`forall` and the proposition.
     fn condition(&mut self) -> Result<(Vec<Target>, Condition), ParseError> {
         let mut shown = Vec::new();
-        let Some((line, l)) = self.peek() else { return err(self.last_line(), "no final condition (`exists`, `~exists` or `forall`)") };
+        let Some((line, l)) = self.peek() else {
+            return err(self.last_line(), "no final condition (`exists`, `~exists` or `forall`)");
+        };
         if let Some(rest) = l.strip_prefix("locations") {
             self.at += 1;
             let inner = rest.trim().strip_prefix('[').and_then(|r| r.strip_suffix(']'));
@@ -274,7 +295,9 @@ impl<'a> Parser<'a> {
                 shown.push(self.target(t, line)?);
             }
         }
-        let Some((line, _)) = self.peek() else { return err(self.last_line(), "no final condition (`exists`, `~exists` or `forall`)") };
+        let Some((line, _)) = self.peek() else {
+            return err(self.last_line(), "no final condition (`exists`, `~exists` or `forall`)");
+        };
         let tokens = self.tokens()?;
         let mut c = CondParser { tokens, at: 0, line };
         let condition = c.condition(self)?;
@@ -330,15 +353,15 @@ fn op(upper: &str) -> Option<Op> {
 /// The operand shapes each operation takes.
 fn check_operands(op: Op, ops: &[Operand]) -> Result<(), String> {
     use Operand::{Imm, Mem, Reg};
-    let ok = match (op, ops) {
-        (Op::Mov | Op::Add | Op::Or | Op::Xor | Op::Cmp, [Reg(_), _]) => true,
-        (Op::Mov | Op::Add | Op::Or | Op::Xor | Op::Cmp, [Mem(_), Reg(_) | Imm(_)]) => true,
-        (Op::Inc | Op::Dec, [Reg(_) | Mem(_)]) => true,
-        (Op::Xchg, [Reg(_), Reg(_) | Mem(_)] | [Mem(_), Reg(_)]) => true,
-        (Op::Cmpxchg, [Reg(_) | Mem(_), Reg(_)]) => true,
-        (Op::Mfence | Op::Lfence | Op::Sfence, []) => true,
-        _ => false,
-    };
+    let ok = matches!(
+        (op, ops),
+        (Op::Mov | Op::Add | Op::Or | Op::Xor | Op::Cmp, [Reg(_), _])
+            | (Op::Mov | Op::Add | Op::Or | Op::Xor | Op::Cmp, [Mem(_), Reg(_) | Imm(_)])
+            | (Op::Inc | Op::Dec, [Reg(_) | Mem(_)])
+            | (Op::Xchg, [Reg(_), Reg(_) | Mem(_)] | [Mem(_), Reg(_)])
+            | (Op::Cmpxchg, [Reg(_) | Mem(_), Reg(_)])
+            | (Op::Mfence | Op::Lfence | Op::Sfence, [])
+    );
     if !ok {
         return Err(format!("{} operands this instruction does not take", ops.len()));
     }
@@ -495,7 +518,9 @@ impl CondParser {
                 match self.next() {
                     Some(Token::Word(v)) => match number(&v) {
                         Some(v) => Ok(Prop::Atom(target, v)),
-                        None => err(line, format!("{target}={v}: comparing with `{v}` (not a number) is not supported")),
+                        None => {
+                            err(line, format!("{target}={v}: comparing with `{v}` (not a number) is not supported"))
+                        }
                     },
                     _ => err(line, format!("{target}=: the value is missing")),
                 }

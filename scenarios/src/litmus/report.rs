@@ -68,9 +68,7 @@ impl Verdict {
         let positive = out
             .finals
             .iter()
-            .filter(|vals| {
-                prop.eval(&|t| out.observed.iter().position(|o| o == t).map_or(0, |i| vals[i]))
-            })
+            .filter(|vals| prop.eval(&|t| out.observed.iter().position(|o| o == t).map_or(0, |i| vals[i])))
             .count();
         let negative = out.finals.len() - positive;
         let observation = match (positive, negative) {

@@ -9,8 +9,8 @@
 //! the final values of locations. The search restores the engines to a state, runs one event
 //! and keeps the new state if it was not visited; it is complete when no unexpanded state is
 //! left, and *incomplete* (no verdict) if it stops at its state limit first. Order is fixed
-//! (threads by index, steps before drains; a stack), so the counts are deterministic; the
-//! visited set is only ever asked for membership.
+//! (threads by index, each thread's step before its drain; a stack), so the counts are
+//! deterministic; the visited set is only ever asked for membership.
 
 use std::cell::RefCell;
 use std::collections::{BTreeSet, HashSet};
@@ -18,7 +18,7 @@ use std::rc::Rc;
 
 use cpu_model::{CpuError, Fault, MemoryModel, Regs, TsoCpu, TsoMemory, TsoState, PAGE_SIZE};
 
-use super::assemble::{assemble, AsmError, DataLayout, SLOT};
+use super::assemble::{assemble, AsmError, DataLayout};
 use super::{LitmusTest, Target};
 
 /// Where thread 0's code starts; thread `t`'s is `CODE_STRIDE * t` above.
@@ -170,7 +170,6 @@ impl Machine {
 
 /// Runs the complete search of `test`.
 pub fn run(test: &LitmusTest, opts: &Options) -> Result<Outcome, RunError> {
-    debug_assert!(SLOT >= 4);
     let mut m = Machine::new(test, opts.model)?;
     let observed = test.observed();
     let mut out = Outcome { observed, finals: BTreeSet::new(), states: 1, transitions: 0, complete: true };
