@@ -2,7 +2,7 @@
 //! operations on 32-bit registers and on locations at fixed absolute addresses, as herd7's
 //! `X86` tests mean them (herdtools7 `lib/X86Base.ml`: 32-bit registers and values).
 
-use iced_x86::{Code, Encoder, Instruction, MemoryOperand, Register};
+use iced_x86::{Code, Encoder, Instruction, MemoryOperand};
 
 use super::{Insn, Op, Operand};
 
