@@ -42,8 +42,28 @@ pub fn parse(text: &str) -> Result<LitmusTest, ParseError> {
     let name = p.header()?;
     let init = p.init()?;
     let threads = p.threads()?;
+    let cond_line = p.peek().map_or(1, |l| l.0);
     let (shown, condition) = p.condition()?;
-    Ok(LitmusTest { name, init, threads, condition, shown, locations: p.locations })
+    let test = LitmusTest { name, init, threads, condition, shown, locations: p.locations };
+    check_threads(&test, cond_line)?;
+    Ok(test)
+}
+
+/// Every `P:REG` names one of the test's threads.
+fn check_threads(test: &LitmusTest, cond_line: usize) -> Result<(), ParseError> {
+    let mut named: Vec<Target> = test.init.iter().map(|(t, _)| t.clone()).collect();
+    named.extend(test.observed());
+    for t in named {
+        if let Target::Reg(thread, _) = t {
+            if thread >= test.threads.len() {
+                return err(
+                    cond_line,
+                    format!("{t} names thread {thread}; the test has {} threads", test.threads.len()),
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Replaces `(* ... *)` comments (which may span lines) with spaces, keeping the newlines.
@@ -556,6 +576,8 @@ mod tests {
         assert_eq!(e.line, 1);
         let e = parse(&SB.replace("(0:EAX=0", "(0:EAX=0 /\\")).unwrap_err();
         assert_eq!(e.line, 10, "{e}");
+        let e = parse(&SB.replace("1:EAX=0)", "2:EAX=0)")).unwrap_err();
+        assert!(e.msg.contains("names thread 2; the test has 2 threads"), "{e}");
     }
 
     #[test]
