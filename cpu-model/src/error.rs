@@ -18,6 +18,9 @@ pub enum CpuError {
     /// A memory layout that cannot be mapped.
     #[error("bad layout: {0}")]
     Layout(String),
+    /// A store the TSO memory cannot take (outside its region or saved windows).
+    #[error(transparent)]
+    Tso(#[from] crate::tso::TsoError),
 }
 
 /// Adds the name of the failing call to a Unicorn result.

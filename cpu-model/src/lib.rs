@@ -13,7 +13,9 @@
 //! - [`View`] and [`FetchModel`]: the per-vCPU instruction view and its parameters;
 //! - [`SharedRegion`]: the data pages (stacks, counters) every engine maps;
 //! - [`ReferenceExecutor`]: a scratch engine that runs one instruction from a given register
-//!   state, the independent reference of the emulation oracle.
+//!   state, the independent reference of the emulation oracle;
+//! - [`TsoMemory`] and [`TsoCpu`]: x86-TSO data memory (per-CPU FIFO store buffers, drains as
+//!   events of their own) and a CPU running fixed code against it ([`tso`], issue 25).
 
 pub mod baseline;
 mod engine;
@@ -25,6 +27,8 @@ mod memory;
 mod reference;
 mod regs;
 pub mod testing;
+pub mod tso;
+mod tso_cpu;
 mod vcpu;
 mod view;
 
@@ -35,5 +39,7 @@ pub use layout::{Layout, PAGE_SIZE};
 pub use memory::SharedRegion;
 pub use reference::{ReferenceExecutor, ReferenceResult};
 pub use regs::{Flag, Reg, Regs};
+pub use tso::{BufferedStore, MemoryModel, TsoError, TsoMemory, TsoState};
+pub use tso_cpu::{ordering, Ordering, TsoCpu, TsoStep};
 pub use vcpu::{ExecutedInsn, Fault, StepOutcome, Vcpu, VcpuState, MAX_INSN_LEN};
 pub use view::{Chooser, Epoch, Truth, View, ViewState};

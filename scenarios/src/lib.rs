@@ -10,6 +10,8 @@
 //! - [`render`]: a run as text, Perfetto JSON, SVG or an HTML report (`pokesim trace`);
 //! - [`hardware`]: a scenario's protocol on the host's real CPUs through the `hw` crate, and
 //!   the matrix of mutants next to each fetch preset's prediction (`pokesim hw`);
+//! - [`litmus`]: x86 litmus tests in herdtools7's format, by complete search under x86-TSO
+//!   or SC (`pokesim litmus`);
 //! - [`output`] and [`terminal`]: what pokesim writes to files and to the terminal, safely.
 //!
 //! The command line itself is `src/bin/pokesim/`.
@@ -27,6 +29,7 @@ pub mod exhaust;
 pub mod file;
 pub mod hardware;
 pub mod input;
+pub mod litmus;
 pub mod matrix;
 pub mod output;
 pub mod render;

@@ -39,7 +39,8 @@ Examples:
   pokesim trace small.json --format html -o race.html   # a zoomable timeline in a browser
   pokesim corpus                                   # the regression corpus shipped with pokesim
   pokesim hw --protocol linux-6.16 --site cross16 --rounds 1000000   # on this machine's real CPUs
-  pokesim hw --matrix                              # mutants on hardware vs the fetch presets";
+  pokesim hw --matrix                              # mutants on hardware vs the fetch presets
+  pokesim litmus tests/litmus/x86/SB.litmus --model sc   # a litmus test, every outcome";
 
 #[derive(Parser)]
 #[command(
@@ -100,6 +101,10 @@ enum Command {
     /// Measure throughput: raw Unicorn vs pokesim, quiet and while patching.
     #[command(after_help = EXIT_STATUS)]
     Bench(cmd::list::BenchArgs),
+    /// Run an x86 litmus test (herdtools7's format) by complete search under x86-TSO or SC,
+    /// and print every reachable final state and the verdict as herd7 does.
+    #[command(after_help = EXIT_STATUS)]
+    Litmus(cmd::litmus::LitmusArgs),
     /// List workloads, protocols, mutants, fetch presets, program operations and violation kinds.
     List(cmd::list::ListArgs),
 }
@@ -129,6 +134,7 @@ fn main() -> ExitCode {
         Command::Check(a) => cmd::check::check(a),
         Command::Hw(a) => cmd::hw::hw(a),
         Command::Bench(a) => cmd::list::bench(a),
+        Command::Litmus(a) => cmd::litmus::litmus(a),
         Command::List(a) => cmd::list::list(a),
     };
     match result {

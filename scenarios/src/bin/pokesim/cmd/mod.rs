@@ -8,6 +8,7 @@ pub mod corpus;
 pub mod exhaust;
 pub mod hw;
 pub mod list;
+pub mod litmus;
 pub mod merge;
 pub mod replay;
 pub mod run;
