@@ -136,6 +136,9 @@ fn field_cases() -> Vec<Case> {
         // `false` too: the file registers a kprobe, which needs CONFIG_KPROBES.
         ("kernel.CONFIG_KPROBES", &["\"y\"", "1", "false"]),
         ("kernel.CONFIG_FOO", &["true"]),
+        // tso: refused on the Rust model (and, until built, on compiled protocols).
+        ("memory.model", &["\"tso\"", "\"pso\"", "1"]),
+        ("memory.order", &["\"x\""]),
     ];
     let mut out = Vec::new();
     for (key, values) in bad {
@@ -330,6 +333,8 @@ fn flag_cases() -> Vec<Case> {
             ("--kernel", "CONFIG_KPROBES=maybe"),
             ("--kernel", "CONFIG_FOO=y"),
             ("--kernel", "KPROBES"),
+            ("--memory", "pso"),
+            ("--memory", "tso"),
         ] {
             out.push(flag_case(&format!("{cmd}{flag}={v}"), &[cmd, &format!("{flag}={v}")], flag));
         }
@@ -550,6 +555,7 @@ fn every_scenario_flag_changes_the_run_or_is_refused() {
         &["--kprobe-at", "0x400000"],
         &["--kernel", "CONFIG_KPROBES=n"],
         &["--unsafe-multi-insn"],
+        &["--memory", "tso"],
         // A budget that binds (one that does not is honoured all the same, and shows nowhere).
         &["--ticks", "50"],
         &["--expect", "torn-fetch"],
