@@ -23,7 +23,7 @@ struct Case {
 const VALID: &str = "name = \"valid\"\nexpect = \"pass\"\nprotocol = \"linux-5.5\"\ncpus = 2\nmutants = []\nseed = 0\n\
 runs = 1\nstrategy = \"random\"\nticks = 100000\nunsafe_multi_insn = false\n\n[workload]\nkind = \"ftrace\"\n\
 site = \"aligned\"\nrounds = 2\nkprobe = false\n\n[fetch]\npreset = \"pessimistic\"\nmonotone = true\n\n\
-[kernel]\nCONFIG_KPROBES = true\n\n[[kprobes]]\naddr = 0x400000\narmed = true\n";
+[kernel]\nCONFIG_KPROBES = true\n\n[memory]\nmodel = \"sc\"\n\n[[kprobes]]\naddr = 0x400000\narmed = true\n";
 
 /// `VALID` with `key`'s line replaced by `key = value` (or the line added to `table`).
 fn with(key: &str, value: &str) -> String {
