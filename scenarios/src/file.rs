@@ -44,6 +44,9 @@
 //! [kernel]                           # the kernel configuration (default: x86_64_defconfig)
 //! CONFIG_KPROBES = true              # do_int3() asks kprobe_int3_handler() after the patching handler
 //!
+//! [memory]                           # the compiled protocol's kernel data (DESIGN.md §2.16)
+//! model = "sc"                       # sc (the default); tso is refused until it is built
+//!
 //! [[kprobes]]                        # foreign INT3 owners at any instruction
 //! addr = 0x400000
 //! armed = true                       # armed for the whole run
@@ -95,6 +98,7 @@ struct Raw {
     workload: Option<Spanned<RawWorkload>>,
     fetch: Option<RawFetch>,
     kernel: Option<RawKernel>,
+    memory: Option<RawMemory>,
     #[serde(default)]
     kprobes: Vec<Spanned<RawKprobe>>,
     #[serde(default)]
@@ -132,6 +136,12 @@ struct RawCode {
 struct RawKernel {
     #[serde(rename = "CONFIG_KPROBES")]
     kprobes: Option<Spanned<bool>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMemory {
+    model: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -343,6 +353,8 @@ pub(crate) fn parse_spec(file: &str, src: &str) -> Result<ScenarioSpec, InputErr
     if let Some(g) = l.given(&kernel.kprobes) {
         spec.kernel.options.push(Given::new(("CONFIG_KPROBES".to_string(), g.value), g.origin));
     }
+    let memory = raw.memory.unwrap_or_default();
+    spec.memory.model = l.parse(&memory.model, "memory.model", str::parse::<cpu_model::MemoryModel>)?;
     for (i, k) in raw.kprobes.iter().enumerate() {
         let at = l.origin(&k.get_ref().addr);
         let addr = u64::try_from(*k.get_ref().addr.get_ref()).map_err(|_| {

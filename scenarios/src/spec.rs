@@ -5,7 +5,7 @@
 //! file), and the library all go through it, so the same input is accepted or refused the
 //! same way everywhere, and every refusal names the line or the flag at fault.
 
-use cpu_model::{FetchModel, FetchUnit, Staleness, StoreGranularity};
+use cpu_model::{FetchModel, FetchUnit, MemoryModel, Staleness, StoreGranularity};
 use sim_core::program::Step;
 use sim_core::sched::Strategy;
 use sim_core::{Decision, KernelConfig, Kprobe, Mutant, Plan, Protocol, Recorded, RunConfig, SimError, Subject};
@@ -82,6 +82,14 @@ pub struct KernelFields {
     pub options: Vec<Given<(String, bool)>>,
 }
 
+/// The `[memory]` fields: the memory model of the compiled protocol's kernel data
+/// (DESIGN.md §2.16).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MemoryFields {
+    /// `sc` or `tso` (`sc` if not given).
+    pub model: Opt<MemoryModel>,
+}
+
 /// A scenario as given, field by field.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ScenarioSpec {
@@ -131,6 +139,8 @@ pub struct ScenarioSpec {
     pub fetch: FetchFields,
     /// `[kernel]`.
     pub kernel: KernelFields,
+    /// `[memory]`.
+    pub memory: MemoryFields,
     /// `[[kprobes]]`, each with its origin.
     pub kprobes: Vec<Given<Kprobe>>,
     /// `[[sites]]` (workload `custom`), each with its origin.
@@ -289,7 +299,25 @@ impl ScenarioSpec {
             }
             config.compiled = Some(compiled);
         }
+        self.memory_model(loc, &config)?;
         Ok(config)
+    }
+
+    /// Checks `[memory] model`: `sc` is what every run does; `tso` is refused, for a Rust-model
+    /// protocol (its shared state is Rust-side, not data memory) and, until the machine has
+    /// store buffers for it, for a compiled one too (DESIGN.md §2.16).
+    fn memory_model(&self, loc: &Locate<'_>, config: &RunConfig) -> Result<(), InputError> {
+        let Some(g) = self.memory.model.as_ref().filter(|g| g.value == MemoryModel::Tso) else {
+            return Ok(());
+        };
+        let msg = if config.compiled.is_none() {
+            "tso applies to a protocol compiled from C (--protocol-c, --protocol-source): the Rust model's \
+             shared state is Rust-side, not data memory, and its barriers are explicit steps"
+        } else {
+            "tso for the compiled protocol's kernel data is not built yet (DESIGN.md §2.16: store buffers, drain \
+             events and their snapshots are the next step); only sc runs"
+        };
+        Err(InputError::at(loc.file, &g.origin, "memory.model", msg))
     }
 
     fn kernel_config(&self, loc: &Locate<'_>) -> Result<KernelConfig, InputError> {

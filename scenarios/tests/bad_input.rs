@@ -23,7 +23,7 @@ struct Case {
 const VALID: &str = "name = \"valid\"\nexpect = \"pass\"\nprotocol = \"linux-5.5\"\ncpus = 2\nmutants = []\nseed = 0\n\
 runs = 1\nstrategy = \"random\"\nticks = 100000\nunsafe_multi_insn = false\n\n[workload]\nkind = \"ftrace\"\n\
 site = \"aligned\"\nrounds = 2\nkprobe = false\n\n[fetch]\npreset = \"pessimistic\"\nmonotone = true\n\n\
-[kernel]\nCONFIG_KPROBES = true\n\n[[kprobes]]\naddr = 0x400000\narmed = true\n";
+[kernel]\nCONFIG_KPROBES = true\n\n[memory]\nmodel = \"sc\"\n\n[[kprobes]]\naddr = 0x400000\narmed = true\n";
 
 /// `VALID` with `key`'s line replaced by `key = value` (or the line added to `table`).
 fn with(key: &str, value: &str) -> String {
@@ -136,6 +136,9 @@ fn field_cases() -> Vec<Case> {
         // `false` too: the file registers a kprobe, which needs CONFIG_KPROBES.
         ("kernel.CONFIG_KPROBES", &["\"y\"", "1", "false"]),
         ("kernel.CONFIG_FOO", &["true"]),
+        // tso: refused on the Rust model (and, until built, on compiled protocols).
+        ("memory.model", &["\"tso\"", "\"pso\"", "1"]),
+        ("memory.order", &["\"x\""]),
     ];
     let mut out = Vec::new();
     for (key, values) in bad {
@@ -330,6 +333,8 @@ fn flag_cases() -> Vec<Case> {
             ("--kernel", "CONFIG_KPROBES=maybe"),
             ("--kernel", "CONFIG_FOO=y"),
             ("--kernel", "KPROBES"),
+            ("--memory", "pso"),
+            ("--memory", "tso"),
         ] {
             out.push(flag_case(&format!("{cmd}{flag}={v}"), &[cmd, &format!("{flag}={v}")], flag));
         }
@@ -550,6 +555,7 @@ fn every_scenario_flag_changes_the_run_or_is_refused() {
         &["--kprobe-at", "0x400000"],
         &["--kernel", "CONFIG_KPROBES=n"],
         &["--unsafe-multi-insn"],
+        &["--memory", "tso"],
         // A budget that binds (one that does not is honoured all the same, and shows nowhere).
         &["--ticks", "50"],
         &["--expect", "torn-fetch"],

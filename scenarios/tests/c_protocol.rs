@@ -209,3 +209,38 @@ fn the_mutant_matrix_runs_over_the_c_files() {
     assert_eq!(cell("no-wmb")["caught"], false, "a benign mutant survives in C too: {stdout}");
     assert!(cell("instrumented-handler")["not_applicable"].is_string(), "no switch: n/a with the reason");
 }
+
+/// `--memory` / `[memory] model`: `sc` is the run every compiled protocol has always had (the
+/// same trace hash); `tso` is refused, exit 2, naming the flag or the file's line and field —
+/// on a Rust-model protocol (its shared state is Rust-side) and, until store buffers are in the
+/// machine (DESIGN.md §2.16), on a compiled one too.
+#[test]
+fn the_memory_model_sc_is_the_run_and_tso_is_refused_until_built() {
+    let dir = tempdir("c-memory");
+    let hash = |extra: &[&str]| {
+        let mut c = pokesim();
+        c.current_dir(&dir).args(["run", "--protocol", "linux-5.5", "--protocol-c", "--rounds", "1", "--runs", "1"]);
+        let (code, stdout, stderr) = out(c.args(["--json", "--no-artifact"]).args(extra));
+        assert_eq!(code, 0, "{stdout}{stderr}");
+        let line = stdout.lines().last().unwrap_or_default().to_string();
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+        assert!(!line.contains("\"memory\""), "sc is not shown: {line}");
+        v["trace_hash"].clone()
+    };
+    assert_eq!(hash(&[]), hash(&["--memory", "sc"]), "--memory sc is the default run");
+    for protocol in [&["--protocol-c"][..], &[]] {
+        let mut c = pokesim();
+        c.current_dir(&dir).args(["run", "--protocol", "linux-5.5", "--memory", "tso"]).args(protocol);
+        let (code, _, stderr) = out(&mut c);
+        assert_eq!(code, 2, "{stderr}");
+        assert!(stderr.contains("--memory") && stderr.contains("tso"), "{stderr}");
+    }
+    let file = write(
+        &dir,
+        "tso.toml",
+        "protocol = { version = \"linux-5.5\", c = true }\n[workload]\nkind = \"ftrace\"\n[memory]\nmodel = \"tso\"\n",
+    );
+    let (code, _, stderr) = out(pokesim().arg("run").arg(&file));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("tso.toml:5") && stderr.contains("memory.model"), "{stderr}");
+}

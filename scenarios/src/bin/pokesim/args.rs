@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use cpu_model::{FetchModel, FetchUnit, StoreGranularity};
+use cpu_model::{FetchModel, FetchUnit, MemoryModel, StoreGranularity};
 use scenarios::catalogue::Variant;
 use scenarios::file::{read_spec, Expectation, ScenarioFile};
 use scenarios::input::{InputError, Origin};
@@ -184,6 +184,10 @@ pub struct ScenarioArgs {
     /// x86_64_defconfig, CONFIG_KPROBES=y].
     #[arg(long = "kernel", value_parser = kernel_option, value_name = "CONFIG_X=y|n")]
     pub kernel: Vec<(String, bool)>,
+    /// Memory model of the compiled protocol's kernel data: sc [default: sc]; tso is refused
+    /// until it is built (DESIGN.md §2.16).
+    #[arg(long, value_parser = parse::<MemoryModel>, value_name = "M")]
+    pub memory: Option<MemoryModel>,
     /// Allow replacing more than one instruction (bug B2), which the kernel refuses.
     #[arg(long)]
     pub unsafe_multi_insn: bool,
@@ -313,6 +317,7 @@ impl ScenarioArgs {
             spec.kernel.options.retain(|g| &g.value.0 != name);
             spec.kernel.options.push(Given::new((name.clone(), *value), Origin::Flag("--kernel")));
         }
+        l.set(&mut spec.memory.model, self.memory, "--memory");
         l.set(&mut spec.unsafe_multi_insn, self.unsafe_multi_insn.then_some(true), "--unsafe-multi-insn");
         l.set(&mut spec.ticks, self.ticks, "--ticks");
         l.set(&mut spec.expect, self.expect, "--expect");

@@ -281,7 +281,7 @@ enum Use {
     Scenario,
     /// The rounds: of the hw run, or of each `--matrix` row.
     Rounds,
-    /// Describes a simulation: no scheduler, seed, fetch model or tick budget on hardware.
+    /// Describes a simulation: no scheduler, seed, fetch model, memory model or tick budget on hardware.
     Simulation,
 }
 
@@ -313,6 +313,7 @@ fn given_flags(a: &ScenarioArgs) -> Vec<(&'static str, Use)> {
         kprobe,
         kprobe_at,
         kernel,
+        memory,
         unsafe_multi_insn,
         ticks,
         expect,
@@ -344,6 +345,8 @@ fn given_flags(a: &ScenarioArgs) -> Vec<(&'static str, Use)> {
         ("--kprobe", kprobe.is_some(), Scenario),
         ("--kprobe-at", !kprobe_at.is_empty(), Scenario),
         ("--kernel", !kernel.is_empty(), Scenario),
+        // Real CPUs have the memory model they have (x86-TSO).
+        ("--memory", memory.is_some(), Simulation),
         ("--unsafe-multi-insn", *unsafe_multi_insn, Scenario),
         ("--ticks", ticks.is_some(), Simulation),
         ("--expect", expect.is_some(), Scenario),
@@ -359,7 +362,7 @@ fn refuse_simulation_flags(a: &ScenarioArgs) -> Result<(), Failure> {
     }
     Err(Failure::Bad(format!(
         "{} {} not apply to `pokesim hw`: on hardware the CPUs interleave and fetch as they do \
-         (no scheduler, seed, fetch model or tick budget)",
+         (no scheduler, seed, fetch model, memory model or tick budget: real CPUs are x86-TSO)",
         sim.join(", "),
         if sim.len() == 1 { "does" } else { "do" }
     )))
