@@ -28,8 +28,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cpu_model::{Reg, Regs, StoreGranularity};
+use cpu_model::{Regs, StoreGranularity};
 use sim_core::compiled::client::CCall;
+use sim_core::compiled::pt_regs;
 use sim_core::compiled::service::{bug_text, insn_info, is_sync_core_body, EINVAL};
 use sim_core::compiled::Compiled;
 use sim_core::kernel_image::Service;
@@ -254,7 +255,7 @@ impl Session<'_> {
         if self.halted.get().is_some() {
             return None; // the session is ending: the C is not run again
         }
-        let mut frame = pt_regs(regs);
+        let mut frame = pt_regs::frame(regs);
         let entry = n.compiled.entries.handler.0;
         let (ended, bail) = self.native_call(
             n,
@@ -335,56 +336,15 @@ fn fault_text(n: &Native, signo: i32, rip: u64, addr: u64) -> String {
     format!("{} at {rip:#x} (address {addr:#x}){null} in {}", signal_name(signo), n.locate(rip))
 }
 
-/// `struct pt_regs` (arch/x86/include/asm/ptrace.h, x86-64) of a trap, as 21 qwords: r15 …
-/// di, orig_ax, ip (the INT3's address + 1, as `regs.rip` already is), cs = `__KERNEL_CS`,
-/// flags, sp (the guest's own stack: an emulated CALL pushes there), ss = `__KERNEL_DS`.
-fn pt_regs(r: &Regs) -> [u64; 21] {
-    let mut f = [0u64; 21];
-    for (i, reg) in PT_REGS.iter().enumerate() {
-        f[i] = r.get(*reg);
-    }
-    f[15] = u64::MAX;
-    f[16] = r.rip;
-    f[17] = 0x10;
-    f[18] = r.rflags;
-    f[19] = r.sp();
-    f[20] = 0x18;
-    f
-}
-
 /// The registers an IRET from `frame` resumes the guest with; the trap flag stays the
 /// guest's (the session's single-stepping owns it).
-fn resumed(frame: &[u64; 21], trapped: &Regs) -> Regs {
-    let mut out = *trapped;
-    for (i, reg) in PT_REGS.iter().enumerate() {
-        out.set(*reg, frame[i]);
-    }
-    out.rip = frame[16];
-    out.rflags = (frame[18] & !TF) | (trapped.rflags & TF);
-    out.set(Reg::Rsp, frame[19]);
+fn resumed(frame: &[u64; pt_regs::QWORDS], trapped: &Regs) -> Regs {
+    let mut out = pt_regs::resumed(frame, trapped);
+    out.rflags = (out.rflags & !TF) | (trapped.rflags & TF);
     out
 }
 
 const TF: u64 = 1 << 8;
-
-/// `struct pt_regs`' general registers in frame order.
-const PT_REGS: [Reg; 15] = [
-    Reg::R15,
-    Reg::R14,
-    Reg::R13,
-    Reg::R12,
-    Reg::Rbp,
-    Reg::Rbx,
-    Reg::R11,
-    Reg::R10,
-    Reg::R9,
-    Reg::R8,
-    Reg::Rax,
-    Reg::Rcx,
-    Reg::Rdx,
-    Reg::Rsi,
-    Reg::Rdi,
-];
 
 /// An alternate signal stack for the patcher thread while it runs C, so that a fault on an
 /// overflowed patcher stack is still delivered (and escapes); the old one back when dropped.

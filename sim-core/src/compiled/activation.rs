@@ -12,43 +12,13 @@ use std::hash::{Hash, Hasher};
 
 use cpu_model::{Accesses, KernelFault, KernelMemory, Reg, Regs, SharedRegion, Vcpu};
 
+use super::pt_regs;
 use super::service::{self, Common};
 use super::{exception_stack, in_file_data, Compiled, PRIVATE_RUN_MAX, RETURN_ADDR};
 use crate::emulate::Emulation;
 use crate::handler::{Handler, HandlerCtx, HandlerStep};
 use crate::kernel_image::{Service, KEXC_BASE, KSTACK_BASE, KSTACK_SIZE};
 use crate::oracle::ViolationKind;
-
-/// `struct pt_regs` (arch/x86/include/asm/ptrace.h, x86-64): the registers in frame order;
-/// `orig_ax`, `cs` and `ss` are the slots after `di`, `ip` and `sp`.
-const PT_REGS: [Reg; 15] = [
-    Reg::R15,
-    Reg::R14,
-    Reg::R13,
-    Reg::R12,
-    Reg::Rbp,
-    Reg::Rbx,
-    Reg::R11,
-    Reg::R10,
-    Reg::R9,
-    Reg::R8,
-    Reg::Rax,
-    Reg::Rcx,
-    Reg::Rdx,
-    Reg::Rsi,
-    Reg::Rdi,
-];
-/// Byte offsets of `ip`, `cs`, `flags`, `sp`, `ss` (`orig_ax` is at 120).
-const IP: u64 = 128;
-const CS: u64 = 136;
-const FLAGS: u64 = 144;
-const SP: u64 = 152;
-const SS: u64 = 160;
-/// `sizeof(struct pt_regs)`.
-const PT_REGS_SIZE: u64 = 168;
-/// `__KERNEL_CS`, `__KERNEL_DS`: the trap came from kernel mode (`user_mode(regs)` is false).
-const KERNEL_CS: u64 = 0x10;
-const KERNEL_DS: u64 = 0x18;
 
 /// What the compiled handler needs beyond the model's context: the vCPU it runs on, the file,
 /// its memory, and where each patching client's stack is live.
@@ -169,16 +139,11 @@ impl CHandler {
 
     /// Pushes the `pt_regs` frame and calls the handler with it.
     fn enter(&mut self, ctx: &mut CCtx<'_>) -> Result<(), String> {
-        let frame = exception_stack(self.cpu).1 - PT_REGS_SIZE - 8;
+        let frame = exception_stack(self.cpu).1 - pt_regs::SIZE - 8;
         let mem = ctx.mem.data();
         let t = &self.trapped;
-        for (i, r) in PT_REGS.iter().enumerate() {
-            mem.write_u64(frame + 8 * i as u64, t.get(*r));
-        }
-        for (off, v) in
-            [(120, u64::MAX), (IP, t.rip), (CS, KERNEL_CS), (FLAGS, t.rflags), (SP, t.sp()), (SS, KERNEL_DS)]
-        {
-            mem.write_u64(frame + off, v);
+        for (i, v) in pt_regs::frame(t).into_iter().enumerate() {
+            mem.write_u64(frame + 8 * i as u64, v);
         }
         mem.write_u64(frame - 8, RETURN_ADDR);
         let mut regs = *t;
@@ -197,16 +162,13 @@ impl CHandler {
         if regs.get(Reg::Rax) as u32 == 0 {
             return Ok(HandlerStep::Declined);
         }
-        let frame = exception_stack(self.cpu).1 - PT_REGS_SIZE - 8;
+        let frame = exception_stack(self.cpu).1 - pt_regs::SIZE - 8;
         let mem = ctx.mem.data();
-        let read = |off: u64| mem.read_u64(frame + off).unwrap_or(0);
-        let mut out = self.trapped;
-        for (i, r) in PT_REGS.iter().enumerate() {
-            out.set(*r, read(8 * i as u64));
+        let mut qwords = [0u64; pt_regs::QWORDS];
+        for (i, q) in qwords.iter_mut().enumerate() {
+            *q = mem.read_u64(frame + 8 * i as u64).unwrap_or(0);
         }
-        out.rip = read(IP);
-        out.rflags = read(FLAGS);
-        out.set(Reg::Rsp, read(SP));
+        let out = pt_regs::resumed(&qwords, &self.trapped);
         let push =
             (out.sp() == self.trapped.sp().wrapping_sub(8)).then(|| (out.sp(), data.read_u64(out.sp()).unwrap_or(0)));
         Ok(HandlerStep::Claimed { site: self.ip(), emulation: Emulation { regs: out, push } })

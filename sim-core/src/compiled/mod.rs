@@ -21,6 +21,7 @@
 
 pub mod activation;
 pub mod client;
+pub mod pt_regs;
 pub mod service;
 
 use std::sync::Arc;
