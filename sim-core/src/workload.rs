@@ -209,8 +209,18 @@ pub struct GuestImage {
     /// copied to an out-of-line slot in `ool_area` and, if armed, its INT3 written before the
     /// run starts.
     pub kprobes: Vec<Kprobe>,
-    /// Free text `(start, len)` for out-of-line copies of probed instructions.
+    /// Free text `(start, len)` for out-of-line copies of probed instructions (and, with
+    /// `[interrupts]`, the interrupt handler's code at its end: [`crate::interrupt`]).
     pub ool_area: (u64, u64),
+    /// The function an interrupt's `call-site` handler calls: one that runs through a patched
+    /// site and returns, keeping the invariant when counted as one loop iteration (the handler
+    /// increments the iteration counter `[rbx]` first). `None`: the workload has none, and
+    /// refuses that handler.
+    pub irq_call: Option<u64>,
+    /// With interrupts on a patching client's CPU: that CPU's registers when it enters a
+    /// handler (`rbx` a counter block, `rsp` a stack of its own in the data region) and the
+    /// data it may write. `None`: the workload refuses interrupts on the patching CPU.
+    pub irq_cpu: Option<(Regs, CpuData)>,
     /// Who owns the patched sites (which reserved-text check guards them from kprobes).
     pub site_owner: SiteOwner,
     /// The workload invariant.

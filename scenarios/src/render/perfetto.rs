@@ -140,6 +140,8 @@ fn kind_name(k: TraceKind) -> &'static str {
         TraceKind::Store => "store",
         TraceKind::Broadcast => "broadcast",
         TraceKind::SyncDone => "sync-done",
+        TraceKind::IrqEnter => "irq-enter",
+        TraceKind::Iret => "iret",
     }
 }
 

@@ -462,6 +462,8 @@ impl Guest {
             loop_head: TEXT_BASE,
             actions,
             callers: Vec::new(),
+            irq_call: None,
+            irq_cpu: None,
             kprobes,
             invariant,
             cpu_data,
