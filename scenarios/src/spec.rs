@@ -308,6 +308,11 @@ impl ScenarioSpec {
         config.kernel = self.kernel_config(loc)?;
         config.interrupts = self.interrupts(loc)?;
         config.own_stores = val(&self.fetch.own_stores).unwrap_or_default();
+        if self.fetch.own_stores.is_some() && !config.interrupts.is_some_and(|i| i.patcher()) {
+            let msg =
+                "acts only where a patching CPU fetches code it wrote: with [interrupts] cpus = \"patcher\" or \"all\"";
+            return Err(loc.err(&self.fetch.own_stores, "fetch.own_stores", msg));
+        }
         config.validate().map_err(|e| self.locate(loc, e))?;
         if let Some(source) = &self.source {
             let compiled = crate::csource::load(&source.value, &config)

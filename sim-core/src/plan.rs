@@ -91,6 +91,28 @@ impl Plan {
         }
         refuse_shared_vector_in_models(config, &image)?;
         let irq_code = install_irq(config, &mut image)?;
+        let early = image.scripts().flatten().any(|a| matches!(a, PatchAction::Early { .. }));
+        if early && !config.interrupts.is_some_and(|i| i.patcher() && !i.vcpus()) {
+            return Err(SimError::invalid(
+                Subject::Interrupts,
+                format!(
+                    "workload {} patches with text_poke_early(), which is only for code no other CPU runs, and checks \
+                     it through the patching CPU's own interrupt handler: it needs [interrupts] cpus = \"patcher\" \
+                     (not the vCPUs, which must not run its site)",
+                    image.name
+                ),
+            ));
+        }
+        if config.compiled.is_none() && early {
+            return Err(SimError::invalid(
+                Subject::Workload,
+                format!(
+                    "workload {} patches with text_poke_early(), which only the protocols compiled from C have \
+                     (--protocol-c): the Rust models have no patching CPU that fetches code",
+                    image.name
+                ),
+            ));
+        }
         let every_action: Vec<PatchAction> = image.scripts().flatten().cloned().collect();
         let torn = TornOracle::new(&layout, &image.text, &every_action)?;
         let all = registered_kprobes(config, &image, &torn, kprobes)?;
@@ -478,7 +500,8 @@ fn patcher_program(config: &RunConfig, image: &GuestImage, locked: bool) -> Resu
                 PatchAction::Queue(r) => queued.push(r.clone()),
                 PatchAction::Apply => b.batch(&std::mem::take(&mut queued))?,
                 PatchAction::Single(r) => b.batch(std::slice::from_ref(r))?,
-                PatchAction::Poke { addr, bytes } => b.poke(*addr, bytes),
+                // text_poke_early() runs only compiled from C (refused for the models above).
+                PatchAction::Poke { addr, bytes } | PatchAction::Early { addr, bytes } => b.poke(*addr, bytes),
                 PatchAction::Sync => b.program.1.push(Op::Sync),
             }
         }

@@ -51,6 +51,15 @@ pub enum PatchAction {
     /// `arch_jump_label_transform_apply()`: `text_poke_finish()` /
     /// `smp_text_poke_batch_finish()` of the vector, under `text_mutex`.
     Apply,
+    /// `text_poke_early(addr, bytes)`: boot-time patching (`apply_alternatives()`) of a site
+    /// no other CPU runs, by a `memcpy()` through the text's own address and a `sync_core()`
+    /// (C protocols only: `pokesim_early()`).
+    Early {
+        /// First byte written.
+        addr: u64,
+        /// Bytes written.
+        bytes: Vec<u8>,
+    },
     /// One site patched at once by a caller that does not batch (`arch_jump_label_transform()`,
     /// `arch_static_call_transform()`, the kprobe optimizer): `text_poke_bp()` /
     /// `smp_text_poke_single()`, under `text_mutex`.
@@ -63,7 +72,7 @@ impl PatchAction {
         match self {
             PatchAction::Batch(reqs) => reqs,
             PatchAction::Queue(r) | PatchAction::Single(r) => std::slice::from_ref(r),
-            PatchAction::Poke { .. } | PatchAction::Sync | PatchAction::Apply => &[],
+            PatchAction::Poke { .. } | PatchAction::Sync | PatchAction::Apply | PatchAction::Early { .. } => &[],
         }
     }
 

@@ -81,6 +81,8 @@ pub struct CClient {
     /// Its last step serialised its CPU ([`CClient::take_serialized`]); read and cleared after
     /// every step, so never part of the state.
     serialized: bool,
+    /// Its last store was `text_poke_early()`'s `memcpy()` (for traces only).
+    early_store: bool,
     /// Interrupts can be delivered to its CPU: an instruction that sets IF ends a step.
     irq: bool,
     /// `own_stores = "jump"`: its own stores to the text reach its own fetches at once.
@@ -121,6 +123,7 @@ impl CClient {
             from: 0,
             last: None,
             serialized: false,
+            early_store: false,
             irq: false,
             own_jump: false,
         }
@@ -207,6 +210,11 @@ impl CClient {
         std::mem::take(&mut self.serialized)
     }
 
+    /// True if its last text store was `text_poke_early()`'s `memcpy()` (not `text_poke()`).
+    pub fn early_store(&self) -> bool {
+        self.early_store
+    }
+
     /// The kernel service it is in, if any.
     pub fn in_service(&self) -> Option<Service> {
         Service::at(self.regs.rip)
@@ -244,6 +252,7 @@ impl CClient {
         let effect = match &mut self.pending {
             Pending::Run => return None,
             Pending::Stores(stores, addr) => {
+                self.early_store = false;
                 let (a, bytes) = stores.pop_front().expect("a pending text_poke() has a store left");
                 let epoch = kernel.text.store(a, &bytes);
                 if !stores.is_empty() {
@@ -257,6 +266,7 @@ impl CClient {
                 return Some(self.service_return(mem, addr).map_or_else(fault, |()| PatcherEffect::Store(epoch)));
             }
             Pending::EarlyStores(stores) => {
+                self.early_store = true;
                 let (a, bytes) = stores.pop_front().expect("a pending memcpy() has a store left");
                 let epoch = kernel.text.store(a, &bytes);
                 self.serialized |= self.own_jump;
@@ -486,6 +496,7 @@ impl CClient {
             .map(|(a, l)| (a, bytes[(a - addr) as usize..(a - addr + l) as usize].to_vec()))
             .collect();
         let (a, first) = stores.pop_front().expect("at least one store");
+        self.early_store = false;
         let epoch = kernel.text.store(a, &first);
         if stores.is_empty() {
             // The end of text_poke(): the MOV to CR3 back from the poking mm serialises.
@@ -594,6 +605,10 @@ fn call_of(
             (need(e.poke, "pokes plainly", "pokesim_poke")?, [*addr, at, bytes.len() as u64])
         }
         PatchAction::Sync => (need(e.sync, "syncs", "pokesim_sync")?, [0; 3]),
+        PatchAction::Early { addr, bytes } => {
+            args.extend(bytes);
+            (need(e.early, "patches at boot (text_poke_early())", "pokesim_early")?, [*addr, at, bytes.len() as u64])
+        }
         PatchAction::Queue(r) => {
             args.extend(poke_record(r));
             let what = "queues sites one text_mutex section at a time (text_poke_queue(), smp_text_poke_batch_add())";

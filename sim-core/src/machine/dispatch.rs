@@ -304,6 +304,7 @@ impl Machine {
     fn patcher_step_name(&self, k: usize, current: Option<Op>, effect: &PatcherEffect) -> &'static str {
         let name = current.map_or("done", |op| op.name());
         match (&self.state.patchers[k], effect) {
+            (Client::C(c), PatcherEffect::Store(_)) if c.early_store() => "text_poke_early memcpy",
             (Client::C(_), PatcherEffect::Store(_)) => Service::TextPoke.symbol(),
             (Client::C(_), PatcherEffect::Broadcast | PatcherEffect::SyncDone) => Service::OnEachCpu.symbol(),
             (Client::C(c), _) => c.in_service().map_or(name, |s| s.symbol()),

@@ -169,9 +169,9 @@ impl Machine {
         }
         let (insn, outcome) = self.irq_cpus[k].step(&self.text, decisions)?;
         let (kind, what) = match outcome {
-            StepOutcome::Int3(_) => (TraceKind::Trap, "int3 trap"),
-            StepOutcome::Fault(_) => (TraceKind::Fault, "fault"),
-            _ => (TraceKind::Step, "step"),
+            StepOutcome::Int3(_) => (TraceKind::Trap, "irq int3 trap"),
+            StepOutcome::Fault(_) => (TraceKind::Fault, "irq fault"),
+            _ => (TraceKind::Step, "irq step"),
         };
         self.trace.record(self.tick, event, kind, what, Some(insn.addr), insn.bytes(), insn.epochs(), op);
         if self.trace.keeps() {
