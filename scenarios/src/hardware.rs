@@ -95,6 +95,9 @@ pub fn not_applied(spec: &ScenarioSpec) -> Vec<&'static str> {
         ("fetch.unit", f.unit.is_some()),
         ("fetch.monotone", f.monotone.is_some()),
         ("fetch.staleness", f.staleness.is_some()),
+        ("fetch.own_stores", f.own_stores.is_some()),
+        // Real CPUs take the interrupts they take.
+        ("interrupts", spec.interrupts.section.is_some()),
     ]
     .into_iter()
     .filter(|(_, given)| *given)
