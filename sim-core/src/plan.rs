@@ -91,28 +91,7 @@ impl Plan {
         }
         refuse_shared_vector_in_models(config, &image)?;
         let irq_code = install_irq(config, &mut image)?;
-        let early = image.scripts().flatten().any(|a| matches!(a, PatchAction::Early { .. }));
-        if early && !config.interrupts.is_some_and(|i| i.patcher() && !i.vcpus()) {
-            return Err(SimError::invalid(
-                Subject::Interrupts,
-                format!(
-                    "workload {} patches with text_poke_early(), which is only for code no other CPU runs, and checks \
-                     it through the patching CPU's own interrupt handler: it needs [interrupts] cpus = \"patcher\" \
-                     (not the vCPUs, which must not run its site)",
-                    image.name
-                ),
-            ));
-        }
-        if config.compiled.is_none() && early {
-            return Err(SimError::invalid(
-                Subject::Workload,
-                format!(
-                    "workload {} patches with text_poke_early(), which only the protocols compiled from C have \
-                     (--protocol-c): the Rust models have no patching CPU that fetches code",
-                    image.name
-                ),
-            ));
-        }
+        refuse_early(config, &image)?;
         let every_action: Vec<PatchAction> = image.scripts().flatten().cloned().collect();
         let torn = TornOracle::new(&layout, &image.text, &every_action)?;
         let all = registered_kprobes(config, &image, &torn, kprobes)?;
@@ -667,4 +646,33 @@ fn install_irq(config: &RunConfig, image: &mut GuestImage) -> Result<Option<crat
     image.ool_area.1 -= 16;
     image.code.push(irq_code.range);
     Ok(Some(irq_code))
+}
+
+/// `text_poke_early()` (workload `early`): only with interrupts on the patching CPU alone (it is
+/// for code no other CPU runs, and only that CPU's interrupt handler runs the site), and only
+/// compiled from C (the Rust models have no patching CPU that fetches code).
+fn refuse_early(config: &RunConfig, image: &GuestImage) -> Result<(), SimError> {
+    let early = image.scripts().flatten().any(|a| matches!(a, PatchAction::Early { .. }));
+    if early && !config.interrupts.is_some_and(|i| i.patcher() && !i.vcpus()) {
+        return Err(SimError::invalid(
+            Subject::Interrupts,
+            format!(
+                "workload {} patches with text_poke_early(), which is only for code no other CPU runs, and checks \
+                 it through the patching CPU's own interrupt handler: it needs [interrupts] cpus = \"patcher\" \
+                 (not the vCPUs, which must not run its site)",
+                image.name
+            ),
+        ));
+    }
+    if config.compiled.is_none() && early {
+        return Err(SimError::invalid(
+            Subject::Workload,
+            format!(
+                "workload {} patches with text_poke_early(), which only the protocols compiled from C have \
+                 (--protocol-c): the Rust models have no patching CPU that fetches code",
+                image.name
+            ),
+        ));
+    }
+    Ok(())
 }

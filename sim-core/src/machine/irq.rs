@@ -19,10 +19,48 @@ use cpu_model::{ExecutedInsn, Reg, StepOutcome};
 use super::Machine;
 use crate::decision::Decisions;
 use crate::event::Event;
-use crate::interrupt::IF;
+use crate::interrupt::{IrqState, IF};
 use crate::oracle::{guest_fault, ViolationKind};
 use crate::trace::{disassemble, TraceKind};
 use crate::SimError;
+
+/// The patching CPU's registers on entering a handler, and the data it may write.
+pub(super) type IrqContext = (cpu_model::Regs, crate::workload::CpuData);
+
+/// The interrupt parts of a new machine: the patching CPU's interrupt context and one interrupt
+/// CPU per patching client (with interrupts on the patching CPU and a workload that gives it a
+/// context), each compiled client told whether a `sti`/`popf` ends its step and whether its own
+/// stores are visible at once, and the initial [`IrqState`].
+#[allow(clippy::too_many_arguments)]
+pub(super) fn setup(
+    config: &crate::config::RunConfig,
+    layout: cpu_model::Layout,
+    text: &[u8],
+    data: &std::rc::Rc<cpu_model::SharedRegion>,
+    sites: &[(u64, u64)],
+    patchers: &mut [crate::driver::Client],
+    cpu_regs: &[cpu_model::Regs],
+    irq_cpu: Option<IrqContext>,
+) -> Result<(Option<IrqContext>, Vec<cpu_model::Vcpu>, IrqState), SimError> {
+    let Some(irq) = config.interrupts else { return Ok((None, Vec::new(), IrqState::default())) };
+    let ctx = irq_cpu.filter(|_| irq.patcher());
+    let mut cpus = Vec::new();
+    if let Some((regs, _)) = &ctx {
+        for k in 0..patchers.len() {
+            let d = std::rc::Rc::clone(data);
+            let mut v = cpu_model::Vcpu::new(config.cpus + k, layout, text, d, config.fetch, regs)?;
+            v.set_patchable(sites);
+            cpus.push(v);
+        }
+    }
+    let jump = config.own_stores == crate::interrupt::OwnStores::Jump;
+    for p in patchers.iter_mut() {
+        if let crate::driver::Client::C(c) = p {
+            c.set_interrupts(irq.patcher(), jump);
+        }
+    }
+    Ok((ctx, cpus, IrqState::new(irq.budget, cpu_regs, patchers.len())))
+}
 
 /// The selectors written into a frame (not restored by this IRET: the CPU stays in its mode).
 const KERNEL_CS: u64 = 0x10;

@@ -145,10 +145,9 @@ impl Machine {
         let budget = plan.budget();
         let expected_ticks = plan.expected_ticks();
         let sites = written_bytes(&plan);
-        let patchers = plan.clients();
+        let mut patchers = plan.clients();
         let rounds = plan.workload_arrays as u64;
-        let irq_code = plan.irq_code;
-        let Plan { config, image, kprobes, torn, arrays, c_calls, .. } = plan;
+        let Plan { config, image, kprobes, torn, arrays, c_calls, irq_code, .. } = plan;
         let GuestImage { layout, text, cpu_regs, loop_head, invariant, cpu_data, irq_cpu, .. } = image;
         let truth = TextMemory::new(&layout, text.clone());
         let c = match (&config.compiled, c_calls) {
@@ -171,28 +170,8 @@ impl Machine {
             }
         }
         let site_units = vcpus.first().map(|v| v.view().units_of(&sites)).unwrap_or_default();
-        let irq_ctx = irq_cpu.filter(|_| config.interrupts.is_some_and(|i| i.patcher()));
-        let mut irq_cpus = Vec::new();
-        if let Some((regs, _)) = &irq_ctx {
-            for k in 0..patchers.len() {
-                let mut v = Vcpu::new(config.cpus + k, layout, &text, Rc::clone(&data), config.fetch, regs)?;
-                v.set_patchable(&sites);
-                irq_cpus.push(v);
-            }
-        }
-        let mut patchers = patchers;
-        if let Some(irq) = config.interrupts {
-            let jump = config.own_stores == crate::interrupt::OwnStores::Jump;
-            for p in &mut patchers {
-                if let Client::C(c) = p {
-                    c.set_interrupts(irq.patcher(), jump);
-                }
-            }
-        }
-        let irq = match config.interrupts {
-            Some(i) => crate::interrupt::IrqState::new(i.budget, &cpu_regs, patchers.len()),
-            None => crate::interrupt::IrqState::default(),
-        };
+        let (irq_ctx, irq_cpus, irq) =
+            irq::setup(&config, layout, &text, &data, &sites, &mut patchers, &cpu_regs, irq_cpu)?;
         let claimable = if c.is_some() { claimable(&arrays) } else { Default::default() };
         let state = MachineState {
             handlers: vec![None; config.cpus],
