@@ -167,3 +167,25 @@ fn interrupt_inputs_that_cannot_act_are_refused() {
         assert!(stderr.contains(needle), "case {i}: {stderr}");
     }
 }
+
+#[test]
+fn traces_show_interrupt_entry_and_exit() {
+    let dir = tempdir("irq-trace");
+    let arts = dir.join("artifacts");
+    let mut c = pokesim();
+    c.args(["explore", "--protocol", "linux-5.5", "--workload", "ftrace", "--rounds", "2", "--irq-budget", "4"]);
+    c.args(["--mutant", "no-sync-after-tail", "--runs", "300", "--jobs", "1"]).arg("--artifact-dir").arg(&arts);
+    let (code, stdout, stderr) = out(&mut c);
+    assert_eq!(code, 1, "the mutant is caught with interrupts on: {stdout}{stderr}");
+    let artifact = std::fs::read_dir(&arts).unwrap().next().unwrap().unwrap().path();
+    let (code, text, _) = out(pokesim().arg("trace").arg("--all").arg(&artifact));
+    assert_eq!(code, 0);
+    assert!(text.contains("irq enter -> handler") && text.contains("+irq:vcpusx4"), "{text}");
+    let (code, perfetto, _) = out(pokesim().args(["trace", "--format", "perfetto"]).arg(&artifact));
+    assert_eq!(code, 0);
+    assert!(perfetto.contains("\"interrupt handler\"") && perfetto.contains("irq-enter"), "{perfetto}");
+    for format in ["html", "svg"] {
+        let (code, _, stderr) = out(pokesim().args(["trace", "--format", format]).arg(&artifact));
+        assert_eq!(code, 0, "{format}: {stderr}");
+    }
+}
