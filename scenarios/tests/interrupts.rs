@@ -156,6 +156,11 @@ fn interrupt_inputs_that_cannot_act_are_refused() {
         ),
         ("protocol = { version = \"linux-5.5\", c = true }\n[workload]\nkind = \"early\"\n", "it needs [interrupts]"),
         (
+            "protocol = { version = \"linux-5.5\", c = true }\n[workload]\nkind = \"early\"\n[interrupts]\n\
+             cpus = \"patcher\"\nbudget = 1\nhandler = \"empty\"\n",
+            "the empty one runs no",
+        ),
+        (
             "protocol = \"linux-5.5\"\nmutants = [\"text-poke-early-swap\"]\n[workload]\nkind = \"ftrace\"\n",
             "text_poke_early",
         ),

@@ -653,13 +653,15 @@ fn install_irq(config: &RunConfig, image: &mut GuestImage) -> Result<Option<crat
 /// compiled from C (the Rust models have no patching CPU that fetches code).
 fn refuse_early(config: &RunConfig, image: &GuestImage) -> Result<(), SimError> {
     let early = image.scripts().flatten().any(|a| matches!(a, PatchAction::Early { .. }));
-    if early && !config.interrupts.is_some_and(|i| i.patcher() && !i.vcpus()) {
+    let call_site = |i: &crate::interrupt::Interrupts| i.handler == crate::interrupt::IrqHandler::CallSite;
+    if early && !config.interrupts.is_some_and(|i| i.patcher() && !i.vcpus() && call_site(&i)) {
         return Err(SimError::invalid(
             Subject::Interrupts,
             format!(
                 "workload {} patches with text_poke_early(), which is only for code no other CPU runs, and checks \
                  it through the patching CPU's own interrupt handler: it needs [interrupts] cpus = \"patcher\" \
-                 (not the vCPUs, which must not run its site)",
+                 (not the vCPUs, which must not run its site) and handler = \"call-site\" (the empty one runs no \
+                 site)",
                 image.name
             ),
         ));
