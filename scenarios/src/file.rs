@@ -373,14 +373,7 @@ pub(crate) fn parse_spec(file: &str, src: &str) -> Result<ScenarioSpec, InputErr
     }
     let memory = raw.memory.unwrap_or_default();
     spec.memory.model = l.parse(&memory.model, "memory.model", str::parse::<cpu_model::MemoryModel>)?;
-    if let Some(irq) = &raw.interrupts {
-        use sim_core::interrupt::{IrqHandler, IrqTargets};
-        let i = irq.get_ref();
-        spec.interrupts.section = Some(l.origin(irq));
-        spec.interrupts.cpus = l.parse(&i.cpus, "interrupts.cpus", str::parse::<IrqTargets>)?;
-        spec.interrupts.budget = l.given(&i.budget);
-        spec.interrupts.handler = l.parse(&i.handler, "interrupts.handler", str::parse::<IrqHandler>)?;
-    }
+    interrupts(&l, raw.interrupts.as_ref(), &mut spec)?;
     for (i, k) in raw.kprobes.iter().enumerate() {
         let at = l.origin(&k.get_ref().addr);
         let addr = u64::try_from(*k.get_ref().addr.get_ref()).map_err(|_| {
@@ -474,6 +467,18 @@ fn workload(l: &Lines<'_>, raw: &Raw, spec: &mut ScenarioSpec) -> Result<(), Inp
             Some(Given::new(choice, origin))
         }
     };
+    Ok(())
+}
+
+/// `[interrupts]` (DESIGN.md §2.17): where the section is, and its fields.
+fn interrupts(l: &Lines<'_>, irq: Option<&Spanned<RawInterrupts>>, spec: &mut ScenarioSpec) -> Result<(), InputError> {
+    use sim_core::interrupt::{IrqHandler, IrqTargets};
+    let Some(irq) = irq else { return Ok(()) };
+    let i = irq.get_ref();
+    spec.interrupts.section = Some(l.origin(irq));
+    spec.interrupts.cpus = l.parse(&i.cpus, "interrupts.cpus", str::parse::<IrqTargets>)?;
+    spec.interrupts.budget = l.given(&i.budget);
+    spec.interrupts.handler = l.parse(&i.handler, "interrupts.handler", str::parse::<IrqHandler>)?;
     Ok(())
 }
 

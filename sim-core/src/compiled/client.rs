@@ -411,8 +411,7 @@ impl CClient {
         let [a0, a1, a2] = service::args(&self.regs);
         let caller = self.caller(mem);
         let effect = match s {
-            Service::TextPoke => return Some(self.text_poke(kernel, mem, a0, a1, a2)),
-            Service::TextMemcpy => return Some(self.text_memcpy(kernel, mem, a0, a1, a2)),
+            Service::TextPoke | Service::TextMemcpy => return Some(self.text_store(s, kernel, mem, [a0, a1, a2])),
             Service::OnEachCpu if !service::is_do_sync_core(mem, a0) => {
                 return Some(Ok(PatcherEffect::Refused(format!(
                     "on_each_cpu({a0:#x}) in {caller}: pokesim runs only do_sync_core() (a function whose body is \
@@ -426,8 +425,7 @@ impl CClient {
                 ))))
             }
             Service::OnEachCpu => {
-                // on_each_cpu() runs do_sync_core() on the calling CPU too.
-                self.serialized = true;
+                self.serialized = true; // do_sync_core() runs on the calling CPU too
                 kernel.ipi.broadcast();
                 self.pending = Pending::Acks;
                 return Some(Ok(PatcherEffect::Broadcast));
@@ -506,6 +504,20 @@ impl CClient {
             self.pending = Pending::Stores(stores, addr);
         }
         Ok(PatcherEffect::Store(epoch))
+    }
+
+    /// `text_poke(addr, opcode, len)` or `text_poke_early()`'s `memcpy()` to the text.
+    fn text_store(
+        &mut self,
+        s: Service,
+        kernel: &mut Kernel<'_>,
+        mem: &KernelMemory,
+        a: [u64; 3],
+    ) -> Result<PatcherEffect, String> {
+        match s {
+            Service::TextMemcpy => self.text_memcpy(kernel, mem, a[0], a[1], a[2]),
+            _ => self.text_poke(kernel, mem, a[0], a[1], a[2]),
+        }
     }
 
     /// `text_poke_early()`'s `memcpy(addr, opcode, len)` ([`Service::TextMemcpy`]): the bytes

@@ -305,7 +305,6 @@ fn given_flags(a: &ScenarioArgs) -> Vec<(&'static str, Use)> {
         stores,
         non_monotone,
         staleness,
-        own_stores,
         site,
         rounds,
         sites,
@@ -315,9 +314,7 @@ fn given_flags(a: &ScenarioArgs) -> Vec<(&'static str, Use)> {
         kprobe_at,
         kernel,
         memory,
-        irq_budget,
-        irq_cpus,
-        irq_handler,
+        irq,
         unsafe_multi_insn,
         ticks,
         expect,
@@ -351,16 +348,13 @@ fn given_flags(a: &ScenarioArgs) -> Vec<(&'static str, Use)> {
         ("--kernel", !kernel.is_empty(), Scenario),
         // Real CPUs have the memory model they have (x86-TSO).
         ("--memory", memory.is_some(), Simulation),
-        // Real CPUs take the interrupts they take; the fetch model is the CPU's own.
-        ("--irq-budget", irq_budget.is_some(), Simulation),
-        ("--irq-cpus", irq_cpus.is_some(), Simulation),
-        ("--irq-handler", irq_handler.is_some(), Simulation),
-        ("--own-stores", own_stores.is_some(), Simulation),
         ("--unsafe-multi-insn", *unsafe_multi_insn, Scenario),
         ("--ticks", ticks.is_some(), Simulation),
         ("--expect", expect.is_some(), Scenario),
     ];
-    flags.into_iter().filter(|(_, given, _)| *given).map(|(flag, _, u)| (flag, u)).collect()
+    let given = flags.into_iter().filter(|(_, given, _)| *given).map(|(flag, _, u)| (flag, u));
+    // Real CPUs take the interrupts they take; the fetch model is the CPU's own.
+    given.chain(irq.given().into_iter().map(|f| (f, Simulation))).collect()
 }
 
 /// The flags that describe a simulation, not an hw run: refused rather than ignored.
