@@ -21,7 +21,7 @@ trap 'rm -rf "$tmp"' EXIT
 # Which switches each file must have: the program and handler mutants whose Versions include
 # the file's version (mutant.rs), kprobe and instrumented-handler mutants excluded.
 ALL_VERSIONS="NO_SYNC_AFTER_INT3 NO_SYNC_AFTER_TAIL NO_SYNC_AFTER_FIRST NO_INT3 TAIL_BEFORE_INT3
-  PUBLISH_AFTER_INT3 NO_WMB NO_RMB"
+  PUBLISH_AFTER_INT3 NO_WMB NO_RMB TEXT_POKE_EARLY_SWAP"
 EMULATING="DETOUR_HANDLER EMULATE_OLD"
 expected() {
 	case "$1" in
@@ -38,7 +38,7 @@ expected() {
 # The service page: SERVICE_BASE and the symbols in slot order (fn symbol's match arms).
 base=$(sed -n 's/^pub const SERVICE_BASE: u64 = \(0x[0-9a-f_]*\);/\1/p' $IMAGE | tr -d _)
 sed -n '/pub fn symbol(self)/,/^    }/s/.*Service::[A-Za-z]* => "\([a-z_]*\)",/\1/p' $IMAGE >"$tmp/services"
-[ "$(wc -l <"$tmp/services")" -eq 12 ] || { echo "check.sh: expected 12 services in $IMAGE" >&2; exit 1; }
+[ "$(wc -l <"$tmp/services")" -eq 13 ] || { echo "check.sh: expected 13 services in $IMAGE" >&2; exit 1; }
 {
 	echo "SECTIONS {"
 	echo "  . = 0x08010000; .text : { *(.text*) } .rodata : { *(.rodata*) }"
@@ -226,6 +226,7 @@ void *text_poke(void *addr, const void *op, size_t len) {
 }
 void on_each_cpu(void (*f)(void *), void *i, int w) { logf_("sync"); f(i); (void)w; }
 void sync_core(void) {}
+void pokesim_text_memcpy(void *a, const void *o, size_t l) { memcpy(a, o, l); }
 void mutex_lock(struct mutex *m) { if (m != &text_mutex || held) exit(2); held = 1; }
 void mutex_unlock(struct mutex *m) { if (m != &text_mutex || !held) exit(2); held = 0; }
 void pokesim_lockdep_assert_held(const void *l, const char *f, int line) { if (l != &text_mutex || !held) { fprintf(stderr, "lockdep %s:%d\n", f, line); exit(3); } }

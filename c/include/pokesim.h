@@ -194,6 +194,7 @@ _Static_assert(__builtin_offsetof(struct pt_regs, ip) == 128, "pt_regs.ip at 128
 void pokesim_patch(const struct pokesim_poke *pokes, unsigned int nr);
 void pokesim_poke(unsigned long addr, const unsigned char *bytes, unsigned int len);
 void pokesim_sync(void);
+void pokesim_early(unsigned long addr, const unsigned char *bytes, unsigned int len);
 int poke_int3_handler(struct pt_regs *regs);
 int smp_text_poke_int3_handler(struct pt_regs *regs);
 
@@ -216,6 +217,35 @@ unsigned int pokesim_nr_cpu_ids(void);
 int pokesim_insn_decode(const void *kaddr, struct pokesim_insn_info *out);
 void pokesim_bug(const char *file, int line, const char *cond) __attribute__((__noreturn__));
 void pokesim_warn(const char *file, int line, const char *cond);
+/* text_poke_early()'s memcpy(addr, opcode, len) to the text through its own address (pokesim's
+ * text is otherwise writable only through text_poke()): not serialising. */
+void pokesim_text_memcpy(void *addr, const void *opcode, size_t len);
+
+/* ------------------------------------------- interrupt flag (arch/x86/include/asm/irqflags.h)
+ * The real instructions, as native_save_fl(), native_restore_fl(), native_irq_disable() and
+ * native_irq_enable() have them (v5.4: restore is push + popf). With [interrupts] on the
+ * patching CPU, an interrupt can be delivered at any instruction boundary where IF = 1. */
+static __always_inline unsigned long pokesim_save_fl(void)
+{
+	unsigned long flags;
+
+	asm volatile("pushf ; pop %0" : "=rm"(flags) : : "memory");
+	return flags;
+}
+
+static __always_inline void pokesim_restore_fl(unsigned long flags)
+{
+	asm volatile("push %0 ; popf" : : "g"(flags) : "memory", "cc");
+}
+
+#define local_irq_disable() asm volatile("cli" : : : "memory")
+#define local_irq_enable() asm volatile("sti" : : : "memory")
+#define local_irq_save(flags)                                                                      \
+	do {                                                                                       \
+		(flags) = pokesim_save_fl();                                                       \
+		local_irq_disable();                                                               \
+	} while (0)
+#define local_irq_restore(flags) pokesim_restore_fl(flags)
 
 #define DEFINE_MUTEX(name) struct mutex name = { 0 }
 #define lockdep_assert_held(l) pokesim_lockdep_assert_held((l), __FILE__, __LINE__)
@@ -329,16 +359,15 @@ static __always_inline void cpu_relax(void)
 	__asm__ __volatile__("pause" ::: "memory");
 }
 
-/* Scheduling and interrupts: a patching client is never preempted by anything but pokesim's
- * scheduler, and handlers run with interrupts off by construction. */
+/* Scheduling: a patching client is never preempted by anything but pokesim's scheduler, and
+ * handlers run with interrupts off by construction (local_irq_save() and friends are the real
+ * instructions: see "interrupt flag" above). */
 #define cond_resched() do { } while (0)
 #define might_sleep() do { } while (0)
 #define preempt_disable() barrier()
 #define preempt_enable() barrier()
 #define preempt_disable_notrace() barrier()
 #define preempt_enable_notrace() barrier()
-#define local_irq_save(flags) do { (flags) = 0; barrier(); } while (0)
-#define local_irq_restore(flags) do { (void)(flags); barrier(); } while (0)
 #define lockdep_off() do { } while (0)
 #define lockdep_on() do { } while (0)
 #define instrumentation_begin() do { } while (0)

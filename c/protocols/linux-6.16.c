@@ -713,3 +713,35 @@ void pokesim_sync(void)
 {
 	smp_text_poke_sync_each_cpu();
 }
+
+/* ------------------------------------------------ text_poke_early() (boot-time alternatives)
+ *
+ * text_poke_early(): patch code no other CPU runs (apply_alternatives() at boot, before SMP;
+ * a module's text before it is live), by a plain memcpy() through the text's own address,
+ * with sync_core() before interrupts are re-enabled — 3ea1704a9296 ("x86/alternatives: Sync
+ * core before enabling interrupts", Thomas Gleixner, Dec 2023, v6.7): "the synchronization
+ * should happen before interrupts are re-enabled to ensure that a pending interrupt observes
+ * the complete update of the opcodes". (The NX/module-text branch is not modelled.)
+ * Mutant text-poke-early-swap: the other order (the one before the fix).
+ */
+void text_poke_early(void *addr, const void *opcode, size_t len)
+{
+	unsigned long flags;
+
+	local_irq_save(flags);
+	pokesim_text_memcpy(addr, opcode, len);
+#ifdef POKESIM_MUTANT_TEXT_POKE_EARLY_SWAP
+	/* mutant text-poke-early-swap: the order before 3ea1704a9296 — interrupts first. */
+	local_irq_restore(flags);
+	sync_core();
+#else
+	sync_core();
+	local_irq_restore(flags);
+#endif
+}
+
+/* Boot-time patching of one site (apply_alternatives()): text_poke_early(). */
+void pokesim_early(unsigned long addr, const unsigned char *bytes, unsigned int len)
+{
+	text_poke_early((void *)addr, bytes, len);
+}

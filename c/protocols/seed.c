@@ -433,3 +433,35 @@ void pokesim_sync(void)
 {
 	on_each_cpu(do_sync_core, NULL, 1);
 }
+
+/* ------------------------------------------------ text_poke_early() (boot-time alternatives)
+ *
+ * text_poke_early(): patch code no other CPU runs (apply_alternatives() at boot, before SMP;
+ * a module's text before it is live), by a plain memcpy() through the text's own address.
+ * The seed (on v5.4) has the order 3ea1704a9296 ("x86/alternatives: Sync core before enabling
+ * interrupts", Thomas Gleixner, Dec 2023, v6.7) fixed: interrupts are re-enabled *before*
+ * sync_core(), so an interrupt taken in between runs the new code on this CPU before it
+ * serialised. (The NX/module-text branch, a memcpy() alone, is not modelled.)
+ * Mutant text-poke-early-swap: the other order (the fix).
+ */
+void text_poke_early(void *addr, const void *opcode, size_t len)
+{
+	unsigned long flags;
+
+	local_irq_save(flags);
+	pokesim_text_memcpy(addr, opcode, len);
+#ifdef POKESIM_MUTANT_TEXT_POKE_EARLY_SWAP
+	/* mutant text-poke-early-swap: 3ea1704a9296's order — sync_core() with interrupts off. */
+	sync_core();
+	local_irq_restore(flags);
+#else
+	local_irq_restore(flags);
+	sync_core();
+#endif
+}
+
+/* Boot-time patching of one site (apply_alternatives()): text_poke_early(). */
+void pokesim_early(unsigned long addr, const unsigned char *bytes, unsigned int len)
+{
+	text_poke_early((void *)addr, bytes, len);
+}

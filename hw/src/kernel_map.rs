@@ -143,7 +143,7 @@ mod tests {
 
     #[test]
     fn each_slot_jumps_to_its_host_function() {
-        let services: [usize; 12] = std::array::from_fn(|i| 0x1122_3344_5566_0000 + i);
+        let services: [usize; Service::ALL.len()] = std::array::from_fn(|i| 0x1122_3344_5566_0000 + i);
         let page = service_page(&services);
         for s in Service::ALL {
             let at = (s.addr() - SERVICE_BASE) as usize;

@@ -190,7 +190,7 @@ fn native_calls_return_fault_and_bail_back_to_rust() {
         symbols: Default::default(),
         lines: Vec::new(),
     };
-    let services = [plus_one_or_bail as *const () as usize; 12];
+    let services = [plus_one_or_bail as *const () as usize; Service::ALL.len()];
     let map = hw::kernel_map::KernelMapping::new(&image, &[], &services).expect("maps the image");
     assert!(hw::kernel_map::KernelMapping::new(&image, &[], &services).is_err(), "an address already taken is refused");
     let watch = Watch::default();

@@ -40,12 +40,20 @@
 //! stores = "byte"                    # byte, aligned8, whole
 //! monotone = true
 //! staleness = 8                      # own steps; omit for unbounded
+//! own_stores = "serialize"           # the patching CPU's own text stores reach its fetches at its
+//!                                    # next serialisation (default) or at once ("jump"); needs
+//!                                    # [interrupts] on the patching CPU
 //!
 //! [kernel]                           # the kernel configuration (default: x86_64_defconfig)
 //! CONFIG_KPROBES = true              # do_int3() asks kprobe_int3_handler() after the patching handler
 //!
 //! [memory]                           # the compiled protocol's kernel data (DESIGN.md §2.16)
 //! model = "sc"                       # sc (the default); tso is refused until it is built
+//!
+//! [interrupts]                       # an interrupt source (DESIGN.md §2.17); absent: none
+//! cpus = "vcpus"                     # vcpus (default), patcher (the patching CPU), all
+//! budget = 2                         # deliveries per run: required, 1..=64
+//! handler = "call-site"              # call-site (default: calls a function through a patched site), empty
 //!
 //! [[kprobes]]                        # foreign INT3 owners at any instruction
 //! addr = 0x400000
@@ -99,6 +107,7 @@ struct Raw {
     fetch: Option<RawFetch>,
     kernel: Option<RawKernel>,
     memory: Option<RawMemory>,
+    interrupts: Option<Spanned<RawInterrupts>>,
     #[serde(default)]
     kprobes: Vec<Spanned<RawKprobe>>,
     #[serde(default)]
@@ -146,6 +155,14 @@ struct RawMemory {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawInterrupts {
+    cpus: Option<Spanned<String>>,
+    budget: Option<Spanned<i64>>,
+    handler: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawWorkload {
     kind: Option<Spanned<String>>,
     site: Option<Spanned<String>>,
@@ -172,6 +189,7 @@ struct RawFetch {
     stores: Option<Spanned<String>>,
     monotone: Option<Spanned<bool>>,
     staleness: Option<Spanned<i64>>,
+    own_stores: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -355,6 +373,7 @@ pub(crate) fn parse_spec(file: &str, src: &str) -> Result<ScenarioSpec, InputErr
     }
     let memory = raw.memory.unwrap_or_default();
     spec.memory.model = l.parse(&memory.model, "memory.model", str::parse::<cpu_model::MemoryModel>)?;
+    interrupts(&l, raw.interrupts.as_ref(), &mut spec)?;
     for (i, k) in raw.kprobes.iter().enumerate() {
         let at = l.origin(&k.get_ref().addr);
         let addr = u64::try_from(*k.get_ref().addr.get_ref()).map_err(|_| {
@@ -451,6 +470,18 @@ fn workload(l: &Lines<'_>, raw: &Raw, spec: &mut ScenarioSpec) -> Result<(), Inp
     Ok(())
 }
 
+/// `[interrupts]` (DESIGN.md §2.17): where the section is, and its fields.
+fn interrupts(l: &Lines<'_>, irq: Option<&Spanned<RawInterrupts>>, spec: &mut ScenarioSpec) -> Result<(), InputError> {
+    use sim_core::interrupt::{IrqHandler, IrqTargets};
+    let Some(irq) = irq else { return Ok(()) };
+    let i = irq.get_ref();
+    spec.interrupts.section = Some(l.origin(irq));
+    spec.interrupts.cpus = l.parse(&i.cpus, "interrupts.cpus", str::parse::<IrqTargets>)?;
+    spec.interrupts.budget = l.given(&i.budget);
+    spec.interrupts.handler = l.parse(&i.handler, "interrupts.handler", str::parse::<IrqHandler>)?;
+    Ok(())
+}
+
 fn fetch(l: &Lines<'_>, f: RawFetch, spec: &mut ScenarioSpec) -> Result<(), InputError> {
     let preset = |s: &str| {
         FetchModel::preset(s).ok_or_else(|| format!("unknown preset '{s}' (valid: {})", FetchModel::PRESETS.join(", ")))
@@ -461,6 +492,7 @@ fn fetch(l: &Lines<'_>, f: RawFetch, spec: &mut ScenarioSpec) -> Result<(), Inpu
     out.stores = l.parse(&f.stores, "fetch.stores", str::parse::<StoreGranularity>)?;
     out.monotone = l.given(&f.monotone);
     out.staleness = l.given(&f.staleness);
+    out.own_stores = l.parse(&f.own_stores, "fetch.own_stores", str::parse::<sim_core::interrupt::OwnStores>)?;
     Ok(())
 }
 
@@ -584,7 +616,18 @@ fn tables_toml(s: &crate::scenario::Scenario, out: &mut String) {
     if let Staleness::Bounded(k) = f.staleness {
         out.push_str(&format!("staleness = {k}\n"));
     }
+    if c.own_stores != sim_core::interrupt::OwnStores::default() {
+        out.push_str(&format!("own_stores = {}\n", q(c.own_stores.name())));
+    }
     out.push_str(&format!("\n[kernel]\nCONFIG_KPROBES = {}\n", c.kernel.kprobes));
+    if let Some(i) = &c.interrupts {
+        out.push_str(&format!(
+            "\n[interrupts]\ncpus = {}\nbudget = {}\nhandler = {}\n",
+            q(i.targets.name()),
+            i.budget,
+            q(i.handler.name())
+        ));
+    }
     for k in &s.kprobes {
         out.push_str(&format!("\n[[kprobes]]\naddr = {:#x}\narmed = {}\n", k.addr, k.armed));
         if k.cycles > 0 {

@@ -95,6 +95,9 @@ pub fn not_applied(spec: &ScenarioSpec) -> Vec<&'static str> {
         ("fetch.unit", f.unit.is_some()),
         ("fetch.monotone", f.monotone.is_some()),
         ("fetch.staleness", f.staleness.is_some()),
+        ("fetch.own_stores", f.own_stores.is_some()),
+        // Real CPUs take the interrupts they take.
+        ("interrupts", spec.interrupts.section.is_some()),
     ]
     .into_iter()
     .filter(|(_, given)| *given)
@@ -118,6 +121,14 @@ pub fn run_with_progress(
     // A protocol compiled from C runs natively, its own linked image (hw::session's C face);
     // the plan refuses what the compiled path does not run (kprobes that arm themselves).
     let plan = scenario.plan()?;
+    if plan.image.scripts().flatten().any(|a| matches!(a, sim_core::PatchAction::Early { .. })) {
+        // text_poke_early() runs cli/popf, which a host thread may not execute.
+        return Err(HwError::Scenario(SimError::invalid(
+            sim_core::Subject::Workload,
+            "workload early (text_poke_early(), interrupts on the patching CPU) runs in the simulator only: its \
+             local_irq_save() is a cli a host thread may not execute",
+        )));
+    }
     Ok(hw::session::run_with_progress(plan, host, limits, progress)?)
 }
 

@@ -120,6 +120,16 @@ impl Scenario {
         if self.config.kernel != sim_core::KernelConfig::DEFCONFIG {
             s.push_str(&format!("[{}]", self.config.kernel));
         }
+        if let Some(i) = &self.config.interrupts {
+            // `+irq:<cpus>x<budget>` (and the handler when it is not the default).
+            s.push_str(&format!("+irq:{}x{}", i.targets, i.budget));
+            if i.handler != sim_core::interrupt::IrqHandler::CallSite {
+                s.push_str(&format!(":{}", i.handler));
+            }
+        }
+        if self.config.own_stores != sim_core::interrupt::OwnStores::default() {
+            s.push_str(&format!("+own-stores={}", self.config.own_stores));
+        }
         s
     }
 

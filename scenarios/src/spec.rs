@@ -73,7 +73,25 @@ pub struct FetchFields {
     pub monotone: Opt<bool>,
     /// Bounded staleness.
     pub staleness: Opt<i64>,
+    /// How the patching CPU's own text stores reach its own fetches.
+    pub own_stores: Opt<sim_core::interrupt::OwnStores>,
 }
+
+/// The `[interrupts]` fields (DESIGN.md §2.17).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InterruptFields {
+    /// Where the section is, if given (then `budget` is required).
+    pub section: Option<Origin>,
+    /// Which CPUs take interrupts.
+    pub cpus: Opt<sim_core::interrupt::IrqTargets>,
+    /// Deliveries per run.
+    pub budget: Opt<i64>,
+    /// The handler.
+    pub handler: Opt<sim_core::interrupt::IrqHandler>,
+}
+
+/// The most interrupt deliveries one run may take.
+pub const MAX_IRQ_BUDGET: i64 = 64;
 
 /// The `[kernel]` fields: `CONFIG_*` options by name, each with its origin.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -141,6 +159,8 @@ pub struct ScenarioSpec {
     pub kernel: KernelFields,
     /// `[memory]`.
     pub memory: MemoryFields,
+    /// `[interrupts]`.
+    pub interrupts: InterruptFields,
     /// `[[kprobes]]`, each with its origin.
     pub kprobes: Vec<Given<Kprobe>>,
     /// `[[sites]]` (workload `custom`), each with its origin.
@@ -286,6 +306,13 @@ impl ScenarioSpec {
         config.program = val(&self.program);
         config.fetch = self.fetch_model(loc)?;
         config.kernel = self.kernel_config(loc)?;
+        config.interrupts = self.interrupts(loc)?;
+        config.own_stores = val(&self.fetch.own_stores).unwrap_or_default();
+        if self.fetch.own_stores.is_some() && !config.interrupts.is_some_and(|i| i.patcher()) {
+            let msg =
+                "acts only where a patching CPU fetches code it wrote: with [interrupts] cpus = \"patcher\" or \"all\"";
+            return Err(loc.err(&self.fetch.own_stores, "fetch.own_stores", msg));
+        }
         config.validate().map_err(|e| self.locate(loc, e))?;
         if let Some(source) = &self.source {
             let compiled = crate::csource::load(&source.value, &config)
@@ -318,6 +345,22 @@ impl ScenarioSpec {
              events and their snapshots are the next step); only sc runs"
         };
         Err(InputError::at(loc.file, &g.origin, "memory.model", msg))
+    }
+
+    /// `[interrupts]`: `None` without the section; with it, `budget` is required (unbounded
+    /// interrupts would make every search infinite).
+    fn interrupts(&self, loc: &Locate<'_>) -> Result<Option<sim_core::interrupt::Interrupts>, InputError> {
+        use sim_core::interrupt::{Interrupts, IrqHandler, IrqTargets};
+        let i = &self.interrupts;
+        let Some(section) = &i.section else { return Ok(None) };
+        if i.budget.is_none() {
+            let msg = format!("missing: the deliveries per run (1..={MAX_IRQ_BUDGET}); unbounded interrupts would make every search infinite");
+            return Err(InputError::at(loc.file, section, "interrupts.budget", msg));
+        }
+        let budget = loc.range(&i.budget, "interrupts.budget", 1, MAX_IRQ_BUDGET, 1)? as u32;
+        let targets = val(&i.cpus).unwrap_or(IrqTargets::Vcpus);
+        let handler = val(&i.handler).unwrap_or(IrqHandler::CallSite);
+        Ok(Some(Interrupts { targets, budget, handler }))
     }
 
     fn kernel_config(&self, loc: &Locate<'_>) -> Result<KernelConfig, InputError> {
@@ -410,7 +453,11 @@ impl ScenarioSpec {
             Subject::Ticks => ("ticks".into(), of(self.ticks.as_ref().map(|g| &g.origin))),
             Subject::Iterations => ("iterations".into(), of(self.iterations.as_ref().map(|g| &g.origin))),
             Subject::Drain => ("drain".into(), of(self.drain.as_ref().map(|g| &g.origin))),
+            Subject::Fetch if self.fetch.own_stores.is_some() && message.contains("own_stores") => {
+                ("fetch.own_stores".into(), of(self.fetch.own_stores.as_ref().map(|g| &g.origin)))
+            }
             Subject::Fetch => ("fetch".into(), of(self.fetch.staleness.as_ref().map(|g| &g.origin))),
+            Subject::Interrupts => ("interrupts".into(), origin(self.interrupts.section.clone())),
             Subject::Rounds => ("workload.rounds".into(), of(w.rounds.as_ref().map(|g| &g.origin))),
             Subject::Sites => ("workload.sites".into(), of(w.sites.as_ref().map(|g| &g.origin))),
             Subject::Placement => ("workload.site".into(), of(w.site.as_ref().map(|g| &g.origin))),

@@ -68,6 +68,17 @@ pub fn vacuous(m: Mutant, plan: &Facts<'_>) -> Option<String> {
         }),
         Edits::BatchSplit(check) => split_unchanged(m, check, plan),
         Edits::SingleAdd => single_unshared(plan),
+        Edits::EarlyOrder => {
+            let early = plan.image.scripts().flatten().any(|a| matches!(a, PatchAction::Early { .. }));
+            (plan.config.compiled.is_none() || !early).then(|| {
+                format!(
+                    "it edits text_poke_early() of a protocol compiled from C, and workload {} (with {}) never \
+                     calls it; `--workload early --protocol-c` makes it act",
+                    plan.image.name,
+                    if plan.config.compiled.is_some() { "a C protocol" } else { "the Rust model" }
+                )
+            })
+        }
     }
 }
 

@@ -87,6 +87,10 @@ pub struct RunConfig {
     /// handler run the file's code instead of the Rust model of [`RunConfig::protocol`]
     /// (which still names the version: its batching and its kprobe rules).
     pub compiled: Option<std::sync::Arc<crate::compiled::Compiled>>,
+    /// `[interrupts]`: an interrupt source ([`crate::interrupt`]); `None` = no interrupts.
+    pub interrupts: Option<crate::interrupt::Interrupts>,
+    /// How a patching CPU's own text stores reach its own fetches (`[fetch] own_stores`).
+    pub own_stores: crate::interrupt::OwnStores,
 }
 
 /// Drain steps per vCPU by default.
@@ -107,6 +111,8 @@ impl Default for RunConfig {
             max_iterations: None,
             reset_counters: false,
             compiled: None,
+            interrupts: None,
+            own_stores: crate::interrupt::OwnStores::Serialize,
         }
     }
 }

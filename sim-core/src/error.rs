@@ -54,6 +54,8 @@ pub enum Subject {
     Code,
     /// `[protocol] source`: the C file of a compiled protocol.
     ProtocolSource,
+    /// `[interrupts]`.
+    Interrupts,
 }
 
 impl Subject {
@@ -79,6 +81,7 @@ impl Subject {
             Subject::Site(_) => "sites",
             Subject::Code => "code",
             Subject::ProtocolSource => "protocol.source",
+            Subject::Interrupts => "interrupts",
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The events a tick can run (DESIGN.md §2.2). At every tick the machine lists the enabled
 //! events in this canonical order — guest steps, handler steps, IPI deliveries by vCPU index,
-//! then the patching clients by index — and the scheduler picks one.
+//! then the patching clients by index, then (with `[interrupts]`) the interrupt deliveries to
+//! vCPUs and to patching clients' CPUs, by index — and the scheduler picks one.
 
 use std::fmt;
 
@@ -17,21 +18,29 @@ pub enum Event {
     /// (ftrace, static_call, ...), the others kprobes that arm and disarm themselves
     /// ([`crate::workload::Kprobe::cycles`]), serialised with it by `text_mutex`.
     Patcher(usize),
+    /// An external interrupt is delivered to vCPU i ([`crate::interrupt`]): it pushes an
+    /// interrupt frame, clears IF and jumps to the handler. After [`Event::Patcher`] so that a
+    /// run without interrupts lists its events exactly as before.
+    Interrupt(usize),
+    /// An external interrupt is delivered to patching client k's CPU (`smp_processor_id()` =
+    /// vCPUs + k): the client stops and its CPU runs the handler, one [`Event::Patcher`] step
+    /// per instruction, until the handler's IRET.
+    PatcherInterrupt(usize),
 }
 
 impl Event {
     /// The vCPU the event belongs to, if any.
     pub fn cpu(self) -> Option<usize> {
         match self {
-            Event::GuestStep(i) | Event::HandlerStep(i) | Event::IpiDeliver(i) => Some(i),
-            Event::Patcher(_) => None,
+            Event::GuestStep(i) | Event::HandlerStep(i) | Event::IpiDeliver(i) | Event::Interrupt(i) => Some(i),
+            Event::Patcher(_) | Event::PatcherInterrupt(_) => None,
         }
     }
 
     /// The patching client the event belongs to, if any.
     pub fn client(self) -> Option<usize> {
         match self {
-            Event::Patcher(k) => Some(k),
+            Event::Patcher(k) | Event::PatcherInterrupt(k) => Some(k),
             _ => None,
         }
     }
@@ -45,6 +54,9 @@ impl fmt::Display for Event {
             Event::IpiDeliver(i) => write!(f, "cpu{i} ipi"),
             Event::Patcher(0) => f.write_str("patcher"),
             Event::Patcher(k) => write!(f, "patcher{k}"),
+            Event::Interrupt(i) => write!(f, "cpu{i} irq"),
+            Event::PatcherInterrupt(0) => f.write_str("patcher irq"),
+            Event::PatcherInterrupt(k) => write!(f, "patcher{k} irq"),
         }
     }
 }

@@ -80,11 +80,16 @@ pub enum Service {
     Bug,
     /// `void pokesim_warn(const char *file, int line, const char *cond)`.
     Warn,
+    /// `void pokesim_text_memcpy(void *addr, const void *opcode, size_t len)`: the
+    /// `memcpy(addr, opcode, len)` of `text_poke_early()` — a store to the text through its own
+    /// linear address by the CPU that may execute it (the text is otherwise writable only
+    /// through `text_poke()`). Not serialising.
+    TextMemcpy,
 }
 
 impl Service {
     /// Every service, in slot order.
-    pub const ALL: [Service; 12] = [
+    pub const ALL: [Service; 13] = [
         Service::TextPoke,
         Service::OnEachCpu,
         Service::SyncCore,
@@ -97,6 +102,7 @@ impl Service {
         Service::InsnDecode,
         Service::Bug,
         Service::Warn,
+        Service::TextMemcpy,
     ];
 
     /// The C symbol.
@@ -114,6 +120,7 @@ impl Service {
             Service::InsnDecode => "pokesim_insn_decode",
             Service::Bug => "pokesim_bug",
             Service::Warn => "pokesim_warn",
+            Service::TextMemcpy => "pokesim_text_memcpy",
         }
     }
 
@@ -186,6 +193,6 @@ mod tests {
             assert!(s.addr() + 16 <= SERVICE_BASE + cpu_model::PAGE_SIZE);
         }
         assert_eq!(Service::at(SERVICE_BASE + 1), None);
-        assert_eq!(Service::at(SERVICE_BASE + 16 * 12), None);
+        assert_eq!(Service::at(SERVICE_BASE + 16 * Service::ALL.len() as u64), None);
     }
 }

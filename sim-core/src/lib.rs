@@ -24,6 +24,7 @@ pub mod emulate;
 pub mod error;
 pub mod event;
 pub mod handler;
+pub mod interrupt;
 pub mod ipi;
 pub mod kconfig;
 pub mod kernel_image;

@@ -58,6 +58,8 @@ pub struct Plan {
     /// With a protocol compiled from C: each caller's calls of the file's entry points (the
     /// workload's first, then [`GuestImage::callers`]'), and their arguments' bytes.
     pub c_calls: Option<Calls>,
+    /// With `[interrupts]`: where the handler's code is ([`crate::interrupt`]).
+    pub irq_code: Option<crate::interrupt::IrqCode>,
 }
 
 impl std::fmt::Debug for Plan {
@@ -88,6 +90,8 @@ impl Plan {
             return Err(SimError::invalid(Subject::Workload, "the text does not fill its text region"));
         }
         refuse_shared_vector_in_models(config, &image)?;
+        let irq_code = install_irq(config, &mut image)?;
+        refuse_early(config, &image)?;
         let every_action: Vec<PatchAction> = image.scripts().flatten().cloned().collect();
         let torn = TornOracle::new(&layout, &image.text, &every_action)?;
         let all = registered_kprobes(config, &image, &torn, kprobes)?;
@@ -122,6 +126,7 @@ impl Plan {
             programs,
             plain,
             c_calls,
+            irq_code,
         })
     }
 
@@ -474,7 +479,8 @@ fn patcher_program(config: &RunConfig, image: &GuestImage, locked: bool) -> Resu
                 PatchAction::Queue(r) => queued.push(r.clone()),
                 PatchAction::Apply => b.batch(&std::mem::take(&mut queued))?,
                 PatchAction::Single(r) => b.batch(std::slice::from_ref(r))?,
-                PatchAction::Poke { addr, bytes } => b.poke(*addr, bytes),
+                // text_poke_early() runs only compiled from C (refused for the models above).
+                PatchAction::Poke { addr, bytes } | PatchAction::Early { addr, bytes } => b.poke(*addr, bytes),
                 PatchAction::Sync => b.program.1.push(Op::Sync),
             }
         }
@@ -582,6 +588,93 @@ fn check_vector_bound(arrays: &[PokeArray], program: &[Op]) -> Result<(), SimErr
             }
             _ => {}
         }
+    }
+    Ok(())
+}
+
+/// With `[interrupts]`: checks that the workload and protocol can take them, and writes the
+/// handler's code ([`crate::interrupt::handler_code`]) at the end of the out-of-line area (which
+/// shrinks by 16 bytes). Refuses what cannot act: a `call-site` handler on a workload with no
+/// function to call, interrupts on the patching CPU of a Rust-model protocol (its patcher has no
+/// CPU) or of a workload that gives that CPU no interrupt context, and `own_stores` without
+/// interrupts on the patching CPU (no CPU fetches code it wrote itself otherwise).
+fn install_irq(config: &RunConfig, image: &mut GuestImage) -> Result<Option<crate::interrupt::IrqCode>, SimError> {
+    use crate::interrupt::{handler_code, IrqHandler, OwnStores};
+    let refuse = |m: String| Err(SimError::invalid(Subject::Interrupts, m));
+    let Some(irq) = config.interrupts else {
+        if config.own_stores != OwnStores::Serialize {
+            return Err(SimError::invalid(
+                Subject::Fetch,
+                "own_stores acts only where a patching CPU fetches code: with [interrupts] cpus = \"patcher\" or \"all\"",
+            ));
+        }
+        return Ok(None);
+    };
+    if irq.budget == 0 {
+        return refuse("budget must be at least 1".into());
+    }
+    if !irq.patcher() && config.own_stores != OwnStores::Serialize {
+        return Err(SimError::invalid(
+            Subject::Fetch,
+            "own_stores acts only where a patching CPU fetches code: with [interrupts] cpus = \"patcher\" or \"all\"",
+        ));
+    }
+    let func = image.irq_call.unwrap_or(0);
+    if irq.handler == IrqHandler::CallSite && image.irq_call.is_none() {
+        return refuse(format!(
+            "workload {} has no function for the call-site handler to call (ftrace and early have one); \
+             handler = \"empty\" works with every workload",
+            image.name
+        ));
+    }
+    if irq.patcher() && (config.compiled.is_none() || image.irq_cpu.is_none()) {
+        return refuse(format!(
+            "interrupts on the patching CPU need a protocol compiled from C (its patcher runs on a CPU) and a \
+             workload that gives that CPU an interrupt context (early); {} with {} has not both",
+            image.name,
+            if config.compiled.is_some() { "a C protocol" } else { "the Rust model" }
+        ));
+    }
+    let (start, len) = image.ool_area;
+    if len < 32 {
+        return refuse("no room for the handler's code in the out-of-line area".into());
+    }
+    let at = start + len - 16;
+    let (code, irq_code) = handler_code(irq.handler, at, func);
+    let off = (at - image.layout.text_base) as usize;
+    image.text[off..off + code.len()].copy_from_slice(&code);
+    image.ool_area.1 -= 16;
+    image.code.push(irq_code.range);
+    Ok(Some(irq_code))
+}
+
+/// `text_poke_early()` (workload `early`): only with interrupts on the patching CPU alone (it is
+/// for code no other CPU runs, and only that CPU's interrupt handler runs the site), and only
+/// compiled from C (the Rust models have no patching CPU that fetches code).
+fn refuse_early(config: &RunConfig, image: &GuestImage) -> Result<(), SimError> {
+    let early = image.scripts().flatten().any(|a| matches!(a, PatchAction::Early { .. }));
+    let call_site = |i: &crate::interrupt::Interrupts| i.handler == crate::interrupt::IrqHandler::CallSite;
+    if early && !config.interrupts.is_some_and(|i| i.patcher() && !i.vcpus() && call_site(&i)) {
+        return Err(SimError::invalid(
+            Subject::Interrupts,
+            format!(
+                "workload {} patches with text_poke_early(), which is only for code no other CPU runs, and checks \
+                 it through the patching CPU's own interrupt handler: it needs [interrupts] cpus = \"patcher\" \
+                 (not the vCPUs, which must not run its site) and handler = \"call-site\" (the empty one runs no \
+                 site)",
+                image.name
+            ),
+        ));
+    }
+    if config.compiled.is_none() && early {
+        return Err(SimError::invalid(
+            Subject::Workload,
+            format!(
+                "workload {} patches with text_poke_early(), which only the protocols compiled from C have \
+                 (--protocol-c): the Rust models have no patching CPU that fetches code",
+                image.name
+            ),
+        ));
     }
     Ok(())
 }

@@ -35,6 +35,10 @@ pub enum TraceKind {
     Broadcast,
     /// A sync completed: every vCPU acknowledged.
     SyncDone,
+    /// An interrupt delivered: the CPU enters its handler ([`crate::interrupt`]).
+    IrqEnter,
+    /// The interrupt handler's IRET (serialising: the CPU's view becomes exact).
+    Iret,
 }
 
 /// One event as the trace shows it.
@@ -186,6 +190,8 @@ impl Trace {
             Event::IpiDeliver(i) => (2, i as u64),
             // Client 0 keeps the tag of a one-patcher run, so its hashes never change.
             Event::Patcher(k) => (3, u64::MAX - k as u64),
+            Event::Interrupt(i) => (4, i as u64),
+            Event::PatcherInterrupt(k) => (5, u64::MAX - k as u64),
         };
         // The record: tick, tag, actor, rip, the two lengths, the bytes and their epochs (at
         // most 27 + 15 + 60 = 102 bytes), then `what`. Records were once clipped at 128 bytes;

@@ -51,6 +51,15 @@ pub enum PatchAction {
     /// `arch_jump_label_transform_apply()`: `text_poke_finish()` /
     /// `smp_text_poke_batch_finish()` of the vector, under `text_mutex`.
     Apply,
+    /// `text_poke_early(addr, bytes)`: boot-time patching (`apply_alternatives()`) of a site
+    /// no other CPU runs, by a `memcpy()` through the text's own address and a `sync_core()`
+    /// (C protocols only: `pokesim_early()`).
+    Early {
+        /// First byte written.
+        addr: u64,
+        /// Bytes written.
+        bytes: Vec<u8>,
+    },
     /// One site patched at once by a caller that does not batch (`arch_jump_label_transform()`,
     /// `arch_static_call_transform()`, the kprobe optimizer): `text_poke_bp()` /
     /// `smp_text_poke_single()`, under `text_mutex`.
@@ -63,7 +72,7 @@ impl PatchAction {
         match self {
             PatchAction::Batch(reqs) => reqs,
             PatchAction::Queue(r) | PatchAction::Single(r) => std::slice::from_ref(r),
-            PatchAction::Poke { .. } | PatchAction::Sync | PatchAction::Apply => &[],
+            PatchAction::Poke { .. } | PatchAction::Sync | PatchAction::Apply | PatchAction::Early { .. } => &[],
         }
     }
 
@@ -209,8 +218,18 @@ pub struct GuestImage {
     /// copied to an out-of-line slot in `ool_area` and, if armed, its INT3 written before the
     /// run starts.
     pub kprobes: Vec<Kprobe>,
-    /// Free text `(start, len)` for out-of-line copies of probed instructions.
+    /// Free text `(start, len)` for out-of-line copies of probed instructions (and, with
+    /// `[interrupts]`, the interrupt handler's code at its end: [`crate::interrupt`]).
     pub ool_area: (u64, u64),
+    /// The function an interrupt's `call-site` handler calls: one that runs through a patched
+    /// site and returns, keeping the invariant when counted as one loop iteration (the handler
+    /// increments the iteration counter `[rbx]` first). `None`: the workload has none, and
+    /// refuses that handler.
+    pub irq_call: Option<u64>,
+    /// With interrupts on a patching client's CPU: that CPU's registers when it enters a
+    /// handler (`rbx` a counter block, `rsp` a stack of its own in the data region) and the
+    /// data it may write. `None`: the workload refuses interrupts on the patching CPU.
+    pub irq_cpu: Option<(Regs, CpuData)>,
     /// Who owns the patched sites (which reserved-text check guards them from kprobes).
     pub site_owner: SiteOwner,
     /// The workload invariant.

@@ -47,6 +47,8 @@ fn image(batches: &[&[(u64, [u8; 5])]]) -> GuestImage {
         loop_head: TEXT,
         actions,
         callers: Vec::new(),
+        irq_call: None,
+        irq_cpu: None,
         kprobes: Vec::new(),
         ool_area: (TEXT + 0xf00, 0x100),
         invariant: Box::new(Nothing),

@@ -52,6 +52,8 @@ fn tiny(cpus: usize, rounds: usize) -> GuestImage {
         loop_head: TEXT,
         actions,
         callers: Vec::new(),
+        irq_call: None,
+        irq_cpu: None,
         kprobes: Vec::new(),
         ool_area: (TEXT + 0xf00, 0x100),
         invariant: Box::new(Nothing),

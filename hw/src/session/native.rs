@@ -379,8 +379,8 @@ impl Drop for AltStack {
 type ServiceFn = extern "C" fn(u64, u64, u64, u64) -> u64;
 
 /// The host functions the service page's slots jump to, in [`Service::ALL`] order.
-fn services() -> [usize; 12] {
-    let table: [ServiceFn; 12] = [
+fn services() -> [usize; 13] {
+    let table: [ServiceFn; 13] = [
         text_poke,
         on_each_cpu,
         sync_core,
@@ -393,6 +393,7 @@ fn services() -> [usize; 12] {
         insn_decode,
         bug,
         warn,
+        text_memcpy,
     ];
     table.map(|f| f as usize)
 }
@@ -448,6 +449,7 @@ fn phase(s: Service, inside: bool) -> &'static str {
         (Service::InsnDecode, _) => "after insn_decode()",
         (Service::Bug, _) => "BUG()",
         (Service::Warn, _) => "WARN()",
+        (Service::TextMemcpy, _) => "text_poke_early()'s memcpy",
     }
 }
 
@@ -630,6 +632,15 @@ extern "C" fn sync_core(_: u64, _: u64, _: u64, _ret: u64) -> u64 {
         #[allow(unused_unsafe)]
         let _ = unsafe { std::arch::x86_64::__cpuid(0) };
         Ok(0)
+    })
+}
+
+extern "C" fn text_memcpy(addr: u64, _: u64, len: u64, _ret: u64) -> u64 {
+    serve(Service::TextMemcpy, |_| {
+        Err(Bail::Refused(format!(
+            "pokesim_text_memcpy({addr:#x}, .., {len}): the hardware run does not write the text through its own \
+             address (text_poke_early() runs in the simulator only)"
+        )))
     })
 }
 

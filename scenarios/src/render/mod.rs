@@ -333,6 +333,27 @@ pub fn handler_spans(run: &Run) -> Vec<(usize, u64, u64)> {
     runs
 }
 
+/// Each vCPU's interrupt handler runs: `(vCPU, first tick, end tick)`, from the delivery to its
+/// IRET (or the end of the run). Empty for a run without `[interrupts]`.
+pub fn irq_spans(run: &Run) -> Vec<(usize, u64, u64)> {
+    let mut open: Vec<Option<u64>> = vec![None; run.cpus];
+    let mut runs = Vec::new();
+    for e in &run.events {
+        match (e.kind, e.cpu) {
+            (TraceKind::IrqEnter, Some(i)) if i < run.cpus => open[i] = Some(e.tick),
+            (TraceKind::Iret, Some(i)) if i < run.cpus => {
+                if let Some(start) = open[i].take() {
+                    runs.push((i, start, e.tick + 1));
+                }
+            }
+            _ => {}
+        }
+    }
+    let end = run.last_tick() + 1;
+    runs.extend(open.iter().enumerate().filter_map(|(i, o)| o.map(|start| (i, start, end))));
+    runs
+}
+
 /// The patcher's phases: `(phase, round, first tick, end tick)`, consecutive operations of
 /// one phase merged, bookkeeping (`do_sync = 0`, `smp_wmb()`) joined to the phase it prepares
 /// ([`Op::phase`]; a patcher's event after its last operation counts as [`OpPhase::Other`]).

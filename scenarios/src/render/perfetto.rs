@@ -12,7 +12,7 @@
 use serde_json::{json, Value};
 use sim_core::trace::{TraceEvent, TraceKind};
 
-use super::{bytes_with_epochs, handler_spans, label, phases, Run};
+use super::{bytes_with_epochs, handler_spans, irq_spans, label, phases, Run};
 
 const PID: u64 = 1;
 
@@ -140,13 +140,18 @@ fn kind_name(k: TraceKind) -> &'static str {
         TraceKind::Store => "store",
         TraceKind::Broadcast => "broadcast",
         TraceKind::SyncDone => "sync-done",
+        TraceKind::IrqEnter => "irq-enter",
+        TraceKind::Iret => "iret",
     }
 }
 
-/// Enclosing slices: each handler run (trap to IRET) on its vCPU, and each patcher phase on the
-/// patcher's track.
+/// Enclosing slices: each interrupt handler run (delivery to IRET) and each INT3 handler run
+/// (trap to IRET) on its vCPU, and each patcher phase on the patcher's track.
 fn spans(run: &Run, patcher: u64) -> Vec<Value> {
     let mut out = Vec::new();
+    for (c, start, stop) in irq_spans(run) {
+        out.push(json!({"ph": "X", "pid": PID, "tid": c, "ts": start, "dur": stop - start, "name": "interrupt handler", "cat": "irq-run"}));
+    }
     for (c, start, stop) in handler_spans(run) {
         out.push(json!({"ph": "X", "pid": PID, "tid": c, "ts": start, "dur": stop - start, "name": "INT3 handler", "cat": "handler-run"}));
     }

@@ -105,7 +105,9 @@ pub fn mark_class(run: &Run, e: &TraceEvent) -> &'static str {
         TraceKind::Trap => "trap",
         TraceKind::Fault => "fault",
         TraceKind::Handler => "handler",
-        TraceKind::Ipi => "ipi",
+        // An interrupt's entry and IRET are marked as IPIs are (asynchronous events); the
+        // timeline has no legend entry of their own yet.
+        TraceKind::Ipi | TraceKind::IrqEnter | TraceKind::Iret => "ipi",
         TraceKind::Store => "store",
         TraceKind::Broadcast => "broadcast",
         TraceKind::SyncDone => "sync-done",

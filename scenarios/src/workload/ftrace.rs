@@ -77,5 +77,9 @@ pub fn build(spec: &WorkloadSpec, cpus: usize) -> Result<GuestImage, SimError> {
         }
         Ok(())
     });
-    Ok(g.image(WorkloadKind::Ftrace, cpus, actions, Vec::new(), invariant))
+    let mut image = g.image(WorkloadKind::Ftrace, cpus, actions, Vec::new(), invariant);
+    // An interrupt's call-site handler calls `func` (one more pass through the site, counted
+    // as one more iteration: the handler increments [rbx] first).
+    image.irq_call = Some(site);
+    Ok(image)
 }

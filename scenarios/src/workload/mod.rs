@@ -14,6 +14,7 @@ pub mod asm_text;
 pub mod batch;
 pub mod custom;
 pub mod dry_run;
+pub mod early;
 pub mod ftrace;
 pub mod jcc;
 pub mod jump_label;
@@ -61,11 +62,13 @@ pub enum WorkloadKind {
     MultiInsn,
     /// The scenario's own sites and code (`[[sites]]`, `[code]`).
     Custom,
+    /// Boot-time `text_poke_early()` of a site only the patching CPU runs (C protocols only).
+    Early,
 }
 
 impl WorkloadKind {
     /// Every workload.
-    pub const ALL: [WorkloadKind; 9] = [
+    pub const ALL: [WorkloadKind; 10] = [
         WorkloadKind::Ftrace,
         WorkloadKind::StaticCall,
         WorkloadKind::JumpLabel,
@@ -75,6 +78,7 @@ impl WorkloadKind {
         WorkloadKind::SharedVector,
         WorkloadKind::MultiInsn,
         WorkloadKind::Custom,
+        WorkloadKind::Early,
     ];
 
     /// Which kernel subsystem owns this workload's sites (which of `register_kprobe()`'s
@@ -87,7 +91,7 @@ impl WorkloadKind {
                 SiteOwner::JumpLabel
             }
             WorkloadKind::Optprobe => SiteOwner::Kprobe,
-            WorkloadKind::MultiInsn | WorkloadKind::Custom => SiteOwner::Alternatives,
+            WorkloadKind::MultiInsn | WorkloadKind::Custom | WorkloadKind::Early => SiteOwner::Alternatives,
         }
     }
 
@@ -103,6 +107,7 @@ impl WorkloadKind {
             WorkloadKind::SharedVector => "shared_vector",
             WorkloadKind::MultiInsn => "multi_insn",
             WorkloadKind::Custom => "custom",
+            WorkloadKind::Early => "early",
         }
     }
 
@@ -118,6 +123,7 @@ impl WorkloadKind {
             WorkloadKind::SharedVector => shared_vector::DESCRIPTION,
             WorkloadKind::MultiInsn => multi_insn::DESCRIPTION,
             WorkloadKind::Custom => custom::DESCRIPTION,
+            WorkloadKind::Early => early::DESCRIPTION,
         }
     }
 }
@@ -363,6 +369,7 @@ impl WorkloadSpec {
             WorkloadKind::SharedVector => shared_vector::build(self, cpus),
             WorkloadKind::MultiInsn => multi_insn::build(self, cpus),
             WorkloadKind::Custom => custom::build(self, custom, cpus),
+            WorkloadKind::Early => early::build(self, cpus),
         }?;
         match self.kprobe {
             ForeignKprobe::None => {}
@@ -462,6 +469,8 @@ impl Guest {
             loop_head: TEXT_BASE,
             actions,
             callers: Vec::new(),
+            irq_call: None,
+            irq_cpu: None,
             kprobes,
             invariant,
             cpu_data,

@@ -42,6 +42,9 @@ pub struct CCall {
 enum Pending {
     /// Nothing: the next step runs instructions.
     Run,
+    /// `text_poke_early()`'s `memcpy()` to the text ([`Service::TextMemcpy`]): stores still to
+    /// issue. Unlike `text_poke()`'s, its end does not serialise.
+    EarlyStores(VecDeque<(u64, Vec<u8>)>),
     /// `text_poke()`: stores still to issue; then it returns `addr`.
     Stores(VecDeque<(u64, Vec<u8>)>, u64),
     /// `on_each_cpu()`: every vCPU's acknowledgement.
@@ -75,6 +78,15 @@ pub struct CClient {
     /// The lowest address of its stack another CPU may see (a frame whose address it stored
     /// in shared memory: 5.6's `bp_desc = &desc`); accesses above it are shared.
     escaped: u64,
+    /// Its last step serialised its CPU ([`CClient::take_serialized`]); read and cleared after
+    /// every step, so never part of the state.
+    serialized: bool,
+    /// Its last store was `text_poke_early()`'s `memcpy()` (for traces only).
+    early_store: bool,
+    /// Interrupts can be delivered to its CPU: an instruction that sets IF ends a step.
+    irq: bool,
+    /// `own_stores = "jump"`: its own stores to the text reach its own fetches at once.
+    own_jump: bool,
 }
 
 /// What one run of instructions ended with.
@@ -110,7 +122,18 @@ impl CClient {
             escaped: top,
             from: 0,
             last: None,
+            serialized: false,
+            early_store: false,
+            irq: false,
+            own_jump: false,
         }
+    }
+
+    /// With interrupts on its CPU (`irq`): a `sti` or `popf` that sets IF ends its step, so that
+    /// an interrupt can arrive right after it; `own_jump`: `own_stores = "jump"`.
+    pub fn set_interrupts(&mut self, irq: bool, own_jump: bool) {
+        self.irq = irq;
+        self.own_jump = own_jump;
     }
 
     /// The patching client it is.
@@ -127,7 +150,7 @@ impl CClient {
     pub fn enabled(&self, ipi: &Ipi, state: &PatchState) -> bool {
         !self.done()
             && match &self.pending {
-                Pending::Run | Pending::Stores(..) => true,
+                Pending::Run | Pending::Stores(..) | Pending::EarlyStores(_) => true,
                 Pending::Acks => ipi.outstanding() == 0,
                 Pending::Mutex => state.text_mutex.is_none(),
                 Pending::Rcu(w) => !w.iter().any(|&(cpu, serial)| state.rcu_readers[cpu] == serial),
@@ -140,7 +163,7 @@ impl CClient {
             Pending::Acks => Some("waiting for acks"),
             Pending::Mutex => Some("waiting for text_mutex"),
             Pending::Rcu(_) => Some("waiting for an RCU grace period"),
-            Pending::Run | Pending::Stores(..) => None,
+            Pending::Run | Pending::Stores(..) | Pending::EarlyStores(_) => None,
         }
     }
 
@@ -161,6 +184,35 @@ impl CClient {
     /// The last instruction its CPU executed, if the last step ran one.
     pub fn last(&self) -> Option<&cpu_model::ExecutedInsn> {
         self.last.as_ref()
+    }
+
+    /// True if an interrupt can be delivered to its CPU now: inside a call, at an instruction
+    /// boundary of its own code (not inside a service pokesim carries out, nor waiting in one)
+    /// with `RFLAGS.IF = 1` ([`crate::interrupt`]).
+    pub fn interruptible(&self) -> bool {
+        self.entered
+            && !self.done()
+            && self.pending == Pending::Run
+            && Service::at(self.regs.rip).is_none()
+            && self.regs.rflags & crate::interrupt::IF != 0
+    }
+
+    /// Its CPU's instruction pointer.
+    pub fn rip(&self) -> u64 {
+        self.regs.rip
+    }
+
+    /// True once (and clears it) if its last step executed a serialising point of its CPU:
+    /// `sync_core()`, `on_each_cpu(do_sync_core)` (which runs on the calling CPU too), the end
+    /// of `text_poke()` (whose switch back from the `poking_mm` is a MOV to CR3); or, with
+    /// `own_stores = "jump"`, a store of its own to the text through the same linear address.
+    pub fn take_serialized(&mut self) -> bool {
+        std::mem::take(&mut self.serialized)
+    }
+
+    /// True if its last text store was `text_poke_early()`'s `memcpy()` (not `text_poke()`).
+    pub fn early_store(&self) -> bool {
+        self.early_store
     }
 
     /// The kernel service it is in, if any.
@@ -200,6 +252,7 @@ impl CClient {
         let effect = match &mut self.pending {
             Pending::Run => return None,
             Pending::Stores(stores, addr) => {
+                self.early_store = false;
                 let (a, bytes) = stores.pop_front().expect("a pending text_poke() has a store left");
                 let epoch = kernel.text.store(a, &bytes);
                 if !stores.is_empty() {
@@ -207,7 +260,21 @@ impl CClient {
                 }
                 let addr = *addr;
                 self.pending = Pending::Run;
+                // The end of text_poke(): unuse_temporary_mm()'s switch back to the old mm is a
+                // MOV to CR3, which serialises this CPU.
+                self.serialized = true;
                 return Some(self.service_return(mem, addr).map_or_else(fault, |()| PatcherEffect::Store(epoch)));
+            }
+            Pending::EarlyStores(stores) => {
+                self.early_store = true;
+                let (a, bytes) = stores.pop_front().expect("a pending memcpy() has a store left");
+                let epoch = kernel.text.store(a, &bytes);
+                self.serialized |= self.own_jump;
+                if stores.is_empty() {
+                    self.pending = Pending::Run;
+                    return Some(self.service_return(mem, 0).map_or_else(fault, |()| PatcherEffect::Store(epoch)));
+                }
+                return Some(PatcherEffect::Store(epoch));
             }
             Pending::Acks => PatcherEffect::SyncDone,
             Pending::Mutex => {
@@ -284,7 +351,7 @@ impl CClient {
                 self.regs = cpu.regs().map_err(|e| e.to_string())?;
                 return Err(self.fault_message(rip, f));
             }
-            if self.shared(&step.accesses) {
+            if self.shared(&step.accesses) || self.enabled_interrupts(cpu, &step.insn)? {
                 break;
             }
         }
@@ -313,6 +380,16 @@ impl CClient {
         shared
     }
 
+    /// With interrupts on its CPU: true if `insn` (just executed) was a `sti` or `popf` that left
+    /// IF set — an interrupt may be delivered right after it ([`crate::interrupt`]).
+    fn enabled_interrupts(&self, cpu: &KernelCpu, insn: &cpu_model::ExecutedInsn) -> Result<bool, String> {
+        use iced_x86::Code;
+        if !self.irq || !matches!(insn.code, Code::Sti | Code::Popfq | Code::Popfw) {
+            return Ok(false);
+        }
+        Ok(cpu.regs().map_err(|e| e.to_string())?.rflags & crate::interrupt::IF != 0)
+    }
+
     fn fault_message(&self, rip: u64, f: KernelFault) -> String {
         format!("{f} in {} [patching client {}]", self.compiled.locate(rip), self.client)
     }
@@ -325,6 +402,7 @@ impl CClient {
         kernel: &mut Kernel<'_>,
         mem: &KernelMemory,
     ) -> Option<Result<PatcherEffect, String>> {
+        self.serialized |= s == Service::SyncCore;
         match service::common(s, &mut self.regs, mem, self.cpu, self.nr_cpu_ids) {
             Common::Returned => return None,
             Common::Fault(m) => return Some(Err(format!("{m} [patching client {}]", self.client))),
@@ -333,7 +411,7 @@ impl CClient {
         let [a0, a1, a2] = service::args(&self.regs);
         let caller = self.caller(mem);
         let effect = match s {
-            Service::TextPoke => return Some(self.text_poke(kernel, mem, a0, a1, a2)),
+            Service::TextPoke | Service::TextMemcpy => return Some(self.text_store(s, kernel, mem, [a0, a1, a2])),
             Service::OnEachCpu if !service::is_do_sync_core(mem, a0) => {
                 return Some(Ok(PatcherEffect::Refused(format!(
                     "on_each_cpu({a0:#x}) in {caller}: pokesim runs only do_sync_core() (a function whose body is \
@@ -347,6 +425,7 @@ impl CClient {
                 ))))
             }
             Service::OnEachCpu => {
+                self.serialized = true; // do_sync_core() runs on the calling CPU too
                 kernel.ipi.broadcast();
                 self.pending = Pending::Acks;
                 return Some(Ok(PatcherEffect::Broadcast));
@@ -415,13 +494,63 @@ impl CClient {
             .map(|(a, l)| (a, bytes[(a - addr) as usize..(a - addr + l) as usize].to_vec()))
             .collect();
         let (a, first) = stores.pop_front().expect("at least one store");
+        self.early_store = false;
         let epoch = kernel.text.store(a, &first);
         if stores.is_empty() {
+            // The end of text_poke(): the MOV to CR3 back from the poking mm serialises.
+            self.serialized = true;
             self.service_return(mem, addr)?;
         } else {
             self.pending = Pending::Stores(stores, addr);
         }
         Ok(PatcherEffect::Store(epoch))
+    }
+
+    /// `text_poke(addr, opcode, len)` or `text_poke_early()`'s `memcpy()` to the text.
+    fn text_store(
+        &mut self,
+        s: Service,
+        kernel: &mut Kernel<'_>,
+        mem: &KernelMemory,
+        a: [u64; 3],
+    ) -> Result<PatcherEffect, String> {
+        match s {
+            Service::TextMemcpy => self.text_memcpy(kernel, mem, a[0], a[1], a[2]),
+            _ => self.text_poke(kernel, mem, a[0], a[1], a[2]),
+        }
+    }
+
+    /// `text_poke_early()`'s `memcpy(addr, opcode, len)` ([`Service::TextMemcpy`]): the bytes
+    /// written through the text's own address, split by the store granularity, the first store
+    /// now; not serialising (with `own_stores = "jump"` each store reaches this CPU's fetches
+    /// at once).
+    fn text_memcpy(
+        &mut self,
+        kernel: &mut Kernel<'_>,
+        mem: &KernelMemory,
+        addr: u64,
+        opcode: u64,
+        len: u64,
+    ) -> Result<PatcherEffect, String> {
+        let caller = self.caller(mem);
+        let mut bytes = vec![0u8; len as usize];
+        if len == 0 || len > 16 || mem.read(opcode, &mut bytes).is_none() {
+            return Err(format!("memcpy({addr:#x}, {opcode:#x}, {len}) to the text in {caller}: bad source or length"));
+        }
+        if !kernel.text.contains(addr, len) {
+            return Err(format!("memcpy({addr:#x}, .., {len}) in {caller}: outside the text"));
+        }
+        let stores: VecDeque<(u64, Vec<u8>)> = self
+            .granularity
+            .split(addr, len)
+            .into_iter()
+            .map(|(a, l)| (a, bytes[(a - addr) as usize..(a - addr + l) as usize].to_vec()))
+            .collect();
+        self.pending = Pending::EarlyStores(stores);
+        match self.resume(kernel, mem) {
+            Some(effect) => Ok(effect),
+            None => Err("memcpy() to the text issued no store".into()),
+        }
     }
 
     /// Where the service was called from (the return address's line).
@@ -488,6 +617,10 @@ fn call_of(
             (need(e.poke, "pokes plainly", "pokesim_poke")?, [*addr, at, bytes.len() as u64])
         }
         PatchAction::Sync => (need(e.sync, "syncs", "pokesim_sync")?, [0; 3]),
+        PatchAction::Early { addr, bytes } => {
+            args.extend(bytes);
+            (need(e.early, "patches at boot (text_poke_early())", "pokesim_early")?, [*addr, at, bytes.len() as u64])
+        }
         PatchAction::Queue(r) => {
             args.extend(poke_record(r));
             let what = "queues sites one text_mutex section at a time (text_poke_queue(), smp_text_poke_batch_add())";

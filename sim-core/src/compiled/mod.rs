@@ -56,6 +56,9 @@ pub struct Entries {
     /// `void pokesim_single(const struct pokesim_poke *)`: patch one site at once, under
     /// `text_mutex`, if defined.
     pub single: Option<u64>,
+    /// `void pokesim_early(unsigned long, const unsigned char *, unsigned int)`:
+    /// `text_poke_early()` of one site, if defined.
+    pub early: Option<u64>,
     /// The INT3 handler and its name.
     pub handler: (u64, &'static str),
 }
@@ -120,6 +123,7 @@ impl Compiled {
             batch_add: image.symbol("pokesim_batch_add"),
             batch_finish: image.symbol("pokesim_batch_finish"),
             single: image.symbol("pokesim_single"),
+            early: image.symbol("pokesim_early"),
             handler,
         };
         Ok(Arc::new(Self { image, entries, builtin }))

@@ -105,11 +105,27 @@ impl Machine {
                 });
                 Ok(Effect::Other)
             }
+            Event::Patcher(k) if self.state.irq.client_in.get(k).copied().unwrap_or(false) => {
+                self.client_irq_step(k, event, decisions)?;
+                Ok(Effect::Other)
+            }
             Event::Patcher(k) => self.patcher_step(k, event),
+            Event::Interrupt(i) => {
+                self.deliver_irq(i, event)?;
+                Ok(Effect::Other)
+            }
+            Event::PatcherInterrupt(k) => {
+                self.deliver_client_irq(k, event)?;
+                Ok(Effect::Other)
+            }
         }
     }
 
     fn guest_step(&mut self, i: usize, event: Event, decisions: &mut Decisions) -> Result<Effect, SimError> {
+        if self.config.interrupts.is_some() && self.at_iret(i) {
+            self.iret(i, event)?;
+            return Ok(Effect::Other);
+        }
         if self.vcpus[i].rip() == self.loop_head {
             let regs = self.vcpus[i].regs()?;
             let reset = self.config.reset_counters;
@@ -126,6 +142,7 @@ impl Machine {
             }
         }
         let (insn, outcome) = self.vcpus[i].step(&self.text, decisions)?;
+        self.note_if(i, &insn)?;
         self.stats.guest_steps += 1;
         let (kind, what) = match outcome {
             StepOutcome::Normal => (TraceKind::Step, "step"),
@@ -204,6 +221,13 @@ impl Machine {
             sites: &self.sites,
         };
         let effect = self.state.patchers[k].step(&mut kernel);
+        if let Client::C(c) = &mut self.state.patchers[k] {
+            if c.take_serialized() {
+                if let Some(v) = self.irq_cpus.get_mut(k) {
+                    v.serialize(&self.text)?;
+                }
+            }
+        }
         if let PatcherEffect::Refused(message) = effect {
             return Err(SimError::invalid(crate::error::Subject::ProtocolSource, message));
         }
@@ -280,6 +304,7 @@ impl Machine {
     fn patcher_step_name(&self, k: usize, current: Option<Op>, effect: &PatcherEffect) -> &'static str {
         let name = current.map_or("done", |op| op.name());
         match (&self.state.patchers[k], effect) {
+            (Client::C(c), PatcherEffect::Store(_)) if c.early_store() => "text_poke_early memcpy",
             (Client::C(_), PatcherEffect::Store(_)) => Service::TextPoke.symbol(),
             (Client::C(_), PatcherEffect::Broadcast | PatcherEffect::SyncDone) => Service::OnEachCpu.symbol(),
             (Client::C(c), _) => c.in_service().map_or(name, |s| s.symbol()),

@@ -34,6 +34,8 @@ pub(crate) struct CpuStates<'a> {
     pub finished: &'a [bool],
     /// Pending IPIs.
     pub ipi: &'a Ipi,
+    /// With `[interrupts]`: each vCPU's `RFLAGS.IF` (an IPI waits while it is clear).
+    pub irq_if: Option<&'a [bool]>,
 }
 
 impl CpuStates<'_> {
@@ -50,7 +52,8 @@ impl CpuStates<'_> {
 
     /// vCPU `i`'s IPI delivery, if enabled (at an instruction boundary, never in the handler).
     fn delivery(&self, i: usize) -> Option<Event> {
-        (self.ipi.pending(i) && self.handlers[i].is_none()).then_some(Event::IpiDeliver(i))
+        let masked = self.irq_if.is_some_and(|f| !f[i]);
+        (self.ipi.pending(i) && self.handlers[i].is_none() && !masked).then_some(Event::IpiDeliver(i))
     }
 
     /// The vCPU part of the enabled set, built from scratch.
@@ -98,7 +101,9 @@ impl EnabledSet {
     }
 
     /// Brings the set up to date with `cpus` and the patching clients.
-    pub fn refresh(&mut self, cpus: &CpuStates<'_>, patchers: &[Client], state: &PatchState) {
+    /// `client_in[k]`: patching client k's CPU is in an interrupt handler (its next step is the
+    /// handler's, whatever the client waits for).
+    pub fn refresh(&mut self, cpus: &CpuStates<'_>, patchers: &[Client], state: &PatchState, client_in: &[bool]) {
         self.events.truncate(self.cpu_part);
         match std::mem::replace(&mut self.stale, Stale::Clean) {
             Stale::Clean => {}
@@ -115,10 +120,15 @@ impl EnabledSet {
             "the incrementally kept enabled set differs from the one built from scratch"
         );
         for (k, p) in patchers.iter().enumerate() {
-            if p.enabled(cpus.ipi, state) {
+            if client_in.get(k).copied().unwrap_or(false) || p.enabled(cpus.ipi, state) {
                 self.events.push(Event::Patcher(k));
             }
         }
+    }
+
+    /// Appends the interrupt deliveries (listed afresh at every refresh, after the patchers).
+    pub fn extend_tail(&mut self, events: &[Event]) {
+        self.events.extend_from_slice(events);
     }
 
     /// Replaces vCPU `i`'s step and delivery entries in the (sorted) vCPU part.

@@ -15,6 +15,7 @@
 
 mod dispatch;
 mod enabled;
+mod irq;
 pub mod state;
 
 use std::rc::Rc;
@@ -77,6 +78,13 @@ pub struct Machine {
     claimable: std::collections::BTreeMap<u64, Rc<[Vec<u8>]>>,
     /// The workload's patch rounds (its patch arrays; further callers' come after them).
     rounds: u64,
+    /// With `[interrupts]`: the handler's code.
+    irq_code: Option<crate::interrupt::IrqCode>,
+    /// With interrupts on the patching CPU: its registers on entering a handler, and its data.
+    irq_ctx: Option<(cpu_model::Regs, CpuData)>,
+    /// With interrupts on the patching CPU: per patching client, the CPU its handler runs on
+    /// (`smp_processor_id()` = vCPUs + k), with an instruction view of its own.
+    irq_cpus: Vec<Vcpu>,
     // The state: what `Snapshot` saves and restores.
     vcpus: Vec<Vcpu>,
     data: Rc<SharedRegion>,
@@ -137,10 +145,10 @@ impl Machine {
         let budget = plan.budget();
         let expected_ticks = plan.expected_ticks();
         let sites = written_bytes(&plan);
-        let patchers = plan.clients();
+        let mut patchers = plan.clients();
         let rounds = plan.workload_arrays as u64;
-        let Plan { config, image, kprobes, torn, arrays, c_calls, .. } = plan;
-        let GuestImage { layout, text, cpu_regs, loop_head, invariant, cpu_data, .. } = image;
+        let Plan { config, image, kprobes, torn, arrays, c_calls, irq_code, .. } = plan;
+        let GuestImage { layout, text, cpu_regs, loop_head, invariant, cpu_data, irq_cpu, .. } = image;
         let truth = TextMemory::new(&layout, text.clone());
         let c = match (&config.compiled, c_calls) {
             (Some(compiled), Some((_, args))) => {
@@ -162,6 +170,8 @@ impl Machine {
             }
         }
         let site_units = vcpus.first().map(|v| v.view().units_of(&sites)).unwrap_or_default();
+        let (irq_ctx, irq_cpus, irq) =
+            irq::setup(&config, layout, &text, &data, &sites, &mut patchers, &cpu_regs, irq_cpu)?;
         let claimable = if c.is_some() { claimable(&arrays) } else { Default::default() };
         let state = MachineState {
             handlers: vec![None; config.cpus],
@@ -170,6 +180,7 @@ impl Machine {
             ipi: Ipi::new(config.cpus),
             iterations: vec![0; config.cpus],
             finished: vec![false; config.cpus],
+            irq,
         };
         let mut machine = Self {
             windows: Vec::new(),
@@ -180,6 +191,9 @@ impl Machine {
             c,
             claimable,
             rounds,
+            irq_code,
+            irq_ctx,
+            irq_cpus,
             loop_head,
             owners,
             cpu_data,
@@ -300,8 +314,15 @@ impl Machine {
     /// then the IPI deliveries (at an instruction boundary, never inside the handler), then
     /// the patcher unless it waits.
     fn collect_enabled(&mut self) {
-        let cpus = CpuStates { handlers: &self.state.handlers, finished: &self.state.finished, ipi: &self.state.ipi };
-        self.enabled.refresh(&cpus, &self.state.patchers, &self.state.patching);
+        let irq_if = self.config.interrupts.map(|_| &self.state.irq.vcpu_if[..]);
+        let cpus =
+            CpuStates { handlers: &self.state.handlers, finished: &self.state.finished, ipi: &self.state.ipi, irq_if };
+        self.enabled.refresh(&cpus, &self.state.patchers, &self.state.patching, &self.state.irq.client_in);
+        if self.config.interrupts.is_some() {
+            let mut extra = Vec::new();
+            self.irq_events(&mut extra);
+            self.enabled.extend_tail(&extra);
+        }
     }
 
     /// The liveness oracle on the enabled events: reports a deadlock and returns true.
@@ -332,7 +353,10 @@ impl Machine {
         }
         let (vcpus, finished, steps) = (&self.vcpus, &self.state.finished, self.config.drain_steps);
         let drain = self.drain.get_or_insert_with(|| Drain::new(vcpus, finished, steps));
-        drain.left == 0 && self.state.handlers.iter().all(Option::is_none)
+        drain.left == 0
+            && self.state.handlers.iter().all(Option::is_none)
+            && !self.state.irq.vcpu_in.contains(&true)
+            && !self.state.irq.client_in.contains(&true)
     }
 
     /// Runs to the end; `scheduler` picks events, `decisions` answers every choice. The run
@@ -374,7 +398,9 @@ impl Machine {
         }
         // A guest step that neither trapped nor finished leaves its vCPU's entries as they
         // were (IPIs come only from patching clients); `refresh` checks this in debug builds.
-        let same = matches!(event, Event::GuestStep(i) if self.state.handlers[i].is_none() && !self.state.finished[i]);
+        // With interrupts a guest step may change IF, and with it the vCPU's IPI delivery.
+        let same = self.config.interrupts.is_none()
+            && matches!(event, Event::GuestStep(i) if self.state.handlers[i].is_none() && !self.state.finished[i]);
         if !same {
             self.enabled.ran(event);
         }

@@ -86,6 +86,9 @@ pub(crate) struct MachineState {
     pub(crate) iterations: Vec<u64>,
     /// Per vCPU, whether it has stopped (`max_iterations`).
     pub(crate) finished: Vec<bool>,
+    /// The interrupts: deliveries left, each CPU's IF and whether it is in a handler (empty
+    /// without `[interrupts]`).
+    pub(crate) irq: crate::interrupt::IrqState,
 }
 
 /// A saved machine state.
@@ -98,6 +101,8 @@ pub struct Snapshot {
     /// The bytes of the data windows ([`Machine::data_windows`]), one after another.
     data: Vec<u8>,
     state: MachineState,
+    /// With interrupts on the patching CPU: each client's interrupt CPU.
+    irq_cpus: Vec<VcpuState>,
 }
 
 /// What saving and hashing states remembers between calls, owned by whoever saves them
@@ -169,6 +174,7 @@ impl Snapshot {
             vcpus: self.vcpus.iter().map(|(_, v)| v).collect(),
             state: &self.state,
             data: Data::Saved(&self.data),
+            irq_cpus: self.irq_cpus.iter().collect(),
         };
         parts.canonical_hash(canon, &mut Vec::new())
     }
@@ -197,6 +203,7 @@ struct Parts<'a> {
     vcpus: Vec<&'a VcpuState>,
     state: &'a MachineState,
     data: Data<'a>,
+    irq_cpus: Vec<&'a VcpuState>,
 }
 
 impl Parts<'_> {
@@ -250,6 +257,10 @@ impl Parts<'_> {
             None => 0u8.hash(&mut h),
         }
         (self.state.ipi.pending(i), self.state.patching.percpu_refs.get(i)).hash(&mut h);
+        if let (Some(f), Some(inside)) = (self.state.irq.vcpu_if.get(i), self.state.irq.vcpu_in.get(i)) {
+            // With interrupts: IF (masked out of the flags above) and whether it is in a handler.
+            (f, inside).hash(&mut h);
+        }
         if canon.finite {
             (self.state.iterations[i], self.state.finished[i]).hash(&mut h);
         }
@@ -282,6 +293,19 @@ impl Parts<'_> {
         self.state.patching.hash_shared(&mut h);
         self.state.ipi.counts().0.hash(&mut h);
         cpus.hash(&mut h);
+        if !self.state.irq.vcpu_in.is_empty() {
+            // With interrupts: deliveries left, the clients in a handler, and each interrupt
+            // CPU's view (and registers while it runs a handler).
+            (self.state.irq.left, &self.state.irq.client_in).hash(&mut h);
+            for (k, v) in self.irq_cpus.iter().enumerate() {
+                let snap = &v.view.snap[..canon.site_units.min(v.view.snap.len())];
+                snap.iter().map(|&e| e.max(v.view.last_sync)).for_each(|e| e.hash(&mut h));
+                (v.view.last_sync, &v.view.recent).hash(&mut h);
+                if self.state.irq.client_in[k] {
+                    v.regs.hash(&mut h);
+                }
+            }
+        }
         if let Some((addr, len)) = canon.kernel_data {
             // A compiled protocol's data, and each compiled client's live frames.
             self.data_into(canon, addr, len, &mut h.0);
@@ -353,6 +377,11 @@ impl Machine {
                 w.push((top - KERNEL_STACK_WINDOW, KERNEL_STACK_WINDOW));
             }
         }
+        if let (Some((_, d)), false) = (&self.irq_ctx, self.irq_cpus.is_empty()) {
+            // The patching CPU's interrupt context: its counters and its stack.
+            w.push(d.counters);
+            w.push((d.stack_floor, d.stack_top + 64 - d.stack_floor));
+        }
         w
     }
 
@@ -398,7 +427,14 @@ impl Machine {
         let touches = &self.touches;
         let vcpus = (0..self.vcpus.len()).map(|i| &cache.get(i, touches[i]).expect("known").2).collect();
         let kernel = self.c.as_ref().map(|c| c.mem.data());
-        let parts = Parts { epoch: self.text.now(), vcpus, state: &self.state, data: Data::Live(&self.data, kernel) };
+        let irq_cpus = self.irq_cpus.iter().map(|v| v.save(&self.site_units)).collect::<Result<Vec<_>, _>>()?;
+        let parts = Parts {
+            epoch: self.text.now(),
+            vcpus,
+            state: &self.state,
+            data: Data::Live(&self.data, kernel),
+            irq_cpus: irq_cpus.iter().collect(),
+        };
         let h = parts.canonical_hash(canon, &mut scratch);
         cache.scratch = scratch;
         Ok(h)
@@ -424,7 +460,8 @@ impl Machine {
                 return Err(SimError::Internal(format!("cpu{i}: the stack reached {sp:#x}, below the saved window")));
             }
         }
-        Ok(Snapshot { epoch: self.text.now(), tick: self.tick, vcpus, data, state: self.state.clone() })
+        let irq_cpus = self.irq_cpus.iter().map(|v| v.save(&self.site_units)).collect::<Result<Vec<_>, _>>()?;
+        Ok(Snapshot { epoch: self.text.now(), tick: self.tick, vcpus, data, state: self.state.clone(), irq_cpus })
     }
 
     /// Restores a saved state (of this machine): the truth moves to its epoch, each vCPU gets
@@ -442,6 +479,9 @@ impl Machine {
             }
             self.vcpus[i].restore(st, &self.site_units, &self.sites, &self.text)?;
             cache.set(i, (self.touches[i], *version, st.clone()));
+        }
+        for (v, st) in self.irq_cpus.iter_mut().zip(&s.irq_cpus) {
+            v.restore(st, &self.site_units, &self.sites, &self.text)?;
         }
         let mut at = 0;
         for &(addr, len) in &self.windows {
@@ -468,6 +508,10 @@ impl Machine {
         if self.state.handlers[i].is_some() || self.state.finished[i] {
             return false;
         }
+        if self.config.interrupts.is_some() && self.at_iret(i) {
+            // IRET serialises: the view changes.
+            return false;
+        }
         let v = &self.vcpus[i];
         let (rip, view) = (v.rip(), v.view());
         if rip < view.base() || rip >= view.base() + view.len() || self.owners.contains(&rip) {
@@ -481,6 +525,14 @@ impl Machine {
         let insn = iced_x86::Decoder::with_ip(64, &bytes[..n], rip, iced_x86::DecoderOptions::NONE).decode();
         !insn.is_invalid()
             && insn.code() != iced_x86::Code::Cpuid
+            && !(self.config.interrupts.is_some() && changes_if(insn.code()))
             && (rip..rip + insn.len() as u64).all(|a| !view.is_patchable(a) && !self.owners.contains(&a))
     }
+}
+
+/// True for the instructions that can change `RFLAGS.IF` (with interrupts, not local steps: they
+/// enable or disable a delivery).
+fn changes_if(code: iced_x86::Code) -> bool {
+    use iced_x86::Code;
+    matches!(code, Code::Cli | Code::Sti | Code::Popfq | Code::Popfw | Code::Popfd)
 }

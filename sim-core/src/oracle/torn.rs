@@ -129,7 +129,7 @@ impl TornOracle {
             add_site(base, text.len(), r.addr, r.new.len(), &mut sites, &mut site_of)?;
         }
         for action in actions {
-            if let PatchAction::Poke { addr, bytes } = action {
+            if let PatchAction::Poke { addr, bytes } | PatchAction::Early { addr, bytes } = action {
                 let off = text_offset(base, text.len(), *addr, bytes.len())?;
                 match site_of[off] {
                     0 => add_site(base, text.len(), *addr, bytes.len(), &mut sites, &mut site_of)?,
@@ -177,7 +177,7 @@ impl TornOracle {
                         site.last = r.new.clone();
                     }
                 }
-                PatchAction::Poke { addr, bytes } => {
+                PatchAction::Poke { addr, bytes } | PatchAction::Early { addr, bytes } => {
                     let id = self.site_of[(*addr - base) as usize] as usize;
                     let site = &mut self.sites[id - 1];
                     let (s, p) = ((site.addr - base) as usize, (*addr - base) as usize);

@@ -56,6 +56,10 @@ pub enum Mutant {
     /// 6.16: `smp_text_poke_single()` appends with `__smp_text_poke_batch_add()`, without the
     /// full and order checks (8976ade0c1b, linux-next June 2025; docs/reference/kprobes.md §9).
     SingleUncheckedAdd,
+    /// `text_poke_early()` with `sync_core()` and `local_irq_restore()` in the other order than
+    /// the version has them (3ea1704a9296, Dec 2023): the fix on 5.4–6.0 and the seed, the
+    /// pre-fix order on 6.16.
+    TextPokeEarlySwap,
 }
 
 /// What a mutant edits: the one place of the model its edit lives.
@@ -74,6 +78,8 @@ pub enum Edits {
     BatchSplit(SplitCheck),
     /// How `smp_text_poke_single()` adds its site to a vector another caller may have filled.
     SingleAdd,
+    /// The order of `sync_core()` and `local_irq_restore()` in `text_poke_early()`.
+    EarlyOrder,
 }
 
 /// What the model says about one kind of edit, in one place: where it acts, the step it edits
@@ -139,13 +145,19 @@ impl Edits {
                 "smp_text_poke_single() appends with __smp_text_poke_batch_add(), without the flushes",
                 Some("edits smp_text_poke_single() of a protocol compiled from C, not a batch's program"),
             ),
+            Edits::EarlyOrder => f(
+                "acts where a site is patched by text_poke_early() (early, C only)",
+                "text_poke_early()",
+                "text_poke_early() re-enables interrupts and syncs the core in the other order",
+                Some("edits text_poke_early() of a protocol compiled from C, not a batch's program"),
+            ),
         }
     }
 
     /// True if only a protocol compiled from C has the code it edits (the Rust models refuse it
     /// everywhere).
     pub fn c_only(self) -> bool {
-        self == Edits::SingleAdd
+        matches!(self, Edits::SingleAdd | Edits::EarlyOrder)
     }
 
     /// Where an edit of this kind acts, in a few words (`pokesim list`); the exact rule over a
@@ -263,8 +275,8 @@ pub struct MutantInfo {
 
 impl Mutant {
     /// Every mutant, in the table's order.
-    pub const ALL: [Mutant; 20] = {
-        let mut all = [Mutant::NoSyncAfterInt3; 20];
+    pub const ALL: [Mutant; 21] = {
+        let mut all = [Mutant::NoSyncAfterInt3; 21];
         let mut i = 0;
         while i < all.len() {
             all[i] = ROWS[i].0;
@@ -306,7 +318,7 @@ impl Mutant {
 }
 
 /// Every mutant's row, in the enum's order (checked when compiled).
-const ROWS: [(Mutant, MutantInfo); 20] = [
+const ROWS: [(Mutant, MutantInfo); 21] = [
     (
         Mutant::NoSyncAfterInt3,
         MutantInfo {
@@ -530,6 +542,20 @@ const ROWS: [(Mutant, MutantInfo); 20] = [
                  (C protocols only: `--workload shared_vector --protocol-c`)",
             edits: Edits::SingleAdd,
             versions: Versions::BatchAdd,
+            benign: false,
+        },
+    ),
+    (
+        Mutant::TextPokeEarlySwap,
+        MutantInfo {
+            name: "text-poke-early-swap",
+            description: "text_poke_early() with sync_core() and local_irq_restore() in the other order than the \
+                 version has them (3ea1704a9296, \"x86/alternatives: Sync core before enabling interrupts\", Dec \
+                 2023): on 6.16 the pre-fix order, whose interrupt between the two runs unserialised code on the \
+                 patching CPU (caught with interrupts on it and own_stores = \"serialize\"); on 5.4-6.0 and the seed \
+                 the fix (C protocols only: `--workload early --protocol-c`)",
+            edits: Edits::EarlyOrder,
+            versions: Versions::All,
             benign: false,
         },
     ),

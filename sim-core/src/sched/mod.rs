@@ -45,7 +45,7 @@ pub trait Scheduler {
 /// The actor an event belongs to: vCPU index, or `cpus + k` for patching client `k`.
 pub fn actor(event: Event, cpus: usize) -> usize {
     match event {
-        Event::Patcher(k) => cpus + k,
+        Event::Patcher(k) | Event::PatcherInterrupt(k) => cpus + k,
         other => other.cpu().unwrap_or(cpus),
     }
 }

@@ -106,6 +106,51 @@ pub struct ArtifactOpts {
     pub artifact_dir: PathBuf,
 }
 
+/// The interrupt flags: the `[interrupts]` section and `[fetch] own_stores` (DESIGN.md §2.17).
+#[derive(Args, Clone, Copy, Debug)]
+pub struct IrqArgs {
+    /// How the patching CPU's own text stores reach its own fetches: serialize (at its next
+    /// serialising instruction, the default) or jump (at once); needs interrupts on the
+    /// patching CPU (docs/reference/x86-cmc.md §7).
+    #[arg(long, value_parser = parse::<sim_core::interrupt::OwnStores>, value_name = "R")]
+    pub own_stores: Option<sim_core::interrupt::OwnStores>,
+    /// Interrupts: deliveries per run, 1..=64 (the `[interrupts]` section; DESIGN.md §2.17).
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub irq_budget: Option<i64>,
+    /// Interrupts: which CPUs take them: vcpus (default), patcher, all (needs --irq-budget).
+    #[arg(long, value_parser = parse::<sim_core::interrupt::IrqTargets>, value_name = "CPUS")]
+    pub irq_cpus: Option<sim_core::interrupt::IrqTargets>,
+    /// Interrupts: the handler: call-site (default: calls through a patched site), empty.
+    #[arg(long, value_parser = parse::<sim_core::interrupt::IrqHandler>, value_name = "H")]
+    pub irq_handler: Option<sim_core::interrupt::IrqHandler>,
+}
+
+impl IrqArgs {
+    /// The flags given, by name.
+    pub fn given(&self) -> Vec<&'static str> {
+        let flags = [
+            ("--own-stores", self.own_stores.is_some()),
+            ("--irq-budget", self.irq_budget.is_some()),
+            ("--irq-cpus", self.irq_cpus.is_some()),
+            ("--irq-handler", self.irq_handler.is_some()),
+        ];
+        flags.into_iter().filter(|f| f.1).map(|f| f.0).collect()
+    }
+
+    /// Lays the flags over `spec`: an `--irq-*` flag opens the `[interrupts]` section if the
+    /// file has none.
+    fn lay(&self, spec: &mut ScenarioSpec, l: &mut Layer) {
+        l.set(&mut spec.fetch.own_stores, self.own_stores, "--own-stores");
+        l.set(&mut spec.interrupts.budget, self.irq_budget, "--irq-budget");
+        l.set(&mut spec.interrupts.cpus, self.irq_cpus, "--irq-cpus");
+        l.set(&mut spec.interrupts.handler, self.irq_handler, "--irq-handler");
+        if spec.interrupts.section.is_none() {
+            let first = self.given().into_iter().find(|f| f.starts_with("--irq"));
+            spec.interrupts.section = first.map(Origin::Flag);
+        }
+    }
+}
+
 /// A scenario: a file, flags, or flags over a file.
 #[derive(Args, Clone, Debug)]
 pub struct ScenarioArgs {
@@ -188,6 +233,9 @@ pub struct ScenarioArgs {
     /// until it is built (DESIGN.md §2.16).
     #[arg(long, value_parser = parse::<MemoryModel>, value_name = "M")]
     pub memory: Option<MemoryModel>,
+    /// Interrupts and the patching CPU's own stores.
+    #[command(flatten)]
+    pub irq: IrqArgs,
     /// Allow replacing more than one instruction (bug B2), which the kernel refuses.
     #[arg(long)]
     pub unsafe_multi_insn: bool,
@@ -318,6 +366,7 @@ impl ScenarioArgs {
             spec.kernel.options.push(Given::new((name.clone(), *value), Origin::Flag("--kernel")));
         }
         l.set(&mut spec.memory.model, self.memory, "--memory");
+        self.irq.lay(spec, l);
         l.set(&mut spec.unsafe_multi_insn, self.unsafe_multi_insn.then_some(true), "--unsafe-multi-insn");
         l.set(&mut spec.ticks, self.ticks, "--ticks");
         l.set(&mut spec.expect, self.expect, "--expect");

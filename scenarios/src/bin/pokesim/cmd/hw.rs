@@ -314,6 +314,7 @@ fn given_flags(a: &ScenarioArgs) -> Vec<(&'static str, Use)> {
         kprobe_at,
         kernel,
         memory,
+        irq,
         unsafe_multi_insn,
         ticks,
         expect,
@@ -351,7 +352,9 @@ fn given_flags(a: &ScenarioArgs) -> Vec<(&'static str, Use)> {
         ("--ticks", ticks.is_some(), Simulation),
         ("--expect", expect.is_some(), Scenario),
     ];
-    flags.into_iter().filter(|(_, given, _)| *given).map(|(flag, _, u)| (flag, u)).collect()
+    let given = flags.into_iter().filter(|(_, given, _)| *given).map(|(flag, _, u)| (flag, u));
+    // Real CPUs take the interrupts they take; the fetch model is the CPU's own.
+    given.chain(irq.given().into_iter().map(|f| (f, Simulation))).collect()
 }
 
 /// The flags that describe a simulation, not an hw run: refused rather than ignored.
