@@ -120,6 +120,10 @@ impl Scenario {
         if self.config.kernel != sim_core::KernelConfig::DEFCONFIG {
             s.push_str(&format!("[{}]", self.config.kernel));
         }
+        if self.config.memory != cpu_model::MemoryModel::Sc {
+            // Only when not the default: every label of an SC run stays as it was.
+            s.push_str(&format!("[memory={}]", self.config.memory));
+        }
         s
     }
 

@@ -23,6 +23,10 @@ pub const MAX_CPUS: usize = 256;
 /// disarm themselves.
 pub(crate) const MAX_CLIENTS: usize = 8;
 
+/// The most scheduling actors ([`crate::sched::actor`]): the vCPUs, the patching clients, and
+/// the store buffer of each of their CPUs.
+pub(crate) const MAX_ACTORS: usize = 2 * (MAX_CPUS + MAX_CLIENTS);
+
 /// The largest tick budget a run accepts (a budget is a bound on work, not on memory: a run
 /// keeps no per-tick state unless it records its decisions or its trace).
 pub const MAX_TICKS: u64 = 100_000_000_000;
@@ -87,6 +91,11 @@ pub struct RunConfig {
     /// handler run the file's code instead of the Rust model of [`RunConfig::protocol`]
     /// (which still names the version: its batching and its kprobe rules).
     pub compiled: Option<std::sync::Arc<crate::compiled::Compiled>>,
+    /// The memory model of a compiled protocol's kernel data (DESIGN.md §2.16): `Sc` (every
+    /// store visible at once, the default) or `Tso` (per-CPU store buffers drained by
+    /// [`crate::Event::Drain`] events). The Rust models have no data memory: `Tso` needs
+    /// [`RunConfig::compiled`].
+    pub memory: cpu_model::MemoryModel,
 }
 
 /// Drain steps per vCPU by default.
@@ -107,6 +116,7 @@ impl Default for RunConfig {
             max_iterations: None,
             reset_counters: false,
             compiled: None,
+            memory: cpu_model::MemoryModel::Sc,
         }
     }
 }
@@ -129,6 +139,14 @@ impl RunConfig {
         }
         if let cpu_model::Staleness::Bounded(0) = self.fetch.staleness {
             return bad(Subject::Fetch, "staleness: a bound must be at least 1 step".into());
+        }
+        if self.memory == cpu_model::MemoryModel::Tso && self.compiled.is_none() {
+            return bad(
+                Subject::Memory,
+                "tso applies to a protocol compiled from C: the Rust model's shared state is Rust-side, not data \
+                 memory, and its barriers are explicit steps"
+                    .into(),
+            );
         }
         if let Some(p) = &self.program {
             crate::program::validate(p)?;

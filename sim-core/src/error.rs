@@ -54,6 +54,8 @@ pub enum Subject {
     Code,
     /// `[protocol] source`: the C file of a compiled protocol.
     ProtocolSource,
+    /// `[memory] model`: the memory model of the compiled protocol's kernel data.
+    Memory,
 }
 
 impl Subject {
@@ -79,6 +81,7 @@ impl Subject {
             Subject::Site(_) => "sites",
             Subject::Code => "code",
             Subject::ProtocolSource => "protocol.source",
+            Subject::Memory => "memory.model",
         }
     }
 }

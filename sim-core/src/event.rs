@@ -1,6 +1,7 @@
 //! The events a tick can run (DESIGN.md §2.2). At every tick the machine lists the enabled
 //! events in this canonical order — guest steps, handler steps, IPI deliveries by vCPU index,
-//! then the patching clients by index — and the scheduler picks one.
+//! then the patching clients by index, then (under x86-TSO, DESIGN.md §2.16) the store-buffer
+//! drains by CPU — and the scheduler picks one.
 
 use std::fmt;
 
@@ -17,6 +18,10 @@ pub enum Event {
     /// (ftrace, static_call, ...), the others kprobes that arm and disarm themselves
     /// ([`crate::workload::Kprobe::cycles`]), serialised with it by `text_mutex`.
     Patcher(usize),
+    /// Under x86-TSO, the oldest store in CPU `c`'s buffer of the compiled protocol's kernel
+    /// data reaches memory (`c` is `smp_processor_id()`: vCPU `i` is CPU `i`, patching client
+    /// `k` is CPU `cpus + k`). Enabled while the buffer is not empty.
+    Drain(usize),
 }
 
 impl Event {
@@ -24,7 +29,7 @@ impl Event {
     pub fn cpu(self) -> Option<usize> {
         match self {
             Event::GuestStep(i) | Event::HandlerStep(i) | Event::IpiDeliver(i) => Some(i),
-            Event::Patcher(_) => None,
+            Event::Patcher(_) | Event::Drain(_) => None,
         }
     }
 
@@ -45,6 +50,7 @@ impl fmt::Display for Event {
             Event::IpiDeliver(i) => write!(f, "cpu{i} ipi"),
             Event::Patcher(0) => f.write_str("patcher"),
             Event::Patcher(k) => write!(f, "patcher{k}"),
+            Event::Drain(c) => write!(f, "cpu{c} drain"),
         }
     }
 }

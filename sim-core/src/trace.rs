@@ -35,6 +35,8 @@ pub enum TraceKind {
     Broadcast,
     /// A sync completed: every vCPU acknowledged.
     SyncDone,
+    /// Under x86-TSO, a buffered store of the kernel data reached memory.
+    Drain,
 }
 
 /// One event as the trace shows it.
@@ -186,6 +188,7 @@ impl Trace {
             Event::IpiDeliver(i) => (2, i as u64),
             // Client 0 keeps the tag of a one-patcher run, so its hashes never change.
             Event::Patcher(k) => (3, u64::MAX - k as u64),
+            Event::Drain(c) => (4, c as u64),
         };
         // The record: tick, tag, actor, rip, the two lengths, the bytes and their epochs (at
         // most 27 + 15 + 60 = 102 bytes), then `what`. Records were once clipped at 128 bytes;

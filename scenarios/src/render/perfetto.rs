@@ -140,6 +140,7 @@ fn kind_name(k: TraceKind) -> &'static str {
         TraceKind::Store => "store",
         TraceKind::Broadcast => "broadcast",
         TraceKind::SyncDone => "sync-done",
+        TraceKind::Drain => "drain",
     }
 }
 

@@ -97,8 +97,15 @@ impl EnabledSet {
         self.stale = Stale::All;
     }
 
-    /// Brings the set up to date with `cpus` and the patching clients.
-    pub fn refresh(&mut self, cpus: &CpuStates<'_>, patchers: &[Client], state: &PatchState) {
+    /// Brings the set up to date with `cpus`, the patching clients, and the CPUs whose store
+    /// buffers are not empty (`buffered`, in CPU order: their drains come last).
+    pub fn refresh(
+        &mut self,
+        cpus: &CpuStates<'_>,
+        patchers: &[Client],
+        state: &PatchState,
+        buffered: impl Iterator<Item = usize>,
+    ) {
         self.events.truncate(self.cpu_part);
         match std::mem::replace(&mut self.stale, Stale::Clean) {
             Stale::Clean => {}
@@ -119,6 +126,7 @@ impl EnabledSet {
                 self.events.push(Event::Patcher(k));
             }
         }
+        self.events.extend(buffered.map(Event::Drain));
     }
 
     /// Replaces vCPU `i`'s step and delivery entries in the (sorted) vCPU part.
