@@ -93,7 +93,7 @@ pub struct RunConfig {
     pub compiled: Option<std::sync::Arc<crate::compiled::Compiled>>,
     /// The memory model of a compiled protocol's kernel data (DESIGN.md §2.16): `Sc` (every
     /// store visible at once, the default) or `Tso` (per-CPU store buffers drained by
-    /// [`crate::Event::Drain`] events). The Rust models have no data memory: `Tso` needs
+    /// [`crate::event::Event::Drain`] events). The Rust models have no data memory: `Tso` needs
     /// [`RunConfig::compiled`].
     pub memory: cpu_model::MemoryModel,
 }

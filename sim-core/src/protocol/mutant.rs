@@ -56,6 +56,10 @@ pub enum Mutant {
     /// 6.16: `smp_text_poke_single()` appends with `__smp_text_poke_batch_add()`, without the
     /// full and order checks (8976ade0c1b, linux-next June 2025; docs/reference/kprobes.md §9).
     SingleUncheckedAdd,
+    /// 5.6/6.0/6.16: the reference-count operations (`atomic_inc_not_zero()` in the handler's
+    /// `try_get_desc()`, `atomic_dec()` in `put_desc()`, the patcher's
+    /// `atomic_dec_and_test()`) without the LOCK prefix, as a UP kernel compiles them.
+    UnlockedRefs,
 }
 
 /// What a mutant edits: the one place of the model its edit lives.
@@ -74,6 +78,8 @@ pub enum Edits {
     BatchSplit(SplitCheck),
     /// How `smp_text_poke_single()` adds its site to a vector another caller may have filled.
     SingleAdd,
+    /// The LOCK prefix of the reference-count operations (a protocol compiled from C).
+    UnlockedRefs,
 }
 
 /// What the model says about one kind of edit, in one place: where it acts, the step it edits
@@ -139,13 +145,20 @@ impl Edits {
                 "smp_text_poke_single() appends with __smp_text_poke_batch_add(), without the flushes",
                 Some("edits smp_text_poke_single() of a protocol compiled from C, not a batch's program"),
             ),
+            Edits::UnlockedRefs => f(
+                "acts where a handler's reference races the patcher's under --memory tso (ftrace+kprobe, 2 rounds; \
+                 C only)",
+                "try_get_desc()/put_desc()",
+                "the reference-count operations lose their LOCK prefix",
+                Some("edits the instructions of a protocol compiled from C, not a batch's program"),
+            ),
         }
     }
 
     /// True if only a protocol compiled from C has the code it edits (the Rust models refuse it
     /// everywhere).
     pub fn c_only(self) -> bool {
-        self == Edits::SingleAdd
+        matches!(self, Edits::SingleAdd | Edits::UnlockedRefs)
     }
 
     /// Where an edit of this kind acts, in a few words (`pokesim list`); the exact rule over a
@@ -263,8 +276,8 @@ pub struct MutantInfo {
 
 impl Mutant {
     /// Every mutant, in the table's order.
-    pub const ALL: [Mutant; 20] = {
-        let mut all = [Mutant::NoSyncAfterInt3; 20];
+    pub const ALL: [Mutant; 21] = {
+        let mut all = [Mutant::NoSyncAfterInt3; 21];
         let mut i = 0;
         while i < all.len() {
             all[i] = ROWS[i].0;
@@ -306,7 +319,7 @@ impl Mutant {
 }
 
 /// Every mutant's row, in the enum's order (checked when compiled).
-const ROWS: [(Mutant, MutantInfo); 20] = [
+const ROWS: [(Mutant, MutantInfo); 21] = [
     (
         Mutant::NoSyncAfterInt3,
         MutantInfo {
@@ -530,6 +543,20 @@ const ROWS: [(Mutant, MutantInfo); 20] = [
                  (C protocols only: `--workload shared_vector --protocol-c`)",
             edits: Edits::SingleAdd,
             versions: Versions::BatchAdd,
+            benign: false,
+        },
+    ),
+    (
+        Mutant::UnlockedRefs,
+        MutantInfo {
+            name: "unlocked-refs",
+            description: "the reference counts of try_get_desc()/put_desc() and the patcher's wait lose their \
+                 LOCK prefix (a UP kernel's LOCK_PREFIX is empty; alternatives_smp_unlock() patches it out while \
+                 one CPU is online): a single instruction is one atomic step under SC, so only x86-TSO shows it — \
+                 the unlocked store waits in the store buffer while another CPU's read-modify-write reads the old \
+                 count (C protocols only, `--memory tso`: `--workload ftrace+kprobe --rounds 2`)",
+            edits: Edits::UnlockedRefs,
+            versions: Versions::RefsWait,
             benign: false,
         },
     ),

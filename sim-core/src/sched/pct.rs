@@ -101,7 +101,11 @@ impl Scheduler for PctScheduler {
         }
         let pick = decisions.decide(enabled.len(), best);
         let key = Self::key(enabled[pick]);
-        if self.last == Some(key) {
+        if matches!(enabled[pick], Event::Drain(_)) {
+            // A store reaching memory does not make its buffer the running actor: the burst
+            // of the actor that runs goes on (else drains between its steps would reset the
+            // burst, it would never yield, and a waiting patcher would starve).
+        } else if self.last == Some(key) {
             self.burst += 1;
         } else {
             self.last = Some(key);
