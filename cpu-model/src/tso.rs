@@ -395,6 +395,12 @@ impl TsoMemory {
             if c == cpu {
                 continue;
             }
+            let n = store.bytes().len();
+            if side.pending[off..off + n].iter().all(|&p| p == 0) {
+                // The common case (always under SC): the whole store at once.
+                side.copy.write(off, store.bytes());
+                continue;
+            }
             for (i, &b) in store.bytes().iter().enumerate() {
                 if side.pending[off + i] == 0 {
                     side.copy.write(off + i, &[b]);

@@ -211,9 +211,9 @@ fn the_mutant_matrix_runs_over_the_c_files() {
 }
 
 /// `--memory` / `[memory] model`: `sc` is the run every compiled protocol has always had (the
-/// same trace hash); `tso` is refused, exit 2, naming the flag or the file's line and field —
-/// on a Rust-model protocol (its shared state is Rust-side) and, until store buffers are in the
-/// machine (DESIGN.md §2.16), on a compiled one too.
+/// same trace hash, no model in the label); `tso` runs a compiled protocol on store buffers
+/// (DESIGN.md §2.16, named in the label) and is refused, exit 2, naming the flag or the file's
+/// line and field, on a Rust-model protocol (its shared state is Rust-side).
 #[test]
 fn the_memory_model_sc_is_the_run_and_tso_runs_only_compiled_protocols() {
     let dir = tempdir("c-memory");
