@@ -2,8 +2,12 @@
 //! patching client's `text_poke_bp_batch()` and the INT3 handler's `poke_int3_handler()` — runs
 //! as real x86-64 instructions, one `emu_start(rip, 0, 0, 1)` at a time, from a code region
 //! every engine maps read + execute (never patched, so it has no instruction view: it is
-//! fetched as it is), with its data in a region every engine maps read + write (the same host
-//! buffer, sequentially consistent like [`SharedRegion`]).
+//! fetched as it is), with its data in a region every engine maps read + write: the part every
+//! CPU can address is a [`TsoMemory`] (DESIGN.md §2.16) — under SC one host buffer every engine
+//! maps, under x86-TSO each CPU's engine maps its own copy (memory overlaid with its buffered
+//! stores) — and the vCPUs' exception stacks are one [`SharedRegion`] after it. Before a fence,
+//! locked or serialising instruction ([`crate::tso_cpu::ordering`], Intel SDM vol. 3A §9.2.2)
+//! the CPU's store buffer drains; after each instruction its stores go to the memory model.
 //!
 //! A memory hook over the watched part of the data region records each access an instruction
 //! makes (address, size, direction, the value stored), so that the simulator can end a step

@@ -43,6 +43,9 @@
 //! drain writes the entry into memory and into every other CPU's copy, except the bytes that
 //! CPU still has buffered stores to (counted per byte), which it keeps showing. Invariant:
 //! `copy[c][b] == newest buffered store of c to b` if `pending[c][b] > 0`, else `memory[b]`.
+//! Under SC nothing is ever buffered, so every copy would always equal memory: there are no
+//! copies, every CPU maps memory itself (one host buffer, as a shared region) and a store is
+//! already in memory when it is reported.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -146,7 +149,7 @@ pub enum TsoError {
 /// One CPU's side: its copy (memory + its own buffered stores), its buffer, and per byte the
 /// number of its buffered stores that cover it.
 struct CpuSide {
-    copy: PageBuf,
+    copy: Option<PageBuf>,
     buffer: VecDeque<BufferedStore>,
     pending: Vec<u16>,
     /// Stores ever buffered and drained (for traces: not state, never saved or restored).
@@ -186,7 +189,7 @@ impl TsoMemory {
     pub fn new(model: MemoryModel, base: u64, len: u64, cpus: usize) -> Self {
         assert!(len > 0 && len.is_multiple_of(PAGE_SIZE), "a region is whole pages");
         let side = || CpuSide {
-            copy: PageBuf::new(len as usize),
+            copy: (model == MemoryModel::Tso).then(|| PageBuf::new(len as usize)),
             buffer: VecDeque::new(),
             pending: vec![0; len as usize],
             counts: (0, 0),
@@ -237,7 +240,7 @@ impl TsoMemory {
 
     /// The host buffer CPU `cpu`'s engine maps at [`TsoMemory::base`].
     pub(crate) fn copy_ptr(&self, cpu: usize) -> *mut u8 {
-        self.cpus[cpu].copy.as_ptr()
+        self.copy(cpu).as_ptr()
     }
 
     fn offset(&self, addr: u64, len: usize) -> Result<usize, TsoError> {
@@ -263,7 +266,9 @@ impl TsoMemory {
         self.memory.write(off, bytes);
         for c in &self.cpus {
             debug_assert!(c.buffer.is_empty(), "init with buffered stores");
-            c.copy.write(off, bytes);
+            if let Some(copy) = &c.copy {
+                copy.write(off, bytes);
+            }
         }
         Ok(())
     }
@@ -278,7 +283,7 @@ impl TsoMemory {
     /// What a load by `cpu` reads: its own newest buffered store per byte, else memory.
     pub fn read_as(&self, cpu: usize, addr: u64, out: &mut [u8]) -> Result<(), TsoError> {
         let off = self.offset(addr, out.len())?;
-        self.cpus[cpu].copy.read(off, out);
+        self.copy(cpu).read(off, out);
         Ok(())
     }
 
@@ -311,7 +316,7 @@ impl TsoMemory {
         let mut bytes = [0u8; MAX_STORE];
         for (chunk, a) in (0..len).step_by(MAX_STORE).map(|s| (s, addr + s as u64)) {
             let n = (len - chunk).min(MAX_STORE);
-            self.cpus[cpu].copy.read(off + chunk, &mut bytes[..n]);
+            self.copy(cpu).read(off + chunk, &mut bytes[..n]);
             let store = BufferedStore::new(a, &bytes[..n]);
             match self.model {
                 MemoryModel::Sc => self.publish(cpu, &store),
@@ -357,7 +362,7 @@ impl TsoMemory {
     /// [`TsoMemory::store_private`] with `private`) does.
     pub fn write_as(&mut self, cpu: usize, addr: u64, bytes: &[u8], private: bool) -> Result<(), TsoError> {
         let off = self.offset(addr, bytes.len())?;
-        self.cpus[cpu].copy.write(off, bytes);
+        self.copy(cpu).write(off, bytes);
         match private {
             true => self.store_private(cpu, addr, bytes.len()),
             false => self.store(cpu, addr, bytes.len()),
@@ -368,10 +373,11 @@ impl TsoMemory {
     /// bytes (under SC they always are).
     pub fn write_memory(&mut self, addr: u64, bytes: &[u8]) -> Result<(), TsoError> {
         let off = self.offset(addr, bytes.len())?;
-        debug_assert!(self.cpus.iter().all(|c| c.pending[off..off + bytes.len()].iter().all(|&p| p == 0)));
         self.memory.write(off, bytes);
         for c in &self.cpus {
-            c.copy.write(off, bytes);
+            if let Some(copy) = &c.copy {
+                copy.write(off, bytes);
+            }
         }
         Ok(())
     }
@@ -392,18 +398,16 @@ impl TsoMemory {
         let off = (store.addr - self.base) as usize;
         self.memory.write(off, store.bytes());
         for (c, side) in self.cpus.iter().enumerate() {
-            if c == cpu {
-                continue;
-            }
+            let Some(copy) = side.copy.as_ref().filter(|_| c != cpu) else { continue };
             let n = store.bytes().len();
             if side.pending[off..off + n].iter().all(|&p| p == 0) {
-                // The common case (always under SC): the whole store at once.
-                side.copy.write(off, store.bytes());
+                // The common case: the whole store at once.
+                copy.write(off, store.bytes());
                 continue;
             }
             for (i, &b) in store.bytes().iter().enumerate() {
                 if side.pending[off + i] == 0 {
-                    side.copy.write(off + i, &[b]);
+                    copy.write(off + i, &[b]);
                 }
             }
         }
@@ -447,7 +451,9 @@ impl TsoMemory {
                 let off = (s.addr - self.base) as usize;
                 for i in off..off + s.bytes().len() {
                     side.pending[i] = 0;
-                    side.copy.write(i, &[memory.byte(i)]);
+                    if let Some(copy) = &side.copy {
+                        copy.write(i, &[memory.byte(i)]);
+                    }
                 }
             }
         }
@@ -459,9 +465,13 @@ impl TsoMemory {
         assert_eq!(buffers.len(), self.cpus.len(), "buffers of another machine");
         for (side, buffer) in self.cpus.iter_mut().zip(buffers) {
             debug_assert!(side.buffer.is_empty(), "rebuffer over buffered stores");
+            let Some(copy) = side.copy.as_ref() else {
+                assert!(buffer.is_empty(), "only a TSO memory has buffers");
+                continue;
+            };
             for s in buffer {
                 let off = (s.addr - self.base) as usize;
-                side.copy.write(off, s.bytes());
+                copy.write(off, s.bytes());
                 side.pending[off..off + s.bytes().len()].iter_mut().for_each(|p| *p += 1);
                 side.buffer.push_back(*s);
             }
@@ -490,8 +500,8 @@ impl TsoMemory {
             let off = (a - self.base) as usize;
             let bytes = &state.memory[at..at + l as usize];
             self.memory.write(off, bytes);
-            for side in &self.cpus {
-                side.copy.write(off, bytes);
+            for copy in self.cpus.iter().filter_map(|c| c.copy.as_ref()) {
+                copy.write(off, bytes);
             }
             at += l as usize;
         }
@@ -502,11 +512,17 @@ impl TsoMemory {
             }
             for s in buffer {
                 let off = (s.addr - self.base) as usize;
-                side.copy.write(off, s.bytes());
+                side.copy.as_ref().expect("only a TSO memory has buffers").write(off, s.bytes());
                 side.pending[off..off + s.bytes().len()].iter_mut().for_each(|p| *p += 1);
                 side.buffer.push_back(*s);
             }
         }
+    }
+
+    /// The buffer CPU `cpu`'s loads read: its copy under TSO; memory itself under SC, where
+    /// every CPU's copy would always equal memory (so SC keeps one buffer, as a shared region).
+    fn copy(&self, cpu: usize) -> &PageBuf {
+        self.cpus[cpu].copy.as_ref().unwrap_or(&self.memory)
     }
 }
 
@@ -528,7 +544,7 @@ mod tests {
     /// What an engine does on a store: write its copy, then report it.
     fn engine_store(m: &mut TsoMemory, cpu: usize, addr: u64, bytes: &[u8]) {
         let off = (addr - BASE) as usize;
-        m.cpus[cpu].copy.write(off, bytes);
+        m.copy(cpu).write(off, bytes);
         m.store(cpu, addr, bytes.len()).unwrap();
     }
 

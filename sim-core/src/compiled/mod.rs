@@ -17,7 +17,10 @@
 //! access another CPU can observe — the file's data, an escaped patcher stack frame — or until
 //! a service call: instructions in between touch only the CPU's own registers and stack, which
 //! no other actor can see, so they are not scheduling points (the data races of the protocol
-//! are still every interleaving of its shared accesses).
+//! are still every interleaving of its shared accesses). Under x86-TSO (`--memory tso`,
+//! DESIGN.md §2.16) a plain store to shared memory does not end the step — it only joins the
+//! CPU's store buffer, and its drain is an event of its own ([`crate::event::Event::Drain`]) —
+//! while a shared load, a locked access or a drain does.
 
 pub mod activation;
 pub mod client;
