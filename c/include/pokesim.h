@@ -488,6 +488,44 @@ static __always_inline bool atomic_inc_not_zero(atomic_t *v)
 	return atomic_add_unless(v, 1, 0);
 }
 
+/* The same three operations without the LOCK prefix: what arch/x86/include/asm/atomic.h compiles
+ * to when LOCK_PREFIX is empty (asm/alternative.h: a kernel without CONFIG_SMP), and what
+ * alternatives_smp_unlock() leaves in the text while one CPU is online. Only the mutant
+ * unlocked-refs uses them: one instruction each, so under pokesim's SC (an instruction is one
+ * step) they behave as the locked ones; under x86-TSO the store waits in the CPU's buffer
+ * (DESIGN.md §2.16). */
+static __always_inline bool unlocked_atomic_try_cmpxchg(atomic_t *v, int *old, int n)
+{
+	bool ok;
+
+	asm volatile("cmpxchgl %3, %1" : "=@ccz"(ok), "+m"(v->counter), "+a"(*old) : "r"(n) : "memory");
+	return ok;
+}
+
+static __always_inline bool unlocked_atomic_inc_not_zero(atomic_t *v)
+{
+	int c = atomic_read(v);
+
+	do {
+		if (unlikely(c == 0))
+			return false;
+	} while (!unlocked_atomic_try_cmpxchg(v, &c, c + 1));
+	return true;
+}
+
+static __always_inline void unlocked_atomic_dec(atomic_t *v)
+{
+	asm volatile("decl %0" : "+m"(v->counter) : : "memory");
+}
+
+static __always_inline bool unlocked_atomic_dec_and_test(atomic_t *v)
+{
+	bool zero;
+
+	asm volatile("decl %0" : "+m"(v->counter), "=@cce"(zero) : : "memory");
+	return zero;
+}
+
 #define atomic_cond_read_acquire(v, c) smp_cond_load_acquire(&(v)->counter, (c))
 #define atomic_cond_read_relaxed(v, c) smp_cond_load_relaxed(&(v)->counter, (c))
 

@@ -17,7 +17,7 @@
  * Mutants (sim-core/src/protocol/mutant.rs), each a switch at the place the model edits:
  * POKESIM_MUTANT_NO_SYNC_AFTER_INT3, _NO_SYNC_AFTER_TAIL, _NO_SYNC_AFTER_FIRST, _NO_INT3,
  * _TAIL_BEFORE_INT3, _PUBLISH_AFTER_INT3, _DETOUR_HANDLER, _SKIP_REFS_WAIT, _EMULATE_OLD,
- * _NO_WMB, _NO_RMB.
+ * _NO_WMB, _NO_RMB, _UNLOCKED_REFS (C only: the model has no instruction to unlock).
  */
 #include "pokesim.h"
 
@@ -103,7 +103,12 @@ static __always_inline struct bp_patching_desc *try_get_desc(struct bp_patching_
 {
 	struct bp_patching_desc *desc = READ_ONCE(*descp); /* rcu_dereference */
 
+#ifdef POKESIM_MUTANT_UNLOCKED_REFS
+	/* mutant unlocked-refs: the reference counts without LOCK (a UP kernel's atomics). */
+	if (!desc || !unlocked_atomic_inc_not_zero(&desc->refs))
+#else
 	if (!desc || !atomic_inc_not_zero(&desc->refs))
+#endif
 		return NULL;
 
 	return desc;
@@ -113,7 +118,11 @@ static __always_inline struct bp_patching_desc *try_get_desc(struct bp_patching_
 static __always_inline void put_desc(struct bp_patching_desc *desc)
 {
 	smp_mb__before_atomic();
+#ifdef POKESIM_MUTANT_UNLOCKED_REFS
+	unlocked_atomic_dec(&desc->refs);
+#else
 	atomic_dec(&desc->refs);
+#endif
 }
 
 /* text_poke_addr(): an entry's site. */
@@ -368,6 +377,9 @@ teardown:
 #ifdef POKESIM_MUTANT_SKIP_REFS_WAIT
 	/* mutant skip-refs-wait: return while handlers may still hold the descriptor. */
 	atomic_dec_and_test(&desc.refs);
+#elif defined(POKESIM_MUTANT_UNLOCKED_REFS)
+	if (!unlocked_atomic_dec_and_test(&desc.refs))
+		atomic_cond_read_acquire(&desc.refs, !VAL);
 #else
 	if (!atomic_dec_and_test(&desc.refs))
 		atomic_cond_read_acquire(&desc.refs, !VAL);

@@ -18,7 +18,7 @@
  * POKESIM_MUTANT_NO_SYNC_AFTER_INT3, _NO_SYNC_AFTER_TAIL, _NO_SYNC_AFTER_FIRST, _NO_INT3,
  * _TAIL_BEFORE_INT3, _PUBLISH_AFTER_INT3, _DETOUR_HANDLER, _SKIP_REFS_WAIT, _EMULATE_OLD,
  * _NO_WMB, _NO_RMB, _JCC_NO_INVERT, _BATCH_NO_FULL_CHECK, _BATCH_NO_ORDER_CHECK,
- * _SINGLE_UNCHECKED_ADD.
+ * _SINGLE_UNCHECKED_ADD, _UNLOCKED_REFS.
  */
 #include "pokesim.h"
 
@@ -157,7 +157,12 @@ static __always_inline bool try_get_text_poke_array(void)
 {
 	atomic_t *refs = this_cpu_ptr(&text_poke_array_refs);
 
+#ifdef POKESIM_MUTANT_UNLOCKED_REFS
+	/* mutant unlocked-refs: the reference counts without LOCK (a UP kernel's atomics). */
+	if (!unlocked_atomic_inc_not_zero(refs))
+#else
 	if (!raw_atomic_inc_not_zero(refs))
+#endif
 		return false;
 
 	return true;
@@ -169,7 +174,11 @@ static __always_inline void put_text_poke_array(void)
 	atomic_t *refs = this_cpu_ptr(&text_poke_array_refs);
 
 	smp_mb__before_atomic();
+#ifdef POKESIM_MUTANT_UNLOCKED_REFS
+	unlocked_atomic_dec(refs);
+#else
 	raw_atomic_dec(refs);
+#endif
 }
 
 /* text_poke_addr(): an entry's site. */
@@ -452,6 +461,9 @@ teardown:
 #ifdef POKESIM_MUTANT_SKIP_REFS_WAIT
 		/* mutant skip-refs-wait: move on while handlers may still use the vector. */
 		atomic_dec_and_test(refs);
+#elif defined(POKESIM_MUTANT_UNLOCKED_REFS)
+		if (unlikely(!unlocked_atomic_dec_and_test(refs)))
+			atomic_cond_read_acquire(refs, !VAL);
 #else
 		if (unlikely(!atomic_dec_and_test(refs)))
 			atomic_cond_read_acquire(refs, !VAL);

@@ -34,7 +34,7 @@ mod view;
 
 pub use error::CpuError;
 pub use fetch::{FetchModel, FetchUnit, Staleness, StoreGranularity};
-pub use kernel::{Accesses, KernelCpu, KernelFault, KernelMemory, KernelStep, MemAccess};
+pub use kernel::{Accesses, KernelCpu, KernelData, KernelFault, KernelMemory, KernelStep, MemAccess};
 pub use layout::{Layout, PAGE_SIZE};
 pub use memory::SharedRegion;
 pub use reference::{ReferenceExecutor, ReferenceResult};

@@ -43,6 +43,9 @@
 //! drain writes the entry into memory and into every other CPU's copy, except the bytes that
 //! CPU still has buffered stores to (counted per byte), which it keeps showing. Invariant:
 //! `copy[c][b] == newest buffered store of c to b` if `pending[c][b] > 0`, else `memory[b]`.
+//! Under SC nothing is ever buffered, so every copy would always equal memory: there are no
+//! copies, every CPU maps memory itself (one host buffer, as a shared region) and a store is
+//! already in memory when it is reported.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -130,7 +133,7 @@ impl fmt::Debug for BufferedStore {
 }
 
 /// What a memory access outside the region, or a misuse, is.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
 pub enum TsoError {
     /// `(addr, len)` is not inside the region.
     #[error("data access [{0:#x}, +{1}) outside the TSO region")]
@@ -146,9 +149,11 @@ pub enum TsoError {
 /// One CPU's side: its copy (memory + its own buffered stores), its buffer, and per byte the
 /// number of its buffered stores that cover it.
 struct CpuSide {
-    copy: PageBuf,
+    copy: Option<PageBuf>,
     buffer: VecDeque<BufferedStore>,
     pending: Vec<u16>,
+    /// Stores ever buffered and drained (for traces: not state, never saved or restored).
+    counts: (u64, u64),
 }
 
 /// What a search saves of a [`TsoMemory`]: memory in the saved windows and every buffer.
@@ -183,8 +188,12 @@ impl TsoMemory {
     /// the whole region until [`TsoMemory::set_windows`] says otherwise.
     pub fn new(model: MemoryModel, base: u64, len: u64, cpus: usize) -> Self {
         assert!(len > 0 && len.is_multiple_of(PAGE_SIZE), "a region is whole pages");
-        let side =
-            || CpuSide { copy: PageBuf::new(len as usize), buffer: VecDeque::new(), pending: vec![0; len as usize] };
+        let side = || CpuSide {
+            copy: (model == MemoryModel::Tso).then(|| PageBuf::new(len as usize)),
+            buffer: VecDeque::new(),
+            pending: vec![0; len as usize],
+            counts: (0, 0),
+        };
         Self {
             model,
             base,
@@ -231,7 +240,7 @@ impl TsoMemory {
 
     /// The host buffer CPU `cpu`'s engine maps at [`TsoMemory::base`].
     pub(crate) fn copy_ptr(&self, cpu: usize) -> *mut u8 {
-        self.cpus[cpu].copy.as_ptr()
+        self.copy(cpu).as_ptr()
     }
 
     fn offset(&self, addr: u64, len: usize) -> Result<usize, TsoError> {
@@ -257,7 +266,9 @@ impl TsoMemory {
         self.memory.write(off, bytes);
         for c in &self.cpus {
             debug_assert!(c.buffer.is_empty(), "init with buffered stores");
-            c.copy.write(off, bytes);
+            if let Some(copy) = &c.copy {
+                copy.write(off, bytes);
+            }
         }
         Ok(())
     }
@@ -272,13 +283,19 @@ impl TsoMemory {
     /// What a load by `cpu` reads: its own newest buffered store per byte, else memory.
     pub fn read_as(&self, cpu: usize, addr: u64, out: &mut [u8]) -> Result<(), TsoError> {
         let off = self.offset(addr, out.len())?;
-        self.cpus[cpu].copy.read(off, out);
+        self.copy(cpu).read(off, out);
         Ok(())
     }
 
     /// CPU `cpu`'s buffer, oldest first.
     pub fn buffer(&self, cpu: usize) -> impl ExactSizeIterator<Item = &BufferedStore> {
         self.cpus[cpu].buffer.iter()
+    }
+
+    /// How many stores CPU `cpu` has ever buffered and drained (for traces: the stores a
+    /// step buffered are the last `after.0 - before.0` of its buffer; not part of the state).
+    pub fn counts(&self, cpu: usize) -> (u64, u64) {
+        self.cpus[cpu].counts
     }
 
     /// Number of stores CPU `cpu` has buffered.
@@ -291,11 +308,15 @@ impl TsoMemory {
     /// drained at once.
     pub fn store(&mut self, cpu: usize, addr: u64, len: usize) -> Result<(), TsoError> {
         let off = self.offset(addr, len)?;
-        self.check_saved(addr, len)?;
+        if self.model == MemoryModel::Tso {
+            // Under SC memory is the copies (nothing is buffered): a store outside the windows
+            // is as unsaved as it always was; under TSO a restore could not rebuild it.
+            self.check_saved(addr, len)?;
+        }
         let mut bytes = [0u8; MAX_STORE];
         for (chunk, a) in (0..len).step_by(MAX_STORE).map(|s| (s, addr + s as u64)) {
             let n = (len - chunk).min(MAX_STORE);
-            self.cpus[cpu].copy.read(off + chunk, &mut bytes[..n]);
+            self.copy(cpu).read(off + chunk, &mut bytes[..n]);
             let store = BufferedStore::new(a, &bytes[..n]);
             match self.model {
                 MemoryModel::Sc => self.publish(cpu, &store),
@@ -319,6 +340,48 @@ impl TsoMemory {
         r
     }
 
+    /// Records a store CPU `cpu`'s engine just wrote into its copy at memory no other CPU can
+    /// address yet (its own stack below anything it published): it goes straight to memory
+    /// unless the CPU still has older buffered stores to those bytes (then it is buffered
+    /// behind them, FIFO). Nobody can read it before a later store publishes its address, and
+    /// that store drains after it, so the states are those of buffering it.
+    pub fn store_private(&mut self, cpu: usize, addr: u64, len: usize) -> Result<(), TsoError> {
+        let off = self.offset(addr, len)?;
+        if self.cpus[cpu].pending[off..off + len].iter().any(|&p| p > 0) {
+            return self.store(cpu, addr, len);
+        }
+        let model = self.model;
+        self.model = MemoryModel::Sc;
+        let r = self.store(cpu, addr, len);
+        self.model = model;
+        r
+    }
+
+    /// A store by CPU `cpu` made from outside its engine (a kernel service pokesim carries
+    /// out): written into its copy, then recorded as [`TsoMemory::store`] (or
+    /// [`TsoMemory::store_private`] with `private`) does.
+    pub fn write_as(&mut self, cpu: usize, addr: u64, bytes: &[u8], private: bool) -> Result<(), TsoError> {
+        let off = self.offset(addr, bytes.len())?;
+        self.copy(cpu).write(off, bytes);
+        match private {
+            true => self.store_private(cpu, addr, bytes.len()),
+            false => self.store(cpu, addr, bytes.len()),
+        }
+    }
+
+    /// Writes memory and every copy (a restored window); every buffer must be empty at those
+    /// bytes (under SC they always are).
+    pub fn write_memory(&mut self, addr: u64, bytes: &[u8]) -> Result<(), TsoError> {
+        let off = self.offset(addr, bytes.len())?;
+        self.memory.write(off, bytes);
+        for c in &self.cpus {
+            if let Some(copy) = &c.copy {
+                copy.write(off, bytes);
+            }
+        }
+        Ok(())
+    }
+
     fn enqueue(&mut self, cpu: usize, store: BufferedStore) {
         let off = (store.addr - self.base) as usize;
         let side = &mut self.cpus[cpu];
@@ -326,6 +389,7 @@ impl TsoMemory {
             *p = p.checked_add(1).expect("fewer than 65536 buffered stores per byte");
         }
         side.buffer.push_back(store);
+        side.counts.0 += 1;
     }
 
     /// Writes `store` (by `cpu`) into memory and into every other CPU's copy where that CPU
@@ -334,12 +398,16 @@ impl TsoMemory {
         let off = (store.addr - self.base) as usize;
         self.memory.write(off, store.bytes());
         for (c, side) in self.cpus.iter().enumerate() {
-            if c == cpu {
+            let Some(copy) = side.copy.as_ref().filter(|_| c != cpu) else { continue };
+            let n = store.bytes().len();
+            if side.pending[off..off + n].iter().all(|&p| p == 0) {
+                // The common case: the whole store at once.
+                copy.write(off, store.bytes());
                 continue;
             }
             for (i, &b) in store.bytes().iter().enumerate() {
                 if side.pending[off + i] == 0 {
-                    side.copy.write(off + i, &[b]);
+                    copy.write(off + i, &[b]);
                 }
             }
         }
@@ -349,6 +417,7 @@ impl TsoMemory {
     /// buffer is empty). Its own copy already shows it, or a newer store of its own.
     pub fn drain_oldest(&mut self, cpu: usize) -> Option<BufferedStore> {
         let store = self.cpus[cpu].buffer.pop_front()?;
+        self.cpus[cpu].counts.1 += 1;
         let off = (store.addr - self.base) as usize;
         for p in &mut self.cpus[cpu].pending[off..off + store.bytes().len()] {
             *p -= 1;
@@ -365,6 +434,48 @@ impl TsoMemory {
             n += 1;
         }
         n
+    }
+
+    /// Every CPU's buffer, oldest first (what a saved state keeps beside memory).
+    pub fn buffers(&self) -> Vec<Vec<BufferedStore>> {
+        self.cpus.iter().map(|c| c.buffer.iter().copied().collect()).collect()
+    }
+
+    /// Empties every buffer without draining it: each copy shows memory again where it
+    /// showed a buffered store (the first half of restoring a state whose memory the caller
+    /// writes next, with [`TsoMemory::write_memory`], before [`TsoMemory::rebuffer`]).
+    pub fn unbuffer(&mut self) {
+        let memory = &self.memory;
+        for side in &mut self.cpus {
+            for s in side.buffer.drain(..) {
+                let off = (s.addr - self.base) as usize;
+                for i in off..off + s.bytes().len() {
+                    side.pending[i] = 0;
+                    if let Some(copy) = &side.copy {
+                        copy.write(i, &[memory.byte(i)]);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Puts `buffers` (one per CPU, oldest first) into the empty buffers: each copy shows
+    /// them over memory (the second half of a restore).
+    pub fn rebuffer(&mut self, buffers: &[Vec<BufferedStore>]) {
+        assert_eq!(buffers.len(), self.cpus.len(), "buffers of another machine");
+        for (side, buffer) in self.cpus.iter_mut().zip(buffers) {
+            debug_assert!(side.buffer.is_empty(), "rebuffer over buffered stores");
+            let Some(copy) = side.copy.as_ref() else {
+                assert!(buffer.is_empty(), "only a TSO memory has buffers");
+                continue;
+            };
+            for s in buffer {
+                let off = (s.addr - self.base) as usize;
+                copy.write(off, s.bytes());
+                side.pending[off..off + s.bytes().len()].iter_mut().for_each(|p| *p += 1);
+                side.buffer.push_back(*s);
+            }
+        }
     }
 
     /// The state: memory in the saved windows and every buffer.
@@ -389,8 +500,8 @@ impl TsoMemory {
             let off = (a - self.base) as usize;
             let bytes = &state.memory[at..at + l as usize];
             self.memory.write(off, bytes);
-            for side in &self.cpus {
-                side.copy.write(off, bytes);
+            for copy in self.cpus.iter().filter_map(|c| c.copy.as_ref()) {
+                copy.write(off, bytes);
             }
             at += l as usize;
         }
@@ -401,11 +512,17 @@ impl TsoMemory {
             }
             for s in buffer {
                 let off = (s.addr - self.base) as usize;
-                side.copy.write(off, s.bytes());
+                side.copy.as_ref().expect("only a TSO memory has buffers").write(off, s.bytes());
                 side.pending[off..off + s.bytes().len()].iter_mut().for_each(|p| *p += 1);
                 side.buffer.push_back(*s);
             }
         }
+    }
+
+    /// The buffer CPU `cpu`'s loads read: its copy under TSO; memory itself under SC, where
+    /// every CPU's copy would always equal memory (so SC keeps one buffer, as a shared region).
+    fn copy(&self, cpu: usize) -> &PageBuf {
+        self.cpus[cpu].copy.as_ref().unwrap_or(&self.memory)
     }
 }
 
@@ -427,7 +544,7 @@ mod tests {
     /// What an engine does on a store: write its copy, then report it.
     fn engine_store(m: &mut TsoMemory, cpu: usize, addr: u64, bytes: &[u8]) {
         let off = (addr - BASE) as usize;
-        m.cpus[cpu].copy.write(off, bytes);
+        m.copy(cpu).write(off, bytes);
         m.store(cpu, addr, bytes.len()).unwrap();
     }
 

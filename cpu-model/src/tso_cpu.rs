@@ -15,9 +15,8 @@
 //! fence, locked or serialising, run it with `emu_start(rip, 0, 0, 1)` (it reads its copy:
 //! forwarding), then hand every store the hook saw to the memory — buffered, or straight to
 //! memory for a locked instruction. An exception or interrupt raised by the step drains the
-//! buffer too (its delivery is serialising). This is the mechanism the guests and the compiled
-//! C protocol's kernel data will use (DESIGN.md §2.16): a `Vcpu` maps its TSO copy instead of
-//! the shared data region and reports its stores the same way.
+//! buffer too (its delivery is serialising). The compiled C protocol's kernel data uses the same
+//! rules ([`crate::kernel`], DESIGN.md §2.16); the guests' data does not (yet).
 
 use std::cell::{Cell, RefCell};
 use std::fmt;

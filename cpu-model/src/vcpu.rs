@@ -256,7 +256,7 @@ impl Vcpu {
     /// Maps the kernel code and data of a protocol compiled from C into this vCPU's engine,
     /// watching `watch` of the data ([`crate::kernel`]): its INT3 handler runs there.
     pub fn map_kernel(&mut self, mem: &Rc<KernelMemory>, watch: (u64, u64)) -> Result<(), CpuError> {
-        self.kernel = Some(KernelMapping::map(self.engine.uc(), mem, watch, false)?);
+        self.kernel = Some(KernelMapping::map(self.engine.uc(), mem, watch, false, self.id)?);
         Ok(())
     }
 
@@ -264,7 +264,7 @@ impl Vcpu {
     /// from C): no instruction view, no fetch model — kernel code is never patched.
     pub fn step_kernel(&mut self) -> Result<KernelStep, CpuError> {
         let kernel = self.kernel.as_ref().ok_or(CpuError::Layout("no kernel code is mapped".into()))?;
-        let (step, next) = kernel.step(self.engine.uc(), self.rip, &self.trap)?;
+        let (step, next) = kernel.step(self.engine.uc(), self.rip, &self.trap, (0, 0))?;
         self.rip = next;
         Ok(step)
     }

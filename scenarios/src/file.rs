@@ -628,6 +628,10 @@ fn tables_toml(s: &crate::scenario::Scenario, out: &mut String) {
             q(i.handler.name())
         ));
     }
+    if c.memory != cpu_model::MemoryModel::Sc {
+        // Only when not the default: a file without `[memory]` is SC, as every older one.
+        out.push_str(&format!("\n[memory]\nmodel = {}\n", q(c.memory.name())));
+    }
     for k in &s.kprobes {
         out.push_str(&format!("\n[[kprobes]]\naddr = {:#x}\narmed = {}\n", k.addr, k.armed));
         if k.cycles > 0 {

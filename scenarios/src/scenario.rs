@@ -130,6 +130,10 @@ impl Scenario {
         if self.config.own_stores != sim_core::interrupt::OwnStores::default() {
             s.push_str(&format!("+own-stores={}", self.config.own_stores));
         }
+        if self.config.memory != cpu_model::MemoryModel::Sc {
+            // Only when not the default: every label of an SC run stays as it was.
+            s.push_str(&format!("[memory={}]", self.config.memory));
+        }
         s
     }
 

@@ -326,24 +326,22 @@ impl ScenarioSpec {
             }
             config.compiled = Some(compiled);
         }
-        self.memory_model(loc, &config)?;
+        config.memory = self.memory_model(loc, &config)?;
         Ok(config)
     }
 
-    /// Checks `[memory] model`: `sc` is what every run does; `tso` is refused, for a Rust-model
-    /// protocol (its shared state is Rust-side, not data memory) and, until the machine has
-    /// store buffers for it, for a compiled one too (DESIGN.md §2.16).
-    fn memory_model(&self, loc: &Locate<'_>, config: &RunConfig) -> Result<(), InputError> {
+    /// Checks `[memory] model`: `sc` (the default) is what every run has always done; `tso`
+    /// runs the compiled protocol's kernel data on x86-TSO store buffers (DESIGN.md §2.16) and
+    /// is refused for a Rust-model protocol (its shared state is Rust-side, not data memory).
+    fn memory_model(&self, loc: &Locate<'_>, config: &RunConfig) -> Result<MemoryModel, InputError> {
         let Some(g) = self.memory.model.as_ref().filter(|g| g.value == MemoryModel::Tso) else {
-            return Ok(());
+            return Ok(MemoryModel::Sc);
         };
-        let msg = if config.compiled.is_none() {
-            "tso applies to a protocol compiled from C (--protocol-c, --protocol-source): the Rust model's \
-             shared state is Rust-side, not data memory, and its barriers are explicit steps"
-        } else {
-            "tso for the compiled protocol's kernel data is not built yet (DESIGN.md §2.16: store buffers, drain \
-             events and their snapshots are the next step); only sc runs"
-        };
+        if config.compiled.is_some() {
+            return Ok(MemoryModel::Tso);
+        }
+        let msg = "tso applies to a protocol compiled from C (--protocol-c, --protocol-source): the Rust model's \
+                   shared state is Rust-side, not data memory, and its barriers are explicit steps";
         Err(InputError::at(loc.file, &g.origin, "memory.model", msg))
     }
 
@@ -474,6 +472,7 @@ impl ScenarioSpec {
             Subject::Site(i) => (format!("sites[{i}]"), of(self.sites.get(i).map(|g| &g.origin))),
             Subject::Code => ("code".into(), of(self.code.as_ref().map(|g| &g.origin))),
             Subject::ProtocolSource => ("protocol.source".into(), of(self.source.as_ref().map(|g| &g.origin))),
+            Subject::Memory => ("memory.model".into(), of(self.memory.model.as_ref().map(|g| &g.origin))),
         };
         InputError::at(loc.file, &at, field, message)
     }

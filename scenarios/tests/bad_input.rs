@@ -136,7 +136,7 @@ fn field_cases() -> Vec<Case> {
         // `false` too: the file registers a kprobe, which needs CONFIG_KPROBES.
         ("kernel.CONFIG_KPROBES", &["\"y\"", "1", "false"]),
         ("kernel.CONFIG_FOO", &["true"]),
-        // tso: refused on the Rust model (and, until built, on compiled protocols).
+        // tso: refused on the Rust model (a compiled protocol runs it: c_protocol.rs).
         ("memory.model", &["\"tso\"", "\"pso\"", "1"]),
         ("memory.order", &["\"x\""]),
     ];

@@ -211,36 +211,43 @@ fn the_mutant_matrix_runs_over_the_c_files() {
 }
 
 /// `--memory` / `[memory] model`: `sc` is the run every compiled protocol has always had (the
-/// same trace hash); `tso` is refused, exit 2, naming the flag or the file's line and field —
-/// on a Rust-model protocol (its shared state is Rust-side) and, until store buffers are in the
-/// machine (DESIGN.md §2.16), on a compiled one too.
+/// same trace hash, no model in the label); `tso` runs a compiled protocol on store buffers
+/// (DESIGN.md §2.16, named in the label) and is refused, exit 2, naming the flag or the file's
+/// line and field, on a Rust-model protocol (its shared state is Rust-side).
 #[test]
-fn the_memory_model_sc_is_the_run_and_tso_is_refused_until_built() {
+fn the_memory_model_sc_is_the_run_and_tso_runs_only_compiled_protocols() {
     let dir = tempdir("c-memory");
-    let hash = |extra: &[&str]| {
+    let run = |extra: &[&str]| {
         let mut c = pokesim();
         c.current_dir(&dir).args(["run", "--protocol", "linux-5.5", "--protocol-c", "--rounds", "1", "--runs", "1"]);
         let (code, stdout, stderr) = out(c.args(["--json", "--no-artifact"]).args(extra));
         assert_eq!(code, 0, "{stdout}{stderr}");
         let line = stdout.lines().last().unwrap_or_default().to_string();
         let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {stdout}"));
-        assert!(!line.contains("\"memory\""), "sc is not shown: {line}");
-        v["trace_hash"].clone()
+        (line, v["trace_hash"].clone())
     };
-    assert_eq!(hash(&[]), hash(&["--memory", "sc"]), "--memory sc is the default run");
-    for protocol in [&["--protocol-c"][..], &[]] {
-        let mut c = pokesim();
-        c.current_dir(&dir).args(["run", "--protocol", "linux-5.5", "--memory", "tso"]).args(protocol);
-        let (code, _, stderr) = out(&mut c);
-        assert_eq!(code, 2, "{stderr}");
-        assert!(stderr.contains("--memory") && stderr.contains("tso"), "{stderr}");
-    }
-    let file = write(
-        &dir,
-        "tso.toml",
-        "protocol = { version = \"linux-5.5\", c = true }\n[workload]\nkind = \"ftrace\"\n[memory]\nmodel = \"tso\"\n",
-    );
+    let (sc, sc_hash) = run(&[]);
+    assert!(!sc.contains("memory"), "sc is not shown: {sc}");
+    assert_eq!(sc_hash, run(&["--memory", "sc"]).1, "--memory sc is the default run");
+    let (tso, _) = run(&["--memory", "tso"]);
+    assert!(tso.contains("[memory=tso]"), "tso is named in the label: {tso}");
+    let mut c = pokesim();
+    c.current_dir(&dir).args(["run", "--protocol", "linux-5.5", "--memory", "tso"]);
+    let (code, _, stderr) = out(&mut c);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--memory") && stderr.contains("compiled from C"), "{stderr}");
+    let file =
+        write(&dir, "tso.toml", "protocol = \"linux-5.5\"\n[workload]\nkind = \"ftrace\"\n[memory]\nmodel = \"tso\"\n");
     let (code, _, stderr) = out(pokesim().arg("run").arg(&file));
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("tso.toml:5") && stderr.contains("memory.model"), "{stderr}");
+    let file = write(
+        &dir,
+        "tso-c.toml",
+        "protocol = { version = \"linux-5.5\", c = true }\n[workload]\nkind = \"ftrace\"\nrounds = 1\n[memory]\nmodel = \"tso\"\n",
+    );
+    let (code, stdout, stderr) =
+        out(pokesim().current_dir(&dir).args(["run", "--runs", "3", "--no-artifact"]).arg(&file));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("[memory=tso]"), "{stdout}");
 }

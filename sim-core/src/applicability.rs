@@ -79,6 +79,12 @@ pub fn vacuous(m: Mutant, plan: &Facts<'_>) -> Option<String> {
                 )
             })
         }
+        Edits::UnlockedRefs => plan.config.compiled.is_none().then(|| {
+            format!(
+                "it removes the LOCK prefix of the reference counts of a protocol compiled from C (the Rust models \
+                 have no instructions); `--protocol-c --memory tso` makes it act (workload {workload})"
+            )
+        }),
     }
 }
 

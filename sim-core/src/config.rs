@@ -23,6 +23,10 @@ pub const MAX_CPUS: usize = 256;
 /// disarm themselves.
 pub(crate) const MAX_CLIENTS: usize = 8;
 
+/// The most scheduling actors ([`crate::sched::actor`]): the vCPUs, the patching clients, and
+/// the store buffer of each of their CPUs.
+pub(crate) const MAX_ACTORS: usize = 2 * (MAX_CPUS + MAX_CLIENTS);
+
 /// The largest tick budget a run accepts (a budget is a bound on work, not on memory: a run
 /// keeps no per-tick state unless it records its decisions or its trace).
 pub const MAX_TICKS: u64 = 100_000_000_000;
@@ -91,6 +95,11 @@ pub struct RunConfig {
     pub interrupts: Option<crate::interrupt::Interrupts>,
     /// How a patching CPU's own text stores reach its own fetches (`[fetch] own_stores`).
     pub own_stores: crate::interrupt::OwnStores,
+    /// The memory model of a compiled protocol's kernel data (DESIGN.md §2.16): `Sc` (every
+    /// store visible at once, the default) or `Tso` (per-CPU store buffers drained by
+    /// [`crate::event::Event::Drain`] events). The Rust models have no data memory: `Tso` needs
+    /// [`RunConfig::compiled`].
+    pub memory: cpu_model::MemoryModel,
 }
 
 /// Drain steps per vCPU by default.
@@ -113,6 +122,7 @@ impl Default for RunConfig {
             compiled: None,
             interrupts: None,
             own_stores: crate::interrupt::OwnStores::Serialize,
+            memory: cpu_model::MemoryModel::Sc,
         }
     }
 }
@@ -135,6 +145,14 @@ impl RunConfig {
         }
         if let cpu_model::Staleness::Bounded(0) = self.fetch.staleness {
             return bad(Subject::Fetch, "staleness: a bound must be at least 1 step".into());
+        }
+        if self.memory == cpu_model::MemoryModel::Tso && self.compiled.is_none() {
+            return bad(
+                Subject::Memory,
+                "tso applies to a protocol compiled from C: the Rust model's shared state is Rust-side, not data \
+                 memory, and its barriers are explicit steps"
+                    .into(),
+            );
         }
         if let Some(p) = &self.program {
             crate::program::validate(p)?;

@@ -56,6 +56,8 @@ pub enum Subject {
     ProtocolSource,
     /// `[interrupts]`.
     Interrupts,
+    /// `[memory] model`: the memory model of the compiled protocol's kernel data.
+    Memory,
 }
 
 impl Subject {
@@ -82,6 +84,7 @@ impl Subject {
             Subject::Code => "code",
             Subject::ProtocolSource => "protocol.source",
             Subject::Interrupts => "interrupts",
+            Subject::Memory => "memory.model",
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The events a tick can run (DESIGN.md §2.2). At every tick the machine lists the enabled
 //! events in this canonical order — guest steps, handler steps, IPI deliveries by vCPU index,
 //! then the patching clients by index, then (with `[interrupts]`) the interrupt deliveries to
-//! vCPUs and to patching clients' CPUs, by index — and the scheduler picks one.
+//! vCPUs and to patching clients' CPUs, by index, then (under x86-TSO, DESIGN.md §2.16) the
+//! store-buffer drains by CPU — and the scheduler picks one.
 
 use std::fmt;
 
@@ -26,6 +27,10 @@ pub enum Event {
     /// vCPUs + k): the client stops and its CPU runs the handler, one [`Event::Patcher`] step
     /// per instruction, until the handler's IRET.
     PatcherInterrupt(usize),
+    /// Under x86-TSO, the oldest store in CPU `c`'s buffer of the compiled protocol's kernel
+    /// data reaches memory (`c` is `smp_processor_id()`: vCPU `i` is CPU `i`, patching client
+    /// `k` is CPU `cpus + k`). Enabled while the buffer is not empty.
+    Drain(usize),
 }
 
 impl Event {
@@ -33,7 +38,7 @@ impl Event {
     pub fn cpu(self) -> Option<usize> {
         match self {
             Event::GuestStep(i) | Event::HandlerStep(i) | Event::IpiDeliver(i) | Event::Interrupt(i) => Some(i),
-            Event::Patcher(_) | Event::PatcherInterrupt(_) => None,
+            Event::Patcher(_) | Event::PatcherInterrupt(_) | Event::Drain(_) => None,
         }
     }
 
@@ -57,6 +62,7 @@ impl fmt::Display for Event {
             Event::Interrupt(i) => write!(f, "cpu{i} irq"),
             Event::PatcherInterrupt(0) => f.write_str("patcher irq"),
             Event::PatcherInterrupt(k) => write!(f, "patcher{k} irq"),
+            Event::Drain(c) => write!(f, "cpu{c} drain"),
         }
     }
 }

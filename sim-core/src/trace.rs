@@ -39,6 +39,8 @@ pub enum TraceKind {
     IrqEnter,
     /// The interrupt handler's IRET (serialising: the CPU's view becomes exact).
     Iret,
+    /// Under x86-TSO, a buffered store of the kernel data reached memory.
+    Drain,
 }
 
 /// One event as the trace shows it.
@@ -192,6 +194,7 @@ impl Trace {
             Event::Patcher(k) => (3, u64::MAX - k as u64),
             Event::Interrupt(i) => (4, i as u64),
             Event::PatcherInterrupt(k) => (5, u64::MAX - k as u64),
+            Event::Drain(c) => (6, c as u64),
         };
         // The record: tick, tag, actor, rip, the two lengths, the bytes and their epochs (at
         // most 27 + 15 + 60 = 102 bytes), then `what`. Records were once clipped at 128 bytes;

@@ -142,6 +142,7 @@ fn kind_name(k: TraceKind) -> &'static str {
         TraceKind::SyncDone => "sync-done",
         TraceKind::IrqEnter => "irq-enter",
         TraceKind::Iret => "iret",
+        TraceKind::Drain => "drain",
     }
 }
 

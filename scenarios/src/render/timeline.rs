@@ -112,6 +112,7 @@ pub fn mark_class(run: &Run, e: &TraceEvent) -> &'static str {
         TraceKind::Broadcast => "broadcast",
         TraceKind::SyncDone => "sync-done",
         TraceKind::Patcher => "patcher",
+        TraceKind::Drain => "drain",
     }
 }
 

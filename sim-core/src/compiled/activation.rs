@@ -10,7 +10,7 @@
 
 use std::hash::{Hash, Hasher};
 
-use cpu_model::{Accesses, KernelFault, KernelMemory, Reg, Regs, SharedRegion, Vcpu};
+use cpu_model::{Accesses, KernelFault, KernelMemory, KernelStep, MemoryModel, Reg, Regs, SharedRegion, Vcpu};
 
 use super::pt_regs;
 use super::service::{self, Common};
@@ -129,7 +129,7 @@ impl CHandler {
                 let message = format!("{uaf} in {}", ctx.compiled.locate(rip));
                 return Ok(HandlerStep::Fault { kind: ViolationKind::UseAfterFree, message });
             }
-            if step.accesses.overflow || step.accesses.iter().any(|a| shared(a.addr)) {
+            if ends_step(&step, ctx.mem.model()) {
                 break;
             }
         }
@@ -140,12 +140,13 @@ impl CHandler {
     /// Pushes the `pt_regs` frame and calls the handler with it.
     fn enter(&mut self, ctx: &mut CCtx<'_>) -> Result<(), String> {
         let frame = exception_stack(self.cpu).1 - pt_regs::SIZE - 8;
-        let mem = ctx.mem.data();
+        let (mem, cpu) = (ctx.mem, self.cpu);
         let t = &self.trapped;
+        // Its own exception stack: no other CPU addresses it (no store buffer).
         for (i, v) in pt_regs::frame(t).into_iter().enumerate() {
-            mem.write_u64(frame + 8 * i as u64, v);
+            mem.write_as(cpu, frame + 8 * i as u64, &v.to_le_bytes(), true);
         }
-        mem.write_u64(frame - 8, RETURN_ADDR);
+        mem.write_as(cpu, frame - 8, &RETURN_ADDR.to_le_bytes(), true);
         let mut regs = *t;
         regs.set(Reg::Rsp, frame - 8);
         regs.set(Reg::Rdi, frame);
@@ -163,10 +164,9 @@ impl CHandler {
             return Ok(HandlerStep::Declined);
         }
         let frame = exception_stack(self.cpu).1 - pt_regs::SIZE - 8;
-        let mem = ctx.mem.data();
         let mut qwords = [0u64; pt_regs::QWORDS];
         for (i, q) in qwords.iter_mut().enumerate() {
-            *q = mem.read_u64(frame + 8 * i as u64).unwrap_or(0);
+            *q = ctx.mem.read_u64_as(self.cpu, frame + 8 * i as u64).unwrap_or(0);
         }
         let out = pt_regs::resumed(&qwords, &self.trapped);
         let push =
@@ -199,6 +199,15 @@ impl CHandler {
 /// True if another CPU can observe an access at `addr`: the file's data, a patcher's stack.
 fn shared(addr: u64) -> bool {
     in_file_data(addr) || (KSTACK_BASE..KEXC_BASE).contains(&addr)
+}
+
+/// True if the handler's step ends after `step`: it made an access another CPU can observe
+/// — under TSO a load or a locked access only (a plain store joins the store buffer; its
+/// drain is an event of its own) — or it drained the store buffer (DESIGN.md §2.16).
+fn ends_step(step: &KernelStep, model: MemoryModel) -> bool {
+    let locked = step.ordering == cpu_model::Ordering::Locked;
+    let observed = |a: &&cpu_model::MemAccess| model == MemoryModel::Sc || !a.write || locked;
+    step.accesses.overflow || step.drained > 0 || step.accesses.iter().filter(observed).any(|a| shared(a.addr))
 }
 
 /// An access below a patching client's stack pointer: memory of a frame that returned.

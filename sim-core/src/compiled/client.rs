@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 use std::hash::{Hash, Hasher};
 use std::rc::Rc;
 
-use cpu_model::{Accesses, KernelCpu, KernelFault, KernelMemory, Reg, Regs, StoreGranularity};
+use cpu_model::{KernelCpu, KernelFault, KernelMemory, KernelStep, MemoryModel, Reg, Regs, StoreGranularity};
 
 use super::service::{self, Common};
 use super::{client_stack, in_file_data, Compiled, PRIVATE_RUN_MAX, RETURN_ADDR};
@@ -87,6 +87,8 @@ pub struct CClient {
     irq: bool,
     /// `own_stores = "jump"`: its own stores to the text reach its own fetches at once.
     own_jump: bool,
+    /// Stores its CPU's buffer drained in the last step (for traces only).
+    drained: usize,
 }
 
 /// What one run of instructions ended with.
@@ -120,6 +122,7 @@ impl CClient {
             cpu,
             nr_cpu_ids,
             escaped: top,
+            drained: 0,
             from: 0,
             last: None,
             serialized: false,
@@ -288,14 +291,15 @@ impl CClient {
     }
 
     fn service_return(&mut self, mem: &KernelMemory, value: u64) -> Result<(), String> {
-        service::ret(&mut self.regs, mem, value)
+        service::ret(&mut self.regs, mem, self.cpu, value)
     }
 
     /// Enters the next call: a fresh stack whose return address is [`RETURN_ADDR`].
     fn enter(&mut self, mem: &KernelMemory) {
         let c = self.calls[self.call];
         let sp = client_stack(self.client).1 - 16 - 8;
-        mem.data().write_u64(sp, RETURN_ADDR).expect("the client stack is mapped");
+        // Its own stack, which no other CPU can address yet: straight to memory.
+        mem.write_as(self.cpu, sp, &RETURN_ADDR.to_le_bytes(), true).expect("the client stack is mapped");
         let mut regs = Regs { rip: c.entry, rflags: 0x202, ..Regs::default() };
         regs.set(Reg::Rsp, sp);
         regs.set(Reg::Rdi, c.args[0]);
@@ -336,7 +340,13 @@ impl CClient {
             }
             if let Some(s) = Service::at(rip) {
                 self.regs = cpu.regs().map_err(|e| e.to_string())?;
-                self.from = mem.data().read_u64(self.regs.sp()).unwrap_or(0);
+                self.from = mem.read_u64_as(self.cpu, self.regs.sp()).unwrap_or(0);
+                if drains(s) && mem.buffered(self.cpu) > 0 {
+                    // A draining service first empties the store buffer, a step of its own
+                    // (other CPUs may act between the drain and the service's effect).
+                    self.drained = mem.drain_all(self.cpu).len();
+                    return Ok(Ran::Effect(PatcherEffect::Other));
+                }
                 match self.service(s, kernel, mem) {
                     Some(r) => return r.map(Ran::Effect),
                     None => {
@@ -345,37 +355,44 @@ impl CClient {
                     }
                 }
             }
-            let step = cpu.step().map_err(|e| e.to_string())?;
+            let private = (client_stack(self.client).0, self.escaped);
+            let step = cpu.step(private).map_err(|e| e.to_string())?;
             self.last = Some(step.insn);
+            self.drained += step.drained;
             if let Some(f) = step.fault {
                 self.regs = cpu.regs().map_err(|e| e.to_string())?;
                 return Err(self.fault_message(rip, f));
             }
-            if self.shared(&step.accesses) || self.enabled_interrupts(cpu, &step.insn)? {
+            if self.shared(&step, mem.model()) || self.enabled_interrupts(cpu, &step.insn)? {
                 break;
             }
         }
         self.regs = cpu.regs().map_err(|e| e.to_string())?;
         if Service::at(self.regs.rip).is_some() {
             // The step ended on a call of a service: where it was called from.
-            self.from = mem.data().read_u64(self.regs.sp()).unwrap_or(0);
+            self.from = mem.read_u64_as(self.cpu, self.regs.sp()).unwrap_or(0);
         }
         ran
     }
 
-    /// True if any of `accesses` can be observed by another CPU: the file's data, another
-    /// client's stack, or the escaped part of its own. A stored pointer into its own stack
-    /// escapes that frame (and the older ones above it).
-    fn shared(&mut self, accesses: &Accesses) -> bool {
+    /// True if the step ends after `step`: one of its accesses can be observed by another
+    /// CPU (the file's data, another client's stack, or the escaped part of its own) — under
+    /// TSO only a load or a locked access (a plain store only joins the buffer, and its drain
+    /// is an event of its own) — or it drained the store buffer. A stored pointer into its own
+    /// stack escapes that frame (and the older ones above it).
+    fn shared(&mut self, step: &KernelStep, model: MemoryModel) -> bool {
         let (low, top) = client_stack(self.client);
-        let mut shared = accesses.overflow;
+        let accesses = &step.accesses;
+        let mut shared = accesses.overflow || step.drained > 0;
+        let locked = step.ordering == cpu_model::Ordering::Locked;
         for a in accesses.iter() {
             if a.write && a.size == 8 && (low..top).contains(&a.value) {
                 self.escaped = self.escaped.min(a.value);
             }
             let own = (low..top).contains(&a.addr);
             let stacks = (KSTACK_BASE..KEXC_BASE).contains(&a.addr);
-            shared |= in_file_data(a.addr) || (stacks && !own) || (own && a.addr >= self.escaped);
+            let observable = in_file_data(a.addr) || (stacks && !own) || (own && a.addr >= self.escaped);
+            shared |= observable && (model == MemoryModel::Sc || !a.write || locked);
         }
         shared
     }
@@ -388,6 +405,11 @@ impl CClient {
             return Ok(false);
         }
         Ok(cpu.regs().map_err(|e| e.to_string())?.rflags & crate::interrupt::IF != 0)
+    }
+
+    /// Stores its CPU's buffer drained during its last step (for traces); reset by the reader.
+    pub fn take_drained(&mut self) -> usize {
+        std::mem::take(&mut self.drained)
     }
 
     fn fault_message(&self, rip: u64, f: KernelFault) -> String {
@@ -452,7 +474,12 @@ impl CClient {
                 PatcherEffect::Other
             }
             Service::LockdepAssertHeld if kernel.state.text_mutex != Some(self.client) => {
-                return Some(Err(service::report(mem, "lockdep_assert_held(&text_mutex) failed", a1, a2, 0)))
+                return Some(Err(service::report(
+                    mem,
+                    self.cpu,
+                    "lockdep_assert_held(&text_mutex) failed",
+                    [a1, a2, 0],
+                )))
             }
             Service::LockdepAssertHeld => return self.service_return(mem, 0).err().map(Err),
             Service::SynchronizeRcu => {
@@ -481,7 +508,7 @@ impl CClient {
     ) -> Result<PatcherEffect, String> {
         let caller = self.caller(mem);
         let mut bytes = vec![0u8; len as usize];
-        if len == 0 || len > 16 || mem.read(opcode, &mut bytes).is_none() {
+        if len == 0 || len > 16 || mem.read_as(self.cpu, opcode, &mut bytes).is_none() {
             return Err(format!("text_poke({addr:#x}, {opcode:#x}, {len}) in {caller}: bad opcode buffer or length"));
         }
         if !kernel.text.contains(addr, len) {
@@ -534,7 +561,7 @@ impl CClient {
     ) -> Result<PatcherEffect, String> {
         let caller = self.caller(mem);
         let mut bytes = vec![0u8; len as usize];
-        if len == 0 || len > 16 || mem.read(opcode, &mut bytes).is_none() {
+        if len == 0 || len > 16 || mem.read_as(self.cpu, opcode, &mut bytes).is_none() {
             return Err(format!("memcpy({addr:#x}, {opcode:#x}, {len}) to the text in {caller}: bad source or length"));
         }
         if !kernel.text.contains(addr, len) {
@@ -555,9 +582,29 @@ impl CClient {
 
     /// Where the service was called from (the return address's line).
     fn caller(&self, mem: &KernelMemory) -> String {
-        let ret = mem.data().read_u64(self.regs.sp()).unwrap_or(0);
+        let ret = mem.read_u64_as(self.cpu, self.regs.sp()).unwrap_or(0);
         self.compiled.locate(ret.saturating_sub(1))
     }
+}
+
+/// True if service `s` drains the caller's store buffer first (DESIGN.md §2.16): the kernel's
+/// `mutex_lock()`/`mutex_unlock()` are locked cmpxchgs, `synchronize_rcu()` a full barrier,
+/// `text_poke()` switches CR3 (serialising) before its text store, `text_poke_early()`'s
+/// `memcpy()` stores the text in the same FIFO after the earlier data stores (x86 shows a CPU's
+/// stores in order), `sync_core()` is serialising (IRET to self, or SERIALIZE), and
+/// `on_each_cpu()` queues each target's `call_single_data` with `llist_add()` (a locked
+/// cmpxchg) before the IPI.
+fn drains(s: Service) -> bool {
+    matches!(
+        s,
+        Service::TextPoke
+            | Service::TextMemcpy
+            | Service::SyncCore
+            | Service::OnEachCpu
+            | Service::MutexLock
+            | Service::MutexUnlock
+            | Service::SynchronizeRcu
+    )
 }
 
 fn fault(message: String) -> PatcherEffect {

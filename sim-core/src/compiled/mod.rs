@@ -17,7 +17,10 @@
 //! access another CPU can observe — the file's data, an escaped patcher stack frame — or until
 //! a service call: instructions in between touch only the CPU's own registers and stack, which
 //! no other actor can see, so they are not scheduling points (the data races of the protocol
-//! are still every interleaving of its shared accesses).
+//! are still every interleaving of its shared accesses). Under x86-TSO (`--memory tso`,
+//! DESIGN.md §2.16) a plain store to shared memory does not end the step — it only joins the
+//! CPU's store buffer, and its drain is an event of its own ([`crate::event::Event::Drain`]) —
+//! while a shared load, a locked access or a drain does.
 
 pub mod activation;
 pub mod client;
@@ -190,13 +193,13 @@ pub struct CMachine {
 
 impl CMachine {
     /// Loads `compiled` for `cpus` guest vCPUs and `clients` patching clients, with the
-    /// call arguments `args` at [`KARGS_BASE`].
+    /// call arguments `args` at [`KARGS_BASE`], its shared data under `model`.
     pub fn new(
         compiled: Arc<Compiled>,
-        cpus: usize,
-        clients: usize,
+        (cpus, clients): (usize, usize),
         args: &[u8],
         text: &crate::text::TextMemory,
+        model: cpu_model::MemoryModel,
     ) -> Result<Self, cpu_model::CpuError> {
         use crate::kernel_image::{KCODE_BASE, SERVICE_BASE};
         let image = &compiled.image;
@@ -204,10 +207,18 @@ impl CMachine {
         code.extend_from_slice(&image.code);
         let (low, high) = data_region(cpus);
         let (text_base, text) = (text.end() - text.initial().len() as u64, text.initial());
-        let mem = std::rc::Rc::new(cpu_model::KernelMemory::new(SERVICE_BASE, &code, low, high - low, text_base, text));
-        let fits = mem.data().write(KDATA_BASE, &image.data).and(mem.data().write(KARGS_BASE, args));
+        let data = cpu_model::KernelData {
+            base: low,
+            shared: KEXC_BASE - low,
+            private: high - KEXC_BASE,
+            model,
+            cpus: cpus + clients,
+        };
+        let mem = std::rc::Rc::new(cpu_model::KernelMemory::new(SERVICE_BASE, &code, data, text_base, text));
+        let fits = mem.init(KDATA_BASE, &image.data).and(mem.init(KARGS_BASE, args));
         fits.ok_or_else(|| cpu_model::CpuError::Layout("the compiled protocol's data does not fit".into()))?;
-        let cpus_of = (0..clients).map(|_| cpu_model::KernelCpu::new(&mem, watched(), &cpu_model::Regs::default()));
+        let regs = cpu_model::Regs::default();
+        let cpus_of = (0..clients).map(|k| cpu_model::KernelCpu::new(&mem, watched(), &regs, cpus + k));
         let kcpus = cpus_of.collect::<Result<Vec<_>, _>>()?;
         Ok(Self { compiled, mem, cpus: kcpus, nr_cpu_ids: cpus + clients })
     }

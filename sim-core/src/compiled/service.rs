@@ -21,11 +21,11 @@ pub(crate) fn args(regs: &Regs) -> [u64; 3] {
     [regs.get(Reg::Rdi), regs.get(Reg::Rsi), regs.get(Reg::Rdx)]
 }
 
-/// Returns from a service to its caller with `value` in rax (pops the return address the
-/// `call` pushed). `Err` if the stack cannot be read.
-pub(crate) fn ret(regs: &mut Regs, mem: &KernelMemory, value: u64) -> Result<(), String> {
+/// Returns from a service to CPU `cpu`'s caller with `value` in rax (pops the return address
+/// the `call` pushed, as that CPU reads it). `Err` if the stack cannot be read.
+pub(crate) fn ret(regs: &mut Regs, mem: &KernelMemory, cpu: usize, value: u64) -> Result<(), String> {
     let sp = regs.sp();
-    let to = mem.data().read_u64(sp).ok_or_else(|| format!("return address at {sp:#x} outside the kernel stacks"))?;
+    let to = mem.read_u64_as(cpu, sp).ok_or_else(|| format!("return address at {sp:#x} outside the kernel stacks"))?;
     regs.set(Reg::Rsp, sp + 8);
     regs.set(Reg::Rax, value);
     regs.rip = to;
@@ -49,22 +49,22 @@ pub(crate) fn common(service: Service, regs: &mut Regs, mem: &KernelMemory, cpu:
     let value = match service {
         Service::SmpProcessorId => cpu as u64,
         Service::NrCpuIds => nr_cpu_ids as u64,
-        Service::InsnDecode => insn_decode(mem, a0, a1),
+        Service::InsnDecode => insn_decode(mem, cpu, a0, a1),
         // On a patching CPU there is nothing to serialise: it never fetches the patched text.
         Service::SyncCore => 0,
-        Service::Bug => return Common::Fault(report(mem, "BUG()", a0, a1, a2)),
-        Service::Warn => return Common::Fault(report(mem, "WARN()", a0, a1, a2)),
+        Service::Bug => return Common::Fault(report(mem, cpu, "BUG()", [a0, a1, a2])),
+        Service::Warn => return Common::Fault(report(mem, cpu, "WARN()", [a0, a1, a2])),
         _ => return Common::Other,
     };
-    match ret(regs, mem, value) {
+    match ret(regs, mem, cpu, value) {
         Ok(()) => Common::Returned,
         Err(e) => Common::Fault(e),
     }
 }
 
-/// `BUG() at file:line: cond`.
-pub(crate) fn report(mem: &KernelMemory, what: &str, file: u64, line: u64, cond: u64) -> String {
-    bug_text(what, mem.read_str(file), line, mem.read_str(cond))
+/// `BUG() at file:line: cond`, the strings as CPU `cpu` reads them.
+pub(crate) fn report(mem: &KernelMemory, cpu: usize, what: &str, [file, line, cond]: [u64; 3]) -> String {
+    bug_text(what, mem.read_str_as(cpu, file), line, mem.read_str_as(cpu, cond))
 }
 
 /// The text of `BUG()`/`WARN()` (`what`) called with `file`, `line` and `cond` (the strings
@@ -82,11 +82,12 @@ pub const EINVAL: u64 = (-22i64) as u64;
 /// `struct pokesim_insn_info` (c/include/pokesim.h): length, opcode bytes, the first
 /// immediate (a branch's displacement), sign-extended. Returns 0, or -EINVAL (as a u64) if the
 /// bytes at `kaddr` do not decode or `out` is not writable.
-fn insn_decode(mem: &KernelMemory, kaddr: u64, out: u64) -> u64 {
+/// The read and the write are CPU `cpu`'s (the write a plain store: buffered under TSO).
+fn insn_decode(mem: &KernelMemory, cpu: usize, kaddr: u64, out: u64) -> u64 {
     let mut bytes = [0u8; MAX_INSN_LEN];
-    let n = (1..=MAX_INSN_LEN).rev().find(|&n| mem.read(kaddr, &mut bytes[..n]).is_some()).unwrap_or(0);
+    let n = (1..=MAX_INSN_LEN).rev().find(|&n| mem.read_as(cpu, kaddr, &mut bytes[..n]).is_some()).unwrap_or(0);
     let (info, valid) = insn_info(&bytes[..n], kaddr);
-    match mem.data().write(out, &info) {
+    match mem.write_as(cpu, out, &info, false) {
         Some(()) if valid => 0,
         _ => EINVAL,
     }

@@ -103,6 +103,8 @@ impl Machine {
                     e.kernel =
                         Some("do_sync_core(): sync_core(); /* the IPI of on_each_cpu(), then acknowledge */".into());
                 });
+                // The interrupt's delivery is serialising: the vCPU's store buffer drains.
+                self.drain_store_buffer(i);
                 Ok(Effect::Other)
             }
             Event::Patcher(k) if self.state.irq.client_in.get(k).copied().unwrap_or(false) => {
@@ -118,6 +120,61 @@ impl Machine {
                 self.deliver_client_irq(k, event)?;
                 Ok(Effect::Other)
             }
+            Event::Drain(c) => Ok(self.drain_step(c, event)),
+        }
+    }
+
+    /// The drain event: CPU `c`'s oldest buffered kernel-data store reaches memory.
+    fn drain_step(&mut self, c: usize, event: Event) -> Effect {
+        let Some(store) = self.c.as_ref().and_then(|m| m.mem.drain_oldest(c)) else { return Effect::Other };
+        let op = self.current_op();
+        self.trace.record(self.tick, event, TraceKind::Drain, "drain", Some(store.addr), &[], &[], op);
+        if self.trace.keeps() {
+            let text = format!("{} {}", self.cpu_name(c), self.describe_store(&store));
+            self.trace.annotate(|e| e.kernel = Some(text));
+        }
+        Effect::Other
+    }
+
+    /// How many kernel-data stores CPU `cpu` has ever buffered and drained (trace only).
+    fn buffer_counts(&self, cpu: usize) -> (u64, u64) {
+        match &self.c {
+            Some(c) if c.mem.model() == cpu_model::MemoryModel::Tso => c.mem.tso().counts(cpu),
+            _ => (0, 0),
+        }
+    }
+
+    /// Adds to the last trace record what CPU `cpu`'s step did to its store buffer since
+    /// `before` ([`Machine::buffer_counts`]): the stores it buffered, and how many drained.
+    fn note_buffer(&mut self, cpu: usize, before: (u64, u64)) {
+        let after = self.buffer_counts(cpu);
+        let (new, drained) = ((after.0 - before.0) as usize, after.1 - before.1);
+        if new == 0 && drained == 0 {
+            return;
+        }
+        let Some(c) = &self.c else { return };
+        let tso = c.mem.tso();
+        let stores: Vec<_> = tso.buffer(cpu).skip(tso.buffered(cpu).saturating_sub(new)).copied().collect();
+        drop(tso);
+        let mut parts = Vec::new();
+        if drained > 0 {
+            parts.push(format!("drained {drained}"));
+        }
+        for s in &stores {
+            parts.push(format!("buffered {}", self.describe_store(s).replacen(" = ", " <- ", 1)));
+        }
+        let text = format!("{} {}", self.cpu_name(cpu), parts.join(", "));
+        self.trace.annotate(|e| {
+            let before = e.kernel.take().map(|k| format!("{k}; ")).unwrap_or_default();
+            e.kernel = Some(format!("{before}{text}"));
+        });
+    }
+
+    /// `cpu3 (patcher0)`: a CPU by its `smp_processor_id()`, with the patching client it runs.
+    pub(super) fn cpu_name(&self, c: usize) -> String {
+        match c.checked_sub(self.vcpus.len()) {
+            Some(k) => format!("cpu{c} (patcher{k})"),
+            None => format!("cpu{c}"),
         }
     }
 
@@ -165,6 +222,7 @@ impl Machine {
 
     fn handler_step(&mut self, i: usize, event: Event) -> Effect {
         let op = self.current_op();
+        let before = self.buffer_counts(i);
         let Some(handler) = self.state.handlers[i].as_mut() else { return Effect::Other };
         let (pc, ip) = (handler.pc(), handler.ip());
         let view = self.vcpus[i].view();
@@ -200,6 +258,7 @@ impl Machine {
             self.trace.annotate(|e| {
                 e.kernel = Some(statement);
             });
+            self.note_buffer(i, before);
         }
         Effect::Handler { cpu: i, ip, step }
     }
@@ -212,6 +271,8 @@ impl Machine {
             }
             _ => None,
         };
+        let cpu = self.vcpus.len() + k;
+        let before = self.buffer_counts(cpu);
         let mut kernel = Kernel {
             state: &mut self.state.patching,
             text: &mut self.text,
@@ -232,6 +293,9 @@ impl Machine {
             return Err(SimError::invalid(crate::error::Subject::ProtocolSource, message));
         }
         self.record_patcher_step(k, event, current, &effect);
+        if self.trace.keeps() {
+            self.note_buffer(cpu, before);
+        }
         let lost = matches!(effect, PatcherEffect::Store(_))
             .then(|| breakpoint::lost(&self.state.patching, &self.text))
             .flatten();
@@ -412,6 +476,8 @@ impl Machine {
         match effect {
             Effect::Stepped { cpu, outcome: StepOutcome::Int3(regs), .. } => {
                 self.stats.int3_traps += 1;
+                // The exception's delivery is serialising: the vCPU's store buffer drains.
+                self.drain_store_buffer(cpu);
                 self.state.handlers[cpu] =
                     Some(driver::enter(cpu, regs, &mut self.state.patching, &self.data, self.c.is_some()));
             }
@@ -429,6 +495,8 @@ impl Machine {
         match driver::apply(i, handler, step, &mut self.state.patching, &self.data) {
             Applied::KprobeHit => self.stats.kprobe_hits += 1,
             Applied::Iret(regs) => {
+                // IRET is serialising: the handler's buffered stores drain.
+                self.drain_store_buffer(i);
                 self.vcpus[i].set_regs(&regs)?;
                 self.vcpus[i].serialize(&self.text)?;
                 self.state.handlers[i] = None;

@@ -126,7 +126,8 @@ impl EnabledSet {
         }
     }
 
-    /// Appends the interrupt deliveries (listed afresh at every refresh, after the patchers).
+    /// Appends events listed afresh at every refresh, after the patchers: the interrupt
+    /// deliveries, then the store-buffer drains.
     pub fn extend_tail(&mut self, events: &[Event]) {
         self.events.extend_from_slice(events);
     }

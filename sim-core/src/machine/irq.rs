@@ -7,8 +7,8 @@
 //! handler's `iretq` is carried out here (the engine refuses IRET): RIP, RFLAGS and RSP come back
 //! from the frame and the CPU serialises (its view becomes exact). Delivery does not serialise
 //! instruction fetch (the SDM lists IRET among the serialising instructions, not interrupt
-//! delivery) but drains the store buffer (SDM §11.10): [`Machine::drain_kernel_data_buffer`] is
-//! that call site.
+//! delivery) but drains the store buffer (SDM §11.10):
+//! [`Machine::drain_store_buffer`].
 //!
 //! A patching client's CPU takes one on an interrupt CPU of its own (`irq_cpus[k]`, a `Vcpu` with
 //! an instruction view): the client's registers stay in the client, which is not enabled until the
@@ -92,14 +92,6 @@ impl Machine {
         }
     }
 
-    /// Where the store buffer of `cpu` (`smp_processor_id()` namespace) would drain: interrupt
-    /// delivery and IRET drain it (SDM §11.10). The kernel data is sequentially consistent
-    /// today, so there is nothing to drain; x86-TSO's store buffers (DESIGN.md §2.16) connect
-    /// here.
-    pub(super) fn drain_kernel_data_buffer(&mut self, cpu: usize) {
-        let _ = cpu;
-    }
-
     /// Delivers an interrupt to vCPU `i`: pushes the frame, clears IF, enters the handler.
     pub(super) fn deliver_irq(&mut self, i: usize, event: Event) -> Result<(), SimError> {
         let code = self.irq_code.ok_or_else(|| SimError::Internal("an interrupt without handler code".into()))?;
@@ -118,9 +110,10 @@ impl Machine {
         self.state.irq.left -= 1;
         self.state.irq.vcpu_in[i] = true;
         self.state.irq.vcpu_if[i] = false;
-        self.drain_kernel_data_buffer(i);
         let op = self.current_op();
         self.trace.record(self.tick, event, TraceKind::IrqEnter, "irq enter -> handler", Some(rip), &[], &[], op);
+        // Delivery drains the store buffer (SDM §11.10), though it does not serialise fetch.
+        self.drain_store_buffer(i);
         Ok(())
     }
 
@@ -146,9 +139,9 @@ impl Machine {
         self.vcpus[i].serialize(&self.text)?;
         self.state.irq.vcpu_in[i] = false;
         self.state.irq.vcpu_if[i] = rflags & IF != 0;
-        self.drain_kernel_data_buffer(i);
         let op = self.current_op();
         self.trace.record(self.tick, event, TraceKind::Iret, "iret", Some(at), &[0x48, 0xcf], &[], op);
+        self.drain_store_buffer(i);
         Ok(())
     }
 
@@ -176,7 +169,6 @@ impl Machine {
         self.irq_cpus[k].set_regs(&regs)?;
         self.state.irq.left -= 1;
         self.state.irq.client_in[k] = true;
-        self.drain_kernel_data_buffer(self.config.cpus + k);
         let (at, statement) = match &self.state.patchers[k] {
             crate::driver::Client::C(c) => (Some(c.rip()), c.location()),
             crate::driver::Client::Model(_) => (None, String::new()),
@@ -184,6 +176,7 @@ impl Machine {
         let op = self.current_op();
         self.trace.record(self.tick, event, TraceKind::IrqEnter, "irq enter -> handler", at, &[], &[], op);
         self.trace.annotate(|e| e.kernel = Some(statement));
+        self.drain_store_buffer(self.config.cpus + k);
         Ok(())
     }
 
@@ -201,8 +194,8 @@ impl Machine {
         if self.irq_cpus[k].rip() == code.iret {
             self.irq_cpus[k].serialize(&self.text)?;
             self.state.irq.client_in[k] = false;
-            self.drain_kernel_data_buffer(cpu);
             self.trace.record(self.tick, event, TraceKind::Iret, "iret", Some(code.iret), &[0x48, 0xcf], &[], op);
+            self.drain_store_buffer(cpu);
             return Ok(());
         }
         let (insn, outcome) = self.irq_cpus[k].step(&self.text, decisions)?;

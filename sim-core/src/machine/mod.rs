@@ -152,7 +152,8 @@ impl Machine {
         let truth = TextMemory::new(&layout, text.clone());
         let c = match (&config.compiled, c_calls) {
             (Some(compiled), Some((_, args))) => {
-                Some(CMachine::new(std::sync::Arc::clone(compiled), config.cpus, patchers.len(), &args, &truth)?)
+                let counts = (config.cpus, patchers.len());
+                Some(CMachine::new(std::sync::Arc::clone(compiled), counts, &args, &truth, config.memory)?)
             }
             _ => None,
         };
@@ -323,6 +324,50 @@ impl Machine {
             self.irq_events(&mut extra);
             self.enabled.extend_tail(&extra);
         }
+        let tso = self.c.as_ref().filter(|c| c.mem.model() == cpu_model::MemoryModel::Tso);
+        if let Some(c) = tso {
+            let drains: Vec<Event> =
+                (0..c.nr_cpu_ids).filter(|&cpu| c.mem.buffered(cpu) > 0).map(Event::Drain).collect();
+            self.enabled.extend_tail(&drains);
+        }
+    }
+
+    /// True if some CPU has kernel-data stores still buffered (never under SC).
+    fn stores_buffered(&self) -> bool {
+        self.c.as_ref().is_some_and(|c| (0..c.nr_cpu_ids).any(|cpu| c.mem.buffered(cpu) > 0))
+    }
+
+    /// A serialising event on CPU `cpu` (`smp_processor_id()` numbering: vCPU `i` is `i`,
+    /// patching client `k` is `cpus + k`): its whole store buffer of the compiled protocol's
+    /// kernel data drains, oldest first (an exception or interrupt delivery, IRET, the IPI of
+    /// `on_each_cpu()`; DESIGN.md §2.16). Nothing under SC or without a compiled protocol.
+    /// Returns how many stores drained (the trace of the event that caused it says so).
+    pub(crate) fn drain_store_buffer(&mut self, cpu: usize) -> usize {
+        let Some(c) = &self.c else { return 0 };
+        let drained = c.mem.drain_all(cpu);
+        if !drained.is_empty() && self.trace.keeps() {
+            let text = drained.iter().map(|s| self.describe_store(s)).collect::<Vec<_>>().join(", ");
+            self.trace.annotate(|e| {
+                let before = e.kernel.take().map(|k| format!("{k}; ")).unwrap_or_default();
+                e.kernel = Some(format!("{before}drained {text}"));
+            });
+        }
+        drained.len()
+    }
+
+    /// `[symbol+off] = 0x…` (or the address) of a kernel-data store, for traces.
+    fn describe_store(&self, s: &cpu_model::BufferedStore) -> String {
+        let at = self.c.as_ref().filter(|_| crate::compiled::in_file_data(s.addr)).and_then(|c| {
+            let syms = &c.compiled.image.symbols;
+            let (name, &base) = syms
+                .iter()
+                .filter(|(_, &a)| a <= s.addr && crate::compiled::in_file_data(a))
+                .max_by_key(|(_, &a)| a)?;
+            let off = s.addr - base;
+            Some(if off == 0 { name.clone() } else { format!("{name}+{off:#x}") })
+        });
+        let at = at.unwrap_or_else(|| format!("{:#x}", s.addr));
+        format!("[{at}] = {:#x}", s.value())
     }
 
     /// The liveness oracle on the enabled events: reports a deadlock and returns true.
@@ -357,6 +402,7 @@ impl Machine {
             && self.state.handlers.iter().all(Option::is_none)
             && !self.state.irq.vcpu_in.contains(&true)
             && !self.state.irq.client_in.contains(&true)
+            && !self.stores_buffered()
     }
 
     /// Runs to the end; `scheduler` picks events, `decisions` answers every choice. The run

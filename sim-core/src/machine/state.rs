@@ -98,8 +98,11 @@ pub struct Snapshot {
     tick: u64,
     /// Each vCPU's state and its version (equal versions are equal states).
     vcpus: Vec<(u64, VcpuState)>,
-    /// The bytes of the data windows ([`Machine::data_windows`]), one after another.
+    /// The bytes of the data windows ([`Machine::data_windows`]), one after another (a
+    /// compiled protocol's kernel data as memory holds it, without buffered stores).
     data: Vec<u8>,
+    /// Under x86-TSO, every CPU's store buffer of the kernel data (empty under SC).
+    buffers: Vec<Vec<cpu_model::BufferedStore>>,
     state: MachineState,
     /// With interrupts on the patching CPU: each client's interrupt CPU.
     irq_cpus: Vec<VcpuState>,
@@ -149,6 +152,8 @@ pub(crate) struct Canon {
     pub symmetric: bool,
     /// With a protocol compiled from C: its data `(address, length)`.
     kernel_data: Option<(u64, u64)>,
+    /// The compiled protocol's kernel data is x86-TSO: the store buffers are state.
+    tso: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -175,6 +180,7 @@ impl Snapshot {
             state: &self.state,
             data: Data::Saved(&self.data),
             irq_cpus: self.irq_cpus.iter().collect(),
+            buffers: Buffers::Saved(&self.buffers),
         };
         parts.canonical_hash(canon, &mut Vec::new())
     }
@@ -184,17 +190,21 @@ impl Snapshot {
 /// guest's, and a compiled protocol's kernel data).
 enum Data<'a> {
     Saved(&'a [u8]),
-    Live(&'a cpu_model::SharedRegion, Option<&'a cpu_model::SharedRegion>),
+    Live(&'a cpu_model::SharedRegion, Option<&'a cpu_model::KernelMemory>),
 }
 
-/// The region of the two that holds `addr`: the kernel data of a compiled protocol, or the
-/// guest's data.
-fn region_of<'a>(
-    addr: u64,
-    data: &'a cpu_model::SharedRegion,
-    kernel: Option<&'a cpu_model::SharedRegion>,
-) -> &'a cpu_model::SharedRegion {
-    kernel.filter(|k| addr >= k.base() && addr < k.base() + k.len()).unwrap_or(data)
+/// Where the kernel data's store buffers are: in a snapshot, or in the live memory.
+enum Buffers<'a> {
+    Saved(&'a [Vec<cpu_model::BufferedStore>]),
+    Live(Option<&'a cpu_model::KernelMemory>),
+}
+
+/// Reads memory at `addr` (no buffered store): a compiled protocol's kernel data if it holds
+/// `addr`, else the guest's data.
+fn read_region(addr: u64, data: &cpu_model::SharedRegion, kernel: Option<&cpu_model::KernelMemory>, out: &mut [u8]) {
+    if kernel.and_then(|k| k.read_memory(addr, out)).is_none() {
+        let _ = data.read(addr, out);
+    }
 }
 
 /// The parts of a state canonical hashing reads, borrowed from a snapshot or a live machine.
@@ -204,6 +214,7 @@ struct Parts<'a> {
     state: &'a MachineState,
     data: Data<'a>,
     irq_cpus: Vec<&'a VcpuState>,
+    buffers: Buffers<'a>,
 }
 
 impl Parts<'_> {
@@ -213,7 +224,7 @@ impl Parts<'_> {
             Data::Live(data, kernel) => {
                 let at = out.len();
                 out.resize(at + len as usize, 0);
-                let _ = region_of(addr, data, *kernel).read(addr, &mut out[at..]);
+                read_region(addr, data, *kernel, &mut out[at..]);
             }
             Data::Saved(bytes) => {
                 let mut at = 0usize;
@@ -315,6 +326,14 @@ impl Parts<'_> {
                     self.data_into(canon, sp, top - sp, &mut h.0);
                 }
             }
+            if canon.tso {
+                // Every store buffer, in order (under SC they are always empty).
+                match self.buffers {
+                    Buffers::Saved(b) => b.hash(&mut h),
+                    Buffers::Live(Some(m)) => m.tso().buffers().hash(&mut h),
+                    Buffers::Live(None) => {}
+                }
+            }
         }
         let digest = h.digest128();
         *scratch = h.0;
@@ -352,6 +371,7 @@ impl Machine {
             finite: self.config.max_iterations.is_some(),
             symmetric: !per_cpu_ops && !per_cpu_handler && self.c.is_none(),
             kernel_data: self.c.as_ref().map(|c| (crate::kernel_image::KDATA_BASE, kernel_data_len(c))),
+            tso: self.config.memory == cpu_model::MemoryModel::Tso,
         }
     }
 
@@ -385,9 +405,18 @@ impl Machine {
         w
     }
 
-    /// The region holding `addr`: the kernel data of a compiled protocol, or the guest's.
-    fn region(&self, addr: u64) -> &cpu_model::SharedRegion {
-        region_of(addr, &self.data, self.c.as_ref().map(|c| c.mem.data()))
+    /// Reads memory at `addr` (no buffered store): the kernel data of a compiled protocol,
+    /// or the guest's.
+    fn read_window(&self, addr: u64, out: &mut [u8]) {
+        read_region(addr, &self.data, self.c.as_ref().map(|c| &*c.mem), out);
+    }
+
+    /// Writes memory (and every CPU's copy) at `addr`: the kernel data of a compiled
+    /// protocol, or the guest's.
+    fn write_window(&self, addr: u64, bytes: &[u8]) {
+        if self.c.as_ref().and_then(|c| c.mem.write_memory(addr, bytes)).is_none() {
+            let _ = self.data.write(addr, bytes);
+        }
     }
 
     /// With a compiled protocol, an error if a stack reached below its saved window.
@@ -426,15 +455,11 @@ impl Machine {
         let mut scratch = std::mem::take(&mut cache.scratch);
         let touches = &self.touches;
         let vcpus = (0..self.vcpus.len()).map(|i| &cache.get(i, touches[i]).expect("known").2).collect();
-        let kernel = self.c.as_ref().map(|c| c.mem.data());
+        let kernel = self.c.as_ref().map(|c| &*c.mem);
         let irq_cpus = self.irq_cpus.iter().map(|v| v.save(&self.site_units)).collect::<Result<Vec<_>, _>>()?;
-        let parts = Parts {
-            epoch: self.text.now(),
-            vcpus,
-            state: &self.state,
-            data: Data::Live(&self.data, kernel),
-            irq_cpus: irq_cpus.iter().collect(),
-        };
+        let (data, buffers) = (Data::Live(&self.data, kernel), Buffers::Live(kernel));
+        let irq_cpus = irq_cpus.iter().collect();
+        let parts = Parts { epoch: self.text.now(), vcpus, state: &self.state, data, buffers, irq_cpus };
         let h = parts.canonical_hash(canon, &mut scratch);
         cache.scratch = scratch;
         Ok(h)
@@ -446,9 +471,13 @@ impl Machine {
         let mut data = vec![0u8; self.windows.iter().map(|w| w.1 as usize).sum()];
         let mut at = 0;
         for &(addr, len) in &self.windows {
-            self.region(addr).read(addr, &mut data[at..at + len as usize]);
+            self.read_window(addr, &mut data[at..at + len as usize]);
             at += len as usize;
         }
+        let buffers = match &self.c {
+            Some(c) if c.mem.model() == cpu_model::MemoryModel::Tso => c.mem.tso().buffers(),
+            _ => Vec::new(),
+        };
         self.check_kernel_stacks()?;
         self.know_vcpus(cache)?;
         let vcpus: Vec<(u64, VcpuState)> = (0..self.vcpus.len())
@@ -461,7 +490,8 @@ impl Machine {
             }
         }
         let irq_cpus = self.irq_cpus.iter().map(|v| v.save(&self.site_units)).collect::<Result<Vec<_>, _>>()?;
-        Ok(Snapshot { epoch: self.text.now(), tick: self.tick, vcpus, data, state: self.state.clone(), irq_cpus })
+        let state = self.state.clone();
+        Ok(Snapshot { epoch: self.text.now(), tick: self.tick, vcpus, data, buffers, state, irq_cpus })
     }
 
     /// Restores a saved state (of this machine): the truth moves to its epoch, each vCPU gets
@@ -483,10 +513,17 @@ impl Machine {
         for (v, st) in self.irq_cpus.iter_mut().zip(&s.irq_cpus) {
             v.restore(st, &self.site_units, &self.sites, &self.text)?;
         }
+        let tso = self.c.as_ref().filter(|c| c.mem.model() == cpu_model::MemoryModel::Tso);
+        if let Some(c) = tso {
+            c.mem.tso_mut().unbuffer();
+        }
         let mut at = 0;
         for &(addr, len) in &self.windows {
-            self.region(addr).write(addr, &s.data[at..at + len as usize]);
+            self.write_window(addr, &s.data[at..at + len as usize]);
             at += len as usize;
+        }
+        if let Some(c) = tso {
+            c.mem.tso_mut().rebuffer(&s.buffers);
         }
         self.state.clone_from(&s.state);
         self.tick = s.tick;

@@ -60,6 +60,10 @@ pub enum Mutant {
     /// the version has them (3ea1704a9296, Dec 2023): the fix on 5.4–6.0 and the seed, the
     /// pre-fix order on 6.16.
     TextPokeEarlySwap,
+    /// 5.6/6.0/6.16: the reference-count operations (`atomic_inc_not_zero()` in the handler's
+    /// `try_get_desc()`, `atomic_dec()` in `put_desc()`, the patcher's
+    /// `atomic_dec_and_test()`) without the LOCK prefix, as a UP kernel compiles them.
+    UnlockedRefs,
 }
 
 /// What a mutant edits: the one place of the model its edit lives.
@@ -80,6 +84,8 @@ pub enum Edits {
     SingleAdd,
     /// The order of `sync_core()` and `local_irq_restore()` in `text_poke_early()`.
     EarlyOrder,
+    /// The LOCK prefix of the reference-count operations (a protocol compiled from C).
+    UnlockedRefs,
 }
 
 /// What the model says about one kind of edit, in one place: where it acts, the step it edits
@@ -151,13 +157,20 @@ impl Edits {
                 "text_poke_early() re-enables interrupts and syncs the core in the other order",
                 Some("edits text_poke_early() of a protocol compiled from C, not a batch's program"),
             ),
+            Edits::UnlockedRefs => f(
+                "acts where a handler's reference races the patcher's under --memory tso (ftrace+kprobe, 2 rounds; \
+                 C only)",
+                "try_get_desc()/put_desc()",
+                "the reference-count operations lose their LOCK prefix",
+                Some("edits the instructions of a protocol compiled from C, not a batch's program"),
+            ),
         }
     }
 
     /// True if only a protocol compiled from C has the code it edits (the Rust models refuse it
     /// everywhere).
     pub fn c_only(self) -> bool {
-        matches!(self, Edits::SingleAdd | Edits::EarlyOrder)
+        matches!(self, Edits::SingleAdd | Edits::EarlyOrder | Edits::UnlockedRefs)
     }
 
     /// Where an edit of this kind acts, in a few words (`pokesim list`); the exact rule over a
@@ -318,7 +331,7 @@ impl Mutant {
 }
 
 /// Every mutant's row, in the enum's order (checked when compiled).
-const ROWS: [(Mutant, MutantInfo); 21] = [
+const ROWS: [(Mutant, MutantInfo); 22] = [
     (
         Mutant::NoSyncAfterInt3,
         MutantInfo {
@@ -556,6 +569,20 @@ const ROWS: [(Mutant, MutantInfo); 21] = [
                  the fix (C protocols only: `--workload early --protocol-c`)",
             edits: Edits::EarlyOrder,
             versions: Versions::All,
+            benign: false,
+        },
+    ),
+    (
+        Mutant::UnlockedRefs,
+        MutantInfo {
+            name: "unlocked-refs",
+            description: "the reference counts of try_get_desc()/put_desc() and the patcher's wait lose their \
+                 LOCK prefix (a UP kernel's LOCK_PREFIX is empty; alternatives_smp_unlock() patches it out while \
+                 one CPU is online): a single instruction is one atomic step under SC, so only x86-TSO shows it — \
+                 the unlocked store waits in the store buffer while another CPU's read-modify-write reads the old \
+                 count (C protocols only, `--memory tso`: `--workload ftrace+kprobe --rounds 2`)",
+            edits: Edits::UnlockedRefs,
+            versions: Versions::RefsWait,
             benign: false,
         },
     ),

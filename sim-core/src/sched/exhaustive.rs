@@ -28,7 +28,7 @@
 use std::collections::BTreeMap;
 
 use super::{actor, Probe, Scheduler};
-use crate::config::{MAX_CLIENTS, MAX_CPUS};
+use crate::config::{MAX_ACTORS, MAX_CPUS};
 use crate::decision::{Decision, Decisions};
 use crate::event::Event;
 
@@ -76,7 +76,7 @@ impl DfsScheduler {
             started: false,
             nodes: BTreeMap::new(),
             pruned: false,
-            progress: vec![0; MAX_CPUS + MAX_CLIENTS],
+            progress: vec![0; MAX_ACTORS],
         }
     }
 }

@@ -42,10 +42,12 @@ pub trait Scheduler {
     }
 }
 
-/// The actor an event belongs to: vCPU index, or `cpus + k` for patching client `k`.
+/// The actor an event belongs to: vCPU index, `cpus + k` for patching client `k`, or
+/// `cpus + MAX_CLIENTS + c` for the store buffer of CPU `c` (its drains: an actor of its own).
 pub fn actor(event: Event, cpus: usize) -> usize {
     match event {
         Event::Patcher(k) | Event::PatcherInterrupt(k) => cpus + k,
+        Event::Drain(c) => cpus + crate::config::MAX_CLIENTS + c,
         other => other.cpu().unwrap_or(cpus),
     }
 }

@@ -20,7 +20,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::{actor, Probe, Scheduler};
-use crate::config::{MAX_CLIENTS, MAX_CPUS};
+use crate::config::{MAX_ACTORS, MAX_CPUS};
 use crate::decision::Decisions;
 use crate::event::Event;
 
@@ -53,15 +53,7 @@ impl PctScheduler {
         let mut change_points: Vec<u64> = (1..depth).map(|_| rng.random_range(1..k)).collect();
         change_points.sort_unstable();
         let quantum = rng.random_range(1..=QUANTUM);
-        Self {
-            rng,
-            priority: vec![0; MAX_CPUS + MAX_CLIENTS],
-            change_points,
-            next_low: 1 << 40,
-            last: None,
-            burst: 0,
-            quantum,
-        }
+        Self { rng, priority: vec![0; MAX_ACTORS], change_points, next_low: 1 << 40, last: None, burst: 0, quantum }
     }
 
     fn key(e: Event) -> usize {
@@ -109,7 +101,11 @@ impl Scheduler for PctScheduler {
         }
         let pick = decisions.decide(enabled.len(), best);
         let key = Self::key(enabled[pick]);
-        if self.last == Some(key) {
+        if matches!(enabled[pick], Event::Drain(_)) {
+            // A store reaching memory does not make its buffer the running actor: the burst
+            // of the actor that runs goes on (else drains between its steps would reset the
+            // burst, it would never yield, and a waiting patcher would starve).
+        } else if self.last == Some(key) {
             self.burst += 1;
         } else {
             self.last = Some(key);
