@@ -171,7 +171,8 @@ impl Replayable {
             return Ok((r, plan));
         }
         let art = Artifact::load(path)?;
-        let (inner, plan) = ScenarioFile::parse_planned(&format!("{file} (scenario)"), &art.scenario, "artifact")?;
+        let (inner, plan) =
+            ScenarioFile::parse_planned(&format!("{file} (scenario)"), &art.scenario_text(), "artifact")?;
         let r = Self {
             file,
             name: inner.name,

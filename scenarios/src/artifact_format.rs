@@ -18,8 +18,13 @@ use sim_core::Violation;
 
 use crate::input::{InputError, MAX_SCENARIO_BYTES};
 
-/// The artifact format this pokesim reads and writes.
-pub const FORMAT: u32 = 2;
+/// The artifact format this pokesim writes. 3: a scenario with a protocol compiled from C names
+/// its memory model (`[memory] model`), whose default became x86-TSO.
+pub const FORMAT: u32 = 3;
+
+/// The oldest format this pokesim reads. A format-2 artifact's scenario without a `[memory]`
+/// table ran under SC, the only model then: [`Artifact::scenario_text`] says so.
+pub const OLDEST_FORMAT: u32 = 2;
 
 /// A failure artifact.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +50,19 @@ pub struct Artifact {
     pub trace_hash: String,
     /// Ticks the run took.
     pub ticks: u64,
+}
+
+impl Artifact {
+    /// The scenario as it ran: a format-2 artifact without a `[memory]` table ran under SC (the
+    /// default then, for every protocol), so that is added; later formats name the model of
+    /// every C protocol themselves.
+    pub fn scenario_text(&self) -> std::borrow::Cow<'_, str> {
+        let names_memory = self.scenario.lines().any(|l| l.trim() == "[memory]");
+        if self.format >= 3 || names_memory {
+            return std::borrow::Cow::Borrowed(&self.scenario);
+        }
+        std::borrow::Cow::Owned(format!("{}\n[memory]\nmodel = \"sc\"\n", self.scenario.trim_end()))
+    }
 }
 
 /// Refuses an artifact written by a newer pokesim (it may use meanings this one lacks).
@@ -138,7 +156,7 @@ fn located(file: &str, place: &Place, e: &serde_json::Error) -> InputError {
 }
 
 fn unsupported(file: &str, f: u64) -> InputError {
-    let msg = format!("artifact format {f} is not supported (this pokesim reads format {FORMAT})");
+    let msg = format!("artifact format {f} is not supported (this pokesim reads formats {OLDEST_FORMAT} to {FORMAT})");
     InputError { field: Some("format".into()), ..InputError::file(file, msg) }
 }
 
@@ -147,7 +165,7 @@ fn check(file: &str, f: Fields) -> Result<Artifact, InputError> {
     let err =
         |field: &str, message: String| InputError { field: Some(field.into()), ..InputError::file(file, message) };
     match f.format {
-        Some(Format::Number(n)) if n == u64::from(FORMAT) => {}
+        Some(Format::Number(n)) if (u64::from(OLDEST_FORMAT)..=u64::from(FORMAT)).contains(&n) => {}
         Some(Format::Number(n)) => return Err(unsupported(file, n)),
         _ => return Err(err("format", "missing: not a pokesim artifact".into())),
     }
@@ -156,7 +174,10 @@ fn check(file: &str, f: Fields) -> Result<Artifact, InputError> {
     }
     let missing = |name: &str| err(name, format!("corrupt artifact: missing field `{name}`"));
     let a = Artifact {
-        format: FORMAT,
+        format: match f.format {
+            Some(Format::Number(n)) => n as u32,
+            _ => FORMAT,
+        },
         pokesim_version: f.pokesim_version.ok_or_else(|| missing("pokesim_version"))?,
         scenario: f.scenario.ok_or_else(|| missing("scenario"))?,
         seed: f.seed.ok_or_else(|| missing("seed"))?,
@@ -231,7 +252,7 @@ impl ArtifactSeed<'_> {
     /// future artifact may mean other things.
     fn format<E: de::Error>(&self, v: Format) -> Result<Format, E> {
         match v {
-            Format::Number(n) if n != u64::from(FORMAT) => {
+            Format::Number(n) if !(u64::from(OLDEST_FORMAT)..=u64::from(FORMAT)).contains(&n) => {
                 self.0.problem.set(Some(Problem::Format(n)));
                 Err(E::custom(format!("artifact format {n}")))
             }

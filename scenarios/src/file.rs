@@ -48,7 +48,7 @@
 //! CONFIG_KPROBES = true              # do_int3() asks kprobe_int3_handler() after the patching handler
 //!
 //! [memory]                           # the compiled protocol's kernel data (DESIGN.md §2.16)
-//! model = "sc"                       # sc (the default); tso is refused until it is built
+//! model = "tso"                      # tso (default for a C protocol) or sc; Rust models: sc only
 //!
 //! [interrupts]                       # an interrupt source (DESIGN.md §2.17); absent: none
 //! cpus = "vcpus"                     # vcpus (default), patcher (the patching CPU), all
@@ -628,8 +628,9 @@ fn tables_toml(s: &crate::scenario::Scenario, out: &mut String) {
             q(i.handler.name())
         ));
     }
-    if c.memory != cpu_model::MemoryModel::Sc {
-        // Only when not the default: a file without `[memory]` is SC, as every older one.
+    if c.compiled.is_some() || c.memory != crate::spec::default_memory(c) {
+        // Always for a C protocol (artifact format 3: its default changed from sc to tso), so
+        // that a file read back is the same run whatever the default.
         out.push_str(&format!("\n[memory]\nmodel = {}\n", q(c.memory.name())));
     }
     for k in &s.kprobes {

@@ -130,8 +130,8 @@ impl Scenario {
         if self.config.own_stores != sim_core::interrupt::OwnStores::default() {
             s.push_str(&format!("+own-stores={}", self.config.own_stores));
         }
-        if self.config.memory != cpu_model::MemoryModel::Sc {
-            // Only when not the default: every label of an SC run stays as it was.
+        if self.config.memory != crate::spec::default_memory(&self.config) {
+            // Only when not the default (tso for a C protocol, sc for a Rust model).
             s.push_str(&format!("[memory={}]", self.config.memory));
         }
         s

@@ -27,8 +27,10 @@ use crate::input::{read_input, InputError, MAX_SHARD_BYTES};
 
 /// The `kind` of a shard result file (what tells it from a failure artifact).
 pub const KIND: &str = "pokesim-shard-result";
-/// The shard result format this pokesim reads and writes.
-pub const FORMAT: u32 = 1;
+/// The shard result format this pokesim reads and writes. 2: a scenario's C protocol runs
+/// under x86-TSO unless it says otherwise (format 1 meant SC), so format-1 shards are refused
+/// rather than merged under another memory model.
+pub const FORMAT: u32 = 2;
 
 /// The violating run a shard found: enough to find it again and check it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -330,15 +330,14 @@ impl ScenarioSpec {
         Ok(config)
     }
 
-    /// Checks `[memory] model`: `sc` (the default) is what every run has always done; `tso`
-    /// runs the compiled protocol's kernel data on x86-TSO store buffers (DESIGN.md §2.16) and
-    /// is refused for a Rust-model protocol (its shared state is Rust-side, not data memory).
+    /// `[memory] model`: given, or [`default_memory`] — x86-TSO for a protocol compiled from C
+    /// (its kernel data is real memory: DESIGN.md §2.16), SC for a Rust model, which refuses
+    /// `tso` (its shared state is Rust-side, not data memory, and its barriers are explicit
+    /// steps).
     fn memory_model(&self, loc: &Locate<'_>, config: &RunConfig) -> Result<MemoryModel, InputError> {
-        let Some(g) = self.memory.model.as_ref().filter(|g| g.value == MemoryModel::Tso) else {
-            return Ok(MemoryModel::Sc);
-        };
-        if config.compiled.is_some() {
-            return Ok(MemoryModel::Tso);
+        let Some(g) = self.memory.model.as_ref() else { return Ok(default_memory(config)) };
+        if g.value == MemoryModel::Sc || config.compiled.is_some() {
+            return Ok(g.value);
         }
         let msg = "tso applies to a protocol compiled from C (--protocol-c, --protocol-source): the Rust model's \
                    shared state is Rust-side, not data memory, and its barriers are explicit steps";
@@ -475,5 +474,17 @@ impl ScenarioSpec {
             Subject::Memory => ("memory.model".into(), of(self.memory.model.as_ref().map(|g| &g.origin))),
         };
         InputError::at(loc.file, &at, field, message)
+    }
+}
+
+/// The memory model a run has when its scenario names none: x86-TSO where compiled code runs
+/// (a protocol from C: its kernel data is memory the CPUs load and store), SC for a Rust model
+/// (which has no data memory to buffer). Labels and scenario files name the model only when it
+/// is not this default (DESIGN.md §2.16).
+pub fn default_memory(config: &RunConfig) -> MemoryModel {
+    if config.compiled.is_some() {
+        MemoryModel::Tso
+    } else {
+        MemoryModel::Sc
     }
 }

@@ -235,7 +235,8 @@ fn artifact_cases() -> Vec<Case> {
     }
     let edits: Vec<(&str, &str, Value, &str)> = vec![
         ("format-0", "format", Value::from(0), "field `format`"),
-        ("format-3", "format", Value::from(3), "field `format`"),
+        ("format-4", "format", Value::from(4), "field `format`"),
+        ("format-1", "format", Value::from(1), "field `format`"),
         ("format-string", "format", Value::from("2"), "field `format`"),
         ("version-future", "pokesim_version", Value::from("99.0.0"), "field `pokesim_version`"),
         ("version-garbage", "pokesim_version", Value::from("x"), "field `pokesim_version`"),

@@ -78,7 +78,9 @@ fn two_callers_sharing_the_6_16_vector_from_c() {
     };
     // The regression (8976ade0c1b): the single site is appended below the queued one, the
     // vector is unsorted and the handler's bsearch() misses the queued site.
-    let (code, stdout, stderr) = run("linux-6.16", &["--protocol-c", "--mutant", "single-unchecked-add"]);
+    // (Seed 1: under x86-TSO, the C default, 193 of seeds 0..200 catch it, seed 0 not.)
+    let (code, stdout, stderr) =
+        run("linux-6.16", &["--protocol-c", "--mutant", "single-unchecked-add", "--seed", "1"]);
     assert_eq!(code, 1, "{stdout}{stderr}");
     let v = common::json(&stdout);
     let queued = format!("{:#x}", scenarios::workload::batch::BASE + 16);
@@ -210,12 +212,12 @@ fn the_mutant_matrix_runs_over_the_c_files() {
     assert!(cell("instrumented-handler")["not_applicable"].is_string(), "no switch: n/a with the reason");
 }
 
-/// `--memory` / `[memory] model`: `sc` is the run every compiled protocol has always had (the
-/// same trace hash, no model in the label); `tso` runs a compiled protocol on store buffers
-/// (DESIGN.md §2.16, named in the label) and is refused, exit 2, naming the flag or the file's
-/// line and field, on a Rust-model protocol (its shared state is Rust-side).
+/// `--memory` / `[memory] model`: a compiled protocol runs under x86-TSO unless told otherwise
+/// (DESIGN.md §2.16: the default, not named in the label), `sc` is named; `tso` is refused,
+/// exit 2, naming the flag or the file's line and field, on a Rust-model protocol (its shared
+/// state is Rust-side).
 #[test]
-fn the_memory_model_sc_is_the_run_and_tso_runs_only_compiled_protocols() {
+fn tso_is_the_default_of_compiled_protocols_and_refused_for_rust_models() {
     let dir = tempdir("c-memory");
     let run = |extra: &[&str]| {
         let mut c = pokesim();
@@ -226,11 +228,11 @@ fn the_memory_model_sc_is_the_run_and_tso_runs_only_compiled_protocols() {
         let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {stdout}"));
         (line, v["trace_hash"].clone())
     };
-    let (sc, sc_hash) = run(&[]);
-    assert!(!sc.contains("memory"), "sc is not shown: {sc}");
-    assert_eq!(sc_hash, run(&["--memory", "sc"]).1, "--memory sc is the default run");
-    let (tso, _) = run(&["--memory", "tso"]);
-    assert!(tso.contains("[memory=tso]"), "tso is named in the label: {tso}");
+    let (tso, tso_hash) = run(&[]);
+    assert!(!tso.contains("memory="), "the default is not shown: {tso}");
+    assert_eq!(tso_hash, run(&["--memory", "tso"]).1, "--memory tso is the default run");
+    let (sc, _) = run(&["--memory", "sc"]);
+    assert!(sc.contains("[memory=sc]"), "sc is named in the label: {sc}");
     let mut c = pokesim();
     c.current_dir(&dir).args(["run", "--protocol", "linux-5.5", "--memory", "tso"]);
     let (code, _, stderr) = out(&mut c);
@@ -249,5 +251,5 @@ fn the_memory_model_sc_is_the_run_and_tso_runs_only_compiled_protocols() {
     let (code, stdout, stderr) =
         out(pokesim().current_dir(&dir).args(["run", "--runs", "3", "--no-artifact"]).arg(&file));
     assert_eq!(code, 0, "{stdout}{stderr}");
-    assert!(stdout.contains("[memory=tso]"), "{stdout}");
+    assert!(!stdout.contains("[memory="), "{stdout}");
 }

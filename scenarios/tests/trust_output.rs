@@ -63,7 +63,7 @@ fn dash_is_stdout_and_missing_directories_are_not_created() {
         out(pokesim().current_dir(&dir).arg("shrink").arg(recorded()).args(["--max-runs", "20", "-o", "-"]));
     assert_eq!(code, 0, "{stderr}");
     let artifact = json(&stdout);
-    assert_eq!(artifact["format"], 2, "the shrunk artifact alone, as JSON: {stdout}");
+    assert_eq!(artifact["format"], 3, "the shrunk artifact alone, as JSON: {stdout}");
     assert!(!dir.join("-").exists(), "no file named '-'");
     let (code, _, stderr) = out(pokesim().args(["mutants", "--runs", "1", "--html", "-"]));
     assert_eq!(code, 2, "stdout carries the matrix: {stderr}");

@@ -65,7 +65,7 @@ fn file_artifact_replay_shrink_trace_corpus() {
     let file = write(&dir, "mutant.toml", MUTANT);
     let artifact = artifact_of(&dir, &file);
     let recorded: Value = serde_json::from_str(&std::fs::read_to_string(&artifact).unwrap()).unwrap();
-    assert_eq!(recorded["format"], 2);
+    assert_eq!(recorded["format"], 3);
     assert_eq!(recorded["violation"]["kind"], "torn-fetch");
     assert!(recorded["scenario"].as_str().unwrap().contains("no-sync-after-tail"));
 
@@ -220,7 +220,7 @@ fn bad_files_and_artifacts_exit_2_naming_file_line_and_field() {
     let text = std::fs::read_to_string(&good).unwrap();
     let bad_artifacts = [
         ("truncated.json", text[..text.len() / 2].to_string(), "corrupt or truncated artifact"),
-        ("future.json", text.replacen("\"format\":2", "\"format\":99", 1), "artifact format 99 is not supported"),
+        ("future.json", text.replacen("\"format\":3", "\"format\":99", 1), "artifact format 99 is not supported"),
         ("garbage.json", "{\"hello\": 1}".to_string(), "field `format`: missing"),
         (
             "choices.json",

@@ -288,8 +288,8 @@ pub struct MutantInfo {
 
 impl Mutant {
     /// Every mutant, in the table's order.
-    pub const ALL: [Mutant; 21] = {
-        let mut all = [Mutant::NoSyncAfterInt3; 21];
+    pub const ALL: [Mutant; ROWS.len()] = {
+        let mut all = [Mutant::NoSyncAfterInt3; ROWS.len()];
         let mut i = 0;
         while i < all.len() {
             all[i] = ROWS[i].0;

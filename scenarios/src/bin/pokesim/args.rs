@@ -229,8 +229,9 @@ pub struct ScenarioArgs {
     /// x86_64_defconfig, CONFIG_KPROBES=y].
     #[arg(long = "kernel", value_parser = kernel_option, value_name = "CONFIG_X=y|n")]
     pub kernel: Vec<(String, bool)>,
-    /// Memory model of the compiled protocol's kernel data: sc [default: sc]; tso is refused
-    /// until it is built (DESIGN.md §2.16).
+    /// Memory model of a C protocol's kernel data: tso (x86-TSO store buffers, the default
+    /// with --protocol-c / --protocol-source) or sc; a Rust model is sc and refuses tso
+    /// (DESIGN.md §2.16).
     #[arg(long, value_parser = parse::<MemoryModel>, value_name = "M")]
     pub memory: Option<MemoryModel>,
     /// Interrupts and the patching CPU's own stores.
