@@ -366,6 +366,7 @@ pub(crate) fn parse_spec(file: &str, src: &str) -> Result<ScenarioSpec, InputErr
     protocol(&l, &raw, &mut spec)?;
     workload(&l, &raw, &mut spec)?;
     sites(&l, &raw, &mut spec)?;
+    kprobes(&l, &raw, &mut spec)?;
     fetch(&l, raw.fetch.unwrap_or_default(), &mut spec)?;
     let kernel = raw.kernel.unwrap_or_default();
     if let Some(g) = l.given(&kernel.kprobes) {
@@ -374,6 +375,16 @@ pub(crate) fn parse_spec(file: &str, src: &str) -> Result<ScenarioSpec, InputErr
     let memory = raw.memory.unwrap_or_default();
     spec.memory.model = l.parse(&memory.model, "memory.model", str::parse::<cpu_model::MemoryModel>)?;
     interrupts(&l, raw.interrupts.as_ref(), &mut spec)?;
+    if let Some(c) = &raw.code {
+        let code = CodeBlock { asm: c.get_ref().asm.clone(), entry: c.get_ref().entry.clone() };
+        spec.code = Some(Given::new(code, l.origin(c)));
+    }
+    Ok(spec)
+}
+
+/// `[[kprobes]]`: each one's address and, for one that arms and disarms itself, its cycles.
+fn kprobes(l: &Lines<'_>, raw: &Raw, spec: &mut ScenarioSpec) -> Result<(), InputError> {
+    let file = l.file;
     for (i, k) in raw.kprobes.iter().enumerate() {
         let at = l.origin(&k.get_ref().addr);
         let addr = u64::try_from(*k.get_ref().addr.get_ref()).map_err(|_| {
@@ -392,11 +403,7 @@ pub(crate) fn parse_spec(file: &str, src: &str) -> Result<ScenarioSpec, InputErr
         };
         spec.kprobes.push(Given::new(Kprobe { addr, armed: k.get_ref().armed, cycles }, at));
     }
-    if let Some(c) = &raw.code {
-        let code = CodeBlock { asm: c.get_ref().asm.clone(), entry: c.get_ref().entry.clone() };
-        spec.code = Some(Given::new(code, l.origin(c)));
-    }
-    Ok(spec)
+    Ok(())
 }
 
 /// `[[sites]]`: where (own code only), and the old and new instruction, each as assembly

@@ -434,24 +434,7 @@ impl CClient {
         let caller = self.caller(mem);
         let effect = match s {
             Service::TextPoke | Service::TextMemcpy => return Some(self.text_store(s, kernel, mem, [a0, a1, a2])),
-            Service::OnEachCpu if !service::is_do_sync_core(mem, a0) => {
-                return Some(Ok(PatcherEffect::Refused(format!(
-                    "on_each_cpu({a0:#x}) in {caller}: pokesim runs only do_sync_core() (a function whose body is \
-                     sync_core()) on the other CPUs"
-                ))))
-            }
-            Service::OnEachCpu if a2 == 0 => {
-                return Some(Ok(PatcherEffect::Refused(format!(
-                    "on_each_cpu(.., wait = 0) in {caller}: pokesim models only the waiting broadcast of \
-                     text_poke_sync() (wait = 1)"
-                ))))
-            }
-            Service::OnEachCpu => {
-                self.serialized = true; // do_sync_core() runs on the calling CPU too
-                kernel.ipi.broadcast();
-                self.pending = Pending::Acks;
-                return Some(Ok(PatcherEffect::Broadcast));
-            }
+            Service::OnEachCpu => return Some(Ok(self.on_each_cpu(kernel, mem, (a0, a2), &caller))),
             Service::MutexLock | Service::MutexUnlock | Service::LockdepAssertHeld
                 if Some(a0) != self.compiled.image.symbol("text_mutex") =>
             {
@@ -494,6 +477,34 @@ impl CClient {
             _ => unreachable!("common services are handled above"),
         };
         Some(self.service_return(mem, 0).map(|()| effect))
+    }
+
+    /// `on_each_cpu(func, info, wait)` with `(func, wait)`: the broadcast of `do_sync_core()`
+    /// that waits for every CPU (`text_poke_sync()`), which also runs on the calling CPU;
+    /// anything else is refused.
+    fn on_each_cpu(
+        &mut self,
+        kernel: &mut Kernel<'_>,
+        mem: &KernelMemory,
+        (func, wait): (u64, u64),
+        caller: &str,
+    ) -> PatcherEffect {
+        if !service::is_do_sync_core(mem, func) {
+            return PatcherEffect::Refused(format!(
+                "on_each_cpu({func:#x}) in {caller}: pokesim runs only do_sync_core() (a function whose body is \
+                 sync_core()) on the other CPUs"
+            ));
+        }
+        if wait == 0 {
+            return PatcherEffect::Refused(format!(
+                "on_each_cpu(.., wait = 0) in {caller}: pokesim models only the waiting broadcast of \
+                 text_poke_sync() (wait = 1)"
+            ));
+        }
+        self.serialized = true; // do_sync_core() runs on the calling CPU too
+        kernel.ipi.broadcast();
+        self.pending = Pending::Acks;
+        PatcherEffect::Broadcast
     }
 
     /// `text_poke(addr, opcode, len)`: the bytes, split by the store granularity; the first

@@ -150,26 +150,10 @@ impl Machine {
         let Plan { config, image, kprobes, torn, arrays, c_calls, irq_code, .. } = plan;
         let GuestImage { layout, text, cpu_regs, loop_head, invariant, cpu_data, irq_cpu, .. } = image;
         let truth = TextMemory::new(&layout, text.clone());
-        let c = match (&config.compiled, c_calls) {
-            (Some(compiled), Some((_, args))) => {
-                let counts = (config.cpus, patchers.len());
-                Some(CMachine::new(std::sync::Arc::clone(compiled), counts, &args, &truth, config.memory)?)
-            }
-            _ => None,
-        };
+        let c = compiled_machine(&config, c_calls, patchers.len(), &truth)?;
         let data = Rc::new(SharedRegion::new(layout.data_base, layout.data_len));
         let owners: Vec<u64> = kprobes.iter().map(|k| k.addr).collect();
-        let mut vcpus = cpu_regs
-            .iter()
-            .enumerate()
-            .map(|(i, regs)| Vcpu::new(i, layout, &text, Rc::clone(&data), config.fetch, regs))
-            .collect::<Result<Vec<_>, _>>()?;
-        vcpus.iter_mut().for_each(|v| v.set_patchable(&sites));
-        if let Some(c) = &c {
-            for v in &mut vcpus {
-                v.map_kernel(&c.mem, crate::compiled::watched())?;
-            }
-        }
+        let vcpus = new_vcpus(&config, (layout, &text, &data), &cpu_regs, &sites, c.as_ref())?;
         let site_units = vcpus.first().map(|v| v.view().units_of(&sites)).unwrap_or_default();
         let (irq_ctx, irq_cpus, irq) =
             irq::setup(&config, layout, &text, &data, &sites, &mut patchers, &cpu_regs, irq_cpu)?;
@@ -596,6 +580,42 @@ pub fn run(
     decisions: Decisions,
 ) -> Result<Outcome, SimError> {
     Machine::new(Plan::new(config, image, &[])?, Observe::NOTHING)?.run(scheduler, decisions)
+}
+
+/// With a protocol compiled from C, its machine (code, kernel data for `cpus + clients` CPUs
+/// under the configured memory model, the calls' arguments).
+fn compiled_machine(
+    config: &RunConfig,
+    c_calls: Option<crate::compiled::client::Calls>,
+    clients: usize,
+    truth: &TextMemory,
+) -> Result<Option<CMachine>, SimError> {
+    let (Some(compiled), Some((_, args))) = (&config.compiled, c_calls) else { return Ok(None) };
+    let counts = (config.cpus, clients);
+    Ok(Some(CMachine::new(std::sync::Arc::clone(compiled), counts, &args, truth, config.memory)?))
+}
+
+/// The guest vCPUs: one per initial register file, sharing the guest data, each patchable at
+/// `sites`, with the compiled protocol's kernel mapped if there is one.
+fn new_vcpus(
+    config: &RunConfig,
+    (layout, text, data): (cpu_model::Layout, &[u8], &Rc<SharedRegion>),
+    cpu_regs: &[cpu_model::Regs],
+    sites: &[(u64, u64)],
+    c: Option<&CMachine>,
+) -> Result<Vec<Vcpu>, SimError> {
+    let mut vcpus = cpu_regs
+        .iter()
+        .enumerate()
+        .map(|(i, regs)| Vcpu::new(i, layout, text, Rc::clone(data), config.fetch, regs))
+        .collect::<Result<Vec<_>, _>>()?;
+    for v in &mut vcpus {
+        v.set_patchable(sites);
+        if let Some(c) = c {
+            v.map_kernel(&c.mem, crate::compiled::watched())?;
+        }
+    }
+    Ok(vcpus)
 }
 
 /// Per site, the instructions a claiming handler may emulate there: every batch's old, new
