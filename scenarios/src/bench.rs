@@ -208,7 +208,7 @@ fn c_protocols(steps: u64) -> Result<Vec<CRow>, SimError> {
             crate::csource::load(&crate::csource::ProtocolSource::Builtin, &s.config)
                 .map_err(|m| SimError::Internal(format!("bench: building the C file of {p}: {m}")))?,
         );
-        s.config.memory = crate::spec::default_memory(&s.config);
+        s.config.memory = s.config.default_memory();
         let c = rounds_per_s(&s)?;
         rows.push(CRow {
             protocol: p.name().into(),

@@ -635,7 +635,7 @@ fn tables_toml(s: &crate::scenario::Scenario, out: &mut String) {
             q(i.handler.name())
         ));
     }
-    if c.compiled.is_some() || c.memory != crate::spec::default_memory(c) {
+    if c.compiled.is_some() || c.memory != c.default_memory() {
         // Always for a C protocol (artifact format 3: its default changed from sc to tso), so
         // that a file read back is the same run whatever the default.
         out.push_str(&format!("\n[memory]\nmodel = {}\n", q(c.memory.name())));

@@ -157,7 +157,7 @@ fn first_violation(
         let mut s = catalogue::scenario(c.protocol, &[c.mutant], c.variant.spec, &c.preset, k);
         s.config.kernel = c.kernel;
         s.config.compiled = compiled.cloned();
-        s.config.memory = crate::spec::default_memory(&s.config);
+        s.config.memory = s.config.default_memory();
         Scenario { strategy, ..s }
     };
     let c = Campaign { scenario_at: &at, runs, shard: Shard::ALL, time: None }.run(&|_| {})?;
@@ -236,7 +236,7 @@ pub fn cell(c: &Coords, runs: u64, opts: CellOptions) -> Result<Cell, SimError> 
 fn compiled_cell(at0: &mut Scenario) -> Result<Arc<Compiled>, String> {
     let compiled = crate::csource::load(&crate::csource::ProtocolSource::Builtin, &at0.config)?;
     at0.config.compiled = Some(Arc::clone(&compiled));
-    at0.config.memory = crate::spec::default_memory(&at0.config);
+    at0.config.memory = at0.config.default_memory();
     match at0.plan() {
         Ok(_) => Ok(compiled),
         Err(SimError::Invalid { subject: sim_core::Subject::ProtocolSource, message }) => Err(message),

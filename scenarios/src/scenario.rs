@@ -130,7 +130,7 @@ impl Scenario {
         if self.config.own_stores != sim_core::interrupt::OwnStores::default() {
             s.push_str(&format!("+own-stores={}", self.config.own_stores));
         }
-        if self.config.memory != crate::spec::default_memory(&self.config) {
+        if self.config.memory != self.config.default_memory() {
             // Only when not the default (tso for a C protocol, sc for a Rust model).
             s.push_str(&format!("[memory={}]", self.config.memory));
         }

@@ -330,12 +330,12 @@ impl ScenarioSpec {
         Ok(config)
     }
 
-    /// `[memory] model`: given, or [`default_memory`] — x86-TSO for a protocol compiled from C
-    /// (its kernel data is real memory: DESIGN.md §2.16), SC for a Rust model, which refuses
-    /// `tso` (its shared state is Rust-side, not data memory, and its barriers are explicit
-    /// steps).
+    /// `[memory] model`: given, or [`RunConfig::default_memory`] — x86-TSO for a protocol
+    /// compiled from C (its kernel data is real memory: DESIGN.md §2.16), SC for a Rust model,
+    /// which refuses `tso` (its shared state is Rust-side, not data memory, and its barriers
+    /// are explicit steps).
     fn memory_model(&self, loc: &Locate<'_>, config: &RunConfig) -> Result<MemoryModel, InputError> {
-        let Some(g) = self.memory.model.as_ref() else { return Ok(default_memory(config)) };
+        let Some(g) = self.memory.model.as_ref() else { return Ok(config.default_memory()) };
         if g.value == MemoryModel::Sc || config.compiled.is_some() {
             return Ok(g.value);
         }
@@ -474,17 +474,5 @@ impl ScenarioSpec {
             Subject::Memory => ("memory.model".into(), of(self.memory.model.as_ref().map(|g| &g.origin))),
         };
         InputError::at(loc.file, &at, field, message)
-    }
-}
-
-/// The memory model a run has when its scenario names none: x86-TSO where compiled code runs
-/// (a protocol from C: its kernel data is memory the CPUs load and store), SC for a Rust model
-/// (which has no data memory to buffer). Labels and scenario files name the model only when it
-/// is not this default (DESIGN.md §2.16).
-pub fn default_memory(config: &RunConfig) -> MemoryModel {
-    if config.compiled.is_some() {
-        MemoryModel::Tso
-    } else {
-        MemoryModel::Sc
     }
 }

@@ -128,6 +128,18 @@ impl Default for RunConfig {
 }
 
 impl RunConfig {
+    /// The memory model a run has when its scenario names none: x86-TSO where compiled code
+    /// runs (a protocol from C: its kernel data is memory the CPUs load and store), SC for a
+    /// Rust model (which has no data memory to buffer). Labels and scenario files name the
+    /// model only when it is not this default (DESIGN.md §2.16).
+    pub fn default_memory(&self) -> cpu_model::MemoryModel {
+        if self.compiled.is_some() {
+            cpu_model::MemoryModel::Tso
+        } else {
+            cpu_model::MemoryModel::Sc
+        }
+    }
+
     /// Rejects impossible parameters, naming the part of the scenario at fault.
     pub fn validate(&self) -> Result<(), SimError> {
         let bad = |subject, msg: String| Err(SimError::invalid(subject, msg));
