@@ -517,20 +517,7 @@ impl CClient {
         opcode: u64,
         len: u64,
     ) -> Result<PatcherEffect, String> {
-        let caller = self.caller(mem);
-        let mut bytes = vec![0u8; len as usize];
-        if len == 0 || len > 16 || mem.read_as(self.cpu, opcode, &mut bytes).is_none() {
-            return Err(format!("text_poke({addr:#x}, {opcode:#x}, {len}) in {caller}: bad opcode buffer or length"));
-        }
-        if !kernel.text.contains(addr, len) {
-            return Err(format!("text_poke({addr:#x}, .., {len}) in {caller}: outside the text"));
-        }
-        let mut stores: VecDeque<(u64, Vec<u8>)> = self
-            .granularity
-            .split(addr, len)
-            .into_iter()
-            .map(|(a, l)| (a, bytes[(a - addr) as usize..(a - addr + l) as usize].to_vec()))
-            .collect();
+        let mut stores = self.text_stores(kernel, mem, "text_poke", [addr, opcode, len])?;
         let (a, first) = stores.pop_front().expect("at least one store");
         self.early_store = false;
         let epoch = kernel.text.store(a, &first);
@@ -570,25 +557,34 @@ impl CClient {
         opcode: u64,
         len: u64,
     ) -> Result<PatcherEffect, String> {
-        let caller = self.caller(mem);
-        let mut bytes = vec![0u8; len as usize];
-        if len == 0 || len > 16 || mem.read_as(self.cpu, opcode, &mut bytes).is_none() {
-            return Err(format!("memcpy({addr:#x}, {opcode:#x}, {len}) to the text in {caller}: bad source or length"));
-        }
-        if !kernel.text.contains(addr, len) {
-            return Err(format!("memcpy({addr:#x}, .., {len}) in {caller}: outside the text"));
-        }
-        let stores: VecDeque<(u64, Vec<u8>)> = self
-            .granularity
-            .split(addr, len)
-            .into_iter()
-            .map(|(a, l)| (a, bytes[(a - addr) as usize..(a - addr + l) as usize].to_vec()))
-            .collect();
+        let stores = self.text_stores(kernel, mem, "memcpy", [addr, opcode, len])?;
         self.pending = Pending::EarlyStores(stores);
         match self.resume(kernel, mem) {
             Some(effect) => Ok(effect),
             None => Err("memcpy() to the text issued no store".into()),
         }
+    }
+
+    /// The text stores of `what(addr, opcode, len)` (`text_poke` or `text_poke_early()`'s
+    /// `memcpy`): the bytes at `opcode` as this CPU reads them, split by the store granularity;
+    /// an error naming the caller if the buffer, the length or the range is bad.
+    fn text_stores(
+        &self,
+        kernel: &Kernel<'_>,
+        mem: &KernelMemory,
+        what: &str,
+        [addr, opcode, len]: [u64; 3],
+    ) -> Result<VecDeque<(u64, Vec<u8>)>, String> {
+        let caller = self.caller(mem);
+        let mut bytes = vec![0u8; len as usize];
+        if len == 0 || len > 16 || mem.read_as(self.cpu, opcode, &mut bytes).is_none() {
+            return Err(format!("{what}({addr:#x}, {opcode:#x}, {len}) in {caller}: bad source buffer or length"));
+        }
+        if !kernel.text.contains(addr, len) {
+            return Err(format!("{what}({addr:#x}, .., {len}) in {caller}: outside the text"));
+        }
+        let split = self.granularity.split(addr, len).into_iter();
+        Ok(split.map(|(a, l)| (a, bytes[(a - addr) as usize..(a - addr + l) as usize].to_vec())).collect())
     }
 
     /// Where the service was called from (the return address's line).
