@@ -4,6 +4,9 @@
 //! — except where the version has a known historic bug, which `historic_bugs.rs` reproduces —
 //! and unsupported combinations are refused as bad input, as the kernel's `BUG()` would be.
 
+#[path = "../support/skippable.rs"]
+mod skippable;
+
 use scenarios::catalogue::{known_bug, scenario, supported, variants, Variant};
 use scenarios::workload::{ForeignKprobe, WorkloadKind, WorkloadSpec};
 use sim_core::{Protocol, SimError, Verdict, ViolationKind};
@@ -46,22 +49,18 @@ fn passes_everything_it_supports(protocol: Protocol) {
     assert!(ran.len() >= 5, "{protocol} supports too few workloads: {ran:?}");
 }
 
-#[test]
 fn linux_5_5_passes_every_workload_it_supports() {
     passes_everything_it_supports(Protocol::Linux55);
 }
 
-#[test]
 fn linux_5_6_passes_every_workload_without_foreign_int3s() {
     passes_everything_it_supports(Protocol::Linux56);
 }
 
-#[test]
 fn linux_6_0_passes_every_workload_it_supports() {
     passes_everything_it_supports(Protocol::Linux60);
 }
 
-#[test]
 fn linux_6_16_passes_every_workload() {
     passes_everything_it_supports(Protocol::Linux616);
     for v in variants() {
@@ -76,7 +75,6 @@ fn refusal(protocol: Protocol, spec: WorkloadSpec) -> String {
     }
 }
 
-#[test]
 fn unsupported_combinations_are_refused_as_the_kernel_would_bug() {
     let jcc = WorkloadSpec::new(WorkloadKind::Jcc);
     for p in [Protocol::Linux54, Protocol::Seed, Protocol::Linux55, Protocol::Linux56, Protocol::Linux60] {
@@ -95,7 +93,6 @@ fn unsupported_combinations_are_refused_as_the_kernel_would_bug() {
     }
 }
 
-#[test]
 fn the_catalogue_lists_a_reason_for_every_known_failure() {
     let optprobe = Variant { name: "optprobe", spec: WorkloadSpec::new(WorkloadKind::Optprobe) };
     assert_eq!(known_bug(Protocol::Seed, &optprobe).unwrap().id, "B3");
@@ -104,4 +101,29 @@ fn the_catalogue_lists_a_reason_for_every_known_failure() {
     assert_eq!(uaf.kinds, [ViolationKind::UseAfterFree], "the 5.6 race reads freed memory: its own kind");
     assert!(known_bug(Protocol::Linux60, &optprobe).is_none());
     assert!(known_bug(Protocol::Linux616, &optprobe).is_none());
+}
+
+fn main() {
+    skippable::run(
+        skippable::full_suite(),
+        &[
+            (
+                "unsupported_combinations_are_refused_as_the_kernel_would_bug",
+                unsupported_combinations_are_refused_as_the_kernel_would_bug,
+            ),
+            (
+                "the_catalogue_lists_a_reason_for_every_known_failure",
+                the_catalogue_lists_a_reason_for_every_known_failure,
+            ),
+        ],
+        &[
+            ("linux_5_5_passes_every_workload_it_supports", linux_5_5_passes_every_workload_it_supports),
+            (
+                "linux_5_6_passes_every_workload_without_foreign_int3s",
+                linux_5_6_passes_every_workload_without_foreign_int3s,
+            ),
+            ("linux_6_0_passes_every_workload_it_supports", linux_6_0_passes_every_workload_it_supports),
+            ("linux_6_16_passes_every_workload", linux_6_16_passes_every_workload),
+        ],
+    );
 }

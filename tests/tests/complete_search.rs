@@ -6,6 +6,9 @@
 //! agree with the independent SPIN model (`bench/spin/`) on every 2-CPU row of its main table,
 //! violation kinds included.
 
+#[path = "../support/skippable.rs"]
+mod skippable;
+
 use std::collections::BTreeSet;
 
 use rayon::prelude::*;
@@ -50,7 +53,6 @@ const REDUCED: Options = Options { symmetry: true, ..MERGE_ONLY };
 /// search wherever that stays small, and for three vCPUs with a foreign kprobe (7.4 million
 /// plain states, two minutes of CI) to local-step merging alone, which the other cases check
 /// against the plain search — so symmetry is still checked on three vCPUs with a kprobe.
-#[test]
 fn every_reduction_keeps_the_verdicts_and_the_states_of_a_plain_search() {
     let cases: Vec<(usize, bool, Option<Mutant>, Options)> = vec![
         (2, false, None, PLAIN),
@@ -124,7 +126,6 @@ fn spin_rows() -> Vec<SpinRow> {
     rows
 }
 
-#[test]
 fn the_spin_anchor_agrees_on_every_two_cpu_row_of_its_main_table() {
     let rows = spin_rows();
     assert_eq!(rows.len(), 24);
@@ -152,7 +153,6 @@ fn disagreement(s: &Scenario, want: &[ViolationKind], what: &str) -> Option<Stri
 /// vanished-INT3 recovery, linux-5.5 without the sync after the first byte has no violation —
 /// byte and snapshot fetch, 2 and 3 vCPUs, foreign kprobe on and off — where the same kernel
 /// without kprobes dies on a stale INT3.
-#[test]
 fn without_the_sync_after_the_first_byte_only_a_kernel_without_kprobes_dies() {
     let mut rows = Vec::new();
     for cpus in [2, 3] {
@@ -178,7 +178,6 @@ fn without_the_sync_after_the_first_byte_only_a_kernel_without_kprobes_dies() {
     assert!(disagreements.is_empty(), "{}", disagreements.join("\n"));
 }
 
-#[test]
 fn a_violation_comes_with_a_shortest_counterexample_that_replays() {
     let s = small(Protocol::Linux55, Some(Mutant::NoSyncAfterInt3), 2, false, "pessimistic", 2, None);
     let r = scenarios::exhaust::complete(&s, Options::default(), &|_| {}).expect("the search runs");
@@ -190,4 +189,28 @@ fn a_violation_comes_with_a_shortest_counterexample_that_replays() {
     let v = o.violation().unwrap();
     assert_eq!(v.bytes[0].epoch, 0, "byte 0 is from before the INT3 store: {v}");
     assert!(v.bytes[1..].iter().any(|b| b.epoch > 0), "a tail byte is new: {v}");
+}
+
+fn main() {
+    skippable::run(
+        skippable::full_suite(),
+        &[(
+            "a_violation_comes_with_a_shortest_counterexample_that_replays",
+            a_violation_comes_with_a_shortest_counterexample_that_replays,
+        )],
+        &[
+            (
+                "every_reduction_keeps_the_verdicts_and_the_states_of_a_plain_search",
+                every_reduction_keeps_the_verdicts_and_the_states_of_a_plain_search,
+            ),
+            (
+                "the_spin_anchor_agrees_on_every_two_cpu_row_of_its_main_table",
+                the_spin_anchor_agrees_on_every_two_cpu_row_of_its_main_table,
+            ),
+            (
+                "without_the_sync_after_the_first_byte_only_a_kernel_without_kprobes_dies",
+                without_the_sync_after_the_first_byte_only_a_kernel_without_kprobes_dies,
+            ),
+        ],
+    );
 }

@@ -9,6 +9,9 @@
 //! and counts for neither (`no-rmb` acts nowhere: the model has no `smp_rmb()` step). Run with `--nocapture` to see
 //! the matrix.
 
+#[path = "../support/skippable.rs"]
+mod skippable;
+
 use std::collections::BTreeMap;
 
 use rayon::prelude::*;
@@ -24,7 +27,6 @@ fn seeds() -> u64 {
     tests::runs(SEEDS)
 }
 
-#[test]
 fn every_necessary_mutant_is_caught_and_every_benign_one_is_not() {
     let filter =
         Filter { presets: vec!["pessimistic".into()], kernels: vec![KernelConfig::DEFCONFIG], ..Filter::default() };
@@ -108,4 +110,15 @@ fn every_necessary_mutant_is_caught_and_every_benign_one_is_not() {
     // The emulation oracle catches an emulation bug the workload alone might miss.
     let jcc = cells.iter().find(|c| c.mutant == "jcc-no-invert" && c.workload == "jcc").expect("jcc cell");
     assert_eq!(jcc.kind, Some(ViolationKind::EmulationMismatch));
+}
+
+fn main() {
+    skippable::run(
+        skippable::full_suite(),
+        &[],
+        &[(
+            "every_necessary_mutant_is_caught_and_every_benign_one_is_not",
+            every_necessary_mutant_is_caught_and_every_benign_one_is_not,
+        )],
+    );
 }
