@@ -315,38 +315,45 @@ fn patcher_ops(run: &Run) -> Vec<(&str, Round, u64, u64)> {
 /// Each INT3 handler run: `(vCPU, first tick, end tick)`, from the trap to its IRET (or the end
 /// of the run).
 pub fn handler_spans(run: &Run) -> Vec<(usize, u64, u64)> {
-    let mut open: Vec<Option<u64>> = vec![None; run.cpus];
-    let mut runs = Vec::new();
-    for e in &run.events {
-        match (e.kind, e.cpu) {
-            (TraceKind::Trap, Some(i)) => open[i] = Some(e.tick + 1),
-            (TraceKind::Handler, Some(i)) if e.event == "iret" => {
-                if let Some(start) = open[i].take() {
-                    runs.push((i, start, e.tick + 1));
-                }
-            }
-            _ => {}
-        }
-    }
-    let end = run.last_tick() + 1;
-    runs.extend(open.iter().enumerate().filter_map(|(i, o)| o.map(|start| (i, start, end))));
-    runs
+    spans(run, |e| match (e.kind, e.cpu) {
+        (TraceKind::Trap, Some(i)) => Some(Edge::Open(i, e.tick + 1)),
+        (TraceKind::Handler, Some(i)) if e.event == "iret" => Some(Edge::Close(i)),
+        _ => None,
+    })
 }
 
 /// Each vCPU's interrupt handler runs: `(vCPU, first tick, end tick)`, from the delivery to its
 /// IRET (or the end of the run). Empty for a run without `[interrupts]`.
 pub fn irq_spans(run: &Run) -> Vec<(usize, u64, u64)> {
+    spans(run, |e| match (e.kind, e.cpu) {
+        (TraceKind::IrqEnter, Some(i)) if i < run.cpus => Some(Edge::Open(i, e.tick)),
+        (TraceKind::Iret, Some(i)) if i < run.cpus => Some(Edge::Close(i)),
+        _ => None,
+    })
+}
+
+/// Where an event starts or ends a span of a vCPU.
+enum Edge {
+    /// vCPU `i`'s span starts at this tick.
+    Open(usize, u64),
+    /// vCPU `i`'s open span ends after this event.
+    Close(usize),
+}
+
+/// The spans `(vCPU, first tick, end tick)` that `edge` marks, an open one lasting to the end
+/// of the run.
+fn spans(run: &Run, edge: impl Fn(&TraceEvent) -> Option<Edge>) -> Vec<(usize, u64, u64)> {
     let mut open: Vec<Option<u64>> = vec![None; run.cpus];
     let mut runs = Vec::new();
     for e in &run.events {
-        match (e.kind, e.cpu) {
-            (TraceKind::IrqEnter, Some(i)) if i < run.cpus => open[i] = Some(e.tick),
-            (TraceKind::Iret, Some(i)) if i < run.cpus => {
+        match edge(e) {
+            Some(Edge::Open(i, start)) => open[i] = Some(start),
+            Some(Edge::Close(i)) => {
                 if let Some(start) = open[i].take() {
                     runs.push((i, start, e.tick + 1));
                 }
             }
-            _ => {}
+            None => {}
         }
     }
     let end = run.last_tick() + 1;
