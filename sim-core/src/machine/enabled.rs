@@ -128,8 +128,8 @@ impl EnabledSet {
 
     /// Appends events listed afresh at every refresh, after the patchers: the interrupt
     /// deliveries, then the store-buffer drains.
-    pub fn extend_tail(&mut self, events: &[Event]) {
-        self.events.extend_from_slice(events);
+    pub fn extend_tail(&mut self, events: impl IntoIterator<Item = Event>) {
+        self.events.extend(events);
     }
 
     /// Replaces vCPU `i`'s step and delivery entries in the (sorted) vCPU part.

@@ -306,13 +306,12 @@ impl Machine {
         if self.config.interrupts.is_some() {
             let mut extra = Vec::new();
             self.irq_events(&mut extra);
-            self.enabled.extend_tail(&extra);
+            self.enabled.extend_tail(extra);
         }
         let tso = self.c.as_ref().filter(|c| c.mem.model() == cpu_model::MemoryModel::Tso);
         if let Some(c) = tso {
-            let drains: Vec<Event> =
-                (0..c.nr_cpu_ids).filter(|&cpu| c.mem.buffered(cpu) > 0).map(Event::Drain).collect();
-            self.enabled.extend_tail(&drains);
+            let drains = (0..c.nr_cpu_ids).filter(|&cpu| c.mem.buffered(cpu) > 0).map(Event::Drain);
+            self.enabled.extend_tail(drains);
         }
     }
 
