@@ -120,8 +120,8 @@ pub fn complete(scenario: &Scenario, opts: Options, progress: &dyn Fn(u64)) -> R
     let start = Instant::now();
     let mut searched = scenario.clone();
     searched.config.reset_counters = true;
-    let mut machine = Machine::new(searched.plan()?, Observe::NOTHING)?;
-    let search = sim_core::search::search(&mut machine, opts, false, progress)?;
+    let make = || Machine::new(searched.plan()?, Observe::NOTHING);
+    let search = sim_core::search::search_parallel(&make, opts, false, progress)?;
     let mut replayed = scenario.clone();
     let mut raised_budget = None;
     let violation = match &search.found {

@@ -44,8 +44,14 @@ fn explore(s: &Scenario, opts: Options, global: bool) -> SearchResult {
     search(&mut machine, opts, global, &|_| {}).expect("the search runs")
 }
 
-const PLAIN: Options =
-    Options { merge_local: false, symmetry: false, max_states: 50_000_000, shortest: false, all_kinds: true };
+const PLAIN: Options = Options {
+    merge_local: false,
+    symmetry: false,
+    max_states: 50_000_000,
+    shortest: false,
+    all_kinds: true,
+    workers: 1,
+};
 const MERGE_ONLY: Options = Options { merge_local: true, ..PLAIN };
 const REDUCED: Options = Options { symmetry: true, ..MERGE_ONLY };
 

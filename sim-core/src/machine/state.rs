@@ -21,6 +21,7 @@
 //! alike, the vCPUs' order (symmetry reduction: the per-vCPU parts are sorted).
 
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 use cpu_model::{Epoch, Reg, Regs, Truth, VcpuState};
 
@@ -96,8 +97,9 @@ pub(crate) struct MachineState {
 pub struct Snapshot {
     epoch: Epoch,
     tick: u64,
-    /// Each vCPU's state and its version (equal versions are equal states).
-    vcpus: Vec<(u64, VcpuState)>,
+    /// Each vCPU's state and its version (equal versions are equal states), shared with the
+    /// snapshots and the [`SaveCache`] that hold the same version (a clone copies no state).
+    vcpus: Vec<(u64, Arc<VcpuState>)>,
     /// The bytes of the data windows ([`Machine::data_windows`]), one after another (a
     /// compiled protocol's kernel data as memory holds it, without buffered stores).
     data: Vec<u8>,
@@ -116,7 +118,7 @@ pub struct Snapshot {
 #[derive(Debug, Default)]
 pub struct SaveCache {
     /// Per vCPU: the machine's touch count of it when it was known, its version, its state.
-    known: Vec<Option<(u64, u64, VcpuState)>>,
+    known: Vec<Option<(u64, u64, Arc<VcpuState>)>>,
     versions: u64,
     scratch: Vec<u8>,
 }
@@ -124,11 +126,11 @@ pub struct SaveCache {
 impl SaveCache {
     /// The state of vCPU `i` if it is known and untouched since (`touches`: the machine's
     /// count for it).
-    fn get(&self, i: usize, touches: u64) -> Option<&(u64, u64, VcpuState)> {
+    fn get(&self, i: usize, touches: u64) -> Option<&(u64, u64, Arc<VcpuState>)> {
         self.known.get(i)?.as_ref().filter(|k| k.0 == touches)
     }
 
-    fn set(&mut self, i: usize, known: (u64, u64, VcpuState)) {
+    fn set(&mut self, i: usize, known: (u64, u64, Arc<VcpuState>)) {
         if self.known.len() <= i {
             self.known.resize(i + 1, None);
         }
@@ -176,7 +178,7 @@ impl Snapshot {
     pub(crate) fn canonical_hash(&self, canon: &Canon) -> u128 {
         let parts = Parts {
             epoch: self.epoch,
-            vcpus: self.vcpus.iter().map(|(_, v)| v).collect(),
+            vcpus: self.vcpus.iter().map(|(_, v)| &**v).collect(),
             state: &self.state,
             data: Data::Saved(&self.data),
             irq_cpus: self.irq_cpus.iter().collect(),
@@ -442,7 +444,7 @@ impl Machine {
             if cache.get(i, self.touches[i]).is_none() {
                 cache.versions += 1;
                 let state = self.vcpus[i].save(&self.site_units)?;
-                cache.set(i, (self.touches[i], cache.versions, state));
+                cache.set(i, (self.touches[i], cache.versions, Arc::new(state)));
             }
         }
         Ok(())
@@ -454,7 +456,7 @@ impl Machine {
         self.know_vcpus(cache)?;
         let mut scratch = std::mem::take(&mut cache.scratch);
         let touches = &self.touches;
-        let vcpus = (0..self.vcpus.len()).map(|i| &cache.get(i, touches[i]).expect("known").2).collect();
+        let vcpus = (0..self.vcpus.len()).map(|i| &*cache.get(i, touches[i]).expect("known").2).collect();
         let kernel = self.c.as_ref().map(|c| &*c.mem);
         let irq_cpus = self.irq_cpus.iter().map(|v| v.save(&self.site_units)).collect::<Result<Vec<_>, _>>()?;
         let (data, buffers) = (Data::Live(&self.data, kernel), Buffers::Live(kernel));
@@ -480,8 +482,8 @@ impl Machine {
         };
         self.check_kernel_stacks()?;
         self.know_vcpus(cache)?;
-        let vcpus: Vec<(u64, VcpuState)> = (0..self.vcpus.len())
-            .map(|i| cache.get(i, self.touches[i]).map(|k| (k.1, k.2.clone())).expect("known"))
+        let vcpus: Vec<(u64, Arc<VcpuState>)> = (0..self.vcpus.len())
+            .map(|i| cache.get(i, self.touches[i]).map(|k| (k.1, Arc::clone(&k.2))).expect("known"))
             .collect();
         for (i, (_, v)) in vcpus.iter().enumerate() {
             let sp = self.state.handlers[i].as_ref().map_or(v.regs.sp(), |h| h.trapped().0.sp().min(v.regs.sp()));
@@ -508,7 +510,7 @@ impl Machine {
                 continue;
             }
             self.vcpus[i].restore(st, &self.site_units, &self.sites, &self.text)?;
-            cache.set(i, (self.touches[i], *version, st.clone()));
+            cache.set(i, (self.touches[i], *version, Arc::clone(st)));
         }
         for (v, st) in self.irq_cpus.iter_mut().zip(&s.irq_cpus) {
             v.restore(st, &self.site_units, &self.sites, &self.text)?;

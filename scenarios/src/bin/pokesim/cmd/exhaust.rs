@@ -47,6 +47,10 @@ pub struct ExhaustArgs {
     /// [default: 50000000].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     max_states: Option<u64>,
+    /// Complete mode: search on this many threads at once; the result is the same for any
+    /// number [default: the cores this process may use].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=sim_core::search::MAX_WORKERS as u64))]
+    workers: Option<u64>,
     /// Bounded mode: give up after this many executions (the result says incomplete)
     /// [default: 5000000].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
@@ -111,7 +115,13 @@ struct FlagMode {
 /// Every exhaust flag that acts in one mode only. The others — `--iterations`,
 /// `--no-reduction`, the scenario flags other than `--runs`, `--seed`, `--strategy` and
 /// `--depth` (refused in both), the artifact and output flags — act in both.
-const FLAGS: [FlagMode; 5] = [
+const FLAGS: [FlagMode; 6] = [
+    FlagMode {
+        flag: "--workers",
+        given: |a| a.workers.is_some(),
+        acts_in: Mode::Complete,
+        why: "a bounded search re-executes runs one after another on one thread",
+    },
     FlagMode {
         flag: "--max-states",
         given: |a| a.max_states.is_some(),
@@ -354,6 +364,11 @@ fn bounded(a: &ExhaustArgs, mut s: Scenario, bound: u64) -> Result<Findings, Fai
     })
 }
 
+/// `--workers` when not given: the cores this process may use.
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()).min(sim_core::search::MAX_WORKERS)
+}
+
 fn complete(a: &ExhaustArgs, s: Scenario) -> Result<Findings, Failure> {
     let reduce = !a.no_reduction;
     let opts = Options {
@@ -362,6 +377,7 @@ fn complete(a: &ExhaustArgs, s: Scenario) -> Result<Findings, Failure> {
         max_states: a.max_states.unwrap_or(DEFAULT_MAX_STATES),
         shortest: true,
         all_kinds: a.all_kinds,
+        workers: a.workers.map_or_else(default_workers, |w| w as usize),
     };
     let progress = Progress::new("exhaust", 0, "states", a.output.quiet || a.output.json);
     let r = scenarios::exhaust::complete(&s, opts, &|n| progress.set(n));

@@ -28,12 +28,17 @@
 use std::collections::{HashSet, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 
-use crate::decision::{Decision, Decisions};
-use crate::event::Event;
-use crate::machine::state::{Canon, SaveCache, Snapshot};
+use crate::decision::Decision;
+use crate::machine::state::Snapshot;
 use crate::machine::Machine;
 use crate::oracle::Violation;
 use crate::SimError;
+
+mod shared;
+mod worker;
+
+use shared::{Shared, Work};
+use worker::Worker;
 
 /// What the search may use.
 #[derive(Clone, Copy, Debug)]
@@ -51,11 +56,14 @@ pub struct Options {
     /// them) and report every violation kind reachable — the search is then complete even
     /// with violations (SPIN's masked reruns, in one search).
     pub all_kinds: bool,
+    /// Workers searching at once, each on a thread and a machine of its own
+    /// ([`search_parallel`]; [`search`] runs one).
+    pub workers: usize,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { merge_local: true, symmetry: true, max_states: 50_000_000, shortest: true, all_kinds: false }
+        Self { merge_local: true, symmetry: true, max_states: 50_000_000, shortest: true, all_kinds: false, workers: 1 }
     }
 }
 
@@ -77,9 +85,10 @@ pub struct Counterexample {
 /// What a search established.
 #[derive(Clone, Debug, Default)]
 pub struct SearchResult {
-    /// Distinct states stored.
+    /// Distinct states stored (after a violation, with `shortest` and without `all_kinds`: by
+    /// the breadth-first search that found the shortest counterexample).
     pub states: u64,
-    /// Transitions executed.
+    /// Transitions executed (likewise).
     pub transitions: u64,
     /// True if every reachable state was visited (no state limit; without `all_kinds`, no
     /// violation either).
@@ -88,8 +97,6 @@ pub struct SearchResult {
     pub kinds: std::collections::BTreeSet<crate::oracle::ViolationKind>,
     /// The first violation, with its path.
     pub found: Option<Counterexample>,
-    /// The deepest path, in transitions.
-    pub max_depth: usize,
     /// True if symmetry reduction was applied.
     pub symmetric: bool,
     /// Canonical hashes (with symmetry as far as the scenario allows, whatever the options) of
@@ -118,17 +125,6 @@ impl Hasher for PassThrough {
 
 type Visited = HashSet<u128, BuildHasherDefault<PassThrough>>;
 
-/// One stored state on the depth-first stack and where its exploration stands.
-struct Frame {
-    snap: Snapshot,
-    events: Vec<Event>,
-    next_event: usize,
-    /// The choice prefix of the next transition of the current event (`None`: all done).
-    prefix: Option<Vec<u32>>,
-    /// The decisions of the transition that reached this state.
-    edge: Vec<Decision>,
-}
-
 /// The prefix of the next sibling transition after one that made `taken`: the last choice
 /// that has an untried option, advanced.
 fn next_sibling(taken: &[Decision]) -> Option<Vec<u32>> {
@@ -138,80 +134,38 @@ fn next_sibling(taken: &[Decision]) -> Option<Vec<u32>> {
     Some(prefix)
 }
 
-/// The search's shared machinery: the machine, how states are identified, what was seen.
-struct Searcher<'a> {
-    machine: &'a mut Machine,
-    /// What saving and hashing the machine's states remembers between calls.
-    cache: SaveCache,
-    canon: Canon,
-    /// Canonical hashing with symmetry as far as the scenario allows (for global states).
-    sym_canon: Canon,
-    opts: Options,
-    visited: Visited,
-    result: SearchResult,
-    progress: &'a dyn Fn(u64),
-}
-
-impl Searcher<'_> {
-    /// Stores the machine's current state if new: its canonical hash, and (for soundness
-    /// tests) whether it is a global state. Returns its snapshot if it was not seen before.
-    fn store(&mut self, events: &[Event]) -> Result<Option<Snapshot>, SimError> {
-        let h = self.machine.canonical_hash(&self.canon, &mut self.cache)?;
-        if !self.visited.insert(h) {
-            return Ok(None);
-        }
-        self.result.states += 1;
-        if self.result.states.is_multiple_of(4096) {
-            (self.progress)(self.result.states);
-        }
-        if self.result.global_states.is_some() && !events.iter().any(|&e| self.machine.local_step(e)) {
-            let g = self.machine.canonical_hash(&self.sym_canon, &mut self.cache)?;
-            self.result.global_states.as_mut().map(|set| set.insert(g));
-        }
-        Ok(Some(self.machine.save(&mut self.cache)?))
-    }
-
-    /// Runs one transition from `snap`; returns its decisions and, if none of the oracles
-    /// objected, the enabled events of the state it reached.
-    fn step(&mut self, snap: &Snapshot, event: Event, prefix: Vec<u32>) -> Result<Step, SimError> {
-        self.machine.restore(snap, &mut self.cache)?;
-        let mut d = Decisions::enumerate(prefix);
-        self.machine.transition(event, &mut d, self.opts.merge_local)?;
-        self.result.transitions += 1;
-        let sibling = next_sibling(d.enumerated());
-        let edge = d.into_log();
-        if self.machine.violation().is_some() {
-            return Ok(Step { sibling, edge, events: None });
-        }
-        let events = self.machine.enabled_events();
-        if self.machine.check_deadlock() {
-            return Ok(Step { sibling, edge, events: None });
-        }
-        Ok(Step { sibling, edge, events: Some(events) })
-    }
-
-    fn violation(&self) -> Violation {
-        self.machine.violation().cloned().expect("a violation was reported")
-    }
-}
-
-/// What one transition did.
-struct Step {
-    sibling: Option<Vec<u32>>,
-    edge: Vec<Decision>,
-    /// `None`: the transition (or the state it reached) violated.
-    events: Option<Vec<Event>>,
-}
+/// Builds one more machine of the scenario being searched (for a further worker, on the
+/// worker's own thread).
+pub type MakeMachine<'m> = &'m (dyn Fn() -> Result<Machine, SimError> + Sync);
 
 /// Searches every state reachable from the machine's current state (normally its initial
 /// state; the machine's configuration should reset counters, see
-/// [`crate::RunConfig::reset_counters`]). `progress(states)` is called now and then.
+/// [`crate::RunConfig::reset_counters`]) with one worker. `progress(states)` is called now and
+/// then.
 pub fn search(
     machine: &mut Machine,
     opts: Options,
     global_states: bool,
     progress: &dyn Fn(u64),
 ) -> Result<SearchResult, SimError> {
+    run(machine, None, Options { workers: 1, ..opts }, global_states, progress)
+}
+
+/// [`search`] with `opts.workers` workers, each on a thread and a machine of its own built by
+/// `make` (the first on the calling thread). The result — verdict, states, transitions,
+/// shortest counterexample — is the same for any number of workers.
+pub fn search_parallel(
+    make: MakeMachine<'_>,
+    opts: Options,
+    global_states: bool,
+    progress: &dyn Fn(u64),
+) -> Result<SearchResult, SimError> {
+    let mut machine = make()?;
+    run(&mut machine, Some(make), opts, global_states, progress)
+}
+
+/// Refuses what state-space search does not cover.
+fn refuse_unsupported(machine: &Machine, opts: &Options) -> Result<(), SimError> {
     if let Some(k) = machine.first_kprobe_client() {
         // The text's store history is one sequence, the same on every path, only while one
         // client patches: with two, the order of their stores is itself a choice.
@@ -229,89 +183,96 @@ pub fn search(
              explore or bounded exhaust (--bound N)",
         ));
     }
-    let sym_canon = machine.canon();
-    let mut canon = sym_canon.clone();
-    canon.symmetric &= opts.symmetry;
-    let symmetric = canon.symmetric;
-    let mut cache = SaveCache::default();
-    let root = machine.save(&mut cache)?;
-    let events = machine.enabled_events();
-    let mut s = Searcher {
-        machine,
-        cache,
-        canon,
-        sym_canon,
-        opts,
-        visited: Visited::default(),
-        result: SearchResult { symmetric, global_states: global_states.then(HashSet::new), ..SearchResult::default() },
-        progress,
-    };
-    if s.machine.check_deadlock() {
-        let violation = s.violation();
-        s.result.kinds.insert(violation.kind);
-        s.result.found = Some(Counterexample { decisions: Vec::new(), violation, transitions: 0, shortest: true });
-        return Ok(s.result);
+    if opts.workers == 0 || opts.workers > MAX_WORKERS {
+        return Err(SimError::invalid(
+            crate::error::Subject::Workload,
+            format!("{} search workers: a search runs 1 to {MAX_WORKERS}", opts.workers),
+        ));
     }
-    s.store(&events)?;
-    let found =
-        dfs(&mut s, Frame { snap: root.clone(), events, next_event: 0, prefix: Some(Vec::new()), edge: Vec::new() })?;
-    s.result.found = match found {
-        Some(c) if opts.shortest => Some(bfs(&mut s, &root)?.unwrap_or(c)),
-        other => other,
-    };
-    s.result.complete = (opts.all_kinds || s.result.found.is_none()) && s.result.states < opts.max_states;
-    (s.progress)(s.result.states);
-    Ok(s.result)
+    Ok(())
 }
 
-/// Depth-first search from `root`; the first counterexample, if any.
-fn dfs(s: &mut Searcher<'_>, root: Frame) -> Result<Option<Counterexample>, SimError> {
-    let mut stack = vec![root];
-    let mut first: Option<Counterexample> = None;
-    while let Some(top) = stack.last_mut() {
-        let Some(&event) = top.events.get(top.next_event) else {
-            stack.pop();
-            continue;
-        };
-        let Some(prefix) = top.prefix.take() else {
-            top.next_event += 1;
-            top.prefix = Some(Vec::new());
-            continue;
-        };
-        let snap = top.snap.clone();
-        let step = s.step(&snap, event, prefix)?;
-        if let Some(top) = stack.last_mut() {
-            top.prefix = step.sibling;
-        }
-        let Some(events) = step.events else {
-            let violation = s.violation();
-            s.result.kinds.insert(violation.kind);
-            if s.opts.all_kinds && first.is_some() {
-                continue;
-            }
-            let mut decisions: Vec<Decision> = stack.iter().flat_map(|f| f.edge.iter().copied()).collect();
-            decisions.extend(step.edge);
-            let c = Counterexample { decisions, violation, transitions: stack.len(), shortest: false };
-            if !s.opts.all_kinds {
-                return Ok(Some(c));
-            }
-            first = Some(c);
-            continue;
-        };
-        let Some(next) = s.store(&events)? else { continue };
-        s.result.max_depth = s.result.max_depth.max(stack.len());
-        if s.result.states >= s.opts.max_states {
-            return Ok(first);
-        }
-        stack.push(Frame { snap: next, events, next_event: 0, prefix: Some(Vec::new()), edge: step.edge });
+/// The most workers one search runs.
+pub const MAX_WORKERS: usize = 64;
+
+fn run(
+    machine: &mut Machine,
+    make: Option<MakeMachine<'_>>,
+    opts: Options,
+    global_states: bool,
+    progress: &dyn Fn(u64),
+) -> Result<SearchResult, SimError> {
+    refuse_unsupported(machine, &opts)?;
+    let workers = if make.is_some() { opts.workers } else { 1 };
+    let shared = Shared::new(workers, opts.max_states, global_states);
+    let mut first = Worker::new(machine, opts, &shared, Some(progress))?;
+    let symmetric = first.canon.symmetric;
+    let events = first.machine.enabled_events();
+    if first.machine.check_deadlock() {
+        let violation = first.violation();
+        let c = Counterexample { decisions: Vec::new(), violation, transitions: 0, shortest: true };
+        let kinds = [c.violation.kind].into();
+        return Ok(SearchResult { symmetric, kinds, found: Some(c), ..SearchResult::default() });
     }
-    Ok(first)
+    first.store(&events)?;
+    shared.donate(Work { path: Vec::new() });
+    let transitions = std::thread::scope(|scope| -> Result<u64, SimError> {
+        let others: Vec<_> = (1..workers)
+            .map(|_| {
+                let (shared, make) = (&shared, make.expect("more than one worker has a maker"));
+                scope.spawn(move || -> Result<u64, SimError> {
+                    let mut m = make().inspect_err(|_| shared.halt())?;
+                    let mut w = Worker::new(&mut m, opts, shared, None).inspect_err(|_| shared.halt())?;
+                    w.run()?;
+                    Ok(w.transitions)
+                })
+            })
+            .collect();
+        let mut total = first.run().map(|()| first.transitions);
+        for h in others {
+            let r = h.join().unwrap_or_else(|_| Err(SimError::Internal("a search worker panicked".into())));
+            total = total.and_then(|t| r.map(|n| t + n));
+        }
+        total
+    })?;
+    finish(first, &shared, transitions, opts, progress)
 }
 
-/// Breadth-first search from `root` for a counterexample with the fewest transitions.
-fn bfs(s: &mut Searcher<'_>, root: &Snapshot) -> Result<Option<Counterexample>, SimError> {
+/// The result once every worker returned: the shortest counterexample if one is asked for.
+fn finish(
+    mut first: Worker<'_>,
+    shared: &Shared,
+    transitions: u64,
+    opts: Options,
+    progress: &dyn Fn(u64),
+) -> Result<SearchResult, SimError> {
+    let symmetric = first.canon.symmetric;
+    let states = shared.states();
+    let (kinds, found, global_states) = shared.take_verdict();
+    let mut result = SearchResult { states, transitions, kinds, found, symmetric, global_states, complete: false };
+    if result.found.is_some() && opts.shortest {
+        let root = first.root().clone();
+        let (c, states, transitions) = bfs(&mut first, &root, opts.max_states)?;
+        if let Some(c) = c {
+            result.kinds.insert(c.violation.kind);
+            result.found = Some(c);
+        }
+        if !opts.all_kinds {
+            // The depth-first states depend on which worker got where first; the
+            // breadth-first search's do not.
+            (result.states, result.transitions) = (states, transitions);
+        }
+    }
+    result.complete = (opts.all_kinds || result.found.is_none()) && result.states < opts.max_states;
+    progress(result.states);
+    Ok(result)
+}
+
+/// Breadth-first search from `root` for a counterexample with the fewest transitions; also
+/// the states it stored and the transitions it ran.
+fn bfs(w: &mut Worker<'_>, root: &Snapshot, max_states: u64) -> Result<(Option<Counterexample>, u64, u64), SimError> {
     let mut seen = Visited::default();
-    seen.insert(root.canonical_hash(&s.canon));
+    seen.insert(root.canonical_hash(&w.canon));
     // Every stored state: its parent and the decisions of the edge from it.
     let mut parents: Vec<(usize, Vec<Decision>)> = vec![(usize::MAX, Vec::new())];
     let mut queue: VecDeque<(usize, Snapshot)> = VecDeque::from([(0, root.clone())]);
@@ -324,32 +285,32 @@ fn bfs(s: &mut Searcher<'_>, root: &Snapshot) -> Result<Option<Counterexample>, 
         let n = edges.len() - 1;
         (edges.into_iter().rev().flatten().collect::<Vec<_>>(), n)
     };
+    let before = w.transitions;
     while let Some((id, snap)) = queue.pop_front() {
-        s.machine.restore(&snap, &mut s.cache)?;
-        for event in s.machine.enabled_events() {
+        w.machine.restore(&snap, &mut w.cache)?;
+        for event in w.machine.enabled_events() {
             let mut prefix = Some(Vec::new());
             while let Some(p) = prefix.take() {
-                let step = s.step(&snap, event, p)?;
+                let step = w.step(&snap, 0, event, p)?;
                 prefix = step.sibling;
-                let Some(events) = step.events else {
+                if step.events.is_none() {
                     let (mut decisions, n) = path(&parents, id);
-                    decisions.extend(step.edge);
-                    let violation = s.violation();
-                    return Ok(Some(Counterexample { decisions, violation, transitions: n + 1, shortest: true }));
-                };
-                let _ = events;
-                if parents.len() as u64 >= s.opts.max_states
-                    || !seen.insert(s.machine.canonical_hash(&s.canon, &mut s.cache)?)
+                    decisions.extend(step.edge.log);
+                    let violation = w.violation();
+                    let c = Counterexample { decisions, violation, transitions: n + 1, shortest: true };
+                    return Ok((Some(c), parents.len() as u64, w.transitions - before));
+                }
+                if parents.len() as u64 >= max_states || !seen.insert(w.machine.canonical_hash(&w.canon, &mut w.cache)?)
                 {
                     continue;
                 }
-                let next = s.machine.save(&mut s.cache)?;
-                parents.push((id, step.edge));
+                let next = w.machine.save(&mut w.cache)?;
+                parents.push((id, step.edge.log));
                 queue.push_back((parents.len() - 1, next));
             }
         }
     }
-    Ok(None)
+    Ok((None, parents.len() as u64, w.transitions - before))
 }
 
 #[cfg(test)]

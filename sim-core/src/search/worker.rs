@@ -1,0 +1,232 @@
+//! One worker of a complete search (DESIGN.md §2.9): a depth-first search on a machine of its
+//! own, over the states the shared visited table has not seen, taking work from the pool and
+//! giving some away when another worker is idle ([`super::shared`]).
+//!
+//! A transition restores the machine to the stored state it leaves from, unless the machine
+//! is still in that state (the first transition out of a state just stored), and runs one
+//! event with the choices the odometer ([`super::next_sibling`]) selects.
+
+use super::shared::{Edge, Shared, Work};
+use super::{next_sibling, Counterexample, Options};
+use crate::decision::Decisions;
+use crate::event::Event;
+use crate::machine::state::{Canon, SaveCache, Snapshot};
+use crate::machine::Machine;
+use crate::oracle::Violation;
+use crate::SimError;
+
+/// One stored state on the depth-first stack and where its exploration stands.
+struct Frame {
+    snap: Snapshot,
+    /// Identifies the state among this worker's frames (the machine may still hold it).
+    serial: u64,
+    events: Vec<Event>,
+    next_event: usize,
+    /// The choice prefix of the next transition of the current event (`None`: all done).
+    prefix: Option<Vec<u32>>,
+    /// The transition that reached this state (`None` for the state the work starts at).
+    edge: Option<Edge>,
+}
+
+/// What one transition did.
+pub(super) struct Step {
+    pub(super) sibling: Option<Vec<u32>>,
+    pub(super) edge: Edge,
+    /// `None`: the transition (or the state it reached) violated.
+    pub(super) events: Option<Vec<Event>>,
+}
+
+/// A machine searching, and what it remembers between transitions.
+pub(super) struct Worker<'a> {
+    pub(super) machine: &'a mut Machine,
+    /// What saving and hashing the machine's states remembers between calls.
+    pub(super) cache: SaveCache,
+    pub(super) canon: Canon,
+    /// Canonical hashing with symmetry as far as the scenario allows (for global states).
+    sym_canon: Canon,
+    opts: Options,
+    shared: &'a Shared,
+    /// The machine's initial state (donated work starts from it).
+    root: Snapshot,
+    /// Transitions run (not counting replayed paths).
+    pub(super) transitions: u64,
+    /// Called with the number of states stored, now and then (the first worker only).
+    progress: Option<&'a dyn Fn(u64)>,
+    reported: u64,
+    /// The serial of the frame whose state the machine holds, if it holds one.
+    at: Option<u64>,
+    serials: u64,
+}
+
+impl<'a> Worker<'a> {
+    pub(super) fn new(
+        machine: &'a mut Machine,
+        opts: Options,
+        shared: &'a Shared,
+        progress: Option<&'a dyn Fn(u64)>,
+    ) -> Result<Self, SimError> {
+        let sym_canon = machine.canon();
+        let mut canon = sym_canon.clone();
+        canon.symmetric &= opts.symmetry;
+        let mut cache = SaveCache::default();
+        let root = machine.save(&mut cache)?;
+        Ok(Self {
+            machine,
+            cache,
+            canon,
+            sym_canon,
+            opts,
+            shared,
+            root,
+            transitions: 0,
+            progress,
+            reported: 0,
+            at: None,
+            serials: 0,
+        })
+    }
+
+    /// The initial state.
+    pub(super) fn root(&self) -> &Snapshot {
+        &self.root
+    }
+
+    /// Explores work from the pool until the search is over; stops the search on an error.
+    pub(super) fn run(&mut self) -> Result<(), SimError> {
+        while let Some(work) = self.shared.take() {
+            if let Err(e) = self.explore(work) {
+                self.shared.halt();
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Reaches the work's state by replaying its path from the initial state (it is stored
+    /// already), then searches depth-first from it.
+    fn explore(&mut self, work: Work) -> Result<(), SimError> {
+        self.machine.restore(&self.root, &mut self.cache)?;
+        for e in &work.path {
+            let mut d = Decisions::enumerate(e.choices.clone());
+            self.machine.transition(e.event, &mut d, self.opts.merge_local)?;
+        }
+        let snap = self.machine.save(&mut self.cache)?;
+        let events = self.machine.enabled_events();
+        let serial = self.serial();
+        self.at = Some(serial);
+        let frame = Frame { snap, serial, events, next_event: 0, prefix: Some(Vec::new()), edge: None };
+        self.dfs(work.path, frame)
+    }
+
+    fn serial(&mut self) -> u64 {
+        self.serials += 1;
+        self.serials
+    }
+
+    /// Stores the machine's current state if new: its canonical hash, and (for soundness
+    /// tests) whether it is a global state. Returns its snapshot if it was not seen before.
+    pub(super) fn store(&mut self, events: &[Event]) -> Result<Option<Snapshot>, SimError> {
+        let h = self.machine.canonical_hash(&self.canon, &mut self.cache)?;
+        let Some(n) = self.shared.insert(h) else { return Ok(None) };
+        if let Some(progress) = self.progress.filter(|_| n >= self.reported + 4096) {
+            self.reported = n;
+            progress(n);
+        }
+        if self.shared.wants_global_states() && !events.iter().any(|&e| self.machine.local_step(e)) {
+            self.shared.note_global(self.machine.canonical_hash(&self.sym_canon, &mut self.cache)?);
+        }
+        Ok(Some(self.machine.save(&mut self.cache)?))
+    }
+
+    /// Runs one transition from `snap` (whose frame serial is `serial`, 0 for none); returns
+    /// its decisions and, if none of the oracles objected, the enabled events of the state it
+    /// reached.
+    pub(super) fn step(
+        &mut self,
+        snap: &Snapshot,
+        serial: u64,
+        event: Event,
+        prefix: Vec<u32>,
+    ) -> Result<Step, SimError> {
+        if serial == 0 || self.at != Some(serial) {
+            self.machine.restore(snap, &mut self.cache)?;
+        }
+        self.at = None;
+        let mut d = Decisions::enumerate(prefix);
+        self.machine.transition(event, &mut d, self.opts.merge_local)?;
+        self.transitions += 1;
+        let sibling = next_sibling(d.enumerated());
+        let choices = d.enumerated().iter().map(|x| x.choice).collect();
+        let edge = Edge { event, choices, log: d.into_log() };
+        if self.machine.violation().is_some() {
+            return Ok(Step { sibling, edge, events: None });
+        }
+        let events = self.machine.enabled_events();
+        if self.machine.check_deadlock() {
+            return Ok(Step { sibling, edge, events: None });
+        }
+        Ok(Step { sibling, edge, events: Some(events) })
+    }
+
+    pub(super) fn violation(&self) -> Violation {
+        self.machine.violation().cloned().expect("a violation was reported")
+    }
+
+    /// Depth-first search from `root`, reached by `base`.
+    fn dfs(&mut self, base: Vec<Edge>, root: Frame) -> Result<(), SimError> {
+        let mut stack = vec![root];
+        while let Some(top) = stack.last_mut() {
+            if self.shared.stopped() {
+                return Ok(());
+            }
+            let Some(&event) = top.events.get(top.next_event) else {
+                stack.pop();
+                continue;
+            };
+            let Some(prefix) = top.prefix.take() else {
+                top.next_event += 1;
+                top.prefix = Some(Vec::new());
+                continue;
+            };
+            let (snap, serial) = (&top.snap, top.serial);
+            let step = self.step(snap, serial, event, prefix)?;
+            if let Some(top) = stack.last_mut() {
+                top.prefix = step.sibling;
+            }
+            let Some(events) = step.events else {
+                self.violated(&base, &stack, step.edge);
+                continue;
+            };
+            let Some(snap) = self.store(&events)? else { continue };
+            let serial = self.serial();
+            self.at = Some(serial);
+            let frame = Frame { snap, serial, events, next_event: 0, prefix: Some(Vec::new()), edge: Some(step.edge) };
+            if stack.len() >= 2 && self.shared.hungry() {
+                self.shared.donate(Work { path: path(&base, &stack, frame.edge.clone()) });
+                continue;
+            }
+            stack.push(frame);
+        }
+        Ok(())
+    }
+
+    /// Reports the violation the transition `edge` out of the stack's top reached.
+    fn violated(&self, base: &[Edge], stack: &[Frame], edge: Edge) {
+        let violation = self.violation();
+        let edges = path(base, stack, Some(edge));
+        let decisions = edges.iter().flat_map(|e| e.log.iter().copied()).collect();
+        let c = Counterexample { decisions, violation, transitions: edges.len(), shortest: false };
+        self.shared.violated(c);
+        if !self.opts.all_kinds {
+            self.shared.halt();
+        }
+    }
+}
+
+/// The edges from the initial state through `base` and the stack to the end of `last`.
+fn path(base: &[Edge], stack: &[Frame], last: Option<Edge>) -> Vec<Edge> {
+    let mut edges = base.to_vec();
+    edges.extend(stack.iter().filter_map(|f| f.edge.clone()));
+    edges.extend(last);
+    edges
+}
