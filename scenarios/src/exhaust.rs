@@ -118,10 +118,54 @@ pub struct CompleteResult {
 /// or a shortest counterexample, replayed as an ordinary run.
 pub fn complete(scenario: &Scenario, opts: Options, progress: &dyn Fn(u64)) -> Result<CompleteResult, SimError> {
     let start = Instant::now();
-    let mut searched = scenario.clone();
-    searched.config.reset_counters = true;
+    let searched = searched(scenario);
     let make = || Machine::new(searched.plan()?, Observe::NOTHING);
     let search = sim_core::search::search_parallel(&make, opts, false, progress)?;
+    replayed(scenario, search, start)
+}
+
+/// The scenario a complete search runs: counters reset at every loop head.
+fn searched(scenario: &Scenario) -> Scenario {
+    let mut searched = scenario.clone();
+    searched.config.reset_counters = true;
+    searched
+}
+
+/// The result of the merged shards of a split search ([`crate::search_shard`]): the union of
+/// their states and, if a shard found a violation, the breadth-first search one machine runs
+/// for its shortest counterexample — so the result is the one [`complete`] gives on one
+/// machine (states, verdict, counterexample; transitions are the shards' sum unless a
+/// violation's breadth-first search counts them, and the time is the shards' added up).
+pub fn complete_merged(m: &crate::search_shard::MergedSearch) -> Result<CompleteResult, SimError> {
+    let start = Instant::now();
+    let scenario = &m.scenario.scenario;
+    let mut search = SearchResult {
+        states: m.states,
+        transitions: m.transitions,
+        complete: m.complete,
+        kinds: m.kinds.clone(),
+        symmetric: m.symmetric,
+        ..SearchResult::default()
+    };
+    if !m.kinds.is_empty() {
+        let mut machine = Machine::new(searched(scenario).plan()?, Observe::NOTHING)?;
+        let bfs = sim_core::search::shortest(&mut machine, m.options)?;
+        let Some(found) = bfs.found else {
+            return Err(SimError::Internal("a shard found a violation the breadth-first search does not reach".into()));
+        };
+        search.kinds.insert(found.violation.kind);
+        if !m.options.all_kinds {
+            (search.states, search.transitions, search.complete) = (bfs.states, bfs.transitions, false);
+        }
+        search.found = Some(found);
+    }
+    let mut r = replayed(scenario, search, start)?;
+    r.elapsed += m.elapsed;
+    Ok(r)
+}
+
+/// A search's result with its counterexample (if any) replayed as an ordinary run.
+fn replayed(scenario: &Scenario, search: SearchResult, start: Instant) -> Result<CompleteResult, SimError> {
     let mut replayed = scenario.clone();
     let mut raised_budget = None;
     let violation = match &search.found {

@@ -34,6 +34,7 @@ pub mod matrix;
 pub mod output;
 pub mod render;
 pub mod scenario;
+pub mod search_shard;
 pub mod shard;
 pub mod shrink;
 pub mod spec;

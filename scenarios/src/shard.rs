@@ -242,6 +242,8 @@ pub enum MergeInput {
     Shard(Box<ShardFile>),
     /// A failure artifact (not a shard result): the file and the artifact.
     Artifact(String, Box<Artifact>),
+    /// A shard of a complete search (`exhaust --shard`).
+    SearchShard(Box<crate::search_shard::SearchShardFile>),
 }
 
 impl MergeInput {
@@ -256,6 +258,9 @@ impl MergeInput {
         match serde_json::from_str::<HasKind>(&text) {
             Ok(HasKind(true)) => {
                 let value: serde_json::Value = serde_json::from_str(&text).map_err(not_json)?;
+                if value.get("kind").and_then(|k| k.as_str()) == Some(crate::search_shard::KIND) {
+                    return Ok(MergeInput::SearchShard(Box::new(crate::search_shard::parse_value(&file, value)?)));
+                }
                 return Ok(MergeInput::Shard(Box::new(parse_value(&file, value)?)));
             }
             Err(e) if e.classify() != serde_json::error::Category::Data => return Err(not_json(e)),

@@ -51,6 +51,7 @@ const PLAIN: Options = Options {
     shortest: false,
     all_kinds: true,
     workers: 1,
+    split: None,
 };
 const MERGE_ONLY: Options = Options { merge_local: true, ..PLAIN };
 const REDUCED: Options = Options { symmetry: true, ..MERGE_ONLY };

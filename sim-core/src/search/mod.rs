@@ -35,7 +35,10 @@ use crate::oracle::Violation;
 use crate::SimError;
 
 mod shared;
+mod split;
 mod worker;
+
+pub use split::{Parting, Split, FRONTIER_PER_SHARD};
 
 use shared::{Shared, Work};
 use worker::Worker;
@@ -59,11 +62,22 @@ pub struct Options {
     /// Workers searching at once, each on a thread and a machine of its own
     /// ([`search_parallel`]; [`search`] runs one).
     pub workers: usize,
+    /// Search only this shard of the state space ([`split`]; the result lists the hashes of
+    /// the states it stored, for the merge).
+    pub split: Option<Split>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { merge_local: true, symmetry: true, max_states: 50_000_000, shortest: true, all_kinds: false, workers: 1 }
+        Self {
+            merge_local: true,
+            symmetry: true,
+            max_states: 50_000_000,
+            shortest: true,
+            all_kinds: false,
+            workers: 1,
+            split: None,
+        }
     }
 }
 
@@ -103,6 +117,9 @@ pub struct SearchResult {
     /// every stored state where no vCPU sits before a local step — for soundness tests, if
     /// asked for.
     pub global_states: Option<HashSet<u128>>,
+    /// With [`Options::split`]: where the shards parted, and the canonical hash of every state
+    /// this shard stored (ascending).
+    pub shard: Option<(Parting, Vec<u128>)>,
 }
 
 /// A hasher for keys that are already uniformly random hashes.
@@ -164,6 +181,22 @@ pub fn search_parallel(
     run(&mut machine, Some(make), opts, global_states, progress)
 }
 
+/// The breadth-first search alone, from the machine's current state: a shortest
+/// counterexample, with the states and transitions it took — what [`search`] reports after
+/// a violation (without `all_kinds`). The merge of a split search runs it when a shard found
+/// a violation.
+pub fn shortest(machine: &mut Machine, opts: Options) -> Result<SearchResult, SimError> {
+    refuse_unsupported(machine, &opts)?;
+    let shared = Shared::new(1, opts.max_states, false);
+    let mut first = Worker::new(machine, Options { workers: 1, split: None, ..opts }, &shared, None)?;
+    let root = first.root().clone();
+    let (found, states, transitions) = bfs(&mut first, &root, opts.max_states)?;
+    let kinds = found.iter().map(|c| c.violation.kind).collect();
+    let complete = found.is_none() && states < opts.max_states;
+    let symmetric = first.canon.symmetric;
+    Ok(SearchResult { states, transitions, complete, kinds, found, symmetric, ..SearchResult::default() })
+}
+
 /// Refuses what state-space search does not cover.
 fn refuse_unsupported(machine: &Machine, opts: &Options) -> Result<(), SimError> {
     if let Some(k) = machine.first_kprobe_client() {
@@ -215,7 +248,13 @@ fn run(
         return Ok(SearchResult { symmetric, kinds, found: Some(c), ..SearchResult::default() });
     }
     first.store(&events)?;
-    shared.donate(Work { path: Vec::new() });
+    let parting = match opts.split {
+        None => {
+            shared.donate(Work { path: Vec::new() });
+            None
+        }
+        Some(split) => Some(split::part(&mut first, &shared, split)?),
+    };
     let transitions = std::thread::scope(|scope| -> Result<u64, SimError> {
         let others: Vec<_> = (1..workers)
             .map(|_| {
@@ -235,7 +274,9 @@ fn run(
         }
         total
     })?;
-    finish(first, &shared, transitions, opts, progress)
+    let mut result = finish(first, &shared, transitions, opts, progress)?;
+    result.shard = parting.map(|p| (p, shared.hashes()));
+    Ok(result)
 }
 
 /// The result once every worker returned: the shortest counterexample if one is asked for.
@@ -249,7 +290,8 @@ fn finish(
     let symmetric = first.canon.symmetric;
     let states = shared.states();
     let (kinds, found, global_states) = shared.take_verdict();
-    let mut result = SearchResult { states, transitions, kinds, found, symmetric, global_states, complete: false };
+    let mut result =
+        SearchResult { states, transitions, kinds, found, symmetric, global_states, complete: false, shard: None };
     if result.found.is_some() && opts.shortest {
         let root = first.root().clone();
         let (c, states, transitions) = bfs(&mut first, &root, opts.max_states)?;

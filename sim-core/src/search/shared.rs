@@ -171,6 +171,14 @@ impl Shared {
         }
     }
 
+    /// Every state stored, by canonical hash, ascending.
+    pub(super) fn hashes(&self) -> Vec<u128> {
+        let mut all: Vec<u128> =
+            self.visited.iter().flat_map(|part| lock(part).iter().copied().collect::<Vec<_>>()).collect();
+        all.sort_unstable();
+        all
+    }
+
     /// The verdict: every kind found, the first counterexample, the global states.
     pub(super) fn take_verdict(&self) -> (BTreeSet<ViolationKind>, Option<Counterexample>, Option<HashSet<u128>>) {
         let global = self.global_states.as_ref().map(|g| std::mem::take(&mut *lock(g)));

@@ -86,6 +86,11 @@ impl<'a> Worker<'a> {
         })
     }
 
+    /// True if the search goes on past violations.
+    pub(super) fn all_kinds(&self) -> bool {
+        self.opts.all_kinds
+    }
+
     /// The initial state.
     pub(super) fn root(&self) -> &Snapshot {
         &self.root

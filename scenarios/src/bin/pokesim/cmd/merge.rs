@@ -19,8 +19,8 @@ use crate::progress::Progress;
 #[derive(Args)]
 pub struct MergeArgs {
     /// Shard results (`shard-I-of-N-HASH.json`, written by `explore --shard` into its
-    /// artifact directory), e.g. `out/*.json`; failure artifacts among them are checked and
-    /// listed.
+    /// artifact directory, or `search-shard-I-of-N-HASH.json`, by `exhaust --shard`), e.g.
+    /// `out/*.json`; failure artifacts among them are checked and listed.
     #[arg(required = true, value_name = "FILES")]
     files: Vec<PathBuf>,
     #[command(flatten)]
@@ -33,11 +33,23 @@ pub struct MergeArgs {
 pub fn merge(a: &MergeArgs) -> Result<Status, Failure> {
     let mut shards: Vec<ShardFile> = Vec::new();
     let mut others: Vec<(String, Artifact)> = Vec::new();
+    let mut searches = Vec::new();
     for path in &a.files {
         match MergeInput::read(path)? {
             MergeInput::Shard(s) => shards.push(*s),
             MergeInput::Artifact(file, art) => others.push((file, *art)),
+            MergeInput::SearchShard(s) => searches.push(*s),
         }
+    }
+    if !searches.is_empty() {
+        if let Some(s) = shards.first() {
+            return Err(Failure::Bad(format!(
+                "{}: a campaign's shard result among search shards: merge one campaign's or one search's shards at a time",
+                s.file
+            )));
+        }
+        let artifacts: Vec<String> = others.into_iter().map(|(file, _)| file).collect();
+        return super::exhaust::merge_search(&searches, &artifacts, &a.artifacts, a.output);
     }
     // The runs merge repeats: the violating run (if any) and the campaign's last run.
     let progress = Progress::new("merge", 0, "repeated runs", a.output.quiet || a.output.json);

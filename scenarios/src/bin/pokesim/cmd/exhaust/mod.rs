@@ -16,10 +16,16 @@ use serde::Serialize;
 use sim_core::search::Options;
 use sim_core::{Outcome, Verdict, Violation, ViolationKind};
 
+use scenarios::entry::ScenarioFile;
+
 use super::{Saved, ScenarioReport};
+
+mod shard;
+
 use crate::args::{ArtifactOpts, OutputOpts, ScenarioArgs};
 use crate::out::{self, Failure, Status};
 use crate::progress::Progress;
+pub use shard::merge as merge_search;
 
 /// `pokesim exhaust`.
 #[derive(Args)]
@@ -51,6 +57,10 @@ pub struct ExhaustArgs {
     /// number [default: the cores this process may use].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=sim_core::search::MAX_WORKERS as u64))]
     workers: Option<u64>,
+    /// Complete mode: search only shard I of N (machines 0..N-1 together cover every state)
+    /// and write its result next to the artifacts, for `pokesim merge` (docs/search.md).
+    #[arg(long, value_name = "I/N")]
+    shard: Option<scenarios::campaign::Shard>,
     /// Bounded mode: give up after this many executions (the result says incomplete)
     /// [default: 5000000].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
@@ -115,7 +125,13 @@ struct FlagMode {
 /// Every exhaust flag that acts in one mode only. The others — `--iterations`,
 /// `--no-reduction`, the scenario flags other than `--runs`, `--seed`, `--strategy` and
 /// `--depth` (refused in both), the artifact and output flags — act in both.
-const FLAGS: [FlagMode; 6] = [
+const FLAGS: [FlagMode; 7] = [
+    FlagMode {
+        flag: "--shard",
+        given: |a| a.shard.is_some(),
+        acts_in: Mode::Complete,
+        why: "a bounded search's shards are not implemented: shard a complete search, or sample with explore --shard",
+    },
     FlagMode {
         flag: "--workers",
         given: |a| a.workers.is_some(),
@@ -156,7 +172,7 @@ const FLAGS: [FlagMode; 6] = [
 ];
 
 /// What either mode established, as the report shows it.
-struct Findings {
+pub(super) struct Findings {
     mode: &'static str,
     complete: bool,
     states: u64,
@@ -212,36 +228,71 @@ pub fn exhaust(a: &ExhaustArgs) -> Result<Status, Failure> {
     let mut s = file.scenario.clone();
     s.config.max_iterations = a.iterations.or(s.config.max_iterations);
     refuse_rounds(a, mode(a), s.workload.rounds)?;
+    if let Some(shard) = a.shard {
+        return shard::shard(a, &file, &overrides, s, shard);
+    }
     let f = match a.bound {
         Some(bound) => bounded(a, s, bound)?,
         None => complete(a, s)?,
     };
+    conclude(&Shown::of(a), &file, &overrides, &f)
+}
+
+/// How a search's report is shown: the options it names, and where its artifact goes.
+pub(super) struct Shown<'a> {
+    pub(super) bound: Option<u64>,
+    pub(super) reduction: bool,
+    pub(super) all_kinds: bool,
+    pub(super) artifacts: &'a ArtifactOpts,
+    pub(super) output: OutputOpts,
+}
+
+impl<'a> Shown<'a> {
+    fn of(a: &'a ExhaustArgs) -> Self {
+        Shown {
+            bound: a.bound,
+            reduction: !a.no_reduction,
+            all_kinds: a.all_kinds,
+            artifacts: &a.artifacts,
+            output: a.output,
+        }
+    }
+}
+
+/// Reports what a search found — text or JSON, the artifact of its violation — and its exit
+/// status.
+pub(super) fn conclude(
+    how: &Shown<'_>,
+    file: &ScenarioFile,
+    overrides: &[String],
+    f: &Findings,
+) -> Result<Status, Failure> {
     let violation = f.violation.as_ref().and_then(|o| o.violation());
-    let verdict = verdict(&f, violation);
+    let verdict = verdict(f, violation);
     let status = match (violation.map(|v| v.kind), f.complete) {
         (kind @ Some(_), _) => super::run::status(file.expect.met_by(kind), Verdict::Violation),
         (None, true) => super::run::status(file.expect.met_by(None), Verdict::Pass),
         (None, false) => Status::BudgetExhausted,
     };
-    if !a.output.json {
-        print_findings(a, &f, violation, &verdict)?;
+    if !how.output.json {
+        print_findings(how, f, violation, &verdict)?;
     }
     let saved = match (&f.violation, violation) {
         (Some(o), Some(v)) => {
             let artifact = Artifact::new(&file.name, &f.scenario, o);
-            Saved::write(&a.artifacts, artifact.as_ref(), &Artifact::file_name(&f.scenario, v))
+            Saved::write(how.artifacts, artifact.as_ref(), &Artifact::file_name(&f.scenario, v))
         }
         _ => Saved::default(),
     };
-    if a.output.json {
+    if how.output.json {
         out::json(&Report {
             command: "exhaust",
             mode: f.mode,
             verdict: &verdict,
             complete: f.complete,
-            bound: a.bound,
+            bound: how.bound,
             iterations: f.scenario.config.max_iterations,
-            reduction: !a.no_reduction,
+            reduction: how.reduction,
             symmetry: f.symmetric,
             states: f.states,
             transitions: f.transitions,
@@ -253,7 +304,7 @@ pub fn exhaust(a: &ExhaustArgs) -> Result<Status, Failure> {
             kinds: &f.kinds,
             violation,
             scenario: ScenarioReport::of(&f.scenario),
-            overrides: &overrides,
+            overrides,
             saved,
         })?;
     } else {
@@ -369,21 +420,30 @@ fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get()).min(sim_core::search::MAX_WORKERS)
 }
 
-fn complete(a: &ExhaustArgs, s: Scenario) -> Result<Findings, Failure> {
+/// The complete search's options from the command line.
+fn options(a: &ExhaustArgs) -> Options {
     let reduce = !a.no_reduction;
-    let opts = Options {
+    Options {
         merge_local: reduce,
         symmetry: reduce && !a.no_symmetry,
         max_states: a.max_states.unwrap_or(DEFAULT_MAX_STATES),
         shortest: true,
         all_kinds: a.all_kinds,
         workers: a.workers.map_or_else(default_workers, |w| w as usize),
-    };
+        split: None,
+    }
+}
+
+fn complete(a: &ExhaustArgs, s: Scenario) -> Result<Findings, Failure> {
     let progress = Progress::new("exhaust", 0, "states", a.output.quiet || a.output.json);
-    let r = scenarios::exhaust::complete(&s, opts, &|n| progress.set(n));
+    let r = scenarios::exhaust::complete(&s, options(a), &|n| progress.set(n));
     progress.finish();
-    let r = r?;
-    Ok(Findings {
+    Ok(complete_findings(r?))
+}
+
+/// What a complete search (on one machine, or merged from shards) established.
+pub(super) fn complete_findings(r: scenarios::exhaust::CompleteResult) -> Findings {
+    Findings {
         mode: "complete",
         complete: r.search.complete,
         states: r.search.states,
@@ -397,17 +457,17 @@ fn complete(a: &ExhaustArgs, s: Scenario) -> Result<Findings, Failure> {
         violation: r.violation,
         scenario: r.scenario,
         seconds: r.elapsed.as_secs_f64(),
-    })
+    }
 }
 
-fn print_findings(a: &ExhaustArgs, f: &Findings, violation: Option<&Violation>, verdict: &str) -> Result<(), Failure> {
+fn print_findings(how: &Shown<'_>, f: &Findings, violation: Option<&Violation>, verdict: &str) -> Result<(), Failure> {
     let secs = f.seconds.max(1e-9);
     out::line(format!("scenario   {}", ScenarioReport::line(&f.scenario)))?;
-    let bound = a.bound.map_or("none (complete)".to_string(), |b| b.to_string());
+    let bound = how.bound.map_or("none (complete)".to_string(), |b| b.to_string());
     let iterations = f.scenario.config.max_iterations.map_or("unbounded".to_string(), |k| k.to_string());
     out::line(format!(
         "search     bound={bound} iterations={iterations} reduction={} symmetry={}",
-        !a.no_reduction, f.symmetric
+        how.reduction, f.symmetric
     ))?;
     let work = match (f.transitions, f.executions) {
         (Some(t), _) => format!("{t} transitions"),
@@ -419,7 +479,7 @@ fn print_findings(a: &ExhaustArgs, f: &Findings, violation: Option<&Violation>, 
         f.states,
         f.states as f64 / secs
     ))?;
-    if a.all_kinds {
+    if how.all_kinds {
         let kinds: Vec<&str> = f.kinds.iter().map(|k| k.name()).collect();
         out::line(format!("kinds      {}", if kinds.is_empty() { "none".to_string() } else { kinds.join(", ") }))?;
     }
