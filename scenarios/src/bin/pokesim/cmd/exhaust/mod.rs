@@ -474,11 +474,19 @@ fn print_findings(how: &Shown<'_>, f: &Findings, violation: Option<&Violation>, 
         (_, Some(e)) => format!("{e} executions"),
         _ => String::new(),
     };
-    out::line(format!(
-        "explored   {} distinct states, {work} in {secs:.1}s ({:.0} states/s)",
-        f.states,
-        f.states as f64 / secs
-    ))?;
+    if f.shortest == Some(true) && !how.all_kinds {
+        // The counts are the breadth-first search's, which found the counterexample.
+        out::line(format!(
+            "explored   {} distinct states, {work} breadth-first to the shortest counterexample; {secs:.1}s in all",
+            f.states
+        ))?;
+    } else {
+        out::line(format!(
+            "explored   {} distinct states, {work} in {secs:.1}s ({:.0} states/s)",
+            f.states,
+            f.states as f64 / secs
+        ))?;
+    }
     if how.all_kinds {
         let kinds: Vec<&str> = f.kinds.iter().map(|k| k.name()).collect();
         out::line(format!("kinds      {}", if kinds.is_empty() { "none".to_string() } else { kinds.join(", ") }))?;
