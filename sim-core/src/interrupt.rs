@@ -139,7 +139,7 @@ pub fn handler_code(handler: IrqHandler, at: u64, func: u64) -> (Vec<u8>, IrqCod
 }
 
 /// The interrupt state of a run: what a snapshot saves and the canonical hash reads.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
+#[derive(Debug, PartialEq, Eq, Hash, Default)]
 pub struct IrqState {
     /// Deliveries left.
     pub left: u32,
@@ -150,6 +150,23 @@ pub struct IrqState {
     /// Per patching client: its CPU is in an interrupt handler (its own registers wait in the
     /// client).
     pub client_in: Vec<bool>,
+}
+
+/// `clone_from` reuses the buffers (the search restores a state per transition).
+impl Clone for IrqState {
+    fn clone(&self) -> Self {
+        let mut copy = Self::default();
+        copy.clone_from(self);
+        copy
+    }
+
+    fn clone_from(&mut self, source: &Self) {
+        let Self { left, vcpu_if, vcpu_in, client_in } = self;
+        *left = source.left;
+        vcpu_if.clone_from(&source.vcpu_if);
+        vcpu_in.clone_from(&source.vcpu_in);
+        client_in.clone_from(&source.client_in);
+    }
 }
 
 impl IrqState {

@@ -7,13 +7,27 @@
 //! view to refresh.
 
 /// Pending IPIs and outstanding acknowledgements.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Ipi {
     pending: Vec<bool>,
     outstanding: usize,
     delivered: u64,
     /// Broadcasts so far: the current sync's number.
     generation: u64,
+}
+
+/// `clone_from` reuses the buffer (the search restores a state per transition).
+impl Clone for Ipi {
+    fn clone(&self) -> Self {
+        let Self { pending, outstanding, delivered, generation } = self;
+        Self { pending: pending.clone(), outstanding: *outstanding, delivered: *delivered, generation: *generation }
+    }
+
+    fn clone_from(&mut self, source: &Self) {
+        let Self { pending, outstanding, delivered, generation } = self;
+        pending.clone_from(&source.pending);
+        (*outstanding, *delivered, *generation) = (source.outstanding, source.delivered, source.generation);
+    }
 }
 
 impl Ipi {

@@ -109,7 +109,7 @@ pub enum VecRef {
 }
 
 /// All patching state.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct PatchState {
     /// `bp_patching.vec`: the array id, or NULL.
     pub vec: Option<usize>,
@@ -140,6 +140,40 @@ pub struct PatchState {
     /// Whether a reference count has gone below zero (`PatchState::put_ref`); not part of
     /// the state's hash (a run that sets it stops).
     pub below_zero: bool,
+}
+
+/// `clone_from` reuses the vectors' buffers (the search restores a state per transition).
+impl Clone for PatchState {
+    fn clone(&self) -> Self {
+        let mut copy = Self::default();
+        copy.clone_from(self);
+        copy
+    }
+
+    fn clone_from(&mut self, source: &Self) {
+        let Self {
+            vec,
+            nr_entries,
+            desc,
+            arrays,
+            static_vec,
+            percpu_refs,
+            global_refs,
+            text_mutex,
+            kprobes,
+            rcu_readers,
+            rcu_serial,
+            below_zero,
+        } = self;
+        (*vec, *nr_entries, *desc) = (source.vec, source.nr_entries, source.desc);
+        arrays.clone_from(&source.arrays);
+        static_vec.clone_from(&source.static_vec);
+        percpu_refs.clone_from(&source.percpu_refs);
+        (*global_refs, *text_mutex) = (source.global_refs, source.text_mutex);
+        kprobes.clone_from(&source.kprobes);
+        rcu_readers.clone_from(&source.rcu_readers);
+        (*rcu_serial, *below_zero) = (source.rcu_serial, source.below_zero);
+    }
 }
 
 impl PatchState {

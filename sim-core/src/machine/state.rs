@@ -72,7 +72,7 @@ impl Bytes {
 /// their own way: a vCPU through its Unicorn context, the data region as its windows): the
 /// one list of the state's fields. The machine holds one, a [`Snapshot`] clones it, and
 /// canonical hashing reads it — a new field is added here and nowhere else.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub(crate) struct MachineState {
     /// Per vCPU, its INT3 handler while it runs one.
     pub(crate) handlers: Vec<Option<Activation>>,
@@ -90,6 +90,35 @@ pub(crate) struct MachineState {
     /// The interrupts: deliveries left, each CPU's IF and whether it is in a handler (empty
     /// without `[interrupts]`).
     pub(crate) irq: crate::interrupt::IrqState,
+}
+
+/// Restoring a state copies it into the machine's own, reusing its buffers: `clone_from`
+/// goes field by field (the derived one allocates everything anew), and the search restores a
+/// state for every transition.
+impl Clone for MachineState {
+    fn clone(&self) -> Self {
+        let Self { handlers, patching, patchers, ipi, iterations, finished, irq } = self;
+        Self {
+            handlers: handlers.clone(),
+            patching: patching.clone(),
+            patchers: patchers.clone(),
+            ipi: ipi.clone(),
+            iterations: iterations.clone(),
+            finished: finished.clone(),
+            irq: irq.clone(),
+        }
+    }
+
+    fn clone_from(&mut self, source: &Self) {
+        let Self { handlers, patching, patchers, ipi, iterations, finished, irq } = self;
+        handlers.clone_from(&source.handlers);
+        patching.clone_from(&source.patching);
+        patchers.clone_from(&source.patchers);
+        ipi.clone_from(&source.ipi);
+        iterations.clone_from(&source.iterations);
+        finished.clone_from(&source.finished);
+        irq.clone_from(&source.irq);
+    }
 }
 
 /// A saved machine state.
