@@ -4,9 +4,9 @@
 //! only describes its past: the text truth (as an epoch while one patching client stores: its
 //! stores are the same on every path; as its store history when several do — the workload's
 //! patcher and a kprobe that arms itself, two callers of one vector —, since the order of their
-//! stores is a scheduling choice), every vCPU's registers, its view of the patched bytes and its step count, the
-//! data region (stacks and counters), the handlers, the patching state, the patcher's
-//! position, the IPIs, and the finite-guest counters. The run's record (trace, statistics,
+//! stores is a scheduling choice), every vCPU's registers, its view of the patched bytes and
+//! its step count, the data region (stacks and counters), the handlers, the patching state, the
+//! patcher's position, the IPIs, and the finite-guest counters. The run's record (trace, statistics,
 //! tick) is not part of it. The fields that are plain values are listed once, in
 //! `MachineState`: the machine holds one and a snapshot clones it; the vCPUs (saved through
 //! their Unicorn contexts, `cpu_model::VcpuState`) and the data region (saved as its windows)
@@ -18,11 +18,11 @@
 //!
 //! `Snapshot::canonical_hash` identifies states up to what cannot matter (with several
 //! patching clients it includes what every epoch wrote, so two states with the same epochs but
-//! another order of stores are never one): the views' raw
-//! epochs collapse to the effective snapshot of each patched unit, the data region to each
-//! vCPU's counters and live stack (`[rsp, top)`), the registers that hold a vCPU's own
-//! addresses to offsets from their initial values — and, when the scenario treats every vCPU
-//! alike, the vCPUs' order (symmetry reduction: the per-vCPU parts are sorted).
+//! another order of stores are never one): the views' raw epochs collapse to the effective
+//! snapshot of each patched unit, the data region to each vCPU's counters and live stack
+//! (`[rsp, top)`), the registers that hold a vCPU's own addresses to offsets from their initial
+//! values — and, when the scenario treats every vCPU alike, the vCPUs' order (symmetry
+//! reduction: the per-vCPU parts are sorted).
 
 use std::hash::{Hash, Hasher};
 
@@ -511,7 +511,8 @@ impl Machine {
         Ok(Snapshot { epoch: self.text.now(), tick: self.tick, vcpus, data, buffers, state, irq_cpus, stores })
     }
 
-    /// Restores a saved state (of this machine): the truth moves to its epoch, each vCPU gets
+    /// Restores a saved state (of this machine): the truth moves to its epoch (or, with several
+    /// patching clients, to its store history: `Machine::restore_text`), each vCPU gets
     /// its registers back and its view's patched bytes rewritten where they differ (with
     /// exactly those translated blocks invalidated), and the rest is copied back. The run's
     /// violation is cleared.
