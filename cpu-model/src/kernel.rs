@@ -101,6 +101,14 @@ impl KernelMemory {
         self.text_epoch.set(epoch);
     }
 
+    /// Forgets which epoch the text mirror holds, so the next [`KernelMemory::sync_text`]
+    /// copies the text again (state-space search restoring a state whose store history differs
+    /// from the mirror's, when more than one patching client stores: an epoch no longer names
+    /// one text).
+    pub fn forget_text(&self) {
+        self.text_epoch.set(u32::MAX);
+    }
+
     /// The memory model of the shared data.
     pub fn model(&self) -> MemoryModel {
         self.data.borrow().model()

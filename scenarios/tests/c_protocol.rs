@@ -105,15 +105,20 @@ fn two_callers_sharing_the_6_16_vector_from_c() {
         assert_eq!(code, 0, "{p} {strategy}: {stdout}{stderr}");
     }
     // Refused, exit 2: the Rust models (they fix each batch's vector when the run is planned),
-    // a version without text_poke_queue(), and complete search (one patching client).
+    // and a version without text_poke_queue().
     let (code, _, stderr) = run("linux-6.16", &[]);
     assert!(code == 2 && stderr.contains("--protocol-c"), "{stderr}");
     let (code, _, stderr) = run("linux-5.4", &["--protocol-c"]);
     assert!(code == 2 && stderr.contains("linux-5.4.c") && stderr.contains("pokesim_batch_add"), "{stderr}");
+    // Complete search covers both callers (issue 26): it finds the regression, shortest.
     let mut c = pokesim();
     c.args(["exhaust", "--workload", "shared_vector", "--protocol", "linux-6.16", "--protocol-c", "--rounds", "1"]);
-    let (code, _, stderr) = out(&mut c);
-    assert!(code == 2 && stderr.contains("second patching client"), "{stderr}");
+    c.args(["--mutant", "single-unchecked-add", "--artifact-dir"]).arg(&dir);
+    let (code, stdout, stderr) = out(&mut c);
+    assert!(
+        code == 1 && stdout.contains("unclaimed-int3") && stdout.contains("a shortest counterexample"),
+        "{stdout}{stderr}"
+    );
 }
 
 #[test]

@@ -85,3 +85,18 @@ fn zero_workers_are_refused() {
     let err = search_parallel(&make, Options { workers: 0, ..Options::default() }, false, &|_| {}).unwrap_err();
     assert!(err.to_string().contains("0 search workers"), "{err}");
 }
+
+#[test]
+fn two_patching_clients_visit_the_same_states_on_any_number_of_workers() {
+    // The workload's patcher and a kprobe that arms and disarms itself: the state holds the
+    // text's store history, which a worker rebuilds by replaying the donated path.
+    let kprobe = "protocol = \"linux-6.16\"\ncpus = 2\nmutants = [\"kprobe-disarm-no-sync\"]\n[workload]\n\
+                  kind = \"ftrace\"\nrounds = 1\nkprobe = \"cycling\"\n";
+    let r = same_for_any_worker_count(kprobe, Options::default());
+    assert!(r.found.is_some(), "kprobe-disarm-no-sync is found");
+    // Two callers of 6.16's vector compiled from C, each vCPU one pass.
+    let callers = "protocol = { version = \"linux-6.16\", c = true }\ncpus = 2\niterations = 1\n[workload]\n\
+                   kind = \"shared_vector\"\nrounds = 1\n";
+    let r = same_for_any_worker_count(callers, Options::default());
+    assert!(r.complete && r.found.is_none());
+}

@@ -8,7 +8,7 @@
 use cpu_model::{Epoch, Layout, Truth};
 
 /// One store event.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Store {
     /// First byte written.
     pub addr: u64,
@@ -99,13 +99,7 @@ impl TextMemory {
     /// beyond every store ever made.
     pub(crate) fn set_epoch(&mut self, epoch: Epoch) -> bool {
         while self.log.len() as Epoch > epoch {
-            let s = self.log.pop().expect("epoch below the log length");
-            let off = (s.addr - self.base) as usize;
-            for i in 0..s.bytes.len() {
-                let h = &mut self.history[off + i];
-                h.pop();
-                self.current[off + i] = h.last().map_or(self.initial[off + i], |&(_, v)| v);
-            }
+            let s = self.undo_last();
             self.redo.push(s);
         }
         while (self.log.len() as Epoch) < epoch {
@@ -113,6 +107,33 @@ impl TextMemory {
             self.store(s.addr, &s.bytes);
         }
         true
+    }
+
+    /// Undoes the newest store and returns it.
+    fn undo_last(&mut self) -> Store {
+        let s = self.log.pop().expect("a store to undo");
+        let off = (s.addr - self.base) as usize;
+        for i in 0..s.bytes.len() {
+            let h = &mut self.history[off + i];
+            h.pop();
+            self.current[off + i] = h.last().map_or(self.initial[off + i], |&(_, v)| v);
+        }
+        s
+    }
+
+    /// Makes `log` the store history (state-space search restores a saved state when more than
+    /// one patching client stores, so the history differs from path to path): the stores after
+    /// the longest prefix both histories share are undone, and `log`'s are applied after it.
+    /// The redo list is dropped (there is no one sequence to go forward on).
+    pub(crate) fn set_log(&mut self, log: &[Store]) {
+        let common = self.log.iter().zip(log).take_while(|(a, b)| a == b).count();
+        while self.log.len() > common {
+            self.undo_last();
+        }
+        self.redo.clear();
+        for s in &log[common..] {
+            self.store(s.addr, &s.bytes);
+        }
     }
 
     /// Starts the truth over from the initial image, forgetting every store (the hardware run
@@ -182,5 +203,26 @@ mod tests {
         t.restart();
         assert_eq!((t.now(), t.read(0x1010, 3), t.byte_at(0x1011, 5)), (0, &[0x90; 3][..], (0x90, 0)));
         assert!(!t.set_epoch(1), "nothing to redo after a restart");
+    }
+
+    #[test]
+    fn a_log_from_another_path_replaces_the_history_after_the_shared_prefix() {
+        let layout = Layout { text_base: 0x1000, text_len: 0x1000, data_base: 0x10000, data_len: 0x1000 };
+        let mut t = TextMemory::new(&layout, vec![0x90; 0x1000]);
+        t.store(0x1010, &[0xcc]);
+        t.store(0x1020, &[0xcc]);
+        let a = t.log().to_vec();
+        t.set_log(&a[..1]);
+        t.store(0x1030, &[0xcc]);
+        t.store(0x1020, &[0xe9]);
+        let b = t.log().to_vec();
+        t.set_log(&a);
+        assert_eq!((t.now(), t.read(0x1020, 1), t.read(0x1030, 1)), (2, &[0xcc][..], &[0x90][..]));
+        assert_eq!(t.byte_at(0x1030, 2), (0x90, 0));
+        t.set_log(&b);
+        assert_eq!((t.now(), t.read(0x1020, 1), t.read(0x1030, 1)), (3, &[0xe9][..], &[0xcc][..]));
+        assert_eq!((t.byte_at(0x1020, 2), t.byte_at(0x1020, 3)), ((0x90, 0), (0xe9, 3)));
+        t.set_log(&[]);
+        assert_eq!((t.now(), t.read(0x1010, 1)), (0, &[0x90][..]));
     }
 }

@@ -524,20 +524,6 @@ impl Machine {
         self.judge_deadlock()
     }
 
-    /// How many patching clients the run has.
-    pub(crate) fn patching_clients(&self) -> usize {
-        self.state.patchers.len()
-    }
-
-    /// The first kprobe that is a patching client of its own, if any (its index among the
-    /// run's kprobes).
-    pub(crate) fn first_kprobe_client(&self) -> Option<usize> {
-        self.state.patchers.get(1)?.program().iter().find_map(|op| match op {
-            Op::RegisterKprobe(k) => Some(*k),
-            _ => None,
-        })
-    }
-
     /// One transition of state-space search: runs `event` (which must be enabled), answering
     /// its choices from `decisions`, and — with `merge_local` — every local step of the same
     /// vCPU that follows it (`Machine::local_step`: they commute with everything else, so

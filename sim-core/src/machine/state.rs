@@ -1,10 +1,12 @@
 //! The machine's state as one value: what state-space search saves, restores and compares.
 //!
 //! A [`Snapshot`] holds everything that can influence the future of a run and nothing that
-//! only describes its past: the text truth (as an epoch: the patcher's stores are the same on
-//! every path), every vCPU's registers, its view of the patched bytes and its step count, the
-//! data region (stacks and counters), the handlers, the patching state, the patcher's
-//! position, the IPIs, and the finite-guest counters. The run's record (trace, statistics,
+//! only describes its past: the text truth (as an epoch while one patching client stores: its
+//! stores are the same on every path; as its store history when several do — the workload's
+//! patcher and a kprobe that arms itself, two callers of one vector —, since the order of their
+//! stores is a scheduling choice), every vCPU's registers, its view of the patched bytes and
+//! its step count, the data region (stacks and counters), the handlers, the patching state, the
+//! patcher's position, the IPIs, and the finite-guest counters. The run's record (trace, statistics,
 //! tick) is not part of it. The fields that are plain values are listed once, in
 //! `MachineState`: the machine holds one and a snapshot clones it; the vCPUs (saved through
 //! their Unicorn contexts, `cpu_model::VcpuState`) and the data region (saved as its windows)
@@ -14,11 +16,13 @@
 //! [`SaveCache`] last saw it (the machine counts touches; the cache, owned by the search,
 //! remembers states and their versions).
 //!
-//! `Snapshot::canonical_hash` identifies states up to what cannot matter: the views' raw
-//! epochs collapse to the effective snapshot of each patched unit, the data region to each
-//! vCPU's counters and live stack (`[rsp, top)`), the registers that hold a vCPU's own
-//! addresses to offsets from their initial values — and, when the scenario treats every vCPU
-//! alike, the vCPUs' order (symmetry reduction: the per-vCPU parts are sorted).
+//! `Snapshot::canonical_hash` identifies states up to what cannot matter (with several
+//! patching clients it includes what every epoch wrote, so two states with the same epochs but
+//! another order of stores are never one): the views' raw epochs collapse to the effective
+//! snapshot of each patched unit, the data region to each vCPU's counters and live stack
+//! (`[rsp, top)`), the registers that hold a vCPU's own addresses to offsets from their initial
+//! values — and, when the scenario treats every vCPU alike, the vCPUs' order (symmetry
+//! reduction: the per-vCPU parts are sorted).
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -33,6 +37,7 @@ use crate::oracle::emulation::ARITH_FLAGS;
 use crate::patching::PatchState;
 use crate::program::Op;
 use crate::protocol::loc::INT3;
+use crate::text::Store;
 use crate::SimError;
 
 /// How much of each vCPU's stack a snapshot saves, below the stack's top: the workloads'
@@ -137,6 +142,9 @@ pub struct Snapshot {
     state: MachineState,
     /// With interrupts on the patching CPU: each client's interrupt CPU.
     irq_cpus: Vec<VcpuState>,
+    /// With more than one patching client, the text's store history (the order of the
+    /// clients' stores differs from path to path, so the epoch alone does not name it).
+    stores: Option<Vec<Store>>,
 }
 
 /// What saving and hashing states remembers between calls, owned by whoever saves them
@@ -212,6 +220,7 @@ impl Snapshot {
             data: Data::Saved(&self.data),
             irq_cpus: self.irq_cpus.iter().collect(),
             buffers: Buffers::Saved(&self.buffers),
+            stores: self.stores.as_deref(),
         };
         parts.canonical_hash(canon, &mut Vec::new())
     }
@@ -246,6 +255,8 @@ struct Parts<'a> {
     data: Data<'a>,
     irq_cpus: Vec<&'a VcpuState>,
     buffers: Buffers<'a>,
+    /// With more than one patching client, the text's store history.
+    stores: Option<&'a [Store]>,
 }
 
 impl Parts<'_> {
@@ -329,6 +340,10 @@ impl Parts<'_> {
         scratch.clear();
         let mut h = Bytes(std::mem::take(scratch));
         self.epoch.hash(&mut h);
+        if let Some(stores) = self.stores {
+            // Two clients interleave their stores: what each epoch wrote is part of the state.
+            stores.hash(&mut h);
+        }
         for p in &self.state.patchers {
             p.hash_state(&mut h);
         }
@@ -490,7 +505,8 @@ impl Machine {
         let irq_cpus = self.irq_cpus.iter().map(|v| v.save(&self.site_units)).collect::<Result<Vec<_>, _>>()?;
         let (data, buffers) = (Data::Live(&self.data, kernel), Buffers::Live(kernel));
         let irq_cpus = irq_cpus.iter().collect();
-        let parts = Parts { epoch: self.text.now(), vcpus, state: &self.state, data, buffers, irq_cpus };
+        let stores = self.interleaved_stores().then(|| self.text.log());
+        let parts = Parts { epoch: self.text.now(), vcpus, state: &self.state, data, buffers, irq_cpus, stores };
         let h = parts.canonical_hash(canon, &mut scratch);
         cache.scratch = scratch;
         Ok(h)
@@ -522,17 +538,17 @@ impl Machine {
         }
         let irq_cpus = self.irq_cpus.iter().map(|v| v.save(&self.site_units)).collect::<Result<Vec<_>, _>>()?;
         let state = self.state.clone();
-        Ok(Snapshot { epoch: self.text.now(), tick: self.tick, vcpus, data, buffers, state, irq_cpus })
+        let stores = self.interleaved_stores().then(|| self.text.log().to_vec());
+        Ok(Snapshot { epoch: self.text.now(), tick: self.tick, vcpus, data, buffers, state, irq_cpus, stores })
     }
 
-    /// Restores a saved state (of this machine): the truth moves to its epoch, each vCPU gets
+    /// Restores a saved state (of this machine): the truth moves to its epoch (or, with several
+    /// patching clients, to its store history: `Machine::restore_text`), each vCPU gets
     /// its registers back and its view's patched bytes rewritten where they differ (with
     /// exactly those translated blocks invalidated), and the rest is copied back. The run's
     /// violation is cleared.
     pub fn restore(&mut self, s: &Snapshot, cache: &mut SaveCache) -> Result<(), SimError> {
-        if !self.text.set_epoch(s.epoch) {
-            return Err(SimError::Internal(format!("restore: text epoch {} was never reached", s.epoch)));
-        }
+        self.restore_text(s)?;
         for (i, (version, st)) in s.vcpus.iter().enumerate() {
             // A vCPU already in the saved state (same version, untouched since) stays as is.
             if cache.get(i, self.touches[i]).is_some_and(|k| k.1 == *version) {
@@ -562,6 +578,32 @@ impl Machine {
         self.drain = None;
         self.trace.set_round(self.round());
         self.enabled.invalidate();
+        Ok(())
+    }
+
+    /// True if more than one patching client stores to the text: the order of their stores is
+    /// a scheduling choice, so a state holds its store history, not only its epoch.
+    pub(crate) fn interleaved_stores(&self) -> bool {
+        self.state.patchers.len() > 1
+    }
+
+    /// Moves the text truth to a saved state's: to its epoch (one client: the stores are the
+    /// same sequence on every path), or to its store history (several clients: the stores after
+    /// the prefix both histories share are replaced, and a compiled protocol's text mirror is
+    /// copied again at its next read).
+    fn restore_text(&mut self, s: &Snapshot) -> Result<(), SimError> {
+        match &s.stores {
+            Some(stores) => {
+                self.text.set_log(stores);
+                if let Some(c) = &self.c {
+                    c.mem.forget_text();
+                }
+            }
+            None if !self.text.set_epoch(s.epoch) => {
+                return Err(SimError::Internal(format!("restore: text epoch {} was never reached", s.epoch)));
+            }
+            None => {}
+        }
         Ok(())
     }
 

@@ -21,6 +21,12 @@
 //! - **Symmetry.** When the vCPUs are interchangeable (same code; no per-CPU state in the
 //!   protocol), the canonical hash sorts the per-vCPU parts, so states that differ by a
 //!   permutation of the vCPUs are one state.
+//! - **More than one patching client** (a kprobe that arms and disarms itself, further callers
+//!   of the vector). Which client takes `text_mutex` is an event order like any other, so both
+//!   orders are explored; the order of their stores then differs from path to path, so a state
+//!   holds the text's store history and its hash covers what each epoch wrote
+//!   (`Machine::interleaved_stores`); restoring replaces the history after the prefix two
+//!   states share. One client: the epoch alone, as before.
 //! - **Shortest counterexample.** A violation found by the depth-first search is re-found by a
 //!   breadth-first search over the same transitions, which yields one with the fewest
 //!   transitions.
@@ -186,7 +192,7 @@ pub fn search_parallel(
 /// a violation (without `all_kinds`). The merge of a split search runs it when a shard found
 /// a violation.
 pub fn shortest(machine: &mut Machine, opts: Options) -> Result<SearchResult, SimError> {
-    refuse_unsupported(machine, &opts)?;
+    refuse_options(&opts)?;
     let shared = Shared::new(1, opts.max_states, false);
     let mut first = Worker::new(machine, Options { workers: 1, split: None, ..opts }, &shared, None)?;
     let root = first.root().clone();
@@ -197,25 +203,8 @@ pub fn shortest(machine: &mut Machine, opts: Options) -> Result<SearchResult, Si
     Ok(SearchResult { states, transitions, complete, kinds, found, symmetric, ..SearchResult::default() })
 }
 
-/// Refuses what state-space search does not cover.
-fn refuse_unsupported(machine: &Machine, opts: &Options) -> Result<(), SimError> {
-    if let Some(k) = machine.first_kprobe_client() {
-        // The text's store history is one sequence, the same on every path, only while one
-        // client patches: with two, the order of their stores is itself a choice.
-        return Err(SimError::invalid(
-            crate::error::Subject::Kprobe(k),
-            "arms and disarms itself, a second patching client: state-space search covers one patching client; \
-             sample this scenario with run or explore",
-        ));
-    }
-    if machine.patching_clients() > 1 {
-        return Err(SimError::invalid(
-            crate::error::Subject::Workload,
-            "the scenario has a second patching client (a further caller of the text_poke vector): state-space search covers \
-             one patching client, whose stores are the same sequence on every path; sample this scenario with run, \
-             explore or bounded exhaust (--bound N)",
-        ));
-    }
+/// Refuses options a search cannot act on.
+fn refuse_options(opts: &Options) -> Result<(), SimError> {
     if opts.workers == 0 || opts.workers > MAX_WORKERS {
         return Err(SimError::invalid(
             crate::error::Subject::Workload,
@@ -235,7 +224,7 @@ fn run(
     global_states: bool,
     progress: &dyn Fn(u64),
 ) -> Result<SearchResult, SimError> {
-    refuse_unsupported(machine, &opts)?;
+    refuse_options(&opts)?;
     let workers = if make.is_some() { opts.workers } else { 1 };
     let shared = Shared::new(workers, opts.max_states, global_states);
     let mut first = Worker::new(machine, opts, &shared, Some(progress))?;
