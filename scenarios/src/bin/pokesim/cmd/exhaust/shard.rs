@@ -72,20 +72,7 @@ pub(super) fn shard(
     let seconds = start.elapsed().as_secs_f64();
     let states = (result.states.len() / 32) as u64;
     if !a.output.json {
-        out::line(format!(
-            "shard      {shard} of search {}: {states} states stored, {} transitions in {seconds:.1}s",
-            result.search, result.transitions
-        ))?;
-        out::line(format!(
-            "levels     {} states to depth {}, frontier {} (this shard searches from frontier states {}, {}+{}, ...)",
-            result.level_states, result.depth, result.frontier, shard.index, shard.index, shard.count
-        ))?;
-        out::line(format!("result     {}", path.display()))?;
-        out::line(format!(
-            "merge      pokesim merge {}/search-shard-*-{}.json",
-            a.artifacts.artifact_dir.display(),
-            result.search
-        ))?;
+        print_shard(&result, shard, states, seconds, &path, &a.artifacts.artifact_dir)?;
     }
     if r.search.found.is_some() {
         return conclude(&Shown::of(a), file, overrides, &complete_findings(r));
@@ -111,6 +98,27 @@ pub(super) fn shard(
         out::line("verdict    incomplete: limit reached in this shard's part (the merge refuses it)")?;
     }
     Ok(if result.complete { Status::Expected } else { Status::BudgetExhausted })
+}
+
+/// What a shard stored, where its levels parted, where its result went.
+fn print_shard(
+    result: &SearchShard,
+    shard: Shard,
+    states: u64,
+    seconds: f64,
+    path: &std::path::Path,
+    dir: &std::path::Path,
+) -> Result<(), Failure> {
+    out::line(format!(
+        "shard      {shard} of search {}: {states} states stored, {} transitions in {seconds:.1}s",
+        result.search, result.transitions
+    ))?;
+    out::line(format!(
+        "levels     {} states to depth {}, frontier {} (this shard searches from frontier states {}, {}+{}, ...)",
+        result.level_states, result.depth, result.frontier, shard.index, shard.index, shard.count
+    ))?;
+    out::line(format!("result     {}", path.display()))?;
+    out::line(format!("merge      pokesim merge {}/search-shard-*-{}.json", dir.display(), result.search))
 }
 
 /// `pokesim merge` of search shards: the report `exhaust` prints on one machine.
