@@ -136,7 +136,10 @@ fn searched(scenario: &Scenario) -> Scenario {
 /// for its shortest counterexample — so the result is the one [`complete`] gives on one
 /// machine (states, verdict, counterexample; transitions are the shards' sum unless a
 /// violation's breadth-first search counts them, and the time is the shards' added up).
-pub fn complete_merged(m: &crate::search_shard::MergedSearch) -> Result<CompleteResult, SimError> {
+pub fn complete_merged(
+    m: &crate::search_shard::MergedSearch,
+    progress: &dyn Fn(u64),
+) -> Result<CompleteResult, SimError> {
     let start = Instant::now();
     let scenario = &m.scenario.scenario;
     let mut search = SearchResult {
@@ -149,7 +152,7 @@ pub fn complete_merged(m: &crate::search_shard::MergedSearch) -> Result<Complete
     };
     if !m.kinds.is_empty() {
         let mut machine = Machine::new(searched(scenario).plan()?, Observe::NOTHING)?;
-        let bfs = sim_core::search::shortest(&mut machine, m.options)?;
+        let bfs = sim_core::search::shortest(&mut machine, m.options, progress)?;
         let Some(found) = bfs.found else {
             return Err(SimError::Internal("a shard found a violation the breadth-first search does not reach".into()));
         };

@@ -191,10 +191,10 @@ pub fn search_parallel(
 /// counterexample, with the states and transitions it took — what [`search`] reports after
 /// a violation (without `all_kinds`). The merge of a split search runs it when a shard found
 /// a violation.
-pub fn shortest(machine: &mut Machine, opts: Options) -> Result<SearchResult, SimError> {
+pub fn shortest(machine: &mut Machine, opts: Options, progress: &dyn Fn(u64)) -> Result<SearchResult, SimError> {
     refuse_options(&opts)?;
     let shared = Shared::new(1, opts.max_states, false);
-    let mut first = Worker::new(machine, Options { workers: 1, split: None, ..opts }, &shared, None)?;
+    let mut first = Worker::new(machine, Options { workers: 1, split: None, ..opts }, &shared, Some(progress))?;
     let root = first.root().clone();
     let (found, states, transitions) = bfs(&mut first, &root, opts.max_states)?;
     let kinds = found.iter().map(|c| c.violation.kind).collect();
@@ -300,7 +300,7 @@ fn finish(
 }
 
 /// Breadth-first search from `root` for a counterexample with the fewest transitions; also
-/// the states it stored and the transitions it ran.
+/// the states it stored and the transitions it ran. Reports its states as progress.
 fn bfs(w: &mut Worker<'_>, root: &Snapshot, max_states: u64) -> Result<(Option<Counterexample>, u64, u64), SimError> {
     let mut seen = Visited::default();
     seen.insert(root.canonical_hash(&w.canon));
@@ -337,6 +337,7 @@ fn bfs(w: &mut Worker<'_>, root: &Snapshot, max_states: u64) -> Result<(Option<C
                 }
                 let next = w.machine.save(&mut w.cache)?;
                 parents.push((id, step.edge.log));
+                w.report(parents.len() as u64);
                 queue.push_back((parents.len() - 1, next));
             }
         }

@@ -86,6 +86,14 @@ impl<'a> Worker<'a> {
         })
     }
 
+    /// Reports `states` to the progress callback, if this worker has one, every 4096 states.
+    pub(super) fn report(&mut self, states: u64) {
+        if let Some(progress) = self.progress.filter(|_| states.abs_diff(self.reported) >= 4096) {
+            self.reported = states;
+            progress(states);
+        }
+    }
+
     /// True if the search goes on past violations.
     pub(super) fn all_kinds(&self) -> bool {
         self.opts.all_kinds
@@ -133,10 +141,7 @@ impl<'a> Worker<'a> {
     pub(super) fn store(&mut self, events: &[Event]) -> Result<Option<Snapshot>, SimError> {
         let h = self.machine.canonical_hash(&self.canon, &mut self.cache)?;
         let Some(n) = self.shared.insert(h) else { return Ok(None) };
-        if let Some(progress) = self.progress.filter(|_| n >= self.reported + 4096) {
-            self.reported = n;
-            progress(n);
-        }
+        self.report(n);
         if self.shared.wants_global_states() && !events.iter().any(|&e| self.machine.local_step(e)) {
             self.shared.note_global(self.machine.canonical_hash(&self.sym_canon, &mut self.cache)?);
         }

@@ -130,7 +130,7 @@ pub fn merge(
 ) -> Result<Status, Failure> {
     let m: MergedSearch = merge_shards(shards).map_err(|e| Failure::Bad(e.to_string()))?;
     let progress = Progress::new("merge", 0, "states", output.quiet || output.json);
-    let r = scenarios::exhaust::complete_merged(&m);
+    let r = scenarios::exhaust::complete_merged(&m, &|n| progress.set(n));
     progress.finish();
     let f = complete_findings(r?);
     if !output.json {
