@@ -46,7 +46,7 @@ mod worker;
 
 pub use split::{Parting, Split, FRONTIER_PER_SHARD};
 
-use shared::{Shared, Work};
+use shared::Shared;
 use worker::Worker;
 
 /// What the search may use.
@@ -237,13 +237,10 @@ fn run(
         return Ok(SearchResult { symmetric, kinds, found: Some(c), ..SearchResult::default() });
     }
     first.store(&events)?;
-    let parting = match opts.split {
-        None => {
-            shared.donate(Work { path: Vec::new() });
-            None
-        }
-        Some(split) => Some(split::part(&mut first, &shared, split)?),
-    };
+    // Breadth-first levels first (a shallow violation is found at once), then depth-first
+    // from the frontier; split, only from this shard's part of it.
+    let parting = split::part(&mut first, &shared, opts.split.unwrap_or(Split { index: 0, count: 1 }))?;
+    let parting = opts.split.map(|_| parting);
     let transitions = std::thread::scope(|scope| -> Result<u64, SimError> {
         let others: Vec<_> = (1..workers)
             .map(|_| {

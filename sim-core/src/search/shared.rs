@@ -63,6 +63,7 @@ pub(super) struct Shared {
     pool: Mutex<Pool>,
     wake: Condvar,
     idle_hint: AtomicUsize,
+    pooled_hint: AtomicUsize,
     stop: AtomicBool,
     kinds: Mutex<BTreeSet<ViolationKind>>,
     found: Mutex<Option<Counterexample>>,
@@ -79,6 +80,7 @@ impl Shared {
             pool: Mutex::new(Pool::default()),
             wake: Condvar::new(),
             idle_hint: AtomicUsize::new(0),
+            pooled_hint: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
             kinds: Mutex::new(BTreeSet::new()),
             found: Mutex::new(None),
@@ -127,14 +129,17 @@ impl Shared {
         self.wake.notify_all();
     }
 
-    /// True if some worker waits for work the pool does not have.
-    pub(super) fn hungry(&self) -> bool {
-        self.idle_hint.load(Ordering::Relaxed) > 0
+    /// True if some worker waits and the pool has nothing for it.
+    pub(super) fn starving(&self) -> bool {
+        self.idle_hint.load(Ordering::Relaxed) > 0 && self.pooled_hint.load(Ordering::Relaxed) == 0
     }
 
     /// Gives `work` to an idle worker.
     pub(super) fn donate(&self, work: Work) {
-        lock(&self.pool).items.push(work);
+        let mut pool = lock(&self.pool);
+        pool.items.push(work);
+        self.pooled_hint.store(pool.items.len(), Ordering::Relaxed);
+        drop(pool);
         self.wake.notify_one();
     }
 
@@ -147,6 +152,7 @@ impl Shared {
                 return None;
             }
             if let Some(work) = pool.items.pop() {
+                self.pooled_hint.store(pool.items.len(), Ordering::Relaxed);
                 return Some(work);
             }
             pool.idle += 1;

@@ -14,7 +14,7 @@
 //! that owns that frontier state reaches it along that path (or along another path it took
 //! first). Shards may store the same deeper state twice; the merge counts the union.
 
-use super::shared::{Edge, Shared, Work};
+use super::shared::{Edge, Shared};
 use super::worker::Worker;
 use super::Counterexample;
 use crate::event::Event;
@@ -23,6 +23,14 @@ use crate::SimError;
 
 /// Frontier states per shard the levels reach before the shards part.
 pub const FRONTIER_PER_SHARD: usize = 16;
+
+/// The levels also go on until they hold this many states (while the frontier stays below
+/// [`MAX_FRONTIER`]): a violation this shallow is found breadth-first at once, instead of
+/// wherever the depth-first order reaches it, and the workers start from many states.
+pub const LEVEL_STATES: u64 = 16_384;
+
+/// The widest frontier [`LEVEL_STATES`] keeps (its snapshots are held until searched).
+const MAX_FRONTIER: usize = 4096;
 
 /// One shard of a split search: `index` of `count`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,31 +54,35 @@ pub struct Parting {
     pub digest: u64,
 }
 
-/// A state of the current level: the path that reached it, its snapshot, its events.
-type LevelState = (Vec<Edge>, Snapshot, Vec<Event>);
+/// A state of a level: the path that reached it, its snapshot, its events.
+pub(super) type LevelState = (Vec<Edge>, Snapshot, Vec<Event>);
 
-/// Runs the levels on the first worker and gives the shard's frontier states to the pool.
+/// Runs the levels on the first worker and leaves the shard's frontier states (every one, for
+/// a search that is not split) to it, to search depth-first or give away.
 pub(super) fn part(w: &mut Worker<'_>, shared: &Shared, split: Split) -> Result<Parting, SimError> {
     let want = FRONTIER_PER_SHARD * split.count as usize;
     let events = w.machine.enabled_events();
     let mut level: Vec<LevelState> = vec![(Vec::new(), w.root().clone(), events)];
     let mut depth = 0;
-    while level.len() < want && !level.is_empty() && !shared.stopped() {
+    let more =
+        |level: &Vec<LevelState>| level.len() < want || (shared.states() < LEVEL_STATES && level.len() < MAX_FRONTIER);
+    while !level.is_empty() && !shared.stopped() && more(&level) {
         level = next_level(w, shared, level)?;
         depth += 1;
     }
+    let frontier = level.len() as u64;
     let mut digest = xxhash_rust::xxh3::Xxh3::new();
-    for (position, (path, _, _)) in level.iter().enumerate() {
-        for e in path {
+    for (position, state) in level.into_iter().enumerate() {
+        for e in &state.0 {
             digest.update(&e.choices.iter().flat_map(|c| c.to_le_bytes()).collect::<Vec<u8>>());
             digest.update(format!("{:?};", e.event).as_bytes());
         }
         digest.update(b"|");
         if position as u64 % split.count == split.index {
-            shared.donate(Work { path: path.clone() });
+            w.local.push(state);
         }
     }
-    Ok(Parting { depth, level_states: shared.states(), frontier: level.len() as u64, digest: digest.digest() })
+    Ok(Parting { depth, level_states: shared.states(), frontier, digest: digest.digest() })
 }
 
 /// The states first stored by the transitions out of `level`, in order.

@@ -7,6 +7,7 @@
 //! event with the choices the odometer ([`super::next_sibling`]) selects.
 
 use super::shared::{Edge, Shared, Work};
+use super::split::LevelState;
 use super::{next_sibling, Counterexample, Options};
 use crate::decision::Decisions;
 use crate::event::Event;
@@ -56,6 +57,9 @@ pub(super) struct Worker<'a> {
     /// The serial of the frame whose state the machine holds, if it holds one.
     at: Option<u64>,
     serials: u64,
+    /// Stored states left to this worker by the breadth-first levels ([`super::split`]),
+    /// searched before any work from the pool (and given away first).
+    pub(super) local: Vec<LevelState>,
 }
 
 impl<'a> Worker<'a> {
@@ -83,6 +87,7 @@ impl<'a> Worker<'a> {
             reported: 0,
             at: None,
             serials: 0,
+            local: Vec::new(),
         })
     }
 
@@ -104,15 +109,32 @@ impl<'a> Worker<'a> {
         &self.root
     }
 
-    /// Explores work from the pool until the search is over; stops the search on an error.
+    /// Explores the states left to it, then work from the pool, until the search is over;
+    /// stops the search on an error.
     pub(super) fn run(&mut self) -> Result<(), SimError> {
-        while let Some(work) = self.shared.take() {
-            if let Err(e) = self.explore(work) {
+        while !self.shared.stopped() {
+            let explored = match self.local.pop() {
+                Some((path, snap, events)) => {
+                    let frame = self.frame(snap, events, None);
+                    self.dfs(path, frame)
+                }
+                None => match self.shared.take() {
+                    Some(work) => self.explore(work),
+                    None => return Ok(()),
+                },
+            };
+            if let Err(e) = explored {
                 self.shared.halt();
                 return Err(e);
             }
         }
         Ok(())
+    }
+
+    /// A new frame for a stored state (not the machine's current one).
+    fn frame(&mut self, snap: Snapshot, events: Vec<Event>, edge: Option<Edge>) -> Frame {
+        let serial = self.serial();
+        Frame { snap, serial, events, next_event: 0, prefix: Some(Vec::new()), edge }
     }
 
     /// Reaches the work's state by replaying its path from the initial state (it is stored
@@ -125,9 +147,8 @@ impl<'a> Worker<'a> {
         }
         let snap = self.machine.save(&mut self.cache)?;
         let events = self.machine.enabled_events();
-        let serial = self.serial();
-        self.at = Some(serial);
-        let frame = Frame { snap, serial, events, next_event: 0, prefix: Some(Vec::new()), edge: None };
+        let frame = self.frame(snap, events, None);
+        self.at = Some(frame.serial);
         self.dfs(work.path, frame)
     }
 
@@ -208,12 +229,16 @@ impl<'a> Worker<'a> {
                 continue;
             };
             let Some(snap) = self.store(&events)? else { continue };
-            let serial = self.serial();
-            self.at = Some(serial);
-            let frame = Frame { snap, serial, events, next_event: 0, prefix: Some(Vec::new()), edge: Some(step.edge) };
-            if stack.len() >= 2 && self.shared.hungry() {
-                self.shared.donate(Work { path: path(&base, &stack, frame.edge.clone()) });
-                continue;
+            let frame = self.frame(snap, events, Some(step.edge));
+            self.at = Some(frame.serial);
+            if self.shared.starving() {
+                // Another worker waits: give it a state of the levels, else this one.
+                if let Some((path, _, _)) = self.local.pop() {
+                    self.shared.donate(Work { path });
+                } else if stack.len() >= 2 {
+                    self.shared.donate(Work { path: path(&base, &stack, frame.edge.clone()) });
+                    continue;
+                }
             }
             stack.push(frame);
         }
