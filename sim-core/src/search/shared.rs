@@ -90,15 +90,24 @@ impl Shared {
 
     /// Stores `hash` if it is new; returns the number of states stored so far if it was.
     /// Reaching the state limit stops the search.
+    /// Never more than the limit: a state past it is not stored, and stops the search.
     pub(super) fn insert(&self, hash: u128) -> Option<u64> {
-        if !lock(&self.visited[(hash as usize) % SHARDS]).insert(hash) {
+        let mut part = lock(&self.visited[(hash as usize) % SHARDS]);
+        if part.contains(&hash) {
             return None;
         }
-        let n = self.states.fetch_add(1, Ordering::Relaxed) + 1;
-        if n >= self.max_states {
+        let below = |n: u64| (n < self.max_states).then_some(n + 1);
+        let Ok(before) = self.states.fetch_update(Ordering::Relaxed, Ordering::Relaxed, below) else {
+            drop(part);
+            self.halt();
+            return None;
+        };
+        part.insert(hash);
+        drop(part);
+        if before + 1 >= self.max_states {
             self.halt();
         }
-        Some(n)
+        Some(before + 1)
     }
 
     /// States stored.

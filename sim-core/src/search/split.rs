@@ -89,6 +89,9 @@ pub(super) fn part(w: &mut Worker<'_>, shared: &Shared, split: Split) -> Result<
 fn next_level(w: &mut Worker<'_>, shared: &Shared, level: Vec<LevelState>) -> Result<Vec<LevelState>, SimError> {
     let mut next = Vec::new();
     for (path, snap, events) in level {
+        if shared.stopped() {
+            break;
+        }
         for &event in &events {
             let mut prefix = Some(Vec::new());
             while let Some(p) = prefix.take() {
