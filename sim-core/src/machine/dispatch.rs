@@ -220,6 +220,39 @@ impl Machine {
         Ok(Effect::Stepped { cpu: i, insn, outcome })
     }
 
+    /// With [`crate::Stepping::Batched`], after vCPU `i`'s picked guest step: the local steps
+    /// that follow it ([`Machine::local_step`]), in one `emu_start` that stops before the
+    /// first visible instruction (a patchable byte, a kprobe, the loop head, anything that
+    /// traps, serialises or reads the time stamp counter; [`cpu_model::Vcpu::run_local`]).
+    /// They touch nothing another actor reads or writes, so running them in the same tick as
+    /// the step before them loses no interleaving (DESIGN.md §2.5a). The trace records the run
+    /// as one event; a fault ends it and is judged as the faulting step's would be.
+    pub(super) fn local_run(&mut self, i: usize) -> Result<(), SimError> {
+        let event = Event::GuestStep(i);
+        if self.config.stepping != crate::Stepping::Batched
+            || self.violation.is_some()
+            || self.vcpus[i].rip() == self.loop_head
+            || !self.local_step(event)
+        {
+            return Ok(());
+        }
+        let run = self.vcpus[i].run_local(super::MAX_LOCAL_RUN as u64, &self.text)?;
+        self.stats.guest_steps += run.steps;
+        let op = self.current_op();
+        self.trace.record(self.tick, event, TraceKind::Step, "local run", Some(run.start), &[], &[], op);
+        if self.trace.keeps() {
+            let text = format!("{} local steps in one emu_start", run.steps);
+            self.trace.annotate(|e| e.kernel = Some(text));
+        }
+        if let Some((insn, outcome)) = run.fault {
+            let effect = Effect::Stepped { cpu: i, insn, outcome };
+            if !self.judge(&effect)? {
+                self.apply(effect)?;
+            }
+        }
+        Ok(())
+    }
+
     fn handler_step(&mut self, i: usize, event: Event) -> Effect {
         let op = self.current_op();
         let before = self.buffer_counts(i);

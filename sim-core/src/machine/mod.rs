@@ -204,9 +204,25 @@ impl Machine {
             torn,
             data,
         };
+        machine.enable_local_runs()?;
         machine.windows = machine.data_windows();
         machine.trace.set_round(machine.round());
         Ok(machine)
+    }
+
+    /// With [`crate::Stepping::Batched`]: lets every vCPU run its local steps in one
+    /// `emu_start`, stopping before the patchable bytes, the loop head and every kprobe's
+    /// address ([`Machine::local_run`]).
+    fn enable_local_runs(&mut self) -> Result<(), SimError> {
+        if self.config.stepping != crate::Stepping::Batched {
+            return Ok(());
+        }
+        let mut stops = self.owners.clone();
+        stops.push(self.loop_head);
+        for v in &mut self.vcpus {
+            v.enable_local_runs(&self.sites, &stops)?;
+        }
+        Ok(())
     }
 
     /// About how many ticks a uniformly scheduled run of this machine takes
@@ -424,6 +440,9 @@ impl Machine {
         let effect = self.dispatch(event, decisions)?;
         if !self.judge(&effect)? {
             self.apply(effect)?;
+        }
+        if let Event::GuestStep(i) = event {
+            self.local_run(i)?;
         }
         // A guest step that neither trapped nor finished leaves its vCPU's entries as they
         // were (IPIs come only from patching clients); `refresh` checks this in debug builds.
