@@ -129,6 +129,12 @@ impl Stepping {
     }
 }
 
+impl std::fmt::Display for Stepping {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.name())
+    }
+}
+
 impl std::str::FromStr for Stepping {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {

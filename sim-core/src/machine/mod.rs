@@ -586,6 +586,10 @@ impl Probe for Machine {
     fn is_local(&self, event: Event) -> bool {
         self.local_step(event)
     }
+
+    fn guest_steps(&self, cpu: usize) -> u64 {
+        self.vcpus[cpu].steps()
+    }
 }
 
 /// Runs `image` under `config`, scheduling with `scheduler` and answering choices from
