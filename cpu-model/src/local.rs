@@ -1,4 +1,4 @@
-//! Local runs: many guest instructions in one `emu_start` (DESIGN.md §2.5a, issue 26).
+//! Local runs: many guest instructions in one `emu_start` (DESIGN.md §2.5b, issue 26).
 //!
 //! A *local* instruction reads no patchable byte, is no kprobe's address, is not the loop
 //! head, is not INT3, CPUID, RDTSC/RDTSCP, an instruction that changes `RFLAGS.IF` nor one the
@@ -45,12 +45,15 @@ pub(crate) struct LocalCtl {
     stop_byte: Vec<bool>,
     /// Per text byte: an address a run must stop at even when the instruction there is local.
     stop_at: Vec<bool>,
+    /// An address a run stops at unless it starts there (the loop head, whose invariant the
+    /// caller checks between two runs).
+    pause: u64,
 }
 
 impl LocalCtl {
     /// The hook's state for a text of `len` bytes at `base`: runs stop at every byte of
-    /// `patchable` (address, length) ranges and at the addresses `stops`.
-    pub(crate) fn new(base: u64, len: u64, patchable: &[(u64, u64)], stops: &[u64]) -> Self {
+    /// `patchable` (address, length) ranges and at the addresses `stops`, and pause at `pause`.
+    pub(crate) fn new(base: u64, len: u64, patchable: &[(u64, u64)], stops: &[u64], pause: u64) -> Self {
         let mut stop_byte = vec![false; len as usize];
         let mut stop_at = vec![false; len as usize];
         for &(a, l) in patchable {
@@ -74,6 +77,7 @@ impl LocalCtl {
             class: RefCell::new(vec![UNKNOWN; len as usize]),
             stop_byte,
             stop_at,
+            pause,
         }
     }
 
@@ -83,10 +87,11 @@ impl LocalCtl {
         if !self.active.get() {
             return false;
         }
-        if self.ran.get() >= self.limit.get() || !self.is_local(addr, read) {
+        let ran = self.ran.get();
+        if ran >= self.limit.get() || (addr == self.pause && ran > 0) || !self.is_local(addr, read) {
             return true;
         }
-        self.ran.set(self.ran.get() + 1);
+        self.ran.set(ran + 1);
         self.last.set(addr);
         false
     }

@@ -494,13 +494,14 @@ impl Vcpu {
 impl Vcpu {
     /// Lets this vCPU run many local instructions in one `emu_start` ([`Vcpu::run_local`],
     /// [`crate::local`]): runs stop before any byte of `patchable` (address, length) ranges
-    /// and at the addresses `stops` (the loop head, every kprobe's address). Call once, before
-    /// the first step.
-    pub fn enable_local_runs(&mut self, patchable: &[(u64, u64)], stops: &[u64]) -> Result<(), CpuError> {
+    /// and at the addresses `stops` (every kprobe's address), and pause at `pause` (the loop
+    /// head: the caller checks its invariant, then runs on from there). Call once, before the
+    /// first step.
+    pub fn enable_local_runs(&mut self, patchable: &[(u64, u64)], stops: &[u64], pause: u64) -> Result<(), CpuError> {
         if self.local.is_some() {
             return Err(CpuError::Layout("local runs are already enabled".into()));
         }
-        let ctl = Rc::new(LocalCtl::new(self.layout.text_base, self.layout.text_len, patchable, stops));
+        let ctl = Rc::new(LocalCtl::new(self.layout.text_base, self.layout.text_len, patchable, stops, pause));
         let hook_ctl = Rc::clone(&ctl);
         // begin=1 > end=0: every address (an instruction outside the text stops the run, so
         // that the next single step reports it exactly as today).
@@ -518,7 +519,8 @@ impl Vcpu {
     }
 
     /// Executes up to `limit` local instructions from RIP in one `emu_start`, stopping before
-    /// the first one that is not local ([`crate::local`]); RIP must be at a local instruction.
+    /// the first one that is not local ([`crate::local`]) and before the pause address unless
+    /// the run starts there; RIP must be at a local instruction.
     /// Each instruction counts as one guest step, and `truth`'s epoch (unchanged while the run
     /// goes on: nobody else acts) is noted for each as [`Vcpu::step`] would.
     pub fn run_local(&mut self, limit: u64, truth: &dyn Truth) -> Result<LocalRun, CpuError> {

@@ -18,7 +18,7 @@
 //! iterations = 1                     # optional: each vCPU stops after this many loop passes
 //! drain = 32                         # guest steps per vCPU after the patcher finished
 //! unsafe_multi_insn = false
-//! stepping = "batched"               # optional: a guest step's local steps in one emu_start (§2.5a)
+//! stepping = "batched"               # optional: a guest step's local steps in one emu_start (§2.5b)
 //! program = ["begin-batch", "..."]   # optional custom patcher program (one batch)
 //! decisions = [[3, 2], [2, 1]]       # optional: replay exactly these choices ([options, choice])
 //! zeros_after = 40                   # then option 0 at each of the next 40 choices, and stop
@@ -100,7 +100,7 @@ struct Raw {
     iterations: Option<Spanned<i64>>,
     drain: Option<Spanned<i64>>,
     unsafe_multi_insn: Option<Spanned<bool>>,
-    /// `single` (the default) or `batched` (DESIGN.md §2.5a).
+    /// `single` (the default) or `batched` (DESIGN.md §2.5b).
     stepping: Option<Spanned<String>>,
     program: Option<Spanned<Vec<Spanned<String>>>>,
     decisions: Option<Spanned<Vec<(i64, i64)>>>,

@@ -143,7 +143,7 @@ pub struct ScenarioSpec {
     pub drain: Opt<i64>,
     /// The unsafe multi-instruction override.
     pub unsafe_multi_insn: Opt<bool>,
-    /// How a picked guest step runs: alone, or with the local steps after it (DESIGN.md §2.5a).
+    /// How a picked guest step runs: alone, or with the local steps after it (DESIGN.md §2.5b).
     pub stepping: Opt<sim_core::Stepping>,
     /// A custom patcher program.
     pub program: Opt<Vec<Step>>,

@@ -1,4 +1,4 @@
-//! Batched stepping (DESIGN.md §2.5a) against single stepping on the whole corpus: every
+//! Batched stepping (DESIGN.md §2.5b) against single stepping on the whole corpus: every
 //! interleaving a single-stepped run takes is one a batched run takes too, with the same
 //! verdict. For each entry (its recorded decisions, else its first seed), the single-stepped
 //! run is recorded as its sequence of events; a batched run then follows that sequence —

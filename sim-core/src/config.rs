@@ -102,11 +102,11 @@ pub struct RunConfig {
     pub memory: cpu_model::MemoryModel,
     /// How a picked guest step runs: alone ([`Stepping::Single`], the default and the meaning
     /// of every recording made before local runs existed), or followed by the vCPU's local
-    /// steps in one `emu_start` ([`Stepping::Batched`], DESIGN.md §2.5a).
+    /// steps in one `emu_start` ([`Stepping::Batched`], DESIGN.md §2.5b).
     pub stepping: Stepping,
 }
 
-/// How a scheduled guest step runs (DESIGN.md §2.5a). The choice changes what a decision
+/// How a scheduled guest step runs (DESIGN.md §2.5b). The choice changes what a decision
 /// list means, so a recording says which it was made with.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Stepping {

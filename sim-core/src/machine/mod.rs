@@ -211,16 +211,14 @@ impl Machine {
     }
 
     /// With [`crate::Stepping::Batched`]: lets every vCPU run its local steps in one
-    /// `emu_start`, stopping before the patchable bytes, the loop head and every kprobe's
-    /// address ([`Machine::local_run`]).
+    /// `emu_start`, stopping before the patchable bytes and every kprobe's address, and
+    /// pausing at the loop head for its invariant ([`Machine::local_run`]).
     fn enable_local_runs(&mut self) -> Result<(), SimError> {
         if self.config.stepping != crate::Stepping::Batched {
             return Ok(());
         }
-        let mut stops = self.owners.clone();
-        stops.push(self.loop_head);
         for v in &mut self.vcpus {
-            v.enable_local_runs(&self.sites, &stops)?;
+            v.enable_local_runs(&self.sites, &self.owners, self.loop_head)?;
         }
         Ok(())
     }

@@ -23,7 +23,7 @@ pub trait Probe {
     fn is_local(&self, event: Event) -> bool;
 
     /// Guest instructions vCPU `cpu` has executed so far (a local run executes many in one
-    /// tick, DESIGN.md §2.5a).
+    /// tick, DESIGN.md §2.5b).
     fn guest_steps(&self, cpu: usize) -> u64;
 }
 

@@ -241,7 +241,7 @@ pub struct ScenarioArgs {
     #[arg(long)]
     pub unsafe_multi_insn: bool,
     /// How a picked guest step runs: single (one instruction per scheduling decision, the
-    /// default) or batched (followed by its vCPU's local steps in one emu_start; DESIGN.md §2.5a)
+    /// default) or batched (followed by its vCPU's local steps in one emu_start; DESIGN.md §2.5b)
     #[arg(long, value_name = "S")]
     pub stepping: Option<sim_core::Stepping>,
     /// Tick budget [default: grows with vCPUs, sites and rounds].
