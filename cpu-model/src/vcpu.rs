@@ -5,7 +5,8 @@
 //! chooser where more than one epoch is possible), invalidates exactly the translated blocks
 //! whose bytes changed on this engine, decodes the instruction with iced-x86 (so the oracles
 //! know precisely which bytes and epochs ran), and executes it with `emu_start(rip, 0, 0, 1)`.
-//! The engine is only ever run with count=1 (mixing modes flushes every TB, §1).
+//! The engine is only ever run in count mode — count=1, or a local run's limit + 1
+//! ([`crate::local`]) — since mixing in count=0 flushes every TB (§1).
 //!
 //! Outcomes: a normal step; an INT3 trap (Unicorn's interrupt hook with intno 3 and
 //! RIP = INT3 address + 1, exactly the `regs->ip` the kernel's handler sees); a serializing
