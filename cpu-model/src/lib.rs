@@ -23,7 +23,7 @@ mod error;
 mod fetch;
 pub mod kernel;
 mod layout;
-mod local;
+pub mod local;
 mod memory;
 mod reference;
 mod regs;

@@ -2,7 +2,7 @@
 //!
 //! A *local* instruction reads no patchable byte, is no kprobe's address, is not the loop
 //! head, is not INT3, CPUID, RDTSC/RDTSCP, an instruction that changes `RFLAGS.IF` nor one the
-//! model refuses ([`crate::vcpu`]): running it touches only its own vCPU's registers and
+//! model refuses ([`crate::Vcpu::step`]): running it touches only its own vCPU's registers and
 //! private data and no view unit, so it commutes with every other actor's events — the same
 //! notion as state-space search's local steps (`sim_core::Machine::local_step`). A local run
 //! executes such instructions with `emu_start(rip, 0, 0, limit + 1)` — the count mode every
