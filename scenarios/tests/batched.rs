@@ -129,3 +129,55 @@ fn every_corpus_interleaving_is_reached_batched_with_the_same_verdict() {
     eprintln!("{compared} entries compared, {violations} of them violations");
     assert!(compared >= 100 && violations >= 40, "{compared} entries compared, {violations} violations");
 }
+
+/// A batched run's artifact says so and replays bit for bit; a single-stepped scenario's file
+/// text has no `stepping` at all (every recording made before reads as it did).
+#[test]
+fn a_batched_artifact_records_its_stepping_and_replays() {
+    use scenarios::artifact::Artifact;
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/mutant-no-int3-linux-5.5.toml"),
+    )
+    .unwrap();
+    let f = ScenarioFile::parse("no-int3.toml", &text, "no-int3").unwrap();
+    assert!(!f.to_toml().contains("stepping"));
+    let mut s = f.scenario.clone();
+    s.config.stepping = Stepping::Batched;
+    let (seed, outcome) = (0..64)
+        .map(|k| {
+            s.seed = k;
+            (k, s.run().unwrap())
+        })
+        .find(|(_, o)| o.violation().is_some())
+        .expect("no-int3 violates within 64 batched seeds");
+    s.seed = seed;
+    let artifact = Artifact::new("no-int3", &s, &outcome).unwrap();
+    assert!(artifact.scenario.contains("stepping = \"batched\""), "{}", artifact.scenario);
+    let back = ScenarioFile::parse("back.toml", &artifact.scenario, "back").unwrap();
+    assert_eq!(back.scenario.config.stepping, Stepping::Batched);
+    let again = back.scenario.replay(Recorded::from_log(outcome.decisions.clone())).unwrap();
+    assert_eq!(again.trace_hash, outcome.trace_hash);
+    // The same decisions single-stepped are another run: a replay that does not fit is stale.
+    let mut single = back.scenario.clone();
+    single.config.stepping = Stepping::Single;
+    let other = single.replay(Recorded::from_log(outcome.decisions.clone()));
+    assert!(other.map_or(true, |o| o.trace_hash != outcome.trace_hash));
+}
+
+#[test]
+fn an_unknown_stepping_names_its_field() {
+    let e = ScenarioFile::parse("s.toml", "stepping = \"fast\"\n", "s").unwrap_err();
+    assert_eq!((e.field.as_deref(), e.line), (Some("stepping"), Some(1)), "{e:?}");
+    assert!(e.message.contains("single, batched"), "{}", e.message);
+}
+
+#[test]
+fn exhaust_refuses_stepping() {
+    let out = assert_cmd::Command::cargo_bin("pokesim")
+        .unwrap()
+        .args(["exhaust", "--cpus", "2", "--rounds", "1", "--stepping", "batched"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--stepping"));
+}
