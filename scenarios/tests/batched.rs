@@ -181,3 +181,40 @@ fn exhaust_refuses_stepping() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--stepping"));
 }
+
+/// Beyond the corpus (which has no compiled protocol, PCT entry, coarse fetch preset or
+/// cycling kprobe): the same comparison on such scenarios, several seeds each.
+#[test]
+fn other_scenario_kinds_are_reached_batched_with_the_same_verdict() {
+    let variants = [
+        "protocol = \"linux-6.0\"\ncpus = 3\nstrategy = \"pct\"\n[workload]\nkind = \"ftrace\"\nrounds = 4\n",
+        "protocol = { version = \"linux-6.0\", c = true }\ncpus = 2\n[workload]\nkind = \"ftrace\"\nrounds = 2\n",
+        "protocol = { version = \"linux-5.5\", c = true }\ncpus = 2\nmutants = [\"no-sync-after-tail\"]\n\
+         [workload]\nkind = \"ftrace\"\nrounds = 3\n",
+        "protocol = \"linux-5.5\"\ncpus = 3\n[workload]\nkind = \"ftrace\"\nrounds = 3\nkprobe = \"cycling\"\n",
+        "protocol = \"seed\"\ncpus = 3\nmutants = [\"no-sync-after-first\"]\n[workload]\nkind = \"jump_label\"\n\
+         rounds = 4\n[fetch]\npreset = \"line64\"\n",
+        "protocol = \"linux-6.16\"\ncpus = 2\nstrategy = \"pct:2\"\n[workload]\nkind = \"static_call\"\nrounds = 3\n",
+    ];
+    let mut compared = 0;
+    for (v, text) in variants.iter().enumerate() {
+        let mut f = ScenarioFile::parse(&format!("variant{v}.toml"), text, "variant").unwrap();
+        assert_eq!(f.scenario.config.compiled.is_some(), text.contains("c = true"), "{text}");
+        let tso = f.scenario.config.memory == cpu_model::MemoryModel::Tso;
+        assert_eq!(tso, text.contains("c = true"), "a compiled protocol runs under x86-TSO by default");
+        for seed in 0..6 {
+            f.scenario.seed = seed;
+            compare(&f);
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, 36);
+}
+
+#[test]
+fn batched_stepping_with_interrupts_is_refused() {
+    let text = "cpus = 2\nstepping = \"batched\"\n[workload]\nkind = \"ftrace\"\n[interrupts]\nbudget = 3\n";
+    let e = ScenarioFile::parse("irq.toml", text, "irq").unwrap_err();
+    assert_eq!(e.field.as_deref(), Some("interrupts"), "{e:?}");
+    assert!(e.message.contains("batched"), "{}", e.message);
+}

@@ -203,6 +203,14 @@ impl RunConfig {
         if let cpu_model::Staleness::Bounded(0) = self.fetch.staleness {
             return bad(Subject::Fetch, "staleness: a bound must be at least 1 step".into());
         }
+        if self.stepping == Stepping::Batched && self.interrupts.is_some() {
+            return bad(
+                Subject::Interrupts,
+                "stepping = batched is not built with interrupts: that every state an interrupt taken \
+                 inside a local run reaches is still reached is not tested (DESIGN.md §2.5b); use single"
+                    .into(),
+            );
+        }
         if self.memory == cpu_model::MemoryModel::Tso && self.compiled.is_none() {
             return bad(
                 Subject::Memory,
