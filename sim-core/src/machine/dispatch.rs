@@ -277,7 +277,16 @@ impl Machine {
     fn through_loop_head(&mut self, i: usize) -> Result<bool, SimError> {
         let event = Event::GuestStep(i);
         let last = self.config.max_iterations.is_some_and(|k| self.state.iterations[i] >= k);
-        if self.vcpus[i].rip() != self.loop_head || last || !self.local_step(event) {
+        if self.vcpus[i].rip() != self.loop_head || last {
+            return Ok(false);
+        }
+        // Between two local runs the vCPU is in no handler and not finished, and the loop
+        // head's bytes are not patchable if it is local at all: the answer never changes.
+        let local = match self.loop_head_local {
+            Some(local) => local,
+            None => *self.loop_head_local.insert(self.local_step(event)),
+        };
+        if !local {
             return Ok(false);
         }
         match self.at_loop_head(i, event)? {

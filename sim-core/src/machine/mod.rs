@@ -104,6 +104,9 @@ pub struct Machine {
     state_hashes: Vec<u64>,
     /// What [`Observe::state_hashes`] reads the state through.
     state_hash_cache: SaveCache,
+    /// Whether the loop head's instruction is a local step (its bytes never change: asked once
+    /// per run, not at every pass of a local run; DESIGN.md §2.5b).
+    loop_head_local: Option<bool>,
 }
 
 /// The drain after the patching clients finished: the step count each vCPU must reach, and
@@ -196,6 +199,7 @@ impl Machine {
             step_hashes: Vec::new(),
             state_hashes: Vec::new(),
             state_hash_cache: SaveCache::default(),
+            loop_head_local: None,
             touches: vec![0; config.cpus],
             observe,
             refs_checked: config.mutants.is_empty() && config.program.is_none(),
