@@ -5,7 +5,8 @@
 //! chooser where more than one epoch is possible), invalidates exactly the translated blocks
 //! whose bytes changed on this engine, decodes the instruction with iced-x86 (so the oracles
 //! know precisely which bytes and epochs ran), and executes it with `emu_start(rip, 0, 0, 1)`.
-//! The engine is only ever run with count=1 (mixing modes flushes every TB, §1).
+//! The engine is only ever run in count mode — count=1, or a local run's limit + 1
+//! ([`crate::local`]) — since mixing in count=0 flushes every TB (§1).
 //!
 //! Outcomes: a normal step; an INT3 trap (Unicorn's interrupt hook with intno 3 and
 //! RIP = INT3 address + 1, exactly the `regs->ip` the kernel's handler sees); a serializing
@@ -23,6 +24,7 @@ use unicorn_engine::{RegisterX86, UcHookId};
 use crate::engine::PooledEngine;
 use crate::error::UcContext;
 use crate::kernel::{KernelMapping, KernelMemory, KernelStep};
+use crate::local::LocalCtl;
 use crate::view::{Chooser, Epoch, Truth, View};
 use crate::{CpuError, FetchModel, Layout, Regs, SharedRegion};
 
@@ -145,6 +147,19 @@ pub struct Vcpu {
     /// The kernel code and data of a protocol compiled from C, once mapped
     /// ([`Vcpu::map_kernel`]).
     kernel: Option<KernelMapping>,
+    /// With local runs enabled ([`Vcpu::enable_local_runs`]): their hook's state and id.
+    local: Option<(Rc<LocalCtl>, UcHookId)>,
+}
+
+/// What a local run did ([`Vcpu::run_local`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LocalRun {
+    /// Where it started.
+    pub start: u64,
+    /// Guest instructions it executed (each one guest step, as if stepped one at a time).
+    pub steps: u64,
+    /// If its last instruction faulted: that instruction and the fault (it is among `steps`).
+    pub fault: Option<(ExecutedInsn, StepOutcome)>,
 }
 
 /// Slots of the decode cache (a guest loop is a few dozen instructions).
@@ -184,7 +199,8 @@ impl Drop for Vcpu {
     /// that fails, is destroyed instead).
     fn drop(&mut self) {
         let kernel = self.kernel.as_ref().is_none_or(|k| k.unhook(self.engine.uc()));
-        if !kernel || self.engine.uc().remove_hook(self.intr_hook).is_err() {
+        let local = self.local.take().is_none_or(|(_, hook)| self.engine.uc().remove_hook(hook).is_ok());
+        if !kernel || !local || self.engine.uc().remove_hook(self.intr_hook).is_err() {
             self.engine.spoil();
         }
     }
@@ -250,6 +266,7 @@ impl Vcpu {
             changed: Vec::new(),
             decoded: DecodeCache::new(),
             kernel: None,
+            local: None,
         })
     }
 
@@ -472,6 +489,67 @@ impl Vcpu {
             None => StepOutcome::Normal,
         };
         Ok((insn, outcome))
+    }
+}
+
+impl Vcpu {
+    /// Lets this vCPU run many local instructions in one `emu_start` ([`Vcpu::run_local`],
+    /// [`crate::local`]): runs stop before any byte of `patchable` (address, length) ranges
+    /// and at the addresses `stops` (every kprobe's address), and pause at `pause` (the loop
+    /// head: the caller checks its invariant, then runs on from there). Call once, before the
+    /// first step.
+    pub fn enable_local_runs(&mut self, patchable: &[(u64, u64)], stops: &[u64], pause: u64) -> Result<(), CpuError> {
+        if self.local.is_some() {
+            return Err(CpuError::Layout("local runs are already enabled".into()));
+        }
+        let ctl = Rc::new(LocalCtl::new(self.layout.text_base, self.layout.text_len, patchable, stops, pause));
+        let hook_ctl = Rc::clone(&ctl);
+        // begin=1 > end=0: every address (an instruction outside the text stops the run, so
+        // that the next single step reports it exactly as today).
+        let hook = self
+            .engine
+            .uc()
+            .add_code_hook(1, 0, move |uc, addr, _size| {
+                if hook_ctl.before(addr, |a, buf| uc.mem_read(a, buf).is_ok()) {
+                    let _ = uc.emu_stop();
+                }
+            })
+            .ctx("add_code_hook(local runs)")?;
+        self.local = Some((ctl, hook));
+        Ok(())
+    }
+
+    /// Executes up to `limit` local instructions from RIP in one `emu_start`, stopping before
+    /// the first one that is not local ([`crate::local`]) and before the pause address unless
+    /// the run starts there; RIP must be at a local instruction.
+    /// Each instruction counts as one guest step, and `truth`'s epoch (unchanged while the run
+    /// goes on: nobody else acts) is noted for each as [`Vcpu::step`] would.
+    pub fn run_local(&mut self, limit: u64, truth: &dyn Truth) -> Result<LocalRun, CpuError> {
+        let Some((ctl, _)) = &self.local else {
+            return Err(CpuError::Layout("local runs are not enabled on this vCPU".into()));
+        };
+        let ctl = Rc::clone(ctl);
+        let start = self.rip;
+        ctl.ran.set(0);
+        ctl.limit.set(limit);
+        ctl.last.set(start);
+        ctl.active.set(true);
+        self.trap.set(None);
+        let uc = self.engine.uc();
+        let result = uc.emu_start(start, 0, 0, limit.saturating_add(1) as usize);
+        ctl.active.set(false);
+        self.rip = uc.reg_read(RegisterX86::RIP).ctx("reg_read(RIP)")?;
+        let steps = ctl.ran.get();
+        self.steps += steps;
+        self.engine.tsc().set(self.steps * 16);
+        self.view.note_steps(truth.now(), steps);
+        let fault = match (result, self.trap.take()) {
+            (Err(e), _) => Some(Fault::Engine(e)),
+            (Ok(()), Some(n)) => Some(Fault::Interrupt(n)),
+            (Ok(()), None) => None,
+        };
+        let fault = fault.map(|f| (self.decode_view(ctl.last.get()), StepOutcome::Fault(f)));
+        Ok(LocalRun { start, steps, fault })
     }
 }
 

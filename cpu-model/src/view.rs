@@ -208,6 +208,16 @@ impl View {
         }
     }
 
+    /// Marks `n` own guest steps at once, all at epoch `now` (a local run: nothing is stored
+    /// while it runs), exactly as `n` calls of [`View::note_step`] would.
+    pub(crate) fn note_steps(&mut self, now: Epoch, n: u64) {
+        if let Staleness::Bounded(k) = self.model.staleness {
+            for _ in 0..n.min(k as u64) {
+                self.note_step(now);
+            }
+        }
+    }
+
     /// The oldest epoch a unit may still show.
     fn floor(&self, unit: usize) -> Epoch {
         let mut floor = if self.model.monotone { self.snap[unit].max(self.last_sync) } else { self.last_sync };

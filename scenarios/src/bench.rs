@@ -30,6 +30,17 @@ pub struct BenchReport {
     pub patching_ratio: f64,
     /// INT3 traps per second while patching.
     pub patching_traps_per_s: f64,
+    /// The quiet campaign with local runs batched ([`sim_core::Stepping::Batched`]): guest
+    /// steps (instructions) per second.
+    pub batched_quiet_steps_per_s: f64,
+    /// The patching campaign with local runs batched, guest steps per second.
+    pub batched_patching_steps_per_s: f64,
+    /// batched quiet / raw.
+    pub batched_quiet_ratio: f64,
+    /// batched patching / raw.
+    pub batched_patching_ratio: f64,
+    /// INT3 traps per second while patching, local runs batched.
+    pub batched_patching_traps_per_s: f64,
     /// Patch rounds per second while patching.
     pub patching_rounds_per_s: f64,
     /// Peak resident memory per vCPU during a 32-vCPU patching run, KiB (engine, translation
@@ -174,7 +185,14 @@ pub fn run(steps: u64, memory: &dyn Fn(usize) -> Result<f64, SimError>) -> Resul
     // Patching: enough rounds to keep the patcher busy for about `steps` guest steps
     // (a round takes ~70 guest steps with 4 vCPUs under the random scheduler).
     let rounds = (steps / 70).max(1) as u32;
-    let (patching, traps, rounds_per_s) = steps_per_s(&base(rounds.min(crate::workload::MAX_ROUNDS), 1))?;
+    let patching_run = base(rounds.min(crate::workload::MAX_ROUNDS), 1);
+    let (patching, traps, rounds_per_s) = steps_per_s(&patching_run)?;
+    let batched = |mut s: Scenario| {
+        s.config.stepping = sim_core::Stepping::Batched;
+        steps_per_s(&s)
+    };
+    let (batched_quiet, _, _) = batched(self::quiet(4, steps))?;
+    let (batched_patching, batched_traps, _) = batched(patching_run)?;
     Ok(BenchReport {
         raw_unicorn_steps_per_s: raw,
         quiet_steps_per_s: quiet,
@@ -182,6 +200,11 @@ pub fn run(steps: u64, memory: &dyn Fn(usize) -> Result<f64, SimError>) -> Resul
         quiet_ratio: quiet / raw,
         patching_ratio: patching / raw,
         patching_traps_per_s: traps,
+        batched_quiet_steps_per_s: batched_quiet,
+        batched_patching_steps_per_s: batched_patching,
+        batched_quiet_ratio: batched_quiet / raw,
+        batched_patching_ratio: batched_patching / raw,
+        batched_patching_traps_per_s: batched_traps,
         patching_rounds_per_s: rounds_per_s,
         rss_per_vcpu_kib,
         scaling: scaling(steps / 2, memory)?,
@@ -194,7 +217,8 @@ pub fn run(steps: u64, memory: &dyn Fn(usize) -> Result<f64, SimError>) -> Resul
 fn c_protocols(steps: u64) -> Result<Vec<CRow>, SimError> {
     let mut rows = Vec::new();
     for p in sim_core::Protocol::ALL.into_iter().filter(|&p| crate::csource::builtin(p).is_some()) {
-        let rounds = ((steps / 4) / 70).clamp(1, crate::workload::MAX_ROUNDS as u64) as u32;
+        // At most C_ROUNDS: the C file's arguments (64 bytes a call) must fit its 64 KiB.
+        let rounds = ((steps / 4) / 70).clamp(1, C_ROUNDS) as u32;
         let mut s = Scenario {
             workload: WorkloadSpec { rounds, ..WorkloadSpec::new(WorkloadKind::Ftrace) },
             config: RunConfig { cpus: 4, drain_steps: 1, protocol: p, ..RunConfig::default() },
@@ -221,6 +245,10 @@ fn c_protocols(steps: u64) -> Result<Vec<CRow>, SimError> {
     }
     Ok(rows)
 }
+
+/// The most patch rounds a C row runs: every call's arguments take 64 bytes of the compiled
+/// kernel's 64 KiB argument area (`sim_core::compiled::client::calls`).
+const C_ROUNDS: u64 = 500;
 
 /// Patch rounds per second of `s`, and ticks per round.
 fn rounds_per_s(s: &Scenario) -> Result<(f64, f64), SimError> {

@@ -18,6 +18,7 @@
 //! iterations = 1                     # optional: each vCPU stops after this many loop passes
 //! drain = 32                         # guest steps per vCPU after the patcher finished
 //! unsafe_multi_insn = false
+//! stepping = "batched"               # optional: a guest step's local steps in one emu_start (§2.5b)
 //! program = ["begin-batch", "..."]   # optional custom patcher program (one batch)
 //! decisions = [[3, 2], [2, 1]]       # optional: replay exactly these choices ([options, choice])
 //! zeros_after = 40                   # then option 0 at each of the next 40 choices, and stop
@@ -99,6 +100,8 @@ struct Raw {
     iterations: Option<Spanned<i64>>,
     drain: Option<Spanned<i64>>,
     unsafe_multi_insn: Option<Spanned<bool>>,
+    /// `single` (the default) or `batched` (DESIGN.md §2.5b).
+    stepping: Option<Spanned<String>>,
     program: Option<Spanned<Vec<Spanned<String>>>>,
     decisions: Option<Spanned<Vec<(i64, i64)>>>,
     zeros_after: Option<Spanned<i64>>,
@@ -345,6 +348,7 @@ pub(crate) fn parse_spec(file: &str, src: &str) -> Result<ScenarioSpec, InputErr
         iterations: l.given(&raw.iterations),
         drain: l.given(&raw.drain),
         unsafe_multi_insn: l.given(&raw.unsafe_multi_insn),
+        stepping: l.parse(&raw.stepping, "stepping", str::parse::<sim_core::Stepping>)?,
         decisions: l.given(&raw.decisions),
         zeros_after: l.given(&raw.zeros_after),
         trace_hash: l.given(&raw.trace_hash),
@@ -566,6 +570,10 @@ impl ScenarioFile {
             out.push_str(&format!("drain = {}\n", c.drain_steps));
         }
         out.push_str(&format!("unsafe_multi_insn = {}\n", c.unsafe_multi_insn));
+        if c.stepping != sim_core::Stepping::default() {
+            // Only when not the default: a single-stepped recording reads as it always did.
+            out.push_str(&format!("stepping = {}\n", q(c.stepping.name())));
+        }
         if let Some(p) = &c.program {
             let ops: Vec<String> = p.iter().map(|o| q(o.name())).collect();
             out.push_str(&format!("program = [{}]\n", ops.join(", ")));

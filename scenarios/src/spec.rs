@@ -143,6 +143,8 @@ pub struct ScenarioSpec {
     pub drain: Opt<i64>,
     /// The unsafe multi-instruction override.
     pub unsafe_multi_insn: Opt<bool>,
+    /// How a picked guest step runs: alone, or with the local steps after it (DESIGN.md §2.5b).
+    pub stepping: Opt<sim_core::Stepping>,
     /// A custom patcher program.
     pub program: Opt<Vec<Step>>,
     /// A recorded decision list, `[options, choice]`.
@@ -303,6 +305,7 @@ impl ScenarioSpec {
         let max_drain = sim_core::config::MAX_DRAIN as i64;
         config.drain_steps = loc.range(&self.drain, "drain", 0, max_drain, config.drain_steps as i64)? as u64;
         config.unsafe_multi_insn = val(&self.unsafe_multi_insn).unwrap_or(false);
+        config.stepping = val(&self.stepping).unwrap_or_default();
         config.program = val(&self.program);
         config.fetch = self.fetch_model(loc)?;
         config.kernel = self.kernel_config(loc)?;

@@ -44,7 +44,7 @@ pub mod text;
 pub mod trace;
 pub mod workload;
 
-pub use config::{Observe, RunConfig};
+pub use config::{Observe, RunConfig, Stepping};
 pub use decision::{Decision, Decisions, Recorded};
 pub use error::{SimError, Subject};
 pub use kconfig::KernelConfig;

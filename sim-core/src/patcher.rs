@@ -58,6 +58,9 @@ enum Wait {
 pub struct Patcher {
     client: usize,
     program: std::rc::Rc<[Op]>,
+    /// Per position `pc`, the [`Op::EndBatch`]s in `program[..pc]` (constant: what
+    /// [`Patcher::batches_done`] reads in O(1), not by scanning the program every round).
+    ends: std::rc::Rc<[u32]>,
     plain: std::rc::Rc<[(u64, Vec<u8>)]>,
     pc: usize,
     stores: VecDeque<(u64, Vec<u8>)>,
@@ -72,8 +75,15 @@ impl Patcher {
     /// Patching client `client`'s patcher that will run `program` (plain pokes indexed into
     /// `plain`), splitting pokes by `granularity`.
     pub fn new(client: usize, program: Vec<Op>, plain: Vec<(u64, Vec<u8>)>, granularity: StoreGranularity) -> Self {
+        let ends = std::iter::once(0)
+            .chain(program.iter().scan(0u32, |n, op| {
+                *n += matches!(op, Op::EndBatch(_)) as u32;
+                Some(*n)
+            }))
+            .collect();
         Self {
             client,
+            ends,
             program: program.into(),
             plain: plain.into(),
             pc: 0,
@@ -116,7 +126,9 @@ impl Patcher {
     /// The batches its program has returned from: the [`Op::EndBatch`]s behind its position
     /// (part of the state a search restores, unlike the run's statistics).
     pub(crate) fn batches_done(&self) -> u64 {
-        self.program[..self.pc].iter().filter(|op| matches!(op, Op::EndBatch(_))).count() as u64
+        let n = u64::from(self.ends[self.pc]);
+        debug_assert_eq!(n, self.program[..self.pc].iter().filter(|op| matches!(op, Op::EndBatch(_))).count() as u64);
+        n
     }
 
     /// Feeds the patcher's position into `h` (its program never changes during a run).

@@ -184,18 +184,8 @@ impl Machine {
             return Ok(Effect::Other);
         }
         if self.vcpus[i].rip() == self.loop_head {
-            let regs = self.vcpus[i].regs()?;
-            let reset = self.config.reset_counters;
-            if let Err(message) = invariant::at_loop_head(self.invariant.as_mut(), i, &regs, &self.data, reset) {
-                return Ok(Effect::Invariant { cpu: i, regs, message });
-            }
-            self.state.iterations[i] += 1;
-            if self.config.max_iterations.is_some_and(|k| self.state.iterations[i] > k) {
-                // Done: this vCPU takes no more steps (a finite guest), but still takes IPIs.
-                self.state.finished[i] = true;
-                let (head, op) = (self.loop_head, self.current_op());
-                self.trace.record(self.tick, event, TraceKind::Finished, "finished", Some(head), &[], &[], op);
-                return Ok(Effect::Finished);
+            if let Some(effect) = self.at_loop_head(i, event)? {
+                return Ok(effect);
             }
         }
         let (insn, outcome) = self.vcpus[i].step(&self.text, decisions)?;
@@ -218,6 +208,94 @@ impl Machine {
             });
         }
         Ok(Effect::Stepped { cpu: i, insn, outcome })
+    }
+
+    /// vCPU `i` is at the loop head: the invariant oracle on its registers and counters, and
+    /// one more iteration (a finite guest's last one finishes it). `None`: it goes on.
+    fn at_loop_head(&mut self, i: usize, event: Event) -> Result<Option<Effect>, SimError> {
+        let regs = self.vcpus[i].regs()?;
+        let reset = self.config.reset_counters;
+        if let Err(message) = invariant::at_loop_head(self.invariant.as_mut(), i, &regs, &self.data, reset) {
+            return Ok(Some(Effect::Invariant { cpu: i, regs, message }));
+        }
+        self.state.iterations[i] += 1;
+        if self.config.max_iterations.is_some_and(|k| self.state.iterations[i] > k) {
+            // Done: this vCPU takes no more steps (a finite guest), but still takes IPIs.
+            self.state.finished[i] = true;
+            let (head, op) = (self.loop_head, self.current_op());
+            self.trace.record(self.tick, event, TraceKind::Finished, "finished", Some(head), &[], &[], op);
+            return Ok(Some(Effect::Finished));
+        }
+        Ok(None)
+    }
+
+    /// With [`crate::Stepping::Batched`], after vCPU `i`'s picked guest step: the local steps
+    /// that follow it ([`Machine::local_step`]), in one `emu_start` that stops before the
+    /// first visible instruction (a patchable byte, a kprobe, the loop head, anything that
+    /// traps, serialises or reads the time stamp counter; [`cpu_model::Vcpu::run_local`]).
+    /// They touch nothing another actor reads or writes, so running them in the same tick as
+    /// the step before them loses no interleaving (DESIGN.md §2.5b). The trace records the run
+    /// as one event; a fault ends it and is judged as the faulting step's would be.
+    pub(super) fn local_run(&mut self, i: usize) -> Result<(), SimError> {
+        let event = Event::GuestStep(i);
+        if self.config.stepping != crate::Stepping::Batched || self.violation.is_some() || !self.local_step(event) {
+            return Ok(());
+        }
+        if self.vcpus[i].rip() == self.loop_head && !self.through_loop_head(i)? {
+            return Ok(());
+        }
+        let mut left = super::MAX_LOCAL_RUN as u64;
+        while left > 0 {
+            let run = self.vcpus[i].run_local(left, &self.text)?;
+            left = left.saturating_sub(run.steps);
+            self.stats.guest_steps += run.steps;
+            let op = self.current_op();
+            self.trace.record(self.tick, event, TraceKind::Step, "local run", Some(run.start), &[], &[], op);
+            if self.trace.keeps() {
+                let text = format!("{} local steps in one emu_start", run.steps);
+                self.trace.annotate(|e| e.kernel = Some(text));
+            }
+            if let Some((insn, outcome)) = run.fault {
+                let effect = Effect::Stepped { cpu: i, insn, outcome };
+                if !self.judge(&effect)? {
+                    self.apply(effect)?;
+                }
+                return Ok(());
+            }
+            // A run that could not start (an instruction only a single step runs) is over.
+            if run.steps == 0 || !self.through_loop_head(i)? {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// A local run of vCPU `i` stopped: if at the loop head, whose step is local too (the
+    /// invariant reads only the vCPU's own registers and counters), checks it there as a
+    /// picked step would and returns true to go on. A finite guest's last pass, and a failed
+    /// invariant (reported), end the run.
+    fn through_loop_head(&mut self, i: usize) -> Result<bool, SimError> {
+        let event = Event::GuestStep(i);
+        let last = self.config.max_iterations.is_some_and(|k| self.state.iterations[i] >= k);
+        if self.vcpus[i].rip() != self.loop_head || last {
+            return Ok(false);
+        }
+        // Between two local runs the vCPU is in no handler and not finished, and the loop
+        // head's bytes are not patchable if it is local at all: the answer never changes.
+        let local = match self.loop_head_local {
+            Some(local) => local,
+            None => *self.loop_head_local.insert(self.local_step(event)),
+        };
+        if !local {
+            return Ok(false);
+        }
+        match self.at_loop_head(i, event)? {
+            None => Ok(true),
+            Some(effect) => {
+                self.judge(&effect)?;
+                Ok(false)
+            }
+        }
     }
 
     fn handler_step(&mut self, i: usize, event: Event) -> Effect {
@@ -313,7 +391,9 @@ impl Machine {
     /// statement (or source line) and the sync it belongs to.
     fn record_patcher_step(&mut self, k: usize, event: Event, current: Option<Op>, effect: &PatcherEffect) {
         let name = self.patcher_step_name(k, current, effect);
+        // Only a kept trace shows the statement: formatting it on every step cost 2% of a run.
         let statement = match (&self.state.patchers[k], current) {
+            _ if !self.trace.keeps() => None,
             (Client::C(client), _) => Some(client.location()),
             (_, Some(Op::Sync)) if k > 0 => Some(kernel::kprobe_sync(self.config.protocol).to_string()),
             (_, op) => op.map(|op| kernel::patcher(self.config.protocol, &op).to_string()),

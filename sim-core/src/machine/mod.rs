@@ -104,6 +104,9 @@ pub struct Machine {
     state_hashes: Vec<u64>,
     /// What [`Observe::state_hashes`] reads the state through.
     state_hash_cache: SaveCache,
+    /// Whether the loop head's instruction is a local step (its bytes never change: asked once
+    /// per run, not at every pass of a local run; DESIGN.md §2.5b).
+    loop_head_local: Option<bool>,
 }
 
 /// The drain after the patching clients finished: the step count each vCPU must reach, and
@@ -196,6 +199,7 @@ impl Machine {
             step_hashes: Vec::new(),
             state_hashes: Vec::new(),
             state_hash_cache: SaveCache::default(),
+            loop_head_local: None,
             touches: vec![0; config.cpus],
             observe,
             refs_checked: config.mutants.is_empty() && config.program.is_none(),
@@ -204,9 +208,23 @@ impl Machine {
             torn,
             data,
         };
+        machine.enable_local_runs()?;
         machine.windows = machine.data_windows();
         machine.trace.set_round(machine.round());
         Ok(machine)
+    }
+
+    /// With [`crate::Stepping::Batched`]: lets every vCPU run its local steps in one
+    /// `emu_start`, stopping before the patchable bytes and every kprobe's address, and
+    /// pausing at the loop head for its invariant ([`Machine::local_run`]).
+    fn enable_local_runs(&mut self) -> Result<(), SimError> {
+        if self.config.stepping != crate::Stepping::Batched {
+            return Ok(());
+        }
+        for v in &mut self.vcpus {
+            v.enable_local_runs(&self.sites, &self.owners, self.loop_head)?;
+        }
+        Ok(())
     }
 
     /// About how many ticks a uniformly scheduled run of this machine takes
@@ -425,6 +443,9 @@ impl Machine {
         if !self.judge(&effect)? {
             self.apply(effect)?;
         }
+        if let Event::GuestStep(i) = event {
+            self.local_run(i)?;
+        }
         // A guest step that neither trapped nor finished leaves its vCPU's entries as they
         // were (IPIs come only from patching clients); `refresh` checks this in debug builds.
         // With interrupts a guest step may change IF, and with it the vCPU's IPI delivery.
@@ -552,6 +573,10 @@ impl Machine {
 impl Probe for Machine {
     fn is_local(&self, event: Event) -> bool {
         self.local_step(event)
+    }
+
+    fn guest_steps(&self, cpu: usize) -> u64 {
+        self.vcpus[cpu].steps()
     }
 }
 

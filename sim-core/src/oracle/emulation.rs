@@ -34,8 +34,13 @@ pub fn check(
         if same {
             return Ok(Ok(()));
         }
-        seen.push(format!("{bytes:02x?} gives rip={:#x} rsp={:#x} pushed={:x?}", r.regs.rip, r.regs.sp(), r.pushed));
+        // Formatted only if no candidate matches (a matching one is the common case).
+        seen.push((bytes, r.regs.rip, r.regs.sp(), r.pushed));
     }
+    let seen: Vec<String> = seen
+        .into_iter()
+        .map(|(bytes, rip, sp, pushed)| format!("{bytes:02x?} gives rip={rip:#x} rsp={sp:#x} pushed={pushed:x?}"))
+        .collect();
     Ok(Err(format!(
         "handler emulation gives rip={:#x} rsp={:#x} pushed={:x?}, but {}",
         emulation.regs.rip,

@@ -21,6 +21,10 @@ pub trait Probe {
     /// True if `event` is a local guest step: it commutes with every event of every other
     /// actor (see `Machine::local_step`).
     fn is_local(&self, event: Event) -> bool;
+
+    /// Guest instructions vCPU `cpu` has executed so far (a local run executes many in one
+    /// tick, DESIGN.md §2.5b).
+    fn guest_steps(&self, cpu: usize) -> u64;
 }
 
 /// Picks the next event.

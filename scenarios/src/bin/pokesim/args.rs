@@ -240,6 +240,10 @@ pub struct ScenarioArgs {
     /// Allow replacing more than one instruction (bug B2), which the kernel refuses.
     #[arg(long)]
     pub unsafe_multi_insn: bool,
+    /// How a picked guest step runs: single (one instruction per scheduling decision, the
+    /// default) or batched (followed by its vCPU's local steps in one emu_start; DESIGN.md §2.5b)
+    #[arg(long, value_name = "S")]
+    pub stepping: Option<sim_core::Stepping>,
     /// Tick budget [default: grows with vCPUs, sites and rounds].
     // `--steps` is its old name, still accepted (hidden) and meaning the same.
     #[arg(long, alias = "steps", value_name = "MAX", allow_negative_numbers = true)]
@@ -369,6 +373,7 @@ impl ScenarioArgs {
         l.set(&mut spec.memory.model, self.memory, "--memory");
         self.irq.lay(spec, l);
         l.set(&mut spec.unsafe_multi_insn, self.unsafe_multi_insn.then_some(true), "--unsafe-multi-insn");
+        l.set(&mut spec.stepping, self.stepping, "--stepping");
         l.set(&mut spec.ticks, self.ticks, "--ticks");
         l.set(&mut spec.expect, self.expect, "--expect");
         Ok(())

@@ -316,6 +316,7 @@ fn given_flags(a: &ScenarioArgs) -> Vec<(&'static str, Use)> {
         memory,
         irq,
         unsafe_multi_insn,
+        stepping,
         ticks,
         expect,
     } = a;
@@ -349,6 +350,7 @@ fn given_flags(a: &ScenarioArgs) -> Vec<(&'static str, Use)> {
         // Real CPUs have the memory model they have (x86-TSO).
         ("--memory", memory.is_some(), Simulation),
         ("--unsafe-multi-insn", *unsafe_multi_insn, Scenario),
+        ("--stepping", stepping.is_some(), Simulation),
         ("--ticks", ticks.is_some(), Simulation),
         ("--expect", expect.is_some(), Scenario),
     ];

@@ -138,6 +138,14 @@ pub fn bench(a: &BenchArgs) -> Result<Status, Failure> {
         "pokesim ftrace 4 vCPUs, patching              {:>12.0} steps/s  ({:.2} of raw; {:.0} traps/s, {:.0} rounds/s)",
         r.patching_steps_per_s, r.patching_ratio, r.patching_traps_per_s, r.patching_rounds_per_s
     ))?;
+    out::line(format!(
+        "pokesim ftrace 4 vCPUs, quiet, batched        {:>12.0} steps/s  ({:.2} of raw)",
+        r.batched_quiet_steps_per_s, r.batched_quiet_ratio
+    ))?;
+    out::line(format!(
+        "pokesim ftrace 4 vCPUs, patching, batched     {:>12.0} steps/s  ({:.2} of raw; {:.0} traps/s)",
+        r.batched_patching_steps_per_s, r.batched_patching_ratio, r.batched_patching_traps_per_s
+    ))?;
     out::line(format!("resident memory per vCPU                      {:>12.0} KiB", r.rss_per_vcpu_kib))?;
     out::line("")?;
     out::line("scaling (ftrace, quiet)  vCPUs    steps/s  steps/s/vCPU  KiB/vCPU  step cost vs 4  raw unicorn vs 4")?;

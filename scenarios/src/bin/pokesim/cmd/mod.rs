@@ -50,6 +50,9 @@ pub struct ScenarioReport {
     fetch: String,
     strategy: String,
     seed: u64,
+    /// `batched` when local runs are batched (DESIGN.md §2.5b); absent for single stepping.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stepping: Option<String>,
 }
 
 impl ScenarioReport {
@@ -73,6 +76,7 @@ impl ScenarioReport {
             fetch: s.config.fetch.to_string(),
             strategy: s.strategy.to_string(),
             seed: s.seed,
+            stepping: (s.config.stepping != sim_core::Stepping::Single).then(|| s.config.stepping.to_string()),
         }
     }
 
@@ -87,7 +91,7 @@ impl ScenarioReport {
             s.workload.site,
             s.strategy,
             s.seed
-        )
+        ) + if s.config.stepping == sim_core::Stepping::Single { "" } else { " stepping=batched" }
     }
 }
 

@@ -226,6 +226,14 @@ pub fn exhaust(a: &ExhaustArgs) -> Result<Status, Failure> {
     refuse_flags(a)?;
     let (file, overrides, _) = a.scenario.scenario()?;
     let mut s = file.scenario.clone();
+    if s.config.stepping != sim_core::Stepping::Single {
+        // Refused, not ignored: the search's transitions already run every local step with
+        // the step before it (its own reduction), and record one decision per tick.
+        let from = if a.scenario.stepping.is_some() { "--stepping" } else { "stepping (the scenario file)" };
+        return Err(Failure::Bad(format!(
+            "{from}: exhaust takes no stepping: its transitions already merge local steps (DESIGN.md §2.9)"
+        )));
+    }
     s.config.max_iterations = a.iterations.or(s.config.max_iterations);
     refuse_rounds(a, mode(a), s.workload.rounds)?;
     if let Some(shard) = a.shard {
