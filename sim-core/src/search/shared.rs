@@ -22,9 +22,15 @@ use crate::event::Event;
 use crate::oracle::ViolationKind;
 
 /// Independently locked parts of the visited table.
-const SHARDS: usize = 64;
+const SHARDS: usize = 256;
 
 type HashSet128 = HashSet<u128, BuildHasherDefault<PassThrough>>;
+
+/// One part of the visited table, alone in its cache lines: two workers locking neighbouring
+/// parts do not write to the same line.
+#[repr(align(128))]
+#[derive(Default)]
+struct Part(Mutex<HashSet128>);
 
 /// One transition of a path: the event, the choices that select the transition among the
 /// event's (enumerated), and the decisions it logged (scheduling picks and choices, for a
@@ -57,7 +63,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// The state every worker of one search shares.
 pub(super) struct Shared {
     workers: usize,
-    visited: Vec<Mutex<HashSet128>>,
+    visited: Vec<Part>,
     states: AtomicU64,
     max_states: u64,
     pool: Mutex<Pool>,
@@ -74,7 +80,7 @@ impl Shared {
     pub(super) fn new(workers: usize, max_states: u64, global_states: bool) -> Self {
         Self {
             workers,
-            visited: (0..SHARDS).map(|_| Mutex::new(HashSet128::default())).collect(),
+            visited: (0..SHARDS).map(|_| Part::default()).collect(),
             states: AtomicU64::new(0),
             max_states,
             pool: Mutex::new(Pool::default()),
@@ -92,7 +98,8 @@ impl Shared {
     /// Reaching the state limit stops the search.
     /// Never more than the limit: a state past it is not stored, and stops the search.
     pub(super) fn insert(&self, hash: u128) -> Option<u64> {
-        let mut part = lock(&self.visited[(hash as usize) % SHARDS]);
+        // The high bits choose the part; the table inside hashes by the low ones.
+        let mut part = lock(&self.visited[(hash >> 120) as usize % SHARDS].0);
         if part.contains(&hash) {
             return None;
         }
@@ -189,7 +196,7 @@ impl Shared {
     /// Every state stored, by canonical hash, ascending.
     pub(super) fn hashes(&self) -> Vec<u128> {
         let mut all: Vec<u128> =
-            self.visited.iter().flat_map(|part| lock(part).iter().copied().collect::<Vec<_>>()).collect();
+            self.visited.iter().flat_map(|part| lock(&part.0).iter().copied().collect::<Vec<_>>()).collect();
         all.sort_unstable();
         all
     }
