@@ -27,10 +27,10 @@ pub const FRONTIER_PER_SHARD: usize = 16;
 /// The levels also go on until they hold this many states (while the frontier stays below
 /// [`MAX_FRONTIER`]): a violation this shallow is found breadth-first at once, instead of
 /// wherever the depth-first order reaches it, and the workers start from many states.
-pub const LEVEL_STATES: u64 = 16_384;
+pub const LEVEL_STATES: u64 = 4096;
 
 /// The widest frontier [`LEVEL_STATES`] keeps (its snapshots are held until searched).
-const MAX_FRONTIER: usize = 4096;
+const MAX_FRONTIER: usize = 1024;
 
 /// One shard of a split search: `index` of `count`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
