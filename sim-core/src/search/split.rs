@@ -79,7 +79,7 @@ pub(super) fn part(w: &mut Worker<'_>, shared: &Shared, split: Split) -> Result<
         }
         digest.update(b"|");
         if position as u64 % split.count == split.index {
-            w.local.push(state);
+            w.local.push_back(state);
         }
     }
     Ok(Parting { depth, level_states: shared.states(), frontier, digest: digest.digest() })

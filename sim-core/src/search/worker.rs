@@ -58,8 +58,10 @@ pub(super) struct Worker<'a> {
     at: Option<u64>,
     serials: u64,
     /// Stored states left to this worker by the breadth-first levels ([`super::split`]),
-    /// searched before any work from the pool (and given away first).
-    pub(super) local: Vec<LevelState>,
+    /// searched in the frontier's order (the first is where a depth-first search from the
+    /// initial state would go first) before any work from the pool, and given away from the
+    /// back.
+    pub(super) local: std::collections::VecDeque<LevelState>,
 }
 
 impl<'a> Worker<'a> {
@@ -87,7 +89,7 @@ impl<'a> Worker<'a> {
             reported: 0,
             at: None,
             serials: 0,
-            local: Vec::new(),
+            local: std::collections::VecDeque::new(),
         })
     }
 
@@ -113,7 +115,7 @@ impl<'a> Worker<'a> {
     /// stops the search on an error.
     pub(super) fn run(&mut self) -> Result<(), SimError> {
         while !self.shared.stopped() {
-            let explored = match self.local.pop() {
+            let explored = match self.local.pop_front() {
                 Some((path, snap, events)) => {
                     let frame = self.frame(snap, events, None);
                     self.dfs(path, frame)
@@ -233,7 +235,7 @@ impl<'a> Worker<'a> {
             self.at = Some(frame.serial);
             if self.shared.starving() {
                 // Another worker waits: give it a state of the levels, else this one.
-                if let Some((path, _, _)) = self.local.pop() {
+                if let Some((path, _, _)) = self.local.pop_back() {
                     self.shared.donate(Work { path });
                 } else if stack.len() >= 2 {
                     self.shared.donate(Work { path: path(&base, &stack, frame.edge.clone()) });
