@@ -68,7 +68,7 @@ pub struct Options {
     /// Workers searching at once, each on a thread and a machine of its own
     /// ([`search_parallel`]; [`search`] runs one).
     pub workers: usize,
-    /// Search only this shard of the state space ([`split`]; the result lists the hashes of
+    /// Search only this shard of the state space ([`Split`]; the result lists the hashes of
     /// the states it stored, for the merge).
     pub split: Option<Split>,
 }
