@@ -42,6 +42,10 @@ pub(super) struct Edge {
     pub(super) log: Vec<Decision>,
 }
 
+/// A stored state of the breadth-first levels: the path that reached it, its snapshot (which
+/// stays on the thread that saved it), its events.
+pub(super) type LevelState = (Vec<Edge>, crate::machine::state::Snapshot, Vec<Event>);
+
 /// A stored state whose exploration another worker gave away: the path that reaches it.
 #[derive(Debug)]
 pub(super) struct Work {

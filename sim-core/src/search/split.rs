@@ -14,11 +14,9 @@
 //! that owns that frontier state reaches it along that path (or along another path it took
 //! first). Shards may store the same deeper state twice; the merge counts the union.
 
-use super::shared::{Edge, Shared};
+use super::shared::{LevelState, Shared};
 use super::worker::Worker;
 use super::Counterexample;
-use crate::event::Event;
-use crate::machine::state::Snapshot;
 use crate::SimError;
 
 /// Frontier states per shard the levels reach before the shards part.
@@ -53,9 +51,6 @@ pub struct Parting {
     /// A hash of every frontier state's path (shards of one search agree on it).
     pub digest: u64,
 }
-
-/// A state of a level: the path that reached it, its snapshot, its events.
-pub(super) type LevelState = (Vec<Edge>, Snapshot, Vec<Event>);
 
 /// Runs the levels on the first worker and leaves the shard's frontier states (every one, for
 /// a search that is not split) to it, to search depth-first or give away.

@@ -6,8 +6,7 @@
 //! is still in that state (the first transition out of a state just stored), and runs one
 //! event with the choices the odometer ([`super::next_sibling`]) selects.
 
-use super::shared::{Edge, Shared, Work};
-use super::split::LevelState;
+use super::shared::{Edge, LevelState, Shared, Work};
 use super::{next_sibling, Counterexample, Options};
 use crate::decision::Decisions;
 use crate::event::Event;
