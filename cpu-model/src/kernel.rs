@@ -26,10 +26,11 @@ use unicorn_engine::{RegisterX86, UcHookId, Unicorn};
 
 use crate::engine::PooledEngine;
 use crate::error::UcContext;
+use crate::insn::MAX_INSN_LEN;
 use crate::memory::PageBuf;
 use crate::tso::{BufferedStore, MemoryModel, TsoError, TsoMemory};
 use crate::tso_cpu::{ordering, Ordering};
-use crate::vcpu::{ExecutedInsn, MAX_INSN_LEN};
+use crate::vcpu::ExecutedInsn;
 use crate::{CpuError, Regs, SharedRegion, PAGE_SIZE};
 
 /// Where a compiled protocol's data lies: `[base, base + shared)` is the memory every CPU can
@@ -479,7 +480,7 @@ impl KernelMapping {
             return done(insn, KernelFault::InvalidOpcode);
         }
         insn.len = len;
-        if crate::vcpu::refused(insn.code) {
+        if crate::insn::refused(insn.code) {
             return done(insn, KernelFault::Unsupported(insn.code));
         }
         let drained = if order.drains() { self.mem.drain_all(self.cpu).len() } else { 0 };

@@ -20,7 +20,7 @@ use std::cell::{Cell, RefCell};
 
 use iced_x86::{Code, Decoder, DecoderOptions};
 
-use crate::vcpu::{refused, MAX_INSN_LEN};
+use crate::insn::{refused, MAX_INSN_LEN};
 
 /// An address's class, cached per text byte: not yet decoded, local, or a stop.
 const UNKNOWN: u8 = 0;

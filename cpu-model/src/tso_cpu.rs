@@ -28,9 +28,10 @@ use unicorn_engine::{RegisterX86, UcHookId};
 
 use crate::engine::PooledEngine;
 use crate::error::UcContext;
+use crate::insn::MAX_INSN_LEN;
 use crate::memory::PageBuf;
 use crate::tso::TsoMemory;
-use crate::vcpu::{Fault, MAX_INSN_LEN};
+use crate::vcpu::Fault;
 use crate::{CpuError, Regs, PAGE_SIZE};
 
 /// How an instruction is ordered against the CPU's store buffer.
@@ -236,7 +237,7 @@ impl TsoCpu {
         };
         let ordering = ordering(&insn);
         let mut step = TsoStep { code: insn.code(), ordering, drained: 0, stores: 0, fault: None };
-        if crate::vcpu::refused(insn.code()) {
+        if crate::insn::refused(insn.code()) {
             step.fault = Some(Fault::Unsupported(insn.code()));
             return Ok(step);
         }

@@ -23,13 +23,11 @@ use unicorn_engine::{RegisterX86, UcHookId};
 
 use crate::engine::PooledEngine;
 use crate::error::UcContext;
+use crate::insn::{refused, MAX_INSN_LEN};
 use crate::kernel::{KernelMapping, KernelMemory, KernelStep};
 use crate::local::LocalCtl;
 use crate::view::{Chooser, Epoch, Truth, View};
 use crate::{CpuError, FetchModel, Layout, Regs, SharedRegion};
-
-/// The longest x86 instruction.
-pub const MAX_INSN_LEN: usize = 15;
 
 /// The instruction a step fetched: its address, bytes, and the store epoch each byte came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -551,33 +549,4 @@ impl Vcpu {
         let fault = fault.map(|f| (self.decode_view(ctl.last.get()), StepOutcome::Fault(f)));
         Ok(LocalRun { start, steps, fault })
     }
-}
-
-/// Instructions a guest may not run: they would stop the engine silently (hlt), act as no-ops
-/// (syscall without a hook), need an IDT the model does not have (int n, into, int1), or are
-/// defined to fault (ud0/1/2). IRET is refused because only the modelled handler returns from
-/// a trap.
-pub(crate) fn refused(code: Code) -> bool {
-    matches!(
-        code,
-        Code::Hlt
-            | Code::Syscall
-            | Code::Sysenter
-            | Code::Sysretd
-            | Code::Sysretq
-            | Code::Sysexitd
-            | Code::Sysexitq
-            | Code::Int_imm8
-            | Code::Int1
-            | Code::Into
-            | Code::Ud0
-            | Code::Ud0_r32_rm32
-            | Code::Ud0_r64_rm64
-            | Code::Ud1_r32_rm32
-            | Code::Ud1_r64_rm64
-            | Code::Ud2
-            | Code::Iretw
-            | Code::Iretd
-            | Code::Iretq
-    )
 }
