@@ -170,7 +170,7 @@ pub struct SearchShardFile {
 
 /// A problem with `field` of the search shard `file`.
 fn located(file: &str, field: &str, message: String) -> InputError {
-    InputError { field: Some(field.to_string()), ..InputError::file(file, message) }
+    crate::shard::located(file, Some(field), message)
 }
 
 /// Parses and checks a search shard; `file` names it in errors.
@@ -184,14 +184,7 @@ pub fn parse_value(file: &str, value: serde_json::Value) -> Result<SearchShardFi
     }
     let shard: SearchShard =
         serde_json::from_value(value).map_err(|e| InputError::file(file, format!("corrupt search shard: {e}")))?;
-    let ours = env!("CARGO_PKG_VERSION");
-    if shard.pokesim_version != ours {
-        let msg = format!(
-            "written by pokesim {}; shards merge only under the pokesim that ran them ({ours})",
-            shard.pokesim_version
-        );
-        return Err(located(file, "pokesim_version", msg));
-    }
+    crate::shard::same_pokesim(file, &shard.pokesim_version)?;
     let scenario = ScenarioFile::parse(&format!("{file} (scenario)"), &shard.scenario, "shard")?;
     check(&shard).map_err(|(field, msg)| located(file, field, msg))?;
     Ok(SearchShardFile { file: file.to_string(), shard, scenario })

@@ -134,7 +134,7 @@ impl ShardResult {
 }
 
 /// A problem with `field` of the shard result `file`.
-fn located(file: &str, field: Option<&str>, message: String) -> InputError {
+pub(crate) fn located(file: &str, field: Option<&str>, message: String) -> InputError {
     InputError { field: field.map(str::to_string), ..InputError::file(file, message) }
 }
 
@@ -151,17 +151,20 @@ fn parse_value(file: &str, value: serde_json::Value) -> Result<ShardFile, InputE
     }
     let r: ShardResult =
         serde_json::from_value(value).map_err(|e| located(file, None, format!("corrupt shard result: {e}")))?;
-    let ours = env!("CARGO_PKG_VERSION");
-    if r.pokesim_version != ours {
-        let msg = format!(
-            "written by pokesim {}; shards merge only under the pokesim that ran them ({ours})",
-            r.pokesim_version
-        );
-        return Err(located(file, Some("pokesim_version"), msg));
-    }
+    same_pokesim(file, &r.pokesim_version)?;
     let scenario = ScenarioFile::parse(&format!("{file} (scenario)"), &r.scenario, "shard")?;
     check(&r, &scenario).map_err(|(field, msg)| located(file, Some(field), msg))?;
     Ok(ShardFile { file: file.to_string(), result: r, scenario })
+}
+
+/// Shards (of a campaign or of a search) merge only under the pokesim that ran them.
+pub(crate) fn same_pokesim(file: &str, written_by: &str) -> Result<(), InputError> {
+    let ours = env!("CARGO_PKG_VERSION");
+    if written_by == ours {
+        return Ok(());
+    }
+    let msg = format!("written by pokesim {written_by}; shards merge only under the pokesim that ran them ({ours})");
+    Err(located(file, Some("pokesim_version"), msg))
 }
 
 /// The consistency of a parsed shard result: `(field, what is wrong)`.
