@@ -6,6 +6,9 @@
 # SPIN's. SPIN's figure is pan's own search time (compiling pan is not counted), pokesim's is its
 # search time; both searches are complete. A search that does not finish within LIMIT seconds
 # (default 600) is stopped and shown as such, with the reason.
+# Then, since these searches are now small enough to fit in the breadth-first levels that one
+# worker runs, a second table gives the parallel speed-up on a 4-vCPU search big enough to share:
+# linux-6.0, ftrace with a foreign kprobe, 2 rounds (PARALLEL=0 skips it).
 # Needs spin and gcc (apt-get install -y spin gcc); builds pokesim in release mode.
 # Usage: bench/spin-vs-pokesim.sh [N...]   (default: 3 4)
 set -euo pipefail
@@ -74,3 +77,14 @@ EOF
     echo "| N=$n $fetch | $s_states | $s_secs | $p_states | $p1 | $pw | $speedup | $ratio |"
   done
 done
+
+[ "${PARALLEL:-1}" = 0 ] && exit 0
+echo
+echo "| parallel search | pokesim states | pokesim s, 1 worker | pokesim s, $workers workers | speed-up |"
+echo "|---|---:|---:|---:|---:|"
+dir="$work/parallel"; mkdir -p "$dir"
+printf 'protocol = "linux-6.0"\ncpus = 4\n[workload]\nkind = "ftrace"\nrounds = 2\nkprobe = "armed"\n[fetch]\npreset = "pessimistic"\n' >"$dir/p.toml"
+read -r p_states p1 <<<"$(run_pokesim "$dir/p.toml" 1)"
+read -r _ pw <<<"$(run_pokesim "$dir/p.toml" "$workers")"
+speedup=$(python3 -c 'import sys; a, b = sys.argv[1:]; print("%.2f" % (float(a) / float(b)))' "$p1" "$pw" 2>/dev/null || echo -)
+echo "| linux-6.0 ftrace+kprobe N=4 BYTE | $p_states | $p1 | $pw | $speedup |"

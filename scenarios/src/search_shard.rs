@@ -30,7 +30,7 @@ pub const FORMAT: u32 = 1;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SearchOptions {
-    /// Local steps merged.
+    /// Partial-order reduction: local guest steps and quiet handler steps merged.
     pub merge_local: bool,
     /// Symmetry reduction.
     pub symmetry: bool,

@@ -26,6 +26,7 @@ use crate::compiled::activation::CHandler;
 use crate::compiled::client::{CCall, CClient};
 use crate::config::RunConfig;
 use crate::emulate::Emulation;
+use crate::footprint::Footprint;
 use crate::handler::{Handler, HandlerCtx, HandlerPc, HandlerStep};
 use crate::ipi::Ipi;
 use crate::oracle::{handler_fault, ViolationKind};
@@ -89,6 +90,9 @@ pub trait PatchingClient: Clone + std::fmt::Debug {
     fn step(&mut self, kernel: &mut Kernel<'_>) -> PatcherEffect;
     /// Feeds everything its future depends on into `h`.
     fn hash_state<H: Hasher>(&self, h: &mut H);
+    /// What it may read and write of the shared memory before vCPU `cpu` next acknowledges a
+    /// sync IPI ([`crate::footprint`]; partial-order reduction).
+    fn upcoming(&self, state: &PatchState, ipi: &Ipi, cpu: usize) -> Footprint;
 }
 
 /// One activation of the INT3 handler chain on one vCPU, one micro-step at a time.
@@ -133,6 +137,9 @@ impl PatchingClient for Patcher {
     }
     fn waiting_for_refs(&self) -> bool {
         Patcher::waiting_for_refs(self)
+    }
+    fn upcoming(&self, state: &PatchState, ipi: &Ipi, cpu: usize) -> Footprint {
+        Patcher::upcoming(self, state, ipi, cpu)
     }
     fn batches_done(&self) -> u64 {
         Patcher::batches_done(self)
@@ -196,6 +203,10 @@ impl PatchingClient for CClient {
     /// A compiled client waits for reference counts by spinning on them: every load is a step.
     fn waiting_for_refs(&self) -> bool {
         false
+    }
+    /// Compiled code's accesses are not modelled: it may touch anything.
+    fn upcoming(&self, _: &PatchState, _: &Ipi, _: usize) -> Footprint {
+        Footprint::ALL
     }
     fn batches_done(&self) -> u64 {
         CClient::batches_done(self)
@@ -268,6 +279,9 @@ impl<T: PatchingClient> PatchingClient for Box<T> {
     }
     fn waiting_for_refs(&self) -> bool {
         (**self).waiting_for_refs()
+    }
+    fn upcoming(&self, state: &PatchState, ipi: &Ipi, cpu: usize) -> Footprint {
+        (**self).upcoming(state, ipi, cpu)
     }
     fn batches_done(&self) -> u64 {
         (**self).batches_done()
@@ -344,6 +358,9 @@ impl PatchingClient for Client {
     }
     fn waiting_for_refs(&self) -> bool {
         each_client!(self, c => PatchingClient::waiting_for_refs(c))
+    }
+    fn upcoming(&self, state: &PatchState, ipi: &Ipi, cpu: usize) -> Footprint {
+        each_client!(self, c => PatchingClient::upcoming(c, state, ipi, cpu))
     }
     fn batches_done(&self) -> u64 {
         each_client!(self, c => PatchingClient::batches_done(c))

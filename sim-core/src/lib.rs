@@ -13,6 +13,8 @@
 //! - [`ipi`]: IPI broadcast, delivery and acknowledgement (`on_each_cpu(do_sync_core, …, 1)`);
 //! - [`oracle`]: the seven oracles of DESIGN.md §2.7 and the violations they report;
 //! - [`machine`]: the run loop that ties them together; [`outcome`] and [`trace`]: its results.
+//! - [`search`]: complete state-space search; [`footprint`]: what each step reads and writes of
+//!   the shared memory, for its partial-order reduction.
 
 pub mod applicability;
 mod batching;
@@ -23,6 +25,7 @@ pub mod driver;
 pub mod emulate;
 pub mod error;
 pub mod event;
+pub mod footprint;
 pub mod handler;
 pub mod interrupt;
 pub mod ipi;

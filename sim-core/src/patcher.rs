@@ -16,6 +16,7 @@ use std::collections::VecDeque;
 
 use cpu_model::StoreGranularity;
 
+use crate::footprint::Footprint;
 use crate::ipi::Ipi;
 use crate::patching::{PatchState, TEXT_POKE_ARRAY_MAX};
 use crate::program::Op;
@@ -121,6 +122,38 @@ impl Patcher {
             Some(Wait::Rcu) => self.rcu_wait.iter().any(|&(cpu, serial)| state.rcu_readers[cpu] == serial),
         };
         !self.done() && !blocked
+    }
+
+    /// What it may read and write of the shared memory before vCPU `cpu` next acknowledges a
+    /// sync IPI ([`crate::footprint`]): the operation in progress and those after it, up to
+    /// and including the first sync, which waits for `cpu` — nothing if it waits for `cpu`
+    /// now. `do_sync` is followed as the operations change it, so a `SyncIfDoSync` that will
+    /// sync ends the look-ahead as a `Sync` does (one that will not is passed over). A vCPU
+    /// inside its INT3 handler acknowledges only after its IRET: until then, this patcher
+    /// touches nothing outside this footprint.
+    pub(crate) fn upcoming(&self, state: &PatchState, ipi: &Ipi, cpu: usize) -> Footprint {
+        if self.done() {
+            return Footprint::NONE;
+        }
+        let (mut footprint, mut pc, mut do_sync) = (Footprint::NONE, self.pc, self.do_sync);
+        if !self.at_op_start() {
+            // Issued already: its stores go on, or it waits.
+            if self.waiting == Some(Wait::Acks) && ipi.pending(cpu) {
+                return Footprint::NONE;
+            }
+            footprint = self.program[pc].footprint();
+            pc += 1;
+        }
+        for &op in &self.program[pc..] {
+            footprint = footprint.and(op.footprint());
+            match op {
+                Op::Sync => break,
+                Op::SyncIfDoSync if do_sync > 0 => break,
+                Op::ResetDoSync => do_sync = 0,
+                _ => do_sync += u32::from(syncs_later(op, state)),
+            }
+        }
+        footprint
     }
 
     /// The batches its program has returned from: the [`Op::EndBatch`]s behind its position
@@ -247,22 +280,17 @@ impl Patcher {
                 let addr = state.arrays[batch].locs[entry].addr;
                 self.queue(addr, &[INT3]);
             }
-            Op::PokeTail { batch, entry } => {
+            Op::PokeTail { batch, entry } if syncs_later(op, state) => {
                 let loc = &state.arrays[batch].locs[entry];
-                if loc.len > 1 {
-                    let (addr, tail) = (loc.addr + 1, loc.text[1..].to_vec());
-                    self.queue(addr, &tail);
-                    self.do_sync += 1;
-                }
+                let (addr, tail) = (loc.addr + 1, loc.text[1..].to_vec());
+                self.queue(addr, &tail);
+                self.do_sync += 1;
             }
-            Op::PokeFirst { batch, entry } | Op::PokeFirstAlways { batch, entry } => {
+            Op::PokeFirst { batch, entry } | Op::PokeFirstAlways { batch, entry } if syncs_later(op, state) => {
                 let loc = &state.arrays[batch].locs[entry];
-                let always = matches!(op, Op::PokeFirstAlways { .. });
-                if always || loc.first_byte() != INT3 {
-                    let (addr, first) = (loc.addr, loc.first_byte());
-                    self.queue(addr, &[first]);
-                    self.do_sync += 1;
-                }
+                let (addr, first) = (loc.addr, loc.first_byte());
+                self.queue(addr, &[first]);
+                self.do_sync += 1;
             }
             Op::PokeWhole { batch, entry } => {
                 let loc = &state.arrays[batch].locs[entry];
@@ -355,6 +383,17 @@ impl Patcher {
     }
 }
 
+/// True if `op` stores and counts in `do_sync` (so a later `SyncIfDoSync` syncs):
+/// `if (len > 1)` for the tail, `if (text[0] != INT3)` for the first byte (always, in 5.4).
+fn syncs_later(op: Op, state: &PatchState) -> bool {
+    match op {
+        Op::PokeTail { batch, entry } => state.arrays[batch].locs[entry].len > 1,
+        Op::PokeFirst { batch, entry } => state.arrays[batch].locs[entry].first_byte() != INT3,
+        Op::PokeFirstAlways { .. } => true,
+        _ => false,
+    }
+}
+
 /// What issuing an operation did: go on (to its first store, then the next operation), or
 /// hold here (a wait began, a sync broadcast, a fault).
 enum Issued {
@@ -389,4 +428,56 @@ fn current_instruction(text: &TextMemory, addr: u64) -> Vec<u8> {
     let bytes = text.read(addr, avail);
     let insn = iced_x86::Decoder::with_ip(64, bytes, addr, iced_x86::DecoderOptions::NONE).decode();
     bytes[..insn.len().max(1)].to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use cpu_model::Layout;
+
+    use super::*;
+    use crate::footprint::Shared;
+    use crate::patching::PokeArray;
+    use crate::protocol::{text_poke_loc_init, Protocol};
+
+    /// Runs linux-5.5's batch of one NOP5 -> CALL at 0x1000 for one vCPU that acknowledges every
+    /// sync at once; before each step, what the look-ahead says the patcher may touch before
+    /// the vCPU's next acknowledgement, and the operation it stands at.
+    fn walk() -> Vec<(Option<Op>, Footprint)> {
+        let loc =
+            text_poke_loc_init(Protocol::Linux55.loc_rules(), 0x1000, &[0xe8, 0x10, 0, 0, 0], None, None).unwrap();
+        let array = PokeArray::new(vec![loc], vec![vec![0x0f, 0x1f, 0x44, 0, 0]]);
+        let mut state = PatchState::new(vec![array], 1, Vec::new());
+        let layout = Layout { text_base: 0, text_len: 0x2000, data_base: 0x10000, data_len: 0x1000 };
+        let mut text = TextMemory::new(&layout, vec![0x90; 0x2000]);
+        let mut ipi = Ipi::new(1);
+        let program = Protocol::Linux55.batch_program(&[], 0, 1, 1);
+        let mut p = Patcher::new(0, program, Vec::new(), StoreGranularity::Byte);
+        let mut seen = Vec::new();
+        while !p.done() {
+            if ipi.pending(0) {
+                seen.push((p.current().copied(), p.upcoming(&state, &ipi, 0)));
+                ipi.acknowledge(0);
+            }
+            seen.push((p.current().copied(), p.upcoming(&state, &ipi, 0)));
+            p.step(&mut state, &mut text, &mut ipi);
+        }
+        seen
+    }
+
+    #[test]
+    fn the_look_ahead_ends_at_the_next_sync_and_is_empty_while_the_sync_waits_for_the_cpu() {
+        let seen = walk();
+        // While a sync waits for this vCPU, the patcher can do nothing before it acknowledges.
+        assert!(seen.iter().any(|(op, f)| *op == Some(Op::Sync) && *f == Footprint::NONE));
+        // Writing the tail: text stores up to the sync after them, which will sync (do_sync is
+        // 1) — not the teardown's nr_entries = 0 behind it.
+        let (_, tail) = seen.iter().find(|(op, _)| matches!(op, Some(Op::PokeTail { .. }))).unwrap();
+        assert!(tail.writes.meets(Shared::TEXT) && !tail.writes.meets(Shared::NR_ENTRIES), "{tail:?}");
+        // Before the first store: publishing, the INT3, up to the first sync.
+        let (_, first) = &seen[0];
+        assert!(first.writes.meets(Shared::VEC.or(Shared::NR_ENTRIES)) && first.writes.meets(Shared::TEXT));
+        // At the teardown: nr_entries = 0, then the sync that waits; vec = NULL comes after it.
+        let (_, clear) = seen.iter().find(|(op, _)| *op == Some(Op::ClearNr)).unwrap();
+        assert!(clear.writes.meets(Shared::NR_ENTRIES) && !clear.writes.meets(Shared::VEC), "{clear:?}");
+    }
 }

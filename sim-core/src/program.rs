@@ -10,6 +10,7 @@
 //! one vCPU, which expanding renumbers and repeats.
 
 use crate::error::Subject;
+use crate::footprint::{Footprint, Shared};
 use crate::SimError;
 
 /// One patcher operation.
@@ -210,46 +211,58 @@ impl Op {
     /// files; a program template's steps are operations too: [`Step`]) and the protocol phase
     /// it belongs to (`None`: bookkeeping — `smp_wmb()`, `do_sync = 0` — that joins the phase
     /// it prepares).
-    fn facts(&self) -> (&'static str, Option<OpPhase>) {
+    fn facts(&self) -> (&'static str, Option<OpPhase>, Footprint) {
         use OpPhase::*;
-        let (name, phase) = match self {
-            Op::Compiled => return ("c", None),
-            Op::BeginBatch(_) => ("begin-batch", Publish),
-            Op::SetVec(_) => ("set-vec", Publish),
-            Op::SetNr(_) => ("set-nr", Publish),
-            Op::PublishDesc(_) => ("publish-desc", Publish),
-            Op::AddEntry { .. } => ("batch-add", Publish),
-            Op::SetRefs(_) => ("set-refs", Publish),
-            Op::SetGlobalRefs => ("set-global-refs", Publish),
-            Op::DecGlobalRefs { wait: true } => ("dec-global-refs", Teardown),
-            Op::DecGlobalRefs { wait: false } => ("dec-global-refs-nowait", Teardown),
-            Op::Wmb => return ("wmb", None),
-            Op::PokeInt3 { .. } => ("poke-int3", WriteInt3),
-            Op::PokeTail { .. } => ("poke-tail", WriteTails),
-            Op::PokeFirst { .. } => ("poke-first", WriteFirstBytes),
-            Op::PokeFirstAlways { .. } => ("poke-first-always", WriteFirstBytes),
-            Op::PokeWhole { .. } => ("poke-whole", WriteWhole),
-            Op::PokePlain(_) => ("text-poke", WriteWhole),
-            Op::LockTextMutex => ("lock-text-mutex", Other),
-            Op::UnlockTextMutex => ("unlock-text-mutex", Other),
-            Op::RegisterKprobe(_) => ("register-kprobe", Other),
-            Op::ArmKprobe(_) => ("arm-kprobe", Other),
-            Op::DisarmKprobe(_) => ("disarm-kprobe", Other),
-            Op::UnregisterKprobe(_) => ("unregister-kprobe", Other),
-            Op::SynchronizeRcu => ("synchronize-rcu", Other),
-            Op::ResetDoSync => return ("reset-do-sync", None),
-            Op::Sync => ("sync", Sync),
-            Op::SyncIfDoSync => ("sync-if-do-sync", Sync),
-            Op::ClearVec => ("clear-vec", Teardown),
-            Op::ClearNr => ("clear-nr", Teardown),
-            Op::ClearDesc => ("clear-desc", Teardown),
-            Op::PutDesc { wait: true, .. } => ("put-desc", Teardown),
-            Op::PutDesc { wait: false, .. } => ("put-desc-nowait", Teardown),
-            Op::DecRefs { wait: true, .. } => ("dec-refs", Teardown),
-            Op::DecRefs { wait: false, .. } => ("dec-refs-nowait", Teardown),
-            Op::EndBatch(_) => ("end-batch", Teardown),
+        use Shared as S;
+        let (r, w, rw) = (Footprint::reading, Footprint::writing, |s: Shared| Footprint::new(s, s));
+        // A poke reads its entry and writes the text.
+        let poke = Footprint::new(S::ARRAYS, S::TEXT);
+        let (name, phase, footprint) = match self {
+            Op::Compiled => return ("c", None, Footprint::ALL),
+            Op::BeginBatch(_) => ("begin-batch", Publish, w(S::ARRAYS.or(S::REFS))),
+            Op::SetVec(_) => ("set-vec", Publish, w(S::VEC)),
+            Op::SetNr(_) => ("set-nr", Publish, Footprint::new(S::ARRAYS, S::NR_ENTRIES)),
+            Op::PublishDesc(_) => ("publish-desc", Publish, w(S::VEC)),
+            Op::AddEntry { .. } => ("batch-add", Publish, Footprint::new(S::NR_ENTRIES, S::NR_ENTRIES.or(S::ARRAYS))),
+            Op::SetRefs(_) => ("set-refs", Publish, w(S::PERCPU_REFS)),
+            Op::SetGlobalRefs => ("set-global-refs", Publish, w(S::REFS)),
+            Op::DecGlobalRefs { wait: true } => ("dec-global-refs", Teardown, rw(S::REFS)),
+            Op::DecGlobalRefs { wait: false } => ("dec-global-refs-nowait", Teardown, rw(S::REFS)),
+            Op::Wmb => return ("wmb", None, Footprint::NONE),
+            Op::PokeInt3 { .. } => ("poke-int3", WriteInt3, poke),
+            Op::PokeTail { .. } => ("poke-tail", WriteTails, poke),
+            Op::PokeFirst { .. } => ("poke-first", WriteFirstBytes, poke),
+            Op::PokeFirstAlways { .. } => ("poke-first-always", WriteFirstBytes, poke),
+            Op::PokeWhole { .. } => ("poke-whole", WriteWhole, poke),
+            Op::PokePlain(_) => ("text-poke", WriteWhole, w(S::TEXT)),
+            Op::LockTextMutex => ("lock-text-mutex", Other, rw(S::TEXT_MUTEX)),
+            Op::UnlockTextMutex => ("unlock-text-mutex", Other, rw(S::TEXT_MUTEX)),
+            Op::RegisterKprobe(_) => ("register-kprobe", Other, Footprint::new(S::TEXT.or(S::KPROBES), S::KPROBES)),
+            Op::ArmKprobe(_) => ("arm-kprobe", Other, Footprint::new(S::KPROBES, S::KPROBES.or(S::TEXT))),
+            Op::DisarmKprobe(_) => ("disarm-kprobe", Other, Footprint::new(S::KPROBES, S::KPROBES.or(S::TEXT))),
+            Op::UnregisterKprobe(_) => ("unregister-kprobe", Other, w(S::KPROBES)),
+            Op::SynchronizeRcu => ("synchronize-rcu", Other, r(S::RCU)),
+            Op::ResetDoSync => return ("reset-do-sync", None, Footprint::NONE),
+            Op::Sync => ("sync", Sync, rw(S::IPI)),
+            Op::SyncIfDoSync => ("sync-if-do-sync", Sync, rw(S::IPI)),
+            Op::ClearVec => ("clear-vec", Teardown, w(S::VEC)),
+            Op::ClearNr => ("clear-nr", Teardown, w(S::NR_ENTRIES)),
+            Op::ClearDesc => ("clear-desc", Teardown, w(S::VEC)),
+            Op::PutDesc { wait: true, .. } => ("put-desc", Teardown, Footprint::new(S::ARRAYS.or(S::REFS), S::REFS)),
+            Op::PutDesc { wait: false, .. } => {
+                ("put-desc-nowait", Teardown, Footprint::new(S::ARRAYS.or(S::REFS), S::REFS))
+            }
+            Op::DecRefs { wait: true, .. } => ("dec-refs", Teardown, rw(S::PERCPU_REFS)),
+            Op::DecRefs { wait: false, .. } => ("dec-refs-nowait", Teardown, rw(S::PERCPU_REFS)),
+            Op::EndBatch(_) => ("end-batch", Teardown, w(S::ARRAYS)),
         };
-        (name, Some(phase))
+        (name, Some(phase), footprint)
+    }
+
+    /// What it reads and writes of the memory the actors share (the one table's column; a
+    /// poke's stores write the text; a sync's wait reads the acknowledgements).
+    pub(crate) fn footprint(&self) -> Footprint {
+        self.facts().2
     }
 
     /// Its name in traces, reports and scenario files (from the one table of operations, with

@@ -99,7 +99,8 @@ fn shared_vector(mutant: Option<&str>) -> Scenario {
 }
 
 /// A uniform random scheduler that notes, before each pick, whether the state is *global*: no
-/// enabled event is a local step (the states complete search stores, `SearchResult::global_states`).
+/// enabled event is one complete search runs with the step before it (a local guest step or a
+/// quiet handler step: `Probe::merges`; the states it stores, `SearchResult::global_states`).
 struct Noting {
     global: Vec<bool>,
 }
@@ -110,7 +111,7 @@ impl Scheduler for Noting {
     }
 
     fn pick_with(&mut self, _: u64, enabled: &[Event], probe: &dyn Probe, d: &mut Decisions) -> Option<usize> {
-        self.global.push(!enabled.iter().any(|&e| probe.is_local(e)));
+        self.global.push(!enabled.iter().any(|&e| probe.merges(e)));
         Some(d.choose(enabled.len()))
     }
 }

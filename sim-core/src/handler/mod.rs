@@ -53,10 +53,11 @@ mod lookup;
 use cpu_model::{Regs, SharedRegion};
 
 use crate::emulate::{Emulation, INT3_INSN_SIZE};
+use crate::footprint::{Footprint, Shared};
 use crate::oracle::ViolationKind;
 use crate::patching::{AccessFault, PatchState, VecRef};
 use crate::protocol::loc::{LocRules, INT3};
-use crate::protocol::{HandlerKind, Mutant};
+use crate::protocol::{Enter, HandlerKind, HandlerRules, Lookup, Mutant};
 use crate::text::TextMemory;
 
 pub use crate::protocol::HandlerPc;
@@ -269,6 +270,42 @@ impl Handler {
         self.pc
     }
 
+    /// What the next micro-step reads and writes of the shared memory
+    /// ([`crate::footprint`]): the version's first load and reference, the lookup's
+    /// `nr_entries`, vector and entries, the put's count, the kprobe table, the text `*addr`
+    /// loads, and at the IRET the text the view serialises to and the RCU read-side section it
+    /// leaves.
+    pub(crate) fn next_footprint(&self, rules: &HandlerRules) -> Footprint {
+        use Shared as S;
+        let (r, rw) = (Footprint::reading, |s: Shared| Footprint::new(s, s));
+        // Where `patch_vec()` finds `nr_entries` and the vector.
+        let lookup = match rules.lookup {
+            Lookup::Published => S::NR_ENTRIES.or(S::VEC),
+            Lookup::StaticArray => S::NR_ENTRIES,
+            Lookup::Desc => S::ARRAYS,
+        };
+        match self.pc {
+            HandlerPc::Entry => match rules.enter {
+                Enter::NrEntries => r(S::NR_ENTRIES),
+                Enter::Desc => r(S::VEC),
+                Enter::GlobalRefs => rw(S::REFS),
+                Enter::PerCpuRefs => rw(S::PERCPU_REFS),
+            },
+            HandlerPc::IncRef => Footprint::new(S::ARRAYS.or(S::REFS), S::REFS),
+            HandlerPc::BranchNr | HandlerPc::BsearchArgs | HandlerPc::LoadVec => r(lookup),
+            HandlerPc::Probe | HandlerPc::CompareSingle | HandlerPc::Emulate => r(S::ARRAYS),
+            HandlerPc::Put => match self.held {
+                Held::Desc(_) => Footprint::new(S::ARRAYS.or(S::REFS), S::REFS),
+                Held::Global => rw(S::REFS),
+                Held::PerCpu => rw(S::PERCPU_REFS),
+                Held::Nothing | Held::Read(_) => Footprint::NONE,
+            },
+            HandlerPc::KprobeGet | HandlerPc::Owner => r(S::KPROBES),
+            HandlerPc::KprobeVanished => r(S::TEXT),
+            HandlerPc::Iret => Footprint::new(S::TEXT, S::RCU),
+        }
+    }
+
     /// `regs->ip - INT3_INSN_SIZE`: the trapping INT3's address.
     pub fn ip(&self) -> u64 {
         self.regs.rip - INT3_INSN_SIZE
@@ -426,6 +463,30 @@ mod tests {
     }
 
     #[test]
+    fn a_handler_writes_only_reference_counts_and_its_rcu_section_and_reads_what_it_looks_up() {
+        use crate::footprint::Shared as S;
+        for p in Protocol::ALL {
+            let rules = p.handler().rules();
+            let mut state = published(p, 1);
+            let (pcs, _, _) = run(p.handler(), &mut state);
+            let mut h = Handler::new(0, Regs { rip: SITE + 1, ..Regs::default() }, 0);
+            for pc in pcs {
+                h.pc = pc;
+                h.held = if pc == HandlerPc::Put { Held::Global } else { Held::Nothing };
+                let fp = h.next_footprint(rules);
+                let own = S::REFS.or(S::PERCPU_REFS).or(S::RCU);
+                assert_eq!(fp.writes.or(own), own, "{p} {pc:?}: {fp:?}");
+                assert!(pc == HandlerPc::Put || fp.reads != S::NONE, "{p} {pc:?} reads nothing");
+            }
+            let entry = Handler::new(0, Regs::default(), 0).next_footprint(rules);
+            let takes_shared = matches!(rules.enter, Enter::GlobalRefs);
+            assert_eq!(entry.writes.meets(S::REFS), takes_shared, "{p}: the entry's reference");
+            h.pc = HandlerPc::Iret;
+            assert!(h.next_footprint(rules).reads.meets(S::TEXT), "{p}: IRET serialises the view");
+        }
+    }
+
+    #[test]
     fn a_freed_descriptor_is_a_use_after_free_and_abandon_drops_what_is_held() {
         let mut state = published(Protocol::Linux56, 1);
         state.arrays[0].live = false;
@@ -465,11 +526,7 @@ mod tests {
     fn a_desc_lookup_reads_the_descriptor_its_entry_read() {
         for p in Protocol::ALL {
             let rules = p.handler().rules();
-            assert_eq!(
-                rules.lookup == crate::protocol::Lookup::Desc,
-                rules.enter == crate::protocol::Enter::Desc,
-                "{p}"
-            );
+            assert_eq!(rules.lookup == Lookup::Desc, rules.enter == Enter::Desc, "{p}");
         }
     }
 }

@@ -16,6 +16,7 @@
 mod dispatch;
 mod enabled;
 mod irq;
+mod merge;
 pub mod state;
 
 use std::rc::Rc;
@@ -533,14 +534,8 @@ impl Machine {
 pub(crate) const MAX_LOCAL_RUN: usize = 100_000;
 
 impl Machine {
-    /// The events enabled in the current state, in canonical order (state-space search).
-    pub(crate) fn enabled_events(&mut self) -> Vec<Event> {
-        self.collect_enabled();
-        self.enabled.events().to_vec()
-    }
-
     /// Reports a deadlock if no event can ever run again in the current state (after
-    /// [`Machine::enabled_events`]); true if it did.
+    /// [`Machine::search_events`]); true if it did.
     pub(crate) fn check_deadlock(&mut self) -> bool {
         self.judge_deadlock()
     }
@@ -560,8 +555,8 @@ impl Machine {
             decisions.note(self.enabled.events().len(), index);
             self.tick(event, decisions)?;
             let Some(cpu) = event.cpu() else { break };
-            let next = Event::GuestStep(cpu);
-            if self.violation.is_some() || !merge_local || !self.local_step(next) {
+            let next = if self.state.handlers[cpu].is_some() { Event::HandlerStep(cpu) } else { Event::GuestStep(cpu) };
+            if self.violation.is_some() || !merge_local || !self.merges(next) {
                 break;
             }
             event = next;
@@ -573,6 +568,10 @@ impl Machine {
 impl Probe for Machine {
     fn is_local(&self, event: Event) -> bool {
         self.local_step(event)
+    }
+
+    fn merges(&self, event: Event) -> bool {
+        Machine::merges(self, event)
     }
 
     fn guest_steps(&self, cpu: usize) -> u64 {

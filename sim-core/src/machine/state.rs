@@ -31,12 +31,10 @@ use cpu_model::{Epoch, Reg, Regs, Truth, VcpuState};
 
 use super::Machine;
 use crate::driver::{Activation, Client, Int3Handler, PatchingClient};
-use crate::event::Event;
 use crate::ipi::Ipi;
 use crate::oracle::emulation::ARITH_FLAGS;
 use crate::patching::PatchState;
 use crate::program::Op;
-use crate::protocol::loc::INT3;
 use crate::text::Store;
 use crate::SimError;
 
@@ -606,43 +604,4 @@ impl Machine {
         }
         Ok(())
     }
-
-    /// True if `event` is a *local* guest step: the vCPU's next instruction reads no byte a
-    /// store can write, is not an INT3 or a kprobe's address, and does not serialize — so it
-    /// takes no decision, does not trap, reads nothing another actor writes and writes only
-    /// its own registers, stack and counters. Such a step commutes with every event of every
-    /// other actor, and with its own vCPU's IPI delivery (which only rewrites patchable bytes
-    /// of the view). State-space search runs local steps right after the step before them.
-    pub(crate) fn local_step(&self, event: Event) -> bool {
-        let Event::GuestStep(i) = event else { return false };
-        if self.state.handlers[i].is_some() || self.state.finished[i] {
-            return false;
-        }
-        if self.config.interrupts.is_some() && self.at_iret(i) {
-            // IRET serialises: the view changes.
-            return false;
-        }
-        let v = &self.vcpus[i];
-        let (rip, view) = (v.rip(), v.view());
-        if rip < view.base() || rip >= view.base() + view.len() || self.owners.contains(&rip) {
-            return false;
-        }
-        let mut bytes = [0u8; cpu_model::MAX_INSN_LEN];
-        let n = view.read(rip, &mut bytes);
-        if bytes[0] == INT3 || view.is_patchable(rip) {
-            return false;
-        }
-        let insn = iced_x86::Decoder::with_ip(64, &bytes[..n], rip, iced_x86::DecoderOptions::NONE).decode();
-        !insn.is_invalid()
-            && insn.code() != iced_x86::Code::Cpuid
-            && !(self.config.interrupts.is_some() && changes_if(insn.code()))
-            && (rip..rip + insn.len() as u64).all(|a| !view.is_patchable(a) && !self.owners.contains(&a))
-    }
-}
-
-/// True for the instructions that can change `RFLAGS.IF` (with interrupts, not local steps: they
-/// enable or disable a delivery).
-fn changes_if(code: iced_x86::Code) -> bool {
-    use iced_x86::Code;
-    matches!(code, Code::Cli | Code::Sti | Code::Popfq | Code::Popfw | Code::Popfd)
 }

@@ -22,6 +22,11 @@ pub trait Probe {
     /// actor (see `Machine::local_step`).
     fn is_local(&self, event: Event) -> bool;
 
+    /// True if complete search runs `event` in the same transition as the step before it of
+    /// the same vCPU — a local guest step or a quiet handler step (see `Machine::merges`) —
+    /// so it never stores a state where such a step is enabled.
+    fn merges(&self, event: Event) -> bool;
+
     /// Guest instructions vCPU `cpu` has executed so far (a local run executes many in one
     /// tick, DESIGN.md §2.5b).
     fn guest_steps(&self, cpu: usize) -> u64;

@@ -16,8 +16,12 @@
 //!   After any event of a vCPU, the vCPU's following local steps run in the same transition:
 //!   every interleaving of them with other events reaches, by commuting, a state where they
 //!   ran first, so exactly the states where some vCPU sits before a local step are skipped.
-//!   Every event is still explored in every stored state (no ample sets, so no cycle
-//!   proviso is needed alongside state caching).
+//! - **Quiet handler steps** (partial-order reduction). An INT3-handler step whose footprint
+//!   meets nothing another actor can write before the vCPU leaves its handler
+//!   (`Machine::quiet_handler_step`) runs in the transition before it too, and a state where
+//!   one is enabled explores that step alone — an ample set of one, with no cycle proviso
+//!   needed since a handler ends at its IRET. Local guest steps, which can loop forever, are
+//!   never explored alone: every other state explores every enabled event.
 //! - **Symmetry.** When the vCPUs are interchangeable (same code; no per-CPU state in the
 //!   protocol), the canonical hash sorts the per-vCPU parts, so states that differ by a
 //!   permutation of the vCPUs are one state.
@@ -52,7 +56,8 @@ use worker::Worker;
 /// What the search may use.
 #[derive(Clone, Copy, Debug)]
 pub struct Options {
-    /// Merge local steps into the transition before them.
+    /// Partial-order reduction: merge local guest steps and quiet handler steps into the
+    /// transition before them, and explore a quiet handler step alone where one is enabled.
     pub merge_local: bool,
     /// Identify states up to a permutation of interchangeable vCPUs.
     pub symmetry: bool,
@@ -229,7 +234,7 @@ fn run(
     let shared = Shared::new(workers, opts.max_states, global_states);
     let mut first = Worker::new(machine, opts, &shared, Some(progress))?;
     let symmetric = first.canon.symmetric;
-    let events = first.machine.enabled_events();
+    let events = first.events();
     if first.machine.check_deadlock() {
         let violation = first.violation();
         let c = Counterexample { decisions: Vec::new(), violation, transitions: 0, shortest: true };
@@ -316,7 +321,7 @@ fn bfs(w: &mut Worker<'_>, root: &Snapshot, max_states: u64) -> Result<(Option<C
     let before = w.transitions;
     while let Some((id, snap)) = queue.pop_front() {
         w.machine.restore(&snap, &mut w.cache)?;
-        for event in w.machine.enabled_events() {
+        for event in w.events() {
             let mut prefix = Some(Vec::new());
             while let Some(p) = prefix.take() {
                 let step = w.step(&snap, 0, event, p)?;

@@ -147,10 +147,15 @@ impl<'a> Worker<'a> {
             self.machine.transition(e.event, &mut d, self.opts.merge_local)?;
         }
         let snap = self.machine.save(&mut self.cache)?;
-        let events = self.machine.enabled_events();
+        let events = self.events();
         let frame = self.frame(snap, events, None);
         self.at = Some(frame.serial);
         self.dfs(work.path, frame)
+    }
+
+    /// The events to explore from the machine's current state ([`Machine::search_events`]).
+    pub(super) fn events(&mut self) -> Vec<Event> {
+        self.machine.search_events(self.opts.merge_local)
     }
 
     fn serial(&mut self) -> u64 {
@@ -164,7 +169,7 @@ impl<'a> Worker<'a> {
         let h = self.machine.canonical_hash(&self.canon, &mut self.cache)?;
         let Some(n) = self.shared.insert(h) else { return Ok(None) };
         self.report(n);
-        if self.shared.wants_global_states() && !events.iter().any(|&e| self.machine.local_step(e)) {
+        if self.shared.wants_global_states() && !events.iter().any(|&e| self.machine.merges(e)) {
             self.shared.note_global(self.machine.canonical_hash(&self.sym_canon, &mut self.cache)?);
         }
         Ok(Some(self.machine.save(&mut self.cache)?))
@@ -193,7 +198,7 @@ impl<'a> Worker<'a> {
         if self.machine.violation().is_some() {
             return Ok(Step { sibling, edge, events: None });
         }
-        let events = self.machine.enabled_events();
+        let events = self.events();
         if self.machine.check_deadlock() {
             return Ok(Step { sibling, edge, events: None });
         }

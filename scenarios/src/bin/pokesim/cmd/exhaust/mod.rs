@@ -40,7 +40,7 @@ pub struct ExhaustArgs {
     /// complete search lets vCPUs loop forever, and the bounded one stops them after 1].
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     iterations: Option<u64>,
-    /// Disable every reduction (local-step merging and symmetry; sleep sets when bounded).
+    /// Disable every reduction (local-step and quiet-handler-step merging and symmetry; sleep sets when bounded).
     #[arg(long)]
     no_reduction: bool,
     /// Disable symmetry reduction only.
