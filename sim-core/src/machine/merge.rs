@@ -20,11 +20,13 @@
 //! A step can still violate: the transition ends there, and the violation is the one it
 //! would have been.
 
+use super::state::{Canon, SaveCache};
 use super::Machine;
 use crate::driver::{Activation, PatchingClient};
 use crate::event::Event;
 use crate::footprint::{Footprint, Shared};
 use crate::protocol::loc::INT3;
+use crate::SimError;
 
 /// What the other vCPUs may write at any time, whatever they run: the reference counts every
 /// handler takes (5.6's `desc->refs`, 6.0's `bp_desc.refs`). The rest of what they write is
@@ -39,17 +41,34 @@ impl Machine {
     }
 
     /// The events state-space search explores from the current state: the enabled ones, or —
-    /// with `merge_local` — only the first quiet handler step. (Not a local guest step: a
-    /// vCPU's local steps can loop forever, and exploring them alone would then never let the
-    /// others move — the "ignoring" that Godefroid's cycle proviso forbids; a handler's steps
-    /// end at its IRET.)
-    pub(crate) fn search_events(&mut self, merge_local: bool) -> Vec<Event> {
+    /// with `merge_local` — one quiet handler step. (Not a local guest step: a vCPU's local
+    /// steps can loop forever, and exploring them alone would then never let the others move —
+    /// the "ignoring" that Godefroid's cycle proviso forbids; a handler's steps end at its
+    /// IRET.) Of several quiet steps, the first in canonical order — or, when `canon` compares
+    /// states up to a permutation of the vCPUs, that of the vCPU whose own part of the state
+    /// hashes least, so that every permutation of a state explores the same vCPU's step and
+    /// the states reached do not depend on which permutation the search met first.
+    pub(crate) fn search_events(
+        &mut self,
+        merge_local: bool,
+        canon: &Canon,
+        cache: &mut SaveCache,
+    ) -> Result<Vec<Event>, SimError> {
         self.collect_enabled();
         let events = self.enabled.events();
-        match events.iter().find(|&&e| merge_local && self.quiet_handler_step(e)) {
-            Some(&e) => vec![e],
-            None => events.to_vec(),
+        let quiet: Vec<Event> = events.iter().copied().filter(|&e| merge_local && self.quiet_handler_step(e)).collect();
+        let Some(&first) = quiet.first() else { return Ok(events.to_vec()) };
+        if quiet.len() == 1 || !canon.symmetric {
+            return Ok(vec![first]);
         }
+        let mut least = (self.cpu_hash(canon, cache, first.cpu().expect("a vCPU's step"))?, first);
+        for &e in &quiet[1..] {
+            let h = self.cpu_hash(canon, cache, e.cpu().expect("a vCPU's step"))?;
+            if h < least.0 {
+                least = (h, e);
+            }
+        }
+        Ok(vec![least.1])
     }
 
     /// True if `event` is a step of vCPU `i`'s INT3 handler (the Rust model; not with

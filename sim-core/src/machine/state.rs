@@ -495,6 +495,22 @@ impl Machine {
     /// The canonical hash of the current state ([`Snapshot::canonical_hash`] of what
     /// [`Machine::save`] would return), without building a snapshot.
     pub(crate) fn canonical_hash(&mut self, canon: &Canon, cache: &mut SaveCache) -> Result<u128, SimError> {
+        self.hash_parts(cache, |parts, scratch| parts.canonical_hash(canon, scratch))
+    }
+
+    /// The hash of vCPU `i`'s own part of the current state, as [`Machine::canonical_hash`]
+    /// sorts the parts under symmetry: vCPUs that a permutation of the state exchanges have
+    /// equal parts.
+    pub(crate) fn cpu_hash(&mut self, canon: &Canon, cache: &mut SaveCache, i: usize) -> Result<u128, SimError> {
+        self.hash_parts(cache, |parts, scratch| parts.cpu_hash(canon, i, scratch))
+    }
+
+    /// Runs `hash` on the parts of the current state, with the cache's scratch buffer.
+    fn hash_parts(
+        &mut self,
+        cache: &mut SaveCache,
+        hash: impl FnOnce(&Parts<'_>, &mut Vec<u8>) -> u128,
+    ) -> Result<u128, SimError> {
         self.know_vcpus(cache)?;
         let mut scratch = std::mem::take(&mut cache.scratch);
         let touches = &self.touches;
@@ -505,7 +521,7 @@ impl Machine {
         let irq_cpus = irq_cpus.iter().collect();
         let stores = self.interleaved_stores().then(|| self.text.log());
         let parts = Parts { epoch: self.text.now(), vcpus, state: &self.state, data, buffers, irq_cpus, stores };
-        let h = parts.canonical_hash(canon, &mut scratch);
+        let h = hash(&parts, &mut scratch);
         cache.scratch = scratch;
         Ok(h)
     }

@@ -234,7 +234,7 @@ fn run(
     let shared = Shared::new(workers, opts.max_states, global_states);
     let mut first = Worker::new(machine, opts, &shared, Some(progress))?;
     let symmetric = first.canon.symmetric;
-    let events = first.events();
+    let events = first.events()?;
     if first.machine.check_deadlock() {
         let violation = first.violation();
         let c = Counterexample { decisions: Vec::new(), violation, transitions: 0, shortest: true };
@@ -321,7 +321,7 @@ fn bfs(w: &mut Worker<'_>, root: &Snapshot, max_states: u64) -> Result<(Option<C
     let before = w.transitions;
     while let Some((id, snap)) = queue.pop_front() {
         w.machine.restore(&snap, &mut w.cache)?;
-        for event in w.events() {
+        for event in w.events()? {
             let mut prefix = Some(Vec::new());
             while let Some(p) = prefix.take() {
                 let step = w.step(&snap, 0, event, p)?;

@@ -56,7 +56,7 @@ pub struct Parting {
 /// a search that is not split) to it, to search depth-first or give away.
 pub(super) fn part(w: &mut Worker<'_>, shared: &Shared, split: Split) -> Result<Parting, SimError> {
     let want = FRONTIER_PER_SHARD * split.count as usize;
-    let events = w.events();
+    let events = w.events()?;
     let mut level: Vec<LevelState> = vec![(Vec::new(), w.root().clone(), events)];
     let mut depth = 0;
     let more =

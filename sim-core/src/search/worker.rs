@@ -147,15 +147,15 @@ impl<'a> Worker<'a> {
             self.machine.transition(e.event, &mut d, self.opts.merge_local)?;
         }
         let snap = self.machine.save(&mut self.cache)?;
-        let events = self.events();
+        let events = self.events()?;
         let frame = self.frame(snap, events, None);
         self.at = Some(frame.serial);
         self.dfs(work.path, frame)
     }
 
     /// The events to explore from the machine's current state ([`Machine::search_events`]).
-    pub(super) fn events(&mut self) -> Vec<Event> {
-        self.machine.search_events(self.opts.merge_local)
+    pub(super) fn events(&mut self) -> Result<Vec<Event>, SimError> {
+        self.machine.search_events(self.opts.merge_local, &self.canon, &mut self.cache)
     }
 
     fn serial(&mut self) -> u64 {
@@ -198,7 +198,7 @@ impl<'a> Worker<'a> {
         if self.machine.violation().is_some() {
             return Ok(Step { sibling, edge, events: None });
         }
-        let events = self.events();
+        let events = self.events()?;
         if self.machine.check_deadlock() {
             return Ok(Step { sibling, edge, events: None });
         }
