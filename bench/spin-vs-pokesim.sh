@@ -39,7 +39,7 @@ run_spin() {
   local out
   out="$(cd "$1" && timeout "$limit" ./pan -m1000000 2>&1)" || true
   local states secs
-  states=$(echo "$out" | awk '/states, stored/ {print $1; exit}')
+  states=$(echo "$out" | awk '/states, stored/ {printf "%.0f", $1; exit}')
   secs=$(echo "$out" | awk '/pan: elapsed time/ {print $4; exit}')
   if [ -z "$states" ] || [ -z "$secs" ] || echo "$out" | grep -q "out of memory\|max search depth too small"; then
     local why
@@ -69,7 +69,7 @@ def num(x):
 p1, pw, s = (num(a) for a in sys.argv[1:])
 speedup = "%.2f" % (p1 / pw) if p1 and pw else "-"
 best = min(x for x in (p1, pw) if x is not None) if (p1 or pw) else None
-ratio = "%.2f" % (best / max(s, 0.01)) if best is not None and s is not None else "-"
+ratio = "%.3g" % (best / max(s, 0.01)) if best is not None and s is not None else "-"
 print(speedup, ratio)
 EOF
 )

@@ -60,6 +60,24 @@ impl InputError {
         };
         Self { file: file.into(), line, field: Some(field.into()), flag, message: message.into() }
     }
+
+    /// An error about `field` (if known) of a JSON file pokesim wrote (a shard result, of a
+    /// campaign or of a search), which has no lines to point at.
+    pub(crate) fn in_json(file: &str, field: Option<&str>, message: String) -> Self {
+        Self { field: field.map(str::to_string), ..Self::file(file, message) }
+    }
+
+    /// Shards (of a campaign or of a search) merge only under the pokesim that ran them:
+    /// an error naming `pokesim_version` unless `written_by` is this pokesim's version.
+    pub(crate) fn unless_same_pokesim(file: &str, written_by: &str) -> Result<(), Self> {
+        let ours = env!("CARGO_PKG_VERSION");
+        if written_by == ours {
+            return Ok(());
+        }
+        let msg =
+            format!("written by pokesim {written_by}; shards merge only under the pokesim that ran them ({ours})");
+        Err(Self::in_json(file, Some("pokesim_version"), msg))
+    }
 }
 
 impl fmt::Display for InputError {

@@ -170,7 +170,7 @@ pub struct SearchShardFile {
 
 /// A problem with `field` of the search shard `file`.
 fn located(file: &str, field: &str, message: String) -> InputError {
-    crate::shard::located(file, Some(field), message)
+    InputError::in_json(file, Some(field), message)
 }
 
 /// Parses and checks a search shard; `file` names it in errors.
@@ -184,7 +184,7 @@ pub fn parse_value(file: &str, value: serde_json::Value) -> Result<SearchShardFi
     }
     let shard: SearchShard =
         serde_json::from_value(value).map_err(|e| InputError::file(file, format!("corrupt search shard: {e}")))?;
-    crate::shard::same_pokesim(file, &shard.pokesim_version)?;
+    InputError::unless_same_pokesim(file, &shard.pokesim_version)?;
     let scenario = ScenarioFile::parse(&format!("{file} (scenario)"), &shard.scenario, "shard")?;
     check(&shard).map_err(|(field, msg)| located(file, field, msg))?;
     Ok(SearchShardFile { file: file.to_string(), shard, scenario })

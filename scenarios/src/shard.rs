@@ -134,8 +134,8 @@ impl ShardResult {
 }
 
 /// A problem with `field` of the shard result `file`.
-pub(crate) fn located(file: &str, field: Option<&str>, message: String) -> InputError {
-    InputError { field: field.map(str::to_string), ..InputError::file(file, message) }
+fn located(file: &str, field: Option<&str>, message: String) -> InputError {
+    InputError::in_json(file, field, message)
 }
 
 fn parse_value(file: &str, value: serde_json::Value) -> Result<ShardFile, InputError> {
@@ -151,20 +151,10 @@ fn parse_value(file: &str, value: serde_json::Value) -> Result<ShardFile, InputE
     }
     let r: ShardResult =
         serde_json::from_value(value).map_err(|e| located(file, None, format!("corrupt shard result: {e}")))?;
-    same_pokesim(file, &r.pokesim_version)?;
+    InputError::unless_same_pokesim(file, &r.pokesim_version)?;
     let scenario = ScenarioFile::parse(&format!("{file} (scenario)"), &r.scenario, "shard")?;
     check(&r, &scenario).map_err(|(field, msg)| located(file, Some(field), msg))?;
     Ok(ShardFile { file: file.to_string(), result: r, scenario })
-}
-
-/// Shards (of a campaign or of a search) merge only under the pokesim that ran them.
-pub(crate) fn same_pokesim(file: &str, written_by: &str) -> Result<(), InputError> {
-    let ours = env!("CARGO_PKG_VERSION");
-    if written_by == ours {
-        return Ok(());
-    }
-    let msg = format!("written by pokesim {written_by}; shards merge only under the pokesim that ran them ({ours})");
-    Err(located(file, Some("pokesim_version"), msg))
 }
 
 /// The consistency of a parsed shard result: `(field, what is wrong)`.
