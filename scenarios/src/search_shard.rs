@@ -23,8 +23,9 @@ use crate::input::InputError;
 
 /// The `kind` of a search shard file.
 pub const KIND: &str = "pokesim-search-shard";
-/// The search shard format this pokesim reads and writes.
-pub const FORMAT: u32 = 1;
+/// The search shard format this pokesim reads and writes. 2: `merge_local` includes the quiet
+/// handler steps, so a format-1 shard searched another graph and is refused.
+pub const FORMAT: u32 = 2;
 
 /// The options of the search, as a shard records them (shards merge only under the same).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -18,7 +18,9 @@
 //! persistent sets, Godefroid 1996 §4 — a handler's steps end at its IRET, so no cycle
 //! defers the others).
 //! A step can still violate: the transition ends there, and the violation is the one it
-//! would have been.
+//! would have been. The other actors' events of the state it would have reached are then not
+//! explored, so a search for every violation kind merges local steps only ([`Merge::Local`])
+//! and expands a state whose explored transition violated with every enabled event.
 
 use super::state::{Canon, SaveCache};
 use super::Machine;
@@ -27,6 +29,30 @@ use crate::event::Event;
 use crate::footprint::{Footprint, Shared};
 use crate::protocol::loc::INT3;
 use crate::SimError;
+
+/// Which steps [`Machine::transition`] runs with the step before them of the same vCPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Merge {
+    /// None: every step is a transition (the plain search).
+    Nothing,
+    /// Local guest steps only. A search for every violation kind uses this: a quiet handler
+    /// step that violates must be a transition of its own, from a stored state that the search
+    /// can then expand fully (the other actors' events there may lead to other kinds).
+    Local,
+    /// Local guest steps and quiet handler steps.
+    LocalAndQuiet,
+}
+
+impl Merge {
+    /// True if `event`, the next step of the vCPU that just moved, runs in the same transition.
+    pub(super) fn takes(self, machine: &Machine, event: Event) -> bool {
+        match self {
+            Merge::Nothing => false,
+            Merge::Local => machine.local_step(event),
+            Merge::LocalAndQuiet => machine.merges(event),
+        }
+    }
+}
 
 /// What the other vCPUs may write at any time, whatever they run: the reference counts every
 /// handler takes (5.6's `desc->refs`, 6.0's `bp_desc.refs`). The rest of what they write is
@@ -41,7 +67,7 @@ impl Machine {
     }
 
     /// The events state-space search explores from the current state: the enabled ones, or —
-    /// with `merge_local` — one quiet handler step. (Not a local guest step: a vCPU's local
+    /// with `reduce` — one quiet handler step. (Not a local guest step: a vCPU's local
     /// steps can loop forever, and exploring them alone would then never let the others move —
     /// the "ignoring" that Godefroid's cycle proviso forbids; a handler's steps end at its
     /// IRET.) Of several quiet steps, the first in canonical order — or, when `canon` compares
@@ -50,13 +76,13 @@ impl Machine {
     /// the states reached do not depend on which permutation the search met first.
     pub(crate) fn search_events(
         &mut self,
-        merge_local: bool,
+        reduce: bool,
         canon: &Canon,
         cache: &mut SaveCache,
     ) -> Result<Vec<Event>, SimError> {
         self.collect_enabled();
         let events = self.enabled.events();
-        let quiet: Vec<Event> = events.iter().copied().filter(|&e| merge_local && self.quiet_handler_step(e)).collect();
+        let quiet: Vec<Event> = events.iter().copied().filter(|&e| reduce && self.quiet_handler_step(e)).collect();
         let Some(&first) = quiet.first() else { return Ok(events.to_vec()) };
         if quiet.len() == 1 || !canon.symmetric {
             return Ok(vec![first]);

@@ -43,6 +43,7 @@ use crate::workload::{CpuData, GuestImage, Invariant};
 use crate::SimError;
 use enabled::{CpuStates, EnabledSet};
 
+pub use merge::Merge;
 pub(crate) use state::MachineState;
 pub use state::{SaveCache, Snapshot};
 
@@ -541,11 +542,11 @@ impl Machine {
     }
 
     /// One transition of state-space search: runs `event` (which must be enabled), answering
-    /// its choices from `decisions`, and — with `merge_local` — every local step of the same
-    /// vCPU that follows it (`Machine::local_step`: they commute with everything else, so
-    /// running them at once loses no behaviour and stores no state in between). Each tick's
-    /// scheduling pick is noted in `decisions`, so its log replays the transition.
-    pub fn transition(&mut self, event: Event, decisions: &mut Decisions, merge_local: bool) -> Result<(), SimError> {
+    /// its choices from `decisions`, and every step of the same vCPU that follows it and that
+    /// `merge` takes (a local guest step, a quiet handler step: they commute with everything
+    /// else, so running them at once loses no behaviour and stores no state in between). Each
+    /// tick's scheduling pick is noted in `decisions`, so its log replays the transition.
+    pub fn transition(&mut self, event: Event, decisions: &mut Decisions, merge: Merge) -> Result<(), SimError> {
         let mut event = event;
         for _ in 0..MAX_LOCAL_RUN {
             self.collect_enabled();
@@ -556,7 +557,7 @@ impl Machine {
             self.tick(event, decisions)?;
             let Some(cpu) = event.cpu() else { break };
             let next = if self.state.handlers[cpu].is_some() { Event::HandlerStep(cpu) } else { Event::GuestStep(cpu) };
-            if self.violation.is_some() || !merge_local || !self.merges(next) {
+            if self.violation.is_some() || !merge.takes(self, next) {
                 break;
             }
             event = next;

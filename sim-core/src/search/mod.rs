@@ -40,7 +40,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::decision::Decision;
 use crate::machine::state::Snapshot;
-use crate::machine::Machine;
+use crate::machine::{Machine, Merge};
 use crate::oracle::Violation;
 use crate::SimError;
 
@@ -76,6 +76,20 @@ pub struct Options {
     /// Search only this shard of the state space ([`Split`]; the result lists the hashes of
     /// the states it stored, for the merge).
     pub split: Option<Split>,
+}
+
+impl Options {
+    /// What a transition runs with the step before it ([`Merge`]): nothing without
+    /// `merge_local`; with `all_kinds` local guest steps only, so that a quiet handler step
+    /// that violates ends a transition of its own and the state before it is expanded fully
+    /// (`worker`); else local guest steps and quiet handler steps.
+    pub(crate) fn merging(&self) -> Merge {
+        match (self.merge_local, self.all_kinds) {
+            (false, _) => Merge::Nothing,
+            (true, true) => Merge::Local,
+            (true, false) => Merge::LocalAndQuiet,
+        }
+    }
 }
 
 impl Default for Options {

@@ -83,11 +83,14 @@ pub(super) fn part(w: &mut Worker<'_>, shared: &Shared, split: Split) -> Result<
 /// The states first stored by the transitions out of `level`, in order.
 fn next_level(w: &mut Worker<'_>, shared: &Shared, level: Vec<LevelState>) -> Result<Vec<LevelState>, SimError> {
     let mut next = Vec::new();
-    for (path, snap, events) in level {
+    for (path, snap, mut events) in level {
         if shared.stopped() {
             break;
         }
-        for &event in &events {
+        // As depth-first, a state widens at most once (`Some(true)`: it will, `None`: it did).
+        let (mut at, mut widen) = (0, Some(false));
+        while let Some(&event) = events.get(at) {
+            at += 1;
             let mut prefix = Some(Vec::new());
             while let Some(p) = prefix.take() {
                 let step = w.step(&snap, 0, event, p)?;
@@ -103,11 +106,20 @@ fn next_level(w: &mut Worker<'_>, shared: &Shared, level: Vec<LevelState>) -> Re
                         shared.halt();
                         return Ok(next);
                     }
+                    if let Some(w) = widen.as_mut() {
+                        *w = true;
+                    }
                     continue;
                 };
                 if let Some(s) = w.store(&events)? {
                     next.push((reached, s, events));
                 }
+            }
+            if at == events.len() && widen == Some(true) {
+                // A violating transition explored alone is not the only one.
+                widen = None;
+                let rest = w.rest_of_events(&snap, 0, &events)?;
+                events.extend(rest);
             }
         }
     }

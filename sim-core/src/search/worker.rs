@@ -26,6 +26,10 @@ struct Frame {
     prefix: Option<Vec<u32>>,
     /// The transition that reached this state (`None` for the state the work starts at).
     edge: Option<Edge>,
+    /// Whether to explore, once its events are done, the rest of the enabled ones
+    /// ([`Worker::rest_of_events`]): `Some(true)` after a transition out of it violated while
+    /// the search goes on past violations, `None` once done (a frame widens at most once).
+    widen: Option<bool>,
 }
 
 /// What one transition did.
@@ -135,7 +139,7 @@ impl<'a> Worker<'a> {
     /// A new frame for a stored state (not the machine's current one).
     fn frame(&mut self, snap: Snapshot, events: Vec<Event>, edge: Option<Edge>) -> Frame {
         let serial = self.serial();
-        Frame { snap, serial, events, next_event: 0, prefix: Some(Vec::new()), edge }
+        Frame { snap, serial, events, next_event: 0, prefix: Some(Vec::new()), edge, widen: Some(false) }
     }
 
     /// Reaches the work's state by replaying its path from the initial state (it is stored
@@ -144,7 +148,7 @@ impl<'a> Worker<'a> {
         self.machine.restore(&self.root, &mut self.cache)?;
         for e in &work.path {
             let mut d = Decisions::enumerate(e.choices.clone());
-            self.machine.transition(e.event, &mut d, self.opts.merge_local)?;
+            self.machine.transition(e.event, &mut d, self.opts.merging())?;
         }
         let snap = self.machine.save(&mut self.cache)?;
         let events = self.events()?;
@@ -156,6 +160,24 @@ impl<'a> Worker<'a> {
     /// The events to explore from the machine's current state ([`Machine::search_events`]).
     pub(super) fn events(&mut self) -> Result<Vec<Event>, SimError> {
         self.machine.search_events(self.opts.merge_local, &self.canon, &mut self.cache)
+    }
+
+    /// The events enabled in the stored state `snap` (frame `serial`) beyond `explored`. A
+    /// state where a quiet handler step waits explores that step alone; when the step violates
+    /// and the search goes on for every kind, the other actors' events there are explored too,
+    /// since the state after the step — where they would have been — is never reached.
+    pub(super) fn rest_of_events(
+        &mut self,
+        snap: &Snapshot,
+        serial: u64,
+        explored: &[Event],
+    ) -> Result<Vec<Event>, SimError> {
+        if serial == 0 || self.at != Some(serial) {
+            self.machine.restore(snap, &mut self.cache)?;
+        }
+        self.at = (serial != 0).then_some(serial);
+        let all = self.machine.search_events(false, &self.canon, &mut self.cache)?;
+        Ok(all.into_iter().filter(|e| !explored.contains(e)).collect())
     }
 
     fn serial(&mut self) -> u64 {
@@ -190,7 +212,7 @@ impl<'a> Worker<'a> {
         }
         self.at = None;
         let mut d = Decisions::enumerate(prefix);
-        self.machine.transition(event, &mut d, self.opts.merge_local)?;
+        self.machine.transition(event, &mut d, self.opts.merging())?;
         self.transitions += 1;
         let sibling = next_sibling(d.enumerated());
         let choices = d.enumerated().iter().map(|x| x.choice).collect();
@@ -217,6 +239,13 @@ impl<'a> Worker<'a> {
                 return Ok(());
             }
             let Some(&event) = top.events.get(top.next_event) else {
+                if top.widen.take() == Some(true) {
+                    let rest = self.rest_of_events(&top.snap, top.serial, &top.events)?;
+                    if !rest.is_empty() {
+                        (top.events, top.next_event, top.prefix) = (rest, 0, Some(Vec::new()));
+                        continue;
+                    }
+                }
                 stack.pop();
                 continue;
             };
@@ -232,6 +261,9 @@ impl<'a> Worker<'a> {
             }
             let Some(events) = step.events else {
                 self.violated(&base, &stack, step.edge);
+                if let Some(widen) = stack.last_mut().and_then(|top| top.widen.as_mut()) {
+                    *widen = self.opts.all_kinds;
+                }
                 continue;
             };
             let Some(snap) = self.store(&events)? else { continue };
