@@ -237,7 +237,9 @@ impl PatchState {
         }
         self.text_mutex.hash(h);
         for k in &self.kprobes {
-            (k.registered, k.armed).hash(h);
+            // The saved instruction too: `register_kprobe()` copies it from the text as it is
+            // then, which with another client storing there depends on the order of the two.
+            (k.registered, k.armed, &k.insn).hash(h);
         }
     }
 
