@@ -46,6 +46,30 @@ pub(super) struct Edge {
 /// stays on the thread that saved it), its events.
 pub(super) type LevelState = (Vec<Edge>, crate::machine::state::Snapshot, Vec<Event>);
 
+/// Whether a stored state explores, once its events are done, the rest of the enabled ones
+/// ([`super::worker::Worker::widen`]): a state where a quiet handler step waits explores that
+/// step alone, and when it violates while the search goes on for every kind, the other actors'
+/// events there are explored too (the state after the step, where they would have been, is
+/// never reached). A state widens at most once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Widen {
+    /// Nothing out of it violated (yet).
+    Not,
+    /// A transition out of it violated, searching for every kind: widen when its events are done.
+    Due,
+    /// Widened already.
+    Done,
+}
+
+impl Widen {
+    /// A transition out of the state violated: widen if the search goes on for every kind.
+    pub(super) fn violated(&mut self, all_kinds: bool) {
+        if *self == Widen::Not && all_kinds {
+            *self = Widen::Due;
+        }
+    }
+}
+
 /// A stored state whose exploration another worker gave away: the path that reaches it.
 #[derive(Debug)]
 pub(super) struct Work {

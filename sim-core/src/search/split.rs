@@ -14,7 +14,7 @@
 //! that owns that frontier state reaches it along that path (or along another path it took
 //! first). Shards may store the same deeper state twice; the merge counts the union.
 
-use super::shared::{LevelState, Shared};
+use super::shared::{LevelState, Shared, Widen};
 use super::worker::Worker;
 use super::Counterexample;
 use crate::SimError;
@@ -87,8 +87,7 @@ fn next_level(w: &mut Worker<'_>, shared: &Shared, level: Vec<LevelState>) -> Re
         if shared.stopped() {
             break;
         }
-        // As depth-first, a state widens at most once (`Some(true)`: it will, `None`: it did).
-        let (mut at, mut widen) = (0, Some(false));
+        let (mut at, mut widen) = (0, Widen::Not);
         while let Some(&event) = events.get(at) {
             at += 1;
             let mut prefix = Some(Vec::new());
@@ -106,20 +105,17 @@ fn next_level(w: &mut Worker<'_>, shared: &Shared, level: Vec<LevelState>) -> Re
                         shared.halt();
                         return Ok(next);
                     }
-                    if let Some(w) = widen.as_mut() {
-                        *w = true;
-                    }
+                    widen.violated(true);
                     continue;
                 };
                 if let Some(s) = w.store(&events)? {
                     next.push((reached, s, events));
                 }
             }
-            if at == events.len() && widen == Some(true) {
-                // A violating transition explored alone is not the only one.
-                widen = None;
-                let rest = w.rest_of_events(&snap, 0, &events)?;
-                events.extend(rest);
+            if at == events.len() {
+                if let Some(rest) = w.widen(&mut widen, &snap, 0, &events)? {
+                    events.extend(rest);
+                }
             }
         }
     }

@@ -6,7 +6,7 @@
 //! is still in that state (the first transition out of a state just stored), and runs one
 //! event with the choices the odometer ([`super::next_sibling`]) selects.
 
-use super::shared::{Edge, LevelState, Shared, Work};
+use super::shared::{Edge, LevelState, Shared, Widen, Work};
 use super::{next_sibling, Counterexample, Options};
 use crate::decision::Decisions;
 use crate::event::Event;
@@ -26,10 +26,8 @@ struct Frame {
     prefix: Option<Vec<u32>>,
     /// The transition that reached this state (`None` for the state the work starts at).
     edge: Option<Edge>,
-    /// Whether to explore, once its events are done, the rest of the enabled ones
-    /// ([`Worker::rest_of_events`]): `Some(true)` after a transition out of it violated while
-    /// the search goes on past violations, `None` once done (a frame widens at most once).
-    widen: Option<bool>,
+    /// Whether to explore the rest of the enabled events once its own are done.
+    widen: Widen,
 }
 
 /// What one transition did.
@@ -139,7 +137,7 @@ impl<'a> Worker<'a> {
     /// A new frame for a stored state (not the machine's current one).
     fn frame(&mut self, snap: Snapshot, events: Vec<Event>, edge: Option<Edge>) -> Frame {
         let serial = self.serial();
-        Frame { snap, serial, events, next_event: 0, prefix: Some(Vec::new()), edge, widen: Some(false) }
+        Frame { snap, serial, events, next_event: 0, prefix: Some(Vec::new()), edge, widen: Widen::Not }
     }
 
     /// Reaches the work's state by replaying its path from the initial state (it is stored
@@ -162,22 +160,34 @@ impl<'a> Worker<'a> {
         self.machine.search_events(self.opts.merge_local, &self.canon, &mut self.cache)
     }
 
-    /// The events enabled in the stored state `snap` (frame `serial`) beyond `explored`. A
-    /// state where a quiet handler step waits explores that step alone; when the step violates
-    /// and the search goes on for every kind, the other actors' events there are explored too,
-    /// since the state after the step — where they would have been — is never reached.
-    pub(super) fn rest_of_events(
+    /// The events enabled in the stored state `snap` (frame `serial`, 0 for none) beyond
+    /// `explored`, the first time its exploration is due to widen ([`Widen`]); `None` if it is
+    /// not, or there are none.
+    pub(super) fn widen(
         &mut self,
+        widen: &mut Widen,
         snap: &Snapshot,
         serial: u64,
         explored: &[Event],
-    ) -> Result<Vec<Event>, SimError> {
+    ) -> Result<Option<Vec<Event>>, SimError> {
+        if *widen != Widen::Due {
+            return Ok(None);
+        }
+        *widen = Widen::Done;
+        self.reach(snap, serial)?;
+        self.at = (serial != 0).then_some(serial);
+        let all = self.machine.search_events(false, &self.canon, &mut self.cache)?;
+        let rest: Vec<Event> = all.into_iter().filter(|e| !explored.contains(e)).collect();
+        Ok((!rest.is_empty()).then_some(rest))
+    }
+
+    /// Brings the machine to the stored state `snap` (frame `serial`, 0 for none), unless it
+    /// holds it already.
+    fn reach(&mut self, snap: &Snapshot, serial: u64) -> Result<(), SimError> {
         if serial == 0 || self.at != Some(serial) {
             self.machine.restore(snap, &mut self.cache)?;
         }
-        self.at = (serial != 0).then_some(serial);
-        let all = self.machine.search_events(false, &self.canon, &mut self.cache)?;
-        Ok(all.into_iter().filter(|e| !explored.contains(e)).collect())
+        Ok(())
     }
 
     fn serial(&mut self) -> u64 {
@@ -207,9 +217,7 @@ impl<'a> Worker<'a> {
         event: Event,
         prefix: Vec<u32>,
     ) -> Result<Step, SimError> {
-        if serial == 0 || self.at != Some(serial) {
-            self.machine.restore(snap, &mut self.cache)?;
-        }
+        self.reach(snap, serial)?;
         self.at = None;
         let mut d = Decisions::enumerate(prefix);
         self.machine.transition(event, &mut d, self.opts.merging())?;
@@ -239,14 +247,11 @@ impl<'a> Worker<'a> {
                 return Ok(());
             }
             let Some(&event) = top.events.get(top.next_event) else {
-                if top.widen.take() == Some(true) {
-                    let rest = self.rest_of_events(&top.snap, top.serial, &top.events)?;
-                    if !rest.is_empty() {
-                        (top.events, top.next_event, top.prefix) = (rest, 0, Some(Vec::new()));
-                        continue;
-                    }
+                if let Some(rest) = self.widen(&mut top.widen, &top.snap, top.serial, &top.events)? {
+                    (top.events, top.next_event, top.prefix) = (rest, 0, Some(Vec::new()));
+                } else {
+                    stack.pop();
                 }
-                stack.pop();
                 continue;
             };
             let Some(prefix) = top.prefix.take() else {
@@ -261,8 +266,8 @@ impl<'a> Worker<'a> {
             }
             let Some(events) = step.events else {
                 self.violated(&base, &stack, step.edge);
-                if let Some(widen) = stack.last_mut().and_then(|top| top.widen.as_mut()) {
-                    *widen = self.opts.all_kinds;
+                if let Some(top) = stack.last_mut() {
+                    top.widen.violated(self.opts.all_kinds);
                 }
                 continue;
             };
